@@ -1,0 +1,283 @@
+"""The wire contract: every message an agent sends, and the status the collector returns.
+
+The agent owns this module (it is what the agent promises to send); the collector
+imports it to validate what arrives. ``kienco schema`` prints the JSON Schema of
+each model so agents in other languages can be written against it.
+
+Conventions, everywhere:
+- units are in the field names (``_s``, ``_pct``, ``_v``, ``_a``, ``_l``, ``_ms``,
+  ``_c``, ``_mbps``), one unit per quantity;
+- unknown is ``null``, never 0;
+- times are UTC with an explicit offset; naive times are refused;
+- ids are lowercase slugs (they become MQTT topic levels and InfluxDB tags);
+- unknown fields, wrong types, NaN/inf and physically absurd values are refused.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
+
+SCHEMA_VERSION: Literal[1] = 1
+
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
+Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN, min_length=1, max_length=64)]
+"""A short lowercase id: province, site, device, path, provider, shared-risk group."""
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+UtcTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+"""A timezone-aware time, normalised to UTC."""
+
+SiteKind = Literal["station", "power_room", "meeting_point"]
+Media = Literal["fibre", "microwave", "vsat", "cellular", "copper", "other"]
+Verdict = Literal["ready", "degraded", "not_ready", "unknown"]
+StationState = Literal[
+    "up_commercial",
+    "up_generator",
+    "up_battery",
+    "down_power",
+    "down_transport",
+    "down_damage",
+    "unknown",
+]
+Severity = Literal["info", "warning", "critical"]
+
+Pct = Annotated[float, Field(ge=0, le=100)]
+LoadPct = Annotated[float, Field(ge=0, le=300)]  # overload is real; 300 % is not
+Volts = Annotated[float, Field(ge=-1000, le=1000)]  # DC plants report -48 V
+Amps = Annotated[float, Field(ge=-10_000, le=10_000)]
+Celsius = Annotated[float, Field(ge=-60, le=150)]
+Seconds = Annotated[float, Field(ge=0, le=366 * 86_400)]
+Millis = Annotated[float, Field(ge=0, le=600_000)]
+Litres = Annotated[float, Field(ge=0, le=1_000_000)]
+Count = Annotated[int, Field(ge=0, le=2**53)]
+ErrorText = Annotated[str, StringConstraints(max_length=500)]
+
+
+class WireModel(BaseModel):
+    """Base of every wire model: strict, closed, immutable, finite."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+class PowerReading(WireModel):
+    """One power device (UPS, rectifier plant, generator controller, ATS) at one poll."""
+
+    device: Slug
+    profile: Annotated[str, StringConstraints(max_length=64)] | None = None
+    error: ErrorText | None = None
+    mains_present: bool | None = None
+    on_battery: bool | None = None
+    on_generator: bool | None = None
+    battery_status: Literal["normal", "low", "depleted", "unknown"] | None = None
+    battery_charge_pct: Pct | None = None
+    battery_runtime_s: Seconds | None = None
+    battery_voltage_v: Volts | None = None
+    battery_temperature_c: Celsius | None = None
+    battery_capacity_ah: Annotated[float, Field(ge=0, le=100_000)] | None = None
+    on_battery_for_s: Seconds | None = None
+    input_v: Volts | None = None
+    output_v: Volts | None = None
+    load_pct: LoadPct | None = None
+    load_w: Annotated[float, Field(ge=0, le=10_000_000)] | None = None
+    dc_voltage_v: Volts | None = None
+    dc_load_a: Amps | None = None
+    generator_running: bool | None = None
+    fuel_pct: Pct | None = None
+    fuel_l: Litres | None = None
+    fuel_burn_l_per_h: Annotated[float, Field(ge=0, le=10_000)] | None = None
+    alarms_count: Count | None = None
+    input_line_bads_count: Count | None = None
+
+
+class LinkReading(WireModel):
+    """One declared link path, measured over several probes in one cycle."""
+
+    path: Slug
+    media: Media
+    provider: Slug | None = None
+    srlg: tuple[Slug, ...] = ()
+    error: ErrorText | None = None
+    up: bool | None = None
+    rtt_ms: Millis | None = None
+    jitter_ms: Millis | None = None
+    loss_pct: Pct | None = None
+    probes_sent: Annotated[int, Field(ge=0, le=10_000)] = 0
+    bandwidth_up_mbps: Annotated[float, Field(ge=0, le=1_000_000)] | None = None
+    bandwidth_down_mbps: Annotated[float, Field(ge=0, le=1_000_000)] | None = None
+
+
+class HostReading(WireModel):
+    """The edge box itself."""
+
+    error: ErrorText | None = None
+    cpu_pct: Pct | None = None
+    memory_pct: Pct | None = None
+    disk_pct: Pct | None = None
+    temperature_c: Celsius | None = None
+    uptime_s: Annotated[float, Field(ge=0, le=100 * 366 * 86_400)] | None = None
+    clock_offset_ms: Annotated[float, Field(ge=-86_400_000, le=86_400_000)] | None = None
+    outbox_depth: Count | None = None
+    outbox_dropped_total: Count | None = None
+
+
+class RoomReading(WireModel):
+    """The meeting room's conference system (meeting points only)."""
+
+    error: ErrorText | None = None
+    codec_reachable: bool | None = None
+    codec_registered: bool | None = None
+    camera_ok: bool | None = None
+    microphone_ok: bool | None = None
+    speaker_ok: bool | None = None
+    display_ok: bool | None = None
+    in_call: bool | None = None
+
+
+class Report(WireModel):
+    """A periodic report: everything one poll cycle measured at one site."""
+
+    kind: Literal["report"] = "report"
+    v: Literal[1] = SCHEMA_VERSION
+    site: Slug
+    province: Slug
+    seq: Count
+    taken_at: UtcTime
+    interval_s: Annotated[float, Field(gt=0, le=86_400)]
+    power: tuple[PowerReading, ...] = ()
+    links: tuple[LinkReading, ...] = ()
+    host: HostReading | None = None
+    room: RoomReading | None = None
+
+
+EventName = Literal[
+    "on_battery", "on_mains", "battery_low", "alarm", "alarm_cleared", "test", "threshold"
+]
+
+
+class Event(WireModel):
+    """Something that should not wait for the next poll (an SNMP trap, a threshold)."""
+
+    kind: Literal["event"] = "event"
+    v: Literal[1] = SCHEMA_VERSION
+    site: Slug
+    province: Slug
+    seq: Count
+    at: UtcTime
+    event: EventName
+    device: Slug | None = None
+    detail: ErrorText | None = None
+    power: PowerReading | None = None
+
+
+class PathDecl(WireModel):
+    """A link path as the site declares it."""
+
+    path: Slug
+    media: Media
+    provider: Slug | None = None
+    srlg: tuple[Slug, ...] = ()
+
+
+class DeviceDecl(WireModel):
+    device: Slug
+    profile: Annotated[str, StringConstraints(max_length=64)]
+    role: Literal["ups", "rectifier", "generator", "ats", "router", "radio", "other"]
+
+
+HumanName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class Meta(WireModel):
+    """The retained description of a site, as its agent announces it."""
+
+    kind: Literal["meta"] = "meta"
+    v: Literal[1] = SCHEMA_VERSION
+    site: Slug
+    province: Slug
+    site_kind: SiteKind
+    name: HumanName
+    operator: Slug | None = None
+    area: Slug | None = None
+    area_name: HumanName | None = None
+    hardened: bool = False
+    site_class: Literal["ordinary", "hardened", "core"] = "ordinary"
+    latitude: Annotated[float, Field(ge=-90, le=90)] | None = None
+    longitude: Annotated[float, Field(ge=-180, le=180)] | None = None
+    paths: tuple[PathDecl, ...] = ()
+    devices: tuple[DeviceDecl, ...] = ()
+    interval_s: Annotated[float, Field(gt=0, le=86_400)]
+    agent_version: Annotated[str, StringConstraints(max_length=40)]
+    at: UtcTime
+
+
+class State(WireModel):
+    """Retained birth (``online``) or Last Will (``offline``) of an agent."""
+
+    kind: Literal["state"] = "state"
+    v: Literal[1] = SCHEMA_VERSION
+    site: Slug
+    province: Slug
+    state: Literal["online", "offline"]
+    at: UtcTime
+
+
+class Reason(WireModel):
+    """Why a site is not ready: a code, texts in Vietnamese and English, the numbers."""
+
+    rule: Slug
+    code: Slug
+    severity: Severity
+    text_vi: str
+    text_en: str
+    numbers: dict[str, float | None] = Field(default_factory=dict)
+
+
+class Status(WireModel):
+    """The verdict on one site, published retained by the collector."""
+
+    kind: Literal["status"] = "status"
+    v: Literal[1] = SCHEMA_VERSION
+    site: Slug
+    province: Slug
+    site_kind: SiteKind | None = None
+    verdict: Verdict
+    station_state: StationState
+    evaluated_at: UtcTime
+    risk_level: Annotated[int, Field(ge=0, le=5)] = 0
+    backup_hours: Annotated[float, Field(ge=0)] | None = None
+    dark_in_s: Annotated[float, Field(ge=0)] | None = None
+    independent_paths_up: Annotated[int, Field(ge=0)] | None = None
+    last_report_at: UtcTime | None = None
+    reasons: tuple[Reason, ...] = ()
+
+
+Message = Report | Event | Meta | State | Status
+MESSAGE_MODELS: dict[str, type[WireModel]] = {
+    "report": Report,
+    "event": Event,
+    "meta": Meta,
+    "state": State,
+    "status": Status,
+}
+
+def json_schemas() -> dict[str, object]:
+    """The JSON Schema of every wire message, keyed by message kind."""
+    return {name: model.model_json_schema() for name, model in MESSAGE_MODELS.items()}
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

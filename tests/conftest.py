@@ -1,0 +1,7 @@
+"""Shared fixtures. The real components are started by the plugins in tests/support/."""
+
+pytest_plugins = [
+    "tests.support.mosquitto",
+    "tests.support.influx",
+    "tests.support.snmpsim",
+]
