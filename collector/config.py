@@ -1,0 +1,96 @@
+"""The collector's config (YAML), validated at start like the agent's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from agent.config_errors import load_yaml_model
+from agent.secrets import SecretRef
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CollectorBroker(_Strict):
+    url: str = "mqtt://127.0.0.1:1883"
+    username: str | None = "collector"
+    password: SecretRef | None = None
+    ca_file: Path | None = None
+    client_id: str = Field(
+        default="kienco-collector", description="stable: the broker keeps its session by this id"
+    )
+    topic_filter: str = "kienco/v1/+/+/#"
+    protocol: Literal[5, 4] = 5
+    session_expiry_s: Annotated[int, Field(ge=0)] = 14 * 86_400
+    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError("use mqtt://host:port or mqtts://host:port")
+        return value
+
+    @field_validator("topic_filter")
+    @classmethod
+    def _filter(cls, value: str) -> str:
+        if not value.startswith("kienco/v1/"):
+            raise ValueError("the filter must start with kienco/v1/ (e.g. kienco/v1/hp/#)")
+        return value
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts"
+
+
+class InfluxConfig(_Strict):
+    url: str = "http://127.0.0.1:8086"
+    database: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")] = "kienco"
+    username: str | None = None
+    password: SecretRef | None = None
+    timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    retry_attempts: Annotated[int, Field(ge=1, le=20)] = 3
+    spool_max_bytes: Annotated[int, Field(ge=1_000_000)] = 1024**3
+
+
+class Limits(_Strict):
+    max_payload_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 64 * 1024
+    future_tolerance_s: Annotated[float, Field(ge=0, le=86_400)] = 300.0
+
+
+class BatchConfig(_Strict):
+    max_messages: Annotated[int, Field(ge=1, le=60_000)] = 2000
+    max_delay_s: Annotated[float, Field(gt=0, le=60)] = 0.25
+
+
+class HttpListen(_Strict):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 9108
+
+
+class CollectorConfig(_Strict):
+    broker: CollectorBroker = CollectorBroker()
+    influx: InfluxConfig = InfluxConfig()
+    data_dir: Path = Path("/var/lib/kienco-collector")
+    limits: Limits = Limits()
+    batch: BatchConfig = BatchConfig()
+    metrics: HttpListen = HttpListen()
+
+
+def load_collector_config(path: Path) -> CollectorConfig:
+    return load_yaml_model(path, CollectorConfig)

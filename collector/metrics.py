@@ -1,0 +1,58 @@
+"""The collector's own metrics, in Prometheus format (prometheus_client)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+from collector.decode import REJECT_REASONS
+
+
+class CollectorMetrics:
+    """One registry per collector, so several can live in one process (tests, demo)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.received = Counter("kienco_messages_received", "MQTT messages received", registry=r)
+        self.accepted = Counter(
+            "kienco_messages_accepted", "Messages that passed validation", ["kind"], registry=r
+        )
+        self.rejected = Counter(
+            "kienco_messages_rejected",
+            "Messages rejected and kept in the dead-letter store",
+            ["reason"],
+            registry=r,
+        )
+        for reason in REJECT_REASONS:
+            self.rejected.labels(reason)
+        self.points_written = Counter(
+            "kienco_points_written", "Points InfluxDB accepted", registry=r
+        )
+        self.points_refused = Counter(
+            "kienco_points_refused", "Points InfluxDB refused (partial writes)", registry=r
+        )
+        self.batches_spooled = Counter(
+            "kienco_batches_spooled", "Batches put in the disk spool", registry=r
+        )
+        self.batches_drained = Counter(
+            "kienco_batches_drained", "Spooled batches written later", registry=r
+        )
+        self.acked = Counter(
+            "kienco_messages_acked", "Messages acknowledged to the broker", registry=r
+        )
+        self.lag = Gauge(
+            "kienco_report_lag_seconds",
+            "Receive time minus the newest accepted report's taken_at",
+            registry=r,
+        )
+        self.pending = Gauge(
+            "kienco_pending_messages", "Messages waiting for a durable write", registry=r
+        )
+        self.spool_depth = Gauge("kienco_spool_batches", "Batches in the spool", registry=r)
+        self.sites = Gauge("kienco_sites", "Sites in the collector's state", registry=r)
+        self.connected = Gauge("kienco_broker_connected", "1 when connected", registry=r)
+
+    def serve(self, host: str, port: int) -> int:
+        """Serve /metrics; returns the bound port (port 0 picks a free one)."""
+        server, _ = start_http_server(port, addr=host, registry=self.registry)
+        return int(server.server_address[1])

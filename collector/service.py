@@ -1,0 +1,281 @@
+"""The collector: subscribe, validate, keep site state, write durably, then acknowledge.
+
+Threads: paho's network thread decodes each message and queues its points;
+the writer thread batches them (by count and time), makes the batch durable
+(InfluxDB, or the disk spool), and only then acknowledges the batch's messages
+to the broker. A collector killed at any moment loses nothing: unacknowledged
+messages are redelivered by the broker (persistent session), and writing the
+same point twice stores it once.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from agent.wire import Event, Meta, Report, State, utc_now
+from collector.config import CollectorConfig
+from collector.deadletter import DeadLetterStore
+from collector.decode import Decoded, Ignored, Rejected, decode
+from collector.influx import InfluxV1Client
+from collector.line_protocol import encode_many
+from collector.metrics import CollectorMetrics
+from collector.points import event_points, report_points, state_points
+from collector.spool import Spool
+from collector.state import SiteStates
+from collector.writer import InfluxWriter
+
+log = logging.getLogger("kienco.collector")
+
+SiteChanged = Callable[[str], None]
+
+
+@dataclass(slots=True)
+class _Pending:
+    lines: str
+    mid: int
+    qos: int
+    generation: int
+
+
+class Collector:
+    """``start()``, then ``stop()``; ``on_site_changed`` hooks the rules engine."""
+
+    def __init__(
+        self,
+        config: CollectorConfig,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        on_site_changed: SiteChanged | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.metrics = CollectorMetrics()
+        self.states = SiteStates()
+        self.on_site_changed = on_site_changed
+        data = config.data_dir
+        data.mkdir(parents=True, exist_ok=True)
+        self.dead_letters = DeadLetterStore(data / "deadletter.sqlite")
+        influx = config.influx
+        self.influx = InfluxV1Client(
+            influx.url,
+            influx.database,
+            username=influx.username,
+            password=influx.password.reveal() if influx.password else None,
+            timeout_s=influx.timeout_s,
+        )
+        self.spool = Spool(data / "spool.sqlite", max_bytes=influx.spool_max_bytes)
+        self.writer = InfluxWriter(self.influx, self.spool, attempts=influx.retry_attempts)
+        self._pending: list[_Pending] = []
+        self._pending_lock = threading.Lock()
+        self._flush_now = threading.Event()
+        self._stopping = threading.Event()
+        self._generation = 0
+        self._connected = threading.Event()
+        self._writer_thread = threading.Thread(target=self._writer_loop, name="influx-writer")
+        self.client = self._make_client()
+        self.metrics_port: int | None = None
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    def start(self, *, serve_metrics: bool = True) -> None:
+        try:
+            self.influx.create_database()
+        except Exception as exc:  # InfluxDB down at start: spool until it returns
+            log.warning("InfluxDB %s not reachable at start (%s); spooling", self.config.influx.url, exc)
+        if serve_metrics:
+            self.metrics_port = self.metrics.serve(self.config.metrics.host, self.config.metrics.port)
+        self._writer_thread.start()
+        broker = self.config.broker
+        properties = None
+        if broker.protocol == 5:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = broker.session_expiry_s
+            # Let the broker keep a whole batch in flight while we make it durable.
+            properties.ReceiveMaximum = 65535
+        self.client.connect_async(
+            broker.host,
+            broker.port,
+            keepalive=broker.keepalive_s,
+            clean_start=False if broker.protocol == 5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=properties,
+        )
+        self.client.loop_start()
+
+    def wait_connected(self, timeout_s: float = 10.0) -> bool:
+        return self._connected.wait(timeout_s)
+
+    def stop(self) -> None:
+        """Flush what is pending (durably, then acknowledged) and disconnect."""
+        self._stopping.set()
+        self._flush_now.set()
+        if self._writer_thread.is_alive():
+            self._writer_thread.join(timeout=60)
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.dead_letters.close()
+
+    # --- MQTT ----------------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        broker = self.config.broker
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=broker.client_id,
+            protocol=mqtt.MQTTv5 if broker.protocol == 5 else mqtt.MQTTv311,
+            clean_session=None if broker.protocol == 5 else False,
+            manual_ack=True,
+        )
+        if broker.username:
+            password = broker.password.reveal() if broker.password else None
+            client.username_pw_set(broker.username, password)
+        if broker.tls:
+            client.tls_set_context(
+                ssl.create_default_context(cafile=str(broker.ca_file) if broker.ca_file else None)
+            )
+        client.max_inflight_messages_set(1000)
+        client.reconnect_delay_set(1, 60)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _on_connect(self, client: mqtt.Client, _u: object, _f: object, reason: object, _p: object) -> None:
+        if getattr(reason, "is_failure", False):
+            log.error("broker refused the connection: %s", reason)
+            return
+        self._generation += 1
+        client.subscribe(self.config.broker.topic_filter, qos=1)
+        self.metrics.connected.set(1)
+        self._connected.set()
+        log.info("subscribed to %s", self.config.broker.topic_filter)
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, reason: object, _p: object) -> None:
+        self.metrics.connected.set(0)
+        self._connected.clear()
+        if not self._stopping.is_set():
+            log.warning("disconnected from the broker: %s; reconnecting", reason)
+
+    def _on_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        try:
+            self.handle(msg.topic, msg.payload, msg.mid, msg.qos)
+        except Exception:  # nothing crashes the loop; the message stays unacknowledged
+            log.exception("unexpected error handling a message on %s", msg.topic)
+
+    def handle(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+        """Decode one message and queue its points (or dead-letter it)."""
+        self.metrics.received.inc()
+        now = self.clock()
+        limits = self.config.limits
+        result = decode(
+            topic,
+            payload,
+            now=now,
+            max_bytes=limits.max_payload_bytes,
+            future_tolerance_s=limits.future_tolerance_s,
+        )
+        if isinstance(result, Rejected):
+            self.dead_letters.put(
+                received_at=now, topic=topic, reason=result.reason, detail=result.detail,
+                payload=payload,
+            )
+            self.metrics.rejected.labels(result.reason).inc()
+            log.warning("rejected %s: %s: %s", topic, result.reason, result.detail)
+            self._ack(mid, qos)
+            return
+        if isinstance(result, Ignored):
+            self._ack(mid, qos)
+            return
+        lines = self._apply(result, now)
+        with self._pending_lock:
+            self._pending.append(_Pending(lines, mid, qos, self._generation))
+            full = len(self._pending) >= self.config.batch.max_messages
+        if full:
+            self._flush_now.set()
+
+    def _apply(self, decoded: Decoded, now: datetime) -> str:
+        message = decoded.message
+        self.metrics.accepted.labels(message.kind).inc()
+        if isinstance(message, Report):
+            changed = self.states.apply_report(message)
+            self.metrics.lag.set((now - message.taken_at).total_seconds())
+            state = self.states.get(message.site)
+            kind = state.site_kind if state else None
+            points = report_points(message, site_kind=kind)
+        elif isinstance(message, Event):
+            changed = self.states.apply_event(message)
+            points = event_points(message)
+        elif isinstance(message, Meta):
+            changed = self.states.apply_meta(message)
+            points = []
+        else:
+            assert isinstance(message, State)
+            changed = self.states.apply_state(message)
+            points = state_points(message)
+        self.metrics.sites.set(len(self.states))
+        if changed and self.on_site_changed is not None:
+            self.on_site_changed(message.site)
+        return encode_many(points)
+
+    def _ack(self, mid: int, qos: int) -> None:
+        if qos > 0:
+            self.client.ack(mid, qos)
+        self.metrics.acked.inc()
+
+    # --- durable writes --------------------------------------------------------------
+
+    def _writer_loop(self) -> None:
+        delay = self.config.batch.max_delay_s
+        while True:
+            self._flush_now.wait(delay)
+            self._flush_now.clear()
+            with self._pending_lock:
+                batch, self._pending = self._pending, []
+            self.metrics.pending.set(len(batch))
+            if batch:
+                self._flush(batch)
+            elif self.spool.depth():
+                self._drain_spool()
+            if self._stopping.is_set() and not self._pending:
+                return
+
+    def _flush(self, batch: list[_Pending]) -> None:
+        lines = "\n".join(p.lines for p in batch if p.lines)
+        while True:
+            try:
+                outcome = self.writer.write_durably(lines) if lines else None
+                break
+            except Exception:  # the spool itself failed (disk full?): keep trying, never ack
+                log.exception("could not make a batch durable; retrying in 5 s")
+                time.sleep(5)
+        if outcome is not None:
+            self._count(outcome)
+        generation = self._generation
+        for pending in batch:
+            # A message from an earlier connection must not be acked on this one: its
+            # packet id may now belong to another message. The broker redelivers it.
+            if pending.generation == generation:
+                self._ack(pending.mid, pending.qos)
+
+    def _count(self, outcome: object) -> None:
+        self.metrics.points_written.inc(getattr(outcome, "written_points", 0))
+        self.metrics.points_refused.inc(getattr(outcome, "refused_points", 0))
+        if getattr(outcome, "spooled", False):
+            self.metrics.batches_spooled.inc()
+        self.metrics.spool_depth.set(self.spool.depth())
+
+    def _drain_spool(self) -> None:
+        drained = self.writer.drain_spool(max_batches=10)
+        if drained:
+            self.metrics.batches_drained.inc(drained)
+        self.metrics.spool_depth.set(self.spool.depth())

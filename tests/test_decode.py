@@ -1,0 +1,77 @@
+"""Every way a message can be wrong is rejected with its reason; good ones pass."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from collector.decode import Decoded, Ignored, Rejected, decode
+
+NOW = datetime(2024, 9, 7, 9, 0, tzinfo=UTC)
+TOPIC = "kienco/v1/hp/hp-bts-001/report"
+
+
+def _report(**overrides: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "kind": "report", "v": 1, "site": "hp-bts-001", "province": "hp", "seq": 7,
+        "taken_at": "2024-09-07T08:59:30Z", "interval_s": 30.0,
+        "power": [{"device": "ups1", "battery_charge_pct": 81.0, "on_battery": True}],
+        "links": [{"path": "fibre-a", "media": "fibre", "up": True, "rtt_ms": 12.5}],
+    }
+    body.update(overrides)
+    return body
+
+
+def _decode(topic: str, payload: bytes | dict[str, object]) -> Decoded | Rejected | Ignored:
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return decode(topic, raw, now=NOW, max_bytes=4096, future_tolerance_s=300)
+
+
+def test_a_good_report_is_accepted_in_utc() -> None:
+    result = _decode(TOPIC, _report(taken_at="2024-09-07T15:59:30+07:00"))
+    assert isinstance(result, Decoded)
+    assert result.message.taken_at == datetime(2024, 9, 7, 8, 59, 30, tzinfo=UTC)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "reason", "says"),
+    [
+        (TOPIC, b"{not json", "invalid_json", "JSON"),
+        (TOPIC, b"x" * 5000, "oversized", "5000 bytes"),
+        ("kienco/v1/hp/Bad Site/report", _report(), "bad_topic", "slug"),
+        ("other/hp/hp-bts-001/report", _report(), "bad_topic", "kienco/v1"),
+        (TOPIC, _report(extra_field=1), "schema", "extra_field"),
+        (TOPIC, _report(seq="7"), "schema", "seq"),
+        (TOPIC, _report(taken_at="2024-09-07T08:59:30"), "schema", "timezone"),
+        (TOPIC, _report(power=[{"device": "ups1", "battery_charge_pct": 180.0}]), "schema",
+         "battery_charge_pct"),
+        (TOPIC, b'{"kind":"report","v":1,"site":"hp-bts-001","province":"hp","seq":1,'
+                b'"taken_at":"2024-09-07T08:59:30Z","interval_s":NaN}', "schema", "finite"),
+        (TOPIC, _report(v=2), "schema", "v"),
+        (TOPIC, _report(site="qn-bts-002"), "site_mismatch", "qn-bts-002"),
+        (TOPIC, _report(province="qn"), "site_mismatch", "qn"),
+        (TOPIC, _report(taken_at="2024-09-07T09:30:00Z"), "future_timestamp", "clock"),
+        ("kienco/v1/hp/hp-bts-001/event", _report(), "schema", ""),
+    ],
+    ids=[
+        "not-json", "oversized", "topic-not-slug", "topic-foreign", "unknown-field",
+        "wrong-type", "naive-time", "absurd-value", "nan", "future-version", "site-mismatch",
+        "province-mismatch", "from-the-future", "report-on-event-topic",
+    ],
+)
+def test_rejections(topic: str, payload: bytes | dict[str, object], reason: str, says: str) -> None:
+    result = _decode(topic, payload)
+    assert isinstance(result, Rejected), result
+    assert result.reason == reason
+    assert says in result.detail
+
+
+def test_our_own_status_messages_are_ignored() -> None:
+    assert isinstance(_decode("kienco/v1/hp/hp-bts-001/status", b"{}"), Ignored)
+
+
+def test_small_clock_skew_is_tolerated() -> None:
+    ahead = (NOW + timedelta(seconds=60)).isoformat()
+    assert isinstance(_decode(TOPIC, _report(taken_at=ahead)), Decoded)
