@@ -77,3 +77,15 @@ class AckingClient(aiomqtt.Client):
         reason = self._reasons.pop(mid, None)
         if reason is not None and reason.is_failure:
             raise PublishRefused(topic, reason.value, str(reason))
+
+    async def wait_or_disconnect(self, event: asyncio.Event, timeout: float) -> None:
+        """Wait for ``event`` or ``timeout``; raise MqttError at once if the connection drops."""
+        waiter = asyncio.ensure_future(event.wait())
+        try:
+            await asyncio.wait(
+                {waiter, self._disconnected}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            waiter.cancel()
+        if self._disconnected.done():
+            raise aiomqtt.MqttError("connection lost")

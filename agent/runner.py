@@ -192,12 +192,6 @@ class Agent:
                     log.info("connected to %s", broker.url)
                     await self._announce(client)
                     await self._drain(client, stop)
-            except PublishRefused as exc:
-                log.error(
-                    "BROKER REFUSED the birth/meta message (%s); check this agent's "
-                    "username and the broker ACL (pattern write kienco/v1/+/%%u/#)",
-                    exc,
-                )
             except (aiomqtt.MqttError, OSError) as exc:
                 log.warning("broker %s: %s", broker.url, exc)
             finally:
@@ -211,19 +205,29 @@ class Agent:
         now = self._clock()
         province, site = self.config.province, self.config.site
         online = State(site=site, province=province, state="online", at=now)
-        await client.publish_acked(topic(province, site, "state"), encode(online), retain=True)
         meta = meta_message(self.config, now)
-        await client.publish_acked(topic(province, site, "meta"), encode(meta), retain=True)
+        try:
+            await client.publish_acked(topic(province, site, "state"), encode(online), retain=True)
+            await client.publish_acked(topic(province, site, "meta"), encode(meta), retain=True)
+        except PublishRefused as exc:
+            # Reports will be refused too; the drain keeps them and says so at each retry.
+            self.refused_total += 1
+            log.error(
+                "BROKER REFUSED the birth/meta message (%s): this agent logs in as %r; the "
+                "broker ACL lets a user write only kienco/v1/+/<username>/... topics",
+                exc,
+                self.config.mqtt_username,
+            )
 
     async def _drain(self, client: AckingClient, stop: asyncio.Event) -> None:
+        """Publish the outbox until stopped; raise on a lost connection (the caller reconnects)."""
         backlog_end = self.outbox.last_id()
         refused_backoff = Backoff(self.config.broker.reconnect_min_s, 300.0)
         while not stop.is_set():
             batch = self.outbox.take(self.config.outbox.drain_batch, fresh_after=backlog_end)
             if not batch:
                 self._new_data.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._new_data.wait(), 5.0)
+                await client.wait_or_disconnect(self._new_data, 30.0)
                 continue
             results = await asyncio.gather(
                 *(client.publish_acked(e.topic, e.payload, retain=e.retain) for e in batch),

@@ -57,6 +57,8 @@ class Broker:
             "log_dest stderr",
             "log_type error",
             "log_type warning",
+            # As root Mosquitto drops to user "mosquitto", which cannot read pytest's tmp dirs.
+            "user root",
         ]
         if self.users is None:
             lines.append("allow_anonymous true")
