@@ -25,7 +25,10 @@ from agent.cycle import Probes, poll_once
 from agent.mqtt_client import AckingClient, PublishRefused
 from agent.outbox import Outbox
 from agent.topics import topic
-from agent.wire import Meta, State, utc_now
+from agent.wire import Meta, Report, State, utc_now
+
+Measure = Callable[[int, datetime], Awaitable[Report]]
+"""Produces the report for (seq, taken_at): the probes by default, a simulated site in the demo."""
 
 log = logging.getLogger("kienco.agent")
 
@@ -74,8 +77,12 @@ class Agent:
         outbox: Outbox | None = None,
         clock: Callable[[], datetime] = utc_now,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        measure: Measure | None = None,
+        meta: Callable[[datetime], Meta] | None = None,
     ) -> None:
         self.config = config
+        self._measure = measure or self._probe
+        self._meta = meta or (lambda now: meta_message(config, now))
         self.probes = probes or Probes.default()
         self.outbox = outbox or Outbox(
             config.outbox.path,
@@ -111,19 +118,22 @@ class Agent:
     async def poll_and_store(self) -> None:
         """One poll cycle into the outbox (stored before any publish is tried)."""
         seq = self.outbox.reserve_seq()
-        report = await poll_once(
-            self.config,
-            self.probes,
-            seq=seq,
-            now=self._clock(),
-            outbox_depth=self.outbox.depth(),
-            outbox_dropped_total=self.outbox.dropped_total(),
-        )
+        report = await self._measure(seq, self._clock())
         self.outbox.add(
             topic(self.config.province, self.config.site, "report"),
             report.model_dump_json(exclude_none=True).encode(),
         )
         self._new_data.set()
+
+    async def _probe(self, seq: int, now: datetime) -> Report:
+        return await poll_once(
+            self.config,
+            self.probes,
+            seq=seq,
+            now=now,
+            outbox_depth=self.outbox.depth(),
+            outbox_dropped_total=self.outbox.dropped_total(),
+        )
 
     async def _poll_loop(self, stop: asyncio.Event) -> None:
         interval = self.config.interval_s
@@ -205,7 +215,7 @@ class Agent:
         now = self._clock()
         province, site = self.config.province, self.config.site
         online = State(site=site, province=province, state="online", at=now)
-        meta = meta_message(self.config, now)
+        meta = self._meta(now)
         try:
             await client.publish_acked(topic(province, site, "state"), encode(online), retain=True)
             await client.publish_acked(topic(province, site, "meta"), encode(meta), retain=True)
