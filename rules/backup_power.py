@@ -1,0 +1,128 @@
+"""Backup power hours: how long the site runs if the grid fails now, against its class.
+
+With the grid present the hours are "if the grid failed now": battery plus the fuel
+of an idle generator (assumed to start). With the grid gone they are what is left
+from now (``dark_in_s``); a generator that is not running is not counted then, and
+says so. How autonomy is estimated, and why a vendor runtime may be ignored, is in
+``rules/autonomy.py``.
+
+Where the ``meeting`` rule also runs (meeting points), the hours are judged against
+the meeting by that rule; this one then reports only the power state and the
+per-device notes, so one shortfall never gives two reasons.
+"""
+
+from __future__ import annotations
+
+from rules.autonomy import BatteryEstimate, PowerAssessment
+from rules.context import RuleContext, hours
+from rules.findings import Finding, severity_for_hours
+
+
+def _numbers(ctx: RuleContext) -> dict[str, float | None]:
+    p, target = ctx.power, ctx.thresholds.backup
+    weakest = _weakest(p)
+    return {
+        "backup_h": hours(p.backup_s),
+        "required_h": target.warn_below_h,
+        "critical_h": target.critical_below_h,
+        "dark_in_s": p.dark_in_s,
+        "battery_s": p.battery_s,
+        "battery_h": hours(p.battery_s),
+        "generator_s": p.generator_s,
+        "battery_ups_s": weakest.ups_s if weakest else None,
+        "battery_model_s": weakest.model_s if weakest else None,
+        "battery_slope_s": weakest.slope_s if weakest else None,
+        # 1 when the discharge trend was more pessimistic than the UPS/model estimate
+        "slope_used": (1.0 if weakest.basis == "slope" else 0.0) if weakest else None,
+        "burn_assumed": 1.0 if p.burn_assumed else 0.0,
+        "lower_bound": 1.0 if p.lower_bound else 0.0,
+    }
+
+
+def _weakest(p: PowerAssessment) -> BatteryEstimate | None:
+    known = [b for b in p.batteries if b.seconds is not None]
+    return min(known, key=lambda b: b.seconds or 0.0) if known else None
+
+
+def _device_notes(ctx: RuleContext) -> list[Finding]:
+    notes: list[Finding] = []
+    ratio = ctx.thresholds.runtime.optimistic_ratio
+    for device, error in ctx.power.errors:
+        labels = {"device": device, "error": error}
+        notes.append(ctx.finding("backup_power", "warning", "power_probe_error", labels=labels))
+    for b in ctx.power.batteries:
+        if b.ups_untrusted:
+            notes.append(
+                ctx.finding(
+                    "backup_power",
+                    "info",
+                    "runtime_untrusted",
+                    {"runtime_s": b.ups_raw_s, "model_s": b.model_s},
+                    {"device": b.device},
+                )
+            )
+        if b.ups_s is not None and b.slope_s is not None and b.slope_s < ratio * b.ups_s:
+            notes.append(
+                ctx.finding(
+                    "backup_power",
+                    "info",
+                    "battery_estimate_optimistic",
+                    {"ups_s": b.ups_s, "slope_s": b.slope_s},
+                    {"device": b.device},
+                )
+            )
+    return notes
+
+
+def _grid_gone(ctx: RuleContext, numbers: dict[str, float | None]) -> Finding | None:
+    p, target = ctx.power, ctx.thresholds.backup
+    if p.mode == "down":
+        return None  # station_state says it, once
+    if p.dark_in_s is None:
+        code = "on_battery_runtime_unknown" if p.mode == "battery" else "on_generator_fuel_unknown"
+        return ctx.finding("backup_power", "warning", code, numbers, impact="unknown")
+    severity = severity_for_hours(p.dark_in_s / 3600, target.warn_below_h, target.critical_below_h)
+    if p.mode == "generator":
+        if p.generator_s is None:
+            return ctx.finding("backup_power", "warning", "on_generator_fuel_unknown", numbers)
+        return ctx.finding("backup_power", severity, "on_generator", numbers)
+    if p.generator_present and p.generator_running is False:
+        # it should have started: that is an alarm even with hours of battery left
+        return ctx.finding(
+            "backup_power",
+            "critical" if severity == "critical" else "warning",
+            "on_battery_generator_stopped",
+            numbers,
+        )
+    code = "on_battery" if p.generator_present else "on_battery_no_generator"
+    return ctx.finding("backup_power", severity, code, numbers)
+
+
+def _grid_present(ctx: RuleContext, numbers: dict[str, float | None]) -> Finding | None:
+    p, target = ctx.power, ctx.thresholds.backup
+    if p.backup_s is None:
+        return ctx.finding("backup_power", "warning", "backup_hours_unknown", impact="unknown")
+    backup_h = p.backup_s / 3600
+    if backup_h >= target.warn_below_h:
+        return None
+    if p.lower_bound and p.generator_present and p.generator_s is None:
+        return ctx.finding("backup_power", "warning", "generator_autonomy_unknown", numbers)
+    severity = severity_for_hours(backup_h, target.warn_below_h, target.critical_below_h)
+    code = "backup_hours_critical" if severity == "critical" else "backup_hours_short"
+    return ctx.finding("backup_power", severity, code, numbers)
+
+
+def check(ctx: RuleContext) -> tuple[Finding, ...]:
+    judged_by_meeting = "meeting" in ctx.thresholds.rules
+    if not ctx.power.has_data:
+        if judged_by_meeting:
+            return ()
+        return (ctx.finding("backup_power", "warning", "backup_hours_unknown", impact="unknown"),)
+    numbers = _numbers(ctx)
+    main: Finding | None = None
+    if ctx.power.mode in ("battery", "generator", "down"):
+        main = _grid_gone(ctx, numbers)
+    elif not judged_by_meeting:
+        main = _grid_present(ctx, numbers)
+    notes = _device_notes(ctx)
+    return tuple(([main] if main is not None else []) + notes)

@@ -1,0 +1,81 @@
+"""Freshness: a site that stopped reporting, or whose Will fired, is unknown.
+
+Judged by ``last_report_at`` — the newest report ever received — so a report replayed
+late from an outbox neither raises a false alarm nor clears a real one. A report
+stamped slightly in the future (clock skew) is fresh, its age taken as 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from agent.wire import Severity
+from rules.findings import Finding
+from rules.policy import FreshnessPolicy
+from rules.snapshot import SiteSnapshot
+
+FreshnessState = Literal["fresh", "stale", "offline", "never"]
+
+
+@dataclass(frozen=True, slots=True)
+class FreshnessResult:
+    state: FreshnessState
+    age_s: float | None
+    findings: tuple[Finding, ...] = ()
+
+    @property
+    def fresh(self) -> bool:
+        return self.state == "fresh"
+
+
+def interval_s(snapshot: SiteSnapshot, policy: FreshnessPolicy) -> float:
+    return snapshot.interval_s or policy.default_interval_s
+
+
+def stale_after_s(snapshot: SiteSnapshot, policy: FreshnessPolicy) -> float:
+    return policy.stale_intervals * interval_s(snapshot, policy)
+
+
+def _seconds(later: datetime, earlier: datetime | None) -> float | None:
+    return None if earlier is None else (later - earlier).total_seconds()
+
+
+def _age(later: datetime, earlier: datetime | None) -> float | None:
+    seconds = _seconds(later, earlier)
+    return None if seconds is None else max(0.0, seconds)
+
+
+def check(snapshot: SiteSnapshot, policy: FreshnessPolicy, now: datetime) -> FreshnessResult:
+    site = snapshot.site
+    age = _seconds(now, snapshot.last_report_at)
+    stale_after = stale_after_s(snapshot, policy)
+    # a long reporting interval must not make a silent-but-on-schedule site "offline"
+    offline_after = max(stale_after, policy.offline_after_s)
+    numbers: dict[str, float | None] = {
+        "age_s": _age(now, snapshot.last_report_at),
+        "interval_s": interval_s(snapshot, policy),
+        "stale_after_s": stale_after,
+    }
+    if snapshot.online is False:
+        numbers["offline_for_s"] = _age(now, snapshot.state_at)
+        finding = Finding("freshness", site, "critical", "agent_offline", numbers, impact="unknown")
+        return FreshnessResult("offline", numbers["age_s"], (finding,))
+    if age is None:
+        finding = Finding("freshness", site, "warning", "no_report_yet", numbers, impact="unknown")
+        return FreshnessResult("never", None, (finding,))
+    if age > stale_after:
+        offline = age > offline_after
+        seen = _age(now, snapshot.last_seen_at)
+        numbers["seen_s"] = seen
+        # messages still arrive but all are old: an outbox draining its backlog
+        code = "report_backlog" if seen is not None and seen <= stale_after else "no_recent_report"
+        severity: Severity = "critical" if offline else "warning"
+        finding = Finding("freshness", site, severity, code, numbers, impact="unknown")
+        return FreshnessResult("offline" if offline else "stale", age, (finding,))
+    findings: tuple[Finding, ...] = ()
+    if -age > policy.future_tolerance_s:
+        ahead = {"ahead_s": -age, "future_tolerance_s": policy.future_tolerance_s}
+        findings = (Finding("freshness", site, "info", "clock_ahead", ahead),)
+    return FreshnessResult("fresh", max(0.0, age), findings)

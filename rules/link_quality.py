@@ -1,0 +1,71 @@
+"""Link quality: the best up path against what an HD video meeting needs.
+
+A path passes when its round-trip time and loss are measured and within limits and
+its jitter and bandwidth, when measured, are too. One passing path is enough. If none
+passes, the reasons are those of the best path (fewest limits broken, then lowest
+round-trip time), one finding per broken limit. No up path: nothing to say here
+(``multipath`` says it).
+"""
+
+from __future__ import annotations
+
+from rules.context import RuleContext
+from rules.findings import Finding
+from rules.paths import PathInfo
+from rules.policy import LinkQualityPolicy
+
+Numbers = dict[str, float | None]
+Violation = tuple[str, Numbers]
+
+
+def violations(path: PathInfo, limits: LinkQualityPolicy) -> list[Violation]:
+    found: list[Violation] = []
+    if path.rtt_ms is not None and path.rtt_ms > limits.max_rtt_ms:
+        numbers: Numbers = {"rtt_ms": path.rtt_ms, "max_rtt_ms": limits.max_rtt_ms}
+        found.append(("link_rtt_high", numbers))
+    if path.jitter_ms is not None and path.jitter_ms > limits.max_jitter_ms:
+        numbers = {"jitter_ms": path.jitter_ms, "max_jitter_ms": limits.max_jitter_ms}
+        found.append(("link_jitter_high", numbers))
+    if path.loss_pct is not None and path.loss_pct > limits.max_loss_pct:
+        numbers = {"loss_pct": path.loss_pct, "max_loss_pct": limits.max_loss_pct}
+        found.append(("link_loss_high", numbers))
+    up, down = path.bandwidth_up_mbps, path.bandwidth_down_mbps
+    min_up, min_down = limits.min_bandwidth_up_mbps, limits.min_bandwidth_down_mbps
+    if (up is not None and min_up is not None and up < min_up) or (
+        down is not None and min_down is not None and down < min_down
+    ):
+        numbers = {
+            "up_mbps": up,
+            "down_mbps": down,
+            "min_up_mbps": min_up,
+            "min_down_mbps": min_down,
+        }
+        found.append(("link_bandwidth_low", numbers))
+    return found
+
+
+def _measured(path: PathInfo) -> bool:
+    return path.rtt_ms is not None and path.loss_pct is not None
+
+
+def check(ctx: RuleContext) -> tuple[Finding, ...]:
+    limits = ctx.thresholds.link
+    up = ctx.paths.up
+    if not up:
+        return ()
+    judged = [(p, violations(p, limits)) for p in up]
+    if any(_measured(p) and not broken for p, broken in judged):
+        return ()
+    measured = [(p, broken) for p, broken in judged if broken or _measured(p)]
+    if not measured:
+        numbers = {"paths_up": len(up)}
+        return (
+            ctx.finding(
+                "link_quality", "warning", "link_quality_unknown", numbers, impact="unknown"
+            ),
+        )
+    best, broken = min(measured, key=lambda pb: (len(pb[1]), pb[0].rtt_ms or 0.0, pb[0].path))
+    labels = {"path": best.path, "media": best.media}
+    return tuple(
+        ctx.finding("link_quality", "warning", code, nums, labels) for code, nums in broken
+    )

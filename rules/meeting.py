@@ -1,0 +1,98 @@
+"""Meeting readiness of a meeting point (điểm cầu): power for the meeting, room devices.
+
+This rule checks what is particular to a meeting: power for the meeting's duration
+with margin (and the UPS bridge to the generator), and the room's devices. Paths and
+link quality are the ``multipath`` and ``link_quality`` rules' findings; together they
+give the verdict (``findings.verdict_of``): any blocking reason → ``not_ready``;
+exactly one single point of failure (one independent path, UPS-only power, a short
+UPS bridge) or one degradation, the rest fine → ``degraded``; two → ``not_ready``; a
+check that cannot be made → ``unknown``. Every reason that applies is returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from agent.wire import RoomReading
+from rules.context import RuleContext, hours
+from rules.findings import Finding
+from rules.policy import RoomCheck
+
+FAULT_CODES: Mapping[RoomCheck, str] = MappingProxyType(
+    {
+        "codec_reachable": "codec_unreachable",
+        "codec_registered": "codec_not_registered",
+        "camera_ok": "camera_fault",
+        "microphone_ok": "microphone_fault",
+        "speaker_ok": "speaker_fault",
+        "display_ok": "display_fault",
+    }
+)
+
+
+def _power(ctx: RuleContext) -> list[Finding]:
+    p, meeting = ctx.power, ctx.thresholds.meeting
+    if p.mode == "down":
+        return []  # station_state says it, once
+    needed_s = ctx.meeting_duration_s * (1 + meeting.margin_pct / 100)
+    numbers: dict[str, float | None] = {
+        "needed_s": needed_s,
+        "needed_h": needed_s / 3600,
+        "duration_h": ctx.meeting_duration_s / 3600,
+        "margin_pct": meeting.margin_pct,
+        "backup_s": p.backup_s,
+        "backup_h": hours(p.backup_s),
+        "battery_s": p.battery_s,
+        "generator_s": p.generator_s,
+        "bridge_s": meeting.ups_bridge_min_s,
+    }
+    if p.backup_s is None or (p.lower_bound and p.backup_s < needed_s):
+        return [
+            ctx.finding("meeting", "warning", "meeting_power_unknown", numbers, impact="unknown")
+        ]
+    if p.backup_s < needed_s:
+        return [ctx.finding("meeting", "critical", "meeting_power_short", numbers)]
+    if not p.generator_present:
+        return [ctx.finding("meeting", "warning", "meeting_power_ups_only", numbers, impact="spof")]
+    if p.mode not in ("commercial", "unknown"):
+        return []  # the grid is already gone and what is left covers the meeting
+    if p.battery_s is None:
+        return [ctx.finding("meeting", "warning", "meeting_ups_bridge_unknown", numbers)]
+    if p.battery_s < meeting.ups_bridge_min_s:
+        code = "meeting_ups_bridge_short"
+        return [ctx.finding("meeting", "warning", code, numbers, impact="spof")]
+    return []
+
+
+def _devices(ctx: RuleContext) -> list[Finding]:
+    held = ctx.snapshot.room
+    if held is None:
+        return [ctx.finding("meeting", "warning", "room_unknown", impact="unknown")]
+    room: RoomReading = held[0]
+    checks = ctx.thresholds.meeting.devices
+    values = {check: getattr(room, check) for check in checks}
+    if room.error and all(v is None for v in values.values()):
+        labels = {"error": room.error}
+        return [ctx.finding("meeting", "warning", "room_error", labels=labels, impact="unknown")]
+    findings: list[Finding] = []
+    unknown = 0
+    for check in checks:
+        # registration follows reachability and transport: no cascade from those
+        if check == "codec_registered" and (room.codec_reachable is False or ctx.paths.all_down):
+            continue
+        value = values[check]
+        if value is False:
+            findings.append(ctx.finding("meeting", "critical", FAULT_CODES[check]))
+        elif value is None:
+            unknown += 1
+    if unknown:
+        numbers = {"unknown": unknown}
+        findings.append(
+            ctx.finding("meeting", "warning", "room_devices_unknown", numbers, impact="unknown")
+        )
+    return findings
+
+
+def check(ctx: RuleContext) -> tuple[Finding, ...]:
+    return tuple(_power(ctx) + _devices(ctx))

@@ -1,0 +1,72 @@
+"""Multi-path links: independent paths up against the number the site kind requires.
+
+Losing the last path gives one finding, ``path_all_down``, and nothing else from this
+rule (the engine also silences link quality then). How independence is counted is in
+``rules/paths.py``.
+"""
+
+from __future__ import annotations
+
+from agent.wire import Severity
+from rules.context import RuleContext
+from rules.findings import Finding, Impact
+from rules.paths import PathAssessment, PathInfo
+
+
+def _numbers(paths: PathAssessment, required: int) -> dict[str, float | None]:
+    return {
+        "paths_total": len(paths.paths),
+        "paths_up": len(paths.up),
+        "paths_down": len(paths.down),
+        "paths_unknown": len(paths.unknown),
+        "independent": len(paths.independent),
+        "required": required,
+        "media": len(paths.independent_media),
+    }
+
+
+def _name(path: PathInfo, other: PathInfo) -> str:
+    """Name a path by its medium, or by its id when both have the same medium."""
+    return path.media if path.media != other.media else path.path
+
+
+def check(ctx: RuleContext) -> tuple[Finding, ...]:
+    paths, required = ctx.paths, ctx.thresholds.required_paths
+    numbers = _numbers(paths, required)
+    if not paths.paths:
+        if required == 0:
+            return ()
+        return (ctx.finding("multipath", "warning", "paths_unknown", numbers, impact="unknown"),)
+    if paths.all_down:
+        return (ctx.finding("multipath", "critical", "path_all_down", numbers),)
+    findings: list[Finding] = []
+    if paths.up:
+        for path in paths.down:
+            named = {"path": path.path, "media": path.media}
+            findings.append(ctx.finding("multipath", "info", "path_down", numbers, named))
+    elif required > 0:
+        findings.append(
+            ctx.finding("multipath", "warning", "paths_unknown", numbers, impact="unknown")
+        )
+        return tuple(findings)
+    independent = len(paths.independent)
+    if 0 < independent < required:
+        one_short = required - independent == 1
+        severity: Severity = "warning" if one_short else "critical"
+        impact: Impact = "spof" if one_short else "blocks"
+        labels: dict[str, str] = {}
+        if independent > 1:
+            code = "paths_too_few"
+        elif paths.shared is not None:
+            a, b = paths.shared.a, paths.shared.b
+            code = "paths_one_independent_shared"
+            labels = {"path_a": _name(a, b), "path_b": _name(b, a), "srlg": paths.shared.srlg}
+        else:
+            code = "paths_one_independent"
+        findings.append(ctx.finding("multipath", severity, code, numbers, labels, impact))
+    elif independent >= 2 and ctx.thresholds.preferred_media >= 2:
+        media = paths.independent_media
+        if len(media) == 1:
+            only = {"media": next(iter(media))}
+            findings.append(ctx.finding("multipath", "info", "paths_one_media", numbers, only))
+    return tuple(findings)

@@ -1,0 +1,151 @@
+"""Which link paths are up, and how many of them are independent.
+
+Two paths are independent only if they share no shared-risk link group (SRLG: duct,
+pole line, tower, upstream node, power feed — RFC 4202). The number of independent
+paths up is the size of the largest set of up paths that are pairwise SRLG-disjoint:
+then no single shared risk can take down more than one path of the set. Among sets
+of the same size, the one with the most media is chosen. The search is exact up to
+``EXACT_LIMIT`` up paths (sites have a handful) and greedy beyond.
+
+A path's groups are those its reading carries plus those its meta declares. A
+declared path with no reading is *unknown*, never *up*.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from agent.wire import Media
+from rules.snapshot import SiteSnapshot
+
+EXACT_LIMIT = 16
+
+
+@dataclass(frozen=True, slots=True)
+class PathInfo:
+    path: str
+    media: Media
+    srlg: frozenset[str]
+    up: bool | None
+    rtt_ms: float | None = None
+    jitter_ms: float | None = None
+    loss_pct: float | None = None
+    bandwidth_up_mbps: float | None = None
+    bandwidth_down_mbps: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SharedRisk:
+    """Two up paths that count once, and one group they share."""
+
+    a: PathInfo
+    b: PathInfo
+    srlg: str
+
+
+@dataclass(frozen=True, slots=True)
+class PathAssessment:
+    paths: tuple[PathInfo, ...] = ()
+    independent: tuple[PathInfo, ...] = ()
+    shared: SharedRisk | None = None
+
+    @property
+    def up(self) -> tuple[PathInfo, ...]:
+        return tuple(p for p in self.paths if p.up is True)
+
+    @property
+    def down(self) -> tuple[PathInfo, ...]:
+        return tuple(p for p in self.paths if p.up is False)
+
+    @property
+    def unknown(self) -> tuple[PathInfo, ...]:
+        return tuple(p for p in self.paths if p.up is None)
+
+    @property
+    def all_down(self) -> bool:
+        """Every path is known and down: the site lost its last path."""
+        return bool(self.paths) and all(p.up is False for p in self.paths)
+
+    @property
+    def independent_media(self) -> frozenset[str]:
+        return frozenset(p.media for p in self.independent)
+
+
+def _disjoint_sets_exact(paths: Sequence[PathInfo]) -> tuple[PathInfo, ...]:
+    best: tuple[PathInfo, ...] = ()
+
+    def score(chosen: tuple[PathInfo, ...]) -> tuple[int, int]:
+        return len(chosen), len({p.media for p in chosen})
+
+    def search(i: int, chosen: tuple[PathInfo, ...], used: frozenset[str]) -> None:
+        nonlocal best
+        if len(chosen) + len(paths) - i < len(best):
+            return
+        if i == len(paths):
+            if score(chosen) > score(best):
+                best = chosen
+            return
+        path = paths[i]
+        if not path.srlg & used:
+            search(i + 1, (*chosen, path), used | path.srlg)
+        search(i + 1, chosen, used)
+
+    search(0, (), frozenset())
+    return best
+
+
+def _disjoint_sets_greedy(paths: Sequence[PathInfo]) -> tuple[PathInfo, ...]:
+    def conflicts(p: PathInfo) -> int:
+        return sum(1 for q in paths if q is not p and p.srlg & q.srlg)
+
+    chosen: list[PathInfo] = []
+    used: set[str] = set()
+    for path in sorted(paths, key=lambda p: (conflicts(p), p.path)):
+        if not path.srlg & used:
+            chosen.append(path)
+            used |= path.srlg
+    return tuple(chosen)
+
+
+def max_independent(paths: Sequence[PathInfo]) -> tuple[PathInfo, ...]:
+    """A largest set of pairwise SRLG-disjoint paths (see the module docstring)."""
+    if len(paths) <= EXACT_LIMIT:
+        return _disjoint_sets_exact(paths)
+    return _disjoint_sets_greedy(paths)
+
+
+def _shared_risk(up: Sequence[PathInfo]) -> SharedRisk | None:
+    for i, a in enumerate(up):
+        for b in up[i + 1 :]:
+            common = a.srlg & b.srlg
+            if common:
+                return SharedRisk(a, b, min(common))
+    return None
+
+
+def assess_paths(snapshot: SiteSnapshot) -> PathAssessment:
+    declared = {d.path: d for d in snapshot.meta.paths} if snapshot.meta is not None else {}
+    infos: dict[str, PathInfo] = {}
+    for name, (link, _) in snapshot.links.items():
+        decl = declared.get(name)
+        groups = frozenset(link.srlg) | (frozenset(decl.srlg) if decl is not None else frozenset())
+        infos[name] = PathInfo(
+            path=name,
+            media=link.media,
+            srlg=groups,
+            up=link.up,
+            rtt_ms=link.rtt_ms,
+            jitter_ms=link.jitter_ms,
+            loss_pct=link.loss_pct,
+            bandwidth_up_mbps=link.bandwidth_up_mbps,
+            bandwidth_down_mbps=link.bandwidth_down_mbps,
+        )
+    for name, decl in declared.items():
+        if name not in infos:
+            infos[name] = PathInfo(path=name, media=decl.media, srlg=frozenset(decl.srlg), up=None)
+    paths = tuple(infos[name] for name in sorted(infos))
+    up = [p for p in paths if p.up is True]
+    independent = max_independent(up)
+    shared = _shared_risk(up) if len(independent) < len(up) else None
+    return PathAssessment(paths=paths, independent=independent, shared=shared)

@@ -1,0 +1,183 @@
+"""What the rules know about one site at one moment: newest readings, meta, online state.
+
+The collector builds a ``SiteSnapshot`` from its site state, or folds messages into
+one with ``with_report`` / ``with_meta`` / ``with_state``: the newest value of each
+reading wins, so a report replayed from an outbox (old ``taken_at``) never
+overwrites newer state; it only fills the discharge history in time order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from types import MappingProxyType
+from typing import Literal, NamedTuple, TypeVar
+
+from agent.wire import (
+    HostReading,
+    LinkReading,
+    Meta,
+    PowerReading,
+    Report,
+    RoomReading,
+    SiteKind,
+    State,
+)
+
+SiteClass = Literal["ordinary", "hardened", "core"]
+HISTORY_LEN = 30
+
+
+class PowerSample(NamedTuple):
+    """One point of a device's battery history, for the discharge-slope cross-check."""
+
+    taken_at: datetime
+    battery_charge_pct: float | None
+    battery_runtime_s: float | None
+    on_battery: bool | None
+
+    @classmethod
+    def of(cls, reading: PowerReading, taken_at: datetime) -> PowerSample:
+        return cls(
+            taken_at, reading.battery_charge_pct, reading.battery_runtime_s, reading.on_battery
+        )
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _frozen(mapping: Mapping[K, V]) -> Mapping[K, V]:
+    return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True, slots=True)
+class SiteSnapshot:
+    """One site, as the collector last knew it. Build with keywords; all but ids default."""
+
+    site: str
+    province: str
+    site_kind: SiteKind | None = None
+    meta: Meta | None = None
+    online: bool | None = None
+    state_at: datetime | None = None
+    last_report_at: datetime | None = None
+    last_seen_at: datetime | None = None
+    interval_s: float | None = None
+    power: Mapping[str, tuple[PowerReading, datetime]] = field(default_factory=dict)
+    links: Mapping[str, tuple[LinkReading, datetime]] = field(default_factory=dict)
+    host: tuple[HostReading, datetime] | None = None
+    room: tuple[RoomReading, datetime] | None = None
+    power_history: Mapping[str, tuple[PowerSample, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.site_kind is None and self.meta is not None:
+            object.__setattr__(self, "site_kind", self.meta.site_kind)
+        if self.interval_s is None and self.meta is not None:
+            object.__setattr__(self, "interval_s", self.meta.interval_s)
+        if self.last_report_at is None:
+            times = [t for _, t in self.power.values()] + [t for _, t in self.links.values()]
+            times += [r[1] for r in (self.host, self.room) if r is not None]
+            object.__setattr__(self, "last_report_at", max(times, default=None))
+        object.__setattr__(self, "power", _frozen(self.power))
+        object.__setattr__(self, "links", _frozen(self.links))
+        # plain (taken_at, charge, runtime, on_battery) tuples are accepted too
+        history = {
+            device: tuple(PowerSample._make(s) for s in samples)
+            for device, samples in self.power_history.items()
+        }
+        object.__setattr__(self, "power_history", _frozen(history))
+
+    @property
+    def site_class(self) -> SiteClass:
+        """The declared class; a site declared hardened is held at least to hardened."""
+        if self.meta is None:
+            return "ordinary"
+        if self.meta.hardened and self.meta.site_class == "ordinary":
+            return "hardened"
+        return self.meta.site_class
+
+    @property
+    def hardened(self) -> bool:
+        return self.meta is not None and self.meta.hardened
+
+    def current(self, max_lag_s: float) -> SiteSnapshot:
+        """This snapshot without readings older than the newest report by more than
+        ``max_lag_s`` (a probe that stopped answering must not keep its last value)."""
+        newest = self.last_report_at
+        if newest is None:
+            return self
+
+        def keep(taken_at: datetime) -> bool:
+            return (newest - taken_at).total_seconds() <= max_lag_s
+
+        return replace(
+            self,
+            power={k: v for k, v in self.power.items() if keep(v[1])},
+            links={k: v for k, v in self.links.items() if keep(v[1])},
+            host=self.host if self.host is not None and keep(self.host[1]) else None,
+            room=self.room if self.room is not None and keep(self.room[1]) else None,
+        )
+
+    # --- folding messages in (pure: each returns a new snapshot)
+
+    def with_report(
+        self,
+        report: Report,
+        *,
+        received_at: datetime | None = None,
+        history_len: int = HISTORY_LEN,
+    ) -> SiteSnapshot:
+        """Fold a report in; each reading is kept only if it is newer than what we hold."""
+        at = report.taken_at
+
+        def newer(held: tuple[object, datetime] | None) -> bool:
+            return held is None or at > held[1]
+
+        power = dict(self.power)
+        history = dict(self.power_history)
+        for reading in report.power:
+            if newer(power.get(reading.device)):
+                power[reading.device] = (reading, at)
+            samples = {s.taken_at: s for s in history.get(reading.device, ())}
+            samples[at] = PowerSample.of(reading, at)
+            ordered = sorted(samples.values(), key=lambda s: s.taken_at)
+            history[reading.device] = tuple(ordered[-history_len:])
+        links = dict(self.links)
+        for link in report.links:
+            if newer(links.get(link.path)):
+                links[link.path] = (link, at)
+        host = (report.host, at) if report.host is not None and newer(self.host) else self.host
+        room = (report.room, at) if report.room is not None and newer(self.room) else self.room
+        is_newest = self.last_report_at is None or at >= self.last_report_at
+        seen = self.last_seen_at
+        if received_at is not None and (seen is None or received_at > seen):
+            seen = received_at
+        return replace(
+            self,
+            power=power,
+            links=links,
+            host=host,
+            room=room,
+            power_history=history,
+            last_report_at=at if is_newest else self.last_report_at,
+            interval_s=report.interval_s if is_newest else self.interval_s,
+            last_seen_at=seen,
+        )
+
+    def with_meta(self, meta: Meta) -> SiteSnapshot:
+        if self.meta is not None and meta.at < self.meta.at:
+            return self
+        # the newest report's interval wins over the declared one
+        reported = self.interval_s if self.last_report_at is not None else None
+        interval = reported if reported is not None else meta.interval_s
+        return replace(self, meta=meta, site_kind=meta.site_kind, interval_s=interval)
+
+    def with_state(self, state: State) -> SiteSnapshot:
+        """Online/offline as the broker last delivered it, without comparing times.
+
+        The Last Will is stamped when the agent connected, before its birth message,
+        yet it fires later; the broker delivers one topic's messages in order.
+        """
+        return replace(self, online=state.state == "online", state_at=state.at)

@@ -1,0 +1,344 @@
+"""Every user-facing text of the rules, in Vietnamese and English, keyed by reason code.
+
+Templates use ``str.format`` fields filled from a finding's numbers and labels. A few
+format specs turn canonical units into words people read:
+
+- ``{x:n}``     a number: whole when it is whole, one decimal otherwise, with the
+                language's separators (``10,5`` / ``10.5``; ``65.535`` / ``65,535``);
+- ``{x:dur}``   seconds as a duration (``38 phút`` / ``38 min``, ``2 giờ 5 phút``);
+- ``{x:media}`` a link medium (``fibre`` → ``cáp quang``); other values pass through;
+- ``{x:risk}``  a shared-risk group slug as a phrase (``tower-hp12`` → ``cột`` /
+                ``the same tower``), guessed from the slug's first word.
+
+A number that is unknown (``None``) prints as ``?``.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from types import MappingProxyType
+from typing import Any, Literal
+
+Lang = Literal["vi", "en"]
+LANGS: tuple[Lang, ...] = ("vi", "en")
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    vi: str
+    en: str
+
+    def template(self, lang: Lang) -> str:
+        return self.vi if lang == "vi" else self.en
+
+
+_CATALOGUE: dict[str, Text] = {
+    # --- freshness
+    "no_report_yet": Text(
+        "chưa nhận được báo cáo nào",
+        "no report received yet",
+    ),
+    "no_recent_report": Text(
+        "không có báo cáo trong {age_s:dur}",
+        "no report for {age_s:dur}",
+    ),
+    "report_backlog": Text(
+        "đang nhận dữ liệu gửi lại; báo cáo mới nhất đã cách đây {age_s:dur}",
+        "replaying a backlog; the newest report is {age_s:dur} old",
+    ),
+    "agent_offline": Text(
+        "thiết bị giám sát mất kết nối (MQTT Last Will)",
+        "agent offline (its MQTT Last Will fired)",
+    ),
+    "clock_ahead": Text(
+        "đồng hồ thiết bị giám sát chạy nhanh {ahead_s:dur}",
+        "the agent's clock is {ahead_s:dur} ahead",
+    ),
+    "meta_missing": Text(
+        "chưa có mô tả điểm (meta): không rõ loại và cấp",
+        "no site description (meta) yet: kind and class unknown",
+    ),
+    # --- station state
+    "power_down": Text(
+        "mất điện: ắc quy đã cạn",
+        "power down: battery depleted",
+    ),
+    # --- backup power
+    "on_battery_generator_stopped": Text(
+        "đang chạy bằng ắc quy, còn {dark_in_s:dur}, máy phát không chạy",
+        "on battery, {dark_in_s:dur} left, generator not running",
+    ),
+    "on_battery_no_generator": Text(
+        "đang chạy bằng ắc quy, còn {dark_in_s:dur}, không có máy phát",
+        "on battery, {dark_in_s:dur} left, no generator",
+    ),
+    "on_battery": Text(
+        "đang chạy bằng ắc quy, còn {dark_in_s:dur}",
+        "on battery, {dark_in_s:dur} left",
+    ),
+    "on_battery_runtime_unknown": Text(
+        "đang chạy bằng ắc quy, không rõ thời gian còn lại",
+        "on battery, time left unknown",
+    ),
+    "on_generator": Text(
+        "đang chạy máy phát, nhiên liệu đủ {generator_s:dur}, tổng cộng còn {dark_in_s:dur}",
+        "on generator, fuel for {generator_s:dur}, {dark_in_s:dur} in total",
+    ),
+    "on_generator_fuel_unknown": Text(
+        "đang chạy máy phát, không rõ nhiên liệu còn đủ bao lâu",
+        "on generator, fuel autonomy unknown",
+    ),
+    "backup_hours_short": Text(
+        "điện dự phòng đủ {backup_h:n} giờ, cần {required_h:n} giờ",
+        "backup power for {backup_h:n} h, {required_h:n} h required",
+    ),
+    "backup_hours_critical": Text(
+        "điện dự phòng chỉ đủ {backup_h:n} giờ, tối thiểu {critical_h:n} giờ",
+        "backup power for only {backup_h:n} h, minimum {critical_h:n} h",
+    ),
+    "backup_hours_unknown": Text(
+        "không có số liệu nguồn điện để tính thời gian dự phòng",
+        "no power data to compute backup hours",
+    ),
+    "generator_autonomy_unknown": Text(
+        "không rõ máy phát chạy được bao lâu (thiếu lượng dầu hoặc mức tiêu hao); "
+        "riêng ắc quy đủ {battery_h:n} giờ, cần {required_h:n} giờ",
+        "generator autonomy unknown (fuel or burn rate not reported); "
+        "battery alone gives {battery_h:n} h, {required_h:n} h required",
+    ),
+    "runtime_untrusted": Text(
+        "bỏ qua thời gian lưu điện do {device} báo ({runtime_s:n} giây): giá trị không tin cậy",
+        "ignored the runtime {device} reports ({runtime_s:n} s): not plausible",
+    ),
+    "battery_estimate_optimistic": Text(
+        "{device} báo còn {ups_s:dur} nhưng tốc độ xả cho thấy chỉ còn {slope_s:dur}",
+        "{device} estimates {ups_s:dur} but the discharge trend gives {slope_s:dur}",
+    ),
+    "power_probe_error": Text(
+        "không đọc được thiết bị điện {device}: {error}",
+        "cannot read power device {device}: {error}",
+    ),
+    # --- multipath
+    "path_all_down": Text(
+        "mất toàn bộ đường truyền ({paths_down:n}/{paths_total:n} đường)",
+        "all paths down ({paths_down:n} of {paths_total:n})",
+    ),
+    "paths_unknown": Text(
+        "không xác nhận được đường truyền nào đang hoạt động",
+        "no path confirmed up",
+    ),
+    "paths_one_independent": Text(
+        "chỉ còn 1 đường truyền độc lập, cần {required:n}",
+        "only one independent path up, {required:n} required",
+    ),
+    "paths_one_independent_shared": Text(
+        "chỉ còn 1 đường truyền độc lập ({path_a:media} và {path_b:media} dùng chung {srlg:risk})",
+        "only one independent path up ({path_a:media} and {path_b:media} share {srlg:risk})",
+    ),
+    "paths_too_few": Text(
+        "chỉ có {independent:n} đường truyền độc lập, cần {required:n}",
+        "only {independent:n} independent paths up, {required:n} required",
+    ),
+    "paths_one_media": Text(
+        "mọi đường truyền độc lập đều là {media:media}",
+        "every independent path is {media:media}",
+    ),
+    "path_down": Text(
+        "đường truyền {path} ({media:media}) mất kết nối",
+        "path {path} ({media:media}) is down",
+    ),
+    # --- link quality
+    "link_rtt_high": Text(
+        "độ trễ tốt nhất {rtt_ms:n} ms (đường {path}), ngưỡng {max_rtt_ms:n} ms",
+        "best round-trip time {rtt_ms:n} ms (path {path}), limit {max_rtt_ms:n} ms",
+    ),
+    "link_jitter_high": Text(
+        "độ biến thiên trễ {jitter_ms:n} ms (đường {path}), ngưỡng {max_jitter_ms:n} ms",
+        "jitter {jitter_ms:n} ms (path {path}), limit {max_jitter_ms:n} ms",
+    ),
+    "link_loss_high": Text(
+        "mất gói {loss_pct:n}% (đường {path}), ngưỡng {max_loss_pct:n}%",
+        "packet loss {loss_pct:n} % (path {path}), limit {max_loss_pct:n} %",
+    ),
+    "link_bandwidth_low": Text(
+        "băng thông {up_mbps:n}/{down_mbps:n} Mbps lên/xuống (đường {path}), "
+        "cần {min_up_mbps:n}/{min_down_mbps:n} Mbps",
+        "bandwidth {up_mbps:n}/{down_mbps:n} Mbps up/down (path {path}), "
+        "{min_up_mbps:n}/{min_down_mbps:n} Mbps required",
+    ),
+    "link_quality_unknown": Text(
+        "chưa đo được chất lượng đường truyền (độ trễ, mất gói)",
+        "link quality not measured (round-trip time, loss)",
+    ),
+    # --- meeting readiness
+    "meeting_power_short": Text(
+        "điện dự phòng đủ {backup_s:dur}, cuộc họp cần {needed_s:dur} "
+        "(gồm {margin_pct:n}% dự phòng)",
+        "backup power for {backup_s:dur}, the meeting needs {needed_s:dur} "
+        "(incl. {margin_pct:n} % margin)",
+    ),
+    "meeting_power_unknown": Text(
+        "không xác định được điện dự phòng có đủ {needed_s:dur} cho cuộc họp không",
+        "cannot tell whether power lasts the {needed_s:dur} the meeting needs",
+    ),
+    "meeting_power_ups_only": Text(
+        "chỉ có UPS, không có máy phát: đủ {backup_s:dur} nhưng không có nguồn thứ hai",
+        "UPS only, no generator: {backup_s:dur} but no second source",
+    ),
+    "meeting_ups_bridge_short": Text(
+        "UPS chỉ giữ được {battery_s:dur} trong lúc chờ máy phát, cần {bridge_s:dur}",
+        "the UPS bridges only {battery_s:dur} to the generator, {bridge_s:dur} required",
+    ),
+    "meeting_ups_bridge_unknown": Text(
+        "không rõ UPS có giữ được {bridge_s:dur} trong lúc chờ máy phát không",
+        "unknown whether the UPS bridges {bridge_s:dur} to the generator",
+    ),
+    "room_unknown": Text(
+        "không có số liệu thiết bị phòng họp",
+        "no meeting-room device data",
+    ),
+    "room_error": Text(
+        "không đọc được thiết bị phòng họp: {error}",
+        "cannot read the meeting-room devices: {error}",
+    ),
+    "room_devices_unknown": Text(
+        "không rõ trạng thái {unknown:n} thiết bị phòng họp",
+        "{unknown:n} meeting-room device(s) in unknown state",
+    ),
+    "codec_unreachable": Text(
+        "không kết nối được bộ codec hội nghị",
+        "conference codec unreachable",
+    ),
+    "codec_not_registered": Text(
+        "codec chưa đăng nhập hệ thống hội nghị",
+        "codec not signed in to the conferencing service",
+    ),
+    "camera_fault": Text("camera không hoạt động", "camera not working"),
+    "microphone_fault": Text("micrô không hoạt động", "microphone not working"),
+    "speaker_fault": Text("loa không hoạt động", "speaker not working"),
+    "display_fault": Text("màn hình không hoạt động", "display not working"),
+}
+
+CATALOGUE: Mapping[str, Text] = MappingProxyType(_CATALOGUE)
+
+_MEDIA: Mapping[str, Text] = MappingProxyType(
+    {
+        "fibre": Text("cáp quang", "fibre"),
+        "microwave": Text("viba", "microwave"),
+        "vsat": Text("VSAT", "VSAT"),
+        "cellular": Text("di động", "cellular"),
+        "copper": Text("cáp đồng", "copper"),
+        "other": Text("đường khác", "other"),
+    }
+)
+
+# First word of a shared-risk group slug → what the group is. Slugs are ids chosen by
+# operators; a known first word gives a readable phrase, anything else is named as is.
+_RISKS: Mapping[str, Text] = MappingProxyType(
+    {
+        "tower": Text("cột", "the same tower"),
+        "cot": Text("cột", "the same tower"),
+        "mast": Text("cột", "the same tower"),
+        "duct": Text("cống cáp", "the same duct"),
+        "pole": Text("tuyến cột", "the same pole line"),
+        "route": Text("tuyến cáp", "the same cable route"),
+        "cable": Text("tuyến cáp", "the same cable route"),
+        "fibre": Text("tuyến cáp", "the same cable route"),
+        "bridge": Text("cầu", "the same bridge"),
+        "upstream": Text("nút mạng phía trên", "the same upstream node"),
+        "node": Text("nút mạng phía trên", "the same upstream node"),
+        "power": Text("nguồn điện", "the same power feed"),
+        "feed": Text("nguồn điện", "the same power feed"),
+    }
+)
+
+
+def _number(value: float, lang: Lang) -> str:
+    rounded = round(value, 1)
+    text = f"{rounded:,.0f}" if rounded == int(rounded) else f"{rounded:,.1f}"
+    if lang == "vi":  # Vietnamese swaps the separators: 65.535 and 10,5
+        text = text.replace(",", "\0").replace(".", ",").replace("\0", ".")
+    return text
+
+
+def _duration(seconds: float, lang: Lang) -> str:
+    vi = lang == "vi"
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s} giây" if vi else f"{s} s"
+    minutes = round(s / 60)
+    if minutes < 60:
+        return f"{minutes} phút" if vi else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        head = f"{hours} giờ" if vi else f"{hours} h"
+        tail = (f" {minutes} phút" if vi else f" {minutes} min") if minutes else ""
+        return head + tail
+    days, hours = divmod(hours, 24)
+    head = f"{days} ngày" if vi else f"{days} d"
+    tail = (f" {hours} giờ" if vi else f" {hours} h") if hours else ""
+    return head + tail
+
+
+def _risk(slug: str, lang: Lang) -> str:
+    word = slug.replace("_", "-").replace(".", "-").split("-", 1)[0]
+    known = _RISKS.get(word)
+    if known is not None:
+        return known.template(lang)
+    return f"nhóm rủi ro {slug}" if lang == "vi" else f"shared-risk group {slug}"
+
+
+class _Formatter(string.Formatter):
+    def __init__(self, lang: Lang) -> None:
+        super().__init__()
+        self.lang = lang
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if value is None:
+            return "?"
+        if format_spec == "n":
+            return _number(float(value), self.lang)
+        if format_spec == "dur":
+            return _duration(float(value), self.lang)
+        if format_spec == "media":
+            media = _MEDIA.get(str(value))
+            return str(value) if media is None else media.template(self.lang)
+        if format_spec == "risk":
+            return _risk(str(value), self.lang)
+        return str(super().format_field(value, format_spec))
+
+
+_FORMATTERS: Mapping[Lang, _Formatter] = MappingProxyType(
+    {lang: _Formatter(lang) for lang in LANGS}
+)
+
+
+def format_value(value: object, spec: str, lang: Lang) -> str:
+    """One value as a template field ``{x:spec}`` renders it in ``lang``."""
+    return _FORMATTERS[lang].format_field(value, spec)
+
+
+@cache
+def placeholders(code: str) -> frozenset[str]:
+    """The field names a code's templates use, in either language."""
+    text = CATALOGUE[code]
+    names: set[str] = set()
+    for lang in LANGS:
+        for _, field, _, _ in string.Formatter().parse(text.template(lang)):
+            if field:
+                names.add(field)
+    return frozenset(names)
+
+
+def render(
+    code: str,
+    lang: Lang,
+    numbers: Mapping[str, float | None],
+    labels: Mapping[str, str],
+) -> str:
+    """The text of ``code`` in ``lang``; raises KeyError for an unknown code or field."""
+    values: dict[str, object] = {**numbers, **labels}
+    return _FORMATTERS[lang].format(CATALOGUE[code].template(lang), **values)

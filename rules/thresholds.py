@@ -1,0 +1,105 @@
+"""The thresholds that hold for one site: its kind and class, tightened by the risk level."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from agent.wire import SiteKind
+from rules.findings import RuleName
+from rules.policy import (
+    BackupTarget,
+    FreshnessPolicy,
+    GeneratorPolicy,
+    LinkQualityPolicy,
+    MeetingPolicy,
+    Policy,
+    RuntimeTrust,
+)
+from rules.snapshot import SiteClass
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    site_kind: SiteKind
+    site_class: SiteClass
+    risk_level: int
+    rules: frozenset[RuleName]
+    freshness: FreshnessPolicy
+    backup: BackupTarget
+    runtime: RuntimeTrust
+    generator: GeneratorPolicy
+    required_paths: int
+    preferred_media: int
+    link: LinkQualityPolicy
+    meeting: MeetingPolicy
+    hold_s: Mapping[RuleName, float]
+
+
+def effective(
+    policy: Policy,
+    site_kind: SiteKind,
+    site_class: SiteClass,
+    risk_level: int = 0,
+    *,
+    hardened: bool = False,
+) -> Thresholds:
+    """The thresholds for a site of this kind and class at this risk level (0 = none).
+
+    Risk steps apply in order of ``min_level``; each step at or below the level that
+    names this kind overrides what the previous ones set. A site declared hardened is
+    held to the stricter of its class target and the hardened target.
+    """
+    kind = getattr(policy.kinds, site_kind)
+    freshness = policy.freshness
+    meeting = policy.meeting
+    cls = site_class
+    required_paths = policy.multipath.required_paths
+    if kind.required_paths is not None:
+        required_paths = kind.required_paths
+    for step in policy.risk:
+        if step.min_level > risk_level or site_kind not in step.kinds:
+            continue
+        cls = step.class_as.get(cls, cls)
+        if step.required_paths is not None:
+            required_paths = max(required_paths, step.required_paths)
+        if step.stale_intervals is not None:
+            freshness = freshness.model_copy(update={"stale_intervals": step.stale_intervals})
+        if step.meeting_margin_pct is not None:
+            meeting = meeting.model_copy(update={"margin_pct": step.meeting_margin_pct})
+
+    targets = policy.backup_power.targets
+    if site_kind == "meeting_point":
+        backup = targets.meeting_point
+    else:
+        backup = targets.for_class(cls)
+        if hardened and targets.hardened.warn_below_h > backup.warn_below_h:
+            backup = targets.hardened
+
+    preferred = policy.multipath.preferred_media
+    if kind.preferred_media is not None:
+        preferred = kind.preferred_media
+    hold: dict[RuleName, float] = {
+        "freshness": freshness.hold_s,
+        "station_state": 0.0,  # losing the last path or power flips at once
+        "backup_power": policy.backup_power.hold_s,
+        "multipath": policy.multipath.hold_s,
+        "link_quality": policy.link_quality.hold_s,
+        "meeting": meeting.hold_s,
+    }
+    return Thresholds(
+        site_kind=site_kind,
+        site_class=cls,
+        risk_level=risk_level,
+        rules=frozenset(kind.rules),
+        freshness=freshness,
+        backup=backup,
+        runtime=policy.runtime_trust,
+        generator=policy.generator,
+        required_paths=required_paths,
+        preferred_media=preferred,
+        link=policy.link_quality,
+        meeting=meeting,
+        hold_s=MappingProxyType(hold),
+    )

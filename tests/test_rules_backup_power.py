@@ -1,0 +1,478 @@
+"""Backup power hours: vendor runtime trust, models, discharge slope, generators, classes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from agent.wire import PowerReading
+from rules import SiteSnapshot, evaluate
+from rules.autonomy import plausible_runtime, slope_runtime
+from rules.policy import RuntimeTrust
+from rules.snapshot import PowerSample
+from tests.test_rules_support import (
+    NOW,
+    POLICY,
+    ago,
+    codes,
+    genset,
+    judge,
+    on_battery,
+    room,
+    snap,
+    two_paths,
+    ups,
+)
+
+H = 3600.0
+
+
+def station(*power: PowerReading, **kwargs: object) -> SiteSnapshot:
+    return snap(kwargs.pop("kind", "station"), power=power, links=two_paths(), **kwargs)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Case:
+    snapshot: SiteSnapshot
+    verdict: str
+    codes: tuple[str, ...]
+    backup_h: float | None
+    dark_in_s: float | None = None
+    severity: str | None = None  # of the first finding
+    risk_level: int = 0
+    numbers: dict[str, float | None] = field(default_factory=dict)
+
+
+CASES = [
+    pytest.param(Case(station(ups()), "ready", (), 10.0), id="ordinary-10h-on-mains"),
+    pytest.param(
+        Case(
+            station(ups(battery_runtime_s=6 * H)),
+            "degraded",
+            ("backup_hours_short",),
+            6.0,
+            severity="warning",
+            numbers={"required_h": 8, "critical_h": 4},
+        ),
+        id="ordinary-6h-below-8h-objective",
+    ),
+    pytest.param(
+        Case(
+            station(ups(battery_runtime_s=3 * H)),
+            "not_ready",
+            ("backup_hours_critical",),
+            3.0,
+            severity="critical",
+        ),
+        id="ordinary-3h-below-4h-minimum",
+    ),
+    pytest.param(
+        Case(
+            station(ups(battery_runtime_s=65_535, load_pct=50)),
+            "not_ready",
+            ("backup_hours_critical", "runtime_untrusted"),
+            600 / H,  # model: 300 s at full load x 100 % charge / 50 % load
+            numbers={"battery_ups_s": None, "battery_model_s": 600},
+        ),
+        id="runtime-65535-cap-on-line-is-unknown",
+    ),
+    pytest.param(
+        Case(
+            station(ups(battery_runtime_s=0, battery_charge_pct=80, load_pct=20)),
+            "not_ready",
+            ("backup_hours_critical", "runtime_untrusted"),
+            1200 / H,
+        ),
+        id="runtime-0-on-line-is-unknown-not-dead",
+    ),
+    pytest.param(
+        Case(
+            station(ups(battery_runtime_s=3_932_100)),
+            "not_ready",
+            ("backup_hours_critical", "runtime_untrusted"),
+            1000 / H,  # 300 s x 100 / 30 % load
+        ),
+        id="runtime-65535-minutes-cap",
+    ),
+    pytest.param(
+        Case(
+            station(ups(battery_runtime_s=8 * 86_400)),
+            "not_ready",
+            ("backup_hours_critical", "runtime_untrusted"),
+            1000 / H,
+        ),
+        id="runtime-absurd-8-days",
+    ),
+    pytest.param(
+        Case(
+            station(ups(battery_runtime_s=20 * H, load_pct=5)),
+            "not_ready",
+            ("backup_hours_critical", "runtime_untrusted"),
+            3000 / H,  # load floored at 10 %
+        ),
+        id="runtime-below-10pct-load-untrusted",
+    ),
+    pytest.param(
+        Case(
+            station(
+                PowerReading(
+                    device="rect1",
+                    mains_present=True,
+                    on_battery=False,
+                    battery_charge_pct=100,
+                    battery_capacity_ah=200,
+                    dc_load_a=-25,
+                )
+            ),
+            "degraded",
+            ("backup_hours_short",),
+            6.4,  # 200 Ah x 80 % usable / 25 A
+        ),
+        id="dc-plant-model-from-ah-and-amps",
+    ),
+    pytest.param(
+        Case(
+            station(ups(battery_status="depleted")),
+            "not_ready",
+            ("backup_hours_critical",),
+            0.0,
+        ),
+        id="battery-depleted-on-mains-gives-zero",
+    ),
+    pytest.param(
+        Case(
+            station(on_battery(runtime_s=2310), genset()),
+            "not_ready",
+            ("on_battery_generator_stopped",),
+            2280 / H,
+            2280,
+            "critical",
+        ),
+        id="on-battery-generator-not-running",
+    ),
+    pytest.param(
+        Case(
+            station(on_battery(runtime_s=6 * H + 30)),
+            "degraded",
+            ("on_battery_no_generator",),
+            6.0,
+            6 * H,
+            "warning",
+        ),
+        id="on-battery-no-generator-6h",
+    ),
+    pytest.param(
+        Case(
+            station(on_battery(runtime_s=9 * H), genset()),
+            "degraded",
+            ("on_battery_generator_stopped",),
+            9 * H / H - 30 / H,
+            9 * H - 30,
+            "warning",  # 9 h of battery is plenty, but the generator should have started
+        ),
+        id="on-battery-9h-generator-stopped-still-warns",
+    ),
+    pytest.param(
+        Case(
+            station(
+                on_battery(runtime_s=3 * H),
+                genset(generator_running=False),
+                kind="meeting_point",
+                room_reading=room(),
+            ),
+            "not_ready",
+            ("on_battery_generator_stopped", "meeting_power_short"),
+            (3 * H - 30) / H,
+            3 * H - 30,
+            "critical",
+        ),
+        id="meeting-point-on-battery-generator-stopped-is-said-and-judged",
+    ),
+    pytest.param(
+        Case(
+            station(
+                on_battery(runtime_s=1830),
+                genset(generator_running=True, fuel_l=100, fuel_burn_l_per_h=10),
+            ),
+            "ready",
+            ("on_battery",),
+            (1830 + 36_000 - 30) / H,
+            1830 + 36_000 - 30,
+            "info",
+        ),
+        id="on-battery-while-generator-takes-over",
+    ),
+    pytest.param(
+        Case(
+            station(
+                ups(battery_runtime_s=1800),
+                genset(
+                    generator_running=True,
+                    on_generator=True,
+                    mains_present=False,
+                    fuel_l=100,
+                    fuel_burn_l_per_h=10,
+                ),
+                hardened=True,
+            ),
+            "degraded",
+            ("on_generator",),
+            (37_800 - 30) / H,
+            37_800 - 30,
+            "warning",
+            numbers={"generator_s": 36_000, "required_h": 72},
+        ),
+        id="hardened-on-generator-fuel-for-10h-needs-72h",
+    ),
+    pytest.param(
+        Case(
+            station(
+                ups(battery_runtime_s=4 * H), genset(fuel_burn_l_per_h=5), site_class="hardened"
+            ),
+            "degraded",
+            ("backup_hours_short",),
+            44.0,  # 4 h battery + 200 L / 5 L/h
+            numbers={"required_h": 72},
+        ),
+        id="hardened-on-mains-44h-not-compliant",
+    ),
+    pytest.param(
+        Case(
+            station(ups(battery_runtime_s=4 * H), genset(), site_class="hardened"),
+            "degraded",
+            ("generator_autonomy_unknown",),
+            4.0,
+            numbers={"lower_bound": 1, "generator_s": None},
+        ),
+        id="hardened-idle-generator-burn-rate-unknown",
+    ),
+    pytest.param(
+        Case(
+            station(
+                ups(battery_runtime_s=4 * H), genset(fuel_burn_l_per_h=2.5), site_class="hardened"
+            ),
+            "ready",
+            (),
+            84.0,
+        ),
+        id="hardened-84h-compliant",
+    ),
+    pytest.param(
+        Case(station(ups(), hardened=True), "degraded", ("backup_hours_short",), 10.0),
+        id="declared-hardened-flag-held-to-72h",
+    ),
+    pytest.param(
+        Case(
+            station(ups(battery_runtime_s=20 * H), site_class="core"),
+            "degraded",
+            ("backup_hours_short",),
+            20.0,
+            numbers={"required_h": 24},
+        ),
+        id="core-20h-needs-24h",
+    ),
+    pytest.param(
+        Case(
+            station(ups(battery_runtime_s=30 * H), site_class="core", hardened=True),
+            "degraded",
+            ("backup_hours_short",),
+            30.0,
+            numbers={"required_h": 72},
+        ),
+        id="core-declared-hardened-held-to-stricter",
+    ),
+    pytest.param(
+        Case(station(ups()), "ready", (), 10.0, risk_level=3),
+        id="risk-3-ordinary-8h-target",
+    ),
+    pytest.param(
+        Case(
+            station(ups()),
+            "degraded",
+            ("backup_hours_short",),
+            10.0,
+            risk_level=4,
+            numbers={"required_h": 72},
+        ),
+        id="risk-4-ordinary-station-held-to-hardened",
+    ),
+    pytest.param(
+        Case(station(ups(), kind="power_room"), "ready", (), 10.0, risk_level=4),
+        id="risk-4-does-not-tighten-power-rooms",
+    ),
+    pytest.param(
+        Case(station(), "unknown", ("backup_hours_unknown",), None),
+        id="no-power-data",
+    ),
+    pytest.param(
+        Case(
+            station(PowerReading(device="ups1", error="snmp timeout")),
+            "unknown",
+            ("backup_hours_unknown", "power_probe_error"),
+            None,
+        ),
+        id="power-probe-error",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_backup_power(case: Case) -> None:
+    e = judge(case.snapshot, risk_level=case.risk_level)
+    assert tuple(codes(e)) == case.codes
+    assert e.verdict == case.verdict
+    if case.backup_h is None:
+        assert e.backup_hours is None
+    else:
+        assert e.backup_hours == pytest.approx(case.backup_h)
+    assert e.dark_in_s == (None if case.dark_in_s is None else pytest.approx(case.dark_in_s))
+    if case.severity is not None:
+        assert e.findings[0].severity == case.severity
+    for key, value in case.numbers.items():
+        assert e.findings[0].numbers[key] == (None if value is None else pytest.approx(value))
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "vi", "en"),
+    [
+        pytest.param(
+            station(on_battery(runtime_s=2310), genset()),
+            "đang chạy bằng ắc quy, còn 38 phút, máy phát không chạy",
+            "on battery, 38 min left, generator not running",
+            id="on-battery-38-min",
+        ),
+        pytest.param(
+            station(
+                ups(battery_runtime_s=1800),
+                genset(on_generator=True, generator_running=True, fuel_l=100, fuel_burn_l_per_h=10),
+                site_class="hardened",
+            ),
+            "đang chạy máy phát, nhiên liệu đủ 10 giờ, tổng cộng còn 10 giờ 30 phút",
+            "on generator, fuel for 10 h, 10 h 30 min in total",
+            id="on-generator-10h",
+        ),
+        pytest.param(
+            station(
+                ups(battery_runtime_s=4 * H), genset(fuel_burn_l_per_h=5), site_class="hardened"
+            ),
+            "điện dự phòng đủ 44 giờ, cần 72 giờ",
+            "backup power for 44 h, 72 h required",
+            id="hardened-44h",
+        ),
+    ],
+)
+def test_texts(snapshot: SiteSnapshot, vi: str, en: str) -> None:
+    finding = judge(snapshot).findings[0]
+    assert (finding.text_vi, finding.text_en) == (vi, en)
+
+
+def test_assumed_burn_rate_when_the_policy_sets_one() -> None:
+    policy = POLICY.model_copy(
+        update={"generator": POLICY.generator.model_copy(update={"assumed_burn_l_per_h": 5.0})}
+    )
+    s = station(ups(battery_runtime_s=4 * H), genset(), site_class="hardened")
+    e = evaluate(s, policy, NOW)
+    assert e.backup_hours == pytest.approx(44.0)
+    assert codes(e) == ["backup_hours_short"]
+    assert e.findings[0].numbers["burn_assumed"] == 1
+
+
+# --- the discharge-slope cross-check
+
+
+def _discharge(start_pct: float, pct_per_min: float, n: int = 5) -> tuple[PowerSample, ...]:
+    """n on-battery samples one minute apart, the last one 30 s ago."""
+    return tuple(
+        PowerSample(ago(30 + 60 * (n - 1 - i)), start_pct - pct_per_min * i, None, True)
+        for i in range(n)
+    )
+
+
+@pytest.mark.parametrize(
+    ("ups_runtime_s", "history", "battery_s", "slope_used", "extra"),
+    [
+        pytest.param(
+            7200,
+            _discharge(64, 1),
+            3600,
+            1,
+            ("battery_estimate_optimistic",),
+            id="ups-says-2h-trend-says-1h-pessimistic-wins",
+        ),
+        pytest.param(4000, _discharge(64, 1), 3600, 1, (), id="trend-lower-but-within-ratio"),
+        pytest.param(3000, _discharge(64, 1), 3000, 0, (), id="ups-lower-than-trend"),
+        pytest.param(7200, _discharge(56, -1), 7200, 0, (), id="charging-no-trend"),
+        pytest.param(7200, _discharge(61, 0.5, n=2), 7200, 0, (), id="too-few-samples"),
+        pytest.param(
+            7200,
+            (
+                *_discharge(90, 5)[:2],
+                PowerSample(ago(150), 80, None, False),  # back on mains in between
+                *_discharge(61, 0.5, n=2),
+            ),
+            7200,
+            0,
+            (),
+            id="only-the-current-outage-counts",
+        ),
+    ],
+)
+def test_discharge_slope(
+    ups_runtime_s: float,
+    history: tuple[PowerSample, ...],
+    battery_s: float,
+    slope_used: int,
+    extra: tuple[str, ...],
+) -> None:
+    s = snap(
+        power=[on_battery(runtime_s=ups_runtime_s, battery_charge_pct=60)],
+        links=two_paths(),
+        history={"ups1": history},
+    )
+    e = judge(s)
+    assert codes(e) == ["on_battery_no_generator", *extra]
+    main = e.findings[0]
+    assert main.numbers["battery_s"] == pytest.approx(battery_s)
+    assert main.numbers["slope_used"] == slope_used
+    assert e.dark_in_s == pytest.approx(battery_s - 30)
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        pytest.param({}, 36_000, id="plausible"),
+        pytest.param({"battery_runtime_s": 65_535}, None, id="16-bit-cap"),
+        pytest.param({"battery_runtime_s": 3_932_100}, None, id="cap-in-minutes"),
+        pytest.param({"battery_runtime_s": 0}, None, id="zero-on-line"),
+        pytest.param(
+            {"battery_runtime_s": 0, "on_battery": True, "mains_present": False},
+            0,
+            id="zero-on-battery-is-real",
+        ),
+        pytest.param(
+            {"battery_runtime_s": 0, "on_battery": None, "mains_present": True},
+            None,
+            id="zero-with-mains-present",
+        ),
+        pytest.param({"battery_runtime_s": 500_000}, None, id="absurd"),
+        pytest.param({"load_pct": 9.9}, None, id="low-load"),
+        pytest.param({"battery_runtime_s": None}, None, id="not-reported"),
+    ],
+)
+def test_plausible_runtime(fields: dict[str, Any], expected: float | None) -> None:
+    assert plausible_runtime(ups(**fields), RuntimeTrust()) == expected
+
+
+def test_slope_is_none_when_flat() -> None:
+    flat = tuple(PowerSample(ago(60 * i), 50, None, True) for i in range(5))
+    assert slope_runtime(flat, RuntimeTrust()) is None
+
+
+def test_negative_runtime_cannot_reach_the_rules() -> None:
+    """-1 (a NUT lie) is refused on the wire; the cap and 0 do arrive, handled above."""
+    with pytest.raises(ValidationError):
+        PowerReading(device="ups1", battery_runtime_s=-1)
+    assert PowerReading(device="ups1", battery_runtime_s=65_535).battery_runtime_s == 65_535

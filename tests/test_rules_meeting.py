@@ -1,0 +1,311 @@
+"""Meeting readiness: ready / degraded (one single point of failure) / not_ready / unknown."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pytest
+
+from agent.wire import LinkReading, PowerReading, RoomReading
+from rules import SiteSnapshot
+from tests.test_rules_support import (
+    ago,
+    codes,
+    genset,
+    judge,
+    link,
+    on_battery,
+    room,
+    snap,
+    two_paths,
+    ups,
+)
+
+H = 3600.0
+GOOD_POWER = (ups(battery_runtime_s=H), genset(fuel_l=100, fuel_burn_l_per_h=5))  # 1 h + 20 h
+
+
+def point(
+    power: Sequence[PowerReading] = GOOD_POWER,
+    links: Sequence[LinkReading] = two_paths(),
+    room_reading: RoomReading | None = None,
+    *,
+    no_room: bool = False,
+    **kwargs: object,
+) -> SiteSnapshot:
+    reading = None if no_room else (room_reading or room())
+    return snap(
+        "meeting_point",
+        power=power,
+        links=links,
+        room_reading=reading,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+@dataclass(frozen=True)
+class Case:
+    snapshot: SiteSnapshot
+    verdict: str
+    codes: tuple[str, ...] = ()
+    meeting_duration_s: float | None = None
+
+
+SHARED_TOWER = (link("fo1", "fibre", "tower-hp12"), link("mw1", "microwave", "tower-hp12"))
+ONE_PATH = (link("fo1", "fibre", "duct-a"),)
+
+CASES = [
+    pytest.param(Case(point(), "ready"), id="ready"),
+    # --- one single point of failure: degraded
+    pytest.param(
+        Case(point(links=ONE_PATH), "degraded", ("paths_one_independent",)),
+        id="one-independent-path",
+    ),
+    pytest.param(
+        Case(point(links=SHARED_TOWER), "degraded", ("paths_one_independent_shared",)),
+        id="two-paths-one-tower",
+    ),
+    pytest.param(
+        Case(point(power=[ups(battery_runtime_s=6 * H)]), "degraded", ("meeting_power_ups_only",)),
+        id="ups-only-enough-hours",
+    ),
+    pytest.param(
+        Case(
+            point(power=[ups(battery_runtime_s=300), genset(fuel_l=100, fuel_burn_l_per_h=5)]),
+            "degraded",
+            ("meeting_ups_bridge_short",),
+        ),
+        id="ups-bridges-5-min-of-15",
+    ),
+    pytest.param(
+        Case(
+            point(links=[link("fo1", rtt_ms=150), link("mw1", "microwave", rtt_ms=180)]),
+            "degraded",
+            ("link_rtt_high",),
+        ),
+        id="best-path-rtt-150ms",
+    ),
+    pytest.param(
+        Case(
+            point(
+                links=[link("fo1", "fibre", "d", jitter_ms=45, loss_pct=3), link("mw1", up=False)]
+            ),
+            "not_ready",  # two weaknesses: a single path left, and its quality
+            ("path_down", "paths_one_independent", "link_jitter_high", "link_loss_high"),
+        ),
+        id="jitter-and-loss-on-the-last-path",
+    ),
+    pytest.param(
+        Case(
+            point(links=[link("vsat1", "vsat", "sat-a", rtt_ms=600), link("fo1", "fibre", "d")]),
+            "ready",
+        ),
+        id="one-good-path-is-enough-for-quality",
+    ),
+    pytest.param(
+        Case(
+            point(
+                links=[
+                    link("fo1", bandwidth_up_mbps=1.5, bandwidth_down_mbps=8),
+                    link("mw1", "microwave"),
+                ]
+            ),
+            "ready",
+        ),
+        id="unmeasured-bandwidth-elsewhere-passes",
+    ),
+    pytest.param(
+        Case(
+            point(
+                links=[
+                    link("fo1", "fibre", "d", bandwidth_up_mbps=1.5, bandwidth_down_mbps=8),
+                    link("mw1", "microwave", "t", bandwidth_up_mbps=2, bandwidth_down_mbps=2),
+                ]
+            ),
+            "degraded",
+            ("link_bandwidth_low",),
+        ),
+        id="bandwidth-low-on-every-path",
+    ),
+    # --- two single points of failure, or a blocking reason: not ready
+    pytest.param(
+        Case(
+            point(power=[ups(battery_runtime_s=6 * H)], links=ONE_PATH),
+            "not_ready",
+            ("paths_one_independent", "meeting_power_ups_only"),
+        ),
+        id="two-spofs-one-path-and-ups-only",
+    ),
+    pytest.param(
+        Case(point(power=[ups(battery_runtime_s=2 * H)]), "not_ready", ("meeting_power_short",)),
+        id="ups-only-2h-for-4h48",
+    ),
+    pytest.param(
+        Case(
+            point(room_reading=room(camera_ok=False, display_ok=False)),
+            "not_ready",
+            ("camera_fault", "display_fault"),
+        ),
+        id="camera-and-display-down-both-said",
+    ),
+    pytest.param(
+        Case(
+            point(room_reading=room(codec_reachable=False, codec_registered=False)),
+            "not_ready",
+            ("codec_unreachable",),
+        ),
+        id="codec-unreachable-no-registration-cascade",
+    ),
+    pytest.param(
+        Case(
+            point(room_reading=room(codec_registered=False)), "not_ready", ("codec_not_registered",)
+        ),
+        id="codec-not-signed-in",
+    ),
+    pytest.param(
+        Case(
+            point(
+                power=[ups(battery_runtime_s=6 * H)],
+                links=[
+                    link("fo1", "fibre", "tower-hp12", rtt_ms=140),
+                    link("mw1", "microwave", "tower-hp12", rtt_ms=160),
+                ],
+                room_reading=room(microphone_ok=False),
+            ),
+            "not_ready",
+            (
+                "paths_one_independent_shared",
+                "link_rtt_high",
+                "meeting_power_ups_only",
+                "microphone_fault",
+            ),
+        ),
+        id="every-reason-is-returned",
+    ),
+    pytest.param(
+        Case(
+            point(links=[link("fo1", up=False), link("mw1", "microwave", up=False, rtt_ms=None)]),
+            "not_ready",
+            ("path_all_down",),
+        ),
+        id="all-paths-down-one-finding",
+    ),
+    # --- cannot tell: unknown
+    pytest.param(
+        Case(point(no_room=True), "unknown", ("room_unknown",)),
+        id="no-room-reading",
+    ),
+    pytest.param(
+        Case(point(room_reading=RoomReading(error="codec api: 401")), "unknown", ("room_error",)),
+        id="room-probe-error",
+    ),
+    pytest.param(
+        Case(point(room_reading=room(speaker_ok=None)), "unknown", ("room_devices_unknown",)),
+        id="speaker-state-unknown",
+    ),
+    pytest.param(
+        Case(
+            point(
+                links=[
+                    link("fo1", "fibre", "a", rtt_ms=None),
+                    link("mw1", "microwave", "b", rtt_ms=None),
+                ]
+            ),
+            "unknown",
+            ("link_quality_unknown",),
+        ),
+        id="quality-not-measured",
+    ),
+    pytest.param(
+        Case(
+            point(power=[ups(battery_runtime_s=H), genset()]), "unknown", ("meeting_power_unknown",)
+        ),
+        id="generator-burn-unknown-battery-short",
+    ),
+    pytest.param(
+        Case(point(power=[]), "unknown", ("meeting_power_unknown",)),
+        id="no-power-data",
+    ),
+    pytest.param(
+        Case(
+            point(at=ago(600), no_room=True, links=[link("fo1", up=False)]),
+            "unknown",
+            ("no_recent_report",),
+        ),
+        id="stale-meeting-point-only-freshness",
+    ),
+    pytest.param(
+        Case(point(online=False), "unknown", ("agent_offline",)),
+        id="will-fired",
+    ),
+    # --- the meeting's own duration
+    pytest.param(
+        Case(
+            point(power=[ups(battery_runtime_s=1200), genset(fuel_l=15, fuel_burn_l_per_h=10)]),
+            "not_ready",
+            ("meeting_power_short",),
+        ),
+        id="1h50-of-power-for-default-4h-meeting",
+    ),
+    pytest.param(
+        Case(
+            point(power=[ups(battery_runtime_s=1200), genset(fuel_l=15, fuel_burn_l_per_h=10)]),
+            "ready",
+            (),
+            meeting_duration_s=H,
+        ),
+        id="1h50-of-power-for-a-1h-meeting",
+    ),
+    pytest.param(
+        Case(
+            point(
+                power=[
+                    on_battery(runtime_s=1800),
+                    genset(generator_running=True, fuel_l=100, fuel_burn_l_per_h=5),
+                ]
+            ),
+            "ready",
+            ("on_battery",),
+        ),
+        id="on-battery-while-generator-takes-over",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_meeting_readiness(case: Case) -> None:
+    e = judge(case.snapshot, meeting_duration_s=case.meeting_duration_s)
+    assert tuple(codes(e)) == case.codes
+    assert e.verdict == case.verdict
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "code", "vi", "en"),
+    [
+        pytest.param(
+            point(power=[ups(battery_runtime_s=2 * H)]),
+            "meeting_power_short",
+            "điện dự phòng đủ 2 giờ, cuộc họp cần 4 giờ 48 phút (gồm 20% dự phòng)",
+            "backup power for 2 h, the meeting needs 4 h 48 min (incl. 20 % margin)",
+            id="power-short",
+        ),
+        pytest.param(
+            point(power=[ups(battery_runtime_s=300), genset(fuel_l=100, fuel_burn_l_per_h=5)]),
+            "meeting_ups_bridge_short",
+            "UPS chỉ giữ được 5 phút trong lúc chờ máy phát, cần 15 phút",
+            "the UPS bridges only 5 min to the generator, 15 min required",
+            id="bridge",
+        ),
+        pytest.param(
+            point(links=[link("fo1", rtt_ms=150.5), link("mw1", "microwave", rtt_ms=180)]),
+            "link_rtt_high",
+            "độ trễ tốt nhất 150,5 ms (đường fo1), ngưỡng 100 ms",
+            "best round-trip time 150.5 ms (path fo1), limit 100 ms",
+            id="rtt",
+        ),
+    ],
+)
+def test_texts(snapshot: SiteSnapshot, code: str, vi: str, en: str) -> None:
+    finding = next(f for f in judge(snapshot).findings if f.code == code)
+    assert (finding.text_vi, finding.text_en) == (vi, en)

@@ -1,0 +1,282 @@
+"""Multi-path: SRLG-independent paths up against the required number; one finding on loss."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from agent.wire import LinkReading, PathDecl
+from rules import SiteSnapshot, effective, evaluate
+from rules.paths import PathInfo, max_independent
+from tests.test_rules_support import NOW, POLICY, codes, genset, judge, link, room, snap, ups
+
+
+def station(*links: LinkReading, **kwargs: object) -> SiteSnapshot:
+    kind = kwargs.pop("kind", "station")
+    return snap(kind, power=[ups()], links=links, **kwargs)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Case:
+    snapshot: SiteSnapshot
+    independent: int | None
+    codes: tuple[str, ...]
+    verdict: str
+    state: str = "up_commercial"
+
+
+CASES = [
+    pytest.param(
+        Case(
+            station(link("fo1", "fibre", "duct-a"), link("mw1", "microwave", "tower-b")),
+            2,
+            (),
+            "ready",
+        ),
+        id="fibre-and-microwave-disjoint",
+    ),
+    pytest.param(
+        Case(
+            station(link("fo1", "fibre", "tower-hp12"), link("mw1", "microwave", "tower-hp12")),
+            1,
+            ("paths_one_independent_shared",),
+            "degraded",
+        ),
+        id="two-paths-one-tower-count-once",
+    ),
+    pytest.param(
+        Case(station(link("fo1", "fibre", "duct-a")), 1, ("paths_one_independent",), "degraded"),
+        id="single-path",
+    ),
+    pytest.param(
+        Case(
+            station(link("fo1", "fibre", "duct-a"), link("mw1", "microwave", "tower-b", up=False)),
+            1,
+            ("path_down", "paths_one_independent"),
+            "degraded",
+        ),
+        id="one-of-two-down",
+    ),
+    pytest.param(
+        Case(
+            station(
+                link("fo1", "fibre", "duct-a", up=False),
+                link("mw1", "microwave", "tower-b", up=False),
+            ),
+            0,
+            ("path_all_down",),
+            "not_ready",
+            "down_transport",
+        ),
+        id="all-paths-down-one-finding",
+    ),
+    pytest.param(
+        Case(
+            station(link("fo1", "fibre", "duct-a", up=False)),
+            0,
+            ("path_all_down",),
+            "not_ready",
+            "down_transport",
+        ),
+        id="only-path-down",
+    ),
+    pytest.param(
+        Case(
+            station(
+                link("a", "fibre", "s1"),
+                link("b", "microwave", "s1", "s2"),
+                link("c", "cellular", "s2"),
+            ),
+            2,
+            (),
+            "ready",
+        ),
+        id="chain-a-b-c-ends-are-independent",
+    ),
+    pytest.param(
+        Case(
+            station(
+                link("fo1", "fibre", "duct-a"),
+                link("fo2", "fibre", "duct-a"),
+                link("fo3", "fibre", "pole-7"),
+            ),
+            2,
+            ("paths_one_media",),
+            "ready",
+        ),
+        id="two-independent-but-all-fibre",
+    ),
+    pytest.param(
+        Case(station(link("fo1"), link("mw1", "microwave")), 2, (), "ready"),
+        id="no-srlg-declared-counts-independent",
+    ),
+    pytest.param(
+        Case(
+            station(link("fo1", "fibre"), link("mw1", "microwave")).with_meta(
+                station().meta.model_copy(  # type: ignore[union-attr]
+                    update={
+                        "paths": (
+                            PathDecl(path="fo1", media="fibre", srlg=("tower-x",)),
+                            PathDecl(path="mw1", media="microwave", srlg=("tower-x",)),
+                        )
+                    }
+                )
+            ),
+            1,
+            ("paths_one_independent_shared",),
+            "degraded",
+        ),
+        id="srlg-declared-in-meta-counts",
+    ),
+    pytest.param(
+        Case(
+            station(
+                link("fo1", "fibre", "duct-a", up=False),
+                link("mw1", "microwave", "tower-b", up=None, error="ping: no route"),
+            ),
+            0,
+            ("paths_unknown",),
+            "unknown",
+        ),
+        id="down-and-unknown-is-not-all-down",
+    ),
+    pytest.param(
+        Case(
+            station(
+                link("fo1", "fibre", "duct-a"),
+                meta_paths=[
+                    PathDecl(path="fo1", media="fibre", srlg=("duct-a",)),
+                    PathDecl(path="mw1", media="microwave", srlg=("tower-b",)),
+                ],
+            ),
+            1,
+            ("paths_one_independent",),
+            "degraded",
+        ),
+        id="declared-path-not-reported-is-not-up",
+    ),
+    pytest.param(
+        Case(station(), None, ("paths_unknown",), "unknown", "up_commercial"),
+        id="no-link-data",
+    ),
+    pytest.param(
+        Case(station(link("fo1", "fibre"), kind="power_room"), 1, (), "ready"),
+        id="power-room-needs-no-second-path",
+    ),
+    pytest.param(
+        Case(
+            station(link("fo1", "fibre", up=False), kind="power_room"),
+            0,
+            ("path_all_down",),
+            "not_ready",
+            "down_transport",
+        ),
+        id="power-room-lost-its-path",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_multipath(case: Case) -> None:
+    e = judge(case.snapshot)
+    assert e.independent_paths_up == case.independent
+    assert tuple(codes(e)) == case.codes
+    assert e.verdict == case.verdict
+    assert e.station_state == case.state
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "vi", "en"),
+    [
+        pytest.param(
+            station(link("fo1", "fibre", "tower-hp12"), link("mw1", "microwave", "tower-hp12")),
+            "chỉ còn 1 đường truyền độc lập (cáp quang và viba dùng chung cột)",
+            "only one independent path up (fibre and microwave share the same tower)",
+            id="shared-tower",
+        ),
+        pytest.param(
+            station(link("fo1", "fibre", "duct-7"), link("fo2", "fibre", "duct-7")),
+            "chỉ còn 1 đường truyền độc lập (fo1 và fo2 dùng chung cống cáp)",
+            "only one independent path up (fo1 and fo2 share the same duct)",
+            id="same-media-named-by-path",
+        ),
+        pytest.param(
+            station(link("fo1", "fibre", "vnpt-hp"), link("mw1", "microwave", "vnpt-hp")),
+            "chỉ còn 1 đường truyền độc lập (cáp quang và viba dùng chung nhóm rủi ro vnpt-hp)",
+            "only one independent path up (fibre and microwave share shared-risk group vnpt-hp)",
+            id="unknown-group-named-as-is",
+        ),
+        pytest.param(
+            station(link("fo1", "fibre")),
+            "chỉ còn 1 đường truyền độc lập, cần 2",
+            "only one independent path up, 2 required",
+            id="single",
+        ),
+        pytest.param(
+            station(link("fo1", up=False), link("mw1", "microwave", up=False)),
+            "mất toàn bộ đường truyền (2/2 đường)",
+            "all paths down (2 of 2)",
+            id="all-down",
+        ),
+    ],
+)
+def test_texts(snapshot: SiteSnapshot, vi: str, en: str) -> None:
+    finding = judge(snapshot).findings[0]
+    assert (finding.text_vi, finding.text_en) == (vi, en)
+
+
+def test_all_paths_down_at_a_meeting_point_is_one_transport_finding() -> None:
+    """No cascade: no link-quality, no multipath detail, no codec-registration finding."""
+    s = snap(
+        "meeting_point",
+        power=[ups(), genset(fuel_burn_l_per_h=5)],
+        links=[
+            link("fo1", "fibre", "duct-a", up=False, rtt_ms=None, loss_pct=100),
+            link("mw1", "microwave", "tower-b", up=False, rtt_ms=None, loss_pct=100),
+        ],
+        room_reading=room(codec_registered=False),
+    )
+    e = judge(s)
+    assert codes(e) == ["path_all_down"]
+    assert (e.verdict, e.station_state) == ("not_ready", "down_transport")
+
+
+def test_required_paths_raised_by_risk_step() -> None:
+    step = POLICY.risk[0].model_copy(
+        update={"min_level": 5, "kinds": ("station",), "required_paths": 3}
+    )
+    policy = POLICY.model_copy(update={"risk": (*POLICY.risk, step)})
+    assert effective(policy, "station", "ordinary", 5).required_paths == 3
+    s = station(link("fo1", "fibre", "duct-a"), link("mw1", "microwave", "tower-b"))
+    e = evaluate(s, policy, NOW, risk_level=5)
+    found = [f for f in e.findings if f.rule == "multipath"]
+    assert [f.code for f in found] == ["paths_too_few"]
+    assert found[0].text_en == "only 2 independent paths up, 3 required"
+    assert found[0].effect == "spof"
+
+
+def _p(name: str, *srlg: str) -> PathInfo:
+    return PathInfo(path=name, media="fibre", srlg=frozenset(srlg), up=True)
+
+
+@pytest.mark.parametrize(
+    ("paths", "size"),
+    [
+        pytest.param([], 0, id="none"),
+        pytest.param([_p("a", "x"), _p("b", "x"), _p("c", "x")], 1, id="all-share-one"),
+        pytest.param([_p("a", "x"), _p("b", "x", "y"), _p("c", "y")], 2, id="chain"),
+        pytest.param(
+            [_p("hub", "1", "2", "3"), _p("a", "1"), _p("b", "2"), _p("c", "3")],
+            3,
+            id="greedy-by-order-would-pick-hub",
+        ),
+        pytest.param([_p(f"p{i}", f"g{i // 2}") for i in range(20)], 10, id="20-paths-greedy"),
+    ],
+)
+def test_max_independent(paths: list[PathInfo], size: int) -> None:
+    chosen = max_independent(paths)
+    assert len(chosen) == size
+    for i, a in enumerate(chosen):
+        for b in chosen[i + 1 :]:
+            assert not a.srlg & b.srlg

@@ -1,0 +1,116 @@
+"""Station state in the FCC DIRS vocabulary, from power and links; stale is unknown."""
+
+from __future__ import annotations
+
+import typing
+
+import pytest
+
+from agent.wire import LinkReading, PowerReading, StationState
+from rules import SiteSnapshot
+from tests.test_rules_support import (
+    ago,
+    codes,
+    genset,
+    judge,
+    link,
+    on_battery,
+    snap,
+    two_paths,
+    ups,
+)
+
+DOWN = (link("fo1", "fibre", "duct-a", up=False), link("mw1", "microwave", "tower-b", up=False))
+
+
+def site(
+    power: tuple[PowerReading, ...], links: tuple[LinkReading, ...] = two_paths(), **kw: object
+) -> SiteSnapshot:
+    return snap(power=power, links=links, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "state", "only"),
+    [
+        pytest.param(site((ups(),)), "up_commercial", None, id="mains"),
+        pytest.param(
+            site((PowerReading(device="ups1", on_battery=False, battery_runtime_s=9 * 3600),)),
+            "up_commercial",
+            None,
+            id="ups-on-line-without-mains-flag",
+        ),
+        pytest.param(
+            site((ups(), genset(generator_running=True, on_generator=True, mains_present=False))),
+            "up_generator",
+            None,
+            id="on-generator",
+        ),
+        pytest.param(
+            site((genset(generator_running=True, mains_present=False),)),
+            "up_generator",
+            None,
+            id="generator-running-mains-absent",
+        ),
+        pytest.param(
+            site((ups(), genset(generator_running=True, mains_present=True))),
+            "up_commercial",
+            None,
+            id="generator-test-run-on-mains",
+        ),
+        pytest.param(site((on_battery(),)), "up_battery", None, id="on-battery"),
+        pytest.param(
+            site((on_battery(runtime_s=0),)), "down_power", "power_down", id="runtime-0-on-battery"
+        ),
+        pytest.param(
+            site((on_battery(runtime_s=None, battery_status="depleted"),)),
+            "down_power",
+            "power_down",
+            id="battery-depleted",
+        ),
+        pytest.param(
+            site((on_battery(runtime_s=0), genset()), DOWN),
+            "down_power",
+            "power_down",
+            id="power-down-and-links-down-is-one-power-finding",
+        ),
+        pytest.param(site((ups(),), DOWN), "down_transport", "path_all_down", id="links-down"),
+        pytest.param(
+            site((on_battery(),), DOWN), "down_transport", None, id="on-battery-links-down"
+        ),
+        pytest.param(site(()), "unknown", None, id="no-power-data"),
+        pytest.param(
+            site((PowerReading(device="ups1", mains_present=False),)),
+            "unknown",
+            None,
+            id="mains-absent-nothing-else-known",
+        ),
+        pytest.param(site((on_battery(),), at=ago(600)), "unknown", None, id="stale"),
+        pytest.param(site((ups(),), online=False), "unknown", None, id="will-fired"),
+    ],
+)
+def test_station_state(snapshot: SiteSnapshot, state: str, only: str | None) -> None:
+    e = judge(snapshot)
+    assert e.station_state == state
+    if only is not None:
+        assert codes(e) == [only]
+
+
+def test_vocabulary_is_fcc_dirs() -> None:
+    assert set(typing.get_args(StationState)) == {
+        "up_commercial",
+        "up_generator",
+        "up_battery",
+        "down_power",
+        "down_transport",
+        "down_damage",  # kept; no reading reports damage yet
+        "unknown",
+    }
+
+
+def test_power_down_text() -> None:
+    finding = judge(site((on_battery(runtime_s=0),))).findings[0]
+    assert (finding.text_vi, finding.text_en) == (
+        "mất điện: ắc quy đã cạn",
+        "power down: battery depleted",
+    )
+    assert finding.severity == "critical"
