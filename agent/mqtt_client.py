@@ -49,6 +49,11 @@ class AckingClient(aiomqtt.Client):
         self._reasons[mid] = reason_code
         super()._on_publish(client, userdata, mid, reason_code, properties)
 
+    def _lost(self) -> asyncio.Future[object]:
+        """aiomqtt's future that completes when the connection drops."""
+        lost: asyncio.Future[object] = self._disconnected  # type: ignore[assignment]
+        return lost
+
     async def publish_acked(
         self, topic: str, payload: bytes, *, retain: bool = False, timeout: float = 30.0
     ) -> None:
@@ -60,10 +65,10 @@ class AckingClient(aiomqtt.Client):
         if mid not in self._reasons:
             confirmation = asyncio.Event()
             self._pending_publishes[mid] = confirmation
-            waiter = asyncio.ensure_future(confirmation.wait())
+            waiter: asyncio.Future[object] = asyncio.ensure_future(confirmation.wait())
             try:
                 await asyncio.wait(
-                    {waiter, self._disconnected},
+                    {waiter, self._lost()},
                     timeout=timeout,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
@@ -80,10 +85,10 @@ class AckingClient(aiomqtt.Client):
 
     async def wait_or_disconnect(self, event: asyncio.Event, timeout: float) -> None:
         """Wait for ``event`` or ``timeout``; raise MqttError at once if the connection drops."""
-        waiter = asyncio.ensure_future(event.wait())
+        waiter: asyncio.Future[object] = asyncio.ensure_future(event.wait())
         try:
             await asyncio.wait(
-                {waiter, self._disconnected}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                {waiter, self._lost()}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
             waiter.cancel()

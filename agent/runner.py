@@ -172,7 +172,7 @@ class Agent:
         properties = None
         protocol = aiomqtt.ProtocolVersion.V5 if broker.protocol == 5 else aiomqtt.ProtocolVersion.V311
         if broker.protocol == 5:
-            properties = Properties(PacketTypes.CONNECT)
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = broker.session_expiry_s
         return AckingClient(
             broker.host,

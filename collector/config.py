@@ -83,13 +83,26 @@ class HttpListen(_Strict):
     port: Annotated[int, Field(ge=0, le=65535)] = 9108
 
 
+class StatusConfig(_Strict):
+    publish: Literal["on_change", "always"] = Field(
+        default="on_change",
+        description="publish a site's retained status when its verdict changes, or at every "
+        "evaluation",
+    )
+    sweep_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+
+
 class CollectorConfig(_Strict):
     broker: CollectorBroker = CollectorBroker()
-    influx: InfluxConfig = InfluxConfig()
+    influx: InfluxConfig | None = Field(
+        default=InfluxConfig(), description="null: no history (verdicts only), as in the demo"
+    )
     data_dir: Path = Path("/var/lib/kienco-collector")
+    policy: Path | None = Field(default=None, description="null: the shipped default policy")
     limits: Limits = Limits()
     batch: BatchConfig = BatchConfig()
-    metrics: HttpListen = HttpListen()
+    status: StatusConfig = StatusConfig()
+    http: HttpListen = Field(default=HttpListen(), description="readiness API and /metrics")
 
 
 def load_collector_config(path: Path) -> CollectorConfig:

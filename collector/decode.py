@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from agent.topics import SiteTopic, TopicError
 from agent.wire import Event, Meta, Report, State, Status
@@ -91,10 +92,9 @@ def _timestamp(message: Accepted) -> datetime:
     return message.taken_at if isinstance(message, Report) else message.at
 
 
-def _describe(errors: list[object]) -> str:
+def _describe(errors: list[ErrorDetails]) -> str:
     parts = []
     for err in errors[:5]:
-        assert isinstance(err, dict)
         loc = ".".join(str(p) for p in err["loc"]) or "(message)"
         parts.append(f"{loc}: {err['msg']}")
     more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""

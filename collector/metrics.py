@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from collector.decode import REJECT_REASONS
 
@@ -49,10 +49,8 @@ class CollectorMetrics:
             "kienco_pending_messages", "Messages waiting for a durable write", registry=r
         )
         self.spool_depth = Gauge("kienco_spool_batches", "Batches in the spool", registry=r)
+        self.statuses_published = Counter(
+            "kienco_statuses_published", "Verdicts published on status topics", registry=r
+        )
         self.sites = Gauge("kienco_sites", "Sites in the collector's state", registry=r)
         self.connected = Gauge("kienco_broker_connected", "1 when connected", registry=r)
-
-    def serve(self, host: str, port: int) -> int:
-        """Serve /metrics; returns the bound port (port 0 picks a free one)."""
-        server, _ = start_http_server(port, addr=host, registry=self.registry)
-        return int(server.server_address[1])

@@ -23,21 +23,35 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent.wire import Event, Meta, Report, State, utc_now
+from agent.wire import Event, Meta, Report, State, Status, utc_now
+from agent.topics import topic as topic_of
+from collector.api import Api
 from collector.config import CollectorConfig
 from collector.deadletter import DeadLetterStore
 from collector.decode import Decoded, Ignored, Rejected, decode
 from collector.influx import InfluxV1Client
-from collector.line_protocol import encode_many
+from collector.line_protocol import Point, encode_many
 from collector.metrics import CollectorMetrics
 from collector.points import event_points, report_points, state_points
+from collector.readiness import RiskLevels, Verdicts
 from collector.spool import Spool
 from collector.state import SiteStates
-from collector.writer import InfluxWriter
+from collector.writer import InfluxWriter, Outcome
+from rules import Policy, load_policy
 
 log = logging.getLogger("kienco.collector")
 
-SiteChanged = Callable[[str], None]
+StatusListener = Callable[[Status], None]
+
+
+class _NoHistory:
+    """Stands in for InfluxDB when the collector runs without one (the demo without influxd)."""
+
+    def write_durably(self, lines: str) -> Outcome:
+        return Outcome("written", 0)
+
+    def drain_spool(self, max_batches: int = 10) -> int:
+        return 0
 
 
 @dataclass(slots=True)
@@ -49,33 +63,41 @@ class _Pending:
 
 
 class Collector:
-    """``start()``, then ``stop()``; ``on_site_changed`` hooks the rules engine."""
+    """``start()``, then ``stop()``. Verdicts are published retained on each site's status topic."""
 
     def __init__(
         self,
         config: CollectorConfig,
         *,
         clock: Callable[[], datetime] = utc_now,
-        on_site_changed: SiteChanged | None = None,
+        policy: Policy | None = None,
+        risk_level: RiskLevels | None = None,
+        on_status: StatusListener | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
         self.metrics = CollectorMetrics()
         self.states = SiteStates()
-        self.on_site_changed = on_site_changed
+        self.policy = policy or load_policy(config.policy)
+        self.verdicts = Verdicts(self.states, self.policy, risk_level=risk_level or (lambda _p: 0))
+        self.on_status = on_status
         data = config.data_dir
         data.mkdir(parents=True, exist_ok=True)
         self.dead_letters = DeadLetterStore(data / "deadletter.sqlite")
         influx = config.influx
-        self.influx = InfluxV1Client(
-            influx.url,
-            influx.database,
-            username=influx.username,
-            password=influx.password.reveal() if influx.password else None,
-            timeout_s=influx.timeout_s,
-        )
-        self.spool = Spool(data / "spool.sqlite", max_bytes=influx.spool_max_bytes)
-        self.writer = InfluxWriter(self.influx, self.spool, attempts=influx.retry_attempts)
+        self.influx: InfluxV1Client | None = None
+        self.spool: Spool | None = None
+        self.writer: InfluxWriter | _NoHistory = _NoHistory()
+        if influx is not None:
+            self.influx = InfluxV1Client(
+                influx.url,
+                influx.database,
+                username=influx.username,
+                password=influx.password.reveal() if influx.password else None,
+                timeout_s=influx.timeout_s,
+            )
+            self.spool = Spool(data / "spool.sqlite", max_bytes=influx.spool_max_bytes)
+            self.writer = InfluxWriter(self.influx, self.spool, attempts=influx.retry_attempts)
         self._pending: list[_Pending] = []
         self._pending_lock = threading.Lock()
         self._flush_now = threading.Event()
@@ -83,23 +105,36 @@ class Collector:
         self._generation = 0
         self._connected = threading.Event()
         self._writer_thread = threading.Thread(target=self._writer_loop, name="influx-writer")
+        self._sweeper_thread = threading.Thread(target=self._sweep_loop, name="staleness", daemon=True)
         self.client = self._make_client()
-        self.metrics_port: int | None = None
+        self.api: Api | None = None
 
     # --- lifecycle -----------------------------------------------------------------
 
-    def start(self, *, serve_metrics: bool = True) -> None:
-        try:
-            self.influx.create_database()
-        except Exception as exc:  # InfluxDB down at start: spool until it returns
-            log.warning("InfluxDB %s not reachable at start (%s); spooling", self.config.influx.url, exc)
-        if serve_metrics:
-            self.metrics_port = self.metrics.serve(self.config.metrics.host, self.config.metrics.port)
+    def start(self, *, serve_http: bool = True) -> None:
+        if self.influx is not None:
+            try:
+                self.influx.create_database()
+            except Exception as exc:  # InfluxDB down at start: spool until it returns
+                log.warning(
+                    "InfluxDB %s not reachable at start (%s); spooling", self.influx.url, exc
+                )
+        if serve_http:
+            self.api = Api(
+                self.verdicts,
+                self.states,
+                self.metrics.registry,
+                healthy=self._connected.is_set,
+                host=self.config.http.host,
+                port=self.config.http.port,
+            )
+            self.api.start()
+        self._sweeper_thread.start()
         self._writer_thread.start()
         broker = self.config.broker
         properties = None
         if broker.protocol == 5:
-            properties = Properties(PacketTypes.CONNECT)
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = broker.session_expiry_s
             # Let the broker keep a whole batch in flight while we make it durable.
             properties.ReceiveMaximum = 65535
@@ -123,6 +158,8 @@ class Collector:
             self._writer_thread.join(timeout=60)
         self.client.disconnect()
         self.client.loop_stop()
+        if self.api is not None:
+            self.api.stop()
         self.dead_letters.close()
 
     # --- MQTT ----------------------------------------------------------------------
@@ -168,7 +205,7 @@ class Collector:
 
     def _on_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         try:
-            self.handle(msg.topic, msg.payload, msg.mid, msg.qos)
+            self.handle(msg.topic, bytes(msg.payload), msg.mid, msg.qos)
         except Exception:  # nothing crashes the loop; the message stays unacknowledged
             log.exception("unexpected error handling a message on %s", msg.topic)
 
@@ -206,12 +243,11 @@ class Collector:
     def _apply(self, decoded: Decoded, now: datetime) -> str:
         message = decoded.message
         self.metrics.accepted.labels(message.kind).inc()
+        points: list[Point]
         if isinstance(message, Report):
-            changed = self.states.apply_report(message)
+            changed = self.states.apply_report(message, received_at=now)
             self.metrics.lag.set((now - message.taken_at).total_seconds())
-            state = self.states.get(message.site)
-            kind = state.site_kind if state else None
-            points = report_points(message, site_kind=kind)
+            points = report_points(message, site_kind=None)
         elif isinstance(message, Event):
             changed = self.states.apply_event(message)
             points = event_points(message)
@@ -223,14 +259,38 @@ class Collector:
             changed = self.states.apply_state(message)
             points = state_points(message)
         self.metrics.sites.set(len(self.states))
-        if changed and self.on_site_changed is not None:
-            self.on_site_changed(message.site)
+        if changed:
+            points += self._judge(message.site, now)
         return encode_many(points)
+
+    def _judge(self, site: str, now: datetime) -> list[Point]:
+        """Re-evaluate one site; publish its status if it changed (or always, by config)."""
+        judged = self.verdicts.evaluate(site, now)
+        if judged is None:
+            return []
+        status, changed, points = judged
+        if changed or self.config.status.publish == "always":
+            payload = self.verdicts.json_of(site) or b""
+            self.client.publish(topic_of(status.province, site, "status"), payload, qos=1, retain=True)
+            self.metrics.statuses_published.inc()
+            if self.on_status is not None:
+                self.on_status(status)
+        return points
+
+    def _sweep_loop(self) -> None:
+        """Judge silent sites when their silence may have made them stale or offline."""
+        while not self._stopping.wait(self.config.status.sweep_s):
+            now = self.clock()
+            lines = [encode_many(self._judge(site, now)) for site in self.verdicts.due(now)]
+            lines = [line for line in lines if line]
+            if lines:
+                with self._pending_lock:
+                    self._pending.append(_Pending("\n".join(lines), 0, 0, self._generation))
 
     def _ack(self, mid: int, qos: int) -> None:
         if qos > 0:
             self.client.ack(mid, qos)
-        self.metrics.acked.inc()
+            self.metrics.acked.inc()
 
     # --- durable writes --------------------------------------------------------------
 
@@ -244,7 +304,7 @@ class Collector:
             self.metrics.pending.set(len(batch))
             if batch:
                 self._flush(batch)
-            elif self.spool.depth():
+            elif self.spool is not None and self.spool.depth():
                 self._drain_spool()
             if self._stopping.is_set() and not self._pending:
                 return
@@ -267,15 +327,19 @@ class Collector:
             if pending.generation == generation:
                 self._ack(pending.mid, pending.qos)
 
-    def _count(self, outcome: object) -> None:
-        self.metrics.points_written.inc(getattr(outcome, "written_points", 0))
-        self.metrics.points_refused.inc(getattr(outcome, "refused_points", 0))
-        if getattr(outcome, "spooled", False):
+    def _count(self, outcome: Outcome) -> None:
+        self.metrics.points_written.inc(outcome.written_points)
+        self.metrics.points_refused.inc(outcome.refused_points)
+        if outcome.status == "partial":
+            log.error("InfluxDB refused %d point(s): %s", outcome.refused_points, outcome.error)
+        if outcome.spooled:
             self.metrics.batches_spooled.inc()
-        self.metrics.spool_depth.set(self.spool.depth())
+        if self.spool is not None:
+            self.metrics.spool_depth.set(self.spool.depth())
 
     def _drain_spool(self) -> None:
         drained = self.writer.drain_spool(max_batches=10)
         if drained:
             self.metrics.batches_drained.inc(drained)
-        self.metrics.spool_depth.set(self.spool.depth())
+        if self.spool is not None:
+            self.metrics.spool_depth.set(self.spool.depth())

@@ -80,12 +80,11 @@ def _cmd_collector_run(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     collector.start()
     logging.getLogger("kienco.collector").info(
-        "collector: %s %s -> %s/%s; metrics on :%s",
+        "collector: %s %s -> %s; API and /metrics on %s",
         config.broker.url,
         config.broker.topic_filter,
-        config.influx.url,
-        config.influx.database,
-        collector.metrics_port,
+        f"{config.influx.url}/{config.influx.database}" if config.influx else "no history",
+        collector.api.url if collector.api else "-",
     )
     stop.wait()
     collector.stop()

@@ -1,0 +1,200 @@
+"""A small synchronous client for InfluxDB's v1 HTTP API (``/write``, ``/query``, ``/ping``).
+
+It is the API every InfluxDB generation serves (1.x natively, 2.x and 3.x
+through their v1 compatibility endpoints) and the only one Debian's 1.6 has.
+The collector's writer runs in a thread, so this is a plain ``httpx.Client``.
+
+Errors::
+
+    InfluxError
+     ├── InfluxUnavailable    nothing was written; try again later (connection,
+     │                        timeout, 5xx, or a missing database / bad credentials,
+     │                        which an operator can fix without losing the data)
+     ├── InfluxBatchTooLarge  413: the body exceeds the server's max-body-size
+     └── InfluxQueryError     an InfluxQL statement was refused
+
+A ``400`` on ``/write`` is not an exception: InfluxDB stored the valid lines
+and refused the others, which ``WriteResult`` reports. Resending it would only
+be refused again.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+__all__ = [
+    "InfluxBatchTooLarge",
+    "InfluxError",
+    "InfluxQueryError",
+    "InfluxUnavailable",
+    "InfluxV1Client",
+    "WriteResult",
+    "quote_identifier",
+]
+
+_DROPPED = re.compile(r"dropped=(\d+)")
+_PARSE_ERROR = "unable to parse '"
+
+
+class InfluxError(Exception):
+    """Base of the errors of this module."""
+
+
+class InfluxUnavailable(InfluxError):
+    """InfluxDB did not take the batch; nothing of it was stored. ``status`` if it answered."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class InfluxBatchTooLarge(InfluxError):
+    """InfluxDB refused the body as too large (413): send it in smaller pieces."""
+
+
+class InfluxQueryError(InfluxError):
+    """InfluxDB refused an InfluxQL statement."""
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What InfluxDB did with a batch: all stored (``ok``) or a partial write.
+
+    ``refused`` counts the lines InfluxDB says it dropped plus the lines it could
+    not parse. (1.6 leaves parse errors out of the message when a batch also has
+    a type conflict, so it can be an undercount; it is never an overcount.)
+    """
+
+    ok: bool
+    partial: bool = False
+    refused: int = 0
+    error: str | None = None
+
+
+def quote_identifier(name: str) -> str:
+    """An InfluxQL double-quoted identifier."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _partial(response: httpx.Response) -> WriteResult:
+    try:
+        error = str(response.json()["error"])
+    except (ValueError, KeyError, TypeError):
+        error = response.text
+    dropped = sum(int(n) for n in _DROPPED.findall(error))
+    return WriteResult(
+        ok=False, partial=True, refused=dropped + error.count(_PARSE_ERROR), error=error
+    )
+
+
+class InfluxV1Client:
+    """InfluxDB v1 HTTP API for one database (and optionally one retention policy)."""
+
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        timeout_s: float = 5.0,
+        retention_policy: str | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.database = database
+        self.username = username
+        self.retention_policy = retention_policy
+        self.timeout_s = timeout_s
+        auth = httpx.BasicAuth(username, password or "") if username is not None else None
+        self._has_password = password is not None
+        self._http = httpx.Client(base_url=self.url, timeout=timeout_s, auth=auth)
+
+    def __repr__(self) -> str:
+        password = "<secret>" if self._has_password else None
+        return (
+            f"InfluxV1Client(url={self.url!r}, database={self.database!r}, "
+            f"username={self.username!r}, password={password!r}, "
+            f"retention_policy={self.retention_policy!r})"
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> InfluxV1Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as error:  # connection refused, reset, timeouts
+            raise InfluxUnavailable(f"{method} {self.url}{path}: {error!r}") from error
+
+    def ping(self) -> bool:
+        """True when the server answers ``/ping`` with 204."""
+        try:
+            return self._request("GET", "/ping").status_code == 204
+        except InfluxUnavailable:
+            return False
+
+    def create_database(self) -> None:
+        """Create the database; a no-op when it exists."""
+        self.query(f"CREATE DATABASE {quote_identifier(self.database)}")
+
+    def write(self, lines: str) -> WriteResult:
+        """POST a line-protocol batch with nanosecond timestamps."""
+        params = {"db": self.database, "precision": "ns"}
+        if self.retention_policy is not None:
+            params["rp"] = self.retention_policy
+        response = self._request("POST", "/write", params=params, content=lines.encode())
+        status = response.status_code
+        if 200 <= status < 300:
+            return WriteResult(ok=True)
+        if status == 400:
+            return _partial(response)
+        if status == 413:
+            raise InfluxBatchTooLarge(f"{len(lines)} characters: {response.text.strip()}")
+        raise InfluxUnavailable(f"write: HTTP {status}: {response.text.strip()}", status=status)
+
+    def query(self, influxql: str) -> list[dict[str, Any]]:
+        """Run InfluxQL against the database; one dict per row, the series' tags merged in.
+
+        ``time`` comes back in epoch nanoseconds.
+        """
+        data = {"q": influxql, "db": self.database, "epoch": "ns"}
+        response = self._request("POST", "/query", data=data)
+        if response.status_code >= 500:
+            raise InfluxUnavailable(
+                f"query: HTTP {response.status_code}: {response.text.strip()}",
+                status=response.status_code,
+            )
+        try:
+            body = response.json()
+        except ValueError as error:
+            raise InfluxQueryError(f"HTTP {response.status_code}: {response.text!r}") from error
+        if "error" in body:
+            raise InfluxQueryError(f"{body['error']} (in {influxql!r})")
+        rows: list[dict[str, Any]] = []
+        for result in body.get("results", []):
+            if "error" in result:
+                raise InfluxQueryError(f"{result['error']} (in {influxql!r})")
+            for series in result.get("series", []):
+                tags = series.get("tags") or {}
+                columns = series["columns"]
+                for values in series.get("values", []):
+                    row = dict(zip(columns, values, strict=True))
+                    row.update(tags)
+                    rows.append(row)
+        return rows

@@ -1,0 +1,174 @@
+"""Wire messages → InfluxDB points. Pure: no I/O, no clock.
+
+Schema (tags are ids; everything measured is a field; time is the message's):
+
+============  ==========================================  =========================================
+measurement   tags                                        fields
+============  ==========================================  =========================================
+report        site, province, kind                        seq (int), interval_s (float)
+power         site, province, kind, device                every PowerReading value but ``profile``
+link          site, province, kind, path, media, provider  up, rtt_ms, jitter_ms, loss_pct,
+                                                          probes_sent, bandwidth_*_mbps, error
+host          site, province, kind                        every HostReading value
+room          site, province, kind                        every RoomReading value
+event         site, province, kind, event, device         seq (int), detail (str)
+agent_state   site, province, kind                        online (bool)
+============  ==========================================  =========================================
+
+``kind`` is the site kind from the site's meta, left out while unknown;
+``provider`` and ``device`` are left out when the message has none.
+
+A field's InfluxDB type never changes (a second type is refused with a 400):
+each field's type is taken once from the wire model (``FIELD_TYPES``) and every
+value is converted to it, so a float field sent as JSON ``230`` is still
+written as a float. Nulls are left out. Line breaks in free text (errors,
+event details) are folded into spaces: line protocol cannot carry them.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel
+
+from agent.wire import (
+    Event,
+    HostReading,
+    LinkReading,
+    PowerReading,
+    Report,
+    RoomReading,
+    State,
+)
+from collector.line_protocol import FieldValue, Point
+
+__all__ = ["FIELD_TYPES", "event_points", "report_points", "state_points", "time_ns"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+FieldKind = type[float] | type[int] | type[bool] | type[str]
+_Fields = tuple[tuple[str, Callable[[Any], FieldValue]], ...]
+
+
+def time_ns(at: datetime) -> int:
+    """Exact nanoseconds since the epoch of an aware datetime (no float rounding)."""
+    delta = at - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+def _text(value: str) -> str:
+    if "\n" in value or "\r" in value:
+        return " ".join(part for part in value.splitlines() if part)
+    return value
+
+
+def _kind_of(annotation: Any) -> FieldKind:
+    """The one InfluxDB type of a wire field, from its annotation."""
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        (inner,) = [arg for arg in get_args(annotation) if arg is not type(None)]
+        return _kind_of(inner)
+    if origin is Annotated:
+        return _kind_of(get_args(annotation)[0])
+    if origin is Literal:
+        if all(isinstance(arg, str) for arg in get_args(annotation)):
+            return str
+    elif annotation in (bool, int, float, str):
+        kind: FieldKind = annotation
+        return kind
+    raise TypeError(f"no InfluxDB field type for {annotation!r}")
+
+
+def _fields_of(model: type[BaseModel], *, not_fields: frozenset[str]) -> dict[str, FieldKind]:
+    return {
+        name: _kind_of(info.annotation)
+        for name, info in model.model_fields.items()
+        if name not in not_fields
+    }
+
+
+FIELD_TYPES: Mapping[str, Mapping[str, FieldKind]] = {
+    "report": {"seq": int, "interval_s": float},
+    # profile names the device profile (configuration, announced in meta), not a reading.
+    "power": _fields_of(PowerReading, not_fields=frozenset({"device", "profile"})),
+    # srlg is declared in the site's meta; tags carry path, media and provider.
+    "link": _fields_of(LinkReading, not_fields=frozenset({"path", "media", "provider", "srlg"})),
+    "host": _fields_of(HostReading, not_fields=frozenset()),
+    "room": _fields_of(RoomReading, not_fields=frozenset()),
+    "event": {"seq": int, "detail": str},
+    "agent_state": {"online": bool},
+}
+"""Every field kienco writes, per measurement, with its fixed type."""
+
+
+def _converters(measurement: str) -> _Fields:
+    return tuple(
+        (name, _text if kind is str else kind) for name, kind in FIELD_TYPES[measurement].items()
+    )
+
+
+_POWER, _LINK, _HOST, _ROOM = (_converters(m) for m in ("power", "link", "host", "room"))
+
+
+def _values(reading: BaseModel, fields: _Fields) -> dict[str, FieldValue]:
+    values: dict[str, FieldValue] = {}
+    for name, convert in fields:
+        value = getattr(reading, name)
+        if value is not None:
+            values[name] = convert(value)
+    return values
+
+
+def _power_point(power: PowerReading, site: Mapping[str, str | None], at_ns: int) -> Point:
+    return Point.make("power", {**site, "device": power.device}, _values(power, _POWER), at_ns)
+
+
+def report_points(report: Report, *, site_kind: str | None) -> list[Point]:
+    """All points of one report, stamped with the time its readings were taken."""
+    at_ns = time_ns(report.taken_at)
+    site = {"site": report.site, "province": report.province, "kind": site_kind}
+    points = [
+        Point.make(
+            "report", site, {"seq": report.seq, "interval_s": float(report.interval_s)}, at_ns
+        )
+    ]
+    points.extend(_power_point(power, site, at_ns) for power in report.power)
+    points.extend(
+        Point.make(
+            "link",
+            {**site, "path": link.path, "media": link.media, "provider": link.provider},
+            _values(link, _LINK),
+            at_ns,
+        )
+        for link in report.links
+    )
+    if report.host is not None:
+        points.append(Point.make("host", site, _values(report.host, _HOST), at_ns))
+    if report.room is not None:
+        points.append(Point.make("room", site, _values(report.room, _ROOM), at_ns))
+    return points
+
+
+def event_points(event: Event, *, site_kind: str | None = None) -> list[Point]:
+    """The event itself, and the power reading it carries (if any) as a ``power`` point."""
+    at_ns = time_ns(event.at)
+    site = {"site": event.site, "province": event.province, "kind": site_kind}
+    fields: dict[str, FieldValue | None] = {
+        "seq": event.seq,
+        "detail": None if event.detail is None else _text(event.detail),
+    }
+    points = [
+        Point.make("event", {**site, "event": event.event, "device": event.device}, fields, at_ns)
+    ]
+    if event.power is not None:
+        points.append(_power_point(event.power, site, at_ns))
+    return points
+
+
+def state_points(state: State, *, site_kind: str | None = None) -> list[Point]:
+    """The agent's birth (online) or Last Will (offline)."""
+    site = {"site": state.site, "province": state.province, "kind": site_kind}
+    return [Point.make("agent_state", site, {"online": state.state == "online"}, time_ns(state.at))]

@@ -1,0 +1,149 @@
+"""Verdicts: re-evaluate a site when a message changes it, or when it falls silent.
+
+The rules are pure (``rules.evaluate``); this module is their I/O edge. It keeps
+the latest :class:`Status` of every site (and its JSON, ready to serve), turns
+evaluations into InfluxDB points, and knows when each silent site must be
+looked at again, so a site that stops talking turns ``unknown`` on a timer,
+without any message arriving.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+
+from agent.wire import Status
+from collector.line_protocol import Point
+from collector.points import time_ns
+from collector.state import SiteStates
+from rules import Evaluation, Policy, SiteSnapshot, evaluate, to_status
+
+RiskLevels = Callable[[str], int]
+
+
+def _no_risk(_province: str) -> int:
+    return 0
+
+
+def _signature(status: Status) -> tuple[object, ...]:
+    """What makes a verdict different for the people watching it."""
+    return (
+        status.verdict,
+        status.station_state,
+        status.risk_level,
+        tuple((r.code, r.severity) for r in status.reasons),
+    )
+
+
+class Verdicts:
+    """The latest verdict of every site. Thread-safe."""
+
+    def __init__(
+        self,
+        states: SiteStates,
+        policy: Policy,
+        *,
+        risk_level: RiskLevels = _no_risk,
+    ) -> None:
+        self.states = states
+        self.policy = policy
+        self.risk_level = risk_level
+        self._statuses: dict[str, Status] = {}
+        self._json: dict[str, bytes] = {}
+        self._due: list[tuple[datetime, str]] = []
+        self._lock = threading.Lock()
+
+    def evaluate(self, site: str, now: datetime) -> tuple[Status, bool, list[Point]] | None:
+        """Judge one site now: (status, changed since last time, points to write)."""
+        snapshot = self.states.get(site)
+        if snapshot is None:
+            return None
+        evaluation = evaluate(snapshot, self.policy, now, risk_level=self.risk_level(snapshot.province))
+        status = to_status(evaluation, snapshot)
+        with self._lock:
+            previous = self._statuses.get(site)
+            changed = previous is None or _signature(previous) != _signature(status)
+            self._statuses[site] = status
+            self._json[site] = status.model_dump_json(exclude_none=True).encode()
+            self._schedule(snapshot, now)
+        return status, changed, verdict_points(evaluation, snapshot, status, findings=changed)
+
+    def due(self, now: datetime) -> list[str]:
+        """Sites whose silence may have changed their verdict by ``now``."""
+        sites: set[str] = set()
+        with self._lock:
+            while self._due and self._due[0][0] <= now:
+                sites.add(heapq.heappop(self._due)[1])
+        return sorted(sites)
+
+    def _schedule(self, snapshot: SiteSnapshot, now: datetime) -> None:
+        # Look again when the site would turn stale, and when it would turn offline.
+        fresh = self.policy.freshness
+        interval = snapshot.interval_s or fresh.default_interval_s
+        last = snapshot.last_report_at or now
+        for after_s in (interval * fresh.stale_intervals, fresh.offline_after_s):
+            at = last + timedelta(seconds=after_s + 0.5)
+            if at > now:
+                heapq.heappush(self._due, (at, snapshot.site))
+
+    def get(self, site: str) -> Status | None:
+        return self._statuses.get(site)
+
+    def json_of(self, site: str) -> bytes | None:
+        return self._json.get(site)
+
+    def select(
+        self,
+        *,
+        province: str | None = None,
+        kind: str | None = None,
+        verdict: str | None = None,
+    ) -> list[Status]:
+        with self._lock:
+            statuses = list(self._statuses.values())
+        return [
+            s
+            for s in statuses
+            if (province is None or s.province == province)
+            and (kind is None or s.site_kind == kind)
+            and (verdict is None or s.verdict == verdict)
+        ]
+
+    def select_json(self, sites: Iterable[Status]) -> bytes:
+        """A JSON array of the given sites' statuses, from the cached encodings."""
+        parts = [self._json[s.site] for s in sites if s.site in self._json]
+        return b"[" + b",".join(parts) + b"]"
+
+    def __len__(self) -> int:
+        return len(self._statuses)
+
+
+def verdict_points(
+    evaluation: Evaluation, snapshot: SiteSnapshot, status: Status, *, findings: bool
+) -> list[Point]:
+    """A ``readiness`` point per evaluation; ``finding`` points when the verdict changed."""
+    at_ns = time_ns(evaluation.evaluated_at)
+    tags = {"site": snapshot.site, "province": snapshot.province, "kind": snapshot.site_kind or "unknown"}
+    fields: dict[str, bool | int | float | str | None] = {
+        "verdict": status.verdict,
+        "station_state": status.station_state,
+        "risk_level": status.risk_level,
+        "reasons": len(status.reasons),
+        "backup_hours": None if status.backup_hours is None else float(status.backup_hours),
+        "dark_in_s": None if status.dark_in_s is None else float(status.dark_in_s),
+        "independent_paths_up": status.independent_paths_up,
+    }
+    points = [Point.make("readiness", tags, fields, at_ns)]
+    if findings:
+        for reason in status.reasons:
+            points.append(
+                Point.make(
+                    "finding",
+                    {**tags, "rule": reason.rule, "code": reason.code, "severity": reason.severity},
+                    {"text_vi": reason.text_vi, "text_en": reason.text_en, "verdict": status.verdict},
+                    at_ns,
+                )
+            )
+    return points

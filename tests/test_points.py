@@ -1,0 +1,221 @@
+"""Wire messages → points: tags, fixed field types, nulls left out, exact times."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+import pytest
+from pydantic import BaseModel
+
+from agent.wire import (
+    Event,
+    HostReading,
+    LinkReading,
+    PowerReading,
+    Report,
+    RoomReading,
+    State,
+)
+from collector.line_protocol import Point, encode_many
+from collector.points import FIELD_TYPES, event_points, report_points, state_points, time_ns
+from tests.support.influx import InfluxServer
+
+TAKEN_AT = "2025-09-20T03:04:05.123456+07:00"  # typhoon season, Hai Phong local time
+TAKEN_AT_NS = 1_758_312_245_123_456_000  # 20:04:05.123456 UTC
+
+REPORT_JSON = """{
+  "site": "hp-do-son-01", "province": "hai-phong", "seq": 41872,
+  "taken_at": "2025-09-20T03:04:05.123456+07:00", "interval_s": 30,
+  "power": [
+    {"device": "ups1", "profile": "apc-smart-ups", "mains_present": false, "on_battery": true,
+     "battery_status": "normal", "battery_charge_pct": 87, "battery_runtime_s": 5400,
+     "input_v": 0, "output_v": 229.6, "load_pct": 41.5, "alarms_count": 2,
+     "fuel_pct": null, "error": "input fault\\r\\nline 2"},
+    {"device": "gen1", "generator_running": true, "fuel_l": 180.5, "fuel_burn_l_per_h": 4}
+  ],
+  "links": [
+    {"path": "fibre-vnpt", "media": "fibre", "provider": "vnpt", "srlg": ["duct-a"],
+     "up": true, "rtt_ms": 12, "jitter_ms": 1.5, "loss_pct": 0, "probes_sent": 10},
+    {"path": "vsat-1", "media": "vsat", "up": false, "probes_sent": 10, "loss_pct": 100,
+     "error": "timeout"}
+  ],
+  "host": {"cpu_pct": 12.5, "memory_pct": 40, "outbox_depth": 0, "temperature_c": null},
+  "room": {"codec_reachable": true, "codec_registered": false, "in_call": null}
+}"""
+
+
+@pytest.fixture
+def report() -> Report:
+    return Report.model_validate_json(REPORT_JSON)
+
+
+def _by(points: list[Point], measurement: str) -> list[Point]:
+    return [p for p in points if p.measurement == measurement]
+
+
+def test_one_point_per_reading_at_the_report_time(report: Report) -> None:
+    points = report_points(report, site_kind="station")
+    assert [p.measurement for p in points] == [
+        "report",
+        "power",
+        "power",
+        "link",
+        "link",
+        "host",
+        "room",
+    ]
+    assert {p.time_ns for p in points} == {TAKEN_AT_NS}
+
+
+def test_tags(report: Report) -> None:
+    points = report_points(report, site_kind="station")
+    site = (("kind", "station"), ("province", "hai-phong"), ("site", "hp-do-son-01"))
+    assert _by(points, "report")[0].tags == site
+    assert _by(points, "host")[0].tags == site
+    assert [p.tags for p in _by(points, "power")] == [
+        (("device", "ups1"), *site),
+        (("device", "gen1"), *site),
+    ]
+    fibre, vsat = _by(points, "link")
+    assert dict(fibre.tags) == {
+        **dict(site),
+        "path": "fibre-vnpt",
+        "media": "fibre",
+        "provider": "vnpt",
+    }
+    assert "provider" not in dict(vsat.tags)  # none declared: no empty tag
+    unknown_kind = report_points(report, site_kind=None)
+    assert all("kind" not in dict(p.tags) for p in unknown_kind)
+
+
+def test_fields_are_typed_and_nulls_left_out(report: Report) -> None:
+    points = report_points(report, site_kind="station")
+    assert _by(points, "report")[0].fields == {"seq": 41872, "interval_s": 30.0}
+    ups, gen = _by(points, "power")
+    assert ups.fields == {
+        "error": "input fault line 2",  # line breaks folded: line protocol cannot carry them
+        "mains_present": False,
+        "on_battery": True,
+        "battery_status": "normal",
+        "battery_charge_pct": 87.0,
+        "battery_runtime_s": 5400.0,
+        "input_v": 0.0,  # 0 V is a reading, not a null
+        "output_v": 229.6,
+        "load_pct": 41.5,
+        "alarms_count": 2,
+    }
+    assert gen.fields == {"generator_running": True, "fuel_l": 180.5, "fuel_burn_l_per_h": 4.0}
+    fibre, vsat = _by(points, "link")
+    assert fibre.fields == {
+        "up": True,
+        "rtt_ms": 12.0,
+        "jitter_ms": 1.5,
+        "loss_pct": 0.0,
+        "probes_sent": 10,
+    }
+    assert vsat.fields == {"error": "timeout", "up": False, "loss_pct": 100.0, "probes_sent": 10}
+    assert _by(points, "host")[0].fields == {"cpu_pct": 12.5, "memory_pct": 40.0, "outbox_depth": 0}
+    assert _by(points, "room")[0].fields == {"codec_reachable": True, "codec_registered": False}
+
+
+def test_every_value_has_its_fixed_type(report: Report) -> None:
+    for point in report_points(report, site_kind="station"):
+        types = FIELD_TYPES[point.measurement]
+        for name, value in point.fields.items():
+            assert type(value) is types[name], (point.measurement, name, value)
+
+
+def test_field_types_cover_the_wire_models() -> None:
+    """A new wire field becomes a point field of a fixed type without code changes."""
+    cases: list[tuple[type[BaseModel], str, set[str]]] = [
+        (PowerReading, "power", {"device", "profile"}),
+        (LinkReading, "link", {"path", "media", "provider", "srlg"}),
+        (HostReading, "host", set()),
+        (RoomReading, "room", set()),
+    ]
+    for model, measurement, not_fields in cases:
+        assert set(FIELD_TYPES[measurement]) == set(model.model_fields) - not_fields
+    assert FIELD_TYPES["power"]["alarms_count"] is int
+    assert FIELD_TYPES["power"]["battery_charge_pct"] is float
+    assert FIELD_TYPES["power"]["on_battery"] is bool
+    assert FIELD_TYPES["power"]["battery_status"] is str
+
+
+def test_empty_readings_give_no_line(report: Report) -> None:
+    bare = report.model_copy(update={"host": HostReading(), "room": RoomReading()})
+    lines = encode_many(report_points(bare, site_kind=None)).split("\n")
+    assert not any(line.startswith(("host", "room")) for line in lines)
+
+
+def test_time_is_exact_to_the_microsecond() -> None:
+    at = datetime(2262, 4, 11, 23, 47, 16, 854775, tzinfo=UTC)  # near the int64 end
+    assert time_ns(at) == 9_223_372_036_854_775_000
+    assert time_ns(datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC)) == 1_000
+
+
+def test_event_points() -> None:
+    event = Event(
+        site="hp-do-son-01",
+        province="hai-phong",
+        seq=41873,
+        at=datetime(2025, 9, 19, 20, 5, tzinfo=UTC),
+        event="on_battery",
+        device="ups1",
+        detail="trap upsOnBattery\nfrom 10.0.0.5",
+        power=PowerReading(device="ups1", on_battery=True, battery_charge_pct=86.0),
+    )
+    marker, power = event_points(event, site_kind="station")
+    assert marker.measurement == "event"
+    assert dict(marker.tags) == {
+        "site": "hp-do-son-01",
+        "province": "hai-phong",
+        "kind": "station",
+        "event": "on_battery",
+        "device": "ups1",
+    }
+    assert marker.fields == {"seq": 41873, "detail": "trap upsOnBattery from 10.0.0.5"}
+    assert power.measurement == "power"
+    assert power.fields == {"on_battery": True, "battery_charge_pct": 86.0}
+    assert marker.time_ns == power.time_ns == time_ns(event.at)
+    (bare,) = event_points(event.model_copy(update={"power": None, "device": None}))
+    assert dict(bare.tags).keys() == {"site", "province", "event"}
+
+
+def test_state_points() -> None:
+    at = datetime(2025, 9, 19, 20, 6, tzinfo=UTC)
+    cases: list[tuple[Literal["online", "offline"], bool]] = [
+        ("online", True),
+        ("offline", False),
+    ]
+    for state, online in cases:
+        message = State(site="s1", province="p1", state=state, at=at)
+        (point,) = state_points(message, site_kind="meeting_point")
+        assert point.measurement == "agent_state"
+        assert point.fields == {"online": online}
+        assert point.time_ns == time_ns(at)
+
+
+@pytest.mark.influx
+def test_ints_sent_for_floats_do_not_conflict(
+    influxdb: InfluxServer, influx_db: str, report: Report
+) -> None:
+    """A reading sent once as 230 and once as 229.6 stays one float field (no 400)."""
+    as_float = report.model_copy(update={"seq": 1})
+    as_int = Report.model_validate_json(
+        REPORT_JSON.replace('"output_v": 229.6', '"output_v": 230').replace(
+            TAKEN_AT, "2025-09-20T03:04:35+07:00"
+        )
+    )
+    for message in (as_float, as_int):
+        response = influxdb.write(influx_db, encode_many(report_points(message, site_kind=None)))
+        assert response.status_code == 204, response.text
+    kinds = {
+        (row["fieldKey"], row["fieldType"])
+        for row in influxdb.query(influx_db, "SHOW FIELD KEYS FROM power")
+    }
+    assert ("output_v", "float") in kinds
+    assert ("alarms_count", "integer") in kinds
+    assert ("battery_status", "string") in kinds
+    reports = influxdb.query(influx_db, "SELECT count(seq) FROM report")
+    assert reports[0]["count"] == 2
