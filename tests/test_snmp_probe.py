@@ -13,7 +13,7 @@ from agent.probes.snmp import SnmpTarget, collect
 from agent.profiles import Profile, load_profile_by_name, oids
 from agent.snmp_transport import SnmpError, SnmpV2cTransport
 from agent.wire import PowerReading
-from tests.support.ports import free_port
+from kienco.local_services import free_port
 from tests.support.snmpsim import SnmpSetError, SnmpSim, snmp_set, snmp_set_many
 
 pytestmark = pytest.mark.snmp

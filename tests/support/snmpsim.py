@@ -33,7 +33,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
 from pysnmp.proto.rfc1902 import Integer32, OctetString
 from pysnmp.proto.rfc1905 import EndOfMibView, NoSuchInstance, NoSuchObject
 
-from tests.support.ports import free_port
+from kienco.local_services import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 RECORDINGS = REPO / "firmware-configs" / "recordings"
