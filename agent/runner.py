@@ -15,8 +15,9 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import aiomqtt
-from paho.mqtt.properties import Properties
+import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from agent import __version__
 from agent.backoff import Backoff
@@ -96,7 +97,8 @@ class Agent:
         self.published_total = 0
         self.refused_total = 0
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, *, poll: bool = True) -> None:
+        """Poll and publish until ``stop``; ``poll=False`` only publishes what others store."""
         log.info(
             "agent %s/%s: every %.0f s to %s; outbox %s holds %d",
             self.config.province,
@@ -106,14 +108,15 @@ class Agent:
             self.config.outbox.path,
             self.outbox.depth(),
         )
-        poller = asyncio.create_task(self._poll_loop(stop), name="poll")
-        sender = asyncio.create_task(self._send_loop(stop), name="send")
+        tasks = [asyncio.create_task(self._send_loop(stop), name="send")]
+        if poll:
+            tasks.append(asyncio.create_task(self._poll_loop(stop), name="poll"))
         try:
             await stop.wait()
         finally:
-            for task in (poller, sender):
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(poller, sender, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def poll_and_store(self) -> None:
         """One poll cycle into the outbox (stored before any publish is tried)."""
@@ -170,7 +173,9 @@ class Agent:
                     str(broker.cert_file), str(broker.key_file) if broker.key_file else None
                 )
         properties = None
-        protocol = aiomqtt.ProtocolVersion.V5 if broker.protocol == 5 else aiomqtt.ProtocolVersion.V311
+        protocol = (
+            aiomqtt.ProtocolVersion.V5 if broker.protocol == 5 else aiomqtt.ProtocolVersion.V311
+        )
         if broker.protocol == 5:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = broker.session_expiry_s
@@ -182,8 +187,10 @@ class Agent:
             identifier=f"kienco-agent-{self.config.site}",
             protocol=protocol,
             will=aiomqtt.Will(state_topic, will_payload, qos=1, retain=True),
+            # 3.1.1 keeps the session with clean_session=False; MQTT 5 with clean_start=False
+            # plus a session expiry (set in the CONNECT properties above).
             clean_session=False if broker.protocol == 4 else None,
-            clean_start=False,
+            clean_start=False if broker.protocol == 5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
             keepalive=broker.keepalive_s,
             properties=properties,
             tls_context=tls_context,
@@ -204,6 +211,8 @@ class Agent:
                     await self._drain(client, stop)
             except (aiomqtt.MqttError, OSError) as exc:
                 log.warning("broker %s: %s", broker.url, exc)
+            except Exception:  # a bug must not silently end publishing: say it, retry
+                log.exception("unexpected error talking to %s", broker.url)
             finally:
                 self.connected = False
             delay = backoff.next()
@@ -243,7 +252,9 @@ class Agent:
                 *(client.publish_acked(e.topic, e.payload, retain=e.retain) for e in batch),
                 return_exceptions=True,
             )
-            accepted = [entry.id for entry, result in zip(batch, results, strict=True) if result is None]
+            accepted = [
+                entry.id for entry, result in zip(batch, results, strict=True) if result is None
+            ]
             self.outbox.ack(accepted)
             self.published_total += len(accepted)
             refused = [r for r in results if isinstance(r, PublishRefused)]

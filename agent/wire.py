@@ -254,6 +254,7 @@ class Status(WireModel):
     site: Slug
     province: Slug
     site_kind: SiteKind | None = None
+    name: HumanName | None = None
     verdict: Verdict
     station_state: StationState
     evaluated_at: UtcTime
@@ -273,6 +274,7 @@ MESSAGE_MODELS: dict[str, type[WireModel]] = {
     "state": State,
     "status": Status,
 }
+
 
 def json_schemas() -> dict[str, object]:
     """The JSON Schema of every wire message, keyed by message kind."""

@@ -73,7 +73,7 @@ def _handler(
     class Handler(BaseHTTPRequestHandler):
         server_version = "kienco"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+        def log_message(self, format: str, *args: Any) -> None:
             return  # access logs would drown the collector's own log
 
         def do_GET(self) -> None:

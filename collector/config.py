@@ -63,7 +63,8 @@ class InfluxConfig(_Strict):
     database: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")] = "kienco"
     username: str | None = None
     password: SecretRef | None = None
-    timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    # Short: the writer spools rather than hold the MQTT pipe behind a hung InfluxDB.
+    timeout_s: Annotated[float, Field(gt=0, le=300)] = 3.0
     retry_attempts: Annotated[int, Field(ge=1, le=20)] = 3
     spool_max_bytes: Annotated[int, Field(ge=1_000_000)] = 1024**3
 

@@ -40,7 +40,9 @@ class DeadLetterStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
 
-    def put(self, *, received_at: datetime, topic: str, reason: str, detail: str, payload: bytes) -> None:
+    def put(
+        self, *, received_at: datetime, topic: str, reason: str, detail: str, payload: bytes
+    ) -> None:
         """Durable when it returns: the message may then be acknowledged to the broker."""
         with self._lock:
             self._db.execute(

@@ -1,4 +1,4 @@
-"""Decode and validate one MQTT message against the wire contract: accepted or rejected, never raised."""
+"""Decode and validate one MQTT message against the wire contract; never raises."""
 
 from __future__ import annotations
 

@@ -7,9 +7,10 @@ The collector's writer runs in a thread, so this is a plain ``httpx.Client``.
 Errors::
 
     InfluxError
-     ├── InfluxUnavailable    nothing was written; try again later (connection,
-     │                        timeout, 5xx, or a missing database / bad credentials,
-     │                        which an operator can fix without losing the data)
+     ├── InfluxUnavailable    not (surely) stored; send again later (connection,
+     │                        timeout, 5xx, bad credentials, a database that is
+     │                        missing and cannot be created: an operator can fix
+     │                        those without losing the data)
      ├── InfluxBatchTooLarge  413: the body exceeds the server's max-body-size
      └── InfluxQueryError     an InfluxQL statement was refused
 
@@ -46,7 +47,11 @@ class InfluxError(Exception):
 
 
 class InfluxUnavailable(InfluxError):
-    """InfluxDB did not take the batch; nothing of it was stored. ``status`` if it answered."""
+    """InfluxDB did not (surely) take the batch: send it again. ``status`` if it answered.
+
+    A timeout may come after part of the batch was stored; resending is safe, as
+    a point with the same series and timestamp is stored once.
+    """
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
@@ -104,8 +109,10 @@ class InfluxV1Client:
         password: str | None = None,
         timeout_s: float = 5.0,
         retention_policy: str | None = None,
+        create_missing_database: bool = True,
     ) -> None:
         self.url = url.rstrip("/")
+        self.create_missing_database = create_missing_database
         self.database = database
         self.username = username
         self.retention_policy = retention_policy
@@ -154,11 +161,23 @@ class InfluxV1Client:
         self.query(f"CREATE DATABASE {quote_identifier(self.database)}")
 
     def write(self, lines: str) -> WriteResult:
-        """POST a line-protocol batch with nanosecond timestamps."""
+        """POST a line-protocol batch with nanosecond timestamps.
+
+        With ``create_missing_database`` a 404 "database not found" (InfluxDB was
+        down when the collector started, or was reinstalled) creates the
+        database and sends the batch once more.
+        """
         params = {"db": self.database, "precision": "ns"}
         if self.retention_policy is not None:
             params["rp"] = self.retention_policy
-        response = self._request("POST", "/write", params=params, content=lines.encode())
+        body = lines.encode()
+        response = self._request("POST", "/write", params=params, content=body)
+        if response.status_code == 404 and self.create_missing_database:
+            try:
+                self.create_database()
+            except InfluxQueryError as error:  # e.g. a user without the privilege
+                raise InfluxUnavailable(f"write: {error}", status=404) from error
+            response = self._request("POST", "/write", params=params, content=body)
         status = response.status_code
         if 200 <= status < 300:
             return WriteResult(ok=True)

@@ -60,7 +60,9 @@ class Verdicts:
         snapshot = self.states.get(site)
         if snapshot is None:
             return None
-        evaluation = evaluate(snapshot, self.policy, now, risk_level=self.risk_level(snapshot.province))
+        evaluation = evaluate(
+            snapshot, self.policy, now, risk_level=self.risk_level(snapshot.province)
+        )
         status = to_status(evaluation, snapshot)
         with self._lock:
             previous = self._statuses.get(site)
@@ -125,7 +127,11 @@ def verdict_points(
 ) -> list[Point]:
     """A ``readiness`` point per evaluation; ``finding`` points when the verdict changed."""
     at_ns = time_ns(evaluation.evaluated_at)
-    tags = {"site": snapshot.site, "province": snapshot.province, "kind": snapshot.site_kind or "unknown"}
+    tags = {
+        "site": snapshot.site,
+        "province": snapshot.province,
+        "kind": snapshot.site_kind or "unknown",
+    }
     fields: dict[str, bool | int | float | str | None] = {
         "verdict": status.verdict,
         "station_state": status.station_state,
@@ -142,7 +148,11 @@ def verdict_points(
                 Point.make(
                     "finding",
                     {**tags, "rule": reason.rule, "code": reason.code, "severity": reason.severity},
-                    {"text_vi": reason.text_vi, "text_en": reason.text_en, "verdict": status.verdict},
+                    {
+                        "text_vi": reason.text_vi,
+                        "text_en": reason.text_en,
+                        "verdict": status.verdict,
+                    },
                     at_ns,
                 )
             )

@@ -23,8 +23,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent.wire import Event, Meta, Report, State, Status, utc_now
 from agent.topics import topic as topic_of
+from agent.wire import Event, Meta, Report, State, Status, utc_now
 from collector.api import Api
 from collector.config import CollectorConfig
 from collector.deadletter import DeadLetterStore
@@ -105,7 +105,9 @@ class Collector:
         self._generation = 0
         self._connected = threading.Event()
         self._writer_thread = threading.Thread(target=self._writer_loop, name="influx-writer")
-        self._sweeper_thread = threading.Thread(target=self._sweep_loop, name="staleness", daemon=True)
+        self._sweeper_thread = threading.Thread(
+            target=self._sweep_loop, name="staleness", daemon=True
+        )
         self.client = self._make_client()
         self.api: Api | None = None
 
@@ -187,7 +189,9 @@ class Collector:
         client.on_message = self._on_message
         return client
 
-    def _on_connect(self, client: mqtt.Client, _u: object, _f: object, reason: object, _p: object) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, _u: object, _f: object, reason: object, _p: object
+    ) -> None:
         if getattr(reason, "is_failure", False):
             log.error("broker refused the connection: %s", reason)
             return
@@ -197,7 +201,9 @@ class Collector:
         self._connected.set()
         log.info("subscribed to %s", self.config.broker.topic_filter)
 
-    def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, reason: object, _p: object) -> None:
+    def _on_disconnect(
+        self, _c: mqtt.Client, _u: object, _f: object, reason: object, _p: object
+    ) -> None:
         self.metrics.connected.set(0)
         self._connected.clear()
         if not self._stopping.is_set():
@@ -223,7 +229,10 @@ class Collector:
         )
         if isinstance(result, Rejected):
             self.dead_letters.put(
-                received_at=now, topic=topic, reason=result.reason, detail=result.detail,
+                received_at=now,
+                topic=topic,
+                reason=result.reason,
+                detail=result.detail,
                 payload=payload,
             )
             self.metrics.rejected.labels(result.reason).inc()
@@ -271,7 +280,9 @@ class Collector:
         status, changed, points = judged
         if changed or self.config.status.publish == "always":
             payload = self.verdicts.json_of(site) or b""
-            self.client.publish(topic_of(status.province, site, "status"), payload, qos=1, retain=True)
+            self.client.publish(
+                topic_of(status.province, site, "status"), payload, qos=1, retain=True
+            )
             self.metrics.statuses_published.inc()
             if self.on_status is not None:
                 self.on_status(status)

@@ -9,6 +9,7 @@ counts survive restarts. The batch just put is never the one dropped, so a
 single batch larger than the bound is kept.
 
 One connection behind a lock: the writer thread and a drain may share it.
+One ``Spool`` per file (the totals are kept in memory): one collector process.
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ class Spool:
                 total_bytes - n_bytes,
             )
             dropped_batches, dropped_lines = dropped_batches + 1, dropped_lines + n_lines
+        rows.close()
         self._db.executemany("DELETE FROM batch WHERE id = ?", [(i,) for i in doomed])
         self._db.execute(
             "UPDATE counter SET value = value + ? WHERE name = 'dropped_batches'",

@@ -82,4 +82,3 @@ class SiteStates:
     def _interval(self, site: str) -> float:
         held = self._sites.get(site)
         return held.interval_s if held is not None and held.interval_s else 60.0
-

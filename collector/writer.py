@@ -121,25 +121,27 @@ class InfluxWriter:
         start = self._clock()
         down_until = self._down_until
         attempts = self.attempts if down_until is None else (1 if start >= down_until else 0)
-        error = "InfluxDB down: spooled without trying" if attempts == 0 else ""
-        for attempt in range(1, attempts + 1):
-            if attempt > 1:
-                delay = self.backoff_s(attempt - 1)
+        error = "InfluxDB down: spooled without trying"
+        tried = 0
+        while tried < attempts:
+            if tried:
+                delay = self.backoff_s(tried)
                 if self._clock() + delay - start > self.budget_s:
                     break
                 self._sleep(delay)
                 self._count(retries=1)
+            tried += 1
             try:
                 result = self._write(lines)
             except InfluxUnavailable as unavailable:
                 error = str(unavailable)
                 continue
-            return self._written(n_lines, result, attempt)
+            return self._written(n_lines, result, tried)
         self.spool.put(lines)
         self._count(spooled_batches=1, spooled_points=n_lines)
         with self._lock:
             self._down_until = self._clock() + self.probe_interval_s
-        return Outcome("spooled", n_lines, error=error, attempts=attempts)
+        return Outcome("spooled", n_lines, error=error, attempts=tried)
 
     def drain_spool(self, max_batches: int = 10) -> int:
         """Move up to ``max_batches`` spooled batches into InfluxDB, oldest first.

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from agent import __version__
 from agent.config_errors import ConfigError
+from agent.wire import Status
 
 EXIT_CONFIG = 2
 
@@ -29,7 +30,9 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
     schemas = json_schemas()
     if args.kind:
-        print(json.dumps(MESSAGE_MODELS[args.kind].model_json_schema(), indent=2, ensure_ascii=False))
+        print(
+            json.dumps(MESSAGE_MODELS[args.kind].model_json_schema(), indent=2, ensure_ascii=False)
+        )
     else:
         print(json.dumps(schemas, indent=2, ensure_ascii=False))
     return 0
@@ -91,6 +94,88 @@ def _cmd_collector_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from kienco.demo.run import DemoOptions, check_services_or_explain, run_demo
+
+    options = DemoOptions(
+        duration_s=args.duration,
+        json=args.json,
+        lang=args.lang,
+        scenario=args.scenario,
+        interval_s=args.interval,
+        broker=args.broker,
+        influx=args.influx,
+        http_port=args.port,
+    )
+    problem = check_services_or_explain(options)
+    if problem:
+        print(f"kienco demo: {problem}", file=sys.stderr)
+        return 1
+    if args.json:
+        logging.getLogger().setLevel(logging.WARNING)
+    else:
+        logging.getLogger().setLevel(logging.ERROR)
+    finals = asyncio.run(run_demo(options))
+    if args.json:
+        for status in finals:
+            if status is not None:
+                print(json.dumps(verdict_line(status, args.lang), ensure_ascii=False))
+    return 0
+
+
+def verdict_line(status: Status, lang: str) -> dict[str, object]:
+    """One site's verdict as a JSON line: what scripts read from demo and readiness."""
+    return {
+        "site": status.site,
+        "name": status.name,
+        "kind": status.site_kind,
+        "province": status.province,
+        "state": status.verdict,
+        "station_state": status.station_state,
+        "backup_hours": status.backup_hours,
+        "dark_in_s": status.dark_in_s,
+        "independent_paths_up": status.independent_paths_up,
+        "risk_level": status.risk_level,
+        "evaluated_at": status.evaluated_at.isoformat(),
+        "reasons": [
+            {
+                "code": r.code,
+                "rule": r.rule,
+                "severity": r.severity,
+                "text": r.text_vi if lang == "vi" else r.text_en,
+            }
+            for r in status.reasons
+        ],
+    }
+
+
+def _cmd_readiness(args: argparse.Namespace) -> int:
+    import httpx
+
+    from kienco.readiness_view import print_readiness
+
+    params = {"province": args.province}
+    if args.kind != "all":
+        params["kind"] = args.kind
+    try:
+        response = httpx.get(f"{args.url.rstrip('/')}/api/v1/readiness", params=params, timeout=10)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        print(f"kienco readiness: cannot ask the collector at {args.url}: {exc}", file=sys.stderr)
+        return 1
+    statuses = [Status.model_validate(s) for s in response.json()["sites"]]
+    statuses.sort(key=lambda s: (_ORDER.get(s.verdict, 9), s.site))
+    if args.json:
+        for status in statuses:
+            print(json.dumps(verdict_line(status, args.lang), ensure_ascii=False))
+    else:
+        print_readiness(statuses, province=args.province, lang=args.lang)
+    return 0 if all(s.verdict == "ready" for s in statuses) else 3
+
+
+_ORDER = {"not_ready": 0, "unknown": 1, "degraded": 2, "ready": 3}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kienco",
@@ -105,11 +190,15 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("--kind", choices=["report", "event", "meta", "state", "status"])
     schema.set_defaults(func=_cmd_schema)
 
-    agent = sub.add_parser("agent", help="the edge agent").add_subparsers(dest="agent_cmd", required=True)
+    agent = sub.add_parser("agent", help="the edge agent").add_subparsers(
+        dest="agent_cmd", required=True
+    )
     run = agent.add_parser("run", help="poll the site every interval and report over MQTT")
     run.add_argument("--config", type=Path, required=True, help="site config (YAML)")
     run.set_defaults(func=_cmd_agent_run)
-    probe = agent.add_parser("probe", help="run one poll cycle and print the report; publish nothing")
+    probe = agent.add_parser(
+        "probe", help="run one poll cycle and print the report; publish nothing"
+    )
     probe.add_argument("--config", type=Path, required=True, help="site config (YAML)")
     probe.add_argument("--nulls", action="store_true", help="show unknown readings as null")
     probe.set_defaults(func=_cmd_agent_probe)
@@ -120,6 +209,39 @@ def build_parser() -> argparse.ArgumentParser:
     crun = collector.add_parser("run", help="receive, validate and store every report")
     crun.add_argument("--config", type=Path, required=True, help="collector config (YAML)")
     crun.set_defaults(func=_cmd_collector_run)
+
+    demo = sub.add_parser(
+        "demo",
+        help="run the whole system on this machine through Typhoon Yagi (no set-up needed)",
+        description="An embedded broker (Mosquitto if installed, else amqtt), the collector "
+        "and one agent per simulated site, through a storm scenario. Uses InfluxDB for "
+        "history when influxd is installed.",
+    )
+    demo.add_argument("--duration", type=float, default=60.0, help="seconds to run (default 60)")
+    demo.add_argument(
+        "--json", action="store_true", help="print each site's final verdict as a JSON line"
+    )
+    demo.add_argument("--lang", choices=["vi", "en"], default="vi", help="language of the texts")
+    demo.add_argument("--scenario", type=Path, help="scenario file (default: the Yagi scenario)")
+    demo.add_argument("--interval", type=float, default=1.0, help="agents' report interval in s")
+    demo.add_argument("--broker", choices=["auto", "mosquitto", "amqtt"], default="auto")
+    demo.add_argument("--influx", choices=["auto", "on", "off"], default="auto")
+    demo.add_argument("--port", type=int, default=0, help="readiness API port (default: any free)")
+    demo.set_defaults(func=_cmd_demo)
+
+    ready = sub.add_parser(
+        "readiness",
+        help="which points of a province are ready, and why not (asks a running collector)",
+        description="Exit status: 0 all ready, 3 some not ready, 1 collector unreachable.",
+    )
+    ready.add_argument("--province", required=True, help="province code, e.g. hp")
+    ready.add_argument(
+        "--kind", choices=["meeting_point", "station", "power_room", "all"], default="meeting_point"
+    )
+    ready.add_argument("--lang", choices=["vi", "en"], default="vi")
+    ready.add_argument("--json", action="store_true", help="one JSON line per site")
+    ready.add_argument("--url", default="http://127.0.0.1:9108", help="the collector's HTTP API")
+    ready.set_defaults(func=_cmd_readiness)
     return parser
 
 

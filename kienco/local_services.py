@@ -78,7 +78,9 @@ class Mosquitto:
     def __init__(self, workdir: Path, *, users: dict[str, str] | None = None) -> None:
         binary = find_binary("mosquitto")
         if binary is None:
-            raise ServiceError("Mosquitto is not installed: apt-get install -y mosquitto mosquitto-clients")
+            raise ServiceError(
+                "Mosquitto is not installed: apt-get install -y mosquitto mosquitto-clients"
+            )
         self.binary = binary
         self.workdir = workdir
         self.port = free_port()

@@ -141,6 +141,7 @@ def to_status(evaluation: Evaluation, snapshot: SiteSnapshot) -> Status:
         site=snapshot.site,
         province=snapshot.province,
         site_kind=snapshot.site_kind,
+        name=snapshot.meta.name if snapshot.meta else None,
         verdict=evaluation.verdict,
         station_state=evaluation.station_state,
         evaluated_at=evaluation.evaluated_at,

@@ -1,4 +1,4 @@
-"""The agent on a real Mosquitto: birth, meta, Will, the per-site ACL, and the outbox across an outage."""
+"""The agent on a real Mosquitto: birth, meta, Will, the per-site ACL, the outbox in an outage."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import yaml
 
 from agent.config import SiteConfig
@@ -22,19 +21,36 @@ from tests.support.subscriber import Subscriber
 REPO = Path(__file__).resolve().parents[1]
 
 
-def site_config(tmp_path: Path, broker: Broker, *, site: str = "hp-bts-001", province: str = "hp",
-                username: str | None = None, password: str | None = None) -> SiteConfig:
-    broker_cfg: dict[str, object] = {"url": broker.url, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0}
+def site_config(
+    tmp_path: Path,
+    broker: Broker,
+    *,
+    site: str = "hp-bts-001",
+    province: str = "hp",
+    username: str | None = None,
+    password: str | None = None,
+) -> SiteConfig:
+    broker_cfg: dict[str, object] = {
+        "url": broker.url,
+        "reconnect_min_s": 0.2,
+        "reconnect_max_s": 1.0,
+    }
     if username:
         broker_cfg["username"] = username
     if password:
         broker_cfg["password"] = {"value": password}
-    return SiteConfig.model_validate({
-        "site": site, "province": province, "kind": "station", "name": "Trạm thử nghiệm",
-        "interval_s": 60, "broker": broker_cfg,
-        "outbox": {"path": str(tmp_path / f"{site}-outbox.sqlite")},
-        "disk_path": str(tmp_path),
-    })
+    return SiteConfig.model_validate(
+        {
+            "site": site,
+            "province": province,
+            "kind": "station",
+            "name": "Trạm thử nghiệm",
+            "interval_s": 60,
+            "broker": broker_cfg,
+            "outbox": {"path": str(tmp_path / f"{site}-outbox.sqlite")},
+            "disk_path": str(tmp_path),
+        }
+    )
 
 
 async def _wait(predicate: object, timeout_s: float = 15) -> None:
@@ -72,14 +88,27 @@ async def test_birth_meta_and_reports_arrive(tmp_path: Path, mosquitto: Broker) 
 
 def test_will_marks_the_site_offline_when_the_agent_dies(tmp_path: Path, mosquitto: Broker) -> None:
     config = tmp_path / "site.yaml"
-    config.write_text(yaml.safe_dump({
-        "site": "hp-bts-102", "province": "hp", "kind": "station", "name": "Trạm 102",
-        "interval_s": 60, "broker": {"url": mosquitto.url},
-        "outbox": {"path": str(tmp_path / "o.sqlite")}, "disk_path": str(tmp_path),
-    }, allow_unicode=True))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "site": "hp-bts-102",
+                "province": "hp",
+                "kind": "station",
+                "name": "Trạm 102",
+                "interval_s": 60,
+                "broker": {"url": mosquitto.url},
+                "outbox": {"path": str(tmp_path / "o.sqlite")},
+                "disk_path": str(tmp_path),
+            },
+            allow_unicode=True,
+        )
+    )
     sub = Subscriber(mosquitto.port, "kienco/v1/hp/hp-bts-102/state", client_id="t-will")
-    proc = subprocess.Popen([sys.executable, "-m", "kienco.cli", "agent", "run", "--config", str(config)],
-                            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kienco.cli", "agent", "run", "--config", str(config)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     try:
         got = sub.wait_for(1, lambda t: True, timeout_s=20)
         assert json.loads(got[0][1])["state"] == "online"
@@ -95,11 +124,24 @@ def test_will_marks_the_site_offline_when_the_agent_dies(tmp_path: Path, mosquit
 async def test_acl_refuses_a_report_for_another_site_and_the_outbox_keeps_it(
     tmp_path: Path, acl_broker: Broker
 ) -> None:
-    watcher = Subscriber(acl_broker.port, "kienco/v1/#", client_id="collector-test",
-                         username="collector", password="collector-secret")
+    watcher = Subscriber(
+        acl_broker.port,
+        "kienco/v1/#",
+        client_id="collector-test",
+        username="collector",
+        password="collector-secret",
+    )
     # Logged in as hp-bts-001, but claiming to be qn-bts-002: the ACL must refuse it.
-    impostor = Agent(site_config(tmp_path, acl_broker, site="qn-bts-002", province="qn",
-                                 username="hp-bts-001", password="s1"))
+    impostor = Agent(
+        site_config(
+            tmp_path,
+            acl_broker,
+            site="qn-bts-002",
+            province="qn",
+            username="hp-bts-001",
+            password="s1",
+        )
+    )
     honest = Agent(site_config(tmp_path, acl_broker, site="hp-bts-001", password="s1"))
     stop = asyncio.Event()
     tasks = [asyncio.create_task(a.run(stop)) for a in (impostor, honest)]

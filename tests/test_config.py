@@ -33,7 +33,10 @@ def test_shipped_configs_load() -> None:
     site = load_site_config(STATION)
     assert site.site == "hp-bts-001" and site.name == "Trạm BTS An Dương 1"
     assert site.mqtt_username == "hp-bts-001" and site.broker.port == 8883 and site.broker.tls
-    assert load_collector_config(REPO / "firmware-configs" / "collector.yaml").influx.database == "kienco"
+    assert (
+        load_collector_config(REPO / "firmware-configs" / "collector.yaml").influx.database
+        == "kienco"
+    )
 
 
 @pytest.mark.parametrize(
@@ -50,11 +53,22 @@ def test_shipped_configs_load() -> None:
         ({"name": None}, ["name:", "add this key"]),
         ({"broker__password": {"env": "A", "file": "/b"}}, ["broker.password", "exactly one"]),
     ],
-    ids=["site-not-slug", "unknown-kind", "typo-key", "bad-url", "zero-interval",
-         "outbox-too-short", "unknown-media", "undefined-credentials", "missing-name",
-         "two-secret-sources"],
+    ids=[
+        "site-not-slug",
+        "unknown-kind",
+        "typo-key",
+        "bad-url",
+        "zero-interval",
+        "outbox-too-short",
+        "unknown-media",
+        "undefined-credentials",
+        "missing-name",
+        "two-secret-sources",
+    ],
 )
-def test_bad_site_configs_name_key_value_and_fix(changes: dict[str, object], says: list[str]) -> None:
+def test_bad_site_configs_name_key_value_and_fix(
+    changes: dict[str, object], says: list[str]
+) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_yaml_model(_station(**changes), SiteConfig, source="site.yaml")
     message = str(caught.value)

@@ -15,8 +15,13 @@ TOPIC = "kienco/v1/hp/hp-bts-001/report"
 
 def _report(**overrides: object) -> dict[str, object]:
     body: dict[str, object] = {
-        "kind": "report", "v": 1, "site": "hp-bts-001", "province": "hp", "seq": 7,
-        "taken_at": "2024-09-07T08:59:30Z", "interval_s": 30.0,
+        "kind": "report",
+        "v": 1,
+        "site": "hp-bts-001",
+        "province": "hp",
+        "seq": 7,
+        "taken_at": "2024-09-07T08:59:30Z",
+        "interval_s": 30.0,
         "power": [{"device": "ups1", "battery_charge_pct": 81.0, "on_battery": True}],
         "links": [{"path": "fibre-a", "media": "fibre", "up": True, "rtt_ms": 12.5}],
     }
@@ -45,10 +50,19 @@ def test_a_good_report_is_accepted_in_utc() -> None:
         (TOPIC, _report(extra_field=1), "schema", "extra_field"),
         (TOPIC, _report(seq="7"), "schema", "seq"),
         (TOPIC, _report(taken_at="2024-09-07T08:59:30"), "schema", "timezone"),
-        (TOPIC, _report(power=[{"device": "ups1", "battery_charge_pct": 180.0}]), "schema",
-         "battery_charge_pct"),
-        (TOPIC, b'{"kind":"report","v":1,"site":"hp-bts-001","province":"hp","seq":1,'
-                b'"taken_at":"2024-09-07T08:59:30Z","interval_s":NaN}', "schema", "finite"),
+        (
+            TOPIC,
+            _report(power=[{"device": "ups1", "battery_charge_pct": 180.0}]),
+            "schema",
+            "battery_charge_pct",
+        ),
+        (
+            TOPIC,
+            b'{"kind":"report","v":1,"site":"hp-bts-001","province":"hp","seq":1,'
+            b'"taken_at":"2024-09-07T08:59:30Z","interval_s":NaN}',
+            "schema",
+            "finite",
+        ),
         (TOPIC, _report(v=2), "schema", "v"),
         (TOPIC, _report(site="qn-bts-002"), "site_mismatch", "qn-bts-002"),
         (TOPIC, _report(province="qn"), "site_mismatch", "qn"),
@@ -56,9 +70,20 @@ def test_a_good_report_is_accepted_in_utc() -> None:
         ("kienco/v1/hp/hp-bts-001/event", _report(), "schema", ""),
     ],
     ids=[
-        "not-json", "oversized", "topic-not-slug", "topic-foreign", "unknown-field",
-        "wrong-type", "naive-time", "absurd-value", "nan", "future-version", "site-mismatch",
-        "province-mismatch", "from-the-future", "report-on-event-topic",
+        "not-json",
+        "oversized",
+        "topic-not-slug",
+        "topic-foreign",
+        "unknown-field",
+        "wrong-type",
+        "naive-time",
+        "absurd-value",
+        "nan",
+        "future-version",
+        "site-mismatch",
+        "province-mismatch",
+        "from-the-future",
+        "report-on-event-topic",
     ],
 )
 def test_rejections(topic: str, payload: bytes | dict[str, object], reason: str, says: str) -> None:

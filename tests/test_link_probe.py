@@ -13,8 +13,13 @@ from agent.probes import links
 
 def _path(port: int, probes: int = 4) -> PathConfig:
     return PathConfig(
-        path="fibre-a", media="fibre", provider="vnpt", srlg=("duct-1",),
-        target=TcpTarget(host="127.0.0.1", port=port), probes=probes, spacing_s=0.01,
+        path="fibre-a",
+        media="fibre",
+        provider="vnpt",
+        srlg=("duct-1",),
+        target=TcpTarget(host="127.0.0.1", port=port),
+        probes=probes,
+        spacing_s=0.01,
         timeout_s=0.5,
     )
 

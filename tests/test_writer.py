@@ -205,6 +205,20 @@ def test_client_query_merges_tags_and_rejects_bad_influxql(client: InfluxV1Clien
         client.query("SELEC nothing")
 
 
+@pytest.mark.influx
+def test_missing_database_is_created_on_write(influxdb: InfluxServer) -> None:
+    name = influxdb.fresh_database("gone")
+    influxdb.drop_database(name)  # as if InfluxDB was reinstalled under the collector
+    with InfluxV1Client(influxdb.url, name, create_missing_database=False) as strict:
+        with pytest.raises(InfluxUnavailable) as caught:
+            strict.write(_lines(1))
+        assert caught.value.status == 404
+    with InfluxV1Client(influxdb.url, name) as client:
+        assert client.write(_lines(3)).ok
+        assert _count(client) == 3
+    influxdb.drop_database(name)
+
+
 def test_client_repr_hides_the_password() -> None:
     client = InfluxV1Client("http://127.0.0.1:1", "db", username="u", password="hunter2")
     assert "hunter2" not in repr(client) and "<secret>" in repr(client)
@@ -236,6 +250,7 @@ def test_retries_stop_within_the_time_budget(spool: Spool) -> None:
     outcome = writer.write_durably(_lines(3))
     assert outcome.spooled
     assert sum(time.sleeps) <= 2.0
+    assert outcome.attempts == len(time.sleeps) + 1 < 10
     for retry, slept in enumerate(time.sleeps, start=1):
         ceiling = min(1.0, 0.2 * 2 ** (retry - 1))
         assert ceiling / 2 <= slept <= ceiling  # exponential, capped, jittered

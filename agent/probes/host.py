@@ -21,7 +21,7 @@ def collect(
     psutil: ModuleType | Any = _psutil,
     clock: Callable[[], float] = time.time,
 ) -> HostReading:
-    """One reading of cpu, memory, disk, temperature and uptime; an error reading if psutil fails."""
+    """Cpu, memory, disk, temperature and uptime; an error reading if psutil fails."""
     try:
         # interval=None compares with the previous call: no sleep inside a poll cycle.
         cpu = float(psutil.cpu_percent(interval=None))

@@ -8,6 +8,8 @@ with the SYN/SYN-ACK exchange. A refused or timed-out connect counts as lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import time
 from collections.abc import Awaitable, Callable
 from statistics import fmean
@@ -16,16 +18,14 @@ from agent.config import PathConfig
 from agent.wire import LinkReading
 
 Connector = Callable[[str, int, float], Awaitable[None]]
-"""Opens (and closes) one connection to host:port within the timeout, or raises OSError/TimeoutError."""
+"""Opens and closes one connection to host:port in time, or raises OSError/TimeoutError."""
 
 
 async def tcp_connect(host: str, port: int, timeout_s: float) -> None:
     _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
     writer.close()
-    try:
+    with contextlib.suppress(OSError):
         await writer.wait_closed()
-    except OSError:
-        pass
 
 
 async def collect(
@@ -67,4 +67,4 @@ def jitter_ms(rtts: list[float]) -> float | None:
     """Mean absolute difference of consecutive RTTs (the RFC 3550 idea, unsmoothed)."""
     if len(rtts) < 2:
         return 0.0 if rtts else None
-    return fmean(abs(b - a) for a, b in zip(rtts, rtts[1:], strict=False))
+    return fmean(abs(b - a) for a, b in itertools.pairwise(rtts))

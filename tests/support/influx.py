@@ -1,9 +1,11 @@
 """pytest plugin: a real InfluxDB 1.x (Debian's ``influxd``) on loopback ports.
 
-``influxdb`` (session) starts one server in a temporary directory and stops it
-at the end; ``influx_db`` (function) gives each test its own fresh database.
-The helpers talk to ``/query`` with httpx directly, not through
-``collector.influx``, so the tests check the collector against an independent
+``influxdb`` (session) starts one server (``kienco.local_services.Influxd``:
+generated config, every port on loopback, files in a temporary folder, logs
+at error level in a file) and stops it at the end; ``influx_db`` (function)
+gives each test its own fresh database. A missing ``influxd`` fails the tests,
+never skips them. The helpers talk to ``/query`` with httpx directly, not
+through ``collector.influx``, so the collector is checked by an independent
 reader.
 """
 
@@ -11,10 +13,7 @@ from __future__ import annotations
 
 import itertools
 import re
-import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,55 +22,9 @@ from typing import Any
 import httpx
 import pytest
 
+from kienco.local_services import Influxd, ServiceError, find_binary
+
 INSTALL_HINT = "apt-get install -y influxdb"
-START_TIMEOUT_S = 30.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _config(root: Path, http_port: int, rpc_port: int) -> str:
-    # Everything that would write outside `root`, listen on a public address or
-    # log per request is turned off: the tests share 2 cores with others.
-    return f"""\
-reporting-disabled = true
-bind-address = "127.0.0.1:{rpc_port}"
-
-[meta]
-  dir = "{root / "meta"}"
-  logging-enabled = false
-
-[data]
-  dir = "{root / "data"}"
-  wal-dir = "{root / "wal"}"
-  wal-fsync-delay = "0s"
-  query-log-enabled = false
-  trace-logging-enabled = false
-
-[monitor]
-  store-enabled = false
-
-[http]
-  enabled = true
-  bind-address = "127.0.0.1:{http_port}"
-  log-enabled = false
-  suppress-write-log = true
-  pprof-enabled = false
-
-[ifql]
-  enabled = false
-
-[logging]
-  level = "error"
-  suppress-logo = true
-
-[continuous_queries]
-  enabled = false
-"""
 
 
 @dataclass
@@ -122,56 +75,19 @@ class InfluxServer:
         )
 
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"influxd exited with {process.returncode}:\n{log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/ping", timeout=1.0).status_code == 204:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    pytest.fail(f"influxd did not answer /ping within {START_TIMEOUT_S} s:\n{log.read_text()}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-
-
 @pytest.fixture(scope="session")
 def influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxServer]:
     """A real InfluxDB 1.x for the whole session, on free loopback ports."""
-    binary = shutil.which("influxd") or (
-        "/usr/bin/influxd" if Path("/usr/bin/influxd").exists() else None
-    )
-    if binary is None:
+    if find_binary("influxd") is None:
         pytest.fail(f"influxd is not installed; the InfluxDB tests need it: {INSTALL_HINT}")
-    root = tmp_path_factory.mktemp("influxdb")
-    http_port, rpc_port = _free_port(), _free_port()
-    config = root / "influxdb.conf"
-    config.write_text(_config(root, http_port, rpc_port))
-    log = root / "influxd.log"
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [binary, "-config", str(config)],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    url = f"http://127.0.0.1:{http_port}"
     try:
-        _wait_ready(url, process, log)
-        yield InfluxServer(url=url, root=root, process=process)
+        server = Influxd.start(tmp_path_factory.mktemp("influxdb"))
+    except ServiceError as error:
+        pytest.fail(str(error))
+    try:
+        yield InfluxServer(url=server.url, root=server.root, process=server.process)
     finally:
-        _stop(process)
+        server.stop()
 
 
 @pytest.fixture

@@ -47,11 +47,15 @@ class Subscriber:
         with self._lock:
             self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
 
-    def received(self, predicate: Callable[[str], bool] = lambda _t: True) -> list[tuple[str, bytes]]:
+    def received(
+        self, predicate: Callable[[str], bool] = lambda _t: True
+    ) -> list[tuple[str, bytes]]:
         with self._lock:
             return [(t, p) for t, p, _r in self.messages if predicate(t)]
 
-    def wait_for(self, count: int, predicate: Callable[[str], bool], timeout_s: float = 20) -> list[tuple[str, bytes]]:
+    def wait_for(
+        self, count: int, predicate: Callable[[str], bool], timeout_s: float = 20
+    ) -> list[tuple[str, bytes]]:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             got = self.received(predicate)
