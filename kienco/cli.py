@@ -163,7 +163,7 @@ def _cmd_readiness(args: argparse.Namespace) -> int:
     except httpx.HTTPError as exc:
         print(f"kienco readiness: cannot ask the collector at {args.url}: {exc}", file=sys.stderr)
         return 1
-    statuses = [Status.model_validate(s) for s in response.json()["sites"]]
+    statuses = [Status.model_validate_json(json.dumps(s)) for s in response.json()["sites"]]
     statuses.sort(key=lambda s: (_ORDER.get(s.verdict, 9), s.site))
     if args.json:
         for status in statuses:
@@ -251,6 +251,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ConfigError as exc:
+        print(f"kienco: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ValueError as exc:
+        from rules import PolicyError
+
+        if not isinstance(exc, PolicyError):
+            raise
         print(f"kienco: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:

@@ -66,6 +66,8 @@ def _power(ctx: RuleContext) -> list[Finding]:
 
 
 def _devices(ctx: RuleContext) -> list[Finding]:
+    if not ctx.thresholds.meeting.devices:
+        return []  # the policy checks no room device (a point whose room is not monitored)
     held = ctx.snapshot.room
     if held is None:
         return [ctx.finding("meeting", "warning", "room_unknown", impact="unknown")]

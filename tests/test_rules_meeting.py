@@ -309,3 +309,13 @@ def test_meeting_readiness(case: Case) -> None:
 def test_texts(snapshot: SiteSnapshot, code: str, vi: str, en: str) -> None:
     finding = next(f for f in judge(snapshot).findings if f.code == code)
     assert (finding.text_vi, finding.text_en) == (vi, en)
+
+
+def test_a_policy_that_checks_no_room_device_needs_no_room_reading() -> None:
+    from rules import Policy, evaluate
+    from tests.test_rules_support import NOW
+
+    unmonitored = Policy.model_validate({"meeting": {"devices": []}})
+    evaluation = evaluate(point(no_room=True), unmonitored, NOW)
+    assert evaluation.verdict == "ready"
+    assert "room_unknown" not in codes(evaluation)
