@@ -18,8 +18,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 def kienco(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "kienco.cli", *args], cwd=REPO, capture_output=True, text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})}, timeout=60,
+        [sys.executable, "-m", "kienco.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        timeout=60,
     )
 
 
@@ -30,25 +34,60 @@ def test_schema_prints_every_wire_message() -> None:
     assert set(schemas) == {"report", "event", "meta", "state", "status"}
     report = schemas["report"]
     assert report["additionalProperties"] is False
-    assert {"site", "province", "seq", "taken_at", "power", "links", "host"} <= set(report["properties"])
+    assert {"site", "province", "seq", "taken_at", "power", "links", "host"} <= set(
+        report["properties"]
+    )
     assert json.loads(kienco("schema", "--kind", "state").stdout)["title"] == "State"
 
 
-def test_agent_probe_prints_one_report_and_publishes_nothing(tmp_path: Path, snmpsim: SnmpSim) -> None:
+def test_agent_probe_prints_one_report_and_publishes_nothing(
+    tmp_path: Path, snmpsim: SnmpSim
+) -> None:
     config = tmp_path / "site.yaml"
-    config.write_text(yaml.safe_dump({
-        "site": "hp-bts-301", "province": "hp", "kind": "station", "name": "Trạm Đồ Sơn 3",
-        # Nothing listens there: probe must not need the broker.
-        "broker": {"url": "mqtt://127.0.0.1:1", "password": {"env": "NOT_NEEDED_FOR_PROBE"}},
-        "outbox": {"path": str(tmp_path / "o.sqlite")}, "disk_path": str(tmp_path),
-        "paths": [{"path": "fibre-a", "media": "fibre", "probes": 2, "timeout_s": 0.2,
-                   "target": {"host": "127.0.0.1", "port": 1}}],
-        "snmp_credentials": {"ro": {"community": {"env": "KIENCO_TEST_COMMUNITY"}}},
-        "devices": [{"device": "ups1", "profile": "ups-mib", "host": snmpsim.host,
-                     "port": snmpsim.port, "credentials": "ro"}],
-    }, allow_unicode=True))
-    done = kienco("agent", "probe", "--config", str(config),
-                  env={"KIENCO_TEST_COMMUNITY": snmpsim.community("ups-mib")})
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "site": "hp-bts-301",
+                "province": "hp",
+                "kind": "station",
+                "name": "Trạm Đồ Sơn 3",
+                # Nothing listens there: probe must not need the broker.
+                "broker": {
+                    "url": "mqtt://127.0.0.1:1",
+                    "password": {"env": "NOT_NEEDED_FOR_PROBE"},
+                },
+                "outbox": {"path": str(tmp_path / "o.sqlite")},
+                "disk_path": str(tmp_path),
+                "paths": [
+                    {
+                        "path": "fibre-a",
+                        "media": "fibre",
+                        "probes": 2,
+                        "timeout_s": 0.2,
+                        "target": {"host": "127.0.0.1", "port": 1},
+                    }
+                ],
+                "snmp_credentials": {"ro": {"community": {"env": "KIENCO_TEST_COMMUNITY"}}},
+                "devices": [
+                    {
+                        "device": "ups1",
+                        "profile": "ups-mib",
+                        "host": snmpsim.host,
+                        "port": snmpsim.port,
+                        "credentials": "ro",
+                    }
+                ],
+            },
+            allow_unicode=True,
+        )
+    )
+    done = kienco(
+        "agent",
+        "probe",
+        "--config",
+        str(config),
+        env={"KIENCO_TEST_COMMUNITY": snmpsim.community("ups-mib")},
+    )
     assert done.returncode == 0, done.stderr
     report = Report.model_validate_json(done.stdout)
     assert report.site == "hp-bts-301" and report.power[0].battery_charge_pct == 100.0
@@ -59,8 +98,10 @@ def test_agent_probe_prints_one_report_and_publishes_nothing(tmp_path: Path, snm
 
 def test_a_bad_config_exits_2_with_the_key_and_the_fix(tmp_path: Path) -> None:
     config = tmp_path / "site.yaml"
-    config.write_text("site: Trạm 1\nprovince: hp\nkind: station\nname: x\n"
-                      "broker: {url: 'mqtt://127.0.0.1:1883'}\n")
+    config.write_text(
+        "site: Trạm 1\nprovince: hp\nkind: station\nname: x\n"
+        "broker: {url: 'mqtt://127.0.0.1:1883'}\n"
+    )
     done = kienco("agent", "run", "--config", str(config))
     assert done.returncode == 2
     assert "site: String should match pattern" in done.stderr
