@@ -21,18 +21,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class BrokerConfig(_Strict):
+class MqttEndpoint(_Strict):
+    """A broker address: ``mqtt://host:port`` or ``mqtts://host:port`` (TLS)."""
+
     url: str = Field(description="mqtt://host:1883 or mqtts://host:8883")
-    username: str | None = Field(default=None, description="defaults to the site id")
-    password: SecretRef | None = None
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
-    protocol: Literal[5, 4] = 5  # 5 = MQTT 5 (PUBACK reason codes), 4 = 3.1.1
-    session_expiry_s: Annotated[int, Field(ge=0)] = 7 * 86_400
-    reconnect_min_s: Annotated[float, Field(gt=0)] = 1.0
-    reconnect_max_s: Annotated[float, Field(gt=0)] = 120.0
 
     @field_validator("url")
     @classmethod
@@ -45,7 +37,7 @@ class BrokerConfig(_Strict):
     @property
     def host(self) -> str:
         host = urlsplit(self.url).hostname
-        assert host is not None
+        assert host is not None  # the validator checked it
         return host
 
     @property
@@ -55,7 +47,20 @@ class BrokerConfig(_Strict):
 
     @property
     def tls(self) -> bool:
-        return urlsplit(self.url).scheme == "mqtts" or self.ca_file is not None
+        return urlsplit(self.url).scheme == "mqtts"
+
+
+class BrokerConfig(MqttEndpoint):
+    username: str | None = Field(default=None, description="defaults to the site id")
+    password: SecretRef | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
+    protocol: Literal[5, 4] = 5  # 5 = MQTT 5 (PUBACK reason codes), 4 = 3.1.1
+    session_expiry_s: Annotated[int, Field(ge=0)] = 7 * 86_400
+    reconnect_min_s: Annotated[float, Field(gt=0)] = 1.0
+    reconnect_max_s: Annotated[float, Field(gt=0)] = 120.0
 
 
 class OutboxConfig(_Strict):

@@ -19,10 +19,10 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent import __version__
 from agent.backoff import Backoff
 from agent.config import SiteConfig
 from agent.cycle import Probes, poll_once
+from agent.meta import meta_message
 from agent.mqtt_client import AckingClient, PublishRefused
 from agent.outbox import Outbox
 from agent.topics import topic
@@ -32,34 +32,6 @@ Measure = Callable[[int, datetime], Awaitable[Report]]
 """Produces the report for (seq, taken_at): the probes by default, a simulated site in the demo."""
 
 log = logging.getLogger("kienco.agent")
-
-
-def meta_message(config: SiteConfig, now: datetime) -> Meta:
-    from agent.wire import DeviceDecl, PathDecl
-
-    return Meta(
-        site=config.site,
-        province=config.province,
-        site_kind=config.kind,
-        name=config.name,
-        operator=config.operator,
-        area=config.area,
-        area_name=config.area_name,
-        hardened=config.hardened,
-        site_class=config.site_class,
-        latitude=config.latitude,
-        longitude=config.longitude,
-        paths=tuple(
-            PathDecl(path=p.path, media=p.media, provider=p.provider, srlg=p.srlg)
-            for p in config.paths
-        ),
-        devices=tuple(
-            DeviceDecl(device=d.device, profile=d.profile, role=d.role) for d in config.devices
-        ),
-        interval_s=config.interval_s,
-        agent_version=__version__,
-        at=now,
-    )
 
 
 def encode(message: Meta | State | object) -> bytes:
@@ -83,7 +55,9 @@ class Agent:
     ) -> None:
         self.config = config
         self._measure = measure or self._probe
-        self._meta = meta or (lambda now: meta_message(config, now))
+        self._meta = meta or (
+            lambda now: meta_message(config, interval_s=config.interval_s, now=now)
+        )
         self.probes = probes or Probes.default()
         self.outbox = outbox or Outbox(
             config.outbox.path,
@@ -164,7 +138,7 @@ class Agent:
             )
         )
         tls_context: ssl.SSLContext | None = None
-        if broker.tls:
+        if broker.tls or broker.ca_file is not None:
             tls_context = ssl.create_default_context(
                 cafile=str(broker.ca_file) if broker.ca_file else None
             )

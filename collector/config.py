@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from agent.config import MqttEndpoint
 from agent.config_errors import load_yaml_model
 from agent.secrets import SecretRef
 
@@ -16,7 +16,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class CollectorBroker(_Strict):
+class CollectorBroker(MqttEndpoint):
     url: str = "mqtt://127.0.0.1:1883"
     username: str | None = "collector"
     password: SecretRef | None = None
@@ -29,33 +29,12 @@ class CollectorBroker(_Strict):
     session_expiry_s: Annotated[int, Field(ge=0)] = 14 * 86_400
     keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
 
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError("use mqtt://host:port or mqtts://host:port")
-        return value
-
     @field_validator("topic_filter")
     @classmethod
     def _filter(cls, value: str) -> str:
         if not value.startswith("kienco/v1/"):
             raise ValueError("the filter must start with kienco/v1/ (e.g. kienco/v1/hp/#)")
         return value
-
-    @property
-    def host(self) -> str:
-        return urlsplit(self.url).hostname or "127.0.0.1"
-
-    @property
-    def port(self) -> int:
-        parts = urlsplit(self.url)
-        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
-
-    @property
-    def tls(self) -> bool:
-        return urlsplit(self.url).scheme == "mqtts"
 
 
 class InfluxConfig(_Strict):

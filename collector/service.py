@@ -178,7 +178,7 @@ class Collector:
         if broker.username:
             password = broker.password.reveal() if broker.password else None
             client.username_pw_set(broker.username, password)
-        if broker.tls:
+        if broker.tls or broker.ca_file is not None:
             client.tls_set_context(
                 ssl.create_default_context(cafile=str(broker.ca_file) if broker.ca_file else None)
             )

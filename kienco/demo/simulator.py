@@ -32,13 +32,12 @@ from types import MappingProxyType
 from typing import Literal
 
 from agent import __version__
+from agent.meta import meta_message
 from agent.wire import (
-    DeviceDecl,
     HostReading,
     LinkReading,
     Media,
     Meta,
-    PathDecl,
     PowerReading,
     Report,
     RoomReading,
@@ -245,29 +244,8 @@ class SimulatedSite:
     # -- messages ---------------------------------------------------------------
 
     def meta(self, now: datetime, interval_s: float) -> Meta:
-        s = self.spec
-        return Meta(
-            site=s.site,
-            province=s.province,
-            site_kind=s.kind,
-            name=s.name,
-            operator=s.operator,
-            area=s.area,
-            area_name=s.area_name,
-            hardened=s.hardened,
-            site_class=s.site_class,
-            latitude=s.latitude,
-            longitude=s.longitude,
-            paths=tuple(
-                PathDecl(path=p.path, media=p.media, provider=p.provider, srlg=p.srlg)
-                for p in s.paths
-            ),
-            devices=tuple(
-                DeviceDecl(device=d.device, profile=d.profile, role=d.role) for d in s.devices
-            ),
-            interval_s=interval_s,
-            agent_version=f"{__version__}+sim",
-            at=now,
+        return meta_message(
+            self.spec, interval_s=interval_s, now=now, agent_version=f"{__version__}+sim"
         )
 
     def report(self, seq: int, now: datetime, interval_s: float) -> Report:

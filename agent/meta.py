@@ -1,0 +1,92 @@
+"""The retained ``meta`` message: how a site describes itself, from its config or a simulation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Literal, Protocol
+
+from agent import __version__
+from agent.wire import DeviceDecl, Media, Meta, PathDecl, SiteKind
+
+Role = Literal["ups", "rectifier", "generator", "ats", "router", "radio", "other"]
+SiteClass = Literal["ordinary", "hardened", "core"]
+
+
+class _Path(Protocol):
+    @property
+    def path(self) -> str: ...
+    @property
+    def media(self) -> Media: ...
+    @property
+    def provider(self) -> str | None: ...
+    @property
+    def srlg(self) -> tuple[str, ...]: ...
+
+
+class _Device(Protocol):
+    @property
+    def device(self) -> str: ...
+    @property
+    def profile(self) -> str: ...
+    @property
+    def role(self) -> Role: ...
+
+
+class SiteDescription(Protocol):
+    """What a site config and a simulated site's spec both say about the site."""
+
+    @property
+    def site(self) -> str: ...
+    @property
+    def province(self) -> str: ...
+    @property
+    def kind(self) -> SiteKind: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def operator(self) -> str | None: ...
+    @property
+    def area(self) -> str | None: ...
+    @property
+    def area_name(self) -> str | None: ...
+    @property
+    def hardened(self) -> bool: ...
+    @property
+    def site_class(self) -> SiteClass: ...
+    @property
+    def latitude(self) -> float | None: ...
+    @property
+    def longitude(self) -> float | None: ...
+    @property
+    def paths(self) -> Iterable[_Path]: ...
+    @property
+    def devices(self) -> Iterable[_Device]: ...
+
+
+def meta_message(
+    site: SiteDescription, *, interval_s: float, now: datetime, agent_version: str = __version__
+) -> Meta:
+    return Meta(
+        site=site.site,
+        province=site.province,
+        site_kind=site.kind,
+        name=site.name,
+        operator=site.operator,
+        area=site.area,
+        area_name=site.area_name,
+        hardened=site.hardened,
+        site_class=site.site_class,
+        latitude=site.latitude,
+        longitude=site.longitude,
+        paths=tuple(
+            PathDecl(path=p.path, media=p.media, provider=p.provider, srlg=tuple(p.srlg))
+            for p in site.paths
+        ),
+        devices=tuple(
+            DeviceDecl(device=d.device, profile=d.profile, role=d.role) for d in site.devices
+        ),
+        interval_s=interval_s,
+        agent_version=agent_version,
+        at=now,
+    )
