@@ -86,20 +86,76 @@ class PathConfig(_Strict):
     timeout_s: Annotated[float, Field(gt=0, le=30)] = 1.0
 
 
-class SnmpCredentials(_Strict):
+class SnmpV2cCredentials(_Strict):
     version: Literal["2c"] = "2c"
     community: SecretRef
 
 
+class SnmpV3Credentials(_Strict):
+    """An SNMPv3 USM user; authPriv (SHA + AES) when both keys are given."""
+
+    version: Literal["3"]
+    user: str
+    auth_protocol: Literal["sha", "sha224", "sha256", "sha384", "sha512", "md5"] = "sha"
+    auth_key: SecretRef | None = None
+    priv_protocol: Literal["aes", "aes192", "aes256", "des"] = "aes"
+    priv_key: SecretRef | None = None
+    context: str = ""
+
+    @model_validator(mode="after")
+    def _keys(self) -> SnmpV3Credentials:
+        if self.priv_key is not None and self.auth_key is None:
+            raise ValueError("a priv_key needs an auth_key (SNMPv3 has no privacy without auth)")
+        return self
+
+
+# "version" may be left out for v2c, so the union is matched by shape, not by a tag.
+SnmpCredentials = SnmpV2cCredentials | SnmpV3Credentials
+
+
 class DeviceConfig(_Strict):
+    """A power device or router: polled over SNMP (a profile), NUT's upsd, or Modbus TCP."""
+
     device: Slug
     role: Literal["ups", "rectifier", "generator", "ats", "router", "radio", "other"] = "ups"
-    profile: str
+    protocol: Literal["snmp", "nut", "modbus"] = "snmp"
+    profile: str | None = Field(default=None, description="snmp/modbus: the device profile")
     host: str
-    port: Annotated[int, Field(ge=1, le=65535)] = 161
-    credentials: str
+    port: Annotated[int, Field(ge=1, le=65535)] | None = Field(
+        default=None, description="default: 161 snmp, 3493 nut, 502 modbus"
+    )
+    credentials: str | None = Field(default=None, description="snmp: a key of snmp_credentials")
+    ups: str | None = Field(default=None, description="nut: the UPS name upsd serves")
+    unit_id: Annotated[int, Field(ge=0, le=255)] = 1
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 2.0
     retries: Annotated[int, Field(ge=0, le=10)] = 1
+    # A generator controller seldom reports its burn rate: the site knows it.
+    fuel_burn_l_per_h: Annotated[float, Field(gt=0, le=10_000)] | None = None
+    tank_l: Annotated[float, Field(gt=0, le=1_000_000)] | None = None
+
+    @model_validator(mode="after")
+    def _per_protocol(self) -> DeviceConfig:
+        needs = {"snmp": ("profile", "credentials"), "nut": ("ups",), "modbus": ("profile",)}
+        missing = [key for key in needs[self.protocol] if getattr(self, key) is None]
+        if missing:
+            raise ValueError(f"a {self.protocol} device needs {', '.join(missing)}")
+        return self
+
+    @property
+    def port_or_default(self) -> int:
+        return self.port or {"snmp": 161, "nut": 3493, "modbus": 502}[self.protocol]
+
+
+class TrapListener(_Strict):
+    """SNMP traps (UPS on battery, alarms) become an event at once, not at the next poll."""
+
+    enabled: bool = False
+    host: str = "0.0.0.0"
+    port: Annotated[int, Field(ge=1, le=65535)] = 162
+    communities: tuple[SecretRef, ...] = ()
+    v3_users: tuple[str, ...] = Field(
+        default=(), description="keys of snmp_credentials (version 3) accepted for v3 traps"
+    )
 
 
 class SiteConfig(_Strict):
@@ -120,6 +176,7 @@ class SiteConfig(_Strict):
     paths: tuple[PathConfig, ...] = ()
     snmp_credentials: dict[str, SnmpCredentials] = Field(default_factory=dict)
     devices: tuple[DeviceConfig, ...] = ()
+    traps: TrapListener = TrapListener()
     disk_path: Path = Path("/")
 
     @model_validator(mode="after")
@@ -131,7 +188,7 @@ class SiteConfig(_Strict):
         if len(set(seen_devices)) != len(seen_devices):
             raise ValueError(f"devices: each device id must be unique (got {seen_devices})")
         for index, device in enumerate(self.devices):
-            if device.credentials not in self.snmp_credentials:
+            if device.protocol == "snmp" and device.credentials not in self.snmp_credentials:
                 known = sorted(self.snmp_credentials) or "none defined"
                 raise ValueError(
                     f"devices.{index}.credentials: {device.credentials!r} is not defined; "
@@ -151,6 +208,8 @@ def load_site_config(path: Path) -> SiteConfig:
 
     problems = []
     for index, device in enumerate(config.devices):
+        if device.protocol != "snmp" or device.profile is None:
+            continue  # other protocols check their own profiles when they load them
         try:
             load_profile_by_name(device.profile)
         except ProfileError as exc:

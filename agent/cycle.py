@@ -6,41 +6,23 @@ A probe that fails gives an error reading for its own target; the others carry o
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from datetime import datetime
-from types import ModuleType
-from typing import Any
 
-import psutil as _psutil
+from agent.config import DeviceConfig, PathConfig, SiteConfig
+from agent.probes import DevicePoller, DeviceReading, Transports, host, links, snmp
+from agent.wire import InterfaceReading, LinkReading, PowerReading, Report
 
-from agent.config import DeviceConfig, SiteConfig
-from agent.probes import host, links, snmp
-from agent.profiles import load_profile_by_name
-from agent.snmp_transport import SnmpV2cTransport
-from agent.wire import LinkReading, PowerReading, Report
+Probes = Transports  # the name the agent runner and tests use
 
-
-@dataclass
-class Probes:
-    """The world the probes touch, injectable for tests."""
-
-    snmp_transport: Any = None
-    connect: links.Connector = links.tcp_connect
-    psutil: ModuleType | Any = field(default=_psutil)
-
-    @classmethod
-    def default(cls) -> Probes:
-        return cls()
-
-    def snmp(self) -> Any:
-        if self.snmp_transport is None:  # created lazily: pysnmp's engine needs a running loop
-            self.snmp_transport = SnmpV2cTransport()
-        return self.snmp_transport
+DEVICE_POLLERS: dict[str, DevicePoller] = {
+    "snmp": snmp.poll_device,
+}
+"""Device probes by protocol (the ``protocol`` key of a device in the site config)."""
 
 
 async def poll_once(
     config: SiteConfig,
-    probes: Probes,
+    probes: Transports,
     *,
     seq: int,
     now: datetime,
@@ -48,9 +30,9 @@ async def poll_once(
     outbox_dropped_total: int | None = None,
 ) -> Report:
     """Measure the site once. ``now`` is when the readings were taken (UTC)."""
-    power_tasks = [_poll_device(config, device, probes) for device in config.devices]
+    device_tasks = [_poll_device(config, device, probes) for device in config.devices]
     link_tasks = [_poll_path(path, probes) for path in config.paths]
-    power: list[PowerReading] = list(await asyncio.gather(*power_tasks))
+    device_readings = [r for rs in await asyncio.gather(*device_tasks) for r in rs]
     link_readings: list[LinkReading] = list(await asyncio.gather(*link_tasks))
     host_reading = host.collect(
         disk_path=config.disk_path,
@@ -64,34 +46,45 @@ async def poll_once(
         seq=seq,
         taken_at=now,
         interval_s=config.interval_s,
-        power=tuple(power),
+        power=tuple(r for r in device_readings if isinstance(r, PowerReading)),
+        interfaces=tuple(r for r in device_readings if isinstance(r, InterfaceReading)),
         links=tuple(link_readings),
         host=host_reading,
     )
 
 
-async def _poll_path(path: Any, probes: Probes) -> LinkReading:
+async def _poll_path(path: PathConfig, probes: Transports) -> LinkReading:
     try:
+        if probes.connect is None:
+            return await links.collect(path)
         return await links.collect(path, connect=probes.connect)
     except Exception as exc:  # a probe bug: report it against this path, keep the others
         return LinkReading(path=path.path, media=path.media, error=f"probe failed: {exc}"[:500])
 
 
-async def _poll_device(config: SiteConfig, device: DeviceConfig, probes: Probes) -> PowerReading:
+async def _poll_device(
+    config: SiteConfig, device: DeviceConfig, probes: Transports
+) -> list[DeviceReading]:
+    poller = DEVICE_POLLERS.get(device.protocol)
     try:
-        credentials = config.snmp_credentials[device.credentials]
-        target = snmp.SnmpTarget(
-            device=device.device,
-            host=device.host,
-            port=device.port,
-            community=credentials.community.reveal(),
-            profile=device.profile,
-            timeout_s=device.timeout_s,
-            retries=device.retries,
-        )
-        profile = load_profile_by_name(device.profile)
-        return await snmp.collect(target, transport=probes.snmp(), profile=profile)
+        if poller is None:
+            raise ValueError(f"no probe for protocol {device.protocol!r}")
+        readings = await poller(device, config, probes)
     except Exception as exc:  # a probe bug or a missing secret: this device only
-        return PowerReading(
-            device=device.device, profile=device.profile, error=f"probe failed: {exc}"[:500]
-        )
+        readings = [
+            PowerReading(
+                device=device.device, profile=device.profile, error=f"probe failed: {exc}"[:500]
+            )
+        ]
+    return [_with_site_knowledge(r, device) for r in readings]
+
+
+def _with_site_knowledge(reading: DeviceReading, device: DeviceConfig) -> DeviceReading:
+    """Fill what the site config knows and the device does not say (a genset's burn rate)."""
+    if (
+        isinstance(reading, PowerReading)
+        and reading.fuel_burn_l_per_h is None
+        and device.fuel_burn_l_per_h is not None
+    ):
+        return reading.model_copy(update={"fuel_burn_l_per_h": device.fuel_burn_l_per_h})
+    return reading

@@ -28,7 +28,7 @@ class _Device(Protocol):
     @property
     def device(self) -> str: ...
     @property
-    def profile(self) -> str: ...
+    def profile(self) -> str | None: ...
     @property
     def role(self) -> Role: ...
 
@@ -84,7 +84,13 @@ def meta_message(
             for p in site.paths
         ),
         devices=tuple(
-            DeviceDecl(device=d.device, profile=d.profile, role=d.role) for d in site.devices
+            DeviceDecl(
+                device=d.device,
+                profile=d.profile,
+                role=d.role,
+                protocol=getattr(d, "protocol", "snmp"),
+            )
+            for d in site.devices
         ),
         interval_s=interval_s,
         agent_version=agent_version,

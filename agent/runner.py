@@ -58,7 +58,7 @@ class Agent:
         self._meta = meta or (
             lambda now: meta_message(config, interval_s=config.interval_s, now=now)
         )
-        self.probes = probes or Probes.default()
+        self.probes = probes or Probes()
         self.outbox = outbox or Outbox(
             config.outbox.path,
             max_age_s=config.outbox.max_age_h * 3600,

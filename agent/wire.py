@@ -120,6 +120,25 @@ class LinkReading(WireModel):
     bandwidth_down_mbps: Annotated[float, Field(ge=0, le=1_000_000)] | None = None
 
 
+class InterfaceReading(WireModel):
+    """One transmission port of the site router or radio (IF-MIB, radio MIBs)."""
+
+    device: Slug
+    port: Slug
+    name: Annotated[str, StringConstraints(max_length=200)] | None = None
+    error: ErrorText | None = None
+    oper_up: bool | None = None
+    admin_up: bool | None = None
+    speed_mbps: Annotated[float, Field(ge=0, le=10_000_000)] | None = None
+    in_octets_total: Count | None = None
+    out_octets_total: Count | None = None
+    in_errors_total: Count | None = None
+    out_errors_total: Count | None = None
+    # Microwave radios: the received signal level falls before a link fails in heavy rain.
+    rsl_dbm: Annotated[float, Field(ge=-150, le=30)] | None = None
+    snr_db: Annotated[float, Field(ge=-50, le=100)] | None = None
+
+
 class HostReading(WireModel):
     """The edge box itself."""
 
@@ -159,6 +178,7 @@ class Report(WireModel):
     interval_s: Annotated[float, Field(gt=0, le=86_400)]
     power: tuple[PowerReading, ...] = ()
     links: tuple[LinkReading, ...] = ()
+    interfaces: tuple[InterfaceReading, ...] = ()
     host: HostReading | None = None
     room: RoomReading | None = None
 
@@ -194,7 +214,8 @@ class PathDecl(WireModel):
 
 class DeviceDecl(WireModel):
     device: Slug
-    profile: Annotated[str, StringConstraints(max_length=64)]
+    profile: Annotated[str, StringConstraints(max_length=64)] | None = None
+    protocol: Literal["snmp", "nut", "modbus"] = "snmp"
     role: Literal["ups", "rectifier", "generator", "ats", "router", "radio", "other"]
 
 

@@ -37,6 +37,7 @@ from pydantic import BaseModel
 from agent.wire import (
     Event,
     HostReading,
+    InterfaceReading,
     LinkReading,
     PowerReading,
     Report,
@@ -96,6 +97,8 @@ FIELD_TYPES: Mapping[str, Mapping[str, FieldKind]] = {
     "power": _fields_of(PowerReading, not_fields=frozenset({"device", "profile"})),
     # srlg is declared in the site's meta; tags carry path, media and provider.
     "link": _fields_of(LinkReading, not_fields=frozenset({"path", "media", "provider", "srlg"})),
+    # device and port are tags; the port's human name (ifDescr) is a field.
+    "interface": _fields_of(InterfaceReading, not_fields=frozenset({"device", "port"})),
     "host": _fields_of(HostReading, not_fields=frozenset()),
     "room": _fields_of(RoomReading, not_fields=frozenset()),
     "event": {"seq": int, "detail": str},
@@ -110,7 +113,9 @@ def _converters(measurement: str) -> _Fields:
     )
 
 
-_POWER, _LINK, _HOST, _ROOM = (_converters(m) for m in ("power", "link", "host", "room"))
+_POWER, _LINK, _INTERFACE, _HOST, _ROOM = (
+    _converters(m) for m in ("power", "link", "interface", "host", "room")
+)
 
 
 def _values(reading: BaseModel, fields: _Fields) -> dict[str, FieldValue]:
@@ -144,6 +149,15 @@ def report_points(report: Report, *, site_kind: str | None) -> list[Point]:
             at_ns,
         )
         for link in report.links
+    )
+    points.extend(
+        Point.make(
+            "interface",
+            {**site, "device": port.device, "port": port.port},
+            _values(port, _INTERFACE),
+            at_ns,
+        )
+        for port in report.interfaces
     )
     if report.host is not None:
         points.append(Point.make("host", site, _values(report.host, _HOST), at_ns))

@@ -47,7 +47,7 @@ def _cmd_agent_probe(args: argparse.Namespace) -> int:
     config = load_site_config(args.config)
 
     async def once() -> str:
-        report = await poll_once(config, Probes.default(), seq=0, now=utc_now())
+        report = await poll_once(config, Probes(), seq=0, now=utc_now())
         return report.model_dump_json(indent=2, exclude_none=not args.nulls)
 
     print(asyncio.run(once()))

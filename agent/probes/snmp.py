@@ -10,11 +10,13 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
-from agent.profiles import Profile, decode, oids
+from agent.config import DeviceConfig, SiteConfig, SnmpV2cCredentials
+from agent.probes import DeviceReading, Transports
+from agent.profiles import Profile, decode, load_profile_by_name, oids
 from agent.snmp_transport import SnmpError, SnmpTransport
 from agent.wire import PowerReading, Slug
 
-__all__ = ["SnmpTarget", "collect"]
+__all__ = ["SnmpTarget", "collect", "poll_device"]
 
 _MAX_ERROR = 500  # PowerReading.error's limit
 
@@ -62,3 +64,28 @@ async def collect(
             device=target.device, profile=profile.profile, error=str(exc)[:_MAX_ERROR]
         )
     return decode(profile, target.device, answer)
+
+
+async def poll_device(
+    device: DeviceConfig, config: SiteConfig, transports: Transports
+) -> list[DeviceReading]:
+    """The :data:`agent.probes.DevicePoller` for SNMP devices."""
+    assert device.profile is not None and device.credentials is not None  # config checked
+    credentials = config.snmp_credentials[device.credentials]
+    if not isinstance(credentials, SnmpV2cCredentials):
+        return [
+            PowerReading(
+                device=device.device, profile=device.profile, error="SNMPv3 is not supported yet"
+            )
+        ]
+    target = SnmpTarget(
+        device=device.device,
+        host=device.host,
+        port=device.port_or_default,
+        community=SecretStr(credentials.community.reveal()),
+        profile=device.profile,
+        timeout_s=device.timeout_s,
+        retries=device.retries,
+    )
+    profile = load_profile_by_name(device.profile)
+    return [await collect(target, transport=transports.snmp(), profile=profile)]
