@@ -18,7 +18,8 @@ from agent.wire import Status
 from collector.line_protocol import Point
 from collector.points import time_ns
 from collector.state import SiteStates
-from rules import Evaluation, Policy, SiteSnapshot, evaluate, to_status
+from rules import Policy, SiteSnapshot, effective, evaluate, to_status
+from rules.hysteresis import Held, debounce
 
 RiskLevels = Callable[[str], int]
 
@@ -51,26 +52,44 @@ class Verdicts:
         self.policy = policy
         self.risk_level = risk_level
         self._statuses: dict[str, Status] = {}
+        self._held: dict[str, Held] = {}
         self._json: dict[str, bytes] = {}
         self._due: list[tuple[datetime, str]] = []
         self._lock = threading.Lock()
 
     def evaluate(self, site: str, now: datetime) -> tuple[Status, bool, list[Point]] | None:
-        """Judge one site now: (status, changed since last time, points to write)."""
+        """Judge one site now: (status shown, changed since last time, points to write).
+
+        A changed verdict is shown only once it has held for its rules' ``hold_s``
+        (rules/hysteresis.py); until then the previous one stays and the site is
+        looked at again when the hold ends.
+        """
         snapshot = self.states.get(site)
         if snapshot is None:
             return None
-        evaluation = evaluate(
-            snapshot, self.policy, now, risk_level=self.risk_level(snapshot.province)
-        )
-        status = to_status(evaluation, snapshot)
+        risk = self.risk_level(snapshot.province)
+        evaluation = evaluate(snapshot, self.policy, now, risk_level=risk)
+        hold_s = effective(
+            self.policy,
+            snapshot.site_kind or "station",
+            snapshot.site_class,
+            risk,
+            hardened=snapshot.hardened,
+        ).hold_s
         with self._lock:
+            held, due_in = debounce(self._held.get(site), evaluation, hold_s, now)
+            self._held[site] = held
+            status = to_status(held.shown, snapshot)
             previous = self._statuses.get(site)
             changed = previous is None or _signature(previous) != _signature(status)
             self._statuses[site] = status
             self._json[site] = status.model_dump_json(exclude_none=True).encode()
             self._schedule(snapshot, now)
-        return status, changed, verdict_points(evaluation, snapshot, status, findings=changed)
+            if due_in is not None:
+                heapq.heappush(self._due, (now + timedelta(seconds=due_in + 0.05), site))
+        pending = held.pending.verdict if held.pending is not None else None
+        points = verdict_points(snapshot, status, now, findings=changed, pending=pending)
+        return status, changed, points
 
     def due(self, now: datetime) -> list[str]:
         """Sites whose silence may have changed their verdict by ``now``."""
@@ -123,10 +142,15 @@ class Verdicts:
 
 
 def verdict_points(
-    evaluation: Evaluation, snapshot: SiteSnapshot, status: Status, *, findings: bool
+    snapshot: SiteSnapshot,
+    status: Status,
+    at: datetime,
+    *,
+    findings: bool,
+    pending: str | None = None,
 ) -> list[Point]:
     """A ``readiness`` point per evaluation; ``finding`` points when the verdict changed."""
-    at_ns = time_ns(evaluation.evaluated_at)
+    at_ns = time_ns(at)
     tags = {
         "site": snapshot.site,
         "province": snapshot.province,
@@ -140,6 +164,7 @@ def verdict_points(
         "backup_hours": None if status.backup_hours is None else float(status.backup_hours),
         "dark_in_s": None if status.dark_in_s is None else float(status.dark_in_s),
         "independent_paths_up": status.independent_paths_up,
+        "pending_verdict": pending,  # a change waiting out its hold (no flapping)
     }
     points = [Point.make("readiness", tags, fields, at_ns)]
     if findings:

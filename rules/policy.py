@@ -114,7 +114,7 @@ class BackupTargets(_Model):
 
 class BackupPowerPolicy(_Model):
     targets: BackupTargets = BackupTargets()
-    hold_s: HoldS = 0
+    hold_s: HoldS = 60  # proposal: no flapping
 
 
 class RuntimeTrust(_Model):
@@ -137,7 +137,7 @@ class GeneratorPolicy(_Model):
 class MultipathPolicy(_Model):
     required_paths: Annotated[int, Field(ge=0, le=10)] = 2
     preferred_media: Annotated[int, Field(ge=0, le=6)] = 2
-    hold_s: HoldS = 0
+    hold_s: HoldS = 60  # proposal: no flapping
 
 
 class LinkQualityPolicy(_Model):
@@ -146,7 +146,7 @@ class LinkQualityPolicy(_Model):
     max_loss_pct: Annotated[float, Field(ge=0, le=100)] = 1
     min_bandwidth_up_mbps: Annotated[float, Field(ge=0)] | None = 3.0
     min_bandwidth_down_mbps: Annotated[float, Field(ge=0)] | None = 2.5
-    hold_s: HoldS = 0
+    hold_s: HoldS = 60  # proposal: no flapping
 
 
 class MeetingPolicy(_Model):
@@ -154,7 +154,7 @@ class MeetingPolicy(_Model):
     margin_pct: Annotated[float, Field(ge=0, le=500)] = 20
     ups_bridge_min_s: Annotated[float, Field(ge=0)] = 900
     devices: tuple[RoomCheck, ...] = typing.get_args(RoomCheck)
-    hold_s: HoldS = 0
+    hold_s: HoldS = 60  # proposal: no flapping
 
 
 class RiskStep(_Model):

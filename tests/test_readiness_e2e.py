@@ -31,7 +31,17 @@ UPS = "1.3.6.1.2.1.33.1"
 ON_MAINS = {f"{UPS}.4.1.0": 3, f"{UPS}.2.2.0": 0, f"{UPS}.2.3.0": 48, f"{UPS}.3.3.1.3.1": 230}
 ON_BATTERY = {f"{UPS}.4.1.0": 5, f"{UPS}.2.2.0": 120, f"{UPS}.2.3.0": 10, f"{UPS}.3.3.1.3.1": 0}
 # This room is not monitored yet (no room device checks); a 30 min meeting needs 36 min.
-POLICY = Policy.model_validate({"meeting": {"duration_s": 1800, "devices": []}})
+# No hold times: this test watches the flips themselves (tests/test_rules_hysteresis.py
+# pins the holds).
+NO_HOLD = {"hold_s": 0}
+POLICY = Policy.model_validate(
+    {
+        "meeting": {"duration_s": 1800, "devices": [], **NO_HOLD},
+        "backup_power": NO_HOLD,
+        "multipath": NO_HOLD,
+        "link_quality": NO_HOLD,
+    }
+)
 
 
 @pytest.fixture

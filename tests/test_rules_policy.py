@@ -184,7 +184,8 @@ def test_effective_thresholds(
     assert len(t.rules) == rules
     assert t.link.max_rtt_ms == 100 and t.link.max_jitter_ms == 30 and t.link.max_loss_pct == 1
     assert t.freshness.stale_intervals == 3 and t.freshness.offline_after_s == 300
-    assert all(hold == 0 for hold in t.hold_s.values())
+    assert t.hold_s["freshness"] == 0  # freshness is time already: never held again
+    assert all(t.hold_s[rule] == 60 for rule in ("backup_power", "multipath", "link_quality"))
 
 
 def test_which_rules_apply_is_policy_data() -> None:

@@ -32,8 +32,19 @@ from kienco.demo.scenario import load_scenario
 from kienco.demo.simulator import Fleet, SimulatedSite
 from kienco.labels import Lang
 from kienco.local_services import Influxd, Mosquitto, ServiceError, find_binary, free_port
+from rules import Policy, load_policy
 
 log = logging.getLogger("kienco.demo")
+HELD_RULES = ("backup_power", "multipath", "link_quality", "meeting")
+
+
+def demo_policy() -> Policy:
+    """The shipped policy without hold times: the demo runs an hour of storm per second,
+    so a 60 s hold against flapping would hide two and a half days of it."""
+    data = load_policy().model_dump()
+    for section in HELD_RULES:
+        data[section]["hold_s"] = 0
+    return Policy.model_validate(data)
 
 
 @dataclass(frozen=True)
@@ -157,6 +168,7 @@ async def run_demo(options: DemoOptions) -> list[Status | None]:
                     "status": {"sweep_s": 0.5},
                 }
             ),
+            policy=demo_policy(),
             risk_level=lambda province: fleet.risk_levels.get(province, 0),
             on_status=on_status,
         )

@@ -1,0 +1,90 @@
+"""No flapping: a verdict flips only after its condition held for ``hold_s`` (injected clock);
+losing the last path or power, and freshness, flip at once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from rules import evaluate
+from rules.engine import Evaluation
+from rules.hysteresis import Held, debounce
+from tests.test_rules_support import NOW, POLICY, link, on_battery, snap, two_paths, ups
+
+HOLD = {
+    "freshness": 0.0,
+    "backup_power": 60.0,
+    "multipath": 60.0,
+    "link_quality": 60.0,
+    "meeting": 60.0,
+    "station_state": 0.0,
+}
+
+
+def at(seconds: float, **snapshot: object) -> Evaluation:
+    """An evaluation ``seconds`` after NOW of a station reported just before."""
+    when = NOW + timedelta(seconds=seconds)
+    return evaluate(snap(at=when - timedelta(seconds=5), **snapshot), POLICY, when)  # type: ignore[arg-type]
+
+
+GOOD = {"power": [ups()], "links": two_paths()}
+ONE_PATH = {"power": [ups()], "links": (link("fo1", "fibre", "duct-a"), link("mw1", up=False))}
+NO_PATH = {"power": [ups()], "links": (link("fo1", up=False), link("mw1", up=False))}
+
+
+def run(steps: list[tuple[float, dict[str, object]]]) -> list[tuple[str, float | None]]:
+    """Feed evaluations in time order; return (shown verdict, seconds until due) after each."""
+    held: Held | None = None
+    out = []
+    for seconds, snapshot in steps:
+        held, due = debounce(held, at(seconds, **snapshot), HOLD, NOW + timedelta(seconds=seconds))
+        out.append((held.shown.verdict, due))
+    return out
+
+
+def test_a_change_shows_only_after_it_held() -> None:
+    shown = run([(0, GOOD), (10, ONE_PATH), (40, ONE_PATH), (71, ONE_PATH)])
+    assert shown[0] == ("ready", None)
+    assert shown[1] == ("ready", pytest.approx(60))
+    assert shown[2] == ("ready", pytest.approx(30))
+    assert shown[3] == ("degraded", None)
+
+
+def test_a_flapping_condition_never_flips_the_verdict() -> None:
+    steps: list[tuple[float, dict[str, object]]] = [(0, GOOD)]
+    steps += [(t, ONE_PATH if (t // 20) % 2 else GOOD) for t in range(20, 300, 20)]
+    assert {verdict for verdict, _ in run(steps)} == {"ready"}
+
+
+def test_losing_the_last_path_flips_at_once_and_recovery_is_held() -> None:
+    shown = run([(0, GOOD), (5, NO_PATH), (10, GOOD), (71, GOOD)])
+    assert shown[1][0] == "not_ready"
+    assert shown[2] == ("not_ready", pytest.approx(60))
+    assert shown[3] == ("ready", None)
+
+
+def test_losing_the_last_power_source_flips_at_once() -> None:
+    dark = {
+        "power": [on_battery(runtime_s=0, battery_charge_pct=0.0, battery_status="depleted")],
+        "links": two_paths(),
+    }
+    shown = run([(0, GOOD), (5, dark)])
+    assert shown[1][0] == "not_ready"
+
+
+def test_a_silent_site_turns_unknown_at_once() -> None:
+    held, _ = debounce(None, at(0, **GOOD), HOLD, NOW)
+    silent = evaluate(
+        snap(at=NOW - timedelta(seconds=30), **GOOD),
+        POLICY,  # type: ignore[arg-type]
+        NOW + timedelta(seconds=600),
+    )
+    held, due = debounce(held, silent, HOLD, NOW + timedelta(seconds=600))
+    assert held.shown.verdict == "unknown" and due is None
+
+
+def test_no_hold_configured_flips_at_once() -> None:
+    held, _ = debounce(None, at(0, **GOOD), {}, NOW)
+    held, due = debounce(held, at(10, **ONE_PATH), {}, NOW + timedelta(seconds=10))
+    assert held.shown.verdict == "degraded" and due is None
