@@ -2,6 +2,8 @@
 
     GET /api/v1/readiness[?province=hp&kind=meeting_point&verdict=not_ready]
     GET /api/v1/sites/{site}
+    GET /api/v1/risk[?province=hp]      current levels and their history
+    POST /api/v1/risk     {"province", "level", "reason", "set_by"}  (admin token or loopback)
     GET /metrics          Prometheus text format
     GET /healthz          200 when connected to the broker, else 503
 
@@ -11,6 +13,8 @@ assembled from JSON the verdict cache already holds.
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import threading
 from collections.abc import Callable
@@ -20,9 +24,11 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import ValidationError
 
 from agent.wire import SLUG_PATTERN, utc_now
 from collector.readiness import Verdicts
+from collector.risk import RiskChange, RiskEntry, RiskLevels
 from collector.state import SiteStates
 
 _FILTERS = ("province", "kind", "verdict")
@@ -38,10 +44,13 @@ class Api:
         registry: CollectorRegistry,
         *,
         healthy: Callable[[], bool],
+        risk: RiskLevels,
+        set_risk: Callable[[RiskChange], RiskEntry],
+        admin_token: str | None = None,
         host: str = "127.0.0.1",
         port: int = 9108,
     ) -> None:
-        handler = _handler(verdicts, states, registry, healthy)
+        handler = _handler(verdicts, states, registry, healthy, risk, set_risk, admin_token)
         self.server = ThreadingHTTPServer((host, port), handler)
         self.server.daemon_threads = True
         self.port = int(self.server.server_address[1])
@@ -65,6 +74,9 @@ def _handler(
     states: SiteStates,
     registry: CollectorRegistry,
     healthy: Callable[[], bool],
+    risk: RiskLevels,
+    set_risk: Callable[[RiskChange], RiskEntry],
+    admin_token: str | None,
 ) -> type[BaseHTTPRequestHandler]:
     import re
 
@@ -83,6 +95,10 @@ def _handler(
                 self._readiness(parse_qs(url.query))
             elif len(parts) == 4 and parts[:3] == ["api", "v1", "sites"]:
                 self._site(parts[3], slug.fullmatch(parts[3]) is not None)
+            elif parts == ["api", "v1", "risk"]:
+                province = parse_qs(url.query).get("province", [None])[-1]
+                history = [json.loads(e.model_dump_json()) for e in risk.history(province)]
+                self._json(HTTPStatus.OK, {"current": risk.current(), "history": history})
             elif parts == ["metrics"]:
                 self._send(HTTPStatus.OK, generate_latest(registry), CONTENT_TYPE_LATEST)
             elif parts == ["healthz"]:
@@ -91,6 +107,37 @@ def _handler(
                 self._json(status, {"broker_connected": ok})
             else:
                 self._json(HTTPStatus.NOT_FOUND, {"error": f"no such path: {url.path}"})
+
+        def do_POST(self) -> None:
+            if urlsplit(self.path).path.rstrip("/") != "/api/v1/risk":
+                self._json(HTTPStatus.NOT_FOUND, {"error": f"no such path: {self.path}"})
+                return
+            if not self._may_write():
+                self._json(
+                    HTTPStatus.FORBIDDEN,
+                    {
+                        "error": "changing a risk level needs the admin token (Authorization: "
+                        "Bearer …) or a client on the collector's machine"
+                    },
+                )
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                change = RiskChange.model_validate_json(self.rfile.read(min(length, 65536)))
+            except ValidationError as exc:
+                problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+                self._json(
+                    HTTPStatus.BAD_REQUEST, {"error": "invalid risk change", "problems": problems}
+                )
+                return
+            entry = set_risk(change)
+            self._json(HTTPStatus.OK, json.loads(entry.model_dump_json()))
+
+        def _may_write(self) -> bool:
+            if admin_token is not None:
+                given = self.headers.get("Authorization", "")
+                return hmac.compare_digest(given, f"Bearer {admin_token}")
+            return ipaddress.ip_address(self.client_address[0]).is_loopback
 
         def _readiness(self, query: dict[str, list[str]]) -> None:
             unknown = sorted(set(query) - set(_FILTERS))

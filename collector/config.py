@@ -61,6 +61,11 @@ class BatchConfig(_Strict):
 class HttpListen(_Strict):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 9108
+    admin_token: SecretRef | None = Field(
+        default=None,
+        description="required as 'Authorization: Bearer …' to change risk levels; "
+        "without it only clients on this machine may",
+    )
 
 
 class StatusConfig(_Strict):

@@ -21,7 +21,7 @@ from collector.state import SiteStates
 from rules import Policy, SiteSnapshot, effective, evaluate, to_status
 from rules.hysteresis import Held, debounce
 
-RiskLevels = Callable[[str], int]
+RiskLevelOf = Callable[[str], int]
 
 
 def _no_risk(_province: str) -> int:
@@ -46,7 +46,7 @@ class Verdicts:
         states: SiteStates,
         policy: Policy,
         *,
-        risk_level: RiskLevels = _no_risk,
+        risk_level: RiskLevelOf = _no_risk,
     ) -> None:
         self.states = states
         self.policy = policy

@@ -14,7 +14,7 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -33,7 +33,8 @@ from collector.influx import InfluxV1Client
 from collector.line_protocol import Point, encode_many
 from collector.metrics import CollectorMetrics
 from collector.points import event_points, report_points, state_points
-from collector.readiness import RiskLevels, Verdicts
+from collector.readiness import RiskLevelOf, Verdicts
+from collector.risk import RiskChange, RiskEntry, RiskLevels
 from collector.spool import Spool
 from collector.state import SiteStates
 from collector.writer import InfluxWriter, Outcome
@@ -71,7 +72,7 @@ class Collector:
         *,
         clock: Callable[[], datetime] = utc_now,
         policy: Policy | None = None,
-        risk_level: RiskLevels | None = None,
+        risk_level: RiskLevelOf | None = None,
         on_status: StatusListener | None = None,
     ) -> None:
         self.config = config
@@ -79,10 +80,11 @@ class Collector:
         self.metrics = CollectorMetrics()
         self.states = SiteStates()
         self.policy = policy or load_policy(config.policy)
-        self.verdicts = Verdicts(self.states, self.policy, risk_level=risk_level or (lambda _p: 0))
-        self.on_status = on_status
         data = config.data_dir
         data.mkdir(parents=True, exist_ok=True)
+        self.risk = RiskLevels(data / "risk.sqlite")
+        self.verdicts = Verdicts(self.states, self.policy, risk_level=risk_level or self.risk.level)
+        self.on_status = on_status
         self.dead_letters = DeadLetterStore(data / "deadletter.sqlite")
         influx = config.influx
         self.influx: InfluxV1Client | None = None
@@ -127,6 +129,11 @@ class Collector:
                 self.states,
                 self.metrics.registry,
                 healthy=self._connected.is_set,
+                risk=self.risk,
+                set_risk=self.set_risk,
+                admin_token=(
+                    self.config.http.admin_token.reveal() if self.config.http.admin_token else None
+                ),
                 host=self.config.http.host,
                 port=self.config.http.port,
             )
@@ -163,6 +170,7 @@ class Collector:
         if self.api is not None:
             self.api.stop()
         self.dead_letters.close()
+        self.risk.close()
 
     # --- MQTT ----------------------------------------------------------------------
 
@@ -288,15 +296,33 @@ class Collector:
                 self.on_status(status)
         return points
 
+    def set_risk(self, change: RiskChange) -> RiskEntry:
+        """Record a province's risk level and judge its sites again under it, at once."""
+        now = self.clock()
+        entry = self.risk.set(change, now)
+        log.warning(
+            "risk level %d for %s (%s), set by %s",
+            entry.level,
+            entry.province,
+            entry.reason,
+            entry.set_by,
+        )
+        sites = [s.site for s in self.states.all() if s.province == change.province]
+        self._queue_unacked(self._judge(site, now) for site in sites)
+        return entry
+
+    def _queue_unacked(self, point_lists: Iterable[list[Point]]) -> None:
+        """Points that belong to no MQTT message (timer and API judgements)."""
+        lines = [line for line in (encode_many(points) for points in point_lists) if line]
+        if lines:
+            with self._pending_lock:
+                self._pending.append(_Pending("\n".join(lines), 0, 0, self._generation))
+
     def _sweep_loop(self) -> None:
         """Judge silent sites when their silence may have made them stale or offline."""
         while not self._stopping.wait(self.config.status.sweep_s):
             now = self.clock()
-            lines = [encode_many(self._judge(site, now)) for site in self.verdicts.due(now)]
-            lines = [line for line in lines if line]
-            if lines:
-                with self._pending_lock:
-                    self._pending.append(_Pending("\n".join(lines), 0, 0, self._generation))
+            self._queue_unacked(self._judge(site, now) for site in self.verdicts.due(now))
 
     def _ack(self, mid: int, qos: int) -> None:
         if qos > 0:

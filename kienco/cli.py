@@ -177,6 +177,38 @@ def _cmd_readiness(args: argparse.Namespace) -> int:
 _ORDER = {"not_ready": 0, "unknown": 1, "degraded": 2, "ready": 3}
 
 
+def _cmd_risk(args: argparse.Namespace) -> int:
+    import os
+
+    import httpx
+
+    url = f"{args.url.rstrip('/')}/api/v1/risk"
+    headers = {}
+    token = os.environ.get(args.token_env) if args.token_env else None
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        if args.risk_cmd == "set":
+            body = {
+                "province": args.province,
+                "level": args.level,
+                "reason": args.reason,
+                "set_by": args.by or os.environ.get("USER") or "kienco",
+            }
+            response = httpx.post(url, json=body, headers=headers, timeout=10)
+        else:
+            params = {"province": args.province} if args.province else {}
+            response = httpx.get(url, params=params, timeout=10)
+    except httpx.HTTPError as exc:
+        print(f"kienco risk: cannot reach the collector at {args.url}: {exc}", file=sys.stderr)
+        return 1
+    if response.status_code != 200:
+        print(f"kienco risk: {response.status_code} {response.text}", file=sys.stderr)
+        return 1
+    print(json.dumps(response.json(), ensure_ascii=False, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kienco",
@@ -243,6 +275,23 @@ def build_parser() -> argparse.ArgumentParser:
     ready.add_argument("--json", action="store_true", help="one JSON line per site")
     ready.add_argument("--url", default="http://127.0.0.1:9108", help="the collector's HTTP API")
     ready.set_defaults(func=_cmd_readiness)
+
+    risk = sub.add_parser(
+        "risk", help="a province's disaster risk level (Decision 18/2021/QĐ-TTg, 1–5)"
+    ).add_subparsers(dest="risk_cmd", required=True)
+    risk_set = risk.add_parser("set", help="record a level; the province's sites are judged again")
+    risk_set.add_argument("--province", required=True)
+    risk_set.add_argument("--level", type=int, required=True, choices=range(6), help="0 clears")
+    risk_set.add_argument("--reason", required=True, help='e.g. "Bão số 3 (Yagi) đổ bộ"')
+    risk_set.add_argument("--by", help="who sets it (default: $USER)")
+    risk_show = risk.add_parser("show", help="current levels and their history")
+    risk_show.add_argument("--province")
+    for command in (risk_set, risk_show):
+        command.add_argument("--url", default="http://127.0.0.1:9108", help="the collector's API")
+        command.add_argument(
+            "--token-env", default="KIENCO_ADMIN_TOKEN", help="variable holding the admin token"
+        )
+        command.set_defaults(func=_cmd_risk)
     return parser
 
 

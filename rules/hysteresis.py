@@ -2,8 +2,9 @@
 
 Pure: the caller keeps each site's :class:`Held` and passes it back with the next
 evaluation. Exceptions flip at once, because an operator must see them at once:
-losing the last path, losing the last power source, and freshness (which is
-already a matter of time: stale after N intervals, offline when the Will fires).
+losing the last path, losing the last power source, freshness (which is
+already a matter of time: stale after N intervals, offline when the Will fires),
+and a new risk level for the province (a decision, not a flapping condition).
 Recovery is held like any other change.
 """
 
@@ -41,6 +42,8 @@ class Held:
 
 
 def _immediate(before: Evaluation, after: Evaluation) -> bool:
+    if after.risk_level != before.risk_level:
+        return True  # a declared level is a decision, not a flapping condition
     if after.station_state in IMMEDIATE_STATES:
         return True
     if any(f.code in IMMEDIATE_CODES for f in after.findings):
