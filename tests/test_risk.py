@@ -1,4 +1,4 @@
-"""Risk levels: set through the CLI and API, kept with who/when/why, tighten the verdicts at once."""
+"""Risk levels: set by CLI and API, kept with who/when/why, tighten the verdicts at once."""
 
 from __future__ import annotations
 
