@@ -9,7 +9,7 @@ from typing import Literal, get_args
 from agent.wire import SLUG_PATTERN
 
 PREFIX = "kienco/v1"
-TopicKind = Literal["report", "event", "state", "meta", "status"]
+TopicKind = Literal["report", "event", "state", "meta", "status", "command"]
 TOPIC_KINDS: frozenset[str] = frozenset(get_args(TopicKind))
 _SLUG = re.compile(SLUG_PATTERN)
 

@@ -184,7 +184,14 @@ class Report(WireModel):
 
 
 EventName = Literal[
-    "on_battery", "on_mains", "battery_low", "alarm", "alarm_cleared", "test", "threshold"
+    "on_battery",
+    "on_mains",
+    "battery_low",
+    "alarm",
+    "alarm_cleared",
+    "test",
+    "threshold",
+    "rehearsal",  # a pre-meeting check ran; detail names the meeting
 ]
 
 
@@ -201,6 +208,18 @@ class Event(WireModel):
     device: Slug | None = None
     detail: ErrorText | None = None
     power: PowerReading | None = None
+
+
+class Command(WireModel):
+    """What the collector asks of an agent, on its site's ``command`` topic."""
+
+    kind: Literal["command"] = "command"
+    v: Literal[1] = SCHEMA_VERSION
+    site: Slug
+    province: Slug
+    command: Literal["rehearse"]
+    meeting: Slug | None = None
+    at: UtcTime
 
 
 class PathDecl(WireModel):
@@ -287,13 +306,14 @@ class Status(WireModel):
     reasons: tuple[Reason, ...] = ()
 
 
-Message = Report | Event | Meta | State | Status
+Message = Report | Event | Meta | State | Status | Command
 MESSAGE_MODELS: dict[str, type[WireModel]] = {
     "report": Report,
     "event": Event,
     "meta": Meta,
     "state": State,
     "status": Status,
+    "command": Command,
 }
 
 

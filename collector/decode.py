@@ -43,7 +43,7 @@ class Rejected:
 
 @dataclass(frozen=True, slots=True)
 class Ignored:
-    """Our own status messages come back through the ``#`` filter: nothing to do."""
+    """Our own status and command messages come back through the ``#`` filter."""
 
     topic: SiteTopic
 
@@ -62,7 +62,7 @@ def decode(
         parsed = SiteTopic.parse(topic)
     except TopicError as exc:
         return Rejected("bad_topic", str(exc))
-    if parsed.kind == "status":
+    if parsed.kind in ("status", "command"):
         return Ignored(parsed)
     model = _MODELS[parsed.kind]
     try:

@@ -24,13 +24,15 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent.topics import topic as topic_of
-from agent.wire import Event, Meta, Report, State, Status, utc_now
+from agent.wire import Command, Event, Meta, Report, State, Status, utc_now
 from collector.api import Api
 from collector.config import CollectorConfig
 from collector.deadletter import DeadLetterStore
 from collector.decode import Decoded, Ignored, Rejected, decode
+from collector.endpoints import Endpoints
 from collector.influx import InfluxV1Client
 from collector.line_protocol import Point, encode_many
+from collector.meetings import Meeting, MeetingStore, meeting_status, rehearsal_from
 from collector.metrics import CollectorMetrics
 from collector.points import event_points, report_points, state_points
 from collector.readiness import RiskLevelOf, Verdicts
@@ -83,7 +85,9 @@ class Collector:
         data = config.data_dir
         data.mkdir(parents=True, exist_ok=True)
         self.risk = RiskLevels(data / "risk.sqlite")
-        self.verdicts = Verdicts(self.states, self.policy, risk_level=risk_level or self.risk.level)
+        self.risk_of: RiskLevelOf = risk_level or self.risk.level
+        self.verdicts = Verdicts(self.states, self.policy, risk_level=self.risk_of)
+        self.meetings = MeetingStore(data / "meetings.sqlite")
         self.on_status = on_status
         self.dead_letters = DeadLetterStore(data / "deadletter.sqlite")
         influx = config.influx
@@ -124,18 +128,14 @@ class Collector:
                     "InfluxDB %s not reachable at start (%s); spooling", self.influx.url, exc
                 )
         if serve_http:
+            http = self.config.http
             self.api = Api(
-                self.verdicts,
-                self.states,
+                Endpoints(self),
                 self.metrics.registry,
                 healthy=self._connected.is_set,
-                risk=self.risk,
-                set_risk=self.set_risk,
-                admin_token=(
-                    self.config.http.admin_token.reveal() if self.config.http.admin_token else None
-                ),
-                host=self.config.http.host,
-                port=self.config.http.port,
+                admin_token=http.admin_token.reveal() if http.admin_token else None,
+                host=http.host,
+                port=http.port,
             )
             self.api.start()
         self._sweeper_thread.start()
@@ -171,6 +171,7 @@ class Collector:
             self.api.stop()
         self.dead_letters.close()
         self.risk.close()
+        self.meetings.close()
 
     # --- MQTT ----------------------------------------------------------------------
 
@@ -268,6 +269,8 @@ class Collector:
         elif isinstance(message, Event):
             changed = self.states.apply_event(message)
             points = event_points(message)
+            if message.event == "rehearsal" and message.detail:
+                self._record_rehearsal(message.detail, message.site, now)
         elif isinstance(message, Meta):
             changed = self.states.apply_meta(message)
             points = []
@@ -310,6 +313,39 @@ class Collector:
         sites = [s.site for s in self.states.all() if s.province == change.province]
         self._queue_unacked(self._judge(site, now) for site in sites)
         return entry
+
+    def request_rehearsal(self, meeting: Meeting) -> list[str]:
+        """Ask every point of the meeting to run its pre-meeting check now."""
+        now = self.clock()
+        asked = []
+        for site in meeting.points:
+            snapshot = self.states.get(site)
+            if snapshot is None:
+                continue  # never reported: nobody to ask; its status says so
+            command = Command(
+                site=site,
+                province=snapshot.province,
+                command="rehearse",
+                meeting=meeting.id,
+                at=now,
+            )
+            self.client.publish(
+                topic_of(snapshot.province, site, "command"), command.model_dump_json(), qos=1
+            )
+            asked.append(site)
+        return asked
+
+    def _record_rehearsal(self, meeting_id: str, site: str, now: datetime) -> None:
+        """A point says its check ran: judge it for the meeting now and keep the result."""
+        meeting = self.meetings.get(meeting_id)
+        if meeting is None or site not in meeting.points:
+            log.warning("rehearsal from %s for unknown meeting %r", site, meeting_id)
+            return
+        alone = meeting.model_copy(update={"points": (site,)})
+        status = meeting_status(
+            alone, self.states, self.meetings, self.policy, now, risk_level=self.risk_of
+        )
+        self.meetings.record(meeting_id, rehearsal_from(status.points[0], now))
 
     def _queue_unacked(self, point_lists: Iterable[list[Point]]) -> None:
         """Points that belong to no MQTT message (timer and API judgements)."""

@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of every wire message")
-    schema.add_argument("--kind", choices=["report", "event", "meta", "state", "status"])
+    schema.add_argument("--kind", choices=["report", "event", "meta", "state", "status", "command"])
     schema.set_defaults(func=_cmd_schema)
 
     agent = sub.add_parser("agent", help="the edge agent").add_subparsers(
@@ -292,6 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
             "--token-env", default="KIENCO_ADMIN_TOKEN", help="variable holding the admin token"
         )
         command.set_defaults(func=_cmd_risk)
+
+    from kienco import meeting_cli
+
+    meeting_cli.add_parser(sub)
     return parser
 
 

@@ -22,8 +22,14 @@ SUMMARY = {
 
 
 def print_readiness(
-    statuses: Sequence[Status], *, province: str, lang: Lang, console: Console | None = None
+    statuses: Sequence[Status],
+    *,
+    province: str,
+    lang: Lang,
+    console: Console | None = None,
+    summary: str | None = None,
 ) -> None:
+    """The table of points, not-ready first, then one summary line (given, or N/M ready)."""
     console = console or Console()
     table = Table(expand=True)
     for heading in HEAD[lang]:
@@ -41,7 +47,8 @@ def print_readiness(
     console.print(table)
     newest = max((s.evaluated_at for s in statuses), default=None)
     console.print(
-        SUMMARY[lang].format(
+        summary
+        or SUMMARY[lang].format(
             province=province,
             ready=sum(s.verdict == "ready" for s in statuses),
             total=len(statuses),

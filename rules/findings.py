@@ -29,7 +29,13 @@ from rules import texts
 from rules.texts import Lang
 
 RuleName = Literal[
-    "freshness", "station_state", "backup_power", "multipath", "link_quality", "meeting"
+    "freshness",
+    "station_state",
+    "backup_power",
+    "multipath",
+    "link_quality",
+    "meeting",
+    "rehearsal",  # judged per planned meeting (rules/rehearsal.py), not by evaluate()
 ]
 Impact = Literal["none", "degrades", "spof", "unknown", "blocks"]
 

@@ -154,6 +154,7 @@ class MeetingPolicy(_Model):
     margin_pct: Annotated[float, Field(ge=0, le=500)] = 20
     ups_bridge_min_s: Annotated[float, Field(ge=0)] = 900
     devices: tuple[RoomCheck, ...] = typing.get_args(RoomCheck)
+    rehearsal_max_age_s: Annotated[float, Field(gt=0)] = 86_400
     hold_s: HoldS = 60  # proposal: no flapping
 
 

@@ -174,6 +174,16 @@ _CATALOGUE: dict[str, Text] = {
         "link quality not measured (round-trip time, loss)",
     ),
     # --- meeting readiness
+    # --- planned meetings: the pre-meeting rehearsal (rules/rehearsal.py)
+    "rehearsal_missing": Text("chưa diễn tập", "no rehearsal yet"),
+    "rehearsal_failed": Text(
+        "diễn tập không đạt {age_s:dur} trước: {problems}",
+        "rehearsal failed {age_s:dur} ago: {problems}",
+    ),
+    "rehearsal_stale": Text(
+        "lần diễn tập gần nhất đã {age_s:dur}, quá {max_age_s:dur}",
+        "last rehearsal was {age_s:dur} ago, older than {max_age_s:dur}",
+    ),
     "meeting_power_short": Text(
         "điện dự phòng đủ {backup_s:dur}, cuộc họp cần {needed_s:dur} "
         "(gồm {margin_pct:n}% dự phòng)",

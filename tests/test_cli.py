@@ -31,7 +31,7 @@ def test_schema_prints_every_wire_message() -> None:
     done = kienco("schema")
     assert done.returncode == 0
     schemas = json.loads(done.stdout)
-    assert set(schemas) == {"report", "event", "meta", "state", "status"}
+    assert set(schemas) == {"report", "event", "meta", "state", "status", "command"}
     report = schemas["report"]
     assert report["additionalProperties"] is False
     assert {"site", "province", "seq", "taken_at", "power", "links", "host"} <= set(

@@ -1,0 +1,89 @@
+"""What each API route answers (collector/api.py serves them; this module decides them)."""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel
+
+from collector.api import _FILTERS, Reply, json_reply, readiness_reply
+from collector.meetings import MeetingRequest, meeting_status, points_for
+from collector.risk import RiskChange
+
+if TYPE_CHECKING:
+    from collector.service import Collector
+
+
+class Endpoints:
+    """The API backend over a running collector."""
+
+    def __init__(self, collector: Collector) -> None:
+        self.c = collector
+
+    def api_get(self, parts: list[str], query: dict[str, str]) -> Reply:
+        c = self.c
+        match parts:
+            case ["readiness"]:
+                unknown = sorted(set(query) - set(_FILTERS))
+                if unknown:
+                    return json_reply(
+                        HTTPStatus.BAD_REQUEST,
+                        {"error": f"unknown filter {unknown}; use {list(_FILTERS)}"},
+                    )
+                selected = c.verdicts.select(**query)
+                return readiness_reply(selected, c.verdicts.select_json(selected))
+            case ["sites", site]:
+                status = c.verdicts.json_of(site)
+                snapshot = c.states.get(site)
+                if status is None or snapshot is None:
+                    return json_reply(HTTPStatus.NOT_FOUND, {"error": f"no site {site!r}"})
+                meta = snapshot.meta.model_dump_json().encode() if snapshot.meta else b"null"
+                return HTTPStatus.OK, b'{"status":' + status + b',"meta":' + meta + b"}"
+            case ["risk"]:
+                history = [_plain(e) for e in c.risk.history(query.get("province"))]
+                return json_reply(HTTPStatus.OK, {"current": c.risk.current(), "history": history})
+            case ["meetings"]:
+                return json_reply(HTTPStatus.OK, [_plain(m) for m in c.meetings.all()])
+            case ["meetings", meeting_id]:
+                meeting = c.meetings.get(meeting_id)
+                if meeting is None:
+                    return json_reply(HTTPStatus.NOT_FOUND, {"error": f"no meeting {meeting_id!r}"})
+                judged = meeting_status(
+                    meeting, c.states, c.meetings, c.policy, c.clock(), risk_level=c.risk_of
+                )
+                return HTTPStatus.OK, judged.to_json()
+        return json_reply(
+            HTTPStatus.NOT_FOUND, {"error": f"no such path: /api/v1/{'/'.join(parts)}"}
+        )
+
+    def api_post(self, parts: list[str], body: BaseModel | None) -> Reply:
+        c = self.c
+        match parts, body:
+            case ["risk"], RiskChange():
+                return json_reply(HTTPStatus.OK, _plain(c.set_risk(body)))
+            case ["meetings"], MeetingRequest():
+                points = points_for(body, c.states)
+                if not points:
+                    return json_reply(
+                        HTTPStatus.BAD_REQUEST,
+                        {"error": "no points: name them, or give a province with meeting points"},
+                    )
+                return json_reply(HTTPStatus.OK, _plain(c.meetings.create(body, points, c.clock())))
+            case ["meetings", meeting_id, "rehearse"], None:
+                meeting = c.meetings.get(meeting_id)
+                if meeting is None:
+                    return json_reply(HTTPStatus.NOT_FOUND, {"error": f"no meeting {meeting_id!r}"})
+                return json_reply(HTTPStatus.OK, {"requested": c.request_rehearsal(meeting)})
+        return json_reply(
+            HTTPStatus.NOT_FOUND, {"error": f"no such path: /api/v1/{'/'.join(parts)}"}
+        )
+
+
+def _no_such(parts: list[str]) -> Reply:
+    return json_reply(HTTPStatus.NOT_FOUND, {"error": f"no such path: /api/v1/{'/'.join(parts)}"})
+
+
+def _plain(model: BaseModel) -> object:
+    return json.loads(model.model_dump_json())

@@ -1,0 +1,180 @@
+"""Planned meetings through the CLI and API: N of M ready, the power that will not last the
+meeting, rehearsals asked over MQTT, recorded, and no longer counted when too old."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from agent.wire import Command, Event, Meta, PowerReading, Report
+from collector.config import CollectorConfig
+from collector.service import Collector
+from kienco.cli import main as kienco_main
+from kienco.meeting_cli import parse_duration, parse_start
+from tests.support.mosquitto import Broker
+from tests.support.subscriber import Subscriber
+from tests.test_rules_support import genset, room, two_paths, ups
+
+T0 = datetime.now(UTC).replace(microsecond=0)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def collector(tmp_path: Path, mosquitto: Broker, clock: Clock) -> Iterator[Collector]:
+    config = CollectorConfig.model_validate(
+        {
+            "broker": {
+                "url": mosquitto.url,
+                "username": None,
+                "client_id": "meetings-test",
+                "topic_filter": "kienco/v1/mt/#",
+            },
+            "influx": None,
+            "data_dir": str(tmp_path / "collector"),
+            "http": {"port": 0},
+        }
+    )
+    running = Collector(config, clock=clock)
+    running.start()
+    assert running.wait_connected(10)
+    yield running
+    running.stop()
+
+
+def feed(collector: Collector, site: str, power: tuple[PowerReading, ...], at: datetime) -> None:
+    meta = Meta(
+        site=site,
+        province="mt",
+        site_kind="meeting_point",
+        name=f"Điểm cầu {site}",
+        interval_s=60,
+        agent_version="t",
+        at=at,
+    )
+    report = Report(
+        site=site,
+        province="mt",
+        seq=1,
+        taken_at=at,
+        interval_s=60,
+        power=power,
+        links=two_paths(),
+        room=room(),
+    )
+    collector.handle(f"kienco/v1/mt/{site}/meta", meta.model_dump_json().encode(), 0, 0)
+    collector.handle(f"kienco/v1/mt/{site}/report", report.model_dump_json().encode(), 0, 0)
+
+
+def rehearsed(collector: Collector, site: str, meeting: str, at: datetime) -> None:
+    event = Event(site=site, province="mt", seq=2, at=at, event="rehearsal", detail=meeting)
+    collector.handle(f"kienco/v1/mt/{site}/event", event.model_dump_json().encode(), 0, 0)
+
+
+def status(collector: Collector, meeting: str, capsys: pytest.CaptureFixture[str]) -> dict:  # type: ignore[type-arg]
+    assert collector.api is not None
+    kienco_main(
+        ["meeting", "status", meeting, "--json", "--lang", "en", "--url", collector.api.url]
+    )
+    return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
+
+
+def test_a_meeting_from_plan_to_rehearsal(
+    collector: Collector, clock: Clock, mosquitto: Broker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    short = (ups(battery_runtime_s=110 * 60.0),)  # 1 h 50 min, no generator
+    strong = (ups(battery_runtime_s=3600.0), genset(fuel_l=100.0, fuel_burn_l_per_h=5.0))
+    feed(collector, "mt-dc-xa", short, T0)
+    feed(collector, "mt-dc-tinh", strong, T0)
+    assert collector.api is not None
+    url = collector.api.url
+
+    assert (
+        kienco_main(
+            [
+                "meeting",
+                "plan",
+                "--at",
+                (T0 + timedelta(hours=1)).isoformat(),
+                "--duration",
+                "3h",
+                "--province",
+                "mt",
+                "--url",
+                url,
+            ]
+        )
+        == 0
+    )
+    meeting = json.loads(capsys.readouterr().out)
+    assert sorted(meeting["points"]) == ["mt-dc-tinh", "mt-dc-xa"]
+
+    before = status(collector, meeting["id"], capsys)
+    assert (before["ready"], before["total"]) == (0, 2)
+    by_site = {p["site"]: p for p in before["points"]}
+    xa = {r["code"]: r["text_en"] for r in by_site["mt-dc-xa"]["reasons"]}
+    assert by_site["mt-dc-xa"]["verdict"] == "not_ready"
+    assert xa["meeting_power_short"].startswith(
+        "backup power for 1 h 50 min, the meeting needs 3 h"
+    )
+    assert xa["rehearsal_missing"] == "no rehearsal yet"
+    assert [r["code"] for r in by_site["mt-dc-tinh"]["reasons"] if r["severity"] != "info"] == [
+        "rehearsal_missing"
+    ]
+
+    # Rehearse: every point is asked on its command topic; their agents answer with an event.
+    commands = Subscriber(mosquitto.port, "kienco/v1/mt/+/command", client_id="t-cmd")
+    try:
+        assert kienco_main(["meeting", "rehearse", meeting["id"], "--wait", "0", "--url", url]) == 3
+        asked = commands.wait_for(2, lambda t: True, timeout_s=10)
+    finally:
+        commands.close()
+    assert {Command.model_validate_json(p).site for _, p in asked} == {"mt-dc-xa", "mt-dc-tinh"}
+    capsys.readouterr()
+    for site in ("mt-dc-xa", "mt-dc-tinh"):
+        rehearsed(collector, site, meeting["id"], T0)
+
+    after = status(collector, meeting["id"], capsys)
+    by_site = {p["site"]: p for p in after["points"]}
+    assert by_site["mt-dc-tinh"]["verdict"] == "ready"
+    assert (after["ready"], after["total"]) == (1, 2)
+    assert "rehearsal_missing" not in {r["code"] for r in by_site["mt-dc-xa"]["reasons"]}
+
+    # A day later the rehearsal no longer counts (policy: 24 h).
+    clock.now = T0 + timedelta(hours=25)
+    feed(collector, "mt-dc-tinh", strong, clock.now)
+    later = status(collector, meeting["id"], capsys)
+    tinh = next(p for p in later["points"] if p["site"] == "mt-dc-tinh")
+    assert tinh["verdict"] == "degraded"
+    assert [r["code"] for r in tinh["reasons"] if r["severity"] != "info"] == ["rehearsal_stale"]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("3h", 10800), ("90m", 5400), ("1h30m", 5400), ("2.5h", 9000), ("600", 600)],
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_start_is_vietnam_time_today_or_tomorrow() -> None:
+    morning = datetime(2024, 9, 7, 1, 0, tzinfo=UTC)  # 08:00 in Hà Nội
+    assert parse_start("14:00", None, morning) == datetime(2024, 9, 7, 7, 0, tzinfo=UTC)
+    evening = datetime(2024, 9, 7, 12, 0, tzinfo=UTC)  # 19:00: 14:00 has passed
+    assert parse_start("14:00", None, evening) == datetime(2024, 9, 8, 7, 0, tzinfo=UTC)
+    assert parse_start("14:00", "2024-09-10", evening) == datetime(2024, 9, 10, 7, 0, tzinfo=UTC)
