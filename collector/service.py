@@ -11,6 +11,7 @@ same point twice stores it once.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -205,6 +206,9 @@ class Collector:
             log.error("broker refused the connection: %s", reason)
             return
         self._generation += 1
+        sock = client.socket()
+        if isinstance(sock, socket.socket):  # small PUBACKs and statuses: no Nagle delay
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.subscribe(self.config.broker.topic_filter, qos=1)
         self.metrics.connected.set(1)
         self._connected.set()

@@ -49,6 +49,8 @@ V = TypeVar("V")
 
 
 def _frozen(mapping: Mapping[K, V]) -> Mapping[K, V]:
+    if isinstance(mapping, MappingProxyType):
+        return mapping  # already a read-only copy made here
     return MappingProxyType(dict(mapping))
 
 
@@ -82,12 +84,19 @@ class SiteSnapshot:
             object.__setattr__(self, "last_report_at", max(times, default=None))
         object.__setattr__(self, "power", _frozen(self.power))
         object.__setattr__(self, "links", _frozen(self.links))
-        # plain (taken_at, charge, runtime, on_battery) tuples are accepted too
-        history = {
-            device: tuple(PowerSample._make(s) for s in samples)
-            for device, samples in self.power_history.items()
-        }
-        object.__setattr__(self, "power_history", _frozen(history))
+        # Plain (taken_at, charge, runtime, on_battery) tuples are accepted too. The
+        # collector folds thousands of reports a second: convert only what needs it.
+        if not all(
+            all(isinstance(s, PowerSample) for s in samples)
+            for samples in self.power_history.values()
+        ):
+            history = {
+                device: tuple(PowerSample._make(s) for s in samples)
+                for device, samples in self.power_history.items()
+            }
+            object.__setattr__(self, "power_history", _frozen(history))
+        else:
+            object.__setattr__(self, "power_history", _frozen(self.power_history))
 
     @property
     def site_class(self) -> SiteClass:
@@ -140,8 +149,14 @@ class SiteSnapshot:
         for reading in report.power:
             if newer(power.get(reading.device)):
                 power[reading.device] = (reading, at)
-            samples = {s.taken_at: s for s in history.get(reading.device, ())}
-            samples[at] = PowerSample.of(reading, at)
+            held_samples = history.get(reading.device, ())
+            sample = PowerSample.of(reading, at)
+            if not held_samples or at > held_samples[-1].taken_at:  # the usual case: newest
+                keep = held_samples[max(0, len(held_samples) - history_len + 1) :]
+                history[reading.device] = (*keep, sample)
+                continue
+            samples = {s.taken_at: s for s in held_samples}  # a replay: merge in time order
+            samples[at] = sample
             ordered = sorted(samples.values(), key=lambda s: s.taken_at)
             history[reading.device] = tuple(ordered[-history_len:])
         links = dict(self.links)
