@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
@@ -16,11 +18,34 @@ if TYPE_CHECKING:
     from collector.service import Collector
 
 
+READINESS_CACHE_S = 1.0
+"""A readiness list may be up to 1 s old: 10 000 sites are 7 MB of JSON to assemble,
+and a board polling it every few seconds must not take the collector's time from
+the reports."""
+
+
 class Endpoints:
     """The API backend over a running collector."""
 
     def __init__(self, collector: Collector) -> None:
         self.c = collector
+        self._cache: dict[tuple[tuple[str, str], ...], tuple[float, Reply]] = {}
+        self._cache_lock = threading.Lock()
+
+    def _readiness(self, query: dict[str, str]) -> Reply:
+        key = tuple(sorted(query.items()))
+        now = time.monotonic()
+        with self._cache_lock:
+            cached = self._cache.get(key)
+            if cached is not None and now - cached[0] < READINESS_CACHE_S:
+                return cached[1]
+        selected = self.c.verdicts.select(**query)
+        reply = readiness_reply(selected, self.c.verdicts.select_json(selected))
+        with self._cache_lock:
+            if len(self._cache) > 64:
+                self._cache.clear()
+            self._cache[key] = (now, reply)
+        return reply
 
     def api_get(self, parts: list[str], query: dict[str, str]) -> Reply:
         c = self.c
@@ -32,8 +57,7 @@ class Endpoints:
                         HTTPStatus.BAD_REQUEST,
                         {"error": f"unknown filter {unknown}; use {list(_FILTERS)}"},
                     )
-                selected = c.verdicts.select(**query)
-                return readiness_reply(selected, c.verdicts.select_json(selected))
+                return self._readiness(query)
             case ["sites", site]:
                 status = c.verdicts.json_of(site)
                 snapshot = c.states.get(site)
