@@ -158,6 +158,40 @@ class TrapListener(_Strict):
     )
 
 
+class CodecConfig(_Strict):
+    """A hardware video codec with an HTTP status API (device knowledge in a room profile)."""
+
+    profile: str = Field(description="firmware-configs/room-profiles/<profile>.yaml")
+    url: str = Field(description="base URL of the codec's API, e.g. https://10.0.0.20")
+    username: str | None = None
+    password: SecretRef | None = None
+    verify_tls: bool = False  # codecs ship self-signed certificates
+    timeout_s: Annotated[float, Field(gt=0, le=60)] = 3.0
+
+
+class PcRoomConfig(_Strict):
+    """The meeting PC the agent runs on: its camera, audio and display, read from the OS."""
+
+    root: Path = Field(default=Path("/"), description="filesystem root (tests use a fixture tree)")
+    meeting_app: str | None = Field(
+        default=None, description="process name of the meeting client, e.g. 'zoom' or 'teams'"
+    )
+
+
+class ThroughputConfig(_Strict):
+    """A bounded throughput test against the collector, never during a call."""
+
+    url: str = Field(description="the collector's API, e.g. https://collector:9108")
+    max_bytes: Annotated[int, Field(ge=10_000, le=100_000_000)] = 2_000_000
+    max_s: Annotated[float, Field(gt=0, le=60)] = 5.0
+    every_s: Annotated[float, Field(ge=60)] = 3600.0
+
+
+class RoomConfig(_Strict):
+    codec: CodecConfig | None = None
+    pc: PcRoomConfig | None = None
+
+
 class SiteConfig(_Strict):
     site: Slug
     province: Slug
@@ -177,6 +211,8 @@ class SiteConfig(_Strict):
     snmp_credentials: dict[str, SnmpCredentials] = Field(default_factory=dict)
     devices: tuple[DeviceConfig, ...] = ()
     traps: TrapListener = TrapListener()
+    room: RoomConfig | None = Field(default=None, description="meeting points: the room's devices")
+    throughput: ThroughputConfig | None = None
     disk_path: Path = Path("/")
 
     @model_validator(mode="after")
