@@ -84,6 +84,9 @@ class CollectorConfig(_Strict):
     )
     data_dir: Path = Path("/var/lib/kienco-collector")
     policy: Path | None = Field(default=None, description="null: the shipped default policy")
+    inventory: Path | None = Field(
+        default=None, description="the expected fleet (CSV or YAML); sites never heard are unknown"
+    )
     limits: Limits = Limits()
     batch: BatchConfig = BatchConfig()
     status: StatusConfig = StatusConfig()

@@ -8,11 +8,14 @@ import time
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from collector.api import _FILTERS, Reply, json_reply, readiness_reply
 from collector.meetings import MeetingRequest, meeting_status, points_for
 from collector.risk import RiskChange
+from rules.compliance import ComplianceReport, build_report
+
+REPORT_JSON: TypeAdapter[ComplianceReport] = TypeAdapter(ComplianceReport)
 
 if TYPE_CHECKING:
     from collector.service import Collector
@@ -70,6 +73,8 @@ class Endpoints:
                 return json_reply(HTTPStatus.OK, {"current": c.risk.current(), "history": history})
             case ["meetings"]:
                 return json_reply(HTTPStatus.OK, [_plain(m) for m in c.meetings.all()])
+            case ["compliance"]:
+                return self._compliance(query)
             case ["meetings", meeting_id]:
                 meeting = c.meetings.get(meeting_id)
                 if meeting is None:
@@ -81,6 +86,26 @@ class Endpoints:
         return json_reply(
             HTTPStatus.NOT_FOUND, {"error": f"no such path: /api/v1/{'/'.join(parts)}"}
         )
+
+    def _compliance(self, query: dict[str, str]) -> Reply:
+        c = self.c
+        province = query.get("province")
+        level = query.get("area_level")
+        if province is None or level not in (None, "area", "province"):
+            return json_reply(
+                HTTPStatus.BAD_REQUEST,
+                {"error": "give province=<code> (and optionally area_level=area|province)"},
+            )
+        report = build_report(
+            {s.site: s for s in c.states.all()},
+            c.inventory,
+            c.policy,
+            c.clock(),
+            province=province,
+            area_level=level,  # type: ignore[arg-type]
+            policy_source=str(c.config.policy or "rules/default-policy.yaml"),
+        )
+        return HTTPStatus.OK, REPORT_JSON.dump_json(report)
 
     def api_post(self, parts: list[str], body: BaseModel | None) -> Reply:
         c = self.c

@@ -32,6 +32,7 @@ from collector.deadletter import DeadLetterStore
 from collector.decode import Decoded, Ignored, Rejected, decode
 from collector.endpoints import Endpoints
 from collector.influx import InfluxV1Client
+from collector.inventory import Inventory, inventory_meta, load_inventory
 from collector.line_protocol import Point, encode_many
 from collector.meetings import Meeting, MeetingStore, meeting_status, rehearsal_from
 from collector.metrics import CollectorMetrics
@@ -89,6 +90,10 @@ class Collector:
         self.risk_of: RiskLevelOf = risk_level or self.risk.level
         self.verdicts = Verdicts(self.states, self.policy, risk_level=self.risk_of)
         self.meetings = MeetingStore(data / "meetings.sqlite")
+        self.inventory = load_inventory(config.inventory) if config.inventory else Inventory(())
+        interval = self.policy.freshness.default_interval_s
+        for expected in self.inventory:  # never heard from: unknown, and missing everywhere
+            self.states.apply_meta(inventory_meta(expected, interval))
         self.on_status = on_status
         self.dead_letters = DeadLetterStore(data / "deadletter.sqlite")
         influx = config.influx
@@ -210,6 +215,10 @@ class Collector:
         if isinstance(sock, socket.socket):  # small PUBACKs and statuses: no Nagle delay
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.subscribe(self.config.broker.topic_filter, qos=1)
+        if self._generation == 1 and len(self.inventory):
+            # Sites of the inventory that never reported get their verdict (unknown) now.
+            now = self.clock()
+            self._queue_unacked(self._judge(site.site, now) for site in self.inventory)
         self.metrics.connected.set(1)
         self._connected.set()
         log.info("subscribed to %s", self.config.broker.topic_filter)

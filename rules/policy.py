@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from agent.wire import SiteKind
+from rules.compliance_policy import CompliancePolicy
 from rules.findings import RuleName
 from rules.policy_errors import MISSING, Problem, problems_from
 from rules.policy_errors import PolicyError as PolicyError  # re-exported
@@ -177,6 +178,7 @@ class Policy(_Model):
     multipath: MultipathPolicy = MultipathPolicy()
     link_quality: LinkQualityPolicy = LinkQualityPolicy()
     meeting: MeetingPolicy = MeetingPolicy()
+    compliance: CompliancePolicy = CompliancePolicy()
     risk: tuple[RiskStep, ...] = (
         RiskStep(min_level=4, kinds=("station",), class_as={"ordinary": "hardened"}),
     )

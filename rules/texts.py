@@ -174,6 +174,54 @@ _CATALOGUE: dict[str, Text] = {
         "link quality not measured (round-trip time, loss)",
     ),
     # --- meeting readiness
+    # --- hardened-station compliance (rules/compliance.py)
+    "generator_autonomy_short": Text(
+        "điện dự phòng (ắc quy + máy phát) chỉ đủ {autonomy_h:n} giờ "
+        "(máy phát {generator_h:n} giờ), cần {required_h:n} giờ",
+        "backup power (battery + generator) lasts {autonomy_h:n} h "
+        "(generator {generator_h:n} h), {required_h:n} h required",
+    ),
+    "no_generator": Text(
+        "không có máy phát điện",
+        "no generator",
+    ),
+    "no_fibre_path": Text(
+        "không có đường truyền cáp quang",
+        "no fibre path",
+    ),
+    "no_second_independent_path": Text(
+        "chỉ có {independent:n} đường truyền độc lập (khai báo {declared:n} đường), "
+        "cần {required:n}",
+        "only {independent:n} independent path(s) ({declared:n} declared), "
+        "{required:n} required",
+    ),
+    "no_second_independent_path_shared": Text(
+        "chỉ có {independent:n} đường truyền độc lập, cần {required:n}: "
+        "{a} và {b} dùng chung {srlg:risk}",
+        "only {independent:n} independent path(s), {required:n} required: "
+        "{a} and {b} share {srlg:risk}",
+    ),
+    "silent": Text(
+        "mất liên lạc: không có báo cáo trong {age_s:dur}",
+        "silent: no report for {age_s:dur}",
+    ),
+    "silent_offline": Text(
+        "mất liên lạc: thiết bị giám sát ngắt kết nối (MQTT Last Will), "
+        "báo cáo cuối cách đây {age_s:dur}",
+        "silent: agent offline (MQTT Last Will), last report {age_s:dur} ago",
+    ),
+    "never_reported": Text(
+        "chưa từng gửi báo cáo: tính là thiếu",
+        "never reported: counted as missing",
+    ),
+    "not_declared_hardened": Text(
+        "thiết bị giám sát không khai báo trạm là kiên cố, danh mục ghi là kiên cố",
+        "the site's agent does not declare it hardened; the inventory does",
+    ),
+    "not_in_inventory": Text(
+        "trạm đang gửi báo cáo nhưng không có trong danh mục",
+        "reporting, but not in the inventory",
+    ),
     # --- planned meetings: the pre-meeting rehearsal (rules/rehearsal.py)
     "rehearsal_missing": Text("chưa diễn tập", "no rehearsal yet"),
     "rehearsal_failed": Text(

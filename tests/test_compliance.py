@@ -1,0 +1,470 @@
+"""Hardened-station compliance: one station's criteria, an area's count, a province report."""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import pytest
+from pydantic import TypeAdapter, ValidationError
+
+from agent.wire import DeviceDecl, LinkReading, Meta, PathDecl, PowerReading, Report, State
+from collector.inventory import Inventory, InventorySite
+from rules import Policy, SiteSnapshot, load_policy
+from rules.compliance import (
+    ComplianceReport,
+    StationCompliance,
+    build_report,
+    settings_of,
+    station_compliance,
+)
+from rules.compliance_policy import CompliancePolicy
+from rules.texts import CATALOGUE, render
+from rules.texts import LANGS
+
+NOW = datetime(2024, 9, 7, 6, 0, tzinfo=UTC)  # Yagi's landfall morning
+POLICY = load_policy()
+PROVINCE = "hp"
+
+FIBRE = PathDecl(path="fo-vnpt", media="fibre", provider="vnpt", srlg=("duct-ql5",))
+MICROWAVE = PathDecl(path="mw-viettel", media="microwave", provider="viettel", srlg=("tower-b",))
+VSAT = PathDecl(path="vsat", media="vsat", provider="vnpt")
+# the fibre climbs the same tower as the microwave dish: one storm takes both
+FIBRE_ON_TOWER = PathDecl(path="fo-vnpt", media="fibre", srlg=("duct-ql5", "tower-b"))
+GOOD_PATHS = (FIBRE, MICROWAVE)
+
+
+def item(
+    site: str,
+    area: str = "an-duong",
+    *,
+    operator: str = "vnpt",
+    hardened: bool = True,
+    kind: str = "station",
+    province: str = PROVINCE,
+) -> InventorySite:
+    names = {"an-duong": "Huyện An Dương", "cat-hai": "Huyện Cát Hải", "do-son": "Quận Đồ Sơn"}
+    return InventorySite.model_validate(
+        {
+            "site": site,
+            "kind": kind,
+            "name": f"Trạm {site.upper()}",  # not the id: the PDF tests search for ids
+            "operator": operator,
+            "province": province,
+            "province_name": "Hải Phòng" if province == PROVINCE else "Quảng Ninh",
+            "area": area,
+            "area_name": names.get(area),
+            "hardened": hardened,
+        }
+    )
+
+
+def station(
+    site: str,
+    *,
+    paths: Sequence[PathDecl] = GOOD_PATHS,
+    fuel_l: float | None = 400.0,
+    burn_l_per_h: float | None = 5.0,
+    battery_s: float = 4 * 3600,
+    generator: bool = True,
+    hardened: bool = True,
+    age_s: float = 30,
+    online: bool = True,
+    with_meta: bool = True,
+    links: Sequence[LinkReading] = (),
+    province: str = PROVINCE,
+    area: str = "an-duong",
+) -> SiteSnapshot:
+    """A hardened station on mains: 4 h of battery and 400 L at 5 L/h (80 h) unless told."""
+    power = [
+        PowerReading(
+            device="ups1",
+            mains_present=True,
+            on_battery=False,
+            battery_charge_pct=100.0,
+            battery_runtime_s=battery_s,
+            load_pct=30.0,
+        )
+    ]
+    if generator:
+        power.append(
+            PowerReading(
+                device="gen1",
+                generator_running=False,
+                fuel_l=fuel_l,
+                fuel_burn_l_per_h=burn_l_per_h,
+            )
+        )
+    snap = SiteSnapshot(site=site, province=province)
+    if with_meta:
+        devices = (DeviceDecl(device="gen1", role="generator"),) if generator else ()
+        meta = Meta(
+            site=site,
+            province=province,
+            site_kind="station",
+            name=f"Trạm {site.upper()}",
+            operator="vnpt",
+            area=area,
+            hardened=hardened,
+            site_class="hardened" if hardened else "ordinary",
+            paths=tuple(paths),
+            devices=devices,
+            interval_s=60,
+            agent_version="0.1.0",
+            at=NOW - timedelta(days=1),
+        )
+        snap = snap.with_meta(meta)
+    state: Literal["online", "offline"] = "online" if online else "offline"
+    snap = snap.with_state(State(site=site, province=province, state=state, at=NOW))
+    taken = NOW - timedelta(seconds=age_s)
+    report = Report(
+        site=site,
+        province=province,
+        seq=1,
+        taken_at=taken,
+        interval_s=60,
+        power=tuple(power),
+        links=tuple(links),
+    )
+    return snap.with_report(report, received_at=taken)
+
+
+def judge(snapshot: SiteSnapshot | None, **inventory: Any) -> StationCompliance:
+    return station_compliance(snapshot, item("hp-0001", **inventory), POLICY, NOW)
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "status", "codes"),
+    [
+        pytest.param(station("hp-0001"), "compliant", (), id="compliant"),
+        pytest.param(
+            station("hp-0001", fuel_l=50.0),  # 10 h of fuel + 4 h of battery
+            "non_compliant",
+            ("generator_autonomy_short",),
+            id="generator-short-10h-fuel",
+        ),
+        pytest.param(
+            station("hp-0001", generator=False), "non_compliant", ("no_generator",), id="no-gen"
+        ),
+        pytest.param(
+            station("hp-0001", burn_l_per_h=None),  # the policy assumes no burn rate
+            "non_compliant",
+            ("generator_autonomy_unknown",),
+            id="fuel-burn-unknown",
+        ),
+        pytest.param(
+            station("hp-0001", paths=(MICROWAVE, VSAT)),
+            "non_compliant",
+            ("no_fibre_path",),
+            id="no-fibre",
+        ),
+        pytest.param(
+            station("hp-0001", paths=(FIBRE_ON_TOWER, MICROWAVE)),
+            "non_compliant",
+            ("no_second_independent_path",),
+            id="two-paths-share-a-tower",
+        ),
+        pytest.param(
+            station("hp-0001", paths=(FIBRE_ON_TOWER, MICROWAVE, VSAT)),
+            "compliant",
+            (),
+            id="vsat-is-the-second-path",
+        ),
+        pytest.param(
+            station("hp-0001", paths=(FIBRE,)),
+            "non_compliant",
+            ("no_second_independent_path",),
+            id="fibre-only",
+        ),
+        pytest.param(
+            station(
+                "hp-0001",
+                links=(LinkReading(path="fo-vnpt", media="fibre", srlg=("duct-ql5",), up=False),),
+            ),
+            "compliant",
+            (),
+            id="fibre-cut-now-still-built-right",
+        ),
+        pytest.param(
+            station("hp-0001", paths=(FIBRE,), links=(LinkReading(path="mw", media="microwave"),)),
+            "compliant",
+            (),
+            id="reported-path-counts-as-capability",
+        ),
+        pytest.param(station("hp-0001", age_s=3600), "non_compliant", ("silent",), id="silent"),
+        pytest.param(
+            station("hp-0001", online=False), "non_compliant", ("silent",), id="will-fired"
+        ),
+        pytest.param(None, "unknown", ("never_reported",), id="never-reported"),
+        pytest.param(
+            station("hp-0001", hardened=False),
+            "non_compliant",
+            ("not_declared_hardened",),
+            id="agent-not-declared-hardened",
+        ),
+        pytest.param(
+            station(
+                "hp-0001",
+                with_meta=False,
+                links=(
+                    LinkReading(path="fo", media="fibre", srlg=("duct-a",), up=True),
+                    LinkReading(path="mw", media="microwave", srlg=("tower-b",), up=True),
+                ),
+            ),
+            "non_compliant",
+            ("meta_missing",),
+            id="no-meta-yet",
+        ),
+    ],
+)
+def test_station_compliance(snapshot: SiteSnapshot | None, status: str, codes: tuple[str]) -> None:
+    result = judge(snapshot)
+    assert (result.status, result.codes) == (status, codes)
+    for criterion in result.failed:  # every criterion reads in both languages
+        assert criterion.text("vi") and criterion.text("en")
+
+
+def test_generator_short_says_the_hours() -> None:
+    result = judge(station("hp-0001", fuel_l=50.0))
+    (short,) = result.failed
+    assert short.numbers == {"autonomy_h": 14.0, "generator_h": 10.0, "required_h": 72}
+    assert short.text("vi") == (
+        "điện dự phòng (ắc quy + máy phát) chỉ đủ 14 giờ (máy phát 10 giờ), cần 72 giờ"
+    )
+    assert result.autonomy_h == 14.0
+
+
+def test_shared_tower_names_the_paths_and_the_risk() -> None:
+    (shared,) = judge(station("hp-0001", paths=(FIBRE_ON_TOWER, MICROWAVE))).failed
+    assert shared.labels == {"a": "fo-vnpt", "b": "mw-viettel", "srlg": "tower-b"}
+    assert "dùng chung cột" in shared.text("vi")
+    assert "share the same tower" in shared.text("en")
+
+
+def test_silent_texts() -> None:
+    (stale,) = judge(station("hp-0001", age_s=3600)).failed
+    assert stale.text("vi") == "mất liên lạc: không có báo cáo trong 1 giờ"
+    (offline,) = judge(station("hp-0001", online=False)).failed
+    assert "MQTT Last Will" in offline.text("en")
+
+
+def test_a_site_absent_from_the_inventory() -> None:
+    snap = station("hp-0099", fuel_l=50.0)
+    result = station_compliance(snap, None, POLICY, NOW)
+    assert not result.in_inventory
+    assert result.codes == ("not_in_inventory", "generator_autonomy_short")
+    with pytest.raises(ValueError, match="give the snapshot"):
+        station_compliance(None, None, POLICY, NOW)
+
+
+def test_thresholds_come_from_the_policy() -> None:
+    loose = CompliancePolicy(min_autonomy_h=12, require_fibre=False, required_independent_paths=1)
+    snap = station("hp-0001", fuel_l=50.0, paths=(MICROWAVE,))
+    result = station_compliance(snap, item("hp-0001"), POLICY, NOW, compliance=loose)
+    assert result.status == "compliant"
+    # the hardened target is the default autonomy: changing one changes the other
+    targets = POLICY.backup_power.targets.model_copy(
+        update={
+            "hardened": POLICY.backup_power.targets.hardened.model_copy(update={"warn_below_h": 10})
+        }
+    )
+    relaxed = POLICY.model_copy(
+        update={"backup_power": POLICY.backup_power.model_copy(update={"targets": targets})}
+    )
+    assert settings_of(relaxed).min_autonomy_h == 10
+    assert settings_of(POLICY).min_autonomy_h == 72
+
+
+def test_policy_section_hooks_into_policy() -> None:
+    """What rules/policy.py gains with ``compliance: CompliancePolicy = CompliancePolicy()``."""
+
+    class Merged(Policy):
+        compliance: CompliancePolicy = CompliancePolicy()
+
+    import yaml
+
+    merged = Merged.model_validate(yaml.safe_load(POLICY_SECTION))
+    assert merged.compliance == CompliancePolicy()  # the shipped section is the code default
+    custom = Merged.model_validate(
+        {"compliance": {"required_per_area": 2, "area_level": "province"}}
+    )
+    settings = settings_of(custom)
+    assert (settings.required_per_area, settings.area_level) == (2, "province")
+    with pytest.raises(ValidationError, match="extra"):
+        Merged.model_validate({"compliance": {"required_per_district": 3}})
+
+
+POLICY_SECTION = """
+# Hardened-station compliance (kienco compliance): what the ministry checks.
+compliance:
+  area_level: area           # proposal: the inventory's area slug (district before the 2025 reform, commune after); "province" counts per province
+  required_per_area: 3       # post-Yagi directive: three hardened stations per district (DOMAIN multi-path)
+  min_autonomy_h: null       # null = backup_power.targets.hardened.warn_below_h (72 h of battery + generator fuel: CPUC D.20-07-011)
+  require_fibre: true        # ARCHITECTURE hardened-station compliance: a fibre path...
+  required_independent_paths: 2  # ...and a second independent (SRLG-disjoint, RFC 4202) path
+  required_carriers: 3       # post-Yagi: every locality has >= 3 carriers (DOMAIN multi-path)
+  kinds: [station]           # proposal: the directive is about telecom stations
+"""  # noqa: E501
+
+
+# --- texts
+
+
+COMPLIANCE_CODES = ['generator_autonomy_short', 'no_generator', 'no_fibre_path', 'no_second_independent_path', 'no_second_independent_path_shared', 'silent', 'silent_offline', 'never_reported', 'not_declared_hardened', 'not_in_inventory']
+
+
+@pytest.mark.parametrize("code", COMPLIANCE_CODES)
+def test_every_text_has_both_languages_and_fills(code: str) -> None:
+    text = CATALOGUE[code]
+    assert text.vi != text.en and any(ord(c) > 127 for c in text.vi)
+    fields = [
+        {f for _, f, _, _ in string.Formatter().parse(text.template(lang)) if f} for lang in LANGS
+    ]
+    assert fields[0] == fields[1]
+    values = {name: "tower-b" if name == "srlg" else 3.0 for name in fields[0]}
+    numbers = {k: v for k, v in values.items() if isinstance(v, float)}
+    labels = {k: v for k, v in values.items() if isinstance(v, str)}
+    for lang in LANGS:
+        out = render(code, lang, numbers, labels)
+        assert "{" not in out and "?" not in out
+
+
+# --- a province
+
+
+def _fleet() -> tuple[Inventory, dict[str, SiteSnapshot]]:
+    inventory = Inventory(
+        [
+            # An Dương: two compliant, one with 10 h of fuel, one ordinary station
+            item("hp-0001", operator="vnpt"),
+            item("hp-0002", operator="viettel"),
+            item("hp-0003", operator="mobifone"),
+            item("hp-0004", operator="viettel", hardened=False),
+            # Đồ Sơn: three compliant and a fourth: more than required
+            *(item(f"hp-010{i}", "do-son", operator="viettel") for i in range(4)),
+            # Cát Hải: one never reported, one silent, one on a shared tower
+            item("hp-0201", "cat-hai", operator="viettel"),
+            item("hp-0202", "cat-hai", operator="vnpt"),
+            item("hp-0203", "cat-hai", operator="vnpt"),
+            # another province: not in this report
+            item("qn-0001", "ha-long", province="qn"),
+        ]
+    )
+    snapshots = {
+        s.site: s
+        for s in (
+            station("hp-0001"),
+            station("hp-0002"),
+            station("hp-0003", fuel_l=50.0),
+            station("hp-0004", hardened=False, generator=False),
+            *(station(f"hp-010{i}", area="do-son") for i in range(4)),
+            station("hp-0202", age_s=7200),
+            station("hp-0203", paths=(FIBRE_ON_TOWER, MICROWAVE)),
+            station("qn-0001", province="qn"),
+            station("hp-0999", fuel_l=50.0),  # reports, yet no one registered it
+            station("qn-0999", province="qn"),  # absent too, but not Hải Phòng's
+        )
+    }
+    return inventory, snapshots
+
+
+def report(**kwargs: Any) -> ComplianceReport:
+    inventory, snapshots = _fleet()
+    return build_report(snapshots, inventory, POLICY, NOW, province=PROVINCE, **kwargs)
+
+
+def _row(area: Any) -> tuple[object, ...]:
+    return (
+        area.area,
+        area.declared,
+        area.compliant,
+        area.non_compliant,
+        area.never_reported,
+        area.missing,
+        area.meets,
+        area.carriers,
+        area.carriers_live,
+    )
+
+
+def test_build_report_per_area() -> None:
+    got = report()
+    assert [_row(a) for a in got.areas] == [
+        (
+            "an-duong",
+            3,
+            2,
+            1,
+            0,
+            1,
+            False,
+            ("mobifone", "viettel", "vnpt"),
+            ("mobifone", "viettel", "vnpt"),
+        ),
+        ("cat-hai", 3, 0, 2, 1, 3, False, ("viettel", "vnpt"), ("vnpt",)),
+        ("do-son", 4, 4, 0, 0, 0, True, ("viettel",), ("viettel",)),
+    ]
+    an_duong = got.areas[0]
+    assert an_duong.area_name == "Huyện An Dương"
+    assert [s.site for s in an_duong.stations] == ["hp-0001", "hp-0002", "hp-0003"]
+    assert an_duong.carriers_ok and not got.areas[2].carriers_ok  # Đồ Sơn: viettel alone
+    cat_hai = {s.site: s.codes for s in got.areas[1].stations}
+    assert cat_hai == {
+        "hp-0201": ("never_reported",),
+        "hp-0202": ("silent",),
+        "hp-0203": ("no_second_independent_path",),
+    }
+    assert [(s.site, s.codes) for s in got.unlisted] == [
+        ("hp-0999", ("not_in_inventory", "generator_autonomy_short"))
+    ]
+
+
+def test_report_totals() -> None:
+    got = report()
+    assert (got.province, got.province_name, got.generated_at) == (PROVINCE, "Hải Phòng", NOW)
+    totals = {k: got.total(k) for k in ("declared", "compliant", "non_compliant", "missing")}
+    assert totals == {"declared": 10, "compliant": 6, "non_compliant": 3, "missing": 4}
+    assert (got.never_reported, got.silent, got.areas_meeting) == (1, 1, 1)
+    assert got.carriers == ("mobifone", "viettel", "vnpt")
+
+
+def test_area_level_and_required_count_come_from_the_policy() -> None:
+    (province,) = report(area_level="province").areas
+    assert (province.area, province.area_name, province.declared, province.compliant) == (
+        "hp",
+        "Hải Phòng",
+        10,
+        6,
+    )
+    assert province.meets and province.missing == 0
+    two = report(compliance=CompliancePolicy(required_per_area=2))
+    assert [a.meets for a in two.areas] == [True, False, True]
+    assert two.settings.required_per_area == 2
+
+
+def test_expected_areas_with_no_station_are_all_missing() -> None:
+    got = report(expected_areas={"bach-long-vi": "Huyện Bạch Long Vĩ"})
+    empty = next(a for a in got.areas if a.area == "bach-long-vi")
+    assert (empty.area_name, empty.declared, empty.missing, empty.meets) == (
+        "Huyện Bạch Long Vĩ",
+        0,
+        3,
+        False,
+    )
+
+
+def test_naive_now_is_refused() -> None:
+    inventory, snapshots = _fleet()
+    with pytest.raises(ValueError, match="timezone"):
+        build_report(snapshots, inventory, POLICY, NOW.replace(tzinfo=None), province="hp")
+
+
+def test_report_travels_as_json() -> None:
+    """The collector builds the report (it holds the snapshots); the CLI renders it."""
+    got = report()
+    adapter = TypeAdapter(ComplianceReport)
+    back = adapter.validate_json(adapter.dump_json(got))
+    assert back == got
+    assert back.unlisted[0].failed[1].text("vi") == got.unlisted[0].failed[1].text("vi")

@@ -1,0 +1,157 @@
+"""The ministry's report end to end: a collector with an inventory, stations that report (or
+not), and `kienco compliance` as table, CSV and a PDF read back page by page."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from pypdf import PdfReader
+
+from agent.wire import Meta, PathDecl, PowerReading, Report
+from collector.config import CollectorConfig
+from collector.service import Collector
+from kienco.cli import main as kienco_main
+from tests.support.mosquitto import Broker
+from tests.test_rules_support import link
+
+REPO = Path(__file__).resolve().parents[1]
+INVENTORY = REPO / "firmware-configs" / "inventory" / "example.csv"
+NOW = datetime.now(UTC).replace(microsecond=0)
+FIBRE_AND_RADIO = (
+    PathDecl(path="fo-vnpt", media="fibre", provider="vnpt", srlg=("duct-5",)),
+    PathDecl(path="mw-viettel", media="microwave", provider="viettel", srlg=("tower-2",)),
+)
+
+
+@pytest.fixture
+def collector(tmp_path: Path, mosquitto: Broker) -> Iterator[Collector]:
+    config = CollectorConfig.model_validate(
+        {
+            "broker": {
+                "url": mosquitto.url,
+                "username": None,
+                "client_id": "compliance-test",
+                "topic_filter": "kienco/v1/hp/#",
+            },
+            "influx": None,
+            "data_dir": str(tmp_path / "collector"),
+            "http": {"port": 0},
+            "inventory": str(INVENTORY),
+        }
+    )
+    running = Collector(config)
+    running.start()
+    assert running.wait_connected(10)
+    yield running
+    running.stop()
+
+
+def station(collector: Collector, site: str, *, fuel_l: float) -> None:
+    meta = Meta(
+        site=site,
+        province="hp",
+        site_kind="station",
+        name=site,
+        hardened=True,
+        site_class="hardened",
+        paths=FIBRE_AND_RADIO,
+        interval_s=60,
+        agent_version="t",
+        at=NOW,
+    )
+    power = (
+        PowerReading(
+            device="ups1",
+            mains_present=True,
+            on_battery=False,
+            load_pct=30.0,
+            battery_charge_pct=100.0,
+            battery_runtime_s=4 * 3600.0,
+        ),
+        PowerReading(device="gen1", generator_running=False, fuel_l=fuel_l, fuel_burn_l_per_h=5.0),
+    )
+    links = (link("fo-vnpt", "fibre", "duct-5"), link("mw-viettel", "microwave", "tower-2"))
+    report = Report(
+        site=site, province="hp", seq=1, taken_at=NOW, interval_s=60, power=power, links=links
+    )
+    collector.handle(f"kienco/v1/hp/{site}/meta", meta.model_dump_json().encode(), 0, 0)
+    collector.handle(f"kienco/v1/hp/{site}/report", report.model_dump_json().encode(), 0, 0)
+
+
+def test_compliance_report_table_csv_and_pdf(
+    collector: Collector,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    station(collector, "hp-bts-001", fuel_l=400.0)  # 80 h of fuel: compliant
+    station(collector, "hp-bts-002", fuel_l=50.0)  # 10 h: generator autonomy short
+    # hp-bts-003 and the Thủy Nguyên and Cát Hải stations never report.
+    assert collector.api is not None
+    url = collector.api.url
+
+    # Never-reported inventory sites are unknown in the readiness board too.
+    board = httpx.get(f"{url}/api/v1/readiness", params={"province": "hp"}).json()
+    never = {s["site"]: s for s in board["sites"]}["hp-bts-011"]
+    assert never["verdict"] == "unknown"
+    assert [r["code"] for r in never["reasons"]] == ["no_report_yet"]
+
+    assert kienco_main(["compliance", "--province", "hp", "--lang", "en", "--url", url]) == 0
+    table = capsys.readouterr().out
+    assert "An Dương" in table and "Thủy Nguyên" in table
+
+    csv_path = tmp_path / "hp.csv"
+    assert (
+        kienco_main(
+            [
+                "compliance",
+                "--province",
+                "hp",
+                "--format",
+                "csv",
+                "--out",
+                str(csv_path),
+                "--url",
+                url,
+            ]
+        )
+        == 0
+    )
+    rows = list(csv.DictReader(io.StringIO(csv_path.read_bytes().decode("utf-8-sig"))))
+    by_site = {row[next(k for k in row if "site" in k.lower())]: row for row in rows}
+    assert {"hp-bts-001", "hp-bts-002", "hp-bts-011"} <= set(by_site)
+    flat = {site: " ".join(row.values()) for site, row in by_site.items()}
+    assert "generator_autonomy_short" in flat["hp-bts-002"]
+    assert "never_reported" in flat["hp-bts-011"]
+
+    pdf_path = tmp_path / "hp.pdf"
+    assert (
+        kienco_main(
+            [
+                "compliance",
+                "--province",
+                "hp",
+                "--format",
+                "pdf",
+                "--out",
+                str(pdf_path),
+                "--url",
+                url,
+            ]
+        )
+        == 0
+    )
+    pages = [page.extract_text() for page in PdfReader(pdf_path).pages]
+    assert "Hải Phòng" in pages[0]
+    assert NOW.astimezone().strftime("%Y") in pages[0]
+    assert "default-policy.yaml" in pages[0]
+    whole = "\n".join(pages)
+    assert "Huyện An Dương" in whole and "hp-bts-002" in whole
+    assert "không đạt" in whole.lower() or "chưa đạt" in whole.lower()

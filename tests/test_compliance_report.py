@@ -1,0 +1,184 @@
+"""The compliance report rendered: a terminal table, a CSV for Excel, a PDF read page by page."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import re
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+from collector.inventory import Inventory
+from kienco.compliance_report import (
+    CSV_COLUMNS,
+    FontMissing,
+    render_csv,
+    render_pdf,
+    render_table,
+)
+from rules.compliance import ComplianceReport, build_report
+from tests.test_compliance import NOW, POLICY, item, report, station
+
+
+def _pdf_pages(got: ComplianceReport, lang: str = "vi") -> list[str]:
+    out = io.BytesIO()
+    render_pdf(got, out, lang=lang)  # type: ignore[arg-type]
+    assert out.getvalue().startswith(b"%PDF")
+    return [" ".join(page.extract_text().split()) for page in PdfReader(out).pages]
+
+
+# --- CSV
+
+
+def test_csv_one_row_per_station_with_bom_for_excel() -> None:
+    got = report()
+    out = io.BytesIO()
+    render_csv(got, out)
+    data = out.getvalue()
+    assert data.startswith(b"\xef\xbb\xbf")  # the BOM Excel needs to read UTF-8
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    expected = [*got.stations, *got.unlisted]
+    assert [(r["site"], r["status"], r["failed_codes"]) for r in rows] == [
+        (s.site, s.status, ";".join(s.codes)) for s in expected
+    ]
+    by_site = {r["site"]: r for r in rows}
+    short = by_site["hp-0003"]
+    assert (short["area"], short["area_name"], short["status_text"]) == (
+        "an-duong",
+        "Huyện An Dương",
+        "không đạt",
+    )
+    assert short["failed_texts"] == (
+        "điện dự phòng (ắc quy + máy phát) chỉ đủ 14 giờ (máy phát 10 giờ), cần 72 giờ"
+    )
+    assert (short["autonomy_h"], short["independent_paths"]) == ("14.0", "2")
+    assert by_site["hp-0201"]["last_report_at"] == "" and by_site["hp-0201"]["status"] == "unknown"
+    unlisted = by_site["hp-0999"]
+    assert (unlisted["in_inventory"], unlisted["failed_codes"]) == (
+        "false",
+        "not_in_inventory;generator_autonomy_short",
+    )
+    assert " | " in unlisted["failed_texts"]  # texts may hold ';', so they are joined by ' | '
+
+
+def test_csv_in_english_keeps_codes() -> None:
+    out = io.BytesIO()
+    render_csv(report(), out, lang="en")
+    rows = {r["site"]: r for r in csv.DictReader(io.StringIO(out.getvalue().decode("utf-8-sig")))}
+    assert rows["hp-0202"]["status_text"] == "not compliant"
+    assert rows["hp-0202"]["failed_codes"] == "silent"
+    assert rows["hp-0202"]["failed_texts"] == "silent: no report for 2 h"
+
+
+# --- table
+
+
+def test_table_in_vietnamese_and_english() -> None:
+    got = report()
+    vi, en = io.StringIO(), io.StringIO()
+    render_table(got, vi, lang="vi")
+    render_table(got, en, lang="en")
+    for text in ("Huyện An Dương", "KHÔNG ĐẠT", "hp-0003", "chỉ đủ 14 giờ", "chưa báo cáo"):
+        assert text in vi.getvalue(), text
+    assert "Địa bàn đạt yêu cầu: 1/3" in vi.getvalue()
+    for text in ("DOES NOT MEET", "MEETS", "never reported", "hp-0999"):
+        assert text in en.getvalue(), text
+    assert "hp-0101" not in vi.getvalue()  # compliant stations are counted, not listed
+
+
+# --- PDF
+
+
+def test_pdf_page_one_has_date_policy_and_summary() -> None:
+    pages = _pdf_pages(report())
+    first = pages[0]
+    for text in (
+        "BÁO CÁO TUÂN THỦ TIÊU CHUẨN TRẠM KIÊN CỐ",
+        "Tỉnh/thành phố: Hải Phòng (hp)",
+        "Thời điểm đánh giá: 07/09/2024 13:00 (giờ Việt Nam)",  # 06:00 UTC
+        "Chính sách áp dụng: rules/default-policy.yaml",
+        "cần ít nhất 3 trạm kiên cố đạt chuẩn",
+        "Điện dự phòng (ắc quy + máy phát) ít nhất 72 giờ",
+        "ít nhất 2 đường truyền độc lập",
+        "Tóm tắt",
+        "Địa bàn đạt yêu cầu 1/3",
+        "Địa bàn chưa đạt Huyện An Dương (an-duong), Huyện Cát Hải (cat-hai)",
+        "Trạm kiên cố khai báo 10",
+        "Đạt chuẩn 6",
+        "Không đạt 3",
+        "Mất liên lạc 1",
+        "Chưa từng báo cáo 1",
+        "Còn thiếu so với yêu cầu 4",
+        "Nhà mạng 3: mobifone, viettel, vnpt",
+        "Trạm báo cáo nhưng ngoài danh mục 1",
+    ):
+        assert text in first, f"{text!r} not on page 1:\n{first}"
+
+
+def test_pdf_sections_list_their_stations_and_diacritics_survive() -> None:
+    pages = _pdf_pages(report())
+    text = " ".join(pages)
+    assert "không đạt" in text and "mất liên lạc: không có báo cáo trong 2 giờ" in text
+    headings = [
+        "1. Huyện An Dương (an-duong) — KHÔNG ĐẠT",
+        "2. Huyện Cát Hải (cat-hai) — KHÔNG ĐẠT",
+        "3. Quận Đồ Sơn (do-son) — ĐẠT",
+        "Trạm báo cáo nhưng ngoài danh mục",
+        "NGƯỜI LẬP BÁO CÁO",
+    ]
+    starts = [text.index(headings[0])]
+    for heading in headings[1:]:  # each after the one before: the summary names them too
+        starts.append(text.index(heading, starts[-1] + 1))
+    sections = [text[a:b] for a, b in itertools.pairwise(starts)]
+    assert [re.findall(r"hp-\d{4}", s) for s in sections] == [
+        ["hp-0001", "hp-0002", "hp-0003"],
+        ["hp-0201", "hp-0202", "hp-0203"],
+        ["hp-0100", "hp-0101", "hp-0102", "hp-0103"],
+        ["hp-0999"],
+    ]
+    assert "dùng chung cột" in sections[1]
+
+
+def test_pdf_pages_are_numbered_and_end_with_the_signature_block() -> None:
+    # a province large enough to run over several pages
+    inventory = Inventory(
+        item(f"hp-{a:02d}{n:02d}", f"xa-{a:02d}", operator=("vnpt", "viettel")[n % 2])
+        for a in range(25)
+        for n in range(4)
+    )
+    # in even areas two stations of four run short of fuel: 13 of 25 areas fail
+    short = {s.site for s in inventory if int(s.area[3:]) % 2 == 0 and s.site[-1] in "23"}
+    snapshots = {s.site: station(s.site, fuel_l=50.0 if s.site in short else 400.0)
+                 for s in inventory}  # fmt: skip
+    got = build_report(snapshots, inventory, POLICY, NOW, province="hp")
+    pages = _pdf_pages(got)
+    assert len(pages) >= 3
+    for number, page in enumerate(pages, start=1):
+        assert f"Trang {number}/{len(pages)}" in page
+        assert "Hải Phòng — 07/09/2024 13:00" in page  # the footer says which report it is
+    assert "Địa bàn đạt yêu cầu 12/25" in pages[0]
+    listed = re.findall(r"hp-\d{4}", " ".join(pages))
+    assert listed == sorted(s.site for s in inventory)  # every station, once, in order
+    last = pages[-1]
+    for text in (
+        "Hải Phòng, ngày 07 tháng 09 năm 2024",
+        "NGƯỜI LẬP BÁO CÁO",
+        "LÃNH ĐẠO PHÊ DUYỆT",
+        "(Ký, ghi rõ họ tên)",
+    ):
+        assert text in last
+
+
+def test_pdf_in_english() -> None:
+    pages = _pdf_pages(report(), lang="en")
+    assert "HARDENED-STATION COMPLIANCE REPORT" in pages[0]
+    assert "Page 1 of" in pages[0] and "Hải Phòng" in pages[0]
+
+
+def test_pdf_without_the_font_says_how_to_install_it(tmp_path: Path) -> None:
+    with pytest.raises(FontMissing, match="apt-get install -y fonts-dejavu-core"):
+        render_pdf(report(), io.BytesIO(), font_dir=tmp_path)
