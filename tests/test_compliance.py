@@ -21,8 +21,7 @@ from rules.compliance import (
     station_compliance,
 )
 from rules.compliance_policy import CompliancePolicy
-from rules.texts import CATALOGUE, render
-from rules.texts import LANGS
+from rules.texts import CATALOGUE, LANGS, render
 
 NOW = datetime(2024, 9, 7, 6, 0, tzinfo=UTC)  # Yagi's landfall morning
 POLICY = load_policy()
@@ -312,7 +311,18 @@ compliance:
 # --- texts
 
 
-COMPLIANCE_CODES = ['generator_autonomy_short', 'no_generator', 'no_fibre_path', 'no_second_independent_path', 'no_second_independent_path_shared', 'silent', 'silent_offline', 'never_reported', 'not_declared_hardened', 'not_in_inventory']
+COMPLIANCE_CODES = [
+    "generator_autonomy_short",
+    "no_generator",
+    "no_fibre_path",
+    "no_second_independent_path",
+    "no_second_independent_path_shared",
+    "silent",
+    "silent_offline",
+    "never_reported",
+    "not_declared_hardened",
+    "not_in_inventory",
+]
 
 
 @pytest.mark.parametrize("code", COMPLIANCE_CODES)
