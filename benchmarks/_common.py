@@ -7,6 +7,7 @@ summary block every script prints at its end.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -183,10 +184,8 @@ class Sampler:
 
     def _sample(self) -> None:
         for name, process in self.processes.items():
-            try:
+            with contextlib.suppress(psutil.Error):
                 self.stats[name].rss_samples.append(process.memory_info().rss)
-            except psutil.Error:
-                pass
 
     def _run(self) -> None:
         self._sample()
@@ -332,10 +331,12 @@ class CollectorProcess:
 class PySpy:
     """``py-spy record --pid`` attached for a window; ``stop()`` ends it and writes the profile.
 
+    ``--gil`` by default: only samples of a thread holding the GIL are kept.
+
     Needs py-spy in the venv: ``/work/main/.venv/bin/pip install py-spy``.
     """
 
-    def __init__(self, pid: int, out: Path, *, rate: int = 100) -> None:
+    def __init__(self, pid: int, out: Path, *, rate: int = 100, gil: bool = True) -> None:
         binary = Path(PYTHON).parent / "py-spy"
         if not binary.exists():
             raise RuntimeError(
@@ -354,6 +355,9 @@ class PySpy:
                 str(rate),
                 "--output",
                 str(out),
+                # Only samples of threads holding the GIL: for a GIL-bound process that
+                # is exactly where its CPU goes (waits on sockets and locks drop out).
+                *(["--gil"] if gil else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -376,6 +380,7 @@ def summarize_pyspy(path: Path, top: int = 25) -> dict[str, Any]:
     """Own and cumulative sample counts per function from py-spy's ``--format raw`` output."""
     own: dict[str, int] = {}
     cumulative: dict[str, int] = {}
+    stacks: list[tuple[frozenset[str], int]] = []
     total = 0
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -385,6 +390,7 @@ def summarize_pyspy(path: Path, top: int = 25) -> dict[str, Any]:
         total += count
         frames = [_function_of(frame) for frame in stack.split(";")]
         own[frames[-1]] = own.get(frames[-1], 0) + count
+        stacks.append((frozenset(frames), count))
         for name in set(frames):
             cumulative[name] = cumulative.get(name, 0) + count
 
@@ -395,7 +401,31 @@ def summarize_pyspy(path: Path, top: int = 25) -> dict[str, Any]:
             for name, n in best
         ]
 
-    return {"samples": total, "own": ranked(own), "cumulative": ranked(cumulative)}
+    return {
+        "samples": total,
+        "own": ranked(own),
+        "cumulative": ranked(cumulative),
+        "_stacks": stacks,
+    }
+
+
+def stage_shares(
+    profile: dict[str, Any], stages: Sequence[tuple[str, Sequence[str]]]
+) -> list[dict[str, Any]]:
+    """% of samples whose stack passes through any of each stage's functions (stages may nest)."""
+    stacks: list[tuple[frozenset[str], int]] = profile["_stacks"]
+    total = profile["samples"] or 1
+    shares = []
+    for label, names in stages:
+        wanted = set(names)
+        count = sum(n for frames, n in stacks if frames & wanted)
+        shares.append({"stage": label, "pct": round(100.0 * count / total, 1)})
+    return shares
+
+
+def public_profile(profile: dict[str, Any]) -> dict[str, Any]:
+    """The profile without its raw stacks (for ``--json``)."""
+    return {key: value for key, value in profile.items() if not key.startswith("_")}
 
 
 def _function_of(frame: str) -> str:
@@ -408,8 +438,15 @@ def _function_of(frame: str) -> str:
     return f"{name} ({file})"
 
 
-def print_profile(profile: dict[str, Any], top: int = 25) -> None:
-    print(f"\n--- py-spy profile of the collector: {profile['samples']} samples (non-idle) ---")
+def print_profile(
+    profile: dict[str, Any], top: int = 25, stages: Sequence[dict[str, Any]] = ()
+) -> None:
+    samples = profile["samples"]
+    print(f"\n--- py-spy profile of the collector: {samples} samples holding the GIL ---")
+    if stages:
+        print("by stage (% of GIL-holding samples; indented stages are part of the one above):")
+        for row in stages:
+            print(f"  {row['pct']:5.1f} %  {row['stage']}")
     for title in ("own", "cumulative"):
         print(f"top {top} by {title} time:")
         for row in profile[title][:top]:

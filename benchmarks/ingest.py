@@ -1,0 +1,602 @@
+"""Ingest throughput: reports/s through Mosquitto alone, and through the collector into InfluxDB.
+
+What it measures, in one run on this machine (loopback only):
+
+1. Raw limit. ``mosquitto_sub -q 1 -C N`` (C, prints to /dev/null) subscribes to
+   ``kienco/v1/#``; a publisher in a separate process sends N pre-generated
+   reports at QoS 1 as fast as paho-mqtt can (MQTT 5, 1 000 in flight) and waits
+   for every PUBACK. Rate = N / (publisher's first message -> mosquitto_sub exits).
+2. End to end. The real collector (``python -m kienco.cli collector run`` with a
+   generated YAML: batch 5 000 messages / 0.2 s, InfluxDB on) is subscribed;
+   the sites' retained metas are sent first (untimed), then the same publisher
+   sends the same N reports. Rate = N / (first message -> the collector has
+   acknowledged all N, i.e. made them durable in InfluxDB), read from its
+   /metrics. InfluxDB must then hold exactly N ``report`` points (count(seq)).
+   The collector's CPU (% of one core) and RSS are sampled with psutil.
+
+Mosquitto and InfluxDB are started on free loopback ports by
+kienco.local_services (Mosquitto from the shipped config). Everything started
+here is stopped at the end; the temporary folder is removed unless --keep.
+
+Run (default: 50 000 reports from 1 000 sites, about one minute):
+
+    /work/main/.venv/bin/python benchmarks/ingest.py
+    /work/main/.venv/bin/python benchmarks/ingest.py --reports 20000 --json
+    /work/main/.venv/bin/python benchmarks/ingest.py --profile   # py-spy on the collector
+
+``--profile`` attaches py-spy (``/work/main/.venv/bin/pip install py-spy``) to
+the collector for the end-to-end window and prints the top functions by own
+and cumulative time. Profiling slows the collector: take rates from a run
+without it.
+
+Goals (ARCHITECTURE.md, Scale): the collector carries >= 50 % of the raw
+broker rate and >= 5 000 reports/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import multiprocessing as mp
+import os
+import pickle
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from multiprocessing.queues import Queue as MpQueue
+from multiprocessing.synchronize import Event as MpEvent
+from pathlib import Path
+from typing import Any
+
+import httpx
+import paho.mqtt.client as mqtt
+import psutil
+from _common import (
+    CollectorProcess,
+    PySpy,
+    Sampler,
+    log,
+    make_meta,
+    make_report,
+    make_sites,
+    print_profile,
+    print_summary,
+    public_profile,
+    stage_shares,
+    summarize_pyspy,
+    verdict_of,
+    wire,
+)
+from paho.mqtt.enums import CallbackAPIVersion
+
+from kienco.local_services import Influxd, Mosquitto, find_binary
+
+GOAL_RATIO = 0.5
+GOAL_RATE = 5_000.0
+ACKED = "kienco_messages_acked_total"
+PUBLISHED = "kienco_statuses_published_total"
+WRITTEN = "kienco_points_written_total"
+REPORTS_ACCEPTED = 'kienco_messages_accepted_total{kind="report"}'
+METAS_ACCEPTED = 'kienco_messages_accepted_total{kind="meta"}'
+SPOOLED = "kienco_batches_spooled_total"
+REFUSED = "kienco_points_refused_total"
+
+PAHO = "(paho/mqtt/client.py)"
+STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("MQTT network thread (paho: read, parse, callbacks)", (f"Client.loop_forever {PAHO}",)),
+    ("  Collector.handle (one message)", ("Collector.handle (collector/service.py)",)),
+    ("    decode + validate (pydantic)", ("decode (collector/decode.py)",)),
+    (
+        "    site state fold (SiteStates.apply_report)",
+        ("SiteStates.apply_report (collector/state.py)",),
+    ),
+    ("    rules + Status (Verdicts.evaluate)", ("Verdicts.evaluate (collector/readiness.py)",)),
+    ("    status publish (paho publish)", (f"Client.publish {PAHO}",)),
+    ("    report -> points (report_points)", ("report_points (collector/points.py)",)),
+    ("    points -> line protocol (encode_many)", ("encode_many (collector/line_protocol.py)",)),
+    (
+        "writer thread (join batch, InfluxDB write, acks)",
+        ("Collector._writer_loop (collector/service.py)",),
+    ),
+    ("  InfluxDB /write (httpx)", ("InfluxV1Client.write (collector/influx.py)",)),
+    ("  PUBACKs to the broker (paho ack)", (f"Client.ack {PAHO}",)),
+    ("staleness sweeper", ("Collector._sweep_loop (collector/service.py)",)),
+    (
+        "HTTP API (this benchmark polling /metrics)",
+        (
+            "BaseServer.serve_forever (socketserver.py)",
+            "ThreadingMixIn.process_request_thread (socketserver.py)",
+        ),
+    ),
+)
+"""Where the collector's time goes, as py-spy names the functions."""
+
+
+# --- the publisher (runs in its own process) ----------------------------------------------------
+
+
+def publisher_main(
+    port: int,
+    payload_file: str,
+    inflight: int,
+    ready: MpEvent,
+    go: MpEvent,
+    results: MpQueue[dict[str, Any]],
+    timeout_s: float,
+) -> None:
+    """Publish every (topic, payload) of ``payload_file`` at QoS 1, then wait for all PUBACKs.
+
+    At most ``inflight`` messages are unacknowledged at any time. The window is kept
+    here, not with paho's ``max_inflight_messages_set``: paho scans every in-flight
+    message on each PUBACK when it has a limit (``_update_inflight``), which halves
+    the publisher's rate at 1 000 in flight; with the limit off (0) it does not.
+    """
+    with open(payload_file, "rb") as file:
+        items: list[tuple[str, bytes]] = pickle.load(file)
+    total = len(items)
+    acked = 0
+    failed = 0
+    all_acked = threading.Event()
+    connected = threading.Event()
+    lock = threading.Lock()
+    window = threading.BoundedSemaphore(inflight)
+
+    def on_publish(_c: mqtt.Client, _u: object, _mid: int, reason: Any, _p: object) -> None:
+        nonlocal acked, failed
+        window.release()
+        with lock:
+            acked += 1
+            if getattr(reason, "is_failure", False):
+                failed += 1
+            if acked >= total:
+                all_acked.set()
+
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=f"bench-publisher-{os.getpid()}",
+        protocol=mqtt.MQTTv5,
+    )
+    client.max_inflight_messages_set(0)  # no paho limit: the window below keeps it
+    client.max_queued_messages_set(0)
+    client.on_publish = on_publish
+    client.on_connect = lambda *_: connected.set()
+    client.connect("127.0.0.1", port, keepalive=60)
+    client.loop_start()
+    try:
+        if not connected.wait(10):
+            results.put({"error": "publisher could not connect"})
+            return
+        ready.set()
+        go.wait()
+        t_first = time.monotonic()
+        errors = 0
+        for topic, payload in items:
+            window.acquire()
+            if client.publish(topic, payload, qos=1).rc != mqtt.MQTT_ERR_SUCCESS:
+                errors += 1
+        t_sent = time.monotonic()
+        complete = all_acked.wait(timeout_s)
+        t_acked = time.monotonic()
+        results.put(
+            {
+                "t_first": t_first,
+                "t_sent": t_sent,
+                "t_acked": t_acked,
+                "acked": acked,
+                "failed": failed,
+                "publish_errors": errors,
+                "complete": complete,
+            }
+        )
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+class Publisher:
+    """The publisher process: ``start()`` (connected, waiting), ``go()``, ``result()``."""
+
+    def __init__(self, port: int, payload_file: Path, *, inflight: int, timeout_s: float) -> None:
+        ctx = mp.get_context("spawn")
+        self.ready = ctx.Event()
+        self.go_event = ctx.Event()
+        self.results: MpQueue[dict[str, Any]] = ctx.Queue()
+        self.timeout_s = timeout_s
+        self.process = ctx.Process(
+            target=publisher_main,
+            args=(
+                port,
+                str(payload_file),
+                inflight,
+                self.ready,
+                self.go_event,
+                self.results,
+                timeout_s,
+            ),
+            name="bench-publisher",
+        )
+
+    def start(self) -> None:
+        self.process.start()
+        if not self.ready.wait(60):
+            self.stop()
+            raise RuntimeError("the publisher did not get ready")
+
+    def go(self) -> None:
+        self.go_event.set()
+
+    def result(self) -> dict[str, Any]:
+        try:
+            result = self.results.get(timeout=self.timeout_s + 30)
+        finally:
+            self.stop()
+        if "error" in result:
+            raise RuntimeError(result["error"])
+        return result
+
+    def stop(self) -> None:
+        self.process.join(10)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(5)
+
+
+# --- workload -----------------------------------------------------------------------------------
+
+
+def generate(
+    n_reports: int, n_sites: int, interval_s: float, seed: int
+) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]], int]:
+    """(reports, metas, readings per report): reports in time order, all in the last hour.
+
+    Each site's reports are ``interval_s`` apart (closer if needed to fit 50 min),
+    ending two minutes ago; sites are offset by a few ms from each other.
+    """
+    rng = random.Random(seed)
+    sites = make_sites(n_sites)
+    per_site = math.ceil(n_reports / n_sites)
+    spacing = min(interval_s, 3000.0 / per_site)
+    end = datetime.now(UTC) - timedelta(seconds=120)
+    offset_span_us = max(1, int(spacing * 1e6 / 2))
+    reports: list[tuple[str, bytes]] = []
+    readings = 0
+    for j in range(per_site):
+        back = timedelta(seconds=(per_site - 1 - j) * spacing)
+        for index, site in enumerate(sites):
+            if len(reports) == n_reports:
+                break
+            offset = timedelta(microseconds=(index * 1009) % offset_span_us)
+            report = make_report(site, j, end - back - offset, interval_s=interval_s, rng=rng)
+            if not reports:
+                readings = _readings(report.model_dump(exclude_none=True))
+            reports.append((f"{site.base_topic}/report", wire(report)))
+    now = datetime.now(UTC)
+    metas = [
+        (f"{site.base_topic}/meta", wire(make_meta(site, now, interval_s=interval_s)))
+        for site in sites
+    ]
+    return reports, metas, readings
+
+
+def _readings(report: dict[str, Any]) -> int:
+    ids = {"device", "profile", "path", "media", "provider", "srlg"}
+    count = sum(len(set(p) - ids) for p in report["power"])
+    count += sum(len(set(link) - ids) for link in report["links"])
+    return count + len(report["host"])
+
+
+# --- measurements ------------------------------------------------------------------------------
+
+
+def wait_subscribed(process: subprocess.Popen[bytes], port: int, timeout_s: float = 10) -> None:
+    """Wait until mosquitto_sub has a connection to the broker, then give it time to SUBSCRIBE."""
+    deadline = time.monotonic() + timeout_s
+    proc = psutil.Process(process.pid)
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"mosquitto_sub exited with {process.returncode}")
+        connections = proc.net_connections(kind="tcp")
+        if any(
+            c.status == psutil.CONN_ESTABLISHED and c.raddr and c.raddr[1] == port
+            for c in connections
+        ):
+            time.sleep(0.5)
+            return
+        time.sleep(0.05)
+    raise RuntimeError("mosquitto_sub did not connect")
+
+
+def measure_raw(
+    broker: Mosquitto, payload_file: Path, n: int, *, inflight: int, timeout_s: float
+) -> dict[str, Any]:
+    sub_binary = find_binary("mosquitto_sub")
+    if sub_binary is None:
+        raise RuntimeError("mosquitto_sub is missing: apt-get install -y mosquitto-clients")
+    command = [sub_binary, "-h", "127.0.0.1", "-p", str(broker.port), "-t", "kienco/v1/#"]
+    command += ["-q", "1", "-C", str(n), "-i", f"bench-sub-{os.getpid()}"]
+    sub = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    publisher = Publisher(broker.port, payload_file, inflight=inflight, timeout_s=timeout_s)
+    try:
+        wait_subscribed(sub, broker.port)
+        publisher.start()
+        exited_at: list[float] = []
+
+        def watch() -> None:
+            sub.wait()
+            exited_at.append(time.monotonic())
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        assert broker.process is not None
+        sampler = Sampler({"mosquitto": broker.process.pid}).start()
+        publisher.go()
+        result = publisher.result()
+        watcher.join(timeout_s)
+        stats = sampler.stop()
+        complete = bool(exited_at) and sub.returncode == 0
+    finally:
+        publisher.stop()
+        if sub.poll() is None:
+            sub.kill()
+            sub.wait()
+    t_first = result["t_first"]
+    sub_s = exited_at[0] - t_first if complete else math.nan
+    pub_s = result["t_acked"] - t_first
+    return {
+        "complete": complete,
+        "sub_rate": n / sub_s if complete else math.nan,
+        "sub_s": sub_s,
+        "pub_rate": result["acked"] / pub_s,
+        "pub_failed": result["failed"],
+        "mosquitto_cpu": stats["mosquitto"].cpu_pct,
+    }
+
+
+def influx_count(url: str, database: str) -> int:
+    response = httpx.get(
+        f"{url}/query",
+        params={"db": database, "q": "SELECT count(seq) FROM report"},
+        timeout=30,
+    )
+    response.raise_for_status()
+    series = response.json()["results"][0].get("series") or []
+    return int(series[0]["values"][0][1]) if series else 0
+
+
+def publish_metas(port: int, metas: Sequence[tuple[str, bytes]]) -> None:
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=f"bench-meta-{os.getpid()}",
+        protocol=mqtt.MQTTv5,
+    )
+    client.max_inflight_messages_set(1000)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        infos = [client.publish(topic, payload, qos=1, retain=True) for topic, payload in metas]
+        for info in infos:
+            info.wait_for_publish(30)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def wait_until(
+    collector: CollectorProcess, http: httpx.Client, done: Any, timeout_s: float, poll_s: float
+) -> tuple[dict[str, float], float, bool]:
+    """Poll /metrics until ``done(metrics)``: (last metrics, monotonic time seen, done?)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        metrics = collector.metrics(http)
+        seen = time.monotonic()
+        if done(metrics):
+            return metrics, seen, True
+        if seen > deadline:
+            return metrics, seen, False
+        time.sleep(poll_s)
+
+
+def measure_collector(
+    args: argparse.Namespace,
+    workdir: Path,
+    broker: Mosquitto,
+    influx: Influxd,
+    payload_file: Path,
+    metas: Sequence[tuple[str, bytes]],
+    n: int,
+) -> dict[str, Any]:
+    collector = CollectorProcess(
+        workdir,
+        broker.port,
+        influx.url,
+        batch_max_messages=args.batch,
+        batch_max_delay_s=args.batch_delay,
+        influx_timeout_s=args.influx_timeout,
+    )
+    collector.start()
+    spy: PySpy | None = None
+    profile: dict[str, Any] | None = None
+    try:
+        http = httpx.Client()
+        log(f"collector up (pid {collector.pid}); publishing {len(metas)} retained metas")
+        publish_metas(broker.port, metas)
+
+        def metas_done(m: dict[str, float]) -> bool:
+            return m.get(METAS_ACCEPTED, 0) >= len(metas) and m.get(ACKED, 0) >= len(metas) + m.get(
+                PUBLISHED, 0
+            )
+
+        m0, _, ok = wait_until(collector, http, metas_done, 60, 0.1)
+        if not ok:
+            raise RuntimeError(f"collector did not take the metas: {m0}")
+        publisher = Publisher(broker.port, payload_file, inflight=args.inflight, timeout_s=300)
+        publisher.start()
+        assert broker.process is not None
+        sampler = Sampler(
+            {
+                "collector": collector.pid,
+                "mosquitto": broker.process.pid,
+                "influxd": influx.process.pid,
+            }
+        ).start()
+        if args.profile:
+            spy = PySpy(collector.pid, workdir / "collector-profile.txt")
+        log(f"publishing {n} reports to the collector")
+        publisher.go()
+
+        def all_durable(m: dict[str, float]) -> bool:
+            acked = m.get(ACKED, 0) - m0.get(ACKED, 0)
+            published = m.get(PUBLISHED, 0) - m0.get(PUBLISHED, 0)
+            # Each status the collector publishes comes back through its filter and is
+            # acked too: only acks beyond those count as reports made durable.
+            return m.get(REPORTS_ACCEPTED, 0) >= n and acked >= n + published
+
+        m1, seen, complete = wait_until(collector, http, all_durable, args.timeout, args.poll)
+        stats = sampler.stop()
+        if spy is not None:
+            profile = summarize_pyspy(spy.stop())
+            profile["stages"] = stage_shares(profile, STAGES)
+            spy = None
+        result = publisher.result()
+        stored = influx_count(influx.url, collector.database)
+        http.close()
+    finally:
+        if spy is not None:
+            spy.stop()
+        collector.stop()
+    t_first = result["t_first"]
+    elapsed = seen - t_first
+    written = m1.get(WRITTEN, 0) - m0.get(WRITTEN, 0)
+    return {
+        "complete": complete,
+        "rate": n / elapsed if complete else math.nan,
+        "elapsed_s": elapsed,
+        "pub_rate": result["acked"] / (result["t_acked"] - t_first),
+        "pub_failed": result["failed"],
+        "points_written": int(written),
+        "points_rate": written / elapsed,
+        "points_refused": int(m1.get(REFUSED, 0)),
+        "batches_spooled": int(m1.get(SPOOLED, 0)),
+        "rejected": int(
+            sum(v for k, v in m1.items() if k.startswith("kienco_messages_rejected_total"))
+        ),
+        "statuses_published": int(m1.get(PUBLISHED, 0) - m0.get(PUBLISHED, 0)),
+        "stored": stored,
+        "collector": stats["collector"],
+        "mosquitto_cpu": stats["mosquitto"].cpu_pct,
+        "influxd_cpu": stats["influxd"].cpu_pct,
+        "profile": profile,
+    }
+
+
+# --- main --------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Reports/s through Mosquitto alone and through the collector into InfluxDB.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--reports", type=int, default=50_000, help="reports to publish (N)")
+    parser.add_argument("--sites", type=int, default=1_000, help="distinct sites")
+    parser.add_argument("--interval", type=float, default=30.0, help="report interval_s")
+    parser.add_argument("--inflight", type=int, default=1_000, help="publisher max in flight")
+    parser.add_argument("--batch", type=int, default=5_000, help="collector batch max_messages")
+    parser.add_argument("--batch-delay", type=float, default=0.2, help="batch max_delay_s")
+    parser.add_argument(
+        "--influx-timeout", type=float, default=3.0, help="collector's InfluxDB timeout_s"
+    )
+    parser.add_argument("--timeout", type=float, default=90.0, help="max s for the e2e run")
+    parser.add_argument("--poll", type=float, default=0.1, help="/metrics poll period, s")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--skip-raw", action="store_true", help="only the collector run")
+    parser.add_argument("--profile", action="store_true", help="py-spy the collector")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="kienco-bench-ingest-"))
+    with contextlib.ExitStack() as cleanup:
+        if not args.keep:
+            cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
+        else:
+            log(f"temporary folder kept: {workdir}")
+        started = time.monotonic()
+        log(f"generating {args.reports} reports for {args.sites} sites")
+        reports, metas, readings = generate(args.reports, args.sites, args.interval, args.seed)
+        n = len(reports)
+        mean_size = sum(len(p) for _, p in reports) / n
+        payload_file = workdir / "reports.pickle"
+        payload_file.write_bytes(pickle.dumps(reports, protocol=pickle.HIGHEST_PROTOCOL))
+        del reports
+        log(f"mean payload {mean_size:.0f} bytes, {readings} readings per report")
+
+        broker = Mosquitto(workdir / "mosquitto")
+        broker.start()
+        cleanup.callback(broker.stop)
+        influx = Influxd.start(workdir / "influx")
+        cleanup.callback(influx.stop)
+
+        raw: dict[str, Any] | None = None
+        if not args.skip_raw:
+            log("raw: publisher -> Mosquitto -> mosquitto_sub")
+            raw = measure_raw(broker, payload_file, n, inflight=args.inflight, timeout_s=60)
+            log(f"raw: {raw['sub_rate']:,.0f} reports/s")
+        log("end to end: publisher -> Mosquitto -> collector -> InfluxDB")
+        e2e = measure_collector(args, workdir, broker, influx, payload_file, metas, n)
+        log(f"collector: {e2e['rate']:,.0f} reports/s")
+        total_s = time.monotonic() - started
+
+    raw_rate = raw["sub_rate"] if raw else math.nan
+    ratio = e2e["rate"] / raw_rate if raw else math.nan
+    collector = e2e["collector"]
+    if e2e["profile"] is not None and not args.json:
+        print_profile(e2e["profile"], stages=e2e["profile"]["stages"])
+    rows: list[tuple[str, Any]] = [
+        ("reports (N)", n),
+        ("sites", args.sites),
+        ("readings per report", readings),
+        ("mean payload bytes", round(mean_size)),
+        ("raw: mosquitto_sub reports/s", raw_rate),
+        ("raw: publisher reports/s (all PUBACKs)", raw["pub_rate"] if raw else math.nan),
+        ("raw: mosquitto CPU % of a core", raw["mosquitto_cpu"] if raw else math.nan),
+        ("collector: reports/s end to end", e2e["rate"]),
+        ("collector: all N durable and acked", e2e["complete"]),
+        ("collector: elapsed s", e2e["elapsed_s"]),
+        ("collector: publisher reports/s", e2e["pub_rate"]),
+        ("ratio collector / raw %", 100 * ratio),
+        ("points written to InfluxDB", e2e["points_written"]),
+        ("points/s into InfluxDB", e2e["points_rate"]),
+        ("collector CPU % of a core (mean)", collector.cpu_pct),
+        ("collector peak RSS MB", collector.peak_rss_mb),
+        ("influxd CPU % of a core", e2e["influxd_cpu"]),
+        ("mosquitto CPU % of a core", e2e["mosquitto_cpu"]),
+        ("statuses published", e2e["statuses_published"]),
+        ("messages rejected / points refused", f"{e2e['rejected']} / {e2e['points_refused']}"),
+        ("batches spooled (InfluxDB too slow)", e2e["batches_spooled"]),
+        ("InfluxDB count(seq) FROM report", e2e["stored"]),
+        ("stored count check", "OK" if e2e["stored"] == n else f"MISMATCH (expected {n})"),
+        ("goal ratio >= 50 %", verdict_of(None if not raw else ratio >= GOAL_RATIO)),
+        ("goal >= 5 000 reports/s", verdict_of(e2e["rate"] >= GOAL_RATE)),
+        ("profiled (rates lowered by py-spy)", args.profile),
+        ("cores on this machine (shared)", os.cpu_count()),
+        ("benchmark wall s", total_s),
+    ]
+    if args.json and e2e["profile"] is not None:
+        rows.append(("profile", public_profile(e2e["profile"])))
+    print_summary("kienco ingest benchmark", rows, as_json=args.json)
+    return 0 if e2e["complete"] and e2e["stored"] == n else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
