@@ -86,8 +86,9 @@ class SiteSnapshot:
         object.__setattr__(self, "links", _frozen(self.links))
         # Plain (taken_at, charge, runtime, on_battery) tuples are accepted too. The
         # collector folds thousands of reports a second: convert only what needs it.
+        # Samples are converted as a whole tuple, so the last one tells for all of it.
         if not all(
-            all(isinstance(s, PowerSample) for s in samples)
+            not samples or isinstance(samples[-1], PowerSample)
             for samples in self.power_history.values()
         ):
             history = {
@@ -171,11 +172,12 @@ class SiteSnapshot:
             seen = received_at
         return replace(
             self,
-            power=power,
-            links=links,
+            # Fresh dicts, read-only from here on: __post_init__ need not copy them again.
+            power=MappingProxyType(power),
+            links=MappingProxyType(links),
             host=host,
             room=room,
-            power_history=history,
+            power_history=MappingProxyType(history),
             last_report_at=at if is_newest else self.last_report_at,
             interval_s=report.interval_s if is_newest else self.interval_s,
             last_seen_at=seen,

@@ -37,7 +37,34 @@ class Thresholds:
     hold_s: Mapping[RuleName, float]
 
 
+_CACHE: dict[tuple[int, str, str, int, bool], tuple[Policy, Thresholds]] = {}
+
+
 def effective(
+    policy: Policy,
+    site_kind: SiteKind,
+    site_class: SiteClass,
+    risk_level: int = 0,
+    *,
+    hardened: bool = False,
+) -> Thresholds:
+    """The thresholds for a site of this kind and class at this risk level (0 = none).
+
+    Pure, and asked for at every evaluation: the answer is remembered per policy
+    object (policies are frozen), so it is computed once per combination.
+    """
+    key = (id(policy), site_kind, site_class, risk_level, hardened)
+    held = _CACHE.get(key)
+    if held is not None and held[0] is policy:
+        return held[1]
+    if len(_CACHE) > 4096:
+        _CACHE.clear()
+    found = _effective(policy, site_kind, site_class, risk_level, hardened=hardened)
+    _CACHE[key] = (policy, found)
+    return found
+
+
+def _effective(
     policy: Policy,
     site_kind: SiteKind,
     site_class: SiteClass,
