@@ -240,15 +240,20 @@ class SiteConfig(_Strict):
 def load_site_config(path: Path) -> SiteConfig:
     """Load and validate a site config; raise ConfigError naming every problem."""
     config = load_yaml_model(path, SiteConfig)
-    from agent.profiles import ProfileError, load_profile_by_name  # profiles are data files
+    # Profiles are data files: a typo in one stops the agent at start, not at the first poll.
+    from agent.modbus_profile import ModbusProfileError, load_modbus_profile_by_name
+    from agent.profiles import ProfileError, load_profile_by_name
 
     problems = []
     for index, device in enumerate(config.devices):
-        if device.protocol != "snmp" or device.profile is None:
-            continue  # other protocols check their own profiles when they load them
+        if device.profile is None:
+            continue  # NUT devices are described by upsd itself
         try:
-            load_profile_by_name(device.profile)
-        except ProfileError as exc:
+            if device.protocol == "modbus":
+                load_modbus_profile_by_name(device.profile)
+            else:
+                load_profile_by_name(device.profile)
+        except (ProfileError, ModbusProfileError, ConfigError) as exc:
             problems.append(f"devices.{index}.profile: {exc}")
     if problems:
         raise ConfigError(str(path), problems)

@@ -9,13 +9,15 @@ import asyncio
 from datetime import datetime
 
 from agent.config import DeviceConfig, PathConfig, SiteConfig
-from agent.probes import DevicePoller, DeviceReading, Transports, host, links, snmp
+from agent.probes import DevicePoller, DeviceReading, Transports, host, links, modbus, nut, snmp
 from agent.wire import InterfaceReading, LinkReading, PowerReading, Report
 
 Probes = Transports  # the name the agent runner and tests use
 
 DEVICE_POLLERS: dict[str, DevicePoller] = {
     "snmp": snmp.poll_device,
+    "nut": nut.poll_device,
+    "modbus": modbus.poll_device,
 }
 """Device probes by protocol (the ``protocol`` key of a device in the site config)."""
 

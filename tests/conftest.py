@@ -4,4 +4,6 @@ pytest_plugins = [
     "tests.support.mosquitto",
     "tests.support.influx",
     "tests.support.snmpsim",
+    "tests.support.nut",
+    "tests.support.modbus",
 ]

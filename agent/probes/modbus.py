@@ -1,0 +1,102 @@
+"""Modbus TCP probe: read a generator controller's holding registers and decode them.
+
+Gensets and ATS panels speak Modbus more often than SNMP. The device's profile
+(``<profile>.modbus.yaml``) says which registers to read; they are read in as
+few requests as the profile allows, over one connection. A controller that
+does not answer gives a reading with ``error`` set, never an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
+
+from agent.config import DeviceConfig, SiteConfig
+from agent.modbus_profile import blocks, decode, load_modbus_profile_by_name
+from agent.probes import DeviceReading, Transports
+from agent.wire import PowerReading
+
+__all__ = ["ModbusReadError", "ModbusRefused", "poll_device", "read_registers"]
+
+_MAX_ERROR = 500  # PowerReading.error's limit
+
+ReadRegisters = Callable[..., Awaitable[dict[int, int]]]
+"""``read(host, port, unit_id, spans, *, timeout_s) -> {address: word}``; tests may swap it
+through ``Transports.extra["modbus"]``."""
+
+
+class ModbusReadError(Exception):
+    """No connection, no answer, or a broken one: worth another try."""
+
+
+class ModbusRefused(ModbusReadError):
+    """The controller answered with a Modbus exception: asking again won't help."""
+
+
+async def read_registers(
+    host: str,
+    port: int,
+    unit_id: int,
+    spans: Sequence[tuple[int, int]],
+    *,
+    timeout_s: float,
+) -> dict[int, int]:
+    """Read each (start, count) span of holding registers (function 3) over one connection."""
+    where = f"modbus {host}:{port} unit {unit_id}"
+    # Retries are the probe's, per poll; pymodbus would retry each request on its own.
+    client = AsyncModbusTcpClient(host, port=port, timeout=timeout_s, retries=0)
+    try:
+        if not await client.connect():
+            raise ModbusReadError(f"{where}: cannot connect")
+        words: dict[int, int] = {}
+        for start, count in spans:
+            response = await client.read_holding_registers(start, count=count, device_id=unit_id)
+            if response.isError():
+                code = getattr(response, "exception_code", "?")
+                raise ModbusRefused(
+                    f"{where}: exception {code} reading {count} registers at {start}"
+                )
+            if len(response.registers) != count:
+                raise ModbusReadError(
+                    f"{where}: asked {count} registers at {start}, got {len(response.registers)}"
+                )
+            words.update(zip(range(start, start + count), response.registers, strict=True))
+        return words
+    except ModbusException as exc:
+        raise ModbusReadError(f"{where}: {exc}") from None
+    finally:
+        client.close()
+
+
+def _failed(device: DeviceConfig, reason: str) -> list[DeviceReading]:
+    return [PowerReading(device=device.device, profile=device.profile, error=reason[:_MAX_ERROR])]
+
+
+async def poll_device(
+    device: DeviceConfig, config: SiteConfig, transports: Transports
+) -> list[DeviceReading]:
+    """The :data:`agent.probes.DevicePoller` for Modbus TCP controllers."""
+    assert device.profile is not None  # the config requires it for protocol "modbus"
+    profile = load_modbus_profile_by_name(device.profile)
+    spans = blocks(profile)
+    read: ReadRegisters = transports.extra.get("modbus", read_registers)
+    host, port = device.host, device.port_or_default
+    # Each request may take the whole timeout; the connect too.
+    budget_s = device.timeout_s * (len(spans) + 1)
+    reason = "not polled"
+    for _attempt in range(device.retries + 1):
+        try:
+            async with asyncio.timeout(budget_s):
+                words = await read(host, port, device.unit_id, spans, timeout_s=device.timeout_s)
+        except TimeoutError:
+            reason = f"modbus {host}:{port}: no answer within {budget_s:g} s"
+        except ModbusRefused as exc:
+            return _failed(device, str(exc))
+        except ModbusReadError as exc:
+            reason = str(exc)
+        else:
+            return [decode(profile, device.device, words, tank_l=device.tank_l)]
+    return _failed(device, reason)

@@ -1,0 +1,75 @@
+"""pytest plugin: a real pymodbus TCP server serving firmware-configs/recordings/*.modbus.yaml.
+
+The server runs in its own thread and event loop for the whole session, so
+tests on any loop can poll it. ``genset.update({address: word})`` changes a
+register for the next read; each test starts from the recording.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kienco.devices_serve import (
+    ModbusRecording,
+    ModbusSimulator,
+    SimulatorError,
+    free_port,
+    load_recording,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+RECORDINGS = REPO / "firmware-configs" / "recordings"
+GENSET = RECORDINGS / "dse-gencomm.modbus.yaml"
+
+
+def recording(path: Path = GENSET) -> ModbusRecording:
+    if not path.is_file():
+        pytest.fail(f"no Modbus recording {path}")
+    return load_recording(path)
+
+
+class ThreadedSimulator(ModbusSimulator):
+    """A ModbusSimulator on a private event loop in a daemon thread."""
+
+    def __init__(self, rec: ModbusRecording) -> None:
+        super().__init__(rec, port=free_port())
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def run(self) -> None:
+        self._thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self.start(), self._loop).result(timeout=15)
+        except SimulatorError as exc:
+            self.close()
+            pytest.fail(str(exc))
+
+    def close(self) -> None:
+        if self._loop.is_running():
+            asyncio.run_coroutine_threadsafe(self.stop(), self._loop).result(timeout=15)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()
+
+
+@pytest.fixture(scope="session")
+def modbus_server() -> Iterator[ThreadedSimulator]:
+    """The DSE GenComm recording served on 127.0.0.1:<free port>, for the whole session."""
+    simulator = ThreadedSimulator(recording())
+    simulator.run()
+    try:
+        yield simulator
+    finally:
+        simulator.close()
+
+
+@pytest.fixture
+def genset(modbus_server: ThreadedSimulator) -> ThreadedSimulator:
+    """The shared simulator, back to the recorded registers before the test."""
+    modbus_server.reset()
+    return modbus_server
