@@ -156,6 +156,10 @@ class TrapListener(_Strict):
     v3_users: tuple[str, ...] = Field(
         default=(), description="keys of snmp_credentials (version 3) accepted for v3 traps"
     )
+    v3_engine_ids: tuple[str, ...] = Field(
+        default=(),
+        description="engine IDs of the devices sending v3 traps, hex as snmptrap -e takes (0x80…)",
+    )
 
 
 class CodecConfig(_Strict):

@@ -2,13 +2,20 @@
 
 They share nothing but the outbox, so a broker that is down for a day never
 stops the polling, and a slow device never stops the draining.
+
+With ``traps.enabled`` a third part listens for SNMP traps: each known trap becomes
+an event, stored in the outbox like everything else, then published at once when
+connected (beside any backlog batch in flight), and an on-battery / on-mains trap
+starts a poll cycle at once so the next report confirms it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
+import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -26,12 +33,16 @@ from agent.meta import meta_message
 from agent.mqtt_client import AckingClient, PublishRefused
 from agent.outbox import Outbox
 from agent.topics import topic
-from agent.wire import Meta, Report, State, utc_now
+from agent.traps import Trap, TrapReceiver, trap_oid, trap_to_event
+from agent.wire import Event, Meta, Report, State, utc_now
 
 Measure = Callable[[int, datetime], Awaitable[Report]]
 """Produces the report for (seq, taken_at): the probes by default, a simulated site in the demo."""
 
 log = logging.getLogger("kienco.agent")
+
+# Traps that change the power source: the agent polls at once so a report confirms them.
+_POLL_AFTER = frozenset({"on_battery", "on_mains", "battery_low"})
 
 
 def encode(message: Meta | State | object) -> bytes:
@@ -52,6 +63,7 @@ class Agent:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         measure: Measure | None = None,
         meta: Callable[[datetime], Meta] | None = None,
+        traps: TrapReceiver | None = None,
     ) -> None:
         self.config = config
         self._measure = measure or self._probe
@@ -67,9 +79,20 @@ class Agent:
         self._clock = clock
         self._sleep = sleep
         self._new_data = asyncio.Event()
+        self._poll_now = asyncio.Event()
+        self.traps = traps
+        self._client_now: AckingClient | None = None
+        # Outbox ids being published right now (by the drain or at once), and events not
+        # yet acknowledged: they go first after a reconnect, before any backlog.
+        self._inflight: set[int] = set()
+        self._events_waiting: dict[int, tuple[str, bytes]] = {}
+        self._at_once: set[asyncio.Task[None]] = set()
+        self._aliases: dict[str, str] = {}
+        self._unknown_traps: set[str] = set()
         self.connected = False
         self.published_total = 0
         self.refused_total = 0
+        self.events_total = 0
 
     async def run(self, stop: asyncio.Event, *, poll: bool = True) -> None:
         """Poll and publish until ``stop``; ``poll=False`` only publishes what others store."""
@@ -82,15 +105,126 @@ class Agent:
             self.config.outbox.path,
             self.outbox.depth(),
         )
+        receiver = await self._start_traps()
         tasks = [asyncio.create_task(self._send_loop(stop), name="send")]
         if poll:
             tasks.append(asyncio.create_task(self._poll_loop(stop), name="poll"))
         try:
             await stop.wait()
         finally:
-            for task in tasks:
+            if receiver is not None:
+                receiver.close()
+            for task in [*tasks, *self._at_once]:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, *self._at_once, return_exceptions=True)
+
+    async def _start_traps(self) -> TrapReceiver | None:
+        """Start the trap receiver if configured; a port that cannot be bound only logs."""
+        if self.traps is None and not self.config.traps.enabled:
+            return None
+        # Without traps, polling still sees an outage one interval later: run on, say it loudly.
+        try:
+            receiver = self.traps or TrapReceiver.from_config(self.config)
+        except ValueError as exc:  # a v3 user key that is not a v3 credential, a bad secret
+            log.error("SNMP traps NOT received: %s", exc)
+            return None
+        await self._resolve_device_hosts()
+        try:
+            await receiver.start(self.handle_trap)
+        except OSError as exc:
+            log.error(
+                "SNMP traps NOT received: cannot listen on %s:%d: %s (port 162 needs root or "
+                "CAP_NET_BIND_SERVICE; or use a port above 1023 and forward 162 to it)",
+                receiver.host,
+                receiver.port,
+                exc,
+            )
+            return None
+        self.traps = receiver
+        return receiver
+
+    async def _resolve_device_hosts(self) -> None:
+        """Addresses of devices configured by host name, so their traps are recognised."""
+        loop = asyncio.get_running_loop()
+        for device in self.config.devices:
+            try:
+                ipaddress.ip_address(device.host)
+                continue  # an address already: matched as is
+            except ValueError:
+                pass
+            try:
+                infos = await asyncio.wait_for(
+                    loop.getaddrinfo(device.host, None, type=socket.SOCK_DGRAM), 5.0
+                )
+            except (OSError, TimeoutError) as exc:
+                log.warning("device %s: cannot resolve %s (%s)", device.device, device.host, exc)
+                continue
+            for info in infos:
+                self._aliases.setdefault(str(info[4][0]), device.device)
+
+    def handle_trap(self, trap: Trap) -> Event | None:
+        """Turn one received trap into a stored event (None if kienco does not know it)."""
+        event = trap_to_event(
+            trap.source,
+            trap.varbinds,
+            devices=self.config.devices,
+            site=self.config.site,
+            province=self.config.province,
+            seq=0,  # the real one is reserved below, so unknown traps leave no gaps
+            now=self._clock(),
+            aliases=self._aliases,
+            via=trap.via,
+        )
+        if event is None:
+            oid = trap_oid(trap.varbinds) or "(no snmpTrapOID)"
+            if oid not in self._unknown_traps and len(self._unknown_traps) < 1000:
+                self._unknown_traps.add(oid)
+                log.debug("ignoring trap %s from %s (not one kienco maps)", oid, trap.source)
+            return None
+        event = event.model_copy(update={"seq": self.outbox.reserve_seq()})
+        self.store_event(event)
+        if event.event in _POLL_AFTER:
+            self._poll_now.set()
+        return event
+
+    def store_event(self, event: Event) -> None:
+        """Store an event durably, then publish it at once if connected."""
+        event_topic = topic(self.config.province, self.config.site, "event")
+        payload = event.model_dump_json(exclude_none=True).encode()
+        entry_id = self.outbox.add(event_topic, payload)
+        self.events_total += 1
+        self._events_waiting[entry_id] = (event_topic, payload)
+        log.info("event %s from %s: %s", event.event, event.device, event.detail)
+        self._new_data.set()
+        if self._client_now is not None:
+            self._publish_at_once(self._client_now, entry_id, event_topic, payload)
+
+    def _publish_at_once(
+        self, client: AckingClient, entry_id: int, message_topic: str, payload: bytes
+    ) -> None:
+        # Not through the drain: it may be waiting on a batch of 200 backlog reports.
+        self._inflight.add(entry_id)
+        task = asyncio.create_task(self._publish_one(client, entry_id, message_topic, payload))
+        self._at_once.add(task)
+        task.add_done_callback(self._at_once.discard)
+
+    async def _publish_one(
+        self, client: AckingClient, entry_id: int, message_topic: str, payload: bytes
+    ) -> None:
+        try:
+            await client.publish_acked(message_topic, payload)
+        except PublishRefused as exc:
+            self.refused_total += 1
+            log.error("BROKER REFUSED an event (%s); it stays in the outbox", exc)
+        except (aiomqtt.MqttError, OSError) as exc:
+            log.warning("event not published yet (%s); the outbox keeps it", exc)
+        else:
+            self.outbox.ack([entry_id])
+            self._events_waiting.pop(entry_id, None)
+            self.published_total += 1
+        finally:
+            self._inflight.discard(entry_id)
+            self._new_data.set()  # if it failed, the drain takes it again
 
     async def poll_and_store(self) -> None:
         """One poll cycle into the outbox (stored before any publish is tried)."""
@@ -116,6 +250,9 @@ class Agent:
         interval = self.config.interval_s
         next_at = time.monotonic()
         while not stop.is_set():
+            # Traps during this cycle are not confirmed by it (it may have read the
+            # device before): they ask for the next one, which then comes at once.
+            self._poll_now.clear()
             try:
                 await self.poll_and_store()
             except Exception:  # a probe bug must not end the agent; the next cycle retries
@@ -124,7 +261,21 @@ class Agent:
             now = time.monotonic()
             if next_at < now:  # a cycle overran: skip the missed slots instead of bursting
                 next_at = now + interval - (now - next_at) % interval
-            await self._sleep(next_at - now)
+            if await self._sleep_or_trap(next_at - now):
+                next_at = time.monotonic()  # the regular rhythm restarts from this poll
+
+    async def _sleep_or_trap(self, delay: float) -> bool:
+        """Sleep ``delay``; return True early when a trap asks for a poll now."""
+        if self._poll_now.is_set():
+            return True
+        sleeper = asyncio.ensure_future(self._sleep(delay))
+        woken = asyncio.ensure_future(self._poll_now.wait())
+        try:
+            done, _ = await asyncio.wait({sleeper, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            woken.cancel()
+        return woken in done
 
     def _client(self) -> AckingClient:
         broker = self.config.broker
@@ -182,6 +333,11 @@ class Agent:
                     backoff.reset()
                     log.info("connected to %s", broker.url)
                     await self._announce(client)
+                    self._client_now = client
+                    # Events stored while the link was down go before the backlog.
+                    for entry_id, (event_topic, payload) in list(self._events_waiting.items()):
+                        if entry_id not in self._inflight:
+                            self._publish_at_once(client, entry_id, event_topic, payload)
                     await self._drain(client, stop)
             except (aiomqtt.MqttError, OSError) as exc:
                 log.warning("broker %s: %s", broker.url, exc)
@@ -189,6 +345,7 @@ class Agent:
                 log.exception("unexpected error talking to %s", broker.url)
             finally:
                 self.connected = False
+                self._client_now = None
             delay = backoff.next()
             log.info("reconnecting in %.1f s; %d messages waiting", delay, self.outbox.depth())
             with contextlib.suppress(TimeoutError):
@@ -217,19 +374,29 @@ class Agent:
         backlog_end = self.outbox.last_id()
         refused_backoff = Backoff(self.config.broker.reconnect_min_s, 300.0)
         while not stop.is_set():
-            batch = self.outbox.take(self.config.outbox.drain_batch, fresh_after=backlog_end)
+            limit = self.config.outbox.drain_batch
+            taken = self.outbox.take(limit + len(self._inflight), fresh_after=backlog_end)
+            # Skip what is being published at once (events): never twice in flight.
+            batch = [e for e in taken if e.id not in self._inflight][:limit]
             if not batch:
                 self._new_data.clear()
                 await client.wait_or_disconnect(self._new_data, 30.0)
                 continue
-            results = await asyncio.gather(
-                *(client.publish_acked(e.topic, e.payload, retain=e.retain) for e in batch),
-                return_exceptions=True,
-            )
+            ids = [e.id for e in batch]
+            self._inflight.update(ids)
+            try:
+                results = await asyncio.gather(
+                    *(client.publish_acked(e.topic, e.payload, retain=e.retain) for e in batch),
+                    return_exceptions=True,
+                )
+            finally:
+                self._inflight.difference_update(ids)
             accepted = [
                 entry.id for entry, result in zip(batch, results, strict=True) if result is None
             ]
             self.outbox.ack(accepted)
+            for entry_id in accepted:
+                self._events_waiting.pop(entry_id, None)
             self.published_total += len(accepted)
             refused = [r for r in results if isinstance(r, PublishRefused)]
             failed = [r for r in results if isinstance(r, BaseException) and r not in refused]

@@ -47,19 +47,25 @@ class SiteStates:
     def apply_event(self, event: Event) -> bool:
         if event.power is None:
             return False
-        as_report = Report(
-            site=event.site,
-            province=event.province,
-            seq=event.seq,
-            taken_at=event.at,
-            interval_s=self._interval(event.site),
-            power=(event.power,),
-        )
         with self._lock:
             before = self._current(event.site, event.province)
             held = before.power.get(event.power.device)
             if held is not None and held[1] > event.at:
                 return False
+            power = event.power
+            if held is not None:
+                # A trap says a few things (on battery, runtime left); the rest of the
+                # device's reading (charge, load, …) stays as last polled, not unknown.
+                said = event.power.model_dump(exclude_none=True)
+                power = held[0].model_copy(update=said)
+            as_report = Report(
+                site=event.site,
+                province=event.province,
+                seq=event.seq,
+                taken_at=event.at,
+                interval_s=self._interval(event.site),
+                power=(power,),
+            )
             # An event refreshes one device; it must not count as a full report.
             after = before.with_report(as_report)
             self._sites[event.site] = replace(

@@ -2,7 +2,8 @@
 
 Pure: the caller keeps each site's :class:`Held` and passes it back with the next
 evaluation. Exceptions flip at once, because an operator must see them at once:
-losing the last path, losing the last power source, freshness (which is
+losing the last path, losing a power source (mains: the station leaves
+``up_commercial``; the last one: ``down_power``), freshness (which is
 already a matter of time: stale after N intervals, offline when the Will fires),
 and a new risk level for the province (a decision, not a flapping condition).
 Recovery is held like any other change.
@@ -46,6 +47,8 @@ def _immediate(before: Evaluation, after: Evaluation) -> bool:
         return True  # a declared level is a decision, not a flapping condition
     if after.station_state in IMMEDIATE_STATES:
         return True
+    if before.station_state == "up_commercial" and after.station_state != "up_commercial":
+        return True  # mains lost (on battery or generator now): the NOC must see it at once
     if any(f.code in IMMEDIATE_CODES for f in after.findings):
         return True
     # Freshness is judged on time already: holding it again would only hide a silent site.

@@ -88,3 +88,11 @@ def test_no_hold_configured_flips_at_once() -> None:
     held, _ = debounce(None, at(0, **GOOD), {}, NOW)
     held, due = debounce(held, at(10, **ONE_PATH), {}, NOW + timedelta(seconds=10))
     assert held.shown.verdict == "degraded" and due is None
+
+
+def test_losing_mains_shows_at_once_and_its_return_is_held() -> None:
+    battery = {"power": [on_battery(runtime_s=4 * 3600.0)], "links": two_paths()}
+    shown = run([(0, GOOD), (5, battery), (10, GOOD), (71, GOOD)])
+    assert shown[1][0] != "ready"  # on battery: the station state changed at once
+    assert shown[2][1] == pytest.approx(60)  # mains back: held against flapping
+    assert shown[3] == ("ready", None)
