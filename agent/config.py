@@ -259,6 +259,13 @@ def load_site_config(path: Path) -> SiteConfig:
                 load_profile_by_name(device.profile)
         except (ProfileError, ModbusProfileError, ConfigError) as exc:
             problems.append(f"devices.{index}.profile: {exc}")
+    if config.room is not None and config.room.codec is not None:
+        from agent.room_profiles import RoomProfileError, load_room_profile_by_name
+
+        try:
+            load_room_profile_by_name(config.room.codec.profile)
+        except RoomProfileError as exc:
+            problems.append(f"room.codec.profile: {exc}")
     if problems:
         raise ConfigError(str(path), problems)
     return config

@@ -9,8 +9,18 @@ import asyncio
 from datetime import datetime
 
 from agent.config import DeviceConfig, PathConfig, SiteConfig
-from agent.probes import DevicePoller, DeviceReading, Transports, host, links, modbus, nut, snmp
-from agent.wire import InterfaceReading, LinkReading, PowerReading, Report
+from agent.probes import (
+    DevicePoller,
+    DeviceReading,
+    Transports,
+    host,
+    links,
+    modbus,
+    nut,
+    room,
+    snmp,
+)
+from agent.wire import InterfaceReading, LinkReading, PowerReading, Report, RoomReading
 
 Probes = Transports  # the name the agent runner and tests use
 
@@ -34,8 +44,12 @@ async def poll_once(
     """Measure the site once. ``now`` is when the readings were taken (UTC)."""
     device_tasks = [_poll_device(config, device, probes) for device in config.devices]
     link_tasks = [_poll_path(path, probes) for path in config.paths]
-    device_readings = [r for rs in await asyncio.gather(*device_tasks) for r in rs]
-    link_readings: list[LinkReading] = list(await asyncio.gather(*link_tasks))
+    room_task = _poll_room(config, probes)
+    device_results, link_results, room_reading = await asyncio.gather(
+        asyncio.gather(*device_tasks), asyncio.gather(*link_tasks), room_task
+    )
+    device_readings = [r for rs in device_results for r in rs]
+    link_readings: list[LinkReading] = list(link_results)
     host_reading = host.collect(
         disk_path=config.disk_path,
         outbox_depth=outbox_depth,
@@ -52,7 +66,17 @@ async def poll_once(
         interfaces=tuple(r for r in device_readings if isinstance(r, InterfaceReading)),
         links=tuple(link_readings),
         host=host_reading,
+        room=room_reading,
     )
+
+
+async def _poll_room(config: SiteConfig, probes: Transports) -> RoomReading | None:
+    if config.room is None:
+        return None
+    try:
+        return await room.collect(config.room, http=probes.extra.get("http"), psutil=probes.psutil)
+    except Exception as exc:  # a probe bug: say it in the room reading, keep the rest
+        return RoomReading(error=f"probe failed: {exc}"[:500])
 
 
 async def _poll_path(path: PathConfig, probes: Transports) -> LinkReading:
