@@ -26,6 +26,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from agent import commands
 from agent.backoff import Backoff
 from agent.config import SiteConfig
 from agent.cycle import Probes, poll_once
@@ -34,7 +35,7 @@ from agent.mqtt_client import AckingClient, PublishRefused
 from agent.outbox import Outbox
 from agent.topics import topic
 from agent.traps import Trap, TrapReceiver, trap_oid, trap_to_event
-from agent.wire import Event, Meta, Report, State, utc_now
+from agent.wire import Command, Event, Meta, Report, State, utc_now
 
 Measure = Callable[[int, datetime], Awaitable[Report]]
 """Produces the report for (seq, taken_at): the probes by default, a simulated site in the demo."""
@@ -226,6 +227,21 @@ class Agent:
             self._inflight.discard(entry_id)
             self._new_data.set()  # if it failed, the drain takes it again
 
+    async def on_command(self, command: Command) -> None:
+        """Rehearse: measure the site now (a full poll), then say the check ran."""
+        if command.command == "rehearse":
+            await self.poll_and_store()
+            now = self._clock()
+            event = Event(
+                site=self.config.site,
+                province=self.config.province,
+                seq=self.outbox.reserve_seq(),
+                at=now,
+                event="rehearsal",
+                detail=command.meeting,
+            )
+            self.store_event(event)
+
     async def poll_and_store(self) -> None:
         """One poll cycle into the outbox (stored before any publish is tried)."""
         seq = self.outbox.reserve_seq()
@@ -334,11 +350,21 @@ class Agent:
                     log.info("connected to %s", broker.url)
                     await self._announce(client)
                     self._client_now = client
+                    listener = asyncio.create_task(
+                        commands.serve(
+                            client, self.config.province, self.config.site, self.on_command
+                        ),
+                        name="commands",
+                    )
                     # Events stored while the link was down go before the backlog.
                     for entry_id, (event_topic, payload) in list(self._events_waiting.items()):
                         if entry_id not in self._inflight:
                             self._publish_at_once(client, entry_id, event_topic, payload)
-                    await self._drain(client, stop)
+                    try:
+                        await self._drain(client, stop)
+                    finally:
+                        listener.cancel()
+                        await asyncio.gather(listener, return_exceptions=True)
             except (aiomqtt.MqttError, OSError) as exc:
                 log.warning("broker %s: %s", broker.url, exc)
             except Exception:  # a bug must not silently end publishing: say it, retry

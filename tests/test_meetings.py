@@ -178,3 +178,90 @@ def test_start_is_vietnam_time_today_or_tomorrow() -> None:
     evening = datetime(2024, 9, 7, 12, 0, tzinfo=UTC)  # 19:00: 14:00 has passed
     assert parse_start("14:00", None, evening) == datetime(2024, 9, 8, 7, 0, tzinfo=UTC)
     assert parse_start("14:00", "2024-09-10", evening) == datetime(2024, 9, 10, 7, 0, tzinfo=UTC)
+
+
+async def test_a_real_agent_rehearses_when_asked(
+    tmp_path: Path, mosquitto: Broker, collector: Collector, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from agent.config import SiteConfig
+    from agent.runner import Agent
+
+    servers = [await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0) for _ in "ab"]
+    ports = [s.sockets[0].getsockname()[1] for s in servers]
+    healthy_room = Path(__file__).parent / "fixtures" / "pc-rooms" / "healthy"
+    site = SiteConfig.model_validate(
+        {
+            "site": "mt-dc-ag",
+            "province": "mt",
+            "kind": "meeting_point",
+            "name": "Điểm cầu thử",
+            "interval_s": 3600,
+            "broker": {"url": mosquitto.url},
+            "outbox": {"path": str(tmp_path / "o.sqlite")},
+            "disk_path": str(tmp_path),
+            "room": {"pc": {"root": str(healthy_room)}},
+            "paths": [
+                {
+                    "path": "fibre-a",
+                    "media": "fibre",
+                    "srlg": ["duct-1"],
+                    "probes": 2,
+                    "target": {"host": "127.0.0.1", "port": ports[0]},
+                },
+                {
+                    "path": "lte",
+                    "media": "cellular",
+                    "srlg": ["tower-2"],
+                    "probes": 2,
+                    "target": {"host": "127.0.0.1", "port": ports[1]},
+                },
+            ],
+        }
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(Agent(site).run(stop))
+    try:
+        for _ in range(200):  # its first report makes it a known meeting point
+            if collector.states.get("mt-dc-ag") and collector.states.get("mt-dc-ag").last_report_at:  # type: ignore[union-attr]
+                break
+            await asyncio.sleep(0.05)
+        assert collector.api is not None
+        url = collector.api.url
+        assert (
+            await asyncio.to_thread(
+                kienco_main,
+                [
+                    "meeting",
+                    "plan",
+                    "--at",
+                    (T0 + timedelta(hours=1)).isoformat(),
+                    "--duration",
+                    "1h",
+                    "--points",
+                    "mt-dc-ag",
+                    "--url",
+                    url,
+                ],
+            )
+            == 0
+        )
+        meeting = json.loads(capsys.readouterr().out)["id"]
+        await asyncio.to_thread(
+            kienco_main, ["meeting", "rehearse", meeting, "--wait", "20", "--json", "--url", url]
+        )
+        result = json.loads(capsys.readouterr().out)
+    finally:
+        stop.set()
+        await task
+        for server in servers:
+            server.close()
+    point = result["points"][0]
+    codes = {r["code"] for r in point["reasons"]}
+    assert "rehearsal_missing" not in codes  # the agent answered; the result is recorded
+    recorded = collector.meetings.latest_rehearsals(["mt-dc-ag"])["mt-dc-ag"]
+    # A meeting PC cannot tell whether its client is signed in (no codec API): the
+    # default policy checks that, so the rehearsal says so instead of passing blindly.
+    assert not recorded.passed
+    assert any("thiết bị" in problem for problem in recorded.problems)
