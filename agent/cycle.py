@@ -6,28 +6,33 @@ A probe that fails gives an error reading for its own target; the others carry o
 from __future__ import annotations
 
 import asyncio
+import importlib
 from datetime import datetime
 
 from agent.config import DeviceConfig, PathConfig, SiteConfig
-from agent.probes import (
-    DevicePoller,
-    DeviceReading,
-    Transports,
-    host,
-    links,
-    modbus,
-    nut,
-    room,
-    snmp,
-)
+from agent.probes import DevicePoller, DeviceReading, Transports, host, links
 from agent.wire import InterfaceReading, LinkReading, PowerReading, Report, RoomReading
 
 Probes = Transports  # the name the agent runner and tests use
 
+
+def _lazy(module: str) -> DevicePoller:
+    """A probe imported on first use: pymodbus, httpx and pysnmp cost an edge box
+    10–20 MB each, and most sites use one or two protocols."""
+
+    async def poll(
+        device: DeviceConfig, config: SiteConfig, probes: Transports
+    ) -> list[DeviceReading]:
+        poller: DevicePoller = importlib.import_module(module).poll_device
+        return await poller(device, config, probes)
+
+    return poll
+
+
 DEVICE_POLLERS: dict[str, DevicePoller] = {
-    "snmp": snmp.poll_device,
-    "nut": nut.poll_device,
-    "modbus": modbus.poll_device,
+    "snmp": _lazy("agent.probes.snmp"),
+    "nut": _lazy("agent.probes.nut"),
+    "modbus": _lazy("agent.probes.modbus"),
 }
 """Device probes by protocol (the ``protocol`` key of a device in the site config)."""
 
@@ -74,6 +79,8 @@ async def _poll_room(config: SiteConfig, probes: Transports) -> RoomReading | No
     if config.room is None:
         return None
     try:
+        from agent.probes import room  # httpx: only for meeting points
+
         return await room.collect(config.room, http=probes.extra.get("http"), psutil=probes.psutil)
     except Exception as exc:  # a probe bug: say it in the room reading, keep the rest
         return RoomReading(error=f"probe failed: {exc}"[:500])

@@ -20,6 +20,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import aiomqtt
 import paho.mqtt.client as mqtt
@@ -34,8 +35,10 @@ from agent.meta import meta_message
 from agent.mqtt_client import AckingClient, PublishRefused
 from agent.outbox import Outbox
 from agent.topics import topic
-from agent.traps import Trap, TrapReceiver, trap_oid, trap_to_event
 from agent.wire import Command, Event, Meta, Report, State, utc_now
+
+if TYPE_CHECKING:  # pysnmp's receiver costs memory: loaded only when traps are enabled
+    from agent.traps import Trap, TrapReceiver
 
 Measure = Callable[[int, datetime], Awaitable[Report]]
 """Produces the report for (seq, taken_at): the probes by default, a simulated site in the demo."""
@@ -125,6 +128,8 @@ class Agent:
             return None
         # Without traps, polling still sees an outage one interval later: run on, say it loudly.
         try:
+            from agent.traps import TrapReceiver
+
             receiver = self.traps or TrapReceiver.from_config(self.config)
         except ValueError as exc:  # a v3 user key that is not a v3 credential, a bad secret
             log.error("SNMP traps NOT received: %s", exc)
@@ -165,6 +170,8 @@ class Agent:
 
     def handle_trap(self, trap: Trap) -> Event | None:
         """Turn one received trap into a stored event (None if kienco does not know it)."""
+        from agent.traps import trap_oid, trap_to_event
+
         event = trap_to_event(
             trap.source,
             trap.varbinds,
