@@ -1,220 +1,103 @@
 """Device profiles: which OIDs a device model exposes and how each becomes a reading.
 
-A profile is data (``firmware-configs/profiles/<name>.yaml``; the vocabulary is
-described at the top of ``ups-mib.yaml``). Loading is strict: an unknown key, a
-wrong type or a name that is not a ``PowerReading`` field fails with the key and
-the fix. ``decode`` is pure: a GET answer in, a ``PowerReading`` out.
+A profile is data (``firmware-configs/profiles/<name>.yaml``). ``kind: power`` (the
+default; vocabulary at the top of ``ups-mib.yaml``) GETs scalars into one
+``PowerReading``; ``kind: interfaces`` (vocabulary at the top of ``if-mib-router.yaml``)
+walks table columns into one ``InterfaceReading`` per row. Loading is strict: an
+unknown key, a wrong type or a name that is not a wire field fails with the key and
+the fix. The value vocabulary (``ValueSpec``, ``Condition``, ``Derivation``) and the
+pure decoding live in :mod:`agent.profile_decode`.
 """
 
 from __future__ import annotations
 
-import math
-import operator
 import re
 import typing
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
-from pydantic import field_validator as _field_validator
+from pydantic import BaseModel, Field, PrivateAttr, StringConstraints, ValidationError
 from pydantic import model_validator as _model_validator
 
-from agent.wire import SLUG_PATTERN, PowerReading
+from agent.profile_decode import (
+    _ORDERING,
+    Condition,
+    Derivation,
+    Invalid,
+    Name,
+    RawValue,
+    Value,
+    ValueSpec,
+    _Strict,
+)
+from agent.wire import SLUG_PATTERN, InterfaceReading, PowerReading
+
+__all__ = [
+    "PROFILES_DIR",
+    "AnyProfile",
+    "Condition",
+    "Derivation",
+    "InterfaceProfile",
+    "Invalid",
+    "Profile",
+    "ProfileError",
+    "RawValue",
+    "Value",
+    "ValueSpec",
+    "load_profile",
+    "load_profile_by_name",
+    "oids",
+    "table_columns",
+]
 
 PROFILES_DIR = Path(__file__).parents[1] / "firmware-configs" / "profiles"
-
-RawValue = int | float | str | bytes | None
-"""A value as the transport hands it over; None is missing/noSuchObject/noSuchInstance."""
-Value = int | float | str | bool
-
-
-class ProfileError(ValueError):
-    """A profile that cannot be used; the message names the file, the key and the fix."""
+ProfileName = Annotated[str, StringConstraints(pattern=SLUG_PATTERN, max_length=64)]
 
 
 def _wire_kind(annotation: Any) -> Any:
-    """bool, int, float, or the frozenset of allowed words, for one PowerReading field."""
+    """bool, int, float, str, or the frozenset of allowed words, for one wire field."""
     (inner,) = [a for a in typing.get_args(annotation) if a is not type(None)]
     if typing.get_origin(inner) is Annotated:
         inner = typing.get_args(inner)[0]
     return frozenset(typing.get_args(inner)) if typing.get_origin(inner) is Literal else inner
 
 
-# What each PowerReading field holds, read from the wire contract so the two cannot drift.
-_WIRE_KINDS: dict[str, Any] = {
-    name: _wire_kind(field.annotation)
-    for name, field in PowerReading.model_fields.items()
-    if name not in ("device", "profile", "error")
-}
-_ORDERING = ("gt", "ge", "lt", "le")
-_OPERATORS = {op: getattr(operator, op) for op in ("eq", "ne", *_ORDERING)}
-
-Oid = Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)+$")]
-Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
+def _wire_kinds(model: type[BaseModel], *identity: str) -> dict[str, Any]:
+    # Read from the wire contract itself so profiles and wire cannot drift apart.
+    return {n: _wire_kind(f.annotation) for n, f in model.model_fields.items() if n not in identity}
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+POWER_KINDS = _wire_kinds(PowerReading, "device", "profile", "error")
+INTERFACE_KINDS = _wire_kinds(InterfaceReading, "device", "port", "error")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    @_model_validator(mode="before")
-    @classmethod
-    def _known_keys(cls, data: Any) -> Any:
-        # extra="forbid" alone says "Extra inputs are not permitted"; name the allowed keys.
-        if isinstance(data, dict):
-            allowed = sorted(f.alias or n for n, f in cls.model_fields.items())
-            for key in data:
-                if key not in allowed:
-                    raise ValueError(f"unknown key {key!r}; allowed here: {', '.join(allowed)}")
-        return data
+class ProfileError(ValueError):
+    """A profile that cannot be used; the message names the file, the key and the fix."""
 
 
-class Invalid(_Strict):
-    """Raw values that mean "unknown" (checked before scale and enum)."""
+class ProfileTest(_Strict):
+    """What tests/test_profile_catalogue.py expects when it polls the profile's recording."""
 
-    equals: tuple[float, ...] = ()
-    below: float | None = None
-    above: float | None = None
-
-    def rejects(self, raw: float) -> bool:
-        below = self.below is not None and raw < self.below
-        return raw in self.equals or below or (self.above is not None and raw > self.above)
+    absent: tuple[str, ...] = ()  # readings the recorded model does not serve (null)
+    rows: Annotated[int, Field(ge=0)] | None = None  # interfaces the filters keep
 
 
-class ValueSpec(_Strict):
-    """How one OID instance becomes one value: ``raw * scale + offset``, or ``enum[raw]``."""
+class PortLabel(_Strict):
+    """The port slug: the first non-empty text value of ``from``, else ``prefix`` + row index."""
 
-    oid: Oid
-    index: str = "0"
-    object: str | None = None
-    scale: float = 1.0
-    offset: float = 0.0
-    enum: dict[int | str, str | bool] | None = None
-    invalid: Invalid = Invalid()
-
-    @_field_validator("oid")
-    @classmethod
-    def _object_not_instance(cls, oid: str) -> str:
-        # "…2.4.0" would be asked for as "…2.4.0.0" and silently answer noSuchInstance.
-        if oid.endswith(".0"):
-            raise ValueError(f"{oid} ends in .0: give the object in oid, its instance in index")
-        return oid
-
-    @_field_validator("index", mode="before")
-    @classmethod
-    def _index_text(cls, index: Any) -> Any:
-        index = str(index) if _is_number(index) else index
-        if isinstance(index, str) and not re.fullmatch(r"[0-9]+(\.[0-9]+)*", index):
-            raise ValueError(f"index {index!r}: use 0 for a scalar, the row (1, 1.2) for a table")
-        return index
-
-    @property
-    def instance_oid(self) -> str:
-        return f"{self.oid}.{self.index}"
+    from_: tuple[Name, ...] = Field(default=(), alias="from")
+    prefix: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,15}$")] = "if"
 
 
-class Condition(_Strict):
-    """``{value: NAME, OP: OPERAND}`` with exactly one of eq, ne, gt, ge, lt, le."""
-
-    value: Name
-    eq: int | float | bool | str | None = None
-    ne: int | float | bool | str | None = None
-    gt: float | None = None
-    ge: float | None = None
-    lt: float | None = None
-    le: float | None = None
-
-    @_model_validator(mode="after")
-    def _one_operator(self) -> Condition:
-        given = [op for op in _OPERATORS if getattr(self, op) is not None]
-        if len(given) != 1:
-            raise ValueError(f"give exactly one of eq, ne, gt, ge, lt, le (got {given or 'none'})")
-        return self
-
-    @property
-    def operator(self) -> str:
-        return next(op for op in _OPERATORS if getattr(self, op) is not None)
-
-    def holds(self, value: Value | None) -> bool | None:
-        """True/False, or None when the value is unknown (or not a number to order)."""
-        op = self.operator
-        if value is None or (op in _ORDERING and not _is_number(value)):
-            return None
-        return bool(_OPERATORS[op](value, getattr(self, op)))
-
-
-class Derivation(_Strict):
-    """A yes/no field from conditions: ``any`` (or) or ``all`` (and), unknown-aware."""
-
-    any_: tuple[Condition, ...] | None = Field(default=None, alias="any", min_length=1)
-    all_: tuple[Condition, ...] | None = Field(default=None, alias="all", min_length=1)
-
-    @_model_validator(mode="after")
-    def _one_combinator(self) -> Derivation:
-        if (self.any_ is None) == (self.all_ is None):
-            raise ValueError("give exactly one of any (or) and all (and), a list of conditions")
-        return self
-
-    @property
-    def conditions(self) -> tuple[Condition, ...]:
-        return self.any_ or self.all_ or ()
-
-    def evaluate(self, values: Mapping[str, Value | None]) -> bool | None:
-        results = [c.holds(values.get(c.value)) for c in self.conditions]
-        # Kleene logic: one known True decides `any`, one known False decides `all`;
-        # otherwise an unknown input leaves the answer unknown.
-        decisive = self.any_ is not None
-        if decisive in results:
-            return decisive
-        return None if None in results else not decisive
-
-
-class Profile(_Strict):
-    """One device model: readings (wire fields), sources (helpers) and derivations."""
-
-    profile: Annotated[str, StringConstraints(pattern=SLUG_PATTERN, max_length=64)]
-    description: str
-    mib: str | None = None
-    readings: dict[str, ValueSpec]
-    sources: dict[Name, ValueSpec] = {}
-    derive: dict[str, Derivation] = {}
-
-    @_model_validator(mode="after")
-    def _names_fit_the_wire(self) -> Profile:
-        for name, spec in self.readings.items():
-            if name not in _WIRE_KINDS:
-                raise ValueError(
-                    f"readings.{name}: not a PowerReading field; use one of "
-                    + ", ".join(_WIRE_KINDS)
-                )
-            _check_enum(f"readings.{name}", _WIRE_KINDS[name], spec)
-        for name in self.derive:
-            if _WIRE_KINDS.get(name) is not bool:
-                raise ValueError(f"derive.{name}: derive gives yes/no fields only (on_battery…)")
-            if name in self.readings:
-                raise ValueError(f"derive.{name}: also under readings; keep one of the two")
-        for name in self.sources.keys() & self.readings.keys():
-            raise ValueError(f"sources.{name}: also a reading; rename the source")
-        known = {**self.sources, **self.readings}
-        for name, derivation in self.derive.items():
-            for cond in derivation.conditions:
-                target = known.get(cond.value)
-                if target is None:
-                    raise ValueError(
-                        f"derive.{name}: {cond.value!r} is neither a reading nor"
-                        f" a source; use one of {', '.join(known)}"
-                    )
-                if target.enum is not None and cond.operator in _ORDERING:
-                    raise ValueError(f"derive.{name}: {cond.value} has an enum; use eq or ne")
-        return self
-
-
-def _check_enum(where: str, kind: Any, spec: ValueSpec) -> None:
+def _check_spec(where: str, kind: Any, spec: ValueSpec) -> None:
+    if kind is str:
+        if spec.scale != 1 or spec.offset != 0 or spec.enum is not None:
+            raise ValueError(f"{where}: a text field takes no scale, offset or enum; remove them")
+        return
+    if spec.text:
+        raise ValueError(f"{where}: not a text field; remove text: true")
     if kind in (int, float):
         if spec.enum is not None:
             raise ValueError(f"{where}: a number takes scale/offset, not enum; remove enum")
@@ -225,6 +108,111 @@ def _check_enum(where: str, kind: Any, spec: ValueSpec) -> None:
     for raw, value in spec.enum.items():
         if not (value in kind if isinstance(kind, frozenset) else isinstance(value, bool)):
             raise ValueError(f"{where}.enum.{raw}: {value!r} is not one of {words}")
+
+
+def _check_conditions(
+    where: str, conditions: Sequence[Condition], known: Mapping[str, Any]
+) -> None:
+    for cond in conditions:
+        target = known.get(cond.value)
+        if target is None:
+            raise ValueError(
+                f"{where}: {cond.value!r} is neither a reading nor a source; use one of "
+                + ", ".join(known)
+            )
+        if target.enum is not None and cond.operator in _ORDERING:
+            raise ValueError(f"{where}: {cond.value} has an enum; use eq, ne or in")
+        if cond.operator == "match" and not target.text:
+            raise ValueError(f"{where}: match needs a text value; add text: true to {cond.value}")
+
+
+def _check_fields(profile: _Profile, section: str, kinds: dict[str, Any], model: str) -> None:
+    """Shared checks: names fit the wire, derivations fit their fields, conditions resolve."""
+    fields: dict[str, ValueSpec] = getattr(profile, section)
+    for name, spec in fields.items():
+        if name not in kinds:
+            raise ValueError(f"{section}.{name}: not {model} field; use one of {', '.join(kinds)}")
+        _check_spec(f"{section}.{name}", kinds[name], spec)
+    for name in profile.sources.keys() & fields.keys():
+        raise ValueError(f"sources.{name}: also under {section}; rename the source")
+    # A wire text field (the interface name) is text even without `text: true`.
+    known = {
+        **profile.sources,
+        **{n: s.model_copy(update={"text": kinds[n] is str}) for n, s in fields.items()},
+    }
+    for name, derivation in profile.derive.items():
+        wanted = int if derivation.count_ is not None else bool
+        if kinds.get(name) is not wanted:
+            what = (
+                "count fields (alarms_count…)" if wanted is int else "yes/no fields (on_battery…)"
+            )
+            raise ValueError(f"derive.{name}: this combinator gives {what} only")
+        if name in fields:
+            raise ValueError(f"derive.{name}: also under {section}; keep one of the two")
+        _check_conditions(f"derive.{name}", derivation.conditions, known)
+    for name in profile.test.absent:
+        if name not in fields and name not in profile.derive:
+            raise ValueError(f"test.absent: {name!r} is not a reading of this profile; remove it")
+    profile._known = known
+
+
+class _Profile(_Strict):
+    profile: ProfileName
+    description: str
+    mib: str | None = None
+    sources: dict[Name, ValueSpec] = Field(default_factory=dict)
+    derive: dict[str, Derivation] = Field(default_factory=dict)
+    test: ProfileTest = ProfileTest()
+    _known: dict[str, ValueSpec] = PrivateAttr(default_factory=dict)
+
+
+class Profile(_Profile):
+    """A power device: scalars GET in one request, decoded into one ``PowerReading``."""
+
+    wire_kinds: ClassVar[dict[str, Any]] = POWER_KINDS
+    kind: Literal["power"] = "power"
+    readings: dict[str, ValueSpec]
+
+    @_model_validator(mode="after")
+    def _names_fit_the_wire(self) -> Profile:
+        _check_fields(self, "readings", POWER_KINDS, "a PowerReading")
+        return self
+
+
+class InterfaceProfile(_Profile):
+    """A table of ports: columns walked, each row decoded into one ``InterfaceReading``."""
+
+    wire_kinds: ClassVar[dict[str, Any]] = INTERFACE_KINDS
+    kind: Literal["interfaces"]
+    columns: dict[str, ValueSpec]
+    port: PortLabel
+    include: Derivation | None = None  # a row is kept only where this holds
+    exclude: Derivation | None = None  # and dropped where this holds
+    max_rows: Annotated[int, Field(ge=1, le=10_000)] = 512
+
+    @_model_validator(mode="after")
+    def _columns_fit_the_wire(self) -> InterfaceProfile:
+        for section, specs in (("columns", self.columns), ("sources", self.sources)):
+            for name, spec in specs.items():
+                if "index" in spec.model_fields_set:
+                    raise ValueError(f"{section}.{name}.index: a column is walked; remove index")
+        _check_fields(self, "columns", INTERFACE_KINDS, "an InterfaceReading")
+        for name in self.port.from_:
+            if name not in self._known or not self._known[name].text:
+                raise ValueError(f"port.from: {name!r} is not a text column or source (text: true)")
+        for key, rule in (("include", self.include), ("exclude", self.exclude)):
+            if rule is not None and rule.count_ is not None:
+                raise ValueError(f"{key}: use any or all; count does not select rows")
+            if rule is not None:
+                _check_conditions(key, rule.conditions, self._known)
+        return self
+
+
+AnyProfile = Profile | InterfaceProfile
+_KINDS: dict[str, type[Profile] | type[InterfaceProfile]] = {
+    "power": Profile,
+    "interfaces": InterfaceProfile,
+}
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -258,7 +246,7 @@ def _describe(exc: ValidationError) -> str:
     return "\n  ".join(lines)
 
 
-def load_profile(path: Path | str) -> Profile:
+def load_profile(path: Path | str) -> AnyProfile:
     """Load and validate one profile file; raise ProfileError naming the key and the fix."""
     path = Path(path)
     try:
@@ -275,8 +263,13 @@ def load_profile(path: Path | str) -> Profile:
             f"{path}: a profile is a YAML mapping with keys profile, description,"
             f" readings (got {type(data).__name__})"
         )
+    if "kind" not in data and "columns" in data:
+        raise ProfileError(f"{path}: columns are walked in a table profile; add kind: interfaces")
+    model = _KINDS.get(str(data.get("kind", "power")))
+    if model is None:
+        raise ProfileError(f"{path}: kind {data['kind']!r}: use one of {', '.join(_KINDS)}")
     try:
-        profile = Profile.model_validate(data)
+        profile = model.model_validate(data)
     except ValidationError as exc:
         raise ProfileError(f"{path}: invalid profile:\n  {_describe(exc)}") from None
     if profile.profile != path.stem:
@@ -287,7 +280,7 @@ def load_profile(path: Path | str) -> Profile:
     return profile
 
 
-def load_profile_by_name(name: str, search_dirs: Sequence[Path] | None = None) -> Profile:
+def load_profile_by_name(name: str, search_dirs: Sequence[Path] | None = None) -> AnyProfile:
     """Load ``<name>.yaml`` from the first of search_dirs that has it (default PROFILES_DIR)."""
     dirs = [Path(d) for d in search_dirs] if search_dirs is not None else [PROFILES_DIR]
     if not re.fullmatch(SLUG_PATTERN, name):
@@ -295,7 +288,10 @@ def load_profile_by_name(name: str, search_dirs: Sequence[Path] | None = None) -
     for directory in dirs:
         if (directory / f"{name}.yaml").is_file():
             return load_profile(directory / f"{name}.yaml")
-    known = sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.yaml")})
+    # <name>.modbus.yaml and the like are other protocols' profiles, in the same folder.
+    known = sorted(
+        {p.stem for d in dirs if d.is_dir() for p in d.glob("*.yaml") if "." not in p.stem}
+    )
     raise ProfileError(
         f"no profile {name!r} in {', '.join(map(str, dirs))} (known:"
         f" {', '.join(known) or 'none'}); add {name}.yaml or name a known one"
@@ -303,59 +299,12 @@ def load_profile_by_name(name: str, search_dirs: Sequence[Path] | None = None) -
 
 
 def oids(profile: Profile) -> list[str]:
-    """The OID instances to GET for this profile, each once, in profile order."""
+    """The OID instances to GET for a power profile, each once, in profile order."""
     specs = [*profile.sources.values(), *profile.readings.values()]
     return list(dict.fromkeys(spec.instance_oid for spec in specs))
 
 
-def _decode_value(spec: ValueSpec, raw: RawValue) -> Value | None:
-    if isinstance(raw, bytes):
-        try:
-            raw = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-    if isinstance(raw, str):
-        raw = raw.strip()
-        if spec.enum is not None and raw in spec.enum:
-            return spec.enum[raw]  # vendors that answer words ("OB") rather than numbers
-        try:
-            raw = float(raw)  # some cards send numbers as text ("229.5")
-        except ValueError:
-            return None
-    if raw is None or not math.isfinite(raw) or spec.invalid.rejects(raw):
-        return None
-    if spec.enum is not None:
-        return spec.enum.get(int(raw)) if float(raw).is_integer() else None
-    # Rounding drops binary noise from the scale (545 * 0.1 = 54.50000000000001).
-    return round(raw * spec.scale + spec.offset, 6)
-
-
-def _to_wire(name: str, value: Value | None) -> Value | None:
-    kind = _WIRE_KINDS[name]
-    if value is None or kind is bool or isinstance(kind, frozenset):
-        return value  # enum values were checked against the field at load time
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return None
-    return round(value) if kind is int else float(value)
-
-
-def decode(profile: Profile, device_id: str, varbinds: Mapping[str, RawValue]) -> PowerReading:
-    """Turn one GET answer (OID -> value) into a PowerReading. Pure: no I/O, no clock."""
-    answer = {oid.lstrip("."): value for oid, value in varbinds.items()}
-    values = {
-        name: _decode_value(spec, answer.get(spec.instance_oid))
-        for name, spec in (*profile.sources.items(), *profile.readings.items())
-    }
-    fields = {name: _to_wire(name, values[name]) for name in profile.readings}
-    for name, derivation in profile.derive.items():
-        fields[name] = derivation.evaluate(values)
-    base = {"device": device_id, "profile": profile.profile}
-    try:
-        return PowerReading.model_validate({**base, **fields})
-    except ValidationError as exc:
-        # A value the wire refuses as absurd (charge 250 %) is unknown, not a failed device.
-        bad = {e["loc"][0] for e in exc.errors() if e["loc"] and e["loc"][0] in fields}
-        if not bad:
-            raise
-        kept = {name: (None if name in bad else value) for name, value in fields.items()}
-        return PowerReading.model_validate({**base, **kept})
+def table_columns(profile: InterfaceProfile) -> list[str]:
+    """The column OIDs to walk for an interface profile, each once, in profile order."""
+    specs = [*profile.sources.values(), *profile.columns.values()]
+    return list(dict.fromkeys(spec.oid for spec in specs))

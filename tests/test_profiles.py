@@ -1,4 +1,5 @@
-"""Device profiles: strict loading, and the pure decode from a GET answer to a PowerReading."""
+"""Device profiles: strict loading, and the pure decoders (GET answer -> PowerReading,
+walked rows -> InterfaceReadings)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,19 @@ from typing import Any
 
 import pytest
 
+from agent.profile_decode import decode, decode_interfaces, port_slug, rows_from_walk
 from agent.profiles import (
     PROFILES_DIR,
+    InterfaceProfile,
+    Profile,
     ProfileError,
     RawValue,
-    decode,
     load_profile,
     load_profile_by_name,
     oids,
+    table_columns,
 )
-from agent.wire import PowerReading
+from agent.wire import InterfaceReading, PowerReading
 
 UPS = "1.3.6.1.2.1.33.1."
 STATUS, SECONDS, MINUTES, CHARGE = UPS + "2.1.0", UPS + "2.2.0", UPS + "2.3.0", UPS + "2.4.0"
@@ -150,8 +154,14 @@ def write(directory: Path, name: str, text: str) -> Path:
     return path
 
 
+def power(path: Path) -> Profile:
+    profile = load_profile(path)
+    assert isinstance(profile, Profile)
+    return profile
+
+
 def test_a_vendor_profile_with_word_enums(tmp_path: Path) -> None:
-    profile = load_profile(write(tmp_path, "vendor-x", GOOD.format(name="vendor-x")))
+    profile = power(write(tmp_path, "vendor-x", GOOD.format(name="vendor-x")))
     answer = {"1.3.6.1.4.1.99.1.0": b"87", "1.3.6.1.4.1.99.2.0": b"OB"}
     reading = decode(profile, "ups-2", answer)
     assert (reading.battery_charge_pct, reading.on_battery) == (87.0, True)
@@ -205,6 +215,43 @@ BAD = [
         "  battery_charge_pct: {oid: 1.3.6.1.4.1.99.9}",
         ["duplicate key 'battery_charge_pct'", "bad.yaml:8:"],
     ),
+    (
+        "count into a yes/no field",
+        "derive:\n  mains_present:\n    count: [{value: battery_charge_pct, gt: 1}]",
+        ["derive.mains_present", "count fields"],
+    ),
+    (
+        "match on a number",
+        "derive:\n  mains_present:\n    any: [{value: battery_charge_pct, match: x}]",
+        ["derive.mains_present", "match needs a text value", "text: true"],
+    ),
+    (
+        "match that is no regex",
+        "sources:\n  model: {oid: 1.3.6.1.4.1.99.5, text: true}\n"
+        "derive:\n  mains_present:\n    any: [{value: model, match: '('}]",
+        ["derive.mains_present.any.0", "not a regular expression"],
+    ),
+    (
+        "text with a scale",
+        "sources:\n  model: {oid: 1.3.6.1.4.1.99.5, text: true, scale: 2}",
+        ["sources.model", "text value takes no scale"],
+    ),
+    (
+        "text on a number field",
+        "  load_pct: {oid: 1.3.6.1.4.1.99.5, text: true}",
+        ["readings.load_pct", "not a text field"],
+    ),
+    (
+        "empty in-list",
+        "derive:\n  mains_present:\n    any: [{value: battery_charge_pct, in: []}]",
+        ["derive.mains_present.any.0.in"],
+    ),
+    ("an unknown kind", "kind: table", ["kind 'table'", "power, interfaces"]),
+    (
+        "test.absent names no reading",
+        "test: {absent: [fuel_pct]}",
+        ["test.absent", "'fuel_pct'", "remove it"],
+    ),
 ]
 
 
@@ -239,9 +286,233 @@ def test_profile_name_must_match_the_file(tmp_path: Path) -> None:
 
 def test_search_dirs_override_and_unknown_names(tmp_path: Path) -> None:
     write(tmp_path, "ups-mib", GOOD.format(name="ups-mib"))
-    assert "on_battery" in load_profile_by_name("ups-mib", [tmp_path, PROFILES_DIR]).readings
+    overridden = load_profile_by_name("ups-mib", [tmp_path, PROFILES_DIR])
+    assert isinstance(overridden, Profile) and "on_battery" in overridden.readings
     assert "on_battery" in load_profile_by_name("ups-mib").derive
     with pytest.raises(ProfileError, match=r"no profile 'apc-x'.*known: ups-mib"):
         load_profile_by_name("apc-x", [tmp_path])
     with pytest.raises(ProfileError, match="not a slug"):
         load_profile_by_name("../etc/passwd")
+
+
+def test_count_is_a_lower_bound_and_unknown_only_when_nothing_is_known(tmp_path: Path) -> None:
+    text = GOOD.format(name="counts") + (
+        "sources:\n  a: {oid: 1.3.6.1.4.1.99.7}\n  b: {oid: 1.3.6.1.4.1.99.8}\n"
+        "derive:\n  alarms_count:\n    count: [{value: a, eq: 2}, {value: b, in: [3, 4]}]\n"
+    )
+    profile = power(write(tmp_path, "counts", text))
+    a, b = "1.3.6.1.4.1.99.7.0", "1.3.6.1.4.1.99.8.0"
+    cases = [({a: 2, b: 4}, 2), ({a: 2, b: 1}, 1), ({a: 1, b: 1}, 0), ({a: 2}, 1), ({}, None)]
+    for answer, expected in cases:
+        assert decode(profile, "ups-9", answer).alarms_count == expected, answer
+
+
+def test_match_on_a_text_source(tmp_path: Path) -> None:
+    text = GOOD.format(name="words") + (
+        "sources:\n  state: {oid: 1.3.6.1.4.1.99.7, text: true}\n"
+        "derive:\n  mains_present:\n    any: [{value: state, match: '(?i)^on ?line'}]\n"
+    )
+    profile = power(write(tmp_path, "words", text))
+    state = "1.3.6.1.4.1.99.7.0"
+    assert decode(profile, "ups-9", {state: b"Online"}).mains_present is True
+    assert decode(profile, "ups-9", {state: b"On battery"}).mains_present is False
+    assert decode(profile, "ups-9", {}).mains_present is None
+
+
+# --- table profiles ------------------------------------------------------------------
+
+IF, IFX = "1.3.6.1.2.1.2.2.1.", "1.3.6.1.2.1.31.1.1.1."
+NAME, DESCR, TYPE, ADMIN, OPER = IFX + "1", IF + "2", IF + "3", IF + "7", IF + "8"
+SPEED, HC_IN, HC_OUT, IN_ERR, OUT_ERR = IFX + "15", IFX + "6", IFX + "10", IF + "14", IF + "20"
+
+
+def row(
+    name: str, if_type: int = 6, oper: int = 1, changes: dict[str, RawValue] | None = None
+) -> dict[str, RawValue]:
+    values: dict[str, RawValue] = {
+        NAME: name.encode(),
+        DESCR: f"Port {name}".encode(),
+        TYPE: if_type,
+        ADMIN: 1,
+        OPER: oper,
+        SPEED: 1000,
+        HC_IN: 2**40,
+        HC_OUT: 2**39,
+        IN_ERR: 3,
+        OUT_ERR: 0,
+    }
+    values.update(changes or {})
+    return values
+
+
+@pytest.fixture(scope="module")
+def if_mib() -> InterfaceProfile:
+    profile = load_profile_by_name("if-mib-router")
+    assert isinstance(profile, InterfaceProfile)
+    return profile
+
+
+def test_shipped_table_profile_walks_each_column_once(if_mib: InterfaceProfile) -> None:
+    columns = table_columns(if_mib)
+    assert len(columns) == len(set(columns)) == 10
+    assert NAME in columns and TYPE in columns and HC_IN in columns
+
+
+def test_table_rows_become_interfaces_filtered_and_labelled(if_mib: InterfaceProfile) -> None:
+    rows = {
+        "1": row("Gi0/0/0"),
+        "2": row("Gi0/0/1", oper=2),
+        "3": row("Lo0", if_type=24),  # loopback: not an Ethernet type
+        "4": row("Gi0"),  # the management port: excluded by name
+        "5": row("", changes={DESCR: b""}),  # no label at all: ifIndex
+        "6": row("Gi0/0/0"),  # the same name twice: the index tells them apart
+        "7": row("Te0/1/0", oper=7, changes={SPEED: 10_000}),  # lowerLayerDown
+        "8": row("Tu1", changes={TYPE: None}),  # ifType unknown: not kept on a guess
+        "10": row("Gi0/0/9", oper=3, changes={HC_IN: None, SPEED: -1}),  # testing, gaps, absurd
+    }
+    readings = decode_interfaces(if_mib, "rt-1", rows)
+    assert [r.port for r in readings] == [
+        "gi0-0-0",
+        "gi0-0-1",
+        "if5",
+        "gi0-0-0-6",
+        "te0-1-0",
+        "gi0-0-9",
+    ]
+    first = readings[0]
+    assert first == InterfaceReading(
+        device="rt-1",
+        port="gi0-0-0",
+        name="Gi0/0/0",
+        oper_up=True,
+        admin_up=True,
+        speed_mbps=1000.0,
+        in_octets_total=2**40,
+        out_octets_total=2**39,
+        in_errors_total=3,
+        out_errors_total=0,
+    )
+    by_port = {r.port: r for r in readings}
+    assert by_port["gi0-0-1"].oper_up is False and by_port["te0-1-0"].oper_up is False
+    assert by_port["if5"].name is None
+    gaps = by_port["gi0-0-9"]
+    assert (gaps.oper_up, gaps.in_octets_total, gaps.speed_mbps) == (None, None, None)
+
+
+def test_rows_are_in_index_order_and_bounded(if_mib: InterfaceProfile) -> None:
+    rows = {str(i): row(f"Gi1/{i}") for i in (10, 9, 2, 1)}
+    assert [r.port for r in decode_interfaces(if_mib, "sw-1", rows)] == [
+        "gi1-1",
+        "gi1-2",
+        "gi1-9",
+        "gi1-10",
+    ]
+    small = if_mib.model_copy(update={"max_rows": 2})
+    assert len(decode_interfaces(small, "sw-1", rows)) == 2
+
+
+def test_rows_from_walk_pivots_columns_into_rows() -> None:
+    walked: dict[str, dict[str, RawValue]] = {
+        NAME: {"1": b"Gi0/0/0", "2": b"Gi0/0/1"},
+        "." + OPER: {"1": 1},
+    }
+    assert rows_from_walk(walked) == {
+        "1": {NAME: b"Gi0/0/0", OPER: 1},
+        "2": {NAME: b"Gi0/0/1"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "slug"),
+    [
+        ("GigabitEthernet0/0/1", "gigabitethernet0-0-1"),
+        ("Gi0/0/1.100", "gi0-0-1-100"),
+        ("  eth0  ", "eth0"),
+        ("Đường truyền Huế #2", "duong-truyen-hue-2"),
+        ("///", None),
+        ("", None),
+        ("x" * 80, "x" * 64),
+    ],
+)
+def test_port_slug(text: str, slug: str | None) -> None:
+    assert port_slug(text) == slug
+
+
+TABLE = """\
+profile: {name}
+kind: interfaces
+description: test table
+columns:
+  name: {{oid: 1.3.6.1.2.1.31.1.1.1.1}}
+  oper_up: {{oid: 1.3.6.1.2.1.2.2.1.8, enum: {{1: true, 2: false}}}}
+sources:
+  if_type: {{oid: 1.3.6.1.2.1.2.2.1.3}}
+port: {{from: [name]}}
+"""
+
+BAD_TABLES = [
+    (
+        "index on a column",
+        "  speed_mbps: {oid: 1.3.6.1.2.1.31.1.1.1.15, index: 1}",
+        ["columns.speed_mbps.index", "a column is walked"],
+    ),
+    (
+        "not an interface field",
+        "  battery_charge_pct: {oid: 1.3.6.1.4.1.99.1}",
+        ["columns.battery_charge_pct", "not an InterfaceReading field", "rsl_dbm"],
+    ),
+    (
+        "yes/no column without enum",
+        "  admin_up: {oid: 1.3.6.1.2.1.2.2.1.7}",
+        ["columns.admin_up", "enum"],
+    ),
+    (
+        "port label from a number",
+        "port: {from: [if_type]}",
+        ["port.from", "'if_type'", "text"],
+    ),
+    (
+        "include by count",
+        "include:\n  count: [{value: if_type, eq: 6}]",
+        ["include", "count does not select rows"],
+    ),
+    (
+        "include from an unknown value",
+        "include:\n  any: [{value: iftype, eq: 6}]",
+        ["include", "'iftype'", "if_type"],
+    ),
+    ("max_rows of zero", "max_rows: 0", ["max_rows", "greater than or equal to 1"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("extra", "needles"), [b[1:] for b in BAD_TABLES], ids=[b[0] for b in BAD_TABLES]
+)
+def test_bad_table_profiles_name_the_key_and_the_fix(
+    tmp_path: Path, extra: str, needles: list[str]
+) -> None:
+    text = TABLE.format(name="bad")
+    if extra.startswith("  "):  # a column: goes under columns
+        text = text.replace("sources:\n", extra + "\nsources:\n")
+    elif extra.startswith("port:"):
+        text = text.replace("port: {from: [name]}\n", "")
+        text += extra + "\n"
+    else:
+        text += extra + "\n"
+    with pytest.raises(ProfileError) as caught:
+        load_profile(write(tmp_path, "bad", text))
+    message = str(caught.value)
+    for needle in needles:
+        assert needle in message, message
+
+
+def test_a_table_profile_without_its_kind(tmp_path: Path) -> None:
+    text = TABLE.format(name="nokind").replace("kind: interfaces\n", "")
+    with pytest.raises(ProfileError, match="add kind: interfaces"):
+        load_profile(write(tmp_path, "nokind", text))
+
+
+def test_a_table_profile_needs_a_port_label(tmp_path: Path) -> None:
+    text = TABLE.format(name="noport").replace("port: {from: [name]}\n", "")
+    with pytest.raises(ProfileError, match="port: required key missing"):
+        load_profile(write(tmp_path, "noport", text))

@@ -1,4 +1,5 @@
-"""The SNMP probe against a real snmpsim serving firmware-configs/recordings/ups-mib.snmprec."""
+"""The SNMP probe and transport against a real snmpsim serving firmware-configs/recordings/:
+v2c and v3 (authPriv SHA/AES), GETs and table walks, dead devices and bad keys."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from agent.probes.snmp import SnmpTarget, collect
-from agent.profiles import Profile, load_profile_by_name, oids
-from agent.snmp_transport import SnmpError, SnmpV2cTransport
-from agent.wire import PowerReading
+from agent.config import SiteConfig
+from agent.cycle import poll_once
+from agent.probes import Transports
+from agent.probes.snmp import SnmpTarget, collect, collect_interfaces
+from agent.profiles import InterfaceProfile, Profile, load_profile_by_name, oids
+from agent.snmp_transport import CommunityAuth, SnmpError, SnmpV2cTransport, UsmAuth
+from agent.wire import InterfaceReading, PowerReading, utc_now
 from kienco.local_services import free_port
 from tests.support.snmpsim import SnmpSetError, SnmpSim, snmp_set, snmp_set_many
 
@@ -33,7 +37,16 @@ async def transport() -> AsyncIterator[SnmpV2cTransport]:
 
 @pytest.fixture(scope="module")
 def profile() -> Profile:
-    return load_profile_by_name("ups-mib")
+    loaded = load_profile_by_name("ups-mib")
+    assert isinstance(loaded, Profile)
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def router() -> InterfaceProfile:
+    loaded = load_profile_by_name("if-mib-router")
+    assert isinstance(loaded, InterfaceProfile)
+    return loaded
 
 
 def target(sim: SnmpSim, **changes: object) -> SnmpTarget:
@@ -142,6 +155,166 @@ async def test_transport_raises_a_typed_error_with_the_device(transport: SnmpV2c
     assert f"127.0.0.1:{port}" in str(caught.value)
 
 
-def test_the_community_does_not_print() -> None:
+def test_secrets_do_not_print(snmpsim: SnmpSim) -> None:
     device = SnmpTarget(device="ups-1", host="10.0.0.1", community="s3cret", profile="ups-mib")
-    assert "s3cret" not in repr(device) and "s3cret" not in str(device)
+    v3 = target(snmpsim, v3=snmpsim.v3("ups-mib"))
+    usm = UsmAuth("u1", auth_key="auth-s3cret", priv_key="priv-s3cret")
+    printed = [repr(device), str(device), repr(v3), str(v3), repr(usm), str(usm)]
+    printed += [repr(CommunityAuth("s3cret")), repr(v3.auth())]
+    for text in printed:
+        assert "s3cret" not in text and snmpsim.v3_auth_key not in text, text
+        assert snmpsim.v3_priv_key not in text, text
+
+
+async def test_v3_auth_priv_reads_the_same_recording(
+    snmpsim: SnmpSim, transport: SnmpV2cTransport, profile: Profile
+) -> None:
+    over_v3 = await collect(
+        target(snmpsim, v3=snmpsim.v3("ups-mib")), transport=transport, profile=profile
+    )
+    over_v2c = await collect(target(snmpsim), transport=transport, profile=profile)
+    assert over_v3.error is None
+    assert over_v3 == over_v2c
+
+
+async def test_v3_wrong_key_is_an_error_reading_and_no_hang(
+    snmpsim: SnmpSim, transport: SnmpV2cTransport, profile: Profile
+) -> None:
+    wrong = target(
+        snmpsim,
+        v3=snmpsim.v3("ups-mib", auth_key={"value": "not-the-auth-key"}),
+        timeout_s=0.5,
+        retries=1,
+    )
+    started = time.monotonic()
+    reading = await collect(wrong, transport=transport, profile=profile)
+    assert time.monotonic() - started < wrong.worst_case_s + 0.5
+    assert reading.error and reading.error.startswith(f"snmp {snmpsim.host}:{snmpsim.port}")
+    assert reading.battery_charge_pct is None and reading.on_battery is None
+    # The right key on the same transport still works: one user name, two keys, kept apart.
+    right = await collect(
+        target(snmpsim, v3=snmpsim.v3("ups-mib")), transport=transport, profile=profile
+    )
+    assert right.error is None and right.battery_charge_pct == 100
+
+
+async def test_v3_keys_from_a_missing_env_variable_fail_that_device_only(
+    snmpsim: SnmpSim, transport: SnmpV2cTransport, profile: Profile
+) -> None:
+    unset = target(snmpsim, v3=snmpsim.v3("ups-mib", auth_key={"env": "KIENCO_TEST_UNSET_KEY"}))
+    reading = await collect(unset, transport=transport, profile=profile)
+    assert reading.error == "environment variable KIENCO_TEST_UNSET_KEY is not set"
+
+
+IF, IFX = "1.3.6.1.2.1.2.2.1.", "1.3.6.1.2.1.31.1.1.1."
+
+
+@pytest.mark.parametrize("max_repetitions", [25, 2])
+async def test_walk_reads_whole_columns_and_stops_at_their_end(
+    snmpsim: SnmpSim, max_repetitions: int
+) -> None:
+    snmp = SnmpV2cTransport(max_repetitions=max_repetitions)  # 2: many GETBULKs per column
+    columns = [IF + "2", IFX + "1", IFX + "6", "1.3.6.1.4.1.99999.1"]
+    try:
+        walked = await snmp.walk(
+            snmpsim.host, snmpsim.port, "if-mib-router", columns, timeout_s=1, retries=0
+        )
+        bounded = await snmp.walk(
+            snmpsim.host,
+            snmpsim.port,
+            "if-mib-router",
+            columns[:2],
+            timeout_s=1,
+            retries=0,
+            max_rows=4,
+        )
+    finally:
+        snmp.close()
+    assert list(walked) == columns
+    indexes = [str(i) for i in range(1, 10)]
+    assert [list(cells) for cells in walked.values()] == [indexes, indexes, indexes, []]
+    assert walked[IF + "2"]["1"] == b"GigabitEthernet0/0/0"
+    assert walked[IFX + "1"]["9"] == b"BD100"
+    assert walked[IFX + "6"]["5"] == 41_205_713_830_927  # Counter64 past 2**32
+    assert [list(cells) for cells in bounded.values()] == [indexes[:4], indexes[:4]]
+
+
+async def test_interfaces_over_v3_and_a_dead_router(
+    snmpsim: SnmpSim, transport: SnmpV2cTransport, router: InterfaceProfile
+) -> None:
+    def router_target(**changes: object) -> SnmpTarget:
+        return target(snmpsim, device="rt-1", profile="if-mib-router", **changes)
+
+    ports = await collect_interfaces(
+        router_target(v3=snmpsim.v3("if-mib-router")), transport=transport, profile=router
+    )
+    assert [p.port for p in ports] == ["gi0-0-0", "gi0-0-1", "gi0-0-2", "gi0-0-3", "te0-0-4"]
+    assert all(p.error is None and p.device == "rt-1" for p in ports)
+    dead = router_target(port=free_port(socket.SOCK_DGRAM), timeout_s=0.3, retries=0)
+    (failed,) = await collect_interfaces(dead, transport=transport, profile=router)
+    assert failed.model_dump(exclude_none=True) == {
+        "device": "rt-1",
+        "port": "all",
+        "error": f"snmp {snmpsim.host}:{dead.port}: no answer within 0.3 s"
+        " (timeout 0.3 s x 1 tries)",
+    }
+
+
+def site_with(devices: list[dict[str, object]], credentials: dict[str, object]) -> SiteConfig:
+    return SiteConfig.model_validate(
+        {
+            "site": "dn-bts-007",
+            "province": "dn",
+            "kind": "station",
+            "name": "Trạm BTS Sơn Trà",
+            "broker": {"url": "mqtt://127.0.0.1:1"},
+            "snmp_credentials": credentials,
+            "devices": devices,
+        }
+    )
+
+
+async def test_a_dead_device_delays_the_cycle_by_its_own_budget_only(snmpsim: SnmpSim) -> None:
+    timeout_s, retries = 0.4, 1
+    budget = timeout_s * (retries + 1)
+    good = [
+        ("ups-mib", "ups-1", "ups"),
+        ("apc-powernet-ups", "ups-2", "ups"),
+        ("vertiv-netsure-dc", "dc-1", "rectifier"),
+        ("if-mib-router", "rt-1", "router"),
+    ]
+    devices: list[dict[str, object]] = [
+        {
+            "device": device,
+            "role": role,
+            "profile": name,
+            "host": snmpsim.host,
+            "port": snmpsim.port,
+            "credentials": name,
+            "timeout_s": timeout_s,
+            "retries": retries,
+        }
+        for name, device, role in good
+    ]
+    dead_port = free_port(socket.SOCK_DGRAM)
+    devices.insert(0, {**devices[0], "device": "ups-dead", "port": dead_port})
+    credentials: dict[str, object] = {
+        name: {"community": {"value": snmpsim.community(name)}} for name, _, _ in good
+    }
+    transports = Transports()
+    try:
+        started = time.monotonic()
+        report = await poll_once(site_with(devices, credentials), transports, seq=1, now=utc_now())
+        elapsed = time.monotonic() - started
+    finally:
+        transports.snmp().close()
+    # Concurrent polls: the cycle lasts about the dead device's budget, not the sum.
+    assert budget <= elapsed < budget + 0.5, elapsed
+    power = {r.device: r for r in report.power}
+    assert power["ups-dead"].error == (
+        f"snmp {snmpsim.host}:{dead_port}: no answer within 0.8 s (timeout 0.4 s x 2 tries)"
+    )
+    assert all(power[d].error is None for d in ("ups-1", "ups-2", "dc-1"))
+    assert power["dc-1"].dc_voltage_v == -53.52
+    assert len(report.interfaces) == 5
+    assert all(isinstance(i, InterfaceReading) and i.error is None for i in report.interfaces)
