@@ -129,8 +129,10 @@ class DeviceConfig(_Strict):
     unit_id: Annotated[int, Field(ge=0, le=255)] = 1
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 2.0
     retries: Annotated[int, Field(ge=0, le=10)] = 1
-    # A generator controller seldom reports its burn rate: the site knows it.
+    # A generator controller seldom reports its burn rate: the site knows it, either
+    # as a fixed rate or as the full-load rate scaled to the current load (agent/fuel.py).
     fuel_burn_l_per_h: Annotated[float, Field(gt=0, le=10_000)] | None = None
+    fuel_burn_full_load_l_per_h: Annotated[float, Field(gt=0, le=10_000)] | None = None
     tank_l: Annotated[float, Field(gt=0, le=1_000_000)] | None = None
 
     @model_validator(mode="after")

@@ -10,6 +10,7 @@ import importlib
 from datetime import datetime
 
 from agent.config import DeviceConfig, PathConfig, SiteConfig
+from agent.fuel import burn_at_load
 from agent.probes import DevicePoller, DeviceReading, Transports, host, links
 from agent.wire import InterfaceReading, LinkReading, PowerReading, Report, RoomReading
 
@@ -113,11 +114,18 @@ async def _poll_device(
 
 
 def _with_site_knowledge(reading: DeviceReading, device: DeviceConfig) -> DeviceReading:
-    """Fill what the site config knows and the device does not say (a genset's burn rate)."""
-    if (
-        isinstance(reading, PowerReading)
-        and reading.fuel_burn_l_per_h is None
-        and device.fuel_burn_l_per_h is not None
-    ):
-        return reading.model_copy(update={"fuel_burn_l_per_h": device.fuel_burn_l_per_h})
-    return reading
+    """Fill what the site config knows and the device does not say: a genset's burn rate
+    (fixed, or the full-load rate at the current load) and its fuel in litres."""
+    if not isinstance(reading, PowerReading) or reading.error is not None:
+        return reading
+    update: dict[str, float] = {}
+    if reading.fuel_burn_l_per_h is None:
+        if device.fuel_burn_full_load_l_per_h is not None and reading.load_pct is not None:
+            update["fuel_burn_l_per_h"] = burn_at_load(
+                device.fuel_burn_full_load_l_per_h, reading.load_pct
+            )
+        elif device.fuel_burn_l_per_h is not None:
+            update["fuel_burn_l_per_h"] = device.fuel_burn_l_per_h
+    if reading.fuel_l is None and reading.fuel_pct is not None and device.tank_l is not None:
+        update["fuel_l"] = device.tank_l * reading.fuel_pct / 100.0
+    return reading.model_copy(update=update) if update else reading
