@@ -100,3 +100,11 @@ def test_secrets_never_print(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.broker.password.reveal() == "hunter2-secret"
     monkeypatch.setenv("KIENCO_SNMP_COMMUNITY", "public-xyz")
     assert "public-xyz" not in repr(parse_yaml_model(_station(), SiteConfig, source="s"))
+
+
+def test_every_example_site_config_loads() -> None:
+    examples = sorted((REPO / "firmware-configs" / "sites").glob("*.yaml"))
+    assert len(examples) >= 3
+    for path in examples:
+        config = load_site_config(path)
+        assert config.site and config.name
