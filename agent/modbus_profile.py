@@ -11,17 +11,24 @@ from __future__ import annotations
 
 import math
 import operator
-import re
-import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import Field, ValidationError
 from pydantic import model_validator as _model_validator
 
-from agent.config_errors import ConfigError, load_yaml_model
-from agent.wire import SLUG_PATTERN, PowerReading
+from agent.profile_files import (
+    Invalid,
+    Name,
+    ProfileDocument,
+    Strict,
+    check_enum,
+    find_profile,
+    load_profile_file,
+    wire_kinds,
+)
+from agent.wire import PowerReading
 
 __all__ = ["ModbusProfile", "ModbusProfileError", "blocks", "decode", "load_modbus_profile"]
 
@@ -31,7 +38,6 @@ MAX_READ = 125  # registers per Modbus read: a PDU holds at most 125 (Modbus spe
 
 RegisterType = Literal["u16", "s16", "u32", "s32", "codes4"]
 Value = int | float | str | bool
-Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
 _ORDERING = ("gt", "ge", "lt", "le")
 _OPERATORS = {op: getattr(operator, op) for op in ("eq", "ne", *_ORDERING)}
 
@@ -40,49 +46,11 @@ class ModbusProfileError(ValueError):
     """A profile that cannot be used; the message names the file, the key and the fix."""
 
 
-def _kind(annotation: Any) -> Any:
-    (inner,) = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if typing.get_origin(inner) is Annotated:
-        inner = typing.get_args(inner)[0]
-    return frozenset(typing.get_args(inner)) if typing.get_origin(inner) is Literal else inner
-
-
 # What each PowerReading field holds, read from the wire contract so the two cannot drift.
-_WIRE: dict[str, Any] = {
-    name: _kind(f.annotation)
-    for name, f in PowerReading.model_fields.items()
-    if name not in ("device", "profile", "error")
-}
+_WIRE = wire_kinds(PowerReading, "device", "profile", "error")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    @_model_validator(mode="before")
-    @classmethod
-    def _known_keys(cls, data: Any) -> Any:
-        # extra="forbid" alone says "Extra inputs are not permitted"; name the allowed keys.
-        if isinstance(data, dict):
-            allowed = sorted(f.alias or n for n, f in cls.model_fields.items())
-            for key in data:
-                if key not in allowed:
-                    raise ValueError(f"unknown key {key!r}; allowed here: {', '.join(allowed)}")
-        return data
-
-
-class Invalid(_Strict):
-    """Raw values that mean "not available" (checked after sign, before scale and enum)."""
-
-    equals: tuple[int, ...] = ()
-    below: float | None = None
-    above: float | None = None
-
-    def rejects(self, raw: int) -> bool:
-        low = self.below is not None and raw < self.below
-        return raw in self.equals or low or (self.above is not None and raw > self.above)
-
-
-class Register(_Strict):
+class Register(Strict):
     """One value: ``raw * scale + offset``, ``enum[raw]``, or (codes4) a count of codes."""
 
     address: Annotated[int, Field(ge=0, le=65535)]
@@ -111,7 +79,7 @@ class Register(_Strict):
         return self.words or (2 if self.type in ("u32", "s32") else 1)
 
 
-class Condition(_Strict):
+class Condition(Strict):
     """``{value: NAME, OP: OPERAND}`` with exactly one of eq, ne, gt, ge, lt, le."""
 
     value: Name
@@ -140,7 +108,7 @@ class Condition(_Strict):
         return bool(_OPERATORS[op](value, getattr(self, op)))
 
 
-class Derivation(_Strict):
+class Derivation(Strict):
     """A yes/no field: ``any`` (or), ``all`` (and), or ``first`` (the first known decides)."""
 
     any_: tuple[Condition, ...] | None = Field(default=None, alias="any", min_length=1)
@@ -168,17 +136,15 @@ class Derivation(_Strict):
         return None if None in results else not decisive
 
 
-class ModbusProfile(_Strict):
+class ModbusProfile(ProfileDocument):
     """One controller family: readings (wire fields), sources (helpers), derivations."""
 
-    profile: Annotated[str, StringConstraints(pattern=SLUG_PATTERN, max_length=64)]
-    description: str
     word_order: Literal["big", "little"] = "big"
     max_gap: Annotated[int, Field(ge=0, le=MAX_READ)] = 0
-    sentinels: dict[Literal["u16", "s16", "u32", "s32"], Invalid] = {}
+    sentinels: dict[Literal["u16", "s16", "u32", "s32"], Invalid] = Field(default_factory=dict)
     readings: dict[str, Register]
-    sources: dict[Name, Register] = {}
-    derive: dict[str, Derivation] = {}
+    sources: dict[Name, Register] = Field(default_factory=dict)
+    derive: dict[str, Derivation] = Field(default_factory=dict)
 
     @_model_validator(mode="after")
     def _fits_the_wire(self) -> ModbusProfile:
@@ -218,47 +184,28 @@ def _check(where: str, kind: Any, spec: Register) -> None:
         if kind is not int:
             raise ValueError(f"{where}: codes4 gives a count; use it for a count field")
         return
-    if kind in (int, float):
-        if spec.enum is not None:
-            raise ValueError(f"{where}: a number takes scale/offset, not enum; remove enum")
-        return
-    words = sorted(kind) if isinstance(kind, frozenset) else [True, False]
-    if spec.enum is None:
-        raise ValueError(f"{where}: map the raw values onto {words} with enum (or use derive)")
-    for raw, value in spec.enum.items():
-        if not (value in kind if isinstance(kind, frozenset) else isinstance(value, bool)):
-            raise ValueError(f"{where}.enum.{raw}: {value!r} is not one of {words}")
+    check_enum(where, kind, spec.enum)
 
 
 def load_modbus_profile(path: Path | str) -> ModbusProfile:
     """Load and validate one profile file; raise ModbusProfileError naming the key and the fix."""
-    path = Path(path)
-    try:
-        profile = load_yaml_model(path, ModbusProfile)
-    except ConfigError as exc:
-        raise ModbusProfileError(str(exc)) from None
-    if path.name != f"{profile.profile}{SUFFIX}":
-        raise ModbusProfileError(
-            f"{path}: key 'profile' is {profile.profile!r}, so the file must be named"
-            f" {profile.profile}{SUFFIX}; make them the same (devices name profiles by file)"
-        )
-    return profile
+    return load_profile_file(
+        path, ModbusProfile, ModbusProfileError, what="Modbus profile", suffix=SUFFIX
+    )
 
 
 def load_modbus_profile_by_name(
     name: str, search_dirs: Sequence[Path] | None = None
 ) -> ModbusProfile:
     """Load ``<name>.modbus.yaml`` from the first of search_dirs that has it."""
-    dirs = [Path(d) for d in search_dirs] if search_dirs is not None else [PROFILES_DIR]
-    if not re.fullmatch(SLUG_PATTERN, name):
-        raise ModbusProfileError(f"profile name {name!r} is not a slug like 'dse-gencomm'")
-    for directory in dirs:
-        if (directory / f"{name}{SUFFIX}").is_file():
-            return load_modbus_profile(directory / f"{name}{SUFFIX}")
-    known = sorted({p.name.removesuffix(SUFFIX) for d in dirs for p in d.glob(f"*{SUFFIX}")})
-    raise ModbusProfileError(
-        f"no Modbus profile {name!r} in {', '.join(map(str, dirs))} (known:"
-        f" {', '.join(known) or 'none'}); add {name}{SUFFIX} or name a known one"
+    return find_profile(
+        name,
+        search_dirs if search_dirs is not None else [PROFILES_DIR],
+        suffix=SUFFIX,
+        error_cls=ModbusProfileError,
+        load=load_modbus_profile,
+        example="dse-gencomm",
+        what="Modbus profile",
     )
 
 

@@ -16,10 +16,11 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, Field, StringConstraints, ValidationError
 from pydantic import field_validator as _field_validator
 from pydantic import model_validator as _model_validator
 
+from agent.profile_files import Invalid, Name, Strict
 from agent.wire import InterfaceReading, PowerReading
 
 if TYPE_CHECKING:  # the profile documents import this module's vocabulary
@@ -37,41 +38,13 @@ _OPERATORS = {op: getattr(operator, op) for op in ("eq", "ne", *_ORDERING)}
 _ALL_OPERATORS = (*_OPERATORS, "in", "match")
 
 Oid = Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)+$")]
-Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
 
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    @_model_validator(mode="before")
-    @classmethod
-    def _known_keys(cls, data: Any) -> Any:
-        # extra="forbid" alone says "Extra inputs are not permitted"; name the allowed keys.
-        if isinstance(data, dict):
-            allowed = sorted(f.alias or n for n, f in cls.model_fields.items())
-            for key in data:
-                if key not in allowed:
-                    raise ValueError(f"unknown key {key!r}; allowed here: {', '.join(allowed)}")
-        return data
-
-
-class Invalid(_Strict):
-    """Raw values that mean "unknown" (checked before scale and enum)."""
-
-    equals: tuple[float, ...] = ()
-    below: float | None = None
-    above: float | None = None
-
-    def rejects(self, raw: float) -> bool:
-        below = self.below is not None and raw < self.below
-        return raw in self.equals or below or (self.above is not None and raw > self.above)
-
-
-class ValueSpec(_Strict):
+class ValueSpec(Strict):
     """How one OID becomes one value: ``raw * scale + offset``, ``enum[raw]``, or text."""
 
     oid: Oid
@@ -111,7 +84,7 @@ class ValueSpec(_Strict):
         return f"{self.oid}.{self.index}"
 
 
-class Condition(_Strict):
+class Condition(Strict):
     """``{value: NAME, OP: OPERAND}``, one of eq, ne, gt, ge, lt, le, in (a list), match (regex)."""
 
     value: Name
@@ -156,7 +129,7 @@ class Condition(_Strict):
         return bool(_OPERATORS[op](value, self._operand(op)))
 
 
-class Derivation(_Strict):
+class Derivation(Strict):
     """``any`` (or) / ``all`` (and) give a yes/no field; ``count`` counts conditions that hold."""
 
     any_: tuple[Condition, ...] | None = Field(default=None, alias="any", min_length=1)

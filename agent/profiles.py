@@ -11,28 +11,25 @@ pure decoding live in :mod:`agent.profile_decode`.
 
 from __future__ import annotations
 
-import re
-import typing
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-import yaml
-from pydantic import BaseModel, Field, PrivateAttr, StringConstraints, ValidationError
+from pydantic import Field, PrivateAttr, StringConstraints
 from pydantic import model_validator as _model_validator
 
-from agent.profile_decode import (
-    _ORDERING,
-    Condition,
-    Derivation,
+from agent.profile_decode import _ORDERING, Condition, Derivation, RawValue, Value, ValueSpec
+from agent.profile_files import (
     Invalid,
     Name,
-    RawValue,
-    Value,
-    ValueSpec,
-    _Strict,
+    ProfileDocument,
+    Strict,
+    check_enum,
+    find_profile,
+    load_profile_file,
+    wire_kinds,
 )
-from agent.wire import SLUG_PATTERN, InterfaceReading, PowerReading
+from agent.wire import InterfaceReading, PowerReading
 
 __all__ = [
     "PROFILES_DIR",
@@ -53,38 +50,22 @@ __all__ = [
 ]
 
 PROFILES_DIR = Path(__file__).parents[1] / "firmware-configs" / "profiles"
-ProfileName = Annotated[str, StringConstraints(pattern=SLUG_PATTERN, max_length=64)]
-
-
-def _wire_kind(annotation: Any) -> Any:
-    """bool, int, float, str, or the frozenset of allowed words, for one wire field."""
-    (inner,) = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if typing.get_origin(inner) is Annotated:
-        inner = typing.get_args(inner)[0]
-    return frozenset(typing.get_args(inner)) if typing.get_origin(inner) is Literal else inner
-
-
-def _wire_kinds(model: type[BaseModel], *identity: str) -> dict[str, Any]:
-    # Read from the wire contract itself so profiles and wire cannot drift apart.
-    return {n: _wire_kind(f.annotation) for n, f in model.model_fields.items() if n not in identity}
-
-
-POWER_KINDS = _wire_kinds(PowerReading, "device", "profile", "error")
-INTERFACE_KINDS = _wire_kinds(InterfaceReading, "device", "port", "error")
+POWER_KINDS = wire_kinds(PowerReading, "device", "profile", "error")
+INTERFACE_KINDS = wire_kinds(InterfaceReading, "device", "port", "error")
 
 
 class ProfileError(ValueError):
     """A profile that cannot be used; the message names the file, the key and the fix."""
 
 
-class ProfileTest(_Strict):
+class ProfileTest(Strict):
     """What tests/test_profile_catalogue.py expects when it polls the profile's recording."""
 
     absent: tuple[str, ...] = ()  # readings the recorded model does not serve (null)
     rows: Annotated[int, Field(ge=0)] | None = None  # interfaces the filters keep
 
 
-class PortLabel(_Strict):
+class PortLabel(Strict):
     """The port slug: the first non-empty text value of ``from``, else ``prefix`` + row index."""
 
     from_: tuple[Name, ...] = Field(default=(), alias="from")
@@ -98,16 +79,7 @@ def _check_spec(where: str, kind: Any, spec: ValueSpec) -> None:
         return
     if spec.text:
         raise ValueError(f"{where}: not a text field; remove text: true")
-    if kind in (int, float):
-        if spec.enum is not None:
-            raise ValueError(f"{where}: a number takes scale/offset, not enum; remove enum")
-        return
-    words = sorted(kind) if isinstance(kind, frozenset) else [True, False]
-    if spec.enum is None:
-        raise ValueError(f"{where}: map the raw values onto {words} with enum (or use derive)")
-    for raw, value in spec.enum.items():
-        if not (value in kind if isinstance(kind, frozenset) else isinstance(value, bool)):
-            raise ValueError(f"{where}.enum.{raw}: {value!r} is not one of {words}")
+    check_enum(where, kind, spec.enum)
 
 
 def _check_conditions(
@@ -156,9 +128,7 @@ def _check_fields(profile: _Profile, section: str, kinds: dict[str, Any], model:
     profile._known = known
 
 
-class _Profile(_Strict):
-    profile: ProfileName
-    description: str
+class _Profile(ProfileDocument):
     mib: str | None = None
     sources: dict[Name, ValueSpec] = Field(default_factory=dict)
     derive: dict[str, Derivation] = Field(default_factory=dict)
@@ -215,86 +185,25 @@ _KINDS: dict[str, type[Profile] | type[InterfaceProfile]] = {
 }
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        self.flatten_mapping(node)  # resolve `<<` merges first, as SafeLoader does
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if not isinstance(key, Hashable):
-                continue  # SafeLoader itself refuses unhashable keys, with a clear message
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}: keep one", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _describe(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        where = ".".join(str(part) for part in err["loc"]) or "(top level)"
-        if err["type"] == "missing":
-            lines.append(f"{where}: required key missing; add it")
-        else:
-            msg = err["msg"].removeprefix("Value error, ")
-            got = "" if isinstance(err["input"], dict) else f" (got {err['input']!r})"
-            lines.append(f"{where}: {msg}{got}")
-    return "\n  ".join(lines)
+def _choose(data: dict[Any, Any]) -> type[Profile] | type[InterfaceProfile]:
+    if "kind" not in data and "columns" in data:
+        raise ValueError("columns are walked in a table profile; add kind: interfaces")
+    model = _KINDS.get(str(data.get("kind", "power")))
+    if model is None:
+        raise ValueError(f"kind {data['kind']!r}: use one of {', '.join(_KINDS)}")
+    return model
 
 
 def load_profile(path: Path | str) -> AnyProfile:
     """Load and validate one profile file; raise ProfileError naming the key and the fix."""
-    path = Path(path)
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
-    except OSError as exc:
-        raise ProfileError(f"{path}: cannot read the profile: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ProfileError(f"{path}{at}: not valid YAML: {problem}; fix the syntax there") from exc
-    if not isinstance(data, dict):
-        raise ProfileError(
-            f"{path}: a profile is a YAML mapping with keys profile, description,"
-            f" readings (got {type(data).__name__})"
-        )
-    if "kind" not in data and "columns" in data:
-        raise ProfileError(f"{path}: columns are walked in a table profile; add kind: interfaces")
-    model = _KINDS.get(str(data.get("kind", "power")))
-    if model is None:
-        raise ProfileError(f"{path}: kind {data['kind']!r}: use one of {', '.join(_KINDS)}")
-    try:
-        profile = model.model_validate(data)
-    except ValidationError as exc:
-        raise ProfileError(f"{path}: invalid profile:\n  {_describe(exc)}") from None
-    if profile.profile != path.stem:
-        raise ProfileError(
-            f"{path}: key 'profile' is {profile.profile!r} but the file is"
-            f" {path.name}; make them the same (devices name profiles by file)"
-        )
-    return profile
+    return load_profile_file(path, _choose, ProfileError, what="profile", suffix=".yaml")
 
 
 def load_profile_by_name(name: str, search_dirs: Sequence[Path] | None = None) -> AnyProfile:
     """Load ``<name>.yaml`` from the first of search_dirs that has it (default PROFILES_DIR)."""
-    dirs = [Path(d) for d in search_dirs] if search_dirs is not None else [PROFILES_DIR]
-    if not re.fullmatch(SLUG_PATTERN, name):
-        raise ProfileError(f"profile name {name!r} is not a slug like 'ups-mib'; fix the device")
-    for directory in dirs:
-        if (directory / f"{name}.yaml").is_file():
-            return load_profile(directory / f"{name}.yaml")
-    # <name>.modbus.yaml and the like are other protocols' profiles, in the same folder.
-    known = sorted(
-        {p.stem for d in dirs if d.is_dir() for p in d.glob("*.yaml") if "." not in p.stem}
-    )
-    raise ProfileError(
-        f"no profile {name!r} in {', '.join(map(str, dirs))} (known:"
-        f" {', '.join(known) or 'none'}); add {name}.yaml or name a known one"
+    dirs = search_dirs if search_dirs is not None else [PROFILES_DIR]
+    return find_profile(
+        name, dirs, suffix=".yaml", error_cls=ProfileError, load=load_profile, example="ups-mib"
     )
 
 

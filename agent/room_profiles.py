@@ -15,21 +15,14 @@ import json
 import math
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    ValidationError,
-    model_validator,
-)
+from pydantic import Field, StringConstraints, model_validator
 
-from agent.wire import SLUG_PATTERN, RoomReading
+from agent.profile_files import ProfileDocument, Strict, find_profile, load_profile_file
+from agent.wire import RoomReading
 
 ROOM_PROFILES_DIR = Path(__file__).parents[1] / "firmware-configs" / "room-profiles"
 READINGS = tuple(name for name in RoomReading.model_fields if name != "error")
@@ -45,22 +38,7 @@ class RoomProfileError(ValueError):
     """A room profile that cannot be used; the message names the file, the key and the fix."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _known_keys(cls, data: Any) -> Any:
-        # extra="forbid" alone says "Extra inputs are not permitted"; name the allowed keys.
-        if isinstance(data, dict):
-            allowed = sorted(f.alias or n for n, f in cls.model_fields.items())
-            for key in data:
-                if key not in allowed:
-                    raise ValueError(f"unknown key {key!r}; allowed here: {', '.join(allowed)}")
-        return data
-
-
-class Rule(_Strict):
+class Rule(Strict):
     """A test on one path of one document, or ``any``/``all`` of several rules."""
 
     any_: tuple[Rule, ...] | None = Field(default=None, alias="any", min_length=1)
@@ -115,18 +93,16 @@ class Rule(_Strict):
             yield from part.tests(f"{where}.{'any' if self.any_ else 'all'}.{index}")
 
 
-class Document(_Strict):
+class Document(Strict):
     """One GET under the codec's URL; ``expect`` names a path every genuine answer has."""
 
     path: Annotated[str, StringConstraints(pattern=r"^(/[^\s#]*)?$", max_length=300)]
     expect: PathExpr | None = None
 
 
-class RoomProfile(_Strict):
+class RoomProfile(ProfileDocument):
     """A codec family: the documents to GET and how each reading is found in them."""
 
-    profile: Annotated[str, StringConstraints(pattern=SLUG_PATTERN, max_length=64)]
-    description: str
     format: Literal["xml", "json"]
     documents: dict[Name, Document] = Field(min_length=1)
     readings: dict[str, Rule] = Field(min_length=1)
@@ -309,76 +285,21 @@ def decode(profile: RoomProfile, documents: Mapping[str, bytes]) -> RoomReading:
 # --- loading ------------------------------------------------------------------------
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        self.flatten_mapping(node)
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if not isinstance(key, Hashable):
-                continue  # SafeLoader itself refuses unhashable keys, with a clear message
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}: keep one", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _describe(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        where = ".".join(str(part) for part in err["loc"]) or "(top level)"
-        if err["type"] == "missing":
-            lines.append(f"{where}: required key missing; add it")
-            continue
-        msg = err["msg"].removeprefix("Value error, ")
-        got = "" if isinstance(err["input"], dict | list) else f" (got {err['input']!r})"
-        lines.append(f"{where}: {msg}{got}")
-    return "\n  ".join(lines)
-
-
 def load_room_profile(path: Path | str) -> RoomProfile:
     """Load and validate one room profile; raise RoomProfileError naming the key and the fix."""
-    path = Path(path)
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
-    except OSError as exc:
-        raise RoomProfileError(f"{path}: cannot read the profile: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise RoomProfileError(f"{path}{at}: not valid YAML: {problem}; fix the syntax") from None
-    if not isinstance(data, dict):
-        raise RoomProfileError(
-            f"{path}: a room profile is a YAML mapping with keys profile,"
-            " description, format, documents, readings"
-        )
-    try:
-        profile = RoomProfile.model_validate(data)
-    except ValidationError as exc:
-        raise RoomProfileError(f"{path}: invalid room profile:\n  {_describe(exc)}") from None
-    if profile.profile != path.stem:
-        raise RoomProfileError(
-            f"{path}: key 'profile' is {profile.profile!r} but the file is"
-            f" {path.name}; make them the same (codecs name profiles by file)"
-        )
-    return profile
+    return load_profile_file(
+        path, RoomProfile, RoomProfileError, what="room profile", suffix=".yaml"
+    )
 
 
 def load_room_profile_by_name(name: str, search_dirs: Sequence[Path] | None = None) -> RoomProfile:
     """Load ``<name>.yaml`` from the first search dir that has it (default ROOM_PROFILES_DIR)."""
-    dirs = [Path(d) for d in search_dirs] if search_dirs is not None else [ROOM_PROFILES_DIR]
-    if not re.fullmatch(SLUG_PATTERN, name):
-        raise RoomProfileError(f"room profile name {name!r} is not a slug like 'cisco-roomos'")
-    for directory in dirs:
-        if (directory / f"{name}.yaml").is_file():
-            return load_room_profile(directory / f"{name}.yaml")
-    known = sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.yaml")})
-    raise RoomProfileError(
-        f"no room profile {name!r} in {', '.join(map(str, dirs))} (known:"
-        f" {', '.join(known) or 'none'}); add {name}.yaml or name a known one"
+    return find_profile(
+        name,
+        search_dirs if search_dirs is not None else [ROOM_PROFILES_DIR],
+        suffix=".yaml",
+        error_cls=RoomProfileError,
+        load=load_room_profile,
+        example="cisco-roomos",
+        what="room profile",
     )
