@@ -81,6 +81,10 @@ class PathConfig(_Strict):
     provider: Slug | None = None
     srlg: tuple[Slug, ...] = Field(default=(), description="shared-risk groups (duct, tower…)")
     target: TcpTarget
+    source: str | None = Field(
+        default=None,
+        description="this box's address on the path, for per-path tests (needs source routing)",
+    )
     probes: Annotated[int, Field(ge=1, le=100)] = 5
     spacing_s: Annotated[float, Field(ge=0, le=10)] = 0.2
     timeout_s: Annotated[float, Field(gt=0, le=30)] = 1.0

@@ -29,6 +29,7 @@ from paho.mqtt.properties import Properties
 
 from agent import commands
 from agent.backoff import Backoff
+from agent.bandwidth import Bandwidth
 from agent.config import SiteConfig
 from agent.cycle import Probes, poll_once
 from agent.meta import meta_message
@@ -93,6 +94,10 @@ class Agent:
         self._at_once: set[asyncio.Task[None]] = set()
         self._aliases: dict[str, str] = {}
         self._unknown_traps: set[str] = set()
+        self.bandwidth = (
+            Bandwidth(config.throughput, config.paths, config.site) if config.throughput else None
+        )
+        self._last_report: Report | None = None
         self.connected = False
         self.published_total = 0
         self.refused_total = 0
@@ -113,6 +118,8 @@ class Agent:
         tasks = [asyncio.create_task(self._send_loop(stop), name="send")]
         if poll:
             tasks.append(asyncio.create_task(self._poll_loop(stop), name="poll"))
+        if poll and self.bandwidth is not None:
+            tasks.append(asyncio.create_task(self._bandwidth_loop(stop), name="bandwidth"))
         try:
             await stop.wait()
         finally:
@@ -237,6 +244,7 @@ class Agent:
     async def on_command(self, command: Command) -> None:
         """Rehearse: measure the site now (a full poll), then say the check ran."""
         if command.command == "rehearse":
+            await self.test_bandwidth()
             await self.poll_and_store()
             now = self._clock()
             event = Event(
@@ -260,6 +268,38 @@ class Agent:
         self._new_data.set()
 
     async def _probe(self, seq: int, now: datetime) -> Report:
+        report = await self._poll(seq, now)
+        if self.bandwidth is not None:
+            report = report.model_copy(update={"links": self.bandwidth.stamp(report.links)})
+        self._last_report = report
+        return report
+
+    async def test_bandwidth(self) -> None:
+        """Throughput on every path that is up, unless the room is (or may be) in a call."""
+        if self.bandwidth is None:
+            return
+        last = self._last_report
+        links = {link.path: link for link in last.links} if last else {}
+        in_call = last.room.in_call if last and last.room else None
+        if self.config.room is not None and in_call is None:
+            in_call = True  # a meeting room that cannot tell: never risk disturbing a call
+        await self.bandwidth.test_paths(links, in_call)
+
+    async def _bandwidth_loop(self, stop: asyncio.Event) -> None:
+        assert self.bandwidth is not None
+        delay = self.bandwidth.first_delay_s()
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            if stop.is_set():
+                return
+            try:
+                await self.test_bandwidth()
+            except Exception:  # a test bug must not end the agent
+                log.exception("throughput test failed")
+            delay = self.bandwidth.config.every_s
+
+    async def _poll(self, seq: int, now: datetime) -> Report:
         return await poll_once(
             self.config,
             self.probes,

@@ -8,6 +8,8 @@
     POST /api/v1/meetings                    {"title", "starts_at", "duration_s", "province", ...}
     GET  /api/v1/meetings/{id}               N of M points ready, and why not
     POST /api/v1/meetings/{id}/rehearse      ask every point to run its pre-meeting check
+    GET  /api/v1/throughput?bytes=N          N incompressible bytes (an agent's download test)
+    POST /api/v1/throughput                  a capped upload sink: {"bytes", "seconds"}
     GET  /metrics                            Prometheus text format
     GET  /healthz                            200 when connected to the broker, else 503
 
@@ -35,6 +37,8 @@ from pydantic import BaseModel, ValidationError
 from agent.wire import SLUG_PATTERN, utc_now
 from collector.meetings import MeetingRequest
 from collector.risk import RiskChange
+from collector.throughput import PATH as THROUGHPUT_PATH
+from collector.throughput import ThroughputHandler
 
 _FILTERS = ("province", "kind", "verdict")
 _SLUG = re.compile(SLUG_PATTERN)
@@ -108,6 +112,8 @@ class Api:
 def _handler(
     backend: Backend, registry: Any, healthy: Callable[[], bool], admin_token: str | None
 ) -> type[BaseHTTPRequestHandler]:
+    throughput = ThroughputHandler()
+
     class Handler(BaseHTTPRequestHandler):
         server_version = "kienco"
 
@@ -117,7 +123,9 @@ def _handler(
         def do_GET(self) -> None:
             url = urlsplit(self.path)
             parts = [p for p in url.path.split("/") if p]
-            if parts == ["metrics"]:
+            if url.path == THROUGHPUT_PATH:  # streamed: not through the JSON replies
+                throughput.get(self, url.query)
+            elif parts == ["metrics"]:
                 self._send(HTTPStatus.OK, generate_latest(registry), CONTENT_TYPE_LATEST)
             elif parts == ["healthz"]:
                 ok = healthy()
@@ -132,7 +140,11 @@ def _handler(
                 )
 
         def do_POST(self) -> None:
-            parts = [p for p in urlsplit(self.path).path.split("/") if p]
+            url = urlsplit(self.path)
+            if url.path == THROUGHPUT_PATH:  # agents are not admins; it changes nothing, capped
+                throughput.post(self, url.query)
+                return
+            parts = [p for p in url.path.split("/") if p]
             if parts[:2] != ["api", "v1"] or not all(_SLUG.fullmatch(p) for p in parts[2:]):
                 self._reply(
                     json_reply(HTTPStatus.NOT_FOUND, {"error": f"no such path: {self.path}"})

@@ -17,12 +17,15 @@ from statistics import fmean
 from agent.config import PathConfig
 from agent.wire import LinkReading
 
-Connector = Callable[[str, int, float], Awaitable[None]]
+Connector = Callable[..., Awaitable[None]]
 """Opens and closes one connection to host:port in time, or raises OSError/TimeoutError."""
 
 
-async def tcp_connect(host: str, port: int, timeout_s: float) -> None:
-    _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+async def tcp_connect(host: str, port: int, timeout_s: float, source: str | None = None) -> None:
+    local = (source, 0) if source else None  # this path's address: source routing picks it
+    _, writer = await asyncio.wait_for(
+        asyncio.open_connection(host, port, local_addr=local), timeout_s
+    )
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
@@ -43,7 +46,10 @@ async def collect(
             await sleep(path.spacing_s)
         started = clock()
         try:
-            await connect(path.target.host, path.target.port, path.timeout_s)
+            if path.source is None:
+                await connect(path.target.host, path.target.port, path.timeout_s)
+            else:
+                await connect(path.target.host, path.target.port, path.timeout_s, path.source)
         except (OSError, TimeoutError) as exc:
             last_error = f"{type(exc).__name__}: {exc}".strip(": ")
             continue

@@ -1,0 +1,151 @@
+"""Throughput on the agent: scheduled per site, only on paths that are up, never in a call,
+stamped onto the report's links, dropped when stale; and for real through the collector's API."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.bandwidth import Bandwidth
+from agent.config import PathConfig, SiteConfig, ThroughputConfig
+from agent.runner import Agent
+from agent.wire import LinkReading
+from collector.config import CollectorConfig
+from collector.service import Collector
+
+CONFIG = ThroughputConfig(url="http://127.0.0.1:1", max_bytes=100_000, max_s=1, every_s=3600)
+PATHS = tuple(
+    PathConfig.model_validate(
+        {"path": p, "media": "fibre", "target": {"host": "127.0.0.1", "port": 1}}
+    )
+    for p in ("fibre-a", "lte")
+)
+
+
+def links(**up: bool) -> dict[str, LinkReading]:
+    return {p: LinkReading(path=p, media="fibre", up=state) for p, state in up.items()}
+
+
+async def test_only_paths_that_are_up_are_tested_and_results_go_stale() -> None:
+    calls: list[dict[str, Any]] = []
+    now = [0.0]
+
+    async def measure(config: ThroughputConfig, **kwargs: Any) -> tuple[float, float, None]:
+        calls.append(kwargs)
+        return 8.0, 20.0, None
+
+    bandwidth = Bandwidth(CONFIG, PATHS, "hp-dc-1", measure=measure, clock=lambda: now[0])
+    await bandwidth.test_paths(links(**{"fibre-a": True, "lte": False}), in_call=False)
+    assert len(calls) == 1 and calls[0]["in_call"] is False
+    stamped = bandwidth.stamp(tuple(links(**{"fibre-a": True, "lte": False}).values()))
+    assert (stamped[0].bandwidth_up_mbps, stamped[0].bandwidth_down_mbps) == (8.0, 20.0)
+    assert stamped[1].bandwidth_up_mbps is None
+    now[0] = 2 * 3600 + 1  # older than twice the schedule: unknown again
+    fresh = tuple(links(**{"fibre-a": True}).values())  # as the next poll measures them
+    assert bandwidth.stamp(fresh)[0].bandwidth_up_mbps is None
+
+
+def test_each_site_has_its_own_stable_offset_in_the_hour() -> None:
+    offsets = {Bandwidth(CONFIG, PATHS, f"hp-dc-{i}").first_delay_s() for i in range(50)}
+    assert len(offsets) > 40 and all(0 <= o < 3600 for o in offsets)
+    assert (
+        Bandwidth(CONFIG, PATHS, "x").first_delay_s()
+        == Bandwidth(CONFIG, PATHS, "x").first_delay_s()
+    )
+
+
+async def test_a_real_test_through_the_collectors_api(tmp_path: Path) -> None:
+    collector = Collector(
+        CollectorConfig.model_validate(
+            {
+                "broker": {"url": "mqtt://127.0.0.1:1"},
+                "influx": None,
+                "data_dir": str(tmp_path / "c"),
+                "http": {"port": 0},
+            }
+        )
+    )
+    collector.start()  # no broker needed for the HTTP API
+    try:
+        assert collector.api is not None
+        server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        site = SiteConfig.model_validate(
+            {
+                "site": "hp-bts-9",
+                "province": "hp",
+                "kind": "station",
+                "name": "Trạm 9",
+                "broker": {"url": "mqtt://127.0.0.1:1"},
+                "disk_path": str(tmp_path),
+                "outbox": {"path": str(tmp_path / "o.sqlite")},
+                "paths": [
+                    {
+                        "path": "fibre-a",
+                        "media": "fibre",
+                        "probes": 1,
+                        "target": {"host": "127.0.0.1", "port": port},
+                    }
+                ],
+                "throughput": {"url": collector.api.url, "max_bytes": 500_000, "max_s": 2},
+            }
+        )
+        agent = Agent(site)
+        first = await agent._probe(0, datetime.now(UTC))
+        assert first.links[0].up is True and first.links[0].bandwidth_down_mbps is None
+        await agent.test_bandwidth()
+        second = await agent._probe(1, datetime.now(UTC))
+        server.close()
+    finally:
+        collector.stop()
+    assert (
+        second.links[0].bandwidth_down_mbps is not None and second.links[0].bandwidth_down_mbps > 1
+    )
+    assert second.links[0].bandwidth_up_mbps is not None and second.links[0].bandwidth_up_mbps > 1
+
+
+@pytest.mark.parametrize("in_call", [True, None])
+async def test_a_meeting_room_in_a_call_or_unsure_is_never_tested(
+    tmp_path: Path, in_call: bool | None
+) -> None:
+    from agent.wire import Report, RoomReading
+
+    site = SiteConfig.model_validate(
+        {
+            "site": "hp-dc-9",
+            "province": "hp",
+            "kind": "meeting_point",
+            "name": "Điểm cầu",
+            "broker": {"url": "mqtt://127.0.0.1:1"},
+            "outbox": {"path": str(tmp_path / "o.sqlite")},
+            "paths": [
+                {"path": "fibre-a", "media": "fibre", "target": {"host": "127.0.0.1", "port": 1}}
+            ],
+            "room": {"pc": {"root": str(tmp_path)}},
+            "throughput": {"url": "http://127.0.0.1:1"},
+        }
+    )
+    agent = Agent(site)
+    seen: list[bool | None] = []
+
+    async def measure(config: ThroughputConfig, **kwargs: Any) -> tuple[None, None, str]:
+        seen.append(kwargs["in_call"])
+        return None, None, "skipped: in a call"
+
+    assert agent.bandwidth is not None
+    agent.bandwidth._measure = measure
+    agent._last_report = Report(
+        site="hp-dc-9",
+        province="hp",
+        seq=0,
+        taken_at=datetime.now(UTC),
+        interval_s=30,
+        links=(LinkReading(path="fibre-a", media="fibre", up=True),),
+        room=RoomReading(in_call=in_call),
+    )
+    await agent.test_bandwidth()
+    assert seen == [True]
