@@ -23,6 +23,7 @@ from agent.wire import (
     PowerReading,
     Report,
     RoomReading,
+    SiteKind,
 )
 from collector.inventory import Inventory, InventorySite
 from collector.meetings import MeetingRequest, MeetingStore, meeting_status
@@ -39,14 +40,14 @@ PATHS = (
 )
 
 
-def feed(states: SiteStates, site: str, province: str, kind: str, i: int) -> None:
+def feed(states: SiteStates, site: str, province: str, kind: SiteKind, i: int) -> None:
     states.apply_meta(
         Meta(
             site=site,
             province=province,
             site_kind=kind,
             name=f"Điểm {i}",
-            area=f"a{i % 300}",  # type: ignore[arg-type]
+            area=f"a{i % 300}",
             hardened=kind == "station",
             site_class="hardened" if kind == "station" else "ordinary",
             paths=PATHS,
