@@ -192,8 +192,7 @@ _CATALOGUE: dict[str, Text] = {
     "no_second_independent_path": Text(
         "chỉ có {independent:n} đường truyền độc lập (khai báo {declared:n} đường), "
         "cần {required:n}",
-        "only {independent:n} independent path(s) ({declared:n} declared), "
-        "{required:n} required",
+        "only {independent:n} independent path(s) ({declared:n} declared), {required:n} required",
     ),
     "no_second_independent_path_shared": Text(
         "chỉ có {independent:n} đường truyền độc lập, cần {required:n}: "
