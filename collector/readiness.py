@@ -14,11 +14,11 @@ import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
-from agent.wire import Status
+from agent.wire import Reason, Status
 from collector.line_protocol import Point
 from collector.points import time_ns
 from collector.state import SiteStates
-from rules import Policy, SiteSnapshot, effective, evaluate, to_status
+from rules import Policy, SiteSnapshot, effective, evaluate, texts, to_status
 from rules.hysteresis import Held, debounce
 
 RiskLevelOf = Callable[[str], int]
@@ -26,6 +26,16 @@ RiskLevelOf = Callable[[str], int]
 
 def _no_risk(_province: str) -> int:
     return 0
+
+
+# A site that reports but that the expected fleet does not list: said, not judged.
+_UNLISTED = Reason(
+    rule="inventory",
+    code="not_in_inventory",
+    severity="warning",
+    text_vi=texts.render("not_in_inventory", "vi", {}, {}),
+    text_en=texts.render("not_in_inventory", "en", {}, {}),
+)
 
 
 def _signature(status: Status) -> tuple[object, ...]:
@@ -47,10 +57,12 @@ class Verdicts:
         policy: Policy,
         *,
         risk_level: RiskLevelOf = _no_risk,
+        listed: Callable[[str], bool] | None = None,
     ) -> None:
         self.states = states
         self.policy = policy
         self.risk_level = risk_level
+        self.listed = listed  # the inventory's membership test, when one is loaded
         self._statuses: dict[str, Status] = {}
         self._held: dict[str, Held] = {}
         self._json: dict[str, bytes] = {}
@@ -80,6 +92,8 @@ class Verdicts:
             held, due_in = debounce(self._held.get(site), evaluation, hold_s, now)
             self._held[site] = held
             status = to_status(held.shown, snapshot)
+            if self.listed is not None and not self.listed(site):
+                status = status.model_copy(update={"reasons": (*status.reasons, _UNLISTED)})
             previous = self._statuses.get(site)
             changed = previous is None or _signature(previous) != _signature(status)
             self._statuses[site] = status

@@ -88,9 +88,14 @@ class Collector:
         data.mkdir(parents=True, exist_ok=True)
         self.risk = RiskLevels(data / "risk.sqlite")
         self.risk_of: RiskLevelOf = risk_level or self.risk.level
-        self.verdicts = Verdicts(self.states, self.policy, risk_level=self.risk_of)
-        self.meetings = MeetingStore(data / "meetings.sqlite")
         self.inventory = load_inventory(config.inventory) if config.inventory else Inventory(())
+        self.verdicts = Verdicts(
+            self.states,
+            self.policy,
+            risk_level=self.risk_of,
+            listed=self.inventory.__contains__ if config.inventory else None,
+        )
+        self.meetings = MeetingStore(data / "meetings.sqlite")
         interval = self.policy.freshness.default_interval_s
         for expected in self.inventory:  # never heard from: unknown, and missing everywhere
             self.states.apply_meta(inventory_meta(expected, interval))

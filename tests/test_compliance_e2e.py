@@ -97,11 +97,16 @@ def test_compliance_report_table_csv_and_pdf(
     assert collector.api is not None
     url = collector.api.url
 
-    # Never-reported inventory sites are unknown in the readiness board too.
+    station(collector, "hp-bts-999", fuel_l=400.0)  # reports, but the inventory lacks it
+
+    # Never-reported inventory sites are unknown in the readiness board too; a reporting
+    # site that the inventory does not list is flagged.
     board = httpx.get(f"{url}/api/v1/readiness", params={"province": "hp"}).json()
-    never = {s["site"]: s for s in board["sites"]}["hp-bts-011"]
-    assert never["verdict"] == "unknown"
-    assert [r["code"] for r in never["reasons"]] == ["no_report_yet"]
+    by_site = {s["site"]: s for s in board["sites"]}
+    assert by_site["hp-bts-011"]["verdict"] == "unknown"
+    assert [r["code"] for r in by_site["hp-bts-011"]["reasons"]] == ["no_report_yet"]
+    assert "not_in_inventory" in {r["code"] for r in by_site["hp-bts-999"]["reasons"]}
+    assert "not_in_inventory" not in {r["code"] for r in by_site["hp-bts-001"]["reasons"]}
 
     assert kienco_main(["compliance", "--province", "hp", "--lang", "en", "--url", url]) == 0
     table = capsys.readouterr().out

@@ -1,5 +1,6 @@
-"""Planned meetings through the CLI and API: N of M ready, the power that will not last the
-meeting, rehearsals asked over MQTT, recorded, and no longer counted when too old."""
+"""Planned meetings through the real broker, collector, CLI and API: N of M ready, the power
+that will not last the meeting, rehearsals asked over MQTT, recorded, and no longer counted
+when too old."""
 
 from __future__ import annotations
 
@@ -58,6 +59,12 @@ def collector(tmp_path: Path, mosquitto: Broker, clock: Clock) -> Iterator[Colle
 
 
 def feed(collector: Collector, site: str, power: tuple[PowerReading, ...], at: datetime) -> None:
+    """The point's meta and one report, published on the real broker as its agent would."""
+    import time
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
     meta = Meta(
         site=site,
         province="mt",
@@ -77,8 +84,21 @@ def feed(collector: Collector, site: str, power: tuple[PowerReading, ...], at: d
         links=two_paths(),
         room=room(),
     )
-    collector.handle(f"kienco/v1/mt/{site}/meta", meta.model_dump_json().encode(), 0, 0)
-    collector.handle(f"kienco/v1/mt/{site}/report", report.model_dump_json().encode(), 0, 0)
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.connect(collector.config.broker.host, collector.config.broker.port)
+    client.loop_start()
+    for kind, message in (("meta", meta), ("report", report)):
+        info = client.publish(f"kienco/v1/mt/{site}/{kind}", message.model_dump_json(), qos=1)
+        info.wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        held = collector.states.get(site)
+        if held is not None and held.last_report_at == at and collector.verdicts.get(site):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{site}: the collector did not take its report")
 
 
 def rehearsed(collector: Collector, site: str, meeting: str, at: datetime) -> None:
