@@ -173,7 +173,7 @@ class SnmpSimulator:
         spec = importlib.util.find_spec("snmpsim")
         if not binary.exists() or spec is None or spec.origin is None:
             raise SimulatorError(
-                f"snmpsim is not installed: {Path(sys.executable).parent}/pip install snmpsim"
+                "snmpsim is not installed: pip install 'kienco[devices]'"
             )
         log = self.workdir / "snmpsim.log"
         command = [
