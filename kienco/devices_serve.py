@@ -172,9 +172,7 @@ class SnmpSimulator:
         binary = Path(sys.executable).parent / "snmpsim-command-responder"
         spec = importlib.util.find_spec("snmpsim")
         if not binary.exists() or spec is None or spec.origin is None:
-            raise SimulatorError(
-                "snmpsim is not installed: pip install 'kienco[devices]'"
-            )
+            raise SimulatorError("snmpsim is not installed: pip install 'kienco[devices]'")
         log = self.workdir / "snmpsim.log"
         command = [
             str(binary),
