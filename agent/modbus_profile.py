@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError
 from pydantic import model_validator as _model_validator
 
+from agent.data import firmware_configs
 from agent.profile_files import (
     Invalid,
     Name,
@@ -32,7 +33,7 @@ from agent.wire import PowerReading
 
 __all__ = ["ModbusProfile", "ModbusProfileError", "blocks", "decode", "load_modbus_profile"]
 
-PROFILES_DIR = Path(__file__).parents[1] / "firmware-configs" / "profiles"
+PROFILES_DIR = firmware_configs() / "profiles"
 SUFFIX = ".modbus.yaml"
 MAX_READ = 125  # registers per Modbus read: a PDU holds at most 125 (Modbus spec, function 3)
 

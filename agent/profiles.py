@@ -18,6 +18,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, PrivateAttr, StringConstraints
 from pydantic import model_validator as _model_validator
 
+from agent.data import firmware_configs
 from agent.profile_decode import _ORDERING, Condition, Derivation, RawValue, Value, ValueSpec
 from agent.profile_files import (
     Invalid,
@@ -49,7 +50,7 @@ __all__ = [
     "table_columns",
 ]
 
-PROFILES_DIR = Path(__file__).parents[1] / "firmware-configs" / "profiles"
+PROFILES_DIR = firmware_configs() / "profiles"
 POWER_KINDS = wire_kinds(PowerReading, "device", "profile", "error")
 INTERFACE_KINDS = wire_kinds(InterfaceReading, "device", "port", "error")
 

@@ -21,10 +21,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
+from agent.data import firmware_configs
 from agent.profile_files import ProfileDocument, Strict, find_profile, load_profile_file
 from agent.wire import RoomReading
 
-ROOM_PROFILES_DIR = Path(__file__).parents[1] / "firmware-configs" / "room-profiles"
+ROOM_PROFILES_DIR = firmware_configs() / "room-profiles"
 READINGS = tuple(name for name in RoomReading.model_fields if name != "error")
 
 _STEP = r"(\*|@?[A-Za-z_][A-Za-z0-9_.:-]*)"

@@ -35,12 +35,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.config_errors import ConfigError, load_yaml_model
+from agent.data import firmware_configs
 from agent.wire import Slug
 
 if TYPE_CHECKING:  # pymodbus is imported when a simulator starts: `kienco --help` stays quick
     from pymodbus.server import ModbusTcpServer
 
-RECORDINGS = Path(__file__).resolve().parents[1] / "firmware-configs" / "recordings"
+RECORDINGS = firmware_configs() / "recordings"
 HOST = "127.0.0.1"  # simulated devices never leave the box
 UNIMPLEMENTED = 0xFFFF
 PAGE = 256

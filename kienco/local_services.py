@@ -17,9 +17,10 @@ from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
-SHIPPED_CONF = REPO / "firmware-configs" / "mosquitto" / "kienco.conf"
-SHIPPED_ACL = REPO / "firmware-configs" / "mosquitto" / "kienco.acl"
+from agent.data import firmware_configs
+
+SHIPPED_CONF = firmware_configs() / "mosquitto" / "kienco.conf"
+SHIPPED_ACL = firmware_configs() / "mosquitto" / "kienco.acl"
 _REPLACED = (
     "listener",
     "cafile",
