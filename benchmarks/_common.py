@@ -159,11 +159,20 @@ def _cpu_seconds(process: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
+def _machine_busy_seconds() -> float:
+    """CPU seconds all cores together spent on anything (not idle, iowait or steal)."""
+    times = psutil.cpu_times()
+    busy = ("user", "nice", "system", "irq", "softirq")  # guest time is inside user
+    return float(sum(getattr(times, name, 0.0) for name in busy))
+
+
 class Sampler:
     """Samples the RSS of some processes every ``every_s`` between ``start()`` and ``stop()``.
 
     CPU is the difference of the processes' cumulative CPU times between the two
-    calls, divided by the wall time between them: % of one core.
+    calls, divided by the wall time between them: % of one core. The whole
+    machine's busy CPU over the same window is kept too (``machine_cpu_pct``), to
+    tell how much went to processes outside the benchmark on a shared machine.
     """
 
     def __init__(self, processes: dict[str, int], every_s: float = 0.25) -> None:
@@ -172,11 +181,15 @@ class Sampler:
         self.stats = {name: ProcStats(name) for name in processes}
         self._cpu0: dict[str, float] = {}
         self._t0 = 0.0
+        self._machine0 = 0.0
+        self.wall_s = math.nan
+        self.machine_cpu_s = math.nan
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
 
     def start(self) -> Sampler:
         self._t0 = time.monotonic()
+        self._machine0 = _machine_busy_seconds()
         for name, process in self.processes.items():
             self._cpu0[name] = _cpu_seconds(process)
         self._thread.start()
@@ -196,6 +209,8 @@ class Sampler:
         self._stop.set()
         self._thread.join()
         wall = time.monotonic() - self._t0
+        self.machine_cpu_s = _machine_busy_seconds() - self._machine0
+        self.wall_s = wall
         for name, process in self.processes.items():
             stats = self.stats[name]
             stats.wall_s = wall
@@ -205,6 +220,16 @@ class Sampler:
                 stats.cpu_s = math.nan
         self._sample()
         return self.stats
+
+    @property
+    def machine_cpu_pct(self) -> float:
+        """The whole machine's busy CPU over the window, % of one core (all cores: 100 x n)."""
+        return 100.0 * self.machine_cpu_s / self.wall_s if self.wall_s > 0 else math.nan
+
+    def others_cpu_pct(self, extra_cpu_s: float = 0.0) -> float:
+        """Busy CPU of the machine not spent by the sampled processes (nor ``extra_cpu_s``)."""
+        ours = sum(stats.cpu_s for stats in self.stats.values()) + extra_cpu_s
+        return 100.0 * (self.machine_cpu_s - ours) / self.wall_s if self.wall_s > 0 else math.nan
 
 
 # --- Prometheus text -------------------------------------------------------------------
@@ -240,6 +265,9 @@ class CollectorProcess:
     status_publish: str = "on_change"
     influx_timeout_s: float = 3.0
     http_port: int = field(default_factory=free_port)
+    client_id: str = field(default_factory=lambda: f"bench-collector-{os.getpid()}")
+    topic_filter: str = "kienco/v1/+/+/#"
+    protocol: int = 5  # MQTT 5, or 4 (3.1.1): CollectorBroker.protocol
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -255,8 +283,9 @@ class CollectorProcess:
             "broker": {
                 "url": f"mqtt://127.0.0.1:{self.broker_port}",
                 "username": None,
-                "client_id": f"bench-collector-{os.getpid()}",
-                "topic_filter": "kienco/v1/+/+/#",
+                "client_id": self.client_id,
+                "topic_filter": self.topic_filter,
+                "protocol": self.protocol,
             },
             "influx": None
             if self.influx_url is None
@@ -273,6 +302,7 @@ class CollectorProcess:
             "status": {"publish": self.status_publish},
             "http": {"host": "127.0.0.1", "port": self.http_port},
         }
+        self.workdir.mkdir(parents=True, exist_ok=True)
         path = self.workdir / "collector.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         return path
@@ -439,10 +469,14 @@ def _function_of(frame: str) -> str:
 
 
 def print_profile(
-    profile: dict[str, Any], top: int = 25, stages: Sequence[dict[str, Any]] = ()
+    profile: dict[str, Any],
+    top: int = 25,
+    stages: Sequence[dict[str, Any]] = (),
+    *,
+    of: str = "the collector",
 ) -> None:
     samples = profile["samples"]
-    print(f"\n--- py-spy profile of the collector: {samples} samples holding the GIL ---")
+    print(f"\n--- py-spy profile of {of}: {samples} samples holding the GIL ---")
     if stages:
         print("by stage (% of GIL-holding samples; indented stages are part of the one above):")
         for row in stages:

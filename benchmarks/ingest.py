@@ -6,13 +6,27 @@ What it measures, in one run on this machine (loopback only):
    ``kienco/v1/#``; a publisher in a separate process sends N pre-generated
    reports at QoS 1 as fast as paho-mqtt can (MQTT 5, 1 000 in flight) and waits
    for every PUBACK. Rate = N / (publisher's first message -> mosquitto_sub exits).
-2. End to end. The real collector (``python -m kienco.cli collector run`` with a
-   generated YAML: batch 5 000 messages / 0.2 s, InfluxDB on) is subscribed;
-   the sites' retained metas are sent first (untimed), then the same publisher
-   sends the same N reports. Rate = N / (first message -> the collector has
-   acknowledged all N, i.e. made them durable in InfluxDB), read from its
-   /metrics. InfluxDB must then hold exactly N ``report`` points (count(seq)).
-   The collector's CPU (% of one core) and RSS are sampled with psutil.
+2. End to end. ``--shards`` real collectors (``python -m kienco.cli collector
+   run``, each with a generated YAML: batch 5 000 messages / 0.2 s, InfluxDB on)
+   are subscribed; the sites' retained metas are sent first (untimed), then the
+   same publisher sends the same N reports. Rate = N / (first message -> the
+   collectors have acknowledged all N between them, i.e. made them durable in
+   InfluxDB), read from their /metrics. InfluxDB must then hold exactly N
+   ``report`` points (count(seq)). Each collector's CPU (% of one core) and RSS
+   are sampled with psutil.
+
+On a shared machine other processes take CPU too: for both windows the summary
+shows the machine's busy CPU (all cores) and the part of it that was not this
+benchmark (its services, collectors, publisher, mosquitto_sub and itself).
+
+Sharding (ARCHITECTURE.md, Scale: collectors are sharded by province through
+their topic filters). A collector takes one topic filter, and an MQTT wildcard
+covers whole topic levels only, so each shard gets exactly one province: the
+1 000 sites are spread over the provinces ``p0`` ... ``p{N-1}`` (N = --shards,
+also for N = 1), and shard i subscribes to ``kienco/v1/p{i}/#`` with its own
+client id, data dir and HTTP port. All shards write to the same InfluxDB
+database. ``--protocol 4|5`` is the collectors' MQTT version (3.1.1 or 5: paho
+parses MQTT 5 properties on every message); the publishers stay on MQTT 5.
 
 Mosquitto and InfluxDB are started on free loopback ports by
 kienco.local_services (Mosquitto from the shipped config). Everything started
@@ -22,14 +36,15 @@ Run (default: 50 000 reports from 1 000 sites, about one minute):
 
     /work/main/.venv/bin/python benchmarks/ingest.py
     /work/main/.venv/bin/python benchmarks/ingest.py --reports 20000 --json
+    /work/main/.venv/bin/python benchmarks/ingest.py --shards 2 --protocol 4
     /work/main/.venv/bin/python benchmarks/ingest.py --profile   # py-spy on the collector
 
 ``--profile`` attaches py-spy (``/work/main/.venv/bin/pip install py-spy``) to
-the collector for the end-to-end window and prints the top functions by own
-and cumulative time. Profiling slows the collector: take rates from a run
-without it.
+each collector for the end-to-end window and prints the top functions by own
+and cumulative time (all shards' samples together). Profiling slows the
+collectors: take rates from a run without it.
 
-Goals (ARCHITECTURE.md, Scale): the collector carries >= 50 % of the raw
+Goals (ARCHITECTURE.md, Scale): the collectors carry >= 50 % of the raw
 broker rate and >= 5 000 reports/s.
 """
 
@@ -48,7 +63,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from multiprocessing.queues import Queue as MpQueue
 from multiprocessing.synchronize import Event as MpEvent
@@ -176,6 +192,7 @@ def publisher_main(
         ready.set()
         go.wait()
         t_first = time.monotonic()
+        cpu_first = time.process_time()  # all of this process's threads
         errors = 0
         for topic, payload in items:
             window.acquire()
@@ -184,6 +201,7 @@ def publisher_main(
         t_sent = time.monotonic()
         complete = all_acked.wait(timeout_s)
         t_acked = time.monotonic()
+        cpu_s = time.process_time() - cpu_first
         results.put(
             {
                 "t_first": t_first,
@@ -193,6 +211,7 @@ def publisher_main(
                 "failed": failed,
                 "publish_errors": errors,
                 "complete": complete,
+                "cpu_s": cpu_s,
             }
         )
     finally:
@@ -251,16 +270,36 @@ class Publisher:
 # --- workload -----------------------------------------------------------------------------------
 
 
+def shard_provinces(shards: int) -> tuple[str, ...]:
+    """One province per shard: ``p0`` ... ``p{shards-1}``."""
+    return tuple(f"p{i}" for i in range(shards))
+
+
+def shard_filter(province: str) -> str:
+    """The one topic filter that covers a shard's province."""
+    return f"kienco/v1/{province}/#"
+
+
+def province_of(topic: str) -> str:
+    """``kienco/v1/{province}/{site}/...`` -> province."""
+    return topic.split("/")[2]
+
+
 def generate(
-    n_reports: int, n_sites: int, interval_s: float, seed: int
+    n_reports: int,
+    n_sites: int,
+    interval_s: float,
+    seed: int,
+    provinces: Sequence[str],
 ) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]], int]:
     """(reports, metas, readings per report): reports in time order, all in the last hour.
 
     Each site's reports are ``interval_s`` apart (closer if needed to fit 50 min),
-    ending two minutes ago; sites are offset by a few ms from each other.
+    ending two minutes ago; sites are offset by a few ms from each other. Sites go
+    round-robin over ``provinces``, so every province gets the same share.
     """
     rng = random.Random(seed)
-    sites = make_sites(n_sites)
+    sites = make_sites(n_sites, provinces=provinces)
     per_site = math.ceil(n_reports / n_sites)
     spacing = min(interval_s, 3000.0 / per_site)
     end = datetime.now(UTC) - timedelta(seconds=120)
@@ -327,15 +366,23 @@ def measure_raw(
         wait_subscribed(sub, broker.port)
         publisher.start()
         exited_at: list[float] = []
+        sub_cpu_s: list[float] = []
 
         def watch() -> None:
-            sub.wait()
+            # wait4 rather than sub.wait(): its rusage is mosquitto_sub's CPU, which
+            # psutil can no longer read once it has exited.
+            try:
+                _, status, usage = os.wait4(sub.pid, 0)
+            except ChildProcessError:  # reaped elsewhere (killed after a failure)
+                return
+            sub.returncode = os.waitstatus_to_exitcode(status)
+            sub_cpu_s.append(usage.ru_utime + usage.ru_stime)
             exited_at.append(time.monotonic())
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
         assert broker.process is not None
-        sampler = Sampler({"mosquitto": broker.process.pid}).start()
+        sampler = Sampler({"mosquitto": broker.process.pid, "benchmark": os.getpid()}).start()
         publisher.go()
         result = publisher.result()
         watcher.join(timeout_s)
@@ -356,6 +403,10 @@ def measure_raw(
         "pub_rate": result["acked"] / pub_s,
         "pub_failed": result["failed"],
         "mosquitto_cpu": stats["mosquitto"].cpu_pct,
+        "machine_cpu": sampler.machine_cpu_pct,
+        "others_cpu": sampler.others_cpu_pct(
+            result["cpu_s"] + (sub_cpu_s[0] if sub_cpu_s else math.nan)
+        ),
     }
 
 
@@ -388,19 +439,61 @@ def publish_metas(port: int, metas: Sequence[tuple[str, bytes]]) -> None:
         client.loop_stop()
 
 
+def poll_all(collectors: Sequence[CollectorProcess], http: httpx.Client) -> list[dict[str, float]]:
+    return [collector.metrics(http) for collector in collectors]
+
+
 def wait_until(
-    collector: CollectorProcess, http: httpx.Client, done: Any, timeout_s: float, poll_s: float
-) -> tuple[dict[str, float], float, bool]:
-    """Poll /metrics until ``done(metrics)``: (last metrics, monotonic time seen, done?)."""
+    collectors: Sequence[CollectorProcess],
+    http: httpx.Client,
+    done: Callable[[list[dict[str, float]]], bool],
+    timeout_s: float,
+    poll_s: float,
+) -> tuple[list[dict[str, float]], float, bool]:
+    """Poll every shard's /metrics until ``done(metrics per shard)``.
+
+    (last metrics per shard, monotonic time they were all read, done?)
+    """
     deadline = time.monotonic() + timeout_s
     while True:
-        metrics = collector.metrics(http)
+        metrics = poll_all(collectors, http)
         seen = time.monotonic()
         if done(metrics):
             return metrics, seen, True
         if seen > deadline:
             return metrics, seen, False
         time.sleep(poll_s)
+
+
+def stop_all(collectors: Sequence[CollectorProcess]) -> None:
+    """SIGTERM every collector at once and wait for each (they flush, then exit)."""
+    threads = [
+        threading.Thread(target=collector.stop, name=f"stop-{index}")
+        for index, collector in enumerate(collectors)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def _delta(m1: dict[str, float], m0: dict[str, float], name: str) -> float:
+    return m1.get(name, 0) - m0.get(name, 0)
+
+
+def _reports_acked(m1: dict[str, float], m0: dict[str, float]) -> float:
+    """Acks beyond the collector's own statuses, which come back through its filter."""
+    return _delta(m1, m0, ACKED) - _delta(m1, m0, PUBLISHED)
+
+
+def _merge_profiles(paths: Sequence[Path], out: Path) -> Path:
+    """py-spy's raw output is one ``stack count`` per line: shards' files concatenate."""
+    with out.open("w") as merged:
+        for path in paths:
+            if path.exists():
+                text = path.read_text(errors="replace")
+                merged.write(text if text.endswith("\n") or not text else text + "\n")
+    return out
 
 
 def measure_collector(
@@ -412,68 +505,93 @@ def measure_collector(
     metas: Sequence[tuple[str, bytes]],
     n: int,
 ) -> dict[str, Any]:
-    collector = CollectorProcess(
-        workdir,
-        broker.port,
-        influx.url,
-        batch_max_messages=args.batch,
-        batch_max_delay_s=args.batch_delay,
-        influx_timeout_s=args.influx_timeout,
-    )
-    collector.start()
-    spy: PySpy | None = None
+    provinces = shard_provinces(args.shards)
+    metas_of = Counter(province_of(topic) for topic, _ in metas)
     profile: dict[str, Any] | None = None
-    try:
-        http = httpx.Client()
-        log(f"collector up (pid {collector.pid}); publishing {len(metas)} retained metas")
+    with contextlib.ExitStack() as stack:
+        collectors = [
+            CollectorProcess(
+                workdir / f"shard-{index}",
+                broker.port,
+                influx.url,
+                batch_max_messages=args.batch,
+                batch_max_delay_s=args.batch_delay,
+                influx_timeout_s=args.influx_timeout,
+                client_id=f"bench-collector-{os.getpid()}-{index}",
+                topic_filter=shard_filter(province),
+                protocol=args.protocol,
+            )
+            for index, province in enumerate(provinces)
+        ]
+        # Registered before any start: a collector that fails to get healthy is stopped too.
+        stack.callback(stop_all, collectors)
+        for collector in collectors:
+            collector.start()
+        http = stack.enter_context(httpx.Client())
+        pids = ", ".join(f"{c.topic_filter} pid {c.pid}" for c in collectors)
+        log(f"{len(collectors)} collector(s) up ({pids}); publishing {len(metas)} retained metas")
         publish_metas(broker.port, metas)
 
-        def metas_done(m: dict[str, float]) -> bool:
-            return m.get(METAS_ACCEPTED, 0) >= len(metas) and m.get(ACKED, 0) >= len(metas) + m.get(
-                PUBLISHED, 0
+        def metas_done(ms: list[dict[str, float]]) -> bool:
+            return all(
+                m.get(METAS_ACCEPTED, 0) >= metas_of[province]
+                and m.get(ACKED, 0) >= metas_of[province] + m.get(PUBLISHED, 0)
+                for province, m in zip(provinces, ms, strict=True)
             )
 
-        m0, _, ok = wait_until(collector, http, metas_done, 60, 0.1)
+        m0s, _, ok = wait_until(collectors, http, metas_done, 60, 0.1)
         if not ok:
-            raise RuntimeError(f"collector did not take the metas: {m0}")
+            raise RuntimeError(f"the collectors did not take the metas: {m0s}")
         publisher = Publisher(broker.port, payload_file, inflight=args.inflight, timeout_s=300)
         publisher.start()
+        stack.callback(publisher.stop)
         assert broker.process is not None
+        shard_names = [f"collector-{index}" for index in range(len(collectors))]
         sampler = Sampler(
             {
-                "collector": collector.pid,
+                **{name: c.pid for name, c in zip(shard_names, collectors, strict=True)},
                 "mosquitto": broker.process.pid,
                 "influxd": influx.process.pid,
+                "benchmark": os.getpid(),
             }
         ).start()
+        spies: list[PySpy] = []
         if args.profile:
-            spy = PySpy(collector.pid, workdir / "collector-profile.txt")
-        log(f"publishing {n} reports to the collector")
+            for collector in collectors:
+                spy = PySpy(collector.pid, collector.workdir / "collector-profile.txt")
+                stack.callback(spy.stop)
+                spies.append(spy)
+        log(f"publishing {n} reports to the collector(s)")
         publisher.go()
 
-        def all_durable(m: dict[str, float]) -> bool:
-            acked = m.get(ACKED, 0) - m0.get(ACKED, 0)
-            published = m.get(PUBLISHED, 0) - m0.get(PUBLISHED, 0)
-            # Each status the collector publishes comes back through its filter and is
+        def all_durable(ms: list[dict[str, float]]) -> bool:
+            # Each status a collector publishes comes back through its filter and is
             # acked too: only acks beyond those count as reports made durable.
-            return m.get(REPORTS_ACCEPTED, 0) >= n and acked >= n + published
+            accepted = sum(m.get(REPORTS_ACCEPTED, 0) for m in ms)
+            acked = sum(_reports_acked(m1, m0) for m1, m0 in zip(ms, m0s, strict=True))
+            return accepted >= n and acked >= n
 
-        m1, seen, complete = wait_until(collector, http, all_durable, args.timeout, args.poll)
+        m1s, seen, complete = wait_until(collectors, http, all_durable, args.timeout, args.poll)
         stats = sampler.stop()
-        if spy is not None:
-            profile = summarize_pyspy(spy.stop())
+        if spies:
+            paths = [spy.stop() for spy in spies]
+            profile = summarize_pyspy(_merge_profiles(paths, workdir / "collectors-profile.txt"))
             profile["stages"] = stage_shares(profile, STAGES)
-            spy = None
         result = publisher.result()
-        stored = influx_count(influx.url, collector.database)
-        http.close()
-    finally:
-        if spy is not None:
-            spy.stop()
-        collector.stop()
+        stored = influx_count(influx.url, collectors[0].database)
     t_first = result["t_first"]
     elapsed = seen - t_first
-    written = m1.get(WRITTEN, 0) - m0.get(WRITTEN, 0)
+    pairs = list(zip(m1s, m0s, strict=True))
+    written = sum(_delta(m1, m0, WRITTEN) for m1, m0 in pairs)
+    shards: list[dict[str, Any]] = [
+        {
+            "name": name,
+            "topic_filter": collector.topic_filter,
+            "reports_acked": int(_reports_acked(m1, m0)),
+            "stats": stats[name],
+        }
+        for name, collector, (m1, m0) in zip(shard_names, collectors, pairs, strict=True)
+    ]
     return {
         "complete": complete,
         "rate": n / elapsed if complete else math.nan,
@@ -482,16 +600,25 @@ def measure_collector(
         "pub_failed": result["failed"],
         "points_written": int(written),
         "points_rate": written / elapsed,
-        "points_refused": int(m1.get(REFUSED, 0)),
-        "batches_spooled": int(m1.get(SPOOLED, 0)),
+        "points_refused": int(sum(m1.get(REFUSED, 0) for m1 in m1s)),
+        "batches_spooled": int(sum(m1.get(SPOOLED, 0) for m1 in m1s)),
         "rejected": int(
-            sum(v for k, v in m1.items() if k.startswith("kienco_messages_rejected_total"))
+            sum(
+                v
+                for m1 in m1s
+                for k, v in m1.items()
+                if k.startswith("kienco_messages_rejected_total")
+            )
         ),
-        "statuses_published": int(m1.get(PUBLISHED, 0) - m0.get(PUBLISHED, 0)),
+        "statuses_published": int(sum(_delta(m1, m0, PUBLISHED) for m1, m0 in pairs)),
         "stored": stored,
-        "collector": stats["collector"],
+        "shards": shards,
+        "collectors_cpu": sum(shard["stats"].cpu_pct for shard in shards),
         "mosquitto_cpu": stats["mosquitto"].cpu_pct,
         "influxd_cpu": stats["influxd"].cpu_pct,
+        "publisher_cpu": 100.0 * result["cpu_s"] / sampler.wall_s,
+        "machine_cpu": sampler.machine_cpu_pct,
+        "others_cpu": sampler.others_cpu_pct(result["cpu_s"]),
         "profile": profile,
     }
 
@@ -515,12 +642,28 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--timeout", type=float, default=90.0, help="max s for the e2e run")
     parser.add_argument("--poll", type=float, default=0.1, help="/metrics poll period, s")
+    parser.add_argument(
+        "--shards",
+        type=int,
+        default=1,
+        help="collector processes; shard i takes province p<i> (kienco/v1/p<i>/#)",
+    )
+    parser.add_argument(
+        "--protocol",
+        type=int,
+        choices=(5, 4),
+        default=5,
+        help="the collectors' MQTT version: 5, or 4 (3.1.1)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--skip-raw", action="store_true", help="only the collector run")
     parser.add_argument("--profile", action="store_true", help="py-spy the collector")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not 1 <= args.shards <= args.sites:
+        parser.error("--shards must be between 1 and --sites")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -532,9 +675,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             log(f"temporary folder kept: {workdir}")
         started = time.monotonic()
-        log(f"generating {args.reports} reports for {args.sites} sites")
-        reports, metas, readings = generate(args.reports, args.sites, args.interval, args.seed)
+        provinces = shard_provinces(args.shards)
+        log(
+            f"generating {args.reports} reports for {args.sites} sites "
+            f"in {len(provinces)} province(s)"
+        )
+        reports, metas, readings = generate(
+            args.reports, args.sites, args.interval, args.seed, provinces
+        )
         n = len(reports)
+        expected = Counter(province_of(topic) for topic, _ in reports)
         mean_size = sum(len(p) for _, p in reports) / n
         payload_file = workdir / "reports.pickle"
         payload_file.write_bytes(pickle.dumps(reports, protocol=pickle.HIGHEST_PROTOCOL))
@@ -552,16 +702,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             log("raw: publisher -> Mosquitto -> mosquitto_sub")
             raw = measure_raw(broker, payload_file, n, inflight=args.inflight, timeout_s=60)
             log(f"raw: {raw['sub_rate']:,.0f} reports/s")
-        log("end to end: publisher -> Mosquitto -> collector -> InfluxDB")
+        log(
+            f"end to end: publisher -> Mosquitto -> {args.shards} collector(s) "
+            f"(MQTT {args.protocol}) -> InfluxDB"
+        )
         e2e = measure_collector(args, workdir, broker, influx, payload_file, metas, n)
         log(f"collector: {e2e['rate']:,.0f} reports/s")
         total_s = time.monotonic() - started
 
     raw_rate = raw["sub_rate"] if raw else math.nan
     ratio = e2e["rate"] / raw_rate if raw else math.nan
-    collector = e2e["collector"]
     if e2e["profile"] is not None and not args.json:
-        print_profile(e2e["profile"], stages=e2e["profile"]["stages"])
+        of = "the collector" if args.shards == 1 else f"the {args.shards} collectors (merged)"
+        print_profile(e2e["profile"], stages=e2e["profile"]["stages"], of=of)
+    shard_rows: list[tuple[str, Any]] = []
+    for shard in e2e["shards"]:
+        stats = shard["stats"]
+        province = province_of(shard["topic_filter"])
+        shard_rows += [
+            (
+                f"{shard['name']} {shard['topic_filter']} reports acked",
+                f"{shard['reports_acked']} (expected {expected[province]})",
+            ),
+            (f"{shard['name']} CPU % of a core (mean)", stats.cpu_pct),
+            (f"{shard['name']} peak RSS MB", stats.peak_rss_mb),
+        ]
     rows: list[tuple[str, Any]] = [
         ("reports (N)", n),
         ("sites", args.sites),
@@ -570,6 +735,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("raw: mosquitto_sub reports/s", raw_rate),
         ("raw: publisher reports/s (all PUBACKs)", raw["pub_rate"] if raw else math.nan),
         ("raw: mosquitto CPU % of a core", raw["mosquitto_cpu"] if raw else math.nan),
+        ("raw: machine busy CPU % of a core", raw["machine_cpu"] if raw else math.nan),
+        ("raw: of which not this benchmark", raw["others_cpu"] if raw else math.nan),
+        ("shards (collector processes)", args.shards),
+        ("collectors' MQTT protocol", "5" if args.protocol == 5 else "3.1.1 (4)"),
         ("collector: reports/s end to end", e2e["rate"]),
         ("collector: all N durable and acked", e2e["complete"]),
         ("collector: elapsed s", e2e["elapsed_s"]),
@@ -577,10 +746,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("ratio collector / raw %", 100 * ratio),
         ("points written to InfluxDB", e2e["points_written"]),
         ("points/s into InfluxDB", e2e["points_rate"]),
-        ("collector CPU % of a core (mean)", collector.cpu_pct),
-        ("collector peak RSS MB", collector.peak_rss_mb),
+        *shard_rows,
+        ("collectors CPU % of a core (sum)", e2e["collectors_cpu"]),
         ("influxd CPU % of a core", e2e["influxd_cpu"]),
         ("mosquitto CPU % of a core", e2e["mosquitto_cpu"]),
+        ("publisher CPU % of a core", e2e["publisher_cpu"]),
+        ("machine busy CPU % of a core (all cores)", e2e["machine_cpu"]),
+        ("  of which not this benchmark (shared)", e2e["others_cpu"]),
         ("statuses published", e2e["statuses_published"]),
         ("messages rejected / points refused", f"{e2e['rejected']} / {e2e['points_refused']}"),
         ("batches spooled (InfluxDB too slow)", e2e["batches_spooled"]),
