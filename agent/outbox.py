@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.durable import open_durable
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -54,16 +56,12 @@ class Outbox:
         max_bytes: int = 512 * 1024 * 1024,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._max_age_s = max_age_s
         self._max_bytes = max_bytes
         self._clock = clock
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: the WAL is fsynced at each commit, so an added message survives power loss.
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        # Fsynced at each commit: an added message survives power loss.
+        self._db = open_durable(path, _SCHEMA)
 
     def close(self) -> None:
         with self._lock:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+
+from agent.durable import open_durable
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS dead_letter (
@@ -33,12 +34,8 @@ class DeadLetter:
 
 class DeadLetterStore:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_durable(path, _SCHEMA)
 
     def put(
         self, *, received_at: datetime, topic: str, reason: str, detail: str, payload: bytes

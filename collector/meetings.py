@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent.durable import open_durable
 from agent.wire import HumanName, Slug, Status, UtcTime
 from collector.state import SiteStates
 from rules import Policy, SiteSnapshot, evaluate, to_status
@@ -87,11 +87,8 @@ class MeetingStatus:
 
 class MeetingStore:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_durable(path, _SCHEMA)
 
     def create(self, request: MeetingRequest, points: Iterable[str], now: datetime) -> Meeting:
         meeting = Meeting(

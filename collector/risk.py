@@ -7,13 +7,13 @@ verdict says which level it was judged under.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from datetime import datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent.durable import open_durable
 from agent.wire import HumanName, Slug, UtcTime
 
 _SCHEMA = """
@@ -48,12 +48,8 @@ class RiskLevels:
     """Thread-safe; ``level(province)`` is cheap (kept in memory)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_durable(path, _SCHEMA)
         self._current: dict[str, int] = {
             province: int(level)
             for province, level in self._db.execute(

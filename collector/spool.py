@@ -14,11 +14,11 @@ One ``Spool`` per file (the totals are kept in memory): one collector process.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from pathlib import Path
 from types import TracebackType
 
+from agent.durable import open_durable
 from collector.line_protocol import count_lines
 
 __all__ = ["DEFAULT_MAX_BYTES", "Spool"]
@@ -50,10 +50,7 @@ class Spool:
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE … COMMIT).
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_durable(self.path, _SCHEMA)
         # Totals kept in memory so put() needs no SUM over the table.
         self._depth, self._lines, self._bytes = self._db.execute(
             "SELECT count(*), coalesce(sum(n_lines), 0), coalesce(sum(n_bytes), 0) FROM batch"
