@@ -108,6 +108,7 @@ async def test_ups_on_battery_flips_the_meeting_point_and_back(
                     "media": "fibre",
                     "srlg": ["duct-1"],
                     "probes": 2,
+                    "timeout_s": 3,
                     "target": {"host": "127.0.0.1", "port": ports[0]},
                 },
                 {
@@ -115,6 +116,7 @@ async def test_ups_on_battery_flips_the_meeting_point_and_back(
                     "media": "cellular",
                     "srlg": ["tower-2"],
                     "probes": 2,
+                    "timeout_s": 3,
                     "target": {"host": "127.0.0.1", "port": ports[1]},
                 },
             ],
