@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import paho.mqtt.client as mqtt
 import psutil
 import yaml
+from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.wire import (
     DeviceDecl,
@@ -644,3 +646,28 @@ def verdict_of(ok: bool | None) -> str:
 def log(message: str) -> None:
     """Progress, on stderr so that ``--json`` output stays clean on stdout."""
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class ReportCounter:
+    """Counts the reports the agent publishes (and keeps the last one)."""
+
+    def __init__(self, port: int) -> None:
+        self.reports: list[bytes] = []
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=f"bench-reports-{os.getpid()}",
+            protocol=mqtt.MQTTv5,
+        )
+        subscribed = threading.Event()
+        self.client.on_connect = lambda c, *_: c.subscribe("kienco/v1/+/+/report", qos=1)
+        self.client.on_subscribe = lambda *_: subscribed.set()
+        self.client.on_message = lambda _c, _u, msg: self.reports.append(bytes(msg.payload))
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        if not subscribed.wait(10):
+            self.stop()
+            raise RuntimeError("the report subscriber did not subscribe")
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

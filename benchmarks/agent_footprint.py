@@ -47,11 +47,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import psutil
 import yaml
-from _common import REPO, log, print_summary, verdict_of
-from paho.mqtt.enums import CallbackAPIVersion
+from _common import REPO, ReportCounter, log, print_summary, verdict_of
 
 from agent.config import load_site_config
 from agent.cycle import Probes, poll_once
@@ -256,29 +254,6 @@ def import_rss_mb(modules: str) -> float:
         [PYTHON, "-c", code], check=True, capture_output=True, text=True, cwd=REPO, timeout=60
     )
     return int(done.stdout.strip()) / 2**20
-
-
-class ReportCounter:
-    def __init__(self, port: int) -> None:
-        self.reports: list[bytes] = []
-        self.client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=f"bench-footprint-{os.getpid()}",
-            protocol=mqtt.MQTTv5,
-        )
-        subscribed = threading.Event()
-        self.client.on_connect = lambda c, *_: c.subscribe("kienco/v1/+/+/report", qos=1)
-        self.client.on_subscribe = lambda *_: subscribed.set()
-        self.client.on_message = lambda _c, _u, msg: self.reports.append(bytes(msg.payload))
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        if not subscribed.wait(10):
-            self.stop()
-            raise RuntimeError("the report subscriber did not subscribe")
-
-    def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 def problems_of(report: dict[str, Any]) -> list[str]:

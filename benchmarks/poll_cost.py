@@ -48,11 +48,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import psutil
 import yaml
-from _common import REPO, log, percentile, print_summary, verdict_of
-from paho.mqtt.enums import CallbackAPIVersion
+from _common import REPO, ReportCounter, log, percentile, print_summary, verdict_of
 
 from agent.config import load_site_config
 from agent.cycle import poll_once
@@ -289,31 +287,6 @@ async def cycle_times(site_yaml: Path, cycles: int) -> tuple[list[float], int, l
     errors += [f"{r.device}/{r.port}: {r.error}" for r in report.interfaces if r.error]
     errors += [f"{link.path} down" for link in report.links if not link.up]
     return times, len(report.interfaces), errors
-
-
-class ReportCounter:
-    """Counts the reports the agent publishes (and keeps the last one)."""
-
-    def __init__(self, port: int) -> None:
-        self.reports: list[bytes] = []
-        self.client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=f"bench-poll-cost-{os.getpid()}",
-            protocol=mqtt.MQTTv5,
-        )
-        subscribed = threading.Event()
-        self.client.on_connect = lambda c, *_: c.subscribe("kienco/v1/+/+/report", qos=1)
-        self.client.on_subscribe = lambda *_: subscribed.set()
-        self.client.on_message = lambda _c, _u, msg: self.reports.append(bytes(msg.payload))
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        if not subscribed.wait(10):
-            self.stop()
-            raise RuntimeError("the report subscriber did not subscribe")
-
-    def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 # Edge boxes install no pysmi (a test dependency here): hide it, as it is absent there.
