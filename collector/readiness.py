@@ -67,6 +67,7 @@ class Verdicts:
         self._held: dict[str, Held] = {}
         self._json: dict[str, bytes] = {}
         self._due: list[tuple[datetime, str]] = []
+        self._silence_check: dict[str, datetime] = {}  # each site's one pending look
         self._lock = threading.Lock()
 
     def evaluate(self, site: str, now: datetime) -> tuple[Status, bool, list[Point]] | None:
@@ -110,18 +111,32 @@ class Verdicts:
         sites: set[str] = set()
         with self._lock:
             while self._due and self._due[0][0] <= now:
-                sites.add(heapq.heappop(self._due)[1])
+                at, site = heapq.heappop(self._due)
+                if self._silence_check.get(site) == at:
+                    del self._silence_check[site]
+                sites.add(site)
         return sorted(sites)
 
     def _schedule(self, snapshot: SiteSnapshot, now: datetime) -> None:
-        # Look again when the site would turn stale, and when it would turn offline.
+        """Look again when the site would turn stale, or else offline.
+
+        One entry per site, not one per report: a site that keeps reporting is looked
+        at once per silence window (and finds itself fresh), so the heap stays the
+        size of the fleet on the ingest path.
+        """
+        if snapshot.site in self._silence_check:
+            return
         fresh = self.policy.freshness
         interval = snapshot.interval_s or fresh.default_interval_s
         last = snapshot.last_report_at or now
-        for after_s in (interval * fresh.stale_intervals, fresh.offline_after_s):
-            at = last + timedelta(seconds=after_s + 0.5)
-            if at > now:
-                heapq.heappush(self._due, (at, snapshot.site))
+        later = [
+            at
+            for after_s in (interval * fresh.stale_intervals, fresh.offline_after_s)
+            if (at := last + timedelta(seconds=after_s + 0.5)) > now
+        ]
+        if later:
+            self._silence_check[snapshot.site] = min(later)
+            heapq.heappush(self._due, (min(later), snapshot.site))
 
     def get(self, site: str) -> Status | None:
         return self._statuses.get(site)
