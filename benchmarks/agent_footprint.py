@@ -33,7 +33,6 @@ import importlib.util
 import json
 import math
 import os
-import selectors
 import shutil
 import signal
 import socket
@@ -41,7 +40,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,7 +47,7 @@ from typing import Any
 
 import psutil
 import yaml
-from _common import REPO, ReportCounter, log, print_summary, verdict_of
+from _common import REPO, Listeners, ReportCounter, log, print_summary, verdict_of
 
 from agent.config import load_site_config
 from agent.cycle import Probes, poll_once
@@ -60,47 +58,6 @@ GOAL_RSS_MB = 40.0
 GOAL_CPU_PCT = 2.0
 RECORDINGS = REPO / "firmware-configs" / "recordings"
 PYTHON = sys.executable
-
-
-class Listeners:
-    """TCP listeners on loopback that accept and close every connection (the paths' targets)."""
-
-    def __init__(self, count: int) -> None:
-        self.selector = selectors.DefaultSelector()
-        self.sockets: list[socket.socket] = []
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(("127.0.0.1", 0))
-            sock.listen(64)
-            sock.setblocking(False)
-            self.selector.register(sock, selectors.EVENT_READ)
-            self.sockets.append(sock)
-        self.accepted = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="listeners", daemon=True)
-        self._thread.start()
-
-    @property
-    def ports(self) -> list[int]:
-        return [int(s.getsockname()[1]) for s in self.sockets]
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for key, _ in self.selector.select(timeout=0.2):
-                listener = key.fileobj
-                assert isinstance(listener, socket.socket)
-                with contextlib.suppress(BlockingIOError):
-                    conn, _ = listener.accept()
-                    conn.close()
-                    self.accepted += 1
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        for sock in self.sockets:
-            sock.close()
-        self.selector.close()
 
 
 class SnmpSim:

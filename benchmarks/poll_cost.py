@@ -34,7 +34,6 @@ import importlib.util
 import json
 import math
 import os
-import selectors
 import shutil
 import signal
 import socket
@@ -42,7 +41,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,7 +48,7 @@ from typing import Any
 
 import psutil
 import yaml
-from _common import REPO, ReportCounter, log, percentile, print_summary, verdict_of
+from _common import REPO, Listeners, ReportCounter, log, percentile, print_summary, verdict_of
 
 from agent.config import load_site_config
 from agent.cycle import poll_once
@@ -163,44 +161,6 @@ class SnmpSim:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-
-
-class Listeners:
-    """TCP listeners on loopback that accept and close every connection (the paths' targets)."""
-
-    def __init__(self, count: int) -> None:
-        self.selector = selectors.DefaultSelector()
-        self.sockets: list[socket.socket] = []
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sock.listen(64)
-            sock.setblocking(False)
-            self.selector.register(sock, selectors.EVENT_READ)
-            self.sockets.append(sock)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="listeners", daemon=True)
-        self._thread.start()
-
-    @property
-    def ports(self) -> list[int]:
-        return [int(s.getsockname()[1]) for s in self.sockets]
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for key, _ in self.selector.select(timeout=0.2):
-                listener = key.fileobj
-                assert isinstance(listener, socket.socket)
-                with contextlib.suppress(BlockingIOError):
-                    conn, _ = listener.accept()
-                    conn.close()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        for sock in self.sockets:
-            sock.close()
-        self.selector.close()
 
 
 def write_site(
