@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from agent.config import PathConfig, ThroughputConfig
-from agent.wire import LinkReading
+from contract.wire import LinkReading
 
 log = logging.getLogger("kienco.agent")
 

@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable
 import aiomqtt
 from pydantic import ValidationError
 
-from agent.topics import topic
-from agent.wire import Command
+from contract.topics import topic
+from contract.wire import Command
 
 log = logging.getLogger("kienco.agent")
 

@@ -1,53 +1,24 @@
 """The site config an agent runs from (YAML), validated at start.
 
 A bad config stops the agent with the key, the bad value and the fix
-(see :mod:`agent.config_errors`). Ids are slugs; human names go in ``name``.
+(see :mod:`plumbing.config_errors`). Ids are slugs; human names go in ``name``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agent.config_errors import ConfigError, load_yaml_model
-from agent.secrets import SecretRef
-from agent.wire import HumanName, Media, SiteKind, Slug
+from contract.wire import HumanName, Media, SiteKind, Slug
+from plumbing.config_errors import ConfigError, load_yaml_model
+from plumbing.mqtt_endpoint import MqttEndpoint
+from plumbing.secrets import SecretRef
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class MqttEndpoint(_Strict):
-    """A broker address: ``mqtt://host:port`` or ``mqtts://host:port`` (TLS)."""
-
-    url: str = Field(description="mqtt://host:1883 or mqtts://host:8883")
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError("use mqtt://host:port or mqtts://host:port")
-        return value
-
-    @property
-    def host(self) -> str:
-        host = urlsplit(self.url).hostname
-        assert host is not None  # the validator checked it
-        return host
-
-    @property
-    def port(self) -> int:
-        parts = urlsplit(self.url)
-        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
-
-    @property
-    def tls(self) -> bool:
-        return urlsplit(self.url).scheme == "mqtts"
 
 
 class BrokerConfig(MqttEndpoint):

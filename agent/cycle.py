@@ -12,7 +12,7 @@ from datetime import datetime
 from agent.config import DeviceConfig, PathConfig, SiteConfig
 from agent.fuel import burn_at_load
 from agent.probes import DevicePoller, DeviceReading, Transports, host, links
-from agent.wire import InterfaceReading, LinkReading, PowerReading, Report, RoomReading
+from contract.wire import InterfaceReading, LinkReading, PowerReading, Report, RoomReading
 
 Probes = Transports  # the name the agent runner and tests use
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from agent import __version__
-from agent.wire import DeviceDecl, Media, Meta, PathDecl, SiteKind
+from contract.wire import DeviceDecl, Media, Meta, PathDecl, SiteKind
 
 Role = Literal["ups", "rectifier", "generator", "ats", "router", "radio", "other"]
 SiteClass = Literal["ordinary", "hardened", "core"]

@@ -10,7 +10,6 @@ field fails with the key and the fix. ``decode`` is pure: registers in, a
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -18,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError
 from pydantic import model_validator as _model_validator
 
-from agent.data import firmware_configs
+from agent.profile_decode import OPERATORS, ORDERING
 from agent.profile_files import (
     Invalid,
     Name,
@@ -29,7 +28,8 @@ from agent.profile_files import (
     load_profile_file,
     wire_kinds,
 )
-from agent.wire import PowerReading
+from contract.wire import PowerReading
+from plumbing.data import firmware_configs
 
 __all__ = ["ModbusProfile", "ModbusProfileError", "blocks", "decode", "load_modbus_profile"]
 
@@ -39,8 +39,6 @@ MAX_READ = 125  # registers per Modbus read: a PDU holds at most 125 (Modbus spe
 
 RegisterType = Literal["u16", "s16", "u32", "s32", "codes4"]
 Value = int | float | str | bool
-_ORDERING = ("gt", "ge", "lt", "le")
-_OPERATORS = {op: getattr(operator, op) for op in ("eq", "ne", *_ORDERING)}
 
 
 class ModbusProfileError(ValueError):
@@ -93,20 +91,20 @@ class Condition(Strict):
 
     @_model_validator(mode="after")
     def _one(self) -> Condition:
-        given = [op for op in _OPERATORS if getattr(self, op) is not None]
+        given = [op for op in OPERATORS if getattr(self, op) is not None]
         if len(given) != 1:
             raise ValueError(f"give exactly one of eq, ne, gt, ge, lt, le (got {given or 'none'})")
         return self
 
     @property
     def operator(self) -> str:
-        return next(op for op in _OPERATORS if getattr(self, op) is not None)
+        return next(op for op in OPERATORS if getattr(self, op) is not None)
 
     def holds(self, value: Value | None) -> bool | None:
         op = self.operator
-        if value is None or (op in _ORDERING and isinstance(value, str | bool)):
+        if value is None or (op in ORDERING and isinstance(value, str | bool)):
             return None
-        return bool(_OPERATORS[op](value, getattr(self, op)))
+        return bool(OPERATORS[op](value, getattr(self, op)))
 
 
 class Derivation(Strict):
@@ -172,7 +170,7 @@ class ModbusProfile(ProfileDocument):
                         f"derive.{name}: {cond.value!r} is neither a reading nor a source;"
                         f" use one of {', '.join(known)}"
                     )
-                if target.enum is not None and cond.operator in _ORDERING:
+                if target.enum is not None and cond.operator in ORDERING:
                     raise ValueError(f"derive.{name}: {cond.value} has an enum; use eq or ne")
         return self
 

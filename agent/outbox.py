@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.durable import open_durable
+from plumbing.durable import open_durable
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (

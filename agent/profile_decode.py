@@ -21,7 +21,7 @@ from pydantic import field_validator as _field_validator
 from pydantic import model_validator as _model_validator
 
 from agent.profile_files import Invalid, Name, Strict
-from agent.wire import InterfaceReading, PowerReading
+from contract.wire import InterfaceReading, PowerReading
 
 if TYPE_CHECKING:  # the profile documents import this module's vocabulary
     from agent.profiles import InterfaceProfile, Profile
@@ -33,9 +33,9 @@ RawValue = int | float | str | bytes | None
 Value = int | float | str | bool
 
 
-_ORDERING = ("gt", "ge", "lt", "le")
-_OPERATORS = {op: getattr(operator, op) for op in ("eq", "ne", *_ORDERING)}
-_ALL_OPERATORS = (*_OPERATORS, "in", "match")
+ORDERING = ("gt", "ge", "lt", "le")  # comparisons that need a number
+OPERATORS = {op: getattr(operator, op) for op in ("eq", "ne", *ORDERING)}
+_ALL_OPERATORS = (*OPERATORS, "in", "match")
 
 Oid = Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)+$")]
 
@@ -118,7 +118,7 @@ class Condition(Strict):
     def holds(self, value: Value | None) -> bool | None:
         """True/False, or None when the value is unknown (or of a kind the operator cannot use)."""
         op = self.operator
-        if value is None or (op in _ORDERING and not _is_number(value)):
+        if value is None or (op in ORDERING and not _is_number(value)):
             return None
         if op == "match":
             return (
@@ -126,7 +126,7 @@ class Condition(Strict):
             )
         if op == "in":
             return value in (self.in_ or ())
-        return bool(_OPERATORS[op](value, self._operand(op)))
+        return bool(OPERATORS[op](value, self._operand(op)))
 
 
 class Derivation(Strict):

@@ -18,8 +18,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, PrivateAttr, StringConstraints
 from pydantic import model_validator as _model_validator
 
-from agent.data import firmware_configs
-from agent.profile_decode import _ORDERING, Condition, Derivation, RawValue, Value, ValueSpec
+from agent.profile_decode import ORDERING, Condition, Derivation, RawValue, Value, ValueSpec
 from agent.profile_files import (
     Invalid,
     Name,
@@ -30,7 +29,8 @@ from agent.profile_files import (
     load_profile_file,
     wire_kinds,
 )
-from agent.wire import InterfaceReading, PowerReading
+from contract.wire import InterfaceReading, PowerReading
+from plumbing.data import firmware_configs
 
 __all__ = [
     "PROFILES_DIR",
@@ -93,7 +93,7 @@ def _check_conditions(
                 f"{where}: {cond.value!r} is neither a reading nor a source; use one of "
                 + ", ".join(known)
             )
-        if target.enum is not None and cond.operator in _ORDERING:
+        if target.enum is not None and cond.operator in ORDERING:
             raise ValueError(f"{where}: {cond.value} has an enum; use eq, ne or in")
         if cond.operator == "match" and not target.text:
             raise ValueError(f"{where}: match needs a text value; add text: true to {cond.value}")

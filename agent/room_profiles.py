@@ -21,9 +21,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
-from agent.data import firmware_configs
 from agent.profile_files import ProfileDocument, Strict, find_profile, load_profile_file
-from agent.wire import RoomReading
+from contract.wire import RoomReading
+from plumbing.data import firmware_configs
 
 ROOM_PROFILES_DIR = firmware_configs() / "room-profiles"
 READINGS = tuple(name for name in RoomReading.model_fields if name != "error")

@@ -28,15 +28,15 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent import commands
-from agent.backoff import Backoff
 from agent.bandwidth import Bandwidth
 from agent.config import SiteConfig
 from agent.cycle import Probes, poll_once
 from agent.meta import meta_message
 from agent.mqtt_client import AckingClient, PublishRefused
 from agent.outbox import Outbox
-from agent.topics import topic
-from agent.wire import Command, Event, Meta, Report, State, utc_now
+from contract.topics import topic
+from contract.wire import Command, Event, Meta, Report, State, utc_now
+from plumbing.backoff import Backoff
 
 if TYPE_CHECKING:  # pysnmp's receiver costs memory: loaded only when traps are enabled
     from agent.traps import Trap, TrapReceiver

@@ -2,7 +2,7 @@
 
 Two parts: :class:`TrapReceiver` listens for v1/v2c/v3 traps with pysnmp's
 notification receiver (asyncio), and :func:`trap_to_event`, a pure function,
-maps one trap to an :class:`agent.wire.Event` (or ``None`` for traps kienco does
+maps one trap to an :class:`contract.wire.Event` (or ``None`` for traps kienco does
 not know). The runner stores the event in the outbox and publishes it at once.
 
 SNMPv3 traps are sent by the UPS as the *authoritative* engine: their keys are
@@ -37,7 +37,7 @@ from pysnmp.entity.rfc3413 import ntfrcv
 from pysnmp.proto import rfc1155, rfc1902
 
 from agent.config import DeviceConfig, SiteConfig, SnmpV3Credentials
-from agent.wire import Event, EventName, PowerReading
+from contract.wire import Event, EventName, PowerReading
 
 log = logging.getLogger("kienco.agent.traps")
 

@@ -31,7 +31,7 @@ import psutil
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.wire import (
+from contract.wire import (
     DeviceDecl,
     HostReading,
     LinkReading,

@@ -51,7 +51,7 @@ from _common import REPO, Listeners, ReportCounter, log, print_summary, verdict_
 
 from agent.config import load_site_config
 from agent.cycle import Probes, poll_once
-from agent.wire import Report, utc_now
+from contract.wire import Report, utc_now
 from kienco.local_services import Mosquitto, free_port
 
 GOAL_RSS_MB = 40.0
@@ -193,7 +193,7 @@ def time_probe_command(site_yaml: Path) -> float:
 
 IMPORT_SETS: tuple[tuple[str, str], ...] = (
     ("bare interpreter (+psutil)", ""),
-    ("pydantic + agent.wire", "agent.wire"),
+    ("pydantic + contract.wire", "contract.wire"),
     ("aiomqtt + paho", "aiomqtt"),
     ("pysnmp hlapi (asyncio)", "pysnmp.hlapi.v3arch.asyncio"),
     ("everything `agent run` imports", "kienco.cli, agent.runner, agent.cycle"),

@@ -16,7 +16,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from agent.wire import (
+from collector.inventory import Inventory, InventorySite
+from collector.meetings import MeetingRequest, MeetingStore, meeting_status
+from collector.state import SiteStates
+from contract.wire import (
     LinkReading,
     Meta,
     PathDecl,
@@ -25,9 +28,6 @@ from agent.wire import (
     RoomReading,
     SiteKind,
 )
-from collector.inventory import Inventory, InventorySite
-from collector.meetings import MeetingRequest, MeetingStore, meeting_status
-from collector.state import SiteStates
 from rules import load_policy
 from rules.compliance import build_report
 from rules.rehearsal import Rehearsal

@@ -56,7 +56,7 @@ from agent.probes import Transports
 from agent.probes.snmp import SnmpTarget, poll
 from agent.profiles import load_profile_by_name
 from agent.snmp_transport import PySnmpTransport, SnmpError
-from agent.wire import utc_now
+from contract.wire import utc_now
 from kienco.local_services import Mosquitto, free_port
 
 GOAL_CYCLE_S, GOAL_CPU_PCT, GOAL_RSS_MB = 2.0, 5.0, 60.0

@@ -51,7 +51,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.config import SiteConfig
 from agent.runner import Agent
-from agent.wire import PowerReading, Report
+from contract.wire import PowerReading, Report
 from kienco.local_services import Mosquitto, free_port
 
 GOAL_S = 2.0

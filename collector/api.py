@@ -34,13 +34,13 @@ from urllib.parse import parse_qs, urlsplit
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 
-from agent.wire import SLUG_PATTERN, utc_now
 from collector.meetings import MeetingRequest
 from collector.risk import RiskChange
 from collector.throughput import PATH as THROUGHPUT_PATH
 from collector.throughput import ThroughputHandler
+from contract.wire import SLUG_PATTERN, utc_now
 
-_FILTERS = ("province", "kind", "verdict")
+READINESS_FILTERS = ("province", "kind", "verdict")
 _SLUG = re.compile(SLUG_PATTERN)
 Reply = tuple[HTTPStatus, bytes]
 
@@ -197,4 +197,4 @@ def _handler(
     return Handler
 
 
-__all__ = ["_FILTERS", "Api", "Backend", "Reply", "json_reply", "readiness_reply"]
+__all__ = ["READINESS_FILTERS", "Api", "Backend", "Reply", "json_reply", "readiness_reply"]

@@ -7,9 +7,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agent.config import MqttEndpoint
-from agent.config_errors import load_yaml_model
-from agent.secrets import SecretRef
+from plumbing.config_errors import load_yaml_model
+from plumbing.mqtt_endpoint import MqttEndpoint
+from plumbing.secrets import SecretRef
 
 
 class _Strict(BaseModel):

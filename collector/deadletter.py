@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from agent.durable import open_durable
+from plumbing.durable import open_durable
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS dead_letter (

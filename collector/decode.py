@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from agent.topics import SiteTopic, TopicError
-from agent.wire import Event, Meta, Report, State, Status
+from contract.topics import SiteTopic, TopicError
+from contract.wire import Event, Meta, Report, State, Status
 
 Accepted = Report | Event | Meta | State
 _MODELS: dict[str, type[Report] | type[Event] | type[Meta] | type[State]] = {

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, TypeAdapter
 
-from collector.api import _FILTERS, Reply, json_reply, readiness_reply
+from collector.api import READINESS_FILTERS, Reply, json_reply, readiness_reply
 from collector.meetings import MeetingRequest, meeting_status, points_for
 from collector.risk import RiskChange
 from rules.compliance import ComplianceReport, build_report
@@ -54,11 +54,11 @@ class Endpoints:
         c = self.c
         match parts:
             case ["readiness"]:
-                unknown = sorted(set(query) - set(_FILTERS))
+                unknown = sorted(set(query) - set(READINESS_FILTERS))
                 if unknown:
                     return json_reply(
                         HTTPStatus.BAD_REQUEST,
-                        {"error": f"unknown filter {unknown}; use {list(_FILTERS)}"},
+                        {"error": f"unknown filter {unknown}; use {list(READINESS_FILTERS)}"},
                     )
                 return self._readiness(query)
             case ["sites", site]:

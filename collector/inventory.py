@@ -22,8 +22,8 @@ from typing import IO, Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from agent.config_errors import ConfigError, describe_validation_error, parse_yaml_model
-from agent.wire import HumanName, Meta, SiteKind, Slug
+from contract.wire import HumanName, Meta, SiteKind, Slug
+from plumbing.config_errors import ConfigError, describe_validation_error, parse_yaml_model
 
 MAX_PROBLEMS = 50  # past that, the file is wrong in one systematic way: say how many more
 _TRUE = frozenset({"true", "yes", "y", "1", "x", "có", "co"})

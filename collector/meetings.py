@@ -19,9 +19,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.durable import open_durable
-from agent.wire import HumanName, Slug, Status, UtcTime
 from collector.state import SiteStates
+from contract.wire import HumanName, Slug, Status, UtcTime
+from plumbing.durable import open_durable
 from rules import Policy, SiteSnapshot, evaluate, to_status
 from rules.meeting import FAULT_CODES
 from rules.rehearsal import Rehearsal, for_meeting

@@ -34,7 +34,8 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from agent.wire import (
+from collector.line_protocol import FieldValue, Point
+from contract.wire import (
     Event,
     HostReading,
     InterfaceReading,
@@ -44,7 +45,6 @@ from agent.wire import (
     RoomReading,
     State,
 )
-from collector.line_protocol import FieldValue, Point
 
 __all__ = ["FIELD_TYPES", "event_points", "report_points", "state_points", "time_ns"]
 

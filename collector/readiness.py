@@ -14,10 +14,10 @@ import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
-from agent.wire import Reason, Status
 from collector.line_protocol import Point
 from collector.points import time_ns
 from collector.state import SiteStates
+from contract.wire import Reason, Status
 from rules import Policy, SiteSnapshot, effective, evaluate, texts, to_status
 from rules.hysteresis import Held, debounce
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.durable import open_durable
-from agent.wire import HumanName, Slug, UtcTime
+from contract.wire import HumanName, Slug, UtcTime
+from plumbing.durable import open_durable
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS risk_level (

@@ -24,8 +24,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent.topics import topic as topic_of
-from agent.wire import Command, Event, Meta, Report, State, Status, utc_now
 from collector.api import Api
 from collector.config import CollectorConfig
 from collector.deadletter import DeadLetterStore
@@ -42,6 +40,8 @@ from collector.risk import RiskChange, RiskEntry, RiskLevels
 from collector.spool import Spool
 from collector.state import SiteStates
 from collector.writer import InfluxWriter, Outcome
+from contract.topics import topic as topic_of
+from contract.wire import Command, Event, Meta, Report, State, Status, utc_now
 from rules import Policy, load_policy
 
 log = logging.getLogger("kienco.collector")

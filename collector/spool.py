@@ -18,8 +18,8 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
-from agent.durable import open_durable
 from collector.line_protocol import count_lines
+from plumbing.durable import open_durable
 
 __all__ = ["DEFAULT_MAX_BYTES", "Spool"]
 

@@ -12,7 +12,7 @@ import threading
 from dataclasses import replace
 from datetime import datetime
 
-from agent.wire import Event, Meta, Report, State
+from contract.wire import Event, Meta, Report, State
 from rules import SiteSnapshot
 
 

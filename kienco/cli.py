@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agent import __version__
-from agent.config_errors import ConfigError
-from agent.wire import Status
+from contract.wire import Status
+from plumbing.config_errors import ConfigError
 
 EXIT_CONFIG = 2
 
@@ -27,7 +27,7 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    from agent.wire import MESSAGE_MODELS, json_schemas
+    from contract.wire import MESSAGE_MODELS, json_schemas
 
     schemas = json_schemas()
     if args.kind:
@@ -42,7 +42,7 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 def _cmd_agent_probe(args: argparse.Namespace) -> int:
     from agent.config import load_site_config
     from agent.cycle import Probes, poll_once
-    from agent.wire import utc_now
+    from contract.wire import utc_now
 
     config = load_site_config(args.config)
 

@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.config_errors import ConfigError, load_yaml_model
-from agent.data import firmware_configs
-from agent.wire import Slug
+from contract.wire import Slug
+from plumbing.config_errors import ConfigError, load_yaml_model
+from plumbing.data import firmware_configs
 
 if TYPE_CHECKING:  # pymodbus is imported when a simulator starts: `kienco --help` stays quick
     from pymodbus.server import ModbusTcpServer

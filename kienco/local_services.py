@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from agent.data import firmware_configs
+from plumbing.data import firmware_configs
 
 SHIPPED_CONF = firmware_configs() / "mosquitto" / "kienco.conf"
 SHIPPED_ACL = firmware_configs() / "mosquitto" / "kienco.acl"

@@ -11,7 +11,7 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from agent.wire import Status
+from contract.wire import Status
 from kienco.labels import LOCAL_TZ, Lang, local_time
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+)m(?:in)?)?$")

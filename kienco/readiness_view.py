@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from agent.wire import Status
+from contract.wire import Status
 from kienco.labels import KINDS, STATION_STATES, VERDICT_STYLE, VERDICTS, Lang, label, local_time
 
 HEAD = {

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from agent.wire import PowerReading
+from contract.wire import PowerReading
 from rules.policy import GeneratorPolicy, RuntimeTrust
 from rules.snapshot import PowerSample, SiteSnapshot
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
-from agent.wire import Media, SiteKind
+from contract.wire import Media, SiteKind
 from rules import freshness, texts
 from rules.autonomy import assess_power
 from rules.compliance_policy import AreaLevel, CompliancePolicy, Settings, settings_of

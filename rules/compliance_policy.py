@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.wire import SiteKind
+from contract.wire import SiteKind
 
 if TYPE_CHECKING:  # rules.policy imports this module for Policy.compliance
     from rules.policy import Policy

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from agent.wire import Severity
+from contract.wire import Severity
 from rules.autonomy import PowerAssessment
 from rules.findings import Finding, Impact, RuleName
 from rules.paths import PathAssessment

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
 
-from agent.wire import SiteKind, StationState, Status, Verdict
+from contract.wire import SiteKind, StationState, Status, Verdict
 from rules import backup_power, freshness, link_quality, meeting, multipath, station_state
 from rules.autonomy import PowerAssessment, assess_power
 from rules.context import RuleContext

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
-from agent.wire import Reason, Severity, Verdict
+from contract.wire import Reason, Severity, Verdict
 from rules import texts
 from rules.texts import Lang
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from agent.wire import Severity
+from contract.wire import Severity
 from rules.findings import Finding
 from rules.policy import FreshnessPolicy
 from rules.snapshot import SiteSnapshot

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from agent.wire import RoomReading
+from contract.wire import RoomReading
 from rules.context import RuleContext, hours
 from rules.findings import Finding
 from rules.policy import RoomCheck

@@ -7,7 +7,7 @@ rule (the engine also silences link quality then). How independence is counted i
 
 from __future__ import annotations
 
-from agent.wire import Severity
+from contract.wire import Severity
 from rules.context import RuleContext
 from rules.findings import Finding, Impact
 from rules.paths import PathAssessment, PathInfo

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agent.wire import Media
+from contract.wire import Media
 from rules.snapshot import SiteSnapshot
 
 EXACT_LIMIT = 16

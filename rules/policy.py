@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from agent.wire import SiteKind
+from contract.wire import SiteKind
 from rules.compliance_policy import CompliancePolicy
 from rules.findings import RuleName
 from rules.policy_errors import MISSING, Problem, problems_from

@@ -14,7 +14,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Literal, NamedTuple, TypeVar
 
-from agent.wire import (
+from contract.wire import (
     HostReading,
     LinkReading,
     Meta,

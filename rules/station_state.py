@@ -8,7 +8,7 @@ is ``unknown``: the engine does not ask this rule about it.
 
 from __future__ import annotations
 
-from agent.wire import StationState
+from contract.wire import StationState
 from rules.autonomy import PowerAssessment
 from rules.context import RuleContext
 from rules.findings import Finding

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from agent.wire import SiteKind
+from contract.wire import SiteKind
 from rules.findings import RuleName
 from rules.policy import (
     BackupTarget,

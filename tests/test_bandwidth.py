@@ -13,9 +13,9 @@ import pytest
 from agent.bandwidth import Bandwidth
 from agent.config import PathConfig, SiteConfig, ThroughputConfig
 from agent.runner import Agent
-from agent.wire import LinkReading
 from collector.config import CollectorConfig
 from collector.service import Collector
+from contract.wire import LinkReading
 
 CONFIG = ThroughputConfig(url="http://127.0.0.1:1", max_bytes=100_000, max_s=1, every_s=3600)
 PATHS = tuple(
@@ -112,7 +112,7 @@ async def test_a_real_test_through_the_collectors_api(tmp_path: Path) -> None:
 async def test_a_meeting_room_in_a_call_or_unsure_is_never_tested(
     tmp_path: Path, in_call: bool | None
 ) -> None:
-    from agent.wire import Report, RoomReading
+    from contract.wire import Report, RoomReading
 
     site = SiteConfig.model_validate(
         {

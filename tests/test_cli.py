@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from agent.wire import Report
+from contract.wire import Report
 from tests.support.snmpsim import SnmpSim
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,6 +38,16 @@ def test_schema_prints_every_wire_message() -> None:
         report["properties"]
     )
     assert json.loads(kienco("schema", "--kind", "state").stdout)["title"] == "State"
+
+
+def test_schema_is_the_saved_contract() -> None:
+    """The wire contract changes only on purpose: a change here is a new protocol version.
+
+    tests/fixtures/contract/schema-v1.json is ``kienco schema`` as it was before the
+    contract moved to its own package (contract/); regenerate it only with a version bump.
+    """
+    saved = (REPO / "tests" / "fixtures" / "contract" / "schema-v1.json").read_text()
+    assert json.loads(kienco("schema").stdout) == json.loads(saved)
 
 
 def test_agent_probe_prints_one_report_and_publishes_nothing(

@@ -10,8 +10,8 @@ from typing import Any, Literal
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from agent.wire import DeviceDecl, LinkReading, Meta, PathDecl, PowerReading, Report, State
 from collector.inventory import Inventory, InventorySite
+from contract.wire import DeviceDecl, LinkReading, Meta, PathDecl, PowerReading, Report, State
 from rules import Policy, SiteSnapshot, load_policy
 from rules.compliance import (
     ComplianceReport,

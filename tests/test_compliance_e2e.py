@@ -13,9 +13,9 @@ import httpx
 import pytest
 from pypdf import PdfReader
 
-from agent.wire import Meta, PathDecl, PowerReading, Report
 from collector.config import CollectorConfig
 from collector.service import Collector
+from contract.wire import Meta, PathDecl, PowerReading, Report
 from kienco.cli import main as kienco_main
 from tests.support.mosquitto import Broker
 from tests.test_rules_support import link

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from agent.config import SiteConfig, load_site_config
-from agent.config_errors import ConfigError, parse_yaml_model
 from collector.config import CollectorConfig, load_collector_config
+from plumbing.config_errors import ConfigError, parse_yaml_model
 
 REPO = Path(__file__).resolve().parents[1]
 STATION = REPO / "firmware-configs" / "sites" / "station.yaml"

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.config_errors import ConfigError, parse_yaml_model
-from agent.wire import Meta, PowerReading, Report
+from contract.wire import Meta, PowerReading, Report
 from kienco.demo.scenario import SCENARIO_FILE, Scenario, load_scenario
 from kienco.demo.simulator import Fleet, SimulatedSite
+from plumbing.config_errors import ConfigError, parse_yaml_model
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 

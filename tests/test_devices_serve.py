@@ -16,7 +16,7 @@ import yaml
 from agent.config import SiteConfig
 from agent.cycle import poll_once
 from agent.probes import Transports
-from agent.wire import utc_now
+from contract.wire import utc_now
 from kienco.devices_serve import RECORDINGS, main
 from kienco.local_services import free_port
 

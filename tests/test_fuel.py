@@ -7,7 +7,7 @@ import pytest
 from agent.config import DeviceConfig
 from agent.cycle import _with_site_knowledge
 from agent.fuel import burn_at_load
-from agent.wire import PowerReading
+from contract.wire import PowerReading
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from agent.config_errors import ConfigError
 from collector.inventory import (
     COLUMNS,
     Inventory,
@@ -16,6 +15,7 @@ from collector.inventory import (
     parse_csv,
     write_csv,
 )
+from plumbing.config_errors import ConfigError
 
 EXAMPLES = Path(__file__).parent.parent / "firmware-configs" / "inventory"
 HEADER = "site,kind,name,operator,province,area,area_name,hardened,latitude,longitude"

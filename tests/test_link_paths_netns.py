@@ -14,8 +14,8 @@ import pytest
 
 from agent.config import PathConfig, TcpTarget, ThroughputConfig
 from agent.probes import links, throughput
-from agent.wire import LinkReading
 from collector.throughput import ThroughputServer
+from contract.wire import LinkReading
 from tests.support.netns import COLLECTOR, TwoPaths, two_paths
 
 pytestmark = pytest.mark.timeout(60)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.wire import Command, Event, Meta, PowerReading, Report
 from collector.config import CollectorConfig
 from collector.service import Collector
+from contract.wire import Command, Event, Meta, PowerReading, Report
 from kienco.cli import main as kienco_main
 from kienco.meeting_cli import parse_duration, parse_start
 from tests.support.mosquitto import Broker

@@ -23,7 +23,7 @@ from agent.modbus_profile import (
 )
 from agent.probes import Transports
 from agent.probes.modbus import poll_device
-from agent.wire import PowerReading, utc_now
+from contract.wire import PowerReading, utc_now
 from kienco.local_services import free_port
 from tests.support.modbus import ThreadedSimulator, recording
 

@@ -22,9 +22,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.config import SiteConfig
 from agent.runner import Agent
-from agent.wire import Report
 from collector.config import CollectorConfig
 from collector.service import Collector
+from contract.wire import Report
 from tests.support.influx import InfluxServer
 from tests.support.mosquitto import Broker
 from tests.support.snmpsim import SnmpSim

@@ -8,7 +8,9 @@ from typing import Literal
 import pytest
 from pydantic import BaseModel
 
-from agent.wire import (
+from collector.line_protocol import Point, encode_many
+from collector.points import FIELD_TYPES, event_points, report_points, state_points, time_ns
+from contract.wire import (
     Event,
     HostReading,
     LinkReading,
@@ -17,8 +19,6 @@ from agent.wire import (
     RoomReading,
     State,
 )
-from collector.line_protocol import Point, encode_many
-from collector.points import FIELD_TYPES, event_points, report_points, state_points, time_ns
 from tests.support.influx import InfluxServer
 
 TAKEN_AT = "2025-09-20T03:04:05.123456+07:00"  # typhoon season, Hai Phong local time

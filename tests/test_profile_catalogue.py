@@ -27,7 +27,7 @@ from agent.profiles import (
     table_columns,
 )
 from agent.snmp_transport import SnmpV2cTransport
-from agent.wire import InterfaceReading, PowerReading
+from contract.wire import InterfaceReading, PowerReading
 from tests.support.snmpsim import RECORDINGS, SnmpSim
 
 pytestmark = pytest.mark.snmp

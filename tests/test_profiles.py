@@ -20,7 +20,7 @@ from agent.profiles import (
     oids,
     table_columns,
 )
-from agent.wire import InterfaceReading, PowerReading
+from contract.wire import InterfaceReading, PowerReading
 
 UPS = "1.3.6.1.2.1.33.1."
 STATUS, SECONDS, MINUTES, CHARGE = UPS + "2.1.0", UPS + "2.2.0", UPS + "2.3.0", UPS + "2.4.0"

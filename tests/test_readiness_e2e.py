@@ -17,9 +17,9 @@ import pytest
 
 from agent.config import SiteConfig
 from agent.runner import Agent
-from agent.wire import Meta, Report, Status
 from collector.config import CollectorConfig
 from collector.service import Collector
+from contract.wire import Meta, Report, Status
 from kienco.cli import main as kienco_main
 from rules import Policy
 from tests.support.influx import InfluxServer

@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agent.wire import Meta, PowerReading, Report
 from collector.config import CollectorConfig
 from collector.service import Collector
+from contract.wire import Meta, PowerReading, Report
 from kienco.cli import main as kienco_main
 from tests.support.mosquitto import Broker
 from tests.test_rules_support import two_paths

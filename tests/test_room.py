@@ -26,8 +26,8 @@ from agent.room_profiles import (
     load_room_profile,
     load_room_profile_by_name,
 )
-from agent.secrets import SecretRef
-from agent.wire import RoomReading
+from contract.wire import RoomReading
+from plumbing.secrets import SecretRef
 
 REPO = Path(__file__).parents[1]
 RECORDINGS = REPO / "firmware-configs" / "recordings" / "room"

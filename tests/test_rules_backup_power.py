@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from agent.wire import PowerReading
+from contract.wire import PowerReading
 from rules import SiteSnapshot, evaluate
 from rules.autonomy import plausible_runtime, slope_runtime
 from rules.policy import RuntimeTrust

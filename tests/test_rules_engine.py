@@ -7,7 +7,7 @@ from datetime import datetime
 import pytest
 
 import rules
-from agent.wire import PowerReading, SiteKind, Status
+from contract.wire import PowerReading, SiteKind, Status
 from rules import Finding, evaluate, to_status
 from rules.findings import Impact, verdict_of
 from tests.test_rules_support import (

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from agent.wire import LinkReading, PowerReading, RoomReading
+from contract.wire import LinkReading, PowerReading, RoomReading
 from rules import SiteSnapshot
 from tests.test_rules_support import (
     ago,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from agent.wire import LinkReading, PathDecl
+from contract.wire import LinkReading, PathDecl
 from rules import SiteSnapshot, effective, evaluate
 from rules.paths import PathInfo, max_independent
 from tests.test_rules_support import NOW, POLICY, codes, genset, judge, link, room, snap, ups

@@ -6,7 +6,7 @@ import typing
 
 import pytest
 
-from agent.wire import LinkReading, PowerReading, StationState
+from contract.wire import LinkReading, PowerReading, StationState
 from rules import SiteSnapshot
 from tests.test_rules_support import (
     ago,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from agent.wire import (
+from contract.wire import (
     DeviceDecl,
     LinkReading,
     Meta,

@@ -16,7 +16,7 @@ from agent.probes import Transports
 from agent.probes.snmp import SnmpTarget, collect, collect_interfaces
 from agent.profiles import InterfaceProfile, Profile, load_profile_by_name, oids
 from agent.snmp_transport import CommunityAuth, SnmpError, SnmpV2cTransport, UsmAuth
-from agent.wire import InterfaceReading, PowerReading, utc_now
+from contract.wire import InterfaceReading, PowerReading, utc_now
 from kienco.local_services import free_port
 from tests.support.snmpsim import SnmpSetError, SnmpSim, snmp_set, snmp_set_many
 

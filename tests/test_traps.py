@@ -32,10 +32,10 @@ from agent.traps import (
     parse_engine_id,
     trap_to_event,
 )
-from agent.wire import Event, PowerReading, Report, Status
 from collector.config import CollectorConfig
 from collector.service import Collector
 from collector.state import SiteStates
+from contract.wire import Event, PowerReading, Report, Status
 from kienco.local_services import free_port
 from rules import Policy
 from tests.support.mosquitto import Broker

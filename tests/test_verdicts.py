@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from agent.wire import Report
 from collector.readiness import Verdicts
 from collector.state import SiteStates
+from contract.wire import Report
 from tests.test_rules_support import NOW, POLICY, PROVINCE, SITE, link, meta, two_paths, ups
 
 

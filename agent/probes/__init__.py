@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil as _psutil
 
-from agent.wire import InterfaceReading, PowerReading
+from contract.wire import InterfaceReading, PowerReading
 
 if TYPE_CHECKING:
     from agent.config import DeviceConfig, SiteConfig

@@ -10,7 +10,7 @@ from typing import Any
 
 import psutil as _psutil
 
-from agent.wire import HostReading
+from contract.wire import HostReading
 
 
 def collect(

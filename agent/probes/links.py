@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from statistics import fmean
 
 from agent.config import PathConfig
-from agent.wire import LinkReading
+from contract.wire import LinkReading
 
 Connector = Callable[..., Awaitable[None]]
 """Opens and closes one connection to host:port in time, or raises OSError/TimeoutError."""

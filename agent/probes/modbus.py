@@ -17,7 +17,7 @@ from pymodbus.exceptions import ModbusException
 from agent.config import DeviceConfig, SiteConfig
 from agent.modbus_profile import blocks, decode, load_modbus_profile_by_name
 from agent.probes import DeviceReading, Transports
-from agent.wire import PowerReading
+from contract.wire import PowerReading
 
 __all__ = ["ModbusReadError", "ModbusRefused", "poll_device", "read_registers"]
 

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from agent.config import DeviceConfig, SiteConfig
 from agent.nut_client import NutConnectionError, NutError, read_vars
 from agent.probes import DeviceReading, Transports
-from agent.wire import PowerReading
+from contract.wire import PowerReading
 
 __all__ = ["NUMBERS", "PROFILE", "decode_vars", "poll_device"]
 

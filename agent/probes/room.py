@@ -24,7 +24,7 @@ import psutil as _psutil
 
 from agent.config import CodecConfig, PcRoomConfig, RoomConfig
 from agent.room_profiles import RoomProfile, decode, load_room_profile_by_name
-from agent.wire import RoomReading
+from contract.wire import RoomReading
 
 MAX_DOCUMENT_BYTES = 4 * 1024 * 1024  # a RoomOS status.xml is ~100 kB; refuse a runaway body
 DEVICE_FIELDS = ("camera_ok", "microphone_ok", "speaker_ok", "display_ok")

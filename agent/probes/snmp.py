@@ -27,7 +27,7 @@ from agent.profiles import (
     table_columns,
 )
 from agent.snmp_transport import CommunityAuth, SnmpAuth, SnmpError, SnmpTransport, UsmAuth
-from agent.wire import InterfaceReading, PowerReading, Slug
+from contract.wire import InterfaceReading, PowerReading, Slug
 
 __all__ = [
     "SnmpTarget",

@@ -13,7 +13,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from agent.wire import Status
+from contract.wire import Status
 from kienco.demo.simulator import Fleet
 from kienco.labels import (
     KINDS,

@@ -24,9 +24,9 @@ from typing import Any
 
 from agent.config import SiteConfig
 from agent.runner import Agent
-from agent.wire import Meta, Report, Status
 from collector.config import CollectorConfig
 from collector.service import Collector
+from contract.wire import Meta, Report, Status
 from kienco.demo.display import Display
 from kienco.demo.scenario import load_scenario
 from kienco.demo.simulator import Fleet, SimulatedSite

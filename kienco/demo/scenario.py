@@ -2,7 +2,7 @@
 
 The scenario is data (``yagi.yaml``), validated at load like every kienco config: a
 typo, an unknown action or a timeline target that names nothing fails with the key,
-the value and the fix (:mod:`agent.config_errors`). Times are simulated minutes since
+the value and the fix (:mod:`plumbing.config_errors`). Times are simulated minutes since
 ``start``.
 """
 
@@ -13,8 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from agent.config_errors import load_yaml_model
-from agent.wire import HumanName, Media, SiteKind, Slug
+from contract.wire import HumanName, Media, SiteKind, Slug
+from plumbing.config_errors import load_yaml_model
 
 SCENARIO_FILE = Path(__file__).with_name("yagi.yaml")
 

@@ -33,7 +33,7 @@ from typing import Literal
 
 from agent import __version__
 from agent.meta import meta_message
-from agent.wire import (
+from contract.wire import (
     HostReading,
     LinkReading,
     Media,

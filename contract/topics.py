@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from agent.wire import SLUG_PATTERN
+from contract.wire import SLUG_PATTERN
 
 PREFIX = "kienco/v1"
 TopicKind = Literal["report", "event", "state", "meta", "status", "command"]
