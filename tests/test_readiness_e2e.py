@@ -19,7 +19,7 @@ from agent.config import SiteConfig
 from agent.runner import Agent
 from collector.config import CollectorConfig
 from collector.service import Collector
-from contract.wire import Meta, Report, Status
+from contract.wire import Meta, Report, SiteKind, Status
 from kienco.cli import main as kienco_main
 from rules import Policy
 from tests.support.influx import InfluxServer
@@ -179,7 +179,11 @@ async def test_a_silent_site_turns_unknown_on_the_timer_and_the_api_and_cli_say_
 ) -> None:
     monkeypatch.setenv("COLUMNS", "200")  # the table, unwrapped
     now = datetime.now(UTC)
-    for site, kind in (("rs-bts-9", "station"), ("rs-dc-9", "meeting_point")):
+    kinds: tuple[tuple[str, SiteKind], ...] = (
+        ("rs-bts-9", "station"),
+        ("rs-dc-9", "meeting_point"),
+    )
+    for site, kind in kinds:
         _publish(
             collector,
             f"kienco/v1/rs/{site}/meta",

@@ -4,15 +4,17 @@ losing the last path or power, and freshness, flip at once."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from rules import evaluate
 from rules.engine import Evaluation
+from rules.findings import RuleName
 from rules.hysteresis import Held, debounce
 from tests.test_rules_support import NOW, POLICY, link, on_battery, snap, two_paths, ups
 
-HOLD = {
+HOLD: dict[RuleName, float] = {
     "freshness": 0.0,
     "backup_power": 60.0,
     "multipath": 60.0,
@@ -22,21 +24,27 @@ HOLD = {
 }
 
 
-def at(seconds: float, **snapshot: object) -> Evaluation:
+def at(seconds: float, **snapshot: Any) -> Evaluation:
     """An evaluation ``seconds`` after NOW of a station reported just before."""
     when = NOW + timedelta(seconds=seconds)
-    return evaluate(snap(at=when - timedelta(seconds=5), **snapshot), POLICY, when)  # type: ignore[arg-type]
+    return evaluate(snap(at=when - timedelta(seconds=5), **snapshot), POLICY, when)
 
 
-GOOD = {"power": [ups()], "links": two_paths()}
-ONE_PATH = {"power": [ups()], "links": (link("fo1", "fibre", "duct-a"), link("mw1", up=False))}
-NO_PATH = {"power": [ups()], "links": (link("fo1", up=False), link("mw1", up=False))}
+GOOD: dict[str, Any] = {"power": [ups()], "links": two_paths()}
+ONE_PATH: dict[str, Any] = {
+    "power": [ups()],
+    "links": (link("fo1", "fibre", "duct-a"), link("mw1", up=False)),
+}
+NO_PATH: dict[str, Any] = {
+    "power": [ups()],
+    "links": (link("fo1", up=False), link("mw1", up=False)),
+}
 
 
-def run(steps: list[tuple[float, dict[str, object]]]) -> list[tuple[str, float | None]]:
+def run(steps: list[tuple[float, dict[str, Any]]]) -> list[tuple[str, Any]]:
     """Feed evaluations in time order; return (shown verdict, seconds until due) after each."""
     held: Held | None = None
-    out = []
+    out: list[tuple[str, Any]] = []
     for seconds, snapshot in steps:
         held, due = debounce(held, at(seconds, **snapshot), HOLD, NOW + timedelta(seconds=seconds))
         out.append((held.shown.verdict, due))
@@ -52,7 +60,7 @@ def test_a_change_shows_only_after_it_held() -> None:
 
 
 def test_a_flapping_condition_never_flips_the_verdict() -> None:
-    steps: list[tuple[float, dict[str, object]]] = [(0, GOOD)]
+    steps: list[tuple[float, dict[str, Any]]] = [(0, GOOD)]
     steps += [(t, ONE_PATH if (t // 20) % 2 else GOOD) for t in range(20, 300, 20)]
     assert {verdict for verdict, _ in run(steps)} == {"ready"}
 
@@ -77,7 +85,7 @@ def test_a_silent_site_turns_unknown_at_once() -> None:
     held, _ = debounce(None, at(0, **GOOD), HOLD, NOW)
     silent = evaluate(
         snap(at=NOW - timedelta(seconds=30), **GOOD),
-        POLICY,  # type: ignore[arg-type]
+        POLICY,
         NOW + timedelta(seconds=600),
     )
     held, due = debounce(held, silent, HOLD, NOW + timedelta(seconds=600))

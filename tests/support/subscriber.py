@@ -35,9 +35,9 @@ class Subscriber:
         self.client.on_connect = lambda c, *_: c.subscribe(topic_filter, qos=1)
         self.client.on_subscribe = lambda *_: self._subscribed.set()
         self.client.on_message = self._on_message
-        properties = Properties(PacketTypes.CONNECT)
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = 3600
-        self.client.reconnect_delay_set(0.1, 1)
+        self.client.reconnect_delay_set(0.1, 1)  # type: ignore[arg-type]  # paho takes floats
         self.client.connect_async("127.0.0.1", port, clean_start=False, properties=properties)
         self.client.loop_start()
         if not self._subscribed.wait(10):
