@@ -13,15 +13,16 @@
     GET  /metrics                            Prometheus text format
     GET  /healthz                            200 when connected to the broker, else 503
 
-A POST needs the admin token (``Authorization: Bearer …``) when one is
-configured, else a client on the collector's own machine. The standard
-library's threading HTTP server is enough: answers come from cached JSON.
+A POST needs the admin token (``Authorization: Bearer …``), always: without a
+configured token the API is read-only. Being on the collector's machine is no
+credential (a reverse proxy on that host would make every one of its clients an
+admin). The standard library's threading HTTP server is enough: answers come
+from cached JSON.
 """
 
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import re
 import threading
@@ -41,6 +42,15 @@ from collector.throughput import ThroughputHandler
 from contract.wire import SLUG_PATTERN, utc_now
 
 READINESS_FILTERS = ("province", "kind", "verdict")
+WRITES_DISABLED = (
+    "this collector is read-only: no admin token is configured. "
+    "Fix: set http.admin_token in the collector's config (e.g. {env: KIENCO_ADMIN_TOKEN})"
+)
+TOKEN_MISSING = (
+    "changes need the admin token: send 'Authorization: Bearer <token>' "
+    "(the kienco CLI sends $KIENCO_ADMIN_TOKEN, or --token-file)"
+)
+TOKEN_WRONG = "the admin token is wrong"
 _SLUG = re.compile(SLUG_PATTERN)
 Reply = tuple[HTTPStatus, bytes]
 
@@ -150,16 +160,9 @@ def _handler(
                     json_reply(HTTPStatus.NOT_FOUND, {"error": f"no such path: {self.path}"})
                 )
                 return
-            if not self._may_write():
-                self._reply(
-                    json_reply(
-                        HTTPStatus.FORBIDDEN,
-                        {
-                            "error": "changes need the admin token (Authorization: Bearer …) "
-                            "or a client on the collector's machine"
-                        },
-                    )
-                )
+            refused = self._refusal()
+            if refused is not None:
+                self._reply(refused)
                 return
             model = _BODIES.get(tuple(parts[2:]))
             body: BaseModel | None = None
@@ -178,11 +181,16 @@ def _handler(
                     return
             self._reply(backend.api_post(parts[2:], body))
 
-        def _may_write(self) -> bool:
-            if admin_token is not None:
-                given = self.headers.get("Authorization", "")
-                return hmac.compare_digest(given, f"Bearer {admin_token}")
-            return ipaddress.ip_address(self.client_address[0]).is_loopback
+        def _refusal(self) -> Reply | None:
+            """Why this request may not change anything, or None when it may."""
+            if admin_token is None:
+                return json_reply(HTTPStatus.FORBIDDEN, {"error": WRITES_DISABLED})
+            given = self.headers.get("Authorization")
+            if given is None:
+                return json_reply(HTTPStatus.UNAUTHORIZED, {"error": TOKEN_MISSING})
+            if not hmac.compare_digest(given.encode(), f"Bearer {admin_token}".encode()):
+                return json_reply(HTTPStatus.FORBIDDEN, {"error": TOKEN_WRONG})
+            return None
 
         def _reply(self, reply: Reply) -> None:
             self._send(reply[0], reply[1], "application/json")
@@ -191,6 +199,8 @@ def _handler(
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
+            if status == HTTPStatus.UNAUTHORIZED:
+                self.send_header("WWW-Authenticate", 'Bearer realm="kienco"')
             self.end_headers()
             self.wfile.write(body)
 

@@ -7,9 +7,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from plumbing.config_errors import load_yaml_model
+from plumbing.config_errors import ConfigError, load_yaml_model
 from plumbing.mqtt_endpoint import MqttEndpoint
 from plumbing.secrets import SecretRef
+
+MIN_TOKEN_CHARS = 16  # a token anyone can guess protects nothing
 
 
 class _Strict(BaseModel):
@@ -63,9 +65,29 @@ class HttpListen(_Strict):
     port: Annotated[int, Field(ge=0, le=65535)] = 9108
     admin_token: SecretRef | None = Field(
         default=None,
-        description="required as 'Authorization: Bearer …' to change risk levels; "
-        "without it only clients on this machine may",
+        description="required as 'Authorization: Bearer …' for every change (risk levels, "
+        "meetings, rehearsals); without it the API is read-only, even from this machine",
     )
+
+    def revealed_token(self) -> str | None:
+        """The admin token, checked; ConfigError naming the key, what is wrong and the fix."""
+        if self.admin_token is None:
+            return None
+        try:
+            token = self.admin_token.reveal().strip()
+        except ValueError as exc:
+            problem = f"http.admin_token: {exc}. Fix: set it, or remove the key (read-only API)"
+            raise ConfigError("collector config", [problem]) from None
+        if len(token) < MIN_TOKEN_CHARS:
+            raise ConfigError(
+                "collector config",
+                [
+                    f"http.admin_token: {len(token)} characters ({self.admin_token!r}), too "
+                    f"easy to guess. Fix: use at least {MIN_TOKEN_CHARS} random characters, "
+                    "e.g. from `openssl rand -hex 16`"
+                ],
+            )
+        return token
 
 
 class StatusConfig(_Strict):

@@ -144,7 +144,7 @@ class Collector:
                 Endpoints(self),
                 self.metrics.registry,
                 healthy=self._connected.is_set,
-                admin_token=http.admin_token.reveal() if http.admin_token else None,
+                admin_token=http.revealed_token(),
                 host=http.host,
                 port=http.port,
             )

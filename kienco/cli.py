@@ -13,6 +13,7 @@ from pathlib import Path
 
 from agent import __version__
 from contract.wire import Status
+from kienco import admin_token
 from plumbing.config_errors import ConfigError
 
 EXIT_CONFIG = 2
@@ -183,10 +184,6 @@ def _cmd_risk(args: argparse.Namespace) -> int:
     import httpx
 
     url = f"{args.url.rstrip('/')}/api/v1/risk"
-    headers = {}
-    token = os.environ.get(args.token_env) if args.token_env else None
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
     try:
         if args.risk_cmd == "set":
             body = {
@@ -195,7 +192,7 @@ def _cmd_risk(args: argparse.Namespace) -> int:
                 "reason": args.reason,
                 "set_by": args.by or os.environ.get("USER") or "kienco",
             }
-            response = httpx.post(url, json=body, headers=headers, timeout=10)
+            response = httpx.post(url, json=body, headers=admin_token.headers(args), timeout=10)
         else:
             params = {"province": args.province} if args.province else {}
             response = httpx.get(url, params=params, timeout=10)
@@ -204,6 +201,9 @@ def _cmd_risk(args: argparse.Namespace) -> int:
         return 1
     if response.status_code != 200:
         print(f"kienco risk: {response.status_code} {response.text}", file=sys.stderr)
+        hint = admin_token.explain_refusal(response.status_code, args)
+        if hint:
+            print(f"kienco risk: {hint}", file=sys.stderr)
         return 1
     print(json.dumps(response.json(), ensure_ascii=False, indent=2))
     return 0
@@ -307,7 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
     risk = sub.add_parser(
         "risk", help="a province's disaster risk level (Decision 18/2021/QĐ-TTg, 1–5)"
     ).add_subparsers(dest="risk_cmd", required=True)
-    risk_set = risk.add_parser("set", help="record a level; the province's sites are judged again")
+    risk_set = risk.add_parser(
+        "set",
+        help="record a level; the province's sites are judged again (needs the admin token)",
+        description="Sends the collector's admin token from $KIENCO_ADMIN_TOKEN "
+        "(or --token-env VAR, --token-file PATH); without it the collector refuses.",
+    )
     risk_set.add_argument("--province", required=True)
     risk_set.add_argument("--level", type=int, required=True, choices=range(6), help="0 clears")
     risk_set.add_argument("--reason", required=True, help='e.g. "Bão số 3 (Yagi) đổ bộ"')
@@ -316,10 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     risk_show.add_argument("--province")
     for command in (risk_set, risk_show):
         command.add_argument("--url", default="http://127.0.0.1:9108", help="the collector's API")
-        command.add_argument(
-            "--token-env", default="KIENCO_ADMIN_TOKEN", help="variable holding the admin token"
-        )
         command.set_defaults(func=_cmd_risk)
+    admin_token.add_options(risk_set)
 
     compliance = sub.add_parser(
         "compliance",

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from contract.wire import Status
+from kienco import admin_token
 from kienco.labels import LOCAL_TZ, Lang, local_time
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+)m(?:in)?)?$")
@@ -49,11 +50,9 @@ def parse_start(at: str, date: str | None, now: datetime) -> datetime:
 def _client(args: argparse.Namespace) -> Any:
     import httpx
 
-    headers = {}
-    token = os.environ.get(args.token_env) if args.token_env else None
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    return httpx.Client(base_url=f"{args.url.rstrip('/')}/api/v1", headers=headers, timeout=15)
+    return httpx.Client(
+        base_url=f"{args.url.rstrip('/')}/api/v1", headers=admin_token.headers(args), timeout=15
+    )
 
 
 def _call(args: argparse.Namespace, method: str, path: str, body: object = None) -> Any:
@@ -67,7 +66,11 @@ def _call(args: argparse.Namespace, method: str, path: str, body: object = None)
             f"kienco meeting: cannot reach the collector at {args.url}: {exc}"
         ) from None
     if response.status_code != 200:
-        raise SystemExit(f"kienco meeting: {response.status_code} {response.text}")
+        hint = admin_token.explain_refusal(response.status_code, args)
+        raise SystemExit(
+            f"kienco meeting: {response.status_code} {response.text}"
+            + (f"\nkienco meeting: {hint}" if hint else "")
+        )
     return response.json()
 
 
@@ -146,7 +149,15 @@ def add_parser(sub: Any) -> None:
     meeting = sub.add_parser(
         "meeting", help="planned meetings: N of M points ready, and why not"
     ).add_subparsers(dest="meeting_cmd", required=True)
-    plan = meeting.add_parser("plan", help="declare a meeting and its points")
+    token_note = (
+        "Sends the collector's admin token from $KIENCO_ADMIN_TOKEN (or --token-env VAR, "
+        "--token-file PATH); without it the collector refuses."
+    )
+    plan = meeting.add_parser(
+        "plan",
+        help="declare a meeting and its points (needs the admin token)",
+        description=token_note,
+    )
     plan.add_argument("--at", required=True, help="start, HH:MM Vietnam time (or ISO 8601)")
     plan.add_argument("--date", help="YYYY-MM-DD (default: today, or tomorrow if passed)")
     plan.add_argument("--duration", type=parse_duration, required=True, help="e.g. 3h, 90m")
@@ -158,7 +169,11 @@ def add_parser(sub: Any) -> None:
     status = meeting.add_parser("status", help="N of M points ready, each not-ready with why")
     status.add_argument("meeting")
     status.add_argument("--watch", type=float, metavar="SECONDS", help="refresh every N s")
-    rehearse = meeting.add_parser("rehearse", help="run the pre-meeting check on every point")
+    rehearse = meeting.add_parser(
+        "rehearse",
+        help="run the pre-meeting check on every point (needs the admin token)",
+        description=token_note,
+    )
     rehearse.add_argument("meeting")
     rehearse.add_argument("--wait", type=float, default=60, help="seconds to wait for answers")
     listing = meeting.add_parser("list", help="the planned meetings")
@@ -169,4 +184,5 @@ def add_parser(sub: Any) -> None:
         command.set_defaults(func=func)
     for command in (plan, status, rehearse, listing):
         command.add_argument("--url", default="http://127.0.0.1:9108", help="the collector's API")
-        command.add_argument("--token-env", default="KIENCO_ADMIN_TOKEN")
+    for command in (plan, rehearse):  # the changes: they need the collector's admin token
+        admin_token.add_options(command)

@@ -36,8 +36,15 @@ def clock() -> Clock:
     return Clock()
 
 
+ADMIN_TOKEN = "meetings-admin-token"
+
+
 @pytest.fixture
-def collector(tmp_path: Path, mosquitto: Broker, clock: Clock) -> Iterator[Collector]:
+def collector(
+    tmp_path: Path, mosquitto: Broker, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Collector]:
+    # Planning and rehearsing are changes: the CLI sends the token from the environment.
+    monkeypatch.setenv("KIENCO_ADMIN_TOKEN", ADMIN_TOKEN)
     config = CollectorConfig.model_validate(
         {
             "broker": {
@@ -48,7 +55,7 @@ def collector(tmp_path: Path, mosquitto: Broker, clock: Clock) -> Iterator[Colle
             },
             "influx": None,
             "data_dir": str(tmp_path / "collector"),
-            "http": {"port": 0},
+            "http": {"port": 0, "admin_token": {"env": "KIENCO_ADMIN_TOKEN"}},
         }
     )
     running = Collector(config, clock=clock)

@@ -40,8 +40,11 @@ def start(tmp_path: Path, broker: Broker, **http: object) -> Collector:
 
 
 @pytest.fixture
-def collector(tmp_path: Path, mosquitto: Broker) -> Iterator[Collector]:
-    running = start(tmp_path, mosquitto)
+def collector(
+    tmp_path: Path, mosquitto: Broker, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Collector]:
+    monkeypatch.setenv("KIENCO_ADMIN_TOKEN", "risk-admin-token")  # what `kienco risk set` sends
+    running = start(tmp_path, mosquitto, admin_token={"env": "KIENCO_ADMIN_TOKEN"})
     yield running
     running.stop()
 
@@ -132,15 +135,19 @@ def test_level_4_holds_an_ordinary_station_to_the_hardened_target(
 
 
 def test_with_an_admin_token_a_change_needs_it(tmp_path: Path, mosquitto: Broker) -> None:
-    collector = start(tmp_path, mosquitto, admin_token={"value": "s3cret"})
+    collector = start(tmp_path, mosquitto, admin_token={"value": "s3cret-s3cret-s3cret"})
     try:
         assert collector.api is not None
         url = f"{collector.api.url}/api/v1/risk"
         body = {"province": "rk", "level": 3, "reason": "áp thấp", "set_by": "test"}
-        assert httpx.post(url, json=body).status_code == 403
-        bad = httpx.post(url, json={**body, "level": 9}, headers={"Authorization": "Bearer s3cret"})
+        assert httpx.post(url, json=body).status_code == 401
+        wrong = {"Authorization": "Bearer guess"}
+        assert httpx.post(url, json=body, headers=wrong).status_code == 403
+        bad = httpx.post(
+            url, json={**body, "level": 9}, headers={"Authorization": "Bearer s3cret-s3cret-s3cret"}
+        )
         assert bad.status_code == 400 and "level" in bad.text
-        ok = httpx.post(url, json=body, headers={"Authorization": "Bearer s3cret"})
+        ok = httpx.post(url, json=body, headers={"Authorization": "Bearer s3cret-s3cret-s3cret"})
         assert ok.status_code == 200 and collector.risk.level("rk") == 3
     finally:
         collector.stop()

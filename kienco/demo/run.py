@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 import tempfile
 import threading
 import time
@@ -27,6 +29,7 @@ from agent.runner import Agent
 from collector.config import CollectorConfig
 from collector.service import Collector
 from contract.wire import Meta, Report, Status
+from kienco import admin_token
 from kienco.demo.display import Display
 from kienco.demo.scenario import load_scenario
 from kienco.demo.simulator import Fleet, SimulatedSite
@@ -138,6 +141,8 @@ async def run_demo(options: DemoOptions) -> list[Status | None]:
     # Fit the whole timeline into the run, leaving the last tenth to watch the recovery.
     minutes_per_second = scenario.duration_min / max(options.duration_s * 0.9, 1.0)
     fleet = Fleet(scenario, minutes_per_second=minutes_per_second)
+    # The one from the environment if set, so `kienco risk set` in another terminal works.
+    token = os.environ.get(admin_token.DEFAULT_ENV) or secrets.token_urlsafe(16)
     with tempfile.TemporaryDirectory(prefix="kienco-demo-") as tmp:
         workdir = Path(tmp)
         services = await _start_services(options, workdir)
@@ -164,7 +169,8 @@ async def run_demo(options: DemoOptions) -> list[Status | None]:
                     },
                     "influx": {"url": services.influx_url} if services.influx_url else None,
                     "data_dir": str(workdir / "collector"),
-                    "http": {"port": options.http_port},
+                    # Changes need a token even here: the demo makes one and says it.
+                    "http": {"port": options.http_port, "admin_token": {"value": token}},
                     "status": {"sweep_s": 0.5},
                 }
             ),
@@ -177,6 +183,7 @@ async def run_demo(options: DemoOptions) -> list[Status | None]:
             await asyncio.to_thread(collector.wait_connected, 15)
             if collector.api is not None:
                 display.note(f"API: {collector.api.url}/api/v1/readiness", stamp=False)
+                display.note(f"admin token: export {admin_token.DEFAULT_ENV}={token}", stamp=False)
             await _storm(fleet, services, workdir, options, display)
         finally:
             await asyncio.to_thread(collector.stop)
