@@ -95,7 +95,7 @@ def test_loopback_without_the_token_is_refused_with_it_accepted(guarded: Collect
     assert missing.headers["WWW-Authenticate"].startswith("Bearer")
     wrongs = (b"Bearer nope", f"Basic {TOKEN}".encode(), f"Bearer {TOKEN}x".encode())
     for wrong in (*wrongs, "Bearer đúng".encode()):  # not ASCII: refused, no crash
-        assert httpx.post(url, json=RISK, headers={"Authorization": wrong}).status_code == 403
+        assert httpx.post(url, json=RISK, headers={b"Authorization": wrong}).status_code == 403
     assert guarded.risk.level("wa") == 0
     ok = httpx.post(url, json=RISK, headers={"Authorization": f"Bearer {TOKEN}"})
     assert ok.status_code == 200
