@@ -99,6 +99,17 @@ class StatusConfig(_Strict):
     sweep_s: Annotated[float, Field(gt=0, le=60)] = 1.0
 
 
+class SummariesConfig(_Strict):
+    """Periodic points for the dashboards (collector/history.py)."""
+
+    fleet_every_s: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=60.0, description="sites per verdict and state, per province, kind and operator"
+    )
+    compliance_every_s: Annotated[float, Field(gt=0, le=86_400)] = Field(
+        default=300.0, description="hardened-station compliance per area (needs the inventory)"
+    )
+
+
 class CollectorConfig(_Strict):
     broker: CollectorBroker = CollectorBroker()
     influx: InfluxConfig | None = Field(
@@ -112,6 +123,7 @@ class CollectorConfig(_Strict):
     limits: Limits = Limits()
     batch: BatchConfig = BatchConfig()
     status: StatusConfig = StatusConfig()
+    summaries: SummariesConfig = SummariesConfig()
     http: HttpListen = Field(default=HttpListen(), description="readiness API and /metrics")
 
 

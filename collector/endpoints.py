@@ -119,7 +119,7 @@ class Endpoints:
                         HTTPStatus.BAD_REQUEST,
                         {"error": "no points: name them, or give a province with meeting points"},
                     )
-                return json_reply(HTTPStatus.OK, _plain(c.meetings.create(body, points, c.clock())))
+                return json_reply(HTTPStatus.OK, _plain(c.plan_meeting(body, points)))
             case ["meetings", meeting_id, "rehearse"], None:
                 meeting = c.meetings.get(meeting_id)
                 if meeting is None:

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
+from collector.history import STATE_CODES, VERDICT_CODES, one_line
 from collector.line_protocol import Point
 from collector.points import time_ns
 from collector.state import SiteStates
@@ -178,22 +179,37 @@ def verdict_points(
     findings: bool,
     pending: str | None = None,
 ) -> list[Point]:
-    """A ``readiness`` point per evaluation; ``finding`` points when the verdict changed."""
+    """A ``readiness`` point per evaluation; ``finding`` points when the verdict changed.
+
+    Tags are the site and what is fixed with it (province, kind, operator): they add no
+    series (but one for a site judged before its meta arrived). For the dashboards:
+    verdict and station state as codes a state timeline can colour
+    (``collector/history.py``), hours of autonomy, time to dark, the name, the reasons
+    in Vietnamese on one line, and the coordinates for a map.
+    """
     at_ns = time_ns(at)
+    meta = snapshot.meta
     tags = {
         "site": snapshot.site,
         "province": snapshot.province,
         "kind": snapshot.site_kind or "unknown",
+        "operator": meta.operator if meta is not None else None,
     }
     fields: dict[str, bool | int | float | str | None] = {
         "verdict": status.verdict,
+        "verdict_code": VERDICT_CODES[status.verdict],
         "station_state": status.station_state,
+        "state_code": STATE_CODES[status.station_state],
         "risk_level": status.risk_level,
         "reasons": len(status.reasons),
         "backup_hours": None if status.backup_hours is None else float(status.backup_hours),
         "dark_in_s": None if status.dark_in_s is None else float(status.dark_in_s),
         "independent_paths_up": status.independent_paths_up,
         "pending_verdict": pending,  # a change waiting out its hold (no flapping)
+        "name": one_line(status.name) if status.name else None,
+        "reasons_vi": one_line(" • ".join(r.text_vi for r in status.reasons)),
+        "latitude": meta.latitude if meta is not None else None,
+        "longitude": meta.longitude if meta is not None else None,
     }
     points = [Point.make("readiness", tags, fields, at_ns)]
     if findings:

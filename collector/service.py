@@ -29,20 +29,28 @@ from collector.config import CollectorConfig
 from collector.deadletter import DeadLetterStore
 from collector.decode import Decoded, Ignored, Rejected, decode
 from collector.endpoints import Endpoints
+from collector.history import meeting_point, rehearsal_point
 from collector.influx import InfluxV1Client
 from collector.inventory import Inventory, inventory_meta, load_inventory
 from collector.line_protocol import Point, encode_many
-from collector.meetings import Meeting, MeetingStore, meeting_status, rehearsal_from
+from collector.meetings import (
+    Meeting,
+    MeetingRequest,
+    MeetingStore,
+    meeting_status,
+    rehearsal_from,
+)
 from collector.metrics import CollectorMetrics
 from collector.points import event_points, report_points, state_points
 from collector.readiness import RiskLevelOf, Verdicts
 from collector.risk import RiskChange, RiskEntry, RiskLevels
 from collector.spool import Spool
 from collector.state import SiteStates
+from collector.summaries import Summaries
 from collector.writer import InfluxWriter, Outcome
 from contract.topics import topic as topic_of
 from contract.wire import Command, Event, Meta, Report, State, Status, utc_now
-from rules import Policy, load_policy
+from rules import Policy, SiteSnapshot, load_policy
 
 log = logging.getLogger("kienco.collector")
 
@@ -96,6 +104,12 @@ class Collector:
             listed=self.inventory.__contains__ if config.inventory else None,
         )
         self.meetings = MeetingStore(data / "meetings.sqlite")
+        self.summaries = Summaries(
+            self.policy,
+            self.inventory,
+            fleet_every_s=config.summaries.fleet_every_s,
+            compliance_every_s=config.summaries.compliance_every_s,
+        )
         interval = self.policy.freshness.default_interval_s
         for expected in self.inventory:  # never heard from: unknown, and missing everywhere
             self.states.apply_meta(inventory_meta(expected, interval))
@@ -288,7 +302,7 @@ class Collector:
             changed = self.states.apply_event(message)
             points = event_points(message)
             if message.event == "rehearsal" and message.detail:
-                self._record_rehearsal(message.detail, message.site, now)
+                points += self._record_rehearsal(message.detail, message.site, now)
         elif isinstance(message, Meta):
             changed = self.states.apply_meta(message)
             points = []
@@ -353,17 +367,36 @@ class Collector:
             asked.append(site)
         return asked
 
-    def _record_rehearsal(self, meeting_id: str, site: str, now: datetime) -> None:
+    def plan_meeting(self, request: MeetingRequest, points: list[str]) -> Meeting:
+        """Keep a planned meeting, and write it to history stamped at its start."""
+        meeting = self.meetings.create(request, points, self.clock())
+        provinces = {s.province for s in map(self.states.get, meeting.points) if s is not None}
+        province = meeting.province or (provinces.pop() if len(provinces) == 1 else None)
+        point = meeting_point(
+            meeting.id,
+            meeting.title,
+            meeting.starts_at,
+            meeting.duration_s,
+            meeting.points,
+            province=province,
+            created_by=meeting.created_by,
+        )
+        self._queue_unacked([[point]])
+        return meeting
+
+    def _record_rehearsal(self, meeting_id: str, site: str, now: datetime) -> list[Point]:
         """A point says its check ran: judge it for the meeting now and keep the result."""
         meeting = self.meetings.get(meeting_id)
         if meeting is None or site not in meeting.points:
             log.warning("rehearsal from %s for unknown meeting %r", site, meeting_id)
-            return
+            return []
         alone = meeting.model_copy(update={"points": (site,)})
         status = meeting_status(
             alone, self.states, self.meetings, self.policy, now, risk_level=self.risk_of
         )
-        self.meetings.record(meeting_id, rehearsal_from(status.points[0], now))
+        rehearsal = rehearsal_from(status.points[0], now)
+        self.meetings.record(meeting_id, rehearsal)
+        return [rehearsal_point(meeting_id, status.points[0].province, rehearsal)]
 
     def _queue_unacked(self, point_lists: Iterable[list[Point]]) -> None:
         """Points that belong to no MQTT message (timer and API judgements)."""
@@ -373,10 +406,24 @@ class Collector:
                 self._pending.append(_Pending("\n".join(lines), 0, 0, self._generation))
 
     def _sweep_loop(self) -> None:
-        """Judge silent sites when their silence may have made them stale or offline."""
+        """Judge silent sites when their silence may have made them stale or offline;
+        write the periodic summaries when due."""
         while not self._stopping.wait(self.config.status.sweep_s):
             now = self.clock()
             self._queue_unacked(self._judge(site, now) for site in self.verdicts.due(now))
+            try:
+                self._queue_unacked([self.summaries.due(now, self._judged)])
+            except Exception:  # a summary must never stop the silence checks above
+                log.exception("could not build the periodic summaries")
+
+    def _judged(self) -> list[tuple[SiteSnapshot, Status]]:
+        """Every site with its verdict shown now."""
+        pairs = []
+        for snapshot in self.states.all():
+            status = self.verdicts.get(snapshot.site)
+            if status is not None:
+                pairs.append((snapshot, status))
+        return pairs
 
     def _ack(self, mid: int, qos: int) -> None:
         if qos > 0:

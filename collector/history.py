@@ -1,0 +1,239 @@
+"""What the collector writes for the dashboards, besides each message's own points. Pure.
+
+The wire messages become points in ``collector/points.py``; verdicts in
+``collector/readiness.py``. This module adds what a Grafana panel cannot compute
+from those with InfluxQL alone:
+
+=================  =========================  ==============================================
+measurement        tags                       fields
+=================  =========================  ==============================================
+fleet              province, kind, operator   sites; a count per verdict and per station
+                                              state; ``paths_<media>`` / ``paths_<media>_up``
+compliance         province, area             declared, compliant, non_compliant, missing,
+                                              never_reported, required, meets, carriers…,
+                                              ``failed_<criterion>`` counts
+compliance_station site, province, area,      status, status_code, failed, failed_vi,
+                   operator                   failed_en, name, autonomy_h, independent_paths
+meeting            province, meeting          title, duration_s, points, created_by
+rehearsal          site, province             meeting, passed, problems, problems_vi
+=================  =========================  ==============================================
+
+``fleet`` and ``compliance`` are written on a timer (``summaries:`` in the collector
+config), so a site that has gone silent is still counted, as ``unknown``: a query
+over the per-site points would lose it the moment its points stop. A ``meeting``
+point is stamped with the meeting's *start*: "the next meetings" is a time range.
+
+Numeric codes let a state timeline colour a verdict and ``max()`` pick the worst
+of an interval: the higher, the worse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import get_args
+
+from collector.line_protocol import FieldValue, Point
+from collector.points import time_ns
+from contract.wire import Media, StationState, Status, Verdict
+from rules import Policy, SiteSnapshot, freshness
+from rules.compliance import ComplianceReport, StationStatus
+from rules.rehearsal import Rehearsal
+
+__all__ = [
+    "COMPLIANCE_CRITERIA",
+    "MEDIA",
+    "STATE_CODES",
+    "STATION_STATUS_CODES",
+    "VERDICT_CODES",
+    "compliance_points",
+    "fleet_points",
+    "meeting_point",
+    "one_line",
+    "rehearsal_point",
+]
+
+VERDICT_CODES: Mapping[Verdict, int] = {"ready": 0, "degraded": 1, "unknown": 2, "not_ready": 3}
+STATE_CODES: Mapping[StationState, int] = {
+    "up_commercial": 0,
+    "up_generator": 1,
+    "up_battery": 2,
+    "unknown": 3,
+    "down_transport": 4,
+    "down_power": 5,
+    "down_damage": 6,
+}
+STATION_STATUS_CODES: Mapping[StationStatus, int] = {
+    "compliant": 0,
+    "unknown": 1,
+    "non_compliant": 2,
+}
+MEDIA: tuple[Media, ...] = get_args(Media)
+
+# Every failed criterion rules/compliance.py can give for a listed station: each gets a
+# ``failed_<code>`` count, zero included, so a panel's columns never come and go.
+COMPLIANCE_CRITERIA: tuple[str, ...] = (
+    "never_reported",
+    "silent",
+    "meta_missing",
+    "not_declared_hardened",
+    "no_generator",
+    "generator_autonomy_unknown",
+    "generator_autonomy_short",
+    "no_fibre_path",
+    "no_second_independent_path",
+)
+
+
+def one_line(text: str) -> str:
+    """Free text on one line: line protocol cannot carry a line break."""
+    return " ".join(text.split()) if "\n" in text or "\r" in text else text
+
+
+# --- the fleet, per province, kind and operator ------------------------------------
+
+
+def _state_field(state: StationState) -> str:
+    return "state_unknown" if state == "unknown" else state
+
+
+def _empty_counts() -> dict[str, int]:
+    counts = {"sites": 0}
+    counts.update((verdict, 0) for verdict in VERDICT_CODES)
+    counts.update((_state_field(state), 0) for state in STATE_CODES)
+    for media in MEDIA:
+        counts[f"paths_{media}"] = 0
+        counts[f"paths_{media}_up"] = 0
+    return counts
+
+
+def fleet_points(
+    sites: Iterable[tuple[SiteSnapshot, Status]], policy: Policy, at: datetime
+) -> list[Point]:
+    """One ``fleet`` point per (province, kind, operator): how many sites in each state now.
+
+    A path counts as declared when the site declares or reports it, and as up when its
+    newest reading says so and the site is not silent (a silent site's paths are unknown).
+    """
+    groups: dict[tuple[str, str, str | None], dict[str, int]] = {}
+    for snapshot, status in sites:
+        meta = snapshot.meta
+        key = (snapshot.province, snapshot.site_kind or "unknown", meta.operator if meta else None)
+        counts = groups.get(key)
+        if counts is None:
+            counts = groups[key] = _empty_counts()
+        counts["sites"] += 1
+        counts[status.verdict] += 1
+        counts[_state_field(status.station_state)] += 1
+        media: dict[str, Media] = {p.path: p.media for p in meta.paths} if meta else {}
+        for path, (link, _) in snapshot.links.items():
+            media.setdefault(path, link.media)
+        fresh = freshness.check(snapshot, policy.freshness, at).fresh
+        for path, medium in media.items():
+            counts[f"paths_{medium}"] += 1
+            held = snapshot.links.get(path)
+            if fresh and held is not None and held[0].up:
+                counts[f"paths_{medium}_up"] += 1
+    at_ns = time_ns(at)
+    return [
+        Point.make(
+            "fleet",
+            {"province": province, "kind": kind, "operator": operator},
+            _as_fields(counts),
+            at_ns,
+        )
+        for (province, kind, operator), counts in sorted(
+            groups.items(), key=lambda item: (item[0][0], item[0][1], item[0][2] or "")
+        )
+    ]
+
+
+def _as_fields(counts: Mapping[str, int]) -> dict[str, FieldValue | None]:
+    return dict(counts)
+
+
+# --- hardened-station compliance, per area and per station ------------------------------
+
+
+def compliance_points(report: ComplianceReport, at: datetime) -> list[Point]:
+    """A ``compliance`` point per area of the report, a ``compliance_station`` per station."""
+    at_ns = time_ns(at)
+    points: list[Point] = []
+    for area in report.areas:
+        failed = dict.fromkeys(COMPLIANCE_CRITERIA, 0)
+        for station in area.stations:
+            for code in station.codes:
+                failed[code] = failed.get(code, 0) + 1
+        fields: dict[str, FieldValue | None] = {
+            "declared": area.declared,
+            "compliant": area.compliant,
+            "non_compliant": area.non_compliant,
+            "never_reported": area.never_reported,
+            "missing": area.missing,
+            "required": area.required,
+            "meets": int(area.meets),
+            "carriers": len(area.carriers),
+            "carriers_live": len(area.carriers_live),
+            "carriers_required": area.required_carriers,
+            "carrier_list": ", ".join(area.carriers),
+            "area_name": None if area.area_name is None else one_line(area.area_name),
+        }
+        fields.update((f"failed_{code}", count) for code, count in failed.items())
+        tags = {"province": report.province, "area": area.area}
+        points.append(Point.make("compliance", tags, fields, at_ns))
+        for station in area.stations:
+            station_tags = {**tags, "site": station.site, "operator": station.operator}
+            station_fields: dict[str, FieldValue | None] = {
+                "status": station.status,
+                "status_code": STATION_STATUS_CODES[station.status],
+                "failed": ",".join(station.codes),
+                "failed_vi": one_line("; ".join(c.text("vi") for c in station.failed)),
+                "failed_en": one_line("; ".join(c.text("en") for c in station.failed)),
+                "name": None if station.name is None else one_line(station.name),
+                "autonomy_h": station.autonomy_h,
+                "independent_paths": station.independent_paths,
+            }
+            points.append(Point.make("compliance_station", station_tags, station_fields, at_ns))
+    return points
+
+
+# --- meetings and rehearsals ------------------------------------------------------------
+
+
+def meeting_point(
+    meeting_id: str,
+    title: str,
+    starts_at: datetime,
+    duration_s: float,
+    points: Sequence[str],
+    *,
+    province: str | None,
+    created_by: str,
+) -> Point:
+    """The planned meeting, stamped at its start (so "the next meetings" is a time range)."""
+    return Point.make(
+        "meeting",
+        {"province": province, "meeting": meeting_id},
+        {
+            "title": one_line(title),
+            "duration_s": float(duration_s),
+            "points": len(points),
+            "created_by": one_line(created_by),
+        },
+        time_ns(starts_at),
+    )
+
+
+def rehearsal_point(meeting_id: str, province: str, rehearsal: Rehearsal) -> Point:
+    """One point's pre-meeting check; ``problems_vi`` are the rehearsal's own texts."""
+    return Point.make(
+        "rehearsal",
+        {"site": rehearsal.site, "province": province},
+        {
+            "meeting": meeting_id,
+            "passed": rehearsal.passed,
+            "problems": len(rehearsal.problems),
+            "problems_vi": one_line(" • ".join(rehearsal.problems)),
+        },
+        time_ns(rehearsal.at),
+    )

@@ -1,0 +1,372 @@
+"""What the collector writes for the dashboards: readiness codes and coordinates, the
+periodic fleet and compliance summaries, meetings stamped at their start, rehearsals —
+built as tables of cases, then through a real collector into a real InfluxDB."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from collector.config import CollectorConfig
+from collector.history import (
+    COMPLIANCE_CRITERIA,
+    MEDIA,
+    STATE_CODES,
+    VERDICT_CODES,
+    compliance_points,
+    fleet_points,
+    meeting_point,
+    rehearsal_point,
+)
+from collector.inventory import load_inventory
+from collector.line_protocol import Point, encode_many
+from collector.readiness import verdict_points
+from collector.service import Collector
+from collector.summaries import SummaryClock
+from contract.wire import Event, Meta, PathDecl, PowerReading, Reason, Report, Status
+from rules import SiteSnapshot, load_policy
+from rules.compliance import build_report
+from rules.rehearsal import Rehearsal
+from tests.support.influx import InfluxServer
+from tests.support.mosquitto import Broker
+from tests.test_rules_support import link
+
+REPO = Path(__file__).resolve().parents[1]
+INVENTORY = REPO / "firmware-configs" / "inventory" / "example.csv"
+POLICY = load_policy()
+NOW = datetime.now(UTC).replace(microsecond=0)
+PATHS = (
+    PathDecl(path="fo-vnpt", media="fibre", provider="vnpt", srlg=("duct-5",)),
+    PathDecl(path="mw-viettel", media="microwave", provider="viettel", srlg=("tower-2",)),
+)
+
+
+def meta(site: str, **fields: Any) -> Meta:
+    values: dict[str, Any] = {
+        "site": site,
+        "province": "hp",
+        "site_kind": "station",
+        "name": f"Trạm {site}",
+        "operator": "vnpt",
+        "hardened": True,
+        "site_class": "hardened",
+        "latitude": 20.87,
+        "longitude": 106.61,
+        "paths": PATHS,
+        "interval_s": 60,
+        "agent_version": "t",
+        "at": NOW - timedelta(minutes=5),
+    }
+    values.update(fields)
+    return Meta.model_validate(values)
+
+
+def report(site: str, *, at: datetime = NOW, fibre_up: bool = True, fuel_l: float = 400) -> Report:
+    return Report(
+        site=site,
+        province="hp",
+        seq=1,
+        taken_at=at,
+        interval_s=60,
+        power=(
+            PowerReading(device="ups1", mains_present=True, on_battery=False, load_pct=30.0),
+            PowerReading(
+                device="gen1", generator_running=False, fuel_l=fuel_l, fuel_burn_l_per_h=5.0
+            ),
+        ),
+        links=(
+            link("fo-vnpt", "fibre", "duct-5", up=fibre_up),
+            link("mw-viettel", "microwave", "tower-2"),
+        ),
+    )
+
+
+def status(site: str, verdict: str, state: str, **fields: Any) -> Status:
+    return Status.model_validate(
+        {
+            "site": site,
+            "province": "hp",
+            "site_kind": "station",
+            "verdict": verdict,
+            "station_state": state,
+            "evaluated_at": NOW,
+            **fields,
+        }
+    )
+
+
+def fields_of(point: Point) -> dict[str, Any]:
+    return {k: v for k, v in point.fields.items() if v is not None}
+
+
+# --- readiness ---------------------------------------------------------------------------
+
+
+def test_a_readiness_point_carries_codes_names_reasons_and_coordinates() -> None:
+    snapshot = SiteSnapshot(site="hp-bts-001", province="hp").with_meta(meta("hp-bts-001"))
+    reason = Reason(
+        rule="backup_power",
+        code="backup_hours_short",
+        severity="warning",
+        text_vi="đang chạy ắc quy,\ncòn 2 giờ",
+        text_en="on battery, 2 h left",
+    )
+    shown = status(
+        "hp-bts-001",
+        "not_ready",
+        "up_battery",
+        name="Trạm hp-bts-001",
+        dark_in_s=7200.0,
+        backup_hours=2.0,
+        reasons=(reason,),
+    )
+    (readiness, finding) = verdict_points(snapshot, shown, NOW, findings=True)
+    assert readiness.measurement == "readiness"
+    assert dict(readiness.tags) == {
+        "site": "hp-bts-001",
+        "province": "hp",
+        "kind": "station",
+        "operator": "vnpt",
+    }
+    values = fields_of(readiness)
+    assert values["verdict_code"] == VERDICT_CODES["not_ready"] == 3
+    assert values["state_code"] == STATE_CODES["up_battery"] == 2
+    assert values["dark_in_s"] == 7200.0 and values["backup_hours"] == 2.0
+    assert (values["latitude"], values["longitude"]) == (20.87, 106.61)
+    assert values["name"] == "Trạm hp-bts-001"
+    assert values["reasons_vi"] == "đang chạy ắc quy, còn 2 giờ"  # one line: line protocol
+    assert finding.measurement == "finding"
+    assert encode_many([readiness]).count("\n") == 0  # one line, as it stands
+
+
+def test_codes_rank_worse_higher_so_max_picks_the_worst_of_an_interval() -> None:
+    assert sorted(VERDICT_CODES, key=VERDICT_CODES.__getitem__) == [
+        "ready",
+        "degraded",
+        "unknown",
+        "not_ready",
+    ]
+    assert STATE_CODES["up_commercial"] < STATE_CODES["up_generator"] < STATE_CODES["up_battery"]
+    assert max(STATE_CODES.values()) == STATE_CODES["down_damage"]
+    assert len(set(STATE_CODES.values())) == len(STATE_CODES)
+
+
+# --- fleet -------------------------------------------------------------------------------
+
+
+def test_fleet_counts_sites_by_verdict_state_and_paths_up_per_medium() -> None:
+    fresh = SiteSnapshot(site="a", province="hp").with_meta(meta("a")).with_report(report("a"))
+    cut = (
+        SiteSnapshot(site="b", province="hp")
+        .with_meta(meta("b"))
+        .with_report(report("b", fibre_up=False))
+    )
+    silent = (
+        SiteSnapshot(site="c", province="hp")
+        .with_meta(meta("c", operator="viettel"))
+        .with_report(report("c", at=NOW - timedelta(hours=2)))
+    )
+    sites = [
+        (fresh, status("a", "ready", "up_commercial")),
+        (cut, status("b", "degraded", "up_battery")),
+        (silent, status("c", "unknown", "unknown")),
+    ]
+    points = fleet_points(sites, POLICY, NOW)
+    by_operator = {dict(p.tags)["operator"]: fields_of(p) for p in points}
+    assert {p.measurement for p in points} == {"fleet"}
+    assert {dict(p.tags)["kind"] for p in points} == {"station"}
+    vnpt, viettel = by_operator["vnpt"], by_operator["viettel"]
+    assert (vnpt["sites"], vnpt["ready"], vnpt["degraded"], vnpt["not_ready"]) == (2, 1, 1, 0)
+    assert (vnpt["up_commercial"], vnpt["up_battery"], vnpt["down_power"]) == (1, 1, 0)
+    assert (vnpt["paths_fibre"], vnpt["paths_fibre_up"]) == (2, 1)
+    assert (vnpt["paths_microwave"], vnpt["paths_microwave_up"]) == (2, 2)
+    # a silent site's paths are declared but not up; its state is counted as unknown
+    assert (viettel["paths_fibre"], viettel["paths_fibre_up"]) == (1, 0)
+    assert (viettel["unknown"], viettel["state_unknown"]) == (1, 1)
+    # every column is there, zeros included: a panel's columns never come and go
+    assert all(f"paths_{m}_up" in vnpt for m in MEDIA)
+
+
+# --- compliance ----------------------------------------------------------------------------
+
+
+def test_compliance_points_per_area_and_station_with_failed_criteria() -> None:
+    inventory = load_inventory(INVENTORY)
+    snapshots = {
+        "hp-bts-001": SiteSnapshot(site="hp-bts-001", province="hp")
+        .with_meta(meta("hp-bts-001"))
+        .with_report(report("hp-bts-001")),
+        "hp-bts-002": SiteSnapshot(site="hp-bts-002", province="hp")
+        .with_meta(meta("hp-bts-002"))
+        .with_report(report("hp-bts-002", fuel_l=50)),
+    }
+    judged = build_report(snapshots, inventory, POLICY, NOW, province="hp")
+    points = compliance_points(judged, NOW)
+    areas = {dict(p.tags)["area"]: fields_of(p) for p in points if p.measurement == "compliance"}
+    an_duong = areas["an-duong"]
+    assert an_duong["declared"] == 3  # hp-bts-004 is not declared hardened
+    assert (an_duong["compliant"], an_duong["non_compliant"]) == (1, 1)
+    assert an_duong["never_reported"] == 1 and an_duong["failed_never_reported"] == 1
+    assert an_duong["failed_generator_autonomy_short"] == 1
+    assert an_duong["carrier_list"] == "mobifone, viettel, vnpt" and an_duong["carriers"] == 3
+    assert an_duong["area_name"] == "Huyện An Dương"
+    assert all(f"failed_{code}" in an_duong for code in COMPLIANCE_CRITERIA)
+    stations = {
+        dict(p.tags)["site"]: (dict(p.tags), fields_of(p))
+        for p in points
+        if p.measurement == "compliance_station"
+    }
+    tags, short = stations["hp-bts-002"]
+    assert tags == {
+        "site": "hp-bts-002",
+        "province": "hp",
+        "area": "an-duong",
+        "operator": "viettel",
+    }
+    assert short["status"] == "non_compliant" and short["status_code"] == 2
+    assert short["failed"] == "generator_autonomy_short"
+    assert "72" in short["failed_vi"] and "72" in short["failed_en"]
+    assert stations["hp-bts-001"][1]["status_code"] == 0
+    assert "hp-bts-004" not in stations  # not declared hardened: not a compliance station
+
+
+# --- meetings, rehearsals, the clock ----------------------------------------------------
+
+
+def test_a_meeting_is_stamped_at_its_start_and_a_rehearsal_when_it_ran() -> None:
+    start = NOW + timedelta(hours=2)
+    point = meeting_point(
+        "m-1", "Họp khẩn\nbão số 3", start, 3 * 3600, ["a", "b"], province="hp", created_by="x"
+    )
+    assert point.time_ns == int(start.timestamp()) * 10**9
+    assert dict(point.tags) == {"province": "hp", "meeting": "m-1"}
+    assert fields_of(point) == {
+        "title": "Họp khẩn bão số 3",
+        "duration_s": 10800.0,
+        "points": 2,
+        "created_by": "x",
+    }
+    failed = rehearsal_point("m-1", "hp", Rehearsal("a", NOW, False, ("mất đường truyền",)))
+    assert fields_of(failed) == {
+        "meeting": "m-1",
+        "passed": False,
+        "problems": 1,
+        "problems_vi": "mất đường truyền",
+    }
+
+
+def test_a_summary_is_due_at_once_then_every_interval() -> None:
+    clock = SummaryClock(60)
+    assert clock.due(NOW)
+    assert not clock.due(NOW + timedelta(seconds=59))
+    assert clock.due(NOW + timedelta(seconds=60))
+    assert not clock.due(NOW + timedelta(seconds=61))
+
+
+# --- through a real collector, into a real InfluxDB ----------------------------------------
+
+
+@pytest.fixture
+def collector(
+    tmp_path: Path, mosquitto: Broker, influxdb: InfluxServer
+) -> Iterator[tuple[Collector, str]]:
+    database = influxdb.fresh_database("history")
+    config = CollectorConfig.model_validate(
+        {
+            "broker": {
+                "url": mosquitto.url,
+                "username": None,
+                "client_id": f"c-{database}",
+                "topic_filter": "kienco/v1/hp/#",
+            },
+            "influx": {"url": influxdb.url, "database": database},
+            "data_dir": str(tmp_path / "collector"),
+            "http": {"port": 0},
+            "inventory": str(INVENTORY),
+            "status": {"sweep_s": 0.1},
+            "summaries": {"fleet_every_s": 0.5, "compliance_every_s": 0.5},
+        }
+    )
+    running = Collector(config)
+    running.start()
+    assert running.wait_connected(10)
+    yield running, database
+    running.stop()
+
+
+def wait_rows(check: Callable[[], list[dict[str, Any]]], timeout_s: float = 20) -> list[Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        rows = check()
+        if rows:
+            return rows
+        time.sleep(0.1)
+    raise AssertionError("no rows in time")
+
+
+def test_the_collector_writes_what_the_dashboards_read(
+    collector: tuple[Collector, str], influxdb: InfluxServer
+) -> None:
+    running, db = collector
+    for site, fuel in (("hp-bts-001", 400.0), ("hp-bts-002", 50.0)):
+        running.handle(f"kienco/v1/hp/{site}/meta", meta(site).model_dump_json().encode(), 0, 0)
+        body = report(site, at=datetime.now(UTC), fuel_l=fuel).model_dump_json().encode()
+        running.handle(f"kienco/v1/hp/{site}/report", body, 0, 0)
+    assert running.api is not None
+    api = running.api.url
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=3)
+    planned = httpx.post(
+        f"{api}/api/v1/meetings",
+        json={
+            "title": "Họp ứng phó bão",
+            "starts_at": start.isoformat(),
+            "duration_s": 7200,
+            "points": ["hp-bts-001"],
+        },
+    ).json()
+    rehearsed = Event(
+        site="hp-bts-001",
+        province="hp",
+        seq=2,
+        at=datetime.now(UTC),
+        event="rehearsal",
+        detail=planned["id"],
+    )
+    running.handle("kienco/v1/hp/hp-bts-001/event", rehearsed.model_dump_json().encode(), 0, 0)
+
+    def rows(query: str) -> Callable[[], list[dict[str, Any]]]:
+        return lambda: influxdb.query(db, query)
+
+    readiness = wait_rows(
+        rows("SELECT * FROM readiness WHERE site = 'hp-bts-001' ORDER BY time DESC LIMIT 1")
+    )[0]
+    assert readiness["operator"] == "vnpt" and readiness["kind"] == "station"
+    assert isinstance(readiness["verdict_code"], int) and isinstance(readiness["state_code"], int)
+    assert readiness["latitude"] == 20.87 and readiness["name"] == "Trạm hp-bts-001"
+
+    fleet = wait_rows(rows("SELECT * FROM fleet WHERE operator = 'vnpt' AND sites >= 2"))
+    assert all(isinstance(row["paths_fibre_up"], int) for row in fleet)
+    # the inventory's never-heard sites are counted too (their operators come from it)
+    assert wait_rows(rows("SELECT * FROM fleet WHERE operator = 'mobifone'"))
+
+    area = wait_rows(
+        rows("SELECT * FROM compliance WHERE area = 'an-duong' AND non_compliant >= 1")
+    )[-1]
+    assert (area["declared"], area["compliant"], area["never_reported"]) == (3, 1, 1)
+    assert area["failed_generator_autonomy_short"] == 1
+    station = wait_rows(
+        rows("SELECT * FROM compliance_station WHERE site = 'hp-bts-002' ORDER BY time DESC")
+    )[0]
+    assert station["status"] == "non_compliant" and station["operator"] == "viettel"
+
+    meeting = wait_rows(rows(f"SELECT * FROM meeting WHERE meeting = '{planned['id']}'"))[0]
+    assert meeting["time"] == int(start.timestamp()) * 10**9  # stamped at its start
+    assert meeting["province"] == "hp" and meeting["points"] == 1
+    rehearsal = wait_rows(rows("SELECT * FROM rehearsal WHERE site = 'hp-bts-001'"))[0]
+    assert rehearsal["meeting"] == planned["id"] and isinstance(rehearsal["passed"], bool)
