@@ -40,6 +40,7 @@ from tests.test_rules_support import link
 REPO = Path(__file__).resolve().parents[1]
 INVENTORY = REPO / "firmware-configs" / "inventory" / "example.csv"
 POLICY = load_policy()
+ADMIN_TOKEN = "dashboards-admin-token"
 NOW = datetime.now(UTC).replace(microsecond=0)
 PATHS = (
     PathDecl(path="fo-vnpt", media="fibre", provider="vnpt", srlg=("duct-5",)),
@@ -287,7 +288,7 @@ def collector(
             },
             "influx": {"url": influxdb.url, "database": database},
             "data_dir": str(tmp_path / "collector"),
-            "http": {"port": 0},
+            "http": {"port": 0, "admin_token": {"value": ADMIN_TOKEN}},
             "inventory": str(INVENTORY),
             "status": {"sweep_s": 0.1},
             "summaries": {"fleet_every_s": 0.5, "compliance_every_s": 0.5},
@@ -329,6 +330,7 @@ def test_the_collector_writes_what_the_dashboards_read(
             "duration_s": 7200,
             "points": ["hp-bts-001"],
         },
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
     ).json()
     rehearsed = Event(
         site="hp-bts-001",
