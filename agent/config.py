@@ -22,7 +22,11 @@ class _Strict(BaseModel):
 
 
 class BrokerConfig(MqttEndpoint):
-    username: str | None = Field(default=None, description="defaults to the site id")
+    username: str | None = Field(
+        default=None,
+        description="defaults to <province>/<site>, what the shipped broker ACL binds to "
+        "this site's topics in this province",
+    )
     password: SecretRef | None = None
     ca_file: Path | None = None
     cert_file: Path | None = None
@@ -215,7 +219,7 @@ class SiteConfig(_Strict):
 
     @property
     def mqtt_username(self) -> str:
-        return self.broker.username or self.site
+        return self.broker.username or f"{self.province}/{self.site}"
 
 
 def load_site_config(path: Path) -> SiteConfig:

@@ -437,7 +437,8 @@ class Agent:
             self.refused_total += 1
             log.error(
                 "BROKER REFUSED the birth/meta message (%s): this agent logs in as %r; the "
-                "broker ACL lets a user write only kienco/v1/+/<username>/... topics",
+                "shipped broker ACL lets user <province>/<site> write only "
+                "kienco/v1/<province>/<site>/...",
                 exc,
                 self.config.mqtt_username,
             )

@@ -24,6 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from collector.admission import Admission
 from collector.api import Api
 from collector.config import CollectorConfig
 from collector.deadletter import DeadLetterStore
@@ -113,6 +114,7 @@ class Collector:
         interval = self.policy.freshness.default_interval_s
         for expected in self.inventory:  # never heard from: unknown, and missing everywhere
             self.states.apply_meta(inventory_meta(expected, interval))
+        self.admission = Admission(self.states, self.inventory)
         self.on_status = on_status
         self.dead_letters = DeadLetterStore(data / "deadletter.sqlite")
         influx = config.influx
@@ -268,6 +270,8 @@ class Collector:
             max_bytes=limits.max_payload_bytes,
             future_tolerance_s=limits.future_tolerance_s,
         )
+        if isinstance(result, Decoded):  # against what we know: province binding
+            result = self.admission.check(result) or result
         if isinstance(result, Rejected):
             self.dead_letters.put(
                 received_at=now,

@@ -33,6 +33,11 @@ class SiteStates:
     def __len__(self) -> int:
         return len(self._sites)
 
+    def province_of(self, site: str) -> str | None:
+        """The province this collector knows the site under (its first message's), or None."""
+        held = self._sites.get(site)
+        return None if held is None else held.province
+
     def _current(self, site: str, province: str) -> SiteSnapshot:
         return self._sites.get(site) or SiteSnapshot(site=site, province=province)
 

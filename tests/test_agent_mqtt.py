@@ -131,14 +131,14 @@ async def test_acl_refuses_a_report_for_another_site_and_the_outbox_keeps_it(
         username="collector",
         password="collector-secret",
     )
-    # Logged in as hp-bts-001, but claiming to be qn-bts-002: the ACL must refuse it.
+    # Logged in as hp/hp-bts-001, but claiming to be qn-bts-002: the ACL must refuse it.
     impostor = Agent(
         site_config(
             tmp_path,
             acl_broker,
             site="qn-bts-002",
             province="qn",
-            username="hp-bts-001",
+            username="hp/hp-bts-001",
             password="s1",
         )
     )

@@ -32,7 +32,7 @@ def _station(**changes: object) -> str:
 def test_shipped_configs_load() -> None:
     site = load_site_config(STATION)
     assert site.site == "hp-bts-001" and site.name == "Trạm BTS An Dương 1"
-    assert site.mqtt_username == "hp-bts-001" and site.broker.port == 8883 and site.broker.tls
+    assert site.mqtt_username == "hp/hp-bts-001" and site.broker.port == 8883 and site.broker.tls
     influx = load_collector_config(REPO / "firmware-configs" / "collector.yaml").influx
     assert influx is not None and influx.database == "kienco"
 

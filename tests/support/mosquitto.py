@@ -53,8 +53,8 @@ def fresh_broker(tmp_path: Path) -> Iterator[Broker]:
 
 @pytest.fixture
 def acl_broker(tmp_path: Path) -> Iterator[Broker]:
-    """A broker with passwords and the shipped per-site ACL."""
-    users = {"collector": "collector-secret", "hp-bts-001": "s1", "qn-bts-002": "s2"}
+    """A broker with passwords and the shipped per-site ACL (agents log in as province/site)."""
+    users = {"collector": "collector-secret", "hp/hp-bts-001": "s1", "qn/qn-bts-002": "s2"}
     broker = _broker(tmp_path / "mosquitto-acl", users)
     broker.start()
     yield broker
