@@ -92,6 +92,18 @@ class SnmpV3Credentials(_Strict):
 SnmpCredentials = SnmpV2cCredentials | SnmpV3Credentials
 
 
+class BatteryModel(_Strict):
+    """This device's battery, as the site knows it: announced in meta for the rules.
+
+    A UPS's own runtime figure is often a lie (65 535 s, 0 on line); the rules then
+    estimate from the charge and this model, and call the hours unknown without it.
+    """
+
+    full_load_runtime_s: Annotated[float, Field(gt=0, le=7 * 86_400)] = Field(
+        description="runtime from a full charge at 100 % load (datasheet or a measured test)"
+    )
+
+
 class DeviceConfig(_Strict):
     """A power device or router: polled over SNMP (a profile), NUT's upsd, or Modbus TCP."""
 
@@ -113,6 +125,7 @@ class DeviceConfig(_Strict):
     fuel_burn_l_per_h: Annotated[float, Field(gt=0, le=10_000)] | None = None
     fuel_burn_full_load_l_per_h: Annotated[float, Field(gt=0, le=10_000)] | None = None
     tank_l: Annotated[float, Field(gt=0, le=1_000_000)] | None = None
+    battery: BatteryModel | None = None
 
     @model_validator(mode="after")
     def _per_protocol(self) -> DeviceConfig:
@@ -120,6 +133,8 @@ class DeviceConfig(_Strict):
         missing = [key for key in needs[self.protocol] if getattr(self, key) is None]
         if missing:
             raise ValueError(f"a {self.protocol} device needs {', '.join(missing)}")
+        if self.battery is not None and self.role not in ("ups", "rectifier", "other"):
+            raise ValueError(f"a {self.role} has no battery: move battery to the ups or rectifier")
         return self
 
     @property

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from agent import __version__
-from contract.wire import DeviceDecl, Media, Meta, PathDecl, SiteKind
+from contract.wire import BatteryDecl, DeviceDecl, Media, Meta, PathDecl, SiteKind
 
 Role = Literal["ups", "rectifier", "generator", "ats", "router", "radio", "other"]
 SiteClass = Literal["ordinary", "hardened", "core"]
@@ -64,6 +64,12 @@ class SiteDescription(Protocol):
     def devices(self) -> Iterable[_Device]: ...
 
 
+def _battery(device: _Device) -> BatteryDecl | None:
+    """The battery model the site config gives for this device, if any (batteries only)."""
+    runtime = getattr(getattr(device, "battery", None), "full_load_runtime_s", None)
+    return None if runtime is None else BatteryDecl(full_load_runtime_s=float(runtime))
+
+
 def meta_message(
     site: SiteDescription, *, interval_s: float, now: datetime, agent_version: str = __version__
 ) -> Meta:
@@ -89,6 +95,7 @@ def meta_message(
                 profile=d.profile,
                 role=d.role,
                 protocol=getattr(d, "protocol", "snmp"),
+                battery=_battery(d),
             )
             for d in site.devices
         ),

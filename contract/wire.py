@@ -231,11 +231,23 @@ class PathDecl(WireModel):
     srlg: tuple[Slug, ...] = ()
 
 
+class BatteryDecl(WireModel):
+    """What the site config says of one device's battery (added to v1: optional).
+
+    Vendors' runtime figures lie (a 16-bit cap of 65 535 s, 0 on line): the rules
+    then estimate the runtime from the charge and *this* battery's full-load runtime,
+    and say the hours are unknown when the site gives none.
+    """
+
+    full_load_runtime_s: Annotated[float, Field(gt=0, le=7 * 86_400)]
+
+
 class DeviceDecl(WireModel):
     device: Slug
     profile: Annotated[str, StringConstraints(max_length=64)] | None = None
     protocol: Literal["snmp", "nut", "modbus"] = "snmp"
     role: Literal["ups", "rectifier", "generator", "ats", "router", "radio", "other"]
+    battery: BatteryDecl | None = None  # optional: agents before it still validate
 
 
 HumanName = Annotated[str, StringConstraints(min_length=1, max_length=200)]

@@ -7,15 +7,20 @@ Battery autonomy of one device, in seconds from the reading:
    ``min_load_pct`` (where vendors are known to be wrong: NUT issues 1740, 731, 983,
    2765);
 2. otherwise a model from the charge, which is deliberately simple:
-   - DC plant: ``capacity_ah × charge × usable_fraction ÷ dc_load_a``;
-   - UPS: ``full_load_runtime_s × charge ÷ load`` (runtime taken as inversely
-     proportional to load, load floored at ``min_load_pct``; real batteries do a
-     little better at low load, so this errs short);
+   - DC plant: ``capacity_ah × charge × usable_fraction ÷ dc_load_a``, from what the
+     plant reports;
+   - UPS: ``full_load_runtime_s × charge ÷ load``, with the full-load runtime the
+     site config gives for *that* battery (``meta.devices[].battery``; runtime taken
+     as inversely proportional to load, load floored at ``min_load_pct``, full load
+     when not reported; real batteries do a little better at low load, so this errs
+     short). Without one there is no model: no fleet-wide figure is ever assumed;
 3. while on battery, the discharge trend over ``power_history``: a least-squares
    line of charge % against time, extended to 0 %.
 
 The device's autonomy is the more pessimistic of (1 or 2) and (3); ``basis`` says
-which one it was. A site's battery autonomy is that of its weakest battery device.
+which one it was; with none of them it is unknown, and ``model_missing`` says when
+a battery model in the site config would have given it. A site's battery autonomy
+is that of its weakest battery device whose autonomy is known.
 Generator autonomy is ``fuel_l ÷ fuel_burn_l_per_h`` (or the policy's assumed burn
 rate, when set), the best generator's.
 """
@@ -27,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from contract.wire import PowerReading
+from contract.wire import BatteryDecl, PowerReading
 from rules.policy import GeneratorPolicy, RuntimeTrust
 from rules.snapshot import PowerSample, SiteSnapshot
 
@@ -44,10 +49,17 @@ class BatteryEstimate:
     slope_s: float | None
     seconds: float | None  # the one used: the most pessimistic available
     basis: Basis
+    # no usable figure from the device, and no battery model in the site config
+    # (one would give a figure from the charge): the fix is to set one
+    model_missing: bool = False
 
     @property
     def ups_untrusted(self) -> bool:
         return self.ups_raw_s is not None and self.ups_s is None
+
+    @property
+    def unknown_for_lack_of_model(self) -> bool:
+        return self.seconds is None and self.model_missing
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,16 +97,24 @@ def plausible_runtime(reading: PowerReading, trust: RuntimeTrust) -> float | Non
     return runtime
 
 
-def modelled_runtime(reading: PowerReading, trust: RuntimeTrust) -> float | None:
+def _dc_plant(reading: PowerReading) -> bool:
+    return bool(reading.battery_capacity_ah and reading.dc_load_a)
+
+
+def modelled_runtime(
+    reading: PowerReading, trust: RuntimeTrust, battery: BatteryDecl | None = None
+) -> float | None:
+    """Runtime from the charge: the DC plant's own figures, or the site's battery model."""
     charge = reading.battery_charge_pct
     if charge is None:
         return None
     capacity, current = reading.battery_capacity_ah, reading.dc_load_a
     if capacity and current:
         return capacity * charge / 100 * trust.usable_fraction / abs(current) * 3600
-    if trust.full_load_runtime_s is not None and reading.load_pct is not None:
-        load = max(reading.load_pct, trust.min_load_pct, 1.0)
-        return trust.full_load_runtime_s * (charge / 100) * (100 / load)
+    if battery is not None:
+        # an unreported load is taken as full load: the shortest runtime, never a guess up
+        load = max(100.0 if reading.load_pct is None else reading.load_pct, trust.min_load_pct)
+        return battery.full_load_runtime_s * (charge / 100) * (100 / max(load, 1.0))
     return None
 
 
@@ -127,10 +147,13 @@ def slope_runtime(samples: Sequence[PowerSample], trust: RuntimeTrust) -> float 
 
 
 def estimate_battery(
-    reading: PowerReading, history: Sequence[PowerSample], trust: RuntimeTrust
+    reading: PowerReading,
+    history: Sequence[PowerSample],
+    trust: RuntimeTrust,
+    battery: BatteryDecl | None = None,
 ) -> BatteryEstimate:
     ups = plausible_runtime(reading, trust)
-    model = modelled_runtime(reading, trust)
+    model = modelled_runtime(reading, trust, battery)
     slope = slope_runtime(history, trust) if reading.on_battery is True else None
     primary: tuple[float, Basis] | None = None
     if ups is not None:
@@ -146,8 +169,14 @@ def estimate_battery(
         seconds, basis = min(options, key=lambda o: o[0])
     if reading.battery_status == "depleted":
         seconds, basis = 0.0, "depleted"
+    model_missing = (
+        ups is None
+        and battery is None
+        and reading.battery_charge_pct is not None
+        and not _dc_plant(reading)
+    )
     return BatteryEstimate(
-        reading.device, reading.battery_runtime_s, ups, model, slope, seconds, basis
+        reading.device, reading.battery_runtime_s, ups, model, slope, seconds, basis, model_missing
     )
 
 
@@ -216,8 +245,9 @@ def assess_power(
         return PowerAssessment(mode="unknown")
     newest = max(t for _, t in snapshot.power.values())
     age_s = max(0.0, (now - newest).total_seconds())
+    models = {d.device: d.battery for d in snapshot.meta.devices} if snapshot.meta else {}
     batteries = tuple(
-        estimate_battery(r, snapshot.power_history.get(r.device, ()), trust)
+        estimate_battery(r, snapshot.power_history.get(r.device, ()), trust, models.get(r.device))
         for r in readings
         if _is_battery(r)
     )

@@ -44,23 +44,35 @@ def _weakest(p: PowerAssessment) -> BatteryEstimate | None:
     return min(known, key=lambda b: b.seconds or 0.0) if known else None
 
 
-def _device_notes(ctx: RuleContext) -> list[Finding]:
+def _unmodelled(p: PowerAssessment) -> BatteryEstimate | None:
+    """The first battery whose hours are unknown only for lack of a model in the site config."""
+    return next((b for b in p.batteries if b.unknown_for_lack_of_model), None)
+
+
+def _battery_unknown(p: PowerAssessment) -> bool:
+    return bool(p.batteries) and p.battery_s is None
+
+
+def _device_notes(ctx: RuleContext, named: str | None) -> list[Finding]:
+    """Per-device notes; ``named`` is a device the main finding already speaks of."""
     notes: list[Finding] = []
     ratio = ctx.thresholds.runtime.optimistic_ratio
     for device, error in ctx.power.errors:
         labels = {"device": device, "error": error}
         notes.append(ctx.finding("backup_power", "warning", "power_probe_error", labels=labels))
     for b in ctx.power.batteries:
-        if b.ups_untrusted:
-            notes.append(
-                ctx.finding(
-                    "backup_power",
-                    "info",
-                    "runtime_untrusted",
-                    {"runtime_s": b.ups_raw_s, "model_s": b.model_s},
-                    {"device": b.device},
+        numbers = {"runtime_s": b.ups_raw_s, "model_s": b.model_s, "estimate_s": b.seconds}
+        labels = {"device": b.device}
+        if b.unknown_for_lack_of_model:
+            if b.device != named:
+                # the hours stay unknown (the main finding says what that does); the fix
+                code = "battery_model_missing"
+                notes.append(
+                    ctx.finding("backup_power", "warning", code, numbers, labels, impact="none")
                 )
-            )
+        elif b.ups_untrusted:
+            code = "runtime_untrusted" if b.seconds is not None else "runtime_untrusted_no_charge"
+            notes.append(ctx.finding("backup_power", "info", code, numbers, labels))
         if b.ups_s is not None and b.slope_s is not None and b.slope_s < ratio * b.ups_s:
             notes.append(
                 ctx.finding(
@@ -79,7 +91,14 @@ def _grid_gone(ctx: RuleContext, numbers: dict[str, float | None]) -> Finding | 
     if p.mode == "down":
         return None  # station_state says it, once
     if p.dark_in_s is None:
-        code = "on_battery_runtime_unknown" if p.mode == "battery" else "on_generator_fuel_unknown"
+        if p.mode == "generator":
+            code = "on_generator_fuel_unknown"
+            return ctx.finding("backup_power", "warning", code, numbers, impact="unknown")
+        missing = _unmodelled(p)
+        if missing is not None:
+            code, labels = "on_battery_no_model", {"device": missing.device}
+            return ctx.finding("backup_power", "warning", code, numbers, labels, impact="unknown")
+        code = "on_battery_runtime_unknown"
         return ctx.finding("backup_power", "warning", code, numbers, impact="unknown")
     severity = severity_for_hours(p.dark_in_s / 3600, target.warn_below_h, target.critical_below_h)
     if p.mode == "generator":
@@ -100,11 +119,16 @@ def _grid_gone(ctx: RuleContext, numbers: dict[str, float | None]) -> Finding | 
 
 def _grid_present(ctx: RuleContext, numbers: dict[str, float | None]) -> Finding | None:
     p, target = ctx.power, ctx.thresholds.backup
-    if p.backup_s is None:
+    if p.backup_s is not None and p.backup_s / 3600 >= target.warn_below_h:
+        return None  # enough, even if a part of it is not known
+    if p.backup_s is None or _battery_unknown(p):
+        # Unknown is said as unknown: a battery of unknown size is never judged short.
+        missing = _unmodelled(p)
+        if missing is not None:
+            code, labels = "backup_hours_unknown_no_model", {"device": missing.device}
+            return ctx.finding("backup_power", "warning", code, numbers, labels, impact="unknown")
         return ctx.finding("backup_power", "warning", "backup_hours_unknown", impact="unknown")
     backup_h = p.backup_s / 3600
-    if backup_h >= target.warn_below_h:
-        return None
     if p.lower_bound and p.generator_present and p.generator_s is None:
         return ctx.finding("backup_power", "warning", "generator_autonomy_unknown", numbers)
     severity = severity_for_hours(backup_h, target.warn_below_h, target.critical_below_h)
@@ -124,5 +148,5 @@ def check(ctx: RuleContext) -> tuple[Finding, ...]:
         main = _grid_gone(ctx, numbers)
     elif not judged_by_meeting:
         main = _grid_present(ctx, numbers)
-    notes = _device_notes(ctx)
+    notes = _device_notes(ctx, None if main is None else main.labels.get("device"))
     return tuple(([main] if main is not None else []) + notes)

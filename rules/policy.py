@@ -123,12 +123,24 @@ class RuntimeTrust(_Model):
     zero_on_line_unknown: bool = True
     max_plausible_s: Annotated[float, Field(gt=0)] = 432_000
     min_load_pct: Annotated[float, Field(ge=0, le=100)] = 10
-    full_load_runtime_s: Annotated[float, Field(gt=0)] | None = 300
     usable_fraction: Annotated[float, Field(gt=0, le=1)] = 0.8
     slope_min_samples: Annotated[int, Field(ge=2, le=1000)] = 3
     slope_min_span_s: Annotated[float, Field(ge=0)] = 120
     slope_window_s: Annotated[float, Field(gt=0)] = 3600
     optimistic_ratio: Annotated[float, Field(gt=0, le=1)] = 0.7
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_fleet_wide_battery(cls, data: object) -> object:
+        # A runtime invented for every UPS once judged real sites critical (issue 8):
+        # a battery model belongs to one battery, in its site's config.
+        if isinstance(data, dict) and "full_load_runtime_s" in data:
+            raise ValueError(
+                "full_load_runtime_s is no longer a policy key: one figure for every UPS "
+                "is a guess; fix: remove it, and set battery: {full_load_runtime_s: …} on "
+                "each UPS in its site config"
+            )
+        return data
 
 
 class GeneratorPolicy(_Model):

@@ -35,6 +35,13 @@ class Text:
         return self.vi if lang == "vi" else self.en
 
 
+# The fix when a battery's runtime cannot be known: the site config gives its model.
+_SET_MODEL = Text(
+    "hãy khai báo thời gian lưu điện ở tải đầy của ắc quy trong cấu hình trạm "
+    "(battery: full_load_runtime_s)",
+    "set the battery's full-load runtime in the site config (battery: full_load_runtime_s)",
+)
+
 _CATALOGUE: dict[str, Text] = {
     # --- freshness
     "no_report_yet": Text(
@@ -83,6 +90,13 @@ _CATALOGUE: dict[str, Text] = {
         "đang chạy bằng ắc quy, không rõ thời gian còn lại",
         "on battery, time left unknown",
     ),
+    "on_battery_no_model": Text(
+        "mất điện lưới: đang chạy bằng ắc quy, không rõ thời gian còn lại vì {device} không báo "
+        "thời gian lưu điện tin cậy được và cấu hình trạm không có mô hình ắc quy của nó; "
+        + _SET_MODEL.vi,
+        "mains lost: on battery, time left unknown: {device} reports no trustworthy runtime "
+        "and the site config gives no model of its battery; " + _SET_MODEL.en,
+    ),
     "on_generator": Text(
         "đang chạy máy phát, nhiên liệu đủ {generator_s:dur}, tổng cộng còn {dark_in_s:dur}",
         "on generator, fuel for {generator_s:dur}, {dark_in_s:dur} in total",
@@ -100,8 +114,14 @@ _CATALOGUE: dict[str, Text] = {
         "backup power for only {backup_h:n} h, minimum {critical_h:n} h",
     ),
     "backup_hours_unknown": Text(
-        "không có số liệu nguồn điện để tính thời gian dự phòng",
-        "no power data to compute backup hours",
+        "không rõ thời gian dự phòng: không có số liệu thời gian lưu điện hay mức sạc ắc quy",
+        "backup hours unknown: no battery runtime or charge reported",
+    ),
+    "backup_hours_unknown_no_model": Text(
+        "không rõ thời gian dự phòng: {device} không báo thời gian lưu điện tin cậy được và "
+        "cấu hình trạm không có mô hình ắc quy của nó; " + _SET_MODEL.vi,
+        "backup hours unknown: {device} reports no trustworthy runtime and the site config "
+        "gives no model of its battery; " + _SET_MODEL.en,
     ),
     "generator_autonomy_unknown": Text(
         "không rõ máy phát chạy được bao lâu (thiếu lượng dầu hoặc mức tiêu hao); "
@@ -110,8 +130,22 @@ _CATALOGUE: dict[str, Text] = {
         "battery alone gives {battery_h:n} h, {required_h:n} h required",
     ),
     "runtime_untrusted": Text(
-        "bỏ qua thời gian lưu điện do {device} báo ({runtime_s:n} giây): giá trị không tin cậy",
-        "ignored the runtime {device} reports ({runtime_s:n} s): not plausible",
+        "bỏ qua thời gian lưu điện do {device} báo ({runtime_s:n} giây) vì không hợp lý; "
+        "ước tính {estimate_s:dur} theo mức sạc ắc quy",
+        "ignored the runtime {device} reports ({runtime_s:n} s), not plausible; "
+        "estimated {estimate_s:dur} from its charge instead",
+    ),
+    "runtime_untrusted_no_charge": Text(
+        "bỏ qua thời gian lưu điện do {device} báo ({runtime_s:n} giây) vì không hợp lý; "
+        "thiết bị không báo mức sạc ắc quy để ước tính",
+        "ignored the runtime {device} reports ({runtime_s:n} s), not plausible; "
+        "it reports no charge to estimate from",
+    ),
+    "battery_model_missing": Text(
+        "không rõ thời gian lưu điện của {device}: thiết bị không báo giá trị tin cậy được và "
+        "cấu hình trạm không có mô hình ắc quy của nó; " + _SET_MODEL.vi,
+        "runtime of {device} unknown: it reports no trustworthy figure and the site config "
+        "gives no model of its battery; " + _SET_MODEL.en,
     ),
     "battery_estimate_optimistic": Text(
         "{device} báo còn {ups_s:dur} nhưng tốc độ xả cho thấy chỉ còn {slope_s:dur}",

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from contract.wire import PowerReading
+from contract.wire import BatteryDecl, DeviceDecl, PowerReading
 from rules import SiteSnapshot, evaluate
 from rules.autonomy import plausible_runtime, slope_runtime
 from rules.policy import RuntimeTrust
@@ -32,6 +32,15 @@ H = 3600.0
 
 def station(*power: PowerReading, **kwargs: object) -> SiteSnapshot:
     return snap(kwargs.pop("kind", "station"), power=power, links=two_paths(), **kwargs)  # type: ignore[arg-type]
+
+
+def with_battery(s: SiteSnapshot, full_load_runtime_s: float, device: str = "ups1") -> SiteSnapshot:
+    """The site as its config declares ``device``'s battery model (announced in meta)."""
+    assert s.meta is not None
+    decl = DeviceDecl(
+        device=device, role="ups", battery=BatteryDecl(full_load_runtime_s=full_load_runtime_s)
+    )
+    return s.with_meta(s.meta.model_copy(update={"devices": (*s.meta.devices, decl)}))
 
 
 @dataclass(frozen=True)
@@ -69,51 +78,158 @@ CASES = [
         ),
         id="ordinary-3h-below-4h-minimum",
     ),
+    # A vendor figure that cannot be trusted, and no battery model in the site config:
+    # the hours are unknown, said with the fix; never judged short from a guess.
     pytest.param(
         Case(
             station(ups(battery_runtime_s=65_535, load_pct=50)),
-            "not_ready",
-            ("backup_hours_critical", "runtime_untrusted"),
-            600 / H,  # model: 300 s at full load x 100 % charge / 50 % load
-            numbers={"battery_ups_s": None, "battery_model_s": 600},
+            "unknown",
+            ("backup_hours_unknown_no_model",),
+            None,
+            severity="warning",
+            numbers={"battery_ups_s": None, "battery_model_s": None},
         ),
-        id="runtime-65535-cap-on-line-is-unknown",
+        id="runtime-65535-on-mains-no-model-is-unknown",
     ),
     pytest.param(
         Case(
-            station(ups(battery_runtime_s=0, battery_charge_pct=80, load_pct=20)),
-            "not_ready",
-            ("backup_hours_critical", "runtime_untrusted"),
-            1200 / H,
+            station(ups(battery_runtime_s=0, battery_charge_pct=100, load_pct=20)),
+            "unknown",
+            ("backup_hours_unknown_no_model",),
+            None,
+            severity="warning",
         ),
-        id="runtime-0-on-line-is-unknown-not-dead",
+        id="runtime-0-on-mains-no-model-is-unknown-not-dead",
     ),
     pytest.param(
         Case(
             station(ups(battery_runtime_s=3_932_100)),
-            "not_ready",
-            ("backup_hours_critical", "runtime_untrusted"),
-            1000 / H,  # 300 s x 100 / 30 % load
+            "unknown",
+            ("backup_hours_unknown_no_model",),
+            None,
         ),
-        id="runtime-65535-minutes-cap",
+        id="runtime-65535-minutes-cap-no-model",
     ),
     pytest.param(
         Case(
             station(ups(battery_runtime_s=8 * 86_400)),
-            "not_ready",
-            ("backup_hours_critical", "runtime_untrusted"),
-            1000 / H,
+            "unknown",
+            ("backup_hours_unknown_no_model",),
+            None,
         ),
-        id="runtime-absurd-8-days",
+        id="runtime-absurd-8-days-no-model",
     ),
     pytest.param(
         Case(
             station(ups(battery_runtime_s=20 * H, load_pct=5)),
+            "unknown",
+            ("backup_hours_unknown_no_model",),
+            None,
+        ),
+        id="runtime-below-10pct-load-no-model",
+    ),
+    # The site config gives THAT battery's full-load runtime: charge x model / load.
+    pytest.param(
+        Case(
+            with_battery(station(ups(battery_runtime_s=65_535, load_pct=50)), 1800),
             "not_ready",
             ("backup_hours_critical", "runtime_untrusted"),
-            3000 / H,  # load floored at 10 %
+            1.0,  # 1800 s at full load x 100 % charge / 50 % load
+            severity="critical",
+            numbers={"battery_ups_s": None, "battery_model_s": 3600},
         ),
-        id="runtime-below-10pct-load-untrusted",
+        id="runtime-65535-on-mains-model-1h-is-a-real-shortfall",
+    ),
+    pytest.param(
+        Case(
+            with_battery(
+                station(ups(battery_runtime_s=0, battery_charge_pct=80, load_pct=20)), 3 * H
+            ),
+            "ready",
+            ("runtime_untrusted",),
+            12.0,  # 3 h x 80 % / 20 % load
+            severity="info",
+        ),
+        id="runtime-0-on-mains-model-gives-12h",
+    ),
+    pytest.param(
+        Case(
+            with_battery(station(ups(battery_runtime_s=65_535, load_pct=None)), 5 * H),
+            "degraded",
+            ("backup_hours_short", "runtime_untrusted"),
+            5.0,  # load not reported: taken as full load, the shortest runtime
+            severity="warning",
+        ),
+        id="model-without-load-takes-full-load",
+    ),
+    pytest.param(
+        Case(
+            with_battery(station(ups(battery_runtime_s=20 * H, load_pct=5)), 1800),
+            "degraded",
+            ("backup_hours_short", "runtime_untrusted"),
+            5.0,  # 1800 s x 100 % / 10 % (the load floor)
+        ),
+        id="model-load-floored-at-10pct",
+    ),
+    pytest.param(
+        Case(
+            with_battery(station(ups(battery_runtime_s=6 * H)), 1800),
+            "degraded",
+            ("backup_hours_short",),
+            6.0,  # a plausible vendor figure is used as is, the model only kept aside
+            numbers={"battery_ups_s": 6 * H, "battery_model_s": 6000},
+        ),
+        id="plausible-runtime-wins-over-the-model",
+    ),
+    pytest.param(
+        Case(
+            station(ups(battery_runtime_s=65_535), genset(fuel_burn_l_per_h=5)),
+            "ready",
+            ("battery_model_missing",),
+            40.0,  # 200 L / 5 L/h; the battery's share is unknown, the target is met anyway
+            severity="warning",
+        ),
+        id="no-model-but-the-generator-alone-meets-the-target",
+    ),
+    pytest.param(
+        Case(
+            station(ups(battery_runtime_s=65_535), genset(fuel_burn_l_per_h=50)),
+            "unknown",
+            ("backup_hours_unknown_no_model",),
+            4.0,  # the generator alone: a lower bound, not a verdict
+            severity="warning",
+        ),
+        id="no-model-generator-alone-short-is-unknown-not-critical",
+    ),
+    pytest.param(
+        Case(
+            station(ups(battery_runtime_s=65_535, battery_charge_pct=None)),
+            "unknown",
+            ("backup_hours_unknown", "runtime_untrusted_no_charge"),
+            None,
+        ),
+        id="untrusted-runtime-and-no-charge",
+    ),
+    pytest.param(
+        Case(
+            station(on_battery(runtime_s=65_535)),
+            "unknown",
+            ("on_battery_no_model",),
+            None,
+            severity="warning",
+        ),
+        id="on-battery-65535-no-model-time-left-unknown",
+    ),
+    pytest.param(
+        Case(
+            with_battery(station(on_battery(runtime_s=65_535, battery_charge_pct=50)), 3600),
+            "not_ready",
+            ("on_battery_no_generator", "runtime_untrusted"),
+            (6000 - 30) / H,  # 3600 s x 50 % / 30 % load, less the report's 30 s age
+            6000 - 30,
+            "critical",
+        ),
+        id="on-battery-65535-model-gives-time-left",
     ),
     pytest.param(
         Case(

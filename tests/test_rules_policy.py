@@ -32,7 +32,7 @@ def test_every_shipped_number_says_where_it_comes_from() -> None:
 
 
 def test_proposals_are_marked() -> None:
-    for key in ("future_tolerance_s", "full_load_runtime_s", "margin_pct", "ups_bridge_min_s"):
+    for key in ("future_tolerance_s", "usable_fraction", "margin_pct", "ups_bridge_min_s"):
         line = next(line for line in DEFAULT_TEXT.splitlines() if line.strip().startswith(key))
         assert "proposal" in line, line
 
@@ -113,6 +113,16 @@ def test_policy_is_frozen() -> None:
             "freshness:\n  stale_intervals: 3\n  stale_intervals: 4\n",
             ["(yaml)", "duplicate key 'stale_intervals'", "line 3"],
             id="duplicate-key",
+        ),
+        pytest.param(
+            "runtime_trust:\n  full_load_runtime_s: 300\n",
+            [
+                "runtime_trust",
+                "no longer a policy key",
+                "fix: remove it",
+                "battery: {full_load_runtime_s: …} on each UPS in its site config",
+            ],
+            id="fleet-wide-battery-runtime-moved-to-the-site-config",
         ),
         pytest.param("freshness: [\n", ["(yaml)", "fix the YAML syntax"], id="yaml-syntax"),
         pytest.param("- 1\n- 2\n", ["a list, not a mapping"], id="not-a-mapping"),

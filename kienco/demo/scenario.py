@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from agent.config import BatteryModel
 from contract.wire import HumanName, Media, SiteKind, Slug
 from plumbing.config_errors import load_yaml_model
 
@@ -38,6 +39,9 @@ class UpsSpec(_Strict):
     charge_pct: Annotated[float, Field(ge=0, le=100)] = 100.0
     # Some firmware reports 65 535 s on line (a 16-bit cap): the rules must ignore it.
     runtime_cap_on_line: bool = False
+    # What the site config declares of this battery (announced in meta): the rules'
+    # estimate when the UPS's own figure is ignored. None: the hours are unknown then.
+    battery: BatteryModel | None = None
 
 
 class RectifierSpec(_Strict):
