@@ -9,30 +9,41 @@ Escaping, as InfluxDB 1.6 parses it (each rule checked against the real
   another routine, which also turns ``\\=`` and ``\\"`` into ``=`` and ``"``: a
   name holding either only round-trips if ``=`` and ``"`` are escaped too.)
 - string field values: in double quotes, ``\\`` and ``"`` escaped; ``\\n`` is not
-  an escape sequence (it is stored as a backslash and an ``n``).
+  an escape sequence (it is stored as a backslash and an ``n``). Any text is
+  writable: it goes through ``plumbing.untrusted.influx_string`` first, which folds
+  line breaks into a space and removes the other control characters (they would
+  reach whoever queries the field, and a newline cannot be carried, see below).
 - integers end in ``i``; booleans are ``true``/``false``; floats use ``repr``,
   which round-trips exactly.
 
 Refused with ``LineProtocolError`` (they cannot be written, or not faithfully):
 an empty name or tag value; a name or tag value ending in a backslash (the
 backslash would escape the delimiter after it); a field key with an odd run of
-backslashes before ``,`` ``=`` or space; newline or CR in any name, tag or
-string value; a measurement starting with ``#`` (the line becomes a comment);
-the key ``time``; NaN and infinities; integers outside int64.
+backslashes before ``,`` ``=`` or space; newline or CR in any name or tag, or a
+lone surrogate (no UTF-8 form); a measurement starting with ``#`` (the line
+becomes a comment); the key ``time``; NaN and infinities; integers outside int64.
+Names and tags are identities (folding one would merge two series): they are
+refused, never changed. String values are text: they are folded, never refused,
+so free text from a device or an agent can never make a point unwritable.
 
 A newline *inside a quoted string field* is accepted by 1.6 (tried: it is
 stored intact, even mid-batch), but InfluxData documents it as unsupported in
 every version, 2.x and 3.x included, and it would make a batch impossible to
-split or count by lines. So it is refused here; ``collector.points`` folds the
-line breaks of free text (error messages) before they get here.
+split or count by lines: hence the fold.
 
 Speed: tag sets, tag pairs, field keys and measurements are escaped once and
 cached (series repeat every report); slugs take a regex fast path; floats,
-bools and ints are formatted inline. Measured with timeit on the shared 2-core
-box (best of 12, varying with the others' load): ``power`` points with 4 tags and
-12 fields, 175 000–210 000 lines/s with the caches warm, 110 000–140 000 with
-every cache cold; a realistic report mix (``report_points``: report, 2 power,
-2 link, host, room) 310 000–335 000 lines/s.
+bools and ints are formatted inline; a string is folded only when
+``str.isprintable`` (C) says it holds a control character, and translated only
+when it holds a quote or a backslash (``str.translate`` with a dict is slow).
+Measured with ``benchmarks/codec.py`` (timeit, best of 12) on the shared 2-core
+box, quiet at the time (the figures move with the others' load): ``power``
+points with 4 tags and 12 fields, 310 000 lines/s with the caches warm, 245 000
+with every cache cold; a realistic report mix (``report_points``: report,
+2 power, 3 link, host) 555 000–565 000; ``finding`` points (two reason texts)
+600 000, or 195 000 when each text holds a line break and an ESC to fold. Before
+the folding moved here (same run, same box): 285 000, 228 000, 545 000, 160 000
+(the dict ``translate`` on every string), and such findings were refused.
 The caches are plain dicts: a race between threads only recomputes an entry.
 """
 
@@ -43,6 +54,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import pairwise
+
+from plumbing.untrusted import influx_string
 
 __all__ = [
     "FieldValue",
@@ -117,6 +130,10 @@ def _check_name(name: str, element: str, table: dict[int, str] = _NAME_ESCAPES) 
         raise LineProtocolError(element, "empty")
     if "\n" in name or "\r" in name:
         raise LineProtocolError(element, f"newline or CR in {name!r}")
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        raise LineProtocolError(element, f"no UTF-8 form (a lone surrogate): {name!r}") from None
     if name[-1] == "\\":
         raise LineProtocolError(element, f"ends in a backslash: {name!r}")
     return name.translate(table)
@@ -192,9 +209,11 @@ def _field_value(key: str, value: FieldValue) -> str:
             return float.__repr__(value)  # shortest text that round-trips, even for subclasses
         raise LineProtocolError(f"field {key!r}", f"{value} is not finite")
     if isinstance(value, str):
-        if "\n" in value or "\r" in value:
-            raise LineProtocolError(f"field {key!r}", "newline or CR in a string value")
-        return f'"{value.translate(_STRING_ESCAPES)}"'
+        if not value.isprintable():  # untrusted text: folded here, so every caller may pass it
+            value = influx_string(value)
+        if "\\" in value or '"' in value:
+            value = value.translate(_STRING_ESCAPES)
+        return f'"{value}"'
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):

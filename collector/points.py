@@ -21,8 +21,8 @@ agent_state   site, province, kind                        online (bool)
 A field's InfluxDB type never changes (a second type is refused with a 400):
 each field's type is taken once from the wire model (``FIELD_TYPES``) and every
 value is converted to it, so a float field sent as JSON ``230`` is still
-written as a float. Nulls are left out. Line breaks in free text (errors,
-event details) are folded into spaces: line protocol cannot carry them.
+written as a float. Nulls are left out. Free text (errors, event details) is
+passed as it came: the line-protocol encoder makes any string writable.
 """
 
 from __future__ import annotations
@@ -58,12 +58,6 @@ def time_ns(at: datetime) -> int:
     """Exact nanoseconds since the epoch of an aware datetime (no float rounding)."""
     delta = at - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
-
-
-def _text(value: str) -> str:
-    if "\n" in value or "\r" in value:
-        return " ".join(part for part in value.splitlines() if part)
-    return value
 
 
 def _kind_of(annotation: Any) -> FieldKind:
@@ -108,9 +102,7 @@ FIELD_TYPES: Mapping[str, Mapping[str, FieldKind]] = {
 
 
 def _converters(measurement: str) -> _Fields:
-    return tuple(
-        (name, _text if kind is str else kind) for name, kind in FIELD_TYPES[measurement].items()
-    )
+    return tuple((name, kind) for name, kind in FIELD_TYPES[measurement].items())
 
 
 _POWER, _LINK, _INTERFACE, _HOST, _ROOM = (
@@ -172,7 +164,7 @@ def event_points(event: Event, *, site_kind: str | None = None) -> list[Point]:
     site = {"site": event.site, "province": event.province, "kind": site_kind}
     fields: dict[str, FieldValue | None] = {
         "seq": event.seq,
-        "detail": None if event.detail is None else _text(event.detail),
+        "detail": event.detail,
     }
     points = [
         Point.make("event", {**site, "event": event.event, "device": event.device}, fields, at_ns)

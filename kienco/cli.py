@@ -17,6 +17,8 @@ from kienco import admin_token
 from plumbing.config_errors import ConfigError
 
 EXIT_CONFIG = 2
+EXIT_NOT_READY = 3
+EXIT_NOTHING_SELECTED = 4  # readiness: no site matched (a mistyped province, a wrong --kind)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -119,9 +121,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         logging.getLogger().setLevel(logging.ERROR)
     finals = asyncio.run(run_demo(options))
     if args.json:
+        from plumbing.untrusted import json_text
+
         for status in finals:
             if status is not None:
-                print(json.dumps(verdict_line(status, args.lang), ensure_ascii=False))
+                print(json_text(verdict_line(status, args.lang)))
     return 0
 
 
@@ -154,25 +158,35 @@ def verdict_line(status: Status, lang: str) -> dict[str, object]:
 def _cmd_readiness(args: argparse.Namespace) -> int:
     import httpx
 
-    from kienco.readiness_view import print_readiness
+    from kienco.readiness_view import nothing_selected, print_readiness
+    from plumbing.untrusted import json_text, terminal
 
-    params = {"province": args.province}
-    if args.kind != "all":
-        params["kind"] = args.kind
+    url = f"{args.url.rstrip('/')}/api/v1/readiness"
+    kind = None if args.kind == "all" else args.kind
+    params = {"province": args.province, **({"kind": kind} if kind else {})}
     try:
-        response = httpx.get(f"{args.url.rstrip('/')}/api/v1/readiness", params=params, timeout=10)
+        response = httpx.get(url, params=params, timeout=10)
         response.raise_for_status()
+        statuses = [Status.model_validate_json(json.dumps(s)) for s in response.json()["sites"]]
+        known: list[str] = []  # each known site's province, to say why nothing matched
+        if not statuses:  # only on this path: ask for every site
+            everything = httpx.get(url, timeout=30)
+            everything.raise_for_status()
+            known = [site["province"] for site in everything.json()["sites"]]
     except httpx.HTTPError as exc:
         print(f"kienco readiness: cannot ask the collector at {args.url}: {exc}", file=sys.stderr)
         return 1
-    statuses = [Status.model_validate_json(json.dumps(s)) for s in response.json()["sites"]]
+    if not statuses:
+        why = nothing_selected(province=args.province, kind=kind, known=known, lang=args.lang)
+        print(terminal(f"kienco readiness: {why}"), file=sys.stderr)
+        return EXIT_NOTHING_SELECTED
     statuses.sort(key=lambda s: (_ORDER.get(s.verdict, 9), s.site))
     if args.json:
         for status in statuses:
-            print(json.dumps(verdict_line(status, args.lang), ensure_ascii=False))
+            print(json_text(verdict_line(status, args.lang)))
     else:
         print_readiness(statuses, province=args.province, lang=args.lang)
-    return 0 if all(s.verdict == "ready" for s in statuses) else 3
+    return 0 if all(s.verdict == "ready" for s in statuses) else EXIT_NOT_READY
 
 
 _ORDER = {"not_ready": 0, "unknown": 1, "degraded": 2, "ready": 3}
@@ -199,13 +213,15 @@ def _cmd_risk(args: argparse.Namespace) -> int:
     except httpx.HTTPError as exc:
         print(f"kienco risk: cannot reach the collector at {args.url}: {exc}", file=sys.stderr)
         return 1
+    from plumbing.untrusted import json_text, terminal
+
     if response.status_code != 200:
-        print(f"kienco risk: {response.status_code} {response.text}", file=sys.stderr)
+        print(terminal(f"kienco risk: {response.status_code} {response.text}"), file=sys.stderr)
         hint = admin_token.explain_refusal(response.status_code, args)
         if hint:
             print(f"kienco risk: {hint}", file=sys.stderr)
         return 1
-    print(json.dumps(response.json(), ensure_ascii=False, indent=2))
+    print(json_text(response.json(), indent=2))
     return 0
 
 
@@ -293,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     ready = sub.add_parser(
         "readiness",
         help="which points of a province are ready, and why not (asks a running collector)",
-        description="Exit status: 0 all ready, 3 some not ready, 1 collector unreachable.",
+        description="Exit status: 0 all ready, 3 some not ready, 4 nothing selected (no site "
+        "of that kind in that province: a mistyped province?), 1 collector unreachable.",
     )
     ready.add_argument("--province", required=True, help="province code, e.g. hp")
     ready.add_argument(

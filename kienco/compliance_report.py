@@ -5,6 +5,9 @@ station, UTF-8 with a BOM so that Excel shows Vietnamese; ``render_pdf`` writes 
 A4 document in Vietnamese (or English): page one has the date, the policy and the
 summary, then one section per area, then the signature block. The PDF needs a TTF
 font with Vietnamese glyphs: Debian's ``fonts-dejavu-core``.
+
+Names, area names and operators come from agents and the inventory: each reaches
+its sink through ``plumbing.untrusted`` (``terminal``, ``csv_cell``, ``pdf``).
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Flowable, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table
 from rich.console import Console
 from rich.table import Table as RichTable
+from rich.text import Text
 
 from kienco.labels import LOCAL_TZ, Lang, local_time
+from plumbing.untrusted import csv_cell, one_line, pdf, terminal
 from rules.compliance import AreaCompliance, ComplianceReport, StationCompliance
 
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
@@ -138,16 +143,16 @@ def _n(value: float) -> str:
 def render_table(report: ComplianceReport, out: IO[str], *, lang: Lang = "vi") -> None:
     """The report as terminal tables: one row per area, then the stations that fail."""
     console = Console(file=out, width=160 if not out.isatty() else None)
-    areas = RichTable(title=f"{t('title', lang)} — {_place(report)}", expand=True)
+    areas = RichTable(title=terminal(f"{t('title', lang)} — {_place(report)}"), expand=True)
     for key in ("area", "declared", "compliant", "non_compliant", "never", "missing", "carriers"):
         areas.add_column(t(key, lang), overflow="fold")
     areas.add_column(t("result", lang))
     for a in report.areas:
         verdict = t("meets" if a.meets else "fails", lang)
         areas.add_row(
-            _area_title(a), str(a.declared), str(a.compliant), str(a.non_compliant),
-            str(a.never_reported), str(a.missing), ", ".join(a.carriers) or "—",
-            f"[green]{verdict}[/]" if a.meets else f"[bold red]{verdict}[/]",
+            terminal(_area_title(a)), str(a.declared), str(a.compliant), str(a.non_compliant),
+            str(a.never_reported), str(a.missing), terminal(", ".join(a.carriers) or "—"),
+            Text(verdict, style="green" if a.meets else "bold red"),
         )  # fmt: skip
     console.print(areas)
     failing = [s for s in report.stations if s.status != "compliant"] + list(report.unlisted)
@@ -157,12 +162,13 @@ def render_table(report: ComplianceReport, out: IO[str], *, lang: Lang = "vi") -
             stations.add_column(t(key, lang), overflow="fold")
         for s in failing:
             stations.add_row(
-                s.site, s.name or "", s.area_name or s.area, s.operator or "—",
-                status_text(s, lang), criteria_text(s, lang, "\n"),
+                terminal(s.site), terminal(s.name), terminal(s.area_name or s.area),
+                terminal(s.operator or "—"), status_text(s, lang),
+                Text("\n").join(terminal(c.text(lang)) for c in s.failed),
             )  # fmt: skip
         console.print(stations)
     for line in _summary(report, lang):
-        console.print(f"{line[0]}: {line[1]}")
+        console.print(terminal(f"{line[0]}: {line[1]}"))
 
 
 def _summary(report: ComplianceReport, lang: Lang) -> list[tuple[str, str]]:
@@ -186,21 +192,27 @@ def _summary(report: ComplianceReport, lang: Lang) -> list[tuple[str, str]]:
 
 
 def render_csv(report: ComplianceReport, out: IO[bytes], *, lang: Lang = "vi") -> None:
-    """One row per station (unlisted sites last); UTF-8 with BOM, for Excel."""
+    """One row per station (unlisted sites last); UTF-8 with BOM, for Excel.
+
+    Every text cell goes through ``csv_cell``: none can start a formula.
+    """
     text = io.TextIOWrapper(out, encoding="utf-8-sig", newline="")
     writer = csv.writer(text)
     writer.writerow(CSV_COLUMNS)
     for s in (*report.stations, *report.unlisted):
+        cells = [
+            s.province, s.area, s.area_name, s.site, s.name, s.operator,
+            str(s.in_inventory).lower(), str(s.declared_hardened).lower(), s.status,
+            status_text(s, lang), ";".join(s.codes), criteria_text(s, lang, " | "),
+        ]  # fmt: skip
         writer.writerow(
             [
-                s.province, s.area, s.area_name or "", s.site, s.name or "", s.operator or "",
-                str(s.in_inventory).lower(), str(s.declared_hardened).lower(), s.status,
-                status_text(s, lang), ";".join(s.codes), criteria_text(s, lang, " | "),
+                *(csv_cell(cell) for cell in cells),
                 "" if s.autonomy_h is None else f"{s.autonomy_h:.1f}",
                 "" if s.independent_paths is None else s.independent_paths,
                 "" if s.last_report_at is None else s.last_report_at.isoformat(),
             ]
-        )  # fmt: skip
+        )
     text.flush()
     text.detach()  # leave ``out`` open: it belongs to the caller
 
@@ -280,7 +292,7 @@ def render_pdf(
     when = local_time(report.generated_at, "%d/%m/%Y %H:%M")
 
     def p(text: str, style: ParagraphStyle = body) -> Paragraph:
-        return Paragraph(text.replace("&", "&amp;").replace("<", "&lt;"), style)
+        return Paragraph(pdf(text), style)
 
     story: list[Flowable] = [
         p(t("title", lang), title),
@@ -320,7 +332,7 @@ def render_pdf(
         out, pagesize=A4, leftMargin=18 * mm, rightMargin=18 * mm,
         topMargin=16 * mm, bottomMargin=18 * mm, title=t("title", lang), author="kienco", lang=lang,
     )  # fmt: skip
-    footer = f"{t('title', lang).capitalize()} — {place} — {when}"
+    footer = one_line(f"{t('title', lang).capitalize()} — {place} — {when}")  # canvas: no markup
     doc.build(story, canvasmaker=partial(_NumberedCanvas, footer=footer, page_lang=lang))
 
 
@@ -330,7 +342,7 @@ def _stations(
     heads: list[object] = [t(k, lang) for k in ("site", "name", "carriers", "result", "criteria")]
     rows: list[list[object]] = [heads]
     for st in stations:
-        crit = "<br/>".join(f"• {c.text(lang)}" for c in st.failed) or "—"
+        crit = "<br/>".join(pdf(f"• {c.text(lang)}") for c in st.failed) or "—"
         rows.append(
             [p(st.site, small), p(st.name or "", small), p(st.operator or "—", small),
              p(status_text(st, lang), small), Paragraph(crit, small)]

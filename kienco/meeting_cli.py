@@ -13,12 +13,15 @@ from typing import Any
 
 from contract.wire import Status
 from kienco import admin_token
-from kienco.labels import LOCAL_TZ, Lang, local_time
+from kienco.labels import LOCAL_TZ, Lang, local_time, risk_levels
+from plumbing.untrusted import json_text, terminal
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+)m(?:in)?)?$")
 STATUS_LINE = {
-    "vi": "{title}: {ready}/{total} điểm sẵn sàng — họp lúc {start}, {hours} — đánh giá lúc {at}",
-    "en": "{title}: {ready}/{total} points ready — starts {start}, {hours} — judged at {at}",
+    "vi": "{title}: {ready}/{total} điểm sẵn sàng — họp lúc {start}, {hours} — {risk}"
+    " — đánh giá lúc {at}",
+    "en": "{title}: {ready}/{total} points ready — starts {start}, {hours} — {risk}"
+    " — judged at {at}",
 }
 
 
@@ -68,7 +71,7 @@ def _call(args: argparse.Namespace, method: str, path: str, body: object = None)
     if response.status_code != 200:
         hint = admin_token.explain_refusal(response.status_code, args)
         raise SystemExit(
-            f"kienco meeting: {response.status_code} {response.text}"
+            str(terminal(f"kienco meeting: {response.status_code} {response.text}"))
             + (f"\nkienco meeting: {hint}" if hint else "")
         )
     return response.json()
@@ -86,7 +89,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         "created_by": args.by or os.environ.get("USER") or "kienco",
     }
     meeting = _call(args, "POST", "/meetings", body)
-    print(json.dumps(meeting, ensure_ascii=False, indent=2))
+    print(json_text(meeting, indent=2))
     return 0
 
 
@@ -95,7 +98,7 @@ def _show(args: argparse.Namespace, payload: dict[str, Any]) -> int:
     meeting = payload["meeting"]
     lang: Lang = args.lang
     if args.json:
-        print(json.dumps(payload, ensure_ascii=False))
+        print(json_text(payload))
     else:
         from kienco.readiness_view import print_readiness
 
@@ -106,6 +109,7 @@ def _show(args: argparse.Namespace, payload: dict[str, Any]) -> int:
             total=payload["total"],
             start=local_time(start, "%d/%m %H:%M"),
             hours=f"{meeting['duration_s'] / 3600:g} h",
+            risk=risk_levels(statuses, lang),
             at=local_time(datetime.fromisoformat(payload["evaluated_at"]), "%H:%M:%S"),
         )
         print_readiness(
@@ -124,7 +128,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_rehearse(args: argparse.Namespace) -> int:
     asked = _call(args, "POST", f"/meetings/{args.meeting}/rehearse")["requested"]
-    print(f"rehearsal asked of {len(asked)} point(s): {', '.join(asked)}", file=sys.stderr)
+    asked_line = f"rehearsal asked of {len(asked)} point(s): {', '.join(asked)}"
+    print(terminal(asked_line), file=sys.stderr)
     deadline = time.monotonic() + args.wait
     while True:
         payload = _call(args, "GET", f"/meetings/{args.meeting}")
@@ -135,13 +140,13 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
         ]
         if not waiting or time.monotonic() > deadline:
             if waiting:
-                print(f"no answer yet from: {', '.join(waiting)}", file=sys.stderr)
+                print(terminal(f"no answer yet from: {', '.join(waiting)}"), file=sys.stderr)
             return _show(args, payload)
         time.sleep(1)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    print(json.dumps(_call(args, "GET", "/meetings"), ensure_ascii=False, indent=2))
+    print(json_text(_call(args, "GET", "/meetings"), indent=2))
     return 0
 
 

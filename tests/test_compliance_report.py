@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import itertools
 import re
@@ -19,7 +20,7 @@ from kienco.compliance_report import (
     render_pdf,
     render_table,
 )
-from rules.compliance import ComplianceReport, build_report
+from rules.compliance import ComplianceReport, StationCompliance, build_report
 from tests.test_compliance import NOW, POLICY, item, report, station
 
 
@@ -182,3 +183,60 @@ def test_pdf_in_english() -> None:
 def test_pdf_without_the_font_says_how_to_install_it(tmp_path: Path) -> None:
     with pytest.raises(FontMissing, match="apt-get install -y fonts-dejavu-core"):
         render_pdf(report(), io.BytesIO(), font_dir=tmp_path)
+
+
+# --- untrusted names (plumbing/untrusted.py): shown as text in every format
+
+HOSTILE_NAMES = [
+    '=HYPERLINK("http://evil.example","bấm")',
+    "+1+cmd|' /C calc'!A0",
+    "@SUM(A1:A9)",
+    "\t-2+3",
+    "<b>unclosed & <font color='red'>&nbsp;",
+    "[/] [link=https://evil.example]x[/link] \x1b[2J\x1b]0;t\x07 \u202eabc\nline",
+]
+
+
+def _hostile() -> ComplianceReport:
+    got = report()
+    names = itertools.cycle(HOSTILE_NAMES)
+
+    def renamed(s: StationCompliance) -> StationCompliance:
+        return dataclasses.replace(s, name=next(names), area_name=next(names))
+
+    areas = tuple(
+        dataclasses.replace(
+            a, area_name=next(names), stations=tuple(renamed(s) for s in a.stations)
+        )
+        for a in got.areas
+    )
+    unlisted = tuple(renamed(s) for s in got.unlisted)
+    return dataclasses.replace(got, areas=areas, unlisted=unlisted, province_name=HOSTILE_NAMES[-1])
+
+
+def test_csv_cells_cannot_start_a_formula() -> None:
+    out = io.BytesIO()
+    render_csv(_hostile(), out)
+    rows = list(csv.reader(io.StringIO(out.getvalue().decode("utf-8-sig"), newline="")))
+    cells = [cell for row in rows[1:] for cell in row]
+    assert not [c for c in cells if c.lstrip()[:1] in ("=", "+", "-", "@", "\t", "\r")]
+    assert '\'=HYPERLINK("http://evil.example","bấm")' in cells  # kept, as text
+    assert "' -2+3" in cells
+    assert not [c for c in cells if re.search(r"[\x00-\x1f\x7f-\x9f\u202e]", c)]
+
+
+def test_pdf_shows_markup_in_names_as_text() -> None:
+    pages = _pdf_pages(_hostile(), lang="en")
+    text = "".join("".join(pages).split())  # cells wrap where they like
+    assert "<b>unclosed&<fontcolor='red'>&nbsp;" in text
+    assert "[/][link=https://evil.example]x[/link]" in text
+    assert "\x1b" not in text and "\u202e" not in text
+
+
+def test_table_shows_names_as_text() -> None:
+    out = io.StringIO()
+    out.isatty = lambda: False  # type: ignore[method-assign]
+    render_table(_hostile(), out, lang="en")
+    shown = out.getvalue()
+    assert "[/] [link=https://evil.example]x[/link] [2J]0;t abc line" in shown.replace("\n", " ")
+    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]", shown)

@@ -1,10 +1,11 @@
 """What the encoder writes, the real InfluxDB reads back unchanged.
 
 A property test writes arbitrary writable measurements, tag keys/values, field
-keys and string values (commas, equals signs, spaces, quotes, backslashes,
-Vietnamese text, control characters) and compares what ``/query`` returns.
-Each example is one batch in its own measurement: a run is ~60 writes and
-~120 queries.
+keys and any string values (commas, equals signs, spaces, quotes, backslashes,
+Vietnamese text, line breaks, control characters, bidi controls, lone
+surrogates) and compares what ``/query`` returns: names and tags unchanged,
+string values as ``plumbing.untrusted.influx_string`` folds them. Each example
+is one batch in its own measurement: a run is ~60 writes and ~120 queries.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.line_protocol import Point, encode_many
+from plumbing.untrusted import influx_string
 from tests.support.influx import InfluxServer
-from tests.test_line_protocol import ESCAPING_CASES
+from tests.test_line_protocol import ESCAPING_CASES, FOLDING_CASES
 
 pytestmark = pytest.mark.influx
 
@@ -35,7 +37,12 @@ writable_names = st.text(_chars, min_size=1, max_size=12).filter(lambda s: not s
 # In field keys an odd run of backslashes before , = or space cannot be written.
 _unwritable_field_key = re.compile(r"(?<!\\)(?:\\\\)*\\[,= ]").search
 field_keys = writable_names.filter(lambda s: not _unwritable_field_key(s))
-string_values = st.text(_chars, max_size=24)
+# A string value may hold anything at all: the encoder folds what cannot be stored.
+_UNTRUSTED = ["\n", "\r", "\x1b", "\x07", "\x9b", "\x85", "\u202e", "\u2028", "\ud800", "[", "]"]
+string_values = st.text(
+    st.one_of(st.sampled_from(_SPECIALS + _UNTRUSTED), st.characters(exclude_categories=())),
+    max_size=24,
+)
 examples = st.lists(
     st.tuples(writable_names, writable_names, field_keys, string_values),
     min_size=1,
@@ -86,7 +93,7 @@ def test_names_tags_and_strings_round_trip(
         row = rows[str(i)]
         assert row["time"] == T + i
         assert row[f"k{tag_key}"] == tag_value
-        assert row[f"f{key}"] == text
+        assert row[f"f{key}"] == influx_string(text)
 
 
 def test_escaping_table_round_trips(influxdb: InfluxServer, influx_db: str) -> None:
@@ -99,6 +106,19 @@ def test_escaping_table_round_trips(influxdb: InfluxServer, influx_db: str) -> N
     rows = _read_back(influxdb, influx_db, "m")
     for i, (tag, text, _) in enumerate(ESCAPING_CASES):
         assert (rows[str(i)]["t"], rows[str(i)]["s"]) == (tag, text)
+
+
+def test_folded_text_reads_back_as_folded(influxdb: InfluxServer, influx_db: str) -> None:
+    points = [
+        Point("folded", (("i", str(i)),), {"s": text}, T + i)
+        for i, (text, _) in enumerate(FOLDING_CASES)
+    ]
+    response = influxdb.write(influx_db, encode_many(points))
+    assert response.status_code == 204, response.text
+    rows = _read_back(influxdb, influx_db, "folded")
+    assert [rows[str(i)]["s"] for i in range(len(FOLDING_CASES))] == [
+        stored for _, stored in FOLDING_CASES
+    ]
 
 
 def test_types_and_names_round_trip(influxdb: InfluxServer, influx_db: str) -> None:

@@ -8,7 +8,7 @@ from typing import Literal
 import pytest
 from pydantic import BaseModel
 
-from collector.line_protocol import Point, encode_many
+from collector.line_protocol import Point, encode, encode_many
 from collector.points import FIELD_TYPES, event_points, report_points, state_points, time_ns
 from contract.wire import (
     Event,
@@ -94,7 +94,7 @@ def test_fields_are_typed_and_nulls_left_out(report: Report) -> None:
     assert _by(points, "report")[0].fields == {"seq": 41872, "interval_s": 30.0}
     ups, gen = _by(points, "power")
     assert ups.fields == {
-        "error": "input fault line 2",  # line breaks folded: line protocol cannot carry them
+        "error": "input fault\r\nline 2",  # as it came: the encoder folds it (test below)
         "mains_present": False,
         "on_battery": True,
         "battery_status": "normal",
@@ -174,7 +174,9 @@ def test_event_points() -> None:
         "event": "on_battery",
         "device": "ups1",
     }
-    assert marker.fields == {"seq": 41873, "detail": "trap upsOnBattery from 10.0.0.5"}
+    assert marker.fields == {"seq": 41873, "detail": "trap upsOnBattery\nfrom 10.0.0.5"}
+    # Points carry the text as it came; the encoder folds it, so it is always writable.
+    assert 'detail="trap upsOnBattery from 10.0.0.5"' in encode(marker)
     assert power.measurement == "power"
     assert power.fields == {"on_battery": True, "battery_charge_pct": 86.0}
     assert marker.time_ns == power.time_ns == time_ns(event.at)

@@ -18,8 +18,9 @@ import pytest
 from agent.config import SiteConfig
 from agent.runner import Agent
 from collector.config import CollectorConfig
+from collector.risk import RiskChange
 from collector.service import Collector
-from contract.wire import Meta, Report, SiteKind, Status
+from contract.wire import Meta, PowerReading, Report, SiteKind, Status
 from kienco.cli import main as kienco_main
 from rules import Policy
 from tests.support.influx import InfluxServer
@@ -238,3 +239,81 @@ async def test_a_silent_site_turns_unknown_on_the_timer_and_the_api_and_cli_say_
     )
     table = capsys.readouterr().out
     assert "rs-bts-9" in table and "no report for" in table and "0/2 ready" in table
+    # Every verdict says the risk level it was judged under (issue 8, item 7).
+    assert "rs: 0/2 ready — disaster risk level 0 (none declared) — judged at" in table
+    collector.set_risk(RiskChange(province="rs", level=4, reason="Bão số 3", set_by="test"))
+
+    def judged_at_level_4() -> bool:  # the readiness list is cached for up to 1 s
+        sites = httpx.get(f"{url}/api/v1/readiness", params={"province": "rs"}).json()["sites"]
+        return all(site["risk_level"] == 4 for site in sites)
+
+    await wait_for(judged_at_level_4)
+    assert kienco_main(["readiness", "--province", "rs", "--json", "--url", url]) == 3
+    assert [json.loads(line)["risk_level"] for line in capsys.readouterr().out.splitlines()] == [4]
+    assert kienco_main(["readiness", "--province", "rs", "--lang", "en", "--url", url]) == 3
+    assert "rs: 0/1 ready — disaster risk level 4 — judged at" in capsys.readouterr().out
+    # Selecting nothing is said, and is not success (issue 8, item 6).
+    assert kienco_main(["readiness", "--province", "rz", "--lang", "en", "--url", url]) == 4
+    out, err = capsys.readouterr()
+    said = " ".join(err.split())
+    assert out == "" and said.startswith(
+        "kienco readiness: no meeting point in province 'rz': check the province code; "
+        "the collector knows: "
+    )
+    assert "rs" in said.split("knows: ")[1].split(", ")  # with other tests' retained sites
+    args = ["readiness", "--province", "rs", "--kind", "power_room", "--url", url]
+    assert kienco_main(args) == 4
+    out, err = capsys.readouterr()
+    assert out == "" and " ".join(err.split()) == (
+        "kienco readiness: tỉnh 'rs' có 2 điểm, không điểm nào là phòng nguồn: thử --kind all"
+    )
+
+
+async def test_a_device_error_with_line_breaks_is_stored_folded_and_the_sweep_goes_on(
+    mosquitto: Broker, collector: Collector, influxdb: InfluxServer
+) -> None:
+    """Issue 8, item 1: an error text with a newline (valid on the wire) once made its
+    finding points unwritable, and the thread that encoded them died. Any text is writable
+    now (the encoder folds it): the report and its findings are stored, folded, and a site
+    that falls silent afterwards still turns unknown on the sweeper's timer."""
+    import paho.mqtt.publish as publish
+
+    now = datetime.now(UTC)
+    error = "Modbus timeout\nretry 1/3"
+    messages: list[Any] = []
+    for site in ("rt-bts-err", "rt-bts-quiet"):
+        meta = Meta(
+            site=site,
+            province="rt",
+            site_kind="station",
+            name=f"Trạm {site}",
+            interval_s=1,
+            agent_version="test",
+            at=now,
+        )
+        power = (PowerReading(device="gen1", error=error),) if site == "rt-bts-err" else ()
+        report = Report(site=site, province="rt", seq=0, taken_at=now, interval_s=1, power=power)
+        for message in (meta, report):
+            topic = f"kienco/v1/rt/{site}/{message.kind}"
+            messages.append({"topic": topic, "payload": message.model_dump_json(), "qos": 1})
+    publish.multiple(messages, hostname="127.0.0.1", port=mosquitto.port)
+    db = collector.config.influx.database  # type: ignore[union-attr]
+
+    def stored(query: str) -> list[dict[str, Any]]:
+        return influxdb.query(db, query)
+
+    (power,) = await wait_for(lambda: stored("SELECT error FROM power WHERE site='rt-bts-err'"))
+    assert power["error"] == "Modbus timeout retry 1/3"
+    findings = await wait_for(lambda: stored("SELECT text_en FROM finding WHERE site='rt-bts-err'"))
+    assert any("Modbus timeout retry 1/3" in row["text_en"] for row in findings), findings
+    assert not any("\n" in row["text_en"] for row in findings)
+    # The other site says nothing more: the sweeper, still alive, turns it unknown.
+    quiet = await wait_for(
+        lambda: [
+            s
+            for s in collector.verdicts.select(province="rt")
+            if s.site == "rt-bts-quiet" and any(r.code == "no_recent_report" for r in s.reasons)
+        ],
+        timeout_s=15,
+    )
+    assert quiet[0].verdict == "unknown"

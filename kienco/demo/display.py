@@ -1,4 +1,7 @@
-"""What the demo shows: a live table of every site in a terminal, plain log lines otherwise."""
+"""What the demo shows: a live table of every site in a terminal, plain log lines otherwise.
+
+Reason texts and names reach the terminal only through ``plumbing.untrusted.terminal``.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from kienco.labels import (
     label,
     local_time,
 )
+from plumbing.untrusted import terminal
 
 TITLE = {
     "vi": "kienco demo — bão Yagi: điểm nào trụ vững?",
@@ -62,7 +66,7 @@ class Display:
         with self._lock:
             self._log.append(line)
         if not self.live_table:
-            self.console.print(line, highlight=False, markup=False)
+            self.console.print(terminal(line))
 
     def verdict_changed(self, previous: Status | None, status: Status, at: datetime) -> None:
         with self._lock:
@@ -103,7 +107,7 @@ class Display:
     def _render(self) -> Group:
         with self._lock:
             log = list(self._log)
-        return Group(self._table(), Text("\n".join(log), style="dim"))
+        return Group(self._table(), Text("\n", style="dim").join(terminal(line) for line in log))
 
     def _table(self) -> Table:
         lang = self.lang
@@ -117,12 +121,12 @@ class Display:
             status = statuses.get(site.site)
             verdict = status.verdict if status else "unknown"
             table.add_row(
-                site.province,
-                site.site,
+                terminal(site.province),
+                terminal(site.site),
                 label(KINDS, site.kind, lang),
                 Text(label(VERDICTS, verdict, lang), style=VERDICT_STYLE[verdict]),
                 label(STATION_STATES, status.station_state if status else None, lang),
                 hours(status.backup_hours if status else None),
-                reason_texts(status, lang) if status else "",
+                terminal(reason_texts(status, lang) if status else ""),
             )
         return table
