@@ -53,6 +53,24 @@ class InfluxConfig(_Strict):
 class Limits(_Strict):
     max_payload_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 64 * 1024
     future_tolerance_s: Annotated[float, Field(ge=0, le=86_400)] = 300.0
+    # Memory is per site (~20 KB with its history and verdict): invented site ids must not
+    # grow the collector without bound. The busiest province has a few thousand stations.
+    max_sites_per_province: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        default=20_000,
+        description="a new site beyond it is rejected (site_limit) and dead-lettered; "
+        "sites the inventory lists always count and are always carried",
+    )
+    # Provinces are slugs too: without a total, invented provinces would dodge the cap above.
+    max_sites: Annotated[int, Field(ge=1, le=10_000_000)] = Field(
+        default=150_000,
+        description="all provinces together (a national fleet is ~103 000 sites); a new "
+        "site beyond it is rejected (site_limit)",
+    )
+    unlisted_site_expiry_s: Annotated[float, Field(ge=60, le=365 * 86_400)] = Field(
+        default=7 * 86_400,
+        description="a site the inventory does not list, silent this long, is forgotten "
+        "(its retained status cleared); it comes back as new if it reports again",
+    )
 
 
 class BatchConfig(_Strict):

@@ -26,6 +26,7 @@ REJECT_REASONS = (
     "schema",
     "site_mismatch",
     "future_timestamp",
+    "site_limit",  # collector/admission.py: the province already has its maximum of sites
 )
 
 

@@ -53,4 +53,9 @@ class CollectorMetrics:
             "kienco_statuses_published", "Verdicts published on status topics", registry=r
         )
         self.sites = Gauge("kienco_sites", "Sites in the collector's state", registry=r)
+        self.sites_expired = Counter(
+            "kienco_sites_expired",
+            "Sites forgotten: not in the inventory and silent for limits.unlisted_site_expiry_s",
+            registry=r,
+        )
         self.connected = Gauge("kienco_broker_connected", "1 when connected", registry=r)

@@ -170,6 +170,14 @@ class Verdicts:
     def __len__(self) -> int:
         return len(self._statuses)
 
+    def forget(self, site: str) -> None:
+        """Drop a site the collector no longer carries (collector/admission.py: expiry)."""
+        with self._lock:
+            self._statuses.pop(site, None)
+            self._held.pop(site, None)
+            self._json.pop(site, None)
+            self._silence_check.pop(site, None)
+
 
 def verdict_points(
     snapshot: SiteSnapshot,

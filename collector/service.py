@@ -91,7 +91,7 @@ class Collector:
         self.config = config
         self.clock = clock
         self.metrics = CollectorMetrics()
-        self.states = SiteStates()
+        self.states = SiteStates(clock=clock)
         self.policy = policy or load_policy(config.policy)
         data = config.data_dir
         data.mkdir(parents=True, exist_ok=True)
@@ -114,7 +114,13 @@ class Collector:
         interval = self.policy.freshness.default_interval_s
         for expected in self.inventory:  # never heard from: unknown, and missing everywhere
             self.states.apply_meta(inventory_meta(expected, interval))
-        self.admission = Admission(self.states, self.inventory)
+        self.admission = Admission(
+            self.states,
+            self.verdicts,
+            self.inventory,
+            config.limits,
+            offline_after_s=self.policy.freshness.offline_after_s,
+        )
         self.on_status = on_status
         self.dead_letters = DeadLetterStore(data / "deadletter.sqlite")
         influx = config.influx
@@ -270,7 +276,7 @@ class Collector:
             max_bytes=limits.max_payload_bytes,
             future_tolerance_s=limits.future_tolerance_s,
         )
-        if isinstance(result, Decoded):  # against what we know: province binding
+        if isinstance(result, Decoded):  # against what we know: province binding, site cap
             result = self.admission.check(result) or result
         if isinstance(result, Rejected):
             self.dead_letters.put(
@@ -419,6 +425,22 @@ class Collector:
                 self._queue_unacked([self.summaries.due(now, self._judged)])
             except Exception:  # a summary must never stop the silence checks above
                 log.exception("could not build the periodic summaries")
+            try:
+                self._expire(now)
+            except Exception:  # nor a failed expiry
+                log.exception("could not expire silent unlisted sites")
+
+    def _expire(self, now: datetime) -> None:
+        """Forget silent unlisted sites, and clear their retained statuses on the broker."""
+        gone = self.admission.expire_due(now)
+        for snapshot in gone:
+            log.info("forgot site %s/%s: not listed, silent", snapshot.province, snapshot.site)
+            self.client.publish(
+                topic_of(snapshot.province, snapshot.site, "status"), b"", qos=1, retain=True
+            )
+        if gone:
+            self.metrics.sites_expired.inc(len(gone))
+            self.metrics.sites.set(len(self.states))
 
     def _judged(self) -> list[tuple[SiteSnapshot, Status]]:
         """Every site with its verdict shown now."""

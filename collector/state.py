@@ -4,24 +4,40 @@ The folding itself is pure and lives with the snapshot (``with_report`` …): th
 newest value of each reading wins, so a report replayed from an outbox is history
 for InfluxDB but never overwrites newer state. This module only holds the
 snapshots, thread-safely, and says whether a message changed the site's present.
+
+It also keeps, per site, when the collector last heard from it (the receive time,
+not the agent's clock), and how many sites each province has: what the
+admission's cap and the expiry of silent unlisted sites are judged on.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from contract.wire import Event, Meta, Report, State
+from contract.wire import Event, Meta, Report, State, utc_now
 from rules import SiteSnapshot
 
 
 class SiteStates:
     """All sites this collector carries. Each ``apply_*`` returns whether the present changed."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], datetime] = utc_now) -> None:
         self._sites: dict[str, SiteSnapshot] = {}
+        self._heard: dict[str, datetime] = {}
+        self._per_province: Counter[str] = Counter()
+        self._clock = clock
         self._lock = threading.Lock()
+
+    def _put(self, snapshot: SiteSnapshot) -> None:
+        """Store (lock held) and note that the site was heard from now."""
+        if snapshot.site not in self._sites:
+            self._per_province[snapshot.province] += 1
+        self._sites[snapshot.site] = snapshot
+        self._heard[snapshot.site] = self._clock()
 
     def get(self, site: str) -> SiteSnapshot | None:
         return self._sites.get(site)
@@ -38,6 +54,43 @@ class SiteStates:
         held = self._sites.get(site)
         return None if held is None else held.province
 
+    def count(self, province: str) -> int:
+        """How many sites of ``province`` this collector carries."""
+        return self._per_province[province]
+
+    def heard_at(self, site: str) -> datetime | None:
+        """When a message of the site was last accepted (the collector's clock)."""
+        return self._heard.get(site)
+
+    def expire(
+        self, now: datetime, *, silent_for_s: float, keep: Callable[[str], bool]
+    ) -> list[SiteSnapshot]:
+        """Forget the sites not heard from for ``silent_for_s`` that ``keep`` does not keep."""
+        cutoff = now - timedelta(seconds=silent_for_s)
+        with self._lock:
+            gone = [site for site, at in self._heard.items() if at < cutoff and not keep(site)]
+            removed = []
+            for site in gone:
+                snapshot = self._sites.pop(site)
+                del self._heard[site]
+                self._per_province[snapshot.province] -= 1
+                if not self._per_province[snapshot.province]:
+                    del self._per_province[snapshot.province]
+                removed.append(snapshot)
+        return removed
+
+    def restore(self, saved: Iterable[tuple[SiteSnapshot, datetime]]) -> int:
+        """Put back sites saved before a restart, each with when it was last heard from."""
+        count = 0
+        with self._lock:
+            for snapshot, heard in saved:
+                if snapshot.site not in self._sites:
+                    self._per_province[snapshot.province] += 1
+                self._sites[snapshot.site] = snapshot
+                self._heard[snapshot.site] = heard
+                count += 1
+        return count
+
     def _current(self, site: str, province: str) -> SiteSnapshot:
         return self._sites.get(site) or SiteSnapshot(site=site, province=province)
 
@@ -45,17 +98,21 @@ class SiteStates:
         with self._lock:
             before = self._current(report.site, report.province)
             after = before.with_report(report, received_at=received_at)
-            self._sites[report.site] = after
+            self._put(after)
         # A replay older than what we hold changes history only, not the verdict.
         return before.last_report_at is None or report.taken_at >= before.last_report_at
 
     def apply_event(self, event: Event) -> bool:
         if event.power is None:
+            with self._lock:
+                if event.site in self._sites:  # heard from, though nothing to fold in
+                    self._heard[event.site] = self._clock()
             return False
         with self._lock:
             before = self._current(event.site, event.province)
             held = before.power.get(event.power.device)
             if held is not None and held[1] > event.at:
+                self._heard[event.site] = self._clock()  # late, but heard from
                 return False
             power = event.power
             if held is not None:
@@ -73,21 +130,21 @@ class SiteStates:
             )
             # An event refreshes one device; it must not count as a full report.
             after = before.with_report(as_report)
-            self._sites[event.site] = replace(
-                after, last_report_at=before.last_report_at, interval_s=before.interval_s
+            self._put(
+                replace(after, last_report_at=before.last_report_at, interval_s=before.interval_s)
             )
         return True
 
     def apply_meta(self, meta: Meta) -> bool:
         with self._lock:
             before = self._current(meta.site, meta.province)
-            self._sites[meta.site] = before.with_meta(meta)
+            self._put(before.with_meta(meta))
         return True
 
     def apply_state(self, state: State) -> bool:
         with self._lock:
             before = self._current(state.site, state.province)
-            self._sites[state.site] = before.with_state(state)
+            self._put(before.with_state(state))
         return True
 
     def _interval(self, site: str) -> float:
