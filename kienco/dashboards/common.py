@@ -1,0 +1,332 @@
+"""What every kienco dashboard shares: variables, filters, colours for codes, the grid.
+
+:class:`Board` places panels left to right on Grafana's 24-column grid, gives each a
+unique id and the kienco data source, and keeps, per target, what its query must
+return (:class:`Check`), for the tests that run every query on a real InfluxDB.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Self, TypeVar
+
+from grafana_foundation_sdk.builders.dashboard import Dashboard, QueryVariable, ThresholdsConfig
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import dashboard as model
+from grafana_foundation_sdk.models.dashboard import DataSourceRef
+
+from collector.history import STATE_CODES, STATION_STATUS_CODES, VERDICT_CODES
+from kienco.dashboards.influxql import DATASOURCE, Expect, InfluxQL
+from kienco.dashboards.macros import ALL
+from kienco.labels import STATION_STATES, VERDICTS
+
+__all__ = [
+    "KIND",
+    "OPERATOR",
+    "PROVINCE",
+    "SCHEMA_VERSION",
+    "SITE",
+    "TIMEZONE",
+    "Board",
+    "Built",
+    "Check",
+    "compliance_mapping",
+    "last_of",
+    "rename",
+    "state_mapping",
+    "steps",
+    "summed",
+    "tag_variable",
+    "verdict_mapping",
+    "where",
+]
+
+SCHEMA_VERSION = 41  # Grafana 11.6's dashboard schema (grafana-foundation-sdk 11.6)
+TIMEZONE = "Asia/Ho_Chi_Minh"
+GRID_COLUMNS = 24
+
+# The filters every query repeats. An "All" of province, operator or kind is ``.*``,
+# which also matches a point without that tag; "All" sites is the explicit list the
+# site variable found under the other three, so data points (which carry province
+# and site, not kind or operator) are filtered by them through it.
+PROVINCE = '"province" =~ /^$province$/'
+OPERATOR = '"operator" =~ /^$operator$/'
+KIND = '"kind" =~ /^$kind$/'
+SITE = '"site" =~ /^$site$/'
+
+VERDICT_COLOURS = {"ready": "green", "degraded": "yellow", "unknown": "#8e8e8e", "not_ready": "red"}
+STATE_COLOURS = {
+    "up_commercial": "green",
+    "up_generator": "blue",
+    "up_battery": "orange",
+    "unknown": "#8e8e8e",
+    "down_transport": "purple",
+    "down_power": "red",
+    "down_damage": "dark-red",
+}
+COMPLIANCE_WORDS = {
+    "compliant": ("đạt", "green"),
+    "unknown": ("chưa báo cáo", "#8e8e8e"),
+    "non_compliant": ("không đạt", "red"),
+}
+
+
+class PanelBuilder(Protocol):
+    """What :class:`Board` needs of any of the SDK's panel builders."""
+
+    def build(self) -> model.Panel: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One target of one panel, and what its query must return."""
+
+    dashboard: str
+    panel_id: int
+    panel: str
+    panel_type: str
+    ref_id: str
+    query: str
+    result_format: str
+    min_interval: str | None
+    expect: Expect
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    """A dashboard's JSON (as Grafana stores it) and the checks of its queries."""
+
+    uid: str
+    filename: str
+    json: dict[str, Any]
+    checks: tuple[Check, ...]
+
+
+def _mapping(
+    words: Mapping[str, tuple[str, str]], codes: Mapping[Any, int], colours: Mapping[str, str]
+) -> model.ValueMap:
+    options = {
+        str(code): model.ValueMappingResult(text=words[key][0], color=colours[key], index=code)
+        for key, code in codes.items()
+    }
+    return model.ValueMap(options=options)
+
+
+def verdict_mapping() -> model.ValueMap:
+    """``verdict_code`` → the verdict in Vietnamese, coloured (collector/history.py)."""
+    return _mapping(VERDICTS, VERDICT_CODES, VERDICT_COLOURS)
+
+
+def state_mapping() -> model.ValueMap:
+    """``state_code`` → the station state in Vietnamese, coloured."""
+    return _mapping(STATION_STATES, STATE_CODES, STATE_COLOURS)
+
+
+def compliance_mapping() -> model.ValueMap:
+    """``status_code`` of a hardened station → compliant / never reported / not."""
+    words = {k: (vi, vi) for k, (vi, _) in COMPLIANCE_WORDS.items()}
+    colours = {k: colour for k, (_, colour) in COMPLIANCE_WORDS.items()}
+    return _mapping(words, STATION_STATUS_CODES, colours)
+
+
+def where(*conditions: str) -> str:
+    """``$timeFilter AND …``: every query is bounded by the dashboard's time range."""
+    return " AND ".join(("$timeFilter", *conditions))
+
+
+def summed(
+    measurement: str,
+    columns: Mapping[str, str],
+    *,
+    series: Sequence[str],
+    filters: Sequence[str],
+    over_time: bool,
+    by: Sequence[str] = (),
+) -> str:
+    """Sum, across series, of each series' last value (per interval when ``over_time``).
+
+    A periodic summary (``fleet``, ``compliance``) has one series per ``series`` key;
+    the latest point of each, summed, is the picture at the end of the range (or of
+    each interval), whatever the interval and however many summaries it holds.
+    ``columns``: alias → expression over the inner query's series (``last("x")``).
+    """
+    inner = ", ".join(f'{expression} AS "{alias}"' for alias, expression in columns.items())
+    outer = ", ".join(f'sum("{alias}") AS "{alias}"' for alias in columns)
+    keys = ", ".join(f'"{key}"' for key in series)
+    time_key = "time($__interval), " if over_time else ""
+    inner_query = (
+        f'SELECT {inner} FROM "{measurement}" WHERE {where(*filters)} GROUP BY {time_key}{keys}'
+    )
+    groups = (["time($__interval)"] if over_time else []) + [f'"{key}"' for key in by]
+    group_by = f" GROUP BY {', '.join(groups)}" if groups else ""
+    fill = " fill(none)" if over_time else ""
+    return f"SELECT {outer} FROM ({inner_query}){group_by}{fill}"
+
+
+def last_of(columns: Sequence[str]) -> dict[str, str]:
+    """``{column: last("column")}`` for :func:`summed`."""
+    return {column: f'last("{column}")' for column in columns}
+
+
+class Overridable(Protocol):
+    """Any SDK panel builder: it can override a field's config by the field's name."""
+
+    def override_by_name(self, name: str, properties: list[model.DynamicConfigValue]) -> Self: ...
+
+
+P = TypeVar("P", bound=Overridable)
+
+
+def rename(panel: P, names: Mapping[str, str], colours: Mapping[str, str] | None = None) -> P:
+    """Show each column under its Vietnamese name (and colour), by Grafana field overrides."""
+    for column, shown in names.items():
+        properties = [model.DynamicConfigValue(id_val="displayName", value=shown)]
+        colour = (colours or {}).get(column)
+        if colour is not None:
+            properties.append(
+                model.DynamicConfigValue(
+                    id_val="color", value={"mode": "fixed", "fixedColor": colour}
+                )
+            )
+        panel = panel.override_by_name(column, properties)
+    return panel
+
+
+def steps(base: str, *levels: tuple[float, str]) -> ThresholdsConfig:
+    """Absolute thresholds: ``base`` colour below the first level."""
+    chain = [model.Threshold(value=None, color=base)]
+    chain += [model.Threshold(value=value, color=colour) for value, colour in levels]
+    return ThresholdsConfig().mode(model.ThresholdsMode.ABSOLUTE).steps(chain)
+
+
+def tag_variable(
+    name: str,
+    label: str,
+    query: str,
+    description: str,
+    *,
+    all_value: str | None = ".*",
+    default: str = ALL,
+) -> QueryVariable:
+    """A multi-value variable from ``SHOW TAG VALUES``, with "All", refreshed with the range."""
+    shown = "All" if default == ALL else default
+    variable = (
+        QueryVariable(name)
+        .label(label)
+        .description(description)
+        .query(" ".join(query.split()))
+        .datasource(DATASOURCE)
+        .multi(True)
+        .include_all(True)
+        .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(model.VariableSort.ALPHABETICAL_ASC)
+        .current(model.VariableOption(text=shown, value=default, selected=True))
+    )
+    if all_value is not None:
+        variable = variable.all_value(all_value)
+    return variable
+
+
+@dataclass
+class Board:
+    """One dashboard being laid out."""
+
+    uid: str
+    title: str
+    description: str
+    filename: str
+    tags: Sequence[str]
+    time_from: str
+    refresh: str
+    variables: Sequence[QueryVariable]
+    _panels: list[model.Panel | model.RowPanel] = field(default_factory=list)
+    _checks: list[Check] = field(default_factory=list)
+    _x: int = 0
+    _y: int = 0
+    _row_height: int = 0
+
+    def _next_id(self) -> int:
+        return len(self._panels) + 1
+
+    def row(self, title: str) -> Self:
+        """A section title across the grid; what follows starts below it."""
+        self._newline()
+        self._panels.append(
+            model.RowPanel(
+                title=title,
+                collapsed=False,
+                id_val=self._next_id(),
+                grid_pos=model.GridPos(h=1, w=GRID_COLUMNS, x=0, y=self._y),
+                panels=[],
+            )
+        )
+        self._y += 1
+        return self
+
+    def _newline(self) -> None:
+        if self._x:
+            self._x, self._y, self._row_height = 0, self._y + self._row_height, 0
+
+    def add(
+        self,
+        panel: PanelBuilder,
+        *,
+        w: int,
+        h: int,
+        queries: Sequence[InfluxQL] = (),
+        min_interval: str | None = None,
+    ) -> Self:
+        """Place a panel after the previous one (wrapping at 24 columns), with its queries."""
+        if self._x + w > GRID_COLUMNS:
+            self._newline()
+        built = panel.build()
+        built.id_val = self._next_id()
+        built.grid_pos = model.GridPos(h=h, w=w, x=self._x, y=self._y)
+        built.datasource = DataSourceRef(type_val=DATASOURCE.type_val, uid=DATASOURCE.uid)
+        if min_interval is not None:
+            built.interval = min_interval
+        targets = []
+        for index, query in enumerate(queries):
+            query.ref_id = chr(ord("A") + index)
+            targets.append(query.build())
+            self._checks.append(
+                Check(
+                    self.uid,
+                    built.id_val,
+                    built.title or "",
+                    built.type_val,
+                    query.ref_id,
+                    query.query,
+                    query.result_format,
+                    min_interval,
+                    query.expect,
+                )
+            )
+        if targets:
+            built.targets = list(targets)
+        self._panels.append(built)
+        self._x += w
+        self._row_height = max(self._row_height, h)
+        return self
+
+    def build(self) -> Built:
+        builder = (
+            Dashboard(self.title)
+            .uid(self.uid)
+            .description(self.description)
+            .tags(list(self.tags))
+            .timezone(TIMEZONE)
+            .time(self.time_from, "now")
+            .refresh(self.refresh)
+            .readonly()
+            .tooltip(model.DashboardCursorSync.CROSSHAIR)
+            .variables(list(self.variables))
+        )
+        dashboard = builder.build()
+        dashboard.schema_version = SCHEMA_VERSION
+        dashboard.panels = list(self._panels)
+        data = JSONEncoder().encode(dashboard)
+        import json
+
+        return Built(self.uid, self.filename, json.loads(data), tuple(self._checks))

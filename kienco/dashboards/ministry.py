@@ -1,0 +1,268 @@
+"""Ministry — hardened-station compliance: does every area have its compliant hardened stations?
+
+From the collector's periodic ``compliance`` (per area) and ``compliance_station``
+(per declared hardened station) points, which it writes when an inventory is loaded:
+declared, compliant, not compliant by failed criterion, missing, the trend, and the
+carriers present per area. There is no site-kind variable here: compliance is about
+stations only.
+"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders.dashboard import QueryVariable
+
+from collector.history import COMPLIANCE_CRITERIA
+from kienco.dashboards.common import (
+    OPERATOR,
+    PROVINCE,
+    SITE,
+    Board,
+    Built,
+    compliance_mapping,
+    last_of,
+    summed,
+    tag_variable,
+    where,
+)
+from kienco.dashboards.influxql import Expect, InfluxQL
+from kienco.dashboards.panels import stat_row, table_of, trend
+
+__all__ = ["build"]
+
+UID = "kienco-ministry"
+AREA = '"area" =~ /^$area$/'
+AREA_SERIES = ("province", "area")
+COUNTS = {
+    "declared": "Khai báo kiên cố",
+    "compliant": "Đạt chuẩn",
+    "non_compliant": "Không đạt",
+    "missing": "Còn thiếu",
+    "never_reported": "Chưa từng báo cáo",
+}
+COUNT_COLOURS = {
+    "declared": "text",
+    "compliant": "green",
+    "non_compliant": "red",
+    "missing": "orange",
+    "never_reported": "#8e8e8e",
+}
+CRITERIA = {
+    "never_reported": "Chưa từng báo cáo",
+    "silent": "Mất liên lạc",
+    "meta_missing": "Thiếu mô tả trạm",
+    "not_declared_hardened": "Agent không khai báo kiên cố",
+    "no_generator": "Không có máy phát",
+    "generator_autonomy_unknown": "Không rõ giờ chạy máy phát",
+    "generator_autonomy_short": "Máy phát không đủ giờ",
+    "no_fibre_path": "Không có cáp quang",
+    "no_second_independent_path": "Thiếu đường độc lập thứ hai",
+}
+FAILED = {f"failed_{code}": CRITERIA.get(code, code) for code in COMPLIANCE_CRITERIA}
+
+
+def _variables() -> list[QueryVariable]:
+    return [
+        tag_variable(
+            "province",
+            "Tỉnh",
+            'SHOW TAG VALUES FROM "compliance" WITH KEY = "province"',
+            "Tỉnh/thành phố (mã). Province code.",
+        ),
+        tag_variable(
+            "area",
+            "Khu vực",
+            f'SHOW TAG VALUES FROM "compliance" WITH KEY = "area" WHERE {PROVINCE}',
+            "Xã/phường (đơn vị hành chính) theo danh mục. The inventory's area.",
+        ),
+        tag_variable(
+            "operator",
+            "Nhà mạng",
+            'SHOW TAG VALUES FROM "compliance_station" WITH KEY = "operator" '
+            f"WHERE {PROVINCE} AND {AREA}",
+            "Nhà mạng của trạm kiên cố. Operator of the hardened station.",
+        ),
+        tag_variable(
+            "site",
+            "Trạm",
+            'SHOW TAG VALUES FROM "compliance_station" WITH KEY = "site" '
+            f"WHERE {PROVINCE} AND {AREA} AND {OPERATOR}",
+            "Trạm kiên cố thuộc khu vực và nhà mạng đã chọn. Hardened stations chosen.",
+            all_value=None,
+        ),
+    ]
+
+
+def build() -> Built:
+    board = Board(
+        uid=UID,
+        title="Bộ — Trạm kiên cố đạt chuẩn",
+        description="Mỗi khu vực có đủ trạm kiên cố đạt chuẩn không, trạm nào không đạt và vì "
+        "sao. Ministry — hardened-station compliance per area.",
+        filename="ministry-hardened-compliance.json",
+        tags=("kienco", "ministry", "compliance"),
+        time_from="now-7d",
+        refresh="5m",
+        variables=_variables(),
+    )
+    board.row("Hiện tại — now")
+    board.add(
+        stat_row(
+            "Trạm kiên cố",
+            "Tổng các khu vực đã chọn: khai báo, đạt chuẩn, không đạt, còn thiếu (so với số "
+            "trạm yêu cầu mỗi khu vực), chưa từng báo cáo.",
+            "Over the chosen areas: declared, compliant, not compliant, missing (against the "
+            "number required per area), never reported.",
+            COUNTS,
+            COUNT_COLOURS,
+        ),
+        w=24,
+        h=4,
+        queries=[
+            InfluxQL(
+                summed(
+                    "compliance",
+                    last_of(tuple(COUNTS)),
+                    series=AREA_SERIES,
+                    filters=(PROVINCE, AREA),
+                    over_time=False,
+                ),
+                Expect(tuple(COUNTS), single=True),
+                result_format="table",
+            )
+        ],
+    )
+    board.add(
+        table_of(
+            "Theo khu vực",
+            "Mỗi khu vực: trạm kiên cố khai báo, đạt, không đạt, còn thiếu so với yêu cầu, "
+            "và các nhà mạng có trạm (số nhà mạng có trạm đang báo cáo).",
+            "Per area: hardened stations declared, compliant, not, missing against the "
+            "requirement, and the carriers present (and how many report now).",
+            {
+                "province": "Tỉnh",
+                "area": "Mã khu vực",
+                "area_name": "Khu vực",
+                **COUNTS,
+                "required": "Yêu cầu",
+                "carrier_list": "Nhà mạng",
+                "carriers": "Số nhà mạng",
+                "carriers_live": "Nhà mạng đang báo cáo",
+            },
+            sort_by="Còn thiếu",
+            descending=True,
+        ),
+        w=24,
+        h=9,
+        queries=[
+            InfluxQL(
+                'SELECT last("declared") AS "declared", "compliant", "non_compliant", '
+                '"missing", "never_reported", "required", "area_name", "carrier_list", '
+                f'"carriers", "carriers_live" FROM "compliance" WHERE {where(PROVINCE, AREA)} '
+                'GROUP BY "province", "area"',
+                Expect(
+                    (
+                        "declared",
+                        "compliant",
+                        "non_compliant",
+                        "missing",
+                        "required",
+                        "area_name",
+                        "carrier_list",
+                        "carriers",
+                    ),
+                    tags=("province", "area"),
+                    single=True,
+                ),
+                result_format="table",
+            )
+        ],
+    )
+    board.add(
+        stat_row(
+            "Không đạt theo tiêu chí",
+            "Số trạm kiên cố không đạt, theo tiêu chí không đạt (một trạm có thể trượt nhiều "
+            "tiêu chí).",
+            "Hardened stations failing, per failed criterion (a station may fail several).",
+            FAILED,
+            dict.fromkeys(FAILED, "orange"),
+        ),
+        w=24,
+        h=5,
+        queries=[
+            InfluxQL(
+                summed(
+                    "compliance",
+                    last_of(tuple(FAILED)),
+                    series=AREA_SERIES,
+                    filters=(PROVINCE, AREA),
+                    over_time=False,
+                ),
+                Expect(tuple(FAILED), single=True),
+                result_format="table",
+            )
+        ],
+    )
+    board.row("Xu hướng và từng trạm — trend and stations")
+    board.add(
+        trend(
+            "Xu hướng đạt chuẩn",
+            "Số trạm đạt, không đạt, còn thiếu theo thời gian, trên các khu vực đã chọn.",
+            "Compliant, not compliant and missing over time, over the chosen areas.",
+            names={k: COUNTS[k] for k in ("compliant", "non_compliant", "missing")},
+            colours=COUNT_COLOURS,
+        ),
+        w=12,
+        h=9,
+        min_interval="5m",
+        queries=[
+            InfluxQL(
+                summed(
+                    "compliance",
+                    last_of(("compliant", "non_compliant", "missing")),
+                    series=AREA_SERIES,
+                    filters=(PROVINCE, AREA),
+                    over_time=True,
+                ),
+                Expect(("compliant", "non_compliant", "missing")),
+                alias="$col",
+            )
+        ],
+    )
+    board.add(
+        table_of(
+            "Từng trạm kiên cố",
+            "Kết quả mới nhất của từng trạm kiên cố và các tiêu chí không đạt.",
+            "Each hardened station's newest result and its failed criteria.",
+            {
+                "site": "Trạm",
+                "name": "Tên",
+                "area": "Khu vực",
+                "operator": "Nhà mạng",
+                "status_code": "Kết quả",
+                "failed_vi": "Tiêu chí không đạt",
+                "autonomy_h": "Giờ tự chủ",
+                "independent_paths": "Đường độc lập",
+            },
+            sort_by="Kết quả",
+            descending=True,
+            mappings={"status_code": compliance_mapping()},
+            units={"autonomy_h": "h"},
+        ),
+        w=12,
+        h=9,
+        queries=[
+            InfluxQL(
+                'SELECT last("status_code") AS "status_code", "name", "failed_vi", '
+                '"autonomy_h", "independent_paths" FROM "compliance_station" '
+                f"WHERE {where(PROVINCE, AREA, OPERATOR, SITE)} "
+                'GROUP BY "site", "area", "operator"',
+                Expect(
+                    ("status_code", "name", "failed_vi"),
+                    tags=("site", "area", "operator"),
+                    single=True,
+                ),
+                result_format="table",
+            )
+        ],
+    )
+    return board.build()

@@ -1,0 +1,395 @@
+"""NOC — station health: which stations are on battery, how long until dark, which lost a path.
+
+For the NOC engineers of VNPT and Viettel. Counts come from the collector's ``fleet``
+summary (so a silent station still counts, as unknown); per-site rows from the newest
+``readiness`` point of each site; paths and fuel from the agents' ``link`` and
+``power`` points.
+"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders.dashboard import QueryVariable
+
+from kienco.dashboards.common import (
+    KIND,
+    OPERATOR,
+    PROVINCE,
+    SITE,
+    STATE_COLOURS,
+    Board,
+    Built,
+    last_of,
+    state_mapping,
+    steps,
+    summed,
+    tag_variable,
+    where,
+)
+from kienco.dashboards.influxql import Expect, InfluxQL
+from kienco.dashboards.macros import ALL
+from kienco.dashboards.panels import map_of_sites, stat_row, states_over_time, table_of, trend
+from kienco.labels import STATION_STATES
+
+__all__ = ["build", "variables"]
+
+UID = "kienco-noc"
+STATES = (
+    "up_commercial",
+    "up_generator",
+    "up_battery",
+    "down_power",
+    "down_transport",
+    "down_damage",
+    "state_unknown",
+)
+STATE_NAMES = {
+    state: STATION_STATES["unknown" if state == "state_unknown" else state][0].capitalize()
+    for state in STATES
+}
+STATE_NAME_COLOURS = {
+    state: STATE_COLOURS["unknown" if state == "state_unknown" else state] for state in STATES
+}
+FLEET_SERIES = ("province", "kind", "operator")
+FLEET_FILTERS = (PROVINCE, OPERATOR, KIND)
+SITE_FILTERS = (PROVINCE, OPERATOR, KIND, SITE)
+MEDIA_NAMES = {
+    "fibre": "Cáp quang",
+    "microwave": "Vi ba",
+    "vsat": "VSAT",
+    "cellular": "Di động",
+    "copper": "Cáp đồng",
+    "other": "Khác",
+}
+
+
+def variables(*, kind_default: str = ALL) -> list[QueryVariable]:
+    """province → operator → kind → site, each narrowing the next (readiness tags)."""
+    return [
+        tag_variable(
+            "province",
+            "Tỉnh",
+            'SHOW TAG VALUES FROM "readiness" WITH KEY = "province"',
+            "Tỉnh/thành phố (mã). Province code.",
+        ),
+        tag_variable(
+            "operator",
+            "Nhà mạng",
+            f'SHOW TAG VALUES FROM "readiness" WITH KEY = "operator" WHERE {PROVINCE}',
+            "Doanh nghiệp viễn thông quản lý trạm. Operator (carrier) of the site.",
+        ),
+        tag_variable(
+            "kind",
+            "Loại điểm",
+            f'SHOW TAG VALUES FROM "readiness" WITH KEY = "kind" WHERE {PROVINCE}',
+            "trạm (station), phòng nguồn (power_room), điểm cầu (meeting_point).",
+            default=kind_default,
+        ),
+        tag_variable(
+            "site",
+            "Trạm / điểm",
+            f'SHOW TAG VALUES FROM "readiness" WITH KEY = "site" WHERE {PROVINCE} AND {OPERATOR} '
+            f"AND {KIND}",
+            "Các điểm thuộc tỉnh, nhà mạng và loại đã chọn; 'All' là tất cả các điểm đó. "
+            "The sites under the province, operator and kind chosen.",
+            all_value=None,  # "All" = the sites found, so data points are filtered through it
+        ),
+    ]
+
+
+def build() -> Built:
+    board = Board(
+        uid=UID,
+        title="NOC — Sức khỏe trạm",
+        description="Trạm nào đang chạy ắc quy, bao lâu nữa thì tắt, trạm nào mất đường truyền. "
+        "NOC — station health: which stations are on battery, how long until dark, which "
+        "lost a path.",
+        filename="noc-station-health.json",
+        tags=("kienco", "noc"),
+        time_from="now-6h",
+        refresh="1m",
+        variables=variables(),
+    )
+    board.row("Hiện tại — now")
+    board.add(
+        stat_row(
+            "Trạm theo trạng thái nguồn và nguyên nhân",
+            "Số trạm theo trạng thái lúc cuối khoảng thời gian: điện lưới, máy phát, ắc quy; "
+            "mất nguồn, mất truyền dẫn, hư hỏng; không rõ (mất liên lạc).",
+            "Sites by power state and cause at the end of the range, from the collector's "
+            "fleet summary (a silent site counts as unknown).",
+            STATE_NAMES,
+            STATE_NAME_COLOURS,
+        ),
+        w=24,
+        h=4,
+        queries=[
+            InfluxQL(
+                summed(
+                    "fleet",
+                    last_of(STATES),
+                    series=FLEET_SERIES,
+                    filters=FLEET_FILTERS,
+                    over_time=False,
+                ),
+                Expect(STATES, single=True),
+                result_format="table",
+            )
+        ],
+    )
+    board.add(
+        table_of(
+            "Thời gian còn lại đến khi tắt — ngắn nhất trước",
+            "Các trạm đã mất điện lưới: giờ còn lại của ắc quy và máy phát (nhiên liệu), "
+            "trạm sắp tắt nhất ở trên. Theo lần đánh giá mới nhất của mỗi trạm.",
+            "Sites off mains: time until dark (battery + generator fuel), shortest first, "
+            "from each site's newest evaluation.",
+            {
+                "site": "Trạm",
+                "name": "Tên",
+                "province": "Tỉnh",
+                "operator": "Nhà mạng",
+                "state_code": "Trạng thái",
+                "dark_in_s": "Còn lại đến khi tắt",
+                "backup_hours": "Giờ dự phòng",
+            },
+            sort_by="Còn lại đến khi tắt",
+            mappings={"state_code": state_mapping()},
+            units={"dark_in_s": "s", "backup_hours": "h"},
+            drop_empty="dark_in_s",
+        ),
+        w=14,
+        h=10,
+        queries=[
+            InfluxQL(
+                'SELECT last("state_code") AS "state_code", "dark_in_s", "backup_hours", "name" '
+                f'FROM "readiness" WHERE {where(*SITE_FILTERS)} '
+                'GROUP BY "site", "province", "operator"',
+                Expect(
+                    ("state_code", "dark_in_s", "backup_hours", "name"),
+                    tags=("site", "province", "operator"),
+                    single=True,
+                ),
+                result_format="table",
+            )
+        ],
+    )
+    board.add(
+        map_of_sites(
+            "Bản đồ trạm — màu theo giờ dự phòng",
+            "Mỗi chấm là một trạm có tọa độ; màu theo số giờ dự phòng (khi đã mất điện "
+            "lưới, đó là thời gian đến khi tắt): đỏ < 4 giờ, cam < 8 giờ, xanh từ 8 giờ.",
+            "Sites with coordinates, coloured by hours of backup (time to dark once off "
+            "mains): red < 4 h, orange < 8 h, green from 8 h.",
+            "backup_hours",
+            steps("red", (4, "orange"), (8, "green")),
+        ),
+        w=10,
+        h=10,
+        queries=[
+            InfluxQL(
+                'SELECT last("state_code") AS "state_code", "backup_hours", "dark_in_s", '
+                f'"latitude", "longitude", "name" FROM "readiness" WHERE {where(*SITE_FILTERS)} '
+                'GROUP BY "site"',
+                Expect(
+                    ("state_code", "backup_hours", "latitude", "longitude", "name"),
+                    tags=("site",),
+                    single=True,
+                ),
+                result_format="table",
+            )
+        ],
+    )
+    board.add(
+        table_of(
+            "Theo tỉnh và nhà mạng",
+            "Số trạm theo trạng thái nguồn, theo tỉnh và nhà mạng, lúc cuối khoảng thời gian.",
+            "Sites by power state per province and operator, at the end of the range.",
+            {"province": "Tỉnh", "operator": "Nhà mạng", "sites": "Tổng", **STATE_NAMES},
+        ),
+        w=24,
+        h=8,
+        queries=[
+            InfluxQL(
+                summed(
+                    "fleet",
+                    last_of(("sites", *STATES)),
+                    series=FLEET_SERIES,
+                    filters=FLEET_FILTERS,
+                    over_time=False,
+                    by=("province", "operator"),
+                ),
+                Expect(("sites", *STATES), tags=("province", "operator"), single=True),
+                result_format="table",
+            )
+        ],
+    )
+    board.row("Theo thời gian — over time")
+    board.add(
+        trend(
+            "Trạm chạy ắc quy, máy phát, mất nguồn",
+            "Số trạm đang chạy ắc quy, chạy máy phát, tắt (mất nguồn hoặc hư hỏng) và mất "
+            "truyền dẫn, theo thời gian.",
+            "Sites on battery, on generator, dark (power or damage) and cut off, over time.",
+            names={
+                "up_battery": "Ắc quy",
+                "up_generator": "Máy phát",
+                "dark": "Tắt (mất nguồn, hư hỏng)",
+                "down_transport": "Mất truyền dẫn",
+            },
+            colours={
+                "up_battery": "orange",
+                "up_generator": "blue",
+                "dark": "red",
+                "down_transport": "purple",
+            },
+        ),
+        w=12,
+        h=8,
+        min_interval="1m",
+        queries=[
+            InfluxQL(
+                summed(
+                    "fleet",
+                    {
+                        "up_battery": 'last("up_battery")',
+                        "up_generator": 'last("up_generator")',
+                        "dark": 'last("down_power") + last("down_damage")',
+                        "down_transport": 'last("down_transport")',
+                    },
+                    series=FLEET_SERIES,
+                    filters=FLEET_FILTERS,
+                    over_time=True,
+                ),
+                Expect(("up_battery", "up_generator", "dark", "down_transport")),
+                alias="$col",
+            )
+        ],
+    )
+    media_up = {media: f'last("paths_{media}_up")' for media in MEDIA_NAMES}
+    board.add(
+        trend(
+            "Đường truyền đang hoạt động theo loại",
+            "Số đường truyền đang hoạt động, theo loại (cáp quang, vi ba, VSAT, di động…). "
+            "Đường của trạm mất liên lạc không được tính là hoạt động.",
+            "Paths up per medium over time; a silent site's paths do not count as up.",
+            names=MEDIA_NAMES,
+        ),
+        w=12,
+        h=8,
+        min_interval="1m",
+        queries=[
+            InfluxQL(
+                summed(
+                    "fleet", media_up, series=FLEET_SERIES, filters=FLEET_FILTERS, over_time=True
+                ),
+                Expect(tuple(MEDIA_NAMES)),
+                alias="$col",
+            )
+        ],
+    )
+    board.add(
+        states_over_time(
+            "Trạng thái nguồn từng trạm",
+            "Trạng thái nguồn của từng trạm đã chọn; mỗi khoảng hiện trạng thái xấu nhất.",
+            "Each chosen site's power state; each interval shows its worst state.",
+            state_mapping(),
+        ),
+        w=24,
+        h=10,
+        min_interval="30s",
+        queries=[
+            InfluxQL(
+                f'SELECT max("state_code") FROM "readiness" WHERE {where(*SITE_FILTERS)} '
+                'GROUP BY time($__interval), "site" fill(previous)',
+                Expect(("max",), tags=("site",)),
+                alias="$tag_site",
+            )
+        ],
+    )
+    board.row("Đường truyền và nhiên liệu — paths and fuel")
+    board.add(
+        table_of(
+            "Đường truyền từng trạm",
+            "Mỗi đường truyền của các trạm đã chọn: hoạt động hay không, độ trễ, mất gói, "
+            "theo lần đo mới nhất.",
+            "Each path of the chosen sites: up or not, RTT, loss, from the newest measurement.",
+            {
+                "site": "Trạm",
+                "path": "Đường",
+                "media": "Loại",
+                "provider": "Nhà cung cấp",
+                "up": "Hoạt động",
+                "rtt_ms": "Độ trễ",
+                "loss_pct": "Mất gói",
+                "probes_sent": "Số lần đo",
+            },
+            sort_by="Hoạt động",
+            units={"rtt_ms": "ms", "loss_pct": "percent"},
+        ),
+        w=12,
+        h=9,
+        queries=[
+            InfluxQL(
+                'SELECT last("probes_sent") AS "probes_sent", "up", "rtt_ms", "loss_pct" '
+                f'FROM "link" WHERE {where(PROVINCE, SITE)} '
+                'GROUP BY "site", "path", "media", "provider"',
+                Expect(
+                    ("probes_sent", "up", "rtt_ms", "loss_pct"),
+                    tags=("site", "path", "media"),
+                    single=True,
+                ),
+                result_format="table",
+            )
+        ],
+    )
+    board.add(
+        table_of(
+            "Nhiên liệu máy phát — thấp nhất trước",
+            "Mức nhiên liệu mới nhất của từng máy phát, thấp nhất ở trên.",
+            "Each generator's newest fuel level, lowest first.",
+            {
+                "site": "Trạm",
+                "device": "Máy phát",
+                "fuel_pct": "Nhiên liệu",
+                "fuel_l": "Lít",
+                "generator_running": "Đang chạy",
+            },
+            sort_by="Nhiên liệu",
+            units={"fuel_pct": "percent", "fuel_l": "litre"},
+        ),
+        w=12,
+        h=9,
+        queries=[
+            InfluxQL(
+                'SELECT last("fuel_pct") AS "fuel_pct", "fuel_l", "generator_running" '
+                f'FROM "power" WHERE {where(PROVINCE, SITE)} GROUP BY "site", "device"',
+                Expect(
+                    ("fuel_pct", "fuel_l", "generator_running"),
+                    tags=("site", "device"),
+                    single=True,
+                ),
+                result_format="table",
+            )
+        ],
+    )
+    board.add(
+        trend(
+            "Mức nhiên liệu theo thời gian",
+            "Mức nhiên liệu (%) của máy phát các trạm đã chọn.",
+            "Fuel level (%) of the chosen sites' generators.",
+            unit="percent",
+            thresholds=steps("red", (25, "orange"), (50, "green")),
+        ),
+        w=24,
+        h=8,
+        min_interval="30s",
+        queries=[
+            InfluxQL(
+                f'SELECT mean("fuel_pct") FROM "power" WHERE {where(PROVINCE, SITE)} '
+                'GROUP BY time($__interval), "site", "device" fill(none)',
+                Expect(("mean",), tags=("site", "device")),
+                alias="$tag_site $tag_device",
+            )
+        ],
+    )
+    return board.build()

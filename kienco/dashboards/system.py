@@ -1,0 +1,149 @@
+"""kienco itself: are the agents reporting, is anything piling up at the edge?
+
+For whoever runs kienco: reports arriving per province, sites reporting and silent
+(from the ``fleet`` summary), each agent's outbox backlog, clock offset and MQTT
+connection (its birth message or Last Will).
+"""
+
+from __future__ import annotations
+
+from kienco.dashboards.common import (
+    KIND,
+    OPERATOR,
+    PROVINCE,
+    SITE,
+    Board,
+    Built,
+    summed,
+    where,
+)
+from kienco.dashboards.influxql import Expect, InfluxQL
+from kienco.dashboards.noc import FLEET_SERIES, variables
+from kienco.dashboards.panels import table_of, trend
+
+__all__ = ["build"]
+
+UID = "kienco-system"
+
+
+def build() -> Built:
+    board = Board(
+        uid=UID,
+        title="kienco — Hệ thống giám sát",
+        description="Các agent có đang báo cáo không, có gì tồn đọng ở biên không. "
+        "kienco itself: are the agents reporting, is anything piling up at the edge?",
+        filename="kienco-system.json",
+        tags=("kienco", "system"),
+        time_from="now-6h",
+        refresh="1m",
+        variables=variables(),
+    )
+    board.add(
+        trend(
+            "Báo cáo nhận được mỗi phút, theo tỉnh",
+            "Số báo cáo định kỳ đã lưu mỗi phút (theo thời điểm đo của agent), theo tỉnh. "
+            "Một tỉnh tụt xuống: mất mạng diện rộng, hoặc broker/collector của tỉnh có vấn đề.",
+            "Periodic reports stored per minute (by the agents' measurement time), per "
+            "province. A province dropping: a wide outage, or its broker or collector.",
+            unit="none",
+        ),
+        w=12,
+        h=8,
+        min_interval="1m",
+        queries=[
+            InfluxQL(
+                'SELECT count("seq") * 60000 / $__interval_ms FROM "report" '
+                f"WHERE {where(PROVINCE, SITE)} "
+                'GROUP BY time($__interval), "province" fill(0)',
+                Expect(("count",), tags=("province",)),
+                alias="$tag_province",
+            )
+        ],
+    )
+    board.add(
+        trend(
+            "Điểm đang báo cáo và im lặng",
+            "Số điểm được giám sát và số điểm không rõ (im lặng, mất kết nối) theo thời gian.",
+            "Sites watched, and sites unknown (silent or offline), over time.",
+            names={"sites": "Tổng số điểm", "unknown": "Không rõ (im lặng)"},
+            colours={"sites": "green", "unknown": "#8e8e8e"},
+        ),
+        w=12,
+        h=8,
+        min_interval="1m",
+        queries=[
+            InfluxQL(
+                summed(
+                    "fleet",
+                    {"sites": 'last("sites")', "unknown": 'last("unknown")'},
+                    series=FLEET_SERIES,
+                    filters=(PROVINCE, OPERATOR, KIND),
+                    over_time=True,
+                ),
+                Expect(("sites", "unknown")),
+                alias="$col",
+            )
+        ],
+    )
+    board.add(
+        table_of(
+            "Agent: hộp thư đi, đồng hồ, máy",
+            "Lần báo cáo mới nhất của từng agent: báo cáo đang chờ gửi (outbox) và đã phải "
+            "bỏ, độ lệch đồng hồ, CPU, ổ đĩa, nhiệt độ. Nhiều nhất trước.",
+            "Each agent's newest report: reports waiting in its outbox and dropped, clock "
+            "offset, CPU, disk, temperature. Largest backlog first.",
+            {
+                "site": "Điểm",
+                "outbox_depth": "Chờ gửi",
+                "outbox_dropped_total": "Đã bỏ",
+                "clock_offset_ms": "Lệch đồng hồ",
+                "cpu_pct": "CPU",
+                "disk_pct": "Ổ đĩa",
+                "temperature_c": "Nhiệt độ",
+            },
+            sort_by="Chờ gửi",
+            descending=True,
+            units={
+                "clock_offset_ms": "ms",
+                "cpu_pct": "percent",
+                "disk_pct": "percent",
+                "temperature_c": "celsius",
+            },
+        ),
+        w=14,
+        h=9,
+        queries=[
+            InfluxQL(
+                'SELECT last("uptime_s") AS "uptime_s", "outbox_depth", "outbox_dropped_total", '
+                '"clock_offset_ms", "cpu_pct", "disk_pct", "temperature_c" FROM "host" '
+                f'WHERE {where(PROVINCE, SITE)} GROUP BY "site"',
+                Expect(
+                    ("uptime_s", "outbox_depth", "clock_offset_ms", "cpu_pct", "disk_pct"),
+                    tags=("site",),
+                    single=True,
+                ),
+                result_format="table",
+            )
+        ],
+    )
+    board.add(
+        table_of(
+            "Kết nối MQTT của agent",
+            "Tin nhắn trạng thái cuối của từng agent: trực tuyến (birth) hay mất kết nối "
+            "(Last Will của broker).",
+            "Each agent's last state message: online (birth) or offline (the broker's Last Will).",
+            {"site": "Điểm", "online": "Trực tuyến"},
+            sort_by="Trực tuyến",
+        ),
+        w=10,
+        h=9,
+        queries=[
+            InfluxQL(
+                'SELECT last("online") AS "online" FROM "agent_state" '
+                f'WHERE {where(PROVINCE, SITE)} GROUP BY "site"',
+                Expect(("online",), tags=("site",), single=True),
+                result_format="table",
+            )
+        ],
+    )
+    return board.build()
