@@ -2,7 +2,7 @@
 
 A meeting is declared with its start, duration and points (by default every
 meeting point the collector knows in the province). Its status judges each
-point for *this* meeting (power for its duration, rules/meeting.py) and with its
+point for *this* meeting (power until it ends, rules/meeting.py) and with its
 latest rehearsal (rules/rehearsal.py). Meetings and rehearsals are kept in SQLite.
 """
 
@@ -172,7 +172,7 @@ def meeting_status(
     *,
     risk_level: Callable[[str], int],
 ) -> MeetingStatus:
-    """Every point judged for this meeting's duration, with its latest rehearsal."""
+    """Every point judged for this meeting (its start and duration), with its latest rehearsal."""
     rehearsals = store.latest_rehearsals(meeting.points)
     max_age = policy.meeting.rehearsal_max_age_s
     statuses = []
@@ -184,6 +184,8 @@ def meeting_status(
             now,
             risk_level=risk_level(snapshot.province),
             meeting_duration_s=meeting.duration_s,
+            # a point already on generator or battery must last from now to the end
+            meeting_starts_at=meeting.starts_at,
         )
         judged = for_meeting(evaluation, rehearsals.get(site), now=now, max_age_s=max_age)
         statuses.append(to_status(judged, snapshot))

@@ -7,7 +7,8 @@ says so. How autonomy is estimated, and why a vendor runtime may be ignored, is 
 ``rules/autonomy.py``.
 
 Where the ``meeting`` rule also runs (meeting points), the hours are judged against
-the meeting by that rule; this one then reports only the power state and the
+the meeting (from now or its start, to its end) by that rule; this one then reports
+only the power state (a generator that failed to start still warns) and the
 per-device notes, so one shortfall never gives two reasons.
 """
 
@@ -101,6 +102,8 @@ def _grid_gone(ctx: RuleContext, numbers: dict[str, float | None]) -> Finding | 
         code = "on_battery_runtime_unknown"
         return ctx.finding("backup_power", "warning", code, numbers, impact="unknown")
     severity = severity_for_hours(p.dark_in_s / 3600, target.warn_below_h, target.critical_below_h)
+    if "meeting" in ctx.thresholds.rules:
+        severity = "info"  # the hours are judged against the meeting, to its end, by that rule
     if p.mode == "generator":
         if p.generator_s is None:
             return ctx.finding("backup_power", "warning", "on_generator_fuel_unknown", numbers)

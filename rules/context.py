@@ -22,6 +22,7 @@ class RuleContext:
     power: PowerAssessment
     paths: PathAssessment
     meeting_duration_s: float
+    meeting_starts_at: datetime  # ``now`` when no meeting is planned: one could start now
 
     def finding(
         self,

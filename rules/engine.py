@@ -78,14 +78,21 @@ def evaluate(
     *,
     risk_level: int = 0,
     meeting_duration_s: float | None = None,
+    meeting_starts_at: datetime | None = None,
 ) -> Evaluation:
-    """Judge one site at ``now`` (timezone-aware) at the province's risk level (0–5)."""
+    """Judge one site at ``now`` (timezone-aware) at the province's risk level (0–5).
+
+    A planned meeting is ``meeting_starts_at`` (default: now) for ``meeting_duration_s``
+    (default: the policy's); meeting points are judged for it (``rules/meeting.py``).
+    """
     if not 0 <= risk_level <= 5:
         raise ValueError(f"risk_level must be 0 (none) to 5, got {risk_level}")
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     if meeting_duration_s is not None and meeting_duration_s <= 0:
         raise ValueError(f"meeting_duration_s must be > 0, got {meeting_duration_s}")
+    if meeting_starts_at is not None and meeting_starts_at.tzinfo is None:
+        raise ValueError("meeting_starts_at must be timezone-aware")
     kind: SiteKind = snapshot.site_kind or "station"
     thresholds = effective(
         policy, kind, snapshot.site_class, risk_level, hardened=snapshot.hardened
@@ -113,6 +120,7 @@ def evaluate(
         power=power,
         paths=paths,
         meeting_duration_s=meeting_duration_s or thresholds.meeting.duration_s,
+        meeting_starts_at=meeting_starts_at or now,
     )
     findings = list(fresh.findings)
     if snapshot.meta is None:

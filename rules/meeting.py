@@ -1,7 +1,9 @@
 """Meeting readiness of a meeting point (điểm cầu): power for the meeting, room devices.
 
-This rule checks what is particular to a meeting: power for the meeting's duration
-with margin (and the UPS bridge to the generator), and the room's devices. Paths and
+This rule checks what is particular to a meeting: power until it ends, with margin
+(and the UPS bridge to the generator), and the room's devices. On the grid the need
+is the meeting's (remaining) duration, as mains may fail when it starts; on
+generator or battery it runs from now to the meeting's end. Paths and
 link quality are the ``multipath`` and ``link_quality`` rules' findings; together they
 give the verdict (``findings.verdict_of``): any blocking reason → ``not_ready``;
 exactly one single point of failure (one independent path, UPS-only power, a short
@@ -12,6 +14,7 @@ check that cannot be made → ``unknown``. Every reason that applies is returned
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from types import MappingProxyType
 
 from contract.wire import RoomReading
@@ -31,11 +34,28 @@ FAULT_CODES: Mapping[RoomCheck, str] = MappingProxyType(
 )
 
 
+def _need(ctx: RuleContext) -> tuple[datetime, float]:
+    """When the need for backup power starts, and how many seconds it lasts (with margin).
+
+    On the grid, mains may fail at any moment of the meeting, the worst at its start
+    (or now, once it has started): the whole remaining meeting. On generator or
+    battery the site spends its reserve already: from now to the meeting's end.
+    """
+    margin = 1 + ctx.thresholds.meeting.margin_pct / 100
+    ends_at = ctx.meeting_starts_at + timedelta(seconds=ctx.meeting_duration_s)
+    on_backup = ctx.power.mode in ("battery", "generator")
+    since = ctx.now if on_backup else max(ctx.meeting_starts_at, ctx.now)
+    return since, max(0.0, (ends_at - since).total_seconds()) * margin
+
+
 def _power(ctx: RuleContext) -> list[Finding]:
     p, meeting = ctx.power, ctx.thresholds.meeting
     if p.mode == "down":
         return []  # station_state says it, once
-    needed_s = ctx.meeting_duration_s * (1 + meeting.margin_pct / 100)
+    since, needed_s = _need(ctx)
+    if needed_s <= 0:
+        return []  # the meeting is over
+    ends_at = ctx.meeting_starts_at + timedelta(seconds=ctx.meeting_duration_s)
     numbers: dict[str, float | None] = {
         "needed_s": needed_s,
         "needed_h": needed_s / 3600,
@@ -46,13 +66,22 @@ def _power(ctx: RuleContext) -> list[Finding]:
         "battery_s": p.battery_s,
         "generator_s": p.generator_s,
         "bridge_s": meeting.ups_bridge_min_s,
+        # times as UTC epoch seconds; the texts show them in Vietnam time
+        "needed_until_ts": since.timestamp() + needed_s,
+        "ends_at_ts": ends_at.timestamp(),
+        "backup_until_ts": None if p.backup_s is None else since.timestamp() + p.backup_s,
     }
     if p.backup_s is None or (p.lower_bound and p.backup_s < needed_s):
         return [
             ctx.finding("meeting", "warning", "meeting_power_unknown", numbers, impact="unknown")
         ]
     if p.backup_s < needed_s:
-        return [ctx.finding("meeting", "critical", "meeting_power_short", numbers)]
+        code = (
+            "meeting_power_short"
+            if p.mode in ("commercial", "unknown")
+            else "meeting_power_runs_out"
+        )
+        return [ctx.finding("meeting", "critical", code, numbers)]
     if not p.generator_present:
         return [ctx.finding("meeting", "warning", "meeting_power_ups_only", numbers, impact="spof")]
     if p.mode not in ("commercial", "unknown"):

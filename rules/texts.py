@@ -8,7 +8,9 @@ format specs turn canonical units into words people read:
 - ``{x:dur}``   seconds as a duration (``38 phút`` / ``38 min``, ``2 giờ 5 phút``);
 - ``{x:media}`` a link medium (``fibre`` → ``cáp quang``); other values pass through;
 - ``{x:risk}``  a shared-risk group slug as a phrase (``tower-hp12`` → ``cột`` /
-                ``the same tower``), guessed from the slug's first word.
+                ``the same tower``), guessed from the slug's first word;
+- ``{x:time}``  UTC epoch seconds as a time in Vietnam (``07/09 14:24``, UTC+7: no
+                daylight saving there, so no time-zone database is read).
 
 A number that is unknown (``None``) prints as ``?``.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from functools import cache
 from types import MappingProxyType
 from typing import Any, Literal
@@ -266,14 +269,24 @@ _CATALOGUE: dict[str, Text] = {
         "last rehearsal was {age_s:dur} ago, older than {max_age_s:dur}",
     ),
     "meeting_power_short": Text(
-        "điện dự phòng đủ {backup_s:dur}, cuộc họp cần {needed_s:dur} "
-        "(gồm {margin_pct:n}% dự phòng)",
-        "backup power for {backup_s:dur}, the meeting needs {needed_s:dur} "
-        "(incl. {margin_pct:n} % margin)",
+        "nếu mất điện lưới, điện dự phòng đủ {backup_s:dur}; cuộc họp cần {needed_s:dur}, "
+        "đến {needed_until_ts:time} (gồm {margin_pct:n}% dự phòng)",
+        "if mains fail, backup power lasts {backup_s:dur}; the meeting needs {needed_s:dur}, "
+        "to {needed_until_ts:time} (incl. {margin_pct:n} % margin)",
+    ),
+    "meeting_power_runs_out": Text(
+        "mất điện lưới: nguồn dự phòng còn {backup_s:dur} (đến {backup_until_ts:time}); "
+        "cuộc họp cần {needed_s:dur}, đến {needed_until_ts:time} "
+        "(họp xong lúc {ends_at_ts:time}, cộng {margin_pct:n}% dự phòng)",
+        "mains lost: power left for {backup_s:dur} (to {backup_until_ts:time}); "
+        "the meeting needs {needed_s:dur}, to {needed_until_ts:time} "
+        "(it ends at {ends_at_ts:time}, plus {margin_pct:n} % margin)",
     ),
     "meeting_power_unknown": Text(
-        "không xác định được điện dự phòng có đủ {needed_s:dur} cho cuộc họp không",
-        "cannot tell whether power lasts the {needed_s:dur} the meeting needs",
+        "không xác định được điện dự phòng có đủ {needed_s:dur} cho cuộc họp "
+        "(đến {needed_until_ts:time}) không",
+        "cannot tell whether power lasts the {needed_s:dur} the meeting needs "
+        "(to {needed_until_ts:time})",
     ),
     "meeting_power_ups_only": Text(
         "chỉ có UPS, không có máy phát: đủ {backup_s:dur} nhưng không có nguồn thứ hai",
@@ -374,6 +387,14 @@ def _duration(seconds: float, lang: Lang) -> str:
     return head + tail
 
 
+VIETNAM = timezone(timedelta(hours=7), "ICT")
+
+
+def _time(epoch_s: float) -> str:
+    # to the nearest minute, as the durations beside it are
+    return datetime.fromtimestamp(round(epoch_s / 60) * 60, VIETNAM).strftime("%d/%m %H:%M")
+
+
 def _risk(slug: str, lang: Lang) -> str:
     word = slug.replace("_", "-").replace(".", "-").split("-", 1)[0]
     known = _RISKS.get(word)
@@ -399,6 +420,8 @@ class _Formatter(string.Formatter):
             return str(value) if media is None else media.template(self.lang)
         if format_spec == "risk":
             return _risk(str(value), self.lang)
+        if format_spec == "time":
+            return _time(float(value))
         return str(super().format_field(value, format_spec))
 
 

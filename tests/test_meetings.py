@@ -16,6 +16,7 @@ from collector.service import Collector
 from contract.wire import Command, Event, Meta, PowerReading, Report
 from kienco.cli import main as kienco_main
 from kienco.meeting_cli import parse_duration, parse_start
+from rules.texts import format_value
 from tests.support.mosquitto import Broker
 from tests.support.subscriber import Subscriber
 from tests.test_rules_support import genset, room, two_paths, ups
@@ -157,7 +158,7 @@ def test_a_meeting_from_plan_to_rehearsal(
     xa = {r["code"]: r["text_en"] for r in by_site["mt-dc-xa"]["reasons"]}
     assert by_site["mt-dc-xa"]["verdict"] == "not_ready"
     assert xa["meeting_power_short"].startswith(
-        "backup power for 1 h 50 min, the meeting needs 3 h"
+        "if mains fail, backup power lasts 1 h 50 min; the meeting needs 3 h 36 min, to "
     )
     assert xa["rehearsal_missing"] == "no rehearsal yet"
     assert [r["code"] for r in by_site["mt-dc-tinh"]["reasons"] if r["severity"] != "info"] == [
@@ -189,6 +190,42 @@ def test_a_meeting_from_plan_to_rehearsal(
     tinh = next(p for p in later["points"] if p["site"] == "mt-dc-tinh")
     assert tinh["verdict"] == "degraded"
     assert [r["code"] for r in tinh["reasons"] if r["severity"] != "info"] == ["rehearsal_stale"]
+
+
+def test_a_point_on_generator_must_last_until_the_meeting_ends(
+    collector: Collector, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 8: 5 h of fuel, a meeting in 4 h for 3 h: the need is (4 + 3) h x 1.2, from now."""
+    on_generator = (
+        ups(mains_present=False, battery_runtime_s=600.0),
+        genset(
+            generator_running=True,
+            on_generator=True,
+            mains_present=False,
+            fuel_l=50.0,
+            fuel_burn_l_per_h=10.0,
+        ),
+    )
+    on_mains = (ups(battery_runtime_s=1200.0), genset(fuel_l=50.0, fuel_burn_l_per_h=10.0))
+    feed(collector, "mt-dc-gen", on_generator, T0)
+    feed(collector, "mt-dc-grid", on_mains, T0)
+    assert collector.api is not None
+    starts = T0 + timedelta(hours=4)
+    plan = ["meeting", "plan", "--at", starts.isoformat(), "--duration", "3h"]
+    assert kienco_main([*plan, "--province", "mt", "--url", collector.api.url]) == 0
+    meeting = json.loads(capsys.readouterr().out)
+    by_site = {p["site"]: p for p in status(collector, meeting["id"], capsys)["points"]}
+
+    gen = {r["code"]: r for r in by_site["mt-dc-gen"]["reasons"]}
+    assert by_site["mt-dc-gen"]["verdict"] == "not_ready"
+    short = gen["meeting_power_runs_out"]
+    assert short["numbers"]["needed_s"] == pytest.approx(8.4 * 3600)
+    ends = format_value((starts + timedelta(hours=3)).timestamp(), "time", "en")
+    assert "the meeting needs 8 h 24 min, to " in short["text_en"]
+    assert f"(it ends at {ends}, plus 20 % margin)" in short["text_en"]
+    # the same fuel on the grid holds: mains may fail at the start, 3 h x 1.2 = 3 h 36 min
+    grid = [r["code"] for r in by_site["mt-dc-grid"]["reasons"] if r["severity"] != "info"]
+    assert grid == ["rehearsal_missing"]
 
 
 @pytest.mark.parametrize(

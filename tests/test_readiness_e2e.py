@@ -144,7 +144,7 @@ async def test_ups_on_battery_flips_the_meeting_point_and_back(
         flipped = await wait_for(lambda: [s for s in statuses(sub) if s.verdict == "not_ready"])
         reasons = {r.code: r for r in flipped[0].reasons}
         assert flipped[0].station_state == "up_battery"
-        assert set(reasons) == {"on_battery_no_generator", "meeting_power_short"}
+        assert set(reasons) == {"on_battery_no_generator", "meeting_power_runs_out"}
         assert reasons["on_battery_no_generator"].text_vi.startswith(
             "đang chạy bằng ắc quy, còn 10 phút"
         )
@@ -166,7 +166,7 @@ async def test_ups_on_battery_flips_the_meeting_point_and_back(
     rows = influxdb.query(db, "SELECT verdict FROM readiness WHERE site='rd-dc-1'")
     assert {"degraded", "not_ready"} <= {r["verdict"] for r in rows}
     codes = {r["code"] for r in influxdb.query(db, "SELECT * FROM finding WHERE site='rd-dc-1'")}
-    assert {"on_battery_no_generator", "meeting_power_short"} <= codes
+    assert {"on_battery_no_generator", "meeting_power_runs_out"} <= codes
 
 
 def _publish(collector: Collector, topic: str, message: Meta | Report) -> None:

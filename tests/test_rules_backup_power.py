@@ -300,10 +300,10 @@ CASES = [
                 room_reading=room(),
             ),
             "not_ready",
-            ("on_battery_generator_stopped", "meeting_power_short"),
+            ("on_battery_generator_stopped", "meeting_power_runs_out"),
             (3 * H - 30) / H,
             3 * H - 30,
-            "critical",
+            "warning",  # the generator's alarm; the hours are the meeting rule's to judge
         ),
         id="meeting-point-on-battery-generator-stopped-is-said-and-judged",
     ),

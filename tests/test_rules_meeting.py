@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
 
 from contract.wire import LinkReading, PowerReading, RoomReading
 from rules import SiteSnapshot
 from tests.test_rules_support import (
+    NOW,
     ago,
     codes,
     genset,
@@ -50,6 +52,7 @@ class Case:
     verdict: str
     codes: tuple[str, ...] = ()
     meeting_duration_s: float | None = None
+    meeting_in_s: float | None = None  # the meeting starts this long from NOW (< 0: begun)
 
 
 SHARED_TOWER = (link("fo1", "fibre", "tower-hp12"), link("mw1", "microwave", "tower-hp12"))
@@ -273,11 +276,120 @@ CASES = [
 ]
 
 
+# --- the meeting's start: on the grid the need is the (remaining) meeting, mains may
+# fail when it starts; on generator or battery it runs from now to the meeting's end.
+
+
+def on_generator(fuel_h: float, battery_s: float = 600) -> tuple[PowerReading, ...]:
+    """Mains lost, the generator running with ``fuel_h`` of fuel, a small UPS behind it."""
+    return (
+        ups(mains_present=False, battery_runtime_s=battery_s),
+        genset(
+            generator_running=True,
+            on_generator=True,
+            mains_present=False,
+            fuel_l=10 * fuel_h,
+            fuel_burn_l_per_h=10,
+        ),
+    )
+
+
+GEN = ("on_generator",)  # backup_power's note of the power state, always there
+
+
+def on_mains(fuel_h: float, battery_s: float = 1200) -> tuple[PowerReading, ...]:
+    return (ups(battery_runtime_s=battery_s), genset(fuel_l=10 * fuel_h, fuel_burn_l_per_h=10))
+
+
+CASES += [
+    pytest.param(
+        Case(point(on_generator(5)), "not_ready", (*GEN, "meeting_power_runs_out"), 3 * H, 4 * H),
+        id="on-generator-5h-meeting-in-4h-for-3h-needs-8h24",
+    ),
+    pytest.param(
+        Case(point(on_generator(3)), "not_ready", (*GEN, "meeting_power_runs_out"), 3 * H, 4 * H),
+        id="on-generator-3h-meeting-in-4h-for-3h-needs-8h24",
+    ),
+    pytest.param(
+        Case(point(on_generator(8.5)), "ready", GEN, 3 * H, 4 * H),
+        id="on-generator-8h30-meeting-in-4h-for-3h-holds",
+    ),
+    pytest.param(
+        Case(point(on_mains(5)), "ready", (), 3 * H, 4 * H),
+        id="on-mains-5h-meeting-in-4h-for-3h-needs-3h36-from-its-start",
+    ),
+    pytest.param(
+        Case(point(on_mains(3)), "not_ready", ("meeting_power_short",), 3 * H, 4 * H),
+        id="on-mains-3h20-meeting-for-3h-needs-3h36",
+    ),
+    pytest.param(
+        Case(point(on_generator(2)), "not_ready", (*GEN, "meeting_power_runs_out"), 3 * H, -H),
+        id="on-generator-2h10-meeting-begun-2h-left-needs-2h24",
+    ),
+    pytest.param(
+        Case(point(on_generator(2.5)), "ready", GEN, 3 * H, -H),
+        id="on-generator-2h40-meeting-begun-2h-left-holds",
+    ),
+    pytest.param(
+        Case(point(on_mains(2.5)), "ready", (), 3 * H, -H),
+        id="on-mains-2h50-meeting-begun-needs-only-what-is-left",
+    ),
+    pytest.param(
+        Case(point(on_generator(0.1)), "ready", GEN, 3 * H, -4 * H),
+        id="meeting-over-no-power-need",
+    ),
+    pytest.param(
+        Case(
+            point([on_battery(runtime_s=2 * H)]),
+            "not_ready",
+            ("on_battery_no_generator", "meeting_power_runs_out"),
+            H,
+            2 * H,
+        ),
+        id="on-battery-2h-meeting-in-2h-for-1h-needs-3h36",
+    ),
+]
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_meeting_readiness(case: Case) -> None:
-    e = judge(case.snapshot, meeting_duration_s=case.meeting_duration_s)
+    starts = None if case.meeting_in_s is None else NOW + timedelta(seconds=case.meeting_in_s)
+    e = judge(case.snapshot, meeting_duration_s=case.meeting_duration_s, meeting_starts_at=starts)
     assert tuple(codes(e)) == case.codes
     assert e.verdict == case.verdict
+
+
+def test_the_need_runs_from_now_to_the_meetings_end_on_generator() -> None:
+    """Issue 8: 5 h of fuel, a meeting in 4 h for 3 h: (4 + 3) h x 1.2 = 8 h 24 min."""
+    e = judge(
+        point(on_generator(5)),
+        meeting_duration_s=3 * H,
+        meeting_starts_at=NOW + timedelta(hours=4),
+    )
+    finding = next(f for f in e.findings if f.code == "meeting_power_runs_out")
+    assert finding.numbers["needed_s"] == pytest.approx(8.4 * H)
+    # NOW is 13:00 in Vietnam; power lasts 5 h 10 min less the report's 30 s age
+    assert finding.text_en == (
+        "mains lost: power left for 5 h 10 min (to 07/09 18:10); the meeting needs 8 h 24 min, "
+        "to 07/09 21:24 (it ends at 07/09 20:00, plus 20 % margin)"
+    )
+    assert finding.text_vi == (
+        "mất điện lưới: nguồn dự phòng còn 5 giờ 10 phút (đến 07/09 18:10); cuộc họp cần "
+        "8 giờ 24 phút, đến 07/09 21:24 (họp xong lúc 07/09 20:00, cộng 20% dự phòng)"
+    )
+
+
+def test_on_mains_the_need_is_the_meeting_from_its_start() -> None:
+    e = judge(
+        point(on_mains(3)),
+        meeting_duration_s=3 * H,
+        meeting_starts_at=NOW + timedelta(hours=4),
+    )
+    finding = next(f for f in e.findings if f.code == "meeting_power_short")
+    assert finding.text_en == (
+        "if mains fail, backup power lasts 3 h 20 min; the meeting needs 3 h 36 min, "
+        "to 07/09 20:36 (incl. 20 % margin)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -286,8 +398,10 @@ def test_meeting_readiness(case: Case) -> None:
         pytest.param(
             point(power=[ups(battery_runtime_s=2 * H)]),
             "meeting_power_short",
-            "điện dự phòng đủ 2 giờ, cuộc họp cần 4 giờ 48 phút (gồm 20% dự phòng)",
-            "backup power for 2 h, the meeting needs 4 h 48 min (incl. 20 % margin)",
+            "nếu mất điện lưới, điện dự phòng đủ 2 giờ; cuộc họp cần 4 giờ 48 phút, "
+            "đến 07/09 17:48 (gồm 20% dự phòng)",
+            "if mains fail, backup power lasts 2 h; the meeting needs 4 h 48 min, "
+            "to 07/09 17:48 (incl. 20 % margin)",
             id="power-short",
         ),
         pytest.param(
@@ -319,3 +433,10 @@ def test_a_policy_that_checks_no_room_device_needs_no_room_reading() -> None:
     evaluation = evaluate(point(no_room=True), unmonitored, NOW)
     assert evaluation.verdict == "ready"
     assert "room_unknown" not in codes(evaluation)
+
+
+def test_a_naive_meeting_start_is_refused() -> None:
+    from datetime import datetime
+
+    with pytest.raises(ValueError, match="meeting_starts_at"):
+        judge(point(), meeting_starts_at=datetime(2024, 9, 7, 14, 0))

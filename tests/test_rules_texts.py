@@ -10,7 +10,7 @@ import pytest
 from rules import Finding
 from rules.texts import CATALOGUE, LANGS, Lang, format_value, placeholders, render
 
-NUMBER_SPECS = {"n", "dur"}
+NUMBER_SPECS = {"n", "dur", "time"}
 
 
 def _fields(template: str) -> dict[str, str]:
@@ -80,6 +80,8 @@ def test_finding_refuses_unknown_code_and_missing_numbers() -> None:
         pytest.param(65_535, "vi", "n", "65.535", id="thousands-vi"),
         pytest.param(65_535, "en", "n", "65,535", id="thousands-en"),
         pytest.param(72.0, "en", "n", "72", id="whole"),
+        pytest.param(1_725_688_800, "vi", "time", "07/09 13:00", id="vietnam-time"),
+        pytest.param(1_725_688_829.9, "en", "time", "07/09 13:00", id="time-to-the-minute"),
         pytest.param(None, "vi", "dur", "?", id="unknown"),
         pytest.param("microwave", "vi", "media", "viba", id="media-vi"),
         pytest.param("cellular", "en", "media", "cellular", id="media-en"),
