@@ -25,6 +25,7 @@ Run:
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import timeit
 from collections.abc import Callable
@@ -173,10 +174,11 @@ def decode_costs(repeat: int) -> list[tuple[str, object]]:
     ]  # fmt: skip
     check = _duplicate_key_check()
     if check is not None:
+        validated = [(p, Report.model_validate_json(p)) for _, p in payloads]
 
         def check_only() -> None:
-            for _, payload in payloads:
-                check(payload)
+            for payload, message in validated:
+                check(payload, message)
 
         rows.append(
             (
@@ -184,14 +186,27 @@ def decode_costs(repeat: int) -> list[tuple[str, object]]:
                 1e6 / _best_rate(check_only, n, repeat=repeat, number=10),
             )
         )
+        pretty = [(json.dumps(json.loads(p), indent=1).encode(), m) for p, m in validated]
+
+        def check_pretty() -> None:
+            for payload, message in pretty:
+                check(payload, message)
+
+        rows.append(
+            (
+                "duplicate-key check, pretty-printed JSON (slow path), µs/report",
+                1e6 / _best_rate(check_pretty, n, repeat=repeat, number=10),
+            )
+        )
     rows.append(("report size (bytes, mean)", sum(len(p) for _, p in payloads) / n))
     return rows
 
 
-def _duplicate_key_check() -> Callable[[bytes], object] | None:
+def _duplicate_key_check() -> Callable[[bytes, Report], object] | None:
+    """collector.decode.duplicate_key, when the code measured has it."""
     from collector import decode as decode_module
 
-    found: Callable[[bytes], object] | None = getattr(decode_module, "duplicate_key", None)
+    found: Callable[[bytes, Report], object] | None = getattr(decode_module, "duplicate_key", None)
     return found
 
 

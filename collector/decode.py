@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import typing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from contract.topics import SiteTopic, TopicError
@@ -73,6 +76,9 @@ def decode(
         if errors and errors[0]["type"] == "json_invalid":
             return Rejected("invalid_json", errors[0]["msg"][:500])
         return Rejected("schema", _describe(errors))
+    twice = duplicate_key(payload, message)
+    if twice is not None:
+        return Rejected("invalid_json", twice)
     if message.site != parsed.site or message.province != parsed.province:
         return Rejected(
             "site_mismatch",
@@ -89,6 +95,81 @@ def decode(
     return Decoded(parsed, message)
 
 
+def duplicate_key(payload: bytes, message: BaseModel) -> str | None:
+    """Why ``payload`` (which validated as ``message``) is ambiguous, or None.
+
+    JSON leaves a key given twice in one object undefined: pydantic keeps the last
+    one, another consumer of the broker may read the first (``site`` or ``seq`` twice
+    is two different messages). pydantic cannot tell, so this looks, cheaply first:
+    once blanks are removed, each key is exactly one ``":`` in the payload, and any
+    other ``":`` lies inside a string; each distinct key is one field in the fields
+    set of the models built from it (``extra="forbid"``: no other key gets through).
+    So if the ``":`` count equals the fields set, no key is given twice. Otherwise
+    (a ``\\":`` in a text, or a duplicate) the standard parser looks at every
+    object. Cost: benchmarks/codec.py.
+    """
+    # Blanks removed, a key and its colon meet; removing them elsewhere can only add
+    # matches (then the exact look decides), never hide a key.
+    if payload.translate(None, b" \t\r\n").count(b'":') == _keys_given(message):
+        return None
+    try:
+        json.loads(payload, object_pairs_hook=_each_key_once)
+    except _GivenTwice as twice:
+        return f"key {twice.key!r} given twice in one object: readers disagree on its value"
+    except (ValueError, RecursionError) as exc:  # pydantic took it; the standard parser not
+        return f"not standard JSON: {exc}"[:500]
+    return None
+
+
+class _GivenTwice(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _each_key_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _GivenTwice(key)
+            seen.add(key)
+    return found
+
+
+_NESTED: dict[type[BaseModel], tuple[str, ...]] = {}
+
+
+def _nested_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of ``model`` that may hold models (each one a JSON object)."""
+
+    def holds_model(annotation: Any) -> bool:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return True
+        return any(holds_model(arg) for arg in typing.get_args(annotation))
+
+    return tuple(n for n, info in model.model_fields.items() if holds_model(info.annotation))
+
+
+def _keys_given(message: BaseModel) -> int:
+    """How many keys the JSON of ``message`` had, counting each distinct key once."""
+    given = message.model_fields_set
+    count = len(given)
+    names = _NESTED.get(type(message))
+    if names is None:
+        names = _NESTED[type(message)] = _nested_fields(type(message))
+    for name in names:
+        if name in given:
+            value = getattr(message, name)
+            if type(value) is tuple:
+                for item in value:
+                    if isinstance(item, BaseModel):
+                        count += _keys_given(item)
+            elif isinstance(value, BaseModel):
+                count += _keys_given(value)
+    return count
+
+
 def _timestamp(message: Accepted) -> datetime:
     return message.taken_at if isinstance(message, Report) else message.at
 
@@ -102,4 +183,13 @@ def _describe(errors: list[ErrorDetails]) -> str:
     return ("; ".join(parts) + more)[:1000]
 
 
-__all__ = ["REJECT_REASONS", "Accepted", "Decoded", "Ignored", "Rejected", "Status", "decode"]
+__all__ = [
+    "REJECT_REASONS",
+    "Accepted",
+    "Decoded",
+    "Ignored",
+    "Rejected",
+    "Status",
+    "decode",
+    "duplicate_key",
+]

@@ -100,3 +100,46 @@ def test_our_own_status_messages_are_ignored() -> None:
 def test_small_clock_skew_is_tolerated() -> None:
     ahead = (NOW + timedelta(seconds=60)).isoformat()
     assert isinstance(_decode(TOPIC, _report(taken_at=ahead)), Decoded)
+
+
+# A key given twice (issue 8, item 8): pydantic keeps the last, another reader the first.
+_GOOD = json.dumps(_report(), separators=(",", ":"))
+
+
+@pytest.mark.parametrize(
+    ("payload", "key"),
+    [
+        (_GOOD.replace('"site":', '"site":"hp-bts-999","site":', 1), "site"),
+        (_GOOD.replace('"seq":7', '"seq":6,"seq":7', 1), "seq"),
+        # nested: one UPS said to be on battery and not
+        (_GOOD.replace('"on_battery":true', '"on_battery":false,"on_battery":true'), "on_battery"),
+        # blanks between a key and its colon, as a pretty printer writes them
+        (_GOOD.replace('"seq":7', '"seq" : 6 ,\n "seq"\t:7', 1), "seq"),
+        # a text holding '":' must not hide a duplicate from the cheap count
+        (
+            _GOOD.replace('"path":', '"error":"he said \\"no\\": 1","path":"x","path":', 1),
+            "path",
+        ),
+    ],
+    ids=["site", "seq", "nested", "pretty-printed", "quote-colon-in-text"],
+)
+def test_a_key_given_twice_is_invalid_json(payload: str, key: str) -> None:
+    result = _decode(TOPIC, payload.encode())
+    assert isinstance(result, Rejected), result
+    assert result.reason == "invalid_json"
+    assert f"key {key!r} given twice" in result.detail
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        _GOOD,
+        json.dumps(_report(), indent=2),  # pretty-printed: the exact look, no duplicate
+        _GOOD.replace('"path":', '"error":"he said \\"no\\": \\"x\\":1","path":', 1),
+        # the same key in two objects is no duplicate
+        json.dumps(_report(power=[{"device": "ups1"}, {"device": "ups2"}])),
+    ],
+    ids=["compact", "pretty", "quote-colon-in-text", "same-key-two-objects"],
+)
+def test_keys_given_once_are_accepted(payload: str) -> None:
+    assert isinstance(_decode(TOPIC, payload.encode()), Decoded)
