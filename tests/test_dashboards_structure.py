@@ -21,7 +21,7 @@ from collector.config import InfluxConfig
 from kienco.cli import main as kienco_main
 from kienco.dashboards import build
 from kienco.dashboards.common import SCHEMA_VERSION, TIMEZONE
-from kienco.dashboards.influxql import DATASOURCE_UID, InfluxQLQuery
+from kienco.dashboards.influxql import DATASOURCE_MIN_INTERVAL, DATASOURCE_UID, InfluxQLQuery
 
 REPO = Path(__file__).resolve().parents[1]
 DASHBOARDS = REPO / "dashboards"
@@ -211,6 +211,7 @@ def test_datasource_provisioning() -> None:
     assert source.uid == DATASOURCE_UID
     assert source.jsonData.dbName == InfluxConfig().database  # what the collector writes to
     assert source.jsonData.httpMode == "POST"
+    assert source.jsonData.timeInterval == DATASOURCE_MIN_INTERVAL  # what the replay assumes
     assert ENV.match(source.secureJsonData["password"]), "the password comes from the environment"
     assert "password" not in path.read_text("utf-8").split("secureJsonData")[0]
 

@@ -19,10 +19,19 @@ from grafana_foundation_sdk.cog import runtime as cogruntime
 from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.models.dashboard import DataSourceRef
 
-__all__ = ["DATASOURCE", "DATASOURCE_UID", "Expect", "InfluxQL", "InfluxQLQuery", "ResultFormat"]
+__all__ = [
+    "DATASOURCE",
+    "DATASOURCE_MIN_INTERVAL",
+    "DATASOURCE_UID",
+    "Expect",
+    "InfluxQL",
+    "InfluxQLQuery",
+    "ResultFormat",
+]
 
 DATASOURCE_UID = "kienco-influxdb"  # dashboards/provisioning/datasources/kienco.yaml
 DATASOURCE = DataSourceRef(type_val="influxdb", uid=DATASOURCE_UID)
+DATASOURCE_MIN_INTERVAL = "30s"  # the provisioned timeInterval: the agents' report interval
 
 ResultFormat = Literal["time_series", "table"]
 
@@ -78,13 +87,16 @@ cogruntime.register_dataquery_variant(
 class Expect:
     """What a query must return for its panel, checked on a real InfluxDB.
 
-    ``columns``: value columns every series carries; ``tags``: the GROUP BY tags each
-    series is keyed by; ``single``: one row per series (a stat, a "now" table row).
+    ``columns``: value columns every series carries, each with a value somewhere;
+    ``tags``: the GROUP BY tags each series is keyed by; ``single``: one row per series
+    (a stat, a "now" table row); ``sparse``: columns that may rightly be empty at a
+    given moment (time to dark while no site is off mains).
     """
 
     columns: tuple[str, ...]
     tags: tuple[str, ...] = ()
     single: bool = False
+    sparse: tuple[str, ...] = ()
 
 
 class InfluxQL(cogbuilder.Builder[cogvariants.Dataquery]):

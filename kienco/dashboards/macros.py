@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 __all__ = [
     "ALL",
@@ -81,8 +81,9 @@ class TimeRange:
     end: datetime
 
     @classmethod
-    def last(cls, span: timedelta, *, now: datetime) -> TimeRange:
-        return cls(now - span, now)
+    def last(cls, span: timedelta, *, now: datetime | None = None) -> TimeRange:
+        end = now or datetime.now(UTC)
+        return cls(end - span, end)
 
 
 @dataclass(frozen=True, slots=True)

@@ -168,6 +168,7 @@ def build() -> Built:
                     ("state_code", "dark_in_s", "backup_hours", "name"),
                     tags=("site", "province", "operator"),
                     single=True,
+                    sparse=("dark_in_s",),
                 ),
                 result_format="table",
             )
