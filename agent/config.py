@@ -110,7 +110,9 @@ class DeviceConfig(_Strict):
     device: Slug
     role: Literal["ups", "rectifier", "generator", "ats", "router", "radio", "other"] = "ups"
     protocol: Literal["snmp", "nut", "modbus"] = "snmp"
-    profile: str | None = Field(default=None, description="snmp/modbus: the device profile")
+    profile: str | None = Field(
+        default=None, description="the device profile (nut: optional, default nut)"
+    )
     host: str
     port: Annotated[int, Field(ge=1, le=65535)] | None = Field(
         default=None, description="default: 161 snmp, 3493 nut, 502 modbus"
@@ -242,18 +244,21 @@ def load_site_config(path: Path) -> SiteConfig:
     config = load_yaml_model(path, SiteConfig)
     # Profiles are data files: a typo in one stops the agent at start, not at the first poll.
     from agent.modbus_profile import ModbusProfileError, load_modbus_profile_by_name
+    from agent.nut_profile import NutProfileError, load_nut_profile_by_name
     from agent.profiles import ProfileError, load_profile_by_name
 
     problems = []
     for index, device in enumerate(config.devices):
         if device.profile is None:
-            continue  # NUT devices are described by upsd itself
+            continue  # a NUT device without one uses the shipped profile "nut"
         try:
             if device.protocol == "modbus":
                 load_modbus_profile_by_name(device.profile)
+            elif device.protocol == "nut":
+                load_nut_profile_by_name(device.profile)
             else:
                 load_profile_by_name(device.profile)
-        except (ProfileError, ModbusProfileError, ConfigError) as exc:
+        except (ProfileError, ModbusProfileError, NutProfileError, ConfigError) as exc:
             problems.append(f"devices.{index}.profile: {exc}")
     if config.room is not None and config.room.codec is not None:
         from agent.room_profiles import RoomProfileError, load_room_profile_by_name

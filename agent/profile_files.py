@@ -44,15 +44,23 @@ class ProfileDocument(Strict):
 
 
 class Invalid(Strict):
-    """Raw values that mean "unknown" (checked before scale and enum); 65535 equals 65535.0."""
+    """Raw values that mean "unknown" (checked before scale and enum); 65535 equals 65535.0.
 
-    equals: tuple[int | float, ...] = ()
+    ``equals`` may hold words too: text a device answers for "no value" (NUT's ``WAIT``).
+    """
+
+    equals: tuple[int | float | str, ...] = ()
     below: float | None = None
     above: float | None = None
 
     def rejects(self, raw: float) -> bool:
         below = self.below is not None and raw < self.below
         return raw in self.equals or below or (self.above is not None and raw > self.above)
+
+    @property
+    def bounds(self) -> bool:
+        """Whether it has a numeric bound (below/above), which text cannot have."""
+        return self.below is not None or self.above is not None
 
 
 def wire_kinds(model: type[BaseModel], *identity: str) -> dict[str, Any]:

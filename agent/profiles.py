@@ -2,33 +2,44 @@
 
 A profile is data (``firmware-configs/profiles/<name>.yaml``). ``kind: power`` (the
 default; vocabulary at the top of ``ups-mib.yaml``) GETs scalars into one
-``PowerReading``; ``kind: interfaces`` (vocabulary at the top of ``if-mib-router.yaml``)
-walks table columns into one ``InterfaceReading`` per row. Loading is strict: an
-unknown key, a wrong type or a name that is not a wire field fails with the key and
-the fix. The value vocabulary (``ValueSpec``, ``Condition``, ``Derivation``) and the
-pure decoding live in :mod:`agent.profile_decode`.
+``PowerReading``, and may say what the model's SNMP traps mean (``traps:``,
+:mod:`agent.trap_profile`); ``kind: interfaces`` (vocabulary at the top of
+``if-mib-router.yaml``) walks table columns into one ``InterfaceReading`` per row.
+Loading is strict: an unknown key, a wrong type or a name that is not a wire field
+fails with the key and the fix. The value vocabulary is :mod:`agent.profile_vocabulary`,
+the decoding :mod:`agent.profile_decode`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, PrivateAttr, StringConstraints
 from pydantic import model_validator as _model_validator
 
-from agent.profile_decode import ORDERING, Condition, Derivation, RawValue, Value, ValueSpec
 from agent.profile_files import (
     Invalid,
     Name,
     ProfileDocument,
     Strict,
-    check_enum,
     find_profile,
     load_profile_file,
     wire_kinds,
 )
+from agent.profile_vocabulary import (
+    Condition,
+    Derivation,
+    ProfileTest,
+    RawValue,
+    Value,
+    ValueRule,
+    ValueSpec,
+    check_conditions,
+    check_readings,
+)
+from agent.trap_profile import TrapSection, check_traps
 from contract.wire import InterfaceReading, PowerReading
 from plumbing.data import firmware_configs
 
@@ -47,6 +58,7 @@ __all__ = [
     "load_profile",
     "load_profile_by_name",
     "oids",
+    "snmp_profile_paths",
     "table_columns",
 ]
 
@@ -59,13 +71,6 @@ class ProfileError(ValueError):
     """A profile that cannot be used; the message names the file, the key and the fix."""
 
 
-class ProfileTest(Strict):
-    """What tests/test_profile_catalogue.py expects when it polls the profile's recording."""
-
-    absent: tuple[str, ...] = ()  # readings the recorded model does not serve (null)
-    rows: Annotated[int, Field(ge=0)] | None = None  # interfaces the filters keep
-
-
 class PortLabel(Strict):
     """The port slug: the first non-empty text value of ``from``, else ``prefix`` + row index."""
 
@@ -73,68 +78,12 @@ class PortLabel(Strict):
     prefix: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,15}$")] = "if"
 
 
-def _check_spec(where: str, kind: Any, spec: ValueSpec) -> None:
-    if kind is str:
-        if spec.scale != 1 or spec.offset != 0 or spec.enum is not None:
-            raise ValueError(f"{where}: a text field takes no scale, offset or enum; remove them")
-        return
-    if spec.text:
-        raise ValueError(f"{where}: not a text field; remove text: true")
-    check_enum(where, kind, spec.enum)
-
-
-def _check_conditions(
-    where: str, conditions: Sequence[Condition], known: Mapping[str, Any]
-) -> None:
-    for cond in conditions:
-        target = known.get(cond.value)
-        if target is None:
-            raise ValueError(
-                f"{where}: {cond.value!r} is neither a reading nor a source; use one of "
-                + ", ".join(known)
-            )
-        if target.enum is not None and cond.operator in ORDERING:
-            raise ValueError(f"{where}: {cond.value} has an enum; use eq, ne or in")
-        if cond.operator == "match" and not target.text:
-            raise ValueError(f"{where}: match needs a text value; add text: true to {cond.value}")
-
-
-def _check_fields(profile: _Profile, section: str, kinds: dict[str, Any], model: str) -> None:
-    """Shared checks: names fit the wire, derivations fit their fields, conditions resolve."""
-    fields: dict[str, ValueSpec] = getattr(profile, section)
-    for name, spec in fields.items():
-        if name not in kinds:
-            raise ValueError(f"{section}.{name}: not {model} field; use one of {', '.join(kinds)}")
-        _check_spec(f"{section}.{name}", kinds[name], spec)
-    for name in profile.sources.keys() & fields.keys():
-        raise ValueError(f"sources.{name}: also under {section}; rename the source")
-    # A wire text field (the interface name) is text even without `text: true`.
-    known = {
-        **profile.sources,
-        **{n: s.model_copy(update={"text": kinds[n] is str}) for n, s in fields.items()},
-    }
-    for name, derivation in profile.derive.items():
-        wanted = int if derivation.count_ is not None else bool
-        if kinds.get(name) is not wanted:
-            what = (
-                "count fields (alarms_count…)" if wanted is int else "yes/no fields (on_battery…)"
-            )
-            raise ValueError(f"derive.{name}: this combinator gives {what} only")
-        if name in fields:
-            raise ValueError(f"derive.{name}: also under {section}; keep one of the two")
-        _check_conditions(f"derive.{name}", derivation.conditions, known)
-    for name in profile.test.absent:
-        if name not in fields and name not in profile.derive:
-            raise ValueError(f"test.absent: {name!r} is not a reading of this profile; remove it")
-    profile._known = known
-
-
 class _Profile(ProfileDocument):
     mib: str | None = None
     sources: dict[Name, ValueSpec] = Field(default_factory=dict)
     derive: dict[str, Derivation] = Field(default_factory=dict)
     test: ProfileTest = ProfileTest()
-    _known: dict[str, ValueSpec] = PrivateAttr(default_factory=dict)
+    _known: dict[str, ValueRule] = PrivateAttr(default_factory=dict)
 
 
 class Profile(_Profile):
@@ -143,10 +92,13 @@ class Profile(_Profile):
     wire_kinds: ClassVar[dict[str, Any]] = POWER_KINDS
     kind: Literal["power"] = "power"
     readings: dict[str, ValueSpec]
+    traps: TrapSection | None = None
 
     @_model_validator(mode="after")
     def _names_fit_the_wire(self) -> Profile:
-        _check_fields(self, "readings", POWER_KINDS, "a PowerReading")
+        self._known = check_readings(self, "readings", self.readings, POWER_KINDS, "a PowerReading")
+        if self.traps is not None:
+            check_traps(self.traps, self._known, POWER_KINDS)
         return self
 
 
@@ -167,15 +119,17 @@ class InterfaceProfile(_Profile):
             for name, spec in specs.items():
                 if "index" in spec.model_fields_set:
                     raise ValueError(f"{section}.{name}.index: a column is walked; remove index")
-        _check_fields(self, "columns", INTERFACE_KINDS, "an InterfaceReading")
+        self._known = check_readings(
+            self, "columns", self.columns, INTERFACE_KINDS, "an InterfaceReading"
+        )
         for name in self.port.from_:
             if name not in self._known or not self._known[name].text:
                 raise ValueError(f"port.from: {name!r} is not a text column or source (text: true)")
         for key, rule in (("include", self.include), ("exclude", self.exclude)):
-            if rule is not None and rule.count_ is not None:
-                raise ValueError(f"{key}: use any or all; count does not select rows")
+            if rule is not None and (rule.count_ is not None or rule.when is not None):
+                raise ValueError(f"{key}: use any, all or first; count does not select rows")
             if rule is not None:
-                _check_conditions(key, rule.conditions, self._known)
+                check_conditions(key, rule.conditions, self._known)
         return self
 
 
@@ -206,6 +160,12 @@ def load_profile_by_name(name: str, search_dirs: Sequence[Path] | None = None) -
     return find_profile(
         name, dirs, suffix=".yaml", error_cls=ProfileError, load=load_profile, example="ups-mib"
     )
+
+
+def snmp_profile_paths(search_dirs: Sequence[Path] | None = None) -> list[Path]:
+    """Every SNMP profile file (``<name>.yaml``; ``<name>.modbus.yaml`` and the like are not)."""
+    dirs = search_dirs if search_dirs is not None else [PROFILES_DIR]
+    return sorted(p for d in dirs for p in Path(d).glob("*.yaml") if p.name.count(".") == 1)
 
 
 def oids(profile: Profile) -> list[str]:

@@ -1,9 +1,12 @@
 """SNMP traps from the site's UPSes, turned into immediate events.
 
 Two parts: :class:`TrapReceiver` listens for v1/v2c/v3 traps with pysnmp's
-notification receiver (asyncio), and :func:`trap_to_event`, a pure function,
-maps one trap to an :class:`contract.wire.Event` (or ``None`` for traps kienco does
-not know). The runner stores the event in the outbox and publishes it at once.
+notification receiver (asyncio), and :func:`trap_to_event` dispatches one trap: it
+finds the notification among the profiles' ``traps:`` sections (:class:`TrapCatalogue`),
+the device by address, and lets :func:`agent.trap_profile.decode_trap` say what it
+means (``None`` for traps no profile knows). What a trap means is data, in the
+profiles; nothing here knows a MIB. The runner stores the event in the outbox and
+publishes it at once.
 
 SNMPv3 traps are sent by the UPS as the *authoritative* engine: their keys are
 localised to the UPS's engine ID, so the receiver must know it in advance (as
@@ -27,7 +30,9 @@ import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from functools import cache
+from pathlib import Path
+from typing import Any
 
 from pyasn1.type import univ
 from pysnmp.carrier.asyncio.dgram import udp, udp6
@@ -37,7 +42,9 @@ from pysnmp.entity.rfc3413 import ntfrcv
 from pysnmp.proto import rfc1155, rfc1902
 
 from agent.config import DeviceConfig, SiteConfig, SnmpV3Credentials
-from contract.wire import Event, EventName, PowerReading
+from agent.profiles import Profile, ProfileError, load_profile, snmp_profile_paths
+from agent.trap_profile import decode_trap
+from contract.wire import Event
 
 log = logging.getLogger("kienco.agent.traps")
 
@@ -46,123 +53,58 @@ TrapValue = int | str | bytes | None
 
 VarBinds = Sequence[tuple[str, TrapValue]]
 
-# --- OIDs ------------------------------------------------------------------------------
 # SNMPv2-MIB (RFC 3418) and SNMP-COMMUNITY-MIB (RFC 3584, the v1 -> v2 translation).
 SYS_UPTIME = "1.3.6.1.2.1.1.3.0"
 SNMP_TRAP_OID = "1.3.6.1.6.3.1.1.4.1.0"
 SNMP_TRAP_ADDRESS = "1.3.6.1.6.3.18.1.3.0"  # a v1 trap's agent-addr field
 
-# UPS-MIB, RFC 1628 (checked against a pysmi-compiled UPS-MIB: upsTraps = upsMIB 2, the four
-# notifications are upsTraps 1..4 with no ".0" level; a v1 trap with enterprise upsTraps and
-# specific-trap N is translated by RFC 3584 to upsTraps.0.N, so both forms are accepted).
-UPS_MIB = "1.3.6.1.2.1.33"
-UPS_TRAPS = f"{UPS_MIB}.2"
-UPS_TRAP_ON_BATTERY = f"{UPS_TRAPS}.1"  # OBJECTS upsEstimatedMinutesRemaining, upsSecondsOnBattery
-UPS_TRAP_TEST_COMPLETED = f"{UPS_TRAPS}.2"  # OBJECTS upsTestId … upsTestResultsSummary, Detail
-UPS_TRAP_ALARM_ADDED = f"{UPS_TRAPS}.3"  # OBJECTS upsAlarmId, upsAlarmDescr
-UPS_TRAP_ALARM_REMOVED = f"{UPS_TRAPS}.4"  # OBJECTS upsAlarmId, upsAlarmDescr
-UPS_BATTERY_STATUS = f"{UPS_MIB}.1.2.1.0"  # 1 unknown, 2 normal, 3 low, 4 depleted
-UPS_SECONDS_ON_BATTERY = f"{UPS_MIB}.1.2.2.0"
-UPS_MINUTES_REMAINING = f"{UPS_MIB}.1.2.3.0"
-UPS_CHARGE_REMAINING = f"{UPS_MIB}.1.2.4.0"
-UPS_ALARM_DESCR = f"{UPS_MIB}.1.6.2.1.2"  # upsAlarmEntry 2, indexed by upsAlarmId
-UPS_TEST_RESULTS_SUMMARY = f"{UPS_MIB}.1.7.3.0"
-UPS_TEST_RESULTS_DETAIL = f"{UPS_MIB}.1.7.4.0"
-UPS_WELL_KNOWN_ALARMS = f"{UPS_MIB}.1.6.3"
-ALARM_ON_BATTERY = f"{UPS_WELL_KNOWN_ALARMS}.2"
-ALARM_LOW_BATTERY = f"{UPS_WELL_KNOWN_ALARMS}.3"
-ALARM_DEPLETED_BATTERY = f"{UPS_WELL_KNOWN_ALARMS}.4"
-UPS_ALARM_NAMES = {
-    f"{UPS_WELL_KNOWN_ALARMS}.{n}": name
-    for n, name in enumerate(
-        (
-            "upsAlarmBatteryBad",
-            "upsAlarmOnBattery",
-            "upsAlarmLowBattery",
-            "upsAlarmDepletedBattery",
-            "upsAlarmTempBad",
-            "upsAlarmInputBad",
-            "upsAlarmOutputBad",
-            "upsAlarmOutputOverload",
-            "upsAlarmOnBypass",
-            "upsAlarmBypassBad",
-            "upsAlarmOutputOffAsRequested",
-            "upsAlarmUpsOffAsRequested",
-            "upsAlarmChargerFailed",
-            "upsAlarmUpsOutputOff",
-            "upsAlarmUpsSystemOff",
-            "upsAlarmFanFailure",
-            "upsAlarmFuseFailure",
-            "upsAlarmGeneralFault",
-            "upsAlarmDiagnosticTestFailed",
-            "upsAlarmCommunicationsLost",
-            "upsAlarmAwaitingPower",
-            "upsAlarmShutdownPending",
-            "upsAlarmShutdownImminent",
-            "upsAlarmTestInProgress",
-        ),
-        start=1,
-    )
-}
-UPS_TEST_RESULTS = {
-    1: "donePass",
-    2: "doneWarning",
-    3: "doneError",
-    4: "aborted",
-    5: "inProgress",
-    6: "noTestsInitiated",
-}
-BATTERY_STATUS: dict[int, Literal["normal", "low", "depleted", "unknown"]] = {
-    1: "unknown",
-    2: "normal",
-    3: "low",
-    4: "depleted",
-}
 
-# APC PowerNet-MIB v4.2.6 (librenms/librenms, mibs/apc/PowerNet-MIB): SMIv1 TRAP-TYPEs with
-# ENTERPRISE apc (1.3.6.1.4.1.318); as SNMPv2 notifications (RFC 3584) they are apc.0.N.
-# Each carries mtrapargsString as its last varbind ("always appears as the last variable").
-APC = "1.3.6.1.4.1.318"
-APC_TRAPS = f"{APC}.0"
+@dataclass(frozen=True)
+class TrapCatalogue:
+    """Every notification the profiles' ``traps:`` sections declare, by snmpTrapOID."""
 
-PowerKind = Literal["on_battery", "on_mains", "low", "low_on_battery", "depleted"]
+    by_oid: Mapping[str, tuple[Profile, str]]
+
+    @classmethod
+    def load(cls, search_dirs: Sequence[Path] | None = None) -> TrapCatalogue:
+        """From every SNMP profile with traps; a profile that cannot be loaded is logged."""
+        by_oid: dict[str, tuple[Profile, str]] = {}
+        for path in snmp_profile_paths(search_dirs):
+            try:
+                profile = load_profile(path)
+            except ProfileError as exc:
+                log.error("traps of %s not understood: %s", path.name, exc)
+                continue
+            if not isinstance(profile, Profile) or profile.traps is None:
+                continue
+            for name, notification in profile.traps.notifications.items():
+                other = by_oid.setdefault(notification.oid, (profile, name))
+                if other[0] is not profile:
+                    log.warning(
+                        "trap %s (%s) is in profiles %s and %s; %s decodes it",
+                        name, notification.oid, other[0].profile, profile.profile,
+                        other[0].profile,
+                    )  # fmt: skip
+        return cls(by_oid)
+
+    def find(self, oid: str) -> tuple[Profile, str] | None:
+        """The profile and notification name of a snmpTrapOID, in either of its forms.
+
+        A v1 trap (enterprise E, specific N) arrives translated as E.0.N (RFC 3584
+        §3.1); a notification defined as E.N (UPS-MIB's upsTraps.1) is the same trap.
+        """
+        found = self.by_oid.get(oid)
+        if found is None:
+            prefix, zero, last = oid.rpartition(".0.")
+            if zero and last.isdigit():
+                found = self.by_oid.get(f"{prefix}.{last}")
+        return found
 
 
-@dataclass(frozen=True, slots=True)
-class _Meaning:
-    event: EventName
-    name: str
-    power: PowerKind | None = None
-
-
-_APC: dict[int, _Meaning] = {
-    1: _Meaning("alarm", "communicationLost"),  # ::= 1, agent lost the UPS
-    3: _Meaning("test", "upsDiagnosticsFailed"),  # ::= 3
-    # ::= 4 "batteries are discharged; if utility power fails an immediate low battery …"
-    4: _Meaning("battery_low", "upsDischarged", "low"),
-    5: _Meaning("on_battery", "upsOnBattery", "on_battery"),  # ::= 5
-    # ::= 7 "batteries are low … If utility power is not restored …": it is on battery
-    7: _Meaning("battery_low", "lowBattery", "low_on_battery"),
-    8: _Meaning("alarm_cleared", "communicationEstablished"),  # ::= 8
-    9: _Meaning("on_mains", "powerRestored", "on_mains"),  # ::= 9 "Utility power restored"
-    10: _Meaning("test", "upsDiagnosticsPassed"),  # ::= 10
-    11: _Meaning("alarm_cleared", "returnFromLowBattery"),  # ::= 11
-    38: _Meaning("alarm_cleared", "dischargeCleared"),  # ::= 38
-}
-
-# What an alarm entry (added / removed) of a well-known UPS-MIB alarm means.
-_ALARM_ADDED: dict[str, _Meaning] = {
-    ALARM_ON_BATTERY: _Meaning("on_battery", "upsAlarmOnBattery", "on_battery"),
-    ALARM_LOW_BATTERY: _Meaning("battery_low", "upsAlarmLowBattery", "low"),
-    ALARM_DEPLETED_BATTERY: _Meaning("battery_low", "upsAlarmDepletedBattery", "depleted"),
-}
-_ALARM_REMOVED: dict[str, _Meaning] = {
-    # UPS-MIB has no "back on mains" trap: the on-battery alarm going away is that.
-    ALARM_ON_BATTERY: _Meaning("on_mains", "upsAlarmOnBattery", "on_mains"),
-}
-
-# Vendor 16-bit caps and sentinels are not runtimes (DOMAIN.md, NUT issues 1740, 731).
-_RUNTIME_CAP_MIN = 65535
+@cache
+def shipped_catalogue() -> TrapCatalogue:
+    """The catalogue of the profiles in ``firmware-configs/profiles/``, loaded once."""
+    return TrapCatalogue.load()
 
 
 def trap_oid(varbinds: VarBinds) -> str | None:
@@ -173,96 +115,6 @@ def trap_oid(varbinds: VarBinds) -> str | None:
     return None
 
 
-def _canonical(oid: str) -> str:
-    # v1 form upsTraps.0.N (RFC 3584 translation) is the same notification as upsTraps.N.
-    prefix = f"{UPS_TRAPS}.0."
-    return f"{UPS_TRAPS}.{oid[len(prefix) :]}" if oid.startswith(prefix) else oid
-
-
-def _values(varbinds: VarBinds) -> dict[str, TrapValue]:
-    return {oid: value for oid, value in varbinds}
-
-
-def _int(values: Mapping[str, TrapValue], oid: str) -> int | None:
-    value = values.get(oid)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _text(value: TrapValue) -> str | None:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace").strip() or None
-    return value if isinstance(value, str) and value else None
-
-
-def _alarm_descr(values: Mapping[str, TrapValue]) -> str | None:
-    for oid, value in values.items():
-        if oid.startswith(f"{UPS_ALARM_DESCR}.") and isinstance(value, str):
-            return value
-    return None
-
-
-def _meaning(oid: str, values: Mapping[str, TrapValue]) -> tuple[_Meaning, str] | None:
-    """What the trap means, and extra words for the detail; None if kienco does not know it."""
-    if oid == UPS_TRAP_ON_BATTERY:
-        return _Meaning("on_battery", "upsTrapOnBattery", "on_battery"), ""
-    if oid == UPS_TRAP_TEST_COMPLETED:
-        summary = _int(values, UPS_TEST_RESULTS_SUMMARY)
-        words = UPS_TEST_RESULTS.get(summary, "") if summary is not None else ""
-        detail = _text(values.get(UPS_TEST_RESULTS_DETAIL))
-        return _Meaning("test", "upsTrapTestCompleted"), " ".join(w for w in (words, detail) if w)
-    if oid in (UPS_TRAP_ALARM_ADDED, UPS_TRAP_ALARM_REMOVED):
-        added = oid == UPS_TRAP_ALARM_ADDED
-        name = "upsTrapAlarmEntryAdded" if added else "upsTrapAlarmEntryRemoved"
-        descr = _alarm_descr(values)
-        alarm = UPS_ALARM_NAMES.get(descr or "", descr or "alarm not named")
-        known = (_ALARM_ADDED if added else _ALARM_REMOVED).get(descr or "")
-        if known is not None:
-            return _Meaning(known.event, name, known.power), alarm
-        return _Meaning("alarm" if added else "alarm_cleared", name), alarm
-    if oid.startswith(f"{APC_TRAPS}.") and oid[len(APC_TRAPS) + 1 :].isdigit():
-        apc = _APC.get(int(oid[len(APC_TRAPS) + 1 :]))
-        if apc is None:
-            return None
-        # mtrapargsString: the last octet-string varbind under the apc enterprise.
-        args = [
-            _text(v) for o, v in values.items() if o.startswith(f"{APC}.") and isinstance(v, bytes)
-        ]
-        return apc, next((a for a in reversed(args) if a), "")
-    return None
-
-
-def _runtime_s(values: Mapping[str, TrapValue]) -> float | None:
-    minutes = _int(values, UPS_MINUTES_REMAINING)
-    if minutes is None or minutes < 0 or minutes >= _RUNTIME_CAP_MIN:
-        return None
-    return float(minutes * 60)
-
-
-def _power(device: str, kind: PowerKind, values: Mapping[str, TrapValue]) -> PowerReading:
-    """What the trap says about the device: only what it says, or plainly implies."""
-    seconds = _int(values, UPS_SECONDS_ON_BATTERY)
-    charge = _int(values, UPS_CHARGE_REMAINING)
-    status = BATTERY_STATUS.get(_int(values, UPS_BATTERY_STATUS) or 0)
-    reading: dict[str, Any] = {
-        "battery_runtime_s": _runtime_s(values),
-        "on_battery_for_s": float(seconds) if seconds is not None and seconds >= 0 else None,
-        "battery_charge_pct": float(charge) if charge is not None and 0 <= charge <= 100 else None,
-        "battery_status": status,
-    }
-    if kind in ("on_battery", "low_on_battery"):
-        reading |= {"on_battery": True, "mains_present": False}
-    elif kind == "on_mains":
-        # UPS-MIB: upsSecondsOnBattery is zero when the unit is not on battery.
-        reading |= {"on_battery": False, "mains_present": True, "on_battery_for_s": 0.0}
-    if kind in ("low", "low_on_battery"):
-        reading["battery_status"] = "low"
-    elif kind == "depleted":
-        reading["battery_status"] = "depleted"
-    if reading["on_battery_for_s"] is not None and reading["on_battery_for_s"] > 366 * 86_400:
-        reading["on_battery_for_s"] = None
-    return PowerReading(device=device, **{k: v for k, v in reading.items() if v is not None})
-
-
 def device_for(
     source_ip: str,
     varbinds: VarBinds,
@@ -270,7 +122,7 @@ def device_for(
     aliases: Mapping[str, str] | None = None,
 ) -> str | None:
     """The configured device that sent the trap: by UDP source, else by the v1 agent-address."""
-    agent_addr = _values(varbinds).get(SNMP_TRAP_ADDRESS)
+    agent_addr = dict(varbinds).get(SNMP_TRAP_ADDRESS)
     # SNMP devices first: a NUT or Modbus "host" is a server or controller, not the UPS card.
     ordered = sorted(devices, key=lambda d: d.protocol != "snmp")
     for address in (source_ip, agent_addr):
@@ -295,26 +147,23 @@ def trap_to_event(
     now: datetime,
     aliases: Mapping[str, str] | None = None,
     via: str = "",
+    catalogue: TrapCatalogue | None = None,
 ) -> Event | None:
-    """The event one trap means, or None for a trap kienco does not know.
+    """The event one trap means, or None for a trap no profile knows.
 
     ``aliases`` maps resolved addresses of devices configured by host name to their ids;
-    ``via`` (e.g. ``v2c``) only goes into the detail text.
+    ``via`` (e.g. ``v2c``) only goes into the detail text; ``catalogue`` defaults to the
+    shipped profiles'.
     """
     oid = trap_oid(varbinds)
-    if oid is None:
-        return None
-    values = _values(varbinds)
-    found = _meaning(_canonical(oid), values)
+    found = None if oid is None else (catalogue or shipped_catalogue()).find(oid)
     if found is None:
         return None
-    meaning, words = found
+    profile, name = found
     device = device_for(source_ip, varbinds, devices, aliases)
+    meaning = decode_trap(profile, name, dict(varbinds), device)
     origin = f"from {source_ip}" + (f" {via}" if via else "")
-    detail = f"{meaning.name}: {words} ({origin})" if words else f"{meaning.name} ({origin})"
-    power = None
-    if device is not None and meaning.power is not None:
-        power = _power(device, meaning.power, values)
+    detail = f"{name}: {meaning.words} ({origin})" if meaning.words else f"{name} ({origin})"
     return Event(
         site=site,
         province=province,
@@ -323,7 +172,7 @@ def trap_to_event(
         event=meaning.event,
         device=device,
         detail=detail[:500],
-        power=power,
+        power=meaning.power,
     )
 
 
@@ -457,6 +306,7 @@ class TrapReceiver:
             sock.close()
             raise
         self._sock = sock
+        shipped_catalogue()  # the trap profiles now: a broken one is logged at start
         engine = snmp_engine.SnmpEngine()
         carrier = udp6 if family == socket.AF_INET6 else udp
         snmp_config.add_transport(

@@ -4,6 +4,7 @@ pytest_plugins = [
     "tests.support.mosquitto",
     "tests.support.influx",
     "tests.support.snmpsim",
+    "tests.support.snmptrap",
     "tests.support.nut",
     "tests.support.modbus",
 ]

@@ -12,8 +12,9 @@ import pytest
 from agent.config import DeviceConfig, SiteConfig
 from agent.cycle import DEVICE_POLLERS, poll_once
 from agent.nut_client import NutClient, NutProtocolError, NutServerError, split_words
+from agent.nut_profile import decode_vars
 from agent.probes import Transports
-from agent.probes.nut import decode_vars, poll_device
+from agent.probes.nut import poll_device
 from contract.wire import PowerReading, utc_now
 from kienco.local_services import free_port
 from tests.support.nut import Upsd, shipped_values

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -39,6 +38,7 @@ from contract.wire import Event, PowerReading, Report, Status
 from kienco.local_services import free_port
 from rules import Policy
 from tests.support.mosquitto import Broker
+from tests.support.snmptrap import SnmpTrapSender
 from tests.support.subscriber import Subscriber
 
 UPS = "1.3.6.1.2.1.33"
@@ -55,7 +55,6 @@ COMMUNITY = "kienco-trap"
 V3_USER, V3_AUTH, V3_PRIV = "kienco-ups", "auth-secret-1", "priv-secret-1"
 ENGINE_ID = "0x80001f8880c0ffee0102030405"
 NOW = datetime(2025, 9, 7, 3, 0, tzinfo=UTC)
-INSTALL_HINT = "apt-get install -y snmp"
 NO_HOLD = Policy.model_validate(
     {
         "backup_power": {"hold_s": 0},
@@ -248,46 +247,8 @@ def test_engine_ids_are_read_as_net_snmp_writes_them() -> None:
 # --- the real thing: snmptrap -> agent -> Mosquitto ----------------------------------------
 
 
-@pytest.fixture(scope="session")
-def snmptrap() -> str:
-    """net-snmp's snmptrap; missing, the trap tests fail with the install command."""
-    found = shutil.which("snmptrap") or (
-        "/usr/bin/snmptrap" if Path("/usr/bin/snmptrap").exists() else None
-    )
-    if found is None:
-        pytest.fail(f"net-snmp's snmptrap is not installed; the trap tests need it: {INSTALL_HINT}")
-    return found
-
-
-class Sender:
-    """Runs snmptrap against one port, isolated from any ~/.snmp or /var/lib/snmp state."""
-
-    def __init__(self, binary: str, port: int, workdir: Path) -> None:
-        self.binary, self.port = binary, port
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.env = {
-            **os.environ,
-            "MIBS": "",  # numeric OIDs only: no MIB loading, no warnings
-            "SNMPCONFPATH": str(workdir),
-            "SNMP_PERSISTENT_DIR": str(workdir),
-        }
-
-    async def send(self, *args: str) -> float:
-        """Send one trap; return time.monotonic() when snmptrap has returned."""
-        process = await asyncio.create_subprocess_exec(
-            self.binary,
-            "-Ln",
-            *args,
-            env=self.env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await process.communicate()
-        assert process.returncode == 0, f"snmptrap {args}: {out!r} {err!r}"
-        return time.monotonic()
-
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
+class Sender(SnmpTrapSender):
+    """The trap tests' traps: upsTrapOnBattery over each SNMP version."""
 
     async def v2c(self, community: str = COMMUNITY) -> float:
         return await self.send(

@@ -11,6 +11,7 @@ every ``pollinterval`` (1 s here), so a test changes the UPS by rewriting it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import shutil
 import subprocess
@@ -46,14 +47,19 @@ def nut_binary(name: str) -> str:
     return found
 
 
-def shipped_values() -> dict[str, str]:
-    """The variables of the shipped meeting-ups.dev, name -> value."""
+def dev_values(path: Path) -> dict[str, str]:
+    """The variables of a dummy-ups .dev file, name -> value."""
     values = {}
-    for line in (SHIPPED / f"{UPS}.dev").read_text().splitlines():
+    for line in path.read_text().splitlines():
         if line.strip() and not line.startswith("#"):
             name, _, value = line.partition(":")
             values[name.strip()] = value.strip()
     return values
+
+
+def shipped_values() -> dict[str, str]:
+    """The variables of the shipped meeting-ups.dev, name -> value."""
+    return dev_values(SHIPPED / f"{UPS}.dev")
 
 
 @dataclass
@@ -105,26 +111,40 @@ class Upsd:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-1500:]}" for p in logs)
 
 
-def _start(workdir: Path) -> Upsd:
+def _start(workdir: Path, recordings: Mapping[str, Path] | None = None) -> Upsd:
+    """upsd with the shipped meeting-ups, or with one dummy-ups per recording (name -> .dev)."""
     upsd, driver = nut_binary("upsd"), nut_binary("dummy-ups")
     conf, state = workdir / "conf", workdir / "state"
     shutil.copytree(SHIPPED, conf)
     state.mkdir(mode=0o700)
     port = free_port()
     (conf / "upsd.conf").write_text(f"LISTEN 127.0.0.1 {port}\n")
-    ups_conf = (conf / "ups.conf").read_text().replace("pollinterval = 2", "pollinterval = 1")
-    (conf / "ups.conf").write_text(ups_conf)
+    if recordings:
+        sections = [
+            f"[{name}]\n    driver = dummy-ups\n    port = {name}.dev\n"
+            f'    desc = "recording {path.name}"\n    pollinterval = 1\n'
+            for name, path in recordings.items()
+        ]
+        (conf / "ups.conf").write_text("maxretry = 3\n\n" + "\n".join(sections))
+        for name, path in recordings.items():
+            shutil.copyfile(path, conf / f"{name}.dev")
+    else:
+        ups_conf = (conf / "ups.conf").read_text().replace("pollinterval = 2", "pollinterval = 1")
+        (conf / "ups.conf").write_text(ups_conf)
+    names = list(recordings or [UPS])
     env = {**os.environ, "NUT_CONFPATH": str(conf), "NUT_STATEPATH": str(state)}
     # As root both would drop to user "nut", who cannot read a private temp folder.
     user = ["-u", "root"] if os.geteuid() == 0 else []
-    server = Upsd("127.0.0.1", port, UPS, conf / f"{UPS}.dev", workdir)
-    with (workdir / "dummy-ups.log").open("wb") as log:
-        server.processes.append(
-            subprocess.Popen(
-                [driver, "-a", UPS, "-F", *user], stdout=log, stderr=log, env=env, **ORPHANLESS
+    server = Upsd("127.0.0.1", port, names[0], conf / f"{names[0]}.dev", workdir)
+    for name in names:
+        with (workdir / f"dummy-ups-{name}.log").open("wb") as log:
+            server.processes.append(
+                subprocess.Popen(
+                    [driver, "-a", name, "-F", *user], stdout=log, stderr=log, env=env, **ORPHANLESS
+                )
             )
-        )
-    _wait_for(lambda: (state / f"dummy-ups-{UPS}").exists(), server, "dummy-ups socket")
+        driver_socket = state / f"dummy-ups-{name}"
+        _wait_for(driver_socket.exists, server, f"dummy-ups socket for {name}")
     with (workdir / "upsd.log").open("wb") as log:
         server.processes.append(
             subprocess.Popen([upsd, "-F", *user], stdout=log, stderr=log, env=env, **ORPHANLESS)
@@ -157,9 +177,9 @@ def _stop(server: Upsd) -> None:
                 process.wait(timeout=5)
 
 
-def _serving(server: Upsd, values: Mapping[str, str]) -> bool:
+def _serving(server: Upsd, values: Mapping[str, str], ups: str | None = None) -> bool:
     try:
-        seen = asyncio.run(read_vars(server.host, server.port, server.ups, timeout_s=2))
+        seen = asyncio.run(read_vars(server.host, server.port, ups or server.ups, timeout_s=2))
     except NutError:
         return False
     return all(seen.get(k) == v for k, v in values.items())
@@ -184,3 +204,19 @@ async def nut_ups(nut_server: Upsd) -> Upsd:
     nut_server.write(expected)
     await nut_server.wait_until(lambda seen: all(seen.get(k) == v for k, v in expected.items()))
     return nut_server
+
+
+def serve_recordings(workdir: Path, recordings: Mapping[str, Path]) -> Upsd:
+    """upsd serving each recording (name -> dummy-ups .dev file) as UPS ``name``; stop it
+    with ``stop(server)``."""
+    server = _start(workdir, recordings)
+    for name, path in recordings.items():
+        expected = dev_values(path)
+        serving = functools.partial(_serving, server, expected, name)
+        _wait_for(serving, server, f"serving {path.name}", 15)
+    return server
+
+
+def stop(server: Upsd) -> None:
+    """Stop upsd and its drivers."""
+    _stop(server)
