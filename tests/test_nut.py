@@ -5,19 +5,29 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from agent.config import DeviceConfig, SiteConfig
+from agent.config import DeviceConfig, SiteConfig, load_site_config
 from agent.cycle import DEVICE_POLLERS, poll_once
 from agent.nut_client import NutClient, NutProtocolError, NutServerError, split_words
-from agent.nut_profile import decode_vars
+from agent.nut_profile import (
+    NutProfileError,
+    decode_vars,
+    load_nut_profile,
+    load_nut_profile_by_name,
+)
 from agent.probes import Transports
 from agent.probes.nut import poll_device
 from contract.wire import PowerReading, utc_now
 from kienco.local_services import free_port
+from plumbing.config_errors import ConfigError
 from tests.support.nut import Upsd, shipped_values
+
+SITES = Path(__file__).resolve().parents[1] / "firmware-configs" / "sites"
 
 
 def site(*devices: DeviceConfig) -> SiteConfig:
@@ -123,6 +133,84 @@ def test_decode(variables: dict[str, str], expected: dict[str, object]) -> None:
     reading = decode_vars("ups-1", variables)
     assert reading.device == "ups-1" and reading.profile == "nut" and reading.error is None
     assert {k: getattr(reading, k) for k in expected} == expected
+
+
+# --- NUT profiles: a driver's quirks are a profile, not code ---------------------------
+
+# A driver that reports battery.runtime in minutes, a load that is really in tenths of a
+# percent, and no ALARM flag: its own profile, named by the device.
+QUIRKY = """\
+profile: quirky
+description: a driver with quirks
+readings:
+  load_pct: {var: ups.load, scale: 0.1}
+sources:
+  status: {var: ups.status, text: true}
+  minutes: {var: battery.runtime, scale: 60, invalid: {equals: [65535]}}
+derive:
+  on_battery:
+    when: [{value: status, has: OB, then: true}, {value: status, has: OL, then: false}]
+  battery_runtime_s:
+    when: [{value: minutes, gt: 0, then: {value: minutes}}]
+"""
+
+
+def write_nut(folder: Path, name: str, text: str) -> Path:
+    path = folder / f"{name}.nut.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_drivers_quirks_are_a_profile(tmp_path: Path) -> None:
+    profile = load_nut_profile(write_nut(tmp_path, "quirky", QUIRKY))
+    variables = {"ups.status": "OB", "battery.runtime": "21", "ups.load": "415"}
+    reading = decode_vars("ups-2", variables, profile)
+    assert reading == PowerReading(
+        device="ups-2", profile="quirky", on_battery=True, battery_runtime_s=1260, load_pct=41.5
+    )
+    assert decode_vars("ups-2", {"battery.runtime": "65535"}, profile).battery_runtime_s is None
+    assert load_nut_profile_by_name("quirky", [tmp_path]) == profile
+
+
+@pytest.mark.parametrize(
+    ("change", "needles"),
+    [
+        (("scale: 0.1}", "scale: 0.1, vra: x}"), ["readings.load_pct", "unknown key 'vra'"]),
+        (("  load_pct:", "  load_percent:"), ["readings.load_percent", "not a PowerReading"]),
+        (("text: true}", "text: true, count_of: alarms}"), ["count_of gives a number"]),
+        (("has: OB", "has: O B"), ["derive.on_battery.when.0.has"]),
+        (("then: true", "then: yes!"), ["derive.on_battery: then", "'yes!'", "does not fit"]),
+    ],
+    ids=["typo-key", "not-a-wire-field", "count-of-text", "has-two-words", "then-not-yes-no"],
+)
+def test_bad_nut_profiles_name_the_key_and_the_fix(
+    tmp_path: Path, change: tuple[str, str], needles: list[str]
+) -> None:
+    old, new = change
+    assert old in QUIRKY
+    with pytest.raises(NutProfileError) as caught:
+        load_nut_profile(write_nut(tmp_path, "quirky", QUIRKY.replace(old, new, 1)))
+    message = str(caught.value)
+    assert "quirky.nut.yaml" in message
+    for needle in needles:
+        assert needle in message, message
+
+
+def test_a_nut_device_names_its_profile_and_the_config_checks_it(tmp_path: Path) -> None:
+    with pytest.raises(NutProfileError, match=r"no NUT profile 'apc-x'.*known: nut"):
+        load_nut_profile_by_name("apc-x")
+    data = yaml.safe_load(SITES.joinpath("meeting-point.yaml").read_text(encoding="utf-8"))
+    (nut,) = [d for d in data["devices"] if d.get("protocol") == "nut"]
+    for profile, fails in (("nut", False), ("apc-x", True)):
+        nut["profile"] = profile
+        path = tmp_path / "site.yaml"
+        path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+        if fails:
+            with pytest.raises(ConfigError, match=r"devices\.\d\.profile: .*no NUT profile"):
+                load_site_config(path)
+        else:
+            loaded = load_site_config(path).devices
+            assert [d.profile for d in loaded if d.protocol == "nut"] == ["nut"]
 
 
 # --- against a real upsd ---------------------------------------------------------------

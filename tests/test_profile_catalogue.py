@@ -21,7 +21,9 @@ must be plausible for a Vietnamese telecom site.
 from __future__ import annotations
 
 import asyncio
+import glob
 import time
+import tomllib
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,6 +59,7 @@ from tests.support.snmpsim import RECORDINGS, SnmpSim
 from tests.support.snmptrap import RecordedTrap, SnmpTrapSender, load_trap_recording
 
 pytestmark = pytest.mark.snmp
+REPO = Path(__file__).resolve().parents[1]
 
 CATALOGUE = sorted(
     p.stem for p in PROFILES_DIR.glob("*.yaml") if (RECORDINGS / f"{p.stem}.snmprec").is_file()
@@ -76,6 +79,21 @@ def _paired(suffix: str, recording_suffix: str) -> list[str]:
 TRAP_CATALOGUE = _trap_profiles()
 NUT_CATALOGUE = _paired(".nut.yaml", ".dev")
 MODBUS_CATALOGUE = _paired(".modbus.yaml", ".modbus.yaml")
+
+
+def test_every_profile_and_recording_is_packaged() -> None:
+    """A regular ``pip install`` ships them (pyproject's data-files, plumbing/data.py)."""
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = pyproject["tool"]["setuptools"]["data-files"].values()
+    packaged = {REPO / f for globs in patterns for g in globs for f in glob.glob(g, root_dir=REPO)}
+    shipped = {
+        path
+        for folder in (PROFILES_DIR, RECORDINGS)
+        for path in folder.rglob("*")
+        if path.is_file() and not path.name.startswith(".")
+    }
+    assert not shipped - packaged, f"not in [tool.setuptools.data-files]: {shipped - packaged}"
+
 
 # (low, high) of a plausible value.
 MAGNITUDE = {"dc_voltage_v", "battery_voltage_v"}  # -48 V plants read negative
@@ -339,7 +357,7 @@ def site_with(device: DeviceConfig) -> SiteConfig:
 
 @pytest.mark.parametrize("name", NUT_CATALOGUE)
 async def test_nut_profile_reads_its_recording(nut_recordings: Upsd, name: str) -> None:
-    fields = {"device": "ups-1", "protocol": "nut", "host": nut_recordings.host}
+    fields: dict[str, Any] = {"device": "ups-1", "protocol": "nut", "host": nut_recordings.host}
     fields |= {"port": nut_recordings.port, "ups": name, "profile": name, "retries": 0}
     device = DeviceConfig.model_validate(fields)
     readings = await nut_probe.poll_device(device, site_with(device), Transports())
@@ -355,7 +373,8 @@ async def test_modbus_profile_reads_its_recording(name: str) -> None:
     simulator = ThreadedSimulator(dump)
     simulator.run()
     try:
-        fields = {"device": "gen-1", "role": dump.role, "protocol": "modbus", "host": "127.0.0.1"}
+        fields: dict[str, Any] = {"device": "gen-1", "role": dump.role, "protocol": "modbus"}
+        fields |= {"host": "127.0.0.1"}
         fields |= {"port": simulator.port, "profile": name, "unit_id": dump.unit_id}
         fields |= {"tank_l": dump.tank_l, "retries": 0}
         device = DeviceConfig.model_validate(fields)

@@ -319,6 +319,99 @@ def test_match_on_a_text_source(tmp_path: Path) -> None:
     assert decode(profile, "ups-9", {}).mains_present is None
 
 
+def test_cases_flags_and_words(tmp_path: Path) -> None:
+    text = GOOD.format(name="cases") + (
+        "sources:\n"
+        "  state: {oid: 1.3.6.1.4.1.99.7, text: true, invalid: {equals: [WAIT, '?']}}\n"
+        "  minutes: {oid: 1.3.6.1.4.1.99.8, scale: 60}\n"
+        "derive:\n"
+        "  mains_present:\n"
+        "    when:\n"
+        "      - {value: state, has: OB, then: false}\n"
+        "      - {value: state, has: OL, then: true}\n"
+        "  battery_status:\n"
+        "    when:\n"
+        "      - {value: state, has: LB, then: low}\n"
+        "      - {value: state, match: '.', then: normal}\n"
+        "  battery_runtime_s:\n"
+        "    when:\n"
+        "      - {value: minutes, gt: 0, then: {value: minutes}}\n"
+        "      - {value: state, has: OB, then: {value: minutes}}\n"
+    )
+    profile = power(write(tmp_path, "cases", text))
+    state, minutes = "1.3.6.1.4.1.99.7.0", "1.3.6.1.4.1.99.8.0"
+
+    def fields(answer: dict[str, RawValue]) -> tuple[object, object, object]:
+        reading = decode(profile, "ups-9", answer)
+        return reading.mains_present, reading.battery_status, reading.battery_runtime_s
+
+    assert fields({state: b"OL CHRG", minutes: 30}) == (True, "normal", 1800.0)
+    assert fields({state: b"OB LB OL", minutes: 0}) == (False, "low", 0.0), "the first case wins"
+    assert fields({state: b"OL", minutes: 0}) == (True, "normal", None), "0 on mains: unknown"
+    assert fields({state: b"WAIT", minutes: 5}) == (None, None, 300.0), "a word meaning unknown"
+    assert fields({state: b"OLD", minutes: 5})[0] is None, "has matches whole words only"
+    assert fields({}) == (None, None, None), "no case holds: unknown"
+
+
+def test_first_and_text_renamed_by_enum(tmp_path: Path) -> None:
+    text = GOOD.format(name="first") + (
+        "sources:\n"
+        "  source: {oid: 1.3.6.1.4.1.99.7}\n"
+        "  cause: {oid: 1.3.6.1.4.1.99.8, text: true, enum: {1.3.6.1.4.1.99.9.1: mainsLost}}\n"
+        "  volts: {oid: 1.3.6.1.4.1.99.10}\n"
+        "derive:\n"
+        "  mains_present:\n"
+        "    first:\n"
+        "      - {value: cause, ne: mainsLost}\n"
+        "      - {value: volts, gt: 100}\n"
+    )
+    profile = power(write(tmp_path, "first", text))
+    cause, volts = "1.3.6.1.4.1.99.8.0", "1.3.6.1.4.1.99.10.0"
+    assert decode(profile, "u", {cause: "1.3.6.1.4.1.99.9.1", volts: 230}).mains_present is False
+    assert decode(profile, "u", {cause: "1.3.6.1.4.1.99.9.2", volts: 0}).mains_present is True
+    assert decode(profile, "u", {volts: 0}).mains_present is False, "the next known decides"
+    assert decode(profile, "u", {}).mains_present is None
+
+
+BAD_CASES = [
+    (
+        "a case's then that does not fit the field",
+        "derive:\n  battery_status:\n    when: [{value: battery_charge_pct, gt: 1, then: flat}]",
+        ["derive.battery_status: then", "'flat'", "does not fit", "depleted"],
+    ),
+    (
+        "a case's then naming nothing",
+        "derive:\n  load_pct:\n    when: [{value: battery_charge_pct, gt: 1, then: {value: x}}]",
+        ["derive.load_pct", "then 'x'"],
+    ),
+    (
+        "a case without then",
+        "derive:\n  mains_present:\n    when: [{value: battery_charge_pct, gt: 1}]",
+        ["derive.mains_present.when.0.then", "required"],
+    ),
+    (
+        "has on a number",
+        "derive:\n  mains_present:\n    any: [{value: battery_charge_pct, has: OL}]",
+        ["derive.mains_present", "has needs a text value", "text: true"],
+    ),
+    (
+        "text with a bound",
+        "sources:\n  model: {oid: 1.3.6.1.4.1.99.5, text: true, invalid: {below: 0}}",
+        ["sources.model", "text value takes no scale", "invalid.equals"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("extra", "needles"), [b[1:] for b in BAD_CASES], ids=[b[0] for b in BAD_CASES]
+)
+def test_bad_cases_name_the_key_and_the_fix(tmp_path: Path, extra: str, needles: list[str]) -> None:
+    with pytest.raises(ProfileError) as caught:
+        load_profile(write(tmp_path, "bad", GOOD.format(name="bad") + extra + "\n"))
+    for needle in needles:
+        assert needle in str(caught.value), str(caught.value)
+
+
 # --- table profiles ------------------------------------------------------------------
 
 IF, IFX = "1.3.6.1.2.1.2.2.1.", "1.3.6.1.2.1.31.1.1.1."
