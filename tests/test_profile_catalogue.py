@@ -243,7 +243,7 @@ DEVICE = "ups-1"
 
 
 def test_the_trap_catalogue_holds_the_shipped_families_each_with_its_recording() -> None:
-    assert {"ups-mib", "apc-powernet-ups"} <= set(TRAP_CATALOGUE)
+    assert {"ups-mib", "apc-powernet-ups", "eaton-xups"} <= set(TRAP_CATALOGUE)
     missing = [n for n in TRAP_CATALOGUE if not (RECORDINGS / f"{n}.traps.yaml").is_file()]
     assert not missing, f"profiles with traps but no recordings/<name>.traps.yaml: {missing}"
 
