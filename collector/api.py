@@ -11,8 +11,10 @@
     GET  /api/v1/throughput?bytes=N          N incompressible bytes (an agent's download test)
     POST /api/v1/throughput                  a capped upload sink: {"bytes", "seconds"}
     GET  /metrics                            Prometheus text format
-    GET  /healthz                            200 when connected to the broker, else 503
+    GET  /healthz                            200 when all is well, else 503 and what is wrong
 
+Each request is a step of the collector's ``api`` loop (collector/supervision.py):
+an error is logged once per kind, counted, and answered 500 with a JSON error.
 A POST needs the admin token (``Authorization: Bearer …``), always: without a
 configured token the API is read-only. Being on the collector's machine is no
 credential (a reverse proxy on that host would make every one of its clients an
@@ -35,8 +37,10 @@ from urllib.parse import parse_qs, urlsplit
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 
+from collector.health import Health
 from collector.meetings import MeetingRequest
 from collector.risk import RiskChange
+from collector.supervision import Loop
 from collector.throughput import PATH as THROUGHPUT_PATH
 from collector.throughput import ThroughputHandler
 from contract.wire import SLUG_PATTERN, utc_now
@@ -95,12 +99,13 @@ class Api:
         backend: Backend,
         registry: Any,
         *,
-        healthy: Callable[[], bool],
+        health: Callable[[], Health],
+        loop: Loop,
         admin_token: str | None = None,
         host: str = "127.0.0.1",
         port: int = 9108,
     ) -> None:
-        handler = _handler(backend, registry, healthy, admin_token)
+        handler = _handler(backend, registry, health, loop, admin_token)
         self.server = ThreadingHTTPServer((host, port), handler)
         self.server.daemon_threads = True
         self.port = int(self.server.server_address[1])
@@ -114,13 +119,21 @@ class Api:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
 
 
 def _handler(
-    backend: Backend, registry: Any, healthy: Callable[[], bool], admin_token: str | None
+    backend: Backend,
+    registry: Any,
+    health: Callable[[], Health],
+    loop: Loop,
+    admin_token: str | None,
 ) -> type[BaseHTTPRequestHandler]:
     throughput = ThroughputHandler()
 
@@ -131,6 +144,29 @@ def _handler(
             return  # access logs would drown the collector's own log
 
         def do_GET(self) -> None:
+            self._guarded(self._get)
+
+        def do_POST(self) -> None:
+            self._guarded(self._post)
+
+        def _guarded(self, answer: Callable[[], None]) -> None:
+            """Answer as a step of the api loop; whatever raises gets a 500, not a dropped
+            connection (unless the reply had already begun)."""
+            failed = True
+            with loop.step():
+                answer()
+                failed = False
+            if failed and not self._replied:
+                error = loop.last_error or "internal error"
+                self._reply(json_reply(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": error}))
+
+        _replied = False
+
+        def send_response(self, code: int, message: str | None = None) -> None:
+            self._replied = True
+            super().send_response(code, message)
+
+        def _get(self) -> None:
             url = urlsplit(self.path)
             parts = [p for p in url.path.split("/") if p]
             if url.path == THROUGHPUT_PATH:  # streamed: not through the JSON replies
@@ -138,9 +174,9 @@ def _handler(
             elif parts == ["metrics"]:
                 self._send(HTTPStatus.OK, generate_latest(registry), CONTENT_TYPE_LATEST)
             elif parts == ["healthz"]:
-                ok = healthy()
-                code = HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE
-                self._reply(json_reply(code, {"broker_connected": ok}))
+                now = health()
+                code = HTTPStatus.OK if now.ok else HTTPStatus.SERVICE_UNAVAILABLE
+                self._reply(json_reply(code, now.body))
             elif parts[:2] == ["api", "v1"] and all(_SLUG.fullmatch(p) for p in parts[2:]):
                 query = {key: values[-1] for key, values in parse_qs(url.query).items()}
                 self._reply(backend.api_get(parts[2:], query))
@@ -149,7 +185,7 @@ def _handler(
                     json_reply(HTTPStatus.NOT_FOUND, {"error": f"no such path: {url.path}"})
                 )
 
-        def do_POST(self) -> None:
+        def _post(self) -> None:
             url = urlsplit(self.path)
             if url.path == THROUGHPUT_PATH:  # agents are not admins; it changes nothing, capped
                 throughput.post(self, url.query)

@@ -23,7 +23,8 @@ class CollectorMetrics:
             ["reason"],
             registry=r,
         )
-        for reason in REJECT_REASONS:
+        # Decode's reasons, and the two a message can get after decode.
+        for reason in (*REJECT_REASONS, "unprocessable", "influx_refused"):
             self.rejected.labels(reason)
         self.points_written = Counter(
             "kienco_points_written", "Points InfluxDB accepted", registry=r

@@ -6,6 +6,12 @@ the writer thread batches them (by count and time), makes the batch durable
 to the broker. A collector killed at any moment loses nothing: unacknowledged
 messages are redelivered by the broker (persistent session), and writing the
 same point twice stores it once.
+
+Every message ends in exactly one of two ways: durable and acknowledged, or
+kept in the dead-letter store with its reason and acknowledged (the order and
+connection rules of acks live in collector/delivery.py). Every loop runs under
+collector/supervision.py: an error is logged once per kind, counted, and the
+loop goes on.
 """
 
 from __future__ import annotations
@@ -14,10 +20,9 @@ import logging
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -28,8 +33,10 @@ from collector.admission import Admission
 from collector.api import Api
 from collector.config import CollectorConfig
 from collector.deadletter import DeadLetterStore
-from collector.decode import Decoded, Ignored, Rejected, decode
+from collector.decode import Decoded, Rejected, decode
+from collector.delivery import Delivery, NoHistory, Pending
 from collector.endpoints import Endpoints
+from collector.health import Health, assess
 from collector.history import meeting_point, rehearsal_point
 from collector.influx import InfluxV1Client
 from collector.inventory import Inventory, inventory_meta, load_inventory
@@ -48,7 +55,8 @@ from collector.risk import RiskChange, RiskEntry, RiskLevels
 from collector.spool import Spool
 from collector.state import SiteStates
 from collector.summaries import Summaries
-from collector.writer import InfluxWriter, Outcome
+from collector.supervision import Loop, Supervisor
+from collector.writer import InfluxWriter
 from contract.topics import topic as topic_of
 from contract.wire import Command, Event, Meta, Report, State, Status, utc_now
 from rules import Policy, SiteSnapshot, load_policy
@@ -57,23 +65,14 @@ log = logging.getLogger("kienco.collector")
 
 StatusListener = Callable[[Status], None]
 
-
-class _NoHistory:
-    """Stands in for InfluxDB when the collector runs without one (the demo without influxd)."""
-
-    def write_durably(self, lines: str) -> Outcome:
-        return Outcome("written", 0)
-
-    def drain_spool(self, max_batches: int = 10) -> int:
-        return 0
-
-
-@dataclass(slots=True)
-class _Pending:
-    lines: str
-    mid: int
-    qos: int
-    generation: int
+# paho doubles its reconnect wait up to this cap. A broker back from a restart must find
+# the collector again within seconds (it was 41-44 s with a 60 s cap); one client
+# knocking every 2 s on a broker that is down costs nothing.
+RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 2
+# A loop is stuck when it has not beaten for this many of its periods.
+STUCK_PERIODS = 10
+# The reason a message gets when something raised after it was decoded.
+UNPROCESSABLE = "unprocessable"
 
 
 class Collector:
@@ -91,6 +90,9 @@ class Collector:
         self.config = config
         self.clock = clock
         self.metrics = CollectorMetrics()
+        self.supervisor = Supervisor(self.metrics.registry, logger=log)
+        self._stopping = self.supervisor.stopping
+        self._loops = self._make_loops()
         self.states = SiteStates(clock=clock)
         self.policy = policy or load_policy(config.policy)
         data = config.data_dir
@@ -126,7 +128,7 @@ class Collector:
         influx = config.influx
         self.influx: InfluxV1Client | None = None
         self.spool: Spool | None = None
-        self.writer: InfluxWriter | _NoHistory = _NoHistory()
+        self.writer: InfluxWriter | NoHistory = NoHistory()
         if influx is not None:
             self.influx = InfluxV1Client(
                 influx.url,
@@ -136,19 +138,64 @@ class Collector:
                 timeout_s=influx.timeout_s,
             )
             self.spool = Spool(data / "spool.sqlite", max_bytes=influx.spool_max_bytes)
-            self.writer = InfluxWriter(self.influx, self.spool, attempts=influx.retry_attempts)
-        self._pending: list[_Pending] = []
-        self._pending_lock = threading.Lock()
-        self._flush_now = threading.Event()
-        self._stopping = threading.Event()
-        self._generation = 0
+            self.writer = InfluxWriter(
+                self.influx,
+                self.spool,
+                attempts=influx.retry_attempts,
+                beat=self._loops["writer"].beat,
+            )
         self._connected = threading.Event()
-        self._writer_thread = threading.Thread(target=self._writer_loop, name="influx-writer")
-        self._sweeper_thread = threading.Thread(
-            target=self._sweep_loop, name="staleness", daemon=True
-        )
         self.client = self._make_client()
+        self.delivery = Delivery(
+            writer=self.writer,
+            spool=self.spool,
+            dead_letters=self.dead_letters,
+            metrics=self.metrics,
+            batch=config.batch,
+            ack=self.client.ack,
+            now=self.clock,
+            stopping=self._stopping,
+        )
+        self._writer_thread = self.supervisor.spawn(
+            self._loops["writer"], self.delivery.step, daemon=False
+        )
+        self._sweeper_thread = self.supervisor.spawn(
+            self._loops["staleness"], self._sweep_step, daemon=True
+        )
         self.api: Api | None = None
+
+    def _make_loops(self) -> dict[str, Loop]:
+        sup = self.supervisor
+        sweep_s = self.config.status.sweep_s
+        # The writer beats after each InfluxDB request; its longest quiet stretch is one
+        # request timing out plus a backoff, after the batch wait.
+        influx = self.config.influx
+        write_s = self.config.batch.max_delay_s + (influx.timeout_s + 1.0 if influx else 0.0)
+        loops = [
+            sup.loop("mqtt", every_s=None, stuck_after_s=30.0, alive=self._mqtt_alive),
+            sup.loop("writer", every_s=write_s, stuck_after_s=max(10.0, STUCK_PERIODS * write_s)),
+            sup.loop("staleness", every_s=sweep_s, stuck_after_s=max(2.0, STUCK_PERIODS * sweep_s)),
+            sup.loop("api", every_s=None, stuck_after_s=None, alive=self._api_alive),
+        ]
+        return {loop.name: loop for loop in loops}
+
+    def _mqtt_alive(self) -> bool:
+        # paho's network thread (loop_start); paho offers no public handle on it.
+        thread = getattr(self.client, "_thread", None)
+        return isinstance(thread, threading.Thread) and thread.is_alive()
+
+    def _api_alive(self) -> bool:
+        return self.api is None or self.api.alive
+
+    def health(self) -> Health:
+        """What /healthz says: broker, InfluxDB, and every loop alive and beating."""
+        return assess(
+            broker_connected=self._connected.is_set(),
+            influx_configured=self.influx is not None,
+            influx_down=self.writer.influx_down,
+            spooled_batches=self.spool.depth() if self.spool is not None else 0,
+            loops=self.supervisor.health(),
+        )
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -165,7 +212,8 @@ class Collector:
             self.api = Api(
                 Endpoints(self),
                 self.metrics.registry,
-                healthy=self._connected.is_set,
+                health=self.health,
+                loop=self._loops["api"],
                 admin_token=http.revealed_token(),
                 host=http.host,
                 port=http.port,
@@ -195,7 +243,7 @@ class Collector:
     def stop(self) -> None:
         """Flush what is pending (durably, then acknowledged) and disconnect."""
         self._stopping.set()
-        self._flush_now.set()
+        self.delivery.flush_now.set()
         if self._writer_thread.is_alive():
             self._writer_thread.join(timeout=60)
         self.client.disconnect()
@@ -225,10 +273,13 @@ class Collector:
                 ssl.create_default_context(cafile=str(broker.ca_file) if broker.ca_file else None)
             )
         client.max_inflight_messages_set(1000)
-        client.reconnect_delay_set(1, 60)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
+        client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+        # paho's callbacks run in its network thread: each one is a step of the mqtt loop.
+        mqtt_loop = self._loops["mqtt"]
+        client.on_connect = mqtt_loop.guarded(self._on_connect)
+        client.on_disconnect = mqtt_loop.guarded(self._on_disconnect)
+        client.on_subscribe = mqtt_loop.guarded(self._on_subscribe)
+        client.on_message = mqtt_loop.guarded(self._on_message)
         return client
 
     def _on_connect(
@@ -237,15 +288,25 @@ class Collector:
         if getattr(reason, "is_failure", False):
             log.error("broker refused the connection: %s", reason)
             return
-        self._generation += 1
+        self.delivery.connected()
         sock = client.socket()
         if isinstance(sock, socket.socket):  # small PUBACKs and statuses: no Nagle delay
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.subscribe(self.config.broker.topic_filter, qos=1)
-        if self._generation == 1 and len(self.inventory):
+        if self.delivery.generation == 1 and len(self.inventory):
             # Sites of the inventory that never reported get their verdict (unknown) now.
-            now = self.clock()
-            self._queue_unacked(self._judge(site.site, now) for site in self.inventory)
+            self._judge_sites([site.site for site in self.inventory], self.clock())
+
+    def _on_subscribe(
+        self, _c: mqtt.Client, _u: object, _mid: int, reasons: list[Any], _p: object
+    ) -> None:
+        # Connected means subscribed: before the SUBACK, a first session gets nothing yet.
+        refused = [r for r in reasons if getattr(r, "is_failure", False)]
+        if refused:
+            log.error(
+                "broker refused the subscription %s: %s", self.config.broker.topic_filter, refused
+            )
+            return
         self.metrics.connected.set(1)
         self._connected.set()
         log.info("subscribed to %s", self.config.broker.topic_filter)
@@ -253,21 +314,39 @@ class Collector:
     def _on_disconnect(
         self, _c: mqtt.Client, _u: object, _f: object, reason: object, _p: object
     ) -> None:
+        self.delivery.disconnected()
         self.metrics.connected.set(0)
         self._connected.clear()
         if not self._stopping.is_set():
             log.warning("disconnected from the broker: %s; reconnecting", reason)
 
     def _on_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        try:
-            self.handle(msg.topic, bytes(msg.payload), msg.mid, msg.qos)
-        except Exception:  # nothing crashes the loop; the message stays unacknowledged
-            log.exception("unexpected error handling a message on %s", msg.topic)
+        # Raising here (the dead-letter store cannot write) leaves the message unacked:
+        # the broker delivers it again. The mqtt loop logs, counts and goes on.
+        self.handle(msg.topic, bytes(msg.payload), msg.mid, msg.qos)
 
     def handle(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
-        """Decode one message and queue its points (or dead-letter it)."""
+        """Decode one message and queue its points, or dead-letter it; either way its ack."""
         self.metrics.received.inc()
         now = self.clock()
+        generation = self.delivery.generation
+        outcome = self.process(topic, payload, now)
+        lines = ""
+        if isinstance(outcome, Rejected):
+            self._dead_letter(now, topic, outcome.reason, outcome.detail, payload)
+        else:
+            lines = outcome
+        # Rejects and ignored messages are acked in their turn, behind earlier messages
+        # still waiting for a durable write: MQTT wants acks in the order of receipt.
+        self.delivery.queue(Pending(lines, mid, qos, generation, topic, payload))
+
+    def process(
+        self, topic: str, payload: bytes, now: datetime, *, heard: bool = True
+    ) -> str | Rejected:
+        """The decode path: a message's lines to store (maybe none), or why it is refused.
+
+        ``heard`` is False for a dead letter replayed: the site was not heard from now.
+        """
         limits = self.config.limits
         result = decode(
             topic,
@@ -278,52 +357,72 @@ class Collector:
         )
         if isinstance(result, Decoded):  # against what we know: province binding, site cap
             result = self.admission.check(result) or result
-        if isinstance(result, Rejected):
-            self.dead_letters.put(
-                received_at=now,
-                topic=topic,
-                reason=result.reason,
-                detail=result.detail,
-                payload=payload,
-            )
-            self.metrics.rejected.labels(result.reason).inc()
-            log.warning("rejected %s: %s: %s", topic, result.reason, result.detail)
-            self._ack(mid, qos)
-            return
-        if isinstance(result, Ignored):
-            self._ack(mid, qos)
-            return
-        lines = self._apply(result, now)
-        with self._pending_lock:
-            self._pending.append(_Pending(lines, mid, qos, self._generation))
-            full = len(self._pending) >= self.config.batch.max_messages
-        if full:
-            self._flush_now.set()
+        if not isinstance(result, Decoded):
+            return result if isinstance(result, Rejected) else ""
+        try:
+            return self._apply(result, now, heard=heard)
+        except Exception as exc:  # a bug or an input we did not foresee: kept, never retried
+            self.supervisor.record(self.supervisor.current(), exc)
+            return Rejected(UNPROCESSABLE, f"{type(exc).__name__}: {exc}"[:1000])
 
-    def _apply(self, decoded: Decoded, now: datetime) -> str:
+    def _dead_letter(
+        self, now: datetime, topic: str, reason: str, detail: str, payload: bytes
+    ) -> None:
+        self.dead_letters.put(
+            received_at=now, topic=topic, reason=reason, detail=detail, payload=payload
+        )
+        self.metrics.rejected.labels(reason).inc()
+        log.warning("rejected %s: %s: %s", topic, reason, detail)
+
+    def _apply(self, decoded: Decoded, now: datetime, *, heard: bool) -> str:
+        """Fold one message into its site; its lines, then those of what it caused.
+
+        The message's own points are encoded first: a message that cannot be stored
+        raises here having changed nothing, and is dead-lettered. What it causes (its
+        site judged again, a rehearsal recorded) are steps of their own: if one fails
+        (counted, logged once), the message is still stored.
+        """
         message = decoded.message
-        self.metrics.accepted.labels(message.kind).inc()
         points: list[Point]
         if isinstance(message, Report):
-            changed = self.states.apply_report(message, received_at=now)
-            self.metrics.lag.set((now - message.taken_at).total_seconds())
             points = report_points(message, site_kind=None)
         elif isinstance(message, Event):
-            changed = self.states.apply_event(message)
             points = event_points(message)
-            if message.event == "rehearsal" and message.detail:
-                points += self._record_rehearsal(message.detail, message.site, now)
+        elif isinstance(message, Meta):
+            points = []
+        else:
+            points = state_points(message)
+        parts = [encode_many(points)]
+        if isinstance(message, Report):
+            changed = self.states.apply_report(message, received_at=now if heard else None)
+            self.metrics.lag.set((now - message.taken_at).total_seconds())
+        elif isinstance(message, Event):
+            changed = self.states.apply_event(message)
         elif isinstance(message, Meta):
             changed = self.states.apply_meta(message)
-            points = []
         else:
             assert isinstance(message, State)
             changed = self.states.apply_state(message)
-            points = state_points(message)
+        self.metrics.accepted.labels(message.kind).inc()
         self.metrics.sites.set(len(self.states))
+        attempt = self.supervisor.attempt
+        if isinstance(message, Event) and message.event == "rehearsal" and message.detail:
+            parts.append(attempt(self._rehearsal_lines, message.detail, message.site, now) or "")
         if changed:
-            points += self._judge(message.site, now)
-        return encode_many(points)
+            parts.append(attempt(self._judged_lines, message.site, now) or "")
+        return "\n".join(part for part in parts if part)
+
+    def _rehearsal_lines(self, meeting_id: str, site: str, now: datetime) -> str:
+        return encode_many(self._record_rehearsal(meeting_id, site, now))
+
+    def _judged_lines(self, site: str, now: datetime) -> str:
+        return encode_many(self._judge(site, now))
+
+    def _judge_sites(self, sites: Iterable[str], now: datetime) -> None:
+        """Judge sites outside any message; each is a step of its own, so one that fails
+        (counted, logged once) leaves the others judged."""
+        lines = [self.supervisor.attempt(self._judged_lines, site, now) for site in sites]
+        self.delivery.queue_lines("\n".join(line for line in lines if line))
 
     def _judge(self, site: str, now: datetime) -> list[Point]:
         """Re-evaluate one site; publish its status if it changed (or always, by config)."""
@@ -352,8 +451,7 @@ class Collector:
             entry.reason,
             entry.set_by,
         )
-        sites = [s.site for s in self.states.all() if s.province == change.province]
-        self._queue_unacked(self._judge(site, now) for site in sites)
+        self._judge_sites((s.site for s in self.states.all() if s.province == change.province), now)
         return entry
 
     def request_rehearsal(self, meeting: Meeting) -> list[str]:
@@ -391,7 +489,7 @@ class Collector:
             province=province,
             created_by=meeting.created_by,
         )
-        self._queue_unacked([[point]])
+        self.delivery.queue_lines(encode_many([point]))
         return meeting
 
     def _record_rehearsal(self, meeting_id: str, site: str, now: datetime) -> list[Point]:
@@ -408,27 +506,23 @@ class Collector:
         self.meetings.record(meeting_id, rehearsal)
         return [rehearsal_point(meeting_id, status.points[0].province, rehearsal)]
 
-    def _queue_unacked(self, point_lists: Iterable[list[Point]]) -> None:
-        """Points that belong to no MQTT message (timer and API judgements)."""
-        lines = [line for line in (encode_many(points) for points in point_lists) if line]
-        if lines:
-            with self._pending_lock:
-                self._pending.append(_Pending("\n".join(lines), 0, 0, self._generation))
-
-    def _sweep_loop(self) -> None:
+    def _sweep_step(self) -> bool:
         """Judge silent sites when their silence may have made them stale or offline;
         write the periodic summaries when due."""
-        while not self._stopping.wait(self.config.status.sweep_s):
-            now = self.clock()
-            self._queue_unacked(self._judge(site, now) for site in self.verdicts.due(now))
-            try:
-                self._queue_unacked([self.summaries.due(now, self._judged)])
-            except Exception:  # a summary must never stop the silence checks above
-                log.exception("could not build the periodic summaries")
-            try:
-                self._expire(now)
-            except Exception:  # nor a failed expiry
-                log.exception("could not expire silent unlisted sites")
+        if self._stopping.wait(self.config.status.sweep_s):
+            return False
+        self._watch_mqtt_thread()
+        now = self.clock()
+        self._judge_sites(self.verdicts.due(now), now)
+        # Steps of their own: a summary or an expiry that fails must never stop the
+        # silence checks.
+        summary = self.supervisor.attempt(self._summary_lines, now)
+        self.delivery.queue_lines(summary or "")
+        self.supervisor.attempt(self._expire, now)
+        return True
+
+    def _summary_lines(self, now: datetime) -> str:
+        return encode_many(self.summaries.due(now, self._judged))
 
     def _expire(self, now: datetime) -> None:
         """Forget silent unlisted sites, and clear their retained statuses on the broker."""
@@ -451,59 +545,11 @@ class Collector:
                 pairs.append((snapshot, status))
         return pairs
 
-    def _ack(self, mid: int, qos: int) -> None:
-        if qos > 0:
-            self.client.ack(mid, qos)
-            self.metrics.acked.inc()
-
-    # --- durable writes --------------------------------------------------------------
-
-    def _writer_loop(self) -> None:
-        delay = self.config.batch.max_delay_s
-        while True:
-            self._flush_now.wait(delay)
-            self._flush_now.clear()
-            with self._pending_lock:
-                batch, self._pending = self._pending, []
-            self.metrics.pending.set(len(batch))
-            if batch:
-                self._flush(batch)
-            elif self.spool is not None and self.spool.depth():
-                self._drain_spool()
-            if self._stopping.is_set() and not self._pending:
-                return
-
-    def _flush(self, batch: list[_Pending]) -> None:
-        lines = "\n".join(p.lines for p in batch if p.lines)
-        while True:
-            try:
-                outcome = self.writer.write_durably(lines) if lines else None
-                break
-            except Exception:  # the spool itself failed (disk full?): keep trying, never ack
-                log.exception("could not make a batch durable; retrying in 5 s")
-                time.sleep(5)
-        if outcome is not None:
-            self._count(outcome)
-        generation = self._generation
-        for pending in batch:
-            # A message from an earlier connection must not be acked on this one: its
-            # packet id may now belong to another message. The broker redelivers it.
-            if pending.generation == generation:
-                self._ack(pending.mid, pending.qos)
-
-    def _count(self, outcome: Outcome) -> None:
-        self.metrics.points_written.inc(outcome.written_points)
-        self.metrics.points_refused.inc(outcome.refused_points)
-        if outcome.status == "partial":
-            log.error("InfluxDB refused %d point(s): %s", outcome.refused_points, outcome.error)
-        if outcome.spooled:
-            self.metrics.batches_spooled.inc()
-        if self.spool is not None:
-            self.metrics.spool_depth.set(self.spool.depth())
-
-    def _drain_spool(self) -> None:
-        drained = self.writer.drain_spool(max_batches=10)
-        if drained:
-            self.metrics.batches_drained.inc(drained)
-        if self.spool is not None:
-            self.metrics.spool_depth.set(self.spool.depth())
+    def _watch_mqtt_thread(self) -> None:
+        """paho's network thread runs our guarded callbacks, but paho itself could still
+        fail: if the thread is gone, count it and start another."""
+        if self._stopping.is_set() or self._mqtt_alive():
+            return
+        loop = self._loops["mqtt"]
+        self.supervisor.record(loop, RuntimeError("paho's network thread ended; restarted"))
+        self.client.loop_start()

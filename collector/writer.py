@@ -9,9 +9,14 @@ attempt per ``probe_interval_s``, so an outage does not slow the broker pipe
 to one batch per retry budget. ``drain_spool`` puts spooled batches back,
 oldest first, as soon as InfluxDB answers.
 
-A 400 is a partial write (InfluxDB kept the valid lines): it is counted and
-reported, never retried. Writing the same line twice stores one point
-(explicit timestamps), so retries and drains after an unclear failure are safe.
+A 400 is a partial write (InfluxDB kept the valid lines): never retried as a
+whole, but traced to what was refused. A batch is written as *units* (one MQTT
+message's lines each, or single lines); after a 400 the writer bisects the
+units, writing halves again, until each refused unit is found with InfluxDB's
+own reason (at most ``isolate_budget`` extra requests; past it, the units not
+cleared are all named, never fewer). The caller keeps refused units in the
+dead-letter store. Writing the same line twice stores one point (explicit
+timestamps), so retries, bisection and drains after an unclear failure are safe.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -27,26 +32,37 @@ from collector.influx import InfluxBatchTooLarge, InfluxUnavailable, WriteResult
 from collector.line_protocol import count_lines
 from collector.spool import Spool
 
-__all__ = ["InfluxWriter", "LineWriter", "Outcome", "WriterCounters"]
+__all__ = ["InfluxWriter", "LineWriter", "Outcome", "Refusal", "WriterCounters"]
 
 Status = Literal["written", "partial", "spooled"]
 
 
 class LineWriter(Protocol):
-    """What the writer needs of a client: ``InfluxV1Client.write``."""
+    """What the writer needs of a client: ``InfluxV1Client.write`` and ``ping``."""
 
     def write(self, lines: str) -> WriteResult: ...
+    def ping(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """InfluxDB refused (some of) the lines of unit ``unit`` of a batch, saying ``error``."""
+
+    unit: int
+    error: str
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """Where one batch went. ``partial``: InfluxDB kept all but ``refused_points``."""
+    """Where one batch went. ``partial``: InfluxDB kept all but ``refused_points``,
+    whose units ``refusals`` names."""
 
     status: Status
     lines: int
     refused_points: int = 0
     error: str | None = None
     attempts: int = 0
+    refusals: tuple[Refusal, ...] = ()
 
     @property
     def spooled(self) -> bool:
@@ -82,9 +98,11 @@ class InfluxWriter:
         max_delay_s: float = 1.0,
         budget_s: float = 2.0,
         probe_interval_s: float = 5.0,
+        isolate_budget: int = 64,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        beat: Callable[[], None] = lambda: None,
     ) -> None:
         if attempts < 1:
             raise ValueError(f"attempts must be >= 1, got {attempts}")
@@ -95,7 +113,10 @@ class InfluxWriter:
         self.max_delay_s = max_delay_s
         self.budget_s = budget_s
         self.probe_interval_s = probe_interval_s
+        self.isolate_budget = isolate_budget
         self.counters = WriterCounters()
+        self._beat = beat  # after each request: the writer is busy, not stuck
+        self._last_contact = clock()
         self._sleep = sleep
         self._clock = clock
         self._rng = rng or random.Random()
@@ -113,8 +134,32 @@ class InfluxWriter:
         delay: float = min(self.max_delay_s, self.base_delay_s * 2.0 ** (retry - 1))
         return delay * (0.5 + 0.5 * self._rng.random())
 
-    def write_durably(self, lines: str) -> Outcome:
-        """Write a batch to InfluxDB, or spool it; return once it is in one of them."""
+    def probe(self) -> bool:
+        """On an idle tick: ping InfluxDB when nothing was heard of it for a probe interval,
+        so an outage shows (and its end lets the spool drain) with no batch to write.
+        Returns whether InfluxDB is taken to be up."""
+        now = self._clock()
+        if now - self._last_contact >= self.probe_interval_s:
+            up = self.client.ping()
+            self._beat()
+            with self._lock:
+                self._last_contact = now
+                self._down_until = None if up else now + self.probe_interval_s
+        return not self.influx_down
+
+    def write_durably(self, batch: str | Sequence[str]) -> Outcome:
+        """Write a batch to InfluxDB, or spool it; return once it is in one of them.
+
+        ``batch`` is line protocol, or a sequence of units (each one message's lines;
+        empty units are skipped) that a partial write is traced to; for plain lines
+        the units are the lines.
+        """
+        units: Sequence[str] | None = None
+        if isinstance(batch, str):
+            lines = batch
+        else:
+            units = batch
+            lines = "\n".join(unit for unit in units if unit)
         n_lines = count_lines(lines)
         if n_lines == 0:
             return Outcome("written", 0)
@@ -136,19 +181,29 @@ class InfluxWriter:
             except InfluxUnavailable as unavailable:
                 error = str(unavailable)
                 continue
-            return self._written(n_lines, result, tried)
+            refusals: tuple[Refusal, ...] = ()
+            if not result.ok:
+                refusals = self._isolate(lines.split("\n") if units is None else units, result)
+            return self._written(n_lines, result, tried, refusals)
         self.spool.put(lines)
         self._count(spooled_batches=1, spooled_points=n_lines)
         with self._lock:
             self._down_until = self._clock() + self.probe_interval_s
         return Outcome("spooled", n_lines, error=error, attempts=tried)
 
-    def drain_spool(self, max_batches: int = 10) -> int:
+    def drain_spool(
+        self,
+        max_batches: int = 10,
+        *,
+        refused: Callable[[list[tuple[str, str]]], None] | None = None,
+    ) -> int:
         """Move up to ``max_batches`` spooled batches into InfluxDB, oldest first.
 
         Stops at the first failure (the batch stays spooled). A partial write is
-        counted and its batch removed. Returns the number of batches moved; 0 at
-        once if another drain is running, or InfluxDB is down and not due a probe.
+        traced to its lines, which go to ``refused`` as ``(line, InfluxDB's reason)``
+        before the batch leaves the spool (a raising ``refused`` keeps it spooled).
+        Returns the number of batches moved; 0 at once if another drain is running,
+        or InfluxDB is down and not due a probe.
         """
         down_until = self._down_until
         if down_until is not None and self._clock() < down_until:
@@ -168,7 +223,13 @@ class InfluxWriter:
                     with self._lock:
                         self._down_until = self._clock() + self.probe_interval_s
                     break
-                self._written(count_lines(lines), result, 1)
+                refusals: tuple[Refusal, ...] = ()
+                if not result.ok:
+                    split = lines.split("\n")
+                    refusals = self._isolate(split, result)
+                    if refused is not None and refusals:
+                        refused([(split[r.unit], r.error) for r in refusals])
+                self._written(count_lines(lines), result, 1, refusals)
                 self.spool.remove(batch_id)
                 drained += 1
                 self._count(drained_batches=1)
@@ -176,10 +237,44 @@ class InfluxWriter:
         finally:
             self._drain_lock.release()
 
+    def _isolate(self, units: Sequence[str], first: WriteResult) -> tuple[Refusal, ...]:
+        """The units InfluxDB refused lines of, found by writing halves of the batch again.
+
+        Each request clears a half or narrows the search; a unit alone and refused is
+        named with InfluxDB's reason for it. Past ``isolate_budget`` requests, or if
+        InfluxDB stops answering, every unit not cleared yet is named, with the reason
+        known so far: over-naming keeps a message for replay, under-naming loses it.
+        """
+        refusals: list[Refusal] = []
+        suspects = [(0, len(units), first.error or "refused")]
+        budget = self.isolate_budget
+        while suspects:
+            lo, hi, error = suspects.pop()
+            live = [i for i in range(lo, hi) if units[i]]
+            if len(live) <= 1 or budget <= 0:
+                note = "" if len(live) <= 1 else " (not traced further: too many refusals)"
+                refusals += [Refusal(i, error + note) for i in live]
+                continue
+            middle = live[len(live) // 2]
+            for a, b in ((lo, middle), (middle, hi)):
+                part = "\n".join(units[i] for i in range(a, b) if units[i])
+                if not part:
+                    continue
+                budget -= 1
+                try:
+                    result = self._write(part)
+                except InfluxUnavailable as gone:
+                    suspects.append((a, b, f"{error} (not traced: {gone})"))
+                    budget = 0
+                    continue
+                if not result.ok:
+                    suspects.append((a, b, result.error or error))
+        return tuple(sorted(refusals, key=lambda r: r.unit))
+
     def _write(self, lines: str) -> WriteResult:
         """One write; a batch too large for the server is sent in halves."""
         try:
-            return self.client.write(lines)
+            result = self.client.write(lines)
         except InfluxBatchTooLarge:
             parts = lines.split("\n")
             if len(parts) < 2:  # no smaller piece to send: InfluxDB refuses this line
@@ -193,8 +288,19 @@ class InfluxWriter:
             if not errors:
                 return WriteResult(ok=True)
             return WriteResult(ok=False, partial=True, refused=refused, error="\n".join(errors))
+        finally:
+            self._beat()
+        with self._lock:
+            self._last_contact = self._clock()
+        return result
 
-    def _written(self, n_lines: int, result: WriteResult, attempts: int) -> Outcome:
+    def _written(
+        self,
+        n_lines: int,
+        result: WriteResult,
+        attempts: int,
+        refusals: tuple[Refusal, ...] = (),
+    ) -> Outcome:
         with self._lock:
             self._down_until = None
         if result.ok:
@@ -202,7 +308,7 @@ class InfluxWriter:
             return Outcome("written", n_lines, attempts=attempts)
         refused = min(result.refused, n_lines)
         self._count(written_points=n_lines - refused, refused_points=refused)
-        return Outcome("partial", n_lines, refused, result.error, attempts)
+        return Outcome("partial", n_lines, refused, result.error, attempts, refusals)
 
     def _count(self, **increments: int) -> None:
         with self._lock:

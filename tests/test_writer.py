@@ -55,6 +55,9 @@ class FakeClient:
         self.calls = 0
         self.received: list[str] = []
 
+    def ping(self) -> bool:
+        return not self.down
+
     def write(self, lines: str) -> WriteResult:
         self.calls += 1
         if self.down:
@@ -153,6 +156,41 @@ def test_type_conflict_is_a_recorded_partial_write(client: InfluxV1Client, spool
     assert _count(client) == 6  # the first line and the five good ones
     assert spool.depth() == 0  # a refusal is not spooled: it would be refused again
     assert writer.counters.refused_points == 1
+    # Traced to the line, with InfluxDB's own reason.
+    assert [r.unit for r in outcome.refusals] == [3]
+    assert "field type conflict" in outcome.refusals[0].error
+
+
+@pytest.mark.influx
+def test_a_partial_write_is_traced_to_the_messages_behind_it(
+    client: InfluxV1Client, spool: Spool
+) -> None:
+    writer = InfluxWriter(client, spool)
+    assert writer.write_durably(_lines(1)).status == "written"  # load_pct is now a float
+    conflicting = Point.make("power", {"site": "hp-01", "device": "ups2"}, {"load_pct": 7}, T + 99)
+    units = [_lines(2, start=1), "", _lines(2, start=3) + "\n" + encode_many([conflicting])]
+    units += [_lines(1, start=10 + i) for i in range(20)]
+    units.append("power,site=x load_pct= 1")  # unparsable
+
+    outcome = writer.write_durably(units)
+    assert outcome.status == "partial"
+    assert [r.unit for r in outcome.refusals] == [2, 23]  # a message's unit, never the others
+    assert "field type conflict" in outcome.refusals[0].error
+    assert "unable to parse" in outcome.refusals[1].error
+    assert _count(client) == 1 + 4 + 20  # every good line of every unit is stored
+
+
+def test_tracing_is_bounded_and_names_every_unit_it_could_not_clear(spool: Spool) -> None:
+    class RefusesAll(FakeClient):
+        def write(self, lines: str) -> WriteResult:
+            self.calls += 1
+            return WriteResult(ok=False, partial=True, refused=1, error="type conflict")
+
+    influx = RefusesAll()
+    writer = InfluxWriter(influx, spool, isolate_budget=8)
+    outcome = writer.write_durably([_lines(1, start=i) for i in range(100)])
+    assert influx.calls <= 1 + 8  # the batch, then the budget
+    assert [r.unit for r in outcome.refusals] == list(range(100))  # over-named, never lost
 
 
 @pytest.mark.influx
@@ -171,11 +209,24 @@ def test_partial_write_while_draining_is_recorded_and_removed(
 ) -> None:
     writer = InfluxWriter(client, spool)
     writer.write_durably(_lines(1))
-    spool.put(_lines(1, start=1) + "\n" + _lines(1, start=2).replace("=1.0", "=1i"))
-    assert writer.drain_spool() == 1
+    bad = _lines(1, start=2).replace("=1.0", "=1i")
+    spool.put(_lines(1, start=1) + "\n" + bad)
+    kept: list[tuple[str, str]] = []
+    assert writer.drain_spool(refused=kept.extend) == 1
     assert spool.depth() == 0
     assert writer.counters.refused_points == 1
     assert _count(client) == 2
+    assert [line for line, _ in kept] == [bad] and "field type conflict" in kept[0][1]
+
+    # Refused lines that cannot be kept leave the batch in the spool.
+    spool.put(bad)
+
+    def full_disk(_: list[tuple[str, str]]) -> None:
+        raise OSError("No space left on device")
+
+    with pytest.raises(OSError):
+        writer.drain_spool(refused=full_disk)
+    assert spool.depth() == 1
 
 
 @pytest.mark.influx

@@ -1,0 +1,111 @@
+"""What /healthz answers: is the collector doing its job, and if not, what is wrong.
+
+Healthy means all of: connected to the broker, InfluxDB taking writes (not
+spooling), and every loop alive and beating (collector/supervision.py). Each
+problem is named with a code and a text in Vietnamese and English, so a probe
+can alert on the code and a person can read the text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from collector.supervision import LoopHealth
+
+__all__ = ["Health", "Problem", "assess"]
+
+_TEXTS: dict[str, tuple[str, str]] = {
+    "broker_disconnected": (
+        "mất kết nối tới broker MQTT: không nhận được báo cáo",
+        "disconnected from the MQTT broker: no reports come in",
+    ),
+    "influx_unreachable": (
+        "InfluxDB không nhận ghi: đang lưu tạm vào đĩa ({spooled} lô chờ)",
+        "InfluxDB is not taking writes: spooling to disk ({spooled} batches waiting)",
+    ),
+    "thread_dead": (
+        "luồng {thread} đã dừng",
+        "thread {thread} is dead",
+    ),
+    "thread_silent": (
+        "luồng {thread} bị treo: không có nhịp trong {seconds} s",
+        "thread {thread} is stuck: no heartbeat for {seconds} s",
+    ),
+    "thread_busy": (
+        "luồng {thread} bị treo: một bước đã chạy {seconds} s",
+        "thread {thread} is stuck: one step has run for {seconds} s",
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    code: str
+    text_vi: str
+    text_en: str
+
+    @classmethod
+    def of(cls, code: str, **values: object) -> Problem:
+        vi, en = _TEXTS[code]
+        return cls(code, vi.format(**values), en.format(**values))
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    problems: tuple[Problem, ...]
+    body: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _loop_problem(loop: LoopHealth) -> Problem | None:
+    if not loop.alive:
+        return Problem.of("thread_dead", thread=loop.name)
+    if loop.stuck and loop.periodic:
+        return Problem.of("thread_silent", thread=loop.name, seconds=f"{loop.heartbeat_age_s:.0f}")
+    if loop.stuck:
+        return Problem.of("thread_busy", thread=loop.name, seconds=f"{loop.busy_s:.0f}")
+    return None
+
+
+def assess(
+    *,
+    broker_connected: bool,
+    influx_configured: bool,
+    influx_down: bool,
+    spooled_batches: int,
+    loops: list[LoopHealth],
+) -> Health:
+    problems: list[Problem] = []
+    if not broker_connected:
+        problems.append(Problem.of("broker_disconnected"))
+    if influx_down:
+        problems.append(Problem.of("influx_unreachable", spooled=spooled_batches))
+    problems += [p for p in map(_loop_problem, loops) if p is not None]
+    body: dict[str, Any] = {
+        "ok": not problems,
+        "problems": [
+            {"code": p.code, "text_vi": p.text_vi, "text_en": p.text_en} for p in problems
+        ],
+        "broker_connected": broker_connected,
+        "influx": {
+            "configured": influx_configured,
+            "taking_writes": influx_configured and not influx_down,
+            "spooled_batches": spooled_batches,
+        },
+        "threads": {
+            loop.name: {
+                "alive": loop.alive,
+                "stuck": loop.stuck,
+                "heartbeat_age_s": round(loop.heartbeat_age_s, 3),
+                "busy_s": round(loop.busy_s, 3),
+                "errors": loop.errors,
+                "last_error": loop.last_error,
+            }
+            for loop in loops
+        },
+    }
+    return Health(tuple(problems), body)
