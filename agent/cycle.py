@@ -48,9 +48,9 @@ async def poll_once(
     outbox_dropped_total: int | None = None,
 ) -> Report:
     """Measure the site once. ``now`` is when the readings were taken (UTC)."""
-    # Paths first, on their own: an RTT is timed on this event loop, and decoding SNMP
-    # answers (CPU-bound, and ~0.4 s to build pysnmp's engine) would inflate it — a false
-    # "latency above 100 ms". Devices and the room go concurrently afterwards.
+    # Paths first, on their own: the kernel times each handshake (TCP_INFO), but where it
+    # cannot, the RTT is a clock on this event loop, and decoding SNMP answers (CPU-bound,
+    # ~0.4 s to build pysnmp's engine) would inflate it. Devices and the room go after.
     link_results = await asyncio.gather(*(_poll_path(path, probes) for path in config.paths))
     device_results, room_reading = await asyncio.gather(
         asyncio.gather(*(_poll_device(config, device, probes) for device in config.devices)),
