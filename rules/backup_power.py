@@ -37,7 +37,16 @@ def _numbers(ctx: RuleContext) -> dict[str, float | None]:
         "slope_used": (1.0 if weakest.basis == "slope" else 0.0) if weakest else None,
         "burn_assumed": 1.0 if p.burn_assumed else 0.0,
         "lower_bound": 1.0 if p.lower_bound else 0.0,
+        # the risk level, when it raised this site's target (said in the texts)
+        "tightened_at_level": ctx.thresholds.tightened_at("backup"),
     }
+
+
+def _target(ctx: RuleContext) -> dict[str, str]:
+    """Whose target the texts name ("a hardened station needs 72 h"); none at meeting
+    points, whose hours the meeting rule judges against the meeting."""
+    judged_by_meeting = "meeting" in ctx.thresholds.rules
+    return {"target": "" if judged_by_meeting else ctx.thresholds.backup_for}
 
 
 def _weakest(p: PowerAssessment) -> BatteryEstimate | None:
@@ -80,7 +89,7 @@ def _device_notes(ctx: RuleContext, named: str | None) -> list[Finding]:
                     "backup_power",
                     "info",
                     "battery_estimate_optimistic",
-                    {"ups_s": b.ups_s, "slope_s": b.slope_s},
+                    {"ups_s": b.ups_s, "slope_s": b.slope_s, "ratio_pct": ratio * 100},
                     {"device": b.device},
                 )
             )
@@ -107,7 +116,7 @@ def _grid_gone(ctx: RuleContext, numbers: dict[str, float | None]) -> Finding | 
     if p.mode == "generator":
         if p.generator_s is None:
             return ctx.finding("backup_power", "warning", "on_generator_fuel_unknown", numbers)
-        return ctx.finding("backup_power", severity, "on_generator", numbers)
+        return ctx.finding("backup_power", severity, "on_generator", numbers, _target(ctx))
     if p.generator_present and p.generator_running is False:
         # it should have started: that is an alarm even with hours of battery left
         return ctx.finding(
@@ -115,9 +124,10 @@ def _grid_gone(ctx: RuleContext, numbers: dict[str, float | None]) -> Finding | 
             "critical" if severity == "critical" else "warning",
             "on_battery_generator_stopped",
             numbers,
+            _target(ctx),
         )
     code = "on_battery" if p.generator_present else "on_battery_no_generator"
-    return ctx.finding("backup_power", severity, code, numbers)
+    return ctx.finding("backup_power", severity, code, numbers, _target(ctx))
 
 
 def _grid_present(ctx: RuleContext, numbers: dict[str, float | None]) -> Finding | None:
@@ -133,10 +143,11 @@ def _grid_present(ctx: RuleContext, numbers: dict[str, float | None]) -> Finding
         return ctx.finding("backup_power", "warning", "backup_hours_unknown", impact="unknown")
     backup_h = p.backup_s / 3600
     if p.lower_bound and p.generator_present and p.generator_s is None:
-        return ctx.finding("backup_power", "warning", "generator_autonomy_unknown", numbers)
+        code = "generator_autonomy_unknown"
+        return ctx.finding("backup_power", "warning", code, numbers, _target(ctx))
     severity = severity_for_hours(backup_h, target.warn_below_h, target.critical_below_h)
     code = "backup_hours_critical" if severity == "critical" else "backup_hours_short"
-    return ctx.finding("backup_power", severity, code, numbers)
+    return ctx.finding("backup_power", severity, code, numbers, _target(ctx))
 
 
 def check(ctx: RuleContext) -> tuple[Finding, ...]:

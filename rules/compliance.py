@@ -253,10 +253,11 @@ def _power_criteria(
     required_h = settings.min_autonomy_h
     battery_h = None if power.battery_s is None else power.battery_s / 3600
     if not (power.generator_present or declared):
-        return [Criterion("no_generator")], battery_h
+        return [Criterion("no_generator", {"required_h": required_h})], battery_h
     if power.generator_s is None:
-        numbers = {"battery_h": battery_h, "required_h": required_h}
-        return [Criterion("generator_autonomy_unknown", numbers)], None
+        numbers = {"battery_h": battery_h, "required_h": required_h, "tightened_at_level": None}
+        target = {"target": "station:hardened"}  # the ministry's standard, whatever the risk
+        return [Criterion("generator_autonomy_unknown", numbers, target)], None
     generator_h = power.generator_s / 3600
     total_h = generator_h + (battery_h or 0.0)
     if total_h < required_h:
@@ -310,7 +311,11 @@ def _judge(
     fresh = freshness.check(snapshot, policy.freshness, now)
     if not fresh.fresh:
         key = "silent_offline" if snapshot.online is False else None
-        failed.append(Criterion("silent", {"age_s": fresh.age_s}, text_key=key))
+        numbers = {
+            "age_s": fresh.age_s,
+            "stale_after_s": freshness.stale_after_s(snapshot, policy.freshness),
+        }
+        failed.append(Criterion("silent", numbers, text_key=key))
     if meta is None:
         failed.append(Criterion("meta_missing"))
     elif not meta.hardened and meta.site_class != "hardened":

@@ -97,7 +97,12 @@ def evaluate(
     thresholds = effective(
         policy, kind, snapshot.site_class, risk_level, hardened=snapshot.hardened
     )
-    fresh = freshness.check(snapshot, thresholds.freshness, now)
+    fresh = freshness.check(
+        snapshot,
+        thresholds.freshness,
+        now,
+        tightened_at_level=thresholds.tightened_at("stale_intervals"),
+    )
     base = Evaluation(
         site=snapshot.site,
         site_kind=snapshot.site_kind,

@@ -47,7 +47,14 @@ def _age(later: datetime, earlier: datetime | None) -> float | None:
     return None if seconds is None else max(0.0, seconds)
 
 
-def check(snapshot: SiteSnapshot, policy: FreshnessPolicy, now: datetime) -> FreshnessResult:
+def check(
+    snapshot: SiteSnapshot,
+    policy: FreshnessPolicy,
+    now: datetime,
+    *,
+    tightened_at_level: float | None = None,
+) -> FreshnessResult:
+    """``tightened_at_level``: the risk level, when it shortened the stale window."""
     site = snapshot.site
     age = _seconds(now, snapshot.last_report_at)
     stale_after = stale_after_s(snapshot, policy)
@@ -57,6 +64,7 @@ def check(snapshot: SiteSnapshot, policy: FreshnessPolicy, now: datetime) -> Fre
         "age_s": _age(now, snapshot.last_report_at),
         "interval_s": interval_s(snapshot, policy),
         "stale_after_s": stale_after,
+        "tightened_at_level": tightened_at_level,
     }
     if snapshot.online is False:
         numbers["offline_for_s"] = _age(now, snapshot.state_at)

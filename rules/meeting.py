@@ -61,6 +61,7 @@ def _power(ctx: RuleContext) -> list[Finding]:
         "needed_h": needed_s / 3600,
         "duration_h": ctx.meeting_duration_s / 3600,
         "margin_pct": meeting.margin_pct,
+        "tightened_at_level": ctx.thresholds.tightened_at("meeting_margin"),
         "backup_s": p.backup_s,
         "backup_h": hours(p.backup_s),
         "battery_s": p.battery_s,

@@ -10,10 +10,11 @@ from __future__ import annotations
 from contract.wire import Severity
 from rules.context import RuleContext
 from rules.findings import Finding, Impact
-from rules.paths import PathAssessment, PathInfo
+from rules.paths import PathInfo
 
 
-def _numbers(paths: PathAssessment, required: int) -> dict[str, float | None]:
+def _numbers(ctx: RuleContext) -> dict[str, float | None]:
+    paths, required = ctx.paths, ctx.thresholds.required_paths
     return {
         "paths_total": len(paths.paths),
         "paths_up": len(paths.up),
@@ -22,6 +23,8 @@ def _numbers(paths: PathAssessment, required: int) -> dict[str, float | None]:
         "independent": len(paths.independent),
         "required": required,
         "media": len(paths.independent_media),
+        "preferred_media": ctx.thresholds.preferred_media,
+        "tightened_at_level": ctx.thresholds.tightened_at("required_paths"),
     }
 
 
@@ -32,7 +35,7 @@ def _name(path: PathInfo, other: PathInfo) -> str:
 
 def check(ctx: RuleContext) -> tuple[Finding, ...]:
     paths, required = ctx.paths, ctx.thresholds.required_paths
-    numbers = _numbers(paths, required)
+    numbers = _numbers(ctx)
     if not paths.paths:
         if required == 0:
             return ()

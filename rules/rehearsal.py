@@ -28,7 +28,10 @@ def rehearsal_finding(
     site: str, rehearsal: Rehearsal | None, *, now: datetime, max_age_s: float
 ) -> Finding | None:
     if rehearsal is None:
-        return Finding("rehearsal", site, "warning", "rehearsal_missing", impact="degrades")
+        numbers = {"max_age_s": max_age_s}
+        return Finding(
+            "rehearsal", site, "warning", "rehearsal_missing", numbers, impact="degrades"
+        )
     age = max(0.0, (now - rehearsal.at).total_seconds())
     if age > max_age_s:
         numbers = {"age_s": age, "max_age_s": max_age_s}

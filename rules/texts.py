@@ -10,9 +10,16 @@ format specs turn canonical units into words people read:
 - ``{x:risk}``  a shared-risk group slug as a phrase (``tower-hp12`` → ``cột`` /
                 ``the same tower``), guessed from the slug's first word;
 - ``{x:time}``  UTC epoch seconds as a time in Vietnam (``07/09 14:24``, UTC+7: no
-                daylight saving there, so no time-zone database is read).
+                daylight saving there, so no time-zone database is read);
+- ``{x:at_risk}`` the risk level that made a threshold stricter, as a suffix
+                (`` at risk level 4``); nothing when ``None``.
 
-A number that is unknown (``None``) prints as ``?``.
+One field is derived: ``{needs}`` renders ", a hardened station needs 72 h" from the
+labels and numbers ``target`` (``station:hardened``; empty: no target, no clause),
+``required_h`` and ``tightened_at_level`` (" at risk level 4" when that raised it).
+
+A number that is unknown (``None``) prints as ``?``. Every reason names what is
+wrong and, where a threshold applies, the threshold.
 """
 
 from __future__ import annotations
@@ -45,27 +52,34 @@ _SET_MODEL = Text(
     "set the battery's full-load runtime in the site config (battery: full_load_runtime_s)",
 )
 
+# Every reason names what is wrong and, where a threshold applies, the threshold; a
+# threshold the province's risk level made stricter says so ({tightened_at_level:at_risk},
+# and the derived {needs}, see render()). tests/test_rules_texts.py lists which codes
+# carry which threshold.
 _CATALOGUE: dict[str, Text] = {
     # --- freshness
     "no_report_yet": Text(
-        "chưa nhận được báo cáo nào",
-        "no report received yet",
+        "chưa nhận được báo cáo nào: chưa đánh giá được",
+        "no report received yet: nothing to judge",
     ),
     "no_recent_report": Text(
-        "không có báo cáo trong {age_s:dur}",
-        "no report for {age_s:dur}",
+        "không có báo cáo trong {age_s:dur} (quá {stale_after_s:dur} là mất liên lạc"
+        "{tightened_at_level:at_risk})",
+        "no report for {age_s:dur} (stale after {stale_after_s:dur}{tightened_at_level:at_risk})",
     ),
     "report_backlog": Text(
-        "đang nhận dữ liệu gửi lại; báo cáo mới nhất đã cách đây {age_s:dur}",
-        "replaying a backlog; the newest report is {age_s:dur} old",
+        "đang nhận dữ liệu gửi lại; báo cáo mới nhất đã cách đây {age_s:dur} "
+        "(quá {stale_after_s:dur} là mất liên lạc{tightened_at_level:at_risk})",
+        "replaying a backlog; the newest report is {age_s:dur} old "
+        "(stale after {stale_after_s:dur}{tightened_at_level:at_risk})",
     ),
     "agent_offline": Text(
-        "thiết bị giám sát mất kết nối (MQTT Last Will)",
-        "agent offline (its MQTT Last Will fired)",
+        "thiết bị giám sát mất kết nối (MQTT Last Will): không có số liệu của điểm",
+        "agent offline (its MQTT Last Will fired): no data from the site",
     ),
     "clock_ahead": Text(
-        "đồng hồ thiết bị giám sát chạy nhanh {ahead_s:dur}",
-        "the agent's clock is {ahead_s:dur} ahead",
+        "đồng hồ thiết bị giám sát chạy nhanh {ahead_s:dur}, cho phép {future_tolerance_s:dur}",
+        "the agent's clock is {ahead_s:dur} ahead, {future_tolerance_s:dur} tolerated",
     ),
     "meta_missing": Text(
         "chưa có mô tả điểm (meta): không rõ loại và cấp",
@@ -73,25 +87,26 @@ _CATALOGUE: dict[str, Text] = {
     ),
     # --- station state
     "power_down": Text(
-        "mất điện: ắc quy đã cạn",
-        "power down: battery depleted",
+        "mất điện: ắc quy đã cạn, trạm ngừng hoạt động",
+        "power down: battery depleted, the site is dark",
     ),
-    # --- backup power
+    # --- backup power, mains lost ({needs}: the target; none at meeting points, whose
+    # hours the meeting rule judges)
     "on_battery_generator_stopped": Text(
-        "đang chạy bằng ắc quy, còn {dark_in_s:dur}, máy phát không chạy",
-        "on battery, {dark_in_s:dur} left, generator not running",
+        "mất điện lưới: máy phát không chạy, ắc quy còn {dark_in_s:dur}{needs}",
+        "mains lost: generator not running, on battery with {dark_in_s:dur} left{needs}",
     ),
     "on_battery_no_generator": Text(
-        "đang chạy bằng ắc quy, còn {dark_in_s:dur}, không có máy phát",
-        "on battery, {dark_in_s:dur} left, no generator",
+        "mất điện lưới: không có máy phát, ắc quy còn {dark_in_s:dur}{needs}",
+        "mains lost: no generator, on battery with {dark_in_s:dur} left{needs}",
     ),
     "on_battery": Text(
-        "đang chạy bằng ắc quy, còn {dark_in_s:dur}",
-        "on battery, {dark_in_s:dur} left",
+        "mất điện lưới: đang chạy bằng ắc quy, tổng cộng còn {dark_in_s:dur}{needs}",
+        "mains lost: on battery, {dark_in_s:dur} left in total{needs}",
     ),
     "on_battery_runtime_unknown": Text(
-        "đang chạy bằng ắc quy, không rõ thời gian còn lại",
-        "on battery, time left unknown",
+        "mất điện lưới: đang chạy bằng ắc quy, không rõ thời gian còn lại",
+        "mains lost: on battery, time left unknown",
     ),
     "on_battery_no_model": Text(
         "mất điện lưới: đang chạy bằng ắc quy, không rõ thời gian còn lại vì {device} không báo "
@@ -101,20 +116,23 @@ _CATALOGUE: dict[str, Text] = {
         "and the site config gives no model of its battery; " + _SET_MODEL.en,
     ),
     "on_generator": Text(
-        "đang chạy máy phát, nhiên liệu đủ {generator_s:dur}, tổng cộng còn {dark_in_s:dur}",
-        "on generator, fuel for {generator_s:dur}, {dark_in_s:dur} in total",
+        "mất điện lưới: đang chạy máy phát, nhiên liệu đủ {generator_s:dur}, "
+        "tổng cộng còn {dark_in_s:dur}{needs}",
+        "mains lost: on generator, fuel for {generator_s:dur}, {dark_in_s:dur} in total{needs}",
     ),
     "on_generator_fuel_unknown": Text(
-        "đang chạy máy phát, không rõ nhiên liệu còn đủ bao lâu",
-        "on generator, fuel autonomy unknown",
+        "mất điện lưới: đang chạy máy phát, không rõ nhiên liệu còn đủ bao lâu "
+        "(không có lượng dầu hoặc mức tiêu hao)",
+        "mains lost: on generator, fuel autonomy unknown (fuel level or burn rate not reported)",
     ),
+    # --- backup power, mains present: hours if they failed now
     "backup_hours_short": Text(
-        "điện dự phòng đủ {backup_h:n} giờ, cần {required_h:n} giờ",
-        "backup power for {backup_h:n} h, {required_h:n} h required",
+        "điện dự phòng đủ {backup_h:n} giờ{needs}",
+        "{backup_h:n} h of backup power{needs}",
     ),
     "backup_hours_critical": Text(
-        "điện dự phòng chỉ đủ {backup_h:n} giờ, tối thiểu {critical_h:n} giờ",
-        "backup power for only {backup_h:n} h, minimum {critical_h:n} h",
+        "điện dự phòng chỉ đủ {backup_h:n} giờ, dưới mức tối thiểu {critical_h:n} giờ{needs}",
+        "only {backup_h:n} h of backup power, under the {critical_h:n} h minimum{needs}",
     ),
     "backup_hours_unknown": Text(
         "không rõ thời gian dự phòng: không có số liệu thời gian lưu điện hay mức sạc ắc quy",
@@ -128,9 +146,9 @@ _CATALOGUE: dict[str, Text] = {
     ),
     "generator_autonomy_unknown": Text(
         "không rõ máy phát chạy được bao lâu (thiếu lượng dầu hoặc mức tiêu hao); "
-        "riêng ắc quy đủ {battery_h:n} giờ, cần {required_h:n} giờ",
+        "riêng ắc quy đủ {battery_h:n} giờ{needs}",
         "generator autonomy unknown (fuel or burn rate not reported); "
-        "battery alone gives {battery_h:n} h, {required_h:n} h required",
+        "the battery alone gives {battery_h:n} h{needs}",
     ),
     "runtime_untrusted": Text(
         "bỏ qua thời gian lưu điện do {device} báo ({runtime_s:n} giây) vì không hợp lý; "
@@ -151,8 +169,10 @@ _CATALOGUE: dict[str, Text] = {
         "gives no model of its battery; " + _SET_MODEL.en,
     ),
     "battery_estimate_optimistic": Text(
-        "{device} báo còn {ups_s:dur} nhưng tốc độ xả cho thấy chỉ còn {slope_s:dur}",
-        "{device} estimates {ups_s:dur} but the discharge trend gives {slope_s:dur}",
+        "{device} báo còn {ups_s:dur} nhưng tốc độ xả cho thấy chỉ còn {slope_s:dur} "
+        "(dưới {ratio_pct:n}%): dùng theo tốc độ xả",
+        "{device} estimates {ups_s:dur} but the discharge trend gives only {slope_s:dur} "
+        "(under {ratio_pct:n} % of it): the trend is used",
     ),
     "power_probe_error": Text(
         "không đọc được thiết bị điện {device}: {error}",
@@ -160,28 +180,34 @@ _CATALOGUE: dict[str, Text] = {
     ),
     # --- multipath
     "path_all_down": Text(
-        "mất toàn bộ đường truyền ({paths_down:n}/{paths_total:n} đường)",
-        "all paths down ({paths_down:n} of {paths_total:n})",
+        "mất truyền dẫn: mất toàn bộ đường truyền ({paths_down:n}/{paths_total:n} đường)",
+        "transport lost: all paths down ({paths_down:n} of {paths_total:n})",
     ),
     "paths_unknown": Text(
-        "không xác nhận được đường truyền nào đang hoạt động",
-        "no path confirmed up",
+        "không xác nhận được đường truyền nào đang hoạt động, cần {required:n} đường độc lập"
+        "{tightened_at_level:at_risk}",
+        "no path confirmed up, {required:n} independent paths required{tightened_at_level:at_risk}",
     ),
     "paths_one_independent": Text(
-        "chỉ còn 1 đường truyền độc lập, cần {required:n}",
-        "only one independent path up, {required:n} required",
+        "chỉ còn 1 đường truyền độc lập, cần {required:n}{tightened_at_level:at_risk}",
+        "only one independent path up, {required:n} required{tightened_at_level:at_risk}",
     ),
     "paths_one_independent_shared": Text(
-        "chỉ còn 1 đường truyền độc lập ({path_a:media} và {path_b:media} dùng chung {srlg:risk})",
-        "only one independent path up ({path_a:media} and {path_b:media} share {srlg:risk})",
+        "chỉ còn 1 đường truyền độc lập ({path_a:media} và {path_b:media} dùng chung "
+        "{srlg:risk}), cần {required:n}{tightened_at_level:at_risk}",
+        "only one independent path up ({path_a:media} and {path_b:media} share {srlg:risk}), "
+        "{required:n} required{tightened_at_level:at_risk}",
     ),
     "paths_too_few": Text(
-        "chỉ có {independent:n} đường truyền độc lập, cần {required:n}",
-        "only {independent:n} independent paths up, {required:n} required",
+        "chỉ có {independent:n} đường truyền độc lập, cần {required:n}{tightened_at_level:at_risk}",
+        "only {independent:n} independent paths up, {required:n} required"
+        "{tightened_at_level:at_risk}",
     ),
     "paths_one_media": Text(
-        "mọi đường truyền độc lập đều là {media:media}",
-        "every independent path is {media:media}",
+        "mọi đường truyền độc lập đều là {media:media}: một sự cố loại này có thể cắt tất cả, "
+        "nên có {preferred_media:n} loại đường truyền",
+        "every independent path is {media:media}: one fault of that kind can cut them all, "
+        "{preferred_media:n} media preferred",
     ),
     "path_down": Text(
         "đường truyền {path} ({media:media}) mất kết nối",
@@ -210,7 +236,6 @@ _CATALOGUE: dict[str, Text] = {
         "chưa đo được chất lượng đường truyền (độ trễ, mất gói)",
         "link quality not measured (round-trip time, loss)",
     ),
-    # --- meeting readiness
     # --- hardened-station compliance (rules/compliance.py)
     "generator_autonomy_short": Text(
         "điện dự phòng (ắc quy + máy phát) chỉ đủ {autonomy_h:n} giờ "
@@ -219,12 +244,12 @@ _CATALOGUE: dict[str, Text] = {
         "(generator {generator_h:n} h), {required_h:n} h required",
     ),
     "no_generator": Text(
-        "không có máy phát điện",
-        "no generator",
+        "không có máy phát điện: trạm kiên cố cần ắc quy + máy phát đủ {required_h:n} giờ",
+        "no generator: a hardened station needs battery + generator for {required_h:n} h",
     ),
     "no_fibre_path": Text(
-        "không có đường truyền cáp quang",
-        "no fibre path",
+        "không có đường truyền cáp quang: trạm kiên cố cần có",
+        "no fibre path: a hardened station needs one",
     ),
     "no_second_independent_path": Text(
         "chỉ có {independent:n} đường truyền độc lập (khai báo {declared:n} đường), "
@@ -238,8 +263,8 @@ _CATALOGUE: dict[str, Text] = {
         "{a} and {b} share {srlg:risk}",
     ),
     "silent": Text(
-        "mất liên lạc: không có báo cáo trong {age_s:dur}",
-        "silent: no report for {age_s:dur}",
+        "mất liên lạc: không có báo cáo trong {age_s:dur} (quá {stale_after_s:dur})",
+        "silent: no report for {age_s:dur} (over {stale_after_s:dur})",
     ),
     "silent_offline": Text(
         "mất liên lạc: thiết bị giám sát ngắt kết nối (MQTT Last Will), "
@@ -259,7 +284,10 @@ _CATALOGUE: dict[str, Text] = {
         "reporting, but not in the inventory",
     ),
     # --- planned meetings: the pre-meeting rehearsal (rules/rehearsal.py)
-    "rehearsal_missing": Text("chưa diễn tập", "no rehearsal yet"),
+    "rehearsal_missing": Text(
+        "chưa diễn tập (cần một lần diễn tập đạt trong vòng {max_age_s:dur})",
+        "no rehearsal yet (one passed within {max_age_s:dur} is required)",
+    ),
     "rehearsal_failed": Text(
         "diễn tập không đạt {age_s:dur} trước: {problems}",
         "rehearsal failed {age_s:dur} ago: {problems}",
@@ -268,19 +296,22 @@ _CATALOGUE: dict[str, Text] = {
         "lần diễn tập gần nhất đã {age_s:dur}, quá {max_age_s:dur}",
         "last rehearsal was {age_s:dur} ago, older than {max_age_s:dur}",
     ),
+    # --- meeting readiness
     "meeting_power_short": Text(
         "nếu mất điện lưới, điện dự phòng đủ {backup_s:dur}; cuộc họp cần {needed_s:dur}, "
-        "đến {needed_until_ts:time} (gồm {margin_pct:n}% dự phòng)",
+        "đến {needed_until_ts:time} (gồm {margin_pct:n}% dự phòng{tightened_at_level:at_risk})",
         "if mains fail, backup power lasts {backup_s:dur}; the meeting needs {needed_s:dur}, "
-        "to {needed_until_ts:time} (incl. {margin_pct:n} % margin)",
+        "to {needed_until_ts:time} (incl. {margin_pct:n} % margin{tightened_at_level:at_risk})",
     ),
     "meeting_power_runs_out": Text(
         "mất điện lưới: nguồn dự phòng còn {backup_s:dur} (đến {backup_until_ts:time}); "
         "cuộc họp cần {needed_s:dur}, đến {needed_until_ts:time} "
-        "(họp xong lúc {ends_at_ts:time}, cộng {margin_pct:n}% dự phòng)",
+        "(họp xong lúc {ends_at_ts:time}, cộng {margin_pct:n}% dự phòng"
+        "{tightened_at_level:at_risk})",
         "mains lost: power left for {backup_s:dur} (to {backup_until_ts:time}); "
         "the meeting needs {needed_s:dur}, to {needed_until_ts:time} "
-        "(it ends at {ends_at_ts:time}, plus {margin_pct:n} % margin)",
+        "(it ends at {ends_at_ts:time}, plus {margin_pct:n} % margin"
+        "{tightened_at_level:at_risk})",
     ),
     "meeting_power_unknown": Text(
         "không xác định được điện dự phòng có đủ {needed_s:dur} cho cuộc họp "
@@ -289,8 +320,8 @@ _CATALOGUE: dict[str, Text] = {
         "(to {needed_until_ts:time})",
     ),
     "meeting_power_ups_only": Text(
-        "chỉ có UPS, không có máy phát: đủ {backup_s:dur} nhưng không có nguồn thứ hai",
-        "UPS only, no generator: {backup_s:dur} but no second source",
+        "không có máy phát: chỉ một nguồn là UPS ({backup_s:dur}) cho cuộc họp",
+        "no generator: the UPS ({backup_s:dur}) is the meeting's only power source",
     ),
     "meeting_ups_bridge_short": Text(
         "UPS chỉ giữ được {battery_s:dur} trong lúc chờ máy phát, cần {bridge_s:dur}",
@@ -395,6 +426,51 @@ def _time(epoch_s: float) -> str:
     return datetime.fromtimestamp(round(epoch_s / 60) * 60, VIETNAM).strftime("%d/%m %H:%M")
 
 
+# Who a backup target is for ("station:hardened" in a finding's ``target`` label).
+_SITES: Mapping[str, Text] = MappingProxyType(
+    {
+        "station:ordinary": Text("trạm thường", "an ordinary station"),
+        "station:hardened": Text("trạm kiên cố", "a hardened station"),
+        "station:core": Text("trạm trung tâm", "a core station"),
+        "power_room:ordinary": Text("phòng nguồn", "a power room"),
+        "power_room:hardened": Text("phòng nguồn kiên cố", "a hardened power room"),
+        "power_room:core": Text("phòng nguồn trung tâm", "a core power room"),
+        "meeting_point:meeting_point": Text("điểm cầu", "a meeting point"),
+    }
+)
+
+
+def _at_risk(level: float | None, lang: Lang) -> str:
+    """Where the province's risk level made a threshold stricter (Decision 18/2021/QĐ-TTg)."""
+    if level is None:
+        return ""
+    return (
+        f" khi rủi ro thiên tai ở cấp độ {level:.0f}"
+        if lang == "vi"
+        else f" at risk level {level:.0f}"
+    )
+
+
+def _needs(values: Mapping[str, object], lang: Lang) -> str:
+    """{needs}: ", a hardened station needs 72 h[ at risk level 4]", or "" with no target."""
+    target = str(values["target"])
+    if not target:
+        return ""
+    site = _SITES.get(target)
+    who = target if site is None else site.template(lang)
+    required = values["required_h"]
+    hours = "?" if required is None else _number(float(str(required)), lang)
+    level = values["tightened_at_level"]
+    risk = _at_risk(None if level is None else float(str(level)), lang)
+    return f", {who} cần {hours} giờ{risk}" if lang == "vi" else f", {who} needs {hours} h{risk}"
+
+
+# Fields a template may use that are rendered from others (the finding gives those).
+_DERIVED: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {"needs": ("target", "required_h", "tightened_at_level")}
+)
+
+
 def _risk(slug: str, lang: Lang) -> str:
     word = slug.replace("_", "-").replace(".", "-").split("-", 1)[0]
     known = _RISKS.get(word)
@@ -409,6 +485,8 @@ class _Formatter(string.Formatter):
         self.lang = lang
 
     def format_field(self, value: Any, format_spec: str) -> str:
+        if format_spec == "at_risk":  # a suffix: nothing when no risk level tightened it
+            return _at_risk(None if value is None else float(value), self.lang)
         if value is None:
             return "?"
         if format_spec == "n":
@@ -436,14 +514,23 @@ def format_value(value: object, spec: str, lang: Lang) -> str:
 
 
 @cache
-def placeholders(code: str) -> frozenset[str]:
-    """The field names a code's templates use, in either language."""
+def _fields(code: str) -> frozenset[str]:
     text = CATALOGUE[code]
     names: set[str] = set()
     for lang in LANGS:
         for _, field, _, _ in string.Formatter().parse(text.template(lang)):
             if field:
                 names.add(field)
+    return frozenset(names)
+
+
+@cache
+def placeholders(code: str) -> frozenset[str]:
+    """The numbers and labels a code's texts need, in either language (a derived field
+    such as ``{needs}`` counts as the fields it is rendered from)."""
+    names: set[str] = set()
+    for field in _fields(code):
+        names.update(_DERIVED.get(field, (field,)))
     return frozenset(names)
 
 
@@ -455,4 +542,6 @@ def render(
 ) -> str:
     """The text of ``code`` in ``lang``; raises KeyError for an unknown code or field."""
     values: dict[str, object] = {**numbers, **labels}
+    if "needs" in _fields(code):
+        values["needs"] = _needs(values, lang)
     return _FORMATTERS[lang].format(CATALOGUE[code].template(lang), **values)

@@ -1,15 +1,21 @@
-"""The thresholds that hold for one site: its kind and class, tightened by the risk level."""
+"""The thresholds that hold for one site: its kind and class, tightened by the risk level.
+
+Each threshold the province's risk level made stricter is named in ``tightened``, so
+that the reasons can say so ("… needs 72 h at risk level 4").
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Literal
 
 from contract.wire import SiteKind
 from rules.findings import RuleName
 from rules.policy import (
     BackupTarget,
+    BackupTargets,
     FreshnessPolicy,
     GeneratorPolicy,
     LinkQualityPolicy,
@@ -18,6 +24,8 @@ from rules.policy import (
     RuntimeTrust,
 )
 from rules.snapshot import SiteClass
+
+Tightenable = Literal["backup", "required_paths", "stale_intervals", "meeting_margin"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +43,14 @@ class Thresholds:
     link: LinkQualityPolicy
     meeting: MeetingPolicy
     hold_s: Mapping[RuleName, float]
+    # who the backup target is for, as the texts name it: "station:hardened" (the
+    # site's own kind and class, before any risk level raised its target)
+    backup_for: str = ""
+    tightened: frozenset[Tightenable] = frozenset()
+
+    def tightened_at(self, what: Tightenable) -> float | None:
+        """The risk level, if it made this threshold stricter; else None (said nowhere)."""
+        return float(self.risk_level) if what in self.tightened else None
 
 
 _CACHE: dict[tuple[int, str, str, int, bool], tuple[Policy, Thresholds]] = {}
@@ -85,6 +101,7 @@ def _effective(
     required_paths = policy.multipath.required_paths
     if kind.required_paths is not None:
         required_paths = kind.required_paths
+    base_paths, base_freshness, base_meeting = required_paths, freshness, meeting
     for step in policy.risk:
         if step.min_level > risk_level or site_kind not in step.kinds:
             continue
@@ -97,12 +114,17 @@ def _effective(
             meeting = meeting.model_copy(update={"margin_pct": step.meeting_margin_pct})
 
     targets = policy.backup_power.targets
-    if site_kind == "meeting_point":
-        backup = targets.meeting_point
-    else:
-        backup = targets.for_class(cls)
-        if hardened and targets.hardened.warn_below_h > backup.warn_below_h:
-            backup = targets.hardened
+    backup, _ = _backup(targets, site_kind, cls, hardened)
+    own, own_name = _backup(targets, site_kind, site_class, hardened)
+    tightened: set[Tightenable] = set()
+    if backup != own:
+        tightened.add("backup")
+    if required_paths > base_paths:
+        tightened.add("required_paths")
+    if freshness.stale_intervals < base_freshness.stale_intervals:
+        tightened.add("stale_intervals")
+    if meeting.margin_pct > base_meeting.margin_pct:
+        tightened.add("meeting_margin")
 
     preferred = policy.multipath.preferred_media
     if kind.preferred_media is not None:
@@ -129,4 +151,18 @@ def _effective(
         link=policy.link_quality,
         meeting=meeting,
         hold_s=MappingProxyType(hold),
+        backup_for=f"{site_kind}:{own_name}",
+        tightened=frozenset(tightened),
     )
+
+
+def _backup(
+    targets: BackupTargets, site_kind: SiteKind, cls: SiteClass, hardened: bool
+) -> tuple[BackupTarget, str]:
+    """The backup target of a site, and the class it is the target of."""
+    if site_kind == "meeting_point":
+        return targets.meeting_point, "meeting_point"
+    backup, name = targets.for_class(cls), cls
+    if hardened and targets.hardened.warn_below_h > backup.warn_below_h:
+        return targets.hardened, "hardened"  # a site declared hardened is held to it
+    return backup, name

@@ -244,7 +244,8 @@ def test_shared_tower_names_the_paths_and_the_risk() -> None:
 
 def test_silent_texts() -> None:
     (stale,) = judge(station("hp-0001", age_s=3600)).failed
-    assert stale.text("vi") == "mất liên lạc: không có báo cáo trong 1 giờ"
+    assert stale.text("vi") == "mất liên lạc: không có báo cáo trong 1 giờ (quá 3 phút)"
+    assert stale.text("en") == "silent: no report for 1 h (over 3 min)"
     (offline,) = judge(station("hp-0001", online=False)).failed
     assert "MQTT Last Will" in offline.text("en")
 

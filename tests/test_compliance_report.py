@@ -72,7 +72,7 @@ def test_csv_in_english_keeps_codes() -> None:
     rows = {r["site"]: r for r in csv.DictReader(io.StringIO(out.getvalue().decode("utf-8-sig")))}
     assert rows["hp-0202"]["status_text"] == "not compliant"
     assert rows["hp-0202"]["failed_codes"] == "silent"
-    assert rows["hp-0202"]["failed_texts"] == "silent: no report for 2 h"
+    assert rows["hp-0202"]["failed_texts"] == "silent: no report for 2 h (over 3 min)"
 
 
 # --- table

@@ -40,7 +40,7 @@ def test_demo_runs_a_storm_and_prints_every_final_verdict(services: list[str]) -
     cat_hai = by_site["hp-dc-cat-hai"]
     assert cat_hai["state"] == "not_ready"
     assert [r["code"] for r in cat_hai["reasons"]] == ["path_all_down"]
-    assert cat_hai["reasons"][0]["text"].startswith("mất toàn bộ đường truyền")
+    assert cat_hai["reasons"][0]["text"].startswith("mất truyền dẫn: mất toàn bộ đường truyền")
     # Hà Nội, barely touched, holds.
     assert by_site["hn-dc-tp"]["state"] == "ready"
     # The storm was watched: sites changed verdict on the way.

@@ -160,7 +160,7 @@ def test_a_meeting_from_plan_to_rehearsal(
     assert xa["meeting_power_short"].startswith(
         "if mains fail, backup power lasts 1 h 50 min; the meeting needs 3 h 36 min, to "
     )
-    assert xa["rehearsal_missing"] == "no rehearsal yet"
+    assert xa["rehearsal_missing"] == "no rehearsal yet (one passed within 24 h is required)"
     assert [r["code"] for r in by_site["mt-dc-tinh"]["reasons"] if r["severity"] != "info"] == [
         "rehearsal_missing"
     ]

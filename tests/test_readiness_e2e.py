@@ -146,9 +146,11 @@ async def test_ups_on_battery_flips_the_meeting_point_and_back(
         assert flipped[0].station_state == "up_battery"
         assert set(reasons) == {"on_battery_no_generator", "meeting_power_runs_out"}
         assert reasons["on_battery_no_generator"].text_vi.startswith(
-            "đang chạy bằng ắc quy, còn 10 phút"
+            "mất điện lưới: không có máy phát, ắc quy còn 10 phút"
         )
-        assert reasons["on_battery_no_generator"].text_en == "on battery, 10 min left, no generator"
+        assert reasons["on_battery_no_generator"].text_en == (
+            "mains lost: no generator, on battery with 10 min left"
+        )
         await snmp_set_many(snmpsim.host, snmpsim.port, community, ON_MAINS)
         back = await wait_for(
             lambda: [s for s in statuses(sub)[len(flipped) :] if s.verdict == "degraded"]

@@ -456,8 +456,9 @@ def test_backup_power(case: Case) -> None:
     [
         pytest.param(
             station(on_battery(runtime_s=2310), genset()),
-            "đang chạy bằng ắc quy, còn 38 phút, máy phát không chạy",
-            "on battery, 38 min left, generator not running",
+            "mất điện lưới: máy phát không chạy, ắc quy còn 38 phút, trạm thường cần 8 giờ",
+            "mains lost: generator not running, on battery with 38 min left, "
+            "an ordinary station needs 8 h",
             id="on-battery-38-min",
         ),
         pytest.param(
@@ -466,16 +467,18 @@ def test_backup_power(case: Case) -> None:
                 genset(on_generator=True, generator_running=True, fuel_l=100, fuel_burn_l_per_h=10),
                 site_class="hardened",
             ),
-            "đang chạy máy phát, nhiên liệu đủ 10 giờ, tổng cộng còn 10 giờ 30 phút",
-            "on generator, fuel for 10 h, 10 h 30 min in total",
+            "mất điện lưới: đang chạy máy phát, nhiên liệu đủ 10 giờ, tổng cộng còn "
+            "10 giờ 30 phút, trạm kiên cố cần 72 giờ",
+            "mains lost: on generator, fuel for 10 h, 10 h 30 min in total, "
+            "a hardened station needs 72 h",
             id="on-generator-10h",
         ),
         pytest.param(
             station(
                 ups(battery_runtime_s=4 * H), genset(fuel_burn_l_per_h=5), site_class="hardened"
             ),
-            "điện dự phòng đủ 44 giờ, cần 72 giờ",
-            "backup power for 44 h, 72 h required",
+            "điện dự phòng đủ 44 giờ, trạm kiên cố cần 72 giờ",
+            "44 h of backup power, a hardened station needs 72 h",
             id="hardened-44h",
         ),
     ],

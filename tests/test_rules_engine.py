@@ -25,7 +25,7 @@ from tests.test_rules_support import (
 
 
 def _f(impact: Impact, rule: str = "multipath") -> Finding:
-    return Finding(rule, "s", "warning", "paths_unknown", impact=impact)  # type: ignore[arg-type]
+    return Finding(rule, "s", "warning", "link_quality_unknown", impact=impact)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -103,9 +103,17 @@ def test_to_status_is_a_valid_wire_status() -> None:
     assert status.evaluated_at == NOW
     (reason,) = status.reasons
     assert reason.code == "on_battery_generator_stopped"
-    assert reason.text_vi == "đang chạy bằng ắc quy, còn 38 phút, máy phát không chạy"
-    assert reason.text_en == "on battery, 38 min left, generator not running"
+    # the verdict says the risk level it was judged under, where that raised the target
+    assert reason.text_vi == (
+        "mất điện lưới: máy phát không chạy, ắc quy còn 38 phút, "
+        "trạm thường cần 72 giờ khi rủi ro thiên tai ở cấp độ 4"
+    )
+    assert reason.text_en == (
+        "mains lost: generator not running, on battery with 38 min left, "
+        "an ordinary station needs 72 h at risk level 4"
+    )
     assert reason.numbers["dark_in_s"] == pytest.approx(2280)
+    assert reason.numbers["tightened_at_level"] == 4
 
 
 def test_to_status_of_a_site_never_seen() -> None:

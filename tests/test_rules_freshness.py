@@ -102,11 +102,24 @@ def test_freshness(case: Case) -> None:
 @pytest.mark.parametrize(
     ("age_s", "vi", "en"),
     [
-        pytest.param(420, "không có báo cáo trong 7 phút", "no report for 7 min", id="7-min"),
         pytest.param(
-            9000, "không có báo cáo trong 2 giờ 30 phút", "no report for 2 h 30 min", id="2h30"
+            420,
+            "không có báo cáo trong 7 phút (quá 3 phút là mất liên lạc)",
+            "no report for 7 min (stale after 3 min)",
+            id="7-min",
         ),
-        pytest.param(3 * 86_400, "không có báo cáo trong 3 ngày", "no report for 3 d", id="3-days"),
+        pytest.param(
+            9000,
+            "không có báo cáo trong 2 giờ 30 phút (quá 3 phút là mất liên lạc)",
+            "no report for 2 h 30 min (stale after 3 min)",
+            id="2h30",
+        ),
+        pytest.param(
+            3 * 86_400,
+            "không có báo cáo trong 3 ngày (quá 3 phút là mất liên lạc)",
+            "no report for 3 d (stale after 3 min)",
+            id="3-days",
+        ),
     ],
 )
 def test_stale_texts(age_s: float, vi: str, en: str) -> None:

@@ -191,20 +191,22 @@ def test_multipath(case: Case) -> None:
     [
         pytest.param(
             station(link("fo1", "fibre", "tower-hp12"), link("mw1", "microwave", "tower-hp12")),
-            "chỉ còn 1 đường truyền độc lập (cáp quang và viba dùng chung cột)",
-            "only one independent path up (fibre and microwave share the same tower)",
+            "chỉ còn 1 đường truyền độc lập (cáp quang và viba dùng chung cột), cần 2",
+            "only one independent path up (fibre and microwave share the same tower), 2 required",
             id="shared-tower",
         ),
         pytest.param(
             station(link("fo1", "fibre", "duct-7"), link("fo2", "fibre", "duct-7")),
-            "chỉ còn 1 đường truyền độc lập (fo1 và fo2 dùng chung cống cáp)",
-            "only one independent path up (fo1 and fo2 share the same duct)",
+            "chỉ còn 1 đường truyền độc lập (fo1 và fo2 dùng chung cống cáp), cần 2",
+            "only one independent path up (fo1 and fo2 share the same duct), 2 required",
             id="same-media-named-by-path",
         ),
         pytest.param(
             station(link("fo1", "fibre", "vnpt-hp"), link("mw1", "microwave", "vnpt-hp")),
-            "chỉ còn 1 đường truyền độc lập (cáp quang và viba dùng chung nhóm rủi ro vnpt-hp)",
-            "only one independent path up (fibre and microwave share shared-risk group vnpt-hp)",
+            "chỉ còn 1 đường truyền độc lập (cáp quang và viba dùng chung nhóm rủi ro vnpt-hp), "
+            "cần 2",
+            "only one independent path up (fibre and microwave share shared-risk group vnpt-hp), "
+            "2 required",
             id="unknown-group-named-as-is",
         ),
         pytest.param(
@@ -215,8 +217,8 @@ def test_multipath(case: Case) -> None:
         ),
         pytest.param(
             station(link("fo1", up=False), link("mw1", "microwave", up=False)),
-            "mất toàn bộ đường truyền (2/2 đường)",
-            "all paths down (2 of 2)",
+            "mất truyền dẫn: mất toàn bộ đường truyền (2/2 đường)",
+            "transport lost: all paths down (2 of 2)",
             id="all-down",
         ),
     ],
@@ -252,7 +254,11 @@ def test_required_paths_raised_by_risk_step() -> None:
     e = evaluate(s, policy, NOW, risk_level=5)
     found = [f for f in e.findings if f.rule == "multipath"]
     assert [f.code for f in found] == ["paths_too_few"]
-    assert found[0].text_en == "only 2 independent paths up, 3 required"
+    # the risk level raised the requirement: the reason says so
+    assert found[0].text_en == "only 2 independent paths up, 3 required at risk level 5"
+    assert found[0].text_vi == (
+        "chỉ có 2 đường truyền độc lập, cần 3 khi rủi ro thiên tai ở cấp độ 5"
+    )
     assert found[0].effect == "spof"
 
 

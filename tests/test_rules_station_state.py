@@ -110,7 +110,7 @@ def test_vocabulary_is_fcc_dirs() -> None:
 def test_power_down_text() -> None:
     finding = judge(site((on_battery(runtime_s=0),))).findings[0]
     assert (finding.text_vi, finding.text_en) == (
-        "mất điện: ắc quy đã cạn",
-        "power down: battery depleted",
+        "mất điện: ắc quy đã cạn, trạm ngừng hoạt động",
+        "power down: battery depleted, the site is dark",
     )
     assert finding.severity == "critical"

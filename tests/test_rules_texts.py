@@ -7,10 +7,23 @@ from importlib import resources
 
 import pytest
 
-from rules import Finding
+from rules import Finding, Policy, evaluate
+from rules.policy import RiskStep
 from rules.texts import CATALOGUE, LANGS, Lang, format_value, placeholders, render
+from tests.test_rules_support import (
+    NOW,
+    POLICY,
+    ago,
+    genset,
+    judge,
+    link,
+    room,
+    snap,
+    two_paths,
+    ups,
+)
 
-NUMBER_SPECS = {"n", "dur", "time"}
+NUMBER_SPECS = {"n", "dur", "time", "at_risk"}
 
 
 def _fields(template: str) -> dict[str, str]:
@@ -22,8 +35,12 @@ def _sample(code: str) -> tuple[dict[str, float | None], dict[str, str]]:
     labels: dict[str, str] = {}
     for lang in LANGS:
         for name, spec in _fields(CATALOGUE[code].template(lang)).items():
-            if spec in NUMBER_SPECS:
-                numbers[name] = 3725.0
+            if name == "needs":  # derived: rendered from these
+                labels["target"] = "station:hardened"
+                numbers["required_h"] = 72.0
+                numbers["tightened_at_level"] = 4.0
+            elif spec in NUMBER_SPECS:
+                numbers[name] = 4.0 if spec == "at_risk" else 3725.0
             elif spec == "risk":
                 labels[name] = "tower-hp12"
             else:
@@ -96,5 +113,199 @@ def test_units_read_naturally(template_value: object, lang: Lang, spec: str, exp
 
 
 def test_placeholders_cover_both_languages() -> None:
-    assert placeholders("on_battery_generator_stopped") == {"dark_in_s"}
-    assert placeholders("paths_one_independent_shared") == {"path_a", "path_b", "srlg"}
+    assert placeholders("power_down") == frozenset()
+    assert placeholders("paths_one_independent_shared") == {
+        "path_a",
+        "path_b",
+        "srlg",
+        "required",
+        "tightened_at_level",
+    }
+    # {needs} is derived: a finding gives what it is rendered from
+    assert placeholders("on_battery_generator_stopped") == {
+        "dark_in_s",
+        "target",
+        "required_h",
+        "tightened_at_level",
+    }
+
+
+# --- every reason names the problem and, where a threshold applies, the threshold
+# (issue 8). Each code is listed in one of the two tables: a new code must choose.
+
+THRESHOLDS: dict[str, set[str]] = {
+    "no_recent_report": {"stale_after_s"},
+    "report_backlog": {"stale_after_s"},
+    "clock_ahead": {"future_tolerance_s"},
+    "on_battery_generator_stopped": {"required_h"},
+    "on_battery_no_generator": {"required_h"},
+    "on_battery": {"required_h"},
+    "on_generator": {"required_h"},
+    "backup_hours_short": {"required_h"},
+    "backup_hours_critical": {"critical_h", "required_h"},
+    "generator_autonomy_unknown": {"required_h"},
+    "battery_estimate_optimistic": {"ratio_pct"},
+    "paths_unknown": {"required"},
+    "paths_one_independent": {"required"},
+    "paths_one_independent_shared": {"required"},
+    "paths_too_few": {"required"},
+    "paths_one_media": {"preferred_media"},
+    "link_rtt_high": {"max_rtt_ms"},
+    "link_jitter_high": {"max_jitter_ms"},
+    "link_loss_high": {"max_loss_pct"},
+    "link_bandwidth_low": {"min_up_mbps", "min_down_mbps"},
+    "generator_autonomy_short": {"required_h"},
+    "no_generator": {"required_h"},
+    "no_second_independent_path": {"required"},
+    "no_second_independent_path_shared": {"required"},
+    "silent": {"stale_after_s"},
+    "rehearsal_missing": {"max_age_s"},
+    "rehearsal_stale": {"max_age_s"},
+    "meeting_power_short": {"needed_s", "margin_pct"},
+    "meeting_power_runs_out": {"needed_s", "margin_pct"},
+    "meeting_power_unknown": {"needed_s"},
+    "meeting_ups_bridge_short": {"bridge_s"},
+    "meeting_ups_bridge_unknown": {"bridge_s"},
+}
+# A state or fault with no number to hold it to; or hours that are unknown, where the
+# reason is what is missing and how to fix it.
+NO_THRESHOLD = {
+    "no_report_yet",
+    "agent_offline",
+    "meta_missing",
+    "power_down",
+    "on_battery_runtime_unknown",
+    "on_battery_no_model",
+    "on_generator_fuel_unknown",
+    "backup_hours_unknown",
+    "backup_hours_unknown_no_model",
+    "runtime_untrusted",
+    "runtime_untrusted_no_charge",
+    "battery_model_missing",
+    "power_probe_error",
+    "path_all_down",
+    "path_down",
+    "link_quality_unknown",
+    "no_fibre_path",  # "a hardened station needs one": the rule is the threshold
+    "silent_offline",
+    "never_reported",
+    "not_declared_hardened",
+    "not_in_inventory",
+    "rehearsal_failed",
+    "meeting_power_ups_only",
+    "room_unknown",
+    "room_error",
+    "room_devices_unknown",
+    "codec_unreachable",
+    "codec_not_registered",
+    "camera_fault",
+    "microphone_fault",
+    "speaker_fault",
+    "display_fault",
+}
+# Thresholds a risk step can raise (policy ``risk``): their texts say the level then.
+RISK_RAISED = {
+    "no_recent_report",
+    "report_backlog",
+    "on_battery_generator_stopped",
+    "on_battery_no_generator",
+    "on_battery",
+    "on_generator",
+    "backup_hours_short",
+    "backup_hours_critical",
+    "generator_autonomy_unknown",
+    "paths_unknown",
+    "paths_one_independent",
+    "paths_one_independent_shared",
+    "paths_too_few",
+    "meeting_power_short",
+    "meeting_power_runs_out",
+}
+
+
+def test_every_code_is_placed_in_one_table() -> None:
+    assert not set(THRESHOLDS) & NO_THRESHOLD
+    assert set(CATALOGUE) == set(THRESHOLDS) | NO_THRESHOLD
+    assert set(THRESHOLDS) >= RISK_RAISED
+
+
+@pytest.mark.parametrize("code", sorted(THRESHOLDS))
+def test_a_reason_with_a_threshold_says_it_in_both_languages(code: str) -> None:
+    assert THRESHOLDS[code] <= placeholders(code)
+    numbers, labels = _sample(code)
+    for name in THRESHOLDS[code]:
+        # each threshold on its own: 7,777 / 7.777, or as a duration 2 h 10 min
+        marked = {**numbers, name: 7777.0}
+        for lang in LANGS:
+            text = render(code, lang, marked, labels)
+            shown = {format_value(7777.0, spec, lang) for spec in ("n", "dur")}
+            assert any(value in text for value in shown), (name, text)
+
+
+@pytest.mark.parametrize("code", sorted(RISK_RAISED))
+def test_a_threshold_raised_by_the_risk_level_says_the_level(code: str) -> None:
+    assert "tightened_at_level" in placeholders(code)
+    numbers, labels = _sample(code)
+    raised = {
+        lang: render(code, lang, {**numbers, "tightened_at_level": 4}, labels) for lang in LANGS
+    }
+    assert raised["en"].count("at risk level 4") == 1, raised["en"]
+    assert raised["vi"].count("khi rủi ro thiên tai ở cấp độ 4") == 1, raised["vi"]
+    plain = render(code, "en", {**numbers, "tightened_at_level": None}, labels)
+    assert "risk level" not in plain and "?" not in plain, plain
+
+
+def test_no_target_no_clause() -> None:
+    """A meeting point's power state names no target: the meeting rule judges the hours."""
+    numbers: dict[str, float | None] = {
+        "dark_in_s": 600.0,
+        "generator_s": 36_000.0,
+        "required_h": 4.0,
+        "tightened_at_level": None,
+    }
+    text = render("on_generator", "en", numbers, {"target": ""})
+    assert text == "mains lost: on generator, fuel for 10 h, 10 min in total"
+
+
+# --- through evaluate(): the risk level a verdict was judged under, where it counted
+
+
+def _tightening_policy() -> Policy:
+    step = RiskStep(min_level=4, stale_intervals=2, meeting_margin_pct=50, required_paths=3)
+    return POLICY.model_copy(update={"risk": (*POLICY.risk, step)})
+
+
+def test_an_ordinary_station_held_to_the_hardened_target_at_level_4() -> None:
+    s = snap(power=[ups()], links=two_paths())
+    assert judge(s, risk_level=3).findings == ()
+    (finding,) = judge(s, risk_level=4).findings
+    assert finding.text_en == "10 h of backup power, an ordinary station needs 72 h at risk level 4"
+    assert finding.text_vi == (
+        "điện dự phòng đủ 10 giờ, trạm thường cần 72 giờ khi rủi ro thiên tai ở cấp độ 4"
+    )
+
+
+def test_a_hardened_station_is_held_to_72h_whatever_the_level() -> None:
+    s = snap(power=[ups()], links=two_paths(), site_class="hardened")
+    (finding,) = judge(s, risk_level=4).findings
+    assert finding.text_en == "10 h of backup power, a hardened station needs 72 h"
+
+
+def test_stale_window_shortened_by_the_risk_level() -> None:
+    s = snap(power=[ups()], links=two_paths(), at=ago(150))
+    e = evaluate(s, _tightening_policy(), NOW, risk_level=4)
+    assert e.findings[0].text_en == "no report for 2 min (stale after 2 min at risk level 4)"
+    assert evaluate(s, _tightening_policy(), NOW, risk_level=3).verdict != "unknown"
+
+
+def test_meeting_margin_raised_by_the_risk_level() -> None:
+    point = snap(
+        "meeting_point",
+        power=[ups(battery_runtime_s=1200), genset(fuel_l=10, fuel_burn_l_per_h=10)],
+        links=(*two_paths(), link("lte", "cellular", "tower-c")),
+        room_reading=room(),
+    )
+    e = evaluate(point, _tightening_policy(), NOW, risk_level=4, meeting_duration_s=3600)
+    (finding,) = [f for f in e.findings if f.rule == "meeting"]
+    assert finding.text_en.endswith("(incl. 50 % margin at risk level 4)"), finding.text_en
+    assert finding.numbers["needed_s"] == 5400
