@@ -10,6 +10,9 @@
     POST /api/v1/meetings/{id}/rehearse      ask every point to run its pre-meeting check
     GET  /api/v1/throughput?bytes=N          N incompressible bytes (an agent's download test)
     POST /api/v1/throughput                  a capped upload sink: {"bytes", "seconds"}
+    GET  /api/v1/deadletter[?reason=R&all=1&limit=N]  rejected messages kept, newest first
+    GET  /api/v1/deadletter/{id}             one, with its payload
+    POST /api/v1/deadletter/replay           {"reason", "id"}: drive kept ones through again
     GET  /metrics                            Prometheus text format
     GET  /healthz                            200 when all is well, else 503 and what is wrong
 
@@ -39,6 +42,7 @@ from pydantic import BaseModel, ValidationError
 
 from collector.health import Health
 from collector.meetings import MeetingRequest
+from collector.replay import ReplayRequest
 from collector.risk import RiskChange
 from collector.supervision import Loop
 from collector.throughput import PATH as THROUGHPUT_PATH
@@ -88,6 +92,7 @@ def readiness_reply(selected: list[Any], encoded: bytes) -> Reply:
 _BODIES: dict[tuple[str, ...], type[BaseModel]] = {
     ("risk",): RiskChange,
     ("meetings",): MeetingRequest,
+    ("deadletter", "replay"): ReplayRequest,
 }
 
 

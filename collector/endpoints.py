@@ -12,6 +12,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from collector.api import READINESS_FILTERS, Reply, json_reply, readiness_reply
 from collector.meetings import MeetingRequest, meeting_status, points_for
+from collector.replay import ReplayRequest
 from collector.risk import RiskChange
 from rules.compliance import ComplianceReport, build_report
 
@@ -75,6 +76,13 @@ class Endpoints:
                 return json_reply(HTTPStatus.OK, [_plain(m) for m in c.meetings.all()])
             case ["compliance"]:
                 return self._compliance(query)
+            case ["deadletter"]:
+                return self._dead_letters(query)
+            case ["deadletter", number] if number.isdigit():
+                entry = c.dead_letters.get(int(number))
+                if entry is None:
+                    return json_reply(HTTPStatus.NOT_FOUND, {"error": f"no dead letter {number}"})
+                return json_reply(HTTPStatus.OK, entry.full())
             case ["meetings", meeting_id]:
                 meeting = c.meetings.get(meeting_id)
                 if meeting is None:
@@ -85,6 +93,22 @@ class Endpoints:
                 return HTTPStatus.OK, judged.to_json()
         return json_reply(
             HTTPStatus.NOT_FOUND, {"error": f"no such path: /api/v1/{'/'.join(parts)}"}
+        )
+
+    def _dead_letters(self, query: dict[str, str]) -> Reply:
+        limit = query.get("limit", "100")
+        if not limit.isdigit() or not 1 <= int(limit) <= 10_000:
+            return json_reply(HTTPStatus.BAD_REQUEST, {"error": "limit: a number, 1 to 10000"})
+        store = self.c.dead_letters
+        entries = store.select(
+            reason=query.get("reason"),
+            kept_only=query.get("all") not in ("1", "true"),
+            limit=int(limit),
+            newest_first=True,
+        )
+        return json_reply(
+            HTTPStatus.OK,
+            {"counts": store.counts(kept_only=True), "entries": [e.summary() for e in entries]},
         )
 
     def _compliance(self, query: dict[str, str]) -> Reply:
@@ -120,6 +144,8 @@ class Endpoints:
                         {"error": "no points: name them, or give a province with meeting points"},
                     )
                 return json_reply(HTTPStatus.OK, _plain(c.plan_meeting(body, points)))
+            case ["deadletter", "replay"], ReplayRequest():
+                return json_reply(HTTPStatus.OK, c.replayer.replay(body).as_json())
             case ["meetings", meeting_id, "rehearse"], None:
                 meeting = c.meetings.get(meeting_id)
                 if meeting is None:

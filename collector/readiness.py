@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 import threading
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 
 from collector.history import STATE_CODES, VERDICT_CODES, one_line
@@ -23,6 +24,10 @@ from rules import Policy, SiteSnapshot, effective, evaluate, texts, to_status
 from rules.hysteresis import Held, debounce
 
 RiskLevelOf = Callable[[str], int]
+
+# A site's evaluations are ordered by one of these locks (sites share them: one lock per
+# site would grow with the fleet, and three threads rarely meet on the same stripe).
+_STRIPES = 64
 
 
 def _no_risk(_province: str) -> int:
@@ -50,7 +55,14 @@ def _signature(status: Status) -> tuple[object, ...]:
 
 
 class Verdicts:
-    """The latest verdict of every site. Thread-safe."""
+    """The latest verdict of every site. Thread-safe.
+
+    The MQTT thread, the sweeper and the API all judge sites. A site's evaluation
+    (read its snapshot, run the rules, keep the result) holds that site's lock
+    from start to end, and runs at a time no earlier than the last one's, so an
+    evaluation of older data or at an older time can never land on top of a
+    newer verdict or hysteresis state.
+    """
 
     def __init__(
         self,
@@ -69,7 +81,14 @@ class Verdicts:
         self._json: dict[str, bytes] = {}
         self._due: list[tuple[datetime, str]] = []
         self._silence_check: dict[str, datetime] = {}  # each site's one pending look
-        self._lock = threading.Lock()
+        self._judged_at: dict[str, datetime] = {}  # each site's last evaluation time
+        self._lock = threading.Lock()  # the dicts above, shared by every site
+        self._serial = [threading.RLock() for _ in range(_STRIPES)]
+
+    def serial(self, site: str) -> AbstractContextManager[bool]:
+        """The (reentrant) lock that orders a site's evaluations. A caller holds it over
+        what it does with one (publishing the status) so those come out in order too."""
+        return self._serial[hash(site) % _STRIPES]
 
     def evaluate(self, site: str, now: datetime) -> tuple[Status, bool, list[Point]] | None:
         """Judge one site now: (status shown, changed since last time, points to write).
@@ -78,9 +97,16 @@ class Verdicts:
         (rules/hysteresis.py); until then the previous one stays and the site is
         looked at again when the hold ends.
         """
-        snapshot = self.states.get(site)
+        with self.serial(site):
+            return self._evaluate(site, now)
+
+    def _evaluate(self, site: str, now: datetime) -> tuple[Status, bool, list[Point]] | None:
+        snapshot = self.states.get(site)  # read under the site's lock: the newest
         if snapshot is None:
             return None
+        last = self._judged_at.get(site)
+        if last is not None and now < last:
+            now = last  # a caller that read the clock before another: judged no earlier
         risk = self.risk_level(snapshot.province)
         evaluation = evaluate(snapshot, self.policy, now, risk_level=risk)
         hold_s = effective(
@@ -99,6 +125,7 @@ class Verdicts:
             previous = self._statuses.get(site)
             changed = previous is None or _signature(previous) != _signature(status)
             self._statuses[site] = status
+            self._judged_at[site] = now
             self._json[site] = status.model_dump_json(exclude_none=True).encode()
             self._schedule(snapshot, now)
             if due_in is not None:
@@ -177,6 +204,7 @@ class Verdicts:
             self._held.pop(site, None)
             self._json.pop(site, None)
             self._silence_check.pop(site, None)
+            self._judged_at.pop(site, None)
 
 
 def verdict_points(

@@ -51,6 +51,7 @@ from collector.meetings import (
 from collector.metrics import CollectorMetrics
 from collector.points import event_points, report_points, state_points
 from collector.readiness import RiskLevelOf, Verdicts
+from collector.replay import Replayer
 from collector.risk import RiskChange, RiskEntry, RiskLevels
 from collector.spool import Spool
 from collector.state import SiteStates
@@ -155,6 +156,12 @@ class Collector:
             ack=self.client.ack,
             now=self.clock,
             stopping=self._stopping,
+        )
+        self.replayer = Replayer(
+            self.dead_letters,
+            process=lambda topic, payload, now: self.process(topic, payload, now, heard=False),
+            write=self.writer.write_durably,
+            now=self.clock,
         )
         self._writer_thread = self.supervisor.spawn(
             self._loops["writer"], self.delivery.step, daemon=False
@@ -425,19 +432,24 @@ class Collector:
         self.delivery.queue_lines("\n".join(line for line in lines if line))
 
     def _judge(self, site: str, now: datetime) -> list[Point]:
-        """Re-evaluate one site; publish its status if it changed (or always, by config)."""
-        judged = self.verdicts.evaluate(site, now)
-        if judged is None:
-            return []
-        status, changed, points = judged
-        if changed or self.config.status.publish == "always":
-            payload = self.verdicts.json_of(site) or b""
-            self.client.publish(
-                topic_of(status.province, site, "status"), payload, qos=1, retain=True
-            )
-            self.metrics.statuses_published.inc()
-            if self.on_status is not None:
-                self.on_status(status)
+        """Re-evaluate one site; publish its status if it changed (or always, by config).
+
+        Under the site's lock: statuses leave in the order the evaluations were made,
+        so the retained one on the broker is the newest.
+        """
+        with self.verdicts.serial(site):
+            judged = self.verdicts.evaluate(site, now)
+            if judged is None:
+                return []
+            status, changed, points = judged
+            if changed or self.config.status.publish == "always":
+                payload = self.verdicts.json_of(site) or b""
+                self.client.publish(
+                    topic_of(status.province, site, "status"), payload, qos=1, retain=True
+                )
+                self.metrics.statuses_published.inc()
+                if self.on_status is not None:
+                    self.on_status(status)
         return points
 
     def set_risk(self, change: RiskChange) -> RiskEntry:
