@@ -46,6 +46,7 @@ async def poll_once(
     now: datetime,
     outbox_depth: int | None = None,
     outbox_dropped_total: int | None = None,
+    outbox_resets_total: int | None = None,
 ) -> Report:
     """Measure the site once. ``now`` is when the readings were taken (UTC)."""
     # Paths first, on their own: the kernel times each handshake (TCP_INFO), but where it
@@ -62,6 +63,7 @@ async def poll_once(
         disk_path=config.disk_path,
         outbox_depth=outbox_depth,
         outbox_dropped_total=outbox_dropped_total,
+        outbox_resets_total=outbox_resets_total,
         psutil=probes.psutil,
     )
     return Report(

@@ -10,18 +10,44 @@ The outbox is bounded by age and size; when it is full the oldest messages are
 dropped and counted (``dropped_total``), and the agent reports that counter.
 It also holds the agent's sequence counter, so sequence numbers stay monotonic
 across restarts.
+
+The disk itself may fail it, and the policy holds then too:
+
+- **Full disk**: the newest message matters most, so the oldest are dropped
+  (counted in ``dropped_total``) until it fits. When the disk is nearly full, a new
+  message goes into pages freed inside the file (the oldest messages' pages), so
+  the file stops growing; should a write still fail (SQLITE_FULL: another program
+  filled the disk at once), a reserve file beside the outbox (``<name>.reserve``,
+  1 MiB) is given back, since the delete that makes room is itself a write, and the
+  oldest are dropped then. The reserve is made again once the disk has room.
+- **Corrupt file** (SQLITE_CORRUPT, SQLITE_NOTADB), at start or later: it is moved
+  aside as ``<name>.corrupt-<UTC time>``, what SQLite can still read from it is
+  copied into a fresh file, and ``resets_total`` counts it (reported as
+  ``host.outbox_resets_total``). Sequence numbers carry on above any issued
+  before; when the old counter cannot be read, from the clock (Unix seconds),
+  above any count the agent can have reached.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
+from agent.outbox_repair import DiskReserve, Salvage, is_corrupt, is_full, move_aside, salvage
 from plumbing.durable import open_durable
+
+log = logging.getLogger("kienco.agent")
+
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -31,9 +57,17 @@ CREATE TABLE IF NOT EXISTS outbox (
     retain INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL
 );
+-- The age bound looks up the oldest by time at each add: without it, a scan of the backlog.
+CREATE INDEX IF NOT EXISTS outbox_created_at ON outbox (created_at);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO counters VALUES ('next_seq', 0), ('dropped_total', 0), ('bytes', 0);
+INSERT OR IGNORE INTO counters VALUES
+    ('next_seq', 0), ('dropped_total', 0), ('bytes', 0), ('resets_total', 0);
 """
+# Checkpoint the WAL into the main file every 64 pages (256 KiB; SQLite's default is
+# 1 000): on a full disk, a checkpoint must never need more new space than the reserve.
+_WAL_PAGES = 64
+_ROOM_CHUNK = 64 * 1024  # the oldest messages dropped at a time to make room, in bytes
+_FULL_LOG_EVERY_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +89,22 @@ class Outbox:
         max_age_s: float = 96 * 3600,
         max_bytes: int = 512 * 1024 * 1024,
         clock: Callable[[], float] = time.time,
+        reserve_bytes: int = 1024 * 1024,
     ) -> None:
+        self.path = path
         self._max_age_s = max_age_s
         self._max_bytes = max_bytes
         self._clock = clock
         self._lock = threading.Lock()
-        # Fsynced at each commit: an added message survives power loss.
-        self._db = open_durable(path, _SCHEMA)
+        self._reserve = DiskReserve(path.with_name(f"{path.name}.reserve"), reserve_bytes)
+        # Below this much free disk, new messages go into pages freed inside the file.
+        self._low_water = max(reserve_bytes, 256 * 1024)
+        self._last_id_seen = 0  # ids handed out by this process: never handed out again
+        self._full_logged_at: float | None = None
+        self._full_dropped = 0
+        with self._lock:
+            self._db = self._open()
+        self._reserve.ensure()
 
     def close(self) -> None:
         with self._lock:
@@ -69,24 +112,35 @@ class Outbox:
 
     def reserve_seq(self) -> int:
         """The next sequence number, durably reserved (monotonic across restarts)."""
-        with self._lock, self._tx():
-            (seq,) = self._db.execute(
-                "UPDATE counters SET value = value + 1 WHERE name = 'next_seq' RETURNING value - 1"
-            ).fetchone()
-        return int(seq)
+
+        def reserve() -> int:
+            with self._tx():
+                (seq,) = self._db.execute(
+                    "UPDATE counters SET value = value + 1 WHERE name = 'next_seq' "
+                    "RETURNING value - 1"
+                ).fetchone()
+            return int(seq)
+
+        return self._run(reserve, make_room=True)
 
     def add(self, topic: str, payload: bytes, *, retain: bool = False) -> int:
-        """Store one message durably; drop the oldest if the outbox is over its bounds."""
-        now = self._clock()
-        with self._lock, self._tx():
-            (row_id,) = self._db.execute(
-                "INSERT INTO outbox (topic, payload, retain, created_at) VALUES (?, ?, ?, ?) "
-                "RETURNING id",
-                (topic, payload, int(retain), now),
-            ).fetchone()
-            self._bump("bytes", len(payload))
-            self._enforce_bounds(now)
-        return int(row_id)
+        """Store one message durably; drop the oldest if the outbox (or the disk) is full."""
+
+        def insert() -> int:
+            self._free_pages_for(len(payload))
+            now = self._clock()
+            with self._tx():
+                (row_id,) = self._db.execute(
+                    "INSERT INTO outbox (topic, payload, retain, created_at) VALUES (?, ?, ?, ?) "
+                    "RETURNING id",
+                    (topic, payload, int(retain), now),
+                ).fetchone()
+                self._bump("bytes", len(payload))
+                self._enforce_bounds(now)
+            self._last_id_seen = max(self._last_id_seen, int(row_id))
+            return int(row_id)
+
+        return self._run(insert, make_room=True)
 
     def take(self, limit: int, *, fresh_after: int | None = None) -> list[Entry]:
         """Up to ``limit`` messages to publish, each group oldest first.
@@ -96,50 +150,219 @@ class Outbox:
         drains in order without delaying the site's current reports.
         """
         columns = "SELECT id, topic, payload, retain, created_at FROM outbox"
-        with self._lock:
+
+        def select() -> list[tuple[int, str, bytes, int, float]]:
             if fresh_after is None:
-                rows = self._db.execute(f"{columns} ORDER BY id LIMIT ?", (limit,)).fetchall()
-            else:
-                rows = self._db.execute(
-                    f"{columns} WHERE id > ? ORDER BY id LIMIT ?", (fresh_after, limit)
-                ).fetchall()
-                rows += self._db.execute(
+                return self._db.execute(f"{columns} ORDER BY id LIMIT ?", (limit,)).fetchall()
+            rows = self._db.execute(
+                f"{columns} WHERE id > ? ORDER BY id LIMIT ?", (fresh_after, limit)
+            ).fetchall()
+            return (
+                rows
+                + self._db.execute(
                     f"{columns} WHERE id <= ? ORDER BY id LIMIT ?",
                     (fresh_after, limit - len(rows)),
                 ).fetchall()
+            )
+
         return [
             Entry(id=r[0], topic=r[1], payload=bytes(r[2]), retain=bool(r[3]), created_at=r[4])
-            for r in rows
+            for r in self._run(select)
         ]
 
     def last_id(self) -> int:
         """The id of the newest message (0 when empty): the end of the current backlog."""
-        with self._lock:
+
+        def newest() -> int:
             (last,) = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM outbox").fetchone()
-        return int(last)
+            return int(last)
+
+        return self._run(newest)
 
     def ack(self, ids: Iterable[int]) -> None:
         """Remove messages the broker has accepted."""
         id_list = list(ids)
         if not id_list:
             return
-        with self._lock, self._tx():
-            marks = ",".join("?" * len(id_list))
-            (size,) = self._db.execute(
-                f"SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM outbox WHERE id IN ({marks})",
-                id_list,
-            ).fetchone()
-            self._db.execute(f"DELETE FROM outbox WHERE id IN ({marks})", id_list)
-            self._bump("bytes", -int(size))
+
+        def delete() -> None:
+            with self._tx():
+                marks = ",".join("?" * len(id_list))
+                (size,) = self._db.execute(
+                    f"SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM outbox WHERE id IN ({marks})",
+                    id_list,
+                ).fetchone()
+                self._db.execute(f"DELETE FROM outbox WHERE id IN ({marks})", id_list)
+                self._bump("bytes", -int(size))
+
+        # A delete needs no new space once the reserve is back; if it still fails, the
+        # messages stay and are published again (a duplicate, never a loss).
+        self._run(delete)
 
     def depth(self) -> int:
-        with self._lock:
-            (count,) = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()
-        return int(count)
+        def count() -> int:
+            (n,) = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()
+            return int(n)
+
+        return self._run(count)
 
     def dropped_total(self) -> int:
+        return self._run(lambda: self._counter("dropped_total"))
+
+    def resets_total(self) -> int:
+        """How many times the outbox file was found corrupt and replaced."""
+        return self._run(lambda: self._counter("resets_total"))
+
+    # --- the disk going wrong ---------------------------------------------------------
+
+    def _run(self, step: Callable[[], T], *, make_room: bool = False) -> T:
+        """Run one step under the lock; replace a corrupt file, make room on a full disk."""
         with self._lock:
-            return self._counter("dropped_total")
+            replaced = False
+            for attempt in range(32):
+                try:
+                    result = step()
+                except sqlite3.DatabaseError as exc:
+                    if is_corrupt(exc) and not replaced:
+                        self._db = self._replace_corrupt(exc)
+                        replaced = True
+                        continue
+                    if is_full(exc) and self._reserve.release():
+                        log.error("DISK FULL under the outbox %s: gave back its reserve", self.path)
+                        continue  # the reserve's space may be all this step needs
+                    if is_full(exc) and make_room and self._drop_oldest(attempt):
+                        continue
+                    raise
+                if not self._reserve.present() and self._reserve.ensure() and self._full_dropped:
+                    log.warning(
+                        "outbox %s: the disk has room again (%d oldest message(s) dropped)",
+                        self.path,
+                        self._full_dropped,
+                    )
+                    self._full_logged_at, self._full_dropped = None, 0
+                return result
+            raise sqlite3.OperationalError("outbox: the disk stays full after dropping the oldest")
+
+    def _free_pages_for(self, size: int) -> None:
+        """On a nearly full disk, drop the oldest until ``size`` bytes fit in free pages.
+
+        A message that needs a new page grows the file at the next checkpoint; on a
+        full disk that checkpoint fails and the WAL can no longer be reset, so no
+        write, not even the delete that would make room, gets through. Pages freed
+        inside the file take the message without the disk growing.
+        """
+        disk = os.statvfs(self.path.parent)
+        if disk.f_bavail * disk.f_frsize >= self._low_water:
+            return
+        (page,) = self._db.execute("PRAGMA page_size").fetchone()
+        for attempt in range(32):
+            (free,) = self._db.execute("PRAGMA freelist_count").fetchone()
+            if free * page >= size + 4 * page or not self._drop_oldest(attempt):
+                return
+
+    def _drop_oldest(self, attempt: int) -> bool:
+        """Drop the oldest messages (more at each attempt) so the newest fits; False if none."""
+        want = _ROOM_CHUNK * 2 ** min(attempt, 16)
+        try:
+            with self._tx():
+                (upto,) = self._db.execute(
+                    "SELECT COALESCE(("
+                    "SELECT id FROM (SELECT id, SUM(LENGTH(payload)) OVER (ORDER BY id) AS size "
+                    "FROM outbox) WHERE size >= ? ORDER BY id LIMIT 1"
+                    "), (SELECT MAX(id) FROM outbox))",
+                    (want,),
+                ).fetchone()
+                if upto is None:
+                    return False
+                dropped = self._db.execute(
+                    "DELETE FROM outbox WHERE id <= ? RETURNING LENGTH(payload)", (upto,)
+                ).fetchall()
+                self._bump("dropped_total", len(dropped))
+                self._bump("bytes", -sum(r[0] for r in dropped))
+            # Into the main file now: the freed pages take the next messages, no new space.
+            self._db.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+        except sqlite3.OperationalError as exc:
+            if is_full(exc):
+                return False
+            raise
+        self._full_dropped += len(dropped)
+        now = self._clock()
+        if self._full_logged_at is None or now - self._full_logged_at >= _FULL_LOG_EVERY_S:
+            log.error(
+                "DISK FULL under the outbox %s: dropped the %d oldest message(s) so far to "
+                "store the newest (fresh first, oldest dropped); free some disk space",
+                self.path,
+                self._full_dropped,
+            )
+            self._full_logged_at = now
+        return True
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            db = open_durable(self.path, _SCHEMA)
+            db.execute(f"PRAGMA wal_autocheckpoint={_WAL_PAGES}")
+            return db
+        except sqlite3.DatabaseError as exc:
+            if not is_corrupt(exc):
+                raise
+            return self._replace_corrupt(exc)
+
+    def _replace_corrupt(self, exc: sqlite3.DatabaseError) -> sqlite3.Connection:
+        """Move the corrupt file aside, start a fresh one with what could be read from it."""
+        old = getattr(self, "_db", None)
+        if old is not None:
+            old.close()
+        moved = move_aside(self.path, datetime.fromtimestamp(self._clock(), UTC))
+        found = salvage(moved)
+        db = open_durable(self.path, _SCHEMA)
+        db.execute(f"PRAGMA wal_autocheckpoint={_WAL_PAGES}")
+        # The moved-aside files count too: a file too damaged to read keeps no counter.
+        aside = [
+            f
+            for f in self.path.parent.glob(f"{self.path.name}.corrupt-*")
+            if not f.name.endswith(("-wal", "-shm"))
+        ]
+        resets = max(found.counters.get("resets_total", 0) + 1, len(aside))
+        self._restore(db, found, resets)
+        log.error(
+            "OUTBOX FILE CORRUPT (%s): moved aside to %s and started a fresh outbox at %s "
+            "with the %d message(s) still readable in it; sequence numbers go on from %d. "
+            "Replaced %d time(s) so far; check the disk (SMART, dmesg)",
+            exc,
+            moved,
+            self.path,
+            len(found.rows),
+            self._counter_of(db, "next_seq"),
+            resets,
+        )
+        return db
+
+    def _restore(self, db: sqlite3.Connection, found: Salvage, resets: int) -> None:
+        next_seq = found.counters.get("next_seq")
+        if next_seq is None:  # unreadable: the clock is above any count reached so far
+            next_seq = max(int(self._clock()), (found.max_seq() or -1) + 1)
+        last_id = max(found.last_id, self._last_id_seen)
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany(
+            "INSERT INTO outbox (id, topic, payload, retain, created_at) VALUES (?, ?, ?, ?, ?)",
+            sorted(found.rows.values()),
+        )
+        counters = {
+            "next_seq": next_seq,
+            "dropped_total": found.counters.get("dropped_total", 0),
+            "bytes": sum(len(row[2]) for row in found.rows.values()),
+            "resets_total": resets,
+        }
+        db.executemany(
+            "UPDATE counters SET value = ? WHERE name = ?",
+            [(value, name) for name, value in counters.items()],
+        )
+        # Ids go on too: one the runner holds from the old file never names a new message.
+        db.execute("DELETE FROM sqlite_sequence WHERE name = 'outbox'")
+        db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('outbox', ?)", (last_id,))
+        db.execute("COMMIT")
+
+    # --- bounds and counters --------------------------------------------------------------
 
     def _enforce_bounds(self, now: float) -> None:
         dropped = self._db.execute(
@@ -161,7 +384,11 @@ class Outbox:
             self._bump("bytes", -sum(r[0] for r in dropped))
 
     def _counter(self, name: str) -> int:
-        (value,) = self._db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+        return self._counter_of(self._db, name)
+
+    @staticmethod
+    def _counter_of(db: sqlite3.Connection, name: str) -> int:
+        (value,) = db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
         return int(value)
 
     def _bump(self, name: str, delta: int) -> None:
@@ -181,4 +408,9 @@ class _Transaction:
         self._db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if exc_type is None:
+            self._db.execute("COMMIT")
+        elif self._db.in_transaction:  # SQLite may have rolled back already (a full disk)
+            # The error that got us here is the one to report (a corrupt file, a full disk).
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")

@@ -307,6 +307,7 @@ class Agent:
             now=now,
             outbox_depth=self.outbox.depth(),
             outbox_dropped_total=self.outbox.dropped_total(),
+            outbox_resets_total=self.outbox.resets_total(),
         )
 
     async def _poll_loop(self, stop: asyncio.Event) -> None:

@@ -151,6 +151,8 @@ class HostReading(WireModel):
     clock_offset_ms: Annotated[float, Field(ge=-86_400_000, le=86_400_000)] | None = None
     outbox_depth: Count | None = None
     outbox_dropped_total: Count | None = None
+    # Added to v1, optional: how many times the outbox file was found corrupt and replaced.
+    outbox_resets_total: Count | None = None
 
 
 class RoomReading(WireModel):

@@ -46,7 +46,8 @@ def test_schema_is_the_saved_contract() -> None:
     tests/fixtures/contract/schema-v1.json is ``kienco schema`` as it was before the
     contract moved to its own package (contract/); regenerate it only with a version bump,
     or for a new *optional* field that every older message still satisfies (said in the
-    commit; so far: ``DeviceDecl.battery``, a site's battery model).
+    commit; so far: ``DeviceDecl.battery``, a site's battery model;
+    ``HostReading.outbox_resets_total``, how often the agent replaced a corrupt outbox).
     """
     saved = (REPO / "tests" / "fixtures" / "contract" / "schema-v1.json").read_text()
     assert json.loads(kienco("schema").stdout) == json.loads(saved)

@@ -45,6 +45,7 @@ def test_reports_health_the_hottest_plausible_sensor_and_the_outbox() -> None:
         disk_path=Path("/"),
         outbox_depth=7,
         outbox_dropped_total=2,
+        outbox_resets_total=1,
         psutil=fake,
         clock=lambda: 4_600.0,
     )
@@ -52,6 +53,7 @@ def test_reports_health_the_hottest_plausible_sensor_and_the_outbox() -> None:
     assert reading.temperature_c == 61.5
     assert reading.uptime_s == 3_600.0
     assert (reading.outbox_depth, reading.outbox_dropped_total) == (7, 2)
+    assert reading.outbox_resets_total == 1
     assert reading.error is None
 
 
@@ -61,9 +63,10 @@ def test_no_sensors_is_unknown_not_zero() -> None:
 
 
 def test_a_failing_disk_gives_an_error_reading_that_still_carries_the_outbox() -> None:
-    reading = host.collect(psutil=FakePsutil(fail=True), outbox_depth=3)
+    reading = host.collect(psutil=FakePsutil(fail=True), outbox_depth=3, outbox_resets_total=2)
     assert reading.error is not None and "Input/output error" in reading.error
     assert reading.cpu_pct is None and reading.outbox_depth == 3
+    assert reading.outbox_resets_total == 2
 
 
 def test_the_real_psutil_on_this_machine() -> None:

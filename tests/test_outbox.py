@@ -1,12 +1,25 @@
-"""The outbox as a transaction: add, take, ack or leave; bounded; durable across a kill -9."""
+"""The outbox as a transaction: add, take, ack or leave; bounded; durable across a kill -9;
+and when its disk fails it: a corrupt file, a full disk (a real one)."""
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import json
+import os
+import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
+from agent.config import SiteConfig
 from agent.outbox import Outbox
+from agent.runner import Agent
+from contract.wire import Report
 
 
 def test_fifo_take_and_ack(tmp_path: Path) -> None:
@@ -70,3 +83,209 @@ def test_added_message_survives_kill_9(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parents[1])
     assert proc.returncode == -9
     assert [e.payload for e in Outbox(path).take(100)] == [str(i).encode() for i in range(50)]
+
+
+# --- a corrupt file ---------------------------------------------------------------------
+
+T0 = datetime(2026, 9, 7, 3, 15, 0, tzinfo=UTC).timestamp()  # Typhoon Yagi's landfall
+
+
+def _report(seq: int) -> bytes:
+    return json.dumps({"kind": "report", "seq": seq, "pad": "x" * 1200}).encode()
+
+
+def _seqs(box: Outbox) -> list[int]:
+    return [json.loads(e.payload)["seq"] for e in box.take(1_000_000)]
+
+
+def _filled(path: Path, n: int) -> None:
+    """An outbox with ``n`` reports of seq 0..n-1, all of it in the main file, closed."""
+    box = Outbox(path, reserve_bytes=0)
+    for _ in range(n):
+        box.add("t", _report(box.reserve_seq()))
+    box._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    box.close()
+
+
+def _damage(path: Path, at: int, size: int) -> None:
+    with path.open("r+b") as f:
+        f.seek(at)
+        f.write(bytes(range(256)) * (size // 256))
+
+
+def _aside(path: Path) -> list[Path]:
+    return sorted(
+        f
+        for f in path.parent.glob(f"{path.name}.corrupt-*")
+        if not f.name.endswith(("-wal", "-shm"))
+    )
+
+
+def test_a_file_that_is_not_a_database_is_moved_aside_and_a_fresh_one_started(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "o.sqlite"
+    _filled(path, 50)
+    _damage(path, 0, 1024)  # the header: SQLite says "file is not a database"
+    with pytest.raises(sqlite3.DatabaseError):  # as the agent met it before
+        sqlite3.connect(path).execute("PRAGMA journal_mode=WAL")
+
+    box = Outbox(path, clock=lambda: T0, reserve_bytes=0)
+
+    assert _aside(path) == [tmp_path / "o.sqlite.corrupt-20260907T031500Z"]
+    assert box.resets_total() == 1
+    assert box.depth() == 0  # nothing in it could be read
+    # The old counter is unreadable: sequence numbers go on from the clock, above 0..49.
+    assert box.reserve_seq() == int(T0)
+    box.add("t", b"after")
+    assert [e.payload for e in box.take(10)] == [b"after"]
+    assert "OUTBOX FILE CORRUPT" in caplog.text and "corrupt-20260907T031500Z" in caplog.text
+
+
+def test_a_damaged_page_loses_only_its_messages(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    _filled(path, 500)
+    last_id = Outbox(path).last_id()
+    size = path.stat().st_size
+    _damage(path, size // 2 // 4096 * 4096, 3 * 4096)  # three pages in the middle
+
+    box = Outbox(path, clock=lambda: T0, reserve_bytes=0)
+
+    kept = _seqs(box)
+    assert box.resets_total() == 1 and len(_aside(path)) == 1
+    assert kept[:3] == [0, 1, 2] and kept[-3:] == [497, 498, 499]  # read from both ends
+    assert 470 <= len(kept) < 500 and kept == sorted(kept)
+    assert box.reserve_seq() == 500  # the counter was readable: no gap, no reuse
+    assert box.add("t", b"new") > last_id  # ids go on: an old id never names a new message
+
+
+def test_corruption_met_while_running_replaces_the_file_then(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    box = Outbox(path, reserve_bytes=0)
+    for _ in range(400):
+        box.add("t", _report(box.reserve_seq()))
+    box._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    box._db.execute("PRAGMA cache_size=1")  # read pages from the disk, as a busy box does
+    _damage(path, path.stat().st_size // 2 // 4096 * 4096, 3 * 4096)
+
+    kept = _seqs(box)  # the damage met: the file replaced, and the call answered
+    assert box.resets_total() == 1 and len(_aside(path)) == 1
+    assert 370 <= len(kept) < 400 and kept[0] == 0 and kept[-1] == 399
+    assert box.reserve_seq() == 400
+    box.add("t", b"after")
+    assert box.depth() == len(kept) + 1
+
+
+def test_each_replacement_is_counted_even_when_no_counter_survives(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    now = [T0]
+    for expected in (1, 2, 3):
+        _filled(path, 3)
+        _damage(path, 0, 1024)
+        box = Outbox(path, clock=lambda: now[0], reserve_bytes=0)
+        assert box.resets_total() == expected
+        box.close()
+        now[0] += 1
+    assert len(_aside(path)) == 3
+
+
+def test_the_agent_starts_on_a_corrupt_outbox_and_reports_the_reset(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    _filled(path, 5)
+    _damage(path, 0, 1024)
+    config = SiteConfig.model_validate(
+        {
+            "site": "hp-bts-151",
+            "province": "hp",
+            "kind": "station",
+            "name": "Trạm 151",
+            "broker": {"url": "mqtt://127.0.0.1:1"},
+            "outbox": {"path": str(path)},
+            "disk_path": str(tmp_path),
+        }
+    )
+    agent = Agent(config)
+    asyncio.run(agent.poll_and_store())
+    (entry,) = agent.outbox.take(10)
+    report = Report.model_validate_json(entry.payload)
+    assert report.host is not None and report.host.outbox_resets_total == 1
+    assert report.seq > 5
+
+
+# --- a full disk (a real one: a small tmpfs, mounted as root) -----------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB filesystem of its own."""
+    if os.geteuid() != 0:
+        pytest.fail("the full-disk tests mount a small tmpfs: run them as root, as CI does")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def _fill(disk: Path) -> None:
+    """Another program takes every byte left (logs, a core dump)."""
+    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        while True:
+            os.write(fd, bytes(65536))
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    fd = os.open(disk / "filler", os.O_WRONLY | os.O_APPEND)
+    try:
+        while True:
+            os.write(fd, bytes(512))
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+
+
+def _free(disk: Path) -> int:
+    stat = os.statvfs(disk)
+    return stat.f_bavail * stat.f_frsize
+
+
+def test_on_a_disk_filled_by_another_program_the_newest_are_kept_and_the_oldest_dropped(
+    small_disk: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    box = Outbox(small_disk / "o.sqlite", reserve_bytes=256 * 1024)
+    for _ in range(300):
+        box.add("t", _report(box.reserve_seq()))
+    _fill(small_disk)
+    assert _free(small_disk) == 0
+
+    for n in range(300, 1300):  # the link is down: reports keep coming, the disk stays full
+        assert box.reserve_seq() == n
+        box.add("t", _report(n))
+        if n % 250 == 0:
+            _fill(small_disk)  # it takes whatever the outbox gives back
+
+    kept = _seqs(box)
+    assert kept[-1] == 1299 and kept == list(range(kept[0], 1300)), "the newest, none missing"
+    assert box.dropped_total() == kept[0] > 0, "what went is the oldest, and it is counted"
+    assert "DISK FULL" in caplog.text
+    box.ack(e.id for e in box.take(10))  # the link comes back: acks go through on a full disk
+    assert box.depth() == len(kept) - 10
+
+    (small_disk / "filler").unlink()
+    box.add("t", _report(1300))
+    assert (small_disk / "o.sqlite.reserve").stat().st_size == 256 * 1024  # made again
+
+
+def test_an_outbox_that_fills_its_disk_keeps_the_newest(small_disk: Path) -> None:
+    box = Outbox(small_disk / "o.sqlite", reserve_bytes=256 * 1024)
+    for _ in range(3000):  # ~4 MiB of reports for a 2 MiB disk
+        box.add("t", _report(box.reserve_seq()))
+    kept = _seqs(box)
+    assert kept[-1] == 2999 and kept == list(range(kept[0], 3000))
+    assert box.dropped_total() == kept[0] > 1500
+    assert (small_disk / "o.sqlite.reserve").exists()  # never needed: the file stopped growing

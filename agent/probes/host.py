@@ -18,6 +18,7 @@ def collect(
     disk_path: Path = Path("/"),
     outbox_depth: int | None = None,
     outbox_dropped_total: int | None = None,
+    outbox_resets_total: int | None = None,
     psutil: ModuleType | Any = _psutil,
     clock: Callable[[], float] = time.time,
 ) -> HostReading:
@@ -34,6 +35,7 @@ def collect(
             error=f"host probe failed: {exc}",
             outbox_depth=outbox_depth,
             outbox_dropped_total=outbox_dropped_total,
+            outbox_resets_total=outbox_resets_total,
         )
     return HostReading(
         cpu_pct=min(cpu, 100.0),
@@ -43,6 +45,7 @@ def collect(
         uptime_s=uptime,
         outbox_depth=outbox_depth,
         outbox_dropped_total=outbox_dropped_total,
+        outbox_resets_total=outbox_resets_total,
     )
 
 
