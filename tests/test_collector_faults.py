@@ -240,6 +240,30 @@ def test_a_request_that_raises_gets_a_500_with_a_json_error(
     assert errors_of(collector, "api") == 1
 
 
+def test_paho_s_network_thread_is_started_again_if_it_ends(
+    tmp_path: Path,
+    mosquitto: Broker,
+    started: Callable[[CollectorConfig], Collector],
+) -> None:
+    collector = started(config(tmp_path, mosquitto, "fk"))
+    collector.client.loop_stop()  # as if paho itself had failed: its thread is gone
+    assert not collector._mqtt_alive()
+    wait_until(collector._mqtt_alive, timeout_s=5, what="the sweeper starting it again")
+    assert errors_of(collector, "mqtt") == 1
+    client = publisher(mosquitto.port)
+    try:
+        now = datetime.now(UTC)
+        send(client, "kienco/v1/fk/fk-1/report", report("fk-1", "fk", 1, now))
+        wait_until(
+            lambda: collector.metrics.accepted.labels("report")._value.get() == 1,
+            what="a report through the new thread",
+        )
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    assert healthz(collector).status_code == 200
+
+
 # --- item 11: durable or dead-lettered, and acked ---------------------------------------
 
 
