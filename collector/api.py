@@ -157,13 +157,17 @@ def _handler(
         def _guarded(self, answer: Callable[[], None]) -> None:
             """Answer as a step of the api loop; whatever raises gets a 500, not a dropped
             connection (unless the reply had already begun)."""
-            failed = True
+            self._replied = False
+            error: str | None = None
             with loop.step():
-                answer()
-                failed = False
-            if failed and not self._replied:
-                error = loop.last_error or "internal error"
-                self._reply(json_reply(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": error}))
+                try:
+                    answer()
+                except Exception as exc:
+                    error = f"{type(exc).__name__}: {exc}"[:500]
+                    raise  # the step logs and counts it
+            if error is not None and not self._replied:
+                failed = json_reply(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": error})
+                loop.attempt(self._reply, failed)  # the client may be gone: counted, no more
 
         _replied = False
 

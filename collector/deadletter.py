@@ -180,13 +180,14 @@ class DeadLetterStore:
         newest_first: bool = False,
     ) -> list[DeadLetter]:
         """Entries matching every filter given, oldest first (the order they came in)."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[object] = []
         if reason is not None:
             where.append("reason = ?")
             args.append(reason)
         if id is not None:
             where.append("id = ?")
-            args.append(str(id))
+            args.append(id)
         if kept_only:
             where.append("replayed_at IS NULL")
         sql = f"SELECT {_FIELDS} FROM dead_letter"

@@ -251,6 +251,8 @@ class Collector:
         """Flush what is pending (durably, then acknowledged) and disconnect."""
         self._stopping.set()
         self.delivery.flush_now.set()
+        if self._sweeper_thread.is_alive():  # before paho stops: it must not restart it
+            self._sweeper_thread.join(timeout=10)
         if self._writer_thread.is_alive():
             self._writer_thread.join(timeout=60)
         self.client.disconnect()

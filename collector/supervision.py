@@ -188,18 +188,21 @@ class Supervisor:
     ) -> threading.Thread:
         """A thread that runs ``body`` as a step of ``loop`` until it returns False.
 
-        A step that raised is followed by a short pause, so a failure that repeats
-        (a full disk) does not spin a core.
+        A pass that raised is followed by a short pause, so a failure that repeats
+        (a full disk) does not spin a core; errors its own steps caught (one site of
+        a sweep) do not slow it.
         """
 
         def run() -> None:
             try:
                 while True:
-                    errors = loop.errors
+                    raised, going_on = True, True
                     with loop.step():
-                        if not body():
-                            return
-                    if loop.errors != errors and self.stopping.wait(pause_after_error_s):
+                        going_on = body()
+                        raised = False
+                    if not going_on:
+                        return
+                    if raised and self.stopping.wait(pause_after_error_s):
                         return
             finally:
                 if not self.stopping.is_set():
