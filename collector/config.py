@@ -120,11 +120,12 @@ class StatusConfig(_Strict):
 class SummariesConfig(_Strict):
     """Periodic points for the dashboards (collector/history.py)."""
 
-    fleet_every_s: Annotated[float, Field(gt=0, le=3600)] = Field(
-        default=60.0, description="sites per verdict and state, per province, kind and operator"
+    # Whole minutes: the dashboards sum each minute's points across series.
+    fleet_every_s: Annotated[int, Field(ge=60, le=3600, multiple_of=60)] = Field(
+        default=60, description="sites per verdict and state, per province, kind and operator"
     )
-    compliance_every_s: Annotated[float, Field(gt=0, le=86_400)] = Field(
-        default=300.0, description="hardened-station compliance per area (needs the inventory)"
+    compliance_every_s: Annotated[int, Field(ge=60, le=86_400, multiple_of=60)] = Field(
+        default=300, description="hardened-station compliance per area (needs the inventory)"
     )
 
 

@@ -108,9 +108,14 @@ def _empty_counts() -> dict[str, int]:
 
 
 def fleet_points(
-    sites: Iterable[tuple[SiteSnapshot, Status]], policy: Policy, at: datetime
+    sites: Iterable[tuple[SiteSnapshot, Status]],
+    policy: Policy,
+    at: datetime,
+    *,
+    stamp: datetime | None = None,
 ) -> list[Point]:
-    """One ``fleet`` point per (province, kind, operator): how many sites in each state now.
+    """One ``fleet`` point per (province, kind, operator): how many sites in each state at
+    ``at``, stamped ``stamp`` (default ``at``).
 
     A path counts as declared when the site declares or reports it, and as up when its
     newest reading says so and the site is not silent (a silent site's paths are unknown).
@@ -134,7 +139,7 @@ def fleet_points(
             held = snapshot.links.get(path)
             if fresh and held is not None and held[0].up:
                 counts[f"paths_{medium}_up"] += 1
-    at_ns = time_ns(at)
+    at_ns = time_ns(stamp or at)
     return [
         Point.make(
             "fleet",

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from collector.config import CollectorConfig
 from collector.history import (
@@ -262,12 +263,22 @@ def test_a_meeting_is_stamped_at_its_start_and_a_rehearsal_when_it_ran() -> None
     }
 
 
-def test_a_summary_is_due_at_once_then_every_interval() -> None:
+def test_a_summary_is_due_once_per_slot_and_stamped_at_its_start() -> None:
     clock = SummaryClock(60)
-    assert clock.due(NOW)
-    assert not clock.due(NOW + timedelta(seconds=59))
-    assert clock.due(NOW + timedelta(seconds=60))
-    assert not clock.due(NOW + timedelta(seconds=61))
+    at = datetime(2024, 9, 7, 6, 0, 42, 500_000, tzinfo=UTC)
+    assert clock.due(at) == datetime(2024, 9, 7, 6, 0, tzinfo=UTC)  # at once, its slot
+    assert clock.due(at + timedelta(seconds=17)) is None  # 06:00:59.5: same slot
+    assert clock.due(at + timedelta(seconds=18)) == datetime(2024, 9, 7, 6, 1, tzinfo=UTC)
+    assert clock.due(at + timedelta(seconds=30)) is None
+    # a collector down for a while writes the slot it is in, not the ones it missed
+    assert clock.due(at + timedelta(minutes=10)) == datetime(2024, 9, 7, 6, 10, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("every_s", [0, 30, 90, 45.5])
+def test_summaries_come_in_whole_minutes(every_s: float) -> None:
+    with pytest.raises(ValidationError):
+        CollectorConfig.model_validate({"summaries": {"fleet_every_s": every_s}})
+    assert CollectorConfig.model_validate({"summaries": {"fleet_every_s": 120}})
 
 
 # --- through a real collector, into a real InfluxDB ----------------------------------------
@@ -291,10 +302,12 @@ def collector(
             "http": {"port": 0, "admin_token": {"value": ADMIN_TOKEN}},
             "inventory": str(INVENTORY),
             "status": {"sweep_s": 0.1},
-            "summaries": {"fleet_every_s": 0.5, "compliance_every_s": 0.5},
         }
     )
     running = Collector(config)
+    # Summaries every half second, not every minute: this test watches them change.
+    running.summaries.fleet = SummaryClock(0.5)
+    running.summaries.compliance = SummaryClock(0.5)
     running.start()
     assert running.wait_connected(10)
     yield running, database

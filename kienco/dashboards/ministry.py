@@ -19,7 +19,7 @@ from kienco.dashboards.common import (
     Board,
     Built,
     compliance_mapping,
-    last_of,
+    sum_of,
     summed,
     tag_variable,
     where,
@@ -31,7 +31,6 @@ __all__ = ["build"]
 
 UID = "kienco-ministry"
 AREA = '"area" =~ /^$area$/'
-AREA_SERIES = ("province", "area")
 COUNTS = {
     "declared": "Khai báo kiên cố",
     "compliant": "Đạt chuẩn",
@@ -121,8 +120,7 @@ def build() -> Built:
             InfluxQL(
                 summed(
                     "compliance",
-                    last_of(tuple(COUNTS)),
-                    series=AREA_SERIES,
+                    sum_of(tuple(COUNTS)),
                     filters=(PROVINCE, AREA),
                     over_time=False,
                 ),
@@ -192,8 +190,7 @@ def build() -> Built:
             InfluxQL(
                 summed(
                     "compliance",
-                    last_of(tuple(FAILED)),
-                    series=AREA_SERIES,
+                    sum_of(tuple(FAILED)),
                     filters=(PROVINCE, AREA),
                     over_time=False,
                 ),
@@ -218,8 +215,7 @@ def build() -> Built:
             InfluxQL(
                 summed(
                     "compliance",
-                    last_of(("compliant", "non_compliant", "missing")),
-                    series=AREA_SERIES,
+                    sum_of(("compliant", "non_compliant", "missing")),
                     filters=(PROVINCE, AREA),
                     over_time=True,
                 ),

@@ -18,9 +18,9 @@ from kienco.dashboards.common import (
     STATE_COLOURS,
     Board,
     Built,
-    last_of,
     state_mapping,
     steps,
+    sum_of,
     summed,
     tag_variable,
     where,
@@ -49,7 +49,6 @@ STATE_NAMES = {
 STATE_NAME_COLOURS = {
     state: STATE_COLOURS["unknown" if state == "state_unknown" else state] for state in STATES
 }
-FLEET_SERIES = ("province", "kind", "operator")
 FLEET_FILTERS = (PROVINCE, OPERATOR, KIND)
 SITE_FILTERS = (PROVINCE, OPERATOR, KIND, SITE)
 MEDIA_NAMES = {
@@ -126,8 +125,7 @@ def build() -> Built:
             InfluxQL(
                 summed(
                     "fleet",
-                    last_of(STATES),
-                    series=FLEET_SERIES,
+                    sum_of(STATES),
                     filters=FLEET_FILTERS,
                     over_time=False,
                 ),
@@ -213,8 +211,7 @@ def build() -> Built:
             InfluxQL(
                 summed(
                     "fleet",
-                    last_of(("sites", *STATES)),
-                    series=FLEET_SERIES,
+                    sum_of(("sites", *STATES)),
                     filters=FLEET_FILTERS,
                     over_time=False,
                     by=("province", "operator"),
@@ -252,12 +249,11 @@ def build() -> Built:
                 summed(
                     "fleet",
                     {
-                        "up_battery": 'last("up_battery")',
-                        "up_generator": 'last("up_generator")',
-                        "dark": 'last("down_power") + last("down_damage")',
-                        "down_transport": 'last("down_transport")',
+                        "up_battery": 'sum("up_battery")',
+                        "up_generator": 'sum("up_generator")',
+                        "dark": 'sum("down_power") + sum("down_damage")',
+                        "down_transport": 'sum("down_transport")',
                     },
-                    series=FLEET_SERIES,
                     filters=FLEET_FILTERS,
                     over_time=True,
                 ),
@@ -266,7 +262,7 @@ def build() -> Built:
             )
         ],
     )
-    media_up = {media: f'last("paths_{media}_up")' for media in MEDIA_NAMES}
+    media_up = {media: f'sum("paths_{media}_up")' for media in MEDIA_NAMES}
     board.add(
         trend(
             "Đường truyền đang hoạt động theo loại",
@@ -280,9 +276,7 @@ def build() -> Built:
         min_interval="1m",
         queries=[
             InfluxQL(
-                summed(
-                    "fleet", media_up, series=FLEET_SERIES, filters=FLEET_FILTERS, over_time=True
-                ),
+                summed("fleet", media_up, filters=FLEET_FILTERS, over_time=True),
                 Expect(tuple(MEDIA_NAMES)),
                 alias="$col",
             )

@@ -17,14 +17,14 @@ from kienco.dashboards.common import (
     VERDICT_COLOURS,
     Board,
     Built,
-    last_of,
     steps,
+    sum_of,
     summed,
     verdict_mapping,
     where,
 )
 from kienco.dashboards.influxql import Expect, InfluxQL
-from kienco.dashboards.noc import FLEET_SERIES, variables
+from kienco.dashboards.noc import variables
 from kienco.dashboards.panels import stat_row, states_over_time, table_of, trend
 from rules import load_policy
 
@@ -80,8 +80,7 @@ def build() -> Built:
             InfluxQL(
                 summed(
                     "fleet",
-                    last_of(("sites", *VERDICT_NAMES)),
-                    series=FLEET_SERIES,
+                    sum_of(("sites", *VERDICT_NAMES)),
                     filters=FILTERS,
                     over_time=False,
                 ),
@@ -104,8 +103,7 @@ def build() -> Built:
             InfluxQL(
                 summed(
                     "fleet",
-                    last_of(("ready", "sites")),
-                    series=FLEET_SERIES,
+                    sum_of(("ready", "sites")),
                     filters=FILTERS,
                     over_time=False,
                     by=("province",),
@@ -167,8 +165,7 @@ def build() -> Built:
             InfluxQL(
                 summed(
                     "fleet",
-                    last_of(tuple(VERDICT_NAMES)),
-                    series=FLEET_SERIES,
+                    sum_of(tuple(VERDICT_NAMES)),
                     filters=FILTERS,
                     over_time=True,
                 ),

@@ -18,7 +18,7 @@ from kienco.dashboards.common import (
     where,
 )
 from kienco.dashboards.influxql import Expect, InfluxQL
-from kienco.dashboards.noc import FLEET_SERIES, variables
+from kienco.dashboards.noc import variables
 from kienco.dashboards.panels import table_of, trend
 
 __all__ = ["build"]
@@ -75,8 +75,7 @@ def build() -> Built:
             InfluxQL(
                 summed(
                     "fleet",
-                    {"sites": 'last("sites")', "unknown": 'last("unknown")'},
-                    series=FLEET_SERIES,
+                    {"sites": 'sum("sites")', "unknown": 'sum("unknown")'},
                     filters=(PROVINCE, OPERATOR, KIND),
                     over_time=True,
                 ),
