@@ -219,11 +219,13 @@ def _state_at(site: Site, index: int, at: datetime, storm: tuple[datetime, datet
 
 
 def ticks(start: datetime, end: datetime, interval_s: float) -> Iterator[tuple[int, datetime]]:
-    tick, at = 0, start
-    while at <= end:
+    """Newest first: the dashboards' default ranges (the last hours) can be timed while the
+    older days are still loading (``--reuse`` on a copy of the folder)."""
+    tick, at = 0, end
+    while at >= start:
         yield tick, at
         tick += 1
-        at = start + timedelta(seconds=tick * interval_s)
+        at = end - timedelta(seconds=tick * interval_s)
 
 
 # --- writing ---------------------------------------------------------------------------
@@ -320,7 +322,7 @@ def load(
             key = (state, (n + index) % SETS)
             lines = per_site[site.site]
             batch.extend(line + ts for line in lines.lines[key])
-            if previous.get(site.site) != state:  # a change of verdict: its findings
+            if previous.get(site.site) != state:  # a change of power state: its findings
                 batch.extend(line + ts for line in lines.findings[key])
                 previous[site.site] = state
         seconds = int(at.timestamp())
@@ -335,7 +337,7 @@ def load(
             batch = []
         if tick % 2880 == 0 and tick:
             rate = writers.lines / (time.monotonic() - started)
-            log(f"  day {tick * interval_s / 86_400:.0f} of {days:g}: {writers.lines:,} points "
+            log(f"  {tick * interval_s / 86_400:.0f} of {days:g} days: {writers.lines:,} points "
                 f"written, {rate:,.0f}/s")  # fmt: skip
     made += len(batch)
     writers.put(batch)
@@ -426,29 +428,29 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=30)
     parser.add_argument("--data", type=Path, help="InfluxDB's folder, kept (default: temporary)")
     parser.add_argument("--reuse", action="store_true", help="query what --data holds; load none")
+    parser.add_argument("--url", help="time the queries on this running InfluxDB (loads none)")
     parser.add_argument("--load-only", action="store_true", help="load and count; time nothing")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     workdir = args.data or Path(tempfile.mkdtemp(prefix="kienco-bench-dashboards-"))
     sites = make_sites(args.sites)
     inventory = inventory_of(sites)
-    server = Influxd.start(workdir / "influxdb")
+    server = None if args.url else Influxd.start(workdir / "influxdb")
+    url = args.url or (server.url if server else "")
     rows: list[tuple[str, Any]] = [("sites", args.sites), ("days", args.days)]
     try:
-        if not args.reuse:
+        if not (args.reuse or args.url):
             log(f"loading {args.days:g} days × {args.sites} sites every {args.interval:g} s")
-            figures = load(
-                server.url, workdir, sites, inventory, days=args.days, interval_s=args.interval
-            )
+            figures = load(url, workdir, sites, inventory, days=args.days, interval_s=args.interval)
             rows += list(figures.items())
-        influx = Influx(server.url, DATABASE, timeout_s=300)
+        influx = Influx(url, DATABASE, timeout_s=300)
         counts = cardinality(influx)
-        size = subprocess.run(
-            ["du", "-sb", str(workdir / "influxdb" / "data")], capture_output=True, text=True
-        ).stdout.split()[0]
         rows.append(("series (all)", counts.pop("all")))
         rows += [(f"series: {m}", c) for m, c in sorted(counts.items())]
-        rows.append(("data folder (MB)", int(size) / 1e6))
+        data = workdir / "influxdb" / "data"
+        if data.exists():
+            du = subprocess.run(["du", "-sb", str(data)], capture_output=True, text=True)
+            rows.append(("data folder (MB)", int(du.stdout.split()[0]) / 1e6))
         if args.load_only:
             influx.close()
             print_summary("Dashboards: history loaded", rows, as_json=args.json)
@@ -468,8 +470,9 @@ def main() -> None:
             )
         influx.close()
     finally:
-        server.stop()
-        if args.data is None:
+        if server is not None:
+            server.stop()
+        if args.data is None and not args.url:
             shutil.rmtree(workdir, ignore_errors=True)
     timings.sort(key=lambda t: t.seconds, reverse=True)
     slowest = timings[0]

@@ -124,7 +124,7 @@ class SummariesConfig(_Strict):
     fleet_every_s: Annotated[int, Field(ge=60, le=3600, multiple_of=60)] = Field(
         default=60, description="sites per verdict and state, per province, kind and operator"
     )
-    compliance_every_s: Annotated[int, Field(ge=60, le=86_400, multiple_of=60)] = Field(
+    compliance_every_s: Annotated[int, Field(ge=60, le=3600, multiple_of=60)] = Field(
         default=300, description="hardened-station compliance per area (needs the inventory)"
     )
 

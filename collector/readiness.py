@@ -146,7 +146,8 @@ class Verdicts:
         return sorted(sites)
 
     def _schedule(self, snapshot: SiteSnapshot, now: datetime) -> None:
-        """Look again when the site would turn stale, or else offline.
+        """Look again when the site would turn stale, or else offline; once offline, every
+        ``offline_after_s`` (a dark site stays in the history the dashboards read).
 
         One entry per site, not one per report: a site that keeps reporting is looked
         at once per silence window (and finds itself fresh), so the heap stays the
@@ -162,9 +163,9 @@ class Verdicts:
             for after_s in (interval * fresh.stale_intervals, fresh.offline_after_s)
             if (at := last + timedelta(seconds=after_s + 0.5)) > now
         ]
-        if later:
-            self._silence_check[snapshot.site] = min(later)
-            heapq.heappush(self._due, (min(later), snapshot.site))
+        again = min(later) if later else now + timedelta(seconds=fresh.offline_after_s)
+        self._silence_check[snapshot.site] = again
+        heapq.heappush(self._due, (again, snapshot.site))
 
     def get(self, site: str) -> Status | None:
         return self._statuses.get(site)

@@ -27,8 +27,9 @@ from collector.history import (
 )
 from collector.inventory import load_inventory
 from collector.line_protocol import Point, encode_many
-from collector.readiness import verdict_points
+from collector.readiness import Verdicts, verdict_points
 from collector.service import Collector
+from collector.state import SiteStates
 from collector.summaries import SummaryClock
 from contract.wire import Event, Meta, PathDecl, PowerReading, Reason, Report, Status
 from rules import SiteSnapshot, load_policy
@@ -385,3 +386,19 @@ def test_the_collector_writes_what_the_dashboards_read(
     assert meeting["province"] == "hp" and meeting["points"] == 1
     rehearsal = wait_rows(rows("SELECT * FROM rehearsal WHERE site = 'hp-bts-001'"))[0]
     assert rehearsal["meeting"] == planned["id"] and isinstance(rehearsal["passed"], bool)
+
+
+def test_a_silent_site_is_judged_again_every_offline_period_so_it_stays_in_history() -> None:
+    states = SiteStates()
+    verdicts = Verdicts(states, POLICY)
+    states.apply_meta(meta("hp-bts-001"))
+    states.apply_report(report("hp-bts-001", at=NOW))
+    offline_s = POLICY.freshness.offline_after_s
+    later = NOW + timedelta(seconds=offline_s + 1)
+    judged = verdicts.evaluate("hp-bts-001", later)  # offline now: nothing more to wait for
+    assert judged is not None and judged[0].verdict == "unknown"
+    assert verdicts.due(later + timedelta(seconds=offline_s - 1)) == []
+    again = later + timedelta(seconds=offline_s)
+    assert verdicts.due(again) == ["hp-bts-001"]
+    judged = verdicts.evaluate("hp-bts-001", again)
+    assert judged is not None and judged[2][0].measurement == "readiness"  # written again

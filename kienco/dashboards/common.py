@@ -32,6 +32,7 @@ __all__ = [
     "Built",
     "Check",
     "compliance_mapping",
+    "latest",
     "rename",
     "state_mapping",
     "steps",
@@ -138,6 +139,18 @@ def where(*conditions: str) -> str:
 SUMMARY_BUCKET = "1m"  # collector/summaries.py stamps at most one summary per minute
 
 
+LATEST = "15m"
+"""How far back a "now" panel looks from the end of the range: a site is judged at each
+report, and every 5 min while silent (collector/readiness.py), the fleet summed every
+minute; 15 min covers three of either. Cheap whatever the range, and right for a range
+in the past too (the picture at its end)."""
+
+
+def latest(*conditions: str, window: str = LATEST) -> str:
+    """``time`` within ``window`` before the end of the range, ``AND …``."""
+    return " AND ".join((f"time > ${{__to}}ms - {window} AND time <= ${{__to}}ms", *conditions))
+
+
 def summed(
     measurement: str,
     columns: Mapping[str, str],
@@ -145,6 +158,7 @@ def summed(
     filters: Sequence[str],
     over_time: bool,
     by: Sequence[str] = (),
+    window: str = LATEST,
 ) -> str:
     """A periodic summary (``fleet``, ``compliance``) summed across its series, per minute.
 
@@ -157,10 +171,14 @@ def summed(
     """
     selected = ", ".join(f'{expression} AS "{alias}"' for alias, expression in columns.items())
     groups = ", ".join([f"time({SUMMARY_BUCKET})", *(f'"{key}"' for key in by)])
-    latest = "" if over_time else " ORDER BY time DESC LIMIT 1"
+    if over_time:
+        return (
+            f'SELECT {selected} FROM "{measurement}" WHERE {where(*filters)} '
+            f"GROUP BY {groups} fill(none)"
+        )
     return (
-        f'SELECT {selected} FROM "{measurement}" WHERE {where(*filters)} '
-        f"GROUP BY {groups} fill(none){latest}"
+        f'SELECT {selected} FROM "{measurement}" WHERE {latest(*filters, window=window)} '
+        f"GROUP BY {groups} fill(none) ORDER BY time DESC LIMIT 1"
     )
 
 

@@ -7,6 +7,7 @@ panel's query to InfluxDB exactly as Grafana 11 would:
   InfluxDB data source's ``interpolateQueryExpr``): a variable that is multi-value or
   has "All" is regex-escaped, several values become ``(a|b)``; "All" with a custom
   all-value (``.*``) is left raw; a lone single-value variable is left as it is;
+  the global ``${__from}`` and ``${__to}`` become the range's ends in epoch ms;
 - then the **macros**, in Grafana's Go back end (``pkg/tsdb/influxdb/influxql/models/
   query.go`` ``Build``): ``$timeFilter`` → ``time >= <from>ms and time <= <to>ms``,
   ``$interval`` and ``$__interval`` → the interval as ``gtime.FormatInterval`` writes
@@ -178,6 +179,10 @@ def render(
 ) -> str:
     """The InfluxQL that reaches InfluxDB: variables in the browser, then the back end's macros."""
     text = interpolate(query, variables)
+    for name, at in (("__from", span.start), ("__to", span.end)):
+        text = text.replace(f"${{{name}}}", str(_epoch_ms(at))).replace(
+            f"${name}", str(_epoch_ms(at))
+        )
     interval_ms = interval_for(span, max_data_points, min_interval)
     interval = format_interval(interval_ms)
     time_filter = f"time >= {_epoch_ms(span.start)}ms and time <= {_epoch_ms(span.end)}ms"

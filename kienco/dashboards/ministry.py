@@ -19,10 +19,10 @@ from kienco.dashboards.common import (
     Board,
     Built,
     compliance_mapping,
+    latest,
     sum_of,
     summed,
     tag_variable,
-    where,
 )
 from kienco.dashboards.influxql import Expect, InfluxQL
 from kienco.dashboards.panels import stat_row, table_of, trend
@@ -30,6 +30,8 @@ from kienco.dashboards.panels import stat_row, table_of, trend
 __all__ = ["build"]
 
 UID = "kienco-ministry"
+# Compliance is summed at most hourly (summaries.compliance_every_s): two periods back.
+COMPLIANCE_WINDOW = "2h"
 AREA = '"area" =~ /^$area$/'
 COUNTS = {
     "declared": "Khai báo kiên cố",
@@ -123,6 +125,7 @@ def build() -> Built:
                     sum_of(tuple(COUNTS)),
                     filters=(PROVINCE, AREA),
                     over_time=False,
+                    window=COMPLIANCE_WINDOW,
                 ),
                 Expect(tuple(COUNTS), single=True),
                 result_format="table",
@@ -155,7 +158,8 @@ def build() -> Built:
             InfluxQL(
                 'SELECT last("declared") AS "declared", "compliant", "non_compliant", '
                 '"missing", "never_reported", "required", "area_name", "carrier_list", '
-                f'"carriers", "carriers_live" FROM "compliance" WHERE {where(PROVINCE, AREA)} '
+                f'"carriers", "carriers_live" FROM "compliance" '
+                f"WHERE {latest(PROVINCE, AREA, window=COMPLIANCE_WINDOW)} "
                 'GROUP BY "province", "area"',
                 Expect(
                     (
@@ -193,6 +197,7 @@ def build() -> Built:
                     sum_of(tuple(FAILED)),
                     filters=(PROVINCE, AREA),
                     over_time=False,
+                    window=COMPLIANCE_WINDOW,
                 ),
                 Expect(tuple(FAILED), single=True),
                 result_format="table",
@@ -250,7 +255,7 @@ def build() -> Built:
             InfluxQL(
                 'SELECT last("status_code") AS "status_code", "name", "failed_vi", '
                 '"autonomy_h", "independent_paths" FROM "compliance_station" '
-                f"WHERE {where(PROVINCE, AREA, OPERATOR, SITE)} "
+                f"WHERE {latest(PROVINCE, AREA, OPERATOR, SITE, window=COMPLIANCE_WINDOW)} "
                 'GROUP BY "site", "area", "operator"',
                 Expect(
                     ("status_code", "name", "failed_vi"),

@@ -18,6 +18,7 @@ from kienco.dashboards.common import (
     STATE_COLOURS,
     Board,
     Built,
+    latest,
     state_mapping,
     steps,
     sum_of,
@@ -160,7 +161,7 @@ def build() -> Built:
         queries=[
             InfluxQL(
                 'SELECT last("state_code") AS "state_code", "dark_in_s", "backup_hours", "name" '
-                f'FROM "readiness" WHERE {where(*SITE_FILTERS)} '
+                f'FROM "readiness" WHERE {latest(*SITE_FILTERS)} '
                 'GROUP BY "site", "province", "operator"',
                 Expect(
                     ("state_code", "dark_in_s", "backup_hours", "name"),
@@ -187,7 +188,7 @@ def build() -> Built:
         queries=[
             InfluxQL(
                 'SELECT last("state_code") AS "state_code", "backup_hours", "dark_in_s", '
-                f'"latitude", "longitude", "name" FROM "readiness" WHERE {where(*SITE_FILTERS)} '
+                f'"latitude", "longitude", "name" FROM "readiness" WHERE {latest(*SITE_FILTERS)} '
                 'GROUP BY "site"',
                 Expect(
                     ("state_code", "backup_hours", "latitude", "longitude", "name"),
@@ -326,7 +327,7 @@ def build() -> Built:
         queries=[
             InfluxQL(
                 'SELECT last("probes_sent") AS "probes_sent", "up", "rtt_ms", "loss_pct" '
-                f'FROM "link" WHERE {where(PROVINCE, SITE)} '
+                f'FROM "link" WHERE {latest(PROVINCE, SITE)} '
                 'GROUP BY "site", "path", "media", "provider"',
                 Expect(
                     ("probes_sent", "up", "rtt_ms", "loss_pct"),
@@ -357,7 +358,7 @@ def build() -> Built:
         queries=[
             InfluxQL(
                 'SELECT last("fuel_pct") AS "fuel_pct", "fuel_l", "generator_running" '
-                f'FROM "power" WHERE {where(PROVINCE, SITE)} GROUP BY "site", "device"',
+                f'FROM "power" WHERE {latest(PROVINCE, SITE)} GROUP BY "site", "device"',
                 Expect(
                     ("fuel_pct", "fuel_l", "generator_running"),
                     tags=("site", "device"),

@@ -17,6 +17,7 @@ from kienco.dashboards.common import (
     VERDICT_COLOURS,
     Board,
     Built,
+    latest,
     steps,
     sum_of,
     summed,
@@ -138,7 +139,7 @@ def build() -> Built:
             InfluxQL(
                 'SELECT last("verdict_code") AS "verdict_code", "name", "reasons_vi", '
                 '"backup_hours", "independent_paths_up", "risk_level" '
-                f'FROM "readiness" WHERE {where(*POINT_FILTERS)} GROUP BY "site"',
+                f'FROM "readiness" WHERE {latest(*POINT_FILTERS)} GROUP BY "site"',
                 Expect(
                     ("verdict_code", "name", "reasons_vi", "independent_paths_up", "risk_level"),
                     tags=("site",),

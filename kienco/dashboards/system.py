@@ -14,6 +14,7 @@ from kienco.dashboards.common import (
     SITE,
     Board,
     Built,
+    latest,
     summed,
     where,
 )
@@ -115,7 +116,7 @@ def build() -> Built:
             InfluxQL(
                 'SELECT last("uptime_s") AS "uptime_s", "outbox_depth", "outbox_dropped_total", '
                 '"clock_offset_ms", "cpu_pct", "disk_pct", "temperature_c" FROM "host" '
-                f'WHERE {where(PROVINCE, SITE)} GROUP BY "site"',
+                f'WHERE {latest(PROVINCE, SITE)} GROUP BY "site"',
                 Expect(
                     ("uptime_s", "outbox_depth", "clock_offset_ms", "cpu_pct", "disk_pct"),
                     tags=("site",),
