@@ -117,6 +117,26 @@ class StatusConfig(_Strict):
     sweep_s: Annotated[float, Field(gt=0, le=60)] = 1.0
 
 
+class StateConfig(_Strict):
+    """The collector's state on disk (data_dir/state.sqlite), restored at start
+    (collector/state_store.py): a restart changes no verdict."""
+
+    persist: bool = Field(
+        default=True,
+        description="false: start empty every time (every site unknown until it reports)",
+    )
+    save_every_s: Annotated[float, Field(gt=0, le=60)] = Field(
+        default=1.0,
+        description="changed sites are saved this often, and all of them at a clean stop; "
+        "a crash loses at most this much state (the messages themselves are in InfluxDB)",
+    )
+    restore_grace_s: Annotated[float, Field(ge=0, le=600)] = Field(
+        default=30.0,
+        description="after a restart, silence is judged no sooner than this: the broker "
+        "first delivers what the sites sent while the collector was down",
+    )
+
+
 class SummariesConfig(_Strict):
     """Periodic points for the dashboards (collector/history.py)."""
 
@@ -142,6 +162,7 @@ class CollectorConfig(_Strict):
     limits: Limits = Limits()
     batch: BatchConfig = BatchConfig()
     status: StatusConfig = StatusConfig()
+    state: StateConfig = StateConfig()
     summaries: SummariesConfig = SummariesConfig()
     http: HttpListen = Field(default=HttpListen(), description="readiness API and /metrics")
 

@@ -82,6 +82,7 @@ class Verdicts:
         self._due: list[tuple[datetime, str]] = []
         self._silence_check: dict[str, datetime] = {}  # each site's one pending look
         self._judged_at: dict[str, datetime] = {}  # each site's last evaluation time
+        self._changed: set[str] = set()  # judged since collector/state_store.py last saved
         self._lock = threading.Lock()  # the dicts above, shared by every site
         self._serial = [threading.RLock() for _ in range(_STRIPES)]
 
@@ -119,6 +120,7 @@ class Verdicts:
         with self._lock:
             held, due_in = debounce(self._held.get(site), evaluation, hold_s, now)
             self._held[site] = held
+            self._changed.add(site)
             status = to_status(held.shown, snapshot)
             if self.listed is not None and not self.listed(site):
                 status = status.model_copy(update={"reasons": (*status.reasons, _UNLISTED)})
@@ -155,6 +157,12 @@ class Verdicts:
         """
         if snapshot.site in self._silence_check:
             return
+        at = self._silence_due(snapshot, now)
+        self._silence_check[snapshot.site] = at
+        heapq.heappush(self._due, (at, snapshot.site))
+
+    def _silence_due(self, snapshot: SiteSnapshot, now: datetime) -> datetime:
+        """When the site must be looked at again for its silence (stale, then offline)."""
         fresh = self.policy.freshness
         interval = snapshot.interval_s or fresh.default_interval_s
         last = snapshot.last_report_at or now
@@ -163,9 +171,8 @@ class Verdicts:
             for after_s in (interval * fresh.stale_intervals, fresh.offline_after_s)
             if (at := last + timedelta(seconds=after_s + 0.5)) > now
         ]
-        again = min(later) if later else now + timedelta(seconds=fresh.offline_after_s)
-        self._silence_check[snapshot.site] = again
-        heapq.heappush(self._due, (again, snapshot.site))
+        # Once offline, again every offline_after_s: a dark site stays in the history.
+        return min(later) if later else now + timedelta(seconds=fresh.offline_after_s)
 
     def get(self, site: str) -> Status | None:
         return self._statuses.get(site)
@@ -206,6 +213,55 @@ class Verdicts:
             self._json.pop(site, None)
             self._silence_check.pop(site, None)
             self._judged_at.pop(site, None)
+            self._changed.add(site)
+
+    # --- across a restart (collector/state_store.py) ---------------------------------
+
+    def take_changed(self) -> set[str]:
+        """The sites judged (or forgotten) since the last call."""
+        with self._lock:
+            changed, self._changed = self._changed, set()
+        return changed
+
+    def saved_of(self, site: str) -> tuple[Held, bytes] | None:
+        """What a restart must bring back of the site's verdict: its hold and its status."""
+        with self._lock:
+            held, encoded = self._held.get(site), self._json.get(site)
+        return None if held is None or encoded is None else (held, encoded)
+
+    def restore(
+        self,
+        snapshot: SiteSnapshot,
+        held: Held | None,
+        status: Status | None,
+        encoded: bytes | None,
+        *,
+        now: datetime,
+        not_before: datetime,
+    ) -> None:
+        """Show again what was shown before the restart, and look at the site again in time.
+
+        The look comes when its silence would change its verdict, as if the collector had
+        never stopped, but not before ``not_before``: while the collector was down the
+        site may have reported, and the broker delivers that only after the restart.
+        A change waiting out its hold is looked at as soon as that allows.
+        """
+        site = snapshot.site
+        with self._lock:
+            if held is not None:
+                self._held[site] = held
+            if status is not None and encoded is not None:
+                self._statuses[site] = status
+                self._json[site] = encoded
+                self._judged_at[site] = status.evaluated_at
+            # The first moment after the last judgement at which silence changes things:
+            # if it passed while the collector was down, look as soon as allowed.
+            since = None if status is None else status.evaluated_at
+            natural = None if since is None else self._silence_due(snapshot, since)
+            waiting = held is not None and held.pending is not None
+            look = not_before if natural is None or waiting else max(natural, not_before)
+            self._silence_check[site] = look
+            heapq.heappush(self._due, (look, site))
 
 
 def verdict_points(

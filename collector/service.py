@@ -55,6 +55,7 @@ from collector.replay import Replayer
 from collector.risk import RiskChange, RiskEntry, RiskLevels
 from collector.spool import Spool
 from collector.state import SiteStates
+from collector.state_store import open_and_restore
 from collector.summaries import Summaries
 from collector.supervision import Loop, Supervisor
 from collector.writer import InfluxWriter
@@ -114,6 +115,17 @@ class Collector:
             fleet_every_s=config.summaries.fleet_every_s,
             compliance_every_s=config.summaries.compliance_every_s,
         )
+        # Before the inventory: its metas apply over what is restored, as over any meta.
+        self.saved_state = open_and_restore(
+            config.state,
+            data / "state.sqlite",
+            self.states,
+            self.verdicts,
+            self.inventory,
+            self.metrics.registry,
+            clock(),
+            stopping=self._stopping,
+        )
         interval = self.policy.freshness.default_interval_s
         for expected in self.inventory:  # never heard from: unknown, and missing everywhere
             self.states.apply_meta(inventory_meta(expected, interval))
@@ -169,6 +181,13 @@ class Collector:
         self._sweeper_thread = self.supervisor.spawn(
             self._loops["staleness"], self._sweep_step, daemon=True
         )
+        self._saver_thread: threading.Thread | None = None
+        if self.saved_state is not None:
+            every_s = config.state.save_every_s
+            saver = self.supervisor.loop(
+                "state-saver", every_s=every_s, stuck_after_s=max(30.0, STUCK_PERIODS * every_s)
+            )
+            self._saver_thread = self.supervisor.spawn(saver, self.saved_state.step, daemon=True)
         self.api: Api | None = None
 
     def _make_loops(self) -> dict[str, Loop]:
@@ -228,6 +247,8 @@ class Collector:
             self.api.start()
         self._sweeper_thread.start()
         self._writer_thread.start()
+        if self._saver_thread is not None:
+            self._saver_thread.start()
         broker = self.config.broker
         properties = None
         if broker.protocol == 5:
@@ -257,6 +278,8 @@ class Collector:
             self._writer_thread.join(timeout=60)
         self.client.disconnect()
         self.client.loop_stop()
+        if self.saved_state is not None:  # nothing changes the state any more: save it all
+            self.saved_state.close()
         if self.api is not None:
             self.api.stop()
         self.dead_letters.close()
@@ -303,8 +326,10 @@ class Collector:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.subscribe(self.config.broker.topic_filter, qos=1)
         if self.delivery.generation == 1 and len(self.inventory):
-            # Sites of the inventory that never reported get their verdict (unknown) now.
-            self._judge_sites([site.site for site in self.inventory], self.clock())
+            # Sites of the inventory that never reported get their verdict (unknown) now;
+            # those restored from disk keep theirs (collector/state_store.py).
+            unjudged = [s.site for s in self.inventory if self.verdicts.get(s.site) is None]
+            self._judge_sites(unjudged, self.clock())
 
     def _on_subscribe(
         self, _c: mqtt.Client, _u: object, _mid: int, reasons: list[Any], _p: object

@@ -29,15 +29,34 @@ class SiteStates:
         self._sites: dict[str, SiteSnapshot] = {}
         self._heard: dict[str, datetime] = {}
         self._per_province: Counter[str] = Counter()
+        self._dirty: set[str] = set()  # changed since collector/state_store.py last saved
         self._clock = clock
         self._lock = threading.Lock()
 
-    def _put(self, snapshot: SiteSnapshot) -> None:
-        """Store (lock held) and note that the site was heard from now."""
+    def _put(self, snapshot: SiteSnapshot, *, heard: bool = True) -> None:
+        """Store (lock held); ``heard``: the site itself spoke now.
+
+        Meta and state are retained: the broker hands them out again at every
+        subscribe, so they say the site exists, not that it spoke. They count as
+        heard only for a site new to us.
+        """
         if snapshot.site not in self._sites:
             self._per_province[snapshot.province] += 1
+            heard = True
         self._sites[snapshot.site] = snapshot
-        self._heard[snapshot.site] = self._clock()
+        if heard:
+            self._heard[snapshot.site] = self._clock()
+        self._dirty.add(snapshot.site)
+
+    def mark_dirty(self, site: str) -> None:
+        with self._lock:
+            self._dirty.add(site)
+
+    def take_dirty(self) -> set[str]:
+        """The sites changed (or forgotten) since the last call."""
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
+        return dirty
 
     def get(self, site: str) -> SiteSnapshot | None:
         return self._sites.get(site)
@@ -59,7 +78,7 @@ class SiteStates:
         return self._per_province[province]
 
     def heard_at(self, site: str) -> datetime | None:
-        """When a message of the site was last accepted (the collector's clock)."""
+        """When the site last spoke (a report or an event; the collector's clock)."""
         return self._heard.get(site)
 
     def expire(
@@ -76,6 +95,7 @@ class SiteStates:
                 self._per_province[snapshot.province] -= 1
                 if not self._per_province[snapshot.province]:
                     del self._per_province[snapshot.province]
+                self._dirty.add(site)
                 removed.append(snapshot)
         return removed
 
@@ -83,7 +103,7 @@ class SiteStates:
         """Put back sites saved before a restart, each with when it was last heard from."""
         count = 0
         with self._lock:
-            for snapshot, heard in saved:
+            for snapshot, heard in saved:  # as saved: not dirty
                 if snapshot.site not in self._sites:
                     self._per_province[snapshot.province] += 1
                 self._sites[snapshot.site] = snapshot
@@ -107,12 +127,14 @@ class SiteStates:
             with self._lock:
                 if event.site in self._sites:  # heard from, though nothing to fold in
                     self._heard[event.site] = self._clock()
+                    self._dirty.add(event.site)
             return False
         with self._lock:
             before = self._current(event.site, event.province)
             held = before.power.get(event.power.device)
             if held is not None and held[1] > event.at:
                 self._heard[event.site] = self._clock()  # late, but heard from
+                self._dirty.add(event.site)
                 return False
             power = event.power
             if held is not None:
@@ -137,14 +159,24 @@ class SiteStates:
 
     def apply_meta(self, meta: Meta) -> bool:
         with self._lock:
-            before = self._current(meta.site, meta.province)
-            self._put(before.with_meta(meta))
+            held = self._sites.get(meta.site)
+            if held is not None and held.meta == meta:
+                return False  # the retained copy of what we hold (a resubscribe, a restart)
+            before = held or SiteSnapshot(site=meta.site, province=meta.province)
+            after = before.with_meta(meta)
+            if after is before:
+                return False  # older than the meta we hold
+            self._put(after, heard=False)
         return True
 
     def apply_state(self, state: State) -> bool:
         with self._lock:
-            before = self._current(state.site, state.province)
-            self._put(before.with_state(state))
+            held = self._sites.get(state.site)
+            online = state.state == "online"
+            if held is not None and held.state_at == state.at and held.online is online:
+                return False  # the retained copy of what we hold
+            before = held or SiteSnapshot(site=state.site, province=state.province)
+            self._put(before.with_state(state), heard=False)
         return True
 
     def _interval(self, site: str) -> float:

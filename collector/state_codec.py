@@ -1,0 +1,199 @@
+"""A site's state and its held verdict as JSON, and back: what survives a collector restart.
+
+Pure conversions between the collector's in-memory values (``rules.SiteSnapshot``,
+``rules.hysteresis.Held``) and their saved form. The saved form is a model of its
+own, not the dataclasses dumped as they are: the rules may reshape their
+dataclasses, the file must stay readable, and a version number says which form a
+row has. Readings stay the wire models they arrived as (re-validated on load, so a
+row the current contract refuses is not restored).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from types import MappingProxyType
+
+from pydantic import BaseModel, ConfigDict
+
+from contract.wire import (
+    HostReading,
+    LinkReading,
+    Meta,
+    PowerReading,
+    RoomReading,
+    Severity,
+    SiteKind,
+    StationState,
+    Verdict,
+)
+from rules import SiteSnapshot
+from rules.engine import Evaluation
+from rules.findings import Finding, Impact, RuleName
+from rules.hysteresis import Held
+from rules.snapshot import PowerSample
+
+FORMAT = 1  # bump when the saved form changes; rows of another format are not restored
+
+Sample = tuple[datetime, float | None, float | None, bool | None]
+
+
+class _Saved(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SavedSite(_Saved):
+    site: str
+    province: str
+    site_kind: SiteKind | None = None
+    meta: Meta | None = None
+    online: bool | None = None
+    state_at: datetime | None = None
+    last_report_at: datetime | None = None
+    last_seen_at: datetime | None = None
+    interval_s: float | None = None
+    power: dict[str, tuple[PowerReading, datetime]] = {}
+    links: dict[str, tuple[LinkReading, datetime]] = {}
+    host: tuple[HostReading, datetime] | None = None
+    room: tuple[RoomReading, datetime] | None = None
+    power_history: dict[str, list[Sample]] = {}
+
+
+class SavedFinding(_Saved):
+    rule: RuleName
+    site: str
+    severity: Severity
+    code: str
+    numbers: dict[str, float | None] = {}
+    labels: dict[str, str] = {}
+    impact: Impact | None = None
+
+
+class SavedEvaluation(_Saved):
+    site: str
+    site_kind: SiteKind | None
+    verdict: Verdict
+    station_state: StationState
+    findings: list[SavedFinding]
+    evaluated_at: datetime
+    risk_level: int = 0
+    backup_hours: float | None = None
+    dark_in_s: float | None = None
+    independent_paths_up: int | None = None
+
+
+class SavedHeld(_Saved):
+    shown: SavedEvaluation
+    pending: SavedEvaluation | None = None
+    pending_since: datetime | None = None
+
+
+# --- to JSON (model_construct: the values are ours and valid; no validation on the way out)
+
+
+def site_json(snapshot: SiteSnapshot) -> bytes:
+    saved = SavedSite.model_construct(
+        site=snapshot.site,
+        province=snapshot.province,
+        site_kind=snapshot.site_kind,
+        meta=snapshot.meta,
+        online=snapshot.online,
+        state_at=snapshot.state_at,
+        last_report_at=snapshot.last_report_at,
+        last_seen_at=snapshot.last_seen_at,
+        interval_s=snapshot.interval_s,
+        power=dict(snapshot.power),
+        links=dict(snapshot.links),
+        host=snapshot.host,
+        room=snapshot.room,
+        power_history={d: _samples(h) for d, h in snapshot.power_history.items()},
+    )
+    return SavedSite.__pydantic_serializer__.to_json(saved, exclude_defaults=True)
+
+
+def _samples(history: tuple[PowerSample, ...]) -> list[Sample]:
+    return [s for s in history]
+
+
+def _saved_evaluation(evaluation: Evaluation) -> SavedEvaluation:
+    return SavedEvaluation.model_construct(
+        site=evaluation.site,
+        site_kind=evaluation.site_kind,
+        verdict=evaluation.verdict,
+        station_state=evaluation.station_state,
+        findings=[
+            SavedFinding.model_construct(
+                rule=f.rule,
+                site=f.site,
+                severity=f.severity,
+                code=f.code,
+                numbers=dict(f.numbers),
+                labels=dict(f.labels),
+                impact=f.impact,
+            )
+            for f in evaluation.findings
+        ],
+        evaluated_at=evaluation.evaluated_at,
+        risk_level=evaluation.risk_level,
+        backup_hours=evaluation.backup_hours,
+        dark_in_s=evaluation.dark_in_s,
+        independent_paths_up=evaluation.independent_paths_up,
+    )
+
+
+def held_json(held: Held) -> bytes:
+    saved = SavedHeld.model_construct(
+        shown=_saved_evaluation(held.shown),
+        pending=None if held.pending is None else _saved_evaluation(held.pending),
+        pending_since=held.pending_since,
+    )
+    return SavedHeld.__pydantic_serializer__.to_json(saved)
+
+
+# --- from JSON (validated: a row is data from disk, and the contract may have moved on)
+
+
+def site_from_json(raw: bytes) -> SiteSnapshot:
+    saved = SavedSite.model_validate_json(raw)
+    return SiteSnapshot(
+        site=saved.site,
+        province=saved.province,
+        site_kind=saved.site_kind,
+        meta=saved.meta,
+        online=saved.online,
+        state_at=saved.state_at,
+        last_report_at=saved.last_report_at,
+        last_seen_at=saved.last_seen_at,
+        interval_s=saved.interval_s,
+        power=MappingProxyType(dict(saved.power)),
+        links=MappingProxyType(dict(saved.links)),
+        host=saved.host,
+        room=saved.room,
+        power_history=MappingProxyType(
+            {d: tuple(PowerSample._make(s) for s in h) for d, h in saved.power_history.items()}
+        ),
+    )
+
+
+def _evaluation(saved: SavedEvaluation) -> Evaluation:
+    return Evaluation(
+        site=saved.site,
+        site_kind=saved.site_kind,
+        verdict=saved.verdict,
+        station_state=saved.station_state,
+        # Finding checks its code still has texts: a finding the rules no longer know fails.
+        findings=tuple(Finding(**f.model_dump()) for f in saved.findings),
+        evaluated_at=saved.evaluated_at,
+        risk_level=saved.risk_level,
+        backup_hours=saved.backup_hours,
+        dark_in_s=saved.dark_in_s,
+        independent_paths_up=saved.independent_paths_up,
+    )
+
+
+def held_from_json(raw: bytes) -> Held:
+    saved = SavedHeld.model_validate_json(raw)
+    return Held(
+        shown=_evaluation(saved.shown),
+        pending=None if saved.pending is None else _evaluation(saved.pending),
+        pending_since=saved.pending_since,
+    )
