@@ -272,6 +272,7 @@ class CollectorProcess:
     client_id: str = field(default_factory=lambda: f"bench-collector-{os.getpid()}")
     topic_filter: str = "kienco/v1/+/+/#"
     protocol: int = 5  # MQTT 5, or 4 (3.1.1): CollectorBroker.protocol
+    state: dict[str, Any] = field(default_factory=dict)  # the config's state: section
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -304,6 +305,7 @@ class CollectorProcess:
                 "max_delay_s": self.batch_max_delay_s,
             },
             "status": {"publish": self.status_publish},
+            "state": self.state,
             "http": {"host": "127.0.0.1", "port": self.http_port},
         }
         self.workdir.mkdir(parents=True, exist_ok=True)

@@ -520,6 +520,7 @@ def measure_collector(
                 client_id=f"bench-collector-{os.getpid()}-{index}",
                 topic_filter=shard_filter(province),
                 protocol=args.protocol,
+                state={"persist": args.state == "on"},
             )
             for index, province in enumerate(provinces)
         ]
@@ -655,6 +656,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=5,
         help="the collectors' MQTT version: 5, or 4 (3.1.1)",
     )
+    parser.add_argument(
+        "--state",
+        choices=("on", "off"),
+        default="on",
+        help="the collectors save their state for restarts (state.persist); off: the cost of it",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--skip-raw", action="store_true", help="only the collector run")
     parser.add_argument("--profile", action="store_true", help="py-spy the collector")
@@ -739,6 +746,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("raw: of which not this benchmark", raw["others_cpu"] if raw else math.nan),
         ("shards (collector processes)", args.shards),
         ("collectors' MQTT protocol", "5" if args.protocol == 5 else "3.1.1 (4)"),
+        ("collectors save their state (state.persist)", args.state),
         ("collector: reports/s end to end", e2e["rate"]),
         ("collector: all N durable and acked", e2e["complete"]),
         ("collector: elapsed s", e2e["elapsed_s"]),

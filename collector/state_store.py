@@ -23,6 +23,7 @@ the collector always starts.
 
 from __future__ import annotations
 
+import gc
 import logging
 import sqlite3
 import threading
@@ -161,6 +162,10 @@ class StateStore:
         started = time.perf_counter()
         sites: list[_Site] = []
         skipped = 0
+        # Tens of thousands of objects a second and none of them garbage: the cyclic
+        # collector would only walk them again and again (it halves the time, measured).
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             for row in self._rows():
                 try:
@@ -181,6 +186,9 @@ class StateStore:
                 self._db = open_durable(self.path, _SCHEMA)
             for site in sites:  # the fresh file must hold them again
                 self.states.mark_dirty(site.snapshot.site)
+        finally:
+            if collecting:
+                gc.enable()
         self.states.restore((s.snapshot, s.heard_at) for s in sites)
         for s in sites:
             self.verdicts.restore(
