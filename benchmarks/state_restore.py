@@ -139,7 +139,7 @@ def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, Any]]:
     started, cpu = time.perf_counter(), time.process_time()
     saved = store.save_changed()
     save_s, save_cpu = time.perf_counter() - started, time.process_time() - cpu
-    store.stop()
+    store.close()
     size = (data / "state.sqlite").stat().st_size + sum(
         p.stat().st_size for p in data.glob("state.sqlite-*")
     )
@@ -157,7 +157,7 @@ def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, Any]]:
     cpu = time.process_time()
     restored = reader.restore(now, listed_in=lambda _site: None, not_before=now)
     restore_cpu = time.process_time() - cpu
-    reader.stop()
+    reader.close()
     same = sum(1 for s in states.all() if fresh.json_of(s.site) == verdicts.json_of(s.site))
     rows += [
         ("restore all (in process), s (CPU s)", f"{restored.seconds:.2f} ({restore_cpu:.2f})"),
