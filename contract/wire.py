@@ -34,12 +34,28 @@ Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN, min_length=1, max_
 """A short lowercase id: province, site, device, path, provider, shared-risk group."""
 
 
+# The times kienco can store: InfluxDB's int64 nanoseconds since the epoch.
+EARLIEST = datetime(1677, 9, 21, 0, 12, 43, 145225, tzinfo=UTC)
+LATEST = datetime(2262, 4, 11, 23, 47, 16, 854775, tzinfo=UTC)
+
+
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+07:00 has no UTC form; pydantic wants ValueError
+        raise ValueError(
+            f"{value.isoformat()} has no UTC form (before year 1 or after 9999)"
+        ) from None
+    if not EARLIEST <= utc <= LATEST:
+        raise ValueError(
+            f"{utc.isoformat()} is outside the times kienco can store "
+            f"({EARLIEST.isoformat()} to {LATEST.isoformat()}): check the sender's clock"
+        )
+    return utc
 
 
 UtcTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
-"""A timezone-aware time, normalised to UTC."""
+"""A timezone-aware time, normalised to UTC, that InfluxDB's nanoseconds can hold."""
 
 SiteKind = Literal["station", "power_room", "meeting_point"]
 Media = Literal["fibre", "microwave", "vsat", "cellular", "copper", "other"]

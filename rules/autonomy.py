@@ -23,6 +23,11 @@ a battery model in the site config would have given it. A site's battery autonom
 is that of its weakest battery device whose autonomy is known.
 Generator autonomy is ``fuel_l ÷ fuel_burn_l_per_h`` (or the policy's assumed burn
 rate, when set), the best generator's.
+
+Every autonomy is counted up to ``LONGEST_S`` (366 days, the wire contract's longest
+duration): beyond a year no verdict changes, and a figure divided by a near-zero
+load, current or burn rate (a reading of 5e-324 L/h is valid on the wire) stays a
+finite number instead of an infinity no text or status can hold.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from rules.policy import GeneratorPolicy, RuntimeTrust
 from rules.snapshot import PowerSample, SiteSnapshot
 
 PowerMode = Literal["commercial", "generator", "battery", "down", "unknown"]
+LONGEST_S = 366 * 86_400.0
 Basis = Literal["ups", "model", "slope", "depleted", "none"]
 
 
@@ -110,11 +116,12 @@ def modelled_runtime(
         return None
     capacity, current = reading.battery_capacity_ah, reading.dc_load_a
     if capacity and current:
-        return capacity * charge / 100 * trust.usable_fraction / abs(current) * 3600
+        ah_s = capacity * charge / 100 * trust.usable_fraction / abs(current) * 3600
+        return min(ah_s, LONGEST_S)
     if battery is not None:
         # an unreported load is taken as full load: the shortest runtime, never a guess up
         load = max(100.0 if reading.load_pct is None else reading.load_pct, trust.min_load_pct)
-        return battery.full_load_runtime_s * (charge / 100) * (100 / max(load, 1.0))
+        return min(battery.full_load_runtime_s * (charge / 100) * (100 / max(load, 1.0)), LONGEST_S)
     return None
 
 
@@ -143,7 +150,7 @@ def slope_runtime(samples: Sequence[PowerSample], trust: RuntimeTrust) -> float 
     slope = cov / var  # % per second; var > 0 since the span is > 0
     if slope >= 0:
         return None
-    return run[0][1] / -slope
+    return min(run[0][1] / -slope, LONGEST_S)
 
 
 def estimate_battery(
@@ -204,7 +211,7 @@ def _generator_hours(
             burn, guessed = policy.assumed_burn_l_per_h, True
         if not burn:
             continue
-        hours = r.fuel_l / burn
+        hours = min(r.fuel_l / burn, LONGEST_S / 3600)
         if best is None or hours > best:
             best, assumed = hours, guessed
     return best, assumed

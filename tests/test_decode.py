@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from collector.decode import Decoded, Ignored, Rejected, decode
+from contract.wire import Report
+from tests.support.wire_fuzz import model_dicts
 
 NOW = datetime(2024, 9, 7, 9, 0, tzinfo=UTC)
 TOPIC = "kienco/v1/hp/hp-bts-001/report"
@@ -68,6 +74,10 @@ def test_a_good_report_is_accepted_in_utc() -> None:
         (TOPIC, _report(province="qn"), "site_mismatch", "qn"),
         (TOPIC, _report(taken_at="2024-09-07T09:30:00Z"), "future_timestamp", "clock"),
         ("kienco/v1/hp/hp-bts-001/event", _report(), "schema", ""),
+        # found by tests/test_fuzz_collector.py: once an OverflowError out of decode
+        (TOPIC, _report(taken_at="0001-01-01T00:00:00+07:00"), "schema", "no UTC form"),
+        # once accepted, then unwritable: InfluxDB's nanoseconds start in 1677
+        (TOPIC, _report(taken_at="1600-01-01T00:00:00Z"), "schema", "outside the times"),
     ],
     ids=[
         "not-json",
@@ -84,6 +94,8 @@ def test_a_good_report_is_accepted_in_utc() -> None:
         "province-mismatch",
         "from-the-future",
         "report-on-event-topic",
+        "time-without-utc-form",
+        "time-influxdb-cannot-store",
     ],
 )
 def test_rejections(topic: str, payload: bytes | dict[str, object], reason: str, says: str) -> None:
@@ -143,3 +155,50 @@ def test_a_key_given_twice_is_invalid_json(payload: str, key: str) -> None:
 )
 def test_keys_given_once_are_accepted(payload: str) -> None:
     assert isinstance(_decode(TOPIC, payload.encode()), Decoded)
+
+
+def _dumps(value: object, twice: object, colons: Iterator[str]) -> str:
+    """JSON of ``value``; the object ``twice`` (by identity) gives its first key twice.
+
+    Each key takes the next of ``colons`` (compact, or with blanks around the colon).
+    """
+    if isinstance(value, dict):
+        pairs = [(json.dumps(k), _dumps(v, twice, colons)) for k, v in value.items()]
+        if value is twice and pairs:
+            pairs.append(pairs[0])
+        return "{" + ",".join(f"{k}{next(colons)}{v}" for k, v in pairs) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_dumps(v, twice, colons) for v in value) + "]"
+    return json.dumps(value)
+
+
+def _objects(value: object) -> list[dict[str, object]]:
+    if isinstance(value, dict):
+        return [value, *(o for v in value.values() for o in _objects(v))]
+    if isinstance(value, list):
+        return [o for v in value for o in _objects(v)]
+    return []
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(model_dicts(Report, NOW, hostile=False), st.data())
+def test_the_cheap_count_never_misses_a_key_given_twice(
+    body: dict[str, object], data: st.DataObject
+) -> None:
+    body.update(site="hp-bts-001", province="hp")
+    compact = json.dumps(body).encode()
+    assume(
+        isinstance(
+            decode(TOPIC, compact, now=NOW, max_bytes=1 << 20, future_tolerance_s=300), Decoded
+        )
+    )
+    objects = _objects(body)
+    twice = data.draw(st.sampled_from([None, *objects]))
+    colons = data.draw(st.lists(st.sampled_from([":", " : ", ":\n\t"]), min_size=1, max_size=9))
+    raw = _dumps(body, twice, itertools.cycle(colons)).encode()
+    result = decode(TOPIC, raw, now=NOW, max_bytes=1 << 20, future_tolerance_s=300)
+    if twice is None or not twice:
+        assert isinstance(result, Decoded), result
+    else:
+        assert isinstance(result, Rejected) and result.reason == "invalid_json", result
+        assert f"key {next(iter(twice))!r} given twice" in result.detail

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from contract.wire import BatteryDecl, DeviceDecl, PowerReading
-from rules import SiteSnapshot, evaluate
+from rules import SiteSnapshot, evaluate, to_status
 from rules.autonomy import plausible_runtime, slope_runtime
 from rules.policy import RuntimeTrust
 from rules.snapshot import PowerSample
@@ -595,3 +595,32 @@ def test_negative_runtime_cannot_reach_the_rules() -> None:
     with pytest.raises(ValidationError):
         PowerReading(device="ups1", battery_runtime_s=-1)
     assert PowerReading(device="ups1", battery_runtime_s=65_535).battery_runtime_s == 65_535
+
+
+@pytest.mark.parametrize(
+    "power",
+    [
+        # valid on the wire, found by tests/test_fuzz_collector.py: 1e6 L at 5e-324 L/h
+        (genset(generator_running=True, on_generator=True, fuel_l=1e6, fuel_burn_l_per_h=5e-324),),
+        (
+            PowerReading(
+                device="dc1",
+                on_battery=True,
+                mains_present=False,
+                battery_charge_pct=100.0,
+                battery_capacity_ah=100_000.0,
+                dc_load_a=5e-324,
+            ),
+        ),
+    ],
+    ids=["burn-5e-324", "dc-load-5e-324"],
+)
+def test_a_near_zero_rate_gives_a_finite_autonomy_of_at_most_a_year(
+    power: tuple[PowerReading, ...],
+) -> None:
+    s = station(*power)
+    e = evaluate(s, POLICY, NOW)
+    assert e.backup_hours is not None and e.backup_hours <= 366 * 24
+    status = to_status(e, s)  # the wire status holds only finite numbers
+    assert status.backup_hours == e.backup_hours
+    assert all(f.text_en for f in e.findings)
