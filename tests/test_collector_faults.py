@@ -19,9 +19,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from collector import readiness
+from collector import readiness, service
 from collector.config import CollectorConfig
 from collector.line_protocol import LineProtocolError
+from collector.points import report_points
 from collector.service import Collector
 from contract.wire import Meta, Report, Status
 from tests.support.influx import InfluxServer
@@ -272,14 +273,24 @@ def test_a_message_that_raises_after_decode_is_dead_lettered_acked_and_not_redel
     mosquitto: Broker,
     influxdb: InfluxServer,
     started: Callable[[CollectorConfig], Collector],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # A report stamped 1600-01-01 once passed decode and failed encoding; the contract now
+    # refuses times InfluxDB cannot hold (tests/test_decode.py), and the fuzz of the whole
+    # path (tests/test_fuzz_collector.py) knows no input that fails after decode. So the
+    # failure is made here: encoding seq 1 raises what the 1600 report raised.
+    def unwritable(message: Report, **kwargs: Any) -> Any:
+        if message.seq == 1:
+            raise LineProtocolError("time", "-11676096000000000000 is not an int64 nanosecond time")
+        return report_points(message, **kwargs)
+
+    monkeypatch.setattr(service, "report_points", unwritable)
     db = influxdb.fresh_database("faults_unprocessable")
     cfg = config(tmp_path, mosquitto, "fc", influx=influxdb, db=db, client_id=f"fc-{db}")
     first = started(cfg)
     client = publisher(mosquitto.port)
     try:
-        # Valid on the wire, but no InfluxDB time can hold it: it fails after decode.
-        ancient = report("fc-1", "fc", 1, datetime(1600, 1, 1, tzinfo=UTC))
+        ancient = report("fc-1", "fc", 1, datetime.now(UTC))
         send(client, "kienco/v1/fc/fc-1/report", ancient)
         send(client, "kienco/v1/fc/fc-1/report", report("fc-1", "fc", 2, datetime.now(UTC)))
         kept = wait_until(
