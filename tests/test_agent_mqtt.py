@@ -181,4 +181,5 @@ async def test_backlog_survives_a_broker_outage_and_drains_in_order(
         sub.close()
     seqs = [json.loads(p)["seq"] for _, p in sub.received()]
     assert sorted(seqs) == list(range(121)), "every report arrives, none twice"
-    assert seqs == sorted(seqs), "the backlog arrives oldest first"
+    assert seqs[1] == 120, "the newest goes first: it is the site's present"
+    assert seqs == [0, 120, *range(1, 120)], "then the backlog, oldest first"

@@ -31,6 +31,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from tests.support.netns import Namespace, require_root_and_tools, run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -168,6 +170,8 @@ def delay_line(delays_ms: Sequence[float]) -> Iterator[DelayLine]:
     negative delay also loses the connection's first SYN.
     """
     require_root_and_tools()
+    if not os.path.exists("/dev/net/tun"):
+        pytest.fail("the delay line needs /dev/net/tun: modprobe tun (as root)", pytrace=False)
     _remove_leftovers()
     made: list[Namespace] = []
     fds: list[int] = []
