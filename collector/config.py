@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from plumbing.config_errors import ConfigError, load_yaml_model
 from plumbing.mqtt_endpoint import MqttEndpoint
@@ -149,6 +150,71 @@ class SummariesConfig(_Strict):
     )
 
 
+def _http_url(value: str, example: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+        raise ValueError(f"not an http(s) URL with a host; fix: write it like {example}")
+    return value.rstrip("/")
+
+
+AlertmanagerUrl = Annotated[
+    str, AfterValidator(lambda value: _http_url(value, "http://127.0.0.1:9093"))
+]
+
+
+class AlertsConfig(_Strict):
+    """Alerts to Prometheus Alertmanager (collector/alert_sender.py)."""
+
+    alertmanagers: tuple[AlertmanagerUrl, ...] = Field(
+        min_length=1,
+        description="every Alertmanager of the cluster (each is sent every alert, as "
+        "Prometheus does)",
+    )
+    external_url: str = Field(
+        description="where people reach this collector (or its board); alert links are this "
+        "+ site_path"
+    )
+    site_path: str = Field(
+        default="/api/v1/sites/{site}",
+        description="the site's page under external_url; /sites/{site} once the board serves it",
+    )
+    resend_s: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=60.0,
+        description="firing alerts are re-sent this often; each says it ends 4 resends later, "
+        "so a collector gone silent lets them expire",
+    )
+    batch_delay_s: Annotated[float, Field(ge=0, le=10)] = Field(
+        default=0.2, description="changes are gathered this long into one POST"
+    )
+    timeout_s: Annotated[float, Field(gt=0, le=120)] = 5.0
+    max_alerts_per_post: Annotated[int, Field(ge=1, le=100_000)] = 1000
+
+    @field_validator("alertmanagers")
+    @classmethod
+    def _alertmanagers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("an Alertmanager is listed twice; fix: list each once")
+        return value
+
+    @field_validator("external_url")
+    @classmethod
+    def _external(cls, value: str) -> str:
+        return _http_url(value, "https://noc.example.vn/kienco")
+
+    @field_validator("site_path")
+    @classmethod
+    def _site_path(cls, value: str) -> str:
+        if not value.startswith("/") or value.count("{site}") != 1:
+            raise ValueError("must start with / and hold {site} once; fix: e.g. /sites/{site}")
+        try:
+            value.format(site="x")
+        except (IndexError, KeyError, ValueError):
+            raise ValueError(
+                "holds braces other than {site}; fix: e.g. /api/v1/sites/{site}"
+            ) from None
+        return value
+
+
 class CollectorConfig(_Strict):
     broker: CollectorBroker = CollectorBroker()
     influx: InfluxConfig | None = Field(
@@ -165,6 +231,9 @@ class CollectorConfig(_Strict):
     state: StateConfig = StateConfig()
     summaries: SummariesConfig = SummariesConfig()
     http: HttpListen = Field(default=HttpListen(), description="readiness API and /metrics")
+    alerts: AlertsConfig | None = Field(
+        default=None, description="null: no alerts; else where Alertmanager is, and links"
+    )
 
 
 def load_collector_config(path: Path) -> CollectorConfig:

@@ -30,6 +30,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from collector.admission import Admission
+from collector.alert_sender import AlertSender
 from collector.api import Api
 from collector.config import CollectorConfig
 from collector.deadletter import DeadLetterStore
@@ -189,6 +190,21 @@ class Collector:
             )
             self._saver_thread = self.supervisor.spawn(saver, self.saved_state.step, daemon=True)
         self.api: Api | None = None
+        self.alerts: AlertSender | None = None
+        if config.alerts is not None:
+            self.alerts = AlertSender(
+                config.alerts,
+                verdicts=self.verdicts,
+                states=self.states,
+                meetings=self.meetings,
+                policy=self.policy,
+                inventory=self.inventory,
+                risk_of=self.risk_of,
+                registry=self.metrics.registry,
+                supervisor=self.supervisor,
+                data_dir=data,
+                clock=clock,
+            )
 
     def _make_loops(self) -> dict[str, Loop]:
         sup = self.supervisor
@@ -249,6 +265,8 @@ class Collector:
         self._writer_thread.start()
         if self._saver_thread is not None:
             self._saver_thread.start()
+        if self.alerts is not None:
+            self.alerts.start()
         broker = self.config.broker
         properties = None
         if broker.protocol == 5:
@@ -282,6 +300,8 @@ class Collector:
             self.saved_state.close()
         if self.api is not None:
             self.api.stop()
+        if self.alerts is not None:
+            self.alerts.stop()
         self.dead_letters.close()
         self.risk.close()
         self.meetings.close()
@@ -477,6 +497,8 @@ class Collector:
                 self.metrics.statuses_published.inc()
                 if self.on_status is not None:
                     self.on_status(status)
+                if self.alerts is not None:
+                    self.alerts.notify(site)
         return points
 
     def set_risk(self, change: RiskChange) -> RiskEntry:

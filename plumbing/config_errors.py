@@ -29,6 +29,7 @@ _FIXES: dict[str, str] = {
     "bool_type": "use true or false",
     "string_type": "use text (quote it in YAML)",
     "url_parsing": "use a URL like mqtt://host:1883",
+    "too_short": "add at least one",
 }
 
 

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from contract.wire import SiteKind
+from rules.alert_policy import AlertPolicy
 from rules.compliance_policy import CompliancePolicy
 from rules.findings import RuleName
 from rules.policy_errors import MISSING, Problem, problems_from
@@ -191,6 +192,7 @@ class Policy(_Model):
     link_quality: LinkQualityPolicy = LinkQualityPolicy()
     meeting: MeetingPolicy = MeetingPolicy()
     compliance: CompliancePolicy = CompliancePolicy()
+    alerts: AlertPolicy = AlertPolicy()
     risk: tuple[RiskStep, ...] = (
         RiskStep(min_level=4, kinds=("station",), class_as={"ordinary": "hardened"}),
     )

@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.support.snmptrap",
     "tests.support.nut",
     "tests.support.modbus",
+    "tests.support.alertmanager",
 ]

@@ -1,0 +1,147 @@
+"""The alerts the collector has raised, kept in SQLite until every Alertmanager has them.
+
+A row is an alert that is firing, or one resolved whose resolution some Alertmanager
+has not yet taken. What each Alertmanager still lacks (``pending``) is kept in memory:
+after a restart every row is pending for every Alertmanager again, so an alert raised
+or resolved while Alertmanager (or the collector) was down is delivered when both are
+back — resending one Alertmanager already has changes nothing it shows.
+
+Not thread-safe on its own: the alert sender's one thread owns it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from collector.alerts import Alert
+from plumbing.durable import open_durable
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alert (
+    key TEXT PRIMARY KEY,
+    site TEXT NOT NULL,
+    body TEXT NOT NULL,
+    resolved_at TEXT
+);
+CREATE INDEX IF NOT EXISTS alert_site ON alert (site);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """An alert as kept: firing (``resolved_at`` None) or resolved at that time."""
+
+    alert: Alert
+    resolved_at: datetime | None = None
+
+    @property
+    def firing(self) -> bool:
+        return self.resolved_at is None
+
+
+class AlertStore:
+    def __init__(self, path: Path, urls: Sequence[str]) -> None:
+        self._db = open_durable(path, _SCHEMA)
+        self._rows: dict[str, Held] = {}
+        self._by_site: dict[str, set[str]] = {}
+        for key, body, resolved in self._db.execute("SELECT key, body, resolved_at FROM alert"):
+            at = datetime.fromisoformat(resolved) if resolved else None
+            self._keep(key, Held(Alert.model_validate_json(body), at))
+        self.pending: dict[str, set[str]] = {url: set(self._rows) for url in urls}
+
+    def _keep(self, key: str, held: Held) -> None:
+        self._rows[key] = held
+        self._by_site.setdefault(held.alert.site, set()).add(key)
+
+    def _forget(self, key: str) -> None:
+        held = self._rows.pop(key, None)
+        if held is not None:
+            keys = self._by_site.get(held.alert.site, set())
+            keys.discard(key)
+            if not keys:
+                self._by_site.pop(held.alert.site, None)
+
+    # --- reading
+
+    def firing(self, site: str | None = None) -> list[Alert]:
+        keys = self._rows if site is None else self._by_site.get(site, ())
+        return [h.alert for k in keys if (h := self._rows[k]).firing]
+
+    def sites(self) -> set[str]:
+        """Sites with an alert firing."""
+        return {h.alert.site for h in self._rows.values() if h.firing}
+
+    def get(self, key: str) -> Held | None:
+        return self._rows.get(key)
+
+    def pending_count(self) -> int:
+        return sum(len(keys) for keys in self.pending.values())
+
+    def firing_count(self) -> int:
+        return sum(1 for h in self._rows.values() if h.firing)
+
+    # --- changing
+
+    def replace(
+        self, changes: Iterable[tuple[Iterable[Alert], Iterable[Alert]]], now: datetime
+    ) -> int:
+        """For each (old, new) pair: fire or update what is new, resolve what is gone.
+
+        ``old`` is what the caller saw firing for that scope (a site, a meeting's
+        points). One transaction for the lot; returns how many alerts changed.
+        """
+        writes: list[tuple[str, str, str, str | None]] = []
+        for old, new in changes:
+            fresh = {a.key: a for a in new}
+            for alert in old:
+                if alert.key not in fresh:
+                    held = self._rows.get(alert.key)
+                    if held is not None and held.firing:
+                        self._keep(alert.key, Held(held.alert, now))
+                        writes.append((alert.key, alert.site, held.alert.model_dump_json(),
+                                       now.isoformat()))  # fmt: skip
+            for key, alert in fresh.items():
+                held = self._rows.get(key)
+                if held is not None and held.firing and held.alert == alert:
+                    continue
+                self._keep(key, Held(alert))
+                writes.append((key, alert.site, alert.model_dump_json(), None))
+        if writes:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO alert (key, site, body, resolved_at) VALUES (?,?,?,?)",
+                    writes,
+                )
+            for keys in self.pending.values():
+                keys.update(w[0] for w in writes)
+        return len(writes)
+
+    def delivered(self, url: str, keys: Iterable[str]) -> None:
+        """``url`` has these alerts as they are now; drop resolutions everyone has."""
+        pending = self.pending[url]
+        done = [k for k in keys if k in pending]
+        pending.difference_update(done)
+        gone = [
+            k
+            for k in done
+            if (h := self._rows.get(k)) is not None
+            and not h.firing
+            and not any(k in p for p in self.pending.values())
+        ]
+        if gone:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany("DELETE FROM alert WHERE key = ?", [(k,) for k in gone])
+            for key in gone:
+                self._forget(key)
+
+    def resend_all(self, url: str) -> None:
+        """Everything kept is pending for ``url`` again (it was down, or restarted)."""
+        self.pending[url] = set(self._rows)
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,486 @@
+"""Alerts: one per root cause per site, from the verdicts as shown. Pure: no I/O, no clock.
+
+The collector turns each site's shown status (after hysteresis, collector/readiness.py)
+into the alerts that should be firing now; ``collector/alert_sender.py`` keeps them,
+sends them to Alertmanager, re-sends them while they last and resolves the rest.
+
+==========================  ========  ============  ===========================================
+alert                       severity  cause         fires while
+==========================  ========  ============  ===========================================
+SiteOnBattery               warning   power         off mains, on battery, time left above the
+                                                    policy's ``alerts.dark_soon_below_h``
+SiteDarkSoon                critical  power         off mains with less than that left (battery,
+                                                    or a generator short of fuel); clears only
+                                                    ``dark_soon_clear_pct`` above it
+SiteDark                    critical  power         battery depleted, or silent past the time
+                                                    its last figures gave it
+TransportLost               critical  transport     every path down: one alert, not one per path
+PathLost                    warning   transport     some paths down, others up: one per site
+SiteSilent                  warning   silence       stale, or the agent's Will fired, and
+                                                    neither power nor transport explains it
+MeetingPointNotReady        warning   its reason's  a meeting point ``not_ready`` for a reason
+                                                    no other alert of the site says already
+MeetingAtRisk               critical  its reason's  a point of a planned meeting (watched from
+                                                    ``meeting_at_risk_within_h`` before it to
+                                                    its end) ``not_ready`` or silent for it
+HardenedStationNonCompliant warning   compliance    a hardened station failing a criterion
+                                                    other than silence (rules/compliance.py)
+==========================  ========  ============  ===========================================
+
+A site whose state is not known (no report since the collector started) keeps the
+alerts it had: nothing is resolved for lack of news. A silent site keeps them too, and
+a power alert whose time has run out becomes ``SiteDark`` ("presumed").
+
+Labels are ``alertname, severity, province, site, kind, operator, cause`` (and
+``meeting`` on MeetingAtRisk); each is stable for the alert's life, so its
+Alertmanager fingerprint is. Annotations carry the texts, in Vietnamese (``summary``,
+``description``) and English (``summary_en``, ``description_en``), with the numbers,
+and the link to the site's page (``site_url``). Site names and reason texts come from
+the field: they pass through ``plumbing.untrusted.one_line``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict
+
+from contract.wire import Meta, Reason, Severity, Status, UtcTime
+from plumbing.untrusted import one_line
+from rules.alert_policy import AlertPolicy
+from rules.compliance import StationCompliance
+
+AlertName = Literal[
+    "SiteOnBattery",
+    "SiteDarkSoon",
+    "SiteDark",
+    "TransportLost",
+    "PathLost",
+    "SiteSilent",
+    "MeetingPointNotReady",
+    "MeetingAtRisk",
+    "HardenedStationNonCompliant",
+]
+Cause = Literal["power", "transport", "silence", "link_quality", "room", "rehearsal", "compliance"]
+
+SEVERITY: Mapping[AlertName, Severity] = MappingProxyType(
+    {
+        "SiteOnBattery": "warning",
+        "SiteDarkSoon": "critical",
+        "SiteDark": "critical",
+        "TransportLost": "critical",
+        "PathLost": "warning",
+        "SiteSilent": "warning",
+        "MeetingPointNotReady": "warning",
+        "MeetingAtRisk": "critical",
+        "HardenedStationNonCompliant": "warning",
+    }
+)
+POWER_ALERTS: frozenset[AlertName] = frozenset({"SiteOnBattery", "SiteDarkSoon", "SiteDark"})
+LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+SILENT_CODES = frozenset({"no_recent_report", "report_backlog", "agent_offline"})
+UNKNOWN_YET_CODES = frozenset({"no_report_yet"})
+_SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+
+# The words around the reasons' own texts (rules/texts.py says the reasons).
+_WORDS: Mapping[str, tuple[str, str]] = MappingProxyType(
+    {
+        "dark_soon": ("sắp mất nguồn: {text}", "going dark soon: {text}"),
+        "presumed_dark": (
+            "không còn báo cáo; theo số liệu cuối, đã hết điện lúc {at}",
+            "no reports; by its last figures it ran out of power at {at}",
+        ),
+        "as_of": (
+            "{text} (số liệu lúc {at}, trạm không còn báo cáo)",
+            "{text} (as of {at}; the site stopped reporting)",
+        ),
+        "not_ready": ("điểm cầu chưa sẵn sàng: {text}", "meeting point not ready: {text}"),
+        "at_risk": (
+            "cuộc họp «{title}» lúc {at}: điểm cầu không bảo đảm được — {text}",
+            "meeting «{title}» at {at}: this point will not hold — {text}",
+        ),
+        "non_compliant": (
+            "trạm kiên cố không đạt chuẩn: {text}",
+            "hardened station not compliant: {text}",
+        ),
+    }
+)
+
+
+def local_time(at: datetime) -> str:
+    """A UTC time as people in Vietnam read it on a phone: ``14:20 07/09``."""
+    return at.astimezone(LOCAL_TZ).strftime("%H:%M %d/%m")
+
+
+class Alert(BaseModel):
+    """One alert that should be firing: what it is about, its texts, since when."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: AlertName
+    site: str
+    province: str
+    kind: str
+    operator: str
+    cause: Cause
+    meeting: str | None = None
+    site_name: str | None = None
+    summary_vi: str
+    summary_en: str
+    details_vi: tuple[str, ...] = ()
+    details_en: tuple[str, ...] = ()
+    started_at: UtcTime
+    dark_at: UtcTime | None = None  # power alerts: when the site goes (went) dark
+    as_of: UtcTime | None = None  # carried while silent: the figures are this old
+
+    @property
+    def severity(self) -> Severity:
+        return SEVERITY[self.name]
+
+    @property
+    def labels(self) -> dict[str, str]:
+        labels = {
+            "alertname": self.name,
+            "severity": self.severity,
+            "province": self.province,
+            "site": self.site,
+            "kind": self.kind,
+            "operator": self.operator,
+            "cause": self.cause,
+        }
+        if self.meeting is not None:
+            labels["meeting"] = self.meeting
+        return labels
+
+    @property
+    def key(self) -> str:
+        """The alert's identity: its labels (Alertmanager fingerprints the same)."""
+        return "\x1f".join(f"{k}={v}" for k, v in sorted(self.labels.items()))
+
+    def same_firing(self, other: Alert) -> bool:
+        """Same identity and texts: re-sending it changes nothing Alertmanager shows."""
+        return self.key == other.key and self.annotations_base() == other.annotations_base()
+
+    def annotations_base(self) -> tuple[object, ...]:
+        return (self.summary_vi, self.summary_en, self.details_vi, self.details_en, self.dark_at)
+
+    def annotations(self, site_url: str) -> dict[str, str]:
+        who = self.site_name or self.site
+        vi, en = self.summary_vi, self.summary_en
+        if self.as_of is not None:
+            at = local_time(self.as_of)
+            vi = _WORDS["as_of"][0].format(text=vi, at=at)
+            en = _WORDS["as_of"][1].format(text=en, at=at)
+        notes = {
+            "summary": one_line(f"{who}: {vi}"),
+            "summary_en": one_line(f"{who}: {en}"),
+            "description": one_line("; ".join(self.details_vi or (vi,))),
+            "description_en": one_line("; ".join(self.details_en or (en,))),
+            "site_url": site_url,
+        }
+        if self.dark_at is not None:
+            notes["dark_at"] = self.dark_at.isoformat()
+            notes["dark_at_local"] = local_time(self.dark_at)
+        return notes
+
+
+@dataclass(frozen=True, slots=True)
+class SiteLinks:
+    """Where a site's page is: ``external_url`` + ``site_path`` with ``{site}`` filled."""
+
+    external_url: str
+    site_path: str = "/api/v1/sites/{site}"
+
+    def site_url(self, site: str) -> str:
+        return self.external_url.rstrip("/") + self.site_path.format(site=site)
+
+
+def _cause_of(reason: Reason) -> Cause:
+    match reason.rule:
+        case "freshness":
+            return "silence"
+        case "multipath":
+            return "transport"
+        case "link_quality":
+            return "link_quality"
+        case "rehearsal":
+            return "rehearsal"
+        case "meeting" if not reason.code.startswith(("meeting_power", "meeting_ups")):
+            return "room"
+    return "power"
+
+
+def _is_power(reason: Reason) -> bool:
+    return reason.rule in ("backup_power", "station_state") or (
+        reason.rule == "meeting" and reason.code.startswith(("meeting_power", "meeting_ups"))
+    )
+
+
+def _ordered(reasons: Iterable[Reason]) -> list[Reason]:
+    return sorted(
+        (r for r in reasons if r.severity != "info"), key=lambda r: _SEVERITY_ORDER[r.severity]
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Site:
+    """Who the alert is about: ids from the status, operator from the meta."""
+
+    status: Status
+    meta: Meta | None
+
+    def alert(
+        self,
+        name: AlertName,
+        cause: Cause,
+        summary: tuple[str, str],
+        details: Sequence[Reason] = (),
+        *,
+        started_at: datetime,
+        **extra: object,
+    ) -> Alert:
+        status = self.status
+        return Alert(
+            name=name,
+            site=status.site,
+            province=status.province,
+            kind=status.site_kind or "unknown",
+            operator=(self.meta.operator if self.meta else None) or "unknown",
+            cause=cause,
+            site_name=status.name,
+            summary_vi=summary[0],
+            summary_en=summary[1],
+            details_vi=tuple(r.text_vi for r in details),
+            details_en=tuple(r.text_en for r in details),
+            started_at=started_at,
+            **extra,
+        )
+
+
+def _since(previous: Sequence[Alert], name: AlertName, cause: Cause, now: datetime) -> datetime:
+    """When the alert began: kept from the one already firing, or now."""
+    for alert in previous:
+        if alert.name == name and alert.cause == cause and alert.meeting is None:
+            return alert.started_at
+    return now
+
+
+def _say(key: str, text: tuple[str, str] = ("", ""), **common: str) -> tuple[str, str]:
+    """The words ``key`` around a text given in both languages."""
+    vi, en = _WORDS[key]
+    return vi.format(text=text[0], **common), en.format(text=text[1], **common)
+
+
+def _power(
+    site: _Site, previous: Sequence[Alert], policy: AlertPolicy, now: datetime
+) -> list[Alert]:
+    status = site.status
+    reasons = status.reasons
+    down = next((r for r in reasons if r.code == "power_down"), None)
+    if down is not None or status.station_state == "down_power":
+        text = (down.text_vi, down.text_en) if down else ("mất điện", "power down")
+        since = _since(previous, "SiteDark", "power", now)
+        return [site.alert("SiteDark", "power", text, [r for r in reasons if _is_power(r)],
+                           started_at=since, dark_at=since)]  # fmt: skip
+    grid_gone = [
+        r
+        for r in reasons
+        if r.rule == "backup_power" and r.code.startswith(("on_battery", "on_generator"))
+    ]
+    if not grid_gone:
+        return []
+    main = grid_gone[0]
+    dark_in = status.dark_in_s
+    dark_at = None if dark_in is None else status.evaluated_at + timedelta(seconds=dark_in)
+    threshold_s = policy.dark_soon_below_h.for_kind(status.site_kind) * 3600
+    if any(a.name == "SiteDarkSoon" for a in previous):
+        threshold_s *= 1 + policy.dark_soon_clear_pct / 100  # no flapping around the line
+    details = [r for r in _ordered(reasons) if _is_power(r)] or [main]
+    if dark_in is not None and dark_in < threshold_s:
+        summary = _say("dark_soon", (main.text_vi, main.text_en))
+        since = _since(previous, "SiteDarkSoon", "power", now)
+        return [site.alert("SiteDarkSoon", "power", summary, details, started_at=since,
+                           dark_at=dark_at)]  # fmt: skip
+    if main.code.startswith("on_generator"):
+        return []  # a generator with fuel for longer than the threshold: what it is for
+    since = _since(previous, "SiteOnBattery", "power", now)
+    return [site.alert("SiteOnBattery", "power", (main.text_vi, main.text_en), details,
+                       started_at=since, dark_at=dark_at)]  # fmt: skip
+
+
+def _transport(site: _Site, previous: Sequence[Alert], now: datetime) -> list[Alert]:
+    reasons = site.status.reasons
+    lost = next((r for r in reasons if r.code == "path_all_down"), None)
+    if lost is not None:
+        since = _since(previous, "TransportLost", "transport", now)
+        text = (lost.text_vi, lost.text_en)
+        return [site.alert("TransportLost", "transport", text, [lost], started_at=since)]
+    down = [r for r in reasons if r.code == "path_down"]
+    if not down:
+        return []
+    summary = ("; ".join(r.text_vi for r in down), "; ".join(r.text_en for r in down))
+    details = down + [r for r in _ordered(reasons) if r.rule == "multipath"]
+    since = _since(previous, "PathLost", "transport", now)
+    return [site.alert("PathLost", "transport", summary, details, started_at=since)]
+
+
+def _meeting_point(
+    site: _Site, fired: Sequence[Alert], previous: Sequence[Alert], now: datetime
+) -> list[Alert]:
+    status = site.status
+    if status.site_kind != "meeting_point" or status.verdict != "not_ready":
+        return []
+    said = {a.cause for a in fired}  # what the site's other alerts already say
+    if "transport" in said:
+        said.add("link_quality")  # a lost path's quality is that path's story
+    rest = [r for r in _ordered(status.reasons) if _cause_of(r) not in said]
+    if not rest:
+        return []
+    cause = _cause_of(rest[0])
+    summary = _say("not_ready", (rest[0].text_vi, rest[0].text_en))
+    since = _since(previous, "MeetingPointNotReady", cause, now)
+    return [site.alert("MeetingPointNotReady", cause, summary, rest, started_at=since)]
+
+
+def _compliance(
+    site: _Site, compliance: StationCompliance | None, previous: Sequence[Alert], now: datetime
+) -> list[Alert]:
+    if compliance is None or compliance.status != "non_compliant":
+        return []
+    # silence has its own alert; the inventory's own bookkeeping is not the station's fault
+    failed = [c for c in compliance.failed if c.code not in ("silent", "not_in_inventory")]
+    if not failed:
+        return []
+    texts_vi = [c.text("vi") for c in failed]
+    texts_en = [c.text("en") for c in failed]
+    summary = _say("non_compliant", (texts_vi[0], texts_en[0]))
+    since = _since(previous, "HardenedStationNonCompliant", "compliance", now)
+    alert = site.alert("HardenedStationNonCompliant", "compliance", summary, started_at=since)
+    return [alert.model_copy(update={"details_vi": tuple(texts_vi), "details_en": tuple(texts_en)})]
+
+
+def _carried(previous: Sequence[Alert], status: Status, now: datetime) -> list[Alert]:
+    """What a site had, kept while it is silent; a power alert past its time turns SiteDark."""
+    kept: list[Alert] = []
+    for alert in previous:
+        if alert.name == "SiteSilent":
+            continue
+        if alert.name == "SiteDark":
+            kept.append(alert)
+        elif alert.name in POWER_ALERTS and alert.dark_at is not None and alert.dark_at <= now:
+            summary = _say("presumed_dark", at=local_time(alert.dark_at))
+            update = {
+                "name": "SiteDark",
+                "summary_vi": summary[0],
+                "summary_en": summary[1],
+                "details_vi": (*alert.details_vi, summary[0]),
+                "details_en": (*alert.details_en, summary[1]),
+                "started_at": alert.dark_at,
+                "as_of": None,
+            }
+            kept.append(alert.model_copy(update=update))
+        else:
+            as_of = alert.as_of or status.last_report_at or alert.started_at
+            kept.append(alert.model_copy(update={"as_of": as_of}))
+    return kept
+
+
+def site_alerts(
+    status: Status,
+    *,
+    meta: Meta | None,
+    previous: Sequence[Alert],
+    policy: AlertPolicy,
+    now: datetime,
+    compliance: StationCompliance | None = None,
+) -> list[Alert]:
+    """The alerts that should fire for one site now, from its shown status.
+
+    ``previous`` are the site's alerts firing until now (not MeetingAtRisk: see
+    :func:`meeting_alerts`); they give each alert its start, keep ``SiteDarkSoon``
+    from flapping, and are what a silent site keeps.
+    """
+    mine = [a for a in previous if a.meeting is None]
+    codes = {r.code for r in status.reasons if r.rule == "freshness"}
+    if codes & UNKNOWN_YET_CODES:
+        return list(mine)  # nothing known since the collector started: keep what was said
+    site = _Site(status, meta)
+    if codes & SILENT_CODES:
+        kept = _carried(mine, status, now)
+        if not any(a.name in ("SiteDark", "TransportLost") for a in kept):
+            silence = next(r for r in status.reasons if r.code in SILENT_CODES)
+            since = _since(mine, "SiteSilent", "silence", now)
+            text = (silence.text_vi, silence.text_en)
+            kept.append(site.alert("SiteSilent", "silence", text, [silence], started_at=since))
+        return kept
+    fired = _power(site, mine, policy, now)
+    if not any(a.name == "SiteDark" for a in fired):  # a dark site: its power says it all
+        fired += _transport(site, mine, now)
+        fired += _meeting_point(site, fired, mine, now)
+    fired += _compliance(site, compliance, mine, now)
+    return fired
+
+
+@dataclass(frozen=True, slots=True)
+class MeetingInfo:
+    """A planned meeting, as the alerts need it."""
+
+    id: str
+    title: str
+    starts_at: datetime
+    duration_s: float
+
+    def watched(self, now: datetime, within_h: float) -> bool:
+        """From ``within_h`` hours before its start until its end."""
+        start, end = self.starts_at, self.starts_at + timedelta(seconds=self.duration_s)
+        return start - timedelta(hours=within_h) <= now <= end
+
+
+def meeting_alerts(
+    meeting: MeetingInfo,
+    point: Status,
+    *,
+    meta: Meta | None,
+    previous: Sequence[Alert],
+    now: datetime,
+) -> list[Alert]:
+    """MeetingAtRisk for one point of a watched meeting, judged for *that* meeting."""
+    mine = [a for a in previous if a.meeting == meeting.id]
+    codes = {r.code for r in point.reasons if r.rule == "freshness"}
+    if codes & UNKNOWN_YET_CODES:
+        return mine
+    if codes & SILENT_CODES:
+        reasons = [r for r in point.reasons if r.code in SILENT_CODES]
+    elif point.verdict == "not_ready":
+        reasons = _ordered(point.reasons)
+    else:
+        return []
+    if not reasons:
+        return []
+    cause = _cause_of(reasons[0])
+    text = (reasons[0].text_vi, reasons[0].text_en)
+    summary = _say("at_risk", text, title=meeting.title, at=local_time(meeting.starts_at))
+    since = next((a.started_at for a in mine if a.cause == cause), now)
+    alert = _Site(point, meta).alert(
+        "MeetingAtRisk", cause, summary, reasons, started_at=since, meeting=meeting.id
+    )
+    return [alert]
+
+
+__all__ = [
+    "POWER_ALERTS",
+    "SEVERITY",
+    "Alert",
+    "AlertName",
+    "Cause",
+    "MeetingInfo",
+    "SiteLinks",
+    "local_time",
+    "meeting_alerts",
+    "site_alerts",
+]
