@@ -15,7 +15,7 @@ from collector.alerts import Alert, MeetingInfo, SiteLinks, meeting_alerts, site
 from collector.config import CollectorConfig
 from contract.wire import Meta, Severity, SiteKind, StationState, Status, Verdict
 from plumbing.config_errors import ConfigError, parse_yaml_model
-from rules import Finding, PolicyError, load_policy
+from rules import Finding, PolicyError, load_policy, texts
 from rules.alert_policy import AlertPolicy
 from rules.compliance import Criterion, StationCompliance
 from rules.findings import RuleName
@@ -29,9 +29,16 @@ ALL_DOWN = {"paths_down": 2, "paths_total": 2}
 def finding(
     rule: RuleName, code: str, severity: Severity = "warning", **values: float | str | None
 ) -> Finding:
-    """Text values are the finding's labels (path, media), the rest its numbers."""
+    """Text values are the finding's labels (path, media), the rest its numbers; a number
+    its texts need that the case does not care about is filled in."""
     labels = {k: v for k, v in values.items() if isinstance(v, str)}
-    numbers = {k: v for k, v in values.items() if not isinstance(v, str)}
+    numbers: dict[str, float | None] = {
+        name: NOW.timestamp() if name.endswith("_ts") else 1.0
+        for name in texts.placeholders(code)
+    }
+    numbers.update({k: v for k, v in values.items() if not isinstance(v, str)})
+    for name in labels:
+        numbers.pop(name, None)
     return Finding(rule, "s", severity, code, numbers, labels)
 
 
@@ -291,7 +298,7 @@ def test_a_meeting_point_not_ready_for_its_own_reason_pages_and_one_explained_do
     numbers = {"needed_s": 4.8 * 3600, "backup_s": 3600.0, "margin_pct": 20}
     power = status(
         finding("backup_power", "on_battery", dark_in_s=5 * 3600),
-        finding("meeting", "meeting_power_short", "critical", **numbers),
+        finding("meeting", "meeting_power_runs_out", "critical", **numbers),
         kind="meeting_point",
         site="hp-dc-1",
         dark_in_s=5 * 3600,
