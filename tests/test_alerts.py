@@ -1,94 +1,63 @@
 """Alerts from verdicts (collector/alerts.py): one per root cause per site, tables of cases.
 
-Statuses are built from the rules' own findings, so the texts are the real ones.
+Statuses come from the real rules (``evaluate`` on snapshots folded the collector's way,
+tests/test_rules_support.py), so the texts and numbers are the ones operators get.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from collector.alerts import Alert, MeetingInfo, SiteLinks, meeting_alerts, site_alerts
 from collector.config import CollectorConfig
-from contract.wire import Meta, Severity, SiteKind, StationState, Status, Verdict
+from contract.wire import Reason, Status
 from plumbing.config_errors import ConfigError, parse_yaml_model
-from rules import Finding, PolicyError, load_policy, texts
+from rules import Policy, PolicyError, SiteSnapshot, evaluate, load_policy, to_status
 from rules.alert_policy import AlertPolicy
-from rules.compliance import Criterion, StationCompliance
-from rules.findings import RuleName
+from rules.compliance import station_compliance
+from rules.rehearsal import for_meeting
+from tests.test_rules_support import (
+    NOW,
+    PROVINCE,
+    SITE,
+    genset,
+    link,
+    meta,
+    on_battery,
+    snap,
+    two_paths,
+    ups,
+)
 
 REPO = Path(__file__).resolve().parents[1]
-NOW = datetime(2024, 9, 7, 7, 0, tzinfo=UTC)  # 14:00 in Hà Nội
-POLICY = AlertPolicy()  # dark soon: station 2 h, meeting point 4 h; clears 25 % above
-ALL_DOWN = {"paths_down": 2, "paths_total": 2}
+RULES = Policy.model_validate({"meeting": {"devices": []}})  # rooms not monitored here
+POLICY = RULES.alerts  # dark soon: station 2 h, meeting point 4 h; clears 25 % above
+DOWN: dict[str, Any] = {"up": False, "rtt_ms": None, "jitter_ms": None, "loss_pct": 100.0}
+AGE_S = 30  # snap()'s report is 30 s old at NOW
 
 
-def finding(
-    rule: RuleName, code: str, severity: Severity = "warning", **values: float | str | None
-) -> Finding:
-    """Text values are the finding's labels (path, media), the rest its numbers; a number
-    its texts need that the case does not care about is filled in."""
-    labels = {k: v for k, v in values.items() if isinstance(v, str)}
-    numbers: dict[str, float | None] = {
-        name: NOW.timestamp() if name.endswith("_ts") else 1.0
-        for name in texts.placeholders(code)
-    }
-    numbers.update({k: v for k, v in values.items() if not isinstance(v, str)})
-    for name in labels:
-        numbers.pop(name, None)
-    return Finding(rule, "s", severity, code, numbers, labels)
-
-
-def status(
-    *findings: Finding,
-    site: str = "hp-bts-1",
-    kind: SiteKind = "station",
-    verdict: Verdict = "not_ready",
-    state: StationState = "up_commercial",
-    dark_in_s: float | None = None,
-    name: str | None = "Trạm BTS Kiến An",
-    last_report_at: datetime | None = NOW,
-) -> Status:
-    return Status(
-        site=site,
-        province="hp",
-        site_kind=kind,
-        name=name,
-        verdict=verdict,
-        station_state=state,
-        evaluated_at=NOW,
-        dark_in_s=dark_in_s,
-        last_report_at=last_report_at,
-        reasons=tuple(f.to_reason() for f in findings),
-    )
-
-
-def meta(site: str = "hp-bts-1", kind: SiteKind = "station", operator: str = "vnpt") -> Meta:
-    return Meta(
-        site=site,
-        province="hp",
-        site_kind=kind,
-        name="Trạm",
-        operator=operator,
-        interval_s=60,
-        agent_version="t",
-        at=NOW,
-    )
+def judged(s: SiteSnapshot, now: Any = NOW, **kwargs: Any) -> Status:
+    return to_status(evaluate(s, RULES, now, **kwargs), s)
 
 
 def alerts_for(
-    s: Status, previous: Sequence[Alert] = (), now: datetime = NOW, **kw: object
+    status: Status,
+    previous: Sequence[Alert] = (),
+    now: Any = NOW,
+    **kwargs: Any,
 ) -> list[Alert]:
     return site_alerts(
-        s,
-        meta=kw.pop("meta", meta(s.site, s.site_kind or "station")),  # type: ignore[arg-type]
+        status,
+        meta=kwargs.pop("site_meta", meta(status.site_kind or "station")),
         previous=previous,
-        policy=POLICY,
+        policy=kwargs.pop("policy", POLICY),
         now=now,
-        **kw,  # type: ignore[arg-type]
+        **kwargs,
     )
 
 
@@ -96,33 +65,36 @@ def names(alerts: Sequence[Alert]) -> list[str]:
     return [a.name for a in alerts]
 
 
-def on_battery(left_s: float, code: str = "on_battery_no_generator") -> Status:
-    return status(
-        finding("backup_power", code, "warning", dark_in_s=left_s),
-        state="up_battery",
-        dark_in_s=left_s,
-    )
+def reason(status: Status, code: str) -> Reason:
+    return next(r for r in status.reasons if r.code == code)
+
+
+def battery(left_s: float, kind: Any = "station") -> Status:
+    """On battery (no generator) with ``left_s`` to go at NOW."""
+    return judged(snap(kind, power=[on_battery(runtime_s=left_s + AGE_S)], links=two_paths()))
 
 
 def test_on_battery_is_one_alert_with_its_labels_numbers_and_link() -> None:
-    [alert] = alerts_for(on_battery(3 * 3600 + 20 * 60))
+    status = battery(3 * 3600 + 20 * 60)
+    [alert] = alerts_for(status)
     assert alert.labels == {
         "alertname": "SiteOnBattery",
         "severity": "warning",
-        "province": "hp",
-        "site": "hp-bts-1",
+        "province": PROVINCE,
+        "site": SITE,
         "kind": "station",
-        "operator": "vnpt",
+        "operator": "unknown",  # the meta names none
         "cause": "power",
     }
-    notes = alert.annotations(SiteLinks("https://noc.example.vn/").site_url("hp-bts-1"))
-    assert notes["summary"] == (
-        "Trạm BTS Kiến An: đang chạy bằng ắc quy, còn 3 giờ 20 phút, không có máy phát"
-    )
-    assert notes["summary_en"] == "Trạm BTS Kiến An: on battery, 3 h 20 min left, no generator"
-    assert notes["site_url"] == "https://noc.example.vn/api/v1/sites/hp-bts-1"
-    assert notes["dark_at"] == "2024-09-07T10:20:00+00:00"
-    assert notes["dark_at_local"] == "17:20 07/09"  # Vietnam time
+    said = reason(status, "on_battery_no_generator")
+    notes = alert.annotations(SiteLinks("https://noc.example.vn/").site_url(SITE))
+    assert notes["summary"] == f"Trạm Đồ Sơn: {said.text_vi}"
+    assert notes["summary_en"] == f"Trạm Đồ Sơn: {said.text_en}"
+    assert "còn 3 giờ 20 phút" in notes["summary"] and "không có máy phát" in notes["summary"]
+    assert "3 h 20 min left" in notes["summary_en"] and "no generator" in notes["summary_en"]
+    assert notes["site_url"] == f"https://noc.example.vn/api/v1/sites/{SITE}"
+    assert notes["dark_at"] == (NOW + timedelta(hours=3, minutes=20)).isoformat()
+    assert notes["dark_at_local"] == "16:20 07/09"  # Vietnam time
     assert alert.started_at == NOW
 
 
@@ -140,22 +112,17 @@ def test_on_battery_is_one_alert_with_its_labels_numbers_and_link() -> None:
 def test_dark_soon_under_the_kind_threshold_without_flapping(
     left_h: float, previous: str | None, expected: str
 ) -> None:
-    before = alerts_for(on_battery(1.0 * 3600 if previous == "SiteDarkSoon" else 3 * 3600))
+    before = alerts_for(battery(3600 if previous == "SiteDarkSoon" else 3 * 3600))
     assert previous is None or names(before) == [previous]
-    now = alerts_for(on_battery(left_h * 3600), before if previous else [])
+    now = alerts_for(battery(left_h * 3600), before if previous else [])
     assert names(now) == [expected]
     assert now[0].labels["severity"] == ("critical" if expected == "SiteDarkSoon" else "warning")
     if expected == "SiteDarkSoon":
-        assert now[0].summary_vi.startswith("sắp mất nguồn: đang chạy bằng ắc quy, còn")
+        assert now[0].summary_vi.startswith("sắp mất nguồn: mất điện lưới")
 
 
 def test_the_threshold_is_per_kind_from_the_policy(tmp_path: Path) -> None:
-    point = status(
-        finding("backup_power", "on_battery", dark_in_s=3 * 3600),
-        kind="meeting_point",
-        site="hp-dc-1",
-        dark_in_s=3 * 3600,
-    )
+    point = battery(3 * 3600, kind="meeting_point")
     assert names(alerts_for(point)) == ["SiteDarkSoon"]  # a meeting point: 4 h
     path = tmp_path / "p.yaml"
     path.write_text("alerts:\n  dark_soon_below_h: {meeting_point: 1}\n")
@@ -181,74 +148,74 @@ def test_bad_alert_policy_names_the_key(tmp_path: Path, text: str, expected: str
     assert expected in str(info.value)
 
 
-def test_a_generator_with_fuel_is_no_alert_and_one_short_of_fuel_is() -> None:
-    def on_generator(left_h: float) -> Status:
-        left = left_h * 3600
-        code = "on_generator"
-        found = finding("backup_power", code, "info", generator_s=left, dark_in_s=left)
-        return status(found, state="up_generator", dark_in_s=left, verdict="ready")
+def on_generator(fuel_h: float) -> Status:
+    """Mains gone, the generator running with ``fuel_h`` of fuel, a 30 min UPS behind it."""
+    fed_ups = ups(mains_present=False, on_battery=False, battery_runtime_s=1800.0)
+    running = genset(
+        generator_running=True, on_generator=True, fuel_l=fuel_h, fuel_burn_l_per_h=1.0
+    )
+    return judged(snap(power=[fed_ups, running], links=two_paths()))
 
+
+def test_a_generator_with_fuel_is_no_alert_and_one_short_of_fuel_is() -> None:
     assert alerts_for(on_generator(60)) == []
-    [alert] = alerts_for(on_generator(1.5))
+    short = on_generator(1)
+    [alert] = alerts_for(short)
     assert alert.name == "SiteDarkSoon"
-    assert "nhiên liệu đủ 1 giờ 30 phút" in alert.summary_vi
+    assert alert.summary_en == "going dark soon: " + reason(short, "on_generator").text_en
+    assert "fuel for 1 h" in alert.summary_en
 
 
 def test_a_dark_site_pages_for_its_power_only() -> None:
-    dark = status(
-        finding("station_state", "power_down", "critical", battery_s=0, dark_in_s=0),
-        state="down_power",
+    down_links = (link("fo1", "fibre", "duct-a", **DOWN), link("mw1", "microwave", "t", **DOWN))
+    dark = judged(
+        snap(power=[on_battery(runtime_s=0, battery_status="depleted")], links=down_links)
     )
     [alert] = alerts_for(dark)
     assert (alert.name, alert.cause, alert.labels["severity"]) == ("SiteDark", "power", "critical")
-    assert alert.summary_en == "power down: battery depleted"
+    assert alert.summary_en == reason(dark, "power_down").text_en
+
+
+def three_paths(*down: str) -> tuple[Any, ...]:
+    paths = (("fo1", "fibre", "duct-a"), ("mw1", "microwave", "tower-b"), ("vs1", "vsat", "sky"))
+    return tuple(link(p, m, g, **(DOWN if p in down else {})) for p, m, g in paths)
 
 
 def test_a_transport_cut_is_one_alert_not_one_per_path() -> None:
-    numbers = {"paths_total": 3, "paths_down": 3, "paths_up": 0, "required": 2}
-    lost = status(finding("multipath", "path_all_down", "critical", **numbers))
+    lost = judged(snap(power=[ups()], links=three_paths("fo1", "mw1", "vs1")))
     [alert] = alerts_for(lost)
     assert (alert.name, alert.cause) == ("TransportLost", "transport")
-    assert alert.summary_vi == "mất toàn bộ đường truyền (3/3 đường)"
+    assert alert.summary_vi == reason(lost, "path_all_down").text_vi
+    assert "3/3" in alert.summary_vi
 
-    some = status(
-        finding("multipath", "path_down", "info", path="fibre-vt", media="fibre"),
-        finding("multipath", "path_down", "info", path="mw-vt", media="microwave"),
-        finding("multipath", "paths_one_independent", "warning", required=2),
-        verdict="degraded",
-    )
+    some = judged(snap(power=[ups()], links=three_paths("fo1", "mw1")))
     [alert] = alerts_for(some)
     assert alert.name == "PathLost"
-    assert alert.summary_en == "path fibre-vt (fibre) is down; path mw-vt (microwave) is down"
-    assert alert.details_en[-1] == "only one independent path up, 2 required"
+    assert alert.summary_en == "path fo1 (fibre) is down; path mw1 (microwave) is down"
+    assert alert.details_en[-1] == reason(some, "paths_one_independent").text_en
 
 
 def test_on_battery_and_cut_off_are_two_root_causes() -> None:
-    both = status(
-        finding("backup_power", "on_battery", dark_in_s=5 * 3600),
-        finding("multipath", "path_all_down", "critical", paths_down=2, paths_total=2),
-        state="down_transport",
-        dark_in_s=5 * 3600,
-    )
+    links = three_paths("fo1", "mw1", "vs1")
+    both = judged(snap(power=[on_battery(runtime_s=5 * 3600)], links=links))
+    assert both.station_state == "down_transport"
     assert names(alerts_for(both)) == ["SiteOnBattery", "TransportLost"]
 
 
 def test_an_alert_keeps_its_start_while_it_lasts() -> None:
-    first = alerts_for(on_battery(5 * 3600))
-    later = alerts_for(on_battery(4 * 3600), first, now=NOW + timedelta(hours=1))
+    first = alerts_for(battery(5 * 3600))
+    later = alerts_for(battery(4 * 3600), first, now=NOW + timedelta(hours=1))
     assert later[0].started_at == NOW
     assert later[0].key == first[0].key  # same labels: same Alertmanager alert
     assert not later[0].same_firing(first[0])  # new numbers: re-sent with them
 
 
-def silent(code: str = "no_recent_report", last: datetime = NOW) -> Status:
-    numbers = {"age_s": 600.0, "interval_s": 60.0, "stale_after_s": 180.0}
-    found = Finding("freshness", "s", "warning", code, numbers, impact="unknown")
-    return status(found, verdict="unknown", state="unknown", last_report_at=last)
+def silent(after: timedelta = timedelta(minutes=10), **kwargs: Any) -> Status:
+    return judged(snap(power=[ups()], links=two_paths(), **kwargs), now=NOW + after)
 
 
 def test_a_silent_site_keeps_its_alerts_and_goes_dark_when_its_time_runs_out() -> None:
-    before = alerts_for(on_battery(30 * 60))  # 30 min left at 14:00
+    before = alerts_for(battery(30 * 60))  # 30 min left at 13:00
     assert names(before) == ["SiteDarkSoon"]
     ten_past = NOW + timedelta(minutes=10)
     quiet = alerts_for(silent(), before, now=ten_past)
@@ -256,77 +223,62 @@ def test_a_silent_site_keeps_its_alerts_and_goes_dark_when_its_time_runs_out() -
     kept = quiet[0]
     assert kept.key == before[0].key and kept.started_at == NOW
     assert kept.annotations("u")["summary_en"].endswith(
-        "(as of 14:00 07/09; the site stopped reporting)"
+        "(as of 12:59 07/09; the site stopped reporting)"  # its last report
     )
     half_past = NOW + timedelta(minutes=31)
-    dark = alerts_for(silent(), quiet, now=half_past)
+    dark = alerts_for(silent(timedelta(minutes=31)), quiet, now=half_past)
     assert names(dark) == ["SiteDark"]  # the power explains the silence
     assert dark[0].started_at == NOW + timedelta(minutes=30)
     assert dark[0].summary_vi == (
-        "không còn báo cáo; theo số liệu cuối, đã hết điện lúc 14:30 07/09"
+        "không còn báo cáo; theo số liệu cuối, đã hết điện lúc 13:30 07/09"
     )
     # it reports again, on mains: everything clears
-    assert alerts_for(status(verdict="ready"), dark, now=half_past) == []
+    assert alerts_for(judged(snap(power=[ups()], links=two_paths())), dark, now=half_past) == []
 
 
 def test_silence_alone_is_site_silent_and_a_cut_off_site_is_not_also_silent() -> None:
-    [alert] = alerts_for(silent("agent_offline"))
+    [alert] = alerts_for(silent(online=False))
     assert (alert.name, alert.cause) == ("SiteSilent", "silence")
-    cut = alerts_for(status(finding("multipath", "path_all_down", "critical", **ALL_DOWN)))
+    cut = alerts_for(judged(snap(power=[ups()], links=three_paths("fo1", "mw1", "vs1"))))
     assert names(alerts_for(silent(), cut)) == ["TransportLost"]
 
 
 def test_nothing_known_since_the_collector_started_changes_nothing() -> None:
-    before = alerts_for(on_battery(3 * 3600))
-    found = Finding("freshness", "s", "warning", "no_report_yet", impact="unknown")
-    unknown = status(found, verdict="unknown", state="unknown", last_report_at=None)
+    before = alerts_for(battery(3 * 3600))
+    fresh = SiteSnapshot(site=SITE, province=PROVINCE).with_meta(meta())
+    unknown = judged(fresh)
+    assert [r.code for r in unknown.reasons] == ["no_report_yet"]
     assert alerts_for(unknown, before) == before
     assert alerts_for(unknown) == []
 
 
 def test_a_meeting_point_not_ready_for_its_own_reason_pages_and_one_explained_does_not() -> None:
-    slow = status(
-        finding(
-            "link_quality", "link_rtt_high", "critical", rtt_ms=631.5, max_rtt_ms=100, path="vsat"
-        ),
-        kind="meeting_point",
-        site="hp-dc-1",
-    )
-    [alert] = alerts_for(slow)
-    assert (alert.name, alert.cause) == ("MeetingPointNotReady", "link_quality")
-    assert alert.summary_vi.startswith("điểm cầu chưa sẵn sàng: độ trễ tốt nhất 631,5 ms")
-    numbers = {"needed_s": 4.8 * 3600, "backup_s": 3600.0, "margin_pct": 20}
-    power = status(
-        finding("backup_power", "on_battery", dark_in_s=5 * 3600),
-        finding("meeting", "meeting_power_runs_out", "critical", **numbers),
-        kind="meeting_point",
-        site="hp-dc-1",
-        dark_in_s=5 * 3600,
-    )
-    assert names(alerts_for(power)) == ["SiteOnBattery"]  # the power alert says it
+    slow = (link("fo1", "fibre", "duct-a", rtt_ms=631.5), link("mw1", "microwave", "t", rtt_ms=640))
+    point = judged(snap("meeting_point", power=[ups()], links=slow))
+    assert point.verdict == "not_ready"
+    [alert] = alerts_for(point)
+    assert alert.name == "MeetingPointNotReady"
+    assert alert.cause == "link_quality"  # its first reason's
+    assert alert.details_vi == tuple(r.text_vi for r in point.reasons if r.severity != "info")
+    assert alert.summary_vi.startswith("điểm cầu chưa sẵn sàng: ")
+    # Mains lost and 2 h left: the power alert says it; the point's verdict adds nothing.
+    power = battery(2 * 3600, kind="meeting_point")
+    assert power.verdict == "not_ready"
+    assert names(alerts_for(power)) == ["SiteDarkSoon"]
 
 
-def test_a_hardened_station_failing_a_criterion_pages_once_for_all_of_them() -> None:
-    compliance = StationCompliance(
-        site="hp-bts-1",
-        name="Trạm",
-        province="hp",
-        area="do-son",
-        area_name=None,
-        operator="vnpt",
-        declared_hardened=True,
-        in_inventory=True,
-        status="non_compliant",
-        failed=(
-            Criterion("no_fibre_path"),
-            Criterion("silent", {"age_s": 600.0}),
-            Criterion("no_generator"),
-        ),
-    )
-    [alert] = alerts_for(status(verdict="ready"), compliance=compliance)
+def test_a_hardened_station_failing_criteria_pages_once_for_all_of_them() -> None:
+    links = (link("mw1", "microwave", "tower-b"), link("vs1", "vsat", "sky"))
+    station = snap(hardened=True, site_class="hardened", power=[ups()], links=links)
+    compliance = station_compliance(station, None, RULES, NOW)
+    assert compliance.status == "non_compliant"
+    [alert] = alerts_for(judged(station), compliance=compliance)
     assert (alert.name, alert.cause) == ("HardenedStationNonCompliant", "compliance")
-    assert alert.summary_vi == "trạm kiên cố không đạt chuẩn: không có đường truyền cáp quang"
-    assert alert.details_en == ("no fibre path", "no generator")  # silence has its own alert
+    # every failed criterion but the inventory's own bookkeeping, in the rules' words
+    failed = [c for c in compliance.failed if c.code != "not_in_inventory"]
+    assert {c.code for c in failed} == {"no_generator", "no_fibre_path"}
+    assert alert.details_en == tuple(c.text("en") for c in failed)
+    assert alert.summary_vi == "trạm kiên cố không đạt chuẩn: " + failed[0].text("vi")
 
 
 def test_a_planned_meeting_at_risk_names_the_meeting() -> None:
@@ -334,32 +286,33 @@ def test_a_planned_meeting_at_risk_names_the_meeting() -> None:
     assert meeting.watched(NOW - timedelta(hours=1, minutes=59), within_h=2)
     assert not meeting.watched(NOW - timedelta(hours=2, minutes=1), within_h=2)
     assert not meeting.watched(NOW + timedelta(hours=3, minutes=1), within_h=2)
-    point = status(
-        finding("multipath", "paths_one_independent", "critical", required=2),
-        finding("rehearsal", "rehearsal_missing", "warning"),
-        kind="meeting_point",
-        site="hp-dc-1",
+    one_path = snap(
+        "meeting_point",
+        power=[ups(), genset(fuel_burn_l_per_h=2.0)],
+        generator_declared=True,
+        links=(link("fo1", "fibre", "duct-a"),),
     )
-    [alert] = meeting_alerts(meeting, point, meta=meta("hp-dc-1"), previous=[], now=NOW)
+    evaluation = evaluate(one_path, RULES, NOW, meeting_duration_s=3 * 3600)
+    for_it = for_meeting(evaluation, None, now=NOW, max_age_s=86_400)
+    point = to_status(for_it, one_path)
+    assert point.verdict == "not_ready"
+    [alert] = meeting_alerts(meeting, point, meta=None, previous=[], now=NOW)
     assert alert.labels["meeting"] == "m-20240907-abc123"
-    assert (alert.name, alert.cause, alert.labels["severity"]) == (
-        "MeetingAtRisk",
-        "transport",
-        "critical",
-    )
+    labels = (alert.name, alert.cause, alert.labels["severity"])
+    assert labels == ("MeetingAtRisk", "transport", "critical")
+    first = reason(point, "paths_one_independent")
     assert alert.summary_en == (
-        "meeting «Họp khẩn ứng phó bão số 3» at 14:00 07/09: this point will not hold — "
-        "only one independent path up, 2 required"
+        f"meeting «Họp khẩn ứng phó bão số 3» at 13:00 07/09: this point will not hold — "
+        f"{first.text_en}"
     )
-    ready = status(kind="meeting_point", site="hp-dc-1", verdict="degraded")
+    ready = judged(snap("meeting_point", power=[ups()], links=two_paths()))
+    assert ready.verdict != "not_ready"
     assert meeting_alerts(meeting, ready, meta=None, previous=[alert], now=NOW) == []
 
 
 def test_texts_from_the_field_reach_annotations_as_one_plain_line() -> None:
-    named = status(
-        finding("multipath", "path_all_down", "critical", **ALL_DOWN),
-        name="Trạm\n\x1b[2JGiả mạo\u202e",
-    )
+    cut = judged(snap(power=[ups()], links=three_paths("fo1", "mw1", "vs1")))
+    named = cut.model_copy(update={"name": "Trạm\n\x1b[2JGiả mạo\u202e"})
     [alert] = alerts_for(named)
     notes = alert.annotations("u")
     assert notes["summary"].startswith("Trạm [2JGiả mạo:")

@@ -211,10 +211,13 @@ async def test_a_ups_on_battery_pages_once_with_its_labels_and_back_on_mains_res
         }
         [held] = [a for a in alertmanager.alerts() if a["labels"]["site"] == mine]
         notes = held["annotations"]
-        assert notes["summary"] == (
-            "Trạm BTS Thử Nghiệm: đang chạy bằng ắc quy, còn 3 giờ, không có máy phát"
-        )
-        assert notes["summary_en"] == "Trạm BTS Thử Nghiệm: on battery, 3 h left, no generator"
+        # the rules' own reason, with its numbers: 3 h left, no generator
+        said = collector.verdicts.get(mine)
+        assert said is not None
+        [power] = [r for r in said.reasons if r.code == "on_battery_no_generator"]
+        assert notes["summary"] == f"Trạm BTS Thử Nghiệm: {power.text_vi}"
+        assert notes["summary_en"] == f"Trạm BTS Thử Nghiệm: {power.text_en}"
+        assert "còn 3 giờ" in notes["summary"] and "không có máy phát" in notes["summary"]
         assert notes["site_url"] == f"{EXTERNAL}/api/v1/sites/{mine}"
         assert held["generatorURL"] == f"{EXTERNAL}/api/v1/sites/{mine}"
         # It reached the receivers: the national NOC and the carrier's.
