@@ -335,7 +335,7 @@ class Collector:
         return client
 
     def _on_connect(
-        self, client: mqtt.Client, _u: object, _f: object, reason: object, _p: object
+        self, client: mqtt.Client, _u: object, flags: object, reason: object, _p: object
     ) -> None:
         if getattr(reason, "is_failure", False):
             log.error("broker refused the connection: %s", reason)
@@ -345,6 +345,10 @@ class Collector:
         if isinstance(sock, socket.socket):  # small PUBACKs and statuses: no Nagle delay
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.subscribe(self.config.broker.topic_filter, qos=1)
+        if getattr(flags, "session_present", False):
+            # The session kept our subscription: messages flow now, and after a restart
+            # the SUBACK may queue behind the whole backlog the broker kept for us.
+            self._subscribed("resumed the session")
         if self.delivery.generation == 1 and len(self.inventory):
             # Sites of the inventory that never reported get their verdict (unknown) now;
             # those restored from disk keep theirs (collector/state_store.py).
@@ -361,9 +365,14 @@ class Collector:
                 "broker refused the subscription %s: %s", self.config.broker.topic_filter, refused
             )
             return
+        self._subscribed("subscribed")
+
+    def _subscribed(self, how: str) -> None:
+        if self._connected.is_set():
+            return
         self.metrics.connected.set(1)
         self._connected.set()
-        log.info("subscribed to %s", self.config.broker.topic_filter)
+        log.info("%s: subscribed to %s", how, self.config.broker.topic_filter)
 
     def _on_disconnect(
         self, _c: mqtt.Client, _u: object, _f: object, reason: object, _p: object

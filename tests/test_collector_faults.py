@@ -458,6 +458,44 @@ def test_after_a_broker_restart_the_collector_is_back_within_5_s_and_loses_nothi
     assert new_connection_acked()
 
 
+def test_a_collector_restarted_into_a_backlog_is_connected_before_it_has_worked_it_off(
+    tmp_path: Path,
+    fresh_broker: Broker,
+    started: Callable[[CollectorConfig], Collector],
+) -> None:
+    """The broker kept the session: messages flow at once, and the SUBACK queues behind
+    the backlog. Waiting for it would call a collector that is busy catching up
+    disconnected for as long as the backlog takes (a drill saw /healthz 503 for 30 s)."""
+    cfg = config(tmp_path, fresh_broker, "fb", client_id="faults-backlog")
+    started(cfg).stop()  # the session and its subscription stay on the broker
+    client = publisher(fresh_broker.port)
+    now = datetime.now(UTC)
+    total = 5000
+    for seq in range(total):
+        info = client.publish(
+            f"kienco/v1/fb/fb-{seq % 50}/report",
+            report(f"fb-{seq % 50}", "fb", seq, now + timedelta(milliseconds=seq)),
+            qos=1,
+        )
+    info.wait_for_publish(30)
+    client.disconnect()
+    client.loop_stop()
+    collector = Collector(cfg)
+    collector.start()
+    try:
+        assert collector.wait_connected(10), "not connected while the backlog flows"
+        received: float = collector.metrics.received._value.get()
+        assert received < total, "connected only once the backlog was worked off"
+        assert healthz(collector).status_code == 200
+        wait_until(
+            lambda: collector.metrics.received._value.get() >= total,
+            timeout_s=120,
+            what="the whole backlog received",
+        )
+    finally:
+        collector.stop()
+
+
 # --- item 18: /healthz says what is wrong ----------------------------------------------
 
 
