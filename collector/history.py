@@ -41,7 +41,9 @@ from rules.compliance import ComplianceReport, StationStatus
 from rules.rehearsal import Rehearsal
 
 __all__ = [
+    "COMPLIANCE_COUNTS",
     "COMPLIANCE_CRITERIA",
+    "FLEET_FIELDS",
     "MEDIA",
     "STATE_CODES",
     "STATION_STATUS_CODES",
@@ -105,6 +107,25 @@ def _empty_counts() -> dict[str, int]:
         counts[f"paths_{media}"] = 0
         counts[f"paths_{media}_up"] = 0
     return counts
+
+
+FLEET_FIELDS: tuple[str, ...] = tuple(_empty_counts())
+"""Every field of a ``fleet`` point (all integers)."""
+
+COMPLIANCE_COUNTS: tuple[str, ...] = (
+    "declared",
+    "compliant",
+    "non_compliant",
+    "never_reported",
+    "missing",
+    "required",
+    "meets",
+    "carriers",
+    "carriers_live",
+    "carriers_required",
+    *(f"failed_{code}" for code in COMPLIANCE_CRITERIA),
+)
+"""The integer fields of a ``compliance`` point (it also has ``carrier_list``, ``area_name``)."""
 
 
 def fleet_points(

@@ -29,7 +29,7 @@ from collector.inventory import COLUMNS, InventorySite
 from collector.service import Collector
 from collector.summaries import SummaryClock
 from contract.wire import Meta, Report
-from kienco.dashboards import build
+from kienco.dashboards import build, retention
 from kienco.dashboards.common import Built
 from kienco.dashboards.macros import TimeRange
 from kienco.dashboards.replay import Influx, Outcome, replay, resolve_variables
@@ -242,6 +242,15 @@ def storm(
         peak, meeting = asyncio.run(_storm(fleet, collector, mosquitto.url, workdir))
     finally:
         collector.stop()
+    # The shipped retention and continuous queries, applied; the trends backfilled by running
+    # each continuous query's own SELECT … INTO over the run (InfluxDB runs it every 5 min).
+    for statement in retention.statements(database):
+        influxdb.query(database, statement)
+    since = (started - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for select in retention.continuous_queries(database).values():
+        influxdb.query(
+            database, select.replace(" GROUP BY ", f" WHERE time >= '{since}' GROUP BY ")
+        )
     yield StormRun(database, started, peak, datetime.now(UTC), meeting, scenario)
     influxdb.drop_database(database)
 
@@ -294,13 +303,15 @@ def _run(
     return replay(built.checks, variables, span, influx)
 
 
+@pytest.mark.parametrize("rp", [retention.RAW, retention.TREND])
 @pytest.mark.parametrize("uid", sorted(DASHBOARDS))
 def test_every_query_with_all_selected_returns_what_its_panel_shows(
-    uid: str, influx: Influx, storm: StormRun
+    uid: str, rp: str, influx: Influx, storm: StormRun
 ) -> None:
     built = DASHBOARDS[uid]
-    # "All" everywhere, except the kind a dashboard opens on (meeting points for provinces)
-    outcomes = _run(built, influx, TimeRange.last(timedelta(hours=6)))
+    # "All" everywhere, except the kind a dashboard opens on (meeting points for provinces);
+    # the time series on raw points, then on the 5-minute trends
+    outcomes = _run(built, influx, TimeRange.last(timedelta(hours=6)), {"rp": [rp]})
     assert len(outcomes) == len(built.checks) > 0
     problems = [p for outcome in outcomes for p in _check(outcome, strict=True)]
     assert not problems, "\n".join(problems)
@@ -350,6 +361,42 @@ def test_variables_one_or_several_values_filter_every_query(
                 for series in outcome.series:
                     shown = _values(series, key)
                     assert shown <= set(choose[key]), (outcome.check.panel, key, shown)
+
+
+def test_trends_fold_raw_points_so_the_same_query_reads_both(
+    influx: Influx, storm: StormRun
+) -> None:
+    """The 5-minute trend of each folded field is what the panels take of the raw points."""
+    series, error, _ = influx.query("SHOW CONTINUOUS QUERIES")
+    assert error is None
+    names = {str(v) for s in series if s.name == storm.database for v in s.column("name")}
+    assert names == set(retention.continuous_queries(storm.database))
+    policies, _, _ = influx.query(f'SHOW RETENTION POLICIES ON "{storm.database}"')
+    durations = {row[0]: row[1] for s in policies for row in s.values}
+    assert durations == {"autogen": "840h0m0s", "trend": "9600h0m0s"}
+    checks = [
+        ('max("state_code")', "readiness", '"site"'),
+        ('mean("fuel_pct")', "power", '"site", "device"'),
+        ('max("loss_pct")', "link", '"site", "path"'),
+        ('last("up_battery")', "fleet", '"province", "kind", "operator"'),
+        ('last("compliant")', "compliance", '"province", "area"'),
+    ]
+    since = (storm.started - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for aggregate, measurement, keys in checks:
+        field = aggregate.split('"')[1]
+        raw, error, _ = influx.query(
+            f'SELECT {aggregate} FROM "autogen"."{measurement}" WHERE time >= \'{since}\' '
+            f"GROUP BY time(5m), {keys} fill(none)"
+        )
+        assert error is None and raw, measurement
+        folded, error, _ = influx.query(
+            f'SELECT "{field}" FROM "trend"."{measurement}" WHERE time >= \'{since}\' '
+            f"GROUP BY {keys}"
+        )
+        assert error is None
+        as_raw = {(tuple(sorted(s.tags.items())), r[0]): r[1] for s in raw for r in s.values}
+        as_trend = {(tuple(sorted(s.tags.items())), r[0]): r[1] for s in folded for r in s.values}
+        assert as_trend == pytest.approx(as_raw), measurement
 
 
 def _values(series: Any, key: str) -> set[str]:

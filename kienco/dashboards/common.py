@@ -11,7 +11,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Self, TypeVar
 
-from grafana_foundation_sdk.builders.dashboard import Dashboard, QueryVariable, ThresholdsConfig
+from grafana_foundation_sdk.builders.dashboard import (
+    CustomVariable,
+    Dashboard,
+    QueryVariable,
+    ThresholdsConfig,
+)
+from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models.dashboard import DataSourceRef
@@ -19,12 +25,14 @@ from grafana_foundation_sdk.models.dashboard import DataSourceRef
 from collector.history import STATE_CODES, STATION_STATUS_CODES, VERDICT_CODES
 from kienco.dashboards.influxql import DATASOURCE, Expect, InfluxQL
 from kienco.dashboards.macros import ALL
+from kienco.dashboards.retention import RAW, TREND
 from kienco.labels import STATION_STATES, VERDICTS
 
 __all__ = [
     "KIND",
     "OPERATOR",
     "PROVINCE",
+    "RP",
     "SCHEMA_VERSION",
     "SITE",
     "TIMEZONE",
@@ -34,6 +42,7 @@ __all__ = [
     "compliance_mapping",
     "latest",
     "rename",
+    "rp_variable",
     "state_mapping",
     "steps",
     "sum_of",
@@ -173,7 +182,7 @@ def summed(
     groups = ", ".join([f"time({SUMMARY_BUCKET})", *(f'"{key}"' for key in by)])
     if over_time:
         return (
-            f'SELECT {selected} FROM "{measurement}" WHERE {where(*filters)} '
+            f'SELECT {selected} FROM {RP}."{measurement}" WHERE {where(*filters)} '
             f"GROUP BY {groups} fill(none)"
         )
     return (
@@ -218,6 +227,29 @@ def steps(base: str, *levels: tuple[float, str]) -> ThresholdsConfig:
     return ThresholdsConfig().mode(model.ThresholdsMode.ABSOLUTE).steps(chain)
 
 
+RP = '"$rp"'
+"""The retention policy a time series reads: raw or 5-minute (kienco/dashboards/retention.py)."""
+
+
+def rp_variable() -> CustomVariable:
+    """*Dữ liệu*: raw points (30 s, kept 35 days) or the 5-minute trends (kept 400 days)."""
+    choices = [("Thô — 30 giây, 35 ngày", RAW), ("Xu hướng — 5 phút, 400 ngày", TREND)]
+    return (
+        CustomVariable("rp")
+        .label("Dữ liệu")
+        .description(
+            "Biểu đồ theo thời gian đọc dữ liệu thô (từng báo cáo) hay xu hướng 5 phút "
+            "(nhanh cho nhiều ngày; dashboards/influxdb/retention.influxql). "
+            "Time series read raw points or 5-minute trends (fast over days)."
+        )
+        .values(", ".join(f"{text} : {value}" for text, value in choices))
+        .options([model.VariableOption(text=t, value=v, selected=v == RAW) for t, v in choices])
+        .current(model.VariableOption(text=choices[0][0], value=RAW, selected=True))
+        .multi(False)
+        .include_all(False)
+    )
+
+
 def tag_variable(
     name: str,
     label: str,
@@ -257,7 +289,7 @@ class Board:
     tags: Sequence[str]
     time_from: str
     refresh: str
-    variables: Sequence[QueryVariable]
+    variables: Sequence[cogbuilder.Builder[model.VariableModel]]
     _panels: list[model.Panel | model.RowPanel] = field(default_factory=list)
     _checks: list[Check] = field(default_factory=list)
     _x: int = 0

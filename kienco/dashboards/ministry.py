@@ -9,7 +9,8 @@ stations only.
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders.dashboard import QueryVariable
+from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.models.dashboard import VariableModel
 
 from collector.history import COMPLIANCE_CRITERIA
 from kienco.dashboards.common import (
@@ -20,6 +21,7 @@ from kienco.dashboards.common import (
     Built,
     compliance_mapping,
     latest,
+    rp_variable,
     sum_of,
     summed,
     tag_variable,
@@ -61,7 +63,7 @@ CRITERIA = {
 FAILED = {f"failed_{code}": CRITERIA.get(code, code) for code in COMPLIANCE_CRITERIA}
 
 
-def _variables() -> list[QueryVariable]:
+def _variables() -> list[cogbuilder.Builder[VariableModel]]:
     return [
         tag_variable(
             "province",
@@ -90,6 +92,7 @@ def _variables() -> list[QueryVariable]:
             "Trạm kiên cố thuộc khu vực và nhà mạng đã chọn. Hardened stations chosen.",
             all_value=None,
         ),
+        rp_variable(),
     ]
 
 

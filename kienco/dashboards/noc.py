@@ -8,17 +8,20 @@ summary (so a silent station still counts, as unknown); per-site rows from the n
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders.dashboard import QueryVariable
+from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.models.dashboard import VariableModel
 
 from kienco.dashboards.common import (
     KIND,
     OPERATOR,
     PROVINCE,
+    RP,
     SITE,
     STATE_COLOURS,
     Board,
     Built,
     latest,
+    rp_variable,
     state_mapping,
     steps,
     sum_of,
@@ -62,8 +65,9 @@ MEDIA_NAMES = {
 }
 
 
-def variables(*, kind_default: str = ALL) -> list[QueryVariable]:
-    """province → operator → kind → site, each narrowing the next (readiness tags)."""
+def variables(*, kind_default: str = ALL) -> list[cogbuilder.Builder[VariableModel]]:
+    """province → operator → kind → site, each narrowing the next (readiness tags); the
+    data the time series read (raw or 5-minute trends)."""
     return [
         tag_variable(
             "province",
@@ -93,6 +97,7 @@ def variables(*, kind_default: str = ALL) -> list[QueryVariable]:
             "The sites under the province, operator and kind chosen.",
             all_value=None,  # "All" = the sites found, so data points are filtered through it
         ),
+        rp_variable(),
     ]
 
 
@@ -285,9 +290,11 @@ def build() -> Built:
     )
     board.add(
         states_over_time(
-            "Trạng thái nguồn từng trạm",
-            "Trạng thái nguồn của từng trạm đã chọn; mỗi khoảng hiện trạng thái xấu nhất.",
-            "Each chosen site's power state; each interval shows its worst state.",
+            "Trạm rời điện lưới — trạng thái theo thời gian",
+            "Các trạm đã chọn có lúc rời điện lưới, trong những khoảng đó: trạng thái xấu nhất "
+            "của mỗi khoảng (máy phát, ắc quy, mất nguồn…). Trạm luôn có điện lưới không hiện.",
+            "The chosen sites that left mains, while they did: each interval's worst state "
+            "(generator, battery, down…). Sites on mains throughout are not drawn.",
             state_mapping(),
         ),
         w=24,
@@ -295,8 +302,9 @@ def build() -> Built:
         min_interval="30s",
         queries=[
             InfluxQL(
-                f'SELECT max("state_code") FROM "readiness" WHERE {where(*SITE_FILTERS)} '
-                'GROUP BY time($__interval), "site" fill(previous)',
+                f'SELECT max("state_code") FROM {RP}."readiness" '
+                f'WHERE {where(*SITE_FILTERS)} AND "state_code" > 0 '
+                'GROUP BY time($__interval), "site" fill(none)',
                 Expect(("max",), tags=("site",)),
                 alias="$tag_site",
             )
@@ -371,9 +379,12 @@ def build() -> Built:
     board.add(
         trend(
             "Mức nhiên liệu theo thời gian",
-            "Mức nhiên liệu (%) của máy phát các trạm đã chọn.",
-            "Fuel level (%) of the chosen sites' generators.",
+            "Mức nhiên liệu (%) thấp nhất và trung bình của máy phát các trạm đã chọn; từng "
+            "máy phát: bảng bên trên.",
+            "Lowest and mean fuel level (%) of the chosen sites' generators; each one: the "
+            "table above.",
             unit="percent",
+            names={"min": "Thấp nhất", "mean": "Trung bình"},
             thresholds=steps("red", (25, "orange"), (50, "green")),
         ),
         w=24,
@@ -381,10 +392,11 @@ def build() -> Built:
         min_interval="30s",
         queries=[
             InfluxQL(
-                f'SELECT mean("fuel_pct") FROM "power" WHERE {where(PROVINCE, SITE)} '
-                'GROUP BY time($__interval), "site", "device" fill(none)',
-                Expect(("mean",), tags=("site", "device")),
-                alias="$tag_site $tag_device",
+                'SELECT min("fuel_pct") AS "min", mean("fuel_pct") AS "mean" '
+                f'FROM {RP}."power" WHERE {where(PROVINCE, SITE)} '
+                "GROUP BY time($__interval) fill(none)",
+                Expect(("min", "mean")),
+                alias="$col",
             )
         ],
     )

@@ -13,6 +13,7 @@ from kienco.dashboards.common import (
     KIND,
     OPERATOR,
     PROVINCE,
+    RP,
     SITE,
     VERDICT_COLOURS,
     Board,
@@ -42,10 +43,13 @@ FILTERS = (PROVINCE, OPERATOR, KIND)
 POINT_FILTERS = (PROVINCE, OPERATOR, KIND, SITE)
 
 
+PATHS_SHOWN = 40  # series a path panel draws; more are unreadable, and slow to fetch
+
+
 def _path_quality(column: str, aggregate: str = "mean") -> InfluxQL:
     return InfluxQL(
-        f'SELECT {aggregate}("{column}") FROM "link" WHERE {where(PROVINCE, SITE)} '
-        'GROUP BY time($__interval), "site", "path" fill(none)',
+        f'SELECT {aggregate}("{column}") FROM {RP}."link" WHERE {where(PROVINCE, SITE)} '
+        f'GROUP BY time($__interval), "site", "path" fill(none) SLIMIT {PATHS_SHOWN}',
         Expect((aggregate,), tags=("site", "path")),
         alias="$tag_site $tag_path",
     )
@@ -177,9 +181,11 @@ def build() -> Built:
     )
     board.add(
         states_over_time(
-            "Đánh giá từng điểm theo thời gian",
-            "Mỗi điểm một dải; mỗi khoảng hiện đánh giá xấu nhất.",
-            "One band per point; each interval shows its worst verdict.",
+            "Điểm không sẵn sàng — đánh giá theo thời gian",
+            "Các điểm có lúc không sẵn sàng, trong những khoảng đó: đánh giá xấu nhất của mỗi "
+            "khoảng. Điểm luôn sẵn sàng không hiện.",
+            "The points that were not ready at some time, while they were not: each "
+            "interval's worst verdict. Points ready throughout are not drawn.",
             verdict_mapping(),
         ),
         w=12,
@@ -187,8 +193,9 @@ def build() -> Built:
         min_interval="30s",
         queries=[
             InfluxQL(
-                f'SELECT max("verdict_code") FROM "readiness" WHERE {where(*POINT_FILTERS)} '
-                'GROUP BY time($__interval), "site" fill(previous)',
+                f'SELECT max("verdict_code") FROM {RP}."readiness" '
+                f'WHERE {where(*POINT_FILTERS)} AND "verdict_code" > 0 '
+                'GROUP BY time($__interval), "site" fill(none)',
                 Expect(("max",), tags=("site",)),
                 alias="$tag_site",
             )
@@ -252,8 +259,8 @@ def build() -> Built:
         queries=[
             InfluxQL(
                 'SELECT last("bandwidth_down_mbps") AS "down", last("bandwidth_up_mbps") AS "up" '
-                f'FROM "link" WHERE {where(PROVINCE, SITE)} '
-                'GROUP BY time($__interval), "site", "path" fill(none)',
+                f'FROM {RP}."link" WHERE {where(PROVINCE, SITE)} '
+                f'GROUP BY time($__interval), "site", "path" fill(none) SLIMIT {PATHS_SHOWN}',
                 Expect(("down", "up"), tags=("site", "path")),
                 alias="$tag_site $tag_path $col",
             )

@@ -100,11 +100,14 @@ def resolve_variables(
     resolved: dict[str, Variable] = {}
     for spec in templating:
         name = spec["name"]
-        query = render(spec["query"], resolved, span or TimeRange.last(timedelta(days=1)))
-        series, error, _ = influx.query(query)
-        if error is not None:
-            raise ValueError(f"variable {name}: {error} in {query!r}")
-        options = tuple(sorted({str(v) for s in series for v in s.column("value")}))
+        if spec["type"] == "custom":  # "text : value, …", as Grafana reads it
+            options = tuple(part.split(" : ")[-1].strip() for part in spec["query"].split(","))
+        else:
+            query = render(spec["query"], resolved, span or TimeRange.last(timedelta(days=1)))
+            series, error, _ = influx.query(query)
+            if error is not None:
+                raise ValueError(f"variable {name}: {error} in {query!r}")
+            options = tuple(sorted({str(v) for s in series for v in s.column("value")}))
         current = spec.get("current", {}).get("value", ALL)
         default = [current] if isinstance(current, str) else list(current)
         wanted = tuple((choose or {}).get(name) or default)
