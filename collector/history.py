@@ -8,7 +8,8 @@ from those with InfluxQL alone:
 measurement        tags                       fields
 =================  =========================  ==============================================
 fleet              province, kind, operator   sites; a count per verdict and per station
-                                              state; ``paths_<media>`` / ``paths_<media>_up``
+                                              state; ``paths_<media>`` / ``paths_<media>_up``;
+                                              generators, fuel_pct_sum, fuel_pct_min
 compliance         province, area             declared, compliant, non_compliant, missing,
                                               never_reported, required, meets, carriers…,
                                               ``failed_<criterion>`` counts
@@ -106,10 +107,12 @@ def _empty_counts() -> dict[str, int]:
     for media in MEDIA:
         counts[f"paths_{media}"] = 0
         counts[f"paths_{media}_up"] = 0
+    counts["generators"] = 0  # fuel levels known (fresh), for a mean across the fleet
     return counts
 
 
-FLEET_FIELDS: tuple[str, ...] = tuple(_empty_counts())
+FUEL_FIELDS = ("fuel_pct_sum", "fuel_pct_min")  # floats; the minimum only when one is known
+FLEET_FIELDS: tuple[str, ...] = (*_empty_counts(), *FUEL_FIELDS)
 """Every field of a ``fleet`` point (all integers)."""
 
 COMPLIANCE_COUNTS: tuple[str, ...] = (
@@ -142,6 +145,7 @@ def fleet_points(
     newest reading says so and the site is not silent (a silent site's paths are unknown).
     """
     groups: dict[tuple[str, str, str | None], dict[str, int]] = {}
+    fuel: dict[tuple[str, str, str | None], list[float]] = {}
     for snapshot, status in sites:
         meta = snapshot.meta
         key = (snapshot.province, snapshot.site_kind or "unknown", meta.operator if meta else None)
@@ -160,18 +164,20 @@ def fleet_points(
             held = snapshot.links.get(path)
             if fresh and held is not None and held[0].up:
                 counts[f"paths_{medium}_up"] += 1
+        levels = fuel.setdefault(key, [])
+        if fresh:
+            levels += [r.fuel_pct for r, _ in snapshot.power.values() if r.fuel_pct is not None]
     at_ns = time_ns(stamp or at)
-    return [
-        Point.make(
-            "fleet",
-            {"province": province, "kind": kind, "operator": operator},
-            _as_fields(counts),
-            at_ns,
-        )
-        for (province, kind, operator), counts in sorted(
-            groups.items(), key=lambda item: (item[0][0], item[0][1], item[0][2] or "")
-        )
-    ]
+    points = []
+    for group, counts in sorted(groups.items(), key=lambda item: (*item[0][:2], item[0][2] or "")):
+        levels = fuel[group]
+        fields = _as_fields({**counts, "generators": len(levels)})
+        fields["fuel_pct_sum"] = float(sum(levels))
+        fields["fuel_pct_min"] = float(min(levels)) if levels else None
+        province, kind, operator = group
+        tags = {"province": province, "kind": kind, "operator": operator}
+        points.append(Point.make("fleet", tags, fields, at_ns))
+    return points
 
 
 def _as_fields(counts: Mapping[str, int]) -> dict[str, FieldValue | None]:

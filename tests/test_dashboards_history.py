@@ -80,7 +80,11 @@ def report(site: str, *, at: datetime = NOW, fibre_up: bool = True, fuel_l: floa
         power=(
             PowerReading(device="ups1", mains_present=True, on_battery=False, load_pct=30.0),
             PowerReading(
-                device="gen1", generator_running=False, fuel_l=fuel_l, fuel_burn_l_per_h=5.0
+                device="gen1",
+                generator_running=False,
+                fuel_l=fuel_l,
+                fuel_pct=fuel_l / 5,  # a 500 L tank
+                fuel_burn_l_per_h=5.0,
             ),
         ),
         links=(
@@ -194,6 +198,10 @@ def test_fleet_counts_sites_by_verdict_state_and_paths_up_per_medium() -> None:
     assert (viettel["unknown"], viettel["state_unknown"]) == (1, 1)
     # every column is there, zeros included: a panel's columns never come and go
     assert all(f"paths_{m}_up" in vnpt for m in MEDIA)
+    # fuel: the fresh sites' generators only (the silent site's last level is not "now")
+    assert (vnpt["generators"], vnpt["fuel_pct_sum"]) == (2, 2 * 80.0)
+    assert vnpt["fuel_pct_min"] == 80.0 and viettel["generators"] == 0
+    assert "fuel_pct_min" not in viettel and viettel["fuel_pct_sum"] == 0.0
 
 
 # --- compliance ----------------------------------------------------------------------------

@@ -103,6 +103,9 @@ def test_every_query_on_the_provisioned_data_source(path: Path) -> None:
             assert variable["datasource"] == {"type": "influxdb", "uid": DATASOURCE_UID}
         else:  # the data the time series read: raw or trend (kienco/dashboards/retention.py)
             assert variable["name"] == "rp" and variable["type"] == "custom"
+            values = [part.split(" : ")[-1] for part in variable["query"].split(",")]
+            assert values == ["autogen", "trend"]
+            assert [o["value"] for o in variable["options"]] == values
     queries = [v["query"] for v in data["templating"]["list"]]
     for panel in panels(data):
         if panel["type"] == "row":

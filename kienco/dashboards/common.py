@@ -233,7 +233,8 @@ RP = '"$rp"'
 
 def rp_variable() -> CustomVariable:
     """*Dữ liệu*: raw points (30 s, kept 35 days) or the 5-minute trends (kept 400 days)."""
-    choices = [("Thô — 30 giây, 35 ngày", RAW), ("Xu hướng — 5 phút, 400 ngày", TREND)]
+    # no comma in a text: Grafana splits a custom variable's values on commas
+    choices = [("Thô — 30 giây / 35 ngày", RAW), ("Xu hướng — 5 phút / 400 ngày", TREND)]
     return (
         CustomVariable("rp")
         .label("Dữ liệu")

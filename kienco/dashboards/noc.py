@@ -379,10 +379,10 @@ def build() -> Built:
     board.add(
         trend(
             "Mức nhiên liệu theo thời gian",
-            "Mức nhiên liệu (%) thấp nhất và trung bình của máy phát các trạm đã chọn; từng "
-            "máy phát: bảng bên trên.",
-            "Lowest and mean fuel level (%) of the chosen sites' generators; each one: the "
-            "table above.",
+            "Mức nhiên liệu (%) thấp nhất và trung bình của các máy phát, theo tỉnh, nhà mạng "
+            "và loại đã chọn (tổng hợp của collector mỗi phút); từng máy phát: bảng bên trên.",
+            "Lowest and mean fuel level (%) of the generators under the chosen province, "
+            "operator and kind (the collector's per-minute summary); each one: the table above.",
             unit="percent",
             names={"min": "Thấp nhất", "mean": "Trung bình"},
             thresholds=steps("red", (25, "orange"), (50, "green")),
@@ -392,9 +392,15 @@ def build() -> Built:
         min_interval="30s",
         queries=[
             InfluxQL(
-                'SELECT min("fuel_pct") AS "min", mean("fuel_pct") AS "mean" '
-                f'FROM {RP}."power" WHERE {where(PROVINCE, SITE)} '
-                "GROUP BY time($__interval) fill(none)",
+                summed(
+                    "fleet",
+                    {
+                        "min": 'min("fuel_pct_min")',
+                        "mean": 'sum("fuel_pct_sum") / sum("generators")',
+                    },
+                    filters=FLEET_FILTERS,
+                    over_time=True,
+                ),
                 Expect(("min", "mean")),
                 alias="$col",
             )
