@@ -270,8 +270,15 @@ class StateStore:
 
     def close(self) -> None:
         """Save everything left (the caller has stopped changing the state), then close."""
+        started = time.perf_counter()
         try:
-            self.save_changed()
+            saved = self.save_changed()
+            log.info(
+                "saved %d changed site(s) to %s at stop in %.2f s",
+                saved,
+                self.path,
+                time.perf_counter() - started,
+            )
         except Exception as exc:
             log.error("could not save the state at stop: %s", exc)
         with self._lock:
