@@ -8,6 +8,7 @@
     POST /api/v1/meetings                    {"title", "starts_at", "duration_s", "province", ...}
     GET  /api/v1/meetings/{id}               N of M points ready, and why not
     POST /api/v1/meetings/{id}/rehearse      ask every point to run its pre-meeting check
+    GET  /api/v1/whatif/grid-off?province=hp[&at=ISO&hours=12&meeting_s=S]  who goes dark
     GET  /api/v1/throughput?bytes=N          N incompressible bytes (an agent's download test)
     POST /api/v1/throughput                  a capped upload sink: {"bytes", "seconds"}
     GET  /api/v1/deadletter[?reason=R&all=1&limit=N]  rejected messages kept, newest first

@@ -14,6 +14,7 @@ from collector.api import READINESS_FILTERS, Reply, json_reply, readiness_reply
 from collector.meetings import MeetingRequest, meeting_status, points_for
 from collector.replay import ReplayRequest
 from collector.risk import RiskChange
+from collector.whatif_route import whatif_reply
 from rules.compliance import ComplianceReport, build_report
 
 REPORT_JSON: TypeAdapter[ComplianceReport] = TypeAdapter(ComplianceReport)
@@ -76,6 +77,8 @@ class Endpoints:
                 return json_reply(HTTPStatus.OK, [_plain(m) for m in c.meetings.all()])
             case ["compliance"]:
                 return self._compliance(query)
+            case ["whatif", "grid-off"]:
+                return whatif_reply(c, query)
             case ["deadletter"]:
                 return self._dead_letters(query)
             case ["deadletter", number] if number.isdigit():

@@ -357,9 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
     compliance.add_argument("--url", default="http://127.0.0.1:9108", help="the collector's API")
     compliance.set_defaults(func=_cmd_compliance)
 
-    from kienco import dashboards_cli, deadletter_cli, devices_serve, meeting_cli
+    from kienco import dashboards_cli, deadletter_cli, devices_serve, meeting_cli, whatif_cli
 
     meeting_cli.add_parser(sub)
+    whatif_cli.add_parser(sub)
     devices_serve.add_parser(sub)
     dashboards_cli.add_parser(sub)
     deadletter_cli.add_parser(sub)

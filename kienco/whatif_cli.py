@@ -1,0 +1,260 @@
+"""``kienco whatif --province hp --grid-off``: which sites go dark by when if mains fail.
+
+Asks the collector (``GET /api/v1/whatif/grid-off``, computed by rules/whatif.py from
+every site's current state) and prints, in Vietnamese or English: sites dark per hour,
+the sites going dark soonest first, the meeting points that still hold a meeting of
+the given duration, and the areas that lose all their hardened stations. ``--json``
+prints the collector's answer. Exit status: 0 nothing goes dark and every meeting point
+holds, 3 otherwise, 4 the collector knows no site in the province, 1 it cannot be asked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timedelta
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from kienco.labels import KINDS, LOCAL_TZ, Lang, label, local_time
+from kienco.meeting_cli import parse_duration, parse_start
+from plumbing.untrusted import json_text, terminal
+from rules.texts import format_value
+
+EXIT_SOME_DARK = 3
+EXIT_NOTHING_SELECTED = 4
+
+WORDS: dict[str, tuple[str, str]] = {
+    "head": (
+        "Giả định: mất điện lưới toàn tỉnh {province} từ {at} (giờ Việt Nam), xét {hours} "
+        "tới — theo số liệu lúc {now}",
+        "What if: mains fail across province {province} at {at} (Vietnam time), over the "
+        "next {hours} — from the state at {now}",
+    ),
+    "by_hour": ("Số trạm mất nguồn (cộng dồn)", "Sites dark (cumulative)"),
+    "dark": ("Trạm mất nguồn trong {hours}", "Sites dark within {hours}"),
+    "none_dark": (
+        "Không trạm nào mất nguồn trong {hours}.",
+        "No site goes dark within {hours}.",
+    ),
+    "hold": ("{n} trạm còn nguồn sau {until}.", "{n} site(s) still powered at {until}."),
+    "unknown": (
+        "Không dự báo được {n} trạm: {sites}",
+        "Cannot forecast {n} site(s): {sites}",
+    ),
+    "meeting": (
+        "Điểm cầu giữ được cuộc họp {duration} bắt đầu {at}: {held}/{total}",
+        "Meeting points that hold a {duration} meeting from {at}: {held}/{total}",
+    ),
+    "areas": (
+        "Khu vực mất toàn bộ trạm kiên cố trong {hours}:",
+        "Areas losing all their hardened stations within {hours}:",
+    ),
+    "area": (
+        "  {area}: {n} trạm kiên cố, trạm cuối mất nguồn lúc {at}",
+        "  {area}: {n} hardened station(s), the last dark at {at}",
+    ),
+    "no_area": ("  không có", "  none"),
+    "area_unknown": (
+        "  {area}: không rõ ({n} trạm kiên cố không dự báo được)",
+        "  {area}: unknown ({n} hardened station(s) cannot be forecast)",
+    ),
+}
+HEAD_DARK = {
+    "vi": ("Điểm", "Tên", "Loại", "Mất nguồn lúc", "Sau", "Theo"),
+    "en": ("Site", "Name", "Kind", "Dark at", "After", "From"),
+}
+HEAD_MEETING = {
+    "vi": ("Điểm cầu", "Tên", "Giữ được?", "Lý do"),
+    "en": ("Meeting point", "Name", "Holds?", "Reasons"),
+}
+BASIS: dict[str, tuple[str, str]] = {
+    "battery": ("ắc quy", "battery"),
+    "battery+generator": ("ắc quy + máy phát", "battery + generator"),
+    "generator": ("máy phát", "generator"),
+    "dark": ("đã mất nguồn", "already dark"),
+    "silent": ("mất liên lạc", "silent"),
+    "no_power_data": ("thiếu số liệu nguồn", "no power figures"),
+}
+HOLDS: dict[str, tuple[str, str]] = {
+    "yes": ("có", "yes"),
+    "no": ("không", "no"),
+    "unknown": ("không rõ", "unknown"),
+}
+
+
+def _say(key: str, lang: Lang, **values: object) -> str:
+    vi, en = WORDS[key]
+    return (vi if lang == "vi" else en).format(**values)
+
+
+def _dur(seconds: float, lang: Lang) -> str:
+    return format_value(seconds, "dur", lang)
+
+
+def _when(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def render(payload: dict[str, Any], lang: Lang, console: Console) -> None:
+    """The forecast as tables, in ``lang``; names and reasons as plain text."""
+    at, now = _when(payload["at"]), _when(payload["now"])
+    span = _dur(payload["hours"] * 3600, lang)
+    console.print(
+        terminal(
+            _say(
+                "head",
+                lang,
+                province=payload["province"],
+                at=local_time(at, "%H:%M %d/%m/%Y"),
+                hours=span,
+                now=local_time(now, "%H:%M %d/%m"),
+            )
+        )
+    )
+    counts = payload["dark_by_hour"]
+    top = max(counts[-1], 1)
+    hourly = Table(title=_say("by_hour", lang), title_justify="left", show_header=False)
+    for _ in range(4):
+        hourly.add_column()
+    for h, n in enumerate(counts):
+        clock = local_time(at + timedelta(hours=h), "%H:%M")
+        hourly.add_row(f"+{h}h", clock, str(n), "█" * round(20 * n / top))
+    console.print(hourly)
+
+    until = at + timedelta(hours=payload["hours"])
+    sites = payload["sites"]
+    dark = [s for s in sites if s["dark_at"] is not None and _when(s["dark_at"]) <= until]
+    if dark:
+        table = Table(title=_say("dark", lang, hours=span), title_justify="left")
+        for heading in HEAD_DARK[lang]:
+            table.add_column(heading, overflow="fold")
+        for s in dark:
+            when = _when(s["dark_at"])
+            after = max(0.0, (when - at).total_seconds())
+            table.add_row(
+                s["site"],
+                terminal(s["name"]),
+                label(KINDS, s["kind"], lang),
+                local_time(when, "%H:%M %d/%m"),
+                _dur(after, lang),
+                label(BASIS, s["basis"], lang) + (" ≥" if s["lower_bound"] else ""),
+            )
+        console.print(table)
+    else:
+        console.print(_say("none_dark", lang, hours=span))
+    held = [s for s in sites if s["dark_at"] is not None and _when(s["dark_at"]) > until]
+    if held:
+        console.print(_say("hold", lang, n=len(held), until=local_time(until, "%H:%M %d/%m")))
+    unknown = [s for s in sites if s["dark_at"] is None]
+    if unknown:
+        named = ", ".join(f"{s['site']} ({label(BASIS, s['basis'], lang)})" for s in unknown)
+        console.print(terminal(_say("unknown", lang, n=len(unknown), sites=named)))
+
+    points = payload["meeting_points"]
+    if points:
+        summary = _say(
+            "meeting",
+            lang,
+            duration=_dur(payload["meeting_s"], lang),
+            at=local_time(at, "%H:%M"),
+            held=sum(1 for p in points if p["holds"]),
+            total=len(points),
+        )
+        table = Table(title=summary, title_justify="left")
+        for heading in HEAD_MEETING[lang]:
+            table.add_column(heading, overflow="fold")
+        for p in points:
+            holds = "unknown" if p["holds"] is None else ("yes" if p["holds"] else "no")
+            reasons = Text("\n").join(  # one plain line per reason: no markup read
+                terminal("• " + (r["text_vi"] if lang == "vi" else r["text_en"]))
+                for r in p["reasons"]
+            )
+            style = {"yes": "green", "no": "bold red", "unknown": "magenta"}[holds]
+            table.add_row(
+                p["site"],
+                terminal(p["name"]),
+                Text(label(HOLDS, holds, lang), style=style),
+                reasons,
+            )
+        console.print(table)
+
+    console.print(_say("areas", lang, hours=span))
+    shown = False
+    for area in payload["areas"]:
+        name = area["area"] + (f" ({area['area_name']})" if area["area_name"] else "")
+        if area["all_lost_at"] is not None:
+            at_text = local_time(_when(area["all_lost_at"]), "%H:%M %d/%m")
+            line = _say("area", lang, area=name, n=len(area["stations"]), at=at_text)
+        elif area["unknown"]:
+            line = _say("area_unknown", lang, area=name, n=area["unknown"])
+        else:
+            continue
+        console.print(terminal(line))
+        shown = True
+    if not shown:
+        console.print(_say("no_area", lang))
+
+
+def cmd_whatif(args: argparse.Namespace) -> int:
+    import httpx
+
+    params: dict[str, str | float] = {"province": args.province, "hours": args.hours}
+    if args.at:
+        params["at"] = parse_start(args.at, args.date, datetime.now(LOCAL_TZ)).isoformat()
+    if args.meeting:
+        params["meeting_s"] = args.meeting
+    url = f"{args.url.rstrip('/')}/api/v1/whatif/grid-off"
+    try:
+        response = httpx.get(url, params=params, timeout=60)
+    except httpx.HTTPError as exc:
+        print(f"kienco whatif: cannot ask the collector at {args.url}: {exc}", file=sys.stderr)
+        return 1
+    if response.status_code == 404:
+        print(terminal(f"kienco whatif: {response.json()['error']}"), file=sys.stderr)
+        return EXIT_NOTHING_SELECTED
+    if response.status_code != 200:
+        print(f"kienco whatif: {response.status_code} {response.text}", file=sys.stderr)
+        return 1
+    payload = response.json()
+    if args.json:
+        print(json_text(payload))
+    else:
+        render(payload, args.lang, Console())
+    until = _when(payload["at"]) + timedelta(hours=payload["hours"])
+    some_dark = any(s["dark_at"] and _when(s["dark_at"]) <= until for s in payload["sites"])
+    all_hold = all(p["holds"] for p in payload["meeting_points"])
+    return EXIT_SOME_DARK if some_dark or not all_hold else 0
+
+
+def add_parser(sub: Any) -> None:
+    whatif = sub.add_parser(
+        "whatif",
+        help="if mains fail in a province: which sites go dark by when, which meeting points "
+        "hold, which areas lose their hardened stations",
+        description="Forecast from every site's current state (asks a running collector). "
+        "Exit status: 0 nothing goes dark and every meeting point holds, 3 otherwise, "
+        "4 no site in the province, 1 collector unreachable.",
+    )
+    whatif.add_argument("--province", required=True, help="province code, e.g. hp")
+    whatif.add_argument(
+        "--grid-off",
+        action="store_true",
+        required=True,
+        help="the scenario: mains off across the province (the only one so far)",
+    )
+    whatif.add_argument("--at", help="when mains fail, HH:MM Vietnam time or ISO (default: now)")
+    whatif.add_argument("--date", help="YYYY-MM-DD for --at (default: today, or tomorrow)")
+    whatif.add_argument("--hours", type=float, default=12.0, help="horizon (default 12)")
+    whatif.add_argument(
+        "--meeting",
+        type=parse_duration,
+        help="a meeting from --at the points must hold, e.g. 3h (default: the policy's)",
+    )
+    whatif.add_argument("--json", action="store_true", help="the collector's answer as JSON")
+    whatif.add_argument("--lang", choices=["vi", "en"], default="vi")
+    whatif.add_argument("--url", default="http://127.0.0.1:9108", help="the collector's API")
+    whatif.set_defaults(func=cmd_whatif)

@@ -1,0 +1,305 @@
+"""What if the grid fails in a province at a given time? The autonomy rules run forward.
+
+Pure: every site's current snapshot, the policy, ``now`` and the time mains are forced
+off (``at``, not before ``now``) give
+
+- when each site goes dark: a site on mains lasts its backup from ``at`` — battery
+  plus the fuel of a generator assumed to start (``rules/autonomy.py``, the same
+  "if the grid fails now" hours the verdicts show); a site already off mains keeps
+  its own time to dark from now; one already dark is dark now. A site that is silent,
+  or whose autonomy cannot be computed, is *unknown*, never "holds";
+- how many sites are dark by each hour of the horizon;
+- which meeting points still hold a meeting of the given duration starting at
+  ``at``: the meeting rule's own judgement for that meeting (power until it ends
+  with margin if mains fail, paths, link quality, room), ``ready`` or ``degraded``;
+- which areas lose all their hardened stations, and when the last one goes.
+
+The model's tolerance, for a forecast checked against what happened
+(``TOLERANCE_S`` and ``within_tolerance``): a generator takes a few minutes to start
+and a battery's estimate is a figure at the last report, so a forecast time within
+15 minutes, or 5 % of the time to dark, counts as right.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from contract.wire import Reason, SiteKind, Verdict
+from rules import freshness
+from rules.autonomy import PowerMode, assess_power
+from rules.compliance import ExpectedSite
+from rules.engine import evaluate
+from rules.policy import Policy
+from rules.snapshot import SiteSnapshot
+from rules.thresholds import effective
+
+__all__ = [
+    "TOLERANCE_S",
+    "AreaForecast",
+    "MeetingForecast",
+    "SiteForecast",
+    "WhatIf",
+    "forecast",
+    "within_tolerance",
+]
+
+TOLERANCE_S = 15 * 60
+TOLERANCE_PCT = 5.0
+Basis = Literal["battery", "battery+generator", "generator", "dark", "silent", "no_power_data"]
+
+
+@dataclass(frozen=True, slots=True)
+class SiteForecast:
+    """One site with mains forced off at ``at``."""
+
+    site: str
+    province: str
+    kind: SiteKind | None
+    name: str | None
+    operator: str | None
+    area: str | None
+    hardened: bool
+    power_now: PowerMode
+    basis: Basis
+    dark_at: datetime | None  # None: unknown (see basis)
+    lower_bound: bool = False  # a source of unknown size was counted as nothing
+
+    @property
+    def known(self) -> bool:
+        return self.dark_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class MeetingForecast:
+    """A meeting point judged for a meeting of the given duration starting at ``at``."""
+
+    site: str
+    name: str | None
+    verdict: Verdict
+    holds: bool | None  # None: cannot tell (silent, power unknown)
+    dark_at: datetime | None
+    reasons: tuple[Reason, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AreaForecast:
+    """An area's hardened stations: when the last one goes dark, if they all do."""
+
+    area: str
+    area_name: str | None
+    stations: tuple[str, ...]
+    dark: int  # of them dark within the horizon
+    unknown: int  # of them whose time cannot be forecast
+    all_lost_at: datetime | None  # the last one dark, within the horizon; else None
+
+    @property
+    def loses_all(self) -> bool:
+        return self.all_lost_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class WhatIf:
+    province: str
+    now: datetime
+    at: datetime
+    hours: float
+    meeting_s: float
+    sites: tuple[SiteForecast, ...]  # soonest dark first, unknown last
+    dark_by_hour: tuple[int, ...]  # [h]: sites dark by at + h hours, h = 0 … hours
+    meeting_points: tuple[MeetingForecast, ...]
+    areas: tuple[AreaForecast, ...]
+
+    @property
+    def until(self) -> datetime:
+        return self.at + timedelta(hours=self.hours)
+
+    def dark_within(self) -> tuple[SiteForecast, ...]:
+        """The sites forecast dark before the horizon ends."""
+        return tuple(s for s in self.sites if s.dark_at is not None and s.dark_at <= self.until)
+
+
+def _site(snapshot: SiteSnapshot, policy: Policy, now: datetime, at: datetime) -> SiteForecast:
+    meta = snapshot.meta
+    thresholds = effective(
+        policy, snapshot.site_kind or "station", snapshot.site_class, hardened=snapshot.hardened
+    )
+
+    def made(
+        mode: PowerMode, basis: Basis, dark_at: datetime | None, lower: bool = False
+    ) -> SiteForecast:
+        return SiteForecast(
+            site=snapshot.site,
+            province=snapshot.province,
+            kind=snapshot.site_kind,
+            name=meta.name if meta else None,
+            operator=meta.operator if meta else None,
+            area=meta.area if meta else None,
+            hardened=snapshot.hardened,
+            power_now=mode,
+            basis=basis,
+            dark_at=dark_at,
+            lower_bound=lower,
+        )
+
+    if not freshness.check(snapshot, thresholds.freshness, now).fresh:
+        return made("unknown", "silent", None)
+    current = snapshot.current(freshness.stale_after_s(snapshot, thresholds.freshness))
+    power = assess_power(current, thresholds.runtime, thresholds.generator, now)
+    if power.mode == "down":
+        return made("down", "dark", now)
+    if power.mode in ("battery", "generator"):  # mains already gone: its own clock runs
+        if power.dark_in_s is None:
+            return made(power.mode, "no_power_data", None)
+        basis: Basis = "generator" if power.mode == "generator" else "battery"
+        if power.mode == "battery" and power.generator_running:
+            basis = "battery+generator"
+        return made(power.mode, basis, now + timedelta(seconds=power.dark_in_s), power.lower_bound)
+    if power.backup_s is None:  # on mains (or not known) and no figure to go on
+        return made(power.mode, "no_power_data", None)
+    basis = "battery+generator" if power.generator_present else "battery"
+    return made(power.mode, basis, at + timedelta(seconds=power.backup_s), power.lower_bound)
+
+
+def _meeting(
+    snapshot: SiteSnapshot,
+    site: SiteForecast,
+    policy: Policy,
+    now: datetime,
+    at: datetime,
+    meeting_s: float,
+    risk_level: int,
+) -> MeetingForecast:
+    judged = evaluate(
+        snapshot,
+        policy,
+        now,
+        risk_level=risk_level,
+        meeting_duration_s=meeting_s,
+        meeting_starts_at=at,
+    )
+    holds: bool | None = judged.verdict in ("ready", "degraded")
+    if judged.verdict == "unknown":
+        holds = None
+    reasons = tuple(f.to_reason() for f in judged.findings if f.severity != "info")
+    return MeetingForecast(snapshot.site, site.name, judged.verdict, holds, site.dark_at, reasons)
+
+
+def _areas(
+    sites: Iterable[SiteForecast],
+    names: Mapping[str, str | None],
+    listed: Mapping[str, tuple[str, str | None]],
+    until: datetime,
+) -> tuple[AreaForecast, ...]:
+    """Hardened stations per area; a listed one that never reported counts as unknown."""
+    by_area: dict[str, list[SiteForecast | None]] = {}
+    seen: set[str] = set()
+    for s in sites:
+        if s.hardened and s.kind == "station":
+            area = listed.get(s.site, (s.area or "?", None))[0]
+            by_area.setdefault(area, []).append(s)
+            seen.add(s.site)
+    for site, (area, _) in listed.items():
+        if site not in seen:
+            by_area.setdefault(area, []).append(None)
+    found = []
+    for area, stations in sorted(by_area.items()):
+        known = [s for s in stations if s is not None and s.dark_at is not None]
+        dark = [s for s in known if s.dark_at is not None and s.dark_at <= until]
+        unknown = len(stations) - len(known)
+        lost_at = None
+        if not unknown and len(dark) == len(stations):
+            lost_at = max(s.dark_at for s in dark if s.dark_at is not None)
+        found.append(
+            AreaForecast(
+                area=area,
+                area_name=names.get(area),
+                stations=tuple(sorted(s.site for s in stations if s is not None)),
+                dark=len(dark),
+                unknown=unknown,
+                all_lost_at=lost_at,
+            )
+        )
+    return tuple(found)
+
+
+def forecast(
+    snapshots: Iterable[SiteSnapshot],
+    policy: Policy,
+    now: datetime,
+    *,
+    province: str,
+    at: datetime | None = None,
+    hours: float = 12.0,
+    meeting_s: float | None = None,
+    risk_level: Callable[[str], int] = lambda _p: 0,
+    hardened_listed: Iterable[ExpectedSite] = (),
+) -> WhatIf:
+    """Mains forced off in ``province`` at ``at`` (default and earliest: ``now``).
+
+    ``hardened_listed``: the inventory's hardened stations of the province, so an area
+    whose station never reported is not taken for one that holds.
+    """
+    if now.tzinfo is None or (at is not None and at.tzinfo is None):
+        raise ValueError("now and at must be timezone-aware")
+    if not 0 < hours <= 24 * 14:
+        raise ValueError(f"hours must be > 0 and at most 14 days, got {hours}")
+    start = max(at or now, now)
+    duration = meeting_s if meeting_s is not None else policy.meeting.duration_s
+    if duration <= 0:
+        raise ValueError(f"meeting_s must be > 0, got {meeting_s}")
+    mine = [s for s in snapshots if s.province == province]
+    sites = [(snapshot, _site(snapshot, policy, now, start)) for snapshot in mine]
+    ordered = sorted(
+        (f for _, f in sites),
+        key=lambda f: (f.dark_at is None, f.dark_at or now, f.site),
+    )
+    steps = int(hours) + (0 if float(hours).is_integer() else 1)
+    by_hour = tuple(
+        sum(
+            1
+            for f in ordered
+            if f.dark_at is not None
+            and f.dark_at <= min(start + timedelta(hours=h), start + timedelta(hours=hours))
+        )
+        for h in range(steps + 1)
+    )
+    level = risk_level(province)
+    meetings = tuple(
+        sorted(
+            (
+                _meeting(snapshot, f, policy, now, start, duration, level)
+                for snapshot, f in sites
+                if snapshot.site_kind == "meeting_point"
+            ),
+            key=lambda m: (m.holds is not False, m.holds is None, m.site),
+        )
+    )
+    names = {s.meta.area: s.meta.area_name for s in mine if s.meta is not None and s.meta.area}
+    listed = {
+        e.site: (e.area, e.area_name)
+        for e in hardened_listed
+        if e.province == province and e.hardened and e.kind == "station"
+    }
+    names.update({area: name for area, name in listed.values() if name})
+    until = start + timedelta(hours=hours)
+    return WhatIf(
+        province=province,
+        now=now,
+        at=start,
+        hours=hours,
+        meeting_s=duration,
+        sites=tuple(ordered),
+        dark_by_hour=by_hour,
+        meeting_points=meetings,
+        areas=_areas(ordered, names, listed, until),
+    )
+
+
+def within_tolerance(forecast_at: datetime, seen_at: datetime, since: datetime) -> bool:
+    """A forecast dark time against the one seen: within 15 min, or 5 % of the time to dark."""
+    error = abs((forecast_at - seen_at).total_seconds())
+    span = max(0.0, (seen_at - since).total_seconds())
+    return error <= max(TOLERANCE_S, span * TOLERANCE_PCT / 100)
