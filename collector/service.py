@@ -62,6 +62,7 @@ from collector.supervision import Loop, Supervisor
 from collector.writer import InfluxWriter
 from contract.topics import topic as topic_of
 from contract.wire import Command, Event, Meta, Report, State, Status, utc_now
+from plumbing.untrusted import one_line
 from rules import Policy, SiteSnapshot, load_policy
 
 log = logging.getLogger("kienco.collector")
@@ -435,7 +436,8 @@ class Collector:
             received_at=now, topic=topic, reason=reason, detail=detail, payload=payload
         )
         self.metrics.rejected.labels(reason).inc()
-        log.warning("rejected %s: %s: %s", topic, reason, detail)
+        # The topic and the detail are the publisher's text: one line each in the log.
+        log.warning("rejected %s: %s: %s", one_line(topic), reason, one_line(detail))
 
     def _apply(self, decoded: Decoded, now: datetime, *, heard: bool) -> str:
         """Fold one message into its site; its lines, then those of what it caused.

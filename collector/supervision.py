@@ -29,6 +29,8 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector as MetricsCollector
 
+from plumbing.untrusted import one_line
+
 __all__ = ["Loop", "LoopHealth", "Supervisor"]
 
 P = ParamSpec("P")
@@ -223,7 +225,7 @@ class Supervisor:
 
     def record(self, loop: Loop, exc: BaseException) -> None:
         """Count an error of ``loop``; log it with its traceback the first time of its kind."""
-        last = f"{type(exc).__name__}: {exc}"[:500]
+        last = one_line(f"{type(exc).__name__}: {exc}")[:500]  # may quote a message's text
         with loop._lock:  # several API threads share one loop
             loop.errors += 1
             loop.last_error = last

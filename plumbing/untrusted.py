@@ -14,6 +14,8 @@ sink           function                  what it guarantees
                                          (C0, DEL, C1: ESC, BEL, CSI, OSC...) and bidi
                                          embeddings/overrides/isolates/marks are removed; a
                                          lone surrogate becomes U+FFFD (it has no UTF-8 form)
+logs, plain    ``one_line``              (a log line, an alert annotation, a canvas string:
+                                         no markup to escape, only the line to keep whole)
 terminal       ``terminal``              a ``rich.text.Text`` of ``one_line``: rich never
                                          reads markup (``[/]``, ``[link=…]``), emoji codes or
                                          highlighting in it; ``str()`` of it is the plain text

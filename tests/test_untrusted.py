@@ -12,8 +12,10 @@ from __future__ import annotations
 import html as html_module
 import io
 import json
+import logging
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -22,6 +24,8 @@ from reportlab.lib.styles import ParagraphStyle
 from reportlab.platypus import Paragraph
 from rich.console import Console
 
+from collector.config import CollectorConfig
+from collector.service import Collector
 from contract.wire import Reason, Status
 from kienco.demo.display import Display
 from kienco.demo.scenario import load_scenario
@@ -220,3 +224,20 @@ def test_the_demo_live_table_and_log_show_text_only(capsys: pytest.CaptureFixtur
     shown = rendered(out)
     assert_shown_as_text(shown)
     assert "clear [2J[H screen" in shown and "bidi gnp.exe isolate" in shown
+
+
+def test_the_collector_log_shows_a_publisher_s_text_on_one_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = CollectorConfig.model_validate(
+        {"broker": {"url": "mqtt://127.0.0.1:1", "username": None}, "data_dir": str(tmp_path)}
+    )
+    collector = Collector(config)  # never started: handle() is all this needs
+    try:
+        with caplog.at_level(logging.WARNING, logger="kienco"):
+            collector.handle("kienco/v1/hp/\x1b]0;x\x07\nFAKE LOG LINE/report", b"{}", 0, 0)
+    finally:
+        collector.stop()
+    (line,) = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
+    assert "bad_topic" in line and "FAKE LOG LINE" in line
+    assert not FORBIDDEN.search(line), repr(line)
