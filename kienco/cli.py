@@ -46,12 +46,14 @@ def _cmd_agent_probe(args: argparse.Namespace) -> int:
     from agent.config import load_site_config
     from agent.cycle import Probes, poll_once
     from contract.wire import utc_now
+    from plumbing.untrusted import json_text
 
     config = load_site_config(args.config)
 
     async def once() -> str:
         report = await poll_once(config, Probes(), seq=0, now=utc_now())
-        return report.model_dump_json(indent=2, exclude_none=not args.nulls)
+        # Devices' strings (errors, port names) are shown: no control sequence reaches the tty.
+        return json_text(report.model_dump(mode="json", exclude_none=not args.nulls), indent=2)
 
     print(asyncio.run(once()))
     return 0
