@@ -215,8 +215,10 @@ def test_hostile_messages_end_durable_or_dead_lettered(
         "the silent site turned unknown",
     )
     assert silent.verdict == "unknown"
+    kinds = Counter(topic.rsplit("/", 1)[1] for topic, _ in sent)
     print(
-        f"\nfuzz: {len(sent)} messages generated in {generated_s:.0f} s "
+        f"\nfuzz: {len(sent)} messages ({dict(kinds.most_common())}) generated in "
+        f"{generated_s:.0f} s "
         f"({'MQTT QoS 1' if BY_HAND else 'Collector.handle'}); "
         f"{len(stored)} distinct reports stored, {ignored} ignored, "
         f"{sum(reasons.values())} dead-lettered {dict(sorted(reasons.items()))}; "
