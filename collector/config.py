@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from contract.wire import Slug
 from plumbing.config_errors import ConfigError, load_yaml_model
 from plumbing.mqtt_endpoint import MqttEndpoint
 from plumbing.secrets import SecretRef
@@ -27,7 +28,10 @@ class CollectorBroker(MqttEndpoint):
     client_id: str = Field(
         default="kienco-collector", description="stable: the broker keeps its session by this id"
     )
-    topic_filter: str = "kienco/v1/+/+/#"
+    topic_filter: str = Field(
+        default="kienco/v1/+/+/#",
+        description="one MQTT filter; a shard of a national fleet gives `provinces:` instead",
+    )
     protocol: Literal[5, 4] = 5
     session_expiry_s: Annotated[int, Field(ge=0)] = 14 * 86_400
     keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
@@ -234,6 +238,37 @@ class CollectorConfig(_Strict):
     alerts: AlertsConfig | None = Field(
         default=None, description="null: no alerts; else where Alertmanager is, and links"
     )
+    provinces: Annotated[tuple[Slug, ...], Field(min_length=1)] | None = Field(
+        default=None,
+        description="the provinces this collector shard carries: it subscribes to "
+        "kienco/v1/{p}/# for each (so a site's messages always reach this shard) and "
+        "judges only these provinces' inventory sites; null: broker.topic_filter",
+    )
+
+    @model_validator(mode="after")
+    def _shard(self) -> CollectorConfig:
+        if self.provinces is None:
+            return self
+        twice = sorted({p for p in self.provinces if self.provinces.count(p) > 1})
+        if twice:
+            raise ValueError(
+                f"provinces: {', '.join(twice)} listed twice (got {list(self.provinces)}). "
+                "Fix: list each province once"
+            )
+        if "topic_filter" in self.broker.model_fields_set:
+            raise ValueError(
+                f"provinces ({list(self.provinces)}) and broker.topic_filter "
+                f"({self.broker.topic_filter!r}) both say what to subscribe to. Fix: keep "
+                "provinces and remove broker.topic_filter"
+            )
+        return self
+
+    @property
+    def topic_filters(self) -> tuple[str, ...]:
+        """What the collector subscribes to: one filter per province of its shard."""
+        if self.provinces is None:
+            return (self.broker.topic_filter,)
+        return tuple(f"kienco/v1/{province}/#" for province in self.provinces)
 
 
 def load_collector_config(path: Path) -> CollectorConfig:

@@ -88,6 +88,11 @@ class Inventory:
             {p: tuple(items) for p, items in provinces.items()}
         )
 
+    def only(self, provinces: Iterable[str]) -> Inventory:
+        """The sites of these provinces: what one collector shard carries."""
+        wanted = frozenset(provinces)
+        return Inventory((s for s in self.sites if s.province in wanted), source=self.source)
+
     def get(self, site: str) -> InventorySite | None:
         return self._by_id.get(site)
 

@@ -104,6 +104,8 @@ class Collector:
         self.risk = RiskLevels(data / "risk.sqlite")
         self.risk_of: RiskLevelOf = risk_level or self.risk.level
         self.inventory = load_inventory(config.inventory) if config.inventory else Inventory(())
+        if config.provinces is not None:  # a shard judges only the sites it receives
+            self.inventory = self.inventory.only(config.provinces)
         self.verdicts = Verdicts(
             self.states,
             self.policy,
@@ -345,7 +347,7 @@ class Collector:
         sock = client.socket()
         if isinstance(sock, socket.socket):  # small PUBACKs and statuses: no Nagle delay
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        client.subscribe(self.config.broker.topic_filter, qos=1)
+        client.subscribe([(topic_filter, 1) for topic_filter in self.config.topic_filters])
         if getattr(flags, "session_present", False):
             # The session kept our subscription: messages flow now, and after a restart
             # the SUBACK may queue behind the whole backlog the broker kept for us.
@@ -362,9 +364,7 @@ class Collector:
         # Connected means subscribed: before the SUBACK, a first session gets nothing yet.
         refused = [r for r in reasons if getattr(r, "is_failure", False)]
         if refused:
-            log.error(
-                "broker refused the subscription %s: %s", self.config.broker.topic_filter, refused
-            )
+            log.error("broker refused the subscription %s: %s", self.config.topic_filters, refused)
             return
         self._subscribed("subscribed")
 
@@ -373,7 +373,7 @@ class Collector:
             return
         self.metrics.connected.set(1)
         self._connected.set()
-        log.info("%s: subscribed to %s", how, self.config.broker.topic_filter)
+        log.info("%s: subscribed to %s", how, " ".join(self.config.topic_filters))
 
     def _on_disconnect(
         self, _c: mqtt.Client, _u: object, _f: object, reason: object, _p: object

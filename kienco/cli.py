@@ -91,7 +91,7 @@ def _cmd_collector_run(args: argparse.Namespace) -> int:
     logging.getLogger("kienco.collector").info(
         "collector: %s %s -> %s; API and /metrics on %s",
         config.broker.url,
-        config.broker.topic_filter,
+        " ".join(config.topic_filters),
         f"{config.influx.url}/{config.influx.database}" if config.influx else "no history",
         collector.api.url if collector.api else "-",
     )

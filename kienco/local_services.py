@@ -1,9 +1,11 @@
 """Mosquitto and InfluxDB started on free loopback ports, for the demo, the tests and benchmarks.
 
-Mosquitto runs from the shipped ``firmware-configs/mosquitto/kienco.conf`` (its
-queue limits are what keeps QoS 1 messages from being dropped), with only the
-listener, file paths and TLS lines replaced. InfluxDB runs from a generated
-config with every port on loopback and its files in the given folder.
+Mosquitto runs from a shipped config (``firmware-configs/mosquitto/kienco.conf`` by
+default, or a provincial or central one: its queue limits are what keeps QoS 1
+messages from being dropped), with only the listener, file paths and TLS lines
+replaced, and any other setting the caller names (a bridge's address, its password).
+InfluxDB runs from a generated config with every port on loopback and its files in the
+given folder.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +33,7 @@ _REPLACED = (
     "acl_file",
     "persistence_location",
     "allow_anonymous",
+    "require_certificate",
 )
 
 
@@ -73,10 +77,34 @@ def _stop(process: subprocess.Popen[bytes] | None) -> None:
             process.wait()
 
 
-class Mosquitto:
-    """A Mosquitto that can be stopped and started again on the same port and store."""
+@dataclass(frozen=True)
+class ServerTls:
+    """The TLS files of a broker's listener; ``require_certificate``: clients need one too."""
 
-    def __init__(self, workdir: Path, *, users: dict[str, str] | None = None) -> None:
+    cafile: Path
+    certfile: Path
+    keyfile: Path
+    require_certificate: bool = False
+
+
+class Mosquitto:
+    """A Mosquitto that can be stopped and started again on the same port and store.
+
+    ``conf`` is the shipped file it runs from; ``settings`` replace the value of a line
+    in place (a bridge's ``address``), or drop it (``None``); ``tls`` serves the
+    listener over TLS with those files.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        users: dict[str, str] | None = None,
+        conf: Path = SHIPPED_CONF,
+        acl: Path = SHIPPED_ACL,
+        settings: Mapping[str, str | None] | None = None,
+        tls: ServerTls | None = None,
+    ) -> None:
         binary = find_binary("mosquitto")
         if binary is None:
             raise ServiceError(
@@ -87,19 +115,33 @@ class Mosquitto:
         self.port = free_port()
         self.host = "127.0.0.1"
         self.users = users
+        self.shipped_conf = conf
+        self.shipped_acl = acl
+        self.settings = dict(settings or {})
+        self.tls = tls
         self.process: subprocess.Popen[bytes] | None = None
         self.conf = self._write_config()
 
     @property
     def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+    def _shipped_lines(self) -> list[str]:
+        lines = []
+        for line in self.shipped_conf.read_text().splitlines():
+            key = line.split(" ", 1)[0]
+            if key in _REPLACED:
+                continue
+            if key in self.settings:
+                value = self.settings[key]
+                if value is None:
+                    continue
+                line = f"{key} {value}"
+            lines.append(line)
+        return lines
 
     def _write_config(self) -> Path:
-        lines = [
-            line
-            for line in SHIPPED_CONF.read_text().splitlines()
-            if line.split(" ", 1)[0] not in _REPLACED
-        ]
+        lines = self._shipped_lines()
         (self.workdir / "data").mkdir(parents=True, exist_ok=True)
         lines += [
             f"listener {self.port} 127.0.0.1",
@@ -110,6 +152,13 @@ class Mosquitto:
             # As root Mosquitto drops to user "mosquitto", which cannot read private tmp dirs.
             "user root",
         ]
+        if self.tls is not None:
+            lines += [
+                f"cafile {self.tls.cafile}",
+                f"certfile {self.tls.certfile}",
+                f"keyfile {self.tls.keyfile}",
+                f"require_certificate {'true' if self.tls.require_certificate else 'false'}",
+            ]
         if self.users is None:
             lines.append("allow_anonymous true")
         else:
@@ -119,7 +168,7 @@ class Mosquitto:
             for user, password in self.users.items():
                 subprocess.run([passwd_tool, "-b", str(passwd), user, password], check=True)
             acl = self.workdir / "acl"
-            shutil.copy(SHIPPED_ACL, acl)
+            shutil.copy(self.shipped_acl, acl)
             lines += ["allow_anonymous false", f"password_file {passwd}", f"acl_file {acl}"]
         conf = self.workdir / "mosquitto.conf"
         conf.write_text("\n".join(lines) + "\n")

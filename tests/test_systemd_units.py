@@ -1,0 +1,148 @@
+"""The shipped systemd units: ``systemd-analyze verify`` finds nothing to say, the hardening
+holds (``systemd-analyze security``), and their paths agree with the configs they run."""
+
+from __future__ import annotations
+
+import configparser
+import glob
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from agent.config import OutboxConfig
+from collector.config import load_collector_config
+from kienco.local_services import find_binary
+
+REPO = Path(__file__).resolve().parents[1]
+UNITS = REPO / "firmware-configs" / "systemd"
+MOSQUITTO = REPO / "firmware-configs" / "mosquitto"
+SHIPPED_KIENCO = "/opt/kienco/bin/kienco"
+# systemd-analyze security: 0 is locked down, 10 is nothing done. The agent keeps one
+# capability (traps on port 162) and sees other processes (the meeting client).
+MAX_EXPOSURE = {"kienco-agent.service": 2.5, "kienco-collector@.service": 2.0}
+
+
+def _systemd_analyze() -> str:
+    binary = find_binary("systemd-analyze")
+    if binary is None:
+        pytest.fail("systemd-analyze is not installed: apt-get install -y systemd")
+    return binary
+
+
+def _installable(unit: Path, into: Path, text: str | None = None) -> Path:
+    """A copy of the unit as installed, but running this checkout's ``kienco`` (verify needs
+    ExecStart's program to exist); a template gets an instance name, as systemctl would."""
+    kienco = Path(sys.executable).parent / "kienco"
+    assert kienco.exists(), kienco
+    name = unit.name.replace("@.", "@a1.")
+    copy = into / name
+    copy.write_text((text or unit.read_text()).replace(SHIPPED_KIENCO, str(kienco)))
+    return copy
+
+
+def _verify(unit: Path) -> str:
+    done = subprocess.run(
+        [_systemd_analyze(), "verify", str(unit)], capture_output=True, text=True, timeout=60
+    )
+    return (done.stdout + done.stderr).strip() + ("" if done.returncode == 0 else " (failed)")
+
+
+def _unit(name: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read(UNITS / name)
+    return parser
+
+
+@pytest.mark.parametrize("unit", sorted(UNITS.glob("*.service")), ids=lambda p: p.name)
+def test_systemd_analyze_verify_says_nothing(unit: Path, tmp_path: Path) -> None:
+    # verify exits 0 on an unknown key or a bad value: it only warns. Any output fails.
+    assert _verify(_installable(unit, tmp_path)) == ""
+
+
+def test_the_check_itself_catches_a_bad_unit(tmp_path: Path) -> None:
+    unit = UNITS / "kienco-agent.service"
+    broken = unit.read_text().replace("ProtectHome=yes", "ProtectHome=yes\nProtectHomme=yes")
+    said = _verify(_installable(unit, tmp_path, broken))
+    assert "Unknown key 'ProtectHomme'" in said
+
+
+@pytest.mark.parametrize("name", sorted(MAX_EXPOSURE))
+def test_units_are_hardened(name: str, tmp_path: Path) -> None:
+    unit = _installable(UNITS / name, tmp_path)
+    done = subprocess.run(
+        [_systemd_analyze(), "security", "--offline=true", "--no-pager", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    found = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", done.stdout)
+    assert found, done.stdout + done.stderr
+    assert float(found.group(1)) <= MAX_EXPOSURE[name], done.stdout
+    service = _unit(name)["Service"]
+    for option in ("NoNewPrivileges", "ProtectHome", "PrivateTmp"):
+        assert service[option] == "yes"
+    assert service["ProtectSystem"] == "strict" and service["Restart"] == "on-failure"
+    assert service["User"] == "kienco"
+    # A bad config (exit 2, kienco.cli.EXIT_CONFIG) is not restarted in a loop.
+    assert service["RestartPreventExitStatus"] == "2"
+
+
+def test_the_agent_may_bind_the_trap_port_and_nothing_more() -> None:
+    service = _unit("kienco-agent.service")["Service"]
+    assert service["CapabilityBoundingSet"] == "CAP_NET_BIND_SERVICE"
+    assert service["AmbientCapabilities"] == "CAP_NET_BIND_SERVICE"
+    assert _unit("kienco-collector@.service")["Service"]["CapabilityBoundingSet"] == ""
+
+
+def test_unit_paths_agree_with_the_configs() -> None:
+    agent = _unit("kienco-agent.service")["Service"]
+    # The outbox's default path lies in the agent's StateDirectory, the only place it may write.
+    assert OutboxConfig().path.parent == Path("/var/lib") / agent["StateDirectory"]
+    assert "--config /etc/kienco/site.yaml" in agent["ExecStart"]
+    collector = _unit("kienco-collector@.service")["Service"]
+    assert collector["StateDirectory"] == "kienco-collector/%i"
+    assert "--config /etc/kienco/collector-%i.yaml" in collector["ExecStart"]
+    shard = load_collector_config(REPO / "firmware-configs" / "collector-shard.yaml")
+    assert shard.data_dir == Path("/var/lib/kienco-collector/a1")  # StateDirectory of @a1
+    broker = _unit("mosquitto-kienco@.service")["Service"]
+    assert broker["StateDirectory"] == "mosquitto-kienco-%i"
+    assert int(broker["LimitNOFILE"]) >= 100_000  # a province's agents, one fd each
+    for conf, instance in (("central-a.conf", "a"), ("provincial-hp.conf", "hp")):
+        text = (MOSQUITTO / conf).read_text()
+        assert f"persistence_location /var/lib/mosquitto-kienco-{instance}/" in text
+
+
+def test_the_sysusers_file_creates_the_user(tmp_path: Path) -> None:
+    binary = find_binary("systemd-sysusers") or shutil.which("systemd-sysusers")
+    if binary is None:
+        pytest.fail("systemd-sysusers is not installed: apt-get install -y systemd")
+    (tmp_path / "etc").mkdir()
+    subprocess.run(
+        [binary, f"--root={tmp_path}", str(UNITS / "kienco.sysusers.conf")],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    users = (tmp_path / "etc" / "passwd").read_text()
+    assert re.search(r"^kienco:x:\d+:\d+:[^:]*:/var/lib/kienco:/usr/sbin/nologin$", users, re.M)
+
+
+def test_units_and_topology_files_are_packaged() -> None:
+    """A pip install puts them under <prefix>/share/kienco/ (the units' Documentation=)."""
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    globs = pyproject["tool"]["setuptools"]["data-files"].values()
+    packaged = {
+        REPO / f for patterns in globs for g in patterns for f in glob.glob(g, root_dir=REPO)
+    }
+    shipped = {
+        *UNITS.iterdir(),
+        *MOSQUITTO.iterdir(),
+        REPO / "firmware-configs/collector-shard.yaml",
+    }
+    assert not shipped - packaged, f"not in [tool.setuptools.data-files]: {shipped - packaged}"
