@@ -24,9 +24,9 @@ REPO = Path(__file__).resolve().parents[1]
 SHARD = REPO / "firmware-configs" / "collector-shard.yaml"
 INVENTORY = """\
 site,kind,name,province,area,hardened
-sa-bts-1,station,Trạm A,sa,a1,false
-sb-bts-1,station,Trạm B,sb,b1,false
-sc-bts-1,station,Trạm C,sc,c1,false
+sha-bts-1,station,Trạm A,sha,a1,false
+shb-bts-1,station,Trạm B,shb,b1,false
+shc-bts-1,station,Trạm C,shc,c1,false
 """
 
 
@@ -68,9 +68,9 @@ def test_bad_provinces_name_key_value_and_fix(text: str, says: list[str]) -> Non
 
 def test_inventory_only_keeps_the_shards_provinces(tmp_path: Path) -> None:
     (tmp_path / "fleet.csv").write_text(INVENTORY)
-    inventory = load_inventory(tmp_path / "fleet.csv").only(["sa", "sb"])
-    assert [s.site for s in inventory] == ["sa-bts-1", "sb-bts-1"]
-    assert "sc-bts-1" not in inventory and set(inventory.by_province) == {"sa", "sb"}
+    inventory = load_inventory(tmp_path / "fleet.csv").only(["sha", "shb"])
+    assert [s.site for s in inventory] == ["sha-bts-1", "shb-bts-1"]
+    assert "shc-bts-1" not in inventory and set(inventory.by_province) == {"sha", "shb"}
 
 
 def _messages(province: str, site: str) -> list[tuple[str, bytes]]:
@@ -96,7 +96,7 @@ def test_a_shard_receives_and_judges_only_its_provinces(tmp_path: Path, mosquitt
     config = parse_yaml_model(
         yaml.safe_dump(
             {
-                "provinces": ["sa", "sb"],
+                "provinces": ["sha", "shb"],
                 "broker": {"url": mosquitto.url, "username": None, "client_id": "shard-ab"},
                 "influx": None,
                 "inventory": str(tmp_path / "fleet.csv"),
@@ -114,7 +114,7 @@ def test_a_shard_receives_and_judges_only_its_provinces(tmp_path: Path, mosquitt
         publisher = Subscriber(mosquitto.port, "kienco/v1/none/#", client_id="shard-pub")
         sent = [
             publisher.client.publish(name, payload, qos=1)
-            for province in ("sa", "sb", "sc")  # the unlisted site -2 is known from its messages
+            for province in ("sha", "shb", "shc")  # the unlisted site -2 is known from its messages
             for name, payload in _messages(province, f"{province}-bts-2")
         ]
         for info in sent:
@@ -123,14 +123,15 @@ def test_a_shard_receives_and_judges_only_its_provinces(tmp_path: Path, mosquitt
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and len(shard.states) < 4:  # 2 listed + 2 heard
             time.sleep(0.05)
-        time.sleep(0.5)  # anything of sc would have arrived by now
+        time.sleep(0.5)  # anything of shc would have arrived by now
         judged = sorted(s.site for s in shard.states.all())
-        assert judged == ["sa-bts-1", "sa-bts-2", "sb-bts-1", "sb-bts-2"]
+        assert judged == ["sha-bts-1", "sha-bts-2", "shb-bts-1", "shb-bts-2"]
         accepted = shard.metrics.accepted
-        assert accepted.labels("report")._value.get() == 2  # of sa and sb, never sc
+        assert accepted.labels("report")._value.get() == 2  # of sha and shb, never shc
         assert accepted.labels("meta")._value.get() == 2
-        published = {t.split("/")[3] for t, _ in statuses.wait_for(4, lambda t: True, 10)}
-        assert published == {"sa-bts-1", "sa-bts-2", "sb-bts-1", "sb-bts-2"}
+        ours = statuses.wait_for(4, lambda t: t.split("/")[2] in ("sha", "shb", "shc"), 10)
+        published = {t.split("/")[3] for t, _ in ours}
+        assert published == {"sha-bts-1", "sha-bts-2", "shb-bts-1", "shb-bts-2"}
     finally:
         shard.stop()
         statuses.close()
