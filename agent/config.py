@@ -28,9 +28,6 @@ class BrokerConfig(MqttEndpoint):
         "this site's topics in this province",
     )
     password: SecretRef | None = None
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
     keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
     protocol: Literal[5, 4] = 5  # 5 = MQTT 5 (PUBACK reason codes), 4 = 3.1.1
     session_expiry_s: Annotated[int, Field(ge=0)] = 7 * 86_400

@@ -16,7 +16,6 @@ import contextlib
 import ipaddress
 import logging
 import socket
-import ssl
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -352,15 +351,7 @@ class Agent:
                 at=self._clock(),
             )
         )
-        tls_context: ssl.SSLContext | None = None
-        if broker.tls or broker.ca_file is not None:
-            tls_context = ssl.create_default_context(
-                cafile=str(broker.ca_file) if broker.ca_file else None
-            )
-            if broker.cert_file:
-                tls_context.load_cert_chain(
-                    str(broker.cert_file), str(broker.key_file) if broker.key_file else None
-                )
+        tls_context = broker.ssl_context()
         properties = None
         protocol = (
             aiomqtt.ProtocolVersion.V5 if broker.protocol == 5 else aiomqtt.ProtocolVersion.V311

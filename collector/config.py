@@ -24,7 +24,6 @@ class CollectorBroker(MqttEndpoint):
     url: str = "mqtt://127.0.0.1:1883"
     username: str | None = "collector"
     password: SecretRef | None = None
-    ca_file: Path | None = None
     client_id: str = Field(
         default="kienco-collector", description="stable: the broker keeps its session by this id"
     )

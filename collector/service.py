@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import ssl
 import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -323,10 +322,9 @@ class Collector:
         if broker.username:
             password = broker.password.reveal() if broker.password else None
             client.username_pw_set(broker.username, password)
-        if broker.tls or broker.ca_file is not None:
-            client.tls_set_context(
-                ssl.create_default_context(cafile=str(broker.ca_file) if broker.ca_file else None)
-            )
+        tls_context = broker.ssl_context()  # a file it cannot use: ConfigError, at start
+        if tls_context is not None:
+            client.tls_set_context(tls_context)
         client.max_inflight_messages_set(1000)
         client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         # paho's callbacks run in its network thread: each one is a step of the mqtt loop.

@@ -64,6 +64,7 @@ def _cmd_agent_run(args: argparse.Namespace) -> int:
     from agent.runner import Agent
 
     config = load_site_config(args.config)
+    config.broker.ssl_context()  # a TLS file it cannot use stops it now, not at each reconnect
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -359,13 +360,21 @@ def build_parser() -> argparse.ArgumentParser:
     compliance.add_argument("--url", default="http://127.0.0.1:9108", help="the collector's API")
     compliance.set_defaults(func=_cmd_compliance)
 
-    from kienco import dashboards_cli, deadletter_cli, devices_serve, meeting_cli, whatif_cli
+    from kienco import (
+        credentials_cli,
+        dashboards_cli,
+        deadletter_cli,
+        devices_serve,
+        meeting_cli,
+        whatif_cli,
+    )
 
     meeting_cli.add_parser(sub)
     whatif_cli.add_parser(sub)
     devices_serve.add_parser(sub)
     dashboards_cli.add_parser(sub)
     deadletter_cli.add_parser(sub)
+    credentials_cli.add_parser(sub)
     return parser
 
 

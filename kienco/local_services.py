@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+from kienco.mosquitto_passwd import hash_password, write_password_file
 from plumbing.data import firmware_configs
 
 SHIPPED_CONF = firmware_configs() / "mosquitto" / "kienco.conf"
@@ -163,10 +164,9 @@ class Mosquitto:
             lines.append("allow_anonymous true")
         else:
             passwd = self.workdir / "passwd"
-            passwd.write_text("")
-            passwd_tool = find_binary("mosquitto_passwd") or "mosquitto_passwd"
-            for user, password in self.users.items():
-                subprocess.run([passwd_tool, "-b", str(passwd), user, password], check=True)
+            # Hashed as mosquitto_passwd does (kienco credentials writes the same format).
+            hashes = {user: hash_password(password) for user, password in self.users.items()}
+            write_password_file(passwd, hashes, group=None)
             acl = self.workdir / "acl"
             shutil.copy(self.shipped_acl, acl)
             lines += ["allow_anonymous false", f"password_file {passwd}", f"acl_file {acl}"]

@@ -1,10 +1,14 @@
-"""A broker address as configs give it (agent and collector alike)."""
+"""A broker address as configs give it (agent and collector alike), with its TLS files."""
 
 from __future__ import annotations
 
+import ssl
+from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from plumbing.config_errors import ConfigError
 
 
 class MqttEndpoint(BaseModel):
@@ -13,6 +17,17 @@ class MqttEndpoint(BaseModel):
     """A broker address: ``mqtt://host:port`` or ``mqtts://host:port`` (TLS)."""
 
     url: str = Field(description="mqtt://host:1883 or mqtts://host:8883")
+    ca_file: Path | None = Field(
+        default=None,
+        description="the CA that signed the broker's certificate (TLS on); default: the "
+        "system's CAs",
+    )
+    cert_file: Path | None = Field(
+        default=None, description="this client's certificate, for a broker that requires one"
+    )
+    key_file: Path | None = Field(
+        default=None, description="its private key (default: in cert_file)"
+    )
 
     @field_validator("url")
     @classmethod
@@ -21,6 +36,16 @@ class MqttEndpoint(BaseModel):
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
             raise ValueError("use mqtt://host:port or mqtts://host:port")
         return value
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> MqttEndpoint:
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("key_file without cert_file: give the certificate it belongs to")
+        if self.cert_file is not None and not self.uses_tls:
+            raise ValueError(
+                f"cert_file ({self.cert_file}) needs TLS: use an mqtts:// url or give ca_file"
+            )
+        return self
 
     @property
     def host(self) -> str:
@@ -36,3 +61,42 @@ class MqttEndpoint(BaseModel):
     @property
     def tls(self) -> bool:
         return urlsplit(self.url).scheme == "mqtts"
+
+    @property
+    def uses_tls(self) -> bool:
+        """TLS with ``mqtts://``, and with a CA file given (the CA says the broker speaks it)."""
+        return self.tls or self.ca_file is not None
+
+    def ssl_context(self, key: str = "broker") -> ssl.SSLContext | None:
+        """The TLS context for this broker (None without TLS): its CA, and this client's
+        certificate when given. The broker's name is checked against its certificate.
+
+        A file that cannot be read or used raises ConfigError naming ``key``'s field.
+        """
+        if not self.uses_tls:
+            return None
+        # With a CA file, that CA alone: a certificate any public CA issued for the name
+        # is not the centre's broker.
+        try:
+            context = ssl.create_default_context(
+                cafile=str(self.ca_file) if self.ca_file is not None else None
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise _tls_error(f"{key}.ca_file", self.ca_file, exc) from None
+        if self.cert_file is not None:
+            try:
+                context.load_cert_chain(
+                    str(self.cert_file), str(self.key_file) if self.key_file else None
+                )
+            except (OSError, ssl.SSLError) as exc:
+                field = "cert_file" if self.key_file is None else "cert_file/key_file"
+                raise _tls_error(f"{key}.{field}", self.cert_file, exc) from None
+        return context
+
+
+def _tls_error(key: str, path: Path | None, exc: Exception) -> ConfigError:
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return ConfigError(
+        "broker TLS",
+        [f"{key}: cannot use {path}: {reason}. Fix: point it at a PEM file this user can read"],
+    )
