@@ -126,8 +126,10 @@ class AlertSender:
         supervisor: Supervisor,
         data_dir: Path,
         clock: Callable[[], datetime] = utc_now,
+        listening: Callable[[], bool] = lambda: True,
     ) -> None:
         self.config = config
+        self.listening = listening  # False while the collector hears nothing (broker down)
         self.verdicts = verdicts
         self.states = states
         self.meetings = meetings
@@ -264,6 +266,7 @@ class AlertSender:
             policy=self.policy.alerts,
             now=now,
             compliance=self._compliance(snapshot, now),
+            listening=self.listening(),
         )
         return old, new
 
@@ -277,6 +280,7 @@ class AlertSender:
     def _meeting_change(self, now: datetime) -> tuple[list[Alert], list[Alert]]:
         old = [a for a in self.store.firing() if a.meeting is not None]
         new: list[Alert] = []
+        listening = self.listening()
         watched = self._watched_meetings(now)
         for meeting in watched:
             info = _info(meeting)
@@ -288,7 +292,9 @@ class AlertSender:
                 previous = [a for a in old if a.site == site and a.meeting == meeting.id]
                 snapshot = self.states.get(site)
                 meta = snapshot.meta if snapshot is not None else None
-                new += meeting_alerts(info, status, meta=meta, previous=previous, now=now)
+                new += meeting_alerts(
+                    info, status, meta=meta, previous=previous, now=now, listening=listening
+                )
         ids = {m.id for m in watched}
         self._held = {k: v for k, v in self._held.items() if k[0] in ids}
         return old, new

@@ -29,7 +29,9 @@ HardenedStationNonCompliant warning   compliance    a hardened station failing a
 
 A site whose state is not known (no report since the collector started) keeps the
 alerts it had: nothing is resolved for lack of news. A silent site keeps them too, and
-a power alert whose time has run out becomes ``SiteDark`` ("presumed").
+a power alert whose time has run out becomes ``SiteDark`` ("presumed"). While the
+collector itself hears nothing (its broker connection is down), silence is its own:
+no site is said silent, and each keeps what it had.
 
 Labels are ``alertname, severity, province, site, kind, operator, cause`` (and
 ``meeting`` on MeetingAtRisk); each is stable for the alert's life, so its
@@ -398,17 +400,19 @@ def site_alerts(
     policy: AlertPolicy,
     now: datetime,
     compliance: StationCompliance | None = None,
+    listening: bool = True,
 ) -> list[Alert]:
     """The alerts that should fire for one site now, from its shown status.
 
     ``previous`` are the site's alerts firing until now (not MeetingAtRisk: see
     :func:`meeting_alerts`); they give each alert its start, keep ``SiteDarkSoon``
-    from flapping, and are what a silent site keeps.
+    from flapping, and are what a silent site keeps. ``listening`` is False while the
+    collector hears nothing at all: a silence then says nothing about the site.
     """
     mine = [a for a in previous if a.meeting is None]
     codes = {r.code for r in status.reasons if r.rule == "freshness"}
-    if codes & UNKNOWN_YET_CODES:
-        return list(mine)  # nothing known since the collector started: keep what was said
+    if codes & UNKNOWN_YET_CODES or (codes & SILENT_CODES and not listening):
+        return list(mine)  # nothing known of it now: keep what was said
     site = _Site(status, meta)
     if codes & SILENT_CODES:
         kept = _carried(mine, status, now)
@@ -448,11 +452,12 @@ def meeting_alerts(
     meta: Meta | None,
     previous: Sequence[Alert],
     now: datetime,
+    listening: bool = True,
 ) -> list[Alert]:
     """MeetingAtRisk for one point of a watched meeting, judged for *that* meeting."""
     mine = [a for a in previous if a.meeting == meeting.id]
     codes = {r.code for r in point.reasons if r.rule == "freshness"}
-    if codes & UNKNOWN_YET_CODES:
+    if codes & UNKNOWN_YET_CODES or (codes & SILENT_CODES and not listening):
         return mine
     if codes & SILENT_CODES:
         reasons = [r for r in point.reasons if r.code in SILENT_CODES]

@@ -206,6 +206,7 @@ class Collector:
                 supervisor=self.supervisor,
                 data_dir=data,
                 clock=clock,
+                listening=self._connected.is_set,
             )
 
     def _make_loops(self) -> dict[str, Loop]:

@@ -243,6 +243,14 @@ def test_silence_alone_is_site_silent_and_a_cut_off_site_is_not_also_silent() ->
     assert names(alerts_for(silent(), cut)) == ["TransportLost"]
 
 
+def test_while_the_collector_hears_nothing_a_silence_is_its_own() -> None:
+    before = alerts_for(battery(3 * 3600))
+    deaf = alerts_for(silent(), before, listening=False)  # its broker connection is down
+    assert deaf == before  # kept as they were: no SiteSilent, no "as of" either
+    assert names(alerts_for(silent(), listening=False)) == []
+    assert names(alerts_for(silent(), before)) == ["SiteOnBattery", "SiteSilent"]
+
+
 def test_nothing_known_since_the_collector_started_changes_nothing() -> None:
     before = alerts_for(battery(3 * 3600))
     fresh = SiteSnapshot(site=SITE, province=PROVINCE).with_meta(meta())
