@@ -35,7 +35,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from contract.wire import Slug
-from plumbing.config_errors import ConfigError, load_yaml_model
+from plumbing.config_errors import load_yaml_model
 from plumbing.data import firmware_configs
 
 if TYPE_CHECKING:  # pymodbus is imported when a simulator starts: `kienco --help` stays quick
@@ -313,54 +313,12 @@ async def _until_stopped(duration_s: float | None) -> None:
         await asyncio.wait_for(stop.wait(), duration_s)
 
 
-def _run(args: argparse.Namespace) -> int:
-    try:
-        return asyncio.run(
-            serve(
-                args.recordings,
-                snmp_port=args.snmp_port,
-                modbus_port=args.modbus_port,
-                duration_s=args.duration,
-            )
-        )
-    except (SimulatorError, ConfigError, OSError) as exc:  # a port in use, a broken dump
-        print(f"kienco devices serve: {exc}", file=sys.stderr)
-        return 1
-
-
-def _options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--recordings", type=Path, default=RECORDINGS, help="folder to serve")
-    parser.add_argument("--snmp-port", type=int, default=0, help="UDP port (default: a free one)")
-    parser.add_argument(
-        "--modbus-port",
-        type=int,
-        default=0,
-        help="first TCP port, one per Modbus device (default: free ports)",
-    )
-    parser.add_argument("--duration", type=float, help="stop after this many seconds")
-    parser.set_defaults(func=_run)
-
-
-def add_parser(subparsers: Any) -> None:
-    """Register ``devices serve`` on the CLI's subparsers (``kienco devices serve``)."""
-    devices = subparsers.add_parser("devices", help="simulated power devices").add_subparsers(
-        dest="devices_cmd", required=True
-    )
-    _options(
-        devices.add_parser(
-            "serve",
-            help="serve every recording in firmware-configs/ as a device on 127.0.0.1",
-            description="SNMP recordings (*.snmprec) through snmpsim, Modbus register dumps "
-            "(*.modbus.yaml) through pymodbus, on 127.0.0.1. Prints a devices: snippet "
-            "for a site config; runs until Ctrl-C or --duration.",
-        )
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``kienco devices serve`` on its own: ``python -m kienco.devices_serve [options]``."""
+    from kienco.commands import devices
+
     parser = argparse.ArgumentParser(prog="kienco devices serve")
-    _options(parser)
+    devices.serve_options(parser)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

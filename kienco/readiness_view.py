@@ -1,5 +1,7 @@
 """The ``kienco readiness`` table: every point of a province, not-ready ones first, with why.
 
+Also each verdict as a JSON line (``--json`` of readiness and demo).
+
 Names and reason texts come from agents and devices: every one of them reaches the
 terminal through ``plumbing.untrusted.terminal`` (no markup read, no control
 sequence written). The footer says the disaster risk level each province's
@@ -107,3 +109,29 @@ def nothing_selected(*, province: str, kind: str | None, known: Iterable[str], l
         return NOTHING_OF_KIND[lang].format(province=province, n=sites[province], kind=kind_text)
     hint = KNOWN[lang].format(provinces=", ".join(sorted(sites))) if sites else KNOWS_NONE[lang]
     return f"{NOTHING[lang].format(kind=kind_text, province=province)}: {hint}"
+
+
+def verdict_line(status: Status, lang: str) -> dict[str, object]:
+    """One site's verdict as a JSON line: what scripts read from demo and readiness."""
+    return {
+        "site": status.site,
+        "name": status.name,
+        "kind": status.site_kind,
+        "province": status.province,
+        "state": status.verdict,
+        "station_state": status.station_state,
+        "backup_hours": status.backup_hours,
+        "dark_in_s": status.dark_in_s,
+        "independent_paths_up": status.independent_paths_up,
+        "risk_level": status.risk_level,
+        "evaluated_at": status.evaluated_at.isoformat(),
+        "reasons": [
+            {
+                "code": r.code,
+                "rule": r.rule,
+                "severity": r.severity,
+                "text": r.text_vi if lang == "vi" else r.text_en,
+            }
+            for r in status.reasons
+        ],
+    }

@@ -15,7 +15,7 @@ from collector.config import CollectorConfig
 from collector.service import Collector
 from contract.wire import Command, Event, Meta, PowerReading, Report
 from kienco.cli import main as kienco_main
-from kienco.meeting_cli import parse_duration, parse_start
+from kienco.commands.meeting import parse_duration, parse_start
 from rules.texts import format_value
 from tests.support.mosquitto import Broker
 from tests.support.subscriber import Subscriber

@@ -1,17 +1,13 @@
-"""``kienco whatif --province hp --grid-off``: which sites go dark by when if mains fail.
+"""``kienco whatif``'s forecast as tables: which sites go dark by when if mains fail.
 
-Asks the collector (``GET /api/v1/whatif/grid-off``, computed by rules/whatif.py from
-every site's current state) and prints, in Vietnamese or English: sites dark per hour,
-the sites going dark soonest first, the meeting points that still hold a meeting of
-the given duration, and the areas that lose all their hardened stations. ``--json``
-prints the collector's answer. Exit status: 0 nothing goes dark and every meeting point
-holds, 3 otherwise, 4 the collector knows no site in the province, 1 it cannot be asked.
+The collector's answer (``GET /api/v1/whatif/grid-off``, computed by rules/whatif.py from
+every site's current state) in Vietnamese or English: sites dark per hour, the sites going
+dark soonest first, the meeting points that still hold a meeting of the given duration, and
+the areas that lose all their hardened stations. The command is kienco/commands/whatif.py.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,13 +15,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from kienco.labels import KINDS, LOCAL_TZ, Lang, label, local_time
-from kienco.meeting_cli import parse_duration, parse_start
-from plumbing.untrusted import json_text, terminal
+from kienco.labels import KINDS, Lang, label, local_time
+from plumbing.untrusted import terminal
 from rules.texts import format_value
-
-EXIT_SOME_DARK = 3
-EXIT_NOTHING_SELECTED = 4
 
 WORDS: dict[str, tuple[str, str]] = {
     "head": (
@@ -95,13 +87,13 @@ def _dur(seconds: float, lang: Lang) -> str:
     return format_value(seconds, "dur", lang)
 
 
-def _when(text: str) -> datetime:
+def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
 def render(payload: dict[str, Any], lang: Lang, console: Console) -> None:
     """The forecast as tables, in ``lang``; names and reasons as plain text."""
-    at, now = _when(payload["at"]), _when(payload["now"])
+    at, now = parse_time(payload["at"]), parse_time(payload["now"])
     span = _dur(payload["hours"] * 3600, lang)
     console.print(
         terminal(
@@ -127,13 +119,13 @@ def render(payload: dict[str, Any], lang: Lang, console: Console) -> None:
 
     until = at + timedelta(hours=payload["hours"])
     sites = payload["sites"]
-    dark = [s for s in sites if s["dark_at"] is not None and _when(s["dark_at"]) <= until]
+    dark = [s for s in sites if s["dark_at"] is not None and parse_time(s["dark_at"]) <= until]
     if dark:
         table = Table(title=_say("dark", lang, hours=span), title_justify="left")
         for heading in HEAD_DARK[lang]:
             table.add_column(heading, overflow="fold")
         for s in dark:
-            when = _when(s["dark_at"])
+            when = parse_time(s["dark_at"])
             after = max(0.0, (when - at).total_seconds())
             table.add_row(
                 s["site"],
@@ -146,7 +138,7 @@ def render(payload: dict[str, Any], lang: Lang, console: Console) -> None:
         console.print(table)
     else:
         console.print(_say("none_dark", lang, hours=span))
-    held = [s for s in sites if s["dark_at"] is not None and _when(s["dark_at"]) > until]
+    held = [s for s in sites if s["dark_at"] is not None and parse_time(s["dark_at"]) > until]
     if held:
         console.print(_say("hold", lang, n=len(held), until=local_time(until, "%H:%M %d/%m")))
     unknown = [s for s in sites if s["dark_at"] is None]
@@ -187,7 +179,7 @@ def render(payload: dict[str, Any], lang: Lang, console: Console) -> None:
     for area in payload["areas"]:
         name = area["area"] + (f" ({area['area_name']})" if area["area_name"] else "")
         if area["all_lost_at"] is not None:
-            at_text = local_time(_when(area["all_lost_at"]), "%H:%M %d/%m")
+            at_text = local_time(parse_time(area["all_lost_at"]), "%H:%M %d/%m")
             line = _say("area", lang, area=name, n=len(area["stations"]), at=at_text)
         elif area["unknown"]:
             line = _say("area_unknown", lang, area=name, n=area["unknown"])
@@ -197,64 +189,3 @@ def render(payload: dict[str, Any], lang: Lang, console: Console) -> None:
         shown = True
     if not shown:
         console.print(_say("no_area", lang))
-
-
-def cmd_whatif(args: argparse.Namespace) -> int:
-    import httpx
-
-    params: dict[str, str | float] = {"province": args.province, "hours": args.hours}
-    if args.at:
-        params["at"] = parse_start(args.at, args.date, datetime.now(LOCAL_TZ)).isoformat()
-    if args.meeting:
-        params["meeting_s"] = args.meeting
-    url = f"{args.url.rstrip('/')}/api/v1/whatif/grid-off"
-    try:
-        response = httpx.get(url, params=params, timeout=60)
-    except httpx.HTTPError as exc:
-        print(f"kienco whatif: cannot ask the collector at {args.url}: {exc}", file=sys.stderr)
-        return 1
-    if response.status_code == 404:
-        print(terminal(f"kienco whatif: {response.json()['error']}"), file=sys.stderr)
-        return EXIT_NOTHING_SELECTED
-    if response.status_code != 200:
-        print(f"kienco whatif: {response.status_code} {response.text}", file=sys.stderr)
-        return 1
-    payload = response.json()
-    if args.json:
-        print(json_text(payload))
-    else:
-        render(payload, args.lang, Console())
-    until = _when(payload["at"]) + timedelta(hours=payload["hours"])
-    some_dark = any(s["dark_at"] and _when(s["dark_at"]) <= until for s in payload["sites"])
-    all_hold = all(p["holds"] for p in payload["meeting_points"])
-    return EXIT_SOME_DARK if some_dark or not all_hold else 0
-
-
-def add_parser(sub: Any) -> None:
-    whatif = sub.add_parser(
-        "whatif",
-        help="if mains fail in a province: which sites go dark by when, which meeting points "
-        "hold, which areas lose their hardened stations",
-        description="Forecast from every site's current state (asks a running collector). "
-        "Exit status: 0 nothing goes dark and every meeting point holds, 3 otherwise, "
-        "4 no site in the province, 1 collector unreachable.",
-    )
-    whatif.add_argument("--province", required=True, help="province code, e.g. hp")
-    whatif.add_argument(
-        "--grid-off",
-        action="store_true",
-        required=True,
-        help="the scenario: mains off across the province (the only one so far)",
-    )
-    whatif.add_argument("--at", help="when mains fail, HH:MM Vietnam time or ISO (default: now)")
-    whatif.add_argument("--date", help="YYYY-MM-DD for --at (default: today, or tomorrow)")
-    whatif.add_argument("--hours", type=float, default=12.0, help="horizon (default 12)")
-    whatif.add_argument(
-        "--meeting",
-        type=parse_duration,
-        help="a meeting from --at the points must hold, e.g. 3h (default: the policy's)",
-    )
-    whatif.add_argument("--json", action="store_true", help="the collector's answer as JSON")
-    whatif.add_argument("--lang", choices=["vi", "en"], default="vi")
-    whatif.add_argument("--url", default="http://127.0.0.1:9108", help="the collector's API")
-    whatif.set_defaults(func=cmd_whatif)

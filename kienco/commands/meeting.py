@@ -9,12 +9,16 @@ import re
 import sys
 import time
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from contract.wire import Status
 from kienco import admin_token
+from kienco.commands import add_url_option
 from kienco.labels import LOCAL_TZ, Lang, local_time, risk_levels
 from plumbing.untrusted import json_text, terminal
+
+if TYPE_CHECKING:
+    from kienco.commands import Subcommands
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+)m(?:in)?)?$")
 STATUS_LINE = {
@@ -150,7 +154,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: Subcommands) -> None:
     meeting = sub.add_parser(
         "meeting", help="planned meetings: N of M points ready, and why not"
     ).add_subparsers(dest="meeting_cmd", required=True)
@@ -188,6 +192,6 @@ def add_parser(sub: Any) -> None:
         command.add_argument("--lang", choices=["vi", "en"], default="vi")
         command.set_defaults(func=func)
     for command in (plan, status, rehearse, listing):
-        command.add_argument("--url", default="http://127.0.0.1:9108", help="the collector's API")
+        add_url_option(command)
     for command in (plan, rehearse):  # the changes: they need the collector's admin token
         admin_token.add_options(command)

@@ -15,11 +15,15 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kienco import admin_token
+from kienco.commands import add_url_option
 from kienco.labels import Lang, local_time
 from plumbing.untrusted import json_text, one_line, terminal
+
+if TYPE_CHECKING:
+    from kienco.commands import Subcommands
 
 DETAIL_CHARS = 90
 HEAD = {
@@ -116,7 +120,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 3 if refused else 0
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: Subcommands) -> None:
     dead = sub.add_parser(
         "deadletter",
         help="what the collector rejected, with why; replay it after a fix",
@@ -147,4 +151,4 @@ def add_parser(sub: Any) -> None:
         command.add_argument("--json", action="store_true", help="JSON instead of text")
         command.add_argument("--lang", choices=["vi", "en"], default="vi")
     for command in (listing, show, replay):
-        command.add_argument("--url", default="http://127.0.0.1:9108", help="the collector's API")
+        add_url_option(command)

@@ -10,9 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-OUT = Path(__file__).resolve().parents[1] / "dashboards"
+if TYPE_CHECKING:
+    from kienco.commands import Subcommands
+
+OUT = Path(__file__).resolve().parents[2] / "dashboards"
 INSTALL = "pip install -e '.[dashboards]'"
 
 
@@ -38,7 +41,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: Subcommands) -> None:
     dashboards = sub.add_parser(
         "dashboards", help="the Grafana dashboards (JSON under dashboards/), from code"
     ).add_subparsers(dest="dashboards_cmd", required=True)

@@ -17,22 +17,14 @@ Exit status: 0 done / all good, 3 something needs attention (named), 2 a bad inv
 from __future__ import annotations
 
 import argparse
-import grp
-import os
-import re
-import secrets
 import sys
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from kienco.mosquitto_passwd import hash_password, read_password_file, verify, write_password_file
+if TYPE_CHECKING:
+    from kienco.commands import Subcommands
 
 EXIT_ATTENTION = 3
-SECRET_BYTES = 24  # 192 bits, 32 URL-safe characters
-AGENT_ACCOUNT = re.compile(r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*$")  # <province>/<site>
-CENTRE_ACCOUNT = re.compile(r"^[a-z0-9][a-z0-9._-]*$")  # collector-a1, bridge-hp
 TEXTS = {
     "vi": {
         "summary": "{created} tài khoản mới, {rotated} đổi mật khẩu, {rehashed} băm lại, "
@@ -63,124 +55,10 @@ TEXTS = {
 }
 
 
-@dataclass
-class Outcome:
-    created: list[str] = field(default_factory=list)
-    rotated: list[str] = field(default_factory=list)
-    rehashed: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    pruned: list[str] = field(default_factory=list)
-    lost: list[str] = field(default_factory=list)  # hashed, but the secret is gone
-    stale: list[str] = field(default_factory=list)  # sites no longer listed, kept
-
-
-def secret_path(secrets_dir: Path, user: str) -> Path:
-    """``hp/hp-bts-001`` -> ``<dir>/hp/hp-bts-001.password``; ``collector-a1`` -> ``<dir>/…``."""
-    return secrets_dir / f"{user}.password"
-
-
-def _read_secret(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8").strip() or None
-    except FileNotFoundError:
-        return None
-
-
-def _write_secret(path: Path, secret: str) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(secret + "\n")
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temporary, path)
-
-
-def site_accounts(inventory: Path, provinces: Iterable[str]) -> list[str]:
-    """``<province>/<site>`` of every inventory site (of these provinces, when given)."""
-    from collector.inventory import load_inventory
-
-    wanted = set(provinces)
-    return [
-        f"{site.province}/{site.site}"
-        for site in load_inventory(inventory)
-        if not wanted or site.province in wanted
-    ]
-
-
-def create(
-    accounts: list[str],
-    password_file: Path,
-    secrets_dir: Path,
-    *,
-    rotate: Iterable[str] = (),
-    prune: bool = False,
-    provinces: Iterable[str] = (),
-) -> Outcome:
-    """Give every account a password (kept when it has one), write both kinds of files."""
-    entries = read_password_file(password_file)
-    rotating = set(rotate)
-    outcome = Outcome()
-    for user in accounts:
-        path = secret_path(secrets_dir, user)
-        secret = None if user in rotating else _read_secret(path)
-        hashed = entries.get(user)
-        if secret is None and hashed is not None and user not in rotating:
-            outcome.lost.append(user)  # a password someone holds: never replaced unasked
-            continue
-        if secret is None:
-            secret = secrets.token_urlsafe(SECRET_BYTES)
-            _write_secret(path, secret)
-            (outcome.rotated if hashed is not None else outcome.created).append(user)
-        elif hashed is None or not verify(secret, hashed):
-            outcome.rehashed.append(user)  # a secrets file without its hash, or another one
-        else:
-            outcome.unchanged.append(user)
-            continue
-        entries[user] = hash_password(secret)
-    listed = set(accounts)
-    scope = set(provinces)
-    for user in list(entries):
-        if user in listed or not AGENT_ACCOUNT.match(user):
-            continue  # accounts of the centre are never pruned with the sites
-        if scope and user.split("/", 1)[0] not in scope:
-            continue
-        if prune:
-            del entries[user]
-            outcome.pruned.append(user)
-        else:
-            outcome.stale.append(user)
-    if outcome.created or outcome.rotated or outcome.rehashed or outcome.pruned:
-        password_file.parent.mkdir(parents=True, exist_ok=True)
-        write_password_file(password_file, entries, group=_mosquitto_group())
-    return outcome
-
-
-def check(accounts: list[str], password_file: Path, secrets_dir: Path) -> list[tuple[str, str]]:
-    """Problems as (text key, user): no account, no secrets file, a secret that does not match."""
-    entries = read_password_file(password_file)
-    problems = []
-    for user in accounts:
-        secret = _read_secret(secret_path(secrets_dir, user))
-        if user not in entries:
-            problems.append(("missing", user))
-        elif secret is None:
-            problems.append(("no_secret", user))
-        elif not verify(secret, entries[user]):
-            problems.append(("mismatch", user))
-    return problems
-
-
-def _mosquitto_group() -> int | None:
-    try:
-        return grp.getgrnam("mosquitto").gr_gid
-    except KeyError:
-        return None
-
-
 def _account_name(text: str) -> str:
     """An account named on the command line: a slug, or <province>/<site> (never a path)."""
+    from kienco.credentials import AGENT_ACCOUNT, CENTRE_ACCOUNT
+
     if not (CENTRE_ACCOUNT.match(text) or AGENT_ACCOUNT.match(text)):
         raise argparse.ArgumentTypeError(
             f"{text!r}: use a lowercase name (collector-a1, bridge-hp) or <province>/<site>"
@@ -189,6 +67,8 @@ def _account_name(text: str) -> str:
 
 
 def _accounts(args: argparse.Namespace) -> list[str]:
+    from kienco.credentials import site_accounts
+
     if not args.inventory and not args.user:
         raise SystemExit(f"kienco credentials {args.credentials_cmd}: give --inventory or --user")
     sites = site_accounts(args.inventory, args.province) if args.inventory else []
@@ -196,6 +76,8 @@ def _accounts(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
+    from kienco.credentials import create
+
     texts = TEXTS[args.lang]
     outcome = create(
         _accounts(args),
@@ -226,6 +108,8 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from kienco.credentials import check, secret_path
+
     texts = TEXTS[args.lang]
     accounts = _accounts(args)
     problems = check(accounts, args.password_file, args.secrets_dir)
@@ -238,7 +122,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: Subcommands) -> None:
     credentials = sub.add_parser(
         "credentials",
         help="MQTT accounts per site from the inventory: Mosquitto's password file and "

@@ -1,0 +1,44 @@
+"""``kienco collector run``: the centre's collector (``pip install '.[collector]'``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kienco.commands import Subcommands
+
+
+def run(args: argparse.Namespace) -> int:
+    from collector.config import load_collector_config
+    from collector.service import Collector
+
+    config = load_collector_config(args.config)
+    collector = Collector(config)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    collector.start()
+    logging.getLogger("kienco.collector").info(
+        "collector: %s %s -> %s; API and /metrics on %s",
+        config.broker.url,
+        " ".join(config.topic_filters),
+        f"{config.influx.url}/{config.influx.database}" if config.influx else "no history",
+        collector.api.url if collector.api else "-",
+    )
+    stop.wait()
+    collector.stop()
+    return 0
+
+
+def add_parser(sub: Subcommands) -> None:
+    collector = sub.add_parser("collector", help="the centre's collector").add_subparsers(
+        dest="collector_cmd", required=True
+    )
+    running = collector.add_parser("run", help="receive, validate and store every report")
+    running.add_argument("--config", type=Path, required=True, help="collector config (YAML)")
+    running.set_defaults(func=run)
