@@ -37,6 +37,7 @@ COMMANDS: Final[dict[str, str]] = {
     "dashboards": "kienco.commands.dashboards",
     "deadletter": "kienco.commands.deadletter",
     "credentials": "kienco.commands.credentials",
+    "policy": "kienco.commands.policy",
 }
 
 COLLECTOR_URL: Final = "http://127.0.0.1:9108"
