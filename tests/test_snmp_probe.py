@@ -291,13 +291,29 @@ async def test_a_dead_device_delays_the_cycle_by_its_own_budget_only(snmpsim: Sn
             "host": snmpsim.host,
             "port": snmpsim.port,
             "credentials": name,
-            "timeout_s": timeout_s,
-            "retries": retries,
+            # The live devices get time to spare: on a loaded machine snmpsim answers slowly,
+            # and only the dead devices' budget is under test.
+            "timeout_s": 5.0,
+            "retries": 0,
         }
         for name, device, role in good
     ]
+    # Three dead devices: polled one after another they would take three budgets; polled
+    # concurrently, one. The gap between the two is what the test reads, so a loaded
+    # machine slowing the good polls does not decide it.
     dead_port = free_port(socket.SOCK_DGRAM)
-    devices.insert(0, {**devices[0], "device": "ups-dead", "port": dead_port})
+    dead = ("ups-dead", "ups-dead-2", "ups-dead-3")
+    for name in dead:
+        devices.insert(
+            0,
+            {
+                **devices[0],
+                "device": name,
+                "port": dead_port,
+                "timeout_s": timeout_s,
+                "retries": retries,
+            },
+        )
     credentials: dict[str, object] = {
         name: {"community": {"value": snmpsim.community(name)}} for name, _, _ in good
     }
@@ -308,12 +324,13 @@ async def test_a_dead_device_delays_the_cycle_by_its_own_budget_only(snmpsim: Sn
         elapsed = time.monotonic() - started
     finally:
         transports.snmp().close()
-    # Concurrent polls: the cycle lasts about the dead device's budget, not the sum.
-    assert budget <= elapsed < budget + 0.5, elapsed
+    # Concurrent polls: the cycle lasts about one dead device's budget, not the sum.
+    assert budget <= elapsed < len(dead) * budget, elapsed
     power = {r.device: r for r in report.power}
-    assert power["ups-dead"].error == (
-        f"snmp {snmpsim.host}:{dead_port}: no answer within 0.8 s (timeout 0.4 s x 2 tries)"
-    )
+    for name in dead:
+        assert power[name].error == (
+            f"snmp {snmpsim.host}:{dead_port}: no answer within 0.8 s (timeout 0.4 s x 2 tries)"
+        )
     assert all(power[d].error is None for d in ("ups-1", "ups-2", "dc-1"))
     assert power["dc-1"].dc_voltage_v == -53.52
     assert len(report.interfaces) == 5
