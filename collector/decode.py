@@ -106,7 +106,10 @@ def duplicate_key(payload: bytes, message: BaseModel) -> str | None:
     set of the models built from it (``extra="forbid"``: no other key gets through).
     So if the ``":`` count equals the fields set, no key is given twice. Otherwise
     (a ``\\":`` in a text, or a duplicate) the standard parser looks at every
-    object. Cost: benchmarks/codec.py.
+    object. Cost (benchmarks/codec.py, 1.1 kB reports, shared 2-core box): the count
+    3.6–6 µs a report where ``model_validate_json`` takes 12–18 µs in the same run,
+    about 1 % of what a report costs the collector end to end; the exact parse
+    21–26 µs, only for a payload whose text holds ``\\":``.
     """
     # Blanks removed, a key and its colon meet; removing them elsewhere can only add
     # matches (then the exact look decides), never hide a key.

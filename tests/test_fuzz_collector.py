@@ -20,7 +20,15 @@ publishes through Mosquitto at QoS 1 (the acknowledgements are counted too):
     KIENCO_FUZZ_MESSAGES=100000 .venv/bin/pytest -p no:cacheprovider -q -s \\
         tests/test_fuzz_collector.py
 
-and prints what was sent, stored and dead-lettered, by reason.
+and prints what was sent, stored and dead-lettered, by reason. Run on 2026-12-04 (shared
+2-core box, 22 min): 140 000 messages (107 701 reports, 16 415 events, 9 257 metas,
+5 051 states, 1 576 status topics), all acknowledged; 22 179 dead-lettered (schema
+14 559, invalid_json 4 701, site_mismatch 2 843, future_timestamp 76), 1 576 ignored,
+every accepted report in InfluxDB (15 728 distinct site/time points); 0 escaped
+exceptions, 0 unprocessable, 0 points refused, 0 thread errors; the silent site then
+turned unknown. Found and fixed on the way: a time with no UTC form (OverflowError
+out of decode), a time before 1677 (unwritable), autonomy from a 5e-324 L/h burn rate
+or DC load (infinite, then OverflowError in the texts).
 """
 
 from __future__ import annotations
