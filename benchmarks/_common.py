@@ -271,6 +271,7 @@ class CollectorProcess:
     http_port: int = field(default_factory=free_port)
     client_id: str = field(default_factory=lambda: f"bench-collector-{os.getpid()}")
     topic_filter: str = "kienco/v1/+/+/#"
+    provinces: list[str] | None = None  # a shard: these provinces instead of topic_filter
     protocol: int = 5  # MQTT 5, or 4 (3.1.1): CollectorBroker.protocol
     state: dict[str, Any] = field(default_factory=dict)  # the config's state: section
     process: subprocess.Popen[bytes] | None = None
@@ -289,7 +290,7 @@ class CollectorProcess:
                 "url": f"mqtt://127.0.0.1:{self.broker_port}",
                 "username": None,
                 "client_id": self.client_id,
-                "topic_filter": self.topic_filter,
+                **({} if self.provinces else {"topic_filter": self.topic_filter}),
                 "protocol": self.protocol,
             },
             "influx": None
@@ -299,6 +300,7 @@ class CollectorProcess:
                 "database": self.database,
                 "timeout_s": self.influx_timeout_s,
             },
+            **({"provinces": self.provinces} if self.provinces else {}),
             "data_dir": str(self.workdir / "collector-data"),
             "batch": {
                 "max_messages": self.batch_max_messages,

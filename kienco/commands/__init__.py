@@ -37,6 +37,7 @@ COMMANDS: Final[dict[str, str]] = {
     "dashboards": "kienco.commands.dashboards",
     "deadletter": "kienco.commands.deadletter",
     "credentials": "kienco.commands.credentials",
+    "simulate": "kienco.commands.simulate",
     "policy": "kienco.commands.policy",
 }
 

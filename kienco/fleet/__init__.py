@@ -1,0 +1,1 @@
+"""The fleet simulator: many simulated sites over real MQTT connections (``kienco simulate``)."""
