@@ -3,7 +3,11 @@ bridged to central brokers (firmware-configs/mosquitto/), collector shards by pr
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,9 +15,13 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from kienco.credentials_cli import create
+from kienco.fleet.fleet import make_sites
 from kienco.local_services import Mosquitto
+from tests.support.influx import InfluxServer
+from tests.support.relay import Relay
 from tests.support.subscriber import Subscriber
-from tests.support.topology import central_broker, provincial_broker
+from tests.support.topology import Shard, central_broker, provincial_broker
 
 COLLECTOR = {"collector-a1": "collector-secret"}
 
@@ -92,3 +100,125 @@ def test_shipped_bridge_carries_reports_in_and_statuses_out(
     finally:
         centre.close()
         agent.close()
+
+
+PROVINCES = {"hp": "a", "qn": "a", "hn": "b"}  # province -> the central instance carrying it
+SHARDS = {"a1": ["hp"], "a2": ["qn"], "b1": ["hn"]}  # shard -> its provinces (on a or b)
+SITES_PER_PROVINCE = 8
+INTERVAL_S, DURATION_S = 0.5, 24.0
+
+
+def _report_seqs(influxdb: InfluxServer, db: str) -> dict[str, list[int]]:
+    """site -> every report seq InfluxDB holds for it, in time order."""
+    seqs: dict[str, list[int]] = defaultdict(list)
+    for row in influxdb.query(db, 'SELECT "seq" FROM "report" GROUP BY "site"'):
+        seqs[row["site"]].append(int(row["seq"]))
+    return seqs
+
+
+def test_national_topology_loses_nothing_through_a_killed_shard_a_cut_bridge_and_a_broker_restart(
+    tmp_path: Path, influxdb: InfluxServer
+) -> None:
+    """3 provincial brokers bridged to 2 central ones, 3 collector shards by province, all
+    from the shipped files; sites report sequence numbers while a shard is SIGKILLed and
+    started again, hp's backhaul is cut and restored, and qn's provincial broker is stopped
+    and started again. In InfluxDB every site's sequence has no gap and no duplicate, and
+    each site was judged by exactly one shard: its province's."""
+    db = influxdb.fresh_database("topology")
+    sites = make_sites(SITES_PER_PROVINCE * len(PROVINCES), list(PROVINCES))
+    secrets = tmp_path / "credentials"
+    create([site.username for site in sites], tmp_path / "all.passwd", secrets)
+    password = {s.username: (secrets / f"{s.username}.password").read_text().strip() for s in sites}
+    shard_secret = {name: f"{name}-secret" for name in SHARDS}
+    centrals = {
+        instance: central_broker(
+            tmp_path / f"central-{instance}",
+            [p for p, i in PROVINCES.items() if i == instance],
+            {f"collector-{n}": shard_secret[n] for n in SHARDS if n.startswith(instance)},
+            instance=instance,
+        )
+        for instance in ("a", "b")
+    }
+    started: list[Mosquitto | Shard | Relay] = []
+    try:
+        for central in centrals.values():
+            central.start()
+            started.append(central)
+        backhaul = Relay(centrals["a"].port)  # hp's link to the centre
+        started.append(backhaul)
+        provincials = {}
+        for province, instance in PROVINCES.items():
+            port = backhaul.port if province == "hp" else centrals[instance].port
+            accounts = {s.username: password[s.username] for s in sites if s.province == province}
+            broker = provincial_broker(
+                tmp_path / province, province, centre_port=port, agents=accounts
+            )
+            broker.start()
+            started.append(broker)
+            provincials[province] = broker
+        shards = {}
+        for name, provinces in SHARDS.items():
+            shard = Shard(
+                tmp_path / f"shard-{name}",
+                name,
+                provinces,
+                broker_port=centrals[name[0]].port,
+                password=shard_secret[name],
+                influx_url=influxdb.url,
+                database=db,
+            )
+            shard.start()
+            started.append(shard)
+            shards[name] = shard
+        command = [
+            sys.executable, "-m", "kienco.cli", "simulate",
+            "--sites", str(len(sites)), "--interval", str(INTERVAL_S),
+            "--duration", str(DURATION_S), "--scenario", "calm", "--secrets-dir", str(secrets),
+            "--drain", "60", "--json", "--seqs", "--progress-every", "5",
+            *(arg for p in PROVINCES for arg in ("--province", p)),
+            *(arg for p, b in provincials.items() for arg in ("--broker", f"{p}={b.url}")),
+        ]  # fmt: skip
+        log = (tmp_path / "simulate.log").open("wb")
+        simulator = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log)
+        time.sleep(5)
+        shards["a2"].kill()  # qn's shard dies with reports in flight
+        backhaul.cut()  # hp's bridge to the centre: the fibre is cut
+        time.sleep(3)
+        shards["a2"].start()
+        provincials["qn"].stop()  # qn's own broker stops (and saves its queue)...
+        time.sleep(4)
+        provincials["qn"].start()  # ... and comes back; its agents resend what is unacked
+        time.sleep(2)
+        backhaul.restore()  # hp's link returns after 9 s: its broker kept the reports
+        out, _ = simulator.communicate(timeout=DURATION_S + 120)
+        log.close()
+        assert simulator.returncode == 0, (tmp_path / "simulate.log").read_text()[-3000:]
+        last = json.loads(out)["last_seq"]
+        assert len(last) == len(sites) and min(last.values()) >= DURATION_S / INTERVAL_S - 1
+        # Every report acknowledged by a provincial broker reaches InfluxDB, whatever broke.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            seqs = _report_seqs(influxdb, db)
+            if sum(map(len, seqs.values())) >= sum(last.values()):
+                break
+            time.sleep(0.5)
+        for site, final in last.items():
+            held = seqs.get(site, [])
+            missing = sorted(set(range(1, final + 1)) - set(held))
+            assert not missing, f"{site}: seqs {missing} never stored"
+            assert len(held) == len(set(held)), f"{site}: a seq stored twice"
+            assert max(held) == final
+        assert backhaul.cuts == 1
+        # Each site judged by exactly one shard, the one of its province.
+        time.sleep(1.5)  # a readiness list may be 1 s old
+        judged_by = {name: shard.sites() for name, shard in shards.items()}
+        for site in sites:
+            judges = [name for name, judged in judged_by.items() if site.site in judged]
+            expected = next(n for n, provinces in SHARDS.items() if site.province in provinces)
+            assert judges == [expected], f"{site.site} ({site.province}) judged by {judges}"
+    finally:
+        for thing in reversed(started):
+            if isinstance(thing, Relay):
+                thing.close()
+            else:
+                thing.stop()

@@ -9,12 +9,18 @@ with ``central-a.acl``. Only the listener, the paths and those settings change.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
+import yaml
 
-from kienco.local_services import Mosquitto, ServiceError
+from kienco.local_services import Mosquitto, ServiceError, free_port
 from plumbing.data import firmware_configs
 
 SHIPPED = firmware_configs() / "mosquitto"
@@ -39,11 +45,22 @@ def bridge_password(province: str) -> str:
     return f"bridge-{province}-secret"
 
 
-def central_broker(workdir: Path, provinces: list[str], collectors: dict[str, str]) -> Mosquitto:
-    """central-a.conf and its ACL; accounts for the provinces' bridges and the collectors."""
+def central_broker(
+    workdir: Path, provinces: list[str], collectors: dict[str, str], *, instance: str = "a"
+) -> Mosquitto:
+    """central-a.conf and its ACL; accounts for the provinces' bridges and the collectors.
+
+    Instance "b" gets central-a.acl with its collectors named collector-b…, as an
+    operator makes central-b.acl from the shipped one.
+    """
     users = {f"bridge-{p}": bridge_password(p) for p in provinces} | collectors
+    acl = CENTRAL_ACL
+    if instance != "a":
+        workdir.mkdir(parents=True, exist_ok=True)
+        acl = workdir / f"central-{instance}.acl"
+        acl.write_text(CENTRAL_ACL.read_text().replace("collector-a", f"collector-{instance}"))
     try:
-        return Mosquitto(workdir, users=users, conf=CENTRAL, acl=CENTRAL_ACL)
+        return Mosquitto(workdir, users=users, conf=CENTRAL, acl=acl)
     except ServiceError as exc:
         pytest.fail(str(exc))
 
@@ -51,7 +68,8 @@ def central_broker(workdir: Path, provinces: list[str], collectors: dict[str, st
 def provincial_broker(
     workdir: Path, province: str, *, centre_port: int, agents: dict[str, str] | None = None
 ) -> Mosquitto:
-    """provincial-hp.conf made ``province``'s, bridged to 127.0.0.1:``centre_port``."""
+    """provincial-hp.conf made ``province``'s, bridged to 127.0.0.1:``centre_port`` (the
+    central broker's port, or a relay's standing for the backhaul)."""
     settings: dict[str, str | None] = {
         "address": f"127.0.0.1:{centre_port}",
         "remote_password": bridge_password(province),
@@ -68,3 +86,95 @@ def provincial_broker(
         )
     except ServiceError as exc:
         pytest.fail(str(exc))
+
+
+SHIPPED_SHARD = firmware_configs() / "collector-shard.yaml"
+
+
+class Shard:
+    """A collector shard, ``kienco collector run``, from the shipped collector-shard.yaml
+    with only its addresses, secrets and paths changed; killed and started again at will."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        name: str,
+        provinces: list[str],
+        *,
+        broker_port: int,
+        password: str,
+        influx_url: str,
+        database: str,
+    ) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.workdir = workdir
+        self.http_port = free_port()
+        (workdir / "mqtt.password").write_text(password)
+        config = yaml.safe_load(SHIPPED_SHARD.read_text())
+        config["provinces"] = provinces
+        config["broker"] |= {
+            "url": f"mqtt://127.0.0.1:{broker_port}",
+            "username": f"collector-{name}",
+            "password": {"file": str(workdir / "mqtt.password")},
+            "client_id": f"kienco-collector-{name}",
+        }
+        del config["broker"]["ca_file"]  # the loopback brokers here speak plain MQTT
+        config["influx"] |= {"url": influx_url, "database": database}
+        config["data_dir"] = str(workdir / "data")
+        config["inventory"] = None
+        config["http"] = {"host": "127.0.0.1", "port": self.http_port}
+        self.config = workdir / f"collector-{name}.yaml"
+        self.config.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.log = workdir / "collector.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        command = [
+            sys.executable,
+            "-m",
+            "kienco.cli",
+            "collector",
+            "run",
+            "--config",
+            str(self.config),
+        ]
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=log, stdin=subprocess.DEVNULL
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"shard {self.name} exited: {self.log.read_text()[-3000:]}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.1)
+        pytest.fail(
+            f"shard {self.name} not healthy in {timeout_s} s: {self.log.read_text()[-3000:]}"
+        )
+
+    def kill(self) -> None:
+        """SIGKILL: nothing flushed, nothing acknowledged that was not durable."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def sites(self) -> set[str]:
+        """The sites this shard judges (its readiness API)."""
+        body = httpx.get(f"{self.url}/api/v1/readiness", timeout=10).json()
+        return {site["site"] for site in body["sites"]}
