@@ -15,7 +15,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from kienco.credentials_cli import create
+from kienco.credentials import create
 from kienco.fleet.fleet import make_sites
 from kienco.local_services import Mosquitto
 from tests.support.influx import InfluxServer
