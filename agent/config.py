@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from contract.wire import HumanName, Media, SiteKind, Slug
+from contract.wire import HumanName, Media, SiteIdentity, Slug
 from plumbing.config_errors import ConfigError, load_yaml_model
 from plumbing.mqtt_endpoint import MqttEndpoint
 from plumbing.secrets import SecretRef
@@ -191,18 +191,10 @@ class RoomConfig(_Strict):
     pc: PcRoomConfig | None = None
 
 
-class SiteConfig(_Strict):
-    site: Slug
-    province: Slug
-    kind: SiteKind
+class SiteConfig(SiteIdentity, _Strict):
+    """A site config: the site's identity (contract.wire.SiteIdentity), then how to watch it."""
+
     name: HumanName
-    operator: Slug | None = None
-    area: Slug | None = None
-    area_name: HumanName | None = None
-    hardened: bool = False
-    site_class: Literal["ordinary", "hardened", "core"] = "ordinary"
-    latitude: Annotated[float, Field(ge=-90, le=90)] | None = None
-    longitude: Annotated[float, Field(ge=-180, le=180)] | None = None
     interval_s: Annotated[float, Field(ge=1, le=3600)] = 30
     broker: BrokerConfig
     outbox: OutboxConfig = OutboxConfig()

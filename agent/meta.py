@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from agent import __version__
-from contract.wire import BatteryDecl, DeviceDecl, Media, Meta, PathDecl, SiteKind
+from contract.wire import BatteryDecl, DeviceDecl, Media, Meta, PathDecl
 
 Role = Literal["ups", "rectifier", "generator", "ats", "router", "radio", "other"]
-SiteClass = Literal["ordinary", "hardened", "core"]
 
 
 class _Path(Protocol):
@@ -34,30 +33,12 @@ class _Device(Protocol):
 
 
 class SiteDescription(Protocol):
-    """What a site config and a simulated site's spec both say about the site."""
+    """A site config or a simulated site's spec: a ``contract.wire.SiteIdentity`` with a
+    name, paths and devices."""
 
-    @property
-    def site(self) -> str: ...
-    @property
-    def province(self) -> str: ...
-    @property
-    def kind(self) -> SiteKind: ...
+    def meta_fields(self) -> dict[str, Any]: ...
     @property
     def name(self) -> str: ...
-    @property
-    def operator(self) -> str | None: ...
-    @property
-    def area(self) -> str | None: ...
-    @property
-    def area_name(self) -> str | None: ...
-    @property
-    def hardened(self) -> bool: ...
-    @property
-    def site_class(self) -> SiteClass: ...
-    @property
-    def latitude(self) -> float | None: ...
-    @property
-    def longitude(self) -> float | None: ...
     @property
     def paths(self) -> Iterable[_Path]: ...
     @property
@@ -74,17 +55,8 @@ def meta_message(
     site: SiteDescription, *, interval_s: float, now: datetime, agent_version: str = __version__
 ) -> Meta:
     return Meta(
-        site=site.site,
-        province=site.province,
-        site_kind=site.kind,
+        **site.meta_fields(),
         name=site.name,
-        operator=site.operator,
-        area=site.area,
-        area_name=site.area_name,
-        hardened=site.hardened,
-        site_class=site.site_class,
-        latitude=site.latitude,
-        longitude=site.longitude,
         paths=tuple(
             PathDecl(path=p.path, media=p.media, provider=p.provider, srlg=tuple(p.srlg))
             for p in site.paths

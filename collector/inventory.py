@@ -18,11 +18,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import IO, Annotated, Any, Literal, Self
+from typing import IO, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from contract.wire import HumanName, Meta, SiteKind, Slug
+from contract.wire import HumanName, Meta, SiteIdentity, Slug
 from plumbing.config_errors import ConfigError, describe_validation_error, parse_yaml_model
 
 MAX_PROBLEMS = 50  # past that, the file is wrong in one systematic way: say how many more
@@ -31,23 +31,18 @@ _FALSE = frozenset({"false", "no", "n", "0", "không", "khong"})
 _BOOL_FIX = "write true or false (also yes/no, 1/0, có/không)"
 
 
-class InventorySite(BaseModel):
-    """One expected site. ``site_class`` defaults to ``hardened`` for a hardened site."""
+class InventorySite(SiteIdentity):
+    """One expected site: its identity (contract.wire.SiteIdentity), where the register
+    must say its area and whether it is hardened, and may leave out its name.
+    ``site_class`` defaults to ``hardened`` for a hardened site.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
-    site: Slug
-    kind: SiteKind
     name: HumanName | None = None
-    operator: Slug | None = None
-    province: Slug
     province_name: HumanName | None = None
     area: Slug
-    area_name: HumanName | None = None
     hardened: bool
-    site_class: Literal["ordinary", "hardened", "core"] = "ordinary"
-    latitude: Annotated[float, Field(ge=-90, le=90)] | None = None
-    longitude: Annotated[float, Field(ge=-180, le=180)] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -63,7 +58,21 @@ class InventorySite(BaseModel):
         return self
 
 
-COLUMNS: tuple[str, ...] = tuple(InventorySite.model_fields)
+# A CSV's columns, in the order write_csv writes them (the examples' order).
+COLUMNS: tuple[str, ...] = (
+    "site",
+    "kind",
+    "name",
+    "operator",
+    "province",
+    "province_name",
+    "area",
+    "area_name",
+    "hardened",
+    "site_class",
+    "latitude",
+    "longitude",
+)
 REQUIRED: frozenset[str] = frozenset(
     name for name, info in InventorySite.model_fields.items() if info.is_required()
 )
@@ -261,17 +270,8 @@ _NEVER = datetime(2000, 1, 1, tzinfo=UTC)
 def inventory_meta(site: InventorySite, interval_s: float) -> Meta:
     """What the inventory says of a site, as a meta its own agent's meta will replace."""
     return Meta(
-        site=site.site,
-        province=site.province,
-        site_kind=site.kind,
+        **site.meta_fields(),
         name=site.name or site.site,
-        operator=site.operator,
-        area=site.area,
-        area_name=site.area_name,
-        hardened=site.hardened,
-        site_class=site.site_class,
-        latitude=site.latitude,
-        longitude=site.longitude,
         interval_s=interval_s,
         agent_version="inventory",
         at=_NEVER,  # older than any agent's own meta

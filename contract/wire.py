@@ -16,7 +16,7 @@ Conventions, everywhere:
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -269,6 +269,38 @@ class DeviceDecl(WireModel):
 
 
 HumanName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+SiteClass = Literal["ordinary", "hardened", "core"]
+Latitude = Annotated[float, Field(ge=-90, le=90)]
+Longitude = Annotated[float, Field(ge=-180, le=180)]
+
+
+class SiteIdentity(BaseModel):
+    """Who and where a site is, defined once: its config, the demo's scenario and the
+    expected fleet (the inventory) all say it, and its ``Meta`` carries it.
+
+    No model config of its own: each model that builds on it keeps its own (a wire
+    message is strict, a YAML config is not). The human ``name`` is each model's own: the
+    inventory may leave it out. ``Meta`` declares the same fields in place (``kind`` as
+    ``site_kind``): its field order is the published schema's, which the JSON Schema and
+    every meta message print in; tests/test_site_identity.py holds them equal.
+    """
+
+    site: Slug
+    province: Slug
+    kind: SiteKind
+    operator: Slug | None = None
+    area: Slug | None = None
+    area_name: HumanName | None = None
+    hardened: bool = False
+    site_class: SiteClass = "ordinary"
+    latitude: Latitude | None = None
+    longitude: Longitude | None = None
+
+    def meta_fields(self) -> dict[str, Any]:
+        """These fields as ``Meta`` names them."""
+        fields = {name: getattr(self, name) for name in SiteIdentity.model_fields}
+        fields["site_kind"] = fields.pop("kind")
+        return fields
 
 
 class Meta(WireModel):
@@ -276,6 +308,7 @@ class Meta(WireModel):
 
     kind: Literal["meta"] = "meta"
     v: Literal[1] = SCHEMA_VERSION
+    # SiteIdentity's fields, in the published order.
     site: Slug
     province: Slug
     site_kind: SiteKind
@@ -284,9 +317,9 @@ class Meta(WireModel):
     area: Slug | None = None
     area_name: HumanName | None = None
     hardened: bool = False
-    site_class: Literal["ordinary", "hardened", "core"] = "ordinary"
-    latitude: Annotated[float, Field(ge=-90, le=90)] | None = None
-    longitude: Annotated[float, Field(ge=-180, le=180)] | None = None
+    site_class: SiteClass = "ordinary"
+    latitude: Latitude | None = None
+    longitude: Longitude | None = None
     paths: tuple[PathDecl, ...] = ()
     devices: tuple[DeviceDecl, ...] = ()
     interval_s: Annotated[float, Field(gt=0, le=86_400)]

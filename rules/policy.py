@@ -26,13 +26,12 @@ from pydantic import (
     model_validator,
 )
 
-from contract.wire import SiteKind
+from contract.wire import SiteClass, SiteKind
 from rules.alert_policy import AlertPolicy
 from rules.compliance_policy import CompliancePolicy
 from rules.findings import RuleName
 from rules.policy_errors import MISSING, Problem, problems_from
 from rules.policy_errors import PolicyError as PolicyError  # re-exported
-from rules.snapshot import SiteClass
 
 DEFAULT_POLICY = "default-policy.yaml"
 RoomCheck = Literal[

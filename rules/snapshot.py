@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
-from typing import Literal, NamedTuple, TypeVar
+from typing import NamedTuple, TypeVar
 
 from contract.wire import (
     HostReading,
@@ -21,11 +21,11 @@ from contract.wire import (
     PowerReading,
     Report,
     RoomReading,
+    SiteClass,
     SiteKind,
     State,
 )
 
-SiteClass = Literal["ordinary", "hardened", "core"]
 HISTORY_LEN = 30
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
-from contract.wire import SiteKind
+from contract.wire import SiteClass, SiteKind
 from rules.findings import RuleName
 from rules.policy import (
     BackupTarget,
@@ -23,7 +23,6 @@ from rules.policy import (
     Policy,
     RuntimeTrust,
 )
-from rules.snapshot import SiteClass
 
 Tightenable = Literal["backup", "required_paths", "stale_intervals", "meeting_margin"]
 

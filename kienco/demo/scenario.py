@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from agent.config import BatteryModel
-from contract.wire import HumanName, Media, SiteKind, Slug
+from contract.wire import HumanName, Media, SiteIdentity, Slug
 from plumbing.config_errors import load_yaml_model
 
 SCENARIO_FILE = Path(__file__).with_name("yagi.yaml")
@@ -94,18 +94,10 @@ class RoomSpec(_Strict):
     display_ok: bool = True
 
 
-class SiteSpec(_Strict):
-    site: Slug
-    province: Slug
-    kind: SiteKind
-    site_class: Literal["ordinary", "hardened", "core"] = "ordinary"
-    hardened: bool = False
+class SiteSpec(SiteIdentity, _Strict):
+    """A simulated site: its identity (contract.wire.SiteIdentity), devices, paths, room."""
+
     name: HumanName
-    operator: Slug | None = None
-    area: Slug | None = None
-    area_name: HumanName | None = None
-    latitude: Annotated[float, Field(ge=-90, le=90)] | None = None
-    longitude: Annotated[float, Field(ge=-180, le=180)] | None = None
     devices: tuple[DeviceSpec, ...]
     paths: tuple[PathSpec, ...] = ()
     room: RoomSpec | None = None
