@@ -34,7 +34,6 @@ import contextlib
 import logging
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -42,8 +41,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-from agent.outbox_repair import DiskReserve, Salvage, is_corrupt, is_full, move_aside, salvage
-from plumbing.durable import open_durable
+from agent.outbox_repair import DiskReserve, Salvage, is_corrupt, is_full, salvage
+from plumbing.durable import DurableStore, move_aside, open_durable
 
 log = logging.getLogger("kienco.agent")
 
@@ -79,8 +78,10 @@ class Entry:
     created_at: float
 
 
-class Outbox:
+class Outbox(DurableStore):
     """A bounded, durable FIFO of MQTT messages, oldest first."""
+
+    SCHEMA = _SCHEMA
 
     def __init__(
         self,
@@ -91,24 +92,17 @@ class Outbox:
         clock: Callable[[], float] = time.time,
         reserve_bytes: int = 1024 * 1024,
     ) -> None:
-        self.path = path
         self._max_age_s = max_age_s
         self._max_bytes = max_bytes
         self._clock = clock
-        self._lock = threading.Lock()
         self._reserve = DiskReserve(path.with_name(f"{path.name}.reserve"), reserve_bytes)
         # Below this much free disk, new messages go into pages freed inside the file.
         self._low_water = max(reserve_bytes, 256 * 1024)
         self._last_id_seen = 0  # ids handed out by this process: never handed out again
         self._full_logged_at: float | None = None
         self._full_dropped = 0
-        with self._lock:
-            self._db = self._open()
+        super().__init__(path)  # opens it: _open() below
         self._reserve.ensure()
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
 
     def reserve_seq(self) -> int:
         """The next sequence number, durably reserved (monotonic across restarts)."""
@@ -297,11 +291,14 @@ class Outbox:
             self._full_logged_at = now
         return True
 
+    def _connect(self) -> sqlite3.Connection:
+        db = open_durable(self.path, _SCHEMA)
+        db.execute(f"PRAGMA wal_autocheckpoint={_WAL_PAGES}")
+        return db
+
     def _open(self) -> sqlite3.Connection:
         try:
-            db = open_durable(self.path, _SCHEMA)
-            db.execute(f"PRAGMA wal_autocheckpoint={_WAL_PAGES}")
-            return db
+            return self._connect()
         except sqlite3.DatabaseError as exc:
             if not is_corrupt(exc):
                 raise
@@ -312,10 +309,9 @@ class Outbox:
         old = getattr(self, "_db", None)
         if old is not None:
             old.close()
-        moved = move_aside(self.path, datetime.fromtimestamp(self._clock(), UTC))
+        moved = move_aside(self.path, datetime.fromtimestamp(self._clock(), UTC), "corrupt")
         found = salvage(moved)
-        db = open_durable(self.path, _SCHEMA)
-        db.execute(f"PRAGMA wal_autocheckpoint={_WAL_PAGES}")
+        db = self._connect()
         # The moved-aside files count too: a file too damaged to read keeps no counter.
         aside = [
             f

@@ -1,5 +1,6 @@
-"""The outbox's disk going wrong: a corrupt file to move aside and read what it still holds,
-and a reserve of disk space to give back when the disk is full.
+"""The outbox's disk going wrong: what a corrupt file (moved aside by
+``plumbing.durable.move_aside``) still holds, and a reserve of disk space to give back
+when the disk is full.
 
 SQLite says a file is damaged with SQLITE_CORRUPT ("database disk image is
 malformed") or SQLITE_NOTADB ("file is not a database"), at open or at any later
@@ -14,7 +15,6 @@ import json
 import os
 import sqlite3
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 _SQLITE_CORRUPT = 11
@@ -38,21 +38,6 @@ def is_corrupt(exc: BaseException) -> bool:
 
 def is_full(exc: BaseException) -> bool:
     return _primary_code(exc) == _SQLITE_FULL
-
-
-def move_aside(path: Path, now: datetime) -> Path:
-    """Rename ``path`` (and its WAL and shared-memory files) to ``<name>.corrupt-<UTC time>``."""
-    stamp = now.strftime("%Y%m%dT%H%M%SZ")
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
-    for n in range(2, 1000):
-        if not target.exists():
-            break
-        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
-    for suffix in ("", "-wal", "-shm"):
-        source = Path(f"{path}{suffix}")
-        if source.exists():
-            os.replace(source, f"{target}{suffix}")
-    return target
 
 
 @dataclass

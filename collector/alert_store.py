@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from collector.alerts import Alert
-from plumbing.durable import open_durable
+from plumbing.durable import DurableStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alert (
@@ -42,9 +42,11 @@ class Held:
         return self.resolved_at is None
 
 
-class AlertStore:
+class AlertStore(DurableStore):
+    SCHEMA = _SCHEMA
+
     def __init__(self, path: Path, urls: Sequence[str]) -> None:
-        self._db = open_durable(path, _SCHEMA)
+        super().__init__(path)
         self._rows: dict[str, Held] = {}
         self._by_site: dict[str, set[str]] = {}
         for key, body, resolved in self._db.execute("SELECT key, body, resolved_at FROM alert"):
@@ -142,6 +144,3 @@ class AlertStore:
     def resend_all(self, url: str) -> None:
         """Everything kept is pending for ``url`` again (it was down, or restarted)."""
         self.pending[url] = set(self._rows)
-
-    def close(self) -> None:
-        self._db.close()

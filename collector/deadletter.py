@@ -17,14 +17,12 @@ A replay refused again leaves it kept, with the new reason and a replay count.
 from __future__ import annotations
 
 import base64
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from plumbing.durable import open_durable
+from plumbing.durable import DurableStore, LaterColumns
 
 __all__ = ["DeadLetter", "DeadLetterStore", "Kind", "NewDeadLetter"]
 
@@ -113,14 +111,9 @@ def _row(r: Any) -> DeadLetter:
     )
 
 
-class DeadLetterStore:
-    def __init__(self, path: Path) -> None:
-        self._lock = threading.Lock()
-        self._db = open_durable(path, _SCHEMA)
-        have = {row[1] for row in self._db.execute("PRAGMA table_info(dead_letter)")}
-        for column, decl in _LATER_COLUMNS.items():
-            if column not in have:
-                self._db.execute(f"ALTER TABLE dead_letter ADD COLUMN {column} {decl}")
+class DeadLetterStore(DurableStore):
+    SCHEMA = _SCHEMA
+    LATER_COLUMNS: ClassVar[LaterColumns] = {"dead_letter": _LATER_COLUMNS}
 
     def put(
         self,
@@ -219,7 +212,3 @@ class DeadLetterStore:
                 "UPDATE dead_letter SET replays = replays + 1, reason = ?, detail = ? WHERE id = ?",
                 (reason, detail, id),
             )
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()

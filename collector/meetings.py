@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from collector.state import SiteStates
 from contract.wire import HumanName, Slug, Status, UtcTime
-from plumbing.durable import open_durable
+from plumbing.durable import DurableStore
 from rules import Policy, SiteSnapshot, evaluate, to_status
 from rules.meeting import FAULT_CODES
 from rules.rehearsal import Rehearsal, for_meeting
@@ -85,10 +83,8 @@ class MeetingStatus:
         return json.dumps(head, ensure_ascii=False).encode()[:-1] + b',"points":[' + body + b"]}"
 
 
-class MeetingStore:
-    def __init__(self, path: Path) -> None:
-        self._lock = threading.Lock()
-        self._db = open_durable(path, _SCHEMA)
+class MeetingStore(DurableStore):
+    SCHEMA = _SCHEMA
 
     def create(self, request: MeetingRequest, points: Iterable[str], now: datetime) -> Meeting:
         meeting = Meeting(
@@ -145,10 +141,6 @@ class MeetingStore:
                         site, datetime.fromisoformat(at), bool(passed), tuple(json.loads(problems))
                     )
         return found
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
 
 
 def points_for(request: MeetingRequest, states: SiteStates) -> list[str]:

@@ -7,14 +7,13 @@ verdict says which level it was judged under.
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from contract.wire import HumanName, Slug, UtcTime
-from plumbing.durable import open_durable
+from plumbing.durable import DurableStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS risk_level (
@@ -44,12 +43,13 @@ class RiskEntry(RiskChange):
     set_at: UtcTime
 
 
-class RiskLevels:
+class RiskLevels(DurableStore):
     """Thread-safe; ``level(province)`` is cheap (kept in memory)."""
 
+    SCHEMA = _SCHEMA
+
     def __init__(self, path: Path) -> None:
-        self._lock = threading.Lock()
-        self._db = open_durable(path, _SCHEMA)
+        super().__init__(path)
         self._current: dict[str, int] = {
             province: int(level)
             for province, level in self._db.execute(
@@ -89,7 +89,3 @@ class RiskLevels:
 
     def current(self) -> dict[str, int]:
         return dict(self._current)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()

@@ -14,12 +14,10 @@ One ``Spool`` per file (the totals are kept in memory): one collector process.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
-from types import TracebackType
 
 from collector.line_protocol import count_lines
-from plumbing.durable import open_durable
+from plumbing.durable import DurableStore
 
 __all__ = ["DEFAULT_MAX_BYTES", "Spool"]
 
@@ -40,36 +38,21 @@ INSERT OR IGNORE INTO counter (name, value) VALUES ('dropped_batches', 0), ('dro
 """
 
 
-class Spool:
+class Spool(DurableStore):
     """Durable FIFO of line-protocol batches, bounded by size."""
+
+    SCHEMA = _SCHEMA
 
     def __init__(self, path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         if max_bytes <= 0:
             raise ValueError(f"max_bytes must be > 0, got {max_bytes}")
-        self.path = Path(path)
         self.max_bytes = max_bytes
-        self._lock = threading.Lock()
-        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE … COMMIT).
-        self._db = open_durable(self.path, _SCHEMA)
+        # Transactions are explicit (BEGIN IMMEDIATE … COMMIT).
+        super().__init__(path)
         # Totals kept in memory so put() needs no SUM over the table.
         self._depth, self._lines, self._bytes = self._db.execute(
             "SELECT count(*), coalesce(sum(n_lines), 0), coalesce(sum(n_bytes), 0) FROM batch"
         ).fetchone()
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def __enter__(self) -> Spool:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def put(self, lines: str) -> None:
         """Store a batch; it is on disk when this returns. Empty batches are ignored."""

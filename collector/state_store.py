@@ -43,7 +43,7 @@ from collector.readiness import Verdicts
 from collector.state import SiteStates
 from collector.state_codec import FORMAT, held_from_json, held_json, site_from_json, site_json
 from contract.wire import Status
-from plumbing.durable import open_durable
+from plumbing.durable import DurableStore, move_aside, open_durable
 from rules import SiteSnapshot
 from rules.hysteresis import Held
 
@@ -85,8 +85,10 @@ class _Site:
     encoded: bytes | None
 
 
-class StateStore:
+class StateStore(DurableStore):
     """Saves what changed, periodically and at stop; restores everything at start."""
+
+    SCHEMA = _SCHEMA
 
     def __init__(
         self,
@@ -98,12 +100,10 @@ class StateStore:
         save_every_s: float,
         stopping: threading.Event | None = None,
     ) -> None:
-        self.path = path
         self.states = states
         self.verdicts = verdicts
         self.save_every_s = save_every_s
         self.stopping = stopping or threading.Event()
-        self._lock = threading.Lock()  # one save at a time; guards the connection
         self._retry: set[str] = set()  # taken for a save that failed: saved with the next one
         self._logged: set[str] = set()
         self.restored = Gauge(
@@ -120,7 +120,7 @@ class StateStore:
             "State files SQLite could not read, moved aside for a fresh one",
             registry=registry,
         )
-        self._db = self._open()
+        super().__init__(path)  # its lock: one save at a time; guards the connection
 
     # --- the file --------------------------------------------------------------------
 
@@ -134,19 +134,14 @@ class StateStore:
             return open_durable(self.path, _SCHEMA)
 
     def _set_aside(self, exc: Exception) -> None:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        for suffix in ("", "-wal", "-shm"):
-            part = self.path.with_name(self.path.name + suffix)
-            if part.exists():
-                part.rename(part.with_name(f"{part.name}.unreadable-{stamp}"))
+        moved = move_aside(self.path, datetime.now(UTC), "unreadable")
         self.set_aside.inc()
         log.error(
-            "state file %s unreadable (%s): set aside as %s.unreadable-%s; starting empty "
+            "state file %s unreadable (%s): set aside as %s; starting empty "
             "(sites are unknown until they report)",
             self.path,
             exc,
-            self.path.name,
-            stamp,
+            moved.name,
         )
 
     # --- restore ---------------------------------------------------------------------
@@ -281,8 +276,7 @@ class StateStore:
             )
         except Exception as exc:
             log.error("could not save the state at stop: %s", exc)
-        with self._lock:
-            self._db.close()
+        super().close()
 
 
 def _decode(row: _Row) -> _Site:
