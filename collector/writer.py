@@ -2,7 +2,7 @@
 
 ``write_durably`` returns only once the batch is in one of them, so the caller
 may then acknowledge the MQTT messages behind it. InfluxDB gets a few quick
-attempts (exponential backoff with jitter, bounded in count and time) and the
+attempts (``plumbing.backoff``, bounded in count and time) and the
 batch is spooled if it is still unavailable. After a spooled batch the writer
 stops waiting on InfluxDB: new batches go straight to the spool, with one
 attempt per ``probe_interval_s``, so an outage does not slow the broker pipe
@@ -31,6 +31,7 @@ from typing import Literal, Protocol
 from collector.influx import InfluxBatchTooLarge, InfluxUnavailable, WriteResult
 from collector.line_protocol import count_lines
 from collector.spool import Spool
+from plumbing.backoff import Backoff
 
 __all__ = ["InfluxWriter", "LineWriter", "Outcome", "Refusal", "WriterCounters"]
 
@@ -119,7 +120,10 @@ class InfluxWriter:
         self._last_contact = clock()
         self._sleep = sleep
         self._clock = clock
-        self._rng = rng or random.Random()
+        # At least half the ceiling: a retry within the budget still gives InfluxDB time.
+        self._backoff = Backoff(
+            base_delay_s, max_delay_s, jitter=0.5, rand=(rng or random.Random()).uniform
+        )
         self._lock = threading.Lock()  # counters and the outage state
         self._drain_lock = threading.Lock()  # one drain at a time: no batch sent twice
         self._down_until: float | None = None  # set while InfluxDB is known to be down
@@ -128,11 +132,6 @@ class InfluxWriter:
     def influx_down(self) -> bool:
         """True after a batch was spooled, until InfluxDB takes one again."""
         return self._down_until is not None
-
-    def backoff_s(self, retry: int) -> float:
-        """Delay before retry ``retry`` (1, 2, …): exponential, capped, jittered in [½, 1]."""
-        delay: float = min(self.max_delay_s, self.base_delay_s * 2.0 ** (retry - 1))
-        return delay * (0.5 + 0.5 * self._rng.random())
 
     def probe(self) -> bool:
         """On an idle tick: ping InfluxDB when nothing was heard of it for a probe interval,
@@ -170,7 +169,7 @@ class InfluxWriter:
         tried = 0
         while tried < attempts:
             if tried:
-                delay = self.backoff_s(tried)
+                delay = self._backoff.delay(tried - 1)
                 if self._clock() + delay - start > self.budget_s:
                     break
                 self._sleep(delay)
