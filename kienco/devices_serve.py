@@ -35,6 +35,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from contract.wire import Slug
+from kienco.local_services import free_port
 from plumbing.config_errors import load_yaml_model
 from plumbing.data import firmware_configs
 
@@ -50,16 +51,6 @@ Word = Annotated[int, Field(ge=0, le=0xFFFF)]
 
 class SimulatorError(RuntimeError):
     """A simulator would not start; the message says why (and how to install what is missing)."""
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A loopback port nothing listens on now.
-
-    Not kienco.local_services': that module needs httpx, which an edge box lacks.
-    """
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 class ModbusRecording(BaseModel):

@@ -18,9 +18,9 @@ from kienco.devices_serve import (
     ModbusRecording,
     ModbusSimulator,
     SimulatorError,
-    free_port,
     load_recording,
 )
+from kienco.local_services import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 RECORDINGS = REPO / "firmware-configs" / "recordings"
