@@ -225,7 +225,7 @@ def measure_api(args: argparse.Namespace, workdir: Path, broker: Mosquitto) -> d
             },
             "influx": None,
             "data_dir": str(workdir / "api-collector"),
-            "http": {"host": "127.0.0.1", "port": 0},
+            "http": {"host": "127.0.0.1", "port": 0, "anonymous_read": True},
         }
     )
     collector = Collector(config)

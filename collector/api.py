@@ -1,126 +1,140 @@
-"""The collector's HTTP API, its /metrics, and a health check.
+"""The collector's HTTP server: uvicorn in the collector's process, in a thread that cannot die.
 
-    GET  /api/v1/readiness[?province=hp&kind=meeting_point&verdict=not_ready]
-    GET  /api/v1/sites/{site}
-    GET  /api/v1/risk[?province=hp]          current levels and their history
-    POST /api/v1/risk                        {"province", "level", "reason", "set_by"}
-    GET  /api/v1/meetings                    planned meetings
-    POST /api/v1/meetings                    {"title", "starts_at", "duration_s", "province", ...}
-    GET  /api/v1/meetings/{id}               N of M points ready, and why not
-    POST /api/v1/meetings/{id}/rehearse      ask every point to run its pre-meeting check
-    GET  /api/v1/whatif/grid-off?province=hp[&at=ISO&hours=12&meeting_s=S]  who goes dark
-    GET  /api/v1/throughput?bytes=N          N incompressible bytes (an agent's download test)
-    POST /api/v1/throughput                  a capped upload sink: {"bytes", "seconds"}
-    GET  /api/v1/deadletter[?reason=R&all=1&limit=N]  rejected messages kept, newest first
-    GET  /api/v1/deadletter/{id}             one, with its payload
-    POST /api/v1/deadletter/replay           {"reason", "id"}: drive kept ones through again
-    GET  /metrics                            Prometheus text format
-    GET  /healthz                            200 when all is well, else 503 and what is wrong
+The application (the API, the board, /metrics, /healthz) is collector/web/app.py;
+this module serves it:
 
-Each request is a step of the collector's ``api`` loop (collector/supervision.py):
-an error is logged once per kind, counted, and answered 500 with a JSON error.
-A POST needs the admin token (``Authorization: Bearer …``), always: without a
-configured token the API is read-only. Being on the collector's machine is no
-credential (a reverse proxy on that host would make every one of its clients an
-admin). The standard library's threading HTTP server is enough: answers come
-from cached JSON.
+- The listening socket is bound here, at construction: port 0 picks a free port,
+  known at once as ``Api.port`` and ``Api.url``, and connections made before the
+  server runs wait in the backlog instead of being refused.
+- uvicorn runs as a long-lived loop of the supervisor (collector/supervision.py):
+  should it ever stop while the collector runs, that is logged, counted as an
+  error of the ``api`` loop, and it is started again on the same socket.
+  /healthz shows its state (``http``: serving, restarts, connections).
+- Bounds: at most ``max_connections`` connections answered (503 beyond); a
+  connection must finish its request's headers within :data:`HEADERS_TIMEOUT_S`
+  (no slow-loris holding it open); an idle keep-alive connection closes after
+  :data:`KEEP_ALIVE_S`; a body left unread behind an answer is drained for at
+  most :data:`LINGER_S`; each request has its timeout (collector/web/guard.py)
+  and waits for one of a bounded number of worker threads
+  (collector/web/workers.py).
 """
 
 from __future__ import annotations
 
-import hmac
-import json
-import re
+import asyncio
+import logging
+import socket
 import threading
 from collections.abc import Callable
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
-from urllib.parse import parse_qs, urlsplit
+from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ValidationError
+import h11
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from collector.health import Health
-from collector.meetings import MeetingRequest
-from collector.replay import ReplayRequest
-from collector.risk import RiskChange
-from collector.supervision import Loop
-from collector.throughput import PATH as THROUGHPUT_PATH
-from collector.throughput import ThroughputHandler
-from contract.wire import SLUG_PATTERN, utc_now
+from collector.supervision import Loop, Supervisor
+from collector.web.guard import ASGIApp
 
-READINESS_FILTERS = ("province", "kind", "verdict")
-WRITES_DISABLED = (
-    "this collector is read-only: no admin token is configured. "
-    "Fix: set http.admin_token in the collector's config (e.g. {env: KIENCO_ADMIN_TOKEN})"
-)
-TOKEN_MISSING = (
-    "changes need the admin token: send 'Authorization: Bearer <token>' "
-    "(the kienco CLI sends $KIENCO_ADMIN_TOKEN, or --token-file)"
-)
-TOKEN_WRONG = "the admin token is wrong"
-_SLUG = re.compile(SLUG_PATTERN)
-Reply = tuple[HTTPStatus, bytes]
+__all__ = ["HEADERS_TIMEOUT_S", "KEEP_ALIVE_S", "LINGER_S", "Api"]
+
+log = logging.getLogger("kienco.collector.http")
+
+HEADERS_TIMEOUT_S = 10.0
+KEEP_ALIVE_S = 5
+LINGER_S = 2.0
+BACKLOG = 1024
+_STOP_WAIT_S = 10.0
 
 
-class Backend(Protocol):
-    """What the API asks of the collector (collector/service.py)."""
+class _BoundedH11(H11Protocol):
+    """uvicorn's HTTP/1.1 with the two timeouts it lacks: headers, and a body left unread."""
 
-    def api_get(self, parts: list[str], query: dict[str, str]) -> Reply: ...
-    def api_post(self, parts: list[str], body: BaseModel | None) -> Reply: ...
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm(HEADERS_TIMEOUT_S)
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.transport.is_closing():
+            return
+        theirs, ours = self.conn.their_state, self.conn.our_state
+        if theirs is h11.IDLE:
+            self._arm(HEADERS_TIMEOUT_S)  # waiting for (the rest of) a request's headers
+        elif theirs is h11.SEND_BODY and ours is h11.DONE:
+            self._arm(LINGER_S)  # answered; the rest of the body is read and dropped a while
+        else:
+            self._disarm()  # a request is being worked on: the app's own timeout holds
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self, seconds: float) -> None:
+        if self._deadline is None:
+            self._deadline = self.loop.call_later(seconds, self._expire)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expire(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        theirs, ours = self.conn.their_state, self.conn.our_state
+        if theirs is h11.IDLE or (theirs is h11.SEND_BODY and ours is h11.DONE):
+            self.transport.close()
 
 
-def json_reply(status: HTTPStatus, payload: object) -> Reply:
-    return status, json.dumps(payload, ensure_ascii=False).encode()
-
-
-def _not_found(path: str) -> Reply:
-    return json_reply(HTTPStatus.NOT_FOUND, {"error": f"no such path: {path}"})
-
-
-def readiness_reply(selected: list[Any], encoded: bytes) -> Reply:
-    counts: dict[str, int] = {}
-    for status in selected:
-        counts[status.verdict] = counts.get(status.verdict, 0) + 1
-    head = json.dumps(
-        {"generated_at": utc_now().isoformat(), "count": len(selected), "counts": counts}
-    ).encode()
-    return HTTPStatus.OK, head[:-1] + b',"sites":' + encoded + b"}"
-
-
-# POST bodies by route: validated before the backend sees them.
-_BODIES: dict[tuple[str, ...], type[BaseModel]] = {
-    ("risk",): RiskChange,
-    ("meetings",): MeetingRequest,
-    ("deadletter", "replay"): ReplayRequest,
-}
+def _listen(host: str, port: int) -> socket.socket:
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 class Api:
-    """Serves the API on ``host:port`` in a daemon thread; ``port`` 0 picks a free one."""
+    """Serves ``app`` on ``host:port`` as the supervisor's ``loop``; ``port`` 0 picks one."""
 
     def __init__(
         self,
-        backend: Backend,
-        registry: Any,
+        app: ASGIApp,
         *,
-        health: Callable[[], Health],
+        supervisor: Supervisor,
         loop: Loop,
-        admin_token: str | None = None,
         host: str = "127.0.0.1",
         port: int = 9108,
+        max_connections: int = 500,
     ) -> None:
-        handler = _handler(backend, registry, health, loop, admin_token)
-        self.server = ThreadingHTTPServer((host, port), handler)
-        self.server.daemon_threads = True
-        self.port = int(self.server.server_address[1])
+        self.app = app
         self.host = host
-        self._thread = threading.Thread(target=self.server.serve_forever, name="api", daemon=True)
+        self.max_connections = max_connections
+        self._socket = _listen(host, port)
+        self.port = int(self._socket.getsockname()[1])
+        self._loop = loop
+        self._stopping = threading.Event()
+        self._server: uvicorn.Server | None = None
+        self._runs = 0
+        self._thread = supervisor.spawn(loop, self._serve, daemon=True)
+        self.web: Any = None  # the FastAPI application inside the Guard, once made
+        self.on_stop: list[Callable[[], None]] = []  # what the server's parts close
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        host = "[::1]" if host == "::" else f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
 
     def start(self) -> None:
         self._thread.start()
@@ -129,128 +143,56 @@ class Api:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    def state(self) -> dict[str, Any]:
+        """What /healthz shows of the server."""
+        server = self._server
+        running = server is not None and server.started and not server.should_exit
+        return {
+            "url": self.url,
+            "serving": bool(running and self.alive),
+            "restarts": max(0, self._runs - 1),
+            "connections": len(server.server_state.connections) if server else 0,
+            "max_connections": self.max_connections,
+        }
+
+    def _serve(self) -> bool:
+        """One run of uvicorn; True to run it again (it stopped while the collector runs)."""
+        config = uvicorn.Config(
+            self.app,
+            http=_BoundedH11,
+            loop="asyncio",
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            limit_concurrency=self.max_connections,
+            timeout_keep_alive=KEEP_ALIVE_S,
+            timeout_graceful_shutdown=5,
+            # X-Forwarded-Proto from a TLS proxy on this machine marks the request https
+            # (so the session cookie is Secure); from anywhere else it is ignored.
+            proxy_headers=True,
+            forwarded_allow_ips="127.0.0.1,::1",
+        )
+        server = uvicorn.Server(config)
+        self._server = server
+        self._runs += 1
+        if self._stopping.is_set():
+            return False
+        try:
+            # A duplicate of the socket: uvicorn closes what it is given when it stops.
+            server.run(sockets=[self._socket.dup()])
+        except SystemExit as exc:  # uvicorn exits on a failed start-up: not in our thread
+            raise RuntimeError(f"the HTTP server could not start (exit {exc.code})") from None
+        if self._stopping.is_set():
+            return False
+        raise RuntimeError("the HTTP server stopped while the collector runs; started again")
+
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def _handler(
-    backend: Backend,
-    registry: Any,
-    health: Callable[[], Health],
-    loop: Loop,
-    admin_token: str | None,
-) -> type[BaseHTTPRequestHandler]:
-    throughput = ThroughputHandler()
-
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "kienco"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return  # access logs would drown the collector's own log
-
-        def do_GET(self) -> None:
-            self._guarded(self._get)
-
-        def do_POST(self) -> None:
-            self._guarded(self._post)
-
-        def _guarded(self, answer: Callable[[], None]) -> None:
-            """Answer as a step of the api loop; whatever raises gets a 500, not a dropped
-            connection (unless the reply had already begun)."""
-            self._replied = False
-            error: str | None = None
-            with loop.step():
-                try:
-                    answer()
-                except Exception as exc:
-                    error = f"{type(exc).__name__}: {exc}"[:500]
-                    raise  # the step logs and counts it
-            if error is not None and not self._replied:
-                failed = json_reply(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": error})
-                loop.attempt(self._reply, failed)  # the client may be gone: counted, no more
-
-        _replied = False
-
-        def send_response(self, code: int, message: str | None = None) -> None:
-            self._replied = True
-            super().send_response(code, message)
-
-        def _get(self) -> None:
-            url = urlsplit(self.path)
-            parts = [p for p in url.path.split("/") if p]
-            if url.path == THROUGHPUT_PATH:  # streamed: not through the JSON replies
-                throughput.get(self, url.query)
-            elif parts == ["metrics"]:
-                self._send(HTTPStatus.OK, generate_latest(registry), CONTENT_TYPE_LATEST)
-            elif parts == ["healthz"]:
-                now = health()
-                code = HTTPStatus.OK if now.ok else HTTPStatus.SERVICE_UNAVAILABLE
-                self._reply(json_reply(code, now.body))
-            elif parts[:2] == ["api", "v1"] and all(_SLUG.fullmatch(p) for p in parts[2:]):
-                query = {key: values[-1] for key, values in parse_qs(url.query).items()}
-                self._reply(backend.api_get(parts[2:], query))
-            else:
-                self._reply(
-                    json_reply(HTTPStatus.NOT_FOUND, {"error": f"no such path: {url.path}"})
-                )
-
-        def _post(self) -> None:
-            url = urlsplit(self.path)
-            if url.path == THROUGHPUT_PATH:  # agents are not admins; it changes nothing, capped
-                throughput.post(self, url.query)
-                return
-            parts = [p for p in url.path.split("/") if p]
-            if parts[:2] != ["api", "v1"] or not all(_SLUG.fullmatch(p) for p in parts[2:]):
-                self._reply(
-                    json_reply(HTTPStatus.NOT_FOUND, {"error": f"no such path: {self.path}"})
-                )
-                return
-            refused = self._refusal()
-            if refused is not None:
-                self._reply(refused)
-                return
-            model = _BODIES.get(tuple(parts[2:]))
-            body: BaseModel | None = None
-            if model is not None:
-                length = int(self.headers.get("Content-Length") or 0)
-                try:
-                    body = model.model_validate_json(self.rfile.read(min(length, 1 << 20)))
-                except ValidationError as exc:
-                    problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-                    self._reply(
-                        json_reply(
-                            HTTPStatus.BAD_REQUEST,
-                            {"error": "invalid request", "problems": problems},
-                        )
-                    )
-                    return
-            self._reply(backend.api_post(parts[2:], body))
-
-        def _refusal(self) -> Reply | None:
-            """Why this request may not change anything, or None when it may."""
-            if admin_token is None:
-                return json_reply(HTTPStatus.FORBIDDEN, {"error": WRITES_DISABLED})
-            given = self.headers.get("Authorization")
-            if given is None:
-                return json_reply(HTTPStatus.UNAUTHORIZED, {"error": TOKEN_MISSING})
-            if not hmac.compare_digest(given.encode(), f"Bearer {admin_token}".encode()):
-                return json_reply(HTTPStatus.FORBIDDEN, {"error": TOKEN_WRONG})
-            return None
-
-        def _reply(self, reply: Reply) -> None:
-            self._send(reply[0], reply[1], "application/json")
-
-        def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            if status == HTTPStatus.UNAUTHORIZED:
-                self.send_header("WWW-Authenticate", 'Bearer realm="kienco"')
-            self.end_headers()
-            self.wfile.write(body)
-
-    return Handler
-
-
-__all__ = ["READINESS_FILTERS", "Api", "Backend", "Reply", "json_reply", "readiness_reply"]
+        self._stopping.set()
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(_STOP_WAIT_S)
+        self._socket.close()
+        for close in self.on_stop:
+            close()

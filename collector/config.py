@@ -6,14 +6,23 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
+from collector.web.roles import Role, parse_role
+from collector.web.tokens import MIN_TOKEN_CHARS, KeptToken, TokenBook, parse_pbkdf2, sha256_digest
 from contract.wire import Slug
 from plumbing.config_errors import ConfigError, load_yaml_model
 from plumbing.mqtt_endpoint import MqttEndpoint
 from plumbing.secrets import SecretRef
 
-MIN_TOKEN_CHARS = 16  # a token anyone can guess protects nothing
+ADMIN_TOKEN_NAME = "admin"  # the name http.admin_token's token goes by
 
 
 class _Strict(BaseModel):
@@ -82,14 +91,89 @@ class BatchConfig(_Strict):
     max_delay_s: Annotated[float, Field(gt=0, le=60)] = 0.25
 
 
+class TokenEntry(_Strict):
+    """One role token, kept hashed (``kienco token new`` prints such an entry)."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")] = Field(
+        description="who holds it: shown as who set a risk level or planned a meeting"
+    )
+    role: str = Field(description="noc, ministry, admin or province:<code> (e.g. province:hp)")
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = Field(
+        default=None, description="hex SHA-256 of a random token (kienco token new)"
+    )
+    pbkdf2: str | None = Field(
+        default=None, description="pbkdf2_sha256$… of a chosen token (kienco token hash)"
+    )
+
+    @field_validator("role")
+    @classmethod
+    def _role(cls, value: str) -> str:
+        return str(parse_role(value))
+
+    @model_validator(mode="after")
+    def _one_hash(self) -> TokenEntry:
+        if (self.sha256 is None) == (self.pbkdf2 is None):
+            raise ValueError(
+                f"token {self.name!r}: give exactly one of sha256 or pbkdf2 "
+                "(`kienco token new --name N --role R` prints a whole entry)"
+            )
+        if self.pbkdf2 is not None:
+            parse_pbkdf2(self.pbkdf2)
+        return self
+
+    def kept(self) -> KeptToken:
+        return KeptToken(
+            self.name,
+            parse_role(self.role),
+            sha256=bytes.fromhex(self.sha256) if self.sha256 else None,
+            pbkdf2=parse_pbkdf2(self.pbkdf2) if self.pbkdf2 else None,
+        )
+
+
 class HttpListen(_Strict):
+    """The API, the board, /metrics and /healthz (collector/web/)."""
+
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 9108
+    tokens: tuple[TokenEntry, ...] = Field(
+        default=(),
+        description="who may read and change what: [{name, role, sha256 | pbkdf2}]; "
+        "no loopback bypass, no token no change",
+    )
     admin_token: SecretRef | None = Field(
         default=None,
-        description="required as 'Authorization: Bearer …' for every change (risk levels, "
-        "meetings, rehearsals); without it the API is read-only, even from this machine",
+        description="an older form, still read: a token of role admin named 'admin', kept "
+        "as given (prefer a hashed entry in tokens); sent as 'Authorization: Bearer …'",
     )
+    anonymous_read: bool = Field(
+        default=False,
+        description="true: anyone who reaches the port reads every province (as before "
+        "roles). false: reads need a token too, so a province's data stays its own. "
+        "The agents' throughput test, /healthz and /metrics never need one",
+    )
+    session_hours: Annotated[float, Field(gt=0, le=24 * 90)] = Field(
+        default=12.0, description="a board login lasts this long unused (each use renews it)"
+    )
+    max_connections: Annotated[int, Field(ge=4, le=100_000)] = Field(
+        default=500, description="open connections; beyond it a request is answered 503"
+    )
+    handler_threads: Annotated[int, Field(ge=1, le=256)] = Field(
+        default=8, description="requests worked on at once (the rest wait their turn)"
+    )
+    request_timeout_s: Annotated[float, Field(gt=0, le=600)] = Field(
+        default=30.0,
+        description="a request (headers, body, answer) must be done within it, or it is "
+        "cut (the throughput test has its own caps)",
+    )
+
+    @field_validator("tokens")
+    @classmethod
+    def _unique(cls, value: tuple[TokenEntry, ...]) -> tuple[TokenEntry, ...]:
+        names = [t.name for t in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"token names given twice: {twice}; fix: one entry per name")
+        return value
 
     def revealed_token(self) -> str | None:
         """The admin token, checked; ConfigError naming the key, what is wrong and the fix."""
@@ -106,10 +190,26 @@ class HttpListen(_Strict):
                 [
                     f"http.admin_token: {len(token)} characters ({self.admin_token!r}), too "
                     f"easy to guess. Fix: use at least {MIN_TOKEN_CHARS} random characters, "
-                    "e.g. from `openssl rand -hex 16`"
+                    "e.g. from `kienco token new` or `openssl rand -hex 16`"
                 ],
             )
         return token
+
+    def token_book(self) -> TokenBook:
+        """Every token the collector takes: ``tokens``, and ``admin_token`` as 'admin'."""
+        kept = [entry.kept() for entry in self.tokens]
+        admin = self.revealed_token()
+        if admin is not None:
+            if any(entry.name == ADMIN_TOKEN_NAME for entry in self.tokens):
+                raise ConfigError(
+                    "collector config",
+                    [
+                        f"http.admin_token and a token named {ADMIN_TOKEN_NAME!r} in "
+                        "http.tokens: the old key is that token. Fix: keep one of them"
+                    ],
+                )
+            kept.append(KeptToken(ADMIN_TOKEN_NAME, Role("admin"), sha256=sha256_digest(admin)))
+        return TokenBook(kept)
 
 
 class StatusConfig(_Strict):
@@ -233,7 +333,9 @@ class CollectorConfig(_Strict):
     status: StatusConfig = StatusConfig()
     state: StateConfig = StateConfig()
     summaries: SummariesConfig = SummariesConfig()
-    http: HttpListen = Field(default=HttpListen(), description="readiness API and /metrics")
+    http: HttpListen = Field(
+        default=HttpListen(), description="the API, the board, /metrics and /healthz"
+    )
     alerts: AlertsConfig | None = Field(
         default=None, description="null: no alerts; else where Alertmanager is, and links"
     )

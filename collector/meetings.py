@@ -13,9 +13,9 @@ import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from collector.state import SiteStates
 from contract.wire import HumanName, Slug, Status, UtcTime
@@ -51,6 +51,15 @@ class MeetingRequest(BaseModel):
         default=(), description="empty: every meeting point known in the province"
     )
     created_by: HumanName = "kienco"
+
+    @field_validator("starts_at")
+    @classmethod
+    def _plausible(cls, value: datetime) -> datetime:
+        # History stores it as int64 nanoseconds (years 1678-2262): a typo like 0119
+        # must be a 400 naming the field, not a failure to store.
+        if not 2000 <= value.year <= 2200:
+            raise ValueError(f"a meeting starts between 2000 and 2200, not in {value.year}")
+        return value
 
 
 class Meeting(MeetingRequest):
@@ -143,7 +152,11 @@ class MeetingStore(DurableStore):
         return found
 
 
-def points_for(request: MeetingRequest, states: SiteStates) -> list[str]:
+class KnownSites(Protocol):
+    def all(self) -> list[SiteSnapshot]: ...
+
+
+def points_for(request: MeetingRequest, states: KnownSites) -> list[str]:
     """The meeting's points: as given, else every meeting point known in its province."""
     if request.points:
         return list(request.points)

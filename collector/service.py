@@ -35,7 +35,6 @@ from collector.config import CollectorConfig
 from collector.deadletter import DeadLetterStore
 from collector.decode import Decoded, Rejected, decode
 from collector.delivery import Delivery, NoHistory, Pending
-from collector.endpoints import Endpoints
 from collector.health import Health, assess
 from collector.history import meeting_point, rehearsal_point
 from collector.influx import InfluxV1Client
@@ -44,6 +43,7 @@ from collector.line_protocol import Point, encode_many
 from collector.meetings import (
     Meeting,
     MeetingRequest,
+    MeetingStatus,
     MeetingStore,
     meeting_status,
     rehearsal_from,
@@ -58,11 +58,16 @@ from collector.state import SiteStates
 from collector.state_store import open_and_restore
 from collector.summaries import Summaries
 from collector.supervision import Loop, Supervisor
+from collector.web.ports import AreaLevel, Desks
+from collector.web.serve import make_api
+from collector.whatif_route import WhatIfQuery
 from collector.writer import InfluxWriter
 from contract.topics import topic as topic_of
 from contract.wire import Command, Event, Meta, Report, State, Status, utc_now
 from plumbing.untrusted import one_line
 from rules import Policy, SiteSnapshot, load_policy
+from rules.compliance import ComplianceReport, build_report
+from rules.whatif import WhatIf, forecast
 
 log = logging.getLogger("kienco.collector")
 
@@ -234,12 +239,32 @@ class Collector:
 
     def health(self) -> Health:
         """What /healthz says: broker, InfluxDB, and every loop alive and beating."""
-        return assess(
+        health = assess(
             broker_connected=self._connected.is_set(),
             influx_configured=self.influx is not None,
             influx_down=self.writer.influx_down,
             spooled_batches=self.spool.depth() if self.spool is not None else 0,
             loops=self.supervisor.health(),
+        )
+        if self.api is not None:
+            health.body["http"] = self.api.state()
+        return health
+
+    def desks(self) -> Desks:
+        """What the API and the board may use of this collector (collector/web/ports.py)."""
+        return Desks(
+            statuses=self.verdicts,
+            sites=self.states,
+            risk=self.risk,
+            set_risk=self.set_risk,
+            meetings=self.meetings,
+            plan_meeting=self.plan_meeting,
+            judge_meeting=self.judge_meeting,
+            request_rehearsal=self.request_rehearsal,
+            compliance=self.compliance_report,
+            dead_letters=self.dead_letters,
+            replay=self.replayer.replay,
+            whatif=self.whatif,
         )
 
     # --- lifecycle -----------------------------------------------------------------
@@ -253,15 +278,15 @@ class Collector:
                     "InfluxDB %s not reachable at start (%s); spooling", self.influx.url, exc
                 )
         if serve_http:
-            http = self.config.http
-            self.api = Api(
-                Endpoints(self),
-                self.metrics.registry,
-                health=self.health,
+            self.api = make_api(
+                self.config.http,
+                self.desks(),
+                data_dir=self.config.data_dir,
+                registry=self.metrics.registry,
+                health=lambda: (h := self.health(), (h.ok, h.body))[1],
+                supervisor=self.supervisor,
                 loop=self._loops["api"],
-                admin_token=http.revealed_token(),
-                host=http.host,
-                port=http.port,
+                clock=self.clock,
             )
             self.api.start()
         self._sweeper_thread.start()
@@ -562,6 +587,37 @@ class Collector:
         )
         self.delivery.queue_lines(encode_many([point]))
         return meeting
+
+    def judge_meeting(self, meeting: Meeting) -> MeetingStatus:
+        """Every point of the meeting judged for it now, with its latest rehearsal."""
+        return meeting_status(
+            meeting, self.states, self.meetings, self.policy, self.clock(), risk_level=self.risk_of
+        )
+
+    def compliance_report(self, province: str, area_level: AreaLevel | None) -> ComplianceReport:
+        return build_report(
+            {s.site: s for s in self.states.all()},
+            self.inventory,
+            self.policy,
+            self.clock(),
+            province=province,
+            area_level=area_level,
+            policy_source=str(self.config.policy or "rules/default-policy.yaml"),
+        )
+
+    def whatif(self, query: WhatIfQuery) -> WhatIf:
+        """Mains forced off in a province: who goes dark by when (rules/whatif.py)."""
+        return forecast(
+            self.states.all(),
+            self.policy,
+            self.clock(),
+            province=query.province,
+            at=query.at,
+            hours=query.hours,
+            meeting_s=query.meeting_s,
+            risk_level=self.risk_of,
+            hardened_listed=self.inventory,
+        )
 
     def _record_rehearsal(self, meeting_id: str, site: str, now: datetime) -> list[Point]:
         """A point says its check ran: judge it for the meeting now and keep the result."""

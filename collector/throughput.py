@@ -8,13 +8,16 @@
 Both are capped (:data:`MAX_BYTES`) and at most :data:`MAX_CONCURRENT` tests run
 at once; a test over the limit gets 503 at once, so thousands of points testing
 on the hour cannot take the collector's threads from the reports.
-:class:`ThroughputHandler` writes the answers on any ``BaseHTTPRequestHandler``:
-the collector's API routes to it, and :class:`ThroughputServer` serves it alone,
-for tests and for a centre that runs no API.
+What is decided here (:func:`requested_bytes`, :func:`download`, :func:`upload`,
+:func:`upload_stream`) is served by the collector's own server through
+collector/web/throughput_routes.py; :class:`ThroughputHandler` writes the same
+answers on any ``BaseHTTPRequestHandler``, and :class:`ThroughputServer` serves
+them alone, for tests and for a centre that runs no collector API.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import math
@@ -22,7 +25,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,7 +65,7 @@ class UploadResult:
         return json.dumps({"bytes": self.n_bytes, "seconds": round(self.seconds, 6)}).encode()
 
 
-def _query_number(query: str, key: str, low: float, high: float, example: str) -> float | None:
+def query_number(query: str, key: str, low: float, high: float, example: str) -> float | None:
     values = parse_qs(query).get(key)
     if not values:
         return None
@@ -80,7 +83,7 @@ def _query_number(query: str, key: str, low: float, high: float, example: str) -
 def requested_bytes(query: str, *, cap: int = MAX_BYTES) -> int:
     """The ``bytes`` of a download query, checked: 1 ≤ N ≤ cap."""
     use = f"?bytes=N with 1 ≤ N ≤ {cap}, e.g. ?bytes=2000000"
-    n_bytes = _query_number(query, "bytes", 1, cap, use)
+    n_bytes = query_number(query, "bytes", 1, cap, use)
     if n_bytes is None or not n_bytes.is_integer():
         raise ThroughputRequestError(HTTPStatus.BAD_REQUEST, f"give {use}")
     return int(n_bytes)
@@ -163,6 +166,47 @@ def upload(
     return UploadResult(n_bytes=got, seconds=clock() - started, complete=complete)
 
 
+async def upload_stream(
+    chunks: AsyncIterator[bytes],
+    *,
+    length: int | None,
+    chunked: bool = False,
+    max_s: float | None = None,
+    cap: int = MAX_BYTES,
+    clock: Clock = time.perf_counter,
+) -> UploadResult:
+    """:func:`upload` for a body the server has already unframed (collector/web/)."""
+    if not chunked and length is None:
+        raise ThroughputRequestError(
+            HTTPStatus.LENGTH_REQUIRED, "send the body with a Content-Length or chunked"
+        )
+    if length is not None and length > cap:
+        raise ThroughputRequestError(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"Content-Length {length} is over {cap} bytes"
+        )
+    started = clock()
+    deadline = started + (MAX_S if max_s is None else min(max_s, MAX_S))
+    got = 0
+    complete = False
+    iterator = aiter(chunks)
+    while got < cap:
+        left = deadline - clock()
+        if left <= 0:
+            break
+        try:
+            # A sender that stalls is waited for only until the window closes.
+            chunk = await asyncio.wait_for(anext(iterator), left)
+        except StopAsyncIteration:
+            complete = True
+            break
+        except (TimeoutError, OSError):
+            break
+        got += len(chunk)
+    if got > cap:
+        got, complete = cap, False
+    return UploadResult(n_bytes=got, seconds=clock() - started, complete=complete)
+
+
 class ThroughputHandler:
     """Answers the two throughput routes on a ``BaseHTTPRequestHandler``; thread-safe."""
 
@@ -216,7 +260,7 @@ class ThroughputHandler:
             self._busy(http)
             return
         try:
-            max_s = _query_number(query, "max_s", 0.01, MAX_S, f"0 < max_s ≤ {MAX_S:g}")
+            max_s = query_number(query, "max_s", 0.01, MAX_S, f"0 < max_s ≤ {MAX_S:g}")
             http.connection.settimeout(SOCKET_TIMEOUT_S)
             result = upload(
                 http.rfile,

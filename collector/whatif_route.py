@@ -5,25 +5,22 @@
 
 ``at`` (ISO 8601 with its offset; default now, never before now) is when mains are
 forced off in the province; ``hours`` the horizon (default 12); ``meeting_s`` the
-meeting the province's points must hold from ``at`` (default the policy's). Read-only:
-it changes nothing, so it needs no token.
+meeting the province's points must hold from ``at`` (default the policy's). A read:
+whoever may read the province (collector/endpoints.py answers it, by role).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
-from http import HTTPStatus
-from typing import TYPE_CHECKING
 
 from pydantic import TypeAdapter
 
-from collector.api import Reply, json_reply
 from contract.wire import SLUG_PATTERN
-from rules.whatif import WhatIf, forecast
+from rules.whatif import WhatIf
 
-if TYPE_CHECKING:
-    from collector.service import Collector
+__all__ = ["MAX_HOURS", "PARAMS", "WHATIF_JSON", "BadQuery", "WhatIfQuery", "parse_query"]
 
 WHATIF_JSON: TypeAdapter[WhatIf] = TypeAdapter(WhatIf)
 PARAMS = ("province", "at", "hours", "meeting_s")
@@ -61,33 +58,25 @@ def _at(query: dict[str, str]) -> datetime | None:
     return at
 
 
-def whatif_reply(c: Collector, query: dict[str, str]) -> Reply:
+@dataclass(frozen=True, slots=True)
+class WhatIfQuery:
+    province: str
+    at: datetime | None
+    hours: float
+    meeting_s: float | None
+
+
+def parse_query(query: dict[str, str]) -> WhatIfQuery:
+    """The forecast asked for; BadQuery saying what to send instead."""
     unknown = sorted(set(query) - set(PARAMS))
     province = query.get("province", "")
-    try:
-        if unknown:
-            raise BadQuery(f"unknown parameter {unknown}; use {list(PARAMS)}")
-        if not re.fullmatch(SLUG_PATTERN, province):
-            raise BadQuery("give province=<code>, e.g. province=hp")
-        at = _at(query)
-        hours = _number(query, "hours", 0, MAX_HOURS) or 12.0
-        meeting_s = _number(query, "meeting_s", 0, 7 * 86_400)
-    except BadQuery as exc:
-        return json_reply(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
-    snapshots = c.states.all()
-    if not any(s.province == province for s in snapshots):
-        known = sorted({s.province for s in snapshots})
-        error = f"no site in province {province!r}; the collector knows: {', '.join(known)}"
-        return json_reply(HTTPStatus.NOT_FOUND, {"error": error})
-    judged = forecast(
-        snapshots,
-        c.policy,
-        c.clock(),
-        province=province,
-        at=at,
-        hours=hours,
-        meeting_s=meeting_s,
-        risk_level=c.risk_of,
-        hardened_listed=c.inventory,
+    if unknown:
+        raise BadQuery(f"unknown parameter {unknown}; use {list(PARAMS)}")
+    if not re.fullmatch(SLUG_PATTERN, province):
+        raise BadQuery("give province=<code>, e.g. province=hp")
+    return WhatIfQuery(
+        province,
+        _at(query),
+        _number(query, "hours", 0, MAX_HOURS) or 12.0,
+        _number(query, "meeting_s", 0, 7 * 86_400),
     )
-    return HTTPStatus.OK, WHATIF_JSON.dump_json(judged)

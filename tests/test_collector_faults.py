@@ -58,7 +58,7 @@ def config(
             },
             "influx": influx_config,
             "data_dir": str(tmp_path / f"collector-{province}"),
-            "http": {"port": 0, "admin_token": {"value": TOKEN}},
+            "http": {"port": 0, "admin_token": {"value": TOKEN}, "anonymous_read": True},
             "status": {"sweep_s": 0.2},
             "batch": {"max_messages": 500, "max_delay_s": 0.1},
             **extra,

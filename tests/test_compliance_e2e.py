@@ -41,7 +41,7 @@ def collector(tmp_path: Path, mosquitto: Broker) -> Iterator[Collector]:
             },
             "influx": None,
             "data_dir": str(tmp_path / "collector"),
-            "http": {"port": 0},
+            "http": {"port": 0, "anonymous_read": True},
             "inventory": str(INVENTORY),
         }
     )

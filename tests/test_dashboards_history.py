@@ -308,7 +308,11 @@ def collector(
             },
             "influx": {"url": influxdb.url, "database": database},
             "data_dir": str(tmp_path / "collector"),
-            "http": {"port": 0, "admin_token": {"value": ADMIN_TOKEN}},
+            "http": {
+                "port": 0,
+                "admin_token": {"value": ADMIN_TOKEN},
+                "anonymous_read": True,
+            },
             "inventory": str(INVENTORY),
             "status": {"sweep_s": 0.1},
         }

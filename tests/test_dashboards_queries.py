@@ -224,7 +224,7 @@ def storm(
                 "influx": {"url": influxdb.url, "database": database},
                 "data_dir": str(workdir / "collector"),
                 "inventory": str(inventory),
-                "http": {"port": 0, "admin_token": {"value": TOKEN}},
+                "http": {"port": 0, "admin_token": {"value": TOKEN}, "anonymous_read": True},
                 "status": {"sweep_s": 0.2},
             }
         ),

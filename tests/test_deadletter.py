@@ -78,7 +78,7 @@ def collector(
             "influx": {"url": influxdb.url, "database": db},
             "data_dir": str(data),
             "batch": {"max_delay_s": 0.1},
-            "http": {"port": 0, "admin_token": {"value": TOKEN}},
+            "http": {"port": 0, "admin_token": {"value": TOKEN}, "anonymous_read": True},
         }
     )
     running = Collector(config)

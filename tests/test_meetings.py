@@ -56,7 +56,11 @@ def collector(
             },
             "influx": None,
             "data_dir": str(tmp_path / "collector"),
-            "http": {"port": 0, "admin_token": {"env": "KIENCO_ADMIN_TOKEN"}},
+            "http": {
+                "port": 0,
+                "admin_token": {"env": "KIENCO_ADMIN_TOKEN"},
+                "anonymous_read": True,
+            },
         }
     )
     running = Collector(config, clock=clock)

@@ -58,7 +58,7 @@ def collector(tmp_path: Path, mosquitto: Broker, influxdb: InfluxServer) -> Iter
             },
             "influx": {"url": influxdb.url, "database": db},
             "data_dir": str(tmp_path / "collector"),
-            "http": {"port": 0},
+            "http": {"port": 0, "anonymous_read": True},
             "status": {"sweep_s": 0.2},
         }
     )

@@ -30,7 +30,7 @@ def start(tmp_path: Path, broker: Broker, **http: object) -> Collector:
             },
             "influx": None,
             "data_dir": str(tmp_path / "collector"),
-            "http": {"port": 0, **http},
+            "http": {"port": 0, "anonymous_read": True, **http},
         }
     )
     collector = Collector(config)

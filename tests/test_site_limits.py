@@ -108,7 +108,7 @@ def start(tmp_path: Path, mosquitto: Broker) -> Iterator[Callable[..., Collector
                 },
                 "influx": None,
                 "data_dir": str(tmp_path / f"collector-{len(started)}"),
-                "http": {"port": 0},
+                "http": {"port": 0, "anonymous_read": True},
                 "status": {"sweep_s": 0.05},
                 **extra,
             }

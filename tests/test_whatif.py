@@ -229,7 +229,7 @@ def yagi_collector(tmp_path: Path, mosquitto: Broker) -> Iterator[tuple[Collecto
             },
             "influx": None,
             "data_dir": str(tmp_path / "collector"),
-            "http": {"port": 0},
+            "http": {"port": 0, "anonymous_read": True},
         }
     )
     collector = Collector(config, clock=SimClock(fleet))

@@ -37,7 +37,7 @@ def start(tmp_path: Path, broker: Broker, **http: object) -> Collector:
             },
             "influx": None,
             "data_dir": str(tmp_path / "collector"),
-            "http": {"host": "127.0.0.1", "port": 0, **http},
+            "http": {"host": "127.0.0.1", "port": 0, "anonymous_read": True, **http},
         }
     )
     collector = Collector(config)

@@ -38,6 +38,7 @@ COMMANDS: Final[dict[str, str]] = {
     "deadletter": "kienco.commands.deadletter",
     "credentials": "kienco.commands.credentials",
     "simulate": "kienco.commands.simulate",
+    "token": "kienco.commands.token",
     "policy": "kienco.commands.policy",
 }
 
@@ -58,5 +59,9 @@ def add_commands(sub: Subcommands) -> None:
 
 
 def add_url_option(command: argparse.ArgumentParser) -> None:
-    """``--url``: the collector's HTTP API, for the commands that ask a running collector."""
+    """``--url``: the collector's HTTP API, for the commands that ask a running collector;
+    with the token options, since every route of it is by role (kienco/admin_token.py)."""
+    from kienco import admin_token
+
     command.add_argument("--url", default=COLLECTOR_URL, help="the collector's HTTP API")
+    admin_token.add_options(command)

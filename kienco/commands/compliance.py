@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kienco import admin_token
 from kienco.commands import add_url_option
 
 if TYPE_CHECKING:
@@ -18,13 +19,25 @@ def run(args: argparse.Namespace) -> int:
     from pydantic import TypeAdapter
 
     from kienco import compliance_report
+    from plumbing.untrusted import terminal
     from rules.compliance import ComplianceReport
 
     params = {"province": args.province}
     if args.area_level:
         params["area_level"] = args.area_level
     try:
-        response = httpx.get(f"{args.url.rstrip('/')}/api/v1/compliance", params=params, timeout=60)
+        response = httpx.get(
+            f"{args.url.rstrip('/')}/api/v1/compliance",
+            params=params,
+            timeout=60,
+            headers=admin_token.headers(args),
+        )
+        if response.status_code in (401, 403):
+            text = terminal(f"kienco compliance: {response.status_code} {response.text}")
+            print(text, file=sys.stderr)
+            hint = admin_token.explain_refusal(response.status_code, args)
+            print(f"kienco compliance: {hint}", file=sys.stderr)
+            return 1
         response.raise_for_status()
     except httpx.HTTPError as exc:
         print(f"kienco compliance: cannot ask the collector at {args.url}: {exc}", file=sys.stderr)

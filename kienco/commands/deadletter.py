@@ -43,7 +43,9 @@ def _call(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> An
 
     url = f"{args.url.rstrip('/')}/api/v1/deadletter{path}"
     try:
-        response = httpx.request(method, url, timeout=120, **kwargs)
+        response = httpx.request(
+            method, url, timeout=120, headers=admin_token.headers(args), **kwargs
+        )
     except httpx.HTTPError as exc:
         problem = f"kienco deadletter: cannot reach the collector at {args.url}: {exc}"
         raise SystemExit(problem) from None
@@ -108,7 +110,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     body = {"reason": args.reason, "id": args.id}
-    result = _call(args, "POST", "/replay", json=body, headers=admin_token.headers(args))
+    result = _call(args, "POST", "/replay", json=body)
     refused: list[dict[str, Any]] = result["still_refused"]
     if args.json:
         print(json_text(result))
@@ -145,7 +147,6 @@ def add_parser(sub: Subcommands) -> None:
     )
     replay.add_argument("--reason", help="only entries kept for this reason")
     replay.add_argument("--id", type=int, help="only this entry")
-    admin_token.add_options(replay)
     replay.set_defaults(func=cmd_replay)
     for command in (listing, replay):
         command.add_argument("--json", action="store_true", help="JSON instead of text")

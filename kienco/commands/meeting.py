@@ -159,12 +159,13 @@ def add_parser(sub: Subcommands) -> None:
         "meeting", help="planned meetings: N of M points ready, and why not"
     ).add_subparsers(dest="meeting_cmd", required=True)
     token_note = (
-        "Sends the collector's admin token from $KIENCO_ADMIN_TOKEN (or --token-env VAR, "
-        "--token-file PATH); without it the collector refuses."
+        "Sends a token from $KIENCO_TOKEN or $KIENCO_ADMIN_TOKEN (or --token-env VAR, "
+        "--token-file PATH): an admin's, or the province's for its own meetings; without "
+        "it the collector refuses."
     )
     plan = meeting.add_parser(
         "plan",
-        help="declare a meeting and its points (needs the admin token)",
+        help="declare a meeting and its points (needs an admin or the province's token)",
         description=token_note,
     )
     plan.add_argument("--at", required=True, help="start, HH:MM Vietnam time (or ISO 8601)")
@@ -180,7 +181,7 @@ def add_parser(sub: Subcommands) -> None:
     status.add_argument("--watch", type=float, metavar="SECONDS", help="refresh every N s")
     rehearse = meeting.add_parser(
         "rehearse",
-        help="run the pre-meeting check on every point (needs the admin token)",
+        help="run the pre-meeting check on every point (needs an admin or the province's token)",
         description=token_note,
     )
     rehearse.add_argument("meeting")
@@ -191,7 +192,5 @@ def add_parser(sub: Subcommands) -> None:
         command.add_argument("--json", action="store_true")
         command.add_argument("--lang", choices=["vi", "en"], default="vi")
         command.set_defaults(func=func)
-    for command in (plan, status, rehearse, listing):
+    for command in (plan, status, rehearse, listing):  # with the token options
         add_url_option(command)
-    for command in (plan, rehearse):  # the changes: they need the collector's admin token
-        admin_token.add_options(command)

@@ -11,6 +11,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
+from kienco import admin_token
 from kienco.commands import add_url_option
 
 if TYPE_CHECKING:
@@ -31,13 +32,20 @@ def run(args: argparse.Namespace) -> int:
     url = f"{args.url.rstrip('/')}/api/v1/readiness"
     kind = None if args.kind == "all" else args.kind
     params = {"province": args.province, **({"kind": kind} if kind else {})}
+    token = admin_token.headers(args)
     try:
-        response = httpx.get(url, params=params, timeout=10)
+        response = httpx.get(url, params=params, timeout=10, headers=token)
+        if response.status_code in (401, 403):
+            text = terminal(f"kienco readiness: {response.status_code} {response.text}")
+            print(text, file=sys.stderr)
+            hint = admin_token.explain_refusal(response.status_code, args)
+            print(f"kienco readiness: {hint}", file=sys.stderr)
+            return 1
         response.raise_for_status()
         statuses = [Status.model_validate_json(json.dumps(s)) for s in response.json()["sites"]]
         known: list[str] = []  # each known site's province, to say why nothing matched
         if not statuses:  # only on this path: ask for every site
-            everything = httpx.get(url, timeout=30)
+            everything = httpx.get(url, timeout=30, headers=token)
             everything.raise_for_status()
             known = [site["province"] for site in everything.json()["sites"]]
     except httpx.HTTPError as exc:

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
             response = httpx.post(url, json=body, headers=admin_token.headers(args), timeout=10)
         else:
             params = {"province": args.province} if args.province else {}
-            response = httpx.get(url, params=params, timeout=10)
+            response = httpx.get(url, params=params, timeout=10, headers=admin_token.headers(args))
     except httpx.HTTPError as exc:
         print(f"kienco risk: cannot reach the collector at {args.url}: {exc}", file=sys.stderr)
         return 1
@@ -51,8 +51,8 @@ def add_parser(sub: Subcommands) -> None:
     ).add_subparsers(dest="risk_cmd", required=True)
     risk_set = risk.add_parser(
         "set",
-        help="record a level; the province's sites are judged again (needs the admin token)",
-        description="Sends the collector's admin token from $KIENCO_ADMIN_TOKEN "
+        help="record a level; the province's sites are judged again (needs an admin token)",
+        description="Sends a token of role admin from $KIENCO_TOKEN or $KIENCO_ADMIN_TOKEN "
         "(or --token-env VAR, --token-file PATH); without it the collector refuses.",
     )
     risk_set.add_argument("--province", required=True)
@@ -64,4 +64,3 @@ def add_parser(sub: Subcommands) -> None:
     for command in (risk_set, risk_show):
         add_url_option(command)
         command.set_defaults(func=run)
-    admin_token.add_options(risk_set)

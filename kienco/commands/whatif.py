@@ -13,6 +13,7 @@ import sys
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from kienco import admin_token
 from kienco.commands import add_url_option
 from kienco.commands.meeting import parse_duration, parse_start
 
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         params["meeting_s"] = args.meeting
     url = f"{args.url.rstrip('/')}/api/v1/whatif/grid-off"
     try:
-        response = httpx.get(url, params=params, timeout=60)
+        response = httpx.get(url, params=params, timeout=60, headers=admin_token.headers(args))
     except httpx.HTTPError as exc:
         print(f"kienco whatif: cannot ask the collector at {args.url}: {exc}", file=sys.stderr)
         return 1
@@ -46,7 +47,10 @@ def run(args: argparse.Namespace) -> int:
         print(terminal(f"kienco whatif: {response.json()['error']}"), file=sys.stderr)
         return EXIT_NOTHING_SELECTED
     if response.status_code != 200:
-        print(f"kienco whatif: {response.status_code} {response.text}", file=sys.stderr)
+        print(terminal(f"kienco whatif: {response.status_code} {response.text}"), file=sys.stderr)
+        hint = admin_token.explain_refusal(response.status_code, args)
+        if hint:
+            print(f"kienco whatif: {hint}", file=sys.stderr)
         return 1
     payload = response.json()
     if args.json:

@@ -123,7 +123,7 @@ class Shard:
         config["influx"] |= {"url": influx_url, "database": database}
         config["data_dir"] = str(workdir / "data")
         config["inventory"] = None
-        config["http"] = {"host": "127.0.0.1", "port": self.http_port}
+        config["http"] = {"host": "127.0.0.1", "port": self.http_port, "anonymous_read": True}
         self.config = workdir / f"collector-{name}.yaml"
         self.config.write_text(yaml.safe_dump(config, sort_keys=False))
         self.log = workdir / "collector.log"
