@@ -10,7 +10,6 @@ for a site config.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import ctypes
@@ -302,17 +301,3 @@ async def _until_stopped(duration_s: float | None) -> None:
             loop.add_signal_handler(sig, stop.set)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), duration_s)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``kienco devices serve`` on its own: ``python -m kienco.devices_serve [options]``."""
-    from kienco.commands import devices
-
-    parser = argparse.ArgumentParser(prog="kienco devices serve")
-    devices.serve_options(parser)
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -17,7 +17,8 @@ from agent.config import SiteConfig
 from agent.cycle import poll_once
 from agent.probes import Transports
 from contract.wire import utc_now
-from kienco.devices_serve import RECORDINGS, main
+from kienco.commands.devices import main
+from kienco.devices_serve import RECORDINGS
 from kienco.local_services import free_port
 
 SNIPPET = "Site config snippet"
@@ -43,7 +44,7 @@ class Served:
 @pytest.fixture
 def served() -> Iterator[Served]:
     snmp_port, modbus_port = free_port(socket.SOCK_DGRAM), free_port()
-    command = [sys.executable, "-m", "kienco.devices_serve", "--duration", "60"]
+    command = [sys.executable, "-m", "kienco.commands.devices", "--duration", "60"]
     command += ["--snmp-port", str(snmp_port), "--modbus-port", str(modbus_port)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert process.stdout is not None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def serve_options(parser: argparse.ArgumentParser) -> None:
-    """The options of ``devices serve``; also ``python -m kienco.devices_serve``'s."""
+    """The options of ``devices serve``, here and run alone (``main``)."""
     recordings = firmware_configs() / "recordings"
     parser.add_argument("--recordings", type=Path, default=recordings, help="folder to serve")
     parser.add_argument("--snmp-port", type=int, default=0, help="UDP port (default: a free one)")
@@ -64,3 +65,16 @@ def add_parser(sub: Subcommands) -> None:
             "for a site config; runs until Ctrl-C or --duration.",
         )
     )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``kienco devices serve`` alone, without the CLI's logging set-up (the tests read its
+    output): ``python -m kienco.commands.devices [options]``."""
+    parser = argparse.ArgumentParser(prog="kienco devices serve")
+    serve_options(parser)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
