@@ -31,6 +31,8 @@ from paho.mqtt.properties import Properties
 from collector.admission import Admission
 from collector.alert_sender import AlertSender
 from collector.api import Api
+from collector.board.live import Changes
+from collector.board.ports import BoardParts
 from collector.config import CollectorConfig
 from collector.deadletter import DeadLetterStore
 from collector.decode import Decoded, Rejected, decode
@@ -77,6 +79,8 @@ StatusListener = Callable[[Status], None]
 # the collector again within seconds (it was 41-44 s with a 60 s cap); one client
 # knocking every 2 s on a broker that is down costs nothing.
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 2
+# A site's charts on the board wait this long for InfluxDB, then the page shows without them.
+BOARD_HISTORY_TIMEOUT_S = 2.0
 # A loop is stuck when it has not beaten for this many of its periods.
 STUCK_PERIODS = 10
 # The reason a message gets when something raised after it was decoded.
@@ -145,6 +149,8 @@ class Collector:
             offline_after_s=self.policy.freshness.offline_after_s,
         )
         self.on_status = on_status
+        self.changes = Changes()  # which sites changed, for the board's open pages
+        self._board_history: InfluxV1Client | None = None
         self.dead_letters = DeadLetterStore(data / "deadletter.sqlite")
         influx = config.influx
         self.influx: InfluxV1Client | None = None
@@ -267,6 +273,22 @@ class Collector:
             whatif=self.whatif,
         )
 
+    def board_parts(self, desks: Desks) -> BoardParts:
+        """What the board's pages use besides the API's parts (collector/board/)."""
+        history = None
+        influx = self.config.influx
+        if influx is not None:  # its own client, its own short timeout: charts never wait
+            history = self._board_history = InfluxV1Client(
+                influx.url,
+                influx.database,
+                username=influx.username,
+                password=influx.password.reveal() if influx.password else None,
+                timeout_s=BOARD_HISTORY_TIMEOUT_S,
+            )
+        return BoardParts(
+            desks, self.changes, self.meetings.latest_rehearsals, history, clock=self.clock
+        )
+
     # --- lifecycle -----------------------------------------------------------------
 
     def start(self, *, serve_http: bool = True) -> None:
@@ -278,9 +300,11 @@ class Collector:
                     "InfluxDB %s not reachable at start (%s); spooling", self.influx.url, exc
                 )
         if serve_http:
+            desks = self.desks()
             self.api = make_api(
                 self.config.http,
-                self.desks(),
+                desks,
+                board=self.board_parts(desks),
                 data_dir=self.config.data_dir,
                 registry=self.metrics.registry,
                 health=lambda: (h := self.health(), (h.ok, h.body))[1],
@@ -326,8 +350,11 @@ class Collector:
         self.client.loop_stop()
         if self.saved_state is not None:  # nothing changes the state any more: save it all
             self.saved_state.close()
+        self.changes.close()  # the board's live streams end now, not at the server's timeout
         if self.api is not None:
             self.api.stop()
+        if self._board_history is not None:
+            self._board_history.close()
         if self.alerts is not None:
             self.alerts.stop()
         self.dead_letters.close()
@@ -534,6 +561,7 @@ class Collector:
                     self.on_status(status)
                 if self.alerts is not None:
                     self.alerts.notify(site)
+                self.changes.site(site, status.province)
         return points
 
     def set_risk(self, change: RiskChange) -> RiskEntry:
@@ -631,6 +659,7 @@ class Collector:
         )
         rehearsal = rehearsal_from(status.points[0], now)
         self.meetings.record(meeting_id, rehearsal)
+        self.changes.site(site, status.points[0].province)  # its meeting's pages show it
         return [rehearsal_point(meeting_id, status.points[0].province, rehearsal)]
 
     def _sweep_step(self) -> bool:

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
-from collector.inventory import Inventory
-from kienco.compliance_report import (
+from collector.compliance_report import (
     CSV_COLUMNS,
     FontMissing,
     render_csv,
     render_pdf,
     render_table,
 )
+from collector.inventory import Inventory
 from rules.compliance import ComplianceReport, StationCompliance, build_report
 from tests.test_compliance import NOW, POLICY, item, report, station
 

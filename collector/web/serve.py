@@ -9,6 +9,8 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from collector.api import Api
+from collector.board.ports import BoardParts
+from collector.board.routes import LIVE_PATH, mount_board
 from collector.config import HttpListen
 from collector.endpoints import Endpoints
 from collector.supervision import Loop, Supervisor
@@ -32,6 +34,7 @@ def make_api(
     supervisor: Supervisor,
     loop: Loop,
     clock: Callable[[], datetime],
+    board: BoardParts | None = None,
 ) -> Api:
     """The server, bound and ready to ``start()``; ConfigError for a bad token config."""
     book = http.token_book()
@@ -47,11 +50,14 @@ def make_api(
         loop=loop,
         threads=http.handler_threads,
     )
+    if board is not None:
+        mount_board(app, board)
     guarded = Guard(
         app,
         loop=loop,
         timeout_s=http.request_timeout_s,
-        own_limits=lambda path: path == THROUGHPUT_PATH,
+        # The throughput test and the board's live streams bound their own time.
+        own_limits=lambda path: path in (THROUGHPUT_PATH, LIVE_PATH),
     )
     api = Api(
         guarded,
