@@ -38,11 +38,13 @@ import tempfile
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 from _common import PROVINCES, REPO, Site, log, make_meta, make_report, percentile, print_summary
 
 from collector.config import CollectorConfig
@@ -96,6 +98,7 @@ def start(workdir: Path, broker: Mosquitto, recorder: Recorder) -> Collector:
             },
             "influx": None,
             "data_dir": str(workdir / "collector"),
+            "state": {"persist": False},
             "http": {
                 "port": 0,
                 "max_connections": 2000,
@@ -159,10 +162,15 @@ def session(url: str, token: str) -> dict[str, str]:
 # --- a. pages ---------------------------------------------------------------------------
 
 
-def server_times(url: str, cookies: dict[str, str], path: str, loads: int) -> dict[str, Any]:
+def server_times(
+    url: str, cookies: dict[str, str], path: str, loads: int, bust: Callable[[], None]
+) -> dict[str, Any]:
+    """The answer's time with nothing cached (a change just came: the page is worked out
+    and rendered), median of ``loads``; and its size, plain and gzipped."""
     times, size, sent = [], 0, 0
     with httpx.Client(base_url=url, cookies=cookies, timeout=60) as client:
         for _ in range(loads):
+            bust()
             t0 = time.perf_counter()
             answer = client.get(path, headers={"Accept-Encoding": "gzip"})
             times.append(time.perf_counter() - t0)
@@ -182,8 +190,14 @@ RENDER = """() => {
 }"""
 
 
-async def browser_render(url: str, cookies: dict[str, str], paths: list[str], loads: int,
-                         workdir: Path) -> dict[str, dict[str, Any]]:  # fmt: skip
+async def browser_render(
+    url: str,
+    cookies: dict[str, str],
+    paths: list[str],
+    loads: int,
+    workdir: Path,
+    bust: Callable[[], None],
+) -> dict[str, dict[str, Any]]:
     from playwright.async_api import async_playwright
 
     out: dict[str, dict[str, Any]] = {}
@@ -203,6 +217,7 @@ async def browser_render(url: str, cookies: dict[str, str], paths: list[str], lo
                 )
                 page = await context.new_page()
                 for runs in (cold, warm):
+                    bust()  # nothing cached on the server: the whole work, every time
                     await page.goto(url + path, wait_until="load", timeout=120_000)
                     await page.wait_for_function(PAINTED, timeout=60_000)
                     runs.append(await page.evaluate(RENDER))
@@ -225,40 +240,68 @@ async def browser_render(url: str, cookies: dict[str, str], paths: list[str], lo
 
 # The open pages, in their own process: each holds a stream and, on every event, fetches
 # its page's live part as htmx does; it prints one JSON line per (event, fetch).
+# The open pages, in their own process: each holds a stream and, on every event, fetches
+# its page's live part as htmx does; it prints one JSON line per (event, fetch). Plain
+# HTTP/1.1 on asyncio streams: an HTTP library's own cost for 200 pages would be what
+# this measured (httpx needed ~4 ms of this process's CPU per fetch).
 PAGES = textwrap.dedent(
-    """
+    r"""
     import asyncio, json, sys, time
-    import httpx
+    from urllib.parse import urlsplit
 
     url, path, live = sys.argv[1], sys.argv[2], sys.argv[3]
     count, seconds, cookies = int(sys.argv[4]), float(sys.argv[5]), json.loads(sys.argv[6])
+    host, port = urlsplit(url).hostname, urlsplit(url).port
+    cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
 
-    async def page(client, opened):
-        async with client.stream("GET", live) as answer:
-            opened.set()
-            async for line in answer.aiter_lines():
-                if not line.startswith("data: "):
-                    continue
-                got = time.time()
-                sites = json.loads(line[6:]).get("sites", [])
-                part = await client.get(path, headers={"HX-Request": "true"})
-                done = time.time()
-                print(json.dumps({"sites": sites, "event": got, "fetched": done,
-                                  "bytes": len(part.content)}), flush=True)
+    def request(target, extra=""):
+        return (f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nCookie: {cookie}\r\n"
+                f"Accept-Encoding: gzip\r\n{extra}\r\n").encode()
+
+    async def head(reader):
+        length, chunked = None, False
+        status = await reader.readline()
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+            if name.lower() == "transfer-encoding" and "chunked" in value:
+                chunked = True
+        return status, length, chunked
+
+    async def fetch(state):
+        if state.get("w") is None:
+            state["r"], state["w"] = await asyncio.open_connection(host, port)
+        state["w"].write(request(path, "HX-Request: true\r\n"))
+        status, length, chunked = await head(state["r"])
+        body = await state["r"].readexactly(length) if length else b""
+        return len(body)
+
+    async def page(opened):
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(request(live, "Accept: text/event-stream\r\n"))
+        await head(reader)
+        opened.set()
+        state = {}
+        while line := await reader.readline():
+            if not line.startswith(b"data: "):
+                continue
+            got = time.time()
+            sites = json.loads(line[6:]).get("sites", [])
+            size = await fetch(state)
+            done = time.time()
+            print(json.dumps({"sites": sites, "event": got, "fetched": done, "bytes": size}),
+                  flush=True)
 
     async def main():
-        limits = httpx.Limits(max_connections=2 * count + 10, max_keepalive_connections=2 * count)
-        timeout = httpx.Timeout(30, read=None)
-        async with httpx.AsyncClient(base_url=url, cookies=cookies, limits=limits,
-                                     timeout=timeout) as client:
-            opened = [asyncio.Event() for _ in range(count)]
-            tasks = [asyncio.create_task(page(client, o)) for o in opened]
-            for o in opened:
-                await o.wait()
-            print(json.dumps({"ready": count}), flush=True)
-            await asyncio.sleep(seconds)
-            for task in tasks:
-                task.cancel()
+        opened = [asyncio.Event() for _ in range(count)]
+        tasks = [asyncio.create_task(page(o)) for o in opened]
+        for o in opened:
+            await o.wait()
+        print(json.dumps({"ready": count}), flush=True)
+        await asyncio.sleep(seconds)
+        for task in tasks:
+            task.cancel()
 
     asyncio.run(main())
     """
@@ -332,10 +375,14 @@ async def live_latency(
             browser_pages.append(page)
         await asyncio.sleep(2)  # every stream connected in every tab
         changed = stations[: args.changes]
+        cpu0 = time.process_time()
+        pages_cpu0 = sum(psutil.Process(pages.pid).cpu_times()[:2])
         for seq, site in enumerate(changed, start=1):
             collector.handle(f"{site.base_topic}/report", on_battery(site, seq), 0, 0)
             await asyncio.sleep(args.every)
         await asyncio.sleep(3)
+        server_cpu = time.process_time() - cpu0
+        pages_cpu = sum(psutil.Process(pages.pid).cpu_times()[:2]) - pages_cpu0
         for page in browser_pages:
             shown.append(await page.evaluate("window.__shown"))
         await context.close()
@@ -377,6 +424,8 @@ async def live_latency(
         "browser_rows_expected": len(changed) * args.browsers,
         "browser_p50_s": percentile(browser_s, 50),
         "browser_max_s": max(browser_s, default=float("nan")),
+        "server_cpu_per_change_s": server_cpu / max(1, len(changed)),
+        "pages_cpu_per_change_s": pages_cpu / max(1, len(changed)),
     }
 
 
@@ -433,17 +482,21 @@ def main() -> int:
                     raise RuntimeError(f"planning: {planned.status_code} {planned.text[:500]}")
                 meeting = planned.headers["location"]
                 paths = {"overview": "/", f"meeting ({len(points)} points)": meeting}
+
+                def bust() -> None:  # a change no page shows: every cached part is stale
+                    collector.changes.site("zz-bench", "zz")
+
                 for name, path in paths.items():
-                    got = server_times(url, cookies, path, args.loads)
+                    got = server_times(url, cookies, path, args.loads, bust)
                     rows += [
                         (
                             f"{name}: HTML bytes / gzipped",
                             f"{got['html_bytes']:,} / {got['sent_bytes']:,}",
                         ),
-                        (f"{name}: server answer, median s", got["server_s"]),
+                        (f"{name}: server answer (nothing cached), median s", got["server_s"]),
                     ]
                 rendered = asyncio.run(
-                    browser_render(url, cookies, list(paths.values()), args.loads, workdir)
+                    browser_render(url, cookies, list(paths.values()), args.loads, workdir, bust)
                 )
                 for name, path in paths.items():
                     r = rendered[path]
@@ -475,7 +528,10 @@ def main() -> int:
                     ("live: change -> live part fetched p50 / p99 / max, s",
                      f"{live['fetched_p50_s']:.3f} / {live['fetched_p99_s']:.3f} / "
                      f"{live['fetched_max_s']:.3f}"),
-                    ("live: live part bytes", live["live_part_bytes"]),
+                    ("live: live part bytes (gzipped)", live["live_part_bytes"]),
+                    ("live: CPU per change, collector / the pages' process, s",
+                     f"{live['server_cpu_per_change_s']:.3f} / "
+                     f"{live['pages_cpu_per_change_s']:.3f}"),
                     ("live: browser rows changed / expected",
                      f"{live['browser_rows']} / {live['browser_rows_expected']}"),
                     ("live: change -> browser row p50 / max, s",

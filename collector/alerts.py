@@ -196,7 +196,7 @@ class SiteLinks:
     """Where a site's page is: ``external_url`` + ``site_path`` with ``{site}`` filled."""
 
     external_url: str
-    site_path: str = "/api/v1/sites/{site}"
+    site_path: str = "/sites/{site}"  # the board's page of the site
 
     def site_url(self, site: str) -> str:
         return self.external_url.rstrip("/") + self.site_path.format(site=site)

@@ -278,8 +278,9 @@ class AlertsConfig(_Strict):
         "+ site_path"
     )
     site_path: str = Field(
-        default="/api/v1/sites/{site}",
-        description="the site's page under external_url; /sites/{site} once the board serves it",
+        default="/sites/{site}",
+        description="the site's page under external_url: the board's (collector/board/); "
+        "/api/v1/sites/{site} for its JSON",
     )
     resend_s: Annotated[float, Field(gt=0, le=3600)] = Field(
         default=60.0,

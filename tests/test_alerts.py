@@ -92,7 +92,7 @@ def test_on_battery_is_one_alert_with_its_labels_numbers_and_link() -> None:
     assert notes["summary_en"] == f"Trạm Đồ Sơn: {said.text_en}"
     assert "còn 3 giờ 20 phút" in notes["summary"] and "không có máy phát" in notes["summary"]
     assert "3 h 20 min left" in notes["summary_en"] and "no generator" in notes["summary_en"]
-    assert notes["site_url"] == f"https://noc.example.vn/api/v1/sites/{SITE}"
+    assert notes["site_url"] == f"https://noc.example.vn/sites/{SITE}"
     assert notes["dark_at"] == (NOW + timedelta(hours=3, minutes=20)).isoformat()
     assert notes["dark_at_local"] == "16:20 07/09"  # Vietnam time
     assert alert.started_at == NOW
@@ -379,4 +379,4 @@ def test_the_shipped_collector_config_takes_its_alerts_block() -> None:
     assert config.alerts is not None
     assert config.alerts.alertmanagers == ("http://127.0.0.1:9093",)
     links = SiteLinks(config.alerts.external_url, config.alerts.site_path)
-    assert links.site_url("hp-bts-1") == "https://noc.example.vn/kienco/api/v1/sites/hp-bts-1"
+    assert links.site_url("hp-bts-1") == "https://noc.example.vn/kienco/sites/hp-bts-1"

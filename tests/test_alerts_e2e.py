@@ -218,8 +218,8 @@ async def test_a_ups_on_battery_pages_once_with_its_labels_and_back_on_mains_res
         assert notes["summary"] == f"Trạm BTS Thử Nghiệm: {power.text_vi}"
         assert notes["summary_en"] == f"Trạm BTS Thử Nghiệm: {power.text_en}"
         assert "còn 3 giờ" in notes["summary"] and "không có máy phát" in notes["summary"]
-        assert notes["site_url"] == f"{EXTERNAL}/api/v1/sites/{mine}"
-        assert held["generatorURL"] == f"{EXTERNAL}/api/v1/sites/{mine}"
+        assert notes["site_url"] == f"{EXTERNAL}/sites/{mine}"
+        assert held["generatorURL"] == f"{EXTERNAL}/sites/{mine}"
         # It reached the receivers: the national NOC and the carrier's.
         for receiver in ("noc", "vnpt-noc"):
 

@@ -5,8 +5,8 @@ changes, with its reason, within 2 s of the verdict changing, with no reload. Th
 meeting is planned and rehearsed from the pages, and its rehearsal results appear on
 the open meeting page. The page runs with no console error (a Content-Security-Policy
 violation is one), a site named ``<img src=x onerror=alert(1)>`` shows those characters,
-and screenshots at phone width (360 px) and on a 1080p screen are saved in
-tests/output/board/.
+the site's page draws its last hours from InfluxDB, and screenshots at phone width
+(360 px) and on a 1080p screen are saved in tests/output/board/.
 """
 
 from __future__ import annotations
@@ -240,6 +240,15 @@ async def test_a_ups_on_battery_changes_the_open_page_and_a_meeting_is_rehearsed
             assert await result.get_attribute("data-passed") == "true"  # paths up, no room
             assert await counts.get_attribute("data-missing") == "0"
             assert await page.evaluate("window.__same_page === true")  # live, not reloaded
+            # The site's page: its last hours from InfluxDB, drawn on the server as SVG.
+            await page.goto(f"{url}/sites/{SITE}")
+            charts = page.locator("figure.chart")
+            assert await charts.count() == 3
+            assert await page.locator("figure.chart svg polyline").count() >= 3
+            legend = await page.locator("ul.legend").all_inner_texts()
+            assert any("fibre-a" in text for text in legend), legend
+            assert "10 phút" in await page.inner_text("#live")  # the battery's runtime
+            await page.screenshot(path=screenshot_path("site-desktop"), full_page=True)
             assert not problems, problems
     finally:
         await snmp_set_many(snmpsim.host, snmpsim.port, community, ON_MAINS)

@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from collector.board import routes
 from collector.board.render import environment
 from collector.board.routes import STATIC
 from contract.wire import Report
@@ -318,3 +319,16 @@ def test_every_template_autoescapes() -> None:
     for template in templates:
         source = template.read_text(encoding="utf-8")
         assert "|safe" not in source and "autoescape false" not in source, template.name
+
+
+def test_a_long_list_shows_its_worst_rows_and_a_link_to_every_one(
+    board: Board, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(routes, "ROWS_SHOWN", 2)
+    noc = signed_in(board, "noc")
+    first = noc.get("/provinces/hp").text
+    rows = re.findall(r'<tr id="site-([a-z0-9-]+)" data-verdict="([a-z_]+)"', first)
+    assert len(rows) == 2 and all(verdict == "not_ready" for _, verdict in rows)
+    assert 'href="/provinces/hp?show=all"' in first
+    every = noc.get("/provinces/hp?show=all").text
+    assert every.count('<tr id="site-') > 2 and "show=all" in every.split('id="live"')[1][:300]

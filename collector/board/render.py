@@ -15,9 +15,11 @@ while no site changed (the generation of collector/board/live.py) and for at mos
 
 from __future__ import annotations
 
+import gzip
 import threading
 import time
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +31,11 @@ from collector.board import texts
 from plumbing.labels import Lang
 from plumbing.untrusted import one_line
 
-__all__ = ["FRESH_S", "TEMPLATES", "Renderer"]
+__all__ = ["FRESH_S", "GZIP_FROM", "TEMPLATES", "Kept", "LiveCache", "Renderer", "squeeze"]
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 FRESH_S = 10.0
+GZIP_FROM = 4096  # bytes: smaller answers gain less than the work
 _CACHED = 512
 
 
@@ -70,8 +73,6 @@ class Renderer:
 
     def __init__(self) -> None:
         self.env = environment()
-        self._cache: dict[Hashable, tuple[float, str]] = {}
-        self._lock = threading.Lock()
 
     def render(self, template: str, lang: Lang, **context: Any) -> str:
         def t(key: str, **values: object) -> str:
@@ -79,17 +80,61 @@ class Renderer:
 
         return self.env.get_template(template).render(lang=lang, t=t, **context)
 
-    def cached(self, key: Hashable, make: Callable[[], str]) -> Markup:
-        """The rendering kept under ``key`` if fresh, else ``make()`` kept (``key`` must
-        hold all it depends on: page, query, role, language, generation)."""
-        now = time.monotonic()
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """A page's live part as rendered once for everyone who sees the same: its page (the
+    context the rest of the page is drawn from), the part, and the part gzipped."""
+
+    made_at: float
+    page: Any
+    live: str
+    gzipped: bytes | None  # None: too small to be worth it
+
+    @property
+    def markup(self) -> Markup:
+        return Markup(self.live)  # rendered by Renderer, autoescaped
+
+
+def squeeze(body: bytes) -> bytes | None:
+    """``body`` gzipped, or None when it is too small to gain from it."""
+    return gzip.compress(body, compresslevel=5) if len(body) >= GZIP_FROM else None
+
+
+class LiveCache:
+    """Live parts by key (page, query, role, language, generation), for :data:`FRESH_S`.
+
+    When a change reaches 200 open pages at once, they all ask for the same part: one
+    of them renders it (and gzips it), the others wait for that one and take it.
+    """
+
+    def __init__(self) -> None:
+        self._kept: dict[Hashable, Kept] = {}
+        self._making: dict[Hashable, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def fresh(self, key: Hashable) -> Kept | None:
         with self._lock:
-            kept = self._cache.get(key)
-        if kept is not None and now - kept[0] < FRESH_S:
-            return Markup(kept[1])  # rendered here, autoescaped
-        made = make()
+            kept = self._kept.get(key)
+        if kept is None or time.monotonic() - kept.made_at >= FRESH_S:
+            return None
+        return kept
+
+    def get(self, key: Hashable, make: Callable[[], Kept]) -> Kept:
+        """The kept part, or ``make()``'s, made once however many ask at the same time."""
+        kept = self.fresh(key)
+        if kept is not None:
+            return kept
         with self._lock:
-            if len(self._cache) >= _CACHED:
-                self._cache.clear()
-            self._cache[key] = (now, made)
-        return Markup(made)  # rendered here, autoescaped
+            making = self._making.setdefault(key, threading.Lock())
+        with making:
+            kept = self.fresh(key)
+            if kept is None:
+                kept = make()
+                with self._lock:
+                    if len(self._kept) >= _CACHED:
+                        self._kept.clear()
+                    self._kept[key] = kept
+        with self._lock:
+            self._making.pop(key, None)
+        return kept

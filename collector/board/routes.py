@@ -24,10 +24,10 @@ come from our own pages) and then the same checks as the API's
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import re
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -45,7 +45,7 @@ from collector import compliance_report
 from collector.board import pages, texts
 from collector.board.pages import Page
 from collector.board.ports import BoardParts
-from collector.board.render import Renderer
+from collector.board.render import Kept, LiveCache, Renderer, squeeze
 from collector.board.stream import Wanted, events
 from collector.endpoints import Endpoints
 from collector.meetings import MeetingRequest
@@ -62,7 +62,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 ASSETS = "/assets"
 LIVE_PATH = "/live"
 LANG_COOKIE = "kienco_lang"
-GZIP_FROM = 4096  # bytes: smaller pages gain less than the work
+ROWS_SHOWN = 200  # rows of a long list shown at first; ?show=all for every one
 _SLUG = re.compile(SLUG_PATTERN)
 _POINTS_SPLIT = re.compile(r"[\s,;]+")
 
@@ -73,6 +73,7 @@ def mount_board(app: FastAPI, parts: BoardParts) -> None:
     """Serve the board on ``app`` (collector/web/app.py's), over the collector's ``parts``."""
     app.state.board = parts
     app.state.board_renderer = Renderer()
+    app.state.board_cache = LiveCache()
     app.include_router(router)
     app.mount(ASSETS, StaticFiles(directory=STATIC), name="assets")
 
@@ -114,7 +115,12 @@ MakePage = Callable[[BoardParts, Principal, datetime], Page]
 
 async def _serve(request: Request, make: MakePage, who: Principal | None = None) -> Response:
     """Render ``make``'s page for whoever asks, in a worker thread; only its live part
-    for htmx; sent to the login form when nobody is signed in."""
+    for htmx; sent to the login form when nobody is signed in.
+
+    A live part is rendered once per change for everyone who sees the same (page, query,
+    role, language): after a change, the 200 pages that ask again are answered from
+    :class:`~collector.board.render.LiveCache`, on the event loop, gzipped once.
+    """
     if who is None:
         who = await maybe_reader(request)
     if who is None:
@@ -122,8 +128,9 @@ async def _serve(request: Request, make: MakePage, who: Principal | None = None)
     lang, remember = _lang(request)
     parts = _parts(request)
     renderer: Renderer = request.app.state.board_renderer
-    workers: Workers = request.app.state.workers
+    cache: LiveCache = request.app.state.board_cache
     partial = request.headers.get("hx-request") == "true"
+    takes_gzip = "gzip" in request.headers.get("accept-encoding", "")
     key = (
         request.url.path,
         tuple(sorted((k, v) for k, v in request.query_params.multi_items() if k != "lang")),
@@ -135,66 +142,79 @@ async def _serve(request: Request, make: MakePage, who: Principal | None = None)
         "who": who,
         "here": _here(request),
         "switch_lang": _here(request, lang="en" if lang == "vi" else "vi"),
+        "show_all": _here(request, show="all"),
+        "rows_limit": None if request.query_params.get("show") == "all" else ROWS_SHOWN,
         "assets": ASSETS,
     }
 
+    def answer(status: int, body: bytes, gzipped: bytes | None) -> Response:
+        response = HTMLResponse(
+            gzipped if takes_gzip and gzipped is not None else body, status_code=status
+        )
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Vary"] = "HX-Request, Cookie, Accept-Encoding"
+        if takes_gzip and gzipped is not None:
+            response.headers["Content-Encoding"] = "gzip"
+        if remember:
+            response.set_cookie(LANG_COOKIE, lang, max_age=400 * 86400, samesite="lax", path="/")
+        return response
+
+    # A form's answer (an error shown on its page) is never one to keep or take.
+    keeps = request.method == "GET"
+    if keeps and partial and (kept := cache.fresh(key)) is not None:
+        return answer(200, kept.live.encode(), kept.gzipped)
+
+    found: list[bytes | None] = [None]  # the answer gzipped, when it is worth it
+
     def work(_: None) -> tuple[HTTPStatus, bytes]:
         now = parts.clock()
-        page: Page | None = None
+        unkept: list[Page] = []
 
-        def made() -> Page:
-            nonlocal page
-            if page is None:
-                page = make(parts, who, now)
-            return page
+        def build() -> Kept:
+            page = make(parts, who, now)
+            if page.live is None or page.status != HTTPStatus.OK:
+                unkept.append(page)
+                raise _NotLive
+            live = renderer.render(page.live, lang, **frame, **page.context).encode()
+            return Kept(time.monotonic(), page, live.decode(), squeeze(live))
 
-        def live() -> str:
-            p = made()
-            assert p.live is not None
-            return renderer.render(p.live, lang, **frame, **p.context)
-
+        try:
+            kept: Kept | None = cache.get(key, build) if keeps else build()
+        except _NotLive:
+            kept = None
         if partial:
-            if made().live is None or made().status != HTTPStatus.OK:
-                return made().status, b""
-            return HTTPStatus.OK, squeezed(renderer.cached(key, live).encode())
-        p = made()
-        part = renderer.cached(key, live) if p.live is not None and p.status == 200 else ""
-        stream = None if p.stream is None else LIVE_PATH + (f"?{p.stream}" if p.stream else "")
+            if kept is None:
+                return unkept[0].status, b""
+            found[:] = [kept.gzipped]
+            return HTTPStatus.OK, kept.live.encode()
+        page = kept.page if kept is not None else unkept[0]
+        stream = (
+            None if page.stream is None else LIVE_PATH + (f"?{page.stream}" if page.stream else "")
+        )
         html = renderer.render(
-            p.template,
+            page.template,
             lang,
             **frame,
-            **p.context,
-            live=part,
+            **page.context,
+            live=kept.markup if kept is not None else "",
             stream=stream,
-            nav=p.nav,
-            refresh_s=p.refresh_s,
-        )
-        return p.status, squeezed(html.encode())
+            nav=page.nav,
+            refresh_s=page.refresh_s,
+        ).encode()
+        # A meeting of 3 400 points is ~2 MB of HTML, 30 times less gzipped: a
+        # provincial office behind a VSAT link feels that.
+        found[:] = [squeeze(html) if takes_gzip else None]
+        return page.status, html
 
-    # A meeting of 3 400 points is ~2 MB of HTML, ~10 times less gzipped: a provincial
-    # office behind a VSAT link feels that. Compressed here, in the worker thread.
-    gzipped = False
-    takes_gzip = "gzip" in request.headers.get("accept-encoding", "")
-
-    def squeezed(body: bytes) -> bytes:
-        nonlocal gzipped
-        if not takes_gzip or len(body) < GZIP_FROM:
-            return body
-        gzipped = True
-        return gzip.compress(body, compresslevel=5)
-
+    workers: Workers = request.app.state.workers
     status, body = await workers.run(work, None)
     if int(status) == 500 and body.startswith(b"{"):  # the worker's own error answer
-        body, gzipped = _plain_error(request, lang, json.loads(body).get("error", "")), False
-    response = HTMLResponse(body, status_code=int(status))
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Vary"] = "HX-Request, Cookie, Accept-Encoding"
-    if gzipped:
-        response.headers["Content-Encoding"] = "gzip"
-    if remember:
-        response.set_cookie(LANG_COOKIE, lang, max_age=400 * 86400, samesite="lax", path="/")
-    return response
+        body, found[0] = _plain_error(request, lang, json.loads(body).get("error", "")), None
+    return answer(int(status), body, found[0])
+
+
+class _NotLive(Exception):
+    """A page with nothing to keep: an error, or no live part."""
 
 
 def _plain_error(request: Request, lang: Lang, detail: str) -> bytes:

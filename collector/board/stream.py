@@ -15,7 +15,9 @@ A stream lasts :data:`LIFETIME_S`, then ends; the browser reconnects by itself
 (``retry``), and the reconnect is checked again (a session logged out, a token
 removed from the config: the stream is refused). A comment every
 :data:`KEEPALIVE_S` keeps proxies from closing an idle stream and finds a closed
-tab. Changes arriving together (a province losing mains) are one event.
+tab. Changes arriving together (a province losing mains) are one event, and a page is
+told at most once per :data:`MIN_GAP_S`: in a storm each open page fetches its part at
+most that often, so 200 wall screens cannot take the collector's time from the reports.
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ from collections.abc import AsyncIterator, Callable
 
 from collector.board.live import Changes
 
-__all__ = ["COALESCE_S", "KEEPALIVE_S", "LIFETIME_S", "RETRY_MS", "Wanted", "events"]
+__all__ = ["COALESCE_S", "KEEPALIVE_S", "LIFETIME_S", "MIN_GAP_S", "RETRY_MS", "Wanted", "events"]
 
 LIFETIME_S = 300.0
 KEEPALIVE_S = 15.0
 COALESCE_S = 0.05
+MIN_GAP_S = 1.0
 RETRY_MS = 1000
 
 Wanted = Callable[[str, str], bool]
@@ -57,6 +60,7 @@ async def events(
     loop = asyncio.get_running_loop()
     ends = loop.time() + lifetime_s
     seen = changes.generation
+    told_at = -MIN_GAP_S  # loop time of the last event
     yield f"retry: {RETRY_MS}\n: kienco board\n\n".encode()
     if last_seen is not None and 0 <= last_seen < seen:
         seen, last_seen = last_seen, None  # what it missed while reconnecting: below
@@ -69,12 +73,15 @@ async def events(
             if not changes.closed and loop.time() < ends:
                 yield b": keep-alive\n\n"
             continue
-        await asyncio.sleep(COALESCE_S)  # the rest of a burst comes in one event
+        # The rest of a burst comes in the same event; and never two within MIN_GAP_S.
+        await asyncio.sleep(max(COALESCE_S, told_at + MIN_GAP_S - loop.time()))
         now, changed = changes.since(seen)
         if changed is None:
+            told_at = loop.time()
             yield _everything(now)
         else:
             sites = sorted({site for site, province in changed if wanted(site, province)})
             if sites:
+                told_at = loop.time()
                 yield _event(now, sites)
         seen = now

@@ -183,6 +183,9 @@ async def run_demo(options: DemoOptions) -> list[Status | None]:
             await asyncio.to_thread(collector.wait_connected, 15)
             if collector.api is not None:
                 display.note(f"API: {collector.api.url}/api/v1/readiness", stamp=False)
+                display.note(
+                    f"board: {collector.api.url}/ (sign in with the admin token)", stamp=False
+                )
                 display.note(f"admin token: export {admin_token.DEFAULT_ENV}={token}", stamp=False)
             await _storm(fleet, services, workdir, options, display)
         finally:

@@ -1,0 +1,130 @@
+"""The board's pure parts: the overview's tallies and order, the charts' gaps, the change log
+and a page's stream (what it is told, what it is not, what a laggard gets)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from collector.board.charts import chart
+from collector.board.live import Changes
+from collector.board.stream import MIN_GAP_S, events
+from collector.board.views import overview
+from contract.wire import Status
+
+NOW = datetime(2026, 9, 7, 5, 0, tzinfo=UTC)
+
+
+def status(
+    site: str, province: str, kind: str, verdict: str, state: str, dark_in_s: float | None = None
+) -> Status:
+    return Status.model_validate(
+        {
+            "site": site,
+            "province": province,
+            "site_kind": kind,
+            "verdict": verdict,
+            "station_state": state,
+            "evaluated_at": NOW - timedelta(minutes=10),
+            "dark_in_s": dark_in_s,
+        }
+    )
+
+
+def test_the_overview_counts_each_province_and_puts_the_worst_first() -> None:
+    statuses = [
+        status("hp-dc-1", "hp", "meeting_point", "ready", "up_commercial"),
+        status("hp-dc-2", "hp", "meeting_point", "not_ready", "up_battery"),
+        # judged 10 min ago with 2 h 5 min left: 1 h 55 min now, within 2 h
+        status("hp-bts-1", "hp", "station", "not_ready", "up_battery", dark_in_s=7500),
+        status("hp-bts-2", "hp", "station", "degraded", "up_generator", dark_in_s=30 * 3600),
+        status("hp-bts-3", "hp", "station", "not_ready", "down_power"),
+        status("hp-pr-1", "hp", "power_room", "not_ready", "down_power"),  # not a station
+        status("qn-dc-1", "qn", "meeting_point", "ready", "up_commercial"),
+        status("qn-bts-1", "qn", "station", "not_ready", "up_battery", dark_in_s=3 * 3600),
+        status("hn-bts-1", "hn", "station", "ready", "up_commercial"),
+    ]
+    lines = overview(statuses, {"qn": 4}, NOW)
+    assert [line.province for line in lines] == ["hp", "qn", "hn"]
+    hp, qn, hn = lines
+    assert (hp.points_ready, hp.points, hp.stations) == (1, 2, 3)
+    assert (hp.on_battery, hp.on_generator, hp.dark, hp.dark_soon) == (1, 1, 1, 1)
+    assert (qn.on_battery, qn.dark_soon, qn.risk_level, hp.risk_level) == (1, 0, 4, 0)
+    assert hn.points == 0 and hn.points_ready_share == 1.0
+
+
+def test_a_chart_breaks_its_line_where_data_is_missing() -> None:
+    series = {"fibre": [(0.0, 10.0), (60.0, 20.0), (120.0, None), (180.0, 30.0), (240.0, 40.0),
+                        (1000.0, 50.0)]}  # fmt: skip
+    drawn = chart(series, start_s=0.0, end_s=1000.0, step_s=60.0, y_floor=10.0)
+    (line,) = drawn.lines
+    assert len(line.segments) == 3  # the None, then a 760 s silence, each break it
+    assert line.last == 50.0 and drawn.y_max == 50.0
+    left, top, right, bottom = drawn.plot
+    first = [tuple(map(float, p.split(","))) for p in line.segments[0].split()]
+    assert first[0] == (left, bottom - (bottom - top) * 10 / 50)
+    lone = line.segments[2].split()
+    assert lone[0] == lone[1] and float(lone[0].split(",")[0]) == right  # a dot, at the end
+    assert chart({}, start_s=0, end_s=1, step_s=1).empty
+
+
+def test_the_change_log_says_what_changed_since_and_when_it_no_longer_knows() -> None:
+    changes = Changes(keep=3)
+    for n in range(5):
+        changes.site(f"hp-bts-{n}", "hp")
+    assert changes.since(4) == (5, [("hp-bts-4", "hp")])
+    assert changes.since(5) == (5, [])
+    for n in range(5, 8):  # past twice its size: the oldest are dropped
+        changes.site(f"hp-bts-{n}", "hp")
+    assert changes.since(0) == (8, None)
+    generation, kept = changes.since(4)
+    assert generation == 8 and kept is not None and len(kept) == 4
+
+
+async def read(stream: AsyncIterator[bytes], until: str, timeout_s: float = 5) -> str:
+    text = ""
+    async with asyncio.timeout(timeout_s):
+        async for chunk in stream:
+            text += chunk.decode()
+            if until in text:
+                return text
+    return text
+
+
+async def test_a_stream_tells_only_what_its_page_shows_in_one_event_per_burst() -> None:
+    changes = Changes()
+    stream = events(changes, lambda site, province: province == "hp", last_seen=None)
+    opened = await read(stream, ": kienco board")
+    assert opened.startswith("retry: ")
+
+    async def storm() -> None:
+        await asyncio.sleep(0.05)
+        for site, province in [("qn-bts-1", "qn"), ("hp-bts-2", "hp"), ("hp-bts-1", "hp")]:
+            changes.site(site, province)
+
+    told, _ = await asyncio.gather(read(stream, "\n\n"), storm())
+    first_at = time.monotonic()
+    assert told.startswith("id: 3\nevent: changed\n")
+    assert json.loads(told.split("data: ")[1]) == {"sites": ["hp-bts-1", "hp-bts-2"]}
+    changes.site("qn-bts-2", "qn")  # nothing for this page: no event
+    changes.site("hp-bts-3", "hp")
+    assert '"sites":["hp-bts-3"]' in await read(stream, "\n\n")
+    assert time.monotonic() - first_at >= MIN_GAP_S - 0.1  # a page is told at most so often
+    changes.close()
+    with pytest.raises(StopAsyncIteration):
+        await stream.__anext__()
+
+
+async def test_a_stream_far_behind_is_told_to_fetch_everything() -> None:
+    changes = Changes(keep=2)
+    for n in range(6):
+        changes.site(f"hp-bts-{n}", "hp")
+    stream = events(changes, lambda site, province: True, last_seen=1)  # reconnected late
+    told = await read(stream, '{"all":true}')
+    assert 'event: changed\ndata: {"all":true}' in told
+    changes.close()
