@@ -17,7 +17,8 @@ b. API. A collector built in this process (no InfluxDB; its MQTT filter matches
    with a meta and a report per site; then --requests GET /api/v1/readiness
    (all sites) and as many GET /api/v1/readiness?province=X, timed with httpx
    from a separate process (so the client does not compete for the server's
-   GIL). The server-side part (select, count, join the cached JSON) is also
+   GIL); anonymous (``http.anonymous_read``) or, with --api-auth token, each
+   with a noc bearer token. The server-side part (select, count, join the cached JSON) is also
    timed directly.
 
 Goals: p99 <= 100 ms for both.
@@ -26,7 +27,7 @@ Run (about 1.5 minutes with the defaults):
 
     /work/main/.venv/bin/python benchmarks/verdicts.py
     /work/main/.venv/bin/python benchmarks/verdicts.py --duration 30 --json
-    /work/main/.venv/bin/python benchmarks/verdicts.py --only api
+    /work/main/.venv/bin/python benchmarks/verdicts.py --only api [--api-auth token]
 """
 
 from __future__ import annotations
@@ -215,6 +216,16 @@ def measure_latency(
 
 
 def measure_api(args: argparse.Namespace, workdir: Path, broker: Mosquitto) -> dict[str, Any]:
+    from collector.web.tokens import new_token, sha256_hex
+
+    token = new_token()
+    # anonymous: open reads, as before roles; token: a noc token per request, as the CLI does.
+    access: dict[str, Any] = (
+        {"anonymous_read": True}
+        if args.api_auth == "anonymous"
+        else {"tokens": [{"name": "bench", "role": "noc", "sha256": sha256_hex(token)}]}
+    )
+    headers = {} if args.api_auth == "anonymous" else {"Authorization": f"Bearer {token}"}
     config = CollectorConfig.model_validate(
         {
             "broker": {
@@ -225,7 +236,7 @@ def measure_api(args: argparse.Namespace, workdir: Path, broker: Mosquitto) -> d
             },
             "influx": None,
             "data_dir": str(workdir / "api-collector"),
-            "http": {"host": "127.0.0.1", "port": 0, "anonymous_read": True},
+            "http": {"host": "127.0.0.1", "port": 0, **access},
         }
     )
     collector = Collector(config)
@@ -253,7 +264,7 @@ def measure_api(args: argparse.Namespace, workdir: Path, broker: Mosquitto) -> d
         with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
             for label, params in (("all", {}), ("province", {"province": province})):
                 times, body_bytes, count = pool.submit(
-                    time_gets, url, params, args.requests
+                    time_gets, url, params, args.requests, headers
                 ).result()
                 results[label] = {
                     "p50": percentile(times, 50),
@@ -270,11 +281,13 @@ def measure_api(args: argparse.Namespace, workdir: Path, broker: Mosquitto) -> d
     return results
 
 
-def time_gets(url: str, params: dict[str, str], n: int) -> tuple[list[float], int, int]:
+def time_gets(
+    url: str, params: dict[str, str], n: int, headers: dict[str, str]
+) -> tuple[list[float], int, int]:
     """(ms per GET, response bytes, sites in the response) for ``n`` sequential GETs."""
     times: list[float] = []
     body = b""
-    with httpx.Client(timeout=30) as http:
+    with httpx.Client(timeout=30, headers=headers) as http:
         for _ in range(n):
             started = time.perf_counter()
             response = http.get(url, params=params)
@@ -314,6 +327,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-influx", action="store_true", help="collector without history")
     parser.add_argument("--api-sites", type=int, default=10_000, help="sites for the API test")
+    parser.add_argument(
+        "--api-auth",
+        choices=["anonymous", "token"],
+        default="anonymous",
+        help="API reads open (http.anonymous_read), or each with a noc bearer token",
+    )
     parser.add_argument("--requests", type=int, default=200, help="GETs per API query")
     parser.add_argument("--only", choices=["latency", "api"], help="run one part only")
     parser.add_argument("--seed", type=int, default=1)
