@@ -241,18 +241,6 @@ class StateConfig(_Strict):
     )
 
 
-class SummariesConfig(_Strict):
-    """Periodic points for the dashboards (collector/history.py)."""
-
-    # Whole minutes: the dashboards sum each minute's points across series.
-    fleet_every_s: Annotated[int, Field(ge=60, le=3600, multiple_of=60)] = Field(
-        default=60, description="sites per verdict and state, per province, kind and operator"
-    )
-    compliance_every_s: Annotated[int, Field(ge=60, le=3600, multiple_of=60)] = Field(
-        default=300, description="hardened-station compliance per area (needs the inventory)"
-    )
-
-
 def _http_url(value: str, example: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
@@ -333,7 +321,6 @@ class CollectorConfig(_Strict):
     batch: BatchConfig = BatchConfig()
     status: StatusConfig = StatusConfig()
     state: StateConfig = StateConfig()
-    summaries: SummariesConfig = SummariesConfig()
     http: HttpListen = Field(
         default=HttpListen(), description="the API, the board, /metrics and /healthz"
     )

@@ -19,9 +19,9 @@ meeting            province, meeting          title, duration_s, points, created
 rehearsal          site, province             meeting, passed, problems, problems_vi
 =================  =========================  ==============================================
 
-``fleet`` and ``compliance`` are written on a timer (``summaries:`` in the collector
-config), so a site that has gone silent is still counted, as ``unknown``: a query
-over the per-site points would lose it the moment its points stop. A ``meeting``
+``fleet`` (every minute) and ``compliance`` (every 5 minutes) are written on a timer,
+so a site that has gone silent is still counted, as ``unknown``: a query over the
+per-site points would lose it the moment its points stop. A ``meeting``
 point is stamped with the meeting's *start*: "the next meetings" is a time range.
 
 Numeric codes let a state timeline colour a verdict and ``max()`` pick the worst
@@ -44,6 +44,8 @@ from rules.rehearsal import Rehearsal
 __all__ = [
     "COMPLIANCE_COUNTS",
     "COMPLIANCE_CRITERIA",
+    "COMPLIANCE_EVERY_S",
+    "FLEET_EVERY_S",
     "FLEET_FIELDS",
     "MEDIA",
     "STATE_CODES",
@@ -55,6 +57,11 @@ __all__ = [
     "one_line",
     "rehearsal_point",
 ]
+
+FLEET_EVERY_S = 60
+COMPLIANCE_EVERY_S = 300
+"""Fixed, not configured: a dashboard turns a sum of summaries into a count per summary
+with them (kienco/dashboards/common.py)."""
 
 VERDICT_CODES: Mapping[Verdict, int] = {"ready": 0, "degraded": 1, "unknown": 2, "not_ready": 3}
 STATE_CODES: Mapping[StationState, int] = {

@@ -121,12 +121,7 @@ class Collector:
             listed=self.inventory.__contains__ if config.inventory else None,
         )
         self.meetings = MeetingStore(data / "meetings.sqlite")
-        self.summaries = Summaries(
-            self.policy,
-            self.inventory,
-            fleet_every_s=config.summaries.fleet_every_s,
-            compliance_every_s=config.summaries.compliance_every_s,
-        )
+        self.summaries = Summaries(self.policy, self.inventory)
         # Before the inventory: its metas apply over what is restored, as over any meta.
         self.saved_state = open_and_restore(
             config.state,

@@ -17,7 +17,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from collector.history import compliance_points, fleet_points
+from collector.history import (
+    COMPLIANCE_EVERY_S,
+    FLEET_EVERY_S,
+    compliance_points,
+    fleet_points,
+)
 from collector.inventory import Inventory
 from collector.line_protocol import Point
 from contract.wire import Status
@@ -49,18 +54,11 @@ class SummaryClock:
 class Summaries:
     """Decides which summaries are due and builds their points. Called from one thread."""
 
-    def __init__(
-        self,
-        policy: Policy,
-        inventory: Inventory,
-        *,
-        fleet_every_s: float,
-        compliance_every_s: float,
-    ) -> None:
+    def __init__(self, policy: Policy, inventory: Inventory) -> None:
         self.policy = policy
         self.inventory = inventory
-        self.fleet = SummaryClock(fleet_every_s)
-        self.compliance = SummaryClock(compliance_every_s)
+        self.fleet = SummaryClock(FLEET_EVERY_S)
+        self.compliance = SummaryClock(COMPLIANCE_EVERY_S)
 
     def due(
         self,

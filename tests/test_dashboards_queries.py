@@ -378,8 +378,8 @@ def test_trends_fold_raw_points_so_the_same_query_reads_both(
         ('max("state_code")', "readiness", '"site"'),
         ('mean("fuel_pct")', "power", '"site", "device"'),
         ('max("loss_pct")', "link", '"site", "path"'),
-        ('last("up_battery")', "fleet", '"province", "kind", "operator"'),
-        ('last("compliant")', "compliance", '"province", "area"'),
+        ('sum("up_battery")', "fleet", '"province", "kind", "operator"'),
+        ('sum("compliant")', "compliance", '"province", "area"'),
     ]
     since = (storm.started - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
     for aggregate, measurement, keys in checks:

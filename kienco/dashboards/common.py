@@ -22,7 +22,12 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models.dashboard import DataSourceRef
 
-from collector.history import STATE_CODES, STATION_STATUS_CODES, VERDICT_CODES
+from collector.history import (
+    FLEET_EVERY_S,
+    STATE_CODES,
+    STATION_STATUS_CODES,
+    VERDICT_CODES,
+)
 from kienco.dashboards.influxql import DATASOURCE, Expect, InfluxQL
 from kienco.dashboards.macros import ALL
 from kienco.dashboards.retention import RAW, TREND
@@ -35,6 +40,7 @@ __all__ = [
     "RP",
     "SCHEMA_VERSION",
     "SITE",
+    "TIMELINE_POINTS",
     "TIMEZONE",
     "Board",
     "Built",
@@ -55,6 +61,8 @@ __all__ = [
 SCHEMA_VERSION = 41  # Grafana 11.6's dashboard schema (grafana-foundation-sdk 11.6)
 TIMEZONE = "Asia/Ho_Chi_Minh"
 GRID_COLUMNS = 24
+DEFAULT_DATA_POINTS = 1000  # Grafana's max data points: about a wide panel's width in pixels
+TIMELINE_POINTS = 200  # a state timeline of hundreds of sites: a band is ~4 px wide anyway
 
 # The filters every query repeats. An "All" of province, operator or kind is ``.*``,
 # which also matches a point without that tag; "All" sites is the explicit list the
@@ -100,6 +108,7 @@ class Check:
     query: str
     result_format: str
     min_interval: str | None
+    max_data_points: int
     expect: Expect
 
 
@@ -168,26 +177,39 @@ def summed(
     over_time: bool,
     by: Sequence[str] = (),
     window: str = LATEST,
+    every_s: int = FLEET_EVERY_S,
+    ratios: Sequence[str] = (),
 ) -> str:
-    """A periodic summary (``fleet``, ``compliance``) summed across its series, per minute.
+    """A periodic summary (``fleet``, ``compliance``) summed across its series.
 
-    The collector stamps each summary at the start of its slot, whole minutes, the same
-    for every series and shard (``collector/summaries.py``): one minute's points, summed,
-    are the fleet at that minute, exactly. Over time: every minute that has a summary;
-    now (``over_time=False``): the newest such minute (per ``by`` group). One level of
-    aggregation only: InfluxDB 1.6 runs a query nested in another, with several fields,
-    seconds slower (benchmarks/dashboards.py). ``columns``: alias → expression of sums.
+    The collector stamps each summary at the start of its slot (``every_s``, whole
+    minutes), the same in every series and shard (``collector/summaries.py``), so one
+    minute's points, summed, are the fleet at that minute, exactly. Now
+    (``over_time=False``): the newest such minute (per ``by`` group). Over time: per
+    Grafana interval (a whole number of slots, the panel's minimum being one slot), the
+    sum divided by the slots it holds: the mean count per summary (the 5-minute trends
+    hold the sum of their summaries, so the same text reads both). ``ratios`` are
+    columns left undivided (a mean of ratios, a minimum). One level of aggregation
+    only: InfluxDB 1.6 runs a query nested in another seconds slower, and grouping
+    days by the minute costs it seconds too (benchmarks/dashboards.py).
+    ``columns``: alias → expression of sums.
     """
-    selected = ", ".join(f'{expression} AS "{alias}"' for alias, expression in columns.items())
-    groups = ", ".join([f"time({SUMMARY_BUCKET})", *(f'"{key}"' for key in by)])
-    if over_time:
+    if not over_time:
+        selected = ", ".join(f'{expr} AS "{alias}"' for alias, expr in columns.items())
+        groups = ", ".join([f"time({SUMMARY_BUCKET})", *(f'"{key}"' for key in by)])
         return (
-            f'SELECT {selected} FROM {RP}."{measurement}" WHERE {where(*filters)} '
-            f"GROUP BY {groups} fill(none)"
+            f'SELECT {selected} FROM "{measurement}" WHERE {latest(*filters, window=window)} '
+            f"GROUP BY {groups} fill(none) ORDER BY time DESC LIMIT 1"
         )
+    per_summary = f"{every_s * 1000} / $__interval_ms"
+    selected = ", ".join(
+        f'{expr} AS "{alias}"' if alias in ratios else f'({expr}) * {per_summary} AS "{alias}"'
+        for alias, expr in columns.items()
+    )
+    groups = ", ".join(["time($__interval)", *(f'"{key}"' for key in by)])
     return (
-        f'SELECT {selected} FROM "{measurement}" WHERE {latest(*filters, window=window)} '
-        f"GROUP BY {groups} fill(none) ORDER BY time DESC LIMIT 1"
+        f'SELECT {selected} FROM {RP}."{measurement}" WHERE {where(*filters)} '
+        f"GROUP BY {groups} fill(none)"
     )
 
 
@@ -327,6 +349,7 @@ class Board:
         h: int,
         queries: Sequence[InfluxQL] = (),
         min_interval: str | None = None,
+        max_data_points: int | None = None,
     ) -> Self:
         """Place a panel after the previous one (wrapping at 24 columns), with its queries."""
         if self._x + w > GRID_COLUMNS:
@@ -337,6 +360,8 @@ class Board:
         built.datasource = DataSourceRef(type_val=DATASOURCE.type_val, uid=DATASOURCE.uid)
         if min_interval is not None:
             built.interval = min_interval
+        if max_data_points is not None:  # fewer intervals: a state timeline of many sites
+            built.max_data_points = max_data_points
         targets = []
         for index, query in enumerate(queries):
             query.ref_id = chr(ord("A") + index)
@@ -351,6 +376,7 @@ class Board:
                     query.query,
                     query.result_format,
                     min_interval,
+                    max_data_points or DEFAULT_DATA_POINTS,
                     query.expect,
                 )
             )

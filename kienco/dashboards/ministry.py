@@ -12,7 +12,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models.dashboard import VariableModel
 
-from collector.history import COMPLIANCE_CRITERIA
+from collector.history import COMPLIANCE_CRITERIA, COMPLIANCE_EVERY_S
 from kienco.dashboards.common import (
     OPERATOR,
     PROVINCE,
@@ -32,8 +32,8 @@ from kienco.dashboards.panels import stat_row, table_of, trend
 __all__ = ["build"]
 
 UID = "kienco-ministry"
-# Compliance is summed at most hourly (summaries.compliance_every_s): two periods back.
-COMPLIANCE_WINDOW = "2h"
+# The newest compliance summary is at most 5 min old: look back three periods.
+COMPLIANCE_WINDOW = "15m"
 AREA = '"area" =~ /^$area$/'
 COUNTS = {
     "declared": "Khai báo kiên cố",
@@ -226,6 +226,7 @@ def build() -> Built:
                     sum_of(("compliant", "non_compliant", "missing")),
                     filters=(PROVINCE, AREA),
                     over_time=True,
+                    every_s=COMPLIANCE_EVERY_S,
                 ),
                 Expect(("compliant", "non_compliant", "missing")),
                 alias="$col",

@@ -18,6 +18,7 @@ from kienco.dashboards.common import (
     RP,
     SITE,
     STATE_COLOURS,
+    TIMELINE_POINTS,
     Board,
     Built,
     latest,
@@ -300,6 +301,7 @@ def build() -> Built:
         w=24,
         h=10,
         min_interval="30s",
+        max_data_points=TIMELINE_POINTS,
         queries=[
             InfluxQL(
                 f'SELECT max("state_code") FROM {RP}."readiness" '
@@ -400,6 +402,7 @@ def build() -> Built:
                     },
                     filters=FLEET_FILTERS,
                     over_time=True,
+                    ratios=("min", "mean"),
                 ),
                 Expect(("min", "mean")),
                 alias="$col",

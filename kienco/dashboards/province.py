@@ -15,6 +15,7 @@ from kienco.dashboards.common import (
     PROVINCE,
     RP,
     SITE,
+    TIMELINE_POINTS,
     VERDICT_COLOURS,
     Board,
     Built,
@@ -191,6 +192,7 @@ def build() -> Built:
         w=12,
         h=8,
         min_interval="30s",
+        max_data_points=TIMELINE_POINTS,
         queries=[
             InfluxQL(
                 f'SELECT max("verdict_code") FROM {RP}."readiness" '

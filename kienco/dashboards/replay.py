@@ -131,7 +131,7 @@ def replay(
     span: TimeRange,
     influx: Influx,
     *,
-    max_data_points: int = 1000,
+    max_data_points: int | None = None,
 ) -> list[Outcome]:
     """Every target rendered as Grafana would, and run."""
     outcomes = []
@@ -140,7 +140,7 @@ def replay(
             check.query,
             variables,
             span,
-            max_data_points=max_data_points,
+            max_data_points=max_data_points or check.max_data_points,
             min_interval=check.min_interval or DATASOURCE_MIN_INTERVAL,
         )
         series, error, seconds = influx.query(sent)

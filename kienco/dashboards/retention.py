@@ -8,7 +8,8 @@ same measurement and field names, in the ``trend`` policy (kept ``TREND_DURATION
 A panel reads ``FROM "$rp"."<measurement>"``: the dashboards' *Dữ liệu* variable picks
 raw (``autogen``) or 5-minute (``trend``) with the same query text, since each trend
 field is the aggregate the panels take of it (max of a max, last of a last, mean of
-means for a level that moves slowly: fuel, RTT, jitter).
+means for a level that moves slowly: fuel, RTT, jitter; the summaries' sums, which a
+panel divides by the number of summaries in its interval).
 
 ``kienco dashboards build`` writes :func:`render` to ``dashboards/influxdb/``, for an
 operator to apply once (``influx -import`` or ``/query``); the tests apply
@@ -40,9 +41,12 @@ FOLDED: Mapping[str, Mapping[str, str]] = {
         "bandwidth_down_mbps": 'last("bandwidth_down_mbps")',
         "bandwidth_up_mbps": 'last("bandwidth_up_mbps")',
     },
-    # summaries: the last of each 5 minutes, stamped at their start (still one a minute)
-    "fleet": {field: f'last("{field}")' for field in FLEET_FIELDS},
-    "compliance": {field: f'last("{field}")' for field in COMPLIANCE_COUNTS},
+    # summaries: the sum of each 5 minutes' (a dashboard divides by the summaries summed)
+    "fleet": {
+        field: f'min("{field}")' if field == "fuel_pct_min" else f'sum("{field}")'
+        for field in FLEET_FIELDS
+    },
+    "compliance": {field: f'sum("{field}")' for field in COMPLIANCE_COUNTS},
 }
 
 

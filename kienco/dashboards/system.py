@@ -1,8 +1,8 @@
 """kienco itself: are the agents reporting, is anything piling up at the edge?
 
-For whoever runs kienco: reports arriving per province, sites reporting and silent
-(from the ``fleet`` summary), each agent's outbox backlog, clock offset and MQTT
-connection (its birth message or Last Will).
+For whoever runs kienco: sites reporting per province, and reporting and silent
+overall (from the ``fleet`` summary), each agent's outbox backlog, clock offset and
+MQTT connection (its birth message or Last Will).
 """
 
 from __future__ import annotations
@@ -41,22 +41,25 @@ def build() -> Built:
     )
     board.add(
         trend(
-            "Báo cáo nhận được mỗi phút, theo tỉnh",
-            "Số báo cáo định kỳ đã lưu mỗi phút (theo thời điểm đo của agent), theo tỉnh. "
-            "Một tỉnh tụt xuống: mất mạng diện rộng, hoặc broker/collector của tỉnh có vấn đề.",
-            "Periodic reports stored per minute (by the agents' measurement time), per "
-            "province. A province dropping: a wide outage, or its broker or collector.",
-            unit="none",
+            "Điểm đang báo cáo, theo tỉnh",
+            "Số điểm có báo cáo mới (không im lặng) theo tỉnh, theo thời gian. Một tỉnh tụt "
+            "xuống: mất mạng diện rộng, hoặc broker/collector của tỉnh có vấn đề.",
+            "Sites reporting (not silent) per province over time. A province dropping: a "
+            "wide outage, or its broker or collector.",
         ),
         w=12,
         h=8,
         min_interval="1m",
         queries=[
             InfluxQL(
-                'SELECT count("seq") * 60000 / $__interval_ms FROM "report" '
-                f"WHERE {where(PROVINCE, SITE)} "
-                'GROUP BY time($__interval), "province" fill(0)',
-                Expect(("count",), tags=("province",)),
+                summed(
+                    "fleet",
+                    {"reporting": 'sum("sites") - sum("unknown")'},
+                    filters=(PROVINCE, OPERATOR, KIND),
+                    over_time=True,
+                    by=("province",),
+                ),
+                Expect(("reporting",), tags=("province",)),
                 alias="$tag_province",
             )
         ],
