@@ -430,6 +430,8 @@ def time_dashboard(
 def trends(influx: Influx, span: TimeRange) -> list[tuple[str, Any]]:
     """The shipped retention policies and continuous queries, applied; the trends backfilled
     a day at a time by each query's own SELECT … INTO (what InfluxDB runs every 5 min)."""
+    for name in retention.continuous_queries(DATABASE):  # an earlier run's, perhaps older
+        influx.query(f'DROP CONTINUOUS QUERY "{name}" ON "{DATABASE}"')
     for statement in retention.statements(DATABASE):
         _, error, _ = influx.query(statement)
         assert error is None, (statement, error)

@@ -13,6 +13,7 @@ fleet              province, kind, operator   sites; a count per verdict and per
 compliance         province, area             declared, compliant, non_compliant, missing,
                                               never_reported, required, meets, carriers…,
                                               ``failed_<criterion>`` counts
+compliance_province province                  the same counts, summed over the province's areas
 compliance_station site, province, area,      status, status_code, failed, failed_vi,
                    operator                   failed_en, name, autonomy_h, independent_paths
 meeting            province, meeting          title, duration_s, points, created_by
@@ -195,9 +196,12 @@ def _as_fields(counts: Mapping[str, int]) -> dict[str, FieldValue | None]:
 
 
 def compliance_points(report: ComplianceReport, at: datetime) -> list[Point]:
-    """A ``compliance`` point per area of the report, a ``compliance_station`` per station."""
+    """A ``compliance`` point per area of the report, a ``compliance_station`` per station,
+    and the province's totals (``compliance_province``: its trend over days reads a few
+    dozen series, not thousands of communes)."""
     at_ns = time_ns(at)
     points: list[Point] = []
+    totals = dict.fromkeys(COMPLIANCE_COUNTS, 0)
     for area in report.areas:
         failed = dict.fromkeys(COMPLIANCE_CRITERIA, 0)
         for station in area.stations:
@@ -218,6 +222,8 @@ def compliance_points(report: ComplianceReport, at: datetime) -> list[Point]:
             "area_name": None if area.area_name is None else one_line(area.area_name),
         }
         fields.update((f"failed_{code}", count) for code, count in failed.items())
+        for name in COMPLIANCE_COUNTS:
+            totals[name] += int(fields.get(name) or 0)
         tags = {"province": report.province, "area": area.area}
         points.append(Point.make("compliance", tags, fields, at_ns))
         for station in area.stations:
@@ -233,6 +239,11 @@ def compliance_points(report: ComplianceReport, at: datetime) -> list[Point]:
                 "independent_paths": station.independent_paths,
             }
             points.append(Point.make("compliance_station", station_tags, station_fields, at_ns))
+    if report.areas:
+        province: dict[str, FieldValue | None] = dict(totals)
+        points.append(
+            Point.make("compliance_province", {"province": report.province}, province, at_ns)
+        )
     return points
 
 

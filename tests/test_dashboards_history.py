@@ -244,6 +244,9 @@ def test_compliance_points_per_area_and_station_with_failed_criteria() -> None:
     assert "72" in short["failed_vi"] and "72" in short["failed_en"]
     assert stations["hp-bts-001"][1]["status_code"] == 0
     assert "hp-bts-004" not in stations  # not declared hardened: not a compliance station
+    (province,) = [fields_of(p) for p in points if p.measurement == "compliance_province"]
+    for name in ("declared", "compliant", "non_compliant", "missing", "failed_silent"):
+        assert province[name] == sum(area[name] for area in areas.values()), name
 
 
 # --- meetings, rehearsals, the clock ----------------------------------------------------

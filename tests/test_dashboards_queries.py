@@ -380,6 +380,7 @@ def test_trends_fold_raw_points_so_the_same_query_reads_both(
         ('max("loss_pct")', "link", '"site", "path"'),
         ('sum("up_battery")', "fleet", '"province", "kind", "operator"'),
         ('sum("compliant")', "compliance", '"province", "area"'),
+        ('sum("missing")', "compliance_province", '"province"'),
     ]
     since = (storm.started - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
     for aggregate, measurement, keys in checks:

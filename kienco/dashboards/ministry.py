@@ -211,8 +211,10 @@ def build() -> Built:
     board.add(
         trend(
             "Xu hướng đạt chuẩn",
-            "Số trạm đạt, không đạt, còn thiếu theo thời gian, trên các khu vực đã chọn.",
-            "Compliant, not compliant and missing over time, over the chosen areas.",
+            "Số trạm đạt, không đạt, còn thiếu theo thời gian, cộng trên các tỉnh đã chọn "
+            "(mọi khu vực của tỉnh: từng khu vực xem bảng Theo khu vực).",
+            "Compliant, not compliant and missing over time, summed over the chosen provinces "
+            "(all their areas; each area: the per-area table).",
             names={k: COUNTS[k] for k in ("compliant", "non_compliant", "missing")},
             colours=COUNT_COLOURS,
         ),
@@ -222,9 +224,9 @@ def build() -> Built:
         queries=[
             InfluxQL(
                 summed(
-                    "compliance",
+                    "compliance_province",
                     sum_of(("compliant", "non_compliant", "missing")),
-                    filters=(PROVINCE, AREA),
+                    filters=(PROVINCE,),
                     over_time=True,
                     every_s=COMPLIANCE_EVERY_S,
                 ),

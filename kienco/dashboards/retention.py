@@ -47,6 +47,7 @@ FOLDED: Mapping[str, Mapping[str, str]] = {
         for field in FLEET_FIELDS
     },
     "compliance": {field: f'sum("{field}")' for field in COMPLIANCE_COUNTS},
+    "compliance_province": {field: f'sum("{field}")' for field in COMPLIANCE_COUNTS},
 }
 
 
@@ -84,7 +85,7 @@ def render(database: str = "kienco") -> str:
         "#   influx -database kienco -import -path dashboards/influxdb/retention.influxql",
         "# (another database name: replace kienco below). Needs [continuous_queries] enabled",
         "# (InfluxDB's default). Backfill a new trend policy with each query's SELECT … INTO",
-        "# and a WHERE time range.",
+        "# and a WHERE time range. To apply a newer version: DROP CONTINUOUS QUERY each first.",
         "",
         "# DDL",
         "",
