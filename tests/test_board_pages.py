@@ -167,6 +167,12 @@ def test_nobody_signed_in_is_sent_to_the_login_form(board: Board) -> None:
     login = anonymous.get("/login?next=/provinces/hp")
     assert 'name="next" value="/provinces/hp"' in login.text
     assert anonymous.get("/login?next=//evil.example").text.count('value="/"') == 1
+    # A wrong token on the form: back to the form, which says so, and no session.
+    origin = {"Origin": board.url}
+    wrong = anonymous.post("/login", data={"token": "x" * 40, "next": "/risk"}, headers=origin)
+    assert wrong.status_code == 303 and "set-cookie" not in wrong.headers
+    again = anonymous.get(wrong.headers["location"])
+    assert "Mã truy cập không đúng" in again.text and 'name="next" value="/risk"' in again.text
 
 
 def test_a_site_named_like_markup_is_shown_as_its_characters(board: Board) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, Form, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -96,13 +96,17 @@ def build_app(
         """Open a board session with a token: sets the HttpOnly, SameSite=Strict cookie.
 
         With ``next`` (a path on this server) the answer is a redirect there (a form's
-        submit); without, who logged in, as JSON.
+        submit; a wrong token goes back to the board's form, which says so); without,
+        who logged in, as JSON.
         """
         opened = await access.open_session(request, token)
+        target = _local(next)
         if opened is None:
+            if target:
+                again = f"/login?failed=1&next={quote(target, safe='')}"
+                return RedirectResponse(again, status_code=303)
             raise Refused(403, _LOGIN_FAILED)
         who, session_id = opened
-        target = _local(next)
         answer: Response = (
             RedirectResponse(target, status_code=303) if target else JSONResponse(who.as_json())
         )
