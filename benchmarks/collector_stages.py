@@ -1,0 +1,346 @@
+"""Where a report's time goes in the collector: µs per report, stage by stage, in-process.
+
+No broker, no network: N realistic reports (the same generator as
+benchmarks/ingest.py: 1 000 sites, a UPS, a generator, 3 paths and a host, 36
+readings, ~1.1 kB) are made first, then pushed through the collector's own
+code, one report at a time, each stage timed on its own (``perf_counter_ns``
+around each call; the timer's own cost, measured empty, is taken off):
+
+- MQTT (paho): the PUBLISH packets as Mosquitto sends them, read by a paho
+  client from a socket pair (its real ``loop_read``: packet parse, MQTTMessage,
+  the on_message dispatch) plus the manual PUBACK (``Client.ack``, written to
+  the socket), for MQTT 5 and 3.1.1 (``--protocol``; both by default);
+- decode + validation (collector/decode.py: topic, pydantic, duplicate keys);
+- admission (collector/admission.py: province binding, site caps);
+- state fold (``SiteStates.apply_report``);
+- rules + status (``Verdicts.evaluate``: rules, hysteresis, Status, its JSON,
+  the verdict points), only when the fold says the verdict's inputs changed;
+- report points (collector/points.py) and line protocol (``encode_many`` of the
+  report's and the verdict's points);
+- the whole ``Collector.handle`` (the sum of the above but paho, plus metrics,
+  the delivery queue), on a second, fresh collector;
+- with ``--influx``: the writer, batches of 5 000 reports' lines through
+  ``InfluxWriter.write_durably`` into a real influxd (this process's CPU per
+  report, and wall time per report, which includes influxd's work).
+
+CPU of one core on a shared machine: run it under the heavy lock. The figures
+are best-of ``--repeat`` passes (each pass over fresh state).
+
+    .venv/bin/python benchmarks/collector_stages.py
+    .venv/bin/python benchmarks/collector_stages.py --reports 20000 --influx --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import logging
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from ingest import generate
+from paho.mqtt.enums import CallbackAPIVersion
+
+from collector.config import BatchConfig, CollectorConfig, InfluxConfig
+from collector.decode import Decoded, decode
+from collector.line_protocol import encode_many
+from collector.points import report_points
+from collector.service import Collector
+from contract.wire import Report
+
+PROVINCES = ("p0",)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n % 128, n // 128
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def publish_packet(topic: str, payload: bytes, mid: int, *, protocol: int) -> bytes:
+    """One QoS 1 PUBLISH as the broker sends it (MQTT 5: an empty property list)."""
+    name = topic.encode()
+    body = len(name).to_bytes(2, "big") + name + mid.to_bytes(2, "big")
+    if protocol == 5:
+        body += b"\x00"
+    body += payload
+    return b"\x32" + _varint(len(body)) + body
+
+
+def time_paho(messages: Sequence[tuple[str, bytes]], protocol: int) -> tuple[float, float]:
+    """(µs per message read and dispatched, µs per manual ack) through a real paho client."""
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id="stages",
+        protocol=mqtt.MQTTv5 if protocol == 5 else mqtt.MQTTv311,
+        manual_ack=True,
+    )
+    ours, broker = socket.socketpair()
+    ours.setblocking(False)
+    for side in (ours, broker):
+        side.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        side.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    client._sock = ours  # noqa: SLF001 - paho has no public way to adopt a socket
+    client._state = mqtt._ConnectionState.MQTT_CS_CONNECTED  # noqa: SLF001
+    received: list[int] = []
+    client.on_message = lambda _c, _u, msg: received.append(msg.mid)
+    packets = [
+        publish_packet(t, p, (i % 65_000) + 1, protocol=protocol)
+        for i, (t, p) in enumerate(messages)
+    ]
+    read_ns = ack_ns = 0
+    chunk = 50
+    for start in range(0, len(packets), chunk):
+        broker.sendall(b"".join(packets[start : start + chunk]))
+        want = min(len(packets), start + chunk)
+        t0 = time.perf_counter_ns()
+        while len(received) < want:
+            client.loop_read(chunk)
+        t1 = time.perf_counter_ns()
+        for mid in received[start:want]:
+            client.ack(mid, 1)
+        t2 = time.perf_counter_ns()
+        read_ns += t1 - t0
+        ack_ns += t2 - t1
+        with contextlib.suppress(BlockingIOError):
+            while broker.recv(1 << 20, socket.MSG_DONTWAIT):
+                pass
+    ours.close()
+    broker.close()
+    n = len(packets)
+    return read_ns / n / 1e3, ack_ns / n / 1e3
+
+
+def make_collector(root: Path, influx_url: str | None) -> Collector:
+    config = CollectorConfig(
+        data_dir=root,
+        influx=None if influx_url is None else InfluxConfig(url=influx_url, database="stages"),
+        provinces=PROVINCES,
+        batch=BatchConfig(max_messages=5000, max_delay_s=0.2),
+    )
+    return Collector(config)
+
+
+STAGES = (
+    "decode + validation",
+    "admission",
+    "state fold",
+    "rules + status (when judged)",
+    "report points",
+    "line protocol",
+)
+
+
+def time_stages(
+    root: Path,
+    metas: Sequence[tuple[str, bytes]],
+    reports: Sequence[tuple[str, bytes]],
+) -> tuple[dict[str, float], float, int, list[str]]:
+    """µs per report of each stage, the share of reports judged, and the batches' lines."""
+    collector = make_collector(root, None)
+    try:
+        now = datetime.now(UTC)
+        for topic, payload in metas:
+            collector.process(topic, payload, now)
+        totals = dict.fromkeys(STAGES, 0)
+        judged = 0
+        clock = time.perf_counter_ns
+        limits = collector.config.limits
+        states, verdicts, admission = collector.states, collector.verdicts, collector.admission
+        batches: list[str] = []
+        lines: list[str] = []
+        for topic, payload in reports:
+            t0 = clock()
+            result = decode(
+                topic,
+                payload,
+                now=now,
+                max_bytes=limits.max_payload_bytes,
+                future_tolerance_s=limits.future_tolerance_s,
+            )
+            t1 = clock()
+            assert isinstance(result, Decoded)
+            refused = admission.check(result)
+            t2 = clock()
+            assert refused is None
+            report = result.message
+            assert isinstance(report, Report)
+            changed = states.apply_report(report, received_at=now)
+            t3 = clock()
+            verdict: list[Any] = []
+            if changed:
+                judged += 1
+                outcome = verdicts.evaluate(report.site, now)
+                verdict = outcome[2] if outcome else []
+            t4 = clock()
+            points = report_points(report, site_kind=None)
+            t5 = clock()
+            text = encode_many(points)
+            if verdict:
+                text += "\n" + encode_many(verdict)
+            t6 = clock()
+            lines.append(text)
+            if len(lines) == 5000:
+                batches.append("\n".join(lines))
+                lines = []
+            for stage, ns in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)):
+                totals[stage] += ns
+        if lines:
+            batches.append("\n".join(lines))
+    finally:
+        collector.stop()
+    overhead = _timer_overhead_ns()
+    n = len(reports)
+    per = {stage: max(0.0, (ns / n - overhead) / 1e3) for stage, ns in totals.items()}
+    return per, judged / n, batches
+
+
+def _timer_overhead_ns() -> float:
+    clock = time.perf_counter_ns
+    samples = []
+    for _ in range(5):
+        t0 = clock()
+        for _ in range(10_000):
+            clock()
+        samples.append((clock() - t0) / 10_000)
+    return min(samples)
+
+
+def time_handle(
+    root: Path, metas: Sequence[tuple[str, bytes]], reports: Sequence[tuple[str, bytes]]
+) -> float:
+    """µs per report of ``Collector.handle`` as paho's callback calls it (no broker)."""
+    collector = make_collector(root, None)
+    try:
+        for topic, payload in metas:
+            collector.handle(topic, payload, 0, 0)
+        t0 = time.perf_counter_ns()
+        for mid, (topic, payload) in enumerate(reports):
+            collector.handle(topic, payload, (mid % 65_000) + 1, 1)
+        elapsed = time.perf_counter_ns() - t0
+    finally:
+        collector.stop()
+    return elapsed / len(reports) / 1e3
+
+
+def time_writer(root: Path, batches: Sequence[str], n_reports: int) -> tuple[float, float]:
+    """(this process's CPU µs per report, wall µs per report) writing into a real influxd."""
+    from kienco.local_services import Influxd
+
+    influxd = Influxd.start(root / "influx")
+    try:
+        collector = make_collector(root / "data", influxd.url)
+        try:
+            assert collector.influx is not None
+            collector.influx.create_database()
+            writer = collector.writer
+            wall0, cpu0 = time.perf_counter(), time.thread_time()
+            for batch in batches:
+                outcome = writer.write_durably(batch)
+                assert outcome.status == "written", outcome
+            cpu = time.thread_time() - cpu0
+            wall = time.perf_counter() - wall0
+        finally:
+            collector.stop()
+    finally:
+        influxd.stop()
+    return cpu / n_reports * 1e6, wall / n_reports * 1e6
+
+
+def best(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: min(run[key] for run in runs) for key in runs[0]}
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--reports", type=int, default=20_000, help="reports per pass")
+    parser.add_argument("--sites", type=int, default=1_000, help="distinct sites")
+    parser.add_argument("--interval", type=float, default=30.0, help="report interval_s")
+    parser.add_argument("--repeat", type=int, default=3, help="passes; the best is shown")
+    parser.add_argument("--protocol", type=int, choices=(4, 5), action="append", help="paho")
+    parser.add_argument("--influx", action="store_true", help="time the writer into influxd")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", action="store_true", help="print the table as JSON")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    protocols = args.protocol or [5, 4]
+    reports, metas, readings = generate(
+        args.reports, args.sites, args.interval, args.seed, PROVINCES
+    )
+    size = statistics.fmean(len(p) for _, p in reports)
+    runs: list[dict[str, float]] = []
+    judged_share = 0.0
+    batches: list[str] = []
+    for _ in range(args.repeat):
+        gc.collect()
+        run: dict[str, float] = {}
+        for protocol in protocols:
+            read_us, ack_us = time_paho(reports, protocol)
+            run[f"MQTT {protocol}: paho read + parse + dispatch"] = read_us
+            run[f"MQTT {protocol}: manual PUBACK (Client.ack)"] = ack_us
+        with tempfile.TemporaryDirectory(prefix="kienco-stages-") as tmp:
+            per, judged_share, batches = time_stages(Path(tmp) / "a", metas, reports)
+            run.update(per)
+            run["stages above but paho, summed"] = sum(per.values())
+            run["Collector.handle (whole, no paho)"] = time_handle(Path(tmp) / "b", metas, reports)
+        runs.append(run)
+    table = best(runs)
+    if args.influx:
+        with tempfile.TemporaryDirectory(prefix="kienco-stages-influx-") as tmp:
+            cpu_us, wall_us = time_writer(Path(tmp), batches, len(reports))
+        table["writer into influxd: this process CPU"] = cpu_us
+        table["writer into influxd: wall (incl. influxd)"] = wall_us
+    protocol = min(protocols)
+    paho_us = (
+        table[f"MQTT {protocol}: paho read + parse + dispatch"]
+        + table[f"MQTT {protocol}: manual PUBACK (Client.ack)"]
+    )
+    total = paho_us + table["Collector.handle (whole, no paho)"]
+    if args.influx:
+        total += table["writer into influxd: this process CPU"]
+    table[f"total CPU per report (MQTT {protocol}, handle, writer if timed)"] = total
+    info = {
+        "reports per pass": len(reports),
+        "sites": args.sites,
+        "readings per report": readings,
+        "mean payload bytes": round(size),
+        "reports judged (verdict inputs changed) %": round(100 * judged_share, 1),
+        "passes (best shown)": args.repeat,
+        "reports/s one core could carry at this cost": round(1e6 / total),
+    }
+    if args.json:
+        print(json.dumps({"us_per_report": table, **info}, indent=2, ensure_ascii=False))
+        return 0
+    width = max(len(k) for k in table)
+    print(f"\n{'stage'.ljust(width)}  µs/report")
+    print("-" * (width + 11))
+    for key, value in table.items():
+        print(f"{key.ljust(width)}  {value:9.1f}")
+    print()
+    for key, value in info.items():
+        print(f"{key}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
