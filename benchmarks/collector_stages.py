@@ -15,8 +15,9 @@ around each call; the timer's own cost, measured empty, is taken off):
 - state fold (``SiteStates.apply_report``);
 - rules + status (``Verdicts.evaluate``: rules, hysteresis, Status, its JSON,
   the verdict points), only when the fold says the verdict's inputs changed;
-- report points (collector/points.py) and line protocol (``encode_many`` of the
-  report's and the verdict's points);
+- the report's line protocol (collector/points.py ``report_lines``; before
+  9e9e07d's successor: ``report_points`` then ``encode_many``), and the verdict's
+  points encoded (``encode_many``);
 - the whole ``Collector.handle`` (the sum of the above but paho, plus metrics,
   the delivery queue), on a second, fresh collector;
 - with ``--influx``: the writer, batches of 5 000 reports' lines through
@@ -42,7 +43,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from collector.config import BatchConfig, CollectorConfig, InfluxConfig
 from collector.decode import Decoded, decode
 from collector.line_protocol import encode_many
-from collector.points import report_points
+from collector.points import report_lines
 from collector.service import Collector
 from contract.wire import Report
 
@@ -93,8 +94,8 @@ def time_paho(messages: Sequence[tuple[str, bytes]], protocol: int) -> tuple[flo
     for side in (ours, broker):
         side.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         side.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-    client._sock = ours  # noqa: SLF001 - paho has no public way to adopt a socket
-    client._state = mqtt._ConnectionState.MQTT_CS_CONNECTED  # noqa: SLF001
+    client._sock = ours  # paho has no public way to adopt a socket
+    client._state = mqtt._ConnectionState.MQTT_CS_CONNECTED
     received: list[int] = []
     client.on_message = lambda _c, _u, msg: received.append(msg.mid)
     packets = [
@@ -139,8 +140,8 @@ STAGES = (
     "admission",
     "state fold",
     "rules + status (when judged)",
-    "report points",
-    "line protocol",
+    "report -> line protocol (report_lines)",
+    "verdict points -> line protocol",
 )
 
 
@@ -186,9 +187,8 @@ def time_stages(
                 outcome = verdicts.evaluate(report.site, now)
                 verdict = outcome[2] if outcome else []
             t4 = clock()
-            points = report_points(report, site_kind=None)
+            text = report_lines(report, site_kind=None)
             t5 = clock()
-            text = encode_many(points)
             if verdict:
                 text += "\n" + encode_many(verdict)
             t6 = clock()
@@ -196,7 +196,9 @@ def time_stages(
             if len(lines) == 5000:
                 batches.append("\n".join(lines))
                 lines = []
-            for stage, ns in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)):
+            for stage, ns in zip(
+                STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5), strict=True
+            ):
                 totals[stage] += ns
         if lines:
             batches.append("\n".join(lines))

@@ -63,6 +63,7 @@ __all__ = [
     "Point",
     "count_lines",
     "encode",
+    "encode_line",
     "encode_many",
 ]
 
@@ -225,11 +226,23 @@ def _field_value(key: str, value: FieldValue) -> str:
 
 def encode(point: Point) -> str:
     """One line, without a newline; ``""`` when the point has no field to write."""
-    fields: list[str] = []
-    append = fields.append
+    return encode_line(point.measurement, point.tags, point.fields.items(), point.time_ns)
+
+
+def encode_line(
+    measurement: str,
+    tags: tuple[tuple[str, str], ...],
+    fields: Iterable[tuple[str, FieldValue | None]],
+    time_ns: int,
+) -> str:
+    """What :func:`encode` writes for ``Point(measurement, tags, dict(fields), time_ns)``,
+    without making the point: the ingest path's encoder (collector/points.py,
+    ``report_lines``). ``tags`` as ``Point.make`` leaves them (sorted, no ``None``)."""
+    text: list[str] = []
+    append = text.append
     keys = _field_keys
     # The loop is inlined for the common types: it is where the time goes.
-    for key, value in point.fields.items():
+    for key, value in fields:
         if value is None:
             continue
         prefix = keys.get(key) or _field_key(key)
@@ -241,16 +254,15 @@ def encode(point: Point) -> str:
             append(f"{prefix}{value}i")
         else:
             append(prefix + _field_value(key, value))
-    if not fields:
+    if not text:
         return ""
-    time_ns = point.time_ns
     if type(time_ns) is not int or not _TIME_MIN <= time_ns <= _TIME_MAX:
         raise LineProtocolError("time", f"{time_ns!r} is not an int64 nanosecond time")
-    tags = _tag_sets.get(point.tags)
-    if tags is None:
-        tags = _tag_set(point.tags)
-    measurement = _measurements.get(point.measurement) or _measurement(point.measurement)
-    return f"{measurement}{tags} {','.join(fields)} {time_ns}"
+    tag_text = _tag_sets.get(tags)
+    if tag_text is None:
+        tag_text = _tag_set(tags)
+    name = _measurements.get(measurement) or _measurement(measurement)
+    return f"{name}{tag_text} {','.join(text)} {time_ns}"
 
 
 def encode_many(points: Iterable[Point], *, refused: list[LineProtocolError] | None = None) -> str:

@@ -34,7 +34,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from collector.line_protocol import FieldValue, Point
+from collector.line_protocol import FieldValue, Point, encode_line
 from contract.wire import (
     Event,
     HostReading,
@@ -46,7 +46,14 @@ from contract.wire import (
     State,
 )
 
-__all__ = ["FIELD_TYPES", "event_points", "report_points", "state_points", "time_ns"]
+__all__ = [
+    "FIELD_TYPES",
+    "event_points",
+    "report_lines",
+    "report_points",
+    "state_points",
+    "time_ns",
+]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -156,6 +163,54 @@ def report_points(report: Report, *, site_kind: str | None) -> list[Point]:
     if report.room is not None:
         points.append(Point.make("room", site, _values(report.room, _ROOM), at_ns))
     return points
+
+
+def _items(reading: BaseModel, fields: _Fields) -> list[tuple[str, FieldValue]]:
+    """``_values`` as pairs, converting only a value not already of its field's type."""
+    items: list[tuple[str, FieldValue]] = []
+    for name, kind in fields:
+        value = getattr(reading, name)
+        if value is not None:
+            items.append((name, value if type(value) is kind else kind(value)))
+    return items
+
+
+def _tags(
+    site: tuple[tuple[str, str], ...], *more: tuple[str, str | None]
+) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted([*site, *((k, v) for k, v in more if v is not None)]))
+
+
+def report_lines(report: Report, *, site_kind: str | None) -> str:
+    """``encode_many(report_points(report, site_kind=site_kind))``, the same text, made
+    without the points: no ``Point``, no tag or field dicts (the ingest path's encoder;
+    tests/test_points.py holds the two equal)."""
+    at_ns = time_ns(report.taken_at)
+    site = (("province", report.province), ("site", report.site))
+    if site_kind is not None:
+        site = (("kind", site_kind), *site)
+    lines = [
+        encode_line(
+            "report", site, (("seq", report.seq), ("interval_s", float(report.interval_s))), at_ns
+        )
+    ]
+    for power in report.power:
+        lines.append(
+            encode_line(
+                "power", _tags(site, ("device", power.device)), _items(power, _POWER), at_ns
+            )
+        )
+    for link in report.links:
+        tags = _tags(site, ("path", link.path), ("media", link.media), ("provider", link.provider))
+        lines.append(encode_line("link", tags, _items(link, _LINK), at_ns))
+    for port in report.interfaces:
+        tags = _tags(site, ("device", port.device), ("port", port.port))
+        lines.append(encode_line("interface", tags, _items(port, _INTERFACE), at_ns))
+    if report.host is not None:
+        lines.append(encode_line("host", site, _items(report.host, _HOST), at_ns))
+    if report.room is not None:
+        lines.append(encode_line("room", site, _items(report.room, _ROOM), at_ns))
+    return "\n".join([line for line in lines if line])
 
 
 def event_points(event: Event, *, site_kind: str | None = None) -> list[Point]:

@@ -51,7 +51,7 @@ from collector.meetings import (
     rehearsal_from,
 )
 from collector.metrics import CollectorMetrics
-from collector.points import event_points, report_points, state_points
+from collector.points import event_points, report_lines, state_points
 from collector.readiness import RiskLevelOf, Verdicts
 from collector.replay import Replayer
 from collector.risk import RiskChange, RiskEntry, RiskLevels
@@ -494,16 +494,14 @@ class Collector:
         (counted, logged once), the message is still stored.
         """
         message = decoded.message
-        points: list[Point]
-        if isinstance(message, Report):
-            points = report_points(message, site_kind=None)
+        if isinstance(message, Report):  # the commonest: encoded without making points
+            parts = [report_lines(message, site_kind=None)]
         elif isinstance(message, Event):
-            points = event_points(message)
+            parts = [encode_many(event_points(message))]
         elif isinstance(message, Meta):
-            points = []
+            parts = []
         else:
-            points = state_points(message)
-        parts = [encode_many(points)]
+            parts = [encode_many(state_points(message))]
         if isinstance(message, Report):
             changed = self.states.apply_report(message, received_at=now if heard else None)
             self.metrics.lag.set((now - message.taken_at).total_seconds())

@@ -22,7 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from collector import readiness, service
 from collector.config import CollectorConfig
 from collector.line_protocol import LineProtocolError
-from collector.points import report_points
+from collector.points import report_lines
 from collector.service import Collector
 from contract.wire import Meta, Report, Status
 from tests.support.influx import InfluxServer
@@ -282,9 +282,9 @@ def test_a_message_that_raises_after_decode_is_dead_lettered_acked_and_not_redel
     def unwritable(message: Report, **kwargs: Any) -> Any:
         if message.seq == 1:
             raise LineProtocolError("time", "-11676096000000000000 is not an int64 nanosecond time")
-        return report_points(message, **kwargs)
+        return report_lines(message, **kwargs)
 
-    monkeypatch.setattr(service, "report_points", unwritable)
+    monkeypatch.setattr(service, "report_lines", unwritable)
     db = influxdb.fresh_database("faults_unprocessable")
     cfg = config(tmp_path, mosquitto, "fc", influx=influxdb, db=db, client_id=f"fc-{db}")
     first = started(cfg)

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Literal
 
 import pytest
-from pydantic import BaseModel
+from hypothesis import HealthCheck, given, settings
+from pydantic import BaseModel, ValidationError
 
-from collector.line_protocol import Point, encode, encode_many
-from collector.points import FIELD_TYPES, event_points, report_points, state_points, time_ns
+from collector.line_protocol import LineProtocolError, Point, encode, encode_many
+from collector.points import (
+    FIELD_TYPES,
+    event_points,
+    report_lines,
+    report_points,
+    state_points,
+    time_ns,
+)
 from contract.wire import (
     Event,
     HostReading,
@@ -20,6 +29,7 @@ from contract.wire import (
     State,
 )
 from tests.support.influx import InfluxServer
+from tests.support.wire_fuzz import wire_messages
 
 TAKEN_AT = "2025-09-20T03:04:05.123456+07:00"  # typhoon season, Hai Phong local time
 TAKEN_AT_NS = 1_758_312_245_123_456_000  # 20:04:05.123456 UTC
@@ -221,3 +231,30 @@ def test_ints_sent_for_floats_do_not_conflict(
     assert ("battery_status", "string") in kinds
     reports = influxdb.query(influx_db, "SELECT count(seq) FROM report")
     assert reports[0]["count"] == 2
+
+
+@pytest.mark.parametrize("site_kind", [None, "station", "meeting_point"])
+def test_report_lines_are_the_points_encoded(report: Report, site_kind: str | None) -> None:
+    assert report_lines(report, site_kind=site_kind) == encode_many(
+        report_points(report, site_kind=site_kind)
+    )
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(wire_messages(datetime.now(UTC)))
+def test_report_lines_equal_the_points_encoded_for_any_report(message: tuple[str, bytes]) -> None:
+    # The ingest path's encoder writes exactly what the points would, or raises as they do.
+    topic, payload = message
+    if not topic.endswith("/report"):
+        return
+    try:
+        report = Report.model_validate_json(payload)
+    except ValidationError:
+        return
+    try:
+        expected = encode_many(report_points(report, site_kind="station"))
+    except LineProtocolError as error:
+        with pytest.raises(LineProtocolError, match=re.escape(str(error))):
+            report_lines(report, site_kind="station")
+        return
+    assert report_lines(report, site_kind="station") == expected
