@@ -186,7 +186,7 @@ def report_lines(report: Report, *, site_kind: str | None) -> str:
     without the points: no ``Point``, no tag or field dicts (the ingest path's encoder;
     tests/test_points.py holds the two equal)."""
     at_ns = time_ns(report.taken_at)
-    site = (("province", report.province), ("site", report.site))
+    site: tuple[tuple[str, str], ...] = (("province", report.province), ("site", report.site))
     if site_kind is not None:
         site = (("kind", site_kind), *site)
     lines = [

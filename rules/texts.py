@@ -544,4 +544,25 @@ def render(
     values: dict[str, object] = {**numbers, **labels}
     if "needs" in _fields(code):
         values["needs"] = _needs(values, lang)
-    return _FORMATTERS[lang].format(CATALOGUE[code].template(lang), **values)
+    # What ``_FORMATTERS[lang].format(template, **values)`` returns, without re-parsing
+    # the template through string.Formatter's Python-level loop on every evaluation
+    # (tests/test_rules_texts.py holds the two equal for every code).
+    field = _FORMATTERS[lang].format_field
+    parts: list[str] = []
+    for literal, name, spec in _compiled(code, lang):
+        parts.append(literal)
+        if name is not None:
+            parts.append(field(values[name], spec))
+    return "".join(parts)
+
+
+@cache
+def _compiled(code: str, lang: Lang) -> tuple[tuple[str, str | None, str], ...]:
+    """A template as (literal text, field name or None, format spec) pieces. Every field
+    of the catalogue is a plain name with a plain spec (no conversion, no nesting)."""
+    pieces = []
+    for literal, name, spec, conversion in string.Formatter().parse(CATALOGUE[code].template(lang)):
+        if name is not None and (not name.isidentifier() or conversion or "{" in (spec or "")):
+            raise ValueError(f"{code} ({lang}): field {name!r} is more than a plain name")
+        pieces.append((literal, name, spec or ""))
+    return tuple(pieces)

@@ -7,7 +7,7 @@ from importlib import resources
 
 import pytest
 
-from rules import Finding, Policy, evaluate
+from rules import Finding, Policy, evaluate, texts
 from rules.policy import RiskStep
 from rules.texts import CATALOGUE, LANGS, Lang, format_value, placeholders, render
 from tests.test_rules_support import (
@@ -61,6 +61,22 @@ def test_every_code_has_both_languages_and_fills(code: str) -> None:
         assert "{" not in out and "}" not in out and "?" not in out, out
     finding = Finding("meeting", "site-1", "info", code, numbers, labels)
     assert finding.to_reason().text_vi == render(code, "vi", numbers, labels)
+
+
+@pytest.mark.parametrize("code", sorted(CATALOGUE))
+@pytest.mark.parametrize("empty", [False, True])
+def test_render_writes_what_the_formatter_writes(code: str, empty: bool) -> None:
+    # render() walks each template parsed once; string.Formatter is the reference.
+    numbers, labels = _sample(code)
+    if empty:  # unknown numbers print "?", an empty label nothing
+        numbers = dict.fromkeys(numbers)
+        labels = dict.fromkeys(labels, "")
+    for lang in LANGS:
+        values: dict[str, object] = {**numbers, **labels}
+        if "needs" in _fields(CATALOGUE[code].template(lang)):
+            values["needs"] = texts._needs(values, lang)
+        expected = texts._FORMATTERS[lang].format(CATALOGUE[code].template(lang), **values)
+        assert render(code, lang, numbers, labels) == expected
 
 
 def test_every_code_is_used_by_a_rule() -> None:
