@@ -224,14 +224,18 @@ def test_malformed_messages_are_dead_lettered_and_the_collector_carries_on(
     assert collector.metrics.accepted.labels("report")._value.get() == 1
 
 
+@pytest.mark.parametrize("protocol", [4, 5])
 def test_a_collector_killed_mid_stream_loses_nothing(
     tmp_path: Path,
     mosquitto: Broker,
     influxdb: InfluxServer,
+    protocol: int,
 ) -> None:
-    db = influxdb.fresh_database("kill")
+    # The persistent session either way: MQTT 3.1.1 (the default) and MQTT 5.
+    db = influxdb.fresh_database(f"kill{protocol}")
     config = tmp_path / "collector.yaml"
     cfg = collector_config(tmp_path, mosquitto, influxdb, db, topic_filter="kienco/v1/kl/#")
+    cfg = cfg.model_copy(update={"broker": cfg.broker.model_copy(update={"protocol": protocol})})
     config.write_text(yaml.safe_dump(json.loads(cfg.model_dump_json())))
     command = [sys.executable, "-m", "kienco.cli", "collector", "run", "--config", str(config)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
