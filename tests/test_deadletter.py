@@ -106,14 +106,14 @@ def test_rejected_things_are_listed_shown_and_replayed_after_a_fix(
     # In this shard interval_s is an integer; the collector writes floats.
     influxdb.write(db, f"report,province=fj,site=fj-0 interval_s=1i {time.time_ns()}")
     # A bug in the code: storing fj-2's reports raises (fixed below by undoing the patch).
-    real_points = points.report_points
+    real_lines = points.report_lines
 
-    def buggy(message: Report, **kwargs: Any) -> list[Point]:
+    def buggy(message: Report, **kwargs: Any) -> str:
         if message.site == "fj-2":
             raise LineProtocolError("report", "a bug, fixed in the next release")
-        return real_points(message, **kwargs)
+        return real_lines(message, **kwargs)
 
-    monkeypatch.setattr("collector.service.report_points", buggy)
+    monkeypatch.setattr("collector.service.report_lines", buggy)
     sent = {
         "influx_refused": report("fj-1", 1, now),
         "unprocessable": report("fj-2", 1, now),
@@ -174,7 +174,7 @@ def test_rejected_things_are_listed_shown_and_replayed_after_a_fix(
     # the fixes: the conflicting measurements dropped, the bug undone
     influxdb.query(db, "DROP MEASUREMENT report")
     influxdb.query(db, "DROP MEASUREMENT power")
-    monkeypatch.setattr("collector.service.report_points", real_points)
+    monkeypatch.setattr("collector.service.report_lines", real_lines)
     assert kienco_main(_cli(url, "replay", "--reason", "influx_refused", "--json")) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["replayed"] == 2 and result["still_refused"] == []
