@@ -29,6 +29,7 @@ are best-of ``--repeat`` passes (each pass over fresh state).
 
     .venv/bin/python benchmarks/collector_stages.py
     .venv/bin/python benchmarks/collector_stages.py --reports 20000 --influx --json
+    .venv/bin/python benchmarks/collector_stages.py --rss-sites 10000   # RSS per site
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import psutil
 from ingest import generate
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -58,6 +60,7 @@ from collector.line_protocol import encode_many
 from collector.points import report_lines
 from collector.service import Collector
 from contract.wire import Report
+from rules.snapshot import HISTORY_LEN
 
 PROVINCES = ("p0",)
 
@@ -262,6 +265,43 @@ def time_writer(root: Path, batches: Sequence[str], n_reports: int) -> tuple[flo
     return cpu / n_reports * 1e6, wall / n_reports * 1e6
 
 
+def measure_rss(root: Path, n_sites: int, per_site: int, seed: int) -> dict[str, float]:
+    """What a collector holds per site: RSS before and after N sites (a meta and
+    ``per_site`` reports each, through ``Collector.handle``), queued lines written.
+
+    No broker here: the statuses are not handed to paho (which would queue them all
+    until it connects); with a broker they leave at once.
+    """
+    reports, metas, _ = generate(n_sites * per_site, n_sites, 30.0, seed, PROVINCES)
+    collector = make_collector(root, None)
+    collector.client.publish = lambda *_a, **_k: None  # type: ignore[method-assign,assignment,return-value]
+    try:
+        process = psutil.Process()
+        gc.collect()
+        before = process.memory_info().rss
+        for topic, payload in metas:
+            collector.handle(topic, payload, 0, 0)
+        for mid, (topic, payload) in enumerate(reports):
+            collector.handle(topic, payload, (mid % 65_000) + 1, 1)
+            if mid % 2000 == 0:  # the writer's batches (no InfluxDB here): only state stays
+                collector.delivery.flush_now.set()
+                collector.delivery.step()
+        collector.delivery.flush_now.set()
+        collector.delivery.step()
+        del reports, metas
+        gc.collect()
+        after = process.memory_info().rss
+        sites = len(collector.states)
+    finally:
+        collector.stop()
+    return {
+        "sites held": sites,
+        "RSS before MB": before / 2**20,
+        "RSS after MB": after / 2**20,
+        "RSS MB per 10 000 sites": (after - before) / 2**20 / sites * 10_000,
+    }
+
+
 def best(runs: list[dict[str, float]]) -> dict[str, float]:
     return {key: min(run[key] for run in runs) for key in runs[0]}
 
@@ -277,6 +317,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=3, help="passes; the best is shown")
     parser.add_argument("--protocol", type=int, choices=(4, 5), action="append", help="paho")
     parser.add_argument("--influx", action="store_true", help="time the writer into influxd")
+    parser.add_argument(
+        "--rss-sites", type=int, default=0, help="only measure RSS per site over N sites"
+    )
+    parser.add_argument(
+        "--rss-reports",
+        type=int,
+        default=HISTORY_LEN + 1,
+        help="reports per site for --rss-sites (the default fills the battery history)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print the table as JSON")
     return parser.parse_args(argv)
@@ -286,6 +335,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     protocols = args.protocol or [5, 4]
+    if args.rss_sites:
+        with tempfile.TemporaryDirectory(prefix="kienco-stages-rss-") as tmp:
+            figures = measure_rss(Path(tmp), args.rss_sites, args.rss_reports, args.seed)
+        for key, value in figures.items():
+            print(f"{key}: {value:,.1f}")
+        return 0
     reports, metas, readings = generate(
         args.reports, args.sites, args.interval, args.seed, PROVINCES
     )
