@@ -67,6 +67,7 @@ from _common import (
 from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.config import CollectorConfig
+from collector.heap import settle
 from collector.service import Collector
 from kienco.local_services import Influxd, Mosquitto
 
@@ -178,6 +179,8 @@ def measure_latency(
             publisher.publish(f"{site.base_topic}/report", payload, qos=1)
         time.sleep(3.0)  # the last statuses
         stats = sampler.stop()
+        # Its garbage collector's longest pause, which stops every thread (collector/heap.py).
+        metrics = collector.metrics()
     finally:
         publisher.disconnect()
         publisher.loop_stop()
@@ -186,6 +189,7 @@ def measure_latency(
         collector.stop()
 
     latencies: list[float] = []
+    traced: list[tuple[float, str, float]] = []
     matched: set[tuple[str, datetime]] = set()
     warm_until = wall0 + args.warmup
     for received_at, payload in listener.received:
@@ -200,6 +204,10 @@ def measure_latency(
         matched.add(key)
         if sent_at >= warm_until:
             latencies.append((received_at - sent_at) * 1000.0)
+            traced.append((sent_at, status["site"], latencies[-1]))
+    if args.trace is not None:  # one line per report: when it was sent, its site, its latency
+        with Path(args.trace).open("w") as out:
+            out.writelines(f"{t:.6f} {site} {ms:.3f}\n" for t, site, ms in sorted(traced))
     expected = sum(1 for t in sent.values() if t >= warm_until)
     return {
         "sent": len(sent),
@@ -212,6 +220,13 @@ def measure_latency(
         "late_sends": late,
         "collector_cpu": stats["collector"].cpu_pct,
         "collector_rss": stats["collector"].peak_rss_mb,
+        "gc2_count": metrics.get('kienco_gc_pause_seconds_count{generation="2"}', math.nan),
+        "gc2_max_ms": metrics.get('kienco_gc_pause_max_seconds{generation="2"}', math.nan) * 1e3,
+        "gc_max_ms": max(
+            metrics.get(f'kienco_gc_pause_max_seconds{{generation="{g}"}}', math.nan)
+            for g in range(3)
+        )
+        * 1e3,
     }
 
 
@@ -241,6 +256,7 @@ def measure_api(args: argparse.Namespace, workdir: Path, broker: Mosquitto) -> d
     )
     collector = Collector(config)
     collector.start()
+    settle()  # as `kienco collector run` does once started (collector/heap.py)
     try:
         if not collector.wait_connected(10):
             raise RuntimeError("the in-process collector did not connect")
@@ -325,6 +341,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="add 'set_tcp_nodelay true' to the shipped Mosquitto config (what-if)",
     )
+    parser.add_argument(
+        "--trace",
+        metavar="FILE",
+        help="write each report's send time (epoch s), site and latency (ms) to FILE",
+    )
     parser.add_argument("--no-influx", action="store_true", help="collector without history")
     parser.add_argument("--api-sites", type=int, default=10_000, help="sites for the API test")
     parser.add_argument(
@@ -383,6 +404,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("latency: sends > 1 slot late", latency["late_sends"]),
             ("latency: collector CPU % of a core", latency["collector_cpu"]),
             ("latency: collector peak RSS MB", latency["collector_rss"]),
+            ("latency: collector full GCs (generation 2)", latency["gc2_count"]),
+            ("latency: collector longest full GC ms", latency["gc2_max_ms"]),
+            ("latency: collector longest GC of any generation ms", latency["gc_max_ms"]),
             (
                 "goal latency p99 <= 100 ms",
                 verdict_of(latency["p99"] <= GOAL_MS and latency["count"] > 0),

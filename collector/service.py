@@ -38,6 +38,7 @@ from collector.deadletter import DeadLetterStore
 from collector.decode import Decoded, Rejected, decode
 from collector.delivery import Delivery, NoHistory, Pending
 from collector.health import Health, assess
+from collector.heap import GcPauses
 from collector.history import meeting_point, rehearsal_point
 from collector.influx import InfluxV1Client
 from collector.inventory import Inventory, inventory_meta, load_inventory
@@ -102,6 +103,7 @@ class Collector:
         self.config = config
         self.clock = clock
         self.metrics = CollectorMetrics()
+        self.gc_pauses = GcPauses(self.metrics.registry)  # /metrics: kienco_gc_pause_*
         self.supervisor = Supervisor(self.metrics.registry, logger=log)
         self._stopping = self.supervisor.stopping
         self._loops = self._make_loops()
@@ -355,6 +357,7 @@ class Collector:
         self.dead_letters.close()
         self.risk.close()
         self.meetings.close()
+        self.gc_pauses.close()
 
     # --- MQTT ----------------------------------------------------------------------
 

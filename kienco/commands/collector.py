@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 def run(args: argparse.Namespace) -> int:
     from collector.config import load_collector_config
+    from collector.heap import settle
     from collector.service import Collector
 
     config = load_collector_config(args.config)
@@ -23,12 +24,16 @@ def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     collector.start()
+    # Started: what is alive now (code, config, restored state) leaves the garbage
+    # collector's walks, which stop every thread (collector/heap.py).
+    frozen = settle()
     logging.getLogger("kienco.collector").info(
-        "collector: %s %s -> %s; API and /metrics on %s",
+        "collector: %s %s -> %s; API and /metrics on %s; %d objects of the start frozen",
         config.broker.url,
         " ".join(config.topic_filters),
         f"{config.influx.url}/{config.influx.database}" if config.influx else "no history",
         collector.api.url if collector.api else "-",
+        frozen,
     )
     stop.wait()
     collector.stop()

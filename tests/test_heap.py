@@ -1,0 +1,82 @@
+"""collector/heap.py: garbage collection pauses on /metrics, and the start's objects frozen."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from collector.heap import BUCKETS_S, GcPauses, settle
+
+
+@pytest.fixture
+def pauses() -> Iterator[tuple[GcPauses, CollectorRegistry]]:
+    registry = CollectorRegistry()
+    timed = GcPauses(registry)
+    yield timed, registry
+    timed.close()
+
+
+def test_a_full_collection_is_timed_and_exposed(
+    pauses: tuple[GcPauses, CollectorRegistry],
+) -> None:
+    timed, registry = pauses
+    before = timed.count[2]
+    gc.collect()
+    assert timed.count[2] == before + 1
+    assert timed.sum_s[2] > 0
+    assert timed.max_s[2] > 0
+    text = generate_latest(registry).decode()
+    assert f'kienco_gc_pause_seconds_count{{generation="2"}} {float(timed.count[2])}' in text
+    assert 'kienco_gc_pause_max_seconds{generation="2"}' in text
+
+
+def test_buckets_are_cumulative(pauses: tuple[GcPauses, CollectorRegistry]) -> None:
+    timed, registry = pauses
+    gc.disable()  # only the pauses recorded here
+    try:
+        counted = timed.count[1]
+        timed.record(1, 0.003)
+        timed.record(1, 0.2)
+        timed.record(1, 5.0)  # longer than every bound: +Inf only
+    finally:
+        gc.enable()
+    assert timed.count[1] == counted + 3
+    assert timed.max_s[1] >= 5.0
+    text = generate_latest(registry).decode()
+    le = {bound: BUCKETS_S.index(bound) for bound in (0.001, 0.005, 0.25, 1.0)}
+    row = timed.buckets[1]
+    assert row[le[0.005]] - row[le[0.001]] >= 1  # 3 ms: from the 5 ms bucket on
+    assert row[le[1.0]] - row[le[0.25]] == 0  # nothing between 0.25 and 1 s
+    assert row[le[1.0]] == timed.count[1] - 1  # 5 s: only in +Inf
+    every = f'kienco_gc_pause_seconds_bucket{{generation="1",le="+Inf"}} {float(timed.count[1])}'
+    assert every in text
+
+
+def test_close_stops_timing_and_leaves_the_registry() -> None:
+    registry = CollectorRegistry()
+    timed = GcPauses(registry)
+    timed.close()
+    timed.close()  # twice is harmless
+    before = timed.count[2]
+    gc.collect()
+    assert timed.count[2] == before
+    assert "kienco_gc_pause" not in generate_latest(registry).decode()
+    assert timed._callback not in gc.callbacks
+
+
+def test_settle_freezes_what_is_alive() -> None:
+    kept = [object() for _ in range(10)]
+    try:
+        frozen = settle()
+        assert frozen >= len(kept)
+        assert gc.get_freeze_count() == frozen
+        # Frozen objects are out of the collector's walks, yet alive and usable.
+        tracked = {id(o) for o in gc.get_objects()}
+        assert id(kept) not in tracked
+        kept.append(object())
+    finally:
+        gc.unfreeze()  # the rest of the test session collects as before
+    assert gc.get_freeze_count() == 0
