@@ -1,0 +1,358 @@
+"""A province's backhaul cut: what the provincial broker's queue costs, how fast it drains,
+and what happens at its limit.
+
+A provincial Mosquitto runs the shipped ``firmware-configs/mosquitto/provincial-hp.conf``
+(only its listener, paths and the bridge's address and password changed, as
+tests/test_topology.py runs it), bridged to a central one running the shipped
+``central-a.conf``; a persistent QoS 1 subscriber on the central broker stands for the
+collector shard. Then, in one run (loopback ports only):
+
+1. The cut: the central broker is stopped (SIGTERM; its store keeps the subscriber's
+   session). A publisher sends ``--messages`` realistic reports (a UPS, a generator, 3
+   paths and the host: ~1.1 KB of JSON, ``--sites`` sites round-robin, each report's seq
+   unique) at QoS 1 and ``--rate`` per second into the provincial broker, which queues
+   them for its bridge. Its RSS is read before and after: bytes of RSS per queued
+   message, against the payload's own size (the ratio is the broker's overhead).
+2. The return: the central broker is started again on the same port and store; the bridge
+   reconnects and drains the queue. Measured: the drain rate (queued messages / seconds
+   until the provincial broker's store is empty, from ``$SYS``) and the rate at which the
+   subscriber received them; then the count: every (site, seq) sent received, none lost,
+   duplicates counted (QoS 1 allows them).
+3. ``--max-queued N`` (a separate run): the shipped ``max_queued_messages`` replaced by a
+   small N, to see the limit: how many arrive, how many are lost, and whether the broker
+   says so (``$SYS/broker/publish/messages/dropped``, its log).
+
+Run (as root: the shipped config runs Mosquitto as ``user root`` here):
+
+    .venv/bin/python benchmarks/broker_queue.py --messages 500000 --rate 5000
+    .venv/bin/python benchmarks/broker_queue.py --messages 20000 --rate 5000 --max-queued 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import psutil
+from _common import Sampler, log, make_report, make_sites, print_summary, wire
+from paho.mqtt.enums import CallbackAPIVersion
+
+from kienco.local_services import Mosquitto
+from plumbing.data import firmware_configs
+
+SHIPPED = firmware_configs() / "mosquitto"
+PROVINCIAL = SHIPPED / "provincial-hp.conf"
+CENTRAL = SHIPPED / "central-a.conf"
+CENTRAL_ACL = SHIPPED / "central-a.acl"
+BRIDGE_PASSWORD = "bridge-hp-secret"
+COLLECTOR = ("collector-a1", "collector-secret")
+SEQ_PLACEHOLDER = 987654321
+SEQ = re.compile(rb'"seq":(\d+)')
+
+
+def provincial_conf(into: Path) -> Path:
+    """The shipped provincial file as is, plus $SYS every second and notices in the log
+    (Mosquitto says there when it drops messages for a client)."""
+    into.mkdir(parents=True, exist_ok=True)
+    path = into / "provincial-hp.conf"
+    path.write_text(PROVINCIAL.read_text() + "\nsys_interval 1\nlog_type notice\n")
+    return path
+
+
+class SysWatch:
+    """The provincial broker's ``$SYS`` figures, kept as they come (every second)."""
+
+    def __init__(self, port: int) -> None:
+        self.values: dict[str, float] = {}
+        self.history: list[tuple[float, str, float]] = []
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, *_: c.subscribe("$SYS/broker/#", qos=0)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            value = float(message.payload.split()[0])
+        except (ValueError, IndexError):
+            return
+        topic = message.topic.removeprefix("$SYS/broker/")
+        self.values[topic] = value
+        self.history.append((time.monotonic(), topic, value))
+
+    def bridge_up(self) -> bool | None:
+        states = [v for k, v in self.values.items() if k.startswith("connection/")]
+        return bool(states[-1]) if states else None
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class Receiver:
+    """The collector shard's stand-in: a persistent QoS 1 session on the central broker;
+    counts each (topic, seq) it receives, and the second copy of one as a duplicate."""
+
+    def __init__(self, port: int) -> None:
+        self.seen: set[tuple[str, int]] = set()
+        self.duplicates = 0
+        self.received = 0
+        self.first_at = 0.0
+        self.last_at = 0.0
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=COLLECTOR[0],
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+        )
+        self.client.username_pw_set(*COLLECTOR)
+        self.client.reconnect_delay_set(1, 1)
+        self.client.on_message = self._on_message
+        self.subscribed = threading.Event()
+        self.client.on_connect = lambda c, *_: c.subscribe("kienco/v1/hp/#", qos=1)
+        self.client.on_subscribe = lambda *_: self.subscribed.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        if not self.subscribed.wait(10):
+            raise RuntimeError("the receiver could not subscribe on the central broker")
+
+    def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
+        match = SEQ.search(message.payload)
+        if match is None:
+            return
+        key = (message.topic, int(match.group(1)))
+        now = time.monotonic()
+        with self.lock:
+            if not self.received:
+                self.first_at = now
+            self.received += 1
+            self.last_at = now
+            if key in self.seen:
+                self.duplicates += 1
+            else:
+                self.seen.add(key)
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def templates(count: int) -> list[tuple[str, bytes, bytes]]:
+    """One report per site, encoded once; each message only changes the seq in it."""
+    rng = random.Random(13)
+    now = datetime.now(UTC)
+    out = []
+    for site in make_sites(count, provinces=("hp",)):
+        report = make_report(site, SEQ_PLACEHOLDER, now, interval_s=10.0, rng=rng)
+        payload = wire(report)
+        head, tail = payload.split(str(SEQ_PLACEHOLDER).encode(), 1)
+        out.append((f"{site.base_topic}/report", head, tail))
+    return out
+
+
+def publish(port: int, count: int, rate: float, sites: int) -> tuple[float, float, float]:
+    """``count`` QoS 1 reports at ``rate``/s; returns (seconds, reports/s, mean payload bytes)
+    once the broker has acknowledged every one."""
+    forms = templates(sites)
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id="bench-publisher",
+        protocol=mqtt.MQTTv311,
+    )
+    client.max_inflight_messages_set(1000)
+    acked = 0
+    acked_lock = threading.Lock()
+
+    def on_publish(*_: Any) -> None:
+        nonlocal acked
+        with acked_lock:
+            acked += 1
+
+    client.on_publish = on_publish
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    started = time.monotonic()
+    payload_bytes = 0
+    step = 0.01
+    for i in range(count):
+        topic, head, tail = forms[i % sites]
+        payload = head + str(i // sites).encode() + tail
+        payload_bytes += len(payload)
+        client.publish(topic, payload, qos=1)
+        if i % 200 == 199:
+            ahead = (i + 1) / rate - (time.monotonic() - started)
+            if ahead > step:
+                time.sleep(ahead)
+        if i % 100_000 == 99_999:
+            log(f"published {i + 1:,}, acked {acked:,}")
+    deadline = time.monotonic() + 600
+    while acked < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    elapsed = time.monotonic() - started
+    client.disconnect()
+    client.loop_stop()
+    if acked < count:
+        raise RuntimeError(f"the provincial broker acked {acked} of {count}")
+    return elapsed, count / elapsed, payload_bytes / count
+
+
+def rss(process: Any) -> int:
+    return int(psutil.Process(process.pid).memory_info().rss)
+
+
+def mb(size: float) -> float:
+    return size / 2**20
+
+
+def cpu_s(process: Any) -> float:
+    times = psutil.Process(process.pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def wait_until(condition: Any, timeout_s: float, every_s: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(every_s)
+    return bool(condition())
+
+
+def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, Any]]:
+    central = Mosquitto(
+        workdir / "central-a",
+        users={"bridge-hp": BRIDGE_PASSWORD, COLLECTOR[0]: COLLECTOR[1]},
+        conf=CENTRAL,
+        acl=CENTRAL_ACL,
+    )
+    central.start()
+    settings: dict[str, str | None] = {
+        "address": f"127.0.0.1:{central.port}",
+        "remote_password": BRIDGE_PASSWORD,
+        "bridge_cafile": None,  # a plain TCP bridge on loopback
+        "restart_timeout": "1 2",  # back within seconds, as in tests/test_topology.py
+    }
+    if args.max_queued is not None:
+        settings["max_queued_messages"] = str(args.max_queued)
+    provincial = Mosquitto(
+        workdir / "hp", users=None, conf=provincial_conf(workdir / "hp"), settings=settings
+    )
+    provincial.start()
+    watch = receiver = None
+    rows: list[tuple[str, Any]] = []
+    try:
+        watch = SysWatch(provincial.port)
+        receiver = Receiver(central.port)
+        if not wait_until(lambda: watch.bridge_up() is True, 20):
+            raise RuntimeError(f"the bridge never came up: {sorted(watch.values)}")
+        time.sleep(1.5)
+        log("cutting the backhaul: stopping the central broker")
+        central.stop()
+        time.sleep(1.5)
+        rss_before = rss(provincial.process)
+        baseline = watch.values.get("store/messages/count", 0.0)
+        log(f"provincial RSS before: {rss_before / 2**20:.1f} MB; publishing {args.messages:,}")
+        pub_s, pub_rate, payload = publish(provincial.port, args.messages, args.rate, args.sites)
+        time.sleep(2.5)
+        rss_after = rss(provincial.process)
+        stored = watch.values.get("store/messages/count", float("nan"))
+        stored_bytes = watch.values.get("store/messages/bytes", float("nan"))
+        dropped_cut = watch.values.get("publish/messages/dropped", 0.0)
+        per_message = (rss_after - rss_before) / args.messages
+        log(f"provincial RSS after: {rss_after / 2**20:.1f} MB ({per_message:,.0f} B/message)")
+        rows += [
+            ("max_queued_messages", args.max_queued or "shipped (5 000 000)"),
+            ("messages published (QoS 1, acked)", args.messages),
+            ("publish rate asked / achieved (/s)", f"{args.rate:,.0f} / {pub_rate:,.0f}"),
+            ("publish window (s)", pub_s),
+            ("payload mean (bytes)", payload),
+            ("provincial RSS before / after (MB)", f"{mb(rss_before):.1f} / {mb(rss_after):.1f}"),
+            ("RSS per queued message (bytes)", per_message),
+            ("RSS per message / payload", per_message / payload),
+            ("$SYS store/messages/count before / after", f"{baseline:,.0f} / {stored:,.0f}"),
+            ("$SYS store/messages/bytes after the cut", stored_bytes),
+            ("$SYS publish/messages/dropped after the cut", dropped_cut),
+        ]  # fmt: skip
+
+        log("restoring the backhaul: starting the central broker")
+        restored = time.monotonic()
+        assert provincial.process is not None
+        draining = Sampler({"provincial": provincial.process.pid}, every_s=0.2).start()
+        central.start()
+        total_expected = args.messages
+
+        # Until every message came, or none came for 10 s once they flowed (at the limit
+        # fewer arrive), or --drain-timeout.
+        deadline = restored + args.drain_timeout
+        last, still_since = -1, time.monotonic()
+        while receiver.received < total_expected and time.monotonic() < deadline:
+            time.sleep(0.5)
+            if receiver.received != last:
+                last, still_since = receiver.received, time.monotonic()
+                log(f"received {last:,}")
+            elif last > 0 and time.monotonic() - still_since > 10:
+                break
+        drained_s = receiver.last_at - restored
+        drain = draining.stop()["provincial"]
+        lost = args.messages - len(receiver.seen)
+        log_text = (provincial.workdir / "mosquitto.log").read_text(errors="replace")
+
+        def sys_value(topic: str) -> float:
+            return watch.values.get(topic, float("nan")) if watch is not None else float("nan")
+
+        rows += [
+            ("bridge back to last message (s)", drained_s),
+            ("drain rate, all received (/s)", receiver.received / max(drained_s, 1e-9)),
+            ("drain rate, receiver's first to last (/s)",
+             receiver.received / max(receiver.last_at - receiver.first_at, 1e-9)),
+            ("received (with duplicates)", receiver.received),
+            ("distinct (site, seq) received", len(receiver.seen)),
+            ("duplicates", receiver.duplicates),
+            ("lost", lost),
+            ("$SYS store/messages/count at the end", sys_value("store/messages/count")),
+            ("$SYS publish/messages/dropped at the end", sys_value("publish/messages/dropped")),
+            ("provincial log: 'being dropped' lines", log_text.count("being dropped")),
+            ("provincial RSS peak while draining (MB)", drain.peak_rss_mb),
+            ("peak RSS while draining per queued message (bytes)",
+             (drain.peak_rss_mb * 2**20 - rss_before) / args.messages),
+            ("provincial CPU while draining (% of a core)", drain.cpu_pct),
+            ("provincial RSS at the end (MB)", mb(rss(provincial.process))),
+            ("provincial broker CPU total (s)", cpu_s(provincial.process)),
+        ]  # fmt: skip
+        return rows
+    finally:
+        if receiver is not None:
+            receiver.stop()
+        if watch is not None:
+            watch.stop()
+        provincial.stop()
+        central.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=200_000)
+    parser.add_argument("--rate", type=float, default=5_000.0, help="reports/s during the cut")
+    parser.add_argument("--sites", type=int, default=1_000, help="sites the reports come from")
+    parser.add_argument(
+        "--max-queued", type=int, default=None, help="replace the shipped max_queued_messages"
+    )
+    parser.add_argument("--drain-timeout", type=float, default=600.0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="kienco-bench-queue-") as tmp:
+        rows = run(args, Path(tmp))
+    print_summary("Provincial broker: queue during a backhaul cut", rows, as_json=args.json)
+
+
+if __name__ == "__main__":
+    main()
