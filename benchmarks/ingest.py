@@ -115,8 +115,11 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("    rules + Status (Verdicts.evaluate)", ("Verdicts.evaluate (collector/readiness.py)",)),
     ("    status publish (paho publish)", (f"Client.publish {PAHO}",)),
-    ("    report -> points (report_points)", ("report_points (collector/points.py)",)),
-    ("    points -> line protocol (encode_many)", ("encode_many (collector/line_protocol.py)",)),
+    ("    report -> line protocol (report_lines)", ("report_lines (collector/points.py)",)),
+    (
+        "    verdict points -> line protocol (encode_many)",
+        ("encode_many (collector/line_protocol.py)",),
+    ),
     (
         "writer thread (join batch, InfluxDB write, acks)",
         ("Collector._writer_loop (collector/service.py)",),
@@ -653,8 +656,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--protocol",
         type=int,
         choices=(5, 4),
-        default=5,
-        help="the collectors' MQTT version: 5, or 4 (3.1.1)",
+        default=4,
+        help="the collectors' MQTT version: 4 (3.1.1, the collector's default), or 5",
     )
     parser.add_argument(
         "--state",
