@@ -31,11 +31,9 @@ from rules import SiteSnapshot
 from rules.engine import Evaluation
 from rules.findings import Finding, Impact, RuleName
 from rules.hysteresis import Held
-from rules.snapshot import PowerSample
+from rules.snapshot import Sample
 
 FORMAT = 1  # bump when the saved form changes; rows of another format are not restored
-
-Sample = tuple[datetime, float | None, float | None, bool | None]
 
 
 class _Saved(BaseModel):
@@ -167,9 +165,7 @@ def site_from_json(raw: bytes) -> SiteSnapshot:
         links=MappingProxyType(dict(saved.links)),
         host=saved.host,
         room=saved.room,
-        power_history=MappingProxyType(
-            {d: tuple(PowerSample._make(s) for s in h) for d, h in saved.power_history.items()}
-        ),
+        power_history=MappingProxyType({d: tuple(h) for d, h in saved.power_history.items()}),
     )
 
 

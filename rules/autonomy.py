@@ -39,7 +39,7 @@ from typing import Literal
 
 from contract.wire import BatteryDecl, PowerReading
 from rules.policy import GeneratorPolicy, RuntimeTrust
-from rules.snapshot import PowerSample, SiteSnapshot
+from rules.snapshot import PowerSample, Sample, SiteSnapshot
 
 PowerMode = Literal["commercial", "generator", "battery", "down", "unknown"]
 LONGEST_S = 366 * 86_400.0
@@ -125,11 +125,12 @@ def modelled_runtime(
     return None
 
 
-def slope_runtime(samples: Sequence[PowerSample], trust: RuntimeTrust) -> float | None:
+def slope_runtime(samples: Sequence[Sample], trust: RuntimeTrust) -> float | None:
     """Seconds to 0 % from the newest sample, on the latest unbroken on-battery run."""
     run: list[tuple[float, float]] = []
     newest: datetime | None = None
-    for sample in sorted(samples, key=lambda s: s.taken_at, reverse=True):
+    named = map(PowerSample._make, samples)
+    for sample in sorted(named, key=lambda s: s.taken_at, reverse=True):
         if sample.on_battery is not True:
             break
         newest = newest or sample.taken_at
@@ -155,7 +156,7 @@ def slope_runtime(samples: Sequence[PowerSample], trust: RuntimeTrust) -> float 
 
 def estimate_battery(
     reading: PowerReading,
-    history: Sequence[PowerSample],
+    history: Sequence[Sample],
     trust: RuntimeTrust,
     battery: BatteryDecl | None = None,
 ) -> BatteryEstimate:

@@ -29,8 +29,17 @@ from contract.wire import (
 HISTORY_LEN = 30
 
 
+# One point of a device's battery history as the snapshot keeps it: (taken_at, battery
+# charge %, battery runtime s, on battery), a plain tuple. Plain tuples of numbers and
+# times leave the garbage collector's watch (CPython untracks them), a NamedTuple never
+# does: at 30 samples per device they were half the objects a full collection walked,
+# with every thread waiting (collector/heap.py). Read one as ``PowerSample._make(s)``.
+Sample = tuple[datetime, float | None, float | None, bool | None]
+
+
 class PowerSample(NamedTuple):
-    """One point of a device's battery history, for the discharge-slope cross-check."""
+    """One point of a device's battery history, for the discharge-slope cross-check
+    (the snapshot keeps it as a plain :data:`Sample`)."""
 
     taken_at: datetime
     battery_charge_pct: float | None
@@ -71,7 +80,7 @@ class SiteSnapshot:
     links: Mapping[str, tuple[LinkReading, datetime]] = field(default_factory=dict)
     host: tuple[HostReading, datetime] | None = None
     room: tuple[RoomReading, datetime] | None = None
-    power_history: Mapping[str, tuple[PowerSample, ...]] = field(default_factory=dict)
+    power_history: Mapping[str, tuple[Sample, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.site_kind is None and self.meta is not None:
@@ -84,15 +93,15 @@ class SiteSnapshot:
             object.__setattr__(self, "last_report_at", max(times, default=None))
         object.__setattr__(self, "power", _frozen(self.power))
         object.__setattr__(self, "links", _frozen(self.links))
-        # Plain (taken_at, charge, runtime, on_battery) tuples are accepted too. The
+        # PowerSamples (or other tuple types) are kept as plain tuples (see Sample). The
         # collector folds thousands of reports a second: convert only what needs it.
         # Samples are converted as a whole tuple, so the last one tells for all of it.
         if not all(
-            not samples or isinstance(samples[-1], PowerSample)
+            not samples or (type(samples) is tuple and type(samples[-1]) is tuple)
             for samples in self.power_history.values()
         ):
             history = {
-                device: tuple(PowerSample._make(s) for s in samples)
+                device: tuple(tuple(s) for s in samples)
                 for device, samples in self.power_history.items()
             }
             object.__setattr__(self, "power_history", _frozen(history))
@@ -151,14 +160,14 @@ class SiteSnapshot:
             if newer(power.get(reading.device)):
                 power[reading.device] = (reading, at)
             held_samples = history.get(reading.device, ())
-            sample = PowerSample.of(reading, at)
-            if not held_samples or at > held_samples[-1].taken_at:  # the usual case: newest
+            sample = (at, reading.battery_charge_pct, reading.battery_runtime_s, reading.on_battery)
+            if not held_samples or at > held_samples[-1][0]:  # the usual case: newest
                 keep = held_samples[max(0, len(held_samples) - history_len + 1) :]
                 history[reading.device] = (*keep, sample)
                 continue
-            samples = {s.taken_at: s for s in held_samples}  # a replay: merge in time order
+            samples = {s[0]: s for s in held_samples}  # a replay: merge in time order
             samples[at] = sample
-            ordered = sorted(samples.values(), key=lambda s: s.taken_at)
+            ordered = sorted(samples.values(), key=lambda s: s[0])
             history[reading.device] = tuple(ordered[-history_len:])
         links = dict(self.links)
         for link in report.links:

@@ -6,6 +6,7 @@ A snapshot is built the way the collector builds it: wire messages folded in wit
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -206,7 +207,7 @@ def test_replayed_old_report_never_overwrites_newer_state() -> None:
     assert after.power["ups1"][0].on_battery is True
     assert after.links["fo1"][0].up is True
     # the replay still lands in the discharge history, in time order
-    assert [p.taken_at for p in after.power_history["ups1"]] == [ago(7200), ago(30)]
+    assert [p[0] for p in after.power_history["ups1"]] == [ago(7200), ago(30)]
     assert judge(after).station_state == judge(s).station_state == "up_battery"
 
 
@@ -224,7 +225,7 @@ def test_history_keeps_the_last_samples_only() -> None:
         s = s.with_report(report(at=ago(4000 - i * 60), power=[ups()], seq=i), history_len=30)
     samples = s.power_history["ups1"]
     assert len(samples) == 30
-    assert samples[-1].taken_at == ago(4000 - 39 * 60)
+    assert samples[-1][0] == ago(4000 - 39 * 60)
 
 
 @pytest.mark.parametrize(
@@ -269,12 +270,27 @@ def test_current_drops_readings_older_than_the_window() -> None:
     assert set(current.links) == {"fo1", "mw1"}
 
 
-def test_history_accepts_plain_tuples() -> None:
+def test_history_keeps_plain_tuples() -> None:
+    """PowerSamples in, plain tuples kept: the garbage collector stops watching those
+    (a NamedTuple it walks at every full collection, all threads waiting)."""
     s = SiteSnapshot(
         site=SITE,
         province=PROVINCE,
-        power_history={"ups1": ((ago(60), 50.0, None, True),)},  # type: ignore[dict-item]
+        power_history={"ups1": (PowerSample(ago(60), 50.0, None, True),)},
     )
     (sample,) = s.power_history["ups1"]
-    assert isinstance(sample, PowerSample)
-    assert (sample.battery_charge_pct, sample.on_battery) == (50.0, True)
+    assert type(sample) is tuple
+    named = PowerSample._make(sample)
+    assert (named.battery_charge_pct, named.on_battery) == (50.0, True)
+
+
+def test_folded_history_leaves_the_garbage_collectors_watch() -> None:
+    snapshot = SiteSnapshot(site=SITE, province=PROVINCE)
+    for minutes in (3, 2, 1):
+        snapshot = snapshot.with_report(report(at=ago(60 * minutes), power=[ups()], seq=minutes))
+    history = snapshot.power_history["ups1"]
+    assert len(history) == 3 and all(type(s) is tuple for s in history)
+    gc.collect()  # the samples; the tuple holding them, once they are untracked
+    gc.collect()
+    assert not gc.is_tracked(history)
+    assert not any(gc.is_tracked(s) for s in history)
