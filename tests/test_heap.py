@@ -1,4 +1,4 @@
-"""collector/heap.py: garbage collection pauses on /metrics, and the start's objects frozen."""
+"""collector/heap.py (GC pauses on /metrics, the start frozen); the sweeper's slices."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from collector.heap import BUCKETS_S, GcPauses, settle
+from collector.service import SWEEP_SLICE_SITES, in_slices
 
 
 @pytest.fixture
@@ -80,3 +81,12 @@ def test_settle_freezes_what_is_alive() -> None:
     finally:
         gc.unfreeze()  # the rest of the test session collects as before
     assert gc.get_freeze_count() == 0
+
+
+def test_the_sweeper_judges_due_sites_in_slices_in_order() -> None:
+    """collector.service: the sites the timers name, a slice at a time (a pause between)."""
+    due = [f"s{i}" for i in range(2 * SWEEP_SLICE_SITES + 3)]
+    slices = list(in_slices(due, SWEEP_SLICE_SITES))
+    assert [len(s) for s in slices] == [SWEEP_SLICE_SITES, SWEEP_SLICE_SITES, 3]
+    assert [site for s in slices for site in s] == due
+    assert list(in_slices([], SWEEP_SLICE_SITES)) == []
