@@ -60,18 +60,10 @@ from collector.line_protocol import encode_many
 from collector.points import report_lines
 from collector.service import Collector
 from contract.wire import Report
+from kienco.fleet.mqtt_lite import varint
 from rules.snapshot import HISTORY_LEN
 
 PROVINCES = ("p0",)
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 def publish_packet(topic: str, payload: bytes, mid: int, *, protocol: int) -> bytes:
@@ -81,7 +73,7 @@ def publish_packet(topic: str, payload: bytes, mid: int, *, protocol: int) -> by
     if protocol == 5:
         body += b"\x00"
     body += payload
-    return b"\x32" + _varint(len(body)) + body
+    return b"\x32" + varint(len(body)) + body
 
 
 def time_paho(messages: Sequence[tuple[str, bytes]], protocol: int) -> tuple[float, float]:

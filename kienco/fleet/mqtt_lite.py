@@ -28,7 +28,8 @@ PINGREQ, PINGRESP, DISCONNECT = 12, 13, 14
 MAX_PACKET_ID = 65_535
 
 
-def _varint(length: int) -> bytes:
+def varint(length: int) -> bytes:
+    """MQTT's variable-length integer (the remaining length of a packet)."""
     out = bytearray()
     while True:
         byte, length = length % 128, length // 128
@@ -43,7 +44,7 @@ def _string(text: str | bytes) -> bytes:
 
 
 def _packet(kind_flags: int, body: bytes) -> bytes:
-    return bytes((kind_flags,)) + _varint(len(body)) + body
+    return bytes((kind_flags,)) + varint(len(body)) + body
 
 
 @dataclass(frozen=True)
