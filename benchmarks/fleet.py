@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -109,11 +110,28 @@ def _shards(count: int, provinces: list[str]) -> list[list[str]]:
     return [provinces[i::count] for i in range(count)]
 
 
-def _accepted_reports(collectors: list[CollectorProcess], client: httpx.Client) -> list[float]:
+def _scrape(
+    collector: CollectorProcess, client: httpx.Client, failures: list[str]
+) -> dict[str, float]:
+    """A shard's /metrics, or {} with the failure noted: one refused scrape (a shard busy
+    past the timeout, or dead) must not end a run whose other figures still stand."""
+    try:
+        return collector.metrics(client)
+    except httpx.HTTPError as exc:
+        code = collector.process.poll() if collector.process is not None else None
+        state = "running" if code is None else f"exited with {code}"
+        failures.append(f"{collector.workdir.name}: {exc!r} (shard {state})")
+        log(f"scrape failed: {failures[-1]}")
+        return {}
+
+
+def _accepted_reports(
+    collectors: list[CollectorProcess], client: httpx.Client, failures: list[str]
+) -> list[float]:
     values = []
     for collector in collectors:
-        metrics = collector.metrics(client)
-        values.append(metrics.get('kienco_messages_accepted_total{kind="report"}', 0.0))
+        metrics = _scrape(collector, client, failures)
+        values.append(metrics.get('kienco_messages_accepted_total{kind="report"}', math.nan))
     return values
 
 
@@ -161,16 +179,17 @@ def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, Any]]:
         lags: list[float] = []
         accepted_series: list[tuple[float, float]] = []
         client = httpx.Client()
+        failures: list[str] = []
         end = time.monotonic() + args.duration
         while time.monotonic() < end and simulator.process.poll() is None:
             time.sleep(2.0)
             if collectors:
                 for collector in collectors:
-                    metrics = collector.metrics(client)
+                    metrics = _scrape(collector, client, failures)
                     lags.append(metrics.get("kienco_report_lag_seconds", math.nan))
-                accepted_series.append(
-                    (time.monotonic(), sum(_accepted_reports(collectors, client)))
-                )
+                accepted = sum(_accepted_reports(collectors, client, failures))
+                if not math.isnan(accepted):  # a failed scrape leaves no point
+                    accepted_series.append((time.monotonic(), accepted))
         stats = window.stop()
         summary = simulator.summary(args.duration + args.drain + 120)
         catch_up_s = math.nan
@@ -180,7 +199,7 @@ def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, Any]]:
             deadline = time.monotonic() + args.catch_up
             ended = time.monotonic()
             while time.monotonic() < deadline:
-                accepted_at_end = sum(_accepted_reports(collectors, client))
+                accepted_at_end = sum(_accepted_reports(collectors, client, failures))
                 if accepted_at_end >= made:
                     catch_up_s = time.monotonic() - ended
                     break
@@ -198,6 +217,7 @@ def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, Any]]:
             ("messages/s acked by the broker (window)", summary["acked_msgs_per_s"]),
             ("unacked at the end", summary["unacked_at_end"]),
             ("lost connections / resent", f"{summary['lost_connections']} / {summary['resent']}"),
+            ("shard scrapes failed", len(failures)),
             (
                 "ack latency p50 / p99 (ms)",
                 f"{summary['ack_latency_p50_ms']} / {summary['ack_latency_p99_ms']}",
@@ -281,13 +301,19 @@ def main() -> int:
     parser.add_argument("--connect-timeout", type=float, default=300.0)
     parser.add_argument("--calm", action="store_true", help="no storm")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the run's folder (logs, data)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="kienco-fleet-") as tmp:
-        try:
-            rows = run(args, Path(tmp))
-        except ServiceError as exc:
-            print(f"fleet: {exc}", file=sys.stderr)
-            return 1
+    tmp = tempfile.mkdtemp(prefix="kienco-fleet-")
+    try:
+        rows = run(args, Path(tmp))
+    except ServiceError as exc:
+        print(f"fleet: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if args.keep:  # the shards' logs, Mosquitto's and InfluxDB's data
+            log(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     title = (
         f"fleet: {args.sites} sites, {args.connections} connections, "
         f"every {args.interval:g} s, {args.shards} shards"
