@@ -51,20 +51,25 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
 from plumbing.untrusted import influx_string
 
 __all__ = [
+    "FieldShape",
     "FieldValue",
     "LineProtocolError",
     "Point",
     "count_lines",
     "encode",
+    "encode_fields",
     "encode_line",
     "encode_many",
+    "field_shape",
+    "series",
+    "time_text",
 ]
 
 FieldValue = bool | int | float | str
@@ -177,18 +182,31 @@ def _tag_pair(pair: tuple[str, str]) -> str:
     return escaped
 
 
+def _tag_text(tags: tuple[tuple[str, str], ...]) -> str:
+    """The escaped tag set, checked (uncached)."""
+    ordered = sorted(tags)  # InfluxDB wants them sorted; nearly free when they are
+    for (key, _), (next_key, _) in pairwise(ordered):
+        if key == next_key:
+            raise LineProtocolError(f"tag {key!r}", "given twice")
+    return "".join([_tag_pairs.get(pair) or _tag_pair(pair) for pair in ordered])
+
+
 def _tag_set(tags: tuple[tuple[str, str], ...]) -> str:
     escaped = _tag_sets.get(tags)
     if escaped is None:
-        ordered = sorted(tags)  # InfluxDB wants them sorted; nearly free when they are
-        for (key, _), (next_key, _) in pairwise(ordered):
-            if key == next_key:
-                raise LineProtocolError(f"tag {key!r}", "given twice")
-        escaped = "".join([_tag_pairs.get(pair) or _tag_pair(pair) for pair in ordered])
+        escaped = _tag_text(tags)
         if len(_tag_sets) >= _CACHE_MAX:
             _tag_sets.clear()  # crude but bounded; a miss costs little (pairs are cached)
         _tag_sets[tags] = escaped
     return escaped
+
+
+def series(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
+    """A line's head, the measurement and its tag set escaped (``tags`` as ``Point.make``
+    leaves them), uncached: callers that write the same series every report keep it
+    (collector/points.py ``report_lines``)."""
+    tag_text = _tag_text(tags)
+    return (_measurements.get(measurement) or _measurement(measurement)) + tag_text
 
 
 def _field_key(key: str) -> str:
@@ -224,6 +242,44 @@ def _field_value(key: str, value: FieldValue) -> str:
     raise LineProtocolError(f"field {key!r}", f"unsupported type {type(value).__name__}")
 
 
+FieldShape = tuple[tuple[str, str, type[FieldValue]], ...]
+"""Fixed fields, in order: (key, the escaped key and its ``=``, the field's one type)."""
+
+
+def field_shape(fields: Iterable[tuple[str, type[FieldValue]]]) -> FieldShape:
+    """The shape of a measurement's fixed fields (each key checked and escaped once)."""
+    return tuple((key, _field_key(key), kind) for key, kind in fields)
+
+
+def encode_fields(shape: FieldShape, values: Sequence[FieldValue | None]) -> str:
+    """The field section of a line, ``values`` in ``shape``'s order (``None`` = left
+    out; a value not of its field's type is converted to it); ``""`` when none is left."""
+    text: list[str] = []
+    append = text.append
+    # The loop is inlined for the common types: it is where the time goes.
+    for (key, prefix, kind), value in zip(shape, values, strict=True):
+        if value is None:
+            continue
+        if type(value) is not kind:
+            value = kind(value)
+        if type(value) is float and value - value == 0.0:  # false for NaN and ±inf
+            append(f"{prefix}{value!r}")
+        elif type(value) is bool:
+            append(f"{prefix}true" if value else f"{prefix}false")
+        elif type(value) is int and _INT64_MIN <= value <= _INT64_MAX:
+            append(f"{prefix}{value}i")
+        else:
+            append(prefix + _field_value(key, value))
+    return ",".join(text)
+
+
+def time_text(time_ns: int) -> str:
+    """A line's timestamp, checked."""
+    if type(time_ns) is not int or not _TIME_MIN <= time_ns <= _TIME_MAX:
+        raise LineProtocolError("time", f"{time_ns!r} is not an int64 nanosecond time")
+    return str(time_ns)
+
+
 def encode(point: Point) -> str:
     """One line, without a newline; ``""`` when the point has no field to write."""
     return encode_line(point.measurement, point.tags, point.fields.items(), point.time_ns)
@@ -236,33 +292,19 @@ def encode_line(
     time_ns: int,
 ) -> str:
     """What :func:`encode` writes for ``Point(measurement, tags, dict(fields), time_ns)``,
-    without making the point: the ingest path's encoder (collector/points.py,
-    ``report_lines``). ``tags`` as ``Point.make`` leaves them (sorted, no ``None``)."""
-    text: list[str] = []
-    append = text.append
+    without making the point. ``tags`` as ``Point.make`` leaves them (sorted, no ``None``)."""
     keys = _field_keys
-    # The loop is inlined for the common types: it is where the time goes.
-    for key, value in fields:
-        if value is None:
-            continue
-        prefix = keys.get(key) or _field_key(key)
-        if type(value) is float and value - value == 0.0:  # false for NaN and ±inf
-            append(f"{prefix}{value!r}")
-        elif type(value) is bool:
-            append(f"{prefix}true" if value else f"{prefix}false")
-        elif type(value) is int and _INT64_MIN <= value <= _INT64_MAX:
-            append(f"{prefix}{value}i")
-        else:
-            append(prefix + _field_value(key, value))
+    given = [(key, value) for key, value in fields if value is not None]
+    shape = tuple((key, keys.get(key) or _field_key(key), type(value)) for key, value in given)
+    text = encode_fields(shape, [value for _, value in given])
     if not text:
         return ""
-    if type(time_ns) is not int or not _TIME_MIN <= time_ns <= _TIME_MAX:
-        raise LineProtocolError("time", f"{time_ns!r} is not an int64 nanosecond time")
+    at = time_text(time_ns)
     tag_text = _tag_sets.get(tags)
     if tag_text is None:
         tag_text = _tag_set(tags)
     name = _measurements.get(measurement) or _measurement(measurement)
-    return f"{name}{tag_text} {','.join(text)} {time_ns}"
+    return f"{name}{tag_text} {text} {at}"
 
 
 def encode_many(points: Iterable[Point], *, refused: list[LineProtocolError] | None = None) -> str:

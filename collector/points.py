@@ -28,13 +28,21 @@ passed as it came: the line-protocol encoder makes any string writable.
 from __future__ import annotations
 
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from collector.line_protocol import FieldValue, Point, encode_line
+from collector.line_protocol import (
+    FieldValue,
+    Point,
+    encode_fields,
+    field_shape,
+    series,
+    time_text,
+)
 from contract.wire import (
     Event,
     HostReading,
@@ -165,52 +173,89 @@ def report_points(report: Report, *, site_kind: str | None) -> list[Point]:
     return points
 
 
-def _items(reading: BaseModel, fields: _Fields) -> list[tuple[str, FieldValue]]:
-    """``_values`` as pairs, converting only a value not already of its field's type."""
-    items: list[tuple[str, FieldValue]] = []
-    for name, kind in fields:
-        value = getattr(reading, name)
-        if value is not None:
-            items.append((name, value if type(value) is kind else kind(value)))
-    return items
+class _Reading:
+    """How a reading model's fixed fields are read (from the model's ``__dict__``: one C
+    call for all of them) and written."""
+
+    def __init__(self, measurement: str) -> None:
+        names = tuple(FIELD_TYPES[measurement])
+        self.shape = field_shape(FIELD_TYPES[measurement].items())
+        pick = itemgetter(*names)
+        self.values: Callable[[BaseModel], Sequence[Any]] = (
+            (lambda r: pick(r.__dict__)) if len(names) > 1 else (lambda r: (pick(r.__dict__),))
+        )
+
+    def fields(self, reading: BaseModel) -> str:
+        return encode_fields(self.shape, self.values(reading))
 
 
-def _tags(
-    site: tuple[tuple[str, str], ...], *more: tuple[str, str | None]
-) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted([*site, *((k, v) for k, v in more if v is not None)]))
+_REPORT_SHAPE = field_shape(FIELD_TYPES["report"].items())
+_READ_POWER, _READ_LINK, _READ_INTERFACE, _READ_HOST, _READ_ROOM = (
+    _Reading(m) for m in ("power", "link", "interface", "host", "room")
+)
+
+# Each series' line head (measurement and tags, escaped), keyed by the measurement, the
+# site's tags and the reading's; cleared when full, as line_protocol's caches are.
+_heads: dict[tuple[str | None, ...], str] = {}
+_HEADS_MAX = 100_000
+
+
+def _head(key: tuple[str | None, ...], site: tuple[tuple[str, str], ...]) -> str:
+    """The head of ``key`` = (measurement, kind, province, site, *the reading's tags)."""
+    head = _heads.get(key)
+    if head is None:
+        measurement = key[0]
+        assert measurement is not None
+        more = _SERIES_TAGS[measurement]
+        given = [(k, v) for k, v in zip(more, key[4:], strict=True) if v is not None]
+        head = series(measurement, tuple(sorted([*site, *given])))
+        if len(_heads) >= _HEADS_MAX:
+            _heads.clear()
+        _heads[key] = head
+    return head
+
+
+_SERIES_TAGS: Mapping[str, tuple[str, ...]] = {
+    "report": (),
+    "power": ("device",),
+    "link": ("path", "media", "provider"),
+    "interface": ("device", "port"),
+    "host": (),
+    "room": (),
+}
 
 
 def report_lines(report: Report, *, site_kind: str | None) -> str:
     """``encode_many(report_points(report, site_kind=site_kind))``, the same text, made
-    without the points: no ``Point``, no tag or field dicts (the ingest path's encoder;
-    tests/test_points.py holds the two equal)."""
-    at_ns = time_ns(report.taken_at)
-    site: tuple[tuple[str, str], ...] = (("province", report.province), ("site", report.site))
-    if site_kind is not None:
-        site = (("kind", site_kind), *site)
-    lines = [
-        encode_line(
-            "report", site, (("seq", report.seq), ("interval_s", float(report.interval_s))), at_ns
-        )
-    ]
+    without the points: no ``Point``, no tag or field dicts, each series' head made once
+    (the ingest path's encoder; tests/test_points.py holds the two equal)."""
+    kind, province, site_id = site_kind, report.province, report.site
+    site: tuple[tuple[str, str], ...] = (("province", province), ("site", site_id))
+    if kind is not None:
+        site = (("kind", kind), *site)
+    fields = encode_fields(_REPORT_SHAPE, (report.seq, report.interval_s))
+    at = " " + time_text(time_ns(report.taken_at))
+    lines = [f"{_head(('report', kind, province, site_id), site)} {fields}{at}"]
     for power in report.power:
-        lines.append(
-            encode_line(
-                "power", _tags(site, ("device", power.device)), _items(power, _POWER), at_ns
-            )
-        )
+        if fields := _READ_POWER.fields(power):
+            key: tuple[str | None, ...] = ("power", kind, province, site_id, power.device)
+            lines.append(f"{_heads.get(key) or _head(key, site)} {fields}{at}")
     for link in report.links:
-        tags = _tags(site, ("path", link.path), ("media", link.media), ("provider", link.provider))
-        lines.append(encode_line("link", tags, _items(link, _LINK), at_ns))
+        if fields := _READ_LINK.fields(link):
+            key = ("link", kind, province, site_id, link.path, link.media, link.provider)
+            lines.append(f"{_heads.get(key) or _head(key, site)} {fields}{at}")
     for port in report.interfaces:
-        tags = _tags(site, ("device", port.device), ("port", port.port))
-        lines.append(encode_line("interface", tags, _items(port, _INTERFACE), at_ns))
-    if report.host is not None:
-        lines.append(encode_line("host", site, _items(report.host, _HOST), at_ns))
-    if report.room is not None:
-        lines.append(encode_line("room", site, _items(report.room, _ROOM), at_ns))
-    return "\n".join([line for line in lines if line])
+        if fields := _READ_INTERFACE.fields(port):
+            key = ("interface", kind, province, site_id, port.device, port.port)
+            lines.append(f"{_heads.get(key) or _head(key, site)} {fields}{at}")
+    for reading, read, measurement in (
+        (report.host, _READ_HOST, "host"),
+        (report.room, _READ_ROOM, "room"),
+    ):
+        if reading is not None and (fields := read.fields(reading)):
+            key = (measurement, kind, province, site_id)
+            lines.append(f"{_heads.get(key) or _head(key, site)} {fields}{at}")
+    return "\n".join(lines)
 
 
 def event_points(event: Event, *, site_kind: str | None = None) -> list[Point]:
