@@ -33,6 +33,7 @@ from collector.alert_sender import AlertSender
 from collector.api import Api
 from collector.board.live import Changes
 from collector.board.ports import BoardParts
+from collector.broker_link import BrokerClient
 from collector.config import CollectorConfig
 from collector.deadletter import DeadLetterStore
 from collector.decode import Decoded, Rejected, decode
@@ -376,7 +377,9 @@ class Collector:
 
     def _make_client(self) -> mqtt.Client:
         broker = self.config.broker
-        client = mqtt.Client(
+        # Its segments no larger than on a LAN: over loopback a burst could otherwise sit
+        # in the kernel for seconds (collector/broker_link.py).
+        client = BrokerClient(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=broker.client_id,
             protocol=mqtt.MQTTv5 if broker.protocol == 5 else mqtt.MQTTv311,
