@@ -66,6 +66,7 @@ from _common import (
 )
 from paho.mqtt.enums import CallbackAPIVersion
 
+from collector.broker_link import BrokerClient
 from collector.config import CollectorConfig
 from collector.heap import settle
 from collector.service import Collector
@@ -75,7 +76,9 @@ GOAL_MS = 100.0
 
 
 def _client(client_id: str) -> mqtt.Client:
-    client = mqtt.Client(
+    # Loopback's MSS (~64 KB) can stall a burst for seconds in any direction, as it did the
+    # collector's statuses (collector/broker_link.py): the sites and the subscriber use a LAN's.
+    client = BrokerClient(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=mqtt.MQTTv5,
