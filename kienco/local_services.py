@@ -236,14 +236,21 @@ class Influxd:
     process: subprocess.Popen[bytes]
 
     @classmethod
-    def start(cls, root: Path, *, timeout_s: float = 30.0) -> Influxd:
+    def start(
+        cls, root: Path, *, timeout_s: float = 30.0, data: Mapping[str, str] | None = None
+    ) -> Influxd:
+        """``data``: more ``[data]`` settings, as TOML values (``{"index-version": '"tsi1"'}``)."""
         binary = find_binary("influxd")
         if binary is None:
             raise ServiceError("InfluxDB is not installed: apt-get install -y influxdb")
         root.mkdir(parents=True, exist_ok=True)
         http_port, rpc_port = free_port(), free_port()
         config = root / "influxdb.conf"
-        config.write_text(INFLUXD_CONF.format(root=root, http_port=http_port, rpc_port=rpc_port))
+        text = INFLUXD_CONF.format(root=root, http_port=http_port, rpc_port=rpc_port)
+        if data:
+            more = "".join(f"  {key} = {value}\n" for key, value in data.items())
+            text = text.replace("\n[monitor]", f"{more}\n[monitor]", 1)
+        config.write_text(text)
         log = root / "influxd.log"
         with log.open("wb") as log_file:
             process = subprocess.Popen(

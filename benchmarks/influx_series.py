@@ -1,0 +1,448 @@
+"""InfluxDB 1.6 at the national fleet's cardinality (103 400 sites, ~1.1 M series), measured.
+
+What it does, for each ``--sites`` count (the national fleet and a tenth of it by default,
+so that the two rates are compared in one run), on a fresh ``influxd`` started by
+``kienco.local_services.Influxd`` (its loopback config; ``--index``: ``inmem``, 1.6's
+default and what that config leaves, or ``tsi1``):
+
+1. **Lines.** The fleet of ``kienco simulate`` (``kienco.fleet.fleet``: 34 provinces, one
+   site in 30 a meeting point, half the stations hardened, a storm over the first two
+   provinces) reports ``--rounds`` times, ``--interval`` s apart. Every message goes
+   through the collector's own ``Collector.process`` (decode, admission, state fold,
+   rules; ``report_lines`` and the verdict's ``readiness`` and ``finding`` points):
+   the lines are exactly what a collector shard would write, the agents' ``online``
+   state included. Made before any timing, in chunks of 5 000 sites (a fresh collector
+   each), so that the collector's CPU is not in the figures.
+2. **Series created.** The first round (plus the agents' state) written in batches of
+   2 000 messages (the shipped ``batch.max_messages``) by ``--writers`` threads, each with
+   the collector's ``InfluxV1Client``: each line's series is new. Time, points/s, series/s,
+   influxd's CPU; refused lines counted with InfluxDB's reason.
+3. **Steady writes.** The other rounds: the same series, new points. Points/s and
+   influxd's CPU. The ratio of the two rates, and of each to the same at the smaller
+   count, is printed.
+4. **After**: ``SHOW SERIES EXACT CARDINALITY`` (and its time), influxd's RSS, the data
+   and WAL folders' size.
+5. **Queries at that cardinality.** ``--history-sites`` sites get 6 h of reports every
+   60 s (written untimed); the board's site page history (``collector/board/history.py``
+   ``site_charts``, 6 h: its two queries, run through the collector's client) for one of
+   them, and every Grafana dashboard opened as Grafana opens it
+   (``benchmarks/dashboards.py`` ``time_dashboard``, ``kienco/dashboards/replay.py``:
+   variables resolved, every panel's queries rendered and run) over its default range,
+   with all provinces and with one: the slowest panel of each. Median of 3 for the site
+   page, 1 run for the dashboards.
+6. **Restart.** influxd stopped (SIGTERM) and started again on the same folder: seconds
+   until ``/ping`` answers (1.6 opens every shard, and with ``inmem`` rebuilds the index
+   from the TSM files and the WAL, before it listens), the first site-page query after
+   it, and the RSS then.
+
+InfluxDB 1.6 refuses new series past ``max-series-per-database`` (default 1 000 000) and
+new values of a tag past ``max-values-per-tag`` (default 100 000: the ``site`` tag has
+103 400). ``--limits default`` keeps those defaults (to see what a stock config does with
+the national fleet); the default ``--limits off`` sets both to 0, as the InfluxDB serving
+the national fleet must.
+
+CPU of 2 shared cores: run it under the heavy lock.
+
+    flock /tmp/kienco-heavy.lock .venv/bin/python benchmarks/influx_series.py
+    flock /tmp/kienco-heavy.lock .venv/bin/python benchmarks/influx_series.py --index tsi1
+    .venv/bin/python benchmarks/influx_series.py --sites 10000 1000 --rounds 2 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from _common import Sampler, log, print_summary
+
+from collector.board.history import site_charts
+from collector.config import CollectorConfig
+from collector.influx import InfluxV1Client
+from collector.service import Collector
+from kienco.fleet.fleet import (
+    PROVINCES,
+    Site,
+    Storm,
+    make_sites,
+    meta_payload,
+    report_payload,
+    state_payload,
+    utc_iso,
+)
+from kienco.local_services import Influxd
+
+DATABASE = "kienco"
+BATCH_MESSAGES = 2000  # firmware-configs/collector.yaml batch.max_messages
+CHUNK_SITES = 5000
+STORM_AT = 0.45  # mains out in the first province, its fibre and the second's cut
+HISTORY_HOURS = 6
+HISTORY_EVERY_S = 60.0
+
+
+# --- the collector's lines -------------------------------------------------------------
+
+
+def _lines_of(collector: Collector, topic: str, payload: bytes, now: datetime) -> str:
+    text = collector.process(topic, payload, now)
+    if not isinstance(text, str):
+        raise RuntimeError(f"the collector refused {topic}: {text}")
+    return text
+
+
+def generate(
+    sites: Sequence[Site],
+    times: Sequence[datetime],
+    interval_s: float,
+    workdir: Path,
+    *,
+    with_state: bool = True,
+) -> list[list[str]]:
+    """Per time, each message's lines as the collector makes them (the first holds the
+    agents' ``online`` state too); a site dark in the storm sends nothing, as in the
+    simulator."""
+    storm = Storm.over(PROVINCES)
+    out: list[list[str]] = [[] for _ in times]
+    logging.getLogger("collector").setLevel(logging.ERROR)
+    for first in range(0, len(sites), CHUNK_SITES):
+        part = sites[first : first + CHUNK_SITES]
+        root = workdir / f"gen-{first}"
+        collector = Collector(CollectorConfig(data_dir=root, influx=None, provinces=PROVINCES))
+        try:
+            born = times[0] - timedelta(seconds=interval_s)
+            for site in part:
+                _lines_of(collector, site.topic("meta"), meta_payload(site, interval_s, born), born)
+                state = _lines_of(
+                    collector, site.topic("state"), state_payload(site, "online", born), born
+                )
+                if with_state and state:
+                    out[0].append(state)
+            for index, at in enumerate(times):
+                now = at + timedelta(seconds=0.5)
+                taken = utc_iso(at.timestamp())
+                for site in part:
+                    if storm.dark(site, STORM_AT):
+                        continue
+                    payload = report_payload(site, index + 1, taken, interval_s, storm, STORM_AT)
+                    text = _lines_of(collector, site.topic("report"), payload, now)
+                    if text:
+                        out[index].append(text)
+        finally:
+            collector.stop()
+            shutil.rmtree(root, ignore_errors=True)
+    return out
+
+
+def batches_of(messages: Sequence[str]) -> list[str]:
+    return [
+        "\n".join(messages[i : i + BATCH_MESSAGES]) for i in range(0, len(messages), BATCH_MESSAGES)
+    ]
+
+
+# --- writing ---------------------------------------------------------------------------
+
+
+@dataclass
+class Written:
+    points: int = 0
+    seconds: float = 0.0
+    refused: int = 0
+    errors: list[str] = field(default_factory=list)
+    influxd_cpu_pct: float = 0.0
+    machine_cpu_pct: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.points / self.seconds if self.seconds else 0.0
+
+
+def write(url: str, batches: Sequence[str], writers: int, pid: int) -> Written:
+    """All ``batches`` through ``writers`` threads, each with its own client; timed."""
+    local = threading.local()
+    lock = threading.Lock()
+    figures = Written(points=sum(b.count("\n") + 1 for b in batches))
+
+    def send(batch: str) -> None:
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = InfluxV1Client(url, DATABASE, timeout_s=600)
+        result = client.write(batch)
+        if not result.ok:
+            with lock:
+                figures.refused += result.refused
+                if len(figures.errors) < 3 and result.error:
+                    figures.errors.append(result.error[:300])
+
+    sampler = Sampler({"influxd": pid}, every_s=1.0).start()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(writers) as pool:
+        list(pool.map(send, batches))
+    figures.seconds = time.perf_counter() - started
+    stats = sampler.stop()
+    figures.influxd_cpu_pct = stats["influxd"].cpu_pct
+    figures.machine_cpu_pct = sampler.machine_cpu_pct
+    return figures
+
+
+# --- one count of sites ----------------------------------------------------------------
+
+
+def du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def rss_mb(pid: int) -> float:
+    return float(psutil.Process(pid).memory_info().rss) / 2**20
+
+
+def median_s(action: Any, repeat: int = 3) -> float:
+    runs = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        action()
+        runs.append(time.perf_counter() - started)
+    return statistics.median(runs)
+
+
+def cardinality(url: str) -> dict[str, int]:
+    """``SHOW SERIES EXACT CARDINALITY``: series per measurement."""
+    answer = httpx.post(
+        f"{url}/query",
+        data={"db": DATABASE, "q": "SHOW SERIES EXACT CARDINALITY"},
+        timeout=600,
+    ).json()
+    return {
+        str(item["name"]): int(item["values"][0][0])
+        for item in answer["results"][0].get("series", [])
+    }
+
+
+def data_settings(args: argparse.Namespace) -> dict[str, str]:
+    settings = {"index-version": f'"{args.index}"'}
+    if args.limits == "off":
+        settings |= {"max-series-per-database": "0", "max-values-per-tag": "0"}
+    return settings
+
+
+def dashboards(url: str, now: datetime, one: str) -> list[tuple[str, Any]]:
+    """Every dashboard over its default range, all provinces and one: the slowest panel."""
+    from dashboards import default_span, time_dashboard  # benchmarks/dashboards.py
+    from kienco.dashboards import build, retention
+    from kienco.dashboards.replay import Influx
+
+    influx = Influx(url, DATABASE, timeout_s=600)
+    rows: list[tuple[str, Any]] = []
+    try:
+        raw = {"rp": [retention.RAW]}
+        for label, choose in (("all provinces", raw), ("one province", {**raw, "province": [one]})):
+            timings = []
+            started = time.perf_counter()
+            skipped = []
+            for built in build.build_all():
+                span = default_span(built, now)
+                try:
+                    timings += time_dashboard(built, influx, span, label, choose=choose, repeat=1)
+                except ValueError as error:  # a variable over what is not written here
+                    log(f"{label}: {built.uid} skipped: {error}")
+                    skipped.append(built.uid)
+            total = time.perf_counter() - started
+            timings.sort(key=lambda t: t.seconds, reverse=True)
+            worst = timings[0]
+            rows += [
+                (f"dashboards, {label}: queries / all (s)", f"{len(timings)} / {total:.1f}"),
+                (f"dashboards, {label}: slowest (s)", worst.seconds),
+                (f"  which ({label})", f"{worst.dashboard} {worst.panel} {worst.ref_id}"),
+                (f"  skipped ({label}: fleet/compliance summaries not written)", skipped),
+            ]
+            for t in timings[:5]:
+                log(f"{label}: {t.seconds:7.3f} s {t.rows:>7} rows {t.dashboard} {t.panel}")
+    finally:
+        influx.close()
+    return rows
+
+
+def run(count: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    sites = make_sites(count)
+    end = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=5)
+    times = [
+        end - timedelta(seconds=args.interval * (args.rounds - 1 - r)) for r in range(args.rounds)
+    ]
+    log(f"{count} sites: the collector makes {args.rounds} rounds of lines")
+    started = time.perf_counter()
+    rounds = generate(sites, times, args.interval, workdir)
+    history_sites = [s for s in sites if not Storm.over(PROVINCES).dark(s, STORM_AT)][
+        : args.history_sites
+    ]
+    steps = int(HISTORY_HOURS * 3600 / HISTORY_EVERY_S)
+    history_times = [
+        times[0] - timedelta(seconds=HISTORY_EVERY_S * (steps - i)) for i in range(steps)
+    ]
+    history = generate(history_sites, history_times, HISTORY_EVERY_S, workdir, with_state=False)
+    made_s = time.perf_counter() - started
+    figures: dict[str, Any] = {
+        "sites": count,
+        "reports per round": len(rounds[-1]),
+        "lines made in (s, not timed below)": made_s,
+    }
+    log(f"made in {made_s:.0f} s; starting influxd ({args.index}, limits {args.limits})")
+    root = workdir / f"influx-{count}"
+    settings = data_settings(args)
+    influxd = Influxd.start(root, data=settings)
+    try:
+        InfluxV1Client(influxd.url, DATABASE).create_database()
+        pid = influxd.process.pid
+        rss0 = rss_mb(pid)
+        created = write(influxd.url, batches_of(rounds[0]), args.writers, pid)
+        log(f"first round: {created.points} points in {created.seconds:.1f} s")
+        steady = write(
+            influxd.url, [b for r in rounds[1:] for b in batches_of(r)], args.writers, pid
+        )
+        log(f"steady rounds: {steady.points} points in {steady.seconds:.1f} s")
+        write(influxd.url, [b for r in history for b in batches_of(r)], args.writers, pid)
+        client = InfluxV1Client(influxd.url, DATABASE, timeout_s=600)
+        t0 = time.perf_counter()
+        breakdown = cardinality(influxd.url)
+        cardinality_s = time.perf_counter() - t0
+        series = sum(breakdown.values())
+        rss_after = rss_mb(pid)
+        data_mb, wal_mb = du(root / "data") / 1e6, du(root / "wal") / 1e6
+        site = history_sites[0].site
+        now = times[-1] + timedelta(seconds=1)
+
+        def page() -> None:
+            charts = site_charts(client, site, HISTORY_HOURS, now)
+            assert charts.rtt is not None
+
+        page_s = median_s(page)
+        rows_6h = len(
+            client.query(
+                f'SELECT "rtt_ms" FROM "link" WHERE "site" = \'{site}\' '
+                f"AND time > {int((now - timedelta(hours=HISTORY_HOURS)).timestamp())}s"
+            )
+        )
+        figures |= {
+            "influxd RSS at start (MB)": rss0,
+            "series (SHOW SERIES EXACT CARDINALITY)": series,
+            "series per site": series / count,
+            "series by measurement": breakdown,
+            "SHOW SERIES EXACT CARDINALITY took (s)": cardinality_s,
+            "create: points (first write of each series, + agents' state)": created.points,
+            "create: seconds": created.seconds,
+            "create: points/s": created.rate,
+            "create: series/s": series / created.seconds,
+            "create: influxd CPU (% of a core) / machine busy (% of 200)": (
+                f"{created.influxd_cpu_pct:.0f} / {created.machine_cpu_pct:.0f}"
+            ),
+            "create: lines refused": created.refused,
+            "steady: points": steady.points,
+            "steady: seconds": steady.seconds,
+            "steady: points/s": steady.rate,
+            "steady: influxd CPU (% of a core) / machine busy (% of 200)": (
+                f"{steady.influxd_cpu_pct:.0f} / {steady.machine_cpu_pct:.0f}"
+            ),
+            "steady: lines refused": steady.refused,
+            "create ÷ steady (points/s)": created.rate / steady.rate if steady.rate else 0.0,
+            "influxd RSS after the writes (MB)": rss_after,
+            "influxd RSS per series (B)": (rss_after - rss0) * 2**20 / max(series, 1),
+            "data + wal on disk (MB)": f"{data_mb:.0f} + {wal_mb:.0f}",
+            f"site page, {HISTORY_HOURS} h ({steps} reports; median of 3, s)": page_s,
+            f"  link rows of that site in {HISTORY_HOURS} h": rows_6h,
+        }
+        for label, w in (("create", created), ("steady", steady)):
+            for n, error in enumerate(w.errors):
+                figures[f"{label}: refusal {n + 1}"] = error
+        if args.dashboards:
+            # one province, with meeting points (the province dashboard's default choice)
+            one = next(s.province for s in sites if s.kind == "meeting_point")
+            figures |= dict(dashboards(influxd.url, now, one))
+        client.close()
+        log("restarting influxd")
+        t0 = time.perf_counter()
+        influxd.stop()
+        stop_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        influxd = Influxd.start(root, data=settings, timeout_s=1800)
+        ping_s = time.perf_counter() - t0
+        client = InfluxV1Client(influxd.url, DATABASE, timeout_s=600)
+        t0 = time.perf_counter()
+        site_charts(client, site, HISTORY_HOURS, now)
+        first_s = time.perf_counter() - t0
+        figures |= {
+            "restart: stop (s)": stop_s,
+            "restart: start until /ping (s)": ping_s,
+            "restart: first site page after it (s)": first_s,
+            "restart: influxd RSS then (MB)": rss_mb(influxd.process.pid),
+        }
+        client.close()
+    finally:
+        influxd.stop()
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    return figures
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--sites", type=int, nargs="+", default=[103_400, 10_000], help="site counts, in order"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="reports per site (first + steady)")
+    parser.add_argument("--interval", type=float, default=60.0, help="s between rounds")
+    parser.add_argument("--writers", type=int, default=2, help="concurrent write threads")
+    parser.add_argument("--index", choices=("inmem", "tsi1"), default="inmem")
+    parser.add_argument("--limits", choices=("off", "default"), default="off")
+    parser.add_argument("--history-sites", type=int, default=3)
+    parser.add_argument(
+        "--no-dashboards", dest="dashboards", action="store_false", help="skip the dashboards"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the InfluxDB folders")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if args.rounds < 2:
+        parser.error("--rounds must be at least 2 (the first creates the series)")
+    workdir = Path(tempfile.mkdtemp(prefix="kienco-bench-influx-series-"))
+    if args.keep:
+        log(f"keeping {workdir}")
+    results = []
+    try:
+        for count in args.sites:
+            results.append(run(count, args, workdir))
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    rows: list[tuple[str, Any]] = [
+        ("index / limits", f"{args.index} / {args.limits}"),
+        ("rounds / interval (s) / writers", f"{args.rounds} / {args.interval:g} / {args.writers}"),
+    ]
+    for figures in results:
+        rows += [(f"[{figures['sites']}] {label}", value) for label, value in figures.items()]
+    if len(results) > 1:
+        big, small = results[0], results[-1]
+        for phase in ("create", "steady"):
+            ratio = big[f"{phase}: points/s"] / small[f"{phase}: points/s"]
+            rows.append((f"{phase} points/s, {big['sites']} ÷ {small['sites']} sites", ratio))
+        rows.append(
+            (
+                f"restart until /ping, {big['sites']} ÷ {small['sites']} sites",
+                big["restart: start until /ping (s)"] / small["restart: start until /ping (s)"],
+            )
+        )
+    print_summary("InfluxDB 1.6 at the national cardinality", rows, as_json=args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
