@@ -16,7 +16,9 @@ default and what that config leaves, or ``tsi1``):
 2. **Series created.** The first round (plus the agents' state) written in batches of
    2 000 messages (the shipped ``batch.max_messages``) by ``--writers`` threads, each with
    the collector's ``InfluxV1Client``: each line's series is new. Time, points/s, series/s,
-   influxd's CPU; refused lines counted with InfluxDB's reason.
+   influxd's CPU; refused lines counted with InfluxDB's reason; a batch InfluxDB does not
+   take (HTTP 5xx: 1.6 answers ``timeout`` past its 10 s write timeout) counted and sent
+   again 1 s later, as the collector's writer would (the wait is in the time).
 3. **Steady writes.** The other rounds: the same series, new points. Points/s and
    influxd's CPU. The ratio of the two rates, and of each to the same at the smaller
    count, is printed.
@@ -52,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import pickle
 import shutil
 import statistics
 import sys
@@ -71,7 +74,7 @@ from _common import Sampler, log, print_summary
 
 from collector.board.history import site_charts
 from collector.config import CollectorConfig
-from collector.influx import InfluxV1Client
+from collector.influx import InfluxUnavailable, InfluxV1Client
 from collector.service import Collector
 from kienco.fleet.fleet import (
     PROVINCES,
@@ -91,6 +94,7 @@ CHUNK_SITES = 5000
 STORM_AT = 0.45  # mains out in the first province, its fibre and the second's cut
 HISTORY_HOURS = 6
 HISTORY_EVERY_S = 60.0
+RETRIES = 10
 
 
 # --- the collector's lines -------------------------------------------------------------
@@ -160,6 +164,7 @@ class Written:
     points: int = 0
     seconds: float = 0.0
     refused: int = 0
+    unavailable: int = 0  # a batch InfluxDB did not (surely) take, sent again
     errors: list[str] = field(default_factory=list)
     influxd_cpu_pct: float = 0.0
     machine_cpu_pct: float = 0.0
@@ -179,7 +184,18 @@ def write(url: str, batches: Sequence[str], writers: int, pid: int) -> Written:
         client = getattr(local, "client", None)
         if client is None:
             client = local.client = InfluxV1Client(url, DATABASE, timeout_s=600)
-        result = client.write(batch)
+        for attempt in range(RETRIES + 1):
+            try:
+                result = client.write(batch)
+                break
+            except InfluxUnavailable as error:  # as the collector's writer: send it again
+                with lock:
+                    figures.unavailable += 1
+                    if len(figures.errors) < 3:
+                        figures.errors.append(f"{error}"[:300])
+                if attempt == RETRIES:
+                    raise
+                time.sleep(1.0)
         if not result.ok:
             with lock:
                 figures.refused += result.refused
@@ -276,21 +292,33 @@ def dashboards(url: str, now: datetime, one: str) -> list[tuple[str, Any]]:
 
 def run(count: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     sites = make_sites(count)
-    end = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=5)
-    times = [
-        end - timedelta(seconds=args.interval * (args.rounds - 1 - r)) for r in range(args.rounds)
-    ]
-    log(f"{count} sites: the collector makes {args.rounds} rounds of lines")
-    started = time.perf_counter()
-    rounds = generate(sites, times, args.interval, workdir)
-    history_sites = [s for s in sites if not Storm.over(PROVINCES).dark(s, STORM_AT)][
-        : args.history_sites
-    ]
     steps = int(HISTORY_HOURS * 3600 / HISTORY_EVERY_S)
-    history_times = [
-        times[0] - timedelta(seconds=HISTORY_EVERY_S * (steps - i)) for i in range(steps)
-    ]
-    history = generate(history_sites, history_times, HISTORY_EVERY_S, workdir, with_state=False)
+    cache = None if args.cache is None else args.cache / f"lines-{count}-{args.rounds}.pickle"
+    started = time.perf_counter()
+    if cache is not None and cache.exists():
+        log(f"{count} sites: lines from {cache}")
+        with cache.open("rb") as file:
+            times, rounds, history, history_names = pickle.load(file)  # our own file
+        history_sites = [s for s in sites if s.site in history_names]
+    else:
+        end = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=5)
+        times = [
+            end - timedelta(seconds=args.interval * (args.rounds - 1 - r))
+            for r in range(args.rounds)
+        ]
+        log(f"{count} sites: the collector makes {args.rounds} rounds of lines")
+        rounds = generate(sites, times, args.interval, workdir)
+        storm = Storm.over(PROVINCES)
+        history_sites = [s for s in sites if not storm.dark(s, STORM_AT)][: args.history_sites]
+        history_times = [
+            times[0] - timedelta(seconds=HISTORY_EVERY_S * (steps - i)) for i in range(steps)
+        ]
+        history = generate(history_sites, history_times, HISTORY_EVERY_S, workdir, with_state=False)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            with cache.open("wb") as file:
+                names = [s.site for s in history_sites]
+                pickle.dump((times, rounds, history, names), file, pickle.HIGHEST_PROTOCOL)
     made_s = time.perf_counter() - started
     figures: dict[str, Any] = {
         "sites": count,
@@ -319,6 +347,8 @@ def run(count: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         series = sum(breakdown.values())
         rss_after = rss_mb(pid)
         data_mb, wal_mb = du(root / "data") / 1e6, du(root / "wal") / 1e6
+        tsm_mb = sum(f.stat().st_size for f in (root / "data").rglob("*.tsm")) / 1e6
+        series_file_mb = sum(du(d) for d in (root / "data").rglob("_series")) / 1e6
         site = history_sites[0].site
         now = times[-1] + timedelta(seconds=1)
 
@@ -347,6 +377,7 @@ def run(count: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 f"{created.influxd_cpu_pct:.0f} / {created.machine_cpu_pct:.0f}"
             ),
             "create: lines refused": created.refused,
+            "create: batches not taken (HTTP 5xx, timeout), sent again": created.unavailable,
             "steady: points": steady.points,
             "steady: seconds": steady.seconds,
             "steady: points/s": steady.rate,
@@ -354,10 +385,14 @@ def run(count: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 f"{steady.influxd_cpu_pct:.0f} / {steady.machine_cpu_pct:.0f}"
             ),
             "steady: lines refused": steady.refused,
+            "steady: batches not taken (HTTP 5xx, timeout), sent again": steady.unavailable,
             "create ÷ steady (points/s)": created.rate / steady.rate if steady.rate else 0.0,
             "influxd RSS after the writes (MB)": rss_after,
             "influxd RSS per series (B)": (rss_after - rss0) * 2**20 / max(series, 1),
             "data + wal on disk (MB)": f"{data_mb:.0f} + {wal_mb:.0f}",
+            "  of data: TSM files / series file (_series) / the rest (index) (MB)": (
+                f"{tsm_mb:.0f} / {series_file_mb:.0f} / {data_mb - tsm_mb - series_file_mb:.0f}"
+            ),
             f"site page, {HISTORY_HOURS} h ({steps} reports; median of 3, s)": page_s,
             f"  link rows of that site in {HISTORY_HOURS} h": rows_6h,
         }
@@ -409,6 +444,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-dashboards", dest="dashboards", action="store_false", help="skip the dashboards"
     )
     parser.add_argument("--keep", action="store_true", help="keep the InfluxDB folders")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="keep the collector's lines in this folder and use them again (same --sites, "
+        "--rounds): the lines' times are those of the run that made them",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.rounds < 2:
