@@ -242,8 +242,9 @@ def _field_value(key: str, value: FieldValue) -> str:
     raise LineProtocolError(f"field {key!r}", f"unsupported type {type(value).__name__}")
 
 
-FieldShape = tuple[tuple[str, str, type[FieldValue]], ...]
-"""Fixed fields, in order: (key, the escaped key and its ``=``, the field's one type)."""
+FieldShape = tuple[tuple[str, str, type[FieldValue] | None], ...]
+"""Fields in order: (key, the escaped key and its ``=`` or ``""`` to look it up, the
+field's one type or ``None``: each value written as its own type)."""
 
 
 def field_shape(fields: Iterable[tuple[str, type[FieldValue]]]) -> FieldShape:
@@ -257,10 +258,13 @@ def encode_fields(shape: FieldShape, values: Sequence[FieldValue | None]) -> str
     text: list[str] = []
     append = text.append
     # The loop is inlined for the common types: it is where the time goes.
+    keys = _field_keys
     for (key, prefix, kind), value in zip(shape, values, strict=True):
         if value is None:
             continue
-        if type(value) is not kind:
+        if not prefix:
+            prefix = keys.get(key) or _field_key(key)
+        if kind is not None and type(value) is not kind:
             value = kind(value)
         if type(value) is float and value - value == 0.0:  # false for NaN and ±inf
             append(f"{prefix}{value!r}")
@@ -282,21 +286,22 @@ def time_text(time_ns: int) -> str:
 
 def encode(point: Point) -> str:
     """One line, without a newline; ``""`` when the point has no field to write."""
-    return encode_line(point.measurement, point.tags, point.fields.items(), point.time_ns)
+    return encode_line(point.measurement, point.tags, point.fields, point.time_ns)
 
 
 def encode_line(
     measurement: str,
     tags: tuple[tuple[str, str], ...],
-    fields: Iterable[tuple[str, FieldValue | None]],
+    fields: Mapping[str, FieldValue | None],
     time_ns: int,
 ) -> str:
-    """What :func:`encode` writes for ``Point(measurement, tags, dict(fields), time_ns)``,
-    without making the point. ``tags`` as ``Point.make`` leaves them (sorted, no ``None``)."""
-    keys = _field_keys
-    given = [(key, value) for key, value in fields if value is not None]
-    shape = tuple((key, keys.get(key) or _field_key(key), type(value)) for key, value in given)
-    text = encode_fields(shape, [value for _, value in given])
+    """What :func:`encode` writes for ``Point(measurement, tags, fields, time_ns)``, without
+    making the point. ``tags`` as ``Point.make`` leaves them (sorted, no ``None``)."""
+    keys = tuple(fields)
+    shape = _shapes.get(keys)
+    if shape is None:
+        shape = _shape_of(keys)
+    text = encode_fields(shape, tuple(fields.values()))
     if not text:
         return ""
     at = time_text(time_ns)
@@ -305,6 +310,21 @@ def encode_line(
         tag_text = _tag_set(tags)
     name = _measurements.get(measurement) or _measurement(measurement)
     return f"{name}{tag_text} {text} {at}"
+
+
+# The shapes of the field sets points have had (the same few measurements over and
+# over), each value written as its own type; cleared when full.
+_shapes: dict[tuple[str, ...], FieldShape] = {}
+
+
+def _shape_of(keys: tuple[str, ...]) -> FieldShape:
+    # A key is checked when a value is given for it (encode_fields): a key of a field
+    # left out (None) is never refused.
+    shape = tuple((key, "", None) for key in keys)
+    if len(_shapes) >= _CACHE_MAX:
+        _shapes.clear()
+    _shapes[keys] = shape
+    return shape
 
 
 def encode_many(points: Iterable[Point], *, refused: list[LineProtocolError] | None = None) -> str:

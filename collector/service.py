@@ -27,6 +27,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from prometheus_client import Counter
 
 from collector.admission import Admission
 from collector.alert_sender import AlertSender
@@ -117,6 +118,7 @@ class Collector:
         self.config = config
         self.clock = clock
         self.metrics = CollectorMetrics()
+        self._accepted: dict[str, Counter] = {}  # kienco_messages_accepted by kind
         self.gc_pauses = GcPauses(self.metrics.registry)  # /metrics: kienco_gc_pause_*
         self.supervisor = Supervisor(self.metrics.registry, logger=log)
         self._stopping = self.supervisor.stopping
@@ -531,7 +533,10 @@ class Collector:
         else:
             assert isinstance(message, State)
             changed = self.states.apply_state(message)
-        self.metrics.accepted.labels(message.kind).inc()
+        accepted = self._accepted.get(message.kind)
+        if accepted is None:  # prometheus_client's labels() takes a lock and a dict each time
+            accepted = self._accepted[message.kind] = self.metrics.accepted.labels(message.kind)
+        accepted.inc()
         self.metrics.sites.set(len(self.states))
         attempt = self.supervisor.attempt
         if isinstance(message, Event) and message.event == "rehearsal" and message.detail:

@@ -6,9 +6,11 @@ A snapshot is built the way the collector builds it: wire messages folded in wit
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -294,3 +296,25 @@ def test_folded_history_leaves_the_garbage_collectors_watch() -> None:
     gc.collect()
     assert not gc.is_tracked(history)
     assert not any(gc.is_tracked(s) for s in history)
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        SiteSnapshot(site=SITE, province=PROVINCE),  # a site's first report
+        SiteSnapshot(site=SITE, province=PROVINCE, meta=meta()),  # meta first: its interval
+        snap(power=[on_battery(runtime_s=1800)], links=two_paths(), at=ago(30)),
+    ],
+    ids=["first", "meta-only", "held"],
+)
+@pytest.mark.parametrize("at", [ago(7200), ago(10), NOW], ids=["replay", "newer", "now"])
+def test_a_folded_snapshot_is_the_one_its_constructor_makes(
+    start: SiteSnapshot, at: datetime
+) -> None:
+    # with_report skips __post_init__ (the collector folds every report): what it makes
+    # must be exactly what the constructor, every check run, makes of the same fields.
+    after = start.with_report(report(at=at, power=[ups()], links=two_paths()), received_at=NOW)
+    rebuilt = SiteSnapshot(**{f.name: getattr(after, f.name) for f in dataclasses.fields(after)})
+    assert after == rebuilt
+    assert all(type(m) is MappingProxyType for m in (after.power, after.links, after.power_history))
+    assert all(type(s) is tuple for samples in after.power_history.values() for s in samples)
