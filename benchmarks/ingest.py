@@ -120,20 +120,15 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
         "    verdict points -> line protocol (encode_many)",
         ("encode_many (collector/line_protocol.py)",),
     ),
-    (
-        "writer thread (join batch, InfluxDB write, acks)",
-        ("Collector._writer_loop (collector/service.py)",),
-    ),
+    ("writer thread (batch, InfluxDB write, acks)", ("Delivery.step (collector/delivery.py)",)),
     ("  InfluxDB /write (httpx)", ("InfluxV1Client.write (collector/influx.py)",)),
-    ("  PUBACKs to the broker (paho ack)", (f"Client.ack {PAHO}",)),
-    ("staleness sweeper", ("Collector._sweep_loop (collector/service.py)",)),
     (
-        "HTTP API (this benchmark polling /metrics)",
-        (
-            "BaseServer.serve_forever (socketserver.py)",
-            "ThreadingMixIn.process_request_thread (socketserver.py)",
-        ),
+        "  PUBACKs to the broker (one write a batch)",
+        ("CollectorClient.ack_many (collector/mqtt_client.py)", f"Client.ack {PAHO}"),
     ),
+    ("state saver (state.persist)", ("StateStore.step (collector/state_store.py)",)),
+    ("staleness sweeper", ("Collector._sweep_step (collector/service.py)",)),
+    ("HTTP API (this benchmark polling /metrics)", ("Api._serve (collector/api.py)",)),
 )
 """Where the collector's time goes, as py-spy names the functions."""
 

@@ -82,7 +82,7 @@ class Delivery:
         dead_letters: DeadLetterStore,
         metrics: CollectorMetrics,
         batch: BatchConfig,
-        ack: Callable[[int, int], object],
+        ack: Callable[[list[tuple[int, int]]], object],
         now: Callable[[], datetime],
         stopping: threading.Event,
         clock: Callable[[], float] = time.monotonic,
@@ -224,14 +224,13 @@ class Delivery:
         return moved > 0 and depth > 0
 
     def _ack_in_order(self, batch: list[Pending]) -> None:
-        acked = 0
+        # One call for the batch: the client writes its acks at once (collector/mqtt_client.py).
         with self._link_lock:
             generation = self._generation if self._linked else -1
-            for pending in batch:
-                if pending.qos > 0 and pending.generation == generation:
-                    self._ack(pending.mid, pending.qos)
-                    acked += 1
-        self.metrics.acked.inc(acked)
+            acks = [(p.mid, p.qos) for p in batch if p.qos > 0 and p.generation == generation]
+            if acks:
+                self._ack(acks)
+        self.metrics.acked.inc(len(acks))
 
     def _count(self, outcome: Outcome) -> None:
         self.metrics.points_written.inc(outcome.written_points)

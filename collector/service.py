@@ -17,7 +17,6 @@ loop goes on.
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
@@ -34,7 +33,6 @@ from collector.alert_sender import AlertSender
 from collector.api import Api
 from collector.board.live import Changes
 from collector.board.ports import BoardParts
-from collector.broker_link import BrokerClient
 from collector.config import CollectorConfig
 from collector.deadletter import DeadLetterStore
 from collector.decode import Decoded, Rejected, decode
@@ -54,6 +52,7 @@ from collector.meetings import (
     rehearsal_from,
 )
 from collector.metrics import CollectorMetrics
+from collector.mqtt_client import CollectorClient
 from collector.points import event_points, report_lines, state_points
 from collector.readiness import RiskLevelOf, Verdicts
 from collector.replay import Replayer
@@ -192,7 +191,7 @@ class Collector:
             dead_letters=self.dead_letters,
             metrics=self.metrics,
             batch=config.batch,
-            ack=self.client.ack,
+            ack=self.client.ack_many,
             now=self.clock,
             stopping=self._stopping,
         )
@@ -377,11 +376,11 @@ class Collector:
 
     # --- MQTT ----------------------------------------------------------------------
 
-    def _make_client(self) -> mqtt.Client:
+    def _make_client(self) -> CollectorClient:
         broker = self.config.broker
-        # Its segments no larger than on a LAN: over loopback a burst could otherwise sit
-        # in the kernel for seconds (collector/broker_link.py).
-        client = BrokerClient(
+        # Its segments no larger than on a LAN (collector/broker_link.py), its reads buffered
+        # and a batch's acks in one write (collector/mqtt_client.py).
+        client = CollectorClient(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=broker.client_id,
             protocol=mqtt.MQTTv5 if broker.protocol == 5 else mqtt.MQTTv311,
@@ -411,9 +410,6 @@ class Collector:
             log.error("broker refused the connection: %s", reason)
             return
         self.delivery.connected()
-        sock = client.socket()
-        if isinstance(sock, socket.socket):  # small PUBACKs and statuses: no Nagle delay
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.subscribe([(topic_filter, 1) for topic_filter in self.config.topic_filters])
         if getattr(flags, "session_present", False):
             # The session kept our subscription: messages flow now, and after a restart

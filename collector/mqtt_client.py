@@ -1,0 +1,139 @@
+"""The collector's MQTT client: paho's, reading the socket in large chunks and acking a batch
+in one write.
+
+Why not plain paho (2.2): its network loop reads one packet per pass, each after a
+``select`` and with a ``recv`` per piece (the command byte, each byte of the remaining
+length, then the rest): five system calls for every report. And each manual PUBACK is a
+packet of its own: a byte on paho's socket pair to wake its loop and a ``send`` of 4 bytes,
+one per message. In place (benchmarks/ingest.py) these are a measurable part of the
+collector's CPU per report (docs/throughput.md, "In place").
+
+Two changes, nothing else of paho's behaviour:
+
+- :class:`ReadBuffer` wraps the connected socket (TCP or TLS): one ``recv`` of up to
+  :data:`READ_CHUNK` bytes serves paho's small reads from memory. It answers ``pending()``
+  with the bytes it holds (plus those TLS has decrypted), which paho's loop honours: it does
+  not wait in ``select`` while bytes are buffered, so a buffered message is never stranded.
+  :meth:`CollectorClient.loop_read` goes on reading packets while whole bytes are buffered,
+  so a chunk costs one ``select`` rather than one per message.
+- :meth:`CollectorClient.ack_many` queues a batch's acknowledgements as one packet: the same
+  bytes as one ``ack`` per message, in the same order, in one write.
+
+Both lean on paho internals (``_create_socket``, ``_packet_queue``, ``_sock``): the pin in
+pyproject keeps paho 2.x, and tests/test_mqtt_client.py holds the behaviour on a real
+Mosquitto (messages split across reads, many per read, TLS, acks in order).
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Iterable
+from typing import Any, cast
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import MQTTErrorCode
+
+from collector.broker_link import BrokerClient
+
+__all__ = ["READ_CHUNK", "CollectorClient", "ReadBuffer", "ack_packets"]
+
+# One recv takes this much at most: ~57 reports of 1 126 bytes; TLS hands out one record
+# (16 KiB) per recv whatever is asked.
+READ_CHUNK = 64 * 1024
+# loop_read reads at most this many packets from the buffer before paho's loop gets a turn
+# (its writes, keepalive): ~a chunk of reports, ~15-20 ms of handling here.
+MAX_BUFFERED_PACKETS = 64
+
+_PUBACK, _PUBCOMP = 0x40, 0x70
+
+
+def ack_packets(acks: Iterable[tuple[int, int]]) -> bytes:
+    """The PUBACK (QoS 1) or PUBCOMP (QoS 2) packets paho's ``ack`` sends, concatenated in
+    order; QoS 0 needs none. MQTT 3.1.1 and 5 alike (5: no reason code means success)."""
+    pack = struct.Struct("!BBH").pack
+    return b"".join(
+        pack(_PUBACK if qos == 1 else _PUBCOMP, 2, mid) for mid, qos in acks if qos in (1, 2)
+    )
+
+
+class ReadBuffer:
+    """A connected socket whose ``recv`` serves small reads from one large one.
+
+    Everything but ``recv`` and ``pending`` goes to the socket it wraps (``fileno`` for
+    ``select``, ``send``, ``close``, ``setblocking``, TLS's ``getpeercert`` ...). Errors
+    of the underlying ``recv`` (``BlockingIOError``, ``ssl.SSLWantReadError``, a closed
+    connection's ``b""``) reach paho as they are, and only when nothing is buffered.
+    """
+
+    def __init__(self, sock: socket.socket, chunk: int = READ_CHUNK) -> None:
+        self._sock = sock
+        self._chunk = chunk
+        self._buf = b""
+        self._pos = 0
+        self.reads = 0  # recv calls on the socket (tests/test_mqtt_client.py counts them)
+
+    @property
+    def wrapped(self) -> socket.socket:
+        return self._sock
+
+    def recv(self, size: int) -> bytes:
+        buf, pos = self._buf, self._pos
+        if pos < len(buf):
+            end = pos + size
+            self._pos = min(end, len(buf))
+            return buf[pos:end]
+        data = self._sock.recv(max(size, self._chunk))
+        self.reads += 1
+        if len(data) <= size:
+            self._buf, self._pos = b"", 0
+            return data
+        self._buf, self._pos = data, size
+        return data[:size]
+
+    def buffered(self) -> int:
+        """Bytes read from the socket and not yet handed out."""
+        return len(self._buf) - self._pos
+
+    def pending(self) -> int:
+        """Bytes readable without waiting: ours, and those TLS has already decrypted."""
+        inner = getattr(self._sock, "pending", None)
+        return self.buffered() + (inner() if inner is not None else 0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class CollectorClient(BrokerClient):
+    """paho's client with a LAN's MSS (BrokerClient), buffered reads and batched acks."""
+
+    def _create_socket(self) -> Any:
+        sock = super()._create_socket()
+        if not isinstance(sock, socket.socket):  # websockets: paho's own wrapper, left alone
+            return sock
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            # PUBACKs and statuses are small: no Nagle delay (TLS sockets are sockets too).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return ReadBuffer(sock)
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        rc = super().loop_read(max_packets)
+        for _ in range(MAX_BUFFERED_PACKETS):
+            sock = self._sock
+            if rc != mqtt.MQTT_ERR_SUCCESS or not isinstance(sock, ReadBuffer):
+                break
+            if not sock.buffered():
+                break
+            rc = super().loop_read(1)
+        return rc
+
+    def ack_many(self, acks: Iterable[tuple[int, int]]) -> MQTTErrorCode:
+        """Acknowledge ``(mid, qos)`` messages in the given order, in one write.
+
+        The same bytes as ``ack(mid, qos)`` for each, queued as one packet: dropped like
+        any queued packet if the connection is lost before it is written."""
+        packet = ack_packets(acks)
+        if not packet:
+            return mqtt.MQTT_ERR_SUCCESS
+        queue = cast(Any, self)._packet_queue  # what paho's own ack() ends in
+        return cast(MQTTErrorCode, queue(_PUBACK, packet, 0, 1))

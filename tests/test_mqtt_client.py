@@ -1,0 +1,237 @@
+"""The collector's MQTT client on a real Mosquitto (collector/mqtt_client.py): reads the
+socket in large chunks (many messages per read, a message split across reads, over TCP
+and TLS) and loses or reorders nothing; acknowledges a batch in one write, and the broker
+takes exactly those acks."""
+
+from __future__ import annotations
+
+import random
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+from collector.mqtt_client import READ_CHUNK, CollectorClient, ReadBuffer, ack_packets
+from kienco.local_services import ServerTls
+from tests.support.mosquitto import Broker
+from tests.support.pki import Pki
+
+QOS = 1
+
+
+class Receiver:
+    """A CollectorClient on a persistent session (as the collector runs it), manual acks."""
+
+    def __init__(self, broker: Broker, client_id: str, ctx: ssl.SSLContext | None = None):
+        self.messages: list[mqtt.MQTTMessage] = []
+        self.subscribed = threading.Event()
+        self.client = CollectorClient(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=False,
+            manual_ack=True,
+        )
+        if ctx is not None:
+            self.client.tls_set_context(ctx)
+        self.client.on_message = lambda _c, _u, msg: self.messages.append(msg)
+        self.client.on_subscribe = lambda *_: self.subscribed.set()
+        self.broker = broker
+
+    def start(self, topic: str) -> None:
+        self.client.connect(self.broker.host, self.broker.port, keepalive=30)
+        self.client.subscribe(topic, QOS)
+        self.client.loop_start()
+        assert self.subscribed.wait(10), "no SUBACK"
+
+    def wait_for(self, count: int, timeout_s: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while len(self.messages) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(self.messages) >= count, f"received {len(self.messages)} of {count}"
+
+    def buffer(self) -> ReadBuffer:
+        sock = self.client.socket()
+        assert isinstance(sock, ReadBuffer), "the client reads through its buffer"
+        return sock
+
+    def drop(self) -> None:
+        """The connection lost without a DISCONNECT (a killed process): the session stays."""
+        self.client.loop_stop()
+        self.buffer().wrapped.close()
+
+
+def publish_all(
+    broker: Broker, topic: str, payloads: list[bytes], ctx: ssl.SSLContext | None
+) -> None:
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="pub")
+    if ctx is not None:
+        client.tls_set_context(ctx)
+    client.max_inflight_messages_set(0)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    infos = [client.publish(topic, payload, qos=QOS) for payload in payloads]
+    for info in infos:
+        info.wait_for_publish(20)
+    client.disconnect()
+    client.loop_stop()
+
+
+def mixed_payloads(count: int, seed: int) -> list[bytes]:
+    """Numbered payloads of random sizes (packet boundaries fall anywhere in a read), and a
+    few larger than a read so they must be put together from several."""
+    rng = random.Random(seed)
+    payloads = []
+    for index in range(count):
+        size = 3 * READ_CHUNK + 17 if index % 97 == 50 else rng.randrange(20, 3000)
+        head = f"{index:06d}:".encode()
+        payloads.append(head + rng.randbytes(size - len(head)))
+    return payloads
+
+
+def check_backlog_is_read_in_chunks(
+    broker: Broker,
+    topic: str,
+    client_id: str,
+    count: int,
+    ctx: ssl.SSLContext | None = None,
+    *,
+    max_reads: float,
+) -> int:
+    """Messages queued by the broker for an offline session arrive back to back on
+    reconnect: each must come whole, once, in order, in fewer reads than ``max_reads``.
+    Returns the reads."""
+    first = Receiver(broker, client_id, ctx)
+    first.start(topic)
+    first.client.disconnect()
+    first.client.loop_stop()
+    payloads = mixed_payloads(count, seed=len(client_id))
+    publish_all(broker, topic, payloads, ctx)  # queued for the session, not yet sent
+    receiver = Receiver(broker, client_id, ctx)
+    receiver.start(topic)
+    try:
+        receiver.wait_for(count)
+        assert [m.payload for m in receiver.messages] == payloads
+        assert all(m.qos == QOS for m in receiver.messages)
+        reads = receiver.buffer().reads
+        assert reads < max_reads, f"{reads} reads for {count} messages: not buffered"
+        receiver.client.ack_many([(m.mid, m.qos) for m in receiver.messages])
+        return reads
+    finally:
+        receiver.client.disconnect()
+        receiver.client.loop_stop()
+
+
+def test_a_backlog_is_read_many_messages_at_a_time_whole_and_in_order(mosquitto: Broker) -> None:
+    count = 600
+    check_backlog_is_read_in_chunks(
+        mosquitto, "kienco-test/mqtt-client/tcp", "mc-tcp", count, max_reads=count / 4
+    )
+
+
+@pytest.fixture
+def tls_setup(tmp_path: Path) -> Iterator[tuple[Broker, ssl.SSLContext]]:
+    pki = Pki(tmp_path / "pki")
+    server = pki.server()
+    broker = Broker(
+        tmp_path / "mosquitto", tls=ServerTls(pki.ca_file, server.cert, server.key, False)
+    )
+    broker.start()
+    ctx = ssl.create_default_context(cafile=str(pki.ca_file))
+    yield broker, ctx
+    broker.stop()
+
+
+def test_the_same_over_tls(
+    tls_setup: tuple[Broker, ssl.SSLContext], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TLS hands out one record per read (Mosquitto writes a record per packet): fewer
+    reads than paho's calls (three or more a message), not many messages a read."""
+    broker, ctx = tls_setup
+    calls = 0
+    recv = ReadBuffer.recv
+
+    def counted(self: ReadBuffer, size: int) -> bytes:
+        nonlocal calls
+        calls += 1
+        return recv(self, size)
+
+    monkeypatch.setattr(ReadBuffer, "recv", counted)
+    count = 300
+    reads = check_backlog_is_read_in_chunks(
+        broker, "kienco-test/mqtt-client/tls", "mc-tls", count, ctx, max_reads=1.5 * count
+    )
+    assert calls >= 3 * count and reads < calls / 2
+
+
+def test_ack_many_acknowledges_exactly_the_messages_given(mosquitto: Broker) -> None:
+    """Acked ones are gone from the session; the others come again after a lost connection."""
+    topic, client_id = "kienco-test/mqtt-client/acks", "mc-acks"
+    receiver = Receiver(mosquitto, client_id)
+    receiver.start(topic)
+    payloads = [f"{index:03d}".encode() for index in range(40)]
+    publish_all(mosquitto, topic, payloads, None)
+    receiver.wait_for(len(payloads))
+    acked = receiver.messages[:25]
+    receiver.client.ack_many([(m.mid, m.qos) for m in acked])
+    deadline = time.monotonic() + 5
+    while receiver.client.want_write() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)  # the broker reads the acks before the connection drops
+    receiver.drop()
+    again = Receiver(mosquitto, client_id)
+    again.start(topic)
+    try:
+        again.wait_for(15)
+        time.sleep(0.5)  # nothing more arrives
+        assert sorted(m.payload for m in again.messages) == payloads[25:]
+        assert all(m.dup for m in again.messages)
+    finally:
+        again.client.disconnect()
+        again.client.loop_stop()
+
+
+def test_ack_packets_are_the_bytes_paho_sends_one_by_one() -> None:
+    client = CollectorClient(
+        callback_api_version=CallbackAPIVersion.VERSION2, client_id="bytes", manual_ack=True
+    )
+    sent: list[bytes] = []
+
+    def queue(_command: int, packet: bytes | bytearray, *_rest: object) -> MQTTErrorCode:
+        sent.append(bytes(packet))
+        return mqtt.MQTT_ERR_SUCCESS
+
+    client._packet_queue = queue  # type: ignore[method-assign,assignment]  # what paho's ack() ends in
+    acks = [(7, 1), (65535, 1), (1, 0), (300, 2), (8, 1)]
+    for mid, qos in acks:
+        client.ack(mid, qos)
+    one_by_one = b"".join(sent)
+    sent.clear()
+    client.ack_many(acks)
+    assert sent == [one_by_one] == [ack_packets(acks)]
+    assert one_by_one.startswith(b"\x40\x02\x00\x07\x40\x02\xff\xff\x70\x02\x01\x2c")
+
+
+def test_read_buffer_serves_small_reads_and_says_what_it_holds() -> None:
+    ours, theirs = socket.socketpair()
+    try:
+        ours.setblocking(False)
+        buffer = ReadBuffer(ours, chunk=8)
+        with pytest.raises(BlockingIOError):  # nothing yet: the socket's own error
+            buffer.recv(1)
+        theirs.sendall(b"abcdefghijkl")
+        assert buffer.recv(1) == b"a" and buffer.pending() == 7 and buffer.reads == 1
+        assert buffer.recv(3) == b"bcd" and buffer.recv(10) == b"efgh"  # no more than held
+        assert buffer.pending() == 0 and buffer.reads == 1
+        assert buffer.recv(10) == b"ijkl" and buffer.reads == 2
+        theirs.close()
+        assert buffer.recv(1) == b""  # closed: paho sees the end
+        assert buffer.fileno() == ours.fileno()
+    finally:
+        ours.close()
