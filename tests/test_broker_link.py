@@ -15,6 +15,7 @@ import pytest
 
 from collector.broker_link import LAN_MSS, BrokerClient, open_connection
 from collector.config import CollectorConfig
+from collector.mqtt_client import ReadBuffer
 from collector.service import Collector
 from tests.support.mosquitto import Broker
 
@@ -45,7 +46,9 @@ def test_the_collectors_connection_to_a_broker_on_loopback_uses_a_lan_mss(
     try:
         assert collector.wait_connected(10), "collector did not connect"
         assert isinstance(collector.client, BrokerClient)
-        sock = collector.client.socket()
+        buffered = collector.client.socket()  # reads buffered (collector/mqtt_client.py)
+        assert isinstance(buffered, ReadBuffer)
+        sock = buffered.wrapped
         assert isinstance(sock, socket.socket)
         assert 0 < mss(sock) <= LAN_MSS
         # What paho alone opens to the same broker: loopback's own, far above a LAN's.
