@@ -5,11 +5,13 @@ default, or a provincial or central one: its queue limits are what keeps QoS 1
 messages from being dropped), with only the listener, file paths and TLS lines
 replaced, and any other setting the caller names (a bridge's address, its password).
 InfluxDB runs from a generated config with every port on loopback and its files in the
-given folder.
+given folder, or from the shipped ``firmware-configs/influxdb/influxdb.conf`` as it is,
+with only its folders and ports moved (``INFLUXDB_*`` environment overrides).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -24,6 +26,7 @@ from kienco.mosquitto_passwd import hash_password, write_password_file
 from plumbing.data import firmware_configs
 
 SHIPPED_CONF = firmware_configs() / "mosquitto" / "kienco.conf"
+SHIPPED_INFLUXDB_CONF = firmware_configs() / "influxdb" / "influxdb.conf"
 SHIPPED_ACL = firmware_configs() / "mosquitto" / "kienco.acl"
 _REPLACED = (
     "listener",
@@ -237,20 +240,47 @@ class Influxd:
 
     @classmethod
     def start(
-        cls, root: Path, *, timeout_s: float = 30.0, data: Mapping[str, str] | None = None
+        cls,
+        root: Path,
+        *,
+        timeout_s: float = 30.0,
+        data: Mapping[str, str] | None = None,
+        conf: Path | None = None,
     ) -> Influxd:
-        """``data``: more ``[data]`` settings, as TOML values (``{"index-version": '"tsi1"'}``)."""
+        """``data``: more ``[data]`` settings, as TOML values (``{"index-version": '"tsi1"'}``).
+
+        ``conf``: run from that file as it is (the shipped ``SHIPPED_INFLUXDB_CONF``), its
+        meta, data and WAL folders moved under ``root`` and its HTTP and RPC listeners to
+        free loopback ports through influxd's ``INFLUXDB_*`` environment overrides, which
+        take precedence over the file; ``data`` is then passed the same way
+        (``INFLUXDB_DATA_MAX_VALUES_PER_TAG``). Everything else is the file's.
+        """
         binary = find_binary("influxd")
         if binary is None:
             raise ServiceError("InfluxDB is not installed: apt-get install -y influxdb")
         root.mkdir(parents=True, exist_ok=True)
         http_port, rpc_port = free_port(), free_port()
-        config = root / "influxdb.conf"
-        text = INFLUXD_CONF.format(root=root, http_port=http_port, rpc_port=rpc_port)
-        if data:
-            more = "".join(f"  {key} = {value}\n" for key, value in data.items())
-            text = text.replace("\n[monitor]", f"{more}\n[monitor]", 1)
-        config.write_text(text)
+        env = dict(os.environ)
+        if conf is None:
+            config = root / "influxdb.conf"
+            text = INFLUXD_CONF.format(root=root, http_port=http_port, rpc_port=rpc_port)
+            if data:
+                more = "".join(f"  {key} = {value}\n" for key, value in data.items())
+                text = text.replace("\n[monitor]", f"{more}\n[monitor]", 1)
+            config.write_text(text)
+        else:
+            config = conf
+            env.update(
+                {
+                    "INFLUXDB_META_DIR": str(root / "meta"),
+                    "INFLUXDB_DATA_DIR": str(root / "data"),
+                    "INFLUXDB_DATA_WAL_DIR": str(root / "wal"),
+                    "INFLUXDB_HTTP_BIND_ADDRESS": f"127.0.0.1:{http_port}",
+                    "INFLUXDB_BIND_ADDRESS": f"127.0.0.1:{rpc_port}",
+                }
+            )
+            for key, value in (data or {}).items():
+                env["INFLUXDB_DATA_" + key.upper().replace("-", "_")] = value.strip('"')
         log = root / "influxd.log"
         with log.open("wb") as log_file:
             process = subprocess.Popen(
@@ -258,6 +288,7 @@ class Influxd:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                env=env,
             )
         url = f"http://127.0.0.1:{http_port}"
         deadline = time.monotonic() + timeout_s

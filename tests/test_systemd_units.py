@@ -144,5 +144,6 @@ def test_units_and_topology_files_are_packaged() -> None:
         *UNITS.iterdir(),
         *MOSQUITTO.iterdir(),
         REPO / "firmware-configs/collector-shard.yaml",
+        REPO / "firmware-configs/influxdb/influxdb.conf",
     }
     assert not shipped - packaged, f"not in [tool.setuptools.data-files]: {shipped - packaged}"

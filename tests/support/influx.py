@@ -4,9 +4,10 @@
 generated config, every port on loopback, files in a temporary folder, logs
 at error level in a file) and stops it at the end; ``influx_db`` (function)
 gives each test its own fresh database. A missing ``influxd`` fails the tests,
-never skips them. The helpers talk to ``/query`` with httpx directly, not
-through ``collector.influx``, so the collector is checked by an independent
-reader.
+never skips them. ``shipped_influxdb`` runs one from the shipped
+``firmware-configs/influxdb/influxdb.conf`` instead (auth on: it makes the admin).
+The helpers talk to ``/query`` with httpx directly, not through ``collector.influx``,
+so the collector is checked by an independent reader.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from __future__ import annotations
 import itertools
 import re
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from kienco.local_services import Influxd, ServiceError, find_binary
+from kienco.local_services import SHIPPED_INFLUXDB_CONF, Influxd, ServiceError, find_binary
 
 INSTALL_HINT = "apt-get install -y influxdb"
 
@@ -35,13 +37,14 @@ class InfluxServer:
     root: Path
     process: subprocess.Popen[bytes]
     _names: Iterator[int] = field(default_factory=itertools.count)
+    auth: tuple[str, str] | None = None  # user and password, where auth is on
 
     def query(self, database: str | None, influxql: str) -> list[dict[str, Any]]:
         """Run InfluxQL; return one dict per row, with the series' tags merged in."""
         params = {"q": influxql, "epoch": "ns"}
         if database is not None:
             params["db"] = database
-        response = httpx.post(f"{self.url}/query", data=params, timeout=30.0)
+        response = httpx.post(f"{self.url}/query", data=params, auth=self.auth, timeout=30.0)
         response.raise_for_status()
         rows: list[dict[str, Any]] = []
         for result in response.json().get("results", []):
@@ -71,19 +74,47 @@ class InfluxServer:
             f"{self.url}/write",
             params={"db": database, "precision": "ns"},
             content=lines.encode("utf-8"),
+            auth=self.auth,
             timeout=30.0,
         )
+
+
+def _start(
+    root: Path, *, conf: Path | None = None, data: Mapping[str, str] | None = None
+) -> Influxd:
+    if find_binary("influxd") is None:
+        pytest.fail(f"influxd is not installed; the InfluxDB tests need it: {INSTALL_HINT}")
+    try:
+        return Influxd.start(root, conf=conf, data=data)
+    except ServiceError as error:
+        pytest.fail(str(error))
+
+
+@contextmanager
+def shipped_influxdb(
+    root: Path, *, data: Mapping[str, str] | None = None, admin: tuple[str, str] = ("admin", "a")
+) -> Iterator[InfluxServer]:
+    """An ``influxd`` from the shipped ``influxdb.conf`` as it is (only its folders under
+    ``root`` and its ports moved; ``data`` overrides ``[data]`` settings the same way),
+    with the first user, ``admin``, made as an operator makes it; the server's helpers
+    log in as that admin."""
+    server = _start(root, conf=SHIPPED_INFLUXDB_CONF, data=data)
+    try:
+        made = httpx.post(
+            f"{server.url}/query",
+            data={"q": f"CREATE USER {admin[0]} WITH PASSWORD '{admin[1]}' WITH ALL PRIVILEGES"},
+            timeout=30.0,
+        )
+        assert made.status_code == 200 and "error" not in made.text, made.text
+        yield InfluxServer(url=server.url, root=server.root, process=server.process, auth=admin)
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
 def influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxServer]:
     """A real InfluxDB 1.x for the whole session, on free loopback ports."""
-    if find_binary("influxd") is None:
-        pytest.fail(f"influxd is not installed; the InfluxDB tests need it: {INSTALL_HINT}")
-    try:
-        server = Influxd.start(tmp_path_factory.mktemp("influxdb"))
-    except ServiceError as error:
-        pytest.fail(str(error))
+    server = _start(tmp_path_factory.mktemp("influxdb"))
     try:
         yield InfluxServer(url=server.url, root=server.root, process=server.process)
     finally:

@@ -120,7 +120,12 @@ class Shard:
             "client_id": f"kienco-collector-{name}",
         }
         del config["broker"]["ca_file"]  # the loopback brokers here speak plain MQTT
-        config["influx"] |= {"url": influx_url, "database": database}
+        (workdir / "influx.password").write_text("unused")  # the test's InfluxDB has no auth
+        config["influx"] |= {
+            "url": influx_url,
+            "database": database,
+            "password": {"file": str(workdir / "influx.password")},
+        }
         config["data_dir"] = str(workdir / "data")
         config["inventory"] = None
         config["http"] = {"host": "127.0.0.1", "port": self.http_port, "anonymous_read": True}
