@@ -1,0 +1,236 @@
+"""What saving the collector's state costs per site, and per report in a real fleet.
+
+The collector's ``state-saver`` thread (collector/state_store.py) writes every site that
+changed since its last pass, every ``state.save_every_s`` (1 s), in one SQLite
+transaction. In a real fleet a site reports every 10–60 s, slower than that period, so
+every report costs one site save. This measures that cost, in this process, no broker:
+
+1. N sites (``--sites``, default 1 000 and 10 000) built as benchmarks/state_restore.py
+   builds them: a meta and ``HISTORY_LEN + 1`` reports each (the battery history full for
+   every device), folded by ``SiteStates`` and judged by ``Verdicts``.
+2. Building a site's row, µs of CPU per site: the snapshot's JSON (``site_json``; also
+   its parts alone: the meta, the battery history) and the held verdict's
+   (``held_json``); bytes per site (snapshot, held, status).
+3. SQLite, µs of CPU per site: the rows built in 2, upserted by the store's own
+   statement into the store's own file (``open_durable``: WAL, ``synchronous=FULL``), all
+   N in one transaction, every site already in the file (as in a running collector).
+4. The whole ``StateStore.save_changed`` with every site changed, and the fleet pattern:
+   ``--rounds`` times, every site reports once (folded and judged, not timed), then one
+   save: its CPU ÷ the reports of the round = µs per report.
+5. Raw limits in the same run: ``json.dumps`` and ``pydantic_core.to_json`` of the same
+   data as plain Python values (what the rows decode to), and SQLite's bare upsert of rows
+   of the same byte size into a two-column table (one transaction; ``synchronous=FULL``
+   and ``NORMAL``). The ratios say how far each part is from what its engine allows.
+
+CPU is this thread's (``time.thread_time``: includes the kernel's work in fsync
+calls, not the wait for the disk). Best of ``--repeat`` passes. Run it under the heavy
+lock (2 shared cores):
+
+    flock /tmp/kienco-heavy.lock .venv/bin/python benchmarks/state_save.py
+    flock /tmp/kienco-heavy.lock .venv/bin/python benchmarks/state_save.py --sites 1000 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from _common import make_report, make_sites
+from pydantic_core import to_json
+from state_restore import _on_battery, build
+
+from collector.readiness import Verdicts
+from collector.state import SiteStates
+from collector.state_codec import held_json, site_json
+from collector.state_store import _UPSERT, StateStore
+from contract.wire import Meta
+from plumbing.durable import open_durable
+from rules.snapshot import HISTORY_LEN
+
+INTERVAL_S = 30.0
+
+
+def cpu_us_per(items: Sequence[Any], work: Callable[[Any], object], repeat: int) -> float:
+    """Best-of-``repeat`` CPU µs per item of ``work`` over ``items``."""
+    best = float("inf")
+    for _ in range(repeat):
+        gc.collect()
+        started = time.thread_time()
+        for item in items:
+            work(item)
+        best = min(best, time.thread_time() - started)
+    return best / len(items) * 1e6
+
+
+def cpu_us_once(count: int, work: Callable[[], object]) -> float:
+    gc.collect()
+    started = time.thread_time()
+    work()
+    return (time.thread_time() - started) / count * 1e6
+
+
+def upsert_all(db: sqlite3.Connection, statement: str, rows: Iterable[Sequence[Any]]) -> None:
+    db.execute("BEGIN")
+    db.executemany(statement, rows)
+    db.execute("COMMIT")
+
+
+def fold_round(states: SiteStates, verdicts: Verdicts, sites: Sequence[Any], step: int) -> None:
+    """Every site reports once more (a new report folded and judged)."""
+    now = datetime.now(UTC)
+    for index, site in enumerate(sites):
+        report = make_report(site, step, now, interval_s=INTERVAL_S, rng=_RNG)
+        if index % 4 == 0:
+            report = _on_battery(report, step % 30)
+        states.apply_report(report, received_at=now)
+        verdicts.evaluate(site.site, now)
+
+
+_RNG = random.Random(11)
+
+
+def measure(count: int, rounds: int, repeat: int, workdir: Path) -> dict[str, float]:
+    states, verdicts, _ = build(count, HISTORY_LEN + 1, INTERVAL_S)
+    sites = make_sites(count)
+    snapshots = states.all()
+    helds = [verdicts.saved_of(s.site) for s in snapshots]
+    assert all(h is not None for h in helds)
+    held_values = [h[0] for h in helds if h is not None]
+    statuses = [h[1] for h in helds if h is not None]
+    metas: list[Meta] = [s.meta for s in snapshots if s.meta is not None]
+    histories = [s.power_history for s in snapshots]
+    figures: dict[str, float] = {}
+
+    encoded = [site_json(s) for s in snapshots]
+    held_encoded = [held_json(h) for h in held_values]
+    figures["bytes: snapshot JSON per site"] = sum(map(len, encoded)) / count
+    figures["bytes: held verdict JSON per site"] = sum(map(len, held_encoded)) / count
+    figures["bytes: status JSON per site"] = sum(map(len, statuses)) / count
+    figures["bytes: whole row per site"] = (
+        figures["bytes: snapshot JSON per site"]
+        + figures["bytes: held verdict JSON per site"]
+        + figures["bytes: status JSON per site"]
+    )
+
+    figures["site_json (snapshot)"] = cpu_us_per(snapshots, site_json, repeat)
+    figures["  of which the meta alone"] = cpu_us_per(
+        metas, lambda m: Meta.__pydantic_serializer__.to_json(m, exclude_none=True), repeat
+    )
+    figures["  of which the battery history alone"] = cpu_us_per(
+        histories, lambda h: to_json({d: list(s) for d, s in h.items()}), repeat
+    )
+    figures["held_json (held verdict)"] = cpu_us_per(held_values, held_json, repeat)
+    plain = [json.loads(b) for b in encoded]
+    figures["raw: json.dumps of the same data"] = cpu_us_per(
+        plain, lambda p: json.dumps(p, separators=(",", ":"), ensure_ascii=False), repeat
+    )
+    figures["raw: pydantic_core.to_json of the same data"] = cpu_us_per(plain, to_json, repeat)
+
+    # SQLite: the store's statement into the store's file, every site already there.
+    now = datetime.now(UTC)
+    rows = [
+        (s.site, s.province, 1, now.isoformat(), e, h, st)
+        for s, e, h, st in zip(snapshots, encoded, held_encoded, statuses, strict=True)
+    ]
+    db = open_durable(workdir / "upsert.sqlite", StateStore.SCHEMA)
+    upsert_all(db, _UPSERT, rows)
+    figures["SQLite upsert (store's statement, FULL)"] = min(
+        cpu_us_once(count, lambda: upsert_all(db, _UPSERT, rows)) for _ in range(repeat)
+    )
+    db.close()
+    size = int(figures["bytes: whole row per site"])
+    bare = [(s.site, b"x" * size) for s in snapshots]
+    for sync in ("FULL", "NORMAL"):
+        raw = open_durable(workdir / f"raw-{sync}.sqlite", "CREATE TABLE t (k TEXT PRIMARY KEY, v)")
+        raw.execute(f"PRAGMA synchronous={sync}")
+        statement = "INSERT INTO t VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v"
+        upsert_all(raw, statement, bare)
+        figures[f"raw: SQLite bare upsert, same bytes ({sync})"] = min(
+            cpu_us_once(count, lambda r=raw, s=statement: upsert_all(r, s, bare))  # type: ignore[misc]
+            for _ in range(repeat)
+        )
+        raw.close()
+
+    # The whole save, every site changed; then the fleet pattern.
+    store = StateStore(workdir / "state.sqlite", states, verdicts, None, save_every_s=1.0)
+    try:
+        store.save_changed()  # every site in the file once
+        whole = []
+        for _ in range(repeat):
+            for s in snapshots:
+                states.mark_dirty(s.site)
+            whole.append(cpu_us_once(count, store.save_changed))
+        figures["StateStore.save_changed, every site changed"] = min(whole)
+        per_report = []
+        for step in range(rounds):
+            fold_round(states, verdicts, sites, HISTORY_LEN + 1 + step)
+            per_report.append(cpu_us_once(count, store.save_changed))
+        figures["fleet: save CPU per report (each site reports once a period)"] = min(per_report)
+    finally:
+        store.close()
+    figures["ratio: site_json / raw pydantic_core.to_json"] = (
+        figures["site_json (snapshot)"] / figures["raw: pydantic_core.to_json of the same data"]
+    )
+    figures["ratio: store upsert / raw SQLite upsert (FULL)"] = (
+        figures["SQLite upsert (store's statement, FULL)"]
+        / figures["raw: SQLite bare upsert, same bytes (FULL)"]
+    )
+    raw_total = (
+        figures["raw: pydantic_core.to_json of the same data"]
+        + figures["raw: SQLite bare upsert, same bytes (FULL)"]
+    )
+    figures["ratio: fleet per report / (raw to_json + raw upsert FULL)"] = (
+        figures["fleet: save CPU per report (each site reports once a period)"] / raw_total
+    )
+    return figures
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--sites", type=int, action="append", help="sites (repeatable; default 1000 and 10000)"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="fleet rounds; the best is shown")
+    parser.add_argument("--repeat", type=int, default=3, help="passes; the best is shown")
+    parser.add_argument("--json", action="store_true", help="print the table as JSON")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    counts = args.sites or [1_000, 10_000]
+    tables: dict[int, dict[str, float]] = {}
+    for count in counts:
+        with tempfile.TemporaryDirectory(prefix="kienco-state-save-") as tmp:
+            tables[count] = measure(count, args.rounds, args.repeat, Path(tmp))
+    if args.json:
+        print(json.dumps({str(c): t for c, t in tables.items()}, indent=2))
+        return 0
+    keys = list(next(iter(tables.values())))
+    width = max(len(k) for k in keys)
+    print(f"\n{'µs of CPU per site (bytes, ratios as said)'.ljust(width)}", end="")
+    print("".join(f"  {f'{c} sites':>12}" for c in counts))
+    print("-" * (width + 14 * len(counts)))
+    for key in keys:
+        print(key.ljust(width) + "".join(f"  {tables[c][key]:12.2f}" for c in counts))
+    print(f"\nhistory: {HISTORY_LEN} samples per device; passes (best shown): {args.repeat}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
