@@ -15,8 +15,11 @@ every report costs one site save. This measures that cost, in this process, no b
    statement into the store's own file (``open_durable``: WAL, ``synchronous=FULL``), all
    N in one transaction, every site already in the file (as in a running collector).
 4. The whole ``StateStore.save_changed`` with every site changed, and the fleet pattern:
-   ``--rounds`` times, every site reports once (folded and judged, not timed), then one
-   save: its CPU ÷ the reports of the round = µs per report.
+   every site reports once (folded and judged, not timed), then one save: its CPU ÷ the
+   reports of the round = µs per report. ``2 × --rounds`` rounds alternate the saver's
+   snapshot encoding: ``SiteEncoder`` (each device's battery history kept encoded between
+   saves, the saver's) and ``site_json`` whole (what it did before): an A/B in one run.
+   The encoding alone is timed too, on a second encoder kept in step.
 5. Raw limits in the same run: ``json.dumps`` and ``pydantic_core.to_json`` of the same
    data as plain Python values (what the rows decode to), and SQLite's bare upsert of rows
    of the same byte size into a two-column table (one transaction; ``synchronous=FULL``
@@ -52,10 +55,11 @@ from state_restore import _on_battery, build
 
 from collector.readiness import Verdicts
 from collector.state import SiteStates
-from collector.state_codec import held_json, site_json
+from collector.state_codec import SiteEncoder, held_json, site_json
 from collector.state_store import _UPSERT, StateStore
 from contract.wire import Meta
 from plumbing.durable import open_durable
+from rules import SiteSnapshot
 from rules.snapshot import HISTORY_LEN
 
 INTERVAL_S = 30.0
@@ -98,6 +102,13 @@ def fold_round(states: SiteStates, verdicts: Verdicts, sites: Sequence[Any], ste
 
 
 _RNG = random.Random(11)
+
+
+class WholeEncoder(SiteEncoder):
+    """The saver's encoding before it kept the history: every site's JSON whole."""
+
+    def site_json(self, snapshot: SiteSnapshot) -> bytes:
+        return site_json(snapshot)
 
 
 def measure(count: int, rounds: int, repeat: int, workdir: Path) -> dict[str, float]:
@@ -162,8 +173,10 @@ def measure(count: int, rounds: int, repeat: int, workdir: Path) -> dict[str, fl
         )
         raw.close()
 
-    # The whole save, every site changed; then the fleet pattern.
+    # The whole save, every site changed (the encoding as the saver keeps it); then the
+    # fleet pattern, rounds alternating between the two encodings (A/B in one run).
     store = StateStore(workdir / "state.sqlite", states, verdicts, None, save_every_s=1.0)
+    kept = store._encoder
     try:
         store.save_changed()  # every site in the file once
         whole = []
@@ -172,11 +185,29 @@ def measure(count: int, rounds: int, repeat: int, workdir: Path) -> dict[str, fl
                 states.mark_dirty(s.site)
             whole.append(cpu_us_once(count, store.save_changed))
         figures["StateStore.save_changed, every site changed"] = min(whole)
-        per_report = []
-        for step in range(rounds):
+        spare_kept = SiteEncoder()
+        for s in states.all():
+            spare_kept.site_json(s)
+        per_report: dict[str, list[float]] = {"kept": [], "whole": []}
+        encode: dict[str, list[float]] = {"kept": [], "whole": []}
+        for step in range(2 * rounds):
             fold_round(states, verdicts, sites, HISTORY_LEN + 1 + step)
-            per_report.append(cpu_us_once(count, store.save_changed))
-        figures["fleet: save CPU per report (each site reports once a period)"] = min(per_report)
+            current = states.all()
+            way = "kept" if step % 2 == 0 else "whole"
+            # The encoding alone (a spare encoder kept in step with the store's).
+            spare = spare_kept if way == "kept" else WholeEncoder()
+            encode[way].append(cpu_us_per(current, spare.site_json, 1))
+            if way == "whole":
+                for s in current:
+                    spare_kept.site_json(s)
+            store._encoder = kept if way == "kept" else WholeEncoder()
+            per_report[way].append(cpu_us_once(count, store.save_changed))
+            if way == "whole":
+                for s in current:
+                    kept.site_json(s)  # kept in step for its next round
+        for way, label in (("whole", "site_json whole"), ("kept", "history kept")):
+            figures[f"fleet: snapshot JSON per report ({label})"] = min(encode[way])
+            figures[f"fleet: save CPU per report ({label})"] = min(per_report[way])
     finally:
         store.close()
     figures["ratio: site_json / raw pydantic_core.to_json"] = (
@@ -190,9 +221,10 @@ def measure(count: int, rounds: int, repeat: int, workdir: Path) -> dict[str, fl
         figures["raw: pydantic_core.to_json of the same data"]
         + figures["raw: SQLite bare upsert, same bytes (FULL)"]
     )
-    figures["ratio: fleet per report / (raw to_json + raw upsert FULL)"] = (
-        figures["fleet: save CPU per report (each site reports once a period)"] / raw_total
-    )
+    for label in ("site_json whole", "history kept"):
+        figures[f"ratio: fleet per report ({label}) / (raw to_json + raw upsert FULL)"] = (
+            figures[f"fleet: save CPU per report ({label})"] / raw_total
+        )
     return figures
 
 

@@ -41,7 +41,13 @@ from collector.config import StateConfig
 from collector.inventory import Inventory
 from collector.readiness import Verdicts
 from collector.state import SiteStates
-from collector.state_codec import FORMAT, held_from_json, held_json, site_from_json, site_json
+from collector.state_codec import (
+    FORMAT,
+    SiteEncoder,
+    held_from_json,
+    held_json,
+    site_from_json,
+)
 from contract.wire import Status
 from plumbing.durable import DurableStore, move_aside, open_durable
 from rules import SiteSnapshot
@@ -106,6 +112,7 @@ class StateStore(DurableStore):
         self.stopping = stopping or threading.Event()
         self._retry: set[str] = set()  # taken for a save that failed: saved with the next one
         self._logged: set[str] = set()
+        self._encoder = SiteEncoder()  # keeps each site's battery history encoded
         self.restored = Gauge(
             "kienco_state_restored_sites", "Sites restored from disk at start", registry=registry
         )
@@ -224,6 +231,7 @@ class StateStore(DurableStore):
                 heard = self.states.heard_at(site)
                 if snapshot is None or heard is None:
                     deletes.append((site,))  # forgotten (expired)
+                    self._encoder.forget(site)
                     continue
                 saved = self.verdicts.saved_of(site)
                 upserts.append(
@@ -232,7 +240,7 @@ class StateStore(DurableStore):
                         snapshot.province,
                         FORMAT,
                         heard.isoformat(),
-                        site_json(snapshot),
+                        self._encoder.site_json(snapshot),
                         None if saved is None else held_json(saved[0]),
                         None if saved is None else saved[1],
                     )
