@@ -16,10 +16,11 @@ every report costs one site save. This measures that cost, in this process, no b
    N in one transaction, every site already in the file (as in a running collector).
 4. The whole ``StateStore.save_changed`` with every site changed, and the fleet pattern:
    every site reports once (folded and judged, not timed), then one save: its CPU ÷ the
-   reports of the round = µs per report. ``2 × --rounds`` rounds alternate the saver's
-   snapshot encoding: ``SiteEncoder`` (each device's battery history kept encoded between
-   saves, the saver's) and ``site_json`` whole (what it did before): an A/B in one run.
-   The encoding alone is timed too, on a second encoder kept in step.
+   reports of the round = µs per report. ``4 × --rounds`` rounds rotate the saver's
+   snapshot encoding: ``site_json`` whole (what it did before), ``SiteEncoder`` keeping
+   only each device's battery history encoded between saves, only the meta, and both
+   (the saver's): each lever alone and together, A/B in one run. The encoding alone is
+   timed too, every round for every way, on spare encoders kept in step.
 5. Raw limits in the same run: ``json.dumps`` and ``pydantic_core.to_json`` of the same
    data as plain Python values (what the rows decode to), and SQLite's bare upsert of rows
    of the same byte size into a two-column table (one transaction; ``synchronous=FULL``
@@ -111,6 +112,14 @@ class WholeEncoder(SiteEncoder):
         return site_json(snapshot)
 
 
+ENCODINGS: dict[str, Callable[[], SiteEncoder]] = {
+    "site_json whole (before)": WholeEncoder,
+    "history kept": lambda: SiteEncoder(history=True, meta=False),
+    "meta kept": lambda: SiteEncoder(history=False, meta=True),
+    "history + meta kept (the saver's)": SiteEncoder,
+}
+
+
 def measure(count: int, rounds: int, repeat: int, workdir: Path) -> dict[str, float]:
     states, verdicts, _ = build(count, HISTORY_LEN + 1, INTERVAL_S)
     sites = make_sites(count)
@@ -174,9 +183,8 @@ def measure(count: int, rounds: int, repeat: int, workdir: Path) -> dict[str, fl
         raw.close()
 
     # The whole save, every site changed (the encoding as the saver keeps it); then the
-    # fleet pattern, rounds alternating between the two encodings (A/B in one run).
+    # fleet pattern, rounds rotating over the saver's encodings (A/B in one run).
     store = StateStore(workdir / "state.sqlite", states, verdicts, None, save_every_s=1.0)
-    kept = store._encoder
     try:
         store.save_changed()  # every site in the file once
         whole = []
@@ -185,29 +193,32 @@ def measure(count: int, rounds: int, repeat: int, workdir: Path) -> dict[str, fl
                 states.mark_dirty(s.site)
             whole.append(cpu_us_once(count, store.save_changed))
         figures["StateStore.save_changed, every site changed"] = min(whole)
-        spare_kept = SiteEncoder()
-        for s in states.all():
-            spare_kept.site_json(s)
-        per_report: dict[str, list[float]] = {"kept": [], "whole": []}
-        encode: dict[str, list[float]] = {"kept": [], "whole": []}
-        for step in range(2 * rounds):
+        # Per way: the store's encoder and a spare one (the encoding timed alone), each
+        # kept in step: every round, every encoder encodes every site once.
+        ways = {label: (make(), make()) for label, make in ENCODINGS.items()}
+        for pair in ways.values():
+            for encoder in pair:
+                for s in states.all():
+                    encoder.site_json(s)
+        per_report: dict[str, list[float]] = {label: [] for label in ways}
+        encode: dict[str, list[float]] = {label: [] for label in ways}
+        labels = list(ways)
+        for step in range(len(ways) * rounds):
             fold_round(states, verdicts, sites, HISTORY_LEN + 1 + step)
             current = states.all()
-            way = "kept" if step % 2 == 0 else "whole"
-            # The encoding alone (a spare encoder kept in step with the store's).
-            spare = spare_kept if way == "kept" else WholeEncoder()
-            encode[way].append(cpu_us_per(current, spare.site_json, 1))
-            if way == "whole":
-                for s in current:
-                    spare_kept.site_json(s)
-            store._encoder = kept if way == "kept" else WholeEncoder()
-            per_report[way].append(cpu_us_once(count, store.save_changed))
-            if way == "whole":
-                for s in current:
-                    kept.site_json(s)  # kept in step for its next round
-        for way, label in (("whole", "site_json whole"), ("kept", "history kept")):
-            figures[f"fleet: snapshot JSON per report ({label})"] = min(encode[way])
-            figures[f"fleet: save CPU per report ({label})"] = min(per_report[way])
+            turn = labels[step % len(labels)]
+            for label in labels[step % len(labels) :] + labels[: step % len(labels)]:
+                encode[label].append(cpu_us_per(current, ways[label][1].site_json, 1))
+            store._encoder = ways[turn][0]
+            per_report[turn].append(cpu_us_once(count, store.save_changed))
+            for label, (encoder, _spare) in ways.items():
+                if label != turn:
+                    for s in current:
+                        encoder.site_json(s)
+        for label in labels:
+            figures[f"fleet: snapshot JSON per report ({label})"] = min(encode[label])
+        for label in labels:
+            figures[f"fleet: save CPU per report ({label})"] = min(per_report[label])
     finally:
         store.close()
     figures["ratio: site_json / raw pydantic_core.to_json"] = (
@@ -221,7 +232,7 @@ def measure(count: int, rounds: int, repeat: int, workdir: Path) -> dict[str, fl
         figures["raw: pydantic_core.to_json of the same data"]
         + figures["raw: SQLite bare upsert, same bytes (FULL)"]
     )
-    for label in ("site_json whole", "history kept"):
+    for label in ENCODINGS:
         figures[f"ratio: fleet per report ({label}) / (raw to_json + raw upsert FULL)"] = (
             figures[f"fleet: save CPU per report ({label})"] / raw_total
         )

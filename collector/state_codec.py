@@ -44,7 +44,6 @@ class SavedSite(_Saved):
     site: str
     province: str
     site_kind: SiteKind | None = None
-    meta: Meta | None = None
     online: bool | None = None
     state_at: datetime | None = None
     last_report_at: datetime | None = None
@@ -55,6 +54,7 @@ class SavedSite(_Saved):
     host: tuple[HostReading, datetime] | None = None
     room: tuple[RoomReading, datetime] | None = None
     power_history: dict[str, list[Sample]] = {}
+    meta: Meta | None = None  # last: the saver appends it as kept (any order reads back)
 
 
 class SavedFinding(_Saved):
@@ -90,12 +90,13 @@ class SavedHeld(_Saved):
 # the values are ours), the held verdict as plain dicts (no model per finding).
 
 
-def _saved_site(snapshot: SiteSnapshot, power_history: dict[str, list[Sample]]) -> SavedSite:
+def _saved_site(
+    snapshot: SiteSnapshot, power_history: dict[str, list[Sample]], meta: Meta | None
+) -> SavedSite:
     return SavedSite.model_construct(
         site=snapshot.site,
         province=snapshot.province,
         site_kind=snapshot.site_kind,
-        meta=snapshot.meta,
         online=snapshot.online,
         state_at=snapshot.state_at,
         last_report_at=snapshot.last_report_at,
@@ -106,44 +107,64 @@ def _saved_site(snapshot: SiteSnapshot, power_history: dict[str, list[Sample]]) 
         host=snapshot.host,
         room=snapshot.room,
         power_history=power_history,
+        meta=meta,
     )
 
 
 def site_json(snapshot: SiteSnapshot) -> bytes:
     """The snapshot's saved form, encoded whole (see :class:`SiteEncoder` for the saver's)."""
-    saved = _saved_site(snapshot, {d: list(h) for d, h in snapshot.power_history.items()})
+    history = {d: list(h) for d, h in snapshot.power_history.items()}
+    saved = _saved_site(snapshot, history, snapshot.meta)
     return SavedSite.__pydantic_serializer__.to_json(saved, exclude_none=True)
 
 
 _SAMPLES = TypeAdapter(list[Sample])
+_HISTORY = TypeAdapter(dict[str, list[Sample]])
 _NO_HISTORY = b'"power_history":{}}'  # how the saved form ends without a battery history
 _BETWEEN = b"],["  # between two encoded samples: never inside one (numbers, a time, a bool)
 
 
 class SiteEncoder:
     """:func:`site_json`, byte for byte, for a saver that encodes the same sites again and
-    again: each device's battery history is kept encoded from the last call.
+    again: each device's battery history and the site's meta are kept encoded from the
+    last call (``history``, ``meta``: each can be turned off, to measure it alone).
 
     A report adds one sample to a device's history and drops the oldest; encoding the
     whole history again (60 samples a site, half of ``site_json``'s time, measured in
-    benchmarks/state_save.py) is then mostly wasted. The kept history is the snapshot's
-    own tuple: a sample that is the same object as a kept one is the same value (samples
-    are immutable), so its encoding is reused; anything else (a replay merged in the
-    middle, a restored site) is encoded whole. Costs the encoded history in memory
-    (~1.5 kB a device). Not thread-safe: one saver uses it, under its lock.
+    benchmarks/state_save.py) is then mostly wasted, and the meta (an eighth of it)
+    changes only when the agent announces a new one. What is kept is the snapshot's own
+    object: a sample or meta that is the same object as a kept one is the same value
+    (both immutable), so its encoding is reused; anything else (a replay merged in the
+    middle of a history, a restored site, a new meta) is encoded whole. Costs the
+    encoded history and meta in memory (~1.5 kB a device, ~0.7 kB a meta). Not
+    thread-safe: one saver uses it, under its lock.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, history: bool = True, meta: bool = True) -> None:
+        self.keep_history = history
+        self.keep_meta = meta
         self._kept: dict[str, dict[str, tuple[tuple[Sample, ...], bytes]]] = {}
+        self._meta: dict[str, tuple[Meta, bytes]] = {}
 
     def site_json(self, snapshot: SiteSnapshot) -> bytes:
         body = SavedSite.__pydantic_serializer__.to_json(
-            _saved_site(snapshot, {}), exclude_none=True
+            _saved_site(snapshot, {}, None), exclude_none=True
         )
+        return b"".join(
+            (
+                body[: -len(_NO_HISTORY)],
+                b'"power_history":',
+                self._history_json(snapshot),
+                self._meta_json(snapshot),
+                b"}",
+            )
+        )
+
+    def _history_json(self, snapshot: SiteSnapshot) -> bytes:
         history = snapshot.power_history
-        if not history:
+        if not self.keep_history or not history:
             self._kept.pop(snapshot.site, None)
-            return body
+            return _HISTORY.dump_json({d: list(h) for d, h in history.items()})
         before = self._kept.get(snapshot.site, {})
         kept: dict[str, tuple[tuple[Sample, ...], bytes]] = {}
         parts = []
@@ -152,13 +173,28 @@ class SiteEncoder:
             kept[device] = (samples, encoded)
             parts.append(to_json(device) + b":" + encoded)
         self._kept[snapshot.site] = kept
-        return body[: -len(_NO_HISTORY)] + b'"power_history":{' + b",".join(parts) + b"}}"
+        return b"{" + b",".join(parts) + b"}"
+
+    def _meta_json(self, snapshot: SiteSnapshot) -> bytes:
+        meta = snapshot.meta
+        if meta is None:
+            self._meta.pop(snapshot.site, None)
+            return b""
+        kept = self._meta.get(snapshot.site) if self.keep_meta else None
+        if kept is not None and kept[0] is meta:
+            encoded = kept[1]
+        else:
+            encoded = Meta.__pydantic_serializer__.to_json(meta, exclude_none=True)
+            if self.keep_meta:
+                self._meta[snapshot.site] = (meta, encoded)
+        return b',"meta":' + encoded
 
     def forget(self, site: str) -> None:
         self._kept.pop(site, None)
+        self._meta.pop(site, None)
 
     def __len__(self) -> int:
-        return len(self._kept)
+        return len(self._kept.keys() | self._meta.keys())
 
 
 def _samples_json(

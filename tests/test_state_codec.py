@@ -67,6 +67,15 @@ def shortened(snapshot: SiteSnapshot) -> SiteSnapshot:
 
 
 Step = Callable[[SiteSnapshot], SiteSnapshot]
+META = Meta(
+    site="rs-1",
+    province="rs",
+    site_kind="station",
+    name="Trạm",
+    interval_s=30,
+    agent_version="t",
+    at=T0 - timedelta(days=1),
+)
 FULL = tuple(30.0 * i for i in range(HISTORY_LEN + 5))
 
 
@@ -109,10 +118,29 @@ FULL = tuple(30.0 * i for i in range(HISTORY_LEN + 5))
             id="history shortened, then one more",
         ),
         pytest.param([lambda s: s], id="no history at all"),
+        pytest.param(
+            [lambda s: fold(s, *FULL).with_meta(META), lambda s: fold(s, 3000)],
+            id="a meta, then a report",
+        ),
+        pytest.param(
+            [
+                lambda s: fold(s, *FULL).with_meta(META),
+                lambda s: s.with_meta(META.model_copy(update={"name": "Mới", "at": T0})),
+            ],
+            id="a new meta",
+        ),
+        pytest.param(
+            [lambda s: fold(s, 0).with_meta(META), lambda s: replace(s, meta=None)],
+            id="the meta gone",
+        ),
     ],
 )
-def test_the_savers_encoding_is_site_json_byte_for_byte(steps: list[Step]) -> None:
-    encoder = SiteEncoder()
+@pytest.mark.parametrize("history", [True, False], ids=["history kept", "history whole"])
+@pytest.mark.parametrize("meta", [True, False], ids=["meta kept", "meta whole"])
+def test_the_savers_encoding_is_site_json_byte_for_byte(
+    steps: list[Step], history: bool, meta: bool
+) -> None:
+    encoder = SiteEncoder(history=history, meta=meta)
     snapshot = start()
     for step in steps:
         snapshot = step(snapshot)
@@ -142,7 +170,8 @@ HOSTILE = [
 
 
 @pytest.mark.parametrize("text", HOSTILE)
-def test_text_from_the_field_round_trips_exactly(text: str) -> None:
+@pytest.mark.parametrize("kept", [True, False], ids=["kept", "whole"])
+def test_text_from_the_field_round_trips_exactly(text: str, kept: bool) -> None:
     meta = Meta(
         site="rs-1",
         province="rs",
@@ -161,7 +190,7 @@ def test_text_from_the_field_round_trips_exactly(text: str) -> None:
         power={**snapshot.power, "ups1": (ups(profile=text[:64]), T0)},
         power_history=MappingProxyType({**snapshot.power_history, text: ((T0, 1.0, None, True),)}),
     )
-    encoder = SiteEncoder()
+    encoder = SiteEncoder(history=kept, meta=kept)
     for current in (snapshot, fold(snapshot, 5000)):
         saved = encoder.site_json(current)
         assert saved == site_json(current)
