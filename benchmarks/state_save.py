@@ -45,6 +45,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -181,6 +182,17 @@ def measure(count: int, rounds: int, repeat: int, workdir: Path) -> dict[str, fl
             for _ in range(repeat)
         )
         raw.close()
+
+    # What the saver's encoder keeps in memory (tracemalloc: what it allocates and holds).
+    tracemalloc.start()
+    held = SiteEncoder()
+    for s in snapshots:
+        held.site_json(s)
+    figures["memory: kept encodings per site, bytes (tracemalloc)"] = (
+        tracemalloc.get_traced_memory()[0] / count
+    )
+    tracemalloc.stop()
+    del held
 
     # The whole save, every site changed (the encoding as the saver keeps it); then the
     # fleet pattern, rounds rotating over the saver's encodings (A/B in one run).
