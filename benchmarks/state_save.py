@@ -151,6 +151,13 @@ def measure(count: int, rounds: int, repeat: int, workdir: Path) -> dict[str, fl
     figures["  of which the battery history alone"] = cpu_us_per(
         histories, lambda h: to_json({d: list(s) for d, s in h.items()}), repeat
     )
+    figures["  the battery history, times as floats (timestamp())"] = cpu_us_per(
+        histories,
+        lambda h: to_json(
+            {d: [(s[0].timestamp(), s[1], s[2], s[3]) for s in x] for d, x in h.items()}
+        ),
+        repeat,
+    )
     figures["held_json (held verdict)"] = cpu_us_per(held_values, held_json, repeat)
     plain = [json.loads(b) for b in encoded]
     figures["raw: json.dumps of the same data"] = cpu_us_per(
