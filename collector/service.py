@@ -40,7 +40,7 @@ from collector.delivery import Delivery, NoHistory, Pending
 from collector.health import Health, assess
 from collector.heap import GcPauses
 from collector.history import meeting_point, rehearsal_point
-from collector.influx import InfluxV1Client
+from collector.influx import InfluxQueryError, InfluxV1Client
 from collector.inventory import Inventory, inventory_meta, load_inventory
 from collector.line_protocol import Point, encode_many
 from collector.meetings import (
@@ -307,6 +307,14 @@ class Collector:
         if self.influx is not None:
             try:
                 self.influx.create_database()
+            except InfluxQueryError as exc:  # it answered: an account that is not an admin
+                log.info(
+                    "InfluxDB %s: database %s not created by the collector (%s); an admin "
+                    "makes it (firmware-configs/influxdb/influxdb.conf), writes spool until then",
+                    self.influx.url,
+                    self.influx.database,
+                    exc,
+                )
             except Exception as exc:  # InfluxDB down at start: spool until it returns
                 log.warning(
                     "InfluxDB %s not reachable at start (%s); spooling", self.influx.url, exc

@@ -4,7 +4,8 @@ Debian's ``influxd`` parses it and knows every setting in it (an unknown key is 
 ignored, so a misspelt limit would otherwise pass for set); an influxd run from the very
 file (only its folders and ports moved) refuses anonymous requests, takes the collector's
 writes with the collector's account, keeps a tsi1 index on disk and holds the national
-fleet's 103 400 values of ``site`` in one measurement, the thing the stock limits refuse.
+fleet's 103 400 values of ``site`` in one measurement, the thing the stock limits refuse;
+the real collector, logged in with the shipped account, stores a report from the broker.
 
 Measured on InfluxDB 1.6.7: the two limits are enforced by the ``inmem`` index only; with
 tsi1 the stock limits take 103 400 sites too. They still matter: a shard keeps the index it
@@ -14,17 +15,28 @@ the limits are proven on an inmem shard, with the shipped values and with the st
 
 from __future__ import annotations
 
+import logging
 import subprocess
+import time
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import paho.mqtt.client as mqtt
 import pytest
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
 
+from collector.config import CollectorConfig
 from collector.influx import InfluxV1Client
+from collector.service import Collector
+from contract.wire import Report
 from kienco.local_services import SHIPPED_INFLUXDB_CONF, find_binary
+from plumbing.data import firmware_configs
 from tests.support.influx import InfluxServer, shipped_influxdb
+from tests.support.mosquitto import Broker
 
 pytestmark = pytest.mark.influx
 
@@ -175,3 +187,57 @@ def test_the_shipped_limits_hold_the_national_fleet_on_an_inmem_shard(
             assert "max-values-per-tag limit exceeded (100000/100000)" in refusals[0]
         else:
             assert refusals == []
+
+
+def test_a_collector_with_the_shipped_account_stores_reports(
+    tmp_path: Path, mosquitto: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The real collector, logged in as the shipped collector.yaml says (``collector``, not
+    an admin: it cannot CREATE DATABASE), stores a report through the broker, and its start
+    does not pass the refused CREATE DATABASE off as InfluxDB being down."""
+    shipped = yaml.safe_load((firmware_configs() / "collector.yaml").read_text())["influx"]
+    assert shipped["username"] == "collector"
+    with shipped_influxdb(tmp_path / "influxdb") as server:
+        _accounts(server)
+        config = CollectorConfig.model_validate(
+            {
+                "broker": {
+                    "url": mosquitto.url,
+                    "username": None,
+                    "client_id": f"influxconf-{time.time_ns()}",
+                    "topic_filter": "kienco/v1/ic/#",
+                },
+                "influx": shipped | {"url": server.url, "password": {"value": "c"}},
+                "data_dir": str(tmp_path / "collector"),
+                "batch": {"max_delay_s": 0.1},
+                "http": {"port": 0, "anonymous_read": True},
+            }
+        )
+        collector = Collector(config)
+        with caplog.at_level(logging.INFO, logger="kienco.collector"):
+            collector.start(serve_http=False)
+        try:
+            assert collector.wait_connected(10)
+            report = Report(
+                site="ic-1", province="ic", seq=1, taken_at=datetime.now(UTC), interval_s=30
+            )
+            client = mqtt.Client(
+                callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5
+            )
+            client.connect("127.0.0.1", mosquitto.port)
+            client.loop_start()
+            client.publish(
+                "kienco/v1/ic/ic-1/report", report.model_dump_json(), qos=1
+            ).wait_for_publish(5)
+            client.disconnect()
+            client.loop_stop()
+            deadline = time.monotonic() + 15
+            rows: list[dict[str, Any]] = []
+            while not rows and time.monotonic() < deadline:
+                rows = server.query("kienco", """SELECT * FROM "report" WHERE "site" = 'ic-1'""")
+                time.sleep(0.1)
+            assert rows and rows[0]["seq"] == 1
+        finally:
+            collector.stop()
+        said = [r.getMessage() for r in caplog.records if r.name == "kienco.collector"]
+        assert not [m for m in said if "not reachable" in m], said
