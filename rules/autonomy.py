@@ -92,8 +92,9 @@ def plausible_runtime(reading: PowerReading, trust: RuntimeTrust) -> float | Non
     on_line = reading.on_battery is False or (
         reading.on_battery is None and reading.mains_present is True
     )
-    if any(abs(runtime - cap) < 0.5 for cap in trust.cap_values_s):
-        return None
+    for cap in trust.cap_values_s:
+        if abs(runtime - cap) < 0.5:
+            return None
     if runtime <= 0 and on_line and trust.zero_on_line_unknown:
         return None
     if runtime > trust.max_plausible_s:
@@ -189,14 +190,16 @@ def estimate_battery(
 
 
 def _is_battery(r: PowerReading) -> bool:
-    return any(
-        v is not None
-        for v in (r.battery_charge_pct, r.battery_runtime_s, r.on_battery, r.battery_status)
+    return (
+        r.battery_charge_pct is not None
+        or r.battery_runtime_s is not None
+        or r.on_battery is not None
+        or r.battery_status is not None
     )
 
 
 def _is_generator(r: PowerReading) -> bool:
-    return any(v is not None for v in (r.generator_running, r.on_generator, r.fuel_l))
+    return r.generator_running is not None or r.on_generator is not None or r.fuel_l is not None
 
 
 def _generator_hours(

@@ -96,10 +96,11 @@ def _device_notes(ctx: RuleContext, named: str | None) -> list[Finding]:
     return notes
 
 
-def _grid_gone(ctx: RuleContext, numbers: dict[str, float | None]) -> Finding | None:
+def _grid_gone(ctx: RuleContext) -> Finding | None:
     p, target = ctx.power, ctx.thresholds.backup
     if p.mode == "down":
         return None  # station_state says it, once
+    numbers = _numbers(ctx)
     if p.dark_in_s is None:
         if p.mode == "generator":
             code = "on_generator_fuel_unknown"
@@ -130,10 +131,11 @@ def _grid_gone(ctx: RuleContext, numbers: dict[str, float | None]) -> Finding | 
     return ctx.finding("backup_power", severity, code, numbers, _target(ctx))
 
 
-def _grid_present(ctx: RuleContext, numbers: dict[str, float | None]) -> Finding | None:
+def _grid_present(ctx: RuleContext) -> Finding | None:
     p, target = ctx.power, ctx.thresholds.backup
     if p.backup_s is not None and p.backup_s / 3600 >= target.warn_below_h:
         return None  # enough, even if a part of it is not known
+    numbers = _numbers(ctx)  # made only for a finding
     if p.backup_s is None or _battery_unknown(p):
         # Unknown is said as unknown: a battery of unknown size is never judged short.
         missing = _unmodelled(p)
@@ -156,11 +158,10 @@ def check(ctx: RuleContext) -> tuple[Finding, ...]:
         if judged_by_meeting:
             return ()
         return (ctx.finding("backup_power", "warning", "backup_hours_unknown", impact="unknown"),)
-    numbers = _numbers(ctx)
     main: Finding | None = None
     if ctx.power.mode in ("battery", "generator", "down"):
-        main = _grid_gone(ctx, numbers)
+        main = _grid_gone(ctx)
     elif not judged_by_meeting:
-        main = _grid_present(ctx, numbers)
+        main = _grid_present(ctx)
     notes = _device_notes(ctx, None if main is None else main.labels.get("device"))
     return tuple(([main] if main is not None else []) + notes)

@@ -103,17 +103,16 @@ def evaluate(
         now,
         tightened_at_level=thresholds.tightened_at("stale_intervals"),
     )
-    base = Evaluation(
-        site=snapshot.site,
-        site_kind=snapshot.site_kind,
-        verdict="unknown",
-        station_state="unknown",
-        findings=fresh.findings,
-        evaluated_at=now,
-        risk_level=risk_level,
-    )
     if not fresh.fresh:
-        return base
+        return Evaluation(
+            site=snapshot.site,
+            site_kind=snapshot.site_kind,
+            verdict="unknown",
+            station_state="unknown",
+            findings=fresh.findings,
+            evaluated_at=now,
+            risk_level=risk_level,
+        )
 
     current = snapshot.current(freshness.stale_after_s(snapshot, thresholds.freshness))
     power = assess_power(current, thresholds.runtime, thresholds.generator, now)

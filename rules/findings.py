@@ -59,7 +59,7 @@ class Finding:
     def __post_init__(self) -> None:
         if self.code not in texts.CATALOGUE:
             raise ValueError(f"finding code {self.code!r} has no text in rules/texts.py")
-        missing = texts.placeholders(self.code) - set(self.numbers) - set(self.labels)
+        missing = texts.placeholders(self.code).difference(self.numbers, self.labels)
         if missing:
             raise ValueError(f"finding {self.code!r} lacks {sorted(missing)} for its texts")
         object.__setattr__(self, "numbers", MappingProxyType(dict(self.numbers)))
@@ -102,13 +102,23 @@ def verdict_of(findings: Iterable[Finding]) -> Verdict:
     blocks, or two weaknesses, is ``not_ready``; else a check that could not be made
     is ``unknown``; else one weakness is ``degraded``; none is ``ready``.
     """
-    found = list(findings)
-    spofs = sum(1 for f in found if f.effect == "spof")
-    degrading_rules = {f.rule for f in found if f.effect == "degrades"}
+    spofs = 0
+    degrading_rules: set[RuleName] = set()
+    blocks = unknown = False
+    for f in findings:  # one pass: this runs for every site judged
+        effect = f.effect
+        if effect == "spof":
+            spofs += 1
+        elif effect == "degrades":
+            degrading_rules.add(f.rule)
+        elif effect == "blocks":
+            blocks = True
+        elif effect == "unknown":
+            unknown = True
     weaknesses = spofs + len(degrading_rules)
-    if any(f.effect == "blocks" for f in found) or weaknesses >= 2:
+    if blocks or weaknesses >= 2:
         return "not_ready"
-    if any(f.effect == "unknown" for f in found):
+    if unknown:
         return "unknown"
     return "degraded" if weaknesses else "ready"
 

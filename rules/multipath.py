@@ -33,25 +33,36 @@ def _name(path: PathInfo, other: PathInfo) -> str:
     return path.media if path.media != other.media else path.path
 
 
+Said = tuple[Severity, str, dict[str, str], Impact | None]
+
+
+def _findings(ctx: RuleContext, said: list[Said]) -> tuple[Finding, ...]:
+    """The findings, with the numbers made once and only when there is one (a site with
+    its paths in order, the usual case, has none)."""
+    if not said:
+        return ()
+    numbers = _numbers(ctx)
+    return tuple(
+        ctx.finding("multipath", severity, code, numbers, labels, impact)
+        for severity, code, labels, impact in said
+    )
+
+
 def check(ctx: RuleContext) -> tuple[Finding, ...]:
     paths, required = ctx.paths, ctx.thresholds.required_paths
-    numbers = _numbers(ctx)
     if not paths.paths:
         if required == 0:
             return ()
-        return (ctx.finding("multipath", "warning", "paths_unknown", numbers, impact="unknown"),)
+        return _findings(ctx, [("warning", "paths_unknown", {}, "unknown")])
     if paths.all_down:
-        return (ctx.finding("multipath", "critical", "path_all_down", numbers),)
-    findings: list[Finding] = []
+        return _findings(ctx, [("critical", "path_all_down", {}, None)])
+    findings: list[Said] = []
     if paths.up:
         for path in paths.down:
-            named = {"path": path.path, "media": path.media}
-            findings.append(ctx.finding("multipath", "info", "path_down", numbers, named))
+            findings.append(("info", "path_down", {"path": path.path, "media": path.media}, None))
     elif required > 0:
-        findings.append(
-            ctx.finding("multipath", "warning", "paths_unknown", numbers, impact="unknown")
-        )
-        return tuple(findings)
+        findings.append(("warning", "paths_unknown", {}, "unknown"))
+        return _findings(ctx, findings)
     independent = len(paths.independent)
     if 0 < independent < required:
         one_short = required - independent == 1
@@ -66,10 +77,9 @@ def check(ctx: RuleContext) -> tuple[Finding, ...]:
             labels = {"path_a": _name(a, b), "path_b": _name(b, a), "srlg": paths.shared.srlg}
         else:
             code = "paths_one_independent"
-        findings.append(ctx.finding("multipath", severity, code, numbers, labels, impact))
+        findings.append((severity, code, labels, impact))
     elif independent >= 2 and ctx.thresholds.preferred_media >= 2:
         media = paths.independent_media
         if len(media) == 1:
-            only = {"media": next(iter(media))}
-            findings.append(ctx.finding("multipath", "info", "paths_one_media", numbers, only))
-    return tuple(findings)
+            findings.append(("info", "paths_one_media", {"media": next(iter(media))}, None))
+    return _findings(ctx, findings)

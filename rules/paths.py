@@ -14,7 +14,7 @@ declared path with no reading is *unknown*, never *up*.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from contract.wire import Media
 from rules.snapshot import SiteSnapshot
@@ -46,30 +46,29 @@ class SharedRisk:
 
 @dataclass(frozen=True, slots=True)
 class PathAssessment:
+    """The paths, and views of them made once: the rules ask for them ~10 times a site."""
+
     paths: tuple[PathInfo, ...] = ()
     independent: tuple[PathInfo, ...] = ()
     shared: SharedRisk | None = None
+    up: tuple[PathInfo, ...] = field(init=False, repr=False, compare=False)
+    down: tuple[PathInfo, ...] = field(init=False, repr=False, compare=False)
+    unknown: tuple[PathInfo, ...] = field(init=False, repr=False, compare=False)
+    # every path is known and down: the site lost its last path
+    all_down: bool = field(init=False, repr=False, compare=False)
+    independent_media: frozenset[str] = field(init=False, repr=False, compare=False)
 
-    @property
-    def up(self) -> tuple[PathInfo, ...]:
-        return tuple(p for p in self.paths if p.up is True)
-
-    @property
-    def down(self) -> tuple[PathInfo, ...]:
-        return tuple(p for p in self.paths if p.up is False)
-
-    @property
-    def unknown(self) -> tuple[PathInfo, ...]:
-        return tuple(p for p in self.paths if p.up is None)
-
-    @property
-    def all_down(self) -> bool:
-        """Every path is known and down: the site lost its last path."""
-        return bool(self.paths) and all(p.up is False for p in self.paths)
-
-    @property
-    def independent_media(self) -> frozenset[str]:
-        return frozenset(p.media for p in self.independent)
+    def __post_init__(self) -> None:
+        up: list[PathInfo] = []
+        down: list[PathInfo] = []
+        unknown: list[PathInfo] = []
+        for p in self.paths:
+            (up if p.up is True else down if p.up is False else unknown).append(p)
+        object.__setattr__(self, "up", tuple(up))
+        object.__setattr__(self, "down", tuple(down))
+        object.__setattr__(self, "unknown", tuple(unknown))
+        object.__setattr__(self, "all_down", bool(self.paths) and not up and not unknown)
+        object.__setattr__(self, "independent_media", frozenset(p.media for p in self.independent))
 
 
 def _disjoint_sets_exact(paths: Sequence[PathInfo]) -> tuple[PathInfo, ...]:
@@ -146,6 +145,11 @@ def assess_paths(snapshot: SiteSnapshot) -> PathAssessment:
             infos[name] = PathInfo(path=name, media=decl.media, srlg=frozenset(decl.srlg), up=None)
     paths = tuple(infos[name] for name in sorted(infos))
     up = [p for p in paths if p.up is True]
+    shared = _shared_risk(up)
+    if shared is None and len(up) <= EXACT_LIMIT:
+        # No two up paths share a group: all of them, in order, as the search would find
+        # (no other set is as large); the search itself is most of this function's time.
+        return PathAssessment(paths=paths, independent=tuple(up), shared=None)
     independent = max_independent(up)
-    shared = _shared_risk(up) if len(independent) < len(up) else None
+    shared = shared if len(independent) < len(up) else None
     return PathAssessment(paths=paths, independent=independent, shared=shared)

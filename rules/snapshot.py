@@ -131,6 +131,15 @@ class SiteSnapshot:
         def keep(taken_at: datetime) -> bool:
             return (newest - taken_at).total_seconds() <= max_lag_s
 
+        # Usually every reading came with the newest report: nothing to drop, and the
+        # snapshot is its own current view (it is frozen) - no copy to build.
+        if (
+            all(keep(t) for _, t in self.power.values())
+            and all(keep(t) for _, t in self.links.values())
+            and (self.host is None or keep(self.host[1]))
+            and (self.room is None or keep(self.room[1]))
+        ):
+            return self
         return replace(
             self,
             power={k: v for k, v in self.power.items() if keep(v[1])},
