@@ -28,6 +28,17 @@ client id, data dir and HTTP port. All shards write to the same InfluxDB
 database. ``--protocol 4|5`` is the collectors' MQTT version (3.1.1 or 5: paho
 parses MQTT 5 properties on every message); the publishers stay on MQTT 5.
 
+Raw InfluxDB. The same reports' line protocol (what the collector writes for each,
+collector/points.py ``report_lines``, made before the clock starts) is POSTed in the
+collector's batches by ``--influx-writers`` threads at once into a database of its
+own: InfluxDB's own limit for this workload, in the same run, so the collector's
+rate reads against both real components' limits.
+
+Reports are fresh by default (``--age fresh``): the collector's copy is stamped over
+the 45 s before it is sent, so every site is judged within its stale window and
+every rule runs; the summary says how old the oldest report judged could be.
+``--age stale`` sends them minutes old: the rules stop at freshness.
+
 Mosquitto and InfluxDB are started on free loopback ports by
 kienco.local_services (Mosquitto from the shipped config). Everything started
 here is stopped at the end; the temporary folder is removed unless --keep.
@@ -92,10 +103,18 @@ from _common import (
 )
 from paho.mqtt.enums import CallbackAPIVersion
 
+from collector.influx import InfluxV1Client
+from collector.points import report_lines
+from contract.wire import Report
 from kienco.local_services import Influxd, Mosquitto, find_binary
 
 GOAL_RATIO = 0.5
 GOAL_RATE = 5_000.0
+FRESH_SPAN_S = 45.0
+"""--age fresh: each site's reports spread over the 45 s before they are sent."""
+STALE_INTERVALS = 3
+"""rules/default-policy.yaml: a site is stale 3 intervals after its newest report."""
+RAW_DATABASE = "kienco_raw_limit"
 ACKED = "kienco_messages_acked_total"
 PUBLISHED = "kienco_statuses_published_total"
 WRITTEN = "kienco_points_written_total"
@@ -289,18 +308,28 @@ def generate(
     interval_s: float,
     seed: int,
     provinces: Sequence[str],
+    *,
+    fresh_span_s: float | None = None,
 ) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]], int]:
     """(reports, metas, readings per report): reports in time order, all in the last hour.
 
-    Each site's reports are ``interval_s`` apart (closer if needed to fit 50 min),
-    ending two minutes ago; sites are offset by a few ms from each other. Sites go
-    round-robin over ``provinces``, so every province gets the same share.
+    Stale (``fresh_span_s`` None): each site's reports are ``interval_s`` apart
+    (closer if needed to fit 50 min), ending two minutes ago, so every report is
+    older than the stale window when judged and the rules stop at freshness.
+    Fresh: each site's reports are spread over the last ``fresh_span_s`` seconds,
+    ending now, so a collector judging them within the stale window runs every rule.
+    Sites are offset by a few ms from each other and go round-robin over
+    ``provinces``, so every province gets the same share.
     """
     rng = random.Random(seed)
     sites = make_sites(n_sites, provinces=provinces)
     per_site = math.ceil(n_reports / n_sites)
-    spacing = min(interval_s, 3000.0 / per_site)
-    end = datetime.now(UTC) - timedelta(seconds=120)
+    if fresh_span_s is None:
+        spacing = min(interval_s, 3000.0 / per_site)
+        end = datetime.now(UTC) - timedelta(seconds=120)
+    else:
+        spacing = fresh_span_s / max(1, per_site - 1)
+        end = datetime.now(UTC)
     offset_span_us = max(1, int(spacing * 1e6 / 2))
     reports: list[tuple[str, bytes]] = []
     readings = 0
@@ -405,6 +434,57 @@ def measure_raw(
         "others_cpu": sampler.others_cpu_pct(
             result["cpu_s"] + (sub_cpu_s[0] if sub_cpu_s else math.nan)
         ),
+    }
+
+
+def measure_influx_raw(
+    influx: Influxd, payload_file: Path, *, batch: int, writers: int
+) -> dict[str, Any]:
+    """InfluxDB's own limit for this workload: the reports' lines, written straight in.
+
+    Each report becomes the line protocol the collector writes for it (collector/points.py
+    ``report_lines``; not timed), in batches of ``batch`` reports as the collector batches
+    them, POSTed by ``writers`` threads at once (one per core: influxd parses and indexes
+    in parallel) into a database of their own. Rate = reports / (first POST -> last 204).
+    """
+    with open(payload_file, "rb") as file:
+        items: list[tuple[str, bytes]] = pickle.load(file)
+    n = len(items)
+    texts = [
+        report_lines(Report.model_validate_json(payload), site_kind=None) for _, payload in items
+    ]
+    batches = ["\n".join(texts[i : i + batch]) for i in range(0, len(texts), batch)]
+    lines = sum(text.count("\n") + 1 for text in texts)
+    del items, texts
+    clients = [InfluxV1Client(influx.url, RAW_DATABASE, timeout_s=60) for _ in range(writers)]
+    clients[0].create_database()
+    refused: list[str] = []
+
+    def write(index: int) -> None:
+        for text in batches[index::writers]:
+            result = clients[index].write(text)
+            if not result.ok:
+                refused.append(str(result))
+
+    threads = [threading.Thread(target=write, args=(i,), daemon=True) for i in range(writers)]
+    sampler = Sampler({"influxd": influx.process.pid}).start()
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    stats = sampler.stop()
+    for client in clients:
+        client.close()
+    return {
+        "rate": n / elapsed,
+        "lines_rate": lines / elapsed,
+        "lines": lines,
+        "stored": influx_count(influx.url, RAW_DATABASE),
+        "refused": len(refused),
+        "influxd_cpu": stats["influxd"].cpu_pct,
+        "writers": writers,
     }
 
 
@@ -541,6 +621,15 @@ def measure_collector(
         m0s, _, ok = wait_until(collectors, http, metas_done, 60, 0.1)
         if not ok:
             raise RuntimeError(f"the collectors did not take the metas: {m0s}")
+        stamped_at = time.time()
+        if args.age == "fresh":
+            # Stamped now, just before they are sent, so each is judged within the stale
+            # window (the same sizes and values as the raw run's, only the times differ).
+            fresh, _, _ = generate(
+                n, args.sites, args.interval, args.seed, provinces, fresh_span_s=FRESH_SPAN_S
+            )
+            payload_file.write_bytes(pickle.dumps(fresh, protocol=pickle.HIGHEST_PROTOCOL))
+            del fresh
         publisher = Publisher(broker.port, payload_file, inflight=args.inflight, timeout_s=300)
         publisher.start()
         stack.callback(publisher.stop)
@@ -571,6 +660,10 @@ def measure_collector(
             return accepted >= n and acked >= n
 
         m1s, seen, complete = wait_until(collectors, http, all_durable, args.timeout, args.poll)
+        # No report is older when judged than its site's first report was at the end.
+        oldest_judged_s = (time.time() - stamped_at) + (
+            FRESH_SPAN_S + 1.0 if args.age == "fresh" else math.nan
+        )
         stats = sampler.stop()
         if spies:
             paths = [spy.stop() for spy in spies]
@@ -611,6 +704,7 @@ def measure_collector(
         ),
         "statuses_published": int(sum(_delta(m1, m0, PUBLISHED) for m1, m0 in pairs)),
         "stored": stored,
+        "oldest_judged_s": oldest_judged_s,
         "shards": shards,
         "collectors_cpu": sum(shard["stats"].cpu_pct for shard in shards),
         "mosquitto_cpu": stats["mosquitto"].cpu_pct,
@@ -660,6 +754,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="on",
         help="the collectors save their state for restarts (state.persist); off: the cost of it",
     )
+    parser.add_argument(
+        "--age",
+        choices=("fresh", "stale"),
+        default="fresh",
+        help="fresh: reports stamped just before they are sent, every rule runs; "
+        "stale: older than the stale window, the rules stop at freshness",
+    )
+    parser.add_argument(
+        "--influx-writers",
+        type=int,
+        default=2,
+        help="threads writing at once for InfluxDB's raw limit (0: skip it)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--skip-raw", action="store_true", help="only the collector run")
     parser.add_argument("--profile", action="store_true", help="py-spy the collector")
@@ -707,6 +814,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             log("raw: publisher -> Mosquitto -> mosquitto_sub")
             raw = measure_raw(broker, payload_file, n, inflight=args.inflight, timeout_s=60)
             log(f"raw: {raw['sub_rate']:,.0f} reports/s")
+        raw_influx: dict[str, Any] | None = None
+        if not args.skip_raw and args.influx_writers > 0:
+            log(f"raw InfluxDB: the reports' lines, {args.influx_writers} writers -> influxd")
+            raw_influx = measure_influx_raw(
+                influx, payload_file, batch=args.batch, writers=args.influx_writers
+            )
+            log(f"raw InfluxDB: {raw_influx['rate']:,.0f} reports/s")
         log(
             f"end to end: publisher -> Mosquitto -> {args.shards} collector(s) "
             f"(MQTT {args.protocol}) -> InfluxDB"
@@ -717,6 +831,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     raw_rate = raw["sub_rate"] if raw else math.nan
     ratio = e2e["rate"] / raw_rate if raw else math.nan
+    influx_rate = raw_influx["rate"] if raw_influx else math.nan
+    stale_window_s = STALE_INTERVALS * args.interval
+    oldest = e2e["oldest_judged_s"]
     if e2e["profile"] is not None and not args.json:
         of = "the collector" if args.shards == 1 else f"the {args.shards} collectors (merged)"
         print_profile(e2e["profile"], stages=e2e["profile"]["stages"], of=of)
@@ -742,6 +859,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("raw: mosquitto CPU % of a core", raw["mosquitto_cpu"] if raw else math.nan),
         ("raw: machine busy CPU % of a core", raw["machine_cpu"] if raw else math.nan),
         ("raw: of which not this benchmark", raw["others_cpu"] if raw else math.nan),
+        ("raw InfluxDB: reports/s (their lines written straight in)", influx_rate),
+        ("raw InfluxDB: lines/s", raw_influx["lines_rate"] if raw_influx else math.nan),
+        (
+            "raw InfluxDB: writers, influxd CPU % of a core",
+            (f"{raw_influx['writers']}, {raw_influx['influxd_cpu']:.0f}" if raw_influx else "n/a"),
+        ),
+        (
+            "raw InfluxDB: stored check",
+            (
+                "n/a"
+                if not raw_influx
+                else "OK"
+                if raw_influx["stored"] == n and not raw_influx["refused"]
+                else f"MISMATCH ({raw_influx['stored']} of {n}, {raw_influx['refused']} refused)"
+            ),
+        ),
         ("shards (collector processes)", args.shards),
         ("collectors' MQTT protocol", "5" if args.protocol == 5 else "3.1.1 (4)"),
         ("collectors save their state (state.persist)", args.state),
@@ -750,6 +883,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("collector: elapsed s", e2e["elapsed_s"]),
         ("collector: publisher reports/s", e2e["pub_rate"]),
         ("ratio collector / raw %", 100 * ratio),
+        ("ratio collector / raw InfluxDB %", 100 * e2e["rate"] / influx_rate),
+        (
+            "reports judged",
+            (
+                f"fresh: each within {oldest:.0f} s of its site's newest report "
+                f"(stale after {stale_window_s:.0f} s)"
+                if args.age == "fresh"
+                else f"stale: older than {stale_window_s:.0f} s, the rules stop at freshness"
+            ),
+        ),
+        (
+            "  all judged fresh",
+            (verdict_of(oldest < stale_window_s) if args.age == "fresh" else "n/a (--age stale)"),
+        ),
         ("points written to InfluxDB", e2e["points_written"]),
         ("points/s into InfluxDB", e2e["points_rate"]),
         *shard_rows,
