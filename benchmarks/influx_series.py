@@ -11,7 +11,9 @@ default and what that config leaves, or ``tsi1``):
    through the collector's own ``Collector.process`` (decode, admission, state fold,
    rules; ``report_lines`` and the verdict's ``readiness`` and ``finding`` points):
    the lines are exactly what a collector shard would write, the agents' ``online``
-   state included. Made before any timing, in chunks of 5 000 sites (a fresh collector
+   state included, and after each round the ``fleet`` summary its sweeper writes each
+   minute (``collector/summaries.py``; the chunks' summed into one fleet's). Made
+   before any timing, in chunks of 5 000 sites (a fresh collector
    each), so that the collector's CPU is not in the figures.
 2. **Series created.** The first round (plus the agents' state) written in batches of
    2 000 messages (the shipped ``batch.max_messages``) by ``--writers`` threads, each with
@@ -75,6 +77,7 @@ from _common import Sampler, log, print_summary
 from collector.board.history import site_charts
 from collector.config import CollectorConfig
 from collector.influx import InfluxUnavailable, InfluxV1Client
+from collector.line_protocol import Point, encode_many
 from collector.service import Collector
 from kienco.fleet.fleet import (
     PROVINCES,
@@ -107,6 +110,27 @@ def _lines_of(collector: Collector, topic: str, payload: bytes, now: datetime) -
     return text
 
 
+def merge_summaries(points: Sequence[Point]) -> list[str]:
+    """The summaries of several collectors (one per chunk of sites) as one collector over
+    them all would write them: counts summed per series and minute, the minimum kept."""
+    merged: dict[tuple[str, tuple[tuple[str, str], ...], int], dict[str, Any]] = {}
+    for point in points:
+        key = (point.measurement, point.tags, point.time_ns)
+        fields = merged.get(key)
+        if fields is None:
+            merged[key] = dict(point.fields)
+            continue
+        for name, value in point.fields.items():
+            held = fields.get(name)
+            if value is None or held is None:
+                fields[name] = held if value is None else value
+            elif name.endswith("_min"):
+                fields[name] = min(held, value)
+            else:
+                fields[name] = held + value
+    return [encode_many([Point(m, tags, fields, at)]) for (m, tags, at), fields in merged.items()]
+
+
 def generate(
     sites: Sequence[Site],
     times: Sequence[datetime],
@@ -114,12 +138,15 @@ def generate(
     workdir: Path,
     *,
     with_state: bool = True,
+    summaries: bool = False,
 ) -> list[list[str]]:
     """Per time, each message's lines as the collector makes them (the first holds the
     agents' ``online`` state too); a site dark in the storm sends nothing, as in the
-    simulator."""
+    simulator. ``summaries``: after each time, the ``fleet`` summary its sweeper writes
+    (``collector/summaries.py``), each chunk's merged into one fleet's."""
     storm = Storm.over(PROVINCES)
     out: list[list[str]] = [[] for _ in times]
+    fleet: list[list[Point]] = [[] for _ in times]
     logging.getLogger("collector").setLevel(logging.ERROR)
     for first in range(0, len(sites), CHUNK_SITES):
         part = sites[first : first + CHUNK_SITES]
@@ -144,9 +171,13 @@ def generate(
                     text = _lines_of(collector, site.topic("report"), payload, now)
                     if text:
                         out[index].append(text)
+                if summaries:  # the sweeper's, once the round is in
+                    fleet[index] += collector.summaries.due(now, collector._judged)
         finally:
             collector.stop()
             shutil.rmtree(root, ignore_errors=True)
+    for index, points in enumerate(fleet):
+        out[index] += merge_summaries(points)
     return out
 
 
@@ -281,7 +312,7 @@ def dashboards(url: str, now: datetime, one: str) -> list[tuple[str, Any]]:
                 (f"dashboards, {label}: queries / all (s)", f"{len(timings)} / {total:.1f}"),
                 (f"dashboards, {label}: slowest (s)", worst.seconds),
                 (f"  which ({label})", f"{worst.dashboard} {worst.panel} {worst.ref_id}"),
-                (f"  skipped ({label}: fleet/compliance summaries not written)", skipped),
+                (f"  skipped ({label}: compliance summaries not written)", skipped),
             ]
             for t in timings[:5]:
                 log(f"{label}: {t.seconds:7.3f} s {t.rows:>7} rows {t.dashboard} {t.panel}")
@@ -293,7 +324,7 @@ def dashboards(url: str, now: datetime, one: str) -> list[tuple[str, Any]]:
 def run(count: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     sites = make_sites(count)
     steps = int(HISTORY_HOURS * 3600 / HISTORY_EVERY_S)
-    cache = None if args.cache is None else args.cache / f"lines-{count}-{args.rounds}.pickle"
+    cache = None if args.cache is None else args.cache / f"lines-{count}-{args.rounds}-fleet.pickle"
     started = time.perf_counter()
     if cache is not None and cache.exists():
         log(f"{count} sites: lines from {cache}")
@@ -307,7 +338,7 @@ def run(count: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             for r in range(args.rounds)
         ]
         log(f"{count} sites: the collector makes {args.rounds} rounds of lines")
-        rounds = generate(sites, times, args.interval, workdir)
+        rounds = generate(sites, times, args.interval, workdir, summaries=True)
         storm = Storm.over(PROVINCES)
         history_sites = [s for s in sites if not storm.dark(s, STORM_AT)][: args.history_sites]
         history_times = [

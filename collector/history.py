@@ -10,6 +10,10 @@ measurement        tags                       fields
 fleet              province, kind, operator   sites; a count per verdict and per station
                                               state; ``paths_<media>`` / ``paths_<media>_up``;
                                               generators, fuel_pct_sum, fuel_pct_min
+attention          site, province, kind,      a site off mains, silent or not ready, each
+                   operator                   minute: its ``readiness`` fields and
+                                              ``listed``; one point without ``listed`` when
+                                              it leaves the list (collector/summaries.py)
 compliance         province, area             declared, compliant, non_compliant, missing,
                                               never_reported, required, meets, carriers…,
                                               ``failed_<criterion>`` counts
@@ -20,9 +24,9 @@ meeting            province, meeting          title, duration_s, points, created
 rehearsal          site, province             meeting, passed, problems, problems_vi
 =================  =========================  ==============================================
 
-``fleet`` (every minute) and ``compliance`` (every 5 minutes) are written on a timer,
-so a site that has gone silent is still counted, as ``unknown``: a query over the
-per-site points would lose it the moment its points stop. A ``meeting``
+``fleet`` and ``attention`` (every minute) and ``compliance`` (every 5 minutes) are
+written on a timer, so a site that has gone silent is still counted, as ``unknown``: a
+query over the per-site points would lose it the moment its points stop. A ``meeting``
 point is stamped with the meeting's *start*: "the next meetings" is a time range.
 
 Numeric codes let a state timeline colour a verdict and ``max()`` pick the worst

@@ -1,5 +1,10 @@
 """The periodic summaries: the fleet every minute, hardened-station compliance every 5 min.
 
+With the fleet, each minute, an ``attention`` point per site that needs a NOC's eyes
+(off mains, silent, or not ready), so a dashboard opened on the whole country reads the
+few thousand sites in trouble instead of every site's ``readiness`` series (which costs
+InfluxDB 1.6 seconds at ~100 000 sites, benchmarks/influx_series.py).
+
 The collector's sweeper asks :meth:`Summaries.due` on each tick; it answers the
 points of whichever summary is due (``collector/history.py`` builds them). Compliance
 counts the inventory's stations, so without an inventory only the fleet is written.
@@ -25,11 +30,13 @@ from collector.history import (
 )
 from collector.inventory import Inventory
 from collector.line_protocol import Point
+from collector.points import time_ns
+from collector.readiness import verdict_points
 from contract.wire import Status
 from rules import Policy, SiteSnapshot
 from rules.compliance import build_report
 
-__all__ = ["Summaries", "SummaryClock"]
+__all__ = ["Summaries", "SummaryClock", "attention_points", "needs_attention"]
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -51,6 +58,35 @@ class SummaryClock:
         return slot
 
 
+def needs_attention(status: Status) -> bool:
+    """Off mains (or its power state unknown: silent) or not ready."""
+    return status.station_state != "up_commercial" or status.verdict == "not_ready"
+
+
+def attention_points(
+    sites: Iterable[tuple[SiteSnapshot, Status]], stamp: datetime, listed_before: set[str]
+) -> tuple[list[Point], set[str]]:
+    """An ``attention`` point per site that :func:`needs_attention`, stamped ``stamp``: the
+    tags and fields of its ``readiness`` point, and ``listed`` = true. A site listed at the
+    slot before and not now gets one more point, without ``listed``: its newest
+    ``attention`` point then says it left the list (a panel drops rows with no
+    ``listed``). Returns the points and the sites listed now."""
+    points: list[Point] = []
+    listed: set[str] = set()
+    at_ns = time_ns(stamp)
+    for snapshot, status in sites:
+        now_listed = needs_attention(status)
+        if not now_listed and snapshot.site not in listed_before:
+            continue
+        readiness = verdict_points(snapshot, status, stamp, findings=False)[0]
+        fields = dict(readiness.fields)
+        if now_listed:
+            fields["listed"] = True
+            listed.add(snapshot.site)
+        points.append(Point("attention", readiness.tags, fields, at_ns))
+    return points, listed
+
+
 class Summaries:
     """Decides which summaries are due and builds their points. Called from one thread."""
 
@@ -59,6 +95,7 @@ class Summaries:
         self.inventory = inventory
         self.fleet = SummaryClock(FLEET_EVERY_S)
         self.compliance = SummaryClock(COMPLIANCE_EVERY_S)
+        self.listed: set[str] = set()  # the sites of the last attention points
 
     def due(
         self,
@@ -74,6 +111,8 @@ class Summaries:
         judged = list(sites())
         if fleet_slot is not None:
             points += fleet_points(judged, self.policy, now, stamp=fleet_slot)
+            attention, self.listed = attention_points(judged, fleet_slot, self.listed)
+            points += attention
         if compliance_slot is not None:
             snapshots = {snapshot.site: snapshot for snapshot, _ in judged}
             for province in sorted(self.inventory.by_province):

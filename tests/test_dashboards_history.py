@@ -29,7 +29,7 @@ from collector.line_protocol import Point, encode_many
 from collector.readiness import Verdicts, verdict_points
 from collector.service import Collector
 from collector.state import SiteStates
-from collector.summaries import SummaryClock
+from collector.summaries import SummaryClock, attention_points
 from contract.wire import Event, Meta, PathDecl, PowerReading, Reason, Report, Status
 from rules import SiteSnapshot, load_policy
 from rules.compliance import build_report
@@ -201,6 +201,51 @@ def test_fleet_counts_sites_by_verdict_state_and_paths_up_per_medium() -> None:
     assert (vnpt["generators"], vnpt["fuel_pct_sum"]) == (2, 2 * 80.0)
     assert vnpt["fuel_pct_min"] == 80.0 and viettel["generators"] == 0
     assert "fuel_pct_min" not in viettel and viettel["fuel_pct_sum"] == 0.0
+
+
+# --- attention ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("verdict", "state", "listed"),
+    [
+        ("ready", "up_commercial", False),
+        ("degraded", "up_commercial", False),  # one weakness on mains: not for 3 a.m.
+        ("not_ready", "up_commercial", True),
+        ("degraded", "up_battery", True),
+        ("ready", "up_generator", True),
+        ("unknown", "unknown", True),  # silent
+        ("not_ready", "down_power", True),
+        ("unknown", "down_transport", True),
+    ],
+)
+def test_attention_lists_sites_off_mains_silent_or_not_ready(
+    verdict: str, state: str, listed: bool
+) -> None:
+    snapshot = SiteSnapshot(site="a", province="hp").with_meta(meta("a"))
+    points, now_listed = attention_points([(snapshot, status("a", verdict, state))], NOW, set())
+    assert now_listed == ({"a"} if listed else set())
+    assert len(points) == int(listed)
+    if listed:
+        (point,) = points
+        (readiness,) = verdict_points(snapshot, status("a", verdict, state), NOW, findings=False)
+        assert point.measurement == "attention" and point.tags == readiness.tags
+        assert fields_of(point) == {**fields_of(readiness), "listed": True}
+        assert point.time_ns == readiness.time_ns
+
+
+def test_a_site_leaving_attention_gets_one_point_without_listed_then_none() -> None:
+    snapshot = SiteSnapshot(site="a", province="hp").with_meta(meta("a"))
+    on_battery = status("a", "degraded", "up_battery", dark_in_s=3600.0)
+    back = status("a", "ready", "up_commercial")
+    first, listed = attention_points([(snapshot, on_battery)], NOW, set())
+    assert listed == {"a"} and fields_of(first[0])["listed"] is True
+    later = NOW + timedelta(minutes=1)
+    (cleared,), listed = attention_points([(snapshot, back)], later, listed)
+    assert listed == set() and "listed" not in fields_of(cleared)
+    assert fields_of(cleared)["state_code"] == STATE_CODES["up_commercial"]
+    assert "dark_in_s" not in fields_of(cleared)  # the time-to-dark table drops the row too
+    assert attention_points([(snapshot, back)], later + timedelta(minutes=1), listed) == ([], set())
 
 
 # --- compliance ----------------------------------------------------------------------------

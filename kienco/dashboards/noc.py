@@ -145,9 +145,11 @@ def build() -> Built:
         table_of(
             "Thời gian còn lại đến khi tắt — ngắn nhất trước",
             "Các trạm đã mất điện lưới: giờ còn lại của ắc quy và máy phát (nhiên liệu), "
-            "trạm sắp tắt nhất ở trên. Theo lần đánh giá mới nhất của mỗi trạm.",
+            "trạm sắp tắt nhất ở trên. Theo danh sách trạm cần chú ý mà collector ghi mỗi "
+            "phút (nhanh cả khi chọn tất cả các tỉnh).",
             "Sites off mains: time until dark (battery + generator fuel), shortest first, "
-            "from each site's newest evaluation.",
+            "from the collector's per-minute list of sites needing attention (fast for the "
+            "whole country too).",
             {
                 "site": "Trạm",
                 "name": "Tên",
@@ -160,17 +162,18 @@ def build() -> Built:
             sort_by="Còn lại đến khi tắt",
             mappings={"state_code": state_mapping()},
             units={"dark_in_s": "s", "backup_hours": "h"},
-            drop_empty="dark_in_s",
+            hidden=("Time", "listed"),
+            drop_empty=("dark_in_s", "listed"),
         ),
         w=14,
         h=10,
         queries=[
             InfluxQL(
-                'SELECT last("state_code") AS "state_code", "dark_in_s", "backup_hours", "name" '
-                f'FROM "readiness" WHERE {latest(*SITE_FILTERS)} '
+                'SELECT last("state_code") AS "state_code", "dark_in_s", "backup_hours", "name", '
+                f'"listed" FROM "attention" WHERE {latest(*SITE_FILTERS)} '
                 'GROUP BY "site", "province", "operator"',
                 Expect(
-                    ("state_code", "dark_in_s", "backup_hours", "name"),
+                    ("state_code", "dark_in_s", "backup_hours", "name", "listed"),
                     tags=("site", "province", "operator"),
                     single=True,
                     sparse=("dark_in_s",),
@@ -181,23 +184,26 @@ def build() -> Built:
     )
     board.add(
         map_of_sites(
-            "Bản đồ trạm — màu theo giờ dự phòng",
-            "Mỗi chấm là một trạm có tọa độ; màu theo số giờ dự phòng (khi đã mất điện "
-            "lưới, đó là thời gian đến khi tắt): đỏ < 4 giờ, cam < 8 giờ, xanh từ 8 giờ.",
-            "Sites with coordinates, coloured by hours of backup (time to dark once off "
-            "mains): red < 4 h, orange < 8 h, green from 8 h.",
+            "Bản đồ trạm cần chú ý — màu theo giờ dự phòng",
+            "Mỗi chấm là một trạm mất điện lưới, mất liên lạc hoặc chưa sẵn sàng (danh sách "
+            "collector ghi mỗi phút); màu theo số giờ dự phòng (khi đã mất điện lưới, đó là "
+            "thời gian đến khi tắt): đỏ < 4 giờ, cam < 8 giờ, xanh từ 8 giờ.",
+            "Sites off mains, silent or not ready (the collector's per-minute list), "
+            "coloured by hours of backup (time to dark once off mains): red < 4 h, "
+            "orange < 8 h, green from 8 h.",
             "backup_hours",
             steps("red", (4, "orange"), (8, "green")),
+            drop_empty=("listed",),
         ),
         w=10,
         h=10,
         queries=[
             InfluxQL(
                 'SELECT last("state_code") AS "state_code", "backup_hours", "dark_in_s", '
-                f'"latitude", "longitude", "name" FROM "readiness" WHERE {latest(*SITE_FILTERS)} '
-                'GROUP BY "site"',
+                '"latitude", "longitude", "name", "listed" FROM "attention" '
+                f'WHERE {latest(*SITE_FILTERS)} GROUP BY "site"',
                 Expect(
-                    ("state_code", "backup_hours", "latitude", "longitude", "name"),
+                    ("state_code", "backup_hours", "latitude", "longitude", "name", "listed"),
                     tags=("site",),
                     single=True,
                 ),

@@ -61,11 +61,11 @@ def table_of(
     mappings: Mapping[str, model.ValueMap] | None = None,
     units: Mapping[str, str] | None = None,
     hidden: Sequence[str] = ("Time",),
-    drop_empty: str | None = None,
+    drop_empty: Sequence[str] = (),
 ) -> table.Panel:
     """A table of the query's rows: Vietnamese column names, codes shown as coloured words.
 
-    ``drop_empty``: leave out the rows where that column has no value (a Grafana
+    ``drop_empty``: leave out the rows where any of these columns has no value (a Grafana
     *filter data by values* transformation).
     """
     panel = table.Panel().title(title).description(_describe(vi, en)).filterable(True)
@@ -92,20 +92,24 @@ def table_of(
         panel = panel.override_by_name(
             column, [model.DynamicConfigValue(id_val="custom.hidden", value=True)]
         )
-    if drop_empty is not None:
-        panel = panel.with_transformation(
-            model.DataTransformerConfig(
-                id_val="filterByValue",
-                options={
-                    "type": "exclude",
-                    "match": "any",
-                    "filters": [
-                        {"fieldName": drop_empty, "config": {"id": "isNull", "options": {}}}
-                    ],
-                },
-            )
-        )
+    if drop_empty:
+        panel = panel.with_transformation(without_empty(drop_empty))
     return panel
+
+
+def without_empty(columns: Sequence[str]) -> model.DataTransformerConfig:
+    """Grafana's *filter data by values*: rows where any of ``columns`` is empty left out."""
+    return model.DataTransformerConfig(
+        id_val="filterByValue",
+        options={
+            "type": "exclude",
+            "match": "any",
+            "filters": [
+                {"fieldName": column, "config": {"id": "isNull", "options": {}}}
+                for column in columns
+            ],
+        },
+    )
 
 
 def trend(
@@ -157,9 +161,16 @@ def states_over_time(title: str, vi: str, en: str, mapping: model.ValueMap) -> s
 
 
 def map_of_sites(
-    title: str, vi: str, en: str, colour_by: str, thresholds: ThresholdsConfig
+    title: str,
+    vi: str,
+    en: str,
+    colour_by: str,
+    thresholds: ThresholdsConfig,
+    *,
+    drop_empty: Sequence[str] = (),
 ) -> geomap.Panel:
-    """Sites as dots at their coordinates, coloured by ``colour_by`` against ``thresholds``."""
+    """Sites as dots at their coordinates, coloured by ``colour_by`` against ``thresholds``;
+    rows where any of ``drop_empty`` is empty left out."""
     markers = (
         common_builders.MapLayerOptions()
         .type("markers")
@@ -183,7 +194,7 @@ def map_of_sites(
             }
         )
     )
-    return (
+    panel = (
         geomap.Panel()
         .title(title)
         .description(_describe(vi, en))
@@ -193,3 +204,6 @@ def map_of_sites(
         .thresholds(thresholds)
         .color_scheme(FieldColor().mode(model.FieldColorModeId.THRESHOLDS))
     )
+    if drop_empty:
+        panel = panel.with_transformation(without_empty(drop_empty))
+    return panel
