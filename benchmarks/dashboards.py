@@ -11,9 +11,9 @@
    12 h (a third on battery, the rest on generator).
    Every point is made by the collector's own code: ``report_points`` for the report,
    ``Verdicts.evaluate`` (the rules, ``verdict_points``) for the readiness point and the
-   findings on a change, ``fleet_points`` every 60 s, ``build_report`` +
-   ``compliance_points`` every 300 s (the inventory is the fleet, hardened stations in
-   5 areas a province). All of it goes through the collector's writer
+   findings on a change, ``fleet_points`` and ``attention_points`` every 60 s,
+   ``build_report`` + ``compliance_points`` every 300 s (the inventory is the fleet,
+   hardened stations in 5 areas a province). All of it goes through the collector's writer
    (``InfluxWriter.write_durably``, two in flight), in batches of 10 000 lines.
    *How the volume is made in minutes*: each site's points are built for 12 sets of
    readings per power state (mains, battery, generator) and the fleet and compliance
@@ -74,6 +74,7 @@ from collector.points import report_points
 from collector.readiness import Verdicts, verdict_points
 from collector.spool import Spool
 from collector.state import SiteStates
+from collector.summaries import attention_points
 from collector.writer import InfluxWriter
 from contract.wire import Report, Status
 from kienco.dashboards import build, retention
@@ -308,6 +309,9 @@ def load(
             fresh_at = judged[0][1].evaluated_at  # set n of every site was judged then
             if kind == "fleet":
                 points = fleet_points(judged, policy, fresh_at)
+                # the sites needing attention, as the sweeper lists them with the fleet
+                # (no point for a site leaving the list: each minute's set is made alone)
+                points += attention_points(judged, fresh_at, set())[0]
             else:
                 snapshots = {snapshot.site: snapshot for snapshot, _ in judged}
                 for province in sorted(inventory.by_province):

@@ -67,25 +67,30 @@ MEDIA_NAMES = {
 
 
 def variables(*, kind_default: str = ALL) -> list[cogbuilder.Builder[VariableModel]]:
-    """province → operator → kind → site, each narrowing the next (readiness tags); the
-    data the time series read (raw or 5-minute trends)."""
+    """province → operator → kind → site, each narrowing the next; the data the time
+    series read (raw or 5-minute trends).
+
+    Province, operator and kind are the tags of the ``fleet`` summary (a few hundred
+    series, one per province, kind and operator), not of ``readiness`` (one series per
+    site: ~100 000 nationally, seconds for InfluxDB 1.6 to list); only the sites come
+    from ``readiness``."""
     return [
         tag_variable(
             "province",
             "Tỉnh",
-            'SHOW TAG VALUES FROM "readiness" WITH KEY = "province"',
+            'SHOW TAG VALUES FROM "fleet" WITH KEY = "province"',
             "Tỉnh/thành phố (mã). Province code.",
         ),
         tag_variable(
             "operator",
             "Nhà mạng",
-            f'SHOW TAG VALUES FROM "readiness" WITH KEY = "operator" WHERE {PROVINCE}',
+            f'SHOW TAG VALUES FROM "fleet" WITH KEY = "operator" WHERE {PROVINCE}',
             "Doanh nghiệp viễn thông quản lý trạm. Operator (carrier) of the site.",
         ),
         tag_variable(
             "kind",
             "Loại điểm",
-            f'SHOW TAG VALUES FROM "readiness" WITH KEY = "kind" WHERE {PROVINCE}',
+            f'SHOW TAG VALUES FROM "fleet" WITH KEY = "kind" WHERE {PROVINCE}',
             "trạm (station), phòng nguồn (power_room), điểm cầu (meeting_point).",
             default=kind_default,
         ),
@@ -299,18 +304,20 @@ def build() -> Built:
         states_over_time(
             "Trạm rời điện lưới — trạng thái theo thời gian",
             "Các trạm đã chọn có lúc rời điện lưới, trong những khoảng đó: trạng thái xấu nhất "
-            "của mỗi khoảng (máy phát, ắc quy, mất nguồn…). Trạm luôn có điện lưới không hiện.",
+            "của mỗi khoảng (máy phát, ắc quy, mất nguồn…), theo danh sách trạm cần chú ý "
+            "collector ghi mỗi phút. Trạm luôn có điện lưới không hiện.",
             "The chosen sites that left mains, while they did: each interval's worst state "
-            "(generator, battery, down…). Sites on mains throughout are not drawn.",
+            "(generator, battery, down…), from the collector's per-minute list of sites "
+            "needing attention. Sites on mains throughout are not drawn.",
             state_mapping(),
         ),
         w=24,
         h=10,
-        min_interval="30s",
+        min_interval="1m",
         max_data_points=TIMELINE_POINTS,
         queries=[
             InfluxQL(
-                f'SELECT max("state_code") FROM {RP}."readiness" '
+                f'SELECT max("state_code") FROM {RP}."attention" '
                 f'WHERE {where(*SITE_FILTERS)} AND "state_code" > 0 '
                 'GROUP BY time($__interval), "site" fill(none)',
                 Expect(("max",), tags=("site",)),

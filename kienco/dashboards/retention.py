@@ -33,6 +33,8 @@ TREND_DURATION = "400d"  # a year of storms, compared
 FOLDED: Mapping[str, Mapping[str, str]] = {
     # the station-state and verdict timelines show the worst of each interval
     "readiness": {"state_code": 'max("state_code")', "verdict_code": 'max("verdict_code")'},
+    # the sites needing attention, each minute (collector/summaries.py): the NOC's timeline
+    "attention": {"state_code": 'max("state_code")', "verdict_code": 'max("verdict_code")'},
     "power": {"fuel_pct": 'mean("fuel_pct")'},
     "link": {
         "rtt_ms": 'mean("rtt_ms")',
