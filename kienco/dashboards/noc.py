@@ -56,6 +56,7 @@ STATE_NAME_COLOURS = {
 }
 FLEET_FILTERS = (PROVINCE, OPERATOR, KIND)
 SITE_FILTERS = (PROVINCE, OPERATOR, KIND, SITE)
+WORST_SHOWN = 100  # rows of a "worst first" table: a NOC reads the top of it
 MEDIA_NAMES = {
     "fibre": "Cáp quang",
     "microwave": "Vi ba",
@@ -328,10 +329,13 @@ def build() -> Built:
     board.row("Đường truyền và nhiên liệu — paths and fuel")
     board.add(
         table_of(
-            "Đường truyền từng trạm",
-            "Mỗi đường truyền của các trạm đã chọn: hoạt động hay không, độ trễ, mất gói, "
-            "theo lần đo mới nhất.",
-            "Each path of the chosen sites: up or not, RTT, loss, from the newest measurement.",
+            f"Đường truyền kém nhất — {WORST_SHOWN} đường mất gói nhiều nhất",
+            f"{WORST_SHOWN} đường truyền của các trạm đã chọn có tỷ lệ mất gói cao nhất trong 15 "
+            "phút cuối (đường mất hẳn: 100 %), kèm hoạt động hay không và độ trễ của lần đo "
+            "đó. Mọi đường của một trạm: trang của trạm trên bảng điều khiển.",
+            f"The {WORST_SHOWN} paths of the chosen sites with the most loss in the last 15 min "
+            "(a path down: 100 %), with up or not and RTT of that measurement. Every path of "
+            "one site: its page on the board.",
             {
                 "site": "Trạm",
                 "path": "Đường",
@@ -340,32 +344,31 @@ def build() -> Built:
                 "up": "Hoạt động",
                 "rtt_ms": "Độ trễ",
                 "loss_pct": "Mất gói",
-                "probes_sent": "Số lần đo",
             },
-            sort_by="Hoạt động",
+            sort_by="Mất gói",
+            descending=True,
             units={"rtt_ms": "ms", "loss_pct": "percent"},
         ),
         w=12,
         h=9,
         queries=[
             InfluxQL(
-                'SELECT last("probes_sent") AS "probes_sent", "up", "rtt_ms", "loss_pct" '
-                f'FROM "link" WHERE {latest(PROVINCE, SITE)} '
-                'GROUP BY "site", "path", "media", "provider"',
-                Expect(
-                    ("probes_sent", "up", "rtt_ms", "loss_pct"),
-                    tags=("site", "path", "media"),
-                    single=True,
-                ),
+                # TOP over the raw points, not last() per path: one iterator per path at
+                # ~300 000 paths costs InfluxDB 1.6 14-18 s (benchmarks/influx_series.py)
+                f'SELECT TOP("loss_pct", "site", "path", {WORST_SHOWN}) AS "loss_pct", "up", '
+                f'"rtt_ms", "media", "provider" FROM "link" WHERE {latest(PROVINCE, SITE)}',
+                Expect(("loss_pct", "site", "path", "up", "media")),
                 result_format="table",
             )
         ],
     )
     board.add(
         table_of(
-            "Nhiên liệu máy phát — thấp nhất trước",
-            "Mức nhiên liệu mới nhất của từng máy phát, thấp nhất ở trên.",
-            "Each generator's newest fuel level, lowest first.",
+            f"Nhiên liệu máy phát — {WORST_SHOWN} máy thấp nhất",
+            f"{WORST_SHOWN} máy phát có mức nhiên liệu thấp nhất trong 15 phút cuối, thấp nhất "
+            "ở trên.",
+            f"The {WORST_SHOWN} generators with the lowest fuel level in the last 15 min, "
+            "lowest first.",
             {
                 "site": "Trạm",
                 "device": "Máy phát",
@@ -380,13 +383,9 @@ def build() -> Built:
         h=9,
         queries=[
             InfluxQL(
-                'SELECT last("fuel_pct") AS "fuel_pct", "fuel_l", "generator_running" '
-                f'FROM "power" WHERE {latest(PROVINCE, SITE)} GROUP BY "site", "device"',
-                Expect(
-                    ("fuel_pct", "fuel_l", "generator_running"),
-                    tags=("site", "device"),
-                    single=True,
-                ),
+                f'SELECT BOTTOM("fuel_pct", "site", "device", {WORST_SHOWN}) AS "fuel_pct", '
+                f'"fuel_l", "generator_running" FROM "power" WHERE {latest(PROVINCE, SITE)}',
+                Expect(("fuel_pct", "site", "device", "fuel_l", "generator_running")),
                 result_format="table",
             )
         ],
