@@ -1,9 +1,11 @@
 """NOC — station health: which stations are on battery, how long until dark, which lost a path.
 
 For the NOC engineers of VNPT and Viettel. Counts come from the collector's ``fleet``
-summary (so a silent station still counts, as unknown); per-site rows from the newest
-``readiness`` point of each site; paths and fuel from the agents' ``link`` and
-``power`` points.
+summary (so a silent station still counts, as unknown); the sites off mains, silent or
+not ready from its per-minute ``attention`` list (a few thousand series in a storm, not
+one per site: the whole country answers in under a second); paths and fuel from the
+agents' ``link`` and ``power`` points, the worst 100 sites of each (TOP/BOTTOM: one row
+per path or generator is hundreds of thousands of rows nationally).
 """
 
 from __future__ import annotations
@@ -329,13 +331,13 @@ def build() -> Built:
     board.row("Đường truyền và nhiên liệu — paths and fuel")
     board.add(
         table_of(
-            f"Đường truyền kém nhất — {WORST_SHOWN} đường mất gói nhiều nhất",
-            f"{WORST_SHOWN} đường truyền của các trạm đã chọn có tỷ lệ mất gói cao nhất trong 15 "
-            "phút cuối (đường mất hẳn: 100 %), kèm hoạt động hay không và độ trễ của lần đo "
-            "đó. Mọi đường của một trạm: trang của trạm trên bảng điều khiển.",
-            f"The {WORST_SHOWN} paths of the chosen sites with the most loss in the last 15 min "
-            "(a path down: 100 %), with up or not and RTT of that measurement. Every path of "
-            "one site: its page on the board.",
+            f"Đường truyền kém nhất — {WORST_SHOWN} trạm mất gói nhiều nhất",
+            f"{WORST_SHOWN} trạm đã chọn có đường truyền mất gói nhiều nhất trong 15 phút cuối "
+            "(đường mất hẳn: 100 %): đường đó, hoạt động hay không và độ trễ của lần đo đó. "
+            "Mọi đường của một trạm: trang của trạm trên bảng điều khiển.",
+            f"The {WORST_SHOWN} chosen sites whose worst path lost the most in the last 15 min "
+            "(a path down: 100 %): that path, up or not and RTT of that measurement. Every "
+            "path of one site: its page on the board.",
             {
                 "site": "Trạm",
                 "path": "Đường",
@@ -353,9 +355,10 @@ def build() -> Built:
         h=9,
         queries=[
             InfluxQL(
-                # TOP over the raw points, not last() per path: one iterator per path at
-                # ~300 000 paths costs InfluxDB 1.6 14-18 s (benchmarks/influx_series.py)
-                f'SELECT TOP("loss_pct", "site", "path", {WORST_SHOWN}) AS "loss_pct", "up", '
+                # TOP per site over the raw points, not last() per path: one iterator per
+                # path at ~300 000 paths costs InfluxDB 1.6 14-18 s, TOP per (site, path)
+                # 8.7 s, per site 7.4 s (benchmarks/influx_series.py, docs/capacity.md)
+                f'SELECT TOP("loss_pct", "site", {WORST_SHOWN}) AS "loss_pct", "path", "up", '
                 f'"rtt_ms", "media", "provider" FROM "link" WHERE {latest(PROVINCE, SITE)}',
                 Expect(("loss_pct", "site", "path", "up", "media")),
                 result_format="table",
@@ -364,11 +367,11 @@ def build() -> Built:
     )
     board.add(
         table_of(
-            f"Nhiên liệu máy phát — {WORST_SHOWN} máy thấp nhất",
-            f"{WORST_SHOWN} máy phát có mức nhiên liệu thấp nhất trong 15 phút cuối, thấp nhất "
-            "ở trên.",
-            f"The {WORST_SHOWN} generators with the lowest fuel level in the last 15 min, "
-            "lowest first.",
+            f"Nhiên liệu máy phát — {WORST_SHOWN} trạm thấp nhất",
+            f"{WORST_SHOWN} trạm đã chọn có máy phát mức nhiên liệu thấp nhất trong 15 phút "
+            "cuối (máy phát thấp nhất của mỗi trạm), thấp nhất ở trên.",
+            f"The {WORST_SHOWN} chosen sites with the lowest generator fuel level in the last "
+            "15 min (each site's lowest generator), lowest first.",
             {
                 "site": "Trạm",
                 "device": "Máy phát",
@@ -383,7 +386,7 @@ def build() -> Built:
         h=9,
         queries=[
             InfluxQL(
-                f'SELECT BOTTOM("fuel_pct", "site", "device", {WORST_SHOWN}) AS "fuel_pct", '
+                f'SELECT BOTTOM("fuel_pct", "site", {WORST_SHOWN}) AS "fuel_pct", "device", '
                 f'"fuel_l", "generator_running" FROM "power" WHERE {latest(PROVINCE, SITE)}',
                 Expect(("fuel_pct", "site", "device", "fuel_l", "generator_running")),
                 result_format="table",
