@@ -70,7 +70,9 @@ def attention_points(
     tags and fields of its ``readiness`` point, and ``listed`` = true. A site listed at the
     slot before and not now gets one more point, without ``listed``: its newest
     ``attention`` point then says it left the list (a panel drops rows with no
-    ``listed``). Returns the points and the sites listed now."""
+    ``listed``). Returns the points and the sites listed now. The list is kept in memory:
+    a site that left it while the collector was down keeps its last listed point, until
+    it falls out of the panels' 15-minute window."""
     points: list[Point] = []
     listed: set[str] = set()
     at_ns = time_ns(stamp)
