@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -11,16 +12,19 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from collector.influx import InfluxV1Client
 from collector.web.roles import Role, parse_role
 from collector.web.tokens import MIN_TOKEN_CHARS, KeptToken, TokenBook, parse_pbkdf2, sha256_digest
 from contract.wire import Slug
-from plumbing.config_errors import ConfigError, load_yaml_model
+from plumbing.config_errors import ConfigError, check_url, load_yaml_model
 from plumbing.mqtt_endpoint import MqttEndpoint
 from plumbing.secrets import SecretRef
+from plumbing.tls import client_context
 
 ADMIN_TOKEN_NAME = "admin"  # the name http.admin_token's token goes by
 
@@ -61,7 +65,16 @@ class CollectorBroker(MqttEndpoint):
 
 
 class InfluxConfig(_Strict):
-    url: str = "http://127.0.0.1:8086"
+    url: str = Field(
+        default="http://127.0.0.1:8086",
+        description="http://host:8086, or https://host:8086 when InfluxDB serves HTTPS "
+        "(another machine's InfluxDB: always https)",
+    )
+    ca_file: Path | None = Field(
+        default=None,
+        description="https only: the CA that signed InfluxDB's certificate (that CA alone is "
+        "trusted); default: the system's CAs. The certificate must name the url's host",
+    )
     database: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")] = "kienco"
     username: str | None = None
     password: SecretRef | None = None
@@ -69,6 +82,46 @@ class InfluxConfig(_Strict):
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 3.0
     retry_attempts: Annotated[int, Field(ge=1, le=20)] = 3
     spool_max_bytes: Annotated[int, Field(ge=1_000_000)] = 1024**3
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_url(value, "http", "https", port="8086")
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_needs_https(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        url = info.data.get("url")  # absent when the url itself was refused
+        if value is not None and url is not None and urlsplit(url).scheme != "https":
+            # No silent fallback: a CA beside a plain url says the operator meant TLS.
+            raise ValueError(
+                f"a CA file beside the plain http url {url}: it would never be used and the "
+                "fleet's history would cross the network in clear. Fix: use an https:// url "
+                "(InfluxDB's [http] https-enabled = true), or remove influx.ca_file"
+            )
+        return value
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "https"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The verifying TLS context for an https url (None for http); a CA file that cannot
+        be used raises ConfigError naming influx.ca_file."""
+        if not self.tls:
+            return None
+        return client_context(self.ca_file, key="influx", source="InfluxDB TLS")
+
+    def client(self, *, timeout_s: float | None = None) -> InfluxV1Client:
+        """A client for this InfluxDB (``timeout_s``: default this config's)."""
+        return InfluxV1Client(
+            self.url,
+            self.database,
+            username=self.username,
+            password=self.password.reveal() if self.password else None,
+            timeout_s=self.timeout_s if timeout_s is None else timeout_s,
+            verify=self.ssl_context(),
+        )
 
 
 class Limits(_Strict):

@@ -100,6 +100,7 @@ class Delivery:
         self._pending_lock = threading.Lock()
         self.flush_now = threading.Event()
         self._draining = False
+        self._said_spooling = False
         self._generation = 0
         self._linked = False
         self._link_lock = threading.Lock()
@@ -237,5 +238,12 @@ class Delivery:
         self.metrics.points_refused.inc(outcome.refused_points)
         if outcome.spooled:
             self.metrics.batches_spooled.inc()
+            if outcome.attempts and not self._said_spooling:
+                # Once an outage, with InfluxDB's answer: a refused certificate, a wrong
+                # scheme or a password is the operator's to fix; the spool keeps the data.
+                self._said_spooling = True
+                log.warning("InfluxDB did not take a batch (%s); spooling", outcome.error)
+        else:
+            self._said_spooling = False
         if self.spool is not None:
             self.metrics.spool_depth.set(self.spool.depth())

@@ -22,6 +22,7 @@ be refused again.
 from __future__ import annotations
 
 import re
+import ssl
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -40,6 +41,7 @@ __all__ = [
 
 _DROPPED = re.compile(r"dropped=(\d+)")
 _PARSE_ERROR = "unable to parse '"
+_HTTP_TO_HTTPS = "Client sent an HTTP request to an HTTPS server"
 
 
 class InfluxError(Exception):
@@ -110,7 +112,10 @@ class InfluxV1Client:
         timeout_s: float = 5.0,
         retention_policy: str | None = None,
         create_missing_database: bool = True,
+        verify: ssl.SSLContext | None = None,
     ) -> None:
+        """``verify``: the TLS context for an https url (plumbing.tls.client_context); None
+        is httpx's own verifying default. Never a switch to turn verification off."""
         self.url = url.rstrip("/")
         self.create_missing_database = create_missing_database
         self.database = database
@@ -119,7 +124,12 @@ class InfluxV1Client:
         self.timeout_s = timeout_s
         auth = httpx.BasicAuth(username, password or "") if username is not None else None
         self._has_password = password is not None
-        self._http = httpx.Client(base_url=self.url, timeout=timeout_s, auth=auth)
+        self._http = httpx.Client(
+            base_url=self.url,
+            timeout=timeout_s,
+            auth=auth,
+            verify=True if verify is None else verify,
+        )
 
     def __repr__(self) -> str:
         password = "<secret>" if self._has_password else None
@@ -145,9 +155,18 @@ class InfluxV1Client:
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            return self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as error:  # connection refused, reset, timeouts
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as error:  # connection refused, reset, timeouts, TLS refused
             raise InfluxUnavailable(f"{method} {self.url}{path}: {error!r}") from error
+        # Go's answer to plain http on an HTTPS port: a 400 that is no partial write (nothing
+        # was read), so the batch must wait for the operator's fix, not be dead-lettered.
+        if response.status_code == 400 and response.text.startswith(_HTTP_TO_HTTPS):
+            raise InfluxUnavailable(
+                f"{method} {self.url}{path}: InfluxDB serves HTTPS on this port. Fix: "
+                "influx.url https://… and influx.ca_file (the CA of its certificate)",
+                status=400,
+            )
+        return response
 
     def ping(self) -> bool:
         """True when the server answers ``/ping`` with 204."""

@@ -169,13 +169,8 @@ class Collector:
         self.spool: Spool | None = None
         self.writer: InfluxWriter | NoHistory = NoHistory()
         if influx is not None:
-            self.influx = InfluxV1Client(
-                influx.url,
-                influx.database,
-                username=influx.username,
-                password=influx.password.reveal() if influx.password else None,
-                timeout_s=influx.timeout_s,
-            )
+            # A CA file it cannot use: ConfigError, at start.
+            self.influx = influx.client()
             self.spool = Spool(data / "spool.sqlite", max_bytes=influx.spool_max_bytes)
             self.writer = InfluxWriter(
                 self.influx,
@@ -290,13 +285,7 @@ class Collector:
         history = None
         influx = self.config.influx
         if influx is not None:  # its own client, its own short timeout: charts never wait
-            history = self._board_history = InfluxV1Client(
-                influx.url,
-                influx.database,
-                username=influx.username,
-                password=influx.password.reveal() if influx.password else None,
-                timeout_s=BOARD_HISTORY_TIMEOUT_S,
-            )
+            history = self._board_history = influx.client(timeout_s=BOARD_HISTORY_TIMEOUT_S)
         return BoardParts(
             desks, self.changes, self.meetings.latest_rehearsals, history, clock=self.clock
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ import httpx
 
 from kienco.mosquitto_passwd import hash_password, write_password_file
 from plumbing.data import firmware_configs
+from plumbing.tls import client_context
 
 SHIPPED_CONF = firmware_configs() / "mosquitto" / "kienco.conf"
 SHIPPED_INFLUXDB_CONF = firmware_configs() / "influxdb" / "influxdb.conf"
@@ -232,11 +234,13 @@ bind-address = "127.0.0.1:{rpc_port}"
 
 @dataclass
 class Influxd:
-    """A running ``influxd`` (InfluxDB 1.x) serving the v1 API on loopback."""
+    """A running ``influxd`` (InfluxDB 1.x) serving the v1 API on loopback; over HTTPS
+    when started with ``tls``, then ``verify`` is the client context that trusts it."""
 
     url: str
     root: Path
     process: subprocess.Popen[bytes]
+    verify: ssl.SSLContext | None = None
 
     @classmethod
     def start(
@@ -246,6 +250,8 @@ class Influxd:
         timeout_s: float = 30.0,
         data: Mapping[str, str] | None = None,
         conf: Path | None = None,
+        tls: ServerTls | None = None,
+        ping: bool = True,
     ) -> Influxd:
         """``data``: more ``[data]`` settings, as TOML values (``{"index-version": '"tsi1"'}``).
 
@@ -254,10 +260,26 @@ class Influxd:
         free loopback ports through influxd's ``INFLUXDB_*`` environment overrides, which
         take precedence over the file; ``data`` is then passed the same way
         (``INFLUXDB_DATA_MAX_VALUES_PER_TAG``). Everything else is the file's.
+
+        ``tls``: serve HTTPS with its certificate and key (``[http] https-enabled``,
+        ``https-certificate``, ``https-private-key``); InfluxDB 1.x cannot ask for client
+        certificates, so ``require_certificate`` is refused. ``ping=False``: ready once
+        the port listens, for a certificate served to be refused (expired, another name).
         """
         binary = find_binary("influxd")
         if binary is None:
             raise ServiceError("InfluxDB is not installed: apt-get install -y influxdb")
+        if tls is not None and tls.require_certificate:
+            raise ServiceError("InfluxDB 1.x cannot require client certificates")
+        https = (
+            {
+                "https-enabled": "true",
+                "https-certificate": str(tls.certfile),
+                "https-private-key": str(tls.keyfile),
+            }
+            if tls is not None
+            else {}
+        )
         root.mkdir(parents=True, exist_ok=True)
         http_port, rpc_port = free_port(), free_port()
         env = dict(os.environ)
@@ -267,6 +289,9 @@ class Influxd:
             if data:
                 more = "".join(f"  {key} = {value}\n" for key, value in data.items())
                 text = text.replace("\n[monitor]", f"{more}\n[monitor]", 1)
+            if https:
+                more = "".join(f"  {key} = {_toml_value(value)}\n" for key, value in https.items())
+                text = text.replace("\n[ifql]", f"{more}\n[ifql]", 1)
             config.write_text(text)
         else:
             config = conf
@@ -281,6 +306,8 @@ class Influxd:
             )
             for key, value in (data or {}).items():
                 env["INFLUXDB_DATA_" + key.upper().replace("-", "_")] = value.strip('"')
+            for key, value in https.items():
+                env["INFLUXDB_HTTP_" + key.upper().replace("-", "_")] = value
         log = root / "influxd.log"
         with log.open("wb") as log_file:
             process = subprocess.Popen(
@@ -290,15 +317,20 @@ class Influxd:
                 stdin=subprocess.DEVNULL,
                 env=env,
             )
-        url = f"http://127.0.0.1:{http_port}"
+        url = f"{'https' if tls else 'http'}://127.0.0.1:{http_port}"
+        verify = client_context(tls.cafile, key="influxd") if tls is not None else None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise ServiceError(f"influxd exited with {process.returncode}: {log.read_text()}")
             try:
-                if httpx.get(f"{url}/ping", timeout=1.0).status_code == 204:
-                    return cls(url=url, root=root, process=process)
-            except httpx.TransportError:
+                if not ping:
+                    wait_for_tcp(http_port, timeout_s=0.2)
+                    return cls(url=url, root=root, process=process, verify=verify)
+                pong = httpx.get(f"{url}/ping", timeout=1.0, verify=verify or True)
+                if pong.status_code == 204:
+                    return cls(url=url, root=root, process=process, verify=verify)
+            except (TimeoutError, httpx.TransportError):
                 pass
             time.sleep(0.05)
         _stop(process)
@@ -306,6 +338,14 @@ class Influxd:
 
     def stop(self) -> None:
         _stop(self.process)
+
+
+def _toml_value(text: str) -> str:
+    return (
+        text
+        if text in ("true", "false")
+        else '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    )
 
 
 SHIPPED_ALERTMANAGER = firmware_configs() / "alertmanager" / "alertmanager.yml"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -41,6 +42,14 @@ class ConfigError(Exception):
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"{source}: invalid configuration\n{lines}")
+
+
+def check_url(value: str, *schemes: str, port: str = "port") -> str:
+    """``value`` if it is a URL of one of ``schemes`` with a host; ValueError saying the forms."""
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ValueError("use " + " or ".join(f"{scheme}://host:{port}" for scheme in schemes))
+    return value
 
 
 def describe_validation_error(exc: ValidationError) -> list[str]:

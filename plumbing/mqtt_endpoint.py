@@ -8,7 +8,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from plumbing.config_errors import ConfigError
+from plumbing.config_errors import check_url
+from plumbing.tls import client_context
 
 
 class MqttEndpoint(BaseModel):
@@ -32,10 +33,7 @@ class MqttEndpoint(BaseModel):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError("use mqtt://host:port or mqtts://host:port")
-        return value
+        return check_url(value, "mqtt", "mqtts")
 
     @model_validator(mode="after")
     def _tls_files(self) -> MqttEndpoint:
@@ -75,28 +73,6 @@ class MqttEndpoint(BaseModel):
         """
         if not self.uses_tls:
             return None
-        # With a CA file, that CA alone: a certificate any public CA issued for the name
-        # is not the centre's broker.
-        try:
-            context = ssl.create_default_context(
-                cafile=str(self.ca_file) if self.ca_file is not None else None
-            )
-        except (OSError, ssl.SSLError) as exc:
-            raise _tls_error(f"{key}.ca_file", self.ca_file, exc) from None
-        if self.cert_file is not None:
-            try:
-                context.load_cert_chain(
-                    str(self.cert_file), str(self.key_file) if self.key_file else None
-                )
-            except (OSError, ssl.SSLError) as exc:
-                field = "cert_file" if self.key_file is None else "cert_file/key_file"
-                raise _tls_error(f"{key}.{field}", self.cert_file, exc) from None
-        return context
-
-
-def _tls_error(key: str, path: Path | None, exc: Exception) -> ConfigError:
-    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-    return ConfigError(
-        "broker TLS",
-        [f"{key}: cannot use {path}: {reason}. Fix: point it at a PEM file this user can read"],
-    )
+        return client_context(
+            self.ca_file, self.cert_file, self.key_file, key=key, source="broker TLS"
+        )

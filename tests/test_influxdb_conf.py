@@ -16,6 +16,7 @@ the limits are proven on an inmem shard, with the shipped values and with the st
 from __future__ import annotations
 
 import logging
+import ssl
 import subprocess
 import time
 import tomllib
@@ -29,14 +30,18 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from collector.config import CollectorConfig
-from collector.influx import InfluxV1Client
+from collector.config import CollectorConfig, InfluxConfig
+from collector.influx import InfluxUnavailable, InfluxV1Client
 from collector.service import Collector
 from contract.wire import Report
-from kienco.local_services import SHIPPED_INFLUXDB_CONF, find_binary
+from kienco.cli import main as kienco_main
+from kienco.local_services import SHIPPED_INFLUXDB_CONF, Influxd, ServerTls, find_binary
 from plumbing.data import firmware_configs
+from plumbing.mqtt_endpoint import MqttEndpoint
+from plumbing.tls import client_context
 from tests.support.influx import InfluxServer, shipped_influxdb
 from tests.support.mosquitto import Broker
+from tests.support.pki import Pki
 
 pytestmark = pytest.mark.influx
 
@@ -189,55 +194,238 @@ def test_the_shipped_limits_hold_the_national_fleet_on_an_inmem_shard(
             assert refusals == []
 
 
-def test_a_collector_with_the_shipped_account_stores_reports(
-    tmp_path: Path, mosquitto: Broker, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The real collector, logged in as the shipped collector.yaml says (``collector``, not
-    an admin: it cannot CREATE DATABASE), stores a report through the broker, and its start
-    does not pass the refused CREATE DATABASE off as InfluxDB being down."""
+class Tls:
+    """A throwaway CA whose certificate InfluxDB serves, in a folder whose name has spaces
+    (an operator's path), and another CA that signed nothing of the centre's."""
+
+    def __init__(self, folder: Path) -> None:
+        self.right = Pki(folder / "centre pki", "kienco centre CA")
+        self.wrong = Pki(folder / "other pki", "someone else CA")
+        pair = self.right.server("influxdb")
+        self.server = ServerTls(self.right.ca_file, pair.cert, pair.key)
+
+
+@pytest.fixture
+def tls(tmp_path: Path) -> Tls:
+    return Tls(tmp_path / "pki")
+
+
+def _collector_config(
+    tmp_path: Path, mosquitto: Broker, influx: dict[str, Any], client_id: str
+) -> CollectorConfig:
+    """The shipped collector.yaml's influx section (its account) with ``influx`` over it."""
     shipped = yaml.safe_load((firmware_configs() / "collector.yaml").read_text())["influx"]
     assert shipped["username"] == "collector"
-    with shipped_influxdb(tmp_path / "influxdb") as server:
+    return CollectorConfig.model_validate(
+        {
+            "broker": {
+                "url": mosquitto.url,
+                "username": None,
+                "client_id": client_id,
+                "topic_filter": "kienco/v1/ic/#",
+            },
+            "influx": shipped | {"password": {"value": "c"}, "retry_attempts": 1} | influx,
+            "data_dir": str(tmp_path / "collector"),
+            "batch": {"max_delay_s": 0.1},
+            "http": {"port": 0, "anonymous_read": True},
+        }
+    )
+
+
+def _publish_report(mosquitto: Broker, seq: int = 1) -> None:
+    report = Report(site="ic-1", province="ic", seq=seq, taken_at=datetime.now(UTC), interval_s=30)
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.connect("127.0.0.1", mosquitto.port)
+    client.loop_start()
+    client.publish("kienco/v1/ic/ic-1/report", report.model_dump_json(), qos=1).wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+
+
+def _stored(server: InfluxServer, timeout_s: float) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rows = server.query("kienco", """SELECT * FROM "report" WHERE "site" = 'ic-1'""")
+        if rows or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.1)
+
+
+def _said(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "kienco.collector"]
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_collector_with_the_shipped_account_stores_reports(
+    tmp_path: Path,
+    mosquitto: Broker,
+    tls: Tls,
+    caplog: pytest.LogCaptureFixture,
+    scheme: str,
+) -> None:
+    """The real collector, logged in as the shipped collector.yaml says (``collector``, not
+    an admin: it cannot CREATE DATABASE), stores a report through the broker, over plain
+    http and over HTTPS (the shipped file's https settings on, the collector with
+    influx.ca_file), and its start does not pass the refused CREATE DATABASE off as
+    InfluxDB being down."""
+    server_tls = tls.server if scheme == "https" else None
+    with shipped_influxdb(tmp_path / "influxdb", tls=server_tls) as server:
+        assert server.url.startswith(f"{scheme}://")
         _accounts(server)
-        config = CollectorConfig.model_validate(
-            {
-                "broker": {
-                    "url": mosquitto.url,
-                    "username": None,
-                    "client_id": f"influxconf-{time.time_ns()}",
-                    "topic_filter": "kienco/v1/ic/#",
-                },
-                "influx": shipped | {"url": server.url, "password": {"value": "c"}},
-                "data_dir": str(tmp_path / "collector"),
-                "batch": {"max_delay_s": 0.1},
-                "http": {"port": 0, "anonymous_read": True},
-            }
-        )
+        influx: dict[str, Any] = {"url": server.url}
+        if server_tls is not None:
+            influx["ca_file"] = str(tls.right.ca_file)
+        config = _collector_config(tmp_path, mosquitto, influx, f"influxconf-{time.time_ns()}")
         collector = Collector(config)
         with caplog.at_level(logging.INFO, logger="kienco.collector"):
             collector.start(serve_http=False)
         try:
             assert collector.wait_connected(10)
-            report = Report(
-                site="ic-1", province="ic", seq=1, taken_at=datetime.now(UTC), interval_s=30
-            )
-            client = mqtt.Client(
-                callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5
-            )
-            client.connect("127.0.0.1", mosquitto.port)
-            client.loop_start()
-            client.publish(
-                "kienco/v1/ic/ic-1/report", report.model_dump_json(), qos=1
-            ).wait_for_publish(5)
-            client.disconnect()
-            client.loop_stop()
-            deadline = time.monotonic() + 15
-            rows: list[dict[str, Any]] = []
-            while not rows and time.monotonic() < deadline:
-                rows = server.query("kienco", """SELECT * FROM "report" WHERE "site" = 'ic-1'""")
-                time.sleep(0.1)
+            _publish_report(mosquitto)
+            rows = _stored(server, 15)
             assert rows and rows[0]["seq"] == 1
         finally:
             collector.stop()
-        said = [r.getMessage() for r in caplog.records if r.name == "kienco.collector"]
-        assert not [m for m in said if "not reachable" in m], said
+        said = _said(caplog)
+        assert not [m for m in said if "not reachable" in m or "spooling" in m], said
+
+
+@pytest.mark.parametrize(
+    ("mistake", "error"),
+    [
+        ("wrong-ca", "CERTIFICATE_VERIFY_FAILED"),
+        # No ca_file: the system's CAs, which never signed the centre's certificate.
+        ("system-cas", "CERTIFICATE_VERIFY_FAILED"),
+        ("plain-http", "InfluxDB serves HTTPS on this port"),
+    ],
+)
+def test_an_influxdb_the_collector_cannot_trust_gets_nothing_and_nothing_is_lost(
+    tmp_path: Path,
+    mosquitto: Broker,
+    tls: Tls,
+    caplog: pytest.LogCaptureFixture,
+    mistake: str,
+    error: str,
+) -> None:
+    """An HTTPS InfluxDB and a collector configured wrong for it: the report is neither
+    written over an unverified connection nor dead-lettered nor dropped; it waits in the
+    spool, the log says why, and the same collector with the right CA stores it."""
+    with shipped_influxdb(tmp_path / "influxdb", tls=tls.server) as server:
+        _accounts(server)
+        plain = server.url.replace("https://", "http://")
+        wrong: dict[str, Any] = {
+            "wrong-ca": {"url": server.url, "ca_file": str(tls.wrong.ca_file)},
+            "system-cas": {"url": server.url},
+            "plain-http": {"url": plain},
+        }[mistake]
+        client_id = f"influxtls-{time.time_ns()}"
+        collector = Collector(_collector_config(tmp_path, mosquitto, wrong, client_id))
+        with caplog.at_level(logging.INFO, logger="kienco.collector"):
+            collector.start(serve_http=False)
+            try:
+                assert collector.wait_connected(10)
+                _publish_report(mosquitto)
+                spool = collector.spool
+                assert spool is not None
+                deadline = time.monotonic() + 15
+                while not spool.depth() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert spool.depth() == 1
+                assert collector.dead_letters.counts() == {}
+            finally:
+                collector.stop()
+        said = _said(caplog)
+        assert [m for m in said if error in m and "spooling" in m], said
+        assert server.query("kienco", 'SELECT * FROM "report"') == []
+        right = {"url": server.url, "ca_file": str(tls.right.ca_file)}
+        fixed = Collector(_collector_config(tmp_path, mosquitto, right, client_id))
+        fixed.start(serve_http=False)
+        try:
+            rows = _stored(server, 20)
+            assert [row["seq"] for row in rows] == [1]
+        finally:
+            fixed.stop()
+
+
+@pytest.mark.parametrize(
+    ("cert", "error"),
+    [
+        ("wrong-host", "IP address mismatch"),
+        ("expired", "certificate has expired"),
+    ],
+)
+def test_the_certificate_must_name_the_host_and_be_in_date(
+    tmp_path: Path, tls: Tls, cert: str, error: str
+) -> None:
+    """Signed by the right CA is not enough: a certificate for another name (here
+    influxdb.example, reached as 127.0.0.1) or out of date is refused."""
+    if cert == "wrong-host":
+        pair = tls.right.server("elsewhere", ("influxdb.example",))
+    else:
+        pair = tls.right.server("expired", expired=True)
+    served = ServerTls(tls.right.ca_file, pair.cert, pair.key)
+    server = Influxd.start(tmp_path / "influxdb", tls=served, ping=False)
+    try:
+        config = InfluxConfig(url=server.url, ca_file=tls.right.ca_file)
+        with config.client() as client, pytest.raises(InfluxUnavailable) as refused:
+            client.query("SHOW DATABASES")
+        assert "CERTIFICATE_VERIFY_FAILED" in str(refused.value)
+        assert error in str(refused.value)
+    finally:
+        server.stop()
+
+
+def test_every_client_context_verifies(tls: Tls) -> None:
+    """One place makes the TLS contexts of the collector's links, to Mosquitto and to
+    InfluxDB: each checks the chain and the name, TLS 1.2 at least; without a CA file
+    the system's CAs (never no check)."""
+    contexts = [
+        InfluxConfig(url="https://influxdb.example:8086").ssl_context(),
+        InfluxConfig(url="https://influxdb.example:8086", ca_file=tls.right.ca_file).ssl_context(),
+        MqttEndpoint(url="mqtts://broker.example:8883").ssl_context(),
+        client_context(tls.right.ca_file, key="k"),
+    ]
+    for context in contexts:
+        assert context is not None
+        assert context.verify_mode == ssl.CERT_REQUIRED
+        assert context.check_hostname
+        assert context.minimum_version >= ssl.TLSVersion.TLSv1_2
+    assert InfluxConfig(url="http://127.0.0.1:8086").ssl_context() is None
+
+
+@pytest.mark.parametrize(
+    ("case", "said"),
+    [
+        ("ca-beside-http", ["influx.ca_file", "plain http url http://10.0.0.5:8086", "https://"]),
+        ("missing", ["influx.ca_file: cannot use", "no such dir/ca.crt", "No such file"]),
+        ("directory", ["influx.ca_file: cannot use", "centre pki: it is a directory"]),
+        ("not-pem", ["influx.ca_file: cannot use", "notes.txt", "NO_CERTIFICATE_OR_CRL_FOUND"]),
+    ],
+)
+def test_collector_run_stops_at_start_on_an_unusable_influx_ca(
+    tmp_path: Path, tls: Tls, capsys: pytest.CaptureFixture[str], case: str, said: list[str]
+) -> None:
+    """``kienco collector run`` stops before it connects anywhere, naming the key, the value
+    and the fix: a CA beside a plain http url (no silent fallback), a CA file that is
+    missing, a directory or not PEM."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("the CA is on the shared drive\n")
+    influx = {
+        "ca-beside-http": {"url": "http://10.0.0.5:8086", "ca_file": str(tls.right.ca_file)},
+        "missing": {
+            "url": "https://10.0.0.5:8086",
+            "ca_file": str(tmp_path / "no such dir/ca.crt"),
+        },
+        "directory": {"url": "https://10.0.0.5:8086", "ca_file": str(tls.right.folder)},
+        "not-pem": {"url": "https://10.0.0.5:8086", "ca_file": str(notes)},
+    }[case]
+    body = {
+        "broker": {"url": "mqtt://10.0.0.4:1883", "username": None},
+        "influx": influx,
+        "data_dir": str(tmp_path / "collector"),
+    }
+    (config := tmp_path / "collector.yaml").write_text(yaml.safe_dump(body))
+    assert kienco_main(["collector", "run", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    for part in [*said, "Fix:"]:
+        assert part in err, err

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import ssl
 import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -24,7 +25,13 @@ from typing import Any
 import httpx
 import pytest
 
-from kienco.local_services import SHIPPED_INFLUXDB_CONF, Influxd, ServiceError, find_binary
+from kienco.local_services import (
+    SHIPPED_INFLUXDB_CONF,
+    Influxd,
+    ServerTls,
+    ServiceError,
+    find_binary,
+)
 
 INSTALL_HINT = "apt-get install -y influxdb"
 
@@ -38,13 +45,20 @@ class InfluxServer:
     process: subprocess.Popen[bytes]
     _names: Iterator[int] = field(default_factory=itertools.count)
     auth: tuple[str, str] | None = None  # user and password, where auth is on
+    verify: ssl.SSLContext | None = None  # over HTTPS: the context that trusts its CA
+
+    @property
+    def _verify(self) -> ssl.SSLContext | bool:
+        return True if self.verify is None else self.verify
 
     def query(self, database: str | None, influxql: str) -> list[dict[str, Any]]:
         """Run InfluxQL; return one dict per row, with the series' tags merged in."""
         params = {"q": influxql, "epoch": "ns"}
         if database is not None:
             params["db"] = database
-        response = httpx.post(f"{self.url}/query", data=params, auth=self.auth, timeout=30.0)
+        response = httpx.post(
+            f"{self.url}/query", data=params, auth=self.auth, timeout=30.0, verify=self._verify
+        )
         response.raise_for_status()
         rows: list[dict[str, Any]] = []
         for result in response.json().get("results", []):
@@ -76,37 +90,53 @@ class InfluxServer:
             content=lines.encode("utf-8"),
             auth=self.auth,
             timeout=30.0,
+            verify=self._verify,
         )
 
 
 def _start(
-    root: Path, *, conf: Path | None = None, data: Mapping[str, str] | None = None
+    root: Path,
+    *,
+    conf: Path | None = None,
+    data: Mapping[str, str] | None = None,
+    tls: ServerTls | None = None,
 ) -> Influxd:
     if find_binary("influxd") is None:
         pytest.fail(f"influxd is not installed; the InfluxDB tests need it: {INSTALL_HINT}")
     try:
-        return Influxd.start(root, conf=conf, data=data)
+        return Influxd.start(root, conf=conf, data=data, tls=tls)
     except ServiceError as error:
         pytest.fail(str(error))
 
 
 @contextmanager
 def shipped_influxdb(
-    root: Path, *, data: Mapping[str, str] | None = None, admin: tuple[str, str] = ("admin", "a")
+    root: Path,
+    *,
+    data: Mapping[str, str] | None = None,
+    admin: tuple[str, str] = ("admin", "a"),
+    tls: ServerTls | None = None,
 ) -> Iterator[InfluxServer]:
     """An ``influxd`` from the shipped ``influxdb.conf`` as it is (only its folders under
-    ``root`` and its ports moved; ``data`` overrides ``[data]`` settings the same way),
-    with the first user, ``admin``, made as an operator makes it; the server's helpers
-    log in as that admin."""
-    server = _start(root, conf=SHIPPED_INFLUXDB_CONF, data=data)
+    ``root`` and its ports moved; ``data`` overrides ``[data]`` settings the same way;
+    ``tls`` turns HTTPS on as the file's comments say), with the first user, ``admin``,
+    made as an operator makes it; the server's helpers log in as that admin."""
+    server = _start(root, conf=SHIPPED_INFLUXDB_CONF, data=data, tls=tls)
     try:
         made = httpx.post(
             f"{server.url}/query",
             data={"q": f"CREATE USER {admin[0]} WITH PASSWORD '{admin[1]}' WITH ALL PRIVILEGES"},
             timeout=30.0,
+            verify=server.verify or True,
         )
         assert made.status_code == 200 and "error" not in made.text, made.text
-        yield InfluxServer(url=server.url, root=server.root, process=server.process, auth=admin)
+        yield InfluxServer(
+            url=server.url,
+            root=server.root,
+            process=server.process,
+            auth=admin,
+            verify=server.verify,
+        )
     finally:
         server.stop()
 

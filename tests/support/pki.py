@@ -1,7 +1,8 @@
 """A throwaway certificate authority for TLS tests (the ``cryptography`` package).
 
-``Pki(folder)`` makes a CA; ``server()`` a broker certificate for 127.0.0.1 and
-localhost; ``client(name)`` a client certificate whose subject CN is ``name``. All are
+``Pki(folder)`` makes a CA; ``server()`` a server certificate (a broker's, InfluxDB's)
+for 127.0.0.1 and localhost, or for other names, or one that has expired;
+``client(name)`` a client certificate whose subject CN is ``name``. All are
 PEM files in the folder, EC P-256 keys, valid for a day.
 """
 
@@ -37,6 +38,13 @@ def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
         )
     )
     path.chmod(0o600)
+
+
+def _alt_name(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
 
 
 class Pki:
@@ -75,10 +83,15 @@ class Pki:
         self.ca_file.write_bytes(self._ca.public_bytes(serialization.Encoding.PEM))
 
     def _issue(
-        self, common_name: str, usage: x509.ObjectIdentifier, alt: list[x509.GeneralName]
+        self,
+        common_name: str,
+        usage: x509.ObjectIdentifier,
+        alt: list[x509.GeneralName],
+        *,
+        expired: bool = False,
     ) -> KeyPair:
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.now(UTC)
+        now = datetime.now(UTC) - (timedelta(days=2) if expired else timedelta(0))
         builder = (
             x509.CertificateBuilder()
             .subject_name(_name(common_name))
@@ -99,13 +112,17 @@ class Pki:
         _write_key(key, pair.key)
         return pair
 
-    def server(self, common_name: str = "broker") -> KeyPair:
-        """A broker's certificate for 127.0.0.1 and localhost."""
-        alt: list[x509.GeneralName] = [
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-            x509.DNSName("localhost"),
-        ]
-        return self._issue(common_name, ExtendedKeyUsageOID.SERVER_AUTH, alt)
+    def server(
+        self,
+        common_name: str = "broker",
+        names: tuple[str, ...] = ("127.0.0.1", "localhost"),
+        *,
+        expired: bool = False,
+    ) -> KeyPair:
+        """A server's certificate for ``names`` (IP addresses or DNS names); ``expired``:
+        its day of validity ended yesterday."""
+        alt = [_alt_name(name) for name in names]
+        return self._issue(common_name, ExtendedKeyUsageOID.SERVER_AUTH, alt, expired=expired)
 
     def client(self, common_name: str) -> KeyPair:
         """A client certificate (an agent's, a collector's) whose subject CN is ``common_name``."""
