@@ -268,6 +268,7 @@ class CollectorProcess:
     batch_max_delay_s: float = 0.25
     status_publish: str = "on_change"
     influx_timeout_s: float = 3.0
+    influx_ca_file: Path | None = None  # an https InfluxDB: the CA of its certificate
     http_port: int = field(default_factory=free_port)
     client_id: str = field(default_factory=lambda: f"bench-collector-{os.getpid()}")
     topic_filter: str = "kienco/v1/+/+/#"
@@ -299,6 +300,7 @@ class CollectorProcess:
                 "url": self.influx_url,
                 "database": self.database,
                 "timeout_s": self.influx_timeout_s,
+                **({"ca_file": str(self.influx_ca_file)} if self.influx_ca_file else {}),
             },
             **({"provinces": self.provinces} if self.provinces else {}),
             "data_dir": str(self.workdir / "collector-data"),

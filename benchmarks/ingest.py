@@ -49,6 +49,11 @@ Run (default: 50 000 reports from 1 000 sites, about one minute):
     /work/main/.venv/bin/python benchmarks/ingest.py --reports 20000 --json
     /work/main/.venv/bin/python benchmarks/ingest.py --shards 2 --protocol 4
     /work/main/.venv/bin/python benchmarks/ingest.py --profile   # py-spy on the collector
+    /work/main/.venv/bin/python benchmarks/ingest.py --influx-tls both  # http vs https
+
+``--influx-tls on`` serves InfluxDB over HTTPS (a throwaway CA made here, the collectors
+with ``influx.ca_file``); ``both`` runs the collector twice in one run, over http then over
+https, each against its own fresh influxd, and prints the https figures beside.
 
 ``--profile`` attaches py-spy (``/work/main/.venv/bin/pip install py-spy``) to
 each collector for the end-to-end window and prints the top functions by own
@@ -69,6 +74,7 @@ import os
 import pickle
 import random
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -106,7 +112,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from collector.influx import InfluxV1Client
 from collector.points import report_lines
 from contract.wire import Report
-from kienco.local_services import Influxd, Mosquitto, find_binary
+from kienco.local_services import Influxd, Mosquitto, ServerTls, find_binary
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.support.pki import Pki  # the tests' throwaway CA (--influx-tls)
 
 GOAL_RATIO = 0.5
 GOAL_RATE = 5_000.0
@@ -456,7 +465,10 @@ def measure_influx_raw(
     batches = ["\n".join(texts[i : i + batch]) for i in range(0, len(texts), batch)]
     lines = sum(text.count("\n") + 1 for text in texts)
     del items, texts
-    clients = [InfluxV1Client(influx.url, RAW_DATABASE, timeout_s=60) for _ in range(writers)]
+    clients = [
+        InfluxV1Client(influx.url, RAW_DATABASE, timeout_s=60, verify=influx.verify)
+        for _ in range(writers)
+    ]
     clients[0].create_database()
     refused: list[str] = []
 
@@ -481,18 +493,19 @@ def measure_influx_raw(
         "rate": n / elapsed,
         "lines_rate": lines / elapsed,
         "lines": lines,
-        "stored": influx_count(influx.url, RAW_DATABASE),
+        "stored": influx_count(influx.url, RAW_DATABASE, influx.verify),
         "refused": len(refused),
         "influxd_cpu": stats["influxd"].cpu_pct,
         "writers": writers,
     }
 
 
-def influx_count(url: str, database: str) -> int:
+def influx_count(url: str, database: str, verify: ssl.SSLContext | None = None) -> int:
     response = httpx.get(
         f"{url}/query",
         params={"db": database, "q": "SELECT count(seq) FROM report"},
         timeout=30,
+        verify=True if verify is None else verify,
     )
     response.raise_for_status()
     series = response.json()["results"][0].get("series") or []
@@ -582,7 +595,9 @@ def measure_collector(
     payload_file: Path,
     metas: Sequence[tuple[str, bytes]],
     n: int,
+    label: str = "",
 ) -> dict[str, Any]:
+    """``label``: this run's name (http, https), in the collectors' client ids."""
     provinces = shard_provinces(args.shards)
     metas_of = Counter(province_of(topic) for topic, _ in metas)
     profile: dict[str, Any] | None = None
@@ -595,7 +610,8 @@ def measure_collector(
                 batch_max_messages=args.batch,
                 batch_max_delay_s=args.batch_delay,
                 influx_timeout_s=args.influx_timeout,
-                client_id=f"bench-collector-{os.getpid()}-{index}",
+                influx_ca_file=influx.tls.cafile if influx.tls else None,
+                client_id=f"bench-collector-{os.getpid()}{label}-{index}",
                 topic_filter=shard_filter(province),
                 protocol=args.protocol,
                 state={"persist": args.state == "on"},
@@ -670,7 +686,7 @@ def measure_collector(
             profile = summarize_pyspy(_merge_profiles(paths, workdir / "collectors-profile.txt"))
             profile["stages"] = stage_shares(profile, STAGES)
         result = publisher.result()
-        stored = influx_count(influx.url, collectors[0].database)
+        stored = influx_count(influx.url, collectors[0].database, influx.verify)
     t_first = result["t_first"]
     elapsed = seen - t_first
     pairs = list(zip(m1s, m0s, strict=True))
@@ -767,6 +783,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=2,
         help="threads writing at once for InfluxDB's raw limit (0: skip it)",
     )
+    parser.add_argument(
+        "--influx-tls",
+        choices=("off", "on", "both"),
+        default="off",
+        help="the collectors reach InfluxDB over https (a throwaway CA, influx.ca_file); "
+        "both: the collector run twice in this run, over http then over https, each with "
+        "its own fresh influxd",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--skip-raw", action="store_true", help="only the collector run")
     parser.add_argument("--profile", action="store_true", help="py-spy the collector")
@@ -806,27 +830,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         broker = Mosquitto(workdir / "mosquitto")
         broker.start()
         cleanup.callback(broker.stop)
-        influx = Influxd.start(workdir / "influx")
-        cleanup.callback(influx.stop)
-
         raw: dict[str, Any] | None = None
         if not args.skip_raw:
             log("raw: publisher -> Mosquitto -> mosquitto_sub")
             raw = measure_raw(broker, payload_file, n, inflight=args.inflight, timeout_s=60)
             log(f"raw: {raw['sub_rate']:,.0f} reports/s")
+        schemes = {"off": ["http"], "on": ["https"], "both": ["http", "https"]}[args.influx_tls]
+        runs: dict[str, dict[str, Any]] = {}
         raw_influx: dict[str, Any] | None = None
-        if not args.skip_raw and args.influx_writers > 0:
-            log(f"raw InfluxDB: the reports' lines, {args.influx_writers} writers -> influxd")
-            raw_influx = measure_influx_raw(
-                influx, payload_file, batch=args.batch, writers=args.influx_writers
-            )
-            log(f"raw InfluxDB: {raw_influx['rate']:,.0f} reports/s")
-        log(
-            f"end to end: publisher -> Mosquitto -> {args.shards} collector(s) "
-            f"(MQTT {args.protocol}) -> InfluxDB"
-        )
-        e2e = measure_collector(args, workdir, broker, influx, payload_file, metas, n)
-        log(f"collector: {e2e['rate']:,.0f} reports/s")
+        for scheme in schemes:
+            tls = None
+            if scheme == "https":
+                pki = Pki(workdir / "pki", "kienco bench CA")
+                pair = pki.server("influxdb")
+                tls = ServerTls(pki.ca_file, pair.cert, pair.key)
+            influx = Influxd.start(workdir / f"influx-{scheme}", tls=tls)
+            try:
+                if scheme == schemes[0] and not args.skip_raw and args.influx_writers > 0:
+                    log(
+                        f"raw InfluxDB over {scheme}: the reports' lines, "
+                        f"{args.influx_writers} writers -> influxd"
+                    )
+                    raw_influx = measure_influx_raw(
+                        influx, payload_file, batch=args.batch, writers=args.influx_writers
+                    )
+                    log(f"raw InfluxDB: {raw_influx['rate']:,.0f} reports/s")
+                log(
+                    f"end to end: publisher -> Mosquitto -> {args.shards} collector(s) "
+                    f"(MQTT {args.protocol}) -> InfluxDB over {scheme}"
+                )
+                runs[scheme] = measure_collector(
+                    args, workdir / scheme, broker, influx, payload_file, metas, n, f"-{scheme}"
+                )
+            finally:
+                influx.stop()
+            log(f"collector over {scheme}: {runs[scheme]['rate']:,.0f} reports/s")
+        e2e = runs[schemes[0]]
         total_s = time.monotonic() - started
 
     raw_rate = raw["sub_rate"] if raw else math.nan
@@ -877,6 +916,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         ("shards (collector processes)", args.shards),
         ("collectors' MQTT protocol", "5" if args.protocol == 5 else "3.1.1 (4)"),
+        ("collectors -> InfluxDB", schemes[0]),
         ("collectors save their state (state.persist)", args.state),
         ("collector: reports/s end to end", e2e["rate"]),
         ("collector: all N durable and acked", e2e["complete"]),
@@ -917,10 +957,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("cores on this machine (shared)", os.cpu_count()),
         ("benchmark wall s", total_s),
     ]
+    for scheme in schemes[1:]:
+        other = runs[scheme]
+        rows += [
+            (f"over {scheme}: collector reports/s end to end", other["rate"]),
+            (f"over {scheme}: all N durable and acked", other["complete"]),
+            (f"over {scheme} / over {schemes[0]} reports/s %", 100 * other["rate"] / e2e["rate"]),
+            (f"over {scheme}: collectors CPU % of a core (sum)", other["collectors_cpu"]),
+            (f"over {scheme}: influxd CPU % of a core", other["influxd_cpu"]),
+            (f"over {scheme}: machine busy CPU % (all cores)", other["machine_cpu"]),
+            (f"over {scheme}: batches spooled", other["batches_spooled"]),
+            (
+                f"over {scheme}: stored count check",
+                "OK" if other["stored"] == n else f"MISMATCH ({other['stored']} of {n})",
+            ),
+        ]
     if args.json and e2e["profile"] is not None:
         rows.append(("profile", public_profile(e2e["profile"])))
     print_summary("kienco ingest benchmark", rows, as_json=args.json)
-    return 0 if e2e["complete"] and e2e["stored"] == n else 1
+    return 0 if all(run["complete"] and run["stored"] == n for run in runs.values()) else 1
 
 
 if __name__ == "__main__":

@@ -241,6 +241,7 @@ class Influxd:
     root: Path
     process: subprocess.Popen[bytes]
     verify: ssl.SSLContext | None = None
+    tls: ServerTls | None = None
 
     @classmethod
     def start(
@@ -326,10 +327,10 @@ class Influxd:
             try:
                 if not ping:
                     wait_for_tcp(http_port, timeout_s=0.2)
-                    return cls(url=url, root=root, process=process, verify=verify)
+                    return cls(url=url, root=root, process=process, verify=verify, tls=tls)
                 pong = httpx.get(f"{url}/ping", timeout=1.0, verify=verify or True)
                 if pong.status_code == 204:
-                    return cls(url=url, root=root, process=process, verify=verify)
+                    return cls(url=url, root=root, process=process, verify=verify, tls=tls)
             except (TimeoutError, httpx.TransportError):
                 pass
             time.sleep(0.05)

@@ -163,6 +163,8 @@ class DatasourceJson(_Closed):
     dbName: str
     httpMode: Literal["GET", "POST"]
     timeInterval: str
+    tlsAuthWithCACert: bool
+    tlsSkipVerify: Literal[False]
 
 
 class Datasource(_Closed):
@@ -175,7 +177,7 @@ class Datasource(_Closed):
     isDefault: bool
     editable: bool
     jsonData: DatasourceJson
-    secureJsonData: dict[Literal["password"], str]
+    secureJsonData: dict[Literal["password", "tlsCACert"], str]
 
     @field_validator("url", "user")
     @classmethod
@@ -220,6 +222,9 @@ def test_datasource_provisioning() -> None:
     assert source.jsonData.timeInterval == DATASOURCE_MIN_INTERVAL  # what the replay assumes
     assert ENV.match(source.secureJsonData["password"]), "the password comes from the environment"
     assert "password" not in path.read_text("utf-8").split("secureJsonData")[0]
+    # HTTPS as the collectors do it: a CA file, read by Grafana at start, and verification on.
+    assert source.jsonData.tlsAuthWithCACert
+    assert re.fullmatch(r"\$__file\{/[^{}]+\.crt\}", source.secureJsonData["tlsCACert"])
 
 
 def test_dashboard_provider_reads_the_folder_from_the_environment() -> None:

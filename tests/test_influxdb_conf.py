@@ -5,7 +5,14 @@ ignored, so a misspelt limit would otherwise pass for set); an influxd run from 
 file (only its folders and ports moved) refuses anonymous requests, takes the collector's
 writes with the collector's account, keeps a tsi1 index on disk and holds the national
 fleet's 103 400 values of ``site`` in one measurement, the thing the stock limits refuse;
-the real collector, logged in with the shipped account, stores a report from the broker.
+the real collector, logged in with the shipped account, stores a report from the broker,
+over http and over HTTPS (the file's https settings on, a throwaway CA, influx.ca_file).
+
+An InfluxDB the collector cannot trust (another CA's certificate, no ca_file and so the
+system's CAs, plain http to its HTTPS port, a certificate for another name or expired) gets
+nothing: the report waits in the spool, never dead-lettered or dropped, and is stored once
+the CA is right; a CA beside an http:// url, or one that cannot be used, stops
+``kienco collector run`` at start with the key, the value and the fix.
 
 Measured on InfluxDB 1.6.7: the two limits are enforced by the ``inmem`` index only; with
 tsi1 the stock limits take 103 400 sites too. They still matter: a shard keeps the index it
@@ -291,13 +298,16 @@ def test_a_collector_with_the_shipped_account_stores_reports(
 
 
 @pytest.mark.parametrize(
-    ("mistake", "error"),
+    ("mistake", "errors"),
     [
-        ("wrong-ca", "CERTIFICATE_VERIFY_FAILED"),
+        ("wrong-ca", ("CERTIFICATE_VERIFY_FAILED",)),
         # No ca_file: the system's CAs, which never signed the centre's certificate.
-        ("system-cas", "CERTIFICATE_VERIFY_FAILED"),
-        ("plain-http", "InfluxDB serves HTTPS on this port"),
+        ("system-cas", ("CERTIFICATE_VERIFY_FAILED",)),
+        # influxd answers 400 "Client sent an HTTP request to an HTTPS server", or, on a
+        # busy machine, resets the connection before the answer is read.
+        ("plain-http", ("InfluxDB serves HTTPS on this port", "Connection reset by peer")),
     ],
+    ids=["wrong-ca", "system-cas", "plain-http"],
 )
 def test_an_influxdb_the_collector_cannot_trust_gets_nothing_and_nothing_is_lost(
     tmp_path: Path,
@@ -305,7 +315,7 @@ def test_an_influxdb_the_collector_cannot_trust_gets_nothing_and_nothing_is_lost
     tls: Tls,
     caplog: pytest.LogCaptureFixture,
     mistake: str,
-    error: str,
+    errors: tuple[str, ...],
 ) -> None:
     """An HTTPS InfluxDB and a collector configured wrong for it: the report is neither
     written over an unverified connection nor dead-lettered nor dropped; it waits in the
@@ -335,7 +345,7 @@ def test_an_influxdb_the_collector_cannot_trust_gets_nothing_and_nothing_is_lost
             finally:
                 collector.stop()
         said = _said(caplog)
-        assert [m for m in said if error in m and "spooling" in m], said
+        assert [m for m in said if "spooling" in m and any(e in m for e in errors)], said
         assert server.query("kienco", 'SELECT * FROM "report"') == []
         right = {"url": server.url, "ca_file": str(tls.right.ca_file)}
         fixed = Collector(_collector_config(tmp_path, mosquitto, right, client_id))
@@ -353,6 +363,7 @@ def test_an_influxdb_the_collector_cannot_trust_gets_nothing_and_nothing_is_lost
         ("wrong-host", "IP address mismatch"),
         ("expired", "certificate has expired"),
     ],
+    ids=["wrong-host", "expired"],
 )
 def test_the_certificate_must_name_the_host_and_be_in_date(
     tmp_path: Path, tls: Tls, cert: str, error: str
@@ -401,6 +412,7 @@ def test_every_client_context_verifies(tls: Tls) -> None:
         ("directory", ["influx.ca_file: cannot use", "centre pki: it is a directory"]),
         ("not-pem", ["influx.ca_file: cannot use", "notes.txt", "NO_CERTIFICATE_OR_CRL_FOUND"]),
     ],
+    ids=["ca-beside-http", "missing", "directory", "not-pem"],
 )
 def test_collector_run_stops_at_start_on_an_unusable_influx_ca(
     tmp_path: Path, tls: Tls, capsys: pytest.CaptureFixture[str], case: str, said: list[str]
