@@ -6,7 +6,8 @@ messages from being dropped), with only the listener, file paths and TLS lines
 replaced, and any other setting the caller names (a bridge's address, its password).
 InfluxDB runs from a generated config with every port on loopback and its files in the
 given folder, or from the shipped ``firmware-configs/influxdb/influxdb.conf`` as it is,
-with only its folders and ports moved (``INFLUXDB_*`` environment overrides).
+with only its folders and ports moved (``INFLUXDB_*`` environment overrides); either
+serves HTTPS when given the TLS files (``ServerTls``), as the shipped file's comments say.
 """
 
 from __future__ import annotations

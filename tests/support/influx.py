@@ -5,7 +5,8 @@ generated config, every port on loopback, files in a temporary folder, logs
 at error level in a file) and stops it at the end; ``influx_db`` (function)
 gives each test its own fresh database. A missing ``influxd`` fails the tests,
 never skips them. ``shipped_influxdb`` runs one from the shipped
-``firmware-configs/influxdb/influxdb.conf`` instead (auth on: it makes the admin).
+``firmware-configs/influxdb/influxdb.conf`` instead (auth on: it makes the admin; with
+``tls`` over HTTPS, the server's ``verify`` then the context that trusts its CA).
 The helpers talk to ``/query`` with httpx directly, not through ``collector.influx``,
 so the collector is checked by an independent reader.
 """
