@@ -74,7 +74,6 @@ from collector.points import report_points
 from collector.readiness import Verdicts, verdict_points
 from collector.spool import Spool
 from collector.state import SiteStates
-from collector.summaries import attention_points
 from collector.writer import InfluxWriter
 from contract.wire import Report, Status
 from kienco.dashboards import build, retention
@@ -288,6 +287,10 @@ def load(
     summaries_only: bool = False,
     end: datetime | None = None,
 ) -> dict[str, Any]:
+    # here, not at the top: influx_series.py --reuse imports this module with another
+    # checkout's collector on PYTHONPATH (one from before the attention list, say)
+    from collector.summaries import attention_points
+
     policy = demo_policy()
     # summaries on whole minutes; rewritten summaries at the times of the history there
     end = end or datetime.now(UTC).replace(second=0, microsecond=0)

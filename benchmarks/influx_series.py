@@ -49,6 +49,9 @@ CPU of 2 shared cores: run it under the heavy lock.
 
     flock /tmp/kienco-heavy.lock .venv/bin/python benchmarks/influx_series.py
     flock /tmp/kienco-heavy.lock .venv/bin/python benchmarks/influx_series.py --index tsi1
+    # the dashboards alone, on what a --keep run left (another checkout's: PYTHONPATH=it)
+    flock /tmp/kienco-heavy.lock .venv/bin/python benchmarks/influx_series.py --index tsi1 \
+        --sites 103400 --reuse /tmp/kienco-bench-influx-series-XXXX/influx-103400
     .venv/bin/python benchmarks/influx_series.py --sites 10000 1000 --rounds 2 --json
 """
 
@@ -460,6 +463,29 @@ def run(count: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     return figures
 
 
+def reuse(args: argparse.Namespace) -> int:
+    """Every dashboard timed, all provinces and one, on a kept folder: "now" is its newest
+    report, the province the same as a full run's (``--sites``: the first count)."""
+    import kienco
+
+    influxd = Influxd.start(args.reuse, data=data_settings(args), timeout_s=1800)
+    try:
+        client = InfluxV1Client(influxd.url, DATABASE, timeout_s=600)
+        newest = client.query('SELECT last("seq") FROM "report"')
+        client.close()
+        now = datetime.fromtimestamp(int(newest[0]["time"]) / 1e9, UTC) + timedelta(seconds=1)
+        one = next(s.province for s in make_sites(args.sites[0]) if s.kind == "meeting_point")
+        rows: list[tuple[str, Any]] = [
+            ("dashboards of", str(Path(kienco.__file__).parents[1])),
+            ("folder / now", f"{args.reuse} / {now:%Y-%m-%d %H:%M:%S} UTC"),
+        ]
+        rows += dashboards(influxd.url, now, one)
+    finally:
+        influxd.stop()
+    print_summary("Dashboards on a kept InfluxDB folder", rows, as_json=args.json)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -482,6 +508,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="keep the collector's lines in this folder and use them again (same --sites, "
         "--rounds): the lines' times are those of the run that made them",
     )
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        default=None,
+        help="only time the dashboards, on an InfluxDB folder an earlier --keep run left "
+        "(its influx-<sites> folder); PYTHONPATH=<another checkout> times that checkout's "
+        "dashboards on the same data",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.rounds < 2:
@@ -489,6 +523,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="kienco-bench-influx-series-"))
     if args.keep:
         log(f"keeping {workdir}")
+    if args.reuse is not None:
+        return reuse(args)
     results = []
     try:
         for count in args.sites:
