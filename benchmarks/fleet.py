@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 from _common import (
     PYTHON,
     REPO,
@@ -50,8 +51,13 @@ from _common import (
     print_summary,
 )
 
+from collector.config import BatchConfig
 from kienco.fleet.fleet import PROVINCES
-from kienco.local_services import Influxd, Mosquitto, ServiceError
+from kienco.local_services import Influxd, Mosquitto, ServiceError, shipped_influxdb_data
+from plumbing.data import firmware_configs
+
+SHIPPED_SHARD = firmware_configs() / "collector-shard.yaml"
+REFUSED = "kienco_points_refused_total"
 
 
 class Simulator:
@@ -106,6 +112,14 @@ class Simulator:
         return dict(json.loads(out.strip().splitlines()[-1]))
 
 
+def _reconnects(collector: CollectorProcess) -> int:
+    """Times the shard lost its broker connection: the broker then sends again what the
+    shard had not acknowledged, which the shard accepts a second time (QoS 1)."""
+    if not collector.log_path.exists():
+        return 0
+    return collector.log_path.read_text(errors="replace").count("disconnected from the broker")
+
+
 def _shards(count: int, provinces: list[str]) -> list[list[str]]:
     return [provinces[i::count] for i in range(count)]
 
@@ -145,7 +159,10 @@ def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, Any]]:
     provinces = list(PROVINCES[: args.provinces])
     try:
         if args.shards:
-            influx = Influxd.start(workdir / "influxdb")
+            # As shipped: tsi1 and no series or tag-value limits (the stock ones refuse the
+            # national fleet's sites beyond 100 000), and the shards' batch size.
+            influx = Influxd.start(workdir / "influxdb", data=shipped_influxdb_data())
+            batch = BatchConfig(**yaml.safe_load(SHIPPED_SHARD.read_text())["batch"])
             for number, mine in enumerate(_shards(args.shards, provinces)):
                 collector = CollectorProcess(
                     workdir / f"shard-{number}",
@@ -153,8 +170,8 @@ def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, Any]]:
                     influx.url,
                     provinces=mine,
                     client_id=f"fleet-shard-{number}",
-                    batch_max_messages=5000,
-                    batch_max_delay_s=0.2,
+                    batch_max_messages=batch.max_messages,
+                    batch_max_delay_s=batch.max_delay_s,
                 )
                 collector.start()
                 collectors.append(collector)
@@ -273,6 +290,17 @@ def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, Any]]:
                 )
             if influx is not None:
                 rows.append(("influxd CPU (% of a core)", stats["influxd"].cpu_pct))
+            last = [_scrape(collector, client, failures) for collector in collectors]
+            rows += [
+                (
+                    "points InfluxDB refused (dead-lettered)",
+                    sum(m.get(REFUSED, 0) for m in last) if all(last) else "n/a (scrape failed)",
+                ),
+                (
+                    "shards' reconnects to the broker (their logs)",
+                    sum(_reconnects(collector) for collector in collectors),
+                ),
+            ]
         return rows
     finally:
         if simulator is not None and simulator.process.poll() is None:

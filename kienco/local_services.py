@@ -12,12 +12,14 @@ serves HTTPS when given the TLS files (``ServerTls``), as the shipped file's com
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import ssl
 import subprocess
 import time
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,17 @@ from plumbing.tls import client_context
 
 SHIPPED_CONF = firmware_configs() / "mosquitto" / "kienco.conf"
 SHIPPED_INFLUXDB_CONF = firmware_configs() / "influxdb" / "influxdb.conf"
+SHIPPED_INDEX_SETTINGS = ("index-version", "max-series-per-database", "max-values-per-tag")
+
+
+def shipped_influxdb_data() -> dict[str, str]:
+    """The shipped influxdb.conf's index and its limits, as ``Influxd.start(data=...)`` takes
+    them: what a benchmark at the national cardinality must run with (the stock limits
+    refuse the sites beyond 100 000 values of the ``site`` tag)."""
+    data = tomllib.loads(SHIPPED_INFLUXDB_CONF.read_text())["data"]
+    return {key: json.dumps(data[key]) for key in SHIPPED_INDEX_SETTINGS}
+
+
 SHIPPED_ACL = firmware_configs() / "mosquitto" / "kienco.acl"
 _REPLACED = (
     "listener",
