@@ -17,7 +17,13 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from collector.mqtt_client import READ_CHUNK, CollectorClient, ReadBuffer, ack_packets
+from collector.mqtt_client import (
+    MAX_READ_PACKETS,
+    READ_CHUNK,
+    CollectorClient,
+    ReadBuffer,
+    ack_packets,
+)
 from kienco.local_services import ServerTls
 from tests.support.mosquitto import Broker
 from tests.support.pki import Pki
@@ -133,6 +139,70 @@ def test_a_backlog_is_read_many_messages_at_a_time_whole_and_in_order(mosquitto:
     check_backlog_is_read_in_chunks(
         mosquitto, "kienco-test/mqtt-client/tcp", "mc-tcp", count, max_reads=count / 4
     )
+
+
+class WriteWatcher(CollectorClient):
+    """Records how many messages it had received at each of paho's writes."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.received = 0
+        self.received_at_writes: list[int] = []
+
+    def loop_write(self) -> MQTTErrorCode:
+        self.received_at_writes.append(self.received)
+        return super().loop_write()
+
+
+def test_a_backlog_never_keeps_the_client_from_writing(mosquitto: Broker) -> None:
+    """As the collector does, each message received publishes a status (QoS 1). paho's own
+    loop_read reads as many packets as it has such messages unacked, while the socket has
+    bytes: under a backlog it read on and wrote nothing, no PUBACK, no status, no PINGREQ,
+    until the broker dropped the silent client (50 s at 103 400 sites). A write must come
+    at least every two reads of MAX_READ_PACKETS (paho decides to write before it reads:
+    what one read queues goes out after the next)."""
+    topic, client_id, count = "kienco-test/mqtt-client/writes", "mc-writes", 3000
+    first = Receiver(mosquitto, client_id)
+    first.start(topic)
+    first.client.disconnect()
+    first.client.loop_stop()
+    publish_all(mosquitto, topic, [b"%06d" % i for i in range(count)], None)  # queued
+
+    client = WriteWatcher(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv311,
+        clean_session=False,
+        manual_ack=True,
+    )
+    statuses_acked = threading.Event()
+    acked = 0
+
+    def on_message(c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        client.received += 1
+        c.publish("kienco-test/mqtt-client/writes-status", msg.payload, qos=QOS)
+        c.ack(msg.mid, msg.qos)
+
+    def on_publish(*_: object) -> None:
+        nonlocal acked
+        acked += 1
+        if acked == count:
+            statuses_acked.set()
+
+    client.on_message = on_message
+    client.on_publish = on_publish
+    client.connect(mosquitto.host, mosquitto.port, keepalive=30)
+    client.subscribe(topic, QOS)
+    client.loop_start()
+    try:
+        assert statuses_acked.wait(60), f"{acked} of {count} statuses acked by the broker"
+        assert client.received == count
+        marks = [0, *client.received_at_writes, count]
+        gaps = [later - earlier for earlier, later in zip(marks, marks[1:], strict=False)]
+        assert max(gaps) <= 2 * MAX_READ_PACKETS, f"{max(gaps)} messages read with no write"
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 @pytest.fixture
