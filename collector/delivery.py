@@ -4,11 +4,11 @@ The MQTT side queues one :class:`Pending` per message (its lines, possibly none)
 and one per timer or API judgement (lines, nothing to ack). The writer loop
 takes the queue in batches of at most ``batch.max_messages``, oldest first, makes
 a batch's lines durable (InfluxDB or the spool), keeps the messages InfluxDB
-refused lines of in the dead-letter store, and only then acknowledges the batch — in the order received, rejects included, since
-MQTT wants PUBACKs in the order of the PUBLISHes. A message is acknowledged
-only on the connection it came on: the generation check and the acks hold the
-lock a (dis)connect takes, so no ack crosses a reconnect (paho also drops
-packets queued for a dead socket when it reconnects).
+refused lines of in the dead-letter store, and only then acknowledges the batch —
+in the order received, rejects included, since MQTT wants PUBACKs in the order of
+the PUBLISHes. A message is acknowledged only on the connection it came on: the
+generation check and the acks hold the lock a (dis)connect takes, so no ack crosses
+a reconnect (paho also drops packets queued for a dead socket when it reconnects).
 
 The spool drains alongside new batches, not only when there are none: while it
 holds batches, the writer spends the time it would wait for a batch to fill on
@@ -144,12 +144,10 @@ class Delivery:
         if not self._draining:
             self.flush_now.wait(self.batch.max_delay_s)
         self.flush_now.clear()
-        # At most one batch a write, oldest first: a writer that fell behind (its thread
-        # starved while paho's handles a backlog) must not send everything waiting as one
-        # request, which InfluxDB takes longer than influx.timeout_s to write. Such a write
-        # times out, is retried and spooled while nothing is acked, and a shard silent
-        # for 1.5 keepalives is dropped by the broker (benchmarks/fleet.py at 103 400
-        # sites). The rest goes at once, in the next steps.
+        # At most one batch a write, oldest first: a writer that fell behind must not send
+        # everything waiting as one request, which may outlast influx.timeout_s (sized on
+        # max_messages, docs/capacity.md) and then be retried and spooled with nothing
+        # acked meanwhile. What is left goes at once, in the next steps.
         limit = self.batch.max_messages
         with self._pending_lock:
             batch = self._pending[:limit]

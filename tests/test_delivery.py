@@ -28,8 +28,11 @@ class RecordingWriter:
 
     def __init__(self) -> None:
         self.batches: list[list[str]] = []
+        self.failing = False
 
     def write_durably(self, batch: str | Sequence[str]) -> Outcome:
+        if self.failing:  # as the spool does on a full disk
+            raise OSError("spool: disk full")
         units = [batch] if isinstance(batch, str) else list(batch)
         self.batches.append(units)
         return Outcome("written", sum(1 for unit in units if unit))
@@ -41,9 +44,14 @@ class RecordingWriter:
         return True
 
 
-def _delivery(tmp_path: Path, max_messages: int, max_delay_s: float = 5.0):
+Acks = list[list[tuple[int, int]]]
+
+
+def _delivery(
+    tmp_path: Path, max_messages: int, max_delay_s: float = 5.0
+) -> tuple[Delivery, RecordingWriter, Acks, CollectorMetrics]:
     writer = RecordingWriter()
-    acks: list[list[tuple[int, int]]] = []
+    acks: Acks = []
     metrics = CollectorMetrics()
     delivery = Delivery(
         writer=writer,  # type: ignore[arg-type]
@@ -110,18 +118,14 @@ def test_a_failed_write_puts_its_batch_back_first_in_line(tmp_path: Path) -> Non
     for mid in range(1, 8):
         delivery.queue(Pending(f"m v={mid}i {mid}", mid, 1, generation))
 
-    def fail(batch: str | Sequence[str]) -> Outcome:
-        raise OSError("spool: disk full")
-
-    original = writer.write_durably
-    writer.write_durably = fail  # type: ignore[method-assign]
+    writer.failing = True
     try:
         delivery.step()
     except OSError:
         pass
     else:
         raise AssertionError("the write's error must reach the writer loop")
-    writer.write_durably = original  # type: ignore[method-assign]
+    writer.failing = False
     for _ in range(3):
         delivery.step()
 
