@@ -128,9 +128,18 @@ def _scrape(
     collector: CollectorProcess, client: httpx.Client, failures: list[str]
 ) -> dict[str, float]:
     """A shard's /metrics, or {} with the failure noted: one refused scrape (a shard busy
-    past the timeout, or dead) must not end a run whose other figures still stand."""
+    past the timeout, or dead) must not end a run whose other figures still stand.
+
+    A reset on a kept-alive connection is asked again once, on a new one: scraping every
+    ~2 s races the shard closing an idle connection after its 5 s (collector/api.py
+    KEEP_ALIVE_S), more so while the machine is full; that is the client's race, not a
+    shard that failed to answer."""
     try:
-        return collector.metrics(client)
+        try:
+            return collector.metrics(client)
+        except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+            log(f"scrape reset, asked again: {collector.workdir.name}: {exc!r}")
+            return collector.metrics(client)
     except httpx.HTTPError as exc:
         code = collector.process.poll() if collector.process is not None else None
         state = "running" if code is None else f"exited with {code}"
