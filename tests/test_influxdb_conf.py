@@ -23,8 +23,10 @@ the limits are proven on an inmem shard, with the shipped values and with the st
 from __future__ import annotations
 
 import logging
+import shutil
 import ssl
 import subprocess
+import sys
 import time
 import tomllib
 from datetime import UTC, datetime
@@ -441,3 +443,34 @@ def test_collector_run_stops_at_start_on_an_unusable_influx_ca(
     err = capsys.readouterr().err
     for part in [*said, "Fix:"]:
         assert part in err, err
+
+
+def test_collector_run_stops_at_start_on_an_influx_ca_it_may_not_read(
+    tmp_path: Path, tls: Tls
+) -> None:
+    """A CA file this user may not read (installed 0600 for another account): the same stop
+    at start, naming the key, the file and the fix. The tests run as root, who reads any
+    file; the collector runs here as root without the capabilities that allow it
+    (setpriv drops CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH), as the service's user would."""
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "setpriv is missing: apt-get install util-linux"
+    ca = tmp_path / "ca.crt"
+    ca.write_bytes(tls.right.ca_file.read_bytes())
+    ca.chmod(0o000)
+    body = {
+        "broker": {"url": "mqtt://10.0.0.4:1883", "username": None},
+        "influx": {"url": "https://10.0.0.5:8086", "ca_file": str(ca)},
+        "data_dir": str(tmp_path / "collector"),
+    }
+    (config := tmp_path / "collector.yaml").write_text(yaml.safe_dump(body))
+    command = [sys.executable, "-m", "kienco.cli", "collector", "run", "--config", str(config)]
+    run = subprocess.run(
+        [setpriv, "--bounding-set", "-dac_override,-dac_read_search", *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 2, run.stderr
+    for part in ["influx.ca_file: cannot use", str(ca), "Permission denied", "Fix:"]:
+        assert part in run.stderr, run.stderr
