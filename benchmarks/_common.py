@@ -7,6 +7,7 @@ summary block every script prints at its end.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import math
@@ -117,6 +118,18 @@ assert len(PROVINCES) == 63
 
 
 # --- statistics ---------------------------------------------------------------------
+
+
+def passes_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The parser of a benchmark that times passes over a fleet of sites in process:
+    ``--reports`` a pass and ``--sites``, its first paragraph as the description."""
+    parser = argparse.ArgumentParser(
+        description=doc.split("\n\n")[0] if doc else None,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--reports", type=int, default=20_000, help="reports per pass")
+    parser.add_argument("--sites", type=int, default=1_000, help="distinct sites")
+    return parser
 
 
 def percentile(values: Sequence[float], q: float) -> float:

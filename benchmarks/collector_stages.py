@@ -57,6 +57,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import psutil
+from _common import passes_parser
 from ingest import FRESH_SPAN_S, STALE_INTERVALS, generate
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -309,12 +310,7 @@ def best(runs: list[dict[str, float]]) -> dict[str, float]:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--reports", type=int, default=20_000, help="reports per pass")
-    parser.add_argument("--sites", type=int, default=1_000, help="distinct sites")
+    parser = passes_parser(__doc__)
     parser.add_argument("--interval", type=float, default=30.0, help="report interval_s")
     parser.add_argument(
         "--age",

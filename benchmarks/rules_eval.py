@@ -43,6 +43,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from _common import passes_parser
 from ingest import generate
 
 from collector.config import CollectorConfig
@@ -146,12 +147,7 @@ def profile_top(
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--reports", type=int, default=20_000, help="reports per pass")
-    parser.add_argument("--sites", type=int, default=1_000, help="distinct sites")
+    parser = passes_parser(__doc__)
     parser.add_argument("--repeat", type=int, default=3, help="passes; the best is shown")
     parser.add_argument("--lag-s", type=float, default=1.0, help="judged this long after a report")
     parser.add_argument(
