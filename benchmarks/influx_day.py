@@ -39,15 +39,10 @@ from influx_series import DATABASE, batches_of, generate, write
 
 from collector.influx import InfluxV1Client
 from kienco.fleet.fleet import make_sites
-from kienco.local_services import Influxd
+from kienco.local_services import Influxd, shipped_influxdb_data
 
 NATIONAL_SITES = 103_400
 DAY_S = 86_400
-SHIPPED_DATA = {
-    "index-version": '"tsi1"',
-    "max-series-per-database": "0",
-    "max-values-per-tag": "0",
-}
 
 
 def sample(count: int) -> list[Any]:
@@ -93,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     messages = [text for round_ in rounds for text in round_]
     log(f"lines made in {made_s:.0f} s; writing them to influxd (tsi1, no limits)")
     root = workdir / "influx"
-    influxd = Influxd.start(root, data=SHIPPED_DATA)
+    influxd = Influxd.start(root, data=shipped_influxdb_data())
     try:
         InfluxV1Client(influxd.url, DATABASE).create_database()
         written = write(influxd.url, batches_of(messages), args.writers, influxd.process.pid)
