@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     disk = compacted(root, args.settle)
     reports = int(disk["reports (count(seq) of report)"])
     tsm_per_report = float(disk["compacted: TSM bytes per report"])
-    wal_left = int(str(disk["compacted: data + wal (bytes)"]).split("+")[1].replace(",", ""))
+    wal_left = int(disk["compacted: WAL left (bytes)"])
     # The upper bound: the WAL segment influxd had not yet removed counted as if it stayed.
     per_report = tsm_per_report + wal_left / reports
     rows: list[tuple[str, Any]] = [

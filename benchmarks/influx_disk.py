@@ -113,6 +113,7 @@ def main() -> int:
         ("compacted: bytes per report", total_after / reports),
         ("compacted: TSM files (bytes)", tsm),
         ("compacted: TSM bytes per report", tsm / reports),
+        ("compacted: WAL left (bytes)", after["wal"]),
         ("series file and index (bytes)", after["data"] - tsm),
     ]
     print_summary("InfluxDB 1.6: bytes on disk per report", rows, as_json=args.json)
