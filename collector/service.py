@@ -138,7 +138,8 @@ class Collector:
             listed=self.inventory.__contains__ if config.inventory else None,
         )
         self.meetings = MeetingStore(data / "meetings.sqlite")
-        self.summaries = Summaries(self.policy, self.inventory)
+        saved_list = data / "attention.json" if config.state.persist else None
+        self.summaries = Summaries(self.policy, self.inventory, saved_list)
         # Before the inventory: its metas apply over what is restored, as over any meta.
         self.saved_state = open_and_restore(
             config.state,

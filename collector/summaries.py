@@ -3,7 +3,9 @@
 With the fleet, each minute, an ``attention`` point per site that needs a NOC's eyes
 (off mains, silent, or not ready), so a dashboard opened on the whole country reads the
 few thousand sites in trouble instead of every site's ``readiness`` series (which costs
-InfluxDB 1.6 seconds at ~100 000 sites, benchmarks/influx_series.py).
+InfluxDB 1.6 seconds at ~100 000 sites, benchmarks/influx_series.py). Which sites are
+on that list is saved whenever it changes (``collector/attention_store.py``), so after a
+restart a site that left it meanwhile still gets its point saying so.
 
 The collector's sweeper asks :meth:`Summaries.due` on each tick; it answers the
 points of whichever summary is due (``collector/history.py`` builds them). Compliance
@@ -18,10 +20,13 @@ runs slowly, see benchmarks/dashboards.py).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+from collector.attention_store import AttentionStore
 from collector.history import (
     COMPLIANCE_EVERY_S,
     FLEET_EVERY_S,
@@ -38,6 +43,7 @@ from rules.compliance import build_report
 
 __all__ = ["Summaries", "SummaryClock", "attention_points", "needs_attention"]
 
+log = logging.getLogger("kienco.collector")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -70,9 +76,8 @@ def attention_points(
     tags and fields of its ``readiness`` point, and ``listed`` = true. A site listed at the
     slot before and not now gets one more point, without ``listed``: its newest
     ``attention`` point then says it left the list (a panel drops rows with no
-    ``listed``). Returns the points and the sites listed now. The list is kept in memory:
-    a site that left it while the collector was down keeps its last listed point, until
-    it falls out of the panels' 15-minute window."""
+    ``listed``). Returns the points and the sites listed now. ``listed_before`` comes
+    from the previous slot, or after a restart from the saved list (:class:`Summaries`)."""
     points: list[Point] = []
     listed: set[str] = set()
     at_ns = time_ns(stamp)
@@ -90,14 +95,22 @@ def attention_points(
 
 
 class Summaries:
-    """Decides which summaries are due and builds their points. Called from one thread."""
+    """Decides which summaries are due and builds their points. Called from one thread.
 
-    def __init__(self, policy: Policy, inventory: Inventory) -> None:
+    With ``saved_list`` (a path), the attention list starts from the one saved there and
+    is saved again whenever it changes; without, it starts empty."""
+
+    def __init__(
+        self, policy: Policy, inventory: Inventory, saved_list: Path | None = None
+    ) -> None:
         self.policy = policy
         self.inventory = inventory
         self.fleet = SummaryClock(FLEET_EVERY_S)
         self.compliance = SummaryClock(COMPLIANCE_EVERY_S)
-        self.listed: set[str] = set()  # the sites of the last attention points
+        self.store = None if saved_list is None else AttentionStore(saved_list)
+        self.listed: set[str] = set() if self.store is None else self.store.load()
+        self._on_disk = frozenset(self.listed)  # what the file holds, as far as we know
+        self._save_failed = False
 
     def due(
         self,
@@ -113,7 +126,11 @@ class Summaries:
         judged = list(sites())
         if fleet_slot is not None:
             points += fleet_points(judged, self.policy, now, stamp=fleet_slot)
-            attention, self.listed = attention_points(judged, fleet_slot, self.listed)
+            attention, listed = attention_points(judged, fleet_slot, self.listed)
+            # Saved with those that just left: their points without ``listed`` are only
+            # queued yet, so a restart (even a crash) gives them one more, the same again.
+            self._save(self.listed | listed)
+            self.listed = listed
             points += attention
         if compliance_slot is not None:
             snapshots = {snapshot.site: snapshot for snapshot, _ in judged}
@@ -123,3 +140,24 @@ class Summaries:
                 )
                 points += compliance_points(report, compliance_slot)
         return points
+
+    def _save(self, sites: set[str]) -> None:
+        """Save the list if it changed. A failure costs no points: logged once (until a
+        save works again), and tried again at the next slot."""
+        if self.store is None or sites == self._on_disk:
+            return
+        try:
+            self.store.save(sites)
+        except Exception as exc:
+            if not self._save_failed:
+                log.error(
+                    "attention list not saved to %s (%s); retried each minute, logged once",
+                    self.store.path,
+                    exc,
+                )
+            self._save_failed = True
+            return
+        if self._save_failed:
+            log.info("attention list saved to %s again", self.store.path)
+        self._save_failed = False
+        self._on_disk = frozenset(sites)

@@ -6,7 +6,8 @@ discharge history, a change waiting out its hold, silent, offline, listed but ne
 heard — answer the same verdicts right after the restart, with nothing published
 again; the held change shows when its hold ends, not later and not sooner; silent
 sites turn stale when they would have; a site that reported while the collector was
-down is not shown stale while the broker delivers that report.
+down is not shown stale while the broker delivers that report; a site on the attention
+list before the stop and back on mains after it leaves the list at the first slot.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.config import CollectorConfig
+from collector.history import FLEET_EVERY_S, STATE_CODES
 from collector.service import Collector
+from collector.summaries import SummaryClock
 from contract.wire import LinkReading, Meta, PowerReading, Report, State
+from tests.support.influx import InfluxServer
 from tests.support.mosquitto import Broker
 from tests.support.subscriber import Subscriber
 from tests.test_rules_support import link, on_battery, two_paths, ups
@@ -118,7 +122,9 @@ def make_collector(tmp_path: Path, mosquitto: Broker) -> Iterator[Callable[..., 
     inventory = tmp_path / "inventory.csv"
     inventory.write_text("site,kind,province,area,hardened\nrs-listed,station,rs,rs-a,false\n")
 
-    def make(clock: Clock, province: str = P, **state: Any) -> Collector:
+    def make(
+        clock: Clock, province: str = P, *, influx: dict[str, str] | None = None, **state: Any
+    ) -> Collector:
         config = CollectorConfig.model_validate(
             {
                 "broker": {
@@ -127,7 +133,7 @@ def make_collector(tmp_path: Path, mosquitto: Broker) -> Iterator[Callable[..., 
                     "client_id": client_id,
                     "topic_filter": f"kienco/v1/{province}/#",
                 },
-                "influx": None,
+                "influx": influx,
                 "data_dir": str(tmp_path / "collector"),
                 "inventory": str(inventory),
                 "http": {"port": 0, "anonymous_read": True},
@@ -281,6 +287,71 @@ def test_a_restart_in_a_storm_changes_no_verdict(
     finally:
         sites.close()
         watcher.close()
+
+
+def test_a_site_back_on_mains_across_a_restart_leaves_the_attention_list(
+    mosquitto: Broker, influxdb: InfluxServer, make_collector: Callable[..., Collector]
+) -> None:
+    """On battery at the last ``attention`` slot before the stop, back on mains (its hold
+    ended) by the first slot after: that slot writes its point without ``listed``, so the
+    NOC's panels drop it, instead of showing it off mains for their 15-minute window."""
+    database = influxdb.fresh_database("attention_restart")
+    influx = {"url": influxdb.url, "database": database}
+
+    def attention(site: str, slot: datetime) -> list[bool]:
+        """``listed`` of each of the site's attention points stamped ``slot``."""
+        rows = influxdb.query(database, f"SELECT * FROM attention WHERE site = '{site}'")
+        stamp = int(slot.timestamp()) * 10**9
+        return [row["listed"] is True for row in rows if row["time"] == stamp]
+
+    def slot_of(now: datetime) -> datetime:
+        slot = SummaryClock(FLEET_EVERY_S).due(now)
+        assert slot is not None
+        return slot
+
+    minute = 60 - T0.second  # T0 + minute starts a slot
+    clock = Clock()
+    sites = Sites(mosquitto, "ra")  # a province of its own: no retained messages of others
+    first = make_collector(clock, "ra", influx=influx, restore_grace_s=0)
+    first.start()
+    assert first.wait_connected(10)
+    sites.collector = first
+    try:
+        sites.meta("ra-batt", 0)
+        sites.report("ra-batt", 0, power=(on_battery(),))
+        clock.at(minute)
+        before = slot_of(clock.now)
+        wait(lambda: attention("ra-batt", before) == [True], "ra-batt on the list", 20)
+        clock.at(minute + 1)  # back on mains in the same slot: shown once its hold ends
+        sites.report("ra-batt", minute + 1)
+        held = first.verdicts.saved_of("ra-batt")
+        assert held is not None and held[0].pending is not None
+        shown = first.verdicts.get("ra-batt")
+        assert shown is not None and shown.station_state == "up_battery"
+        first.stop()
+
+        clock.at(minute + 90)  # the next slot; the hold ended while the collector was down
+        after = slot_of(clock.now)
+        second = make_collector(clock, "ra", influx=influx, restore_grace_s=0)
+        second.start()
+        assert second.wait_connected(10)
+        wait(lambda: attention("rs-listed", after) == [True], "the first slot written", 20)
+        wait(lambda: attention("ra-batt", after) == [False], "ra-batt leaving the list", 10)
+        (row,) = [
+            r
+            for r in influxdb.query(database, "SELECT * FROM attention WHERE site = 'ra-batt'")
+            if r["time"] == int(after.timestamp()) * 10**9
+        ]
+        assert row["state_code"] == STATE_CODES["up_commercial"]
+        assert "ra-batt" not in second.summaries.listed
+
+        clock.at(minute + 150)  # and at the slot after, no point for it at all
+        later = slot_of(clock.now)
+        wait(lambda: attention("rs-listed", later) == [True], "the next slot written", 20)
+        assert attention("ra-batt", later) == []
+    finally:
+        sites.close()
+        influxdb.drop_database(database)
 
 
 def test_without_a_saved_state_a_restart_forgets_every_site(
