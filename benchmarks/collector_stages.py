@@ -64,7 +64,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from collector.config import BatchConfig, CollectorConfig, InfluxConfig
 from collector.decode import Decoded, decode
 from collector.line_protocol import encode_many
-from collector.points import report_lines
+from collector.points import report_lines, site_tags
 from collector.service import Collector
 from contract.wire import Report
 from kienco.fleet.mqtt_lite import varint
@@ -194,7 +194,8 @@ def time_stages(
                 if last is not None and (now - last).total_seconds() <= stale_window_s:
                     fresh += 1
             t4 = clock()
-            text = report_lines(report, site_kind=None)
+            kind, operator = site_tags(states.get(report.site))  # as Collector._apply
+            text = report_lines(report, site_kind=kind, operator=operator)
             t5 = clock()
             if verdict:
                 text += "\n" + encode_many(verdict)

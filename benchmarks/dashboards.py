@@ -70,7 +70,7 @@ from collector.history import compliance_points, fleet_points
 from collector.influx import InfluxV1Client
 from collector.inventory import Inventory, InventorySite
 from collector.line_protocol import Point, encode_many
-from collector.points import report_points
+from collector.points import report_points, site_tags
 from collector.readiness import Verdicts, verdict_points
 from collector.spool import Spool
 from collector.state import SiteStates
@@ -210,7 +210,10 @@ def build_site_lines(
                 snapshot = states.get(site.site)
                 assert snapshot is not None
                 every = verdict_points(snapshot, status, at, findings=True)
-                lines.lines[(state, n)] = _untimed(report_points(report, site_kind=None))
+                kind, operator = site_tags(snapshot)  # as the collector tags them
+                lines.lines[(state, n)] = _untimed(
+                    report_points(report, site_kind=kind, operator=operator)
+                )
                 lines.lines[(state, n)] += _untimed(every[:1])
                 lines.findings[(state, n)] = _untimed(every[1:])
                 lines.judged[(state, n)] = (snapshot, status)

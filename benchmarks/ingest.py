@@ -110,9 +110,10 @@ from _common import (
 from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.influx import InfluxV1Client
-from collector.points import report_lines
-from contract.wire import Report
+from collector.points import report_lines, site_tags
+from contract.wire import Meta, Report
 from kienco.local_services import Influxd, Mosquitto, ServerTls, find_binary
+from rules import SiteSnapshot
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.pki import Pki  # the tests' throwaway CA (--influx-tls)
@@ -447,7 +448,12 @@ def measure_raw(
 
 
 def measure_influx_raw(
-    influx: Influxd, payload_file: Path, *, batch: int, writers: int
+    influx: Influxd,
+    payload_file: Path,
+    metas: Sequence[tuple[str, bytes]],
+    *,
+    batch: int,
+    writers: int,
 ) -> dict[str, Any]:
     """InfluxDB's own limit for this workload: the reports' lines, written straight in.
 
@@ -459,9 +465,17 @@ def measure_influx_raw(
     with open(payload_file, "rb") as file:
         items: list[tuple[str, bytes]] = pickle.load(file)
     n = len(items)
-    texts = [
-        report_lines(Report.model_validate_json(payload), site_kind=None) for _, payload in items
-    ]
+    tags = {}
+    for _, payload in metas:
+        meta = Meta.model_validate_json(payload)
+        tags[meta.site] = site_tags(
+            SiteSnapshot(site=meta.site, province=meta.province).with_meta(meta)
+        )
+    texts = []
+    for _, payload in items:
+        report = Report.model_validate_json(payload)
+        kind, operator = tags.get(report.site, site_tags(None))  # as the collector tags it
+        texts.append(report_lines(report, site_kind=kind, operator=operator))
     batches = ["\n".join(texts[i : i + batch]) for i in range(0, len(texts), batch)]
     lines = sum(text.count("\n") + 1 for text in texts)
     del items, texts
@@ -852,7 +866,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"{args.influx_writers} writers -> influxd"
                     )
                     raw_influx = measure_influx_raw(
-                        influx, payload_file, batch=args.batch, writers=args.influx_writers
+                        influx, payload_file, metas, batch=args.batch, writers=args.influx_writers
                     )
                     log(f"raw InfluxDB: {raw_influx['rate']:,.0f} reports/s")
                 log(

@@ -21,7 +21,8 @@ compliance_province province                  the same counts, summed over the p
 compliance_station site, province, area,      status, status_code, failed, failed_vi,
                    operator                   failed_en, name, autonomy_h, independent_paths
 meeting            province, meeting          title, duration_s, points, created_by
-rehearsal          site, province             meeting, passed, problems, problems_vi
+rehearsal          site, province, kind,      meeting, passed, problems, problems_vi
+                   operator
 =================  =========================  ==============================================
 
 ``fleet`` and ``attention`` (every minute) and ``compliance`` (every 5 minutes) are
@@ -40,7 +41,7 @@ from datetime import datetime
 from typing import get_args
 
 from collector.line_protocol import FieldValue, Point
-from collector.points import time_ns
+from collector.points import site_tags, time_ns
 from contract.wire import Media, StationState, Status, Verdict
 from rules import Policy, SiteSnapshot, freshness
 from rules.compliance import ComplianceReport, StationStatus
@@ -160,7 +161,7 @@ def fleet_points(
     fuel: dict[tuple[str, str, str | None], list[float]] = {}
     for snapshot, status in sites:
         meta = snapshot.meta
-        key = (snapshot.province, snapshot.site_kind or "unknown", meta.operator if meta else None)
+        key = (snapshot.province, *site_tags(snapshot))
         counts = groups.get(key)
         if counts is None:
             counts = groups[key] = _empty_counts()
@@ -278,11 +279,15 @@ def meeting_point(
     )
 
 
-def rehearsal_point(meeting_id: str, province: str, rehearsal: Rehearsal) -> Point:
-    """One point's pre-meeting check; ``problems_vi`` are the rehearsal's own texts."""
+def rehearsal_point(
+    meeting_id: str, province: str, rehearsal: Rehearsal, snapshot: SiteSnapshot | None
+) -> Point:
+    """One point's pre-meeting check; ``problems_vi`` are the rehearsal's own texts.
+    Tagged with what is fixed with the site (``site_tags``), as its ``readiness``."""
+    kind, operator = site_tags(snapshot)
     return Point.make(
         "rehearsal",
-        {"site": rehearsal.site, "province": province},
+        {"site": rehearsal.site, "province": province, "kind": kind, "operator": operator},
         {
             "meeting": meeting_id,
             "passed": rehearsal.passed,

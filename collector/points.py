@@ -5,18 +5,24 @@ Schema (tags are ids; everything measured is a field; time is the message's):
 ============  ==========================================  =========================================
 measurement   tags                                        fields
 ============  ==========================================  =========================================
-report        site, province, kind                        seq (int), interval_s (float)
-power         site, province, kind, device                every PowerReading value but ``profile``
-link          site, province, kind, path, media, provider  up, rtt_ms, jitter_ms, loss_pct,
-                                                          probes_sent, bandwidth_*_mbps, error
-host          site, province, kind                        every HostReading value
-room          site, province, kind                        every RoomReading value
-event         site, province, kind, event, device         seq (int), detail (str)
-agent_state   site, province, kind                        online (bool)
-============  ==========================================  =========================================
+report        site, province, kind, operator                seq (int), interval_s (float)
+power         site, province, kind, operator, device        every PowerReading value but ``profile``
+link          site, province, kind, operator, path, media,  up, rtt_ms, jitter_ms, loss_pct,
+              provider                                      probes_sent, bandwidth_*_mbps, error
+interface     site, province, kind, operator, device, port  every InterfaceReading value
+host          site, province, kind, operator                every HostReading value
+room          site, province, kind, operator                every RoomReading value
+event         site, province, kind, operator, event, device seq (int), detail (str)
+agent_state   site, province, kind, operator                online (bool)
+============  ============================================  =======================================
 
-``kind`` is the site kind from the site's meta, left out while unknown;
-``provider`` and ``device`` are left out when the message has none.
+``kind`` and ``operator`` are what is fixed with the site (``site_tags``: from its
+meta; kind ``unknown`` and no operator until the meta arrives), the same tags as its
+``readiness`` points, so the dashboards filter any measurement by province, operator
+and kind on its own series, without a list of sites (a list of 100 000 names costs
+seconds a query). They add no series, but one for a site that reported before its meta,
+or whose meta changed. ``provider`` and ``device`` are left out when the message has
+none.
 
 A field's InfluxDB type never changes (a second type is refused with a 400):
 each field's type is taken once from the wire model (``FIELD_TYPES``) and every
@@ -53,12 +59,14 @@ from contract.wire import (
     RoomReading,
     State,
 )
+from rules.snapshot import SiteSnapshot
 
 __all__ = [
     "FIELD_TYPES",
     "event_points",
     "report_lines",
     "report_points",
+    "site_tags",
     "state_points",
     "time_ns",
 ]
@@ -73,6 +81,15 @@ def time_ns(at: datetime) -> int:
     """Exact nanoseconds since the epoch of an aware datetime (no float rounding)."""
     delta = at - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+def site_tags(snapshot: SiteSnapshot | None) -> tuple[str, str | None]:
+    """The tags fixed with a site, on each of its points: its kind (``unknown`` until its
+    meta says) and its operator (none until then)."""
+    if snapshot is None:
+        return "unknown", None
+    meta = snapshot.meta
+    return snapshot.site_kind or "unknown", meta.operator if meta is not None else None
 
 
 def _kind_of(annotation: Any) -> FieldKind:
@@ -138,10 +155,17 @@ def _power_point(power: PowerReading, site: Mapping[str, str | None], at_ns: int
     return Point.make("power", {**site, "device": power.device}, _values(power, _POWER), at_ns)
 
 
-def report_points(report: Report, *, site_kind: str | None) -> list[Point]:
+def report_points(
+    report: Report, *, site_kind: str | None, operator: str | None = None
+) -> list[Point]:
     """All points of one report, stamped with the time its readings were taken."""
     at_ns = time_ns(report.taken_at)
-    site = {"site": report.site, "province": report.province, "kind": site_kind}
+    site = {
+        "site": report.site,
+        "province": report.province,
+        "kind": site_kind,
+        "operator": operator,
+    }
     points = [
         Point.make(
             "report", site, {"seq": report.seq, "interval_s": float(report.interval_s)}, at_ns
@@ -201,13 +225,14 @@ _HEADS_MAX = 100_000
 
 
 def _head(key: tuple[str | None, ...], site: tuple[tuple[str, str], ...]) -> str:
-    """The head of ``key`` = (measurement, kind, province, site, *the reading's tags)."""
+    """The head of ``key`` = (measurement, kind, operator, province, site, *the reading's
+    tags)."""
     head = _heads.get(key)
     if head is None:
         measurement = key[0]
         assert measurement is not None
         more = _SERIES_TAGS[measurement]
-        given = [(k, v) for k, v in zip(more, key[4:], strict=True) if v is not None]
+        given = [(k, v) for k, v in zip(more, key[5:], strict=True) if v is not None]
         head = series(measurement, tuple(sorted([*site, *given])))
         if len(_heads) >= _HEADS_MAX:
             _heads.clear()
@@ -225,43 +250,47 @@ _SERIES_TAGS: Mapping[str, tuple[str, ...]] = {
 }
 
 
-def report_lines(report: Report, *, site_kind: str | None) -> str:
-    """``encode_many(report_points(report, site_kind=site_kind))``, the same text, made
+def report_lines(report: Report, *, site_kind: str | None, operator: str | None = None) -> str:
+    """``encode_many(report_points(report, site_kind=…, operator=…))``, the same text, made
     without the points: no ``Point``, no tag or field dicts, each series' head made once
     (the ingest path's encoder; tests/test_points.py holds the two equal)."""
     kind, province, site_id = site_kind, report.province, report.site
     site: tuple[tuple[str, str], ...] = (("province", province), ("site", site_id))
+    if operator is not None:
+        site = (("operator", operator), *site)
     if kind is not None:
         site = (("kind", kind), *site)
     fields = encode_fields(_REPORT_SHAPE, (report.seq, report.interval_s))
     at = " " + time_text(time_ns(report.taken_at))
-    lines = [f"{_head(('report', kind, province, site_id), site)} {fields}{at}"]
+    lines = [f"{_head(('report', kind, operator, province, site_id), site)} {fields}{at}"]
     for power in report.power:
         if fields := _READ_POWER.fields(power):
-            key: tuple[str | None, ...] = ("power", kind, province, site_id, power.device)
+            key: tuple[str | None, ...] = ("power", kind, operator, province, site_id, power.device)
             lines.append(f"{_heads.get(key) or _head(key, site)} {fields}{at}")
     for link in report.links:
         if fields := _READ_LINK.fields(link):
-            key = ("link", kind, province, site_id, link.path, link.media, link.provider)
+            key = ("link", kind, operator, province, site_id, link.path, link.media, link.provider)
             lines.append(f"{_heads.get(key) or _head(key, site)} {fields}{at}")
     for port in report.interfaces:
         if fields := _READ_INTERFACE.fields(port):
-            key = ("interface", kind, province, site_id, port.device, port.port)
+            key = ("interface", kind, operator, province, site_id, port.device, port.port)
             lines.append(f"{_heads.get(key) or _head(key, site)} {fields}{at}")
     for reading, read, measurement in (
         (report.host, _READ_HOST, "host"),
         (report.room, _READ_ROOM, "room"),
     ):
         if reading is not None and (fields := read.fields(reading)):
-            key = (measurement, kind, province, site_id)
+            key = (measurement, kind, operator, province, site_id)
             lines.append(f"{_heads.get(key) or _head(key, site)} {fields}{at}")
     return "\n".join(lines)
 
 
-def event_points(event: Event, *, site_kind: str | None = None) -> list[Point]:
+def event_points(
+    event: Event, *, site_kind: str | None = None, operator: str | None = None
+) -> list[Point]:
     """The event itself, and the power reading it carries (if any) as a ``power`` point."""
     at_ns = time_ns(event.at)
-    site = {"site": event.site, "province": event.province, "kind": site_kind}
+    site = {"site": event.site, "province": event.province, "kind": site_kind, "operator": operator}
     fields: dict[str, FieldValue | None] = {
         "seq": event.seq,
         "detail": event.detail,
@@ -274,7 +303,9 @@ def event_points(event: Event, *, site_kind: str | None = None) -> list[Point]:
     return points
 
 
-def state_points(state: State, *, site_kind: str | None = None) -> list[Point]:
+def state_points(
+    state: State, *, site_kind: str | None = None, operator: str | None = None
+) -> list[Point]:
     """The agent's birth (online) or Last Will (offline)."""
-    site = {"site": state.site, "province": state.province, "kind": site_kind}
+    site = {"site": state.site, "province": state.province, "kind": site_kind, "operator": operator}
     return [Point.make("agent_state", site, {"online": state.state == "online"}, time_ns(state.at))]

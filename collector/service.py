@@ -53,7 +53,7 @@ from collector.meetings import (
 )
 from collector.metrics import CollectorMetrics
 from collector.mqtt_client import CollectorClient
-from collector.points import event_points, report_lines, state_points
+from collector.points import event_points, report_lines, site_tags, state_points
 from collector.readiness import RiskLevelOf, Verdicts
 from collector.replay import Replayer
 from collector.risk import RiskChange, RiskEntry, RiskLevels
@@ -509,14 +509,16 @@ class Collector:
         (counted, logged once), the message is still stored.
         """
         message = decoded.message
+        # Tagged with what is fixed with the site, as its verdicts (collector/points.py).
+        kind, operator = site_tags(self.states.get(message.site))
         if isinstance(message, Report):  # the commonest: encoded without making points
-            parts = [report_lines(message, site_kind=None)]
+            parts = [report_lines(message, site_kind=kind, operator=operator)]
         elif isinstance(message, Event):
-            parts = [encode_many(event_points(message))]
+            parts = [encode_many(event_points(message, site_kind=kind, operator=operator))]
         elif isinstance(message, Meta):
             parts = []
         else:
-            parts = [encode_many(state_points(message))]
+            parts = [encode_many(state_points(message, site_kind=kind, operator=operator))]
         if isinstance(message, Report):
             changed = self.states.apply_report(message, received_at=now if heard else None)
             self.metrics.lag.set((now - message.taken_at).total_seconds())
@@ -671,7 +673,8 @@ class Collector:
         rehearsal = rehearsal_from(status.points[0], now)
         self.meetings.record(meeting_id, rehearsal)
         self.changes.site(site, status.points[0].province)  # its meeting's pages show it
-        return [rehearsal_point(meeting_id, status.points[0].province, rehearsal)]
+        province = status.points[0].province
+        return [rehearsal_point(meeting_id, province, rehearsal, self.states.get(site))]
 
     def _sweep_step(self) -> bool:
         """Judge silent sites when their silence may have made them stale or offline;

@@ -310,7 +310,18 @@ def test_a_meeting_is_stamped_at_its_start_and_a_rehearsal_when_it_ran() -> None
         "points": 2,
         "created_by": "x",
     }
-    failed = rehearsal_point("m-1", "hp", Rehearsal("a", NOW, False, ("mất đường truyền",)))
+    rehearsal = Rehearsal("a", NOW, False, ("mất đường truyền",))
+    known = SiteSnapshot(site="a", province="hp").with_meta(meta("a", site_kind="meeting_point"))
+    failed = rehearsal_point("m-1", "hp", rehearsal, known)
+    # tagged as the site's readiness, so the dashboards filter it by operator and kind
+    assert dict(failed.tags) == {
+        "site": "a",
+        "province": "hp",
+        "kind": "meeting_point",
+        "operator": "vnpt",
+    }
+    unknown = rehearsal_point("m-1", "hp", rehearsal, None)
+    assert dict(unknown.tags) == {"site": "a", "province": "hp", "kind": "unknown"}
     assert fields_of(failed) == {
         "meeting": "m-1",
         "passed": False,

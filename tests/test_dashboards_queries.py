@@ -365,6 +365,51 @@ def test_variables_one_or_several_values_filter_every_query(
                     assert shown <= set(choose[key]), (outcome.check.panel, key, shown)
 
 
+# Per-site measurements the agents' messages write (collector/points.py), and those the
+# collector writes of a site (its verdict, its attention, its rehearsal).
+DATA_MEASUREMENTS = ('"link"', '"power"', '"host"', '"agent_state"', '"rehearsal"')
+
+
+@pytest.mark.parametrize(
+    ("uid", "choose"),
+    [
+        ("kienco-noc", {"operator": ["viettel"]}),
+        ("kienco-system", {"operator": ["mobifone"]}),
+        ("kienco-province", {"operator": ["vnpt"], "kind": ["meeting_point"]}),
+        ("kienco-noc", {"kind": ["power_room"]}),
+    ],
+)
+def test_data_panels_filter_by_operator_and_kind_on_their_own_tags(
+    uid: str, choose: dict[str, list[str]], influx: Influx, storm: StormRun
+) -> None:
+    """ "All" sites is ``.*``, not the list of sites found: a panel on the agents' points
+    finds the operator and kind on the points themselves (``site_tags``). Untagged points
+    would leave these panels empty; points of other operators or kinds would show."""
+    built = DASHBOARDS[uid]
+    site_var = next(v for v in built.json["templating"]["list"] if v["name"] == "site")
+    assert site_var["allValue"] == ".*"
+    operator_of = {s.site: s.operator for s in storm.scenario.sites} | {PROBE_SITE: "vnpt"}
+    kind_of = {s.site: s.kind for s in storm.scenario.sites} | {PROBE_SITE: "meeting_point"}
+    data = [
+        c
+        for c in built.checks
+        if any(f"FROM {m}" in c.query or f'."{m[1:]}' in c.query for m in DATA_MEASUREMENTS)
+    ]
+    assert data, f"{uid} has no panel on per-site points"
+    outcomes = _run(built, influx, TimeRange.last(timedelta(hours=6)), choose)
+    shown: set[str] = set()
+    for outcome in outcomes:
+        if outcome.check not in data:
+            continue
+        assert outcome.error is None, outcome.error
+        for series in outcome.series:
+            shown |= _values(series, "site")
+    assert shown, f"{uid}: no per-site panel shows a site for {choose}"
+    for site in shown:
+        assert operator_of[site] in choose.get("operator", [operator_of[site]]), site
+        assert kind_of[site] in choose.get("kind", [kind_of[site]]), site
+
+
 def test_trends_fold_raw_points_so_the_same_query_reads_both(
     influx: Influx, storm: StormRun
 ) -> None:

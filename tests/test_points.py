@@ -16,6 +16,7 @@ from collector.points import (
     event_points,
     report_lines,
     report_points,
+    site_tags,
     state_points,
     time_ns,
 )
@@ -28,8 +29,10 @@ from contract.wire import (
     RoomReading,
     State,
 )
+from rules import SiteSnapshot
 from tests.support.influx import InfluxServer
 from tests.support.wire_fuzz import wire_messages
+from tests.test_rules_support import PROVINCE, SITE, meta
 
 TAKEN_AT = "2025-09-20T03:04:05.123456+07:00"  # typhoon season, Hai Phong local time
 TAKEN_AT_NS = 1_758_312_245_123_456_000  # 20:04:05.123456 UTC
@@ -233,11 +236,35 @@ def test_ints_sent_for_floats_do_not_conflict(
     assert reports[0]["count"] == 2
 
 
-@pytest.mark.parametrize("site_kind", [None, "station", "meeting_point"])
-def test_report_lines_are_the_points_encoded(report: Report, site_kind: str | None) -> None:
-    assert report_lines(report, site_kind=site_kind) == encode_many(
-        report_points(report, site_kind=site_kind)
+@pytest.mark.parametrize(
+    ("site_kind", "operator"),
+    [(None, None), ("station", "vnpt"), ("meeting_point", None), ("unknown", "viettel")],
+)
+def test_report_lines_are_the_points_encoded(
+    report: Report, site_kind: str | None, operator: str | None
+) -> None:
+    assert report_lines(report, site_kind=site_kind, operator=operator) == encode_many(
+        report_points(report, site_kind=site_kind, operator=operator)
     )
+
+
+def test_site_tags_are_the_readiness_tags_on_every_point(report: Report) -> None:
+    # what is fixed with the site: kind "unknown" and no operator until its meta
+    assert site_tags(None) == ("unknown", None)
+    bare = SiteSnapshot(site=SITE, province=PROVINCE)
+    assert site_tags(bare) == ("unknown", None)
+    known = bare.with_meta(meta().model_copy(update={"operator": "viettel"}))
+    kind, operator = site_tags(known)
+    assert (kind, operator) == ("station", "viettel")
+    tagged = report_points(report, site_kind=kind, operator=operator)
+    assert all(dict(p.tags)["operator"] == "viettel" for p in tagged)
+    assert all(dict(p.tags)["kind"] == "station" for p in tagged)
+    (state,) = state_points(
+        State(site=SITE, province=PROVINCE, state="online", at=datetime(2025, 9, 19, tzinfo=UTC)),
+        site_kind=kind,
+        operator=operator,
+    )
+    assert dict(state.tags)["operator"] == "viettel"
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

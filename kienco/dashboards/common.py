@@ -40,6 +40,7 @@ __all__ = [
     "RP",
     "SCHEMA_VERSION",
     "SITE",
+    "SITE_FILTERS",
     "TIMELINE_POINTS",
     "TIMEZONE",
     "Board",
@@ -64,14 +65,16 @@ GRID_COLUMNS = 24
 DEFAULT_DATA_POINTS = 1000  # Grafana's max data points: about a wide panel's width in pixels
 TIMELINE_POINTS = 200  # a state timeline of hundreds of sites: a band is ~4 px wide anyway
 
-# The filters every query repeats. An "All" of province, operator or kind is ``.*``,
-# which also matches a point without that tag; "All" sites is the explicit list the
-# site variable found under the other three, so data points (which carry province
-# and site, not kind or operator) are filtered by them through it.
+# The filters every query repeats. An "All" is ``.*``, which also matches a point
+# without that tag. Every per-site measurement carries the site's province, kind and
+# operator as tags (collector/points.py ``site_tags``), so a query filters on its own
+# series: "All" sites is ``.*``, not the list of sites found (a regex of 100 000 names
+# cost each panel seconds at national scale, docs/capacity.md).
 PROVINCE = '"province" =~ /^$province$/'
 OPERATOR = '"operator" =~ /^$operator$/'
 KIND = '"kind" =~ /^$kind$/'
 SITE = '"site" =~ /^$site$/'
+SITE_FILTERS = (PROVINCE, OPERATOR, KIND, SITE)
 
 VERDICT_COLOURS = {"ready": "green", "degraded": "yellow", "unknown": "#8e8e8e", "not_ready": "red"}
 STATE_COLOURS = {

@@ -18,7 +18,7 @@ from kienco.dashboards.common import (
     OPERATOR,
     PROVINCE,
     RP,
-    SITE,
+    SITE_FILTERS,
     STATE_COLOURS,
     TIMELINE_POINTS,
     Board,
@@ -57,7 +57,6 @@ STATE_NAME_COLOURS = {
     state: STATE_COLOURS["unknown" if state == "state_unknown" else state] for state in STATES
 }
 FLEET_FILTERS = (PROVINCE, OPERATOR, KIND)
-SITE_FILTERS = (PROVINCE, OPERATOR, KIND, SITE)
 WORST_SHOWN = 100  # rows of a "worst first" table: a NOC reads the top of it
 MEDIA_NAMES = {
     "fibre": "Cáp quang",
@@ -104,7 +103,6 @@ def variables(*, kind_default: str = ALL) -> list[cogbuilder.Builder[VariableMod
             f"AND {KIND}",
             "Các điểm thuộc tỉnh, nhà mạng và loại đã chọn; 'All' là tất cả các điểm đó. "
             "The sites under the province, operator and kind chosen.",
-            all_value=None,  # "All" = the sites found, so data points are filtered through it
         ),
         rp_variable(),
     ]
@@ -359,7 +357,7 @@ def build() -> Built:
                 # path at ~300 000 paths costs InfluxDB 1.6 14-18 s, TOP per (site, path)
                 # 8.7 s, per site 7.4 s (benchmarks/influx_series.py, docs/capacity.md)
                 f'SELECT TOP("loss_pct", "site", {WORST_SHOWN}) AS "loss_pct", "path", "up", '
-                f'"rtt_ms", "media", "provider" FROM "link" WHERE {latest(PROVINCE, SITE)}',
+                f'"rtt_ms", "media", "provider" FROM "link" WHERE {latest(*SITE_FILTERS)}',
                 Expect(("loss_pct", "site", "path", "up", "media")),
                 result_format="table",
             )
@@ -387,7 +385,7 @@ def build() -> Built:
         queries=[
             InfluxQL(
                 f'SELECT BOTTOM("fuel_pct", "site", {WORST_SHOWN}) AS "fuel_pct", "device", '
-                f'"fuel_l", "generator_running" FROM "power" WHERE {latest(PROVINCE, SITE)}',
+                f'"fuel_l", "generator_running" FROM "power" WHERE {latest(*SITE_FILTERS)}',
                 Expect(("fuel_pct", "site", "device", "fuel_l", "generator_running")),
                 result_format="table",
             )

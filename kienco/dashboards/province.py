@@ -14,7 +14,7 @@ from kienco.dashboards.common import (
     OPERATOR,
     PROVINCE,
     RP,
-    SITE,
+    SITE_FILTERS,
     TIMELINE_POINTS,
     VERDICT_COLOURS,
     Board,
@@ -41,7 +41,6 @@ VERDICT_NAMES = {
     "unknown": "Không rõ",
 }
 FILTERS = (PROVINCE, OPERATOR, KIND)
-POINT_FILTERS = (PROVINCE, OPERATOR, KIND, SITE)
 
 
 PATHS_SHOWN = 40  # series a path panel draws; more are unreadable, and slow to fetch
@@ -49,7 +48,7 @@ PATHS_SHOWN = 40  # series a path panel draws; more are unreadable, and slow to 
 
 def _path_quality(column: str, aggregate: str = "mean") -> InfluxQL:
     return InfluxQL(
-        f'SELECT {aggregate}("{column}") FROM {RP}."link" WHERE {where(PROVINCE, SITE)} '
+        f'SELECT {aggregate}("{column}") FROM {RP}."link" WHERE {where(*SITE_FILTERS)} '
         f'GROUP BY time($__interval), "site", "path" fill(none) SLIMIT {PATHS_SHOWN}',
         Expect((aggregate,), tags=("site", "path")),
         alias="$tag_site $tag_path",
@@ -144,7 +143,7 @@ def build() -> Built:
             InfluxQL(
                 'SELECT last("verdict_code") AS "verdict_code", "name", "reasons_vi", '
                 '"backup_hours", "independent_paths_up", "risk_level" '
-                f'FROM "readiness" WHERE {latest(*POINT_FILTERS)} GROUP BY "site"',
+                f'FROM "readiness" WHERE {latest(*SITE_FILTERS)} GROUP BY "site"',
                 Expect(
                     ("verdict_code", "name", "reasons_vi", "independent_paths_up", "risk_level"),
                     tags=("site",),
@@ -196,7 +195,7 @@ def build() -> Built:
         queries=[
             InfluxQL(
                 f'SELECT max("verdict_code") FROM {RP}."readiness" '
-                f'WHERE {where(*POINT_FILTERS)} AND "verdict_code" > 0 '
+                f'WHERE {where(*SITE_FILTERS)} AND "verdict_code" > 0 '
                 'GROUP BY time($__interval), "site" fill(none)',
                 Expect(("max",), tags=("site",)),
                 alias="$tag_site",
@@ -261,7 +260,7 @@ def build() -> Built:
         queries=[
             InfluxQL(
                 'SELECT last("bandwidth_down_mbps") AS "down", last("bandwidth_up_mbps") AS "up" '
-                f'FROM {RP}."link" WHERE {where(PROVINCE, SITE)} '
+                f'FROM {RP}."link" WHERE {where(*SITE_FILTERS)} '
                 f'GROUP BY time($__interval), "site", "path" fill(none) SLIMIT {PATHS_SHOWN}',
                 Expect(("down", "up"), tags=("site", "path")),
                 alias="$tag_site $tag_path $col",
@@ -288,7 +287,7 @@ def build() -> Built:
         queries=[
             InfluxQL(
                 'SELECT "meeting", "passed", "problems", "problems_vi" FROM "rehearsal" '
-                f'WHERE {where(PROVINCE, SITE)} GROUP BY "site" ORDER BY time DESC LIMIT 100',
+                f'WHERE {where(*SITE_FILTERS)} GROUP BY "site" ORDER BY time DESC LIMIT 100',
                 Expect(("meeting", "passed", "problems", "problems_vi"), tags=("site",)),
                 result_format="table",
             )

@@ -11,7 +11,7 @@ from kienco.dashboards.common import (
     KIND,
     OPERATOR,
     PROVINCE,
-    SITE,
+    SITE_FILTERS,
     Board,
     Built,
     latest,
@@ -123,7 +123,7 @@ def build() -> Built:
                 # ~100 000 sites costs InfluxDB 1.6 5.5 s (benchmarks/influx_series.py)
                 f'SELECT TOP("outbox_depth", "site", {WORST_SHOWN}) AS "outbox_depth", '
                 '"outbox_dropped_total", "clock_offset_ms", "cpu_pct", "disk_pct", '
-                f'"temperature_c" FROM "host" WHERE {latest(PROVINCE, SITE)}',
+                f'"temperature_c" FROM "host" WHERE {latest(*SITE_FILTERS)}',
                 Expect(("outbox_depth", "site", "cpu_pct", "disk_pct")),
                 result_format="table",
             )
@@ -143,7 +143,7 @@ def build() -> Built:
         queries=[
             InfluxQL(
                 'SELECT last("online") AS "online" FROM "agent_state" '
-                f'WHERE {where(PROVINCE, SITE)} GROUP BY "site"',
+                f'WHERE {where(*SITE_FILTERS)} GROUP BY "site"',
                 Expect(("online",), tags=("site",), single=True),
                 result_format="table",
             )
