@@ -2,27 +2,34 @@
 
 Schema (tags are ids; everything measured is a field; time is the message's):
 
-============  ==========================================  =========================================
-measurement   tags                                        fields
-============  ==========================================  =========================================
-report        site, province, kind, operator                seq (int), interval_s (float)
+============  ============================================  =======================================
+measurement   tags                                          fields
+============  ============================================  =======================================
+report        site, province                                seq (int), interval_s (float)
+event         site, province, event, device                 seq (int), detail (str)
 power         site, province, kind, operator, device        every PowerReading value but ``profile``
 link          site, province, kind, operator, path, media,  up, rtt_ms, jitter_ms, loss_pct,
               provider                                      probes_sent, bandwidth_*_mbps, error
 interface     site, province, kind, operator, device, port  every InterfaceReading value
 host          site, province, kind, operator                every HostReading value
 room          site, province, kind, operator                every RoomReading value
-event         site, province, kind, operator, event, device seq (int), detail (str)
 agent_state   site, province, kind, operator                online (bool)
 ============  ============================================  =======================================
 
 ``kind`` and ``operator`` are what is fixed with the site (``site_tags``: from its
 meta; kind ``unknown`` and no operator until the meta arrives), the same tags as its
-``readiness`` points, so the dashboards filter any measurement by province, operator
-and kind on its own series, without a list of sites (a list of 100 000 names costs
+``readiness`` points, so the dashboards filter the readings by province, operator and
+kind on their own series, without a list of sites (a list of 100 000 names costs
 seconds a query). They add no series, but one for a site that reported before its meta,
-or whose meta changed. ``provider`` and ``device`` are left out when the message has
-none.
+or whose meta changed.
+
+They come from the collector's state, not from the message: a message delivered again
+(a redelivery after a crash) once its site's meta changed kind or operator is written
+under the new tags, a second point of the same values at the same time in a second
+series. So ``report`` and ``event``, the messages' accounting (``seq``: gaps and
+duplicates are counted on them), keep a key the message alone fixes, and a replay of
+either overwrites its point in place. ``provider`` and ``device`` are left out when
+the message has none.
 
 A field's InfluxDB type never changes (a second type is refused with a 400):
 each field's type is taken once from the wire model (``FIELD_TYPES``) and every
@@ -160,15 +167,11 @@ def report_points(
 ) -> list[Point]:
     """All points of one report, stamped with the time its readings were taken."""
     at_ns = time_ns(report.taken_at)
-    site = {
-        "site": report.site,
-        "province": report.province,
-        "kind": site_kind,
-        "operator": operator,
-    }
+    own = {"site": report.site, "province": report.province}
+    site = {**own, "kind": site_kind, "operator": operator}
     points = [
         Point.make(
-            "report", site, {"seq": report.seq, "interval_s": float(report.interval_s)}, at_ns
+            "report", own, {"seq": report.seq, "interval_s": float(report.interval_s)}, at_ns
         )
     ]
     points.extend(_power_point(power, site, at_ns) for power in report.power)
@@ -255,14 +258,15 @@ def report_lines(report: Report, *, site_kind: str | None, operator: str | None 
     without the points: no ``Point``, no tag or field dicts, each series' head made once
     (the ingest path's encoder; tests/test_points.py holds the two equal)."""
     kind, province, site_id = site_kind, report.province, report.site
-    site: tuple[tuple[str, str], ...] = (("province", province), ("site", site_id))
+    own: tuple[tuple[str, str], ...] = (("province", province), ("site", site_id))
+    site = own
     if operator is not None:
         site = (("operator", operator), *site)
     if kind is not None:
         site = (("kind", kind), *site)
     fields = encode_fields(_REPORT_SHAPE, (report.seq, report.interval_s))
     at = " " + time_text(time_ns(report.taken_at))
-    lines = [f"{_head(('report', kind, operator, province, site_id), site)} {fields}{at}"]
+    lines = [f"{_head(('report', None, None, province, site_id), own)} {fields}{at}"]
     for power in report.power:
         if fields := _READ_POWER.fields(power):
             key: tuple[str | None, ...] = ("power", kind, operator, province, site_id, power.device)
@@ -288,15 +292,17 @@ def report_lines(report: Report, *, site_kind: str | None, operator: str | None 
 def event_points(
     event: Event, *, site_kind: str | None = None, operator: str | None = None
 ) -> list[Point]:
-    """The event itself, and the power reading it carries (if any) as a ``power`` point."""
+    """The event itself (its own key: no kind or operator), and the power reading it
+    carries (if any) as a ``power`` point."""
     at_ns = time_ns(event.at)
-    site = {"site": event.site, "province": event.province, "kind": site_kind, "operator": operator}
+    own = {"site": event.site, "province": event.province}
+    site = {**own, "kind": site_kind, "operator": operator}
     fields: dict[str, FieldValue | None] = {
         "seq": event.seq,
         "detail": event.detail,
     }
     points = [
-        Point.make("event", {**site, "event": event.event, "device": event.device}, fields, at_ns)
+        Point.make("event", {**own, "event": event.event, "device": event.device}, fields, at_ns)
     ]
     if event.power is not None:
         points.append(_power_point(event.power, site, at_ns))
