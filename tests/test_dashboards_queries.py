@@ -4,8 +4,8 @@ by real agents through Mosquitto, one more agent with real link probes and a rea
 test, a meeting planned and rehearsed through the API, the inventory loaded for compliance.
 
 Variables are resolved through InfluxDB as Grafana resolves them and substituted as it
-substitutes them (``kienco/dashboards/macros.py``): "All" (``.*``, and the explicit list of
-sites), one value, several values."""
+substitutes them (``kienco/dashboards/macros.py``): "All" (``.*``), one value, several
+values."""
 
 from __future__ import annotations
 

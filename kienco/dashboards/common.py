@@ -282,10 +282,13 @@ def tag_variable(
     query: str,
     description: str,
     *,
-    all_value: str | None = ".*",
     default: str = ALL,
 ) -> QueryVariable:
-    """A multi-value variable from ``SHOW TAG VALUES``, with "All", refreshed with the range."""
+    """A multi-value variable from ``SHOW TAG VALUES``, with "All", refreshed with the range.
+
+    "All" is ``.*``, never the list of values found: every query filters each variable
+    on a tag of the series it reads (``SITE_FILTERS``), and a list of 100 000 sites cost
+    each panel seconds at national scale (docs/capacity.md)."""
     shown = "All" if default == ALL else default
     variable = (
         QueryVariable(name)
@@ -298,9 +301,8 @@ def tag_variable(
         .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(model.VariableSort.ALPHABETICAL_ASC)
         .current(model.VariableOption(text=shown, value=default, selected=True))
+        .all_value(".*")
     )
-    if all_value is not None:
-        variable = variable.all_value(all_value)
     return variable
 
 

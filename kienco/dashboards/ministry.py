@@ -90,7 +90,6 @@ def _variables() -> list[cogbuilder.Builder[VariableModel]]:
             'SHOW TAG VALUES FROM "compliance_station" WITH KEY = "site" '
             f"WHERE {PROVINCE} AND {AREA} AND {OPERATOR}",
             "Trạm kiên cố thuộc khu vực và nhà mạng đã chọn. Hardened stations chosen.",
-            all_value=None,
         ),
         rp_variable(),
     ]
