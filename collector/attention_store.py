@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Set
 from pathlib import Path
+
+from plumbing.atomic_file import replace_file
 
 __all__ = ["FORMAT", "AttentionStore"]
 
@@ -54,22 +55,7 @@ class AttentionStore:
     def save(self, sites: Set[str]) -> None:
         """Replace the saved list with ``sites``, durably. Raises OSError (disk full...)."""
         text = json.dumps({"format": FORMAT, "sites": sorted(sites)})  # ASCII: escapes all
-        temporary = self.path.with_name(f".{self.path.name}.tmp")
-        try:
-            with temporary.open("w", encoding="ascii") as out:
-                out.write(text)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, self.path)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
-        # The rename itself durable too: the folder's entry.
-        folder = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
+        replace_file(self.path, text.encode("ascii"), mode=0o644)
 
 
 def _decode(text: bytes) -> set[str]:

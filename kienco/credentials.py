@@ -14,7 +14,6 @@ removes sites that left the inventory. ``check`` lists what does not match.
 from __future__ import annotations
 
 import grp
-import os
 import re
 import secrets
 from collections.abc import Iterable
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kienco.mosquitto_passwd import hash_password, read_password_file, verify, write_password_file
+from plumbing.atomic_file import replace_file
 
 SECRET_BYTES = 24  # 192 bits, 32 URL-safe characters
 AGENT_ACCOUNT = re.compile(r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*$")  # <province>/<site>
@@ -53,13 +53,7 @@ def _read_secret(path: Path) -> str | None:
 
 def _write_secret(path: Path, secret: str) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(secret + "\n")
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temporary, path)
+    replace_file(path, (secret + "\n").encode("utf-8"), mode=0o600)
 
 
 def site_accounts(inventory: Path, provinces: Iterable[str]) -> list[str]:

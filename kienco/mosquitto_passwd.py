@@ -20,6 +20,8 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
+from plumbing.atomic_file import replace_file
+
 ITERATIONS = 101
 SALT_BYTES = 12
 PREFIX = "$7$"
@@ -73,13 +75,8 @@ def write_password_file(path: Path, entries: Mapping[str, str], *, group: int | 
         if ":" in user or "\n" in user or not user:
             raise PasswordFileError(f"{user!r}: a username cannot be empty or hold ':' or newlines")
     text = "".join(f"{user}:{hashed}\n" for user, hashed in entries.items())
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
+
+    def keep_owner_and_mode(temporary: Path) -> None:
         if path.exists():
             stat = path.stat()
             os.chmod(temporary, stat.st_mode & 0o7777)
@@ -89,10 +86,8 @@ def write_password_file(path: Path, entries: Mapping[str, str], *, group: int | 
             os.chmod(temporary, 0o640)
             if group is not None and os.geteuid() == 0:
                 os.chown(temporary, -1, group)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+
+    replace_file(path, text.encode("utf-8"), before_rename=keep_owner_and_mode)
 
 
 def _b64(data: bytes) -> str:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
-import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +19,7 @@ from collector.line_protocol import Point
 from collector.summaries import Summaries
 from contract.wire import Status
 from rules import SiteSnapshot, load_policy
+from tests.support.disk import fill, small_tmpfs
 from tests.test_dashboards_history import NOW, meta, status
 
 ODD_IDS = {
@@ -110,27 +109,10 @@ def test_a_file_that_cannot_be_read_is_an_empty_list(
 @pytest.fixture
 def full_disk(tmp_path: Path) -> Iterator[Path]:
     """A tiny filesystem of its own, an attention list on it, then filled to the last byte."""
-    if os.geteuid() != 0:
-        pytest.fail("the full-disk test mounts a small tmpfs: run it as root, as CI does")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=True)
-    try:
+    with small_tmpfs(tmp_path, "256k") as mount:
         AttentionStore(mount / "attention.json").save({"before"})
-        fd = os.open(mount / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-        try:
-            for size in (65536, 512, 1):
-                while True:
-                    try:
-                        os.write(fd, bytes(size))
-                    except OSError as exc:
-                        assert exc.errno == errno.ENOSPC
-                        break
-        finally:
-            os.close(fd)
+        fill(mount)
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 def test_a_save_on_a_full_disk_raises_and_leaves_the_previous_list(full_disk: Path) -> None:

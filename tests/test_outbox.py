@@ -4,7 +4,6 @@ and when its disk fails it: a corrupt file, a full disk (a real one)."""
 from __future__ import annotations
 
 import asyncio
-import errno
 import json
 import os
 import sqlite3
@@ -20,6 +19,7 @@ from agent.config import SiteConfig
 from agent.outbox import Outbox
 from agent.runner import Agent
 from contract.wire import Report
+from tests.support.disk import fill, small_tmpfs
 
 
 def test_fifo_take_and_ack(tmp_path: Path) -> None:
@@ -218,35 +218,8 @@ def test_the_agent_starts_on_a_corrupt_outbox_and_reports_the_reset(tmp_path: Pa
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 2 MiB filesystem of its own."""
-    if os.geteuid() != 0:
-        pytest.fail("the full-disk tests mount a small tmpfs: run them as root, as CI does")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
-    try:
+    with small_tmpfs(tmp_path, "2m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
-
-
-def _fill(disk: Path) -> None:
-    """Another program takes every byte left (logs, a core dump)."""
-    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    try:
-        while True:
-            os.write(fd, bytes(65536))
-    except OSError as exc:
-        assert exc.errno == errno.ENOSPC
-    finally:
-        os.close(fd)
-    fd = os.open(disk / "filler", os.O_WRONLY | os.O_APPEND)
-    try:
-        while True:
-            os.write(fd, bytes(512))
-    except OSError as exc:
-        assert exc.errno == errno.ENOSPC
-    finally:
-        os.close(fd)
 
 
 def _free(disk: Path) -> int:
@@ -260,14 +233,14 @@ def test_on_a_disk_filled_by_another_program_the_newest_are_kept_and_the_oldest_
     box = Outbox(small_disk / "o.sqlite", reserve_bytes=256 * 1024)
     for _ in range(300):
         box.add("t", _report(box.reserve_seq()))
-    _fill(small_disk)
+    fill(small_disk)
     assert _free(small_disk) == 0
 
     for n in range(300, 1300):  # the link is down: reports keep coming, the disk stays full
         assert box.reserve_seq() == n
         box.add("t", _report(n))
         if n % 250 == 0:
-            _fill(small_disk)  # it takes whatever the outbox gives back
+            fill(small_disk)  # it takes whatever the outbox gives back
 
     kept = _seqs(box)
     assert kept[-1] == 1299 and kept == list(range(kept[0], 1300)), "the newest, none missing"
