@@ -11,8 +11,8 @@
    12 h (a third on battery, the rest on generator).
    Every point is made by the collector's own code: ``report_points`` for the report,
    ``Verdicts.evaluate`` (the rules, ``verdict_points``) for the readiness point and the
-   findings on a change, ``fleet_points`` and ``attention_points`` every 60 s,
-   ``build_report`` + ``compliance_points`` every 300 s (the inventory is the fleet,
+   findings on a change, ``fleet_points``, ``attention_points`` and ``worst_link_points``
+   every 60 s, ``build_report`` + ``compliance_points`` every 300 s (the inventory is the fleet,
    hardened stations in 5 areas a province). All of it goes through the collector's writer
    (``InfluxWriter.write_durably``, two in flight), in batches of 10 000 lines.
    *How the volume is made in minutes*: each site's points are built for 12 sets of
@@ -292,6 +292,7 @@ def load(
 ) -> dict[str, Any]:
     # here, not at the top: influx_series.py --reuse imports this module with another
     # checkout's collector on PYTHONPATH (one from before the attention list, say)
+    from collector.history import worst_link_points
     from collector.summaries import attention_points
 
     policy = demo_policy()
@@ -318,6 +319,7 @@ def load(
                 # the sites needing attention, as the sweeper lists them with the fleet
                 # (no point for a site leaving the list: each minute's set is made alone)
                 points += attention_points(judged, fresh_at, set())[0]
+                points += worst_link_points(judged, policy, fresh_at, fresh_at)
             else:
                 snapshots = {snapshot.site: snapshot for snapshot, _ in judged}
                 for province in sorted(inventory.by_province):

@@ -14,6 +14,9 @@ attention          site, province, kind,      a site off mains, silent or not re
                    operator                   minute: its ``readiness`` fields and
                                               ``listed``; one point without ``listed`` when
                                               it leaves the list (collector/summaries.py)
+link_worst         site, province, kind,      a site whose newest fresh readings lose packets
+                   operator                   on a path, each minute: its worst path's
+                                              loss_pct, path, up, rtt_ms, media, provider
 compliance         province, area             declared, compliant, non_compliant, missing,
                                               never_reported, required, meets, carriers…,
                                               ``failed_<criterion>`` counts
@@ -25,9 +28,12 @@ rehearsal          site, province, kind,      meeting, passed, problems, problem
                    operator
 =================  =========================  ==============================================
 
-``fleet`` and ``attention`` (every minute) and ``compliance`` (every 5 minutes) are
-written on a timer, so a site that has gone silent is still counted, as ``unknown``: a
-query over the per-site points would lose it the moment its points stop. A ``meeting``
+``fleet``, ``attention`` and ``link_worst`` (every minute) and ``compliance`` (every 5
+minutes) are written on a timer, so a site that has gone silent is still counted, as
+``unknown``: a query over the per-site points would lose it the moment its points stop.
+``link_worst`` is the NOC's "worst paths" table at national scale: ``TOP`` over the
+last 15 min of ~300 000 ``link`` series costs InfluxDB 1.6 seconds, over the few sites
+losing packets a fraction of it (docs/capacity.md). A ``meeting``
 point is stamped with the meeting's *start*: "the next meetings" is a time range.
 
 Numeric codes let a state timeline colour a verdict and ``max()`` pick the worst
@@ -42,7 +48,7 @@ from typing import get_args
 
 from collector.line_protocol import FieldValue, Point
 from collector.points import site_tags, time_ns
-from contract.wire import Media, StationState, Status, Verdict
+from contract.wire import LinkReading, Media, StationState, Status, Verdict
 from rules import Policy, SiteSnapshot, freshness
 from rules.compliance import ComplianceReport, StationStatus
 from rules.rehearsal import Rehearsal
@@ -62,6 +68,7 @@ __all__ = [
     "meeting_point",
     "one_line",
     "rehearsal_point",
+    "worst_link_points",
 ]
 
 FLEET_EVERY_S = 60
@@ -190,6 +197,43 @@ def fleet_points(
         province, kind, operator = group
         tags = {"province": province, "kind": kind, "operator": operator}
         points.append(Point.make("fleet", tags, fields, at_ns))
+    return points
+
+
+def worst_link_points(
+    sites: Iterable[tuple[SiteSnapshot, Status]], policy: Policy, at: datetime, stamp: datetime
+) -> list[Point]:
+    """A ``link_worst`` point per site losing packets now, stamped ``stamp``: of its paths'
+    newest readings, the one with the most loss (``loss_pct`` > 0), with the site's
+    ``readiness`` tags. A silent site is left out (its paths are unknown; ``attention``
+    lists it), as is a site with no loss or no loss figure. Sampled each minute: a
+    site reporting faster shows its newest reading at each minute."""
+    points: list[Point] = []
+    at_ns = time_ns(stamp)
+    for snapshot, _ in sites:
+        worst: LinkReading | None = None
+        for link, _taken in snapshot.links.values():
+            loss = link.loss_pct
+            if loss is not None and loss > 0 and (worst is None or loss > (worst.loss_pct or 0)):
+                worst = link
+        if worst is None or not freshness.check(snapshot, policy.freshness, at).fresh:
+            continue
+        kind, operator = site_tags(snapshot)
+        tags = {
+            "site": snapshot.site,
+            "province": snapshot.province,
+            "kind": kind,
+            "operator": operator,
+        }
+        fields: dict[str, FieldValue | None] = {
+            "loss_pct": float(worst.loss_pct or 0),
+            "path": worst.path,
+            "up": worst.up,
+            "rtt_ms": None if worst.rtt_ms is None else float(worst.rtt_ms),
+            "media": worst.media,
+            "provider": worst.provider,
+        }
+        points.append(Point.make("link_worst", tags, fields, at_ns))
     return points
 
 

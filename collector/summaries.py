@@ -32,6 +32,7 @@ from collector.history import (
     FLEET_EVERY_S,
     compliance_points,
     fleet_points,
+    worst_link_points,
 )
 from collector.inventory import Inventory
 from collector.line_protocol import Point
@@ -126,6 +127,7 @@ class Summaries:
         judged = list(sites())
         if fleet_slot is not None:
             points += fleet_points(judged, self.policy, now, stamp=fleet_slot)
+            points += worst_link_points(judged, self.policy, now, fleet_slot)
             attention, listed = attention_points(judged, fleet_slot, self.listed)
             # Saved with those that just left: their points without ``listed`` are only
             # queued yet, so a restart (even a crash) gives them one more, the same again.

@@ -23,14 +23,16 @@ from collector.history import (
     fleet_points,
     meeting_point,
     rehearsal_point,
+    worst_link_points,
 )
 from collector.inventory import load_inventory
 from collector.line_protocol import Point, encode_many
+from collector.points import time_ns
 from collector.readiness import Verdicts, verdict_points
 from collector.service import Collector
 from collector.state import SiteStates
 from collector.summaries import SummaryClock, attention_points
-from contract.wire import Event, Meta, PathDecl, PowerReading, Reason, Report, Status
+from contract.wire import Event, LinkReading, Meta, PathDecl, PowerReading, Reason, Report, Status
 from rules import SiteSnapshot, load_policy
 from rules.compliance import build_report
 from rules.rehearsal import Rehearsal
@@ -246,6 +248,65 @@ def test_a_site_leaving_attention_gets_one_point_without_listed_then_none() -> N
     assert fields_of(cleared)["state_code"] == STATE_CODES["up_commercial"]
     assert "dark_in_s" not in fields_of(cleared)  # the time-to-dark table drops the row too
     assert attention_points([(snapshot, back)], later + timedelta(minutes=1), listed) == ([], set())
+
+
+# --- the worst path of each site losing packets ---------------------------------------------
+
+
+def _with_links(site: str, *links: LinkReading, at: datetime = NOW) -> SiteSnapshot:
+    return (
+        SiteSnapshot(site=site, province="hp")
+        .with_meta(meta(site))
+        .with_report(report(site, at=at).model_copy(update={"links": links}))
+    )
+
+
+@pytest.mark.parametrize(
+    ("links", "worst"),
+    [
+        ((link("fo-vnpt"), link("mw-viettel", "microwave")), None),  # no loss: not listed
+        ((link("fo-vnpt", loss_pct=None), link("mw-viettel", "microwave")), None),  # no figure
+        ((link("fo-vnpt", loss_pct=2.5), link("mw-viettel", "microwave")), "fo-vnpt"),
+        (  # the most loss wins; a path down (all probes lost) is 100 %
+            (
+                link("fo-vnpt", loss_pct=20.0),
+                link("mw-viettel", "microwave", up=False, loss_pct=100.0, rtt_ms=None),
+            ),
+            "mw-viettel",
+        ),
+        ((link("fo-vnpt", loss_pct=7.0), link("mw-viettel", "microwave", loss_pct=7.0)), "fo-vnpt"),
+    ],
+)
+def test_worst_link_lists_each_site_losing_packets_with_its_worst_path(
+    links: tuple[LinkReading, ...], worst: str | None
+) -> None:
+    snapshot = _with_links("a", *links)
+    stamp = NOW.replace(second=0)
+    points = worst_link_points(
+        [(snapshot, status("a", "ready", "up_commercial"))], POLICY, NOW, stamp
+    )
+    if worst is None:
+        assert points == []
+        return
+    (point,) = points
+    chosen = next(k for k in links if k.path == worst)
+    (readiness,) = verdict_points(
+        snapshot, status("a", "ready", "up_commercial"), NOW, findings=False
+    )
+    assert point.measurement == "link_worst" and point.tags == readiness.tags
+    assert point.time_ns == time_ns(stamp)
+    expected = {"loss_pct": chosen.loss_pct, "path": worst, "media": chosen.media}
+    expected |= {"up": chosen.up} if chosen.up is not None else {}
+    expected |= {"rtt_ms": chosen.rtt_ms} if chosen.rtt_ms is not None else {}
+    assert fields_of(point) == expected
+
+
+def test_worst_link_leaves_out_a_silent_site() -> None:
+    # its paths are unknown now; attention lists it as silent
+    lossy = (link("fo-vnpt", loss_pct=50.0),)
+    silent = _with_links("s", *lossy, at=NOW - timedelta(hours=2))
+    judged = [(silent, status("s", "unknown", "unknown"))]
+    assert worst_link_points(judged, POLICY, NOW, NOW) == []
 
 
 # --- compliance ----------------------------------------------------------------------------

@@ -331,11 +331,13 @@ def build() -> Built:
         table_of(
             f"Đường truyền kém nhất — {WORST_SHOWN} trạm mất gói nhiều nhất",
             f"{WORST_SHOWN} trạm đã chọn có đường truyền mất gói nhiều nhất trong 15 phút cuối "
-            "(đường mất hẳn: 100 %): đường đó, hoạt động hay không và độ trễ của lần đo đó. "
-            "Mọi đường của một trạm: trang của trạm trên bảng điều khiển.",
+            "(đường mất hẳn: 100 %; collector ghi mỗi phút các trạm đang mất gói): đường đó, "
+            "hoạt động hay không và độ trễ của lần đo đó. Mọi đường của một trạm: trang của "
+            "trạm trên bảng điều khiển.",
             f"The {WORST_SHOWN} chosen sites whose worst path lost the most in the last 15 min "
-            "(a path down: 100 %): that path, up or not and RTT of that measurement. Every "
-            "path of one site: its page on the board.",
+            "(a path down: 100 %; the collector lists the sites losing packets each minute): "
+            "that path, up or not and RTT of that measurement. Every path of one site: its "
+            "page on the board.",
             {
                 "site": "Trạm",
                 "path": "Đường",
@@ -353,11 +355,12 @@ def build() -> Built:
         h=9,
         queries=[
             InfluxQL(
-                # TOP per site over the raw points, not last() per path: one iterator per
-                # path at ~300 000 paths costs InfluxDB 1.6 14-18 s, TOP per (site, path)
-                # 8.7 s, per site 7.4 s (benchmarks/influx_series.py, docs/capacity.md)
+                # The collector's per-minute list of sites losing packets, each with its
+                # worst path (collector/history.py link_worst), not the raw link points:
+                # TOP over ~300 000 link series costs InfluxDB 1.6 4-7 s at "All", last()
+                # per path 14-18 s (benchmarks/influx_series.py, docs/capacity.md)
                 f'SELECT TOP("loss_pct", "site", {WORST_SHOWN}) AS "loss_pct", "path", "up", '
-                f'"rtt_ms", "media", "provider" FROM "link" WHERE {latest(*SITE_FILTERS)}',
+                f'"rtt_ms", "media", "provider" FROM "link_worst" WHERE {latest(*SITE_FILTERS)}',
                 Expect(("loss_pct", "site", "path", "up", "media")),
                 result_format="table",
             )
