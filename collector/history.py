@@ -47,7 +47,7 @@ from datetime import datetime
 from typing import get_args
 
 from collector.line_protocol import FieldValue, Point
-from collector.points import site_tags, time_ns
+from collector.points import site_point_tags, site_tags, time_ns
 from contract.wire import LinkReading, Media, StationState, Status, Verdict
 from rules import Policy, SiteSnapshot, freshness
 from rules.compliance import ComplianceReport, StationStatus
@@ -218,13 +218,7 @@ def worst_link_points(
                 worst = link
         if worst is None or not freshness.check(snapshot, policy.freshness, at).fresh:
             continue
-        kind, operator = site_tags(snapshot)
-        tags = {
-            "site": snapshot.site,
-            "province": snapshot.province,
-            "kind": kind,
-            "operator": operator,
-        }
+        tags = site_point_tags(snapshot)
         fields: dict[str, FieldValue | None] = {
             "loss_pct": float(worst.loss_pct or 0),
             "path": worst.path,

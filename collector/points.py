@@ -73,6 +73,7 @@ __all__ = [
     "event_points",
     "report_lines",
     "report_points",
+    "site_point_tags",
     "site_tags",
     "state_points",
     "time_ns",
@@ -97,6 +98,18 @@ def site_tags(snapshot: SiteSnapshot | None) -> tuple[str, str | None]:
         return "unknown", None
     meta = snapshot.meta
     return snapshot.site_kind or "unknown", meta.operator if meta is not None else None
+
+
+def site_point_tags(snapshot: SiteSnapshot) -> dict[str, str | None]:
+    """The tags of a point about a site as the collector judges it (``readiness``,
+    ``attention``, ``link_worst``): its site and province, and ``site_tags``."""
+    kind, operator = site_tags(snapshot)
+    return {
+        "site": snapshot.site,
+        "province": snapshot.province,
+        "kind": kind,
+        "operator": operator,
+    }
 
 
 def _kind_of(annotation: Any) -> FieldKind:

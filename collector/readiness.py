@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from collector.history import STATE_CODES, VERDICT_CODES, one_line
 from collector.line_protocol import Point
-from collector.points import site_tags, time_ns
+from collector.points import site_point_tags, time_ns
 from collector.state import SiteStates
 from contract.wire import Reason, Status
 from rules import Policy, SiteSnapshot, effective, evaluate, texts, to_status
@@ -282,13 +282,7 @@ def verdict_points(
     """
     at_ns = time_ns(at)
     meta = snapshot.meta
-    kind, operator = site_tags(snapshot)
-    tags = {
-        "site": snapshot.site,
-        "province": snapshot.province,
-        "kind": kind,
-        "operator": operator,
-    }
+    tags = site_point_tags(snapshot)
     fields: dict[str, bool | int | float | str | None] = {
         "verdict": status.verdict,
         "verdict_code": VERDICT_CODES[status.verdict],
