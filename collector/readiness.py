@@ -20,8 +20,9 @@ from collector.line_protocol import Point
 from collector.points import site_point_tags, time_ns
 from collector.state import SiteStates
 from contract.wire import Reason, Status
-from rules import Policy, SiteSnapshot, effective, evaluate, texts, to_status
+from rules import Policy, SiteSnapshot, Thresholds, effective, evaluate, freshness, texts, to_status
 from rules.hysteresis import Held, debounce
+from rules.policy import FreshnessPolicy
 
 RiskLevelOf = Callable[[str], int]
 
@@ -79,8 +80,14 @@ class Verdicts:
         self._statuses: dict[str, Status] = {}
         self._held: dict[str, Held] = {}
         self._json: dict[str, bytes] = {}
-        self._due: list[tuple[datetime, str]] = []
-        self._silence_check: dict[str, datetime] = {}  # each site's one pending look
+        self._holds: list[tuple[datetime, str]] = []  # when a held change's hold ends
+        # When each site's silence next changes its verdict (its newest report's stale,
+        # then offline, time), and a heap of looks that may be out of date: a report
+        # moves the site's look later without a push (the old entry, when it comes,
+        # pushes the new time), a look brought forward is pushed.
+        self._silence_check: dict[str, datetime] = {}
+        self._silence: list[tuple[datetime, str]] = []
+        self._not_before: datetime | None = None  # a restart's grace (restore)
         self._judged_at: dict[str, datetime] = {}  # each site's last evaluation time
         self._changed: set[str] = set()  # judged since collector/state_store.py last saved
         self._lock = threading.Lock()  # the dicts above, shared by every site
@@ -110,15 +117,9 @@ class Verdicts:
             now = last  # a caller that read the clock before another: judged no earlier
         risk = self.risk_level(snapshot.province)
         evaluation = evaluate(snapshot, self.policy, now, risk_level=risk)
-        hold_s = effective(
-            self.policy,
-            snapshot.site_kind or "station",
-            snapshot.site_class,
-            risk,
-            hardened=snapshot.hardened,
-        ).hold_s
+        thresholds = self._thresholds(snapshot, risk)
         with self._lock:
-            held, due_in = debounce(self._held.get(site), evaluation, hold_s, now)
+            held, due_in = debounce(self._held.get(site), evaluation, thresholds.hold_s, now)
             self._held[site] = held
             self._changed.add(site)
             status = to_status(held.shown, snapshot)
@@ -129,46 +130,68 @@ class Verdicts:
             self._statuses[site] = status
             self._judged_at[site] = now
             self._json[site] = status.model_dump_json(exclude_none=True).encode()
-            self._schedule(snapshot, now)
+            self._schedule(snapshot, thresholds.freshness, now)
             if due_in is not None:
-                heapq.heappush(self._due, (now + timedelta(seconds=due_in + 0.05), site))
+                heapq.heappush(self._holds, (now + timedelta(seconds=due_in + 0.05), site))
         pending = held.pending.verdict if held.pending is not None else None
         points = verdict_points(snapshot, status, now, findings=changed, pending=pending)
         return status, changed, points
 
     def due(self, now: datetime) -> list[str]:
-        """Sites whose silence may have changed their verdict by ``now``."""
+        """Sites whose silence may have changed their verdict by ``now``, and sites whose
+        held change has waited out its hold."""
         sites: set[str] = set()
         with self._lock:
-            while self._due and self._due[0][0] <= now:
-                at, site = heapq.heappop(self._due)
-                if self._silence_check.get(site) == at:
+            while self._holds and self._holds[0][0] <= now:
+                sites.add(heapq.heappop(self._holds)[1])
+            while self._silence and self._silence[0][0] <= now:
+                _, site = heapq.heappop(self._silence)
+                look = self._silence_check.get(site)
+                if look is None:
+                    continue  # forgotten, or already looked at
+                if look <= now:
                     del self._silence_check[site]
-                sites.add(site)
+                    sites.add(site)
+                else:  # the site reported since: its look moved later
+                    heapq.heappush(self._silence, (look, site))
         return sorted(sites)
 
-    def _schedule(self, snapshot: SiteSnapshot, now: datetime) -> None:
-        """Look again when the site would turn stale, or else offline; once offline, every
-        ``offline_after_s`` (a dark site stays in the history the dashboards read).
+    def _thresholds(self, snapshot: SiteSnapshot, risk: int) -> Thresholds:
+        return effective(
+            self.policy,
+            snapshot.site_kind or "station",
+            snapshot.site_class,
+            risk,
+            hardened=snapshot.hardened,
+        )
 
-        One entry per site, not one per report: a site that keeps reporting is looked
-        at once per silence window (and finds itself fresh), so the heap stays the
-        size of the fleet on the ingest path.
+    def _schedule(self, snapshot: SiteSnapshot, fresh: FreshnessPolicy, now: datetime) -> None:
+        """Look at the site again when its silence would change its verdict: when its
+        newest report turns stale, then offline (by the window the rules judge it by:
+        its kind's, class's and risk level's); once offline, every ``offline_after_s``
+        (a dark site stays in the history the dashboards read).
+
+        Every judgement moves the look: a site that keeps reporting is never judged for
+        its silence (its reports judge it), and a raised risk level that shortens the
+        window brings the look forward. One heap entry per site on the ingest path: a
+        look moved later is pushed when its old entry comes up (``due``).
         """
-        if snapshot.site in self._silence_check:
-            return
-        at = self._silence_due(snapshot, now)
-        self._silence_check[snapshot.site] = at
-        heapq.heappush(self._due, (at, snapshot.site))
+        site = snapshot.site
+        at = self._silence_due(snapshot, fresh, now)
+        if self._not_before is not None and at < self._not_before:
+            at = self._not_before
+        looking = self._silence_check.get(site)
+        self._silence_check[site] = at
+        if looking is None or at < looking:
+            heapq.heappush(self._silence, (at, site))
 
-    def _silence_due(self, snapshot: SiteSnapshot, now: datetime) -> datetime:
+    @staticmethod
+    def _silence_due(snapshot: SiteSnapshot, fresh: FreshnessPolicy, now: datetime) -> datetime:
         """When the site must be looked at again for its silence (stale, then offline)."""
-        fresh = self.policy.freshness
-        interval = snapshot.interval_s or fresh.default_interval_s
         last = snapshot.last_report_at or now
         later = [
             at
-            for after_s in (interval * fresh.stale_intervals, fresh.offline_after_s)
+            for after_s in freshness.silence_changes_after(snapshot, fresh)
             if (at := last + timedelta(seconds=after_s + 0.5)) > now
         ]
         # Once offline, again every offline_after_s: a dark site stays in the history.
@@ -257,11 +280,16 @@ class Verdicts:
             # The first moment after the last judgement at which silence changes things:
             # if it passed while the collector was down, look as soon as allowed.
             since = None if status is None else status.evaluated_at
-            natural = None if since is None else self._silence_due(snapshot, since)
+            fresh = self._thresholds(snapshot, self.risk_level(snapshot.province)).freshness
+            natural = None if since is None else self._silence_due(snapshot, fresh, since)
             waiting = held is not None and held.pending is not None
             look = not_before if natural is None or waiting else max(natural, not_before)
             self._silence_check[site] = look
-            heapq.heappush(self._due, (look, site))
+            heapq.heappush(self._silence, (look, site))
+            # Until then no judgement looks earlier: what the site sent meanwhile is
+            # still queued at the broker.
+            if self._not_before is None or not_before > self._not_before:
+                self._not_before = not_before
 
 
 def verdict_points(

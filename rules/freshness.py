@@ -38,6 +38,15 @@ def stale_after_s(snapshot: SiteSnapshot, policy: FreshnessPolicy) -> float:
     return policy.stale_intervals * interval_s(snapshot, policy)
 
 
+def silence_changes_after(snapshot: SiteSnapshot, policy: FreshnessPolicy) -> tuple[float, float]:
+    """The ages of the site's newest report past which its silence changes its verdict:
+    stale, then offline (s). Offline never comes before stale: a long reporting interval
+    must not make a silent-but-on-schedule site "offline". :func:`check` judges by them;
+    the collector looks at a silent site when they pass (collector/readiness.py)."""
+    stale_after = stale_after_s(snapshot, policy)
+    return stale_after, max(stale_after, policy.offline_after_s)
+
+
 def _seconds(later: datetime, earlier: datetime | None) -> float | None:
     return None if earlier is None else (later - earlier).total_seconds()
 
@@ -57,9 +66,7 @@ def check(
     """``tightened_at_level``: the risk level, when it shortened the stale window."""
     site = snapshot.site
     age = _seconds(now, snapshot.last_report_at)
-    stale_after = stale_after_s(snapshot, policy)
-    # a long reporting interval must not make a silent-but-on-schedule site "offline"
-    offline_after = max(stale_after, policy.offline_after_s)
+    stale_after, offline_after = silence_changes_after(snapshot, policy)
     numbers: dict[str, float | None] = {
         "age_s": _age(now, snapshot.last_report_at),
         "interval_s": interval_s(snapshot, policy),

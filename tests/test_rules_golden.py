@@ -15,7 +15,11 @@ What is compared: each judgement's status JSON, its verdict points in line proto
 what the hysteresis holds; each pure evaluation's findings (codes, numbers, labels,
 both texts) and status JSON. Recorded from main before the rules were made cheaper
 (tests/fixtures/rules-golden.json: a short hash per site and round; the first (round,
-site) that differs is printed in full on failure).
+site) that differs is printed in full on failure). Recorded again when the silence sweep
+stopped judging sites that had reported since (2026-12-06): 742 of its 1 065 judgements
+went; every report, meta, state and risk judgement kept its verdict, station state and
+reason codes, and 14 of the 9 256 differ only in the numbers of the status shown while a
+change waits out its hold (the shown judgement is the report's, not a later sweep's).
 
 Only when a verdict, a text or the status itself changes on purpose, record again:
 

@@ -98,3 +98,98 @@ def test_a_site_is_never_judged_back_in_time() -> None:
     # A judgement that read the clock earlier and arrives late is made at the later time.
     earlier = verdicts.evaluate(SITE, NOW + timedelta(seconds=1))
     assert earlier is not None and earlier[0].verdict == "unknown" and not earlier[1]
+
+
+# --- silence checks: when the collector looks at a site that stopped reporting ---------
+
+
+def _at(seconds: float) -> Any:
+    return NOW + timedelta(seconds=seconds)
+
+
+def _silent_site(
+    risk_steps: list[dict[str, object]], level: list[int]
+) -> tuple[SiteStates, Verdicts]:
+    """A station reporting every 30 s (stale after 3 intervals, offline after 300 s by
+    the default policy), judged at the province's risk level ``level[0]``."""
+    states = SiteStates()
+    policy = Policy.model_validate({"risk": risk_steps})
+    verdicts = Verdicts(states, policy, risk_level=lambda _province: level[0])
+    states.apply_meta(meta("station", "ordinary", interval_s=30.0))
+    return states, verdicts
+
+
+def _first_due(verdicts: Verdicts, start: float, end: float) -> float | None:
+    """The first half second in [start, end] at which the site is due."""
+    t = start
+    while t <= end:
+        if verdicts.due(_at(t)):
+            return t
+        t += 0.5
+    return None
+
+
+@pytest.mark.parametrize(
+    ("case", "steps", "level", "stale_at"),
+    [
+        ("default window: 3 x 30 s", [], 0, 90.0),
+        ("risk step tightens to 2 intervals", [{"min_level": 3, "stale_intervals": 2}], 3, 60.0),
+        ("risk step above the level", [{"min_level": 4, "stale_intervals": 2}], 3, 90.0),
+        # 15 x 30 s = 450 s: later than offline_after_s (300), so stale and offline at once
+        ("risk step widens past offline", [{"min_level": 2, "stale_intervals": 15}], 2, 450.0),
+    ],
+)
+def test_a_silent_site_is_looked_at_when_its_own_window_ends(
+    case: str, steps: list[dict[str, object]], level: int, stale_at: float
+) -> None:
+    """The silence check follows the window the rules judge by (the site's kind, class and
+    risk level), not the policy's base window: a site at a tightened risk level must turn
+    unknown when the rules say, not one interval later."""
+    states, verdicts = _silent_site(steps, [level])
+    states.apply_report(report(0, two_paths()))
+    first = verdicts.evaluate(SITE, NOW)
+    assert first is not None and first[0].verdict == "ready", case
+    due = _first_due(verdicts, 0.5, 1_000)
+    assert due is not None and stale_at < due <= stale_at + 1.0, (case, due)
+    judged = verdicts.evaluate(SITE, _at(due))
+    assert judged is not None and judged[0].verdict == "unknown", case
+    before = verdicts.evaluate(SITE, _at(due))  # same time: still unknown, nothing earlier
+    assert before is not None and before[0].verdict == "unknown"
+
+
+def test_a_raised_risk_level_brings_the_silence_check_forward() -> None:
+    level = [0]
+    states, verdicts = _silent_site([{"min_level": 3, "stale_intervals": 2}], level)
+    states.apply_report(report(0, two_paths()))
+    verdicts.evaluate(SITE, NOW)  # looked at again after 90 s at level 0
+    level[0] = 3
+    verdicts.evaluate(SITE, _at(10))  # what set_risk does: the province judged again
+    assert _first_due(verdicts, 10.5, 1_000) == 60.5
+    judged = verdicts.evaluate(SITE, _at(60.5))
+    assert judged is not None and judged[0].verdict == "unknown"
+
+
+def test_a_site_that_keeps_reporting_is_never_looked_at_for_silence() -> None:
+    """Each report moves the check: no judgement of a site that is not silent (at the
+    national fleet's 60 s the sweeper judged every site once in three reports, for
+    nothing), and the check comes when the last report's window ends."""
+    states, verdicts = _silent_site([], [0])
+    for t in range(0, 301, 30):
+        states.apply_report(report(t, two_paths()))
+        verdicts.evaluate(SITE, _at(t))
+        assert _first_due(verdicts, t + 0.5, t + 29.5) is None, t
+    assert _first_due(verdicts, 300.5, 1_000) == 390.5  # 300 + 3 x 30 s, + 0.5
+    stale = verdicts.evaluate(SITE, _at(390.5))
+    assert stale is not None and stale[0].verdict == "unknown"
+    # Then offline at 300 s of silence, then every 300 s while dark.
+    assert _first_due(verdicts, 391, 2_000) == 600.5
+    verdicts.evaluate(SITE, _at(600.5))
+    assert _first_due(verdicts, 601, 2_000) == 900.5
+
+
+def test_a_forgotten_site_is_not_looked_at_again() -> None:
+    states, verdicts = _silent_site([], [0])
+    states.apply_report(report(0, two_paths()))
+    verdicts.evaluate(SITE, NOW)
+    verdicts.forget(SITE)
+    assert _first_due(verdicts, 0.5, 1_000) is None
