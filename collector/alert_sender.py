@@ -49,7 +49,8 @@ from collector.alerts import Alert, MeetingInfo, SiteLinks, meeting_alerts, site
 from collector.config import AlertsConfig
 from collector.inventory import Inventory
 from collector.meetings import Meeting, MeetingStore
-from collector.readiness import RiskLevelOf, Verdicts
+from collector.readiness import Verdicts
+from collector.risk import RiskLevelOf
 from collector.state import SiteStates
 from collector.supervision import Loop, Supervisor
 from contract.wire import Status, utc_now

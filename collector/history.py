@@ -48,8 +48,9 @@ from typing import get_args
 
 from collector.line_protocol import FieldValue, Point
 from collector.points import site_point_tags, site_tags, time_ns
+from collector.risk import RiskLevelOf, no_risk
 from contract.wire import LinkReading, Media, StationState, Status, Verdict
-from rules import Policy, SiteSnapshot, freshness
+from rules import Policy, SiteSnapshot, site_freshness
 from rules.compliance import ComplianceReport, StationStatus
 from rules.rehearsal import Rehearsal
 
@@ -157,9 +158,11 @@ def fleet_points(
     at: datetime,
     *,
     stamp: datetime | None = None,
+    risk_level: RiskLevelOf = no_risk,
 ) -> list[Point]:
     """One ``fleet`` point per (province, kind, operator): how many sites in each state at
-    ``at``, stamped ``stamp`` (default ``at``).
+    ``at``, stamped ``stamp`` (default ``at``). A site is silent by the window its verdict
+    is judged by (at its province's ``risk_level``).
 
     A path counts as declared when the site declares or reports it, and as up when its
     newest reading says so and the site is not silent (a silent site's paths are unknown).
@@ -178,7 +181,7 @@ def fleet_points(
         media: dict[str, Media] = {p.path: p.media for p in meta.paths} if meta else {}
         for path, (link, _) in snapshot.links.items():
             media.setdefault(path, link.media)
-        fresh = freshness.check(snapshot, policy.freshness, at).fresh
+        fresh = site_freshness(snapshot, policy, at, risk_level=risk_level(snapshot.province)).fresh
         for path, medium in media.items():
             counts[f"paths_{medium}"] += 1
             held = snapshot.links.get(path)
@@ -201,7 +204,12 @@ def fleet_points(
 
 
 def worst_link_points(
-    sites: Iterable[tuple[SiteSnapshot, Status]], policy: Policy, at: datetime, stamp: datetime
+    sites: Iterable[tuple[SiteSnapshot, Status]],
+    policy: Policy,
+    at: datetime,
+    stamp: datetime,
+    *,
+    risk_level: RiskLevelOf = no_risk,
 ) -> list[Point]:
     """A ``link_worst`` point per site losing packets now, stamped ``stamp``: of its paths'
     newest readings, the one with the most loss (``loss_pct`` > 0), with the site's
@@ -216,7 +224,12 @@ def worst_link_points(
             loss = link.loss_pct
             if loss is not None and loss > 0 and (worst is None or loss > (worst.loss_pct or 0)):
                 worst = link
-        if worst is None or not freshness.check(snapshot, policy.freshness, at).fresh:
+        if (
+            worst is None
+            or not site_freshness(
+                snapshot, policy, at, risk_level=risk_level(snapshot.province)
+            ).fresh
+        ):
             continue
         tags = site_point_tags(snapshot)
         fields: dict[str, FieldValue | None] = {

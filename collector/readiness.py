@@ -18,21 +18,16 @@ from datetime import datetime, timedelta
 from collector.history import STATE_CODES, VERDICT_CODES, one_line
 from collector.line_protocol import Point
 from collector.points import site_point_tags, time_ns
+from collector.risk import RiskLevelOf, no_risk
 from collector.state import SiteStates
 from contract.wire import Reason, Status
-from rules import Policy, SiteSnapshot, Thresholds, effective, evaluate, freshness, texts, to_status
+from rules import Policy, SiteSnapshot, evaluate, freshness, site_thresholds, texts, to_status
 from rules.hysteresis import Held, debounce
 from rules.policy import FreshnessPolicy
-
-RiskLevelOf = Callable[[str], int]
 
 # A site's evaluations are ordered by one of these locks (sites share them: one lock per
 # site would grow with the fleet, and three threads rarely meet on the same stripe).
 _STRIPES = 64
-
-
-def _no_risk(_province: str) -> int:
-    return 0
 
 
 # A site that reports but that the expected fleet does not list: said, not judged.
@@ -70,7 +65,7 @@ class Verdicts:
         states: SiteStates,
         policy: Policy,
         *,
-        risk_level: RiskLevelOf = _no_risk,
+        risk_level: RiskLevelOf = no_risk,
         listed: Callable[[str], bool] | None = None,
     ) -> None:
         self.states = states
@@ -117,7 +112,7 @@ class Verdicts:
             now = last  # a caller that read the clock before another: judged no earlier
         risk = self.risk_level(snapshot.province)
         evaluation = evaluate(snapshot, self.policy, now, risk_level=risk)
-        thresholds = self._thresholds(snapshot, risk)
+        thresholds = site_thresholds(snapshot, self.policy, risk)
         with self._lock:
             held, due_in = debounce(self._held.get(site), evaluation, thresholds.hold_s, now)
             self._held[site] = held
@@ -155,15 +150,6 @@ class Verdicts:
                 else:  # the site reported since: its look moved later
                     heapq.heappush(self._silence, (look, site))
         return sorted(sites)
-
-    def _thresholds(self, snapshot: SiteSnapshot, risk: int) -> Thresholds:
-        return effective(
-            self.policy,
-            snapshot.site_kind or "station",
-            snapshot.site_class,
-            risk,
-            hardened=snapshot.hardened,
-        )
 
     def _schedule(self, snapshot: SiteSnapshot, fresh: FreshnessPolicy, now: datetime) -> None:
         """Look at the site again when its silence would change its verdict: when its
@@ -280,7 +266,9 @@ class Verdicts:
             # The first moment after the last judgement at which silence changes things:
             # if it passed while the collector was down, look as soon as allowed.
             since = None if status is None else status.evaluated_at
-            fresh = self._thresholds(snapshot, self.risk_level(snapshot.province)).freshness
+            fresh = site_thresholds(
+                snapshot, self.policy, self.risk_level(snapshot.province)
+            ).freshness
             natural = None if since is None else self._silence_due(snapshot, fresh, since)
             waiting = held is not None and held.pending is not None
             look = not_before if natural is None or waiting else max(natural, not_before)

@@ -7,6 +7,7 @@ verdict says which level it was judged under.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -14,6 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contract.wire import HumanName, Slug, UtcTime
 from plumbing.durable import DurableStore
+
+# A province's current level (0: none declared), as the judging code asks for it.
+RiskLevelOf = Callable[[str], int]
+
+
+def no_risk(_province: str) -> int:
+    return 0
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS risk_level (

@@ -54,9 +54,9 @@ from collector.meetings import (
 from collector.metrics import CollectorMetrics
 from collector.mqtt_client import CollectorClient
 from collector.points import event_points, report_lines, site_tags, state_points
-from collector.readiness import RiskLevelOf, Verdicts
+from collector.readiness import Verdicts
 from collector.replay import Replayer
-from collector.risk import RiskChange, RiskEntry, RiskLevels
+from collector.risk import RiskChange, RiskEntry, RiskLevelOf, RiskLevels
 from collector.spool import Spool
 from collector.state import SiteStates
 from collector.state_store import open_and_restore
@@ -139,7 +139,7 @@ class Collector:
         )
         self.meetings = MeetingStore(data / "meetings.sqlite")
         saved_list = data / "attention.json" if config.state.persist else None
-        self.summaries = Summaries(self.policy, self.inventory, saved_list)
+        self.summaries = Summaries(self.policy, self.inventory, saved_list, risk_level=self.risk_of)
         # Before the inventory: its metas apply over what is restored, as over any meta.
         self.saved_state = open_and_restore(
             config.state,

@@ -38,6 +38,7 @@ from collector.inventory import Inventory
 from collector.line_protocol import Point
 from collector.points import time_ns
 from collector.readiness import verdict_points
+from collector.risk import RiskLevelOf, no_risk
 from contract.wire import Status
 from rules import Policy, SiteSnapshot
 from rules.compliance import build_report
@@ -102,9 +103,15 @@ class Summaries:
     is saved again whenever it changes; without, it starts empty."""
 
     def __init__(
-        self, policy: Policy, inventory: Inventory, saved_list: Path | None = None
+        self,
+        policy: Policy,
+        inventory: Inventory,
+        saved_list: Path | None = None,
+        *,
+        risk_level: RiskLevelOf = no_risk,
     ) -> None:
         self.policy = policy
+        self.risk_level = risk_level  # silent by the window the verdicts are judged by
         self.inventory = inventory
         self.fleet = SummaryClock(FLEET_EVERY_S)
         self.compliance = SummaryClock(COMPLIANCE_EVERY_S)
@@ -126,8 +133,9 @@ class Summaries:
             return points
         judged = list(sites())
         if fleet_slot is not None:
-            points += fleet_points(judged, self.policy, now, stamp=fleet_slot)
-            points += worst_link_points(judged, self.policy, now, fleet_slot)
+            risk = self.risk_level
+            points += fleet_points(judged, self.policy, now, stamp=fleet_slot, risk_level=risk)
+            points += worst_link_points(judged, self.policy, now, fleet_slot, risk_level=risk)
             attention, listed = attention_points(judged, fleet_slot, self.listed)
             # Saved with those that just left: their points without ``listed`` are only
             # queued yet, so a restart (even a crash) gives them one more, the same again.

@@ -4,7 +4,7 @@
 clock reads, no globals. ``to_status`` turns an evaluation into the wire ``Status``.
 """
 
-from rules.engine import Evaluation, evaluate, to_status
+from rules.engine import Evaluation, evaluate, site_freshness, site_thresholds, to_status
 from rules.findings import Finding
 from rules.policy import Policy, load_policy
 from rules.policy_errors import PolicyError
@@ -22,5 +22,7 @@ __all__ = [
     "effective",
     "evaluate",
     "load_policy",
+    "site_freshness",
+    "site_thresholds",
     "to_status",
 ]

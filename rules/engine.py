@@ -29,7 +29,7 @@ from rules.findings import Finding, RuleName, verdict_of
 from rules.paths import PathAssessment, assess_paths
 from rules.policy import Policy
 from rules.snapshot import SiteSnapshot
-from rules.thresholds import effective
+from rules.thresholds import Thresholds, effective
 
 Rule = Callable[[RuleContext], tuple[Finding, ...]]
 RULES: Mapping[RuleName, Rule] = MappingProxyType(
@@ -71,6 +71,32 @@ def _suppress(
     return findings
 
 
+def site_thresholds(snapshot: SiteSnapshot, policy: Policy, risk_level: int = 0) -> Thresholds:
+    """The thresholds the site is judged by: its kind's and class's, at this risk level."""
+    kind: SiteKind = snapshot.site_kind or "station"
+    return effective(policy, kind, snapshot.site_class, risk_level, hardened=snapshot.hardened)
+
+
+def site_freshness(
+    snapshot: SiteSnapshot, policy: Policy, now: datetime, *, risk_level: int = 0
+) -> freshness.FreshnessResult:
+    """Whether the site is fresh, stale or offline at ``now``, by the window :func:`evaluate`
+    judges it by (a risk step may shorten it): what a summary or list that leaves silent
+    sites out must ask, so it never counts as live a site whose verdict says silent."""
+    return _freshness(snapshot, site_thresholds(snapshot, policy, risk_level), now)
+
+
+def _freshness(
+    snapshot: SiteSnapshot, thresholds: Thresholds, now: datetime
+) -> freshness.FreshnessResult:
+    return freshness.check(
+        snapshot,
+        thresholds.freshness,
+        now,
+        tightened_at_level=thresholds.tightened_at("stale_intervals"),
+    )
+
+
 def evaluate(
     snapshot: SiteSnapshot,
     policy: Policy,
@@ -93,16 +119,8 @@ def evaluate(
         raise ValueError(f"meeting_duration_s must be > 0, got {meeting_duration_s}")
     if meeting_starts_at is not None and meeting_starts_at.tzinfo is None:
         raise ValueError("meeting_starts_at must be timezone-aware")
-    kind: SiteKind = snapshot.site_kind or "station"
-    thresholds = effective(
-        policy, kind, snapshot.site_class, risk_level, hardened=snapshot.hardened
-    )
-    fresh = freshness.check(
-        snapshot,
-        thresholds.freshness,
-        now,
-        tightened_at_level=thresholds.tightened_at("stale_intervals"),
-    )
+    thresholds = site_thresholds(snapshot, policy, risk_level)
+    fresh = _freshness(snapshot, thresholds, now)
     if not fresh.fresh:
         return Evaluation(
             site=snapshot.site,

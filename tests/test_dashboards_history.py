@@ -33,7 +33,7 @@ from collector.service import Collector
 from collector.state import SiteStates
 from collector.summaries import SummaryClock, attention_points
 from contract.wire import Event, LinkReading, Meta, PathDecl, PowerReading, Reason, Report, Status
-from rules import SiteSnapshot, load_policy
+from rules import Policy, SiteSnapshot, load_policy
 from rules.compliance import build_report
 from rules.rehearsal import Rehearsal
 from tests.support.influx import InfluxServer
@@ -307,6 +307,21 @@ def test_worst_link_leaves_out_a_silent_site() -> None:
     silent = _with_links("s", *lossy, at=NOW - timedelta(hours=2))
     judged = [(silent, status("s", "unknown", "unknown"))]
     assert worst_link_points(judged, POLICY, NOW, NOW) == []
+
+
+@pytest.mark.parametrize(("level", "live"), [(0, True), (3, False)])
+def test_fleet_and_worst_link_count_a_site_silent_by_its_own_window(level: int, live: bool) -> None:
+    """150 s after its last report a 60 s site is fresh by the base window (3 intervals)
+    and stale at a risk level whose step shortens it to 2: the summaries say what the
+    verdict says, never its paths up while it is judged silent."""
+    policy = Policy.model_validate({"risk": [{"min_level": 3, "stale_intervals": 2}]})
+    lossy = (link("fo-vnpt", loss_pct=5.0), link("mw-viettel", "microwave"))
+    snapshot = _with_links("a", *lossy, at=NOW - timedelta(seconds=150))
+    judged = [(snapshot, status("a", "ready" if live else "unknown", "up_commercial"))]
+    (fleet,) = fleet_points(judged, policy, NOW, risk_level=lambda _province: level)
+    assert fields_of(fleet)["paths_fibre_up"] == (1 if live else 0)
+    listed = worst_link_points(judged, policy, NOW, NOW, risk_level=lambda _province: level)
+    assert len(listed) == (1 if live else 0)
 
 
 # --- compliance ----------------------------------------------------------------------------
