@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from collector.heap import BUCKETS_S, GcPauses, settle
+from collector.heap import BUCKETS_S, GcPauses, keep_settled, settle
 from collector.service import SWEEP_SLICE_SITES, in_slices
 
 
@@ -81,6 +81,37 @@ def test_settle_freezes_what_is_alive() -> None:
     finally:
         gc.unfreeze()  # the rest of the test session collects as before
     assert gc.get_freeze_count() == 0
+
+
+def test_kept_settled_what_survives_each_full_collection_is_frozen_and_still_freed() -> None:
+    """A collector's sites' state, made after the start: out of the next full walks once
+    a full collection has seen it alive; freed by reference counting all the same."""
+    callbacks = len(gc.callbacks)
+    keep_settled()
+    keep_settled()  # once is enough: installed once
+    try:
+        assert len(gc.callbacks) == callbacks + 1
+        state = [{"site": f"s{i}", "readings": [float(i)]} for i in range(1_000)]
+        assert id(state) in {id(o) for o in gc.get_objects()}  # young: walked
+        before = gc.get_freeze_count()
+        gc.collect()  # a full collection, as CPython runs one when its thresholds say
+        frozen = gc.get_freeze_count()
+        assert frozen >= before + len(state)
+        assert id(state) not in {id(o) for o in gc.get_objects()}
+        assert all(d["readings"] for d in state)  # alive and usable
+        del state  # replaced, as a site's snapshot by its next report: freed, not kept
+        assert gc.get_freeze_count() <= frozen - 2_000
+        registry = CollectorRegistry()
+        timed = GcPauses(registry)
+        try:
+            text = generate_latest(registry).decode()
+            assert f"kienco_gc_frozen_objects {float(gc.get_freeze_count())}" in text
+        finally:
+            timed.close()
+    finally:
+        keep_settled(False)
+        gc.unfreeze()  # the rest of the test session collects as before
+    assert len(gc.callbacks) == callbacks
 
 
 def test_the_sweeper_judges_due_sites_in_slices_in_order() -> None:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 def run(args: argparse.Namespace) -> int:
     from collector.config import load_collector_config
-    from collector.heap import settle
+    from collector.heap import keep_settled, settle
     from collector.service import Collector
 
     config = load_collector_config(args.config)
@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     # Started: what is alive now (code, config, restored state) leaves the garbage
     # collector's walks, which stop every thread (collector/heap.py).
     frozen = settle()
+    keep_settled()  # and what survives each full collection from now on
     logging.getLogger("kienco.collector").info(
         "collector: %s %s -> %s; API and /metrics on %s; %d objects of the start frozen",
         config.broker.url,
