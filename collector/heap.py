@@ -24,8 +24,10 @@ stopped: 15 % of the shard's CPU and its longest stalls. Frozen after each one, 
 next walks only what was made and kept since. What it costs: a reference cycle among
 frozen objects is never collected. The fleet's state holds none (snapshots, readings
 and statuses are trees, freed by reference counting when a newer one replaces them);
-``kienco_gc_frozen_objects`` on /metrics shows the frozen set, which should follow the
-sites carried, not time.
+the process's resident memory (/metrics) should follow the sites carried, not time. The
+frozen set's size is not on /metrics on purpose: ``gc.get_freeze_count`` walks the whole
+set (3.4 M objects in a national shard), and a gauge of it, read at every scrape, took a
+quarter of the shard's samples (py-spy) before it was removed.
 
 ``GcPauses`` times every collection (``gc.callbacks``) for /metrics:
 ``kienco_gc_pause_seconds`` (a histogram per generation) and
@@ -144,9 +146,3 @@ class GcPauses(Collector):
             longest.add_metric(label, self.max_s[generation])
         yield pauses
         yield longest
-        yield GaugeMetricFamily(
-            "kienco_gc_frozen_objects",
-            "Objects left out of the garbage collector's walks (the start's, and what "
-            "survived each full collection since)",
-            value=gc.get_freeze_count(),
-        )

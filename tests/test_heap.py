@@ -101,13 +101,6 @@ def test_kept_settled_what_survives_each_full_collection_is_frozen_and_still_fre
         assert all(d["readings"] for d in state)  # alive and usable
         del state  # replaced, as a site's snapshot by its next report: freed, not kept
         assert gc.get_freeze_count() <= frozen - 2_000
-        registry = CollectorRegistry()
-        timed = GcPauses(registry)
-        try:
-            text = generate_latest(registry).decode()
-            assert f"kienco_gc_frozen_objects {float(gc.get_freeze_count())}" in text
-        finally:
-            timed.close()
     finally:
         keep_settled(False)
         gc.unfreeze()  # the rest of the test session collects as before
