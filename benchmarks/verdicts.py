@@ -68,7 +68,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.broker_link import BrokerClient
 from collector.config import CollectorConfig
-from collector.heap import settle
+from collector.heap import keep_settled, settle
 from collector.service import Collector
 from kienco.local_services import Influxd, Mosquitto
 
@@ -260,6 +260,7 @@ def measure_api(args: argparse.Namespace, workdir: Path, broker: Mosquitto) -> d
     collector = Collector(config)
     collector.start()
     settle()  # as `kienco collector run` does once started (collector/heap.py)
+    keep_settled()
     try:
         if not collector.wait_connected(10):
             raise RuntimeError("the in-process collector did not connect")
