@@ -21,7 +21,10 @@ an empty name or tag value; a name or tag value ending in a backslash (the
 backslash would escape the delimiter after it); a field key with an odd run of
 backslashes before ``,`` ``=`` or space; newline or CR in any name or tag, or a
 lone surrogate (no UTF-8 form); a measurement starting with ``#`` (the line
-becomes a comment); the key ``time``; NaN and infinities; integers outside int64.
+becomes a comment), or holding a backslash right before ``,`` ``=`` space or ``"``
+(1.6 stores ``a\\,b`` as ``a,b`` however it is escaped: tried on the real influxd,
+tests/test_influx_roundtrip.py found it); the key ``time``; NaN and infinities;
+integers outside int64.
 Names and tags are identities (folding one would merge two series): they are
 refused, never changed. String values are text: they are folded, never refused,
 so free text from a device or an agent can never make a point unwritable.
@@ -91,6 +94,8 @@ _NAME_ESCAPES = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", '"': '\\"'})
 # in a field key an odd run of backslashes before , = or space swallows the
 # escape we add and the delimiter ends the key: such keys cannot be written.
 _odd_backslashes_before_delimiter = re.compile(r"(?<!\\)(?:\\\\)*\\[,= ]").search
+# In a measurement 1.6 drops the backslashes before , = space and " (any run of them).
+_backslash_before_escaped = re.compile(r'\\[,= "]').search
 _STRING_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"'})
 
 
@@ -162,6 +167,10 @@ def _measurement(name: str) -> str:
     if escaped is None:
         if name.startswith("#"):
             raise LineProtocolError("measurement", f"{name!r} starts with '#' (a comment)")
+        if _backslash_before_escaped(name):
+            raise LineProtocolError(
+                "measurement", f"a backslash before , = space or a quote: {name!r}"
+            )
         escaped = _check_name(name, "measurement")
         if len(_measurements) < _CACHE_MAX:
             _measurements[name] = escaped

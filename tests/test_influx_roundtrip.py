@@ -37,6 +37,9 @@ writable_names = st.text(_chars, min_size=1, max_size=12).filter(lambda s: not s
 # In field keys an odd run of backslashes before , = or space cannot be written.
 _unwritable_field_key = re.compile(r"(?<!\\)(?:\\\\)*\\[,= ]").search
 field_keys = writable_names.filter(lambda s: not _unwritable_field_key(s))
+# In a measurement a backslash before , = space or " is dropped by 1.6: refused.
+_unwritable_measurement = re.compile(r'\\[,= "]').search
+measurement_names = writable_names.filter(lambda s: not _unwritable_measurement(s))
 # A string value may hold anything at all: the encoder folds what cannot be stored.
 _UNTRUSTED = ["\n", "\r", "\x1b", "\x07", "\x9b", "\x85", "\u202e", "\u2028", "\ud800", "[", "]"]
 string_values = st.text(
@@ -66,7 +69,7 @@ _measurements = itertools.count()
 
 
 @settings(max_examples=60, deadline=None, database=None)
-@given(examples, writable_names)
+@given(examples, measurement_names)
 def test_names_tags_and_strings_round_trip(
     influxdb: InfluxServer,
     roundtrip_db: str,

@@ -151,6 +151,12 @@ def test_point_without_fields_is_skipped() -> None:
         (Point("#m", (), {"f": 1.0}, T), "measurement"),
         (Point("m\\", (), {"f": 1.0}, T), "measurement"),
         (Point("m\n", (), {"f": 1.0}, T), "measurement"),
+        # 1.6 drops a backslash before , = space or " in a measurement (stored "a,b")
+        (Point("a\\,b", (), {"f": 1.0}, T), "measurement"),
+        (Point("a\\ b", (), {"f": 1.0}, T), "measurement"),
+        (Point("a\\=b", (), {"f": 1.0}, T), "measurement"),
+        (Point('a\\"b', (), {"f": 1.0}, T), "measurement"),
+        (Point('a\\\\"b', (), {"f": 1.0}, T), "measurement"),
         (Point("m", (), {"": 1.0}, T), "field key"),
         (Point("m", (), {"time": 1.0}, T), "field key"),
         (Point("m", (), {"f\\": 1.0}, T), "field key"),
