@@ -27,7 +27,10 @@ Two changes, nothing else of paho's behaviour:
 Both lean on paho internals (``_create_socket``, ``_packet_read``, ``_loop_rc_handle``,
 ``_packet_queue``, ``_sock``): the pin in
 pyproject keeps paho 2.x, and tests/test_mqtt_client.py holds the behaviour on a real
-Mosquitto (messages split across reads, many per read, TLS, acks in order).
+Mosquitto (messages split across reads, many per read, TLS, acks in order). The pin asks
+for 2.2 at least: its keepalive check keeps a connection whose PINGRESP waits behind a
+backlog (bytes still arrive) and pings on, and still leaves a broker that went silent;
+the same file holds both.
 """
 
 from __future__ import annotations

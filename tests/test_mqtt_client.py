@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import signal
 import socket
 import ssl
 import threading
@@ -203,6 +204,96 @@ def test_a_backlog_never_keeps_the_client_from_writing(mosquitto: Broker) -> Non
         assert max(gaps) <= 2 * MAX_READ_PACKETS, f"{max(gaps)} messages read with no write"
     finally:
         client.disconnect()
+        client.loop_stop()
+
+
+class PingWatcher(CollectorClient):
+    """Counts the passes of paho's loop at which its PINGREQ had waited a keepalive or more
+    for the PINGRESP (paho's own clock: ``time.monotonic``)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.overdue = 0
+
+    def loop_misc(self) -> MQTTErrorCode:
+        sent = self._ping_t
+        if sent and time.monotonic() - sent >= self._keepalive:
+            self.overdue += 1
+        return super().loop_misc()
+
+
+def watcher(client_id: str, disconnected: threading.Event) -> PingWatcher:
+    client = PingWatcher(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv311,
+        clean_session=False,
+        manual_ack=True,
+    )
+    client.on_disconnect = lambda *_: disconnected.set()
+    return client
+
+
+def test_a_backlog_longer_than_the_keepalive_keeps_the_connection(mosquitto: Broker) -> None:
+    """What the collector relies on in paho 2.2 (pyproject pins >=2.2): under a backlog the
+    PINGRESP waits behind the queued messages, so the PINGREQ goes unanswered for more than
+    a keepalive while the client reads on. paho must not take that for a dead broker
+    (bytes keep arriving: its ``_check_keepalive`` since PR 923, after 2.1, for paho issue
+    914), and must keep pinging, so the broker does not drop a client it hears
+    nothing else from. 1 500 messages at 4 ms each: 6 s of reading, keepalive 1 s."""
+    topic, client_id, count = "kienco-test/mqtt-client/keepalive", "mc-keepalive", 1500
+    first = Receiver(mosquitto, client_id)
+    first.start(topic)
+    first.client.disconnect()
+    first.client.loop_stop()
+    payloads = [b"%06d" % i for i in range(count)]
+    publish_all(mosquitto, topic, payloads, None)  # queued for the session
+
+    disconnected = threading.Event()
+    client = watcher(client_id, disconnected)
+    received: list[bytes] = []
+    done = threading.Event()
+
+    def on_message(c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        time.sleep(0.004)  # a report's handling, made slow
+        received.append(msg.payload)
+        c.ack(msg.mid, msg.qos)
+        if len(received) == count:
+            done.set()
+
+    client.on_message = on_message
+    client.connect(mosquitto.host, mosquitto.port, keepalive=1)
+    client.subscribe(topic, QOS)
+    client.loop_start()
+    try:
+        assert done.wait(60), f"{len(received)} of {count} received"
+        assert client.overdue > 0, "the PINGRESP never waited behind the backlog: no test"
+        assert not disconnected.is_set(), "the connection was dropped during the backlog"
+        assert received == payloads  # each once, in order: no redelivery after a reconnect
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_a_silent_broker_is_still_left_after_a_keepalive(fresh_broker: Broker) -> None:
+    """The other side of the same check: a broker that stops answering (stopped, not
+    closed: no FIN, no RST) is left within two keepalives and a loop pass, so the collector
+    reconnects rather than waiting on a dead connection."""
+    disconnected = threading.Event()
+    client = watcher("mc-silent-broker", disconnected)
+    client.connect(fresh_broker.host, fresh_broker.port, keepalive=1)
+    client.loop_start()
+    process = fresh_broker.process
+    assert process is not None
+    try:
+        time.sleep(0.5)
+        assert not disconnected.is_set()
+        process.send_signal(signal.SIGSTOP)
+        stopped = time.monotonic()
+        assert disconnected.wait(10), "still connected to a broker silent for 10 s"
+        assert time.monotonic() - stopped <= 3 * 1 + 0.5
+    finally:
+        process.send_signal(signal.SIGCONT)
         client.loop_stop()
 
 
