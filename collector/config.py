@@ -295,11 +295,28 @@ class StateConfig(_Strict):
         description="changed sites are saved this often, and all of them at a clean stop; "
         "a crash loses at most this much state (the messages themselves are in InfluxDB)",
     )
+    snapshot_every_s: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=300.0,
+        description="a changed site's whole snapshot (~5 kB) is written at most this often; "
+        "between two, the messages folded into it are logged as they came and folded again "
+        "at a restart (a crash still loses at most save_every_s). Longer: less saving work "
+        "per report, more messages to fold again after a crash, a larger state file",
+    )
     restore_grace_s: Annotated[float, Field(ge=0, le=600)] = Field(
         default=30.0,
         description="after a restart, silence is judged no sooner than this: the broker "
         "first delivers what the sites sent while the collector was down",
     )
+
+    @model_validator(mode="after")
+    def _tiers(self) -> StateConfig:
+        if self.snapshot_every_s < self.save_every_s:
+            raise ValueError(
+                f"state.snapshot_every_s ({self.snapshot_every_s:g}) is shorter than "
+                f"state.save_every_s ({self.save_every_s:g}): snapshots are written by the "
+                "saver's passes. Fix: set snapshot_every_s to save_every_s or more"
+            )
+        return self
 
 
 def _http_url(value: str, example: str) -> str:

@@ -67,7 +67,7 @@ from collector.web.serve import make_api
 from collector.whatif_route import WhatIfQuery
 from collector.writer import InfluxWriter
 from contract.topics import topic as topic_of
-from contract.wire import Command, Event, Meta, Report, State, Status, utc_now
+from contract.wire import Command, Event, Meta, Report, Status, utc_now
 from plumbing.untrusted import one_line
 from rules import Policy, SiteSnapshot, load_policy
 from rules.compliance import ComplianceReport, build_report
@@ -149,6 +149,7 @@ class Collector:
             self.inventory,
             self.metrics.registry,
             clock(),
+            limits=config.limits,
             stopping=self._stopping,
         )
         interval = self.policy.freshness.default_interval_s
@@ -485,7 +486,7 @@ class Collector:
         if not isinstance(result, Decoded):
             return result if isinstance(result, Rejected) else ""
         try:
-            return self._apply(result, now, heard=heard)
+            return self._apply(result, topic, payload, now, heard=heard)
         except Exception as exc:  # a bug or an input we did not foresee: kept, never retried
             self.supervisor.record(self.supervisor.current(), exc)
             return Rejected(UNPROCESSABLE, f"{type(exc).__name__}: {exc}"[:1000])
@@ -500,7 +501,9 @@ class Collector:
         # The topic and the detail are the publisher's text: one line each in the log.
         log.warning("rejected %s: %s: %s", one_line(topic), reason, one_line(detail))
 
-    def _apply(self, decoded: Decoded, now: datetime, *, heard: bool) -> str:
+    def _apply(
+        self, decoded: Decoded, topic: str, payload: bytes, now: datetime, *, heard: bool
+    ) -> str:
         """Fold one message into its site; its lines, then those of what it caused.
 
         The message's own points are encoded first: a message that cannot be stored
@@ -519,16 +522,11 @@ class Collector:
             parts = []
         else:
             parts = [encode_many(state_points(message, site_kind=kind, operator=operator))]
+        changed = self.states.apply(message, received_at=now if heard else None)
+        if self.saved_state is not None:  # logged as it came, for a restart (state_store.py)
+            self.saved_state.folded((message.site, topic, payload, now, heard))
         if isinstance(message, Report):
-            changed = self.states.apply_report(message, received_at=now if heard else None)
             self.metrics.lag.set((now - message.taken_at).total_seconds())
-        elif isinstance(message, Event):
-            changed = self.states.apply_event(message)
-        elif isinstance(message, Meta):
-            changed = self.states.apply_meta(message)
-        else:
-            assert isinstance(message, State)
-            changed = self.states.apply_state(message)
         accepted = self._accepted.get(message.kind)
         if accepted is None:  # prometheus_client's labels() takes a lock and a dict each time
             accepted = self._accepted[message.kind] = self.metrics.accepted.labels(message.kind)

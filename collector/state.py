@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from collector.decode import Accepted
 from contract.wire import Event, Meta, Report, State, utc_now
 from rules import SiteSnapshot
 
@@ -110,6 +111,25 @@ class SiteStates:
                 self._heard[snapshot.site] = heard
                 count += 1
         return count
+
+    def restore_heard(self, heard: Mapping[str, datetime]) -> None:
+        """Set when these sites were last heard from (as saved: folding logged messages
+        again at start must not count as hearing from them)."""
+        with self._lock:
+            for site, at in heard.items():
+                if site in self._sites:
+                    self._heard[site] = at
+
+    def apply(self, message: Accepted, *, received_at: datetime | None = None) -> bool:
+        """Fold any accepted message (``received_at``: a report's receive time, when the
+        site spoke now); whether the site's present changed."""
+        if isinstance(message, Report):
+            return self.apply_report(message, received_at=received_at)
+        if isinstance(message, Event):
+            return self.apply_event(message)
+        if isinstance(message, Meta):
+            return self.apply_meta(message)
+        return self.apply_state(message)
 
     def _current(self, site: str, province: str) -> SiteSnapshot:
         return self._sites.get(site) or SiteSnapshot(site=site, province=province)
