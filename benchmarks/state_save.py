@@ -21,7 +21,14 @@ every report costs one site save. This measures that cost, in this process, no b
    only each device's battery history encoded between saves, only the meta, and both
    (the saver's): each lever alone and together, A/B in one run. The encoding alone is
    timed too, every round for every way, on spare encoders kept in step.
-5. Raw limits in the same run: ``json.dumps`` and ``pydantic_core.to_json`` of the same
+5. The two tiers (``state.snapshot_every_s``): the fleet pattern again, a round every
+   ``INTERVAL_S`` of the saver's clock, each report also logged as the collector logs it
+   (its payload bytes, made outside the timing), for 1 s (a snapshot at every change, as
+   the saver before the tiers), 120 s and 300 s: save CPU per report over
+   ``--tier-rounds`` rounds, the mean (snapshot passes included) and the least pass. Then a crash (the last pass is all there is) and a
+   restore: seconds with the log folded again and without (the same file), and µs per
+   message folded again.
+6. Raw limits in the same run: ``json.dumps`` and ``pydantic_core.to_json`` of the same
    data as plain Python values (what the rows decode to), and SQLite's bare upsert of rows
    of the same byte size into a two-column table (one transaction; ``synchronous=FULL``
    and ``NORMAL``). The ratios say how far each part is from what its engine allows.
@@ -41,6 +48,7 @@ import gc
 import json
 import logging
 import random
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -55,13 +63,14 @@ from _common import make_report, make_sites
 from pydantic_core import to_json
 from state_restore import _on_battery, build
 
+from collector.config import Limits
 from collector.readiness import Verdicts
 from collector.state import SiteStates
 from collector.state_codec import SiteEncoder, held_json, site_json
-from collector.state_store import _UPSERT, StateStore
+from collector.state_store import _SNAPSHOT, _VERDICT, StateStore, refolder
 from contract.wire import Meta
 from plumbing.durable import open_durable
-from rules import SiteSnapshot
+from rules import SiteSnapshot, load_policy
 from rules.snapshot import HISTORY_LEN
 
 INTERVAL_S = 30.0
@@ -92,14 +101,24 @@ def upsert_all(db: sqlite3.Connection, statement: str, rows: Iterable[Sequence[A
     db.execute("COMMIT")
 
 
-def fold_round(states: SiteStates, verdicts: Verdicts, sites: Sequence[Any], step: int) -> None:
-    """Every site reports once more (a new report folded and judged)."""
+def fold_round(
+    states: SiteStates,
+    verdicts: Verdicts,
+    sites: Sequence[Any],
+    step: int,
+    store: StateStore | None = None,
+) -> None:
+    """Every site reports once more (a new report folded and judged; logged for
+    ``store`` as the collector logs it, its payload made here as the agent made it)."""
     now = datetime.now(UTC)
     for index, site in enumerate(sites):
         report = make_report(site, step, now, interval_s=INTERVAL_S, rng=_RNG)
         if index % 4 == 0:
             report = _on_battery(report, step % 30)
         states.apply_report(report, received_at=now)
+        if store is not None:
+            topic = f"kienco/v1/{report.province}/{report.site}/report"
+            store.folded((report.site, topic, report.model_dump_json().encode(), now, True))
         verdicts.evaluate(site.site, now)
 
 
@@ -121,7 +140,85 @@ ENCODINGS: dict[str, Callable[[], SiteEncoder]] = {
 }
 
 
-def measure(count: int, rounds: int, repeat: int, workdir: Path) -> dict[str, float]:
+TIER_PERIODS = (1.0, 120.0, 300.0)
+
+
+def measure_tiers(
+    figures: dict[str, float],
+    states: SiteStates,
+    verdicts: Verdicts,
+    sites: Sequence[Any],
+    workdir: Path,
+    period: float,
+    rounds: int,
+    step: int,
+) -> int:
+    """The fleet pattern with the saver in two tiers, snapshots every ``period`` s of its
+    clock; then a crash and the restores. Returns the next report step."""
+    clock = [0.0]
+    path = workdir / f"tiers-{period:g}.sqlite"
+    store = StateStore(
+        path,
+        states,
+        verdicts,
+        None,
+        save_every_s=1.0,
+        snapshot_every_s=period,
+        clock=lambda: clock[0],
+    )
+    for snapshot in states.all():
+        states.mark_dirty(snapshot.site)
+    store.save_changed()  # every site on disk once, as in a running collector
+    per_round = []
+    for _ in range(rounds):
+        clock[0] += INTERVAL_S
+        fold_round(states, verdicts, sites, step, store)
+        step += 1
+        per_round.append(cpu_us_once(len(sites), store.save_changed))
+    label = f"two tiers, snapshot every {period:g} s"
+    # The mean is what the saver spends (its snapshot passes included); the least, a
+    # pass of verdicts and log alone once the period is longer than a round.
+    figures[f"{label}: save CPU per report, mean"] = sum(per_round) / rounds
+    figures[f"{label}: save CPU per report, least pass"] = min(per_round)
+    store._db.close()  # a crash: what the last pass committed is all there is
+    figures[f"{label}: file MB at the crash"] = (
+        sum(f.stat().st_size for f in workdir.glob(f"{path.name}*")) / 1e6
+    )
+    plain = workdir / f"tiers-{period:g}-plain.sqlite"
+    for suffix in ("", "-wal"):
+        source = Path(f"{path}{suffix}")
+        if source.exists():
+            shutil.copyfile(source, f"{plain}{suffix}")
+    seconds = {}
+    for name, file, refold in (("with the log", path, True), ("snapshots only", plain, False)):
+        fresh = SiteStates()
+        judged = Verdicts(fresh, load_policy())
+        reader = StateStore(file, fresh, judged, None, save_every_s=1.0, snapshot_every_s=period)
+        now = datetime.now(UTC)
+        started = time.perf_counter()
+        reader.restore(
+            now,
+            listed_in=lambda _s: None,
+            not_before=now,
+            refold=refolder(fresh, Limits()) if refold else None,
+        )
+        seconds[name] = time.perf_counter() - started
+        if refold:
+            refolded = reader.refolded.labels("folded")._value.get()
+        reader._db.close()
+    figures[f"{label}: messages folded again at the restore"] = refolded
+    figures[f"{label}: restore s, with the log"] = seconds["with the log"]
+    figures[f"{label}: restore s, snapshots only"] = seconds["snapshots only"]
+    if refolded:
+        figures[f"{label}: µs per message folded again"] = (
+            (seconds["with the log"] - seconds["snapshots only"]) / refolded * 1e6
+        )
+    return step
+
+
+def measure(
+    count: int, rounds: int, repeat: int, workdir: Path, tier_rounds: int
+) -> dict[str, float]:
     states, verdicts, _ = build(count, HISTORY_LEN + 1, INTERVAL_S)
     sites = make_sites(count)
     snapshots = states.all()
@@ -165,16 +262,32 @@ def measure(count: int, rounds: int, repeat: int, workdir: Path) -> dict[str, fl
     )
     figures["raw: pydantic_core.to_json of the same data"] = cpu_us_per(plain, to_json, repeat)
 
-    # SQLite: the store's statement into the store's file, every site already there.
+    # SQLite: the store's statements into the store's file, every site already there: a
+    # snapshot row and a verdict row per site (what a save of a site whose snapshot is due
+    # writes), and the verdict row alone (the other passes).
     now = datetime.now(UTC)
-    rows = [
-        (s.site, s.province, 1, now.isoformat(), e, h, st)
-        for s, e, h, st in zip(snapshots, encoded, held_encoded, statuses, strict=True)
+    snapshot_rows = [
+        (s.site, s.province, 1, now.isoformat(), e, 0)
+        for s, e in zip(snapshots, encoded, strict=True)
+    ]
+    verdict_rows = [
+        (s.site, now.isoformat(), h, st)
+        for s, h, st in zip(snapshots, held_encoded, statuses, strict=True)
     ]
     db = open_durable(workdir / "upsert.sqlite", StateStore.SCHEMA)
-    upsert_all(db, _UPSERT, rows)
-    figures["SQLite upsert (store's statement, FULL)"] = min(
-        cpu_us_once(count, lambda: upsert_all(db, _UPSERT, rows)) for _ in range(repeat)
+
+    def both() -> None:
+        db.execute("BEGIN")
+        db.executemany(_SNAPSHOT, snapshot_rows)
+        db.executemany(_VERDICT, verdict_rows)
+        db.execute("COMMIT")
+
+    both()
+    figures["SQLite upserts (store's statements, FULL)"] = min(
+        cpu_us_once(count, both) for _ in range(repeat)
+    )
+    figures["SQLite upsert of the verdict row alone"] = min(
+        cpu_us_once(count, lambda: upsert_all(db, _VERDICT, verdict_rows)) for _ in range(repeat)
     )
     db.close()
     size = int(figures["bytes: whole row per site"])
@@ -240,11 +353,14 @@ def measure(count: int, rounds: int, repeat: int, workdir: Path) -> dict[str, fl
             figures[f"fleet: save CPU per report ({label})"] = min(per_report[label])
     finally:
         store.close()
+    step = HISTORY_LEN + 1 + len(ENCODINGS) * rounds
+    for period in TIER_PERIODS:
+        step = measure_tiers(figures, states, verdicts, sites, workdir, period, tier_rounds, step)
     figures["ratio: site_json / raw pydantic_core.to_json"] = (
         figures["site_json (snapshot)"] / figures["raw: pydantic_core.to_json of the same data"]
     )
     figures["ratio: store upsert / raw SQLite upsert (FULL)"] = (
-        figures["SQLite upsert (store's statement, FULL)"]
+        figures["SQLite upserts (store's statements, FULL)"]
         / figures["raw: SQLite bare upsert, same bytes (FULL)"]
     )
     raw_total = (
@@ -268,6 +384,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--rounds", type=int, default=3, help="fleet rounds; the best is shown")
     parser.add_argument("--repeat", type=int, default=3, help="passes; the best is shown")
+    parser.add_argument(
+        "--tier-rounds", type=int, default=20, help="rounds (30 s each) per snapshot period"
+    )
     parser.add_argument("--json", action="store_true", help="print the table as JSON")
     return parser.parse_args(argv)
 
@@ -279,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tables: dict[int, dict[str, float]] = {}
     for count in counts:
         with tempfile.TemporaryDirectory(prefix="kienco-state-save-") as tmp:
-            tables[count] = measure(count, args.rounds, args.repeat, Path(tmp))
+            tables[count] = measure(count, args.rounds, args.repeat, Path(tmp), args.tier_rounds)
     if args.json:
         print(json.dumps({str(c): t for c, t in tables.items()}, indent=2))
         return 0

@@ -82,6 +82,12 @@ CREATE TABLE IF NOT EXISTS site (
     status BLOB,
     folded_upto INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS verdict (
+    site TEXT PRIMARY KEY,
+    heard_at TEXT NOT NULL,
+    held BLOB,
+    status BLOB
+);
 CREATE TABLE IF NOT EXISTS folded (
     id INTEGER PRIMARY KEY,
     site TEXT NOT NULL,
@@ -91,16 +97,24 @@ CREATE TABLE IF NOT EXISTS folded (
     payload BLOB NOT NULL
 );
 """
-# A file of an earlier release: its snapshots cover everything (it had no log).
+# A file of an earlier release: its snapshots cover everything (it had no log), and its
+# verdicts are in the site table (read when the verdict table has no row for the site).
 _LATER_COLUMNS = {"site": {"folded_upto": "INTEGER NOT NULL DEFAULT 0"}}
-_UPSERT = (
+# The snapshot apart from the verdict: SQLite rewrites a whole row at any update, so the
+# verdict saved every pass must not share a row with the 5 kB snapshot (measured: the
+# update cost as much as writing the snapshot).
+_SNAPSHOT = (
     "INSERT INTO site (site, province, format, heard_at, snapshot, held, status, folded_upto) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (site) DO UPDATE SET "
+    "VALUES (?, ?, ?, ?, ?, NULL, NULL, ?) ON CONFLICT (site) DO UPDATE SET "
     "province = excluded.province, format = excluded.format, heard_at = excluded.heard_at, "
-    "snapshot = excluded.snapshot, held = excluded.held, status = excluded.status, "
+    "snapshot = excluded.snapshot, held = NULL, status = NULL, "
     "folded_upto = excluded.folded_upto"
 )
-_UPDATE = "UPDATE site SET heard_at = ?, held = ?, status = ? WHERE site = ?"
+_VERDICT = (
+    "INSERT INTO verdict (site, heard_at, held, status) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (site) DO UPDATE SET heard_at = excluded.heard_at, held = excluded.held, "
+    "status = excluded.status"
+)
 _LOG = "INSERT INTO folded (id, site, topic, received_at, heard, payload) VALUES (?, ?, ?, ?, ?, ?)"
 _Row = tuple[str, str, int, str, bytes, bytes | None, bytes | None, int]
 # A message as folded: (site, topic, payload, received_at, heard: the site spoke then).
@@ -170,8 +184,8 @@ class StateStore(DurableStore):
         )
         self.saved = Counter(
             "kienco_state_saved_sites",
-            "Site rows written to disk (part: snapshot, or verdict: the held verdict, status "
-            "and last heard only)",
+            "Site rows written to disk (part: snapshot, or verdict: the held verdict, the "
+            "status and when last heard)",
             ["part"],
             registry=registry,
         )
@@ -231,7 +245,7 @@ class StateStore(DurableStore):
         started = time.perf_counter()
         sites: list[_Site] = []
         skipped = 0
-        intact = True
+        refolded: set[str] = set()
         # Tens of thousands of objects a second and none of them garbage: the cyclic
         # collector would only walk them again and again (it halves the time, measured).
         collecting = gc.isenabled()
@@ -249,25 +263,26 @@ class StateStore(DurableStore):
                     skipped += 1
                     continue
                 sites.append(site)
+            self.states.restore((s.snapshot, s.heard_at) for s in sites)
             self._next_id = self._first_free_id()
+            written_at = self._clock()
+            self._written = {s.snapshot.site: written_at for s in sites}
+            if refold is not None:
+                refolded = self._refold(refold, {s.snapshot.site: s.folded_upto for s in sites})
         except sqlite3.DatabaseError as exc:  # corrupt pages: keep what was read
-            intact = False
             with self._lock:
                 self._db.close()
                 self._set_aside(exc)
                 self._db = open_durable(self.path, _SCHEMA, later_columns=_LATER_COLUMNS)
-            for site in sites:  # the fresh file must hold them again
+            self.states.restore((s.snapshot, s.heard_at) for s in sites)
+            self._next_id = 1
+            self._written = {}  # the fresh file must hold them all again
+            self._open_from = {}
+            for site in sites:
                 self.states.mark_dirty(site.snapshot.site)
         finally:
             if collecting:
                 gc.enable()
-        self.states.restore((s.snapshot, s.heard_at) for s in sites)
-        written_at = self._clock()
-        refolded: set[str] = set()
-        if intact:
-            self._written = {s.snapshot.site: written_at for s in sites}
-            if refold is not None:
-                refolded = self._refold(refold, {s.snapshot.site: s.folded_upto for s in sites})
         # A refolded site was heard when the light tier last said, not at the refold; and
         # its snapshot on disk is behind: written again with the first save.
         self.states.restore_heard({s.snapshot.site: s.heard_at for s in sites})
@@ -298,7 +313,9 @@ class StateStore(DurableStore):
 
     def _rows(self) -> Iterator[_Row]:
         cursor = self._db.execute(
-            "SELECT site, province, format, heard_at, snapshot, held, status, folded_upto FROM site"
+            "SELECT s.site, s.province, s.format, COALESCE(v.heard_at, s.heard_at), s.snapshot, "
+            "COALESCE(v.held, s.held), COALESCE(v.status, s.status), s.folded_upto "
+            "FROM site AS s LEFT JOIN verdict AS v ON v.site = s.site"
         )
         yield from cursor
 
@@ -350,8 +367,8 @@ class StateStore(DurableStore):
             sites |= snapshots
             if not sites and not entries:
                 return 0
-            upserts: list[_Row] = []
-            updates: list[tuple[str, bytes | None, bytes | None, str]] = []
+            snapshot_rows: list[tuple[str, str, int, str, bytes, int]] = []
+            verdict_rows: list[tuple[str, str, bytes | None, bytes | None]] = []
             deletes: list[tuple[str]] = []
             for site in sites:
                 snapshot = self.states.get(site)
@@ -362,26 +379,29 @@ class StateStore(DurableStore):
                     snapshots.discard(site)
                     continue
                 saved = self.verdicts.saved_of(site)
-                held = None if saved is None else held_json(saved[0])
-                status = None if saved is None else saved[1]
+                heard_at = heard.isoformat()
+                verdict_rows.append(
+                    (
+                        site,
+                        heard_at,
+                        None if saved is None else held_json(saved[0]),
+                        None if saved is None else saved[1],
+                    )
+                )
                 if site in snapshots or site not in self._written:
                     snapshots.add(site)
-                    upserts.append(
+                    snapshot_rows.append(
                         (
                             site,
                             snapshot.province,
                             FORMAT,
-                            heard.isoformat(),
+                            heard_at,
                             self._encoder.site_json(snapshot),
-                            held,
-                            status,
                             # Every message taken from the log so far was folded before
                             # this snapshot was read: it covers them all.
                             self._next_id - 1,
                         )
                     )
-                else:
-                    updates.append((heard.isoformat(), held, status, site))
             # What no snapshot will cover once this commits: the log is kept from there.
             keep_from = min(
                 (first for s, first in self._open_from.items() if s not in snapshots),
@@ -390,9 +410,10 @@ class StateStore(DurableStore):
             try:
                 self._db.execute("BEGIN")
                 self._db.executemany(_LOG, entries)
-                self._db.executemany(_UPSERT, upserts)
-                self._db.executemany(_UPDATE, updates)
+                self._db.executemany(_SNAPSHOT, snapshot_rows)
+                self._db.executemany(_VERDICT, verdict_rows)
                 self._db.executemany("DELETE FROM site WHERE site = ?", deletes)
+                self._db.executemany("DELETE FROM verdict WHERE site = ?", deletes)
                 self._db.execute("DELETE FROM folded WHERE id < ?", (keep_from,))
                 self._db.execute("COMMIT")
             except Exception:
@@ -408,9 +429,9 @@ class StateStore(DurableStore):
             for site in snapshots:
                 self._written[site] = now
                 self._open_from.pop(site, None)
-        self.saved.labels("snapshot").inc(len(upserts))
-        self.saved.labels("verdict").inc(len(updates))
-        return len(upserts) + len(updates)
+        self.saved.labels("snapshot").inc(len(snapshot_rows))
+        self.saved.labels("verdict").inc(len(verdict_rows))
+        return len(verdict_rows)
 
     def _take_log(self) -> list[tuple[int, str, str, str, int, bytes]]:
         """The messages folded since the last save, numbered for the log (with those of a

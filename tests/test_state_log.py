@@ -277,7 +277,8 @@ def test_a_failed_save_loses_no_logged_message(tmp_path: Path) -> None:
 
 
 def test_a_file_of_the_release_before_the_log_restores(tmp_path: Path) -> None:
-    """No ``folded`` table, no ``folded_upto`` column: its snapshots cover everything."""
+    """No ``folded`` or ``verdict`` table, no ``folded_upto`` column: its snapshots cover
+    everything, its verdicts are in the site rows."""
     path = tmp_path / "state.sqlite"
     tick = Tick()
     live = Live(path, tick, 1.0)
@@ -286,10 +287,11 @@ def test_a_file_of_the_release_before_the_log_restores(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:  # the earlier schema, the same rows
         db.execute("DROP TABLE folded")
         db.execute(
-            "CREATE TABLE old AS SELECT site, province, format, heard_at, snapshot, held, "
-            "status FROM site"
+            "CREATE TABLE old AS SELECT s.site, s.province, s.format, v.heard_at, s.snapshot, "
+            "v.held, v.status FROM site AS s JOIN verdict AS v ON v.site = s.site"
         )
         db.execute("DROP TABLE site")
+        db.execute("DROP TABLE verdict")
         db.execute("ALTER TABLE old RENAME TO site")
     states, verdicts, store = restore(path, Tick())
     store.close()
