@@ -25,9 +25,9 @@ every report costs one site save. This measures that cost, in this process, no b
    ``INTERVAL_S`` of the saver's clock, each report also logged as the collector logs it
    (its payload bytes, made outside the timing), for 1 s (a snapshot at every change, as
    the saver before the tiers), 120 s and 300 s: save CPU per report over
-   ``--tier-rounds`` rounds, the mean (snapshot passes included) and the least pass. Then a crash (the last pass is all there is) and a
-   restore: seconds with the log folded again and without (the same file), and µs per
-   message folded again.
+   ``--tier-rounds`` rounds, the mean (snapshot passes included) and the least pass.
+   Then a crash (the last pass is all there is) and a restore: seconds with the log
+   folded again and without (the same file), and µs per message folded again.
 6. Raw limits in the same run: ``json.dumps`` and ``pydantic_core.to_json`` of the same
    data as plain Python values (what the rows decode to), and SQLite's bare upsert of rows
    of the same byte size into a two-column table (one transaction; ``synchronous=FULL``
