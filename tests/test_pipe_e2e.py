@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -243,6 +246,7 @@ def test_a_collector_killed_mid_stream_loses_nothing(
     client = _publisher(mosquitto.port)
     start = datetime.now(UTC) - timedelta(hours=1)
     total = 3000
+    state = tmp_path / "collector" / "state.sqlite"
     try:
         _wait_subscribed(proc)
         _drain(proc)
@@ -252,8 +256,12 @@ def test_a_collector_killed_mid_stream_loses_nothing(
                 _report(f"kl-{seq % 10}", seq, start + timedelta(milliseconds=seq), "kl"),
                 qos=1,
             )
-            if seq == total // 3:
+            if seq == total // 3:  # every site saved whole once: what follows is logged
                 info.wait_for_publish(5)
+                _wait_saved(state, sites=10, logged=0)
+            if seq == total // 2:
+                info.wait_for_publish(5)
+                _wait_saved(state, sites=10, logged=1)
                 os.kill(proc.pid, signal.SIGKILL)  # mid-stream, no goodbye
                 proc.wait()
         # Every report published means acknowledged by the broker: stopping paho's loop
@@ -263,8 +271,13 @@ def test_a_collector_killed_mid_stream_loses_nothing(
         client.loop_stop()
         client.disconnect()
         proc = subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
-        _wait_subscribed(proc)
+        started = _wait_subscribed(proc)
         said = _drain(proc)  # a full pipe would block the collector's logging
+        # The state as its last save left it: snapshots and the messages logged after them,
+        # folded again (collector/state_store.py).
+        restored = [re.search(RESTORED, line) for line in started]
+        counts = [(int(m["sites"]), int(m["refolded"])) for m in restored if m]
+        assert len(counts) == 1 and counts[0][0] == 10 and counts[0][1] >= 1, started
         rows = wait_rows(influxdb, db, "SELECT count(seq) FROM report", 1, timeout_s=5)
         deadline = time.monotonic() + 60
         while rows[0]["count"] < total and time.monotonic() < deadline:
@@ -293,13 +306,40 @@ def _drain(proc: subprocess.Popen[str]) -> list[str]:
     return lines
 
 
-def _wait_subscribed(proc: subprocess.Popen[str]) -> None:
+RESTORED = r"restored (?P<sites>\d+) site\(s\) .*, (?P<refolded>\d+) with messages folded again"
+
+
+def _wait_saved(state: Path, *, sites: int, logged: int) -> None:
+    """Until the collector's saver has written ``sites`` sites and logged at least
+    ``logged`` messages after their snapshots."""
+    deadline = time.monotonic() + 15
+    seen = (0, 0)
+    while time.monotonic() < deadline:
+        if state.exists():
+            with closing(sqlite3.connect(state, timeout=5)) as db:
+                try:
+                    seen = (
+                        db.execute("SELECT COUNT(*) FROM site").fetchone()[0],
+                        db.execute("SELECT COUNT(*) FROM folded").fetchone()[0],
+                    )
+                except sqlite3.OperationalError:  # the tables not made yet
+                    seen = (0, 0)
+            if seen[0] == sites and seen[1] >= logged:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"state saved: {seen[0]} sites, {seen[1]} messages logged")
+
+
+def _wait_subscribed(proc: subprocess.Popen[str]) -> list[str]:
+    """Read the collector's log until it has subscribed; the lines read."""
     assert proc.stderr is not None
+    lines = []
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         line = proc.stderr.readline()
+        lines.append(line)
         if "subscribed to" in line:
-            return
+            return lines
         if not line and proc.poll() is not None:
             raise AssertionError(f"collector exited with {proc.returncode}")
     raise AssertionError("collector did not subscribe")
