@@ -119,6 +119,10 @@ _LOG = "INSERT INTO folded (id, site, topic, received_at, heard, payload) VALUES
 _Row = tuple[str, str, int, str, bytes, bytes | None, bytes | None, int]
 # A message as folded: (site, topic, payload, received_at, heard: the site spoke then).
 Folded = tuple[str, str, bytes, datetime, bool]
+# Messages waiting in memory for the log, at most (~110 MB of reports): past it (a saver
+# stuck or failing for a long time) a site's messages are no longer kept for the log, its
+# whole snapshot is written with the next save that succeeds instead.
+MAX_PENDING = 100_000
 # How a logged message is folded again at start: (topic, payload, received_at, heard).
 Refold = Callable[[str, bytes, datetime, bool], bool]
 
@@ -176,6 +180,8 @@ class StateStore(DurableStore):
         self._due: dict[str, float] = {}  # sites whose snapshot is behind: when it is due
         self._due_heap: list[tuple[float, str]] = []  # the same, in time order (stale ones left)
         self._open_from: dict[str, int] = {}  # each site's oldest message no snapshot covers
+        self.max_pending = MAX_PENDING
+        self._unlogged: set[str] = set()  # sites with a message not kept for the log
         self.restored = Gauge(
             "kienco_state_restored_sites", "Sites restored from disk at start", registry=registry
         )
@@ -350,7 +356,10 @@ class StateStore(DurableStore):
     def folded(self, message: Folded) -> None:
         """A message was folded into its site's state (called after the fold, on the
         ingest path: an append, nothing else)."""
-        self._folded.append(message)
+        if len(self._folded) < self.max_pending:
+            self._folded.append(message)
+        else:  # the saver is far behind: this site's next save writes its whole snapshot
+            self._unlogged.add(message[0])
 
     def save_changed(self, *, every_snapshot: bool = False) -> int:
         """Write what changed since the last save (``every_snapshot``: every snapshot
@@ -360,7 +369,7 @@ class StateStore(DurableStore):
             # The log first, then the state: every message logged here was folded before
             # its site's snapshot is read below, so the snapshot covers it.
             entries = self._take_log()
-            changed = self.states.take_dirty()
+            changed = self.states.take_dirty() | self._take_unlogged()
             sites = changed | self.verdicts.take_changed() | self._retry
             self._retry = set()
             snapshots = self._snapshots_due(changed, now, every=every_snapshot)
@@ -433,10 +442,23 @@ class StateStore(DurableStore):
         self.saved.labels("verdict").inc(len(verdict_rows))
         return len(verdict_rows)
 
+    def _take_unlogged(self) -> set[str]:
+        """The sites with a message not kept for the log: their snapshot is written now."""
+        sites = set()
+        while self._unlogged:
+            sites.add(self._unlogged.pop())
+        for site in sites:
+            self._written.pop(site, None)
+        return sites
+
     def _take_log(self) -> list[tuple[int, str, str, str, int, bytes]]:
         """The messages folded since the last save, numbered for the log (with those of a
         save that failed first)."""
         entries, self._retry_log = self._retry_log, []
+        if len(entries) > self.max_pending:  # saves failing for long: snapshots instead
+            for entry in entries:
+                self._unlogged.add(entry[1])
+            entries = []
         folded = self._folded
         for _ in range(len(folded)):
             site, topic, payload, received_at, heard = folded.popleft()

@@ -303,3 +303,41 @@ def test_a_file_of_the_release_before_the_log_restores(tmp_path: Path) -> None:
 def test_a_snapshot_period_shorter_than_a_pass_is_refused_at_start() -> None:
     with pytest.raises(ValueError, match=r"snapshot_every_s \(0\.5\).*Fix: set"):
         StateConfig(save_every_s=1.0, snapshot_every_s=0.5)
+
+
+@pytest.mark.parametrize("how", ["saver behind", "saves failing"])
+def test_past_the_pending_cap_a_site_is_saved_whole_instead(tmp_path: Path, how: str) -> None:
+    """Messages wait in memory for the log up to a cap (a saver stuck or failing for long
+    must not grow the collector without bound); past it their sites' snapshots are
+    written whole with the next save that works, and a crash then still restores the
+    state of that save."""
+    path = tmp_path / "state.sqlite"
+    tick = Tick()
+    live = Live(path, tick, 3600.0)
+    run(live, tick, rounds=2, seed=7)
+    live.store.max_pending = 5
+    real = live.store._db
+    if how == "saves failing":
+        live.store._db = sqlite3.connect(":memory:", isolation_level=None)  # no tables
+    at = T0 + timedelta(seconds=90)
+    for site in SITES:
+        live.send(report(site, at, 3, battery=True), at)
+    if how == "saves failing":
+        with pytest.raises(sqlite3.OperationalError):
+            live.store.save_changed()
+        live.store._db.close()
+        live.store._db = real
+        live.store.max_pending = 2  # the failed save's 5 messages are now past the cap
+        more = T0 + timedelta(seconds=120)
+        live.send(report("rs-1", more, 4, battery=True), more)
+    assert len(live.store._folded) <= 5
+    before = live.store.saved.labels("snapshot")._value.get()
+    tick.now = 130.0
+    live.store.save_changed()
+    assert live.store.saved.labels("snapshot")._value.get() - before >= len(SITES) - 5
+    real.close()  # a crash
+    states, verdicts, store = restore(path, Tick())
+    store.close()
+    for site in SITES:
+        assert states.get(site) == live.states.get(site), site
+        assert verdicts.json_of(site) == live.verdicts.json_of(site)
