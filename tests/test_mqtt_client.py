@@ -256,7 +256,7 @@ def test_a_backlog_longer_than_the_keepalive_keeps_the_connection(mosquitto: Bro
 
     def on_message(c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         time.sleep(0.004)  # a report's handling, made slow
-        received.append(msg.payload)
+        received.append(bytes(msg.payload))
         c.ack(msg.mid, msg.qos)
         if len(received) == count:
             done.set()
