@@ -62,7 +62,7 @@ from ingest import FRESH_SPAN_S, STALE_INTERVALS, generate
 from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.config import BatchConfig, CollectorConfig, InfluxConfig
-from collector.decode import Decoded, decode
+from collector.decode import Decoded, decode_within
 from collector.line_protocol import encode_many
 from collector.points import report_lines, site_tags
 from collector.service import Collector
@@ -169,13 +169,7 @@ def time_stages(
         lines: list[str] = []
         for topic, payload in reports:
             t0 = clock()
-            result = decode(
-                topic,
-                payload,
-                now=now,
-                max_bytes=limits.max_payload_bytes,
-                future_tolerance_s=limits.future_tolerance_s,
-            )
+            result = decode_within(limits, topic, payload, now)
             t1 = clock()
             assert isinstance(result, Decoded)
             refused = admission.check(result)

@@ -6,13 +6,16 @@ import json
 import typing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from contract.topics import SiteTopic, TopicError
 from contract.wire import Event, Meta, Report, State, Status
+
+if TYPE_CHECKING:
+    from collector.config import Limits
 
 Accepted = Report | Event | Meta | State
 _MODELS: dict[str, type[Report] | type[Event] | type[Meta] | type[State]] = {
@@ -56,6 +59,19 @@ class Ignored:
 # value): a dict look-up instead of a split and two regular expressions. Cleared when full.
 _topics: dict[str, SiteTopic] = {}
 _TOPICS_MAX = 100_000
+
+
+def decode_within(
+    limits: Limits, topic: str, payload: bytes, now: datetime
+) -> Decoded | Rejected | Ignored:
+    """:func:`decode` under the collector's configured ``limits``."""
+    return decode(
+        topic,
+        payload,
+        now=now,
+        max_bytes=limits.max_payload_bytes,
+        future_tolerance_s=limits.future_tolerance_s,
+    )
 
 
 def decode(

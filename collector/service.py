@@ -35,7 +35,7 @@ from collector.board.live import Changes
 from collector.board.ports import BoardParts
 from collector.config import CollectorConfig
 from collector.deadletter import DeadLetterStore
-from collector.decode import Decoded, Rejected, decode
+from collector.decode import Decoded, Rejected, decode_within
 from collector.delivery import Delivery, NoHistory, Pending
 from collector.health import Health, assess
 from collector.heap import GcPauses
@@ -473,14 +473,7 @@ class Collector:
 
         ``heard`` is False for a dead letter replayed: the site was not heard from now.
         """
-        limits = self.config.limits
-        result = decode(
-            topic,
-            payload,
-            now=now,
-            max_bytes=limits.max_payload_bytes,
-            future_tolerance_s=limits.future_tolerance_s,
-        )
+        result = decode_within(self.config.limits, topic, payload, now)
         if isinstance(result, Decoded):  # against what we know: province binding, site cap
             result = self.admission.check(result) or result
         if not isinstance(result, Decoded):

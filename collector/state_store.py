@@ -53,7 +53,7 @@ from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
 from collector.config import Limits, StateConfig
-from collector.decode import Decoded, decode
+from collector.decode import Decoded, decode_within
 from collector.inventory import Inventory
 from collector.readiness import Verdicts
 from collector.state import SiteStates
@@ -369,7 +369,10 @@ class StateStore(DurableStore):
             # The log first, then the state: every message logged here was folded before
             # its site's snapshot is read below, so the snapshot covers it.
             entries = self._take_log()
-            changed = self.states.take_dirty() | self._take_unlogged()
+            # A site with a message logged is due a snapshot that covers it, even when the
+            # snapshot read before it was logged already did (folded before the last pass,
+            # logged after it): else a site silent from then on would hold the log forever.
+            changed = self.states.take_dirty() | self._take_unlogged() | {e[1] for e in entries}
             sites = changed | self.verdicts.take_changed() | self._retry
             self._retry = set()
             snapshots = self._snapshots_due(changed, now, every=every_snapshot)
@@ -548,13 +551,7 @@ def refolder(states: SiteStates, limits: Limits) -> Refold:
     (its receive time as the decoder's now, the same limits), folded by the same code."""
 
     def refold(topic: str, payload: bytes, received_at: datetime, heard: bool) -> bool:
-        result = decode(
-            topic,
-            payload,
-            now=received_at,
-            max_bytes=limits.max_payload_bytes,
-            future_tolerance_s=limits.future_tolerance_s,
-        )
+        result = decode_within(limits, topic, payload, received_at)
         if not isinstance(result, Decoded):
             return False
         states.apply(result.message, received_at=received_at if heard else None)

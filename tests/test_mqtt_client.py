@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -33,19 +34,27 @@ from tests.support.pki import Pki
 QOS = 1
 
 
+C = TypeVar("C", bound=CollectorClient)
+
+
+def collector_client(kind: type[C], client_id: str) -> C:
+    """A client of ``kind`` as the collector runs it: a persistent session, manual acks."""
+    return kind(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv311,
+        clean_session=False,
+        manual_ack=True,
+    )
+
+
 class Receiver:
     """A CollectorClient on a persistent session (as the collector runs it), manual acks."""
 
     def __init__(self, broker: Broker, client_id: str, ctx: ssl.SSLContext | None = None):
         self.messages: list[mqtt.MQTTMessage] = []
         self.subscribed = threading.Event()
-        self.client = CollectorClient(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=mqtt.MQTTv311,
-            clean_session=False,
-            manual_ack=True,
-        )
+        self.client = collector_client(CollectorClient, client_id)
         if ctx is not None:
             self.client.tls_set_context(ctx)
         self.client.on_message = lambda _c, _u, msg: self.messages.append(msg)
@@ -170,13 +179,7 @@ def test_a_backlog_never_keeps_the_client_from_writing(mosquitto: Broker) -> Non
     first.client.loop_stop()
     publish_all(mosquitto, topic, [b"%06d" % i for i in range(count)], None)  # queued
 
-    client = WriteWatcher(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        protocol=mqtt.MQTTv311,
-        clean_session=False,
-        manual_ack=True,
-    )
+    client = collector_client(WriteWatcher, client_id)
     statuses_acked = threading.Event()
     acked = 0
 
@@ -223,13 +226,7 @@ class PingWatcher(CollectorClient):
 
 
 def watcher(client_id: str, disconnected: threading.Event) -> PingWatcher:
-    client = PingWatcher(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        protocol=mqtt.MQTTv311,
-        clean_session=False,
-        manual_ack=True,
-    )
+    client = collector_client(PingWatcher, client_id)
     client.on_disconnect = lambda *_: disconnected.set()
     return client
 
