@@ -100,6 +100,22 @@ def publish_all(
     client.loop_stop()
 
 
+def queue_for_session(
+    broker: Broker,
+    topic: str,
+    client_id: str,
+    payloads: list[bytes],
+    ctx: ssl.SSLContext | None = None,
+) -> None:
+    """``payloads`` queued by the broker for ``client_id``'s persistent session, offline:
+    they arrive back to back when it connects again."""
+    first = Receiver(broker, client_id, ctx)
+    first.start(topic)
+    first.client.disconnect()
+    first.client.loop_stop()
+    publish_all(broker, topic, payloads, ctx)
+
+
 def mixed_payloads(count: int, seed: int) -> list[bytes]:
     """Numbered payloads of random sizes (packet boundaries fall anywhere in a read), and a
     few larger than a read so they must be put together from several."""
@@ -124,12 +140,8 @@ def check_backlog_is_read_in_chunks(
     """Messages queued by the broker for an offline session arrive back to back on
     reconnect: each must come whole, once, in order, in fewer reads than ``max_reads``.
     Returns the reads."""
-    first = Receiver(broker, client_id, ctx)
-    first.start(topic)
-    first.client.disconnect()
-    first.client.loop_stop()
     payloads = mixed_payloads(count, seed=len(client_id))
-    publish_all(broker, topic, payloads, ctx)  # queued for the session, not yet sent
+    queue_for_session(broker, topic, client_id, payloads, ctx)
     receiver = Receiver(broker, client_id, ctx)
     receiver.start(topic)
     try:
@@ -173,11 +185,7 @@ def test_a_backlog_never_keeps_the_client_from_writing(mosquitto: Broker) -> Non
     at least every two reads of MAX_READ_PACKETS (paho decides to write before it reads:
     what one read queues goes out after the next)."""
     topic, client_id, count = "kienco-test/mqtt-client/writes", "mc-writes", 3000
-    first = Receiver(mosquitto, client_id)
-    first.start(topic)
-    first.client.disconnect()
-    first.client.loop_stop()
-    publish_all(mosquitto, topic, [b"%06d" % i for i in range(count)], None)  # queued
+    queue_for_session(mosquitto, topic, client_id, [b"%06d" % i for i in range(count)])
 
     client = collector_client(WriteWatcher, client_id)
     statuses_acked = threading.Event()
@@ -239,12 +247,8 @@ def test_a_backlog_longer_than_the_keepalive_keeps_the_connection(mosquitto: Bro
     914), and must keep pinging, so the broker does not drop a client it hears
     nothing else from. 1 500 messages at 4 ms each: 6 s of reading, keepalive 1 s."""
     topic, client_id, count = "kienco-test/mqtt-client/keepalive", "mc-keepalive", 1500
-    first = Receiver(mosquitto, client_id)
-    first.start(topic)
-    first.client.disconnect()
-    first.client.loop_stop()
     payloads = [b"%06d" % i for i in range(count)]
-    publish_all(mosquitto, topic, payloads, None)  # queued for the session
+    queue_for_session(mosquitto, topic, client_id, payloads)
 
     disconnected = threading.Event()
     client = watcher(client_id, disconnected)
