@@ -415,10 +415,14 @@ class StateStore(DurableStore):
                         )
                     )
             # What no snapshot will cover once this commits: the log is kept from there.
-            keep_from = min(
-                (first for s, first in self._open_from.items() if s not in snapshots),
-                default=self._next_id,
-            )
+            # Only a snapshot written or a site forgotten moves it (a look at every site:
+            # not done on passes that can change nothing).
+            keep_from = None
+            if snapshots or deletes:
+                keep_from = min(
+                    (first for s, first in self._open_from.items() if s not in snapshots),
+                    default=self._next_id,
+                )
             try:
                 self._db.execute("BEGIN")
                 self._db.executemany(_LOG, entries)
@@ -426,7 +430,8 @@ class StateStore(DurableStore):
                 self._db.executemany(_VERDICT, verdict_rows)
                 self._db.executemany("DELETE FROM site WHERE site = ?", deletes)
                 self._db.executemany("DELETE FROM verdict WHERE site = ?", deletes)
-                self._db.execute("DELETE FROM folded WHERE id < ?", (keep_from,))
+                if keep_from is not None:
+                    self._db.execute("DELETE FROM folded WHERE id < ?", (keep_from,))
                 self._db.execute("COMMIT")
             except Exception:
                 if self._db.in_transaction:
