@@ -510,8 +510,12 @@ def test_the_collector_writes_what_the_dashboards_read(
     # the inventory's never-heard sites are counted too (their operators come from it)
     assert wait_rows(rows("SELECT * FROM fleet WHERE operator = 'mobifone'"))
 
+    # Summaries run every 0.5 s, beside the judgements: wait for one that saw them all.
     area = wait_rows(
-        rows("SELECT * FROM compliance WHERE area = 'an-duong' AND non_compliant >= 1")
+        rows(
+            "SELECT * FROM compliance WHERE area = 'an-duong' AND non_compliant >= 1 "
+            "AND compliant >= 1"
+        )
     )[-1]
     assert (area["declared"], area["compliant"], area["never_reported"]) == (3, 1, 1)
     assert area["failed_generator_autonomy_short"] == 1
