@@ -266,6 +266,31 @@ def parse_metrics(text: str) -> dict[str, float]:
     return values
 
 
+GENERATIONS = ("young", "middle", "full")
+
+
+def gc_summary(metrics: dict[str, float]) -> str:
+    """A collector's garbage collection so far, from its /metrics (collector/heap.py):
+    seconds per generation and the longest pause."""
+    seconds = [
+        metrics.get(f'kienco_gc_pause_seconds_sum{{generation="{g}"}}', math.nan)
+        for g in range(len(GENERATIONS))
+    ]
+    counts = [
+        metrics.get(f'kienco_gc_pause_seconds_count{{generation="{g}"}}', math.nan)
+        for g in range(len(GENERATIONS))
+    ]
+    longest = max(
+        metrics.get(f'kienco_gc_pause_max_seconds{{generation="{g}"}}', math.nan)
+        for g in range(len(GENERATIONS))
+    )
+    parts = [
+        f"{name} {n:.0f} / {s:.2f} s"
+        for name, n, s in zip(GENERATIONS, counts, seconds, strict=True)
+    ]
+    return f"{'; '.join(parts)}; longest {longest * 1e3:.0f} ms"
+
+
 # --- the collector as a subprocess ----------------------------------------------------------
 
 
@@ -357,6 +382,15 @@ class CollectorProcess:
     def metrics(self, client: httpx.Client | None = None) -> dict[str, float]:
         getter = client.get if client is not None else httpx.get
         return parse_metrics(getter(f"{self.url}/metrics", timeout=5.0).text)
+
+    def heap_audit(self) -> str:
+        """What the stopped collector's heap audit said (kienco/commands/collector.py)."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        said = [line for line in text.splitlines() if "heap audit at stop" in line]
+        return said[-1].split("heap audit at stop: ", 1)[1] if said else "(none logged)"
 
     def log_tail(self, chars: int = 3000) -> str:
         try:

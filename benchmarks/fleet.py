@@ -46,6 +46,7 @@ from _common import (
     REPO,
     CollectorProcess,
     Sampler,
+    gc_summary,
     log,
     percentile,
     print_summary,
@@ -301,6 +302,10 @@ def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, Any]]:
                 rows.append(("influxd CPU (% of a core)", stats["influxd"].cpu_pct))
             last = [_scrape(collector, client, failures) for collector in collectors]
             rows += [
+                (f"shard-{i} garbage collection: count / s", gc_summary(metrics))
+                for i, metrics in enumerate(last)
+            ]
+            rows += [
                 (
                     "points InfluxDB refused (dead-lettered)",
                     sum(m.get(REFUSED, 0) for m in last) if all(last) else "n/a (scrape failed)",
@@ -314,8 +319,9 @@ def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, Any]]:
     finally:
         if simulator is not None and simulator.process.poll() is None:
             simulator.process.kill()
-        for collector in collectors:
+        for i, collector in enumerate(collectors):
             collector.stop()
+            log(f"shard-{i}: heap audit at stop: {collector.heap_audit()}")
         if influx is not None:
             influx.stop()
         broker.stop()

@@ -95,6 +95,7 @@ from _common import (
     CollectorProcess,
     PySpy,
     Sampler,
+    gc_summary,
     log,
     make_meta,
     make_report,
@@ -582,6 +583,12 @@ def stop_all(collectors: Sequence[CollectorProcess]) -> None:
         thread.join()
 
 
+def log_heap_audits(collectors: Sequence[CollectorProcess]) -> None:
+    """What each stopped collector's heap audit found (collector/heap.py)."""
+    for index, collector in enumerate(collectors):
+        log(f"collector {index}: heap audit at stop: {collector.heap_audit()}")
+
+
 def _delta(m1: dict[str, float], m0: dict[str, float], name: str) -> float:
     return m1.get(name, 0) - m0.get(name, 0)
 
@@ -632,7 +639,9 @@ def measure_collector(
             )
             for index, province in enumerate(provinces)
         ]
-        # Registered before any start: a collector that fails to get healthy is stopped too.
+        # Registered before any start: a collector that fails to get healthy is stopped too
+        # (and, once stopped, what its heap audit said is logged: callbacks run last first).
+        stack.callback(log_heap_audits, collectors)
         stack.callback(stop_all, collectors)
         for collector in collectors:
             collector.start()
@@ -711,6 +720,7 @@ def measure_collector(
             "topic_filter": collector.topic_filter,
             "reports_acked": int(_reports_acked(m1, m0)),
             "stats": stats[name],
+            "gc": gc_summary(m1),
         }
         for name, collector, (m1, m0) in zip(shard_names, collectors, pairs, strict=True)
     ]
@@ -901,6 +911,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
             (f"{shard['name']} CPU % of a core (mean)", stats.cpu_pct),
             (f"{shard['name']} peak RSS MB", stats.peak_rss_mb),
+            (f"{shard['name']} garbage collection: count / s", shard["gc"]),
         ]
     rows: list[tuple[str, Any]] = [
         ("reports (N)", n),

@@ -14,20 +14,32 @@ was made since, the fleet's state. Frozen objects are still freed by reference
 counting when the last reference goes (a restored site's old snapshot, replaced
 by its next report, is); only a reference cycle among them would stay.
 
-``keep_settled`` goes on doing it: after every full collection, what survived it is
-frozen too. A collector carrying a province holds its sites' state, ~55 objects a
-site, and each report replaces some of them: with the start alone frozen, a full
-collection walked every site's state again each time the survivors grew by a quarter.
-In the national fleet at 60 s (benchmarks/fleet.py, a 51 700-site shard) that was a
-full collection every ~20 s, 2 s each on average and up to 4.5 s, with every thread
-stopped: 15 % of the shard's CPU and its longest stalls. Frozen after each one, the
-next walks only what was made and kept since. What it costs: a reference cycle among
-frozen objects is never collected. The fleet's state holds none (snapshots, readings
-and statuses are trees, freed by reference counting when a newer one replaces them);
-the process's resident memory (/metrics) should follow the sites carried, not time. The
-frozen set's size is not on /metrics on purpose: ``gc.get_freeze_count`` walks the whole
-set (3.4 M objects in a national shard), and a gauge of it, read at every scrape, took a
-quarter of the shard's samples (py-spy) before it was removed.
+``keep_settled`` goes on doing it: after every collection, young or full, what
+survived it is frozen too, so each object the collector makes is walked at most once,
+by the first collection that finds it alive. The fleet's state breaks the rule the
+collector's generations are built on (most objects die young): a site's newest
+readings, snapshot and verdict, ~50 objects a report, live until the site's next
+report, 10-60 s, while young collections come every ~40 reports. Each was walked
+alive by a young collection, again by the next middle one, then by a full one, every
+walk a cache miss per reference (~0.3-1 µs an object, against ~0.04 for a plain
+tuple): in the national fleet at 60 s (benchmarks/fleet.py, a 51 700-site shard) the
+collections took a fifth of the shard's CPU. Frozen after the first walk, an object
+is not walked again, and is freed by reference counting when the site's next report
+replaces it. (Freezing the survivors of full collections alone, as this did first,
+kept the middle walks and one full walk of each object; before that only the start
+was frozen, and a full collection walked every site's state each time the survivors
+grew by a quarter: up to 4.5 s with every thread stopped. docs/throughput.md.)
+
+What freezing risks is a reference cycle that is alive when a collection freezes it
+and becomes garbage later: the collector never sees it again. The fold, judgement and
+saving of reports make no cycles (tests/test_heap.py); ``audit`` counts what was
+leaked that way, and ``kienco collector run`` logs it at a clean stop
+(tests/test_pipe_e2e.py holds it at 0 for a real collector under reports, API reads
+and scrapes). The process's resident memory (/metrics) should follow the sites
+carried, not time. The frozen set's size is not on /metrics on purpose:
+``gc.get_freeze_count`` walks the whole set (3.4 M objects in a national shard), and a
+gauge of it, read at every scrape, took a quarter of the shard's samples (py-spy)
+before it was removed.
 
 ``GcPauses`` times every collection (``gc.callbacks``) for /metrics:
 ``kienco_gc_pause_seconds`` (a histogram per generation) and
@@ -37,14 +49,17 @@ quarter of the shard's samples (py-spy) before it was removed.
 from __future__ import annotations
 
 import gc
+import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["BUCKETS_S", "GcPauses", "keep_settled", "settle"]
+__all__ = ["BUCKETS_S", "GcPauses", "Leaked", "audit", "keep_settled", "settle"]
 
 # Upper bounds of the pause histogram, seconds.
 BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -62,21 +77,62 @@ def settle() -> int:
     return gc.get_freeze_count()
 
 
-def _freeze_after_full(phase: str, info: dict[str, int]) -> None:
+def _freeze_survivors(phase: str, info: dict[str, int]) -> None:
     # At "stop" the collection is over (CPython runs the callbacks after it, under the
-    # GIL, with no other collection possible): what survived it is alive now.
-    if phase == "stop" and info["generation"] == 2:
+    # GIL, with no other collection possible): what survived it is alive now. Freezing
+    # moves every generation's list onto the frozen one: a few pointer swaps.
+    if phase == "stop":
         gc.freeze()
 
 
 def keep_settled(on: bool = True) -> None:
-    """From now on, freeze what survives each full collection (see the module docstring).
+    """From now on, freeze what survives each collection (see the module docstring).
     For a process that carries long-lived state (``collector run``); ``on=False`` stops."""
-    installed = _freeze_after_full in gc.callbacks
+    installed = _freeze_survivors in gc.callbacks
     if on and not installed:
-        gc.callbacks.append(_freeze_after_full)
+        gc.callbacks.append(_freeze_survivors)
     elif not on and installed:
-        gc.callbacks.remove(_freeze_after_full)
+        gc.callbacks.remove(_freeze_survivors)
+
+
+@dataclass(frozen=True)
+class Leaked:
+    """Objects that sat frozen in reference cycles after those had become garbage."""
+
+    by_type: Counter[str]
+    size_bytes: int  # the objects' own sizes (sys.getsizeof), not what else they held
+
+    @property
+    def count(self) -> int:
+        return sum(self.by_type.values())
+
+
+def audit() -> Leaked:
+    """What freezing leaked: the objects that sat frozen in reference cycles that had
+    become garbage, counted by type, and freed now.
+
+    Unfreezes everything and runs a full collection over the whole heap: seconds for
+    a national shard, every thread stopped. For the end of a process (``collector run``
+    after its clean stop) or a test, never while it serves.
+    """
+    settled = _freeze_survivors in gc.callbacks
+    keep_settled(False)  # else the audit's own collections would freeze what it looks at
+    gc.collect()  # the garbage not frozen, which any collection frees, first
+    gc.unfreeze()
+    saved = gc.get_debug()
+    gc.set_debug(saved | gc.DEBUG_SAVEALL)  # keep the garbage to name it
+    try:
+        gc.collect()
+        leaked = Leaked(
+            Counter(type(o).__qualname__ for o in gc.garbage),
+            sum(sys.getsizeof(o) for o in gc.garbage),
+        )
+    finally:
+        gc.set_debug(saved)
+        gc.garbage.clear()
+        gc.collect()  # now freed for real
+        keep_settled(settled)
+    return leaked
 
 
 class GcPauses(Collector):
