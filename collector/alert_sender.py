@@ -44,6 +44,7 @@ from typing import Any
 import httpx
 from prometheus_client import Counter, Gauge
 
+from collector.acyclic_http import AcyclicClient
 from collector.alert_store import AlertStore, Held
 from collector.alerts import Alert, MeetingInfo, SiteLinks, meeting_alerts, site_alerts
 from collector.config import AlertsConfig
@@ -104,7 +105,7 @@ class _Target:
 
     def __init__(self, url: str, timeout_s: float) -> None:
         self.url = url
-        self.client = httpx.Client(base_url=url, timeout=timeout_s)
+        self.client = AcyclicClient(base_url=url, timeout=timeout_s)
         self.backoff = Backoff(0.5, 30.0)
         self.retry_at = 0.0  # monotonic
         self.down = False

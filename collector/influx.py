@@ -29,6 +29,8 @@ from typing import Any
 
 import httpx
 
+from collector.acyclic_http import AcyclicClient
+
 __all__ = [
     "InfluxBatchTooLarge",
     "InfluxError",
@@ -124,7 +126,7 @@ class InfluxV1Client:
         self.timeout_s = timeout_s
         auth = httpx.BasicAuth(username, password or "") if username is not None else None
         self._has_password = password is not None
-        self._http = httpx.Client(
+        self._http = AcyclicClient(
             base_url=self.url,
             timeout=timeout_s,
             auth=auth,
