@@ -6,6 +6,7 @@ import argparse
 import logging
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,17 +51,23 @@ def _audit_heap() -> None:
     """After a clean stop (everything saved): what freezing leaked (collector/heap.py)."""
     from collector.heap import audit
 
+    started = time.monotonic()
     leaked = audit()
+    took_s = time.monotonic() - started
     log = logging.getLogger("kienco.collector")
     if not leaked.count:
-        log.info("collector: heap audit at stop: 0 objects had been kept frozen as garbage")
+        log.info(
+            "collector: heap audit at stop: 0 objects had been kept frozen as garbage (%.1f s)",
+            took_s,
+        )
         return
     log.log(
         logging.WARNING if leaked.size_bytes > LEAK_WARN_BYTES else logging.INFO,
         "collector: heap audit at stop: %d objects (%.1f kB) had been kept frozen as garbage "
-        "in reference cycles, never collected while running (%s)%s",
+        "in reference cycles, never collected while running (%.1f s; %s)%s",
         leaked.count,
         leaked.size_bytes / 1024,
+        took_s,
         ", ".join(f"{name} {n}" for name, n in leaked.by_type.most_common(8)),
         "; the process grew by them: please report it"
         if leaked.size_bytes > LEAK_WARN_BYTES
