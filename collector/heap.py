@@ -32,11 +32,13 @@ grew by a quarter: up to 4.5 s with every thread stopped. docs/throughput.md.)
 
 What freezing risks is a reference cycle that is alive when a collection freezes it
 and becomes garbage later: the collector never sees it again. The fold, judgement and
-saving of reports make no cycles (tests/test_heap.py); ``audit`` counts what was
-leaked that way, and ``kienco collector run`` logs it at a clean stop
-(tests/test_pipe_e2e.py holds it at 0 for a real collector under reports, API reads
-and scrapes). The process's resident memory (/metrics) should follow the sites
-carried, not time. The frozen set's size is not on /metrics on purpose:
+saving of reports make none; httpx's answers did, one a call in flight at a collection
+(collector/acyclic_http.py breaks it); CPython 3.11's asyncio transport keeps one a
+connection (gh-106503, fixed in 3.12: ~0.5 kB an HTTP connection open at a collection).
+``audit`` counts what was leaked that way, and ``kienco collector run`` logs it after a
+clean stop (tests/test_heap.py runs a real one under reports, malformed messages, API
+reads, the board and scrapes). The process's resident memory (/metrics) should follow
+the sites carried, not time. The frozen set's size is not on /metrics on purpose:
 ``gc.get_freeze_count`` walks the whole set (3.4 M objects in a national shard), and a
 gauge of it, read at every scrape, took a quarter of the shard's samples (py-spy)
 before it was removed.
