@@ -56,6 +56,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from types import FunctionType
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -109,6 +110,13 @@ class Leaked:
         return sum(self.by_type.values())
 
 
+def _named(thing: object) -> str:
+    """Its type; a function by its own name too (the closure that made the cycle)."""
+    if isinstance(thing, FunctionType):
+        return f"function {thing.__module__}.{thing.__qualname__}"
+    return type(thing).__qualname__
+
+
 def audit() -> Leaked:
     """What freezing leaked: the objects that sat frozen in reference cycles that had
     become garbage, counted by type, and freed now.
@@ -126,7 +134,7 @@ def audit() -> Leaked:
     try:
         gc.collect()
         leaked = Leaked(
-            Counter(type(o).__qualname__ for o in gc.garbage),
+            Counter(_named(o) for o in gc.garbage),
             sum(sys.getsizeof(o) for o in gc.garbage),
         )
     finally:

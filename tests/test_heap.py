@@ -159,6 +159,28 @@ def test_the_audit_finds_a_cycle_freezing_leaked_and_frees_it() -> None:
     assert not audit().by_type[_Ring.__qualname__]  # nothing left
 
 
+def _recursive_closure() -> object:
+    def walk(n: int) -> int:  # refers to itself through its cell: a cycle
+        return 0 if n == 0 else walk(n - 1)
+
+    walk(3)
+    return walk
+
+
+def test_the_audit_names_a_leaked_closure_by_its_function() -> None:
+    keep_settled()
+    try:
+        closure = _recursive_closure()
+        gc.collect(0)  # alive: frozen
+        del closure
+        leaked = audit()
+    finally:
+        keep_settled(False)
+        gc.unfreeze()
+    assert leaked.by_type[f"function {__name__}._recursive_closure.<locals>.walk"] == 1
+    assert leaked.by_type["cell"] >= 1
+
+
 def test_a_collector_run_leaks_nothing_by_freezing(
     tmp_path: Path, mosquitto: Broker, influxdb: InfluxServer
 ) -> None:
