@@ -3,9 +3,7 @@ reference cycle behind, on the real servers; httpx's own client does (the reason
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import httpx
 
@@ -13,31 +11,8 @@ from collector.acyclic_http import AcyclicClient
 from collector.alert_sender import _Target
 from collector.influx import InfluxV1Client
 from tests.support.alertmanager import AlertmanagerServer
+from tests.support.garbage import cyclic_garbage
 from tests.support.influx import InfluxServer
-
-
-@contextmanager
-def cyclic_garbage() -> Iterator[list[str]]:
-    """The types (module.name) of the objects that only the cyclic collector could free,
-    made inside the block: httpx's and httpcore's only (the test session's other threads
-    may make garbage of their own)."""
-    found: list[str] = []
-    gc.collect()
-    gc.disable()
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
-        yield found
-        gc.collect()
-        found += [
-            f"{type(o).__module__}.{type(o).__qualname__}"
-            for o in gc.garbage
-            if type(o).__module__.startswith(("httpx", "httpcore"))
-        ]
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-        gc.enable()
-        gc.collect()
 
 
 def _calls(client: httpx.Client, url: str) -> Callable[[], None]:
@@ -52,7 +27,7 @@ def test_httpx_alone_leaves_a_cycle_a_call(influxdb: InfluxServer) -> None:
     """The reason for the subclass: if this fails, httpx no longer needs it."""
     with httpx.Client() as plain:
         plain.get(f"{influxdb.url}/ping")  # the connection made
-        with cyclic_garbage() as found:
+        with cyclic_garbage("httpx", "httpcore") as found:
             _calls(plain, f"{influxdb.url}/ping")()
     assert "httpx.Response" in found
     assert found.count("httpx._client.BoundSyncStream") == 5
@@ -62,7 +37,7 @@ def test_influxdb_writes_and_queries_leave_no_cycle(influxdb: InfluxServer) -> N
     db = influxdb.fresh_database("acyclic")
     with InfluxV1Client(influxdb.url, db) as client:
         client.write("m,site=s v=1 1")  # the database and the connection made
-        with cyclic_garbage() as found:
+        with cyclic_garbage("httpx", "httpcore") as found:
             for i in range(5):
                 assert client.write(f"m,site=s v={i} {i + 2}").ok
             assert client.query("SELECT count(v) FROM m")[0]["count"] == 6
@@ -75,7 +50,7 @@ def test_alertmanager_calls_leave_no_cycle(alertmanager: AlertmanagerServer) -> 
     try:
         call = _calls(target.client, "/api/v2/status")
         call()
-        with cyclic_garbage() as found:
+        with cyclic_garbage("httpx", "httpcore") as found:
             call()
             target.client.post("/api/v2/alerts", json=[]).raise_for_status()
     finally:
