@@ -21,7 +21,7 @@ collector's generations are built on (most objects die young): a site's newest
 readings, snapshot and verdict, ~50 objects a report, live until the site's next
 report, 10-60 s, while young collections come every ~40 reports. Each was walked
 alive by a young collection, again by the next middle one, then by a full one, every
-walk a cache miss per reference (~0.3-1 µs an object, against ~0.04 for a plain
+walk a cache miss per reference (~0.3-1.5 µs an object, against ~0.04 for a plain
 tuple): in the national fleet at 60 s (benchmarks/fleet.py, a 51 700-site shard) the
 collections took a fifth of the shard's CPU. Frozen after the first walk, an object
 is not walked again, and is freed by reference counting when the site's next report
@@ -32,12 +32,14 @@ grew by a quarter: up to 4.5 s with every thread stopped. docs/throughput.md.)
 
 What freezing risks is a reference cycle that is alive when a collection freezes it
 and becomes garbage later: the collector never sees it again. The fold, judgement and
-saving of reports make none; httpx's answers did, one a call in flight at a collection
-(collector/acyclic_http.py breaks it); CPython 3.11's asyncio transport keeps one a
-connection (gh-106503, fixed in 3.12: ~0.5 kB an HTTP connection open at a collection).
+saving of reports make none; httpx's answers made one a call (collector/acyclic_http.py
+breaks it) and paho's callback lookup one a message (collector/mqtt_client.py
+``AcyclicMatcher``); CPython 3.11's asyncio transport keeps one a connection (gh-106503,
+fixed in 3.12: ~0.5 kB an HTTP connection open at a collection), what is left.
 ``audit`` counts what was leaked that way, and ``kienco collector run`` logs it after a
-clean stop (tests/test_heap.py runs a real one under reports, malformed messages, API
-reads, the board and scrapes). The process's resident memory (/metrics) should follow
+clean stop (7-8 s more for a national shard of 51 700 sites: a walk of its whole heap;
+tests/test_heap.py runs a real one under reports, malformed messages, API reads, the
+board and scrapes). The process's resident memory (/metrics) should follow
 the sites carried, not time. The frozen set's size is not on /metrics on purpose:
 ``gc.get_freeze_count`` walks the whole set (3.4 M objects in a national shard), and a
 gauge of it, read at every scrape, took a quarter of the shard's samples (py-spy)
