@@ -24,6 +24,11 @@ against two checkouts to compare (the benchmark imports the collector from PYTHO
 
     flock /tmp/kienco-heavy.lock .venv/bin/python benchmarks/silence_sweep.py
     PYTHONPATH=<other checkout> .venv/bin/python benchmarks/silence_sweep.py --sites 2000
+
+``--heap-as-run`` keeps the heap as ``kienco collector run`` does (collector/heap.py:
+``settle`` at the start, ``keep_settled`` after) and prints the time spent in garbage
+collections by generation (``GcPauses``), for both plays together: run against two
+checkouts, it compares their garbage collector policies on the fleet's pattern.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from _common import make_meta, make_report, make_sites, print_summary
 from prometheus_client import CollectorRegistry
 from state_restore import _on_battery
 
+from collector.heap import GcPauses, keep_settled, settle
 from collector.line_protocol import encode_many
 from collector.readiness import Verdicts
 from collector.state import SiteStates
@@ -143,7 +149,14 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=12.0, help="simulated")
     parser.add_argument("--silent", type=int, default=50, help="sites that stop half-way")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--heap-as-run", action="store_true", help="freeze the heap as `collector run` does"
+    )
     args = parser.parse_args()
+    pauses = GcPauses()
+    if args.heap_as_run:
+        settle()
+        keep_settled()
     with tempfile.TemporaryDirectory(prefix="kienco-bench-sweep-") as folder:
         swept = play(
             args.sites, args.interval, args.minutes, args.silent, sweep=True, workdir=Path(folder)
@@ -175,6 +188,11 @@ def main() -> int:
             round(floor["counts"]["rows saved"] / floor["counts"]["reports"], 3),
         ),
         ("all ÷ floor", round(per_report / floor_per_report, 3)),
+        (
+            "garbage collections, s: young / middle / full (both plays)",
+            " / ".join(f"{seconds:.2f}" for seconds in pauses.sum_s),
+        ),
+        ("heap as `collector run` keeps it", args.heap_as_run),
         (f"silent sites judged unknown (of {args.silent})", swept["found"]),
         ("latest past its stale window, s", swept["late_max_s"]),
     ]
