@@ -23,7 +23,7 @@ report, 10-60 s, while young collections come every ~40 reports. Each was walked
 alive by a young collection, again by the next middle one, then by a full one, every
 walk a cache miss per reference (~0.3-1.5 µs an object, against ~0.04 for a plain
 tuple): in the national fleet at 60 s (benchmarks/fleet.py, a 51 700-site shard) the
-collections took a fifth of the shard's CPU. Frozen after the first walk, an object
+collections took a sixth of the shard's CPU. Frozen after the first walk, an object
 is not walked again, and is freed by reference counting when the site's next report
 replaces it. (Freezing the survivors of full collections alone, as this did first,
 kept the middle walks and one full walk of each object; before that only the start
