@@ -4,6 +4,7 @@ of what freezing leaked, on a real collector too); the sweeper's slices."""
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import re
 import signal
@@ -25,6 +26,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from collector.config import CollectorConfig
 from collector.heap import BUCKETS_S, GcPauses, audit, keep_settled, settle
 from collector.service import SWEEP_SLICE_SITES, in_slices
+from kienco.commands.collector import _audit_heap
 from kienco.fleet.fleet import Storm, make_sites, meta_payload, report_payload, utc_iso
 from tests.support.influx import InfluxServer
 from tests.support.mosquitto import Broker
@@ -179,6 +181,21 @@ def test_the_audit_names_a_leaked_closure_by_its_function() -> None:
         gc.unfreeze()
     assert leaked.by_type[f"function {__name__}._recursive_closure.<locals>.walk"] == 1
     assert leaked.by_type["cell"] >= 1
+
+
+def test_an_audit_that_raises_leaves_the_stop_clean(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The audit runs after everything is saved: its failure is logged, not raised."""
+
+    def broken() -> None:
+        raise TypeError("__sizeof__() should return an int")
+
+    monkeypatch.setattr("collector.heap.audit", broken)
+    with caplog.at_level(logging.INFO, logger="kienco.collector"):
+        _audit_heap()
+    failed = [r for r in caplog.records if "heap audit at stop failed" in r.getMessage()]
+    assert failed and failed[0].exc_info is not None
 
 
 def test_a_collector_run_leaks_nothing_by_freezing(

@@ -51,10 +51,14 @@ def _audit_heap() -> None:
     """After a clean stop (everything saved): what freezing leaked (collector/heap.py)."""
     from collector.heap import audit
 
-    started = time.monotonic()
-    leaked = audit()
-    took_s = time.monotonic() - started
     log = logging.getLogger("kienco.collector")
+    started = time.monotonic()
+    try:
+        leaked = audit()
+    except Exception:  # a diagnostic after a clean stop: it must not turn it into a failure
+        log.exception("collector: heap audit at stop failed (the stop itself was clean)")
+        return
+    took_s = time.monotonic() - started
     if not leaked.count:
         log.info(
             "collector: heap audit at stop: 0 objects had been kept frozen as garbage (%.1f s)",
