@@ -271,24 +271,26 @@ GENERATIONS = ("young", "middle", "full")
 
 def gc_summary(metrics: dict[str, float]) -> str:
     """A collector's garbage collection so far, from its /metrics (collector/heap.py):
-    seconds per generation and the longest pause."""
-    seconds = [
-        metrics.get(f'kienco_gc_pause_seconds_sum{{generation="{g}"}}', math.nan)
-        for g in range(len(GENERATIONS))
-    ]
-    counts = [
-        metrics.get(f'kienco_gc_pause_seconds_count{{generation="{g}"}}', math.nan)
-        for g in range(len(GENERATIONS))
-    ]
-    longest = max(
-        metrics.get(f'kienco_gc_pause_max_seconds{{generation="{g}"}}', math.nan)
-        for g in range(len(GENERATIONS))
-    )
+    collections and seconds per generation, and the longest pause."""
+
+    def per_generation(name: str) -> list[float]:
+        return [
+            metrics.get(f'kienco_gc_pause_{name}{{generation="{g}"}}', math.nan)
+            for g in range(len(GENERATIONS))
+        ]
+
+    counts, seconds = per_generation("seconds_count"), per_generation("seconds_sum")
     parts = [
         f"{name} {n:.0f} / {s:.2f} s"
         for name, n, s in zip(GENERATIONS, counts, seconds, strict=True)
     ]
-    return f"{'; '.join(parts)}; longest {longest * 1e3:.0f} ms"
+    return f"{'; '.join(parts)}; longest {max(per_generation('max_seconds')) * 1e3:.0f} ms"
+
+
+def log_heap_audits(collectors: Sequence[CollectorProcess], name: str = "collector") -> None:
+    """What each stopped collector's heap audit found (collector/heap.py)."""
+    for index, collector in enumerate(collectors):
+        log(f"{name} {index}: heap audit at stop: {collector.heap_audit()}")
 
 
 # --- the collector as a subprocess ----------------------------------------------------------

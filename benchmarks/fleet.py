@@ -48,6 +48,7 @@ from _common import (
     Sampler,
     gc_summary,
     log,
+    log_heap_audits,
     percentile,
     print_summary,
 )
@@ -300,15 +301,15 @@ def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, Any]]:
                 )
             if influx is not None:
                 rows.append(("influxd CPU (% of a core)", stats["influxd"].cpu_pct))
-            last = [_scrape(collector, client, failures) for collector in collectors]
+            final = [_scrape(collector, client, failures) for collector in collectors]
             rows += [
                 (f"shard-{i} garbage collection: count / s", gc_summary(metrics))
-                for i, metrics in enumerate(last)
+                for i, metrics in enumerate(final)
             ]
             rows += [
                 (
                     "points InfluxDB refused (dead-lettered)",
-                    sum(m.get(REFUSED, 0) for m in last) if all(last) else "n/a (scrape failed)",
+                    sum(m.get(REFUSED, 0) for m in final) if all(final) else "n/a (scrape failed)",
                 ),
                 (
                     "shards' reconnects to the broker (their logs)",
@@ -319,9 +320,9 @@ def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, Any]]:
     finally:
         if simulator is not None and simulator.process.poll() is None:
             simulator.process.kill()
-        for i, collector in enumerate(collectors):
+        for collector in collectors:
             collector.stop()
-            log(f"shard-{i}: heap audit at stop: {collector.heap_audit()}")
+        log_heap_audits(collectors, "shard")
         if influx is not None:
             influx.stop()
         broker.stop()

@@ -97,6 +97,7 @@ from _common import (
     Sampler,
     gc_summary,
     log,
+    log_heap_audits,
     make_meta,
     make_report,
     make_sites,
@@ -581,12 +582,6 @@ def stop_all(collectors: Sequence[CollectorProcess]) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-
-
-def log_heap_audits(collectors: Sequence[CollectorProcess]) -> None:
-    """What each stopped collector's heap audit found (collector/heap.py)."""
-    for index, collector in enumerate(collectors):
-        log(f"collector {index}: heap audit at stop: {collector.heap_audit()}")
 
 
 def _delta(m1: dict[str, float], m0: dict[str, float], name: str) -> float:

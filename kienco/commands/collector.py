@@ -65,17 +65,16 @@ def _audit_heap() -> None:
             took_s,
         )
         return
+    grew = leaked.size_bytes > LEAK_WARN_BYTES
     log.log(
-        logging.WARNING if leaked.size_bytes > LEAK_WARN_BYTES else logging.INFO,
+        logging.WARNING if grew else logging.INFO,
         "collector: heap audit at stop: %d objects (%.1f kB) had been kept frozen as garbage "
         "in reference cycles, never collected while running (%.1f s; %s)%s",
         leaked.count,
         leaked.size_bytes / 1024,
         took_s,
         ", ".join(f"{name} {n}" for name, n in leaked.by_type.most_common(8)),
-        "; the process grew by them: please report it"
-        if leaked.size_bytes > LEAK_WARN_BYTES
-        else "",
+        "; the process grew by them: please report it" if grew else "",
     )
 
 
