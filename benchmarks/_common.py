@@ -313,7 +313,9 @@ class CollectorProcess:
     client_id: str = field(default_factory=lambda: f"bench-collector-{os.getpid()}")
     topic_filter: str = "kienco/v1/+/+/#"
     provinces: list[str] | None = None  # a shard: these provinces instead of topic_filter
-    protocol: int = 5  # MQTT 5, or 4 (3.1.1): CollectorBroker.protocol
+    # 4 (MQTT 3.1.1) as the collector's default and the shipped configs; 5 to compare.
+    protocol: int = 4
+    read_window_ms: float | None = None  # broker.read_window_ms; None: the collector's default
     state: dict[str, Any] = field(default_factory=dict)  # the config's state: section
     process: subprocess.Popen[bytes] | None = None
 
@@ -333,6 +335,7 @@ class CollectorProcess:
                 "client_id": self.client_id,
                 **({} if self.provinces else {"topic_filter": self.topic_filter}),
                 "protocol": self.protocol,
+                **({} if self.read_window_ms is None else {"read_window_ms": self.read_window_ms}),
             },
             "influx": None
             if self.influx_url is None

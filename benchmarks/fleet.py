@@ -18,11 +18,15 @@ What it measures, in one run (loopback only):
    made was accepted (catch-up). What saturates shows in the CPU figures and the
    machine's busy CPU (2 cores here, shared with other work: the summary shows how much
    was not this benchmark).
+4. Where the shards' time goes (``--profile``): py-spy on every shard over the window,
+   the samples holding the GIL summed and split by stage as benchmarks/ingest.py does
+   (needs py-spy in the venv).
 
 Run (all from the repository, as root or with ``ulimit -n`` above the connections):
 
     .venv/bin/python benchmarks/fleet.py --sites 100000 --connections 10000 --interval 30
     .venv/bin/python benchmarks/fleet.py --sites 10000 --interval 3 --shards 2 --json
+    .venv/bin/python benchmarks/fleet.py --sites 20000 --interval 60 --shards 1 --profile
 """
 
 from __future__ import annotations
@@ -45,13 +49,18 @@ from _common import (
     PYTHON,
     REPO,
     CollectorProcess,
+    PySpy,
     Sampler,
     gc_summary,
     log,
     log_heap_audits,
     percentile,
+    print_profile,
     print_summary,
+    stage_shares,
+    summarize_pyspy,
 )
+from ingest import STAGES, merge_profiles
 
 from collector.config import BatchConfig
 from kienco.fleet.fleet import PROVINCES
@@ -160,13 +169,18 @@ def _accepted_reports(
     return values
 
 
-def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, Any]]:
+def run(
+    args: argparse.Namespace, workdir: Path
+) -> tuple[list[tuple[str, Any]], dict[str, Any] | None]:
+    """The summary's rows, and with ``--profile`` the shards' profile."""
     broker = Mosquitto(workdir / "mosquitto")
     broker.start()
     assert broker.process is not None
     influx: Influxd | None = None
     collectors: list[CollectorProcess] = []
     simulator: Simulator | None = None
+    spies: list[PySpy] = []
+    profile: dict[str, Any] | None = None
     provinces = list(PROVINCES[: args.provinces])
     try:
         if args.shards:
@@ -181,6 +195,7 @@ def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, Any]]:
                     influx.url,
                     provinces=mine,
                     client_id=f"fleet-shard-{number}",
+                    read_window_ms=args.read_window_ms,
                     batch_max_messages=batch.max_messages,
                     batch_max_delay_s=batch.max_delay_s,
                 )
@@ -204,6 +219,7 @@ def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, Any]]:
         if influx is not None:
             processes["influxd"] = influx.process.pid
         window = Sampler(processes).start()
+        spies += [PySpy(c.pid, c.workdir / "shard-profile.txt") for c in collectors if args.profile]
         lags: list[float] = []
         accepted_series: list[tuple[float, float]] = []
         client = httpx.Client()
@@ -219,6 +235,10 @@ def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, Any]]:
                 if not math.isnan(accepted):  # a failed scrape leaves no point
                     accepted_series.append((time.monotonic(), accepted))
         stats = window.stop()
+        if spies:
+            merged = merge_profiles([spy.stop() for spy in spies], workdir / "shards-profile.txt")
+            profile = summarize_pyspy(merged)
+            profile["stages"] = stage_shares(profile, STAGES)
         summary = simulator.summary(args.duration + args.drain + 120)
         catch_up_s = math.nan
         accepted_at_end = math.nan
@@ -316,8 +336,10 @@ def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, Any]]:
                     sum(_reconnects(collector) for collector in collectors),
                 ),
             ]
-        return rows
+        return rows, profile
     finally:
+        for spy in spies:
+            spy.stop()
         if simulator is not None and simulator.process.poll() is None:
             simulator.process.kill()
         for collector in collectors:
@@ -346,10 +368,19 @@ def main() -> int:
     parser.add_argument("--calm", action="store_true", help="no storm")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the run's folder (logs, data)")
+    parser.add_argument(
+        "--read-window-ms",
+        type=float,
+        default=None,
+        help="the shards' broker.read_window_ms (default: the collector's)",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy on the shards over the window"
+    )
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="kienco-fleet-")
     try:
-        rows = run(args, Path(tmp))
+        rows, profile = run(args, Path(tmp))
     except ServiceError as exc:
         print(f"fleet: {exc}", file=sys.stderr)
         return 1
@@ -363,6 +394,8 @@ def main() -> int:
         f"every {args.interval:g} s, {args.shards} shards"
     )
     print_summary(title, rows, as_json=args.json)
+    if profile is not None and not args.json:
+        print_profile(profile, stages=profile["stages"], of="the shards, summed")
     return 0
 
 

@@ -593,7 +593,7 @@ def _reports_acked(m1: dict[str, float], m0: dict[str, float]) -> float:
     return _delta(m1, m0, ACKED) - _delta(m1, m0, PUBLISHED)
 
 
-def _merge_profiles(paths: Sequence[Path], out: Path) -> Path:
+def merge_profiles(paths: Sequence[Path], out: Path) -> Path:
     """py-spy's raw output is one ``stack count`` per line: shards' files concatenate."""
     with out.open("w") as merged:
         for path in paths:
@@ -701,7 +701,7 @@ def measure_collector(
         stats = sampler.stop()
         if spies:
             paths = [spy.stop() for spy in spies]
-            profile = summarize_pyspy(_merge_profiles(paths, workdir / "collectors-profile.txt"))
+            profile = summarize_pyspy(merge_profiles(paths, workdir / "collectors-profile.txt"))
             profile["stages"] = stage_shares(profile, STAGES)
         result = publisher.result()
         stored = influx_count(influx.url, collectors[0].database, influx.verify)

@@ -21,6 +21,16 @@ Two changes, nothing else of paho's behaviour:
   socket has bytes. Under a backlog that is a read that does not end: the collector wrote
   nothing (no PUBACK, no status, no PINGREQ) for 50 s at a time and the broker dropped it
   as silent (benchmarks/fleet.py at 103 400 sites; tests/test_mqtt_client.py).
+- :meth:`CollectorClient.loop_read` lets a light stream of messages gather for up to
+  ``read_window_s`` (``broker.read_window_ms``) before it reads them: when paho's
+  ``select`` wakes it for the first bytes after a pause, it waits until that long after its
+  previous read began, then reads what came meanwhile in one pass (only after a pass that
+  emptied the socket: a backlog is read on at once). A shard of a fleet
+  reporting on time gets a message every millisecond or so, and a thread that wakes for
+  each one pays for its idle core every time: a report handled after a 2 ms pause took
+  ~3 times the CPU of one handled back to back (950 against 310 µs; in bursts of ten,
+  ~520). A backlog is read as before (bytes buffered or read for longer than the window:
+  no wait); what a message waits is at most the window.
 - :meth:`CollectorClient.ack_many` queues a batch's acknowledgements as one packet: the same
   bytes as one ``ack`` per message, in the same order, in one write.
 - :class:`AcyclicMatcher` looks up the per-topic callbacks paho checks for on every message
@@ -43,6 +53,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
@@ -152,9 +163,12 @@ class CollectorClient(BrokerClient):
     """paho's client with a LAN's MSS (BrokerClient), buffered reads, batched acks and
     callback lookups that leave no garbage cycle."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, read_window_s: float = 0.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         cast(Any, self)._on_message_filtered = AcyclicMatcher()
+        self.read_window_s = read_window_s
+        self._read_began = 0.0  # time.monotonic() when the last read pass began
+        self._ran_dry = True  # the last pass ended with the socket empty
 
     def _create_socket(self) -> Any:
         sock = super()._create_socket()
@@ -167,8 +181,18 @@ class CollectorClient(BrokerClient):
 
     def loop_read(self, max_packets: int = MAX_READ_PACKETS) -> MQTTErrorCode:
         """Read and handle up to ``max_packets`` packets (fewer once the socket has none):
-        paho's own loop, with its count bounded (see the module's docstring)."""
+        paho's own loop, with its count bounded; a light stream is let gather for up to
+        ``read_window_s`` first (see the module's docstring)."""
         this = cast(Any, self)
+        began = time.monotonic()
+        if self._ran_dry and not self._buffered():
+            # The first bytes after a pause: let the stream gather for the rest of the window.
+            wait = self._read_began + self.read_window_s - began
+            if wait > 0:
+                time.sleep(wait)  # paho's thread; none of paho's locks is held here
+                began = time.monotonic()
+        self._read_began = began
+        self._ran_dry = False  # a pass that stops at max_packets: a backlog, read on at once
         for _ in range(max(1, min(max_packets, MAX_READ_PACKETS))):
             if self._sock is None:
                 return mqtt.MQTT_ERR_NO_CONN
@@ -176,8 +200,14 @@ class CollectorClient(BrokerClient):
             if rc > 0:
                 return cast(MQTTErrorCode, this._loop_rc_handle(rc))
             if rc == mqtt.MQTT_ERR_AGAIN:
+                self._ran_dry = True
                 break
         return mqtt.MQTT_ERR_SUCCESS
+
+    def _buffered(self) -> int:
+        """Bytes in hand already (ours, and those TLS decrypted): a burst is being read."""
+        sock = self._sock
+        return sock.pending() if isinstance(sock, ReadBuffer) else 0
 
     def ack_many(self, acks: Iterable[tuple[int, int]]) -> MQTTErrorCode:
         """Acknowledge ``(mid, qos)`` messages in the given order, in one write.

@@ -385,6 +385,7 @@ class Collector:
             protocol=mqtt.MQTTv5 if broker.protocol == 5 else mqtt.MQTTv311,
             clean_session=None if broker.protocol == 5 else False,
             manual_ack=True,
+            read_window_s=broker.read_window_ms / 1000,
         )
         if broker.username:
             password = broker.password.reveal() if broker.password else None

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -40,7 +40,7 @@ QOS = 1
 C = TypeVar("C", bound=CollectorClient)
 
 
-def collector_client(kind: type[C], client_id: str) -> C:
+def collector_client(kind: type[C], client_id: str, read_window_s: float = 0.0) -> C:
     """A client of ``kind`` as the collector runs it: a persistent session, manual acks."""
     return kind(
         callback_api_version=CallbackAPIVersion.VERSION2,
@@ -48,16 +48,24 @@ def collector_client(kind: type[C], client_id: str) -> C:
         protocol=mqtt.MQTTv311,
         clean_session=False,
         manual_ack=True,
+        read_window_s=read_window_s,
     )
 
 
 class Receiver:
     """A CollectorClient on a persistent session (as the collector runs it), manual acks."""
 
-    def __init__(self, broker: Broker, client_id: str, ctx: ssl.SSLContext | None = None):
+    def __init__(
+        self,
+        broker: Broker,
+        client_id: str,
+        ctx: ssl.SSLContext | None = None,
+        *,
+        read_window_s: float = 0.0,
+    ):
         self.messages: list[mqtt.MQTTMessage] = []
         self.subscribed = threading.Event()
-        self.client = collector_client(CollectorClient, client_id)
+        self.client = collector_client(CollectorClient, client_id, read_window_s)
         if ctx is not None:
             self.client.tls_set_context(ctx)
         self.client.on_message = lambda _c, _u, msg: self.messages.append(msg)
@@ -167,10 +175,33 @@ def test_a_backlog_is_read_many_messages_at_a_time_whole_and_in_order(mosquitto:
     )
 
 
+def test_a_backlog_is_read_on_without_waiting_out_the_read_window(mosquitto: Broker) -> None:
+    """The read window is for a light stream: a backlog is read on at once (a pass that
+    stops at MAX_READ_PACKETS is followed without a wait). 800 packets of 1 KiB, ~12
+    passes of 64, each of which could empty a whole read: one wait of a 1 s window after
+    each would take ~12 s."""
+    topic, count = "kienco-test/mqtt-client/window", 800
+    # PUBLISH: 1 byte, remaining length (2 bytes), topic length (2), topic, packet id (2).
+    size = 1024 - (1 + 2 + 2 + len(topic) + 2)
+    payloads = [f"{index:06d}".encode().ljust(size, b".") for index in range(count)]
+    queue_for_session(mosquitto, topic, "mc-window", payloads)
+    receiver = Receiver(mosquitto, "mc-window", read_window_s=1.0)
+    started = time.monotonic()
+    receiver.start(topic)
+    try:
+        receiver.wait_for(count)
+        took = time.monotonic() - started
+        assert [m.payload for m in receiver.messages] == payloads
+        assert took < 4, f"{took:.1f} s for a backlog of {count}: it waited out the window"
+    finally:
+        receiver.client.disconnect()
+        receiver.client.loop_stop()
+
+
 class WriteWatcher(CollectorClient):
     """Records how many messages it had received at each of paho's writes."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.received = 0
         self.received_at_writes: list[int] = []
@@ -225,7 +256,7 @@ class PingWatcher(CollectorClient):
     """Counts the passes of paho's loop at which its PINGREQ had waited a keepalive or more
     for the PINGRESP (paho's own clock: ``time.monotonic``)."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.overdue = 0
 
@@ -440,3 +471,52 @@ def test_messages_received_leave_no_garbage_cycle(mosquitto: Broker) -> None:
             receiver.client.loop_stop()
     assert found["ours"] == []
     assert found["paho's"].count("paho.mqtt.matcher.MQTTMatcher.iter_match.<locals>.rec") >= 50
+
+
+def _stream(broker: Broker, topic: str, count: int, every_s: float) -> list[float]:
+    """``count`` numbered messages, one every ``every_s`` (a light stream); when each left."""
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="stream")
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    sent = []
+    try:
+        for index in range(count):
+            sent.append(time.monotonic())
+            client.publish(topic, f"{index:04d}".encode(), qos=QOS).wait_for_publish(5)
+            time.sleep(every_s)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return sent
+
+
+@pytest.mark.parametrize("window_s", [0.0, 0.05])
+def test_a_light_stream_is_read_in_bursts_of_the_read_window(
+    mosquitto: Broker, window_s: float
+) -> None:
+    """One message every 2 ms: with no window, a read each (the thread woken for every
+    one); with a 50 ms window, messages gathered and read many at a time, each delayed by
+    at most the window, none lost or reordered."""
+    receiver = Receiver(mosquitto, f"stream-{window_s}", read_window_s=window_s)
+    arrived: list[float] = []
+
+    def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        arrived.append(time.monotonic())
+        receiver.messages.append(msg)
+
+    receiver.client.on_message = on_message
+    receiver.start("stream/#")
+    count = 150
+    sent = _stream(mosquitto, "stream/x", count, 0.002)
+    receiver.wait_for(count)
+    reads = receiver.buffer().reads
+    receiver.client.disconnect()
+    receiver.client.loop_stop()
+    assert [m.payload for m in receiver.messages] == [f"{i:04d}".encode() for i in range(count)]
+    span_s = sent[-1] - sent[0]
+    if window_s == 0:
+        assert reads > count * 0.8, f"{reads} reads for {count} messages"
+        return
+    assert reads <= span_s / window_s * 1.5 + 5, f"{reads} reads over {span_s:.2f} s"
+    waited = [a - s for a, s in zip(arrived, sent, strict=True)]
+    assert max(waited) < window_s + 0.2, f"a message waited {max(waited):.3f} s"
