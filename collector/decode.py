@@ -173,15 +173,17 @@ def _each_key_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _NESTED: dict[type[BaseModel], tuple[str, ...]] = {}
 
 
+def _holds_model(annotation: Any) -> bool:
+    # Module-level, not a closure in _nested_fields: a recursive closure refers to itself
+    # through its cell, a cycle that collector/heap.py could freeze alive (heap.audit).
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return any(_holds_model(arg) for arg in typing.get_args(annotation))
+
+
 def _nested_fields(model: type[BaseModel]) -> tuple[str, ...]:
     """The fields of ``model`` that may hold models (each one a JSON object)."""
-
-    def holds_model(annotation: Any) -> bool:
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            return True
-        return any(holds_model(arg) for arg in typing.get_args(annotation))
-
-    return tuple(n for n, info in model.model_fields.items() if holds_model(info.annotation))
+    return tuple(n for n, info in model.model_fields.items() if _holds_model(info.annotation))
 
 
 def _keys_given(message: BaseModel) -> int:

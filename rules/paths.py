@@ -72,26 +72,36 @@ class PathAssessment:
 
 
 def _disjoint_sets_exact(paths: Sequence[PathInfo]) -> tuple[PathInfo, ...]:
-    best: tuple[PathInfo, ...] = ()
+    best: list[tuple[PathInfo, ...]] = [()]
+    _search(paths, 0, (), frozenset(), best)
+    return best[0]
 
-    def score(chosen: tuple[PathInfo, ...]) -> tuple[int, int]:
-        return len(chosen), len({p.media for p in chosen})
 
-    def search(i: int, chosen: tuple[PathInfo, ...], used: frozenset[str]) -> None:
-        nonlocal best
-        if len(chosen) + len(paths) - i < len(best):
-            return
-        if i == len(paths):
-            if score(chosen) > score(best):
-                best = chosen
-            return
-        path = paths[i]
-        if not path.srlg & used:
-            search(i + 1, (*chosen, path), used | path.srlg)
-        search(i + 1, chosen, used)
+def _score(chosen: tuple[PathInfo, ...]) -> tuple[int, int]:
+    return len(chosen), len({p.media for p in chosen})
 
-    search(0, (), frozenset())
-    return best
+
+def _search(
+    paths: Sequence[PathInfo],
+    i: int,
+    chosen: tuple[PathInfo, ...],
+    used: frozenset[str],
+    best: list[tuple[PathInfo, ...]],
+) -> None:
+    """Branch and bound over the paths from ``i``; ``best[0]`` the largest set so far.
+
+    Module-level rather than a closure calling itself: such a closure holds itself through
+    its cell, a reference cycle each judgement, which collector/heap.py could freeze alive."""
+    if len(chosen) + len(paths) - i < len(best[0]):
+        return
+    if i == len(paths):
+        if _score(chosen) > _score(best[0]):
+            best[0] = chosen
+        return
+    path = paths[i]
+    if not path.srlg & used:
+        _search(paths, i + 1, (*chosen, path), used | path.srlg, best)
+    _search(paths, i + 1, chosen, used, best)
 
 
 def _disjoint_sets_greedy(paths: Sequence[PathInfo]) -> tuple[PathInfo, ...]:

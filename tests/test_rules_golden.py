@@ -37,6 +37,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import collector.decode as decode_module
 from collector.decode import Decoded, decode
 from collector.line_protocol import encode_many
 from collector.readiness import Verdicts
@@ -44,6 +45,7 @@ from collector.state import SiteStates
 from contract.wire import Meta, Report, State
 from kienco.fleet.fleet import Site, Storm, meta_payload, report_payload, state_payload, utc_iso
 from rules import evaluate, load_policy, to_status
+from tests.support.garbage import cyclic_garbage
 
 GOLDEN = Path(__file__).parent / "fixtures" / "rules-golden.json"
 PROVINCES = ("hn", "hp", "qn")
@@ -334,6 +336,17 @@ def test_storm_verdicts_unchanged() -> None:
         f"tests/fixtures/rules-golden.json; the first: round {round_}, {site}, which now gives:\n"
         f"{said}"
     )
+
+
+def test_the_storm_leaves_no_reference_cycle_in_our_code() -> None:
+    """``collector run`` freezes what survives each garbage collection (collector/heap.py):
+    a cycle alive at one is never freed. So decoding, folding and judging the storm (its
+    first message of each kind included) must make none: no closure that calls itself
+    (the SRLG search, the decoder's model walk), no object that holds itself."""
+    decode_module._NESTED.clear()  # the decoder's per-model walk, made again
+    with cyclic_garbage("collector", "rules", "contract", "kienco", "plumbing") as found:
+        storm_records.__wrapped__()
+    assert found == []
 
 
 def test_the_storm_exercises_the_rules() -> None:
