@@ -163,12 +163,24 @@ async def test_ups_on_battery_flips_the_meeting_point_and_back(
         sub.close()
         for server in servers:
             server.close()
-    # The verdicts are history too.
+    # The verdicts are history too, once their batch is written (statuses leave at once).
     db = collector.config.influx.database  # type: ignore[union-attr]
-    rows = influxdb.query(db, "SELECT verdict FROM readiness WHERE site='rd-dc-1'")
-    assert {"degraded", "not_ready"} <= {r["verdict"] for r in rows}
-    codes = {r["code"] for r in influxdb.query(db, "SELECT * FROM finding WHERE site='rd-dc-1'")}
-    assert {"on_battery_no_generator", "meeting_power_runs_out"} <= codes
+
+    def stored(query: str, column: str) -> set[str]:
+        return {row[column] for row in influxdb.query(db, query)}
+
+    await wait_for(
+        lambda: (
+            {"degraded", "not_ready"}
+            <= stored("SELECT verdict FROM readiness WHERE site='rd-dc-1'", "verdict")
+        )
+    )
+    await wait_for(
+        lambda: (
+            {"on_battery_no_generator", "meeting_power_runs_out"}
+            <= stored("SELECT * FROM finding WHERE site='rd-dc-1'", "code")
+        )
+    )
 
 
 def _publish(collector: Collector, topic: str, message: Meta | Report) -> None:
