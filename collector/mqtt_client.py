@@ -8,7 +8,7 @@ packet of its own: a byte on paho's socket pair to wake its loop and a ``send`` 
 one per message. In place (benchmarks/ingest.py) these are a measurable part of the
 collector's CPU per report (docs/throughput.md, "In place").
 
-Two changes, nothing else of paho's behaviour:
+What it changes, and nothing else of paho's behaviour:
 
 - :class:`ReadBuffer` wraps the connected socket (TCP or TLS): one ``recv`` of up to
   :data:`READ_CHUNK` bytes serves paho's small reads from memory. It answers ``pending()``
@@ -29,8 +29,8 @@ Two changes, nothing else of paho's behaviour:
   reporting on time gets a message every millisecond or so, and a thread that wakes for
   each one pays for its idle core every time: a report handled after a 2 ms pause took
   ~3 times the CPU of one handled back to back (950 against 310 µs; in bursts of ten,
-  ~520). A backlog is read as before (bytes buffered or read for longer than the window:
-  no wait); what a message waits is at most the window.
+  ~520). A backlog is read as before: no wait while bytes are in hand or after a pass that
+  stopped at its packet count. What a message waits is at most the window.
 - :meth:`CollectorClient.ack_many` queues a batch's acknowledgements as one packet: the same
   bytes as one ``ack`` per message, in the same order, in one write.
 - :class:`AcyclicMatcher` looks up the per-topic callbacks paho checks for on every message
