@@ -30,20 +30,21 @@ kept the middle walks and one full walk of each object; before that only the sta
 was frozen, and a full collection walked every site's state each time the survivors
 grew by a quarter: up to 4.5 s with every thread stopped. docs/throughput.md.)
 
-What freezing risks is a reference cycle that is alive when a collection freezes it
-and becomes garbage later: the collector never sees it again. The fold, judgement and
-saving of reports make none; httpx's answers made one a call (collector/acyclic_http.py
-breaks it) and paho's callback lookup one a message (collector/mqtt_client.py
-``AcyclicMatcher``); CPython 3.11's asyncio transport keeps one a connection (gh-106503,
-fixed in 3.12: ~0.5 kB an HTTP connection open at a collection), what is left.
-``audit`` counts what was leaked that way, and ``kienco collector run`` logs it after a
-clean stop (7-8 s more for a national shard of 51 700 sites: a walk of its whole heap;
-tests/test_heap.py runs a real one under reports, malformed messages, API reads, the
-board and scrapes). The process's resident memory (/metrics) should follow
-the sites carried, not time. The frozen set's size is not on /metrics on purpose:
-``gc.get_freeze_count`` walks the whole set (3.4 M objects in a national shard), and a
-gauge of it, read at every scrape, took a quarter of the shard's samples (py-spy)
-before it was removed.
+What freezing risks is a reference cycle that is alive when a collection freezes it and
+becomes garbage later: the collector never sees it again. The fold, judgement and saving
+of reports make none (no closure that calls itself: the SRLG search and the decoder's
+model walk did; tests/test_rules_golden.py holds the storm to none); httpx's answers
+made one a call (collector/acyclic_http.py breaks it) and paho's callback lookup one a
+message (collector/mqtt_client.py ``AcyclicMatcher``); CPython 3.11's asyncio transport
+keeps one a connection (gh-106503, fixed in 3.12: ~0.5 kB an HTTP connection open at a
+collection), what is left. ``audit`` counts what was leaked that way, and ``kienco
+collector run`` logs it after a clean stop (7-8 s more for a national shard of 51 700
+sites: a walk of its whole heap; tests/test_heap.py runs a real one under reports,
+malformed messages, API reads, the board and scrapes). The process's resident memory
+(/metrics) should follow the sites carried, not time. The frozen set's size is not on
+/metrics on purpose: ``gc.get_freeze_count`` walks the whole set (3.4 M objects in a
+national shard), and a gauge of it, read at every scrape, took a quarter of the shard's
+samples (py-spy) before it was removed.
 
 ``GcPauses`` times every collection (``gc.callbacks``) for /metrics:
 ``kienco_gc_pause_seconds`` (a histogram per generation) and

@@ -507,11 +507,13 @@ def test_a_light_stream_is_read_in_bursts_of_the_read_window(
     receiver.client.on_message = on_message
     receiver.start("stream/#")
     count = 150
-    sent = _stream(mosquitto, "stream/x", count, 0.002)
-    receiver.wait_for(count)
-    reads = receiver.buffer().reads
-    receiver.client.disconnect()
-    receiver.client.loop_stop()
+    try:
+        sent = _stream(mosquitto, "stream/x", count, 0.002)
+        receiver.wait_for(count)
+        reads = receiver.buffer().reads
+    finally:
+        receiver.client.disconnect()
+        receiver.client.loop_stop()
     assert [m.payload for m in receiver.messages] == [f"{i:04d}".encode() for i in range(count)]
     span_s = sent[-1] - sent[0]
     if window_s == 0:
