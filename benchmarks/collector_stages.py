@@ -265,30 +265,41 @@ def time_writer(root: Path, batches: Sequence[str], n_reports: int) -> tuple[flo
 
 
 def measure_rss(root: Path, n_sites: int, per_site: int, seed: int) -> dict[str, float]:
-    """What a collector holds per site: RSS before and after N sites (a meta and
-    ``per_site`` reports each, through ``Collector.handle``), queued lines written.
+    """What a collector holds per site: RSS and the objects the garbage collector tracks,
+    before and after N sites (a meta and ``per_site`` reports each, through
+    ``Collector.handle``), queued lines written and the state saved as a run does.
 
     No broker here: the statuses are not handed to paho (which would queue them all
-    until it connects); with a broker they leave at once.
+    until it connects); with a broker they leave at once. The writer's batches and the
+    state saver's passes (its log of folded messages, its encoded histories) run every
+    2 000 reports, in this thread: what a running collector holds between them.
     """
     reports, metas, _ = generate(n_sites * per_site, n_sites, 30.0, seed, PROVINCES)
     collector = make_collector(root, None)
     collector.client.publish = lambda *_a, **_k: None  # type: ignore[method-assign,assignment,return-value]
+    saver = collector.saved_state
+    assert saver is not None, "the collector saves its state by default"
+
+    def drain() -> None:  # no InfluxDB here: the batches are dropped, only state stays
+        collector.delivery.flush_now.set()
+        collector.delivery.step()
+        saver.save_changed()
+
     try:
         process = psutil.Process()
         gc.collect()
         before = process.memory_info().rss
+        tracked_before = len(gc.get_objects())
         for topic, payload in metas:
             collector.handle(topic, payload, 0, 0)
         for mid, (topic, payload) in enumerate(reports):
             collector.handle(topic, payload, (mid % 65_000) + 1, 1)
-            if mid % 2000 == 0:  # the writer's batches (no InfluxDB here): only state stays
-                collector.delivery.flush_now.set()
-                collector.delivery.step()
-        collector.delivery.flush_now.set()
-        collector.delivery.step()
+            if mid % 2000 == 0:
+                drain()
+        drain()
         gc.collect()  # the payloads are still held, as before: only the collector's growth
         after = process.memory_info().rss
+        tracked = len(gc.get_objects()) - tracked_before
         sites = len(collector.states)
     finally:
         collector.stop()
@@ -297,6 +308,7 @@ def measure_rss(root: Path, n_sites: int, per_site: int, seed: int) -> dict[str,
         "RSS before MB": before / 2**20,
         "RSS after MB": after / 2**20,
         "RSS MB per 10 000 sites": (after - before) / 2**20 / sites * 10_000,
+        "objects the garbage collector tracks, per site": tracked / sites,
     }
 
 
