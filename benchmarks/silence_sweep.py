@@ -25,6 +25,9 @@ against two checkouts to compare (the benchmark imports the collector from PYTHO
     flock /tmp/kienco-heavy.lock .venv/bin/python benchmarks/silence_sweep.py
     PYTHONPATH=<other checkout> .venv/bin/python benchmarks/silence_sweep.py --sites 2000
 
+``--decode`` hands each report to the fold as the collector's MQTT thread does: its JSON
+decoded and validated by ``collector.decode`` (the models the fold keeps are the decoder's).
+
 ``--heap-as-run`` keeps the heap as ``kienco collector run`` does (collector/heap.py:
 ``settle`` at the start, ``keep_settled`` after) and prints the time spent in garbage
 collections by generation (``GcPauses``), for both plays together: run against two
@@ -44,22 +47,31 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from _common import make_meta, make_report, make_sites, print_summary
+from _common import make_meta, make_report, make_sites, print_summary, wire
 from prometheus_client import CollectorRegistry
 from state_restore import _on_battery
 
+from collector.decode import Decoded, decode
 from collector.heap import GcPauses, keep_settled, settle
 from collector.line_protocol import encode_many
 from collector.readiness import Verdicts
 from collector.state import SiteStates
 from collector.state_store import StateStore
+from contract.wire import Report
 from rules import load_policy
 
 START = datetime(2026, 12, 6, 0, 0, tzinfo=UTC)
 
 
 def play(
-    sites: int, interval_s: float, minutes: float, silent: int, *, sweep: bool, workdir: Path
+    sites: int,
+    interval_s: float,
+    minutes: float,
+    silent: int,
+    *,
+    sweep: bool,
+    workdir: Path,
+    decoded: bool = False,
 ) -> dict[str, Any]:
     """One simulated run; its counts and CPU seconds."""
     clock = [START]
@@ -107,6 +119,17 @@ def play(
             report = make_report(site, seq[site.site], at, interval_s=interval_s, rng=rng)
             if site.site in on_battery:
                 report = _on_battery(report, seq[site.site] % 30)
+            if decoded:
+                topic = f"kienco/v1/{report.province}/{report.site}/report"
+                got = decode(
+                    topic,
+                    wire(report),
+                    now=now,
+                    max_bytes=65_536,
+                    future_tolerance_s=300,
+                )
+                assert isinstance(got, Decoded) and isinstance(got.message, Report), got
+                report = got.message
             states.apply_report(report, received_at=now)
             last_report[site.site] = at
             judged = verdicts.evaluate(site.site, now)
@@ -152,6 +175,9 @@ def main() -> int:
     parser.add_argument(
         "--heap-as-run", action="store_true", help="freeze the heap as `collector run` does"
     )
+    parser.add_argument(
+        "--decode", action="store_true", help="each report's JSON decoded as the collector does"
+    )
     args = parser.parse_args()
     pauses = GcPauses()
     if args.heap_as_run:
@@ -159,10 +185,22 @@ def main() -> int:
         keep_settled()
     with tempfile.TemporaryDirectory(prefix="kienco-bench-sweep-") as folder:
         swept = play(
-            args.sites, args.interval, args.minutes, args.silent, sweep=True, workdir=Path(folder)
+            args.sites,
+            args.interval,
+            args.minutes,
+            args.silent,
+            sweep=True,
+            workdir=Path(folder),
+            decoded=args.decode,
         )
         floor = play(
-            args.sites, args.interval, args.minutes, args.silent, sweep=False, workdir=Path(folder)
+            args.sites,
+            args.interval,
+            args.minutes,
+            args.silent,
+            sweep=False,
+            workdir=Path(folder),
+            decoded=args.decode,
         )
     counts, reports = swept["counts"], swept["counts"]["reports"]
     per_report = swept["cpu"]["all"] / reports * 1e6
@@ -193,6 +231,7 @@ def main() -> int:
             " / ".join(f"{seconds:.2f}" for seconds in pauses.sum_s),
         ),
         ("heap as `collector run` keeps it", args.heap_as_run),
+        ("reports decoded from their JSON", args.decode),
         (f"silent sites judged unknown (of {args.silent})", swept["found"]),
         ("latest past its stale window, s", swept["late_max_s"]),
     ]
