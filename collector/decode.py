@@ -103,7 +103,7 @@ def decode(
         if errors and errors[0]["type"] == "json_invalid":
             return Rejected("invalid_json", errors[0]["msg"][:500])
         return Rejected("schema", _describe(errors))
-    twice = duplicate_key(payload, message, share=True)
+    twice = duplicate_key(payload, message)
     if twice is not None:
         return Rejected("invalid_json", twice)
     if message.site != parsed.site or message.province != parsed.province:
@@ -122,10 +122,8 @@ def decode(
     return Decoded(parsed, message)
 
 
-def duplicate_key(payload: bytes, message: BaseModel, *, share: bool = False) -> str | None:
+def duplicate_key(payload: bytes, message: BaseModel) -> str | None:
     """Why ``payload`` (which validated as ``message``) is ambiguous, or None.
-    ``share``: the walk that counts the keys also gives every model built from the
-    payload the one shared copy of its fields set (:func:`_share_fields_set`).
 
     JSON leaves a key given twice in one object undefined: pydantic keeps the last
     one, another consumer of the broker may read the first (``site`` or ``seq`` twice
@@ -145,7 +143,7 @@ def duplicate_key(payload: bytes, message: BaseModel, *, share: bool = False) ->
     # (no blank outside a text): then there is nothing to remove, and no copy to make.
     compact = not (b" " in payload or b"\n" in payload or b"\t" in payload or b"\r" in payload)
     colons = (payload if compact else payload.translate(None, b" \t\r\n")).count(b'":')
-    if colons == _keys_given(message, share):
+    if colons == _keys_given(message):
         return None
     try:
         json.loads(payload, object_pairs_hook=_each_key_once)
@@ -188,12 +186,9 @@ def _nested_fields(model: type[BaseModel]) -> tuple[str, ...]:
     return tuple(n for n, info in model.model_fields.items() if _holds_model(info.annotation))
 
 
-def _keys_given(message: BaseModel, share: bool = False) -> int:
-    """How many keys the JSON of ``message`` had, counting each distinct key once;
-    with ``share``, each model on the way gets the shared copy of its fields set."""
+def _keys_given(message: BaseModel) -> int:
+    """How many keys the JSON of ``message`` had, counting each distinct key once."""
     given = message.__pydantic_fields_set__  # model_fields_set, without the property
-    if share:
-        _share_fields_set(message, given)
     count = len(given)
     names = _NESTED.get(type(message))
     if names is None:
@@ -204,34 +199,10 @@ def _keys_given(message: BaseModel, share: bool = False) -> int:
             if type(value) is tuple:
                 for item in value:
                     if isinstance(item, BaseModel):
-                        count += _keys_given(item, share)
+                        count += _keys_given(item)
             elif isinstance(value, BaseModel):
-                count += _keys_given(value, share)
+                count += _keys_given(value)
     return count
-
-
-# pydantic gives every model it builds a set of the fields its JSON gave (a ``set`` of
-# 200-730 bytes, watched by the garbage collector). A fleet sends the same few sets again
-# and again, and the collector holds each site's newest readings and meta for a whole
-# interval: 12 sets a site, ~6 kB of the ~36 kB a site costs (benchmarks/collector_stages.py
-# --rss-sites). So each decoded model gets the one shared set equal to its own. pydantic
-# (2.14) reads the set, copies it before it changes it (``model_copy``), and adds to it only
-# in ``__setattr__`` of a model that is not frozen: every wire model is frozen
-# (``WireModel``). tests/test_decode.py holds both. Bounded; cleared when full (a sender
-# varying its optional fields only makes more entries).
-_FIELDS_SETS: dict[frozenset[str], set[str]] = {}
-_FIELDS_SETS_MAX = 10_000
-
-
-def _share_fields_set(model: BaseModel, given: set[str]) -> None:
-    key = frozenset(given)
-    shared = _FIELDS_SETS.get(key)
-    if shared is None:
-        if len(_FIELDS_SETS) >= _FIELDS_SETS_MAX:
-            _FIELDS_SETS.clear()
-        shared = _FIELDS_SETS[key] = given
-    elif shared is not given:
-        object.__setattr__(model, "__pydantic_fields_set__", shared)
 
 
 def _timestamp(message: Accepted) -> datetime:

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import itertools
 import json
-import typing
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel, ValidationError
 
 from collector.decode import Decoded, Ignored, Rejected, decode
-from contract.wire import MESSAGE_MODELS, Report
+from contract.wire import Report
 from tests.support.wire_fuzz import model_dicts
 
 NOW = datetime(2024, 9, 7, 9, 0, tzinfo=UTC)
@@ -204,63 +202,3 @@ def test_the_cheap_count_never_misses_a_key_given_twice(
     else:
         assert isinstance(result, Rejected) and result.reason == "invalid_json", result
         assert f"key {next(iter(twice))!r} given twice" in result.detail
-
-
-def _models_in(value: object) -> list[BaseModel]:
-    if isinstance(value, BaseModel):
-        return [
-            value,
-            *(m for name in type(value).model_fields for m in _models_in(getattr(value, name))),
-        ]
-    if isinstance(value, tuple):
-        return [m for item in value for m in _models_in(item)]
-    return []
-
-
-def test_decoded_models_share_one_fields_set_each_and_keep_what_it_says() -> None:
-    """Two reports giving the same keys hold the same fields sets (one object each, not
-    one a model: ~6 kB a site the collector holds), each equal to what its JSON gave."""
-    body = _report(
-        power=[
-            {"device": "ups1", "battery_charge_pct": 81.0},
-            {"device": "ups2", "on_battery": False},
-        ]
-    )
-    first, second = (_decode(TOPIC, body) for _ in range(2))
-    assert isinstance(first, Decoded) and isinstance(second, Decoded)
-    for a, b in zip(_models_in(first.message), _models_in(second.message), strict=True):
-        assert a is not b and a.model_fields_set is b.model_fields_set
-    ups1, ups2 = first.message.power  # type: ignore[union-attr]
-    assert ups1.model_fields_set == {"device", "battery_charge_pct"}
-    assert ups2.model_fields_set == {"device", "on_battery"}
-    assert first.message.model_fields_set == set(body)
-
-
-def test_a_shared_fields_set_is_never_changed_through_a_model() -> None:
-    """What sharing leans on in pydantic: ``model_copy`` copies the set before it adds to
-    it (collector/state.py copies a held reading that way), and no decoded model can be
-    changed in place (frozen), where pydantic would add to the set."""
-    decoded = [_decode(TOPIC, _report()) for _ in range(2)]
-    reading = decoded[0].message.power[0]  # type: ignore[union-attr]
-    shared = reading.model_fields_set
-    before = set(shared)
-    copied = reading.model_copy(update={"on_generator": True})
-    assert copied.model_fields_set == before | {"on_generator"}
-    assert shared == before and decoded[1].message.power[0].model_fields_set is shared  # type: ignore[union-attr]
-    with pytest.raises(ValidationError):
-        reading.on_battery = False  # type: ignore[misc]
-    assert shared == before
-    frozen = {
-        m.model_config.get("frozen") for t in MESSAGE_MODELS.values() for m in _model_classes(t)
-    }
-    assert frozen == {True}, "a decoded model that is not frozen would add to a shared set"
-
-
-def _model_classes(model: type[BaseModel]) -> set[type[BaseModel]]:
-    found = {model}
-    for info in model.model_fields.values():
-        for arg in (info.annotation, *typing.get_args(info.annotation)):
-            for inner in (arg, *typing.get_args(arg)):
-                if isinstance(inner, type) and issubclass(inner, BaseModel) and inner not in found:
-                    found |= _model_classes(inner)
-    return found
