@@ -61,7 +61,7 @@ from _common import passes_parser
 from ingest import FRESH_SPAN_S, STALE_INTERVALS, generate
 from paho.mqtt.enums import CallbackAPIVersion
 
-from collector.config import BatchConfig, CollectorConfig, InfluxConfig
+from collector.config import BatchConfig, CollectorConfig, InfluxConfig, StateConfig
 from collector.decode import Decoded, decode_within
 from collector.line_protocol import encode_many
 from collector.points import report_lines, site_tags
@@ -127,12 +127,15 @@ def time_paho(messages: Sequence[tuple[str, bytes]], protocol: int) -> tuple[flo
     return read_ns / n / 1e3, ack_ns / n / 1e3
 
 
-def make_collector(root: Path, influx_url: str | None) -> Collector:
+def make_collector(
+    root: Path, influx_url: str | None, state: StateConfig | None = None
+) -> Collector:
     config = CollectorConfig(
         data_dir=root,
         influx=None if influx_url is None else InfluxConfig(url=influx_url, database="stages"),
         provinces=PROVINCES,
         batch=BatchConfig(max_messages=5000, max_delay_s=0.2),
+        state=state or StateConfig(),
     )
     return Collector(config)
 
@@ -272,11 +275,13 @@ def measure_rss(root: Path, n_sites: int, per_site: int, seed: int) -> dict[str,
     No broker here: the statuses are not handed to paho (which would queue them all
     until it connects); with a broker they leave at once. The writer's batches and the
     state saver's passes (its log of folded messages, its encoded histories) run every
-    2 000 reports, in this thread, and every snapshot is written once at the end: what a
+    2 000 reports, in this thread, a snapshot of each site changed at every pass: what a
     running collector holds between its passes.
     """
     reports, metas, _ = generate(n_sites * per_site, n_sites, 30.0, seed, PROVINCES)
-    collector = make_collector(root, None)
+    # Snapshots as often as the saver passes: a site's snapshot (and the encoded history
+    # the saver keeps of it) then covers its newest reports, as in a long run.
+    collector = make_collector(root, None, StateConfig(save_every_s=1, snapshot_every_s=1))
     collector.client.publish = lambda *_a, **_k: None  # type: ignore[method-assign,assignment]
     saver = collector.saved_state
     assert saver is not None, "the collector saves its state by default"
@@ -298,9 +303,6 @@ def measure_rss(root: Path, n_sites: int, per_site: int, seed: int) -> dict[str,
             if mid % 2000 == 0:
                 drain()
         drain()
-        # Every snapshot written once, as a clean stop does: the saver then keeps each site's
-        # history encoded whole, as it does between its snapshot passes in a long run.
-        saver.save_changed(every_snapshot=True)
         gc.collect()  # the payloads are still held, as before: only the collector's growth
         after = process.memory_info().rss
         tracked = len(gc.get_objects()) - tracked_before
