@@ -147,9 +147,14 @@ class Mosquitto:
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
     def _shipped_lines(self) -> list[str]:
-        lines = []
+        lines: list[str] = []
         for line in self.shipped_conf.read_text().splitlines():
             key = line.split(" ", 1)[0]
+            if key == "listener" and not any(kept.startswith("listener ") for kept in lines):
+                # In its place: the listener's own options follow it (before any listener,
+                # Mosquitto would open a default one on port 1883 to carry them).
+                lines.append(f"listener {self.port} 127.0.0.1")
+                continue
             if key in _REPLACED:
                 continue
             if key in self.settings:
@@ -163,8 +168,9 @@ class Mosquitto:
     def _write_config(self) -> Path:
         lines = self._shipped_lines()
         (self.workdir / "data").mkdir(parents=True, exist_ok=True)
+        if not any(line.startswith("listener ") for line in lines):
+            lines.append(f"listener {self.port} 127.0.0.1")
         lines += [
-            f"listener {self.port} 127.0.0.1",
             f"persistence_location {self.workdir / 'data'}/",
             "log_dest stderr",
             "log_type error",
@@ -180,6 +186,8 @@ class Mosquitto:
                 f"require_certificate {'true' if self.tls.require_certificate else 'false'}",
             ]
         if self.users is None:
+            # Anonymous: no username to name a session by (Mosquitto would refuse everyone).
+            lines = [line for line in lines if not line.startswith("use_username_as_clientid")]
             lines.append("allow_anonymous true")
         else:
             passwd = self.workdir / "passwd"

@@ -12,8 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import psutil
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from kienco.credentials import create
 from kienco.fleet.fleet import make_sites
@@ -51,7 +54,10 @@ def hp_to_centre(tmp_path: Path) -> Iterator[tuple[Mosquitto, Mosquitto]]:
     central = central_broker(tmp_path / "central-a", ["hp", "qn"], COLLECTOR)
     central.start()
     provincial = provincial_broker(
-        tmp_path / "hp", "hp", centre_port=central.port, agents={"hp/hp-bts-001": "s1"}
+        tmp_path / "hp",
+        "hp",
+        centre_port=central.port,
+        agents={"hp/hp-bts-001": "s1", "hp/hp-bts-002": "s2"},
     )
     provincial.start()
     yield provincial, central
@@ -100,6 +106,82 @@ def test_shipped_bridge_carries_reports_in_and_statuses_out(
     finally:
         centre.close()
         agent.close()
+
+
+def _session(port: int, client_id: str, user: str, password: str, got: list[str]) -> mqtt.Client:
+    """A persistent MQTT 5 session (as the collector and the agents keep), connected."""
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+    )
+    client.username_pw_set(user, password)
+    client.on_message = lambda _c, _u, message: got.append(message.topic)
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.SessionExpiryInterval = 3600
+    client.connect("127.0.0.1", port, clean_start=False, properties=properties)
+    client.loop_start()
+    deadline = time.monotonic() + 10
+    while not client.is_connected() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert client.is_connected(), f"{user} could not connect"
+    return client
+
+
+def _close(client: mqtt.Client) -> None:
+    client.disconnect()
+    client.loop_stop()
+
+
+def test_one_account_cannot_take_over_another_accounts_session(
+    hp_to_centre: tuple[Mosquitto, Mosquitto], tmp_path: Path
+) -> None:
+    """Credentials taken from one box (an agent's, or a bridge's from a provincial broker's
+    config) must not reach another account's session by naming its client id: on the
+    centre that is the collector's persistent session, with every report queued for it;
+    on a province, any agent's. (Without use_username_as_clientid the intruder took the
+    collector's session and the 50 queued reports were gone.)"""
+    provincial, central = hp_to_centre
+    for broker in (provincial, central):  # and no listener but the one configured
+        assert broker.process is not None
+        listening = {
+            c.laddr.port
+            for c in psutil.Process(broker.process.pid).net_connections("tcp")
+            if c.status == psutil.CONN_LISTEN
+        }
+        assert listening == {broker.port}, f"{broker.shipped_conf.name}: {listening}"
+    got: list[str] = []
+    shard = _session(central.port, "kienco-collector-a1", "collector-a1", "collector-secret", got)
+    shard.subscribe("kienco/v1/hp/#", qos=1)
+    time.sleep(0.5)
+    _close(shard)  # the shard restarts: its reports wait in its session
+    for seq in range(50):
+        topic = "kienco/v1/hp/hp-bts-009/report"
+        assert _publish(central.port, "bridge-hp", "bridge-hp-secret", topic, b"%d" % seq) == 0
+    # hp's bridge account (its password is in every copy of provincial-hp.conf) names the shard.
+    stolen: list[str] = []
+    intruder = _session(
+        central.port, "kienco-collector-a1", "bridge-hp", "bridge-hp-secret", stolen
+    )
+    time.sleep(1)
+    _close(intruder)
+    shard = _session(central.port, "kienco-collector-a1", "collector-a1", "collector-secret", got)
+    try:
+        deadline = time.monotonic() + 10
+        while len(got) < 50 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(got) == 50 and not stolen
+    finally:
+        _close(shard)
+    # On the provincial broker an agent cannot knock another site's agent off either.
+    drops: list[object] = []
+    honest = _session(provincial.port, "kienco-agent-hp-bts-002", "hp/hp-bts-002", "s2", [])
+    honest.on_disconnect = lambda *args: drops.append(args)
+    intruder = _session(provincial.port, "kienco-agent-hp-bts-002", "hp/hp-bts-001", "s1", [])
+    time.sleep(1)
+    try:
+        assert not drops and honest.is_connected()
+    finally:
+        _close(intruder)
+        _close(honest)
 
 
 PROVINCES = {"hp": "a", "qn": "a", "hn": "b"}  # province -> the central instance carrying it
