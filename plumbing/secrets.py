@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
@@ -52,3 +53,34 @@ class SecretRef(BaseModel):
         return f"SecretRef({where})"
 
     __str__ = __repr__
+
+
+_FIX_FILE = (
+    "Fix: create it, readable by the user this runs as (under systemd, LoadCredential= in "
+    "the unit hands a file only root reads over in /run/credentials/<unit>/)"
+)
+_FIX_ENV = "Fix: set it in this process's environment (under systemd, Environment= or a drop-in)"
+
+
+def unreadable_secrets(value: Any, key: str = "") -> list[str]:
+    """Every secret in a loaded config (a model, nested) that cannot be read now, one line
+    each, ``key: why. Fix: …``: for a command to refuse to start on, naming the key, rather
+    than fail where the secret is first used."""
+    if isinstance(value, SecretRef):
+        try:
+            value.reveal()
+        except ValueError as exc:
+            return [f"{key}: {exc}. {_FIX_FILE if value.file is not None else _FIX_ENV}"]
+        return []
+    prefix = f"{key}." if key else ""
+    if isinstance(value, BaseModel):
+        return [
+            problem
+            for name in type(value).model_fields
+            for problem in unreadable_secrets(getattr(value, name), prefix + name)
+        ]
+    if isinstance(value, list | tuple):
+        return [p for i, item in enumerate(value) for p in unreadable_secrets(item, f"{key}.{i}")]
+    if isinstance(value, dict):
+        return [p for k, item in value.items() for p in unreadable_secrets(item, prefix + str(k))]
+    return []

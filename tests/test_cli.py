@@ -132,6 +132,41 @@ def test_a_bad_policy_stops_the_collector_with_the_key(tmp_path: Path) -> None:
     assert "stale_intervls" in done.stderr and "stale_intervals" in done.stderr
 
 
+def test_a_secret_it_cannot_read_stops_it_at_start_with_the_key(tmp_path: Path) -> None:
+    """Not a traceback and exit 1 (systemd restarting it every 2 s for ever), nor an agent
+    retrying every reconnect: exit 2, the key, the file and the fix."""
+    missing = tmp_path / "absent.password"
+    config = tmp_path / "collector.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "provinces": ["hp"],
+                "broker": {"url": "mqtt://127.0.0.1:1", "password": {"file": str(missing)}},
+                "influx": {
+                    "url": "http://127.0.0.1:1",
+                    "password": {"env": "KIENCO_TEST_UNSET_INFLUX_PASSWORD"},
+                },
+                "data_dir": str(tmp_path / "data"),
+            }
+        )
+    )
+    done = kienco("collector", "run", "--config", str(config))
+    assert done.returncode == 2, done.stderr
+    assert f"broker.password: cannot read secret file {missing}" in done.stderr
+    assert "influx.password: environment variable KIENCO_TEST_UNSET_INFLUX_PASSWORD" in done.stderr
+    assert "Fix: " in done.stderr and "Traceback" not in done.stderr
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "site: hp-bts-001\nprovince: hp\nkind: station\nname: x\n"
+        f"broker: {{url: 'mqtt://127.0.0.1:1', password: {{file: {missing}}}}}\n"
+        f"outbox: {{path: {tmp_path / 'outbox.sqlite'}}}\n"
+    )
+    done = kienco("agent", "run", "--config", str(site))
+    assert done.returncode == 2, done.stderr
+    assert f"broker.password: cannot read secret file {missing}" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_help_lists_every_command() -> None:
     done = kienco("--help")
     for command in ("schema", "agent", "collector", "demo", "readiness"):

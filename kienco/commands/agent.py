@@ -15,9 +15,14 @@ if TYPE_CHECKING:
 def run(args: argparse.Namespace) -> int:
     from agent.config import load_site_config
     from agent.runner import Agent
+    from plumbing.config_errors import ConfigError
+    from plumbing.secrets import unreadable_secrets
 
     config = load_site_config(args.config)
     config.broker.ssl_context()  # a TLS file it cannot use stops it now, not at each reconnect
+    # So does its broker password (a secrets file left 0600 root: not at each reconnect).
+    if problems := unreadable_secrets(config.broker, "broker"):
+        raise ConfigError(str(args.config), problems)
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -18,8 +18,13 @@ def run(args: argparse.Namespace) -> int:
     from collector.config import load_collector_config
     from collector.heap import keep_settled, settle
     from collector.service import Collector
+    from plumbing.config_errors import ConfigError
+    from plumbing.secrets import unreadable_secrets
 
     config = load_collector_config(args.config)
+    # A secret it cannot read stops it now, naming the key (exit 2: restarting cannot help).
+    if problems := unreadable_secrets(config):
+        raise ConfigError(str(args.config), problems)
     collector = Collector(config)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
