@@ -68,6 +68,14 @@ def site_accounts(inventory: Path, provinces: Iterable[str]) -> list[str]:
     ]
 
 
+class NotNamed(ValueError):
+    """``rotate`` names accounts that are not among those given: nothing was changed."""
+
+    def __init__(self, users: list[str]) -> None:
+        self.users = users
+        super().__init__(", ".join(users))
+
+
 def create(
     accounts: list[str],
     password_file: Path,
@@ -76,10 +84,19 @@ def create(
     rotate: Iterable[str] = (),
     prune: bool = False,
     provinces: Iterable[str] = (),
+    sites_listed: bool = True,
 ) -> Outcome:
-    """Give every account a password (kept when it has one), write both kinds of files."""
+    """Give every account a password (kept when it has one), write both kinds of files.
+
+    ``sites_listed``: ``accounts`` hold the inventory's sites (of ``provinces``), so a site
+    account not among them left it (``stale``, or removed with ``prune``). Without an
+    inventory (accounts of the centre only) the site accounts of the file are left alone.
+    A ``rotate`` not among ``accounts`` raises NotNamed before anything changes: a password
+    believed changed must be."""
     entries = read_password_file(password_file)
     rotating = set(rotate)
+    if not_named := sorted(rotating - set(accounts)):
+        raise NotNamed(not_named)
     outcome = Outcome()
     for user in accounts:
         path = secret_path(secrets_dir, user)
@@ -100,7 +117,7 @@ def create(
         entries[user] = hash_password(secret)
     listed = set(accounts)
     scope = set(provinces)
-    for user in list(entries):
+    for user in list(entries) if sites_listed else ():
         if user in listed or not AGENT_ACCOUNT.match(user):
             continue  # accounts of the centre are never pruned with the sites
         if scope and user.split("/", 1)[0] not in scope:

@@ -157,6 +157,42 @@ def test_sites_that_left_the_inventory_are_pruned_only_when_asked(
     assert "hp/hp-bts-022" not in remaining and "bridge-hp" in remaining  # the centre's stays
 
 
+def test_accounts_of_the_centre_alone_leave_the_sites_be(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Adding a bridge to a password file that also holds sites (a central instance with
+    agents connecting directly) names no inventory: its sites have not left one. Before,
+    every site was said gone "(remove with --prune)", and --prune removed them all."""
+    passwd, secrets = tmp_path / "kienco-a.passwd", tmp_path / "credentials"
+    _create(capsys, passwd, secrets)
+    sites = set(read_password_file(passwd))
+    args = ["--password-file", str(passwd), "--secrets-dir", str(secrets)]
+    code, said = _run(capsys, "create", "--user", "bridge-hp", *args)
+    assert code == 0 and "1 created" in said and "no longer in the inventory" not in said
+    code, said = _run(capsys, "create", "--user", "bridge-qn", "--prune", *args)
+    assert code == 2 and "--prune needs --inventory" in said
+    assert set(read_password_file(passwd)) == sites | {"bridge-hp"}
+
+
+def test_a_rotation_of_an_account_not_named_changes_nothing_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A password believed changed (a stolen box) must be: a --rotate the run does not
+    cover (a typo, the centre's account without --user) is refused, not passed over with
+    "0 rotated" and exit 0."""
+    passwd, secrets = tmp_path / "kienco.passwd", tmp_path / "credentials"
+    _create(capsys, passwd, secrets, "--user", "bridge-hp")
+    before = _secrets_of(secrets), read_password_file(passwd)
+    args = ["--password-file", str(passwd), "--secrets-dir", str(secrets)]
+    for asked in (["--rotate", "bridge-hp"], ["--rotate", "hp/hp-bts-01"]):
+        code, said = _run(capsys, "create", "--inventory", str(INVENTORY), *asked, *args)
+        assert code == 2 and f"--rotate {asked[1]}: not among the accounts named" in said
+        assert (_secrets_of(secrets), read_password_file(passwd)) == before
+    code, said = _run(capsys, "create", "--user", "bridge-hp", "--rotate", "bridge-hp", *args)
+    assert code == 0 and "1 rotated" in said
+    assert _secrets_of(secrets)["bridge-hp"] != before[0]["bridge-hp"]
+
+
 def test_only_some_provinces(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     passwd, secrets = tmp_path / "kienco.passwd", tmp_path / "credentials"
     _create(capsys, passwd, secrets, "--province", "qn")

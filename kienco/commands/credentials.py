@@ -11,7 +11,9 @@ asked for (``--rotate``); ``--prune`` removes sites that left the inventory.
 
 Secrets are never printed: the output says counts, names and where the files are.
 ``check`` says whether every site has an account whose password is its secrets file.
-Exit status: 0 done / all good, 3 something needs attention (named), 2 a bad inventory.
+Exit status: 0 done / all good, 3 something needs attention (named), 2 a bad inventory or
+options that cannot be done as given (``--rotate`` of an account not named, ``--prune``
+without ``--inventory``): then nothing is changed.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from kienco.commands import Subcommands
 
 EXIT_ATTENTION = 3
+EXIT_USAGE = 2  # as argparse: what was asked cannot be done as given
 TEXTS = {
     "vi": {
         "summary": "{created} tài khoản mới, {rotated} đổi mật khẩu, {rehashed} băm lại, "
@@ -38,6 +41,10 @@ TEXTS = {
         "missing": "{user}: chưa có tài khoản",
         "no_secret": "{user}: không có tệp bí mật {path}",
         "mismatch": "{user}: mật khẩu trong {path} không khớp tệp mật khẩu",
+        "not_named": "--rotate {users}: không có trong các tài khoản đã nêu (thêm --inventory "
+        "đúng tỉnh, hoặc --user cho tài khoản trung tâm); không thay đổi gì",
+        "prune_alone": "--prune cần --inventory: không có danh mục thì mọi tài khoản trạm "
+        "đều như đã rời danh mục; không thay đổi gì",
     },
     "en": {
         "summary": "{created} created, {rotated} rotated, {rehashed} re-hashed, "
@@ -51,6 +58,10 @@ TEXTS = {
         "missing": "{user}: no account",
         "no_secret": "{user}: no secrets file {path}",
         "mismatch": "{user}: the password in {path} does not match the password file",
+        "not_named": "--rotate {users}: not among the accounts named (give --inventory with "
+        "its province, or --user for an account of the centre); nothing changed",
+        "prune_alone": "--prune needs --inventory: without it every site account would look "
+        "gone from the inventory; nothing changed",
     },
 }
 
@@ -76,17 +87,25 @@ def _accounts(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    from kienco.credentials import create
+    from kienco.credentials import NotNamed, create
 
     texts = TEXTS[args.lang]
-    outcome = create(
-        _accounts(args),
-        args.password_file,
-        args.secrets_dir,
-        rotate=args.rotate,
-        prune=args.prune,
-        provinces=args.province,
-    )
+    if args.prune and not args.inventory:
+        print(texts["prune_alone"], file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        outcome = create(
+            _accounts(args),
+            args.password_file,
+            args.secrets_dir,
+            rotate=args.rotate,
+            prune=args.prune,
+            provinces=args.province,
+            sites_listed=bool(args.inventory),
+        )
+    except NotNamed as exc:
+        print(texts["not_named"].format(users=exc), file=sys.stderr)
+        return EXIT_USAGE
     print(
         texts["summary"].format(
             created=len(outcome.created),
@@ -131,7 +150,8 @@ def add_parser(sub: Subcommands) -> None:
         "password for each site without one (its hash into the password file, the password "
         "into <secrets-dir>/<province>/<site>.password, 0600); check: every site has an "
         "account matching its secrets file. Secrets are never printed. Exit status: 0 done, "
-        "3 something needs attention, 2 a bad inventory.",
+        "3 something needs attention, 2 a bad inventory or options that cannot be done as "
+        "given (nothing changed).",
     ).add_subparsers(dest="credentials_cmd", required=True)
     create_cmd = credentials.add_parser("create", help="accounts for new sites; --rotate some")
     create_cmd.add_argument(
@@ -143,7 +163,9 @@ def add_parser(sub: Subcommands) -> None:
         help="a new password for this account (hp/hp-bts-001, bridge-hp); repeatable",
     )
     create_cmd.add_argument(
-        "--prune", action="store_true", help="remove site accounts no longer in the inventory"
+        "--prune",
+        action="store_true",
+        help="remove site accounts no longer in the inventory (needs --inventory)",
     )
     create_cmd.set_defaults(func=cmd_create)
     check_cmd = credentials.add_parser("check", help="every account matches its secrets file")
