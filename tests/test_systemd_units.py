@@ -130,6 +130,17 @@ def test_unit_paths_agree_with_the_configs() -> None:
         assert f"persistence_location /var/lib/mosquitto-kienco-{instance}/" in text
 
 
+def test_units_leave_the_config_folder_readable_by_their_user() -> None:
+    """ConfigurationDirectoryMode=0750 made systemd chmod /etc/kienco 0750 at each start
+    while leaving it root:root (systemd.exec(5): ConfigurationDirectory= alone is not
+    chowned to User=): the user kienco could no longer open its own config."""
+    for name in ("kienco-agent.service", "kienco-collector@.service"):
+        service = _unit(name)["Service"]
+        assert service["User"] == "kienco"
+        assert "ConfigurationDirectory" not in service, name
+        assert "ConfigurationDirectoryMode" not in service, name
+
+
 def test_the_sysusers_file_creates_the_user(tmp_path: Path) -> None:
     binary = find_binary("systemd-sysusers") or shutil.which("systemd-sysusers")
     if binary is None:
