@@ -6,6 +6,7 @@ kienco is a pydantic model loaded through :func:`load_yaml_model`.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -49,6 +50,13 @@ def check_url(value: str, *schemes: str, port: str = "port") -> str:
     parts = urlsplit(value)
     if parts.scheme not in schemes or not parts.hostname:
         raise ValueError("use " + " or ".join(f"{scheme}://host:{port}" for scheme in schemes))
+    if parts.username is not None or parts.password is not None:
+        # Nothing logs in with them, and the url is logged: a password there would be printed.
+        raise ValueError(
+            "a url carries no user or password here (they are not used to log in, and the url "
+            "is logged). Fix: remove them from the url; give 'username' and "
+            "'password: {file: …}' beside it"
+        )
     return value
 
 
@@ -64,8 +72,12 @@ def describe_validation_error(exc: ValidationError) -> list[str]:
     return problems
 
 
+# "scheme://user:password@" in a value shown back: the password never is.
+_URL_PASSWORD = re.compile(r"(://[^/@\s]*?:)[^/@\s]*@")
+
+
 def _short(value: Any) -> str:
-    text = repr(value)
+    text = _URL_PASSWORD.sub(r"\1<secret>@", repr(value))
     return text if len(text) <= 80 else text[:77] + "..."
 
 

@@ -100,6 +100,22 @@ def test_secrets_never_print(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "public-xyz" not in repr(parse_yaml_model(_station(), SiteConfig, source="s"))
 
 
+def test_a_password_in_a_url_stops_at_start_and_is_never_shown() -> None:
+    """mqtts://user:password@host was accepted, not used to log in, and the password went
+    to the journal with every line that names the broker."""
+    url = "mqtts://hp%2Fhp-bts-001:S3cr3tPass@broker.kienco.example:8883"
+    with pytest.raises(ConfigError) as caught:
+        parse_yaml_model(_station(broker__url=url), SiteConfig, source="site.yaml")
+    message = str(caught.value)
+    assert "broker.url" in message and "give 'username' and 'password: {file: …}'" in message
+    assert "S3cr3tPass" not in message and "<secret>@broker.kienco.example" in message
+    shard = yaml.safe_load((REPO / "firmware-configs" / "collector-shard.yaml").read_text())
+    shard["influx"]["url"] = "https://collector:S3cr3tPass@influxdb.kienco.example:8086"
+    with pytest.raises(ConfigError) as caught:
+        parse_yaml_model(yaml.safe_dump(shard), CollectorConfig, source="collector.yaml")
+    assert "influx.url" in str(caught.value) and "S3cr3tPass" not in str(caught.value)
+
+
 def test_every_example_site_config_loads() -> None:
     examples = sorted((REPO / "firmware-configs" / "sites").glob("*.yaml"))
     assert len(examples) >= 3
