@@ -21,6 +21,7 @@ from paho.mqtt.properties import Properties
 from kienco.credentials import create
 from kienco.fleet.fleet import make_sites
 from kienco.local_services import Mosquitto
+from plumbing.data import firmware_configs
 from tests.support.influx import InfluxServer
 from tests.support.relay import Relay
 from tests.support.subscriber import Subscriber
@@ -182,6 +183,16 @@ def test_one_account_cannot_take_over_another_accounts_session(
     finally:
         _close(intruder)
         _close(honest)
+
+
+def test_every_shipped_broker_names_sessions_by_account_on_its_listener() -> None:
+    """kienco.conf too (the test above runs the provincial and central files): the option
+    follows the listener line, or Mosquitto opens a plain listener on 1883 to carry it."""
+    for conf in sorted((firmware_configs() / "mosquitto").glob("*.conf")):
+        keys = [line.split()[0] for line in conf.read_text().splitlines() if line.strip()]
+        keys = [key for key in keys if not key.startswith("#")]
+        assert "use_username_as_clientid" in keys, conf.name
+        assert keys.index("listener") < keys.index("use_username_as_clientid"), conf.name
 
 
 PROVINCES = {"hp": "a", "qn": "a", "hn": "b"}  # province -> the central instance carrying it
