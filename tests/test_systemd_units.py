@@ -141,6 +141,16 @@ def test_units_leave_the_config_folder_readable_by_their_user() -> None:
         assert "ConfigurationDirectoryMode" not in service, name
 
 
+@pytest.mark.parametrize("unit", sorted(UNITS.glob("*.service")), ids=lambda p: p.name)
+def test_units_that_restart_never_give_up(unit: Path) -> None:
+    """systemd stops restarting a unit after 5 starts in 10 s unless told otherwise: a
+    broker or collector failing fast (a disk full for a minute, a peer not up yet) would
+    stay down until someone logs in. mosquitto-kienco@ lacked it."""
+    parsed = _unit(unit.name)
+    assert parsed["Service"].get("Restart") in ("on-failure", "always"), unit.name
+    assert parsed["Unit"].get("StartLimitIntervalSec") == "0", unit.name
+
+
 def test_the_sysusers_file_creates_the_user(tmp_path: Path) -> None:
     binary = find_binary("systemd-sysusers") or shutil.which("systemd-sysusers")
     if binary is None:
