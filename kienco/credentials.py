@@ -24,8 +24,10 @@ from kienco.mosquitto_passwd import hash_password, read_password_file, verify, w
 from plumbing.atomic_file import replace_file
 
 SECRET_BYTES = 24  # 192 bits, 32 URL-safe characters
-AGENT_ACCOUNT = re.compile(r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*$")  # <province>/<site>
-CENTRE_ACCOUNT = re.compile(r"^[a-z0-9][a-z0-9._-]*$")  # collector-a1, bridge-hp
+# \Z, not $: "$" also matches before a final newline, which would name a stray file and
+# write a broken line into the password file.
+AGENT_ACCOUNT = re.compile(r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*\Z")  # <province>/<site>
+CENTRE_ACCOUNT = re.compile(r"^[a-z0-9][a-z0-9._-]*\Z")  # collector-a1, bridge-hp
 
 
 @dataclass

@@ -199,13 +199,17 @@ def test_only_some_provinces(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert {user.split("/")[0] for user in read_password_file(passwd)} == {"qn"}
 
 
-def test_account_names_cannot_be_paths(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "name", ["../../etc/x", "bridge-hp\n", "hp/hp-bts-001\n", "bridge hp", "hp/hp-bts-001:x"]
+)
+def test_account_names_cannot_be_paths_or_break_a_line(tmp_path: Path, name: str) -> None:
     with pytest.raises(SystemExit) as caught:
         kienco_main(
-            ["credentials", "create", "--user", "../../etc/x", "--password-file",
+            ["credentials", "create", "--user", name, "--password-file",
              str(tmp_path / "p"), "--secrets-dir", str(tmp_path / "s")]
         )  # fmt: skip
     assert caught.value.code == 2 and not (tmp_path / "p").exists()
+    assert not (tmp_path / "s").exists()
 
 
 def test_the_hash_format_is_mosquitto_passwds(tmp_path: Path) -> None:
