@@ -2,9 +2,11 @@
 
 A provincial broker runs ``firmware-configs/mosquitto/provincial-hp.conf`` with ``hp``
 replaced by its province, as the file tells an operator to do, and its bridge's
-``address`` and ``remote_password`` pointed at the test's central broker (no TLS on the
-bridge here: tests/test_tls.py covers TLS). A central broker runs ``central-a.conf``
-with ``central-a.acl``. Only the listener, the paths and those settings change.
+``address`` and ``remote_password`` pointed at the test's central broker; its bridge is
+plain TCP unless given the CA to check the centre with (``bridge_cafile``: the shipped
+line, with a throwaway CA's path). A central broker runs ``central-a.conf`` with
+``central-a.acl``. Either listener serves TLS when given ``tls`` (its ``cafile``,
+``certfile``, ``keyfile``). Only the listener, the paths and those settings change.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import httpx
 import pytest
 import yaml
 
-from kienco.local_services import Mosquitto, ServiceError, free_port
+from kienco.local_services import Mosquitto, ServerTls, ServiceError, free_port
 from plumbing.data import firmware_configs
 
 SHIPPED = firmware_configs() / "mosquitto"
@@ -46,7 +48,12 @@ def bridge_password(province: str) -> str:
 
 
 def central_broker(
-    workdir: Path, provinces: list[str], collectors: dict[str, str], *, instance: str = "a"
+    workdir: Path,
+    provinces: list[str],
+    collectors: dict[str, str],
+    *,
+    instance: str = "a",
+    tls: ServerTls | None = None,
 ) -> Mosquitto:
     """central-a.conf and its ACL; accounts for the provinces' bridges and the collectors.
 
@@ -60,20 +67,29 @@ def central_broker(
         acl = workdir / f"central-{instance}.acl"
         acl.write_text(CENTRAL_ACL.read_text().replace("collector-a", f"collector-{instance}"))
     try:
-        return Mosquitto(workdir, users=users, conf=CENTRAL, acl=acl)
+        return Mosquitto(workdir, users=users, conf=CENTRAL, acl=acl, tls=tls)
     except ServiceError as exc:
         pytest.fail(str(exc))
 
 
 def provincial_broker(
-    workdir: Path, province: str, *, centre_port: int, agents: dict[str, str] | None = None
+    workdir: Path,
+    province: str,
+    *,
+    centre_port: int,
+    agents: dict[str, str] | None = None,
+    tls: ServerTls | None = None,
+    bridge_cafile: Path | None = None,
+    centre_host: str = "127.0.0.1",
 ) -> Mosquitto:
-    """provincial-hp.conf made ``province``'s, bridged to 127.0.0.1:``centre_port`` (the
-    central broker's port, or a relay's standing for the backhaul)."""
+    """provincial-hp.conf made ``province``'s, bridged to ``centre_host``:``centre_port``
+    (the central broker's port, or a relay's standing for the backhaul): over TLS checked
+    with ``bridge_cafile`` (the shipped line, another path), or plain TCP without it."""
     settings: dict[str, str | None] = {
-        "address": f"127.0.0.1:{centre_port}",
+        "address": f"{centre_host}:{centre_port}",
         "remote_password": bridge_password(province),
-        "bridge_cafile": None,  # a plain TCP bridge on loopback
+        # The shipped line with the test's CA, or none: a plain TCP bridge on loopback.
+        "bridge_cafile": None if bridge_cafile is None else str(bridge_cafile),
         # Seconds, not the shipped 2-30 s: a test waits for the bridge's return.
         "restart_timeout": "1 2",
     }
@@ -83,6 +99,7 @@ def provincial_broker(
             users=agents or {},
             conf=provincial_conf(province, workdir),
             settings=settings,
+            tls=tls,
         )
     except ServiceError as exc:
         pytest.fail(str(exc))
