@@ -4,11 +4,13 @@ bridged to central brokers (firmware-configs/mosquitto/), collector shards by pr
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -20,9 +22,10 @@ from paho.mqtt.properties import Properties
 
 from kienco.credentials import create
 from kienco.fleet.fleet import make_sites
-from kienco.local_services import Mosquitto
+from kienco.local_services import Mosquitto, ServerTls
 from plumbing.data import firmware_configs
 from tests.support.influx import InfluxServer
+from tests.support.pki import Pki
 from tests.support.relay import Relay
 from tests.support.subscriber import Subscriber
 from tests.support.topology import Shard, central_broker, provincial_broker
@@ -30,10 +33,21 @@ from tests.support.topology import Shard, central_broker, provincial_broker
 COLLECTOR = {"collector-a1": "collector-secret"}
 
 
-def _publish(port: int, user: str, password: str, topic: str, payload: bytes) -> int:
-    """One QoS 1 publish over MQTT 5; the PUBACK's reason code (135: not authorized)."""
+def _publish(
+    port: int,
+    user: str,
+    password: str,
+    topic: str,
+    payload: bytes,
+    *,
+    ca_file: Path | None = None,
+) -> int:
+    """One QoS 1 publish over MQTT 5 (over TLS trusting ``ca_file`` alone, if given);
+    the PUBACK's reason code (135: not authorized)."""
     client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     client.username_pw_set(user, password)
+    if ca_file is not None:
+        client.tls_set(ca_certs=str(ca_file))
     codes: list[int] = []
     client.on_publish = lambda _c, _u, _mid, reason, _p: codes.append(reason.value)
     client.connect("127.0.0.1", port)
@@ -107,6 +121,163 @@ def test_shipped_bridge_carries_reports_in_and_statuses_out(
     finally:
         centre.close()
         agent.close()
+
+
+class BridgePki:
+    """Throwaway CAs as an operator has them: the centre's CA signs the central broker's
+    certificate (its provinces hold that CA as ``centre-ca.crt``, the bridge's
+    ``bridge_cafile``), the province's CA its broker's (the agents' ``ca_file``); another
+    CA stands for a wrong ``centre-ca.crt``."""
+
+    def __init__(self, folder: Path, central_names: tuple[str, ...]) -> None:
+        self.centre = Pki(folder / "centre", "kienco centre CA")
+        self.province = Pki(folder / "province", "kienco hp CA")
+        self.other = Pki(folder / "other", "someone else CA")
+        central = self.centre.server("central-a", central_names)
+        provincial = self.province.server("provincial-hp")
+        self.central = ServerTls(self.centre.ca_file, central.cert, central.key)
+        self.provincial = ServerTls(self.province.ca_file, provincial.cert, provincial.key)
+
+
+@contextmanager
+def _tls_bridge(
+    tmp_path: Path, bridge_cafile: Path, pki: BridgePki, centre_host: str = "127.0.0.1"
+) -> Iterator[tuple[Mosquitto, Mosquitto]]:
+    """central-a.conf on its TLS listener and provincial-hp.conf on its own, its bridge
+    dialling ``centre_host`` over TLS and checking the centre with ``bridge_cafile``."""
+    central = central_broker(tmp_path / "central-a", ["hp", "qn"], COLLECTOR, tls=pki.central)
+    central.start()
+    provincial = provincial_broker(
+        tmp_path / "hp",
+        "hp",
+        centre_port=central.port,
+        agents={"hp/hp-bts-001": "s1"},
+        tls=pki.provincial,
+        bridge_cafile=bridge_cafile,
+        centre_host=centre_host,
+    )
+    try:
+        provincial.start()
+        yield provincial, central
+    finally:
+        provincial.stop()
+        central.stop()
+
+
+def test_shipped_bridge_over_tls_carries_reports_in_and_statuses_out(tmp_path: Path) -> None:
+    """The bridge as shipped (bridge_cafile, the central's TLS listener, hostname checked),
+    with the CA that signed the central's certificate: both directions cross it."""
+    pki = BridgePki(tmp_path / "pki", ("127.0.0.1", "localhost"))
+    with _tls_bridge(tmp_path, pki.centre.ca_file, pki) as (provincial, central):
+        centre = Subscriber(
+            central.port,
+            "kienco/v1/#",
+            client_id="collector-a1",
+            username="collector-a1",
+            password="collector-secret",
+            ca_file=pki.centre.ca_file,
+        )
+        agent = Subscriber(
+            provincial.port,
+            "kienco/v1/hp/hp-bts-001/status",
+            client_id="kienco-agent-hp-bts-001",
+            username="hp/hp-bts-001",
+            password="s1",
+            ca_file=pki.province.ca_file,
+        )
+        try:
+            report = "kienco/v1/hp/hp-bts-001/report"
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and not centre.received():
+                code = _publish(
+                    provincial.port,
+                    "hp/hp-bts-001",
+                    "s1",
+                    report,
+                    b"r",
+                    ca_file=pki.province.ca_file,
+                )
+                assert code == 0
+                centre.wait_for(1, lambda t: True, 1)
+            log = (provincial.workdir / "mosquitto.log").read_text()
+            assert (report, b"r") in centre.received(), f"the bridge did not connect: {log}"
+            status = "kienco/v1/hp/hp-bts-001/status"
+            code = _publish(
+                central.port,
+                "collector-a1",
+                "collector-secret",
+                status,
+                b"ok",
+                ca_file=pki.centre.ca_file,
+            )
+            assert code == 0
+            assert agent.wait_for(1, lambda t: t == status, 10) == [(status, b"ok")]
+        finally:
+            centre.close()
+            agent.close()
+
+
+def _refusals(provincial: Mosquitto, reason: str) -> int:
+    """How many times the provincial broker's bridge refused the centre, for ``reason``."""
+    return len(re.findall(reason, (provincial.workdir / "mosquitto.log").read_text()))
+
+
+@pytest.mark.parametrize(
+    ("case", "central_names", "centre_host", "reason"),
+    [
+        # bridge_cafile is another CA than the one that signed the central's certificate.
+        pytest.param(
+            "another CA",
+            ("127.0.0.1", "localhost"),
+            "127.0.0.1",
+            "certificate verify failed",
+            id="another-CA",
+        ),
+        # The right CA, but the certificate does not name the host the bridge dials
+        # (its address): bridge_insecure false, the shipped line, checks the name.
+        pytest.param(
+            "another name",
+            ("127.0.0.1",),
+            "localhost",
+            "host name verification failed",
+            id="another-name",
+        ),
+    ],
+)
+def test_shipped_bridge_over_tls_never_connects_to_a_centre_it_cannot_verify(
+    tmp_path: Path, case: str, central_names: tuple[str, ...], centre_host: str, reason: str
+) -> None:
+    """A report the provincial broker acknowledged stays there: the bridge refuses the
+    centre's certificate at each attempt (its log says why) and nothing reaches the centre."""
+    pki = BridgePki(tmp_path / "pki", central_names)
+    cafile = pki.other.ca_file if case == "another CA" else pki.centre.ca_file
+    with _tls_bridge(tmp_path, cafile, pki, centre_host) as (provincial, central):
+        centre = Subscriber(
+            central.port,
+            "kienco/v1/#",
+            client_id="collector-a1",
+            username="collector-a1",
+            password="collector-secret",
+            ca_file=pki.centre.ca_file,
+        )
+        try:
+            report = "kienco/v1/hp/hp-bts-001/report"
+            code = _publish(
+                provincial.port, "hp/hp-bts-001", "s1", report, b"r", ca_file=pki.province.ca_file
+            )
+            assert code == 0  # queued for the centre in the bridge's session
+            # The bridge tries again (restart_timeout 1 2): two more attempts with the report
+            # queued, each refused for that reason, and nothing crossed.
+            before = _refusals(provincial, reason)
+            deadline = time.monotonic() + 15
+            while _refusals(provincial, reason) < before + 2:
+                assert not centre.received(), "a report crossed to a centre it cannot verify"
+                log = (provincial.workdir / "mosquitto.log").read_text()
+                assert time.monotonic() < deadline, f"not refused twice for {reason!r}: {log}"
+                time.sleep(0.05)
+            assert centre.received() == []
+        finally:
+            centre.close()
 
 
 def _session(port: int, client_id: str, user: str, password: str, got: list[str]) -> mqtt.Client:
