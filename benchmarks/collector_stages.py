@@ -50,7 +50,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,7 +66,7 @@ from collector.decode import Decoded, decode_within
 from collector.line_protocol import encode_many
 from collector.points import report_lines, site_tags
 from collector.service import Collector
-from contract.wire import Report
+from contract.wire import Report, utc_now
 from kienco.fleet.mqtt_lite import varint
 from rules.snapshot import HISTORY_LEN
 
@@ -128,7 +128,10 @@ def time_paho(messages: Sequence[tuple[str, bytes]], protocol: int) -> tuple[flo
 
 
 def make_collector(
-    root: Path, influx_url: str | None, state: StateConfig | None = None
+    root: Path,
+    influx_url: str | None,
+    state: StateConfig | None = None,
+    clock: Callable[[], datetime] = utc_now,
 ) -> Collector:
     config = CollectorConfig(
         data_dir=root,
@@ -137,7 +140,7 @@ def make_collector(
         batch=BatchConfig(max_messages=5000, max_delay_s=0.2),
         state=state or StateConfig(),
     )
-    return Collector(config)
+    return Collector(config, clock=clock)
 
 
 STAGES = (

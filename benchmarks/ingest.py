@@ -322,8 +322,10 @@ def generate(
     provinces: Sequence[str],
     *,
     fresh_span_s: float | None = None,
+    now: datetime | None = None,
 ) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]], int]:
-    """(reports, metas, readings per report): reports in time order, all in the last hour.
+    """(reports, metas, readings per report): reports in time order, all in the last hour
+    (before ``now``, the wall clock's by default).
 
     Stale (``fresh_span_s`` None): each site's reports are ``interval_s`` apart
     (closer if needed to fit 50 min), ending two minutes ago, so every report is
@@ -336,12 +338,13 @@ def generate(
     rng = random.Random(seed)
     sites = make_sites(n_sites, provinces=provinces)
     per_site = math.ceil(n_reports / n_sites)
+    at = datetime.now(UTC) if now is None else now
     if fresh_span_s is None:
         spacing = min(interval_s, 3000.0 / per_site)
-        end = datetime.now(UTC) - timedelta(seconds=120)
+        end = at - timedelta(seconds=120)
     else:
         spacing = fresh_span_s / max(1, per_site - 1)
-        end = datetime.now(UTC)
+        end = at
     offset_span_us = max(1, int(spacing * 1e6 / 2))
     reports: list[tuple[str, bytes]] = []
     readings = 0
@@ -355,9 +358,8 @@ def generate(
             if not reports:
                 readings = _readings(report.model_dump(exclude_none=True))
             reports.append((f"{site.base_topic}/report", wire(report)))
-    now = datetime.now(UTC)
     metas = [
-        (f"{site.base_topic}/meta", wire(make_meta(site, now, interval_s=interval_s)))
+        (f"{site.base_topic}/meta", wire(make_meta(site, at, interval_s=interval_s)))
         for site in sites
     ]
     return reports, metas, readings

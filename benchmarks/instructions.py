@@ -17,6 +17,11 @@ validates pays at least), and ``json.loads`` alone.
 
     .venv/bin/python benchmarks/instructions.py
     .venv/bin/python benchmarks/instructions.py --checkout /path/to/other/checkout
+    .venv/bin/python benchmarks/instructions.py --stages
+
+``--stages`` also cuts this checkout's ingest path after each stage in turn (decode,
+admission and fold, rules and status, lines: as ``collector_stages.py`` times them) and
+prints what each stage adds, counted the same way.
 
 ``--checkout`` (repeatable) measures another checkout's collector code in the same run
 (its folder first on ``PYTHONPATH``; this file and its workload are this checkout's):
@@ -34,6 +39,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +47,14 @@ from typing import Any
 from _common import PYTHON, REPO, print_summary
 
 MODES = ("handle", "validate", "json")
+NOW = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)  # the run's clock (see child)
+# --stages: the ingest path cut after each stage, in order (each run does all before it)
+STAGES = {
+    "decode": "decode + validation",
+    "fold": "admission + state fold",
+    "judge": "rules + status + verdict points",
+    "lines": "report and verdict lines",
+}
 _COUNTS = {
     "instructions": re.compile(r"I\s+refs:\s+([\d,]+)"),
     "D1 misses": re.compile(r"D1\s+misses:\s+([\d,]+)"),
@@ -50,14 +64,18 @@ _COUNTS = {
 
 def child(mode: str, n: int, total: int, sites: int) -> None:
     """In the measured process: make ``total`` reports, put the first ``n`` through ``mode``."""
-    from _common import PROVINCES
-    from collector_stages import make_collector
+    from collector_stages import PROVINCES, make_collector
     from ingest import FRESH_SPAN_S, generate
 
     from collector.heap import keep_settled, settle
     from contract.wire import Report
 
-    reports, metas, _ = generate(total, sites, 30.0, 1, PROVINCES, fresh_span_s=FRESH_SPAN_S)
+    # One instant for the whole run, the workload's and the collector's clock: under
+    # cachegrind a run takes minutes, and on the wall clock reports would age past the stale
+    # window while it runs (the rules then stop at freshness: fewer instructions, varying).
+    reports, metas, _ = generate(
+        total, sites, 30.0, 1, PROVINCES, fresh_span_s=FRESH_SPAN_S, now=NOW
+    )
     settle()
     keep_settled()  # as `kienco collector run` keeps its heap
     if mode == "json":
@@ -69,15 +87,50 @@ def child(mode: str, n: int, total: int, sites: int) -> None:
             Report.model_validate_json(payload)
         return
     with tempfile.TemporaryDirectory(prefix="kienco-bench-instructions-") as tmp:
-        collector = make_collector(Path(tmp), None)
+        collector = make_collector(Path(tmp), None, clock=lambda: NOW)
         collector.client.publish = lambda *_a, **_k: None  # type: ignore[method-assign,assignment]
         try:
-            for topic, payload in metas:
-                collector.handle(topic, payload, 0, 0)
-            for mid, (topic, payload) in enumerate(reports[:n]):
-                collector.handle(topic, payload, (mid % 65_000) + 1, 1)
+            if mode == "handle":
+                for topic, payload in metas:
+                    collector.handle(topic, payload, 0, 0)
+                for mid, (topic, payload) in enumerate(reports[:n]):
+                    collector.handle(topic, payload, (mid % 65_000) + 1, 1)
+            else:
+                _stages_up_to(collector, mode, metas, reports[:n])
         finally:
             collector.stop()
+
+
+def _stages_up_to(
+    collector: Any, last: str, metas: list[tuple[str, bytes]], reports: list[tuple[str, bytes]]
+) -> None:
+    """The ingest path's stages in order, as collector_stages.py times them, up to ``last``."""
+    from collector.decode import Decoded, decode_within
+    from collector.line_protocol import encode_many
+    from collector.points import report_lines, site_tags
+    from contract.wire import Report
+
+    now = NOW
+    for topic, payload in metas:
+        collector.process(topic, payload, now)
+    limits, states, verdicts = collector.config.limits, collector.states, collector.verdicts
+    for topic, payload in reports:
+        decoded = decode_within(limits, topic, payload, now)
+        if last == "decode":
+            continue
+        assert isinstance(decoded, Decoded) and isinstance(decoded.message, Report), decoded
+        assert collector.admission.check(decoded) is None
+        report = decoded.message
+        changed = states.apply_report(report, received_at=now)
+        if last == "fold":
+            continue
+        outcome = verdicts.evaluate(report.site, now) if changed else None
+        if last == "judge":
+            continue
+        kind, operator = site_tags(states.get(report.site))
+        text = report_lines(report, site_kind=kind, operator=operator)
+        if outcome:
+            text += "\n" + encode_many(outcome[2])
 
 
 def counted(checkout: Path, mode: str, n: int, total: int, sites: int) -> dict[str, int]:
@@ -131,6 +184,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[],
         help="another checkout's collector code, measured in the same run (repeatable)",
     )
+    parser.add_argument(
+        "--stages",
+        action="store_true",
+        help="also this checkout's path cut after each stage: instructions a stage adds",
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="counts run side by side"
+    )
     parser.add_argument("--json", action="store_true", help="print the table as JSON")
     parser.add_argument(
         "--child", nargs=4, metavar=("MODE", "N", "TOTAL", "SITES"), help=argparse.SUPPRESS
@@ -151,12 +212,25 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[tuple[str, Any]] = [
         ("reports counted (the difference of N and 2N) / sites", f"{args.reports} / {args.sites}")
     ]
-    limits = {mode: per_report(REPO, mode, args.reports, args.sites) for mode in MODES[1:]}
+    # Every count is its own pair of processes: run them side by side, one a core.
+    checkouts = [REPO, *(c.resolve() for c in args.checkout)]
+    tasks = [(REPO, mode) for mode in MODES[1:]] + [(c, "handle") for c in checkouts]
+    if args.stages:
+        tasks += [(REPO, mode) for mode in STAGES]
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        counts = dict(
+            zip(
+                tasks,
+                pool.map(lambda t: per_report(t[0], t[1], args.reports, args.sites), tasks),
+                strict=True,
+            )
+        )
+    limits = {mode: counts[REPO, mode] for mode in MODES[1:]}
     for mode, figures in limits.items():
         for name, value in figures.items():
             rows.append((f"raw limit, {mode}: {name} a report", round(value)))
-    for checkout in [REPO, *args.checkout]:
-        figures = per_report(checkout.resolve(), "handle", args.reports, args.sites)
+    for checkout in checkouts:
+        figures = counts[checkout, "handle"]
         label = "this checkout" if checkout == REPO else str(checkout)
         for name, value in figures.items():
             rows.append((f"{label}: Collector.handle, {name} a report", round(value)))
@@ -166,6 +240,13 @@ def main(argv: list[str] | None = None) -> int:
                 round(figures["instructions"] / limits["validate"]["instructions"], 2),
             )
         )
+    if args.stages:
+        before: dict[str, float] = dict.fromkeys(_COUNTS, 0.0)
+        for mode, stage in STAGES.items():
+            upto = counts[REPO, mode]
+            for name in _COUNTS:
+                rows.append((f"stage {stage}: {name} a report", round(upto[name] - before[name])))
+            before = upto
     rows.append(("minutes", round((datetime.now(UTC) - started).total_seconds() / 60, 1)))
     print_summary("instructions and cache misses a report (cachegrind)", rows, as_json=args.json)
     return 0
