@@ -4,9 +4,10 @@ cachegrind: the same count run after run on a shared machine, where timings move
 Timings on this machine move by more than most levers change (docs/throughput.md:
 "within the runs' spread", again and again). Cachegrind runs the process on a simulated
 CPU and counts what it executes: instructions, and misses of a simulated first-level
-data cache (D1) and last-level cache (LL). With the hash seed fixed the count repeats to
-well under 0.1 %; what it does not see is time (a miss to RAM costs ~100 instructions'
-worth) and what other processes do to the caches.
+data cache (D1) and last-level cache (LL). With the hash seed and the run's clock fixed,
+instructions repeat to ~0.01 % and D1 misses to ~2 % (measured: docs/throughput.md,
+"Counting instead of timing"); what it does not see is time (a miss to RAM costs far
+more than an instruction) and what other processes do to the caches.
 
 Each figure is the difference of two runs in fresh processes, ``--reports`` and twice as
 many fresh reports through ``Collector.handle`` (the same workload, made whole in both,
@@ -25,8 +26,8 @@ prints what each stage adds, counted the same way.
 
 ``--checkout`` (repeatable) measures another checkout's collector code in the same run
 (its folder first on ``PYTHONPATH``; this file and its workload are this checkout's):
-an A/B of a lever to a fraction of a per cent. Each run takes a minute or two (cachegrind
-is ~50 times slower); needs valgrind (``apt-get install -y valgrind``).
+an A/B of a lever's instructions to a tenth of a per cent. Each run takes a minute or
+two (cachegrind is ~50 times slower); needs valgrind (``apt-get install -y valgrind``).
 """
 
 from __future__ import annotations

@@ -184,23 +184,17 @@ def main() -> int:
         settle()
         keep_settled()
     with tempfile.TemporaryDirectory(prefix="kienco-bench-sweep-") as folder:
-        swept = play(
-            args.sites,
-            args.interval,
-            args.minutes,
-            args.silent,
-            sweep=True,
-            workdir=Path(folder),
-            decoded=args.decode,
-        )
-        floor = play(
-            args.sites,
-            args.interval,
-            args.minutes,
-            args.silent,
-            sweep=False,
-            workdir=Path(folder),
-            decoded=args.decode,
+        swept, floor = (
+            play(
+                args.sites,
+                args.interval,
+                args.minutes,
+                args.silent,
+                sweep=sweep,
+                workdir=Path(folder),
+                decoded=args.decode,
+            )
+            for sweep in (True, False)
         )
     counts, reports = swept["counts"], swept["counts"]["reports"]
     per_report = swept["cpu"]["all"] / reports * 1e6

@@ -164,19 +164,24 @@ def _tls_bridge(
         central.stop()
 
 
+def _centre_subscriber(central: Mosquitto, pki: BridgePki) -> Subscriber:
+    """The shard's account on the central broker, over TLS, subscribed to every report."""
+    return Subscriber(
+        central.port,
+        "kienco/v1/#",
+        client_id="collector-a1",
+        username="collector-a1",
+        password="collector-secret",
+        ca_file=pki.centre.ca_file,
+    )
+
+
 def test_shipped_bridge_over_tls_carries_reports_in_and_statuses_out(tmp_path: Path) -> None:
     """The bridge as shipped (bridge_cafile, the central's TLS listener, hostname checked),
     with the CA that signed the central's certificate: both directions cross it."""
     pki = BridgePki(tmp_path / "pki", ("127.0.0.1", "localhost"))
     with _tls_bridge(tmp_path, pki.centre.ca_file, pki) as (provincial, central):
-        centre = Subscriber(
-            central.port,
-            "kienco/v1/#",
-            client_id="collector-a1",
-            username="collector-a1",
-            password="collector-secret",
-            ca_file=pki.centre.ca_file,
-        )
+        centre = _centre_subscriber(central, pki)
         agent = Subscriber(
             provincial.port,
             "kienco/v1/hp/hp-bts-001/status",
@@ -252,14 +257,7 @@ def test_shipped_bridge_over_tls_never_connects_to_a_centre_it_cannot_verify(
     pki = BridgePki(tmp_path / "pki", central_names)
     cafile = pki.other.ca_file if case == "another CA" else pki.centre.ca_file
     with _tls_bridge(tmp_path, cafile, pki, centre_host) as (provincial, central):
-        centre = Subscriber(
-            central.port,
-            "kienco/v1/#",
-            client_id="collector-a1",
-            username="collector-a1",
-            password="collector-secret",
-            ca_file=pki.centre.ca_file,
-        )
+        centre = _centre_subscriber(central, pki)
         try:
             report = "kienco/v1/hp/hp-bts-001/report"
             code = _publish(
