@@ -46,15 +46,14 @@ def shipped_influxdb_data() -> dict[str, str]:
 SHIPPED_ACL = firmware_configs() / "mosquitto" / "kienco.acl"
 _REPLACED = (
     "listener",
-    "cafile",
-    "certfile",
-    "keyfile",
     "password_file",
     "acl_file",
     "persistence_location",
     "allow_anonymous",
-    "require_certificate",
 )
+# The listener's TLS lines: kept where the shipped file has them (they belong to the
+# listener line above them), their files replaced; dropped for a plain listener.
+_TLS = ("cafile", "certfile", "keyfile", "require_certificate")
 
 
 class ServiceError(RuntimeError):
@@ -99,7 +98,8 @@ def _stop(process: subprocess.Popen[bytes] | None) -> None:
 
 @dataclass(frozen=True)
 class ServerTls:
-    """The TLS files of a broker's listener; ``require_certificate``: clients need one too."""
+    """The TLS files of a broker's listener; ``require_certificate``: clients need one too
+    (as they do where the file itself says ``require_certificate true``)."""
 
     cafile: Path
     certfile: Path
@@ -112,7 +112,9 @@ class Mosquitto:
 
     ``conf`` is the shipped file it runs from; ``settings`` replace the value of a line
     in place (a bridge's ``address``), or drop it (``None``); ``tls`` serves the
-    listener over TLS with those files.
+    listener over TLS with those files, in the file's own ``cafile``/``certfile``/
+    ``keyfile`` lines (added after the last line where it has none); its
+    ``require_certificate`` line stays as it is.
     """
 
     def __init__(
@@ -157,6 +159,10 @@ class Mosquitto:
                 continue
             if key in _REPLACED:
                 continue
+            if key in _TLS:
+                if self.tls is not None:
+                    lines.append(self._tls_line(key, line))
+                continue
             if key in self.settings:
                 value = self.settings[key]
                 if value is None:
@@ -164,6 +170,12 @@ class Mosquitto:
                 line = f"{key} {value}"
             lines.append(line)
         return lines
+
+    def _tls_line(self, key: str, shipped: str) -> str:
+        assert self.tls is not None
+        if key == "require_certificate":
+            return "require_certificate true" if self.tls.require_certificate else shipped
+        return f"{key} {getattr(self.tls, key)}"
 
     def _write_config(self) -> Path:
         lines = self._shipped_lines()
@@ -179,12 +191,13 @@ class Mosquitto:
             "user root",
         ]
         if self.tls is not None:
-            lines += [
-                f"cafile {self.tls.cafile}",
-                f"certfile {self.tls.certfile}",
-                f"keyfile {self.tls.keyfile}",
-                f"require_certificate {'true' if self.tls.require_certificate else 'false'}",
-            ]
+            # What the file lacks, after its last line: Mosquitto applies a listener's
+            # options to the last "listener" line above them.
+            shipped = {line.split(" ", 1)[0] for line in lines}
+            missing = [key for key in _TLS if key not in shipped]
+            if not self.tls.require_certificate:
+                missing = [key for key in missing if key != "require_certificate"]
+            lines += [self._tls_line(key, "") for key in missing]
         if self.users is None:
             # Anonymous: no username to name a session by (Mosquitto would refuse everyone).
             lines = [line for line in lines if not line.startswith("use_username_as_clientid")]
