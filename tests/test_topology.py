@@ -11,7 +11,9 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import paho.mqtt.client as mqtt
 import psutil
@@ -25,10 +27,17 @@ from kienco.fleet.fleet import make_sites
 from kienco.local_services import Mosquitto, ServerTls
 from plumbing.data import firmware_configs
 from tests.support.influx import InfluxServer
-from tests.support.pki import Pki
+from tests.support.pki import KeyPair, Pki
 from tests.support.relay import Relay
-from tests.support.subscriber import Subscriber
-from tests.support.topology import Shard, central_broker, provincial_broker
+from tests.support.subscriber import Subscriber, use_tls
+from tests.support.topology import (
+    CENTRAL,
+    PROVINCIAL,
+    Shard,
+    central_broker,
+    enabled,
+    provincial_broker,
+)
 
 COLLECTOR = {"collector-a1": "collector-secret"}
 
@@ -41,13 +50,14 @@ def _publish(
     payload: bytes,
     *,
     ca_file: Path | None = None,
+    certificate: KeyPair | None = None,
 ) -> int:
-    """One QoS 1 publish over MQTT 5 (over TLS trusting ``ca_file`` alone, if given);
-    the PUBACK's reason code (135: not authorized)."""
+    """One QoS 1 publish over MQTT 5 (over TLS trusting ``ca_file`` alone, if given, with
+    the client's ``certificate``); the PUBACK's reason code (135: not authorized)."""
     client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     client.username_pw_set(user, password)
     if ca_file is not None:
-        client.tls_set(ca_certs=str(ca_file))
+        use_tls(client, ca_file, certificate)
     codes: list[int] = []
     client.on_publish = lambda _c, _u, _mid, reason, _p: codes.append(reason.value)
     client.connect("127.0.0.1", port)
@@ -126,8 +136,10 @@ def test_shipped_bridge_carries_reports_in_and_statuses_out(
 class BridgePki:
     """Throwaway CAs as an operator has them: the centre's CA signs the central broker's
     certificate (its provinces hold that CA as ``centre-ca.crt``, the bridge's
-    ``bridge_cafile``), the province's CA its broker's (the agents' ``ca_file``); another
-    CA stands for a wrong ``centre-ca.crt``."""
+    ``bridge_cafile``) and the client certificates the centre trusts (the bridge's, the
+    collector's); the province's CA its broker's and its agents' (the agents'
+    ``ca_file``); another CA stands for a wrong ``centre-ca.crt``, and signs a
+    ``stranger``'s certificate for hp's bridge."""
 
     def __init__(self, folder: Path, central_names: tuple[str, ...]) -> None:
         self.centre = Pki(folder / "centre", "kienco centre CA")
@@ -137,15 +149,31 @@ class BridgePki:
         provincial = self.province.server("provincial-hp")
         self.central = ServerTls(self.centre.ca_file, central.cert, central.key)
         self.provincial = ServerTls(self.province.ca_file, provincial.cert, provincial.key)
+        self.bridge = self.centre.client("bridge-hp")
+        self.collector = self.centre.client("collector-a1")
+        self.agent = self.province.client("hp/hp-bts-001")
+        self.stranger = self.other.client("bridge-hp")
 
 
 @contextmanager
 def _tls_bridge(
-    tmp_path: Path, bridge_cafile: Path, pki: BridgePki, centre_host: str = "127.0.0.1"
+    tmp_path: Path,
+    bridge_cafile: Path,
+    pki: BridgePki,
+    centre_host: str = "127.0.0.1",
+    *,
+    require_certificate: bool = False,
+    bridge_certificate: KeyPair | None = None,
 ) -> Iterator[tuple[Mosquitto, Mosquitto]]:
     """central-a.conf on its TLS listener and provincial-hp.conf on its own, its bridge
-    dialling ``centre_host`` over TLS and checking the centre with ``bridge_cafile``."""
-    central = central_broker(tmp_path / "central-a", ["hp", "qn"], COLLECTOR, tls=pki.central)
+    dialling ``centre_host`` over TLS and checking the centre with ``bridge_cafile``.
+    ``require_certificate``: both files' commented ``require_certificate true`` enabled;
+    ``bridge_certificate``: provincial-hp.conf's ``bridge_certfile``/``bridge_keyfile``
+    enabled with its files."""
+    enable = ["require_certificate"] if require_certificate else []
+    central = central_broker(
+        tmp_path / "central-a", ["hp", "qn"], COLLECTOR, tls=pki.central, enable=enable
+    )
     central.start()
     provincial = provincial_broker(
         tmp_path / "hp",
@@ -155,6 +183,8 @@ def _tls_bridge(
         tls=pki.provincial,
         bridge_cafile=bridge_cafile,
         centre_host=centre_host,
+        bridge_certificate=bridge_certificate,
+        enable=enable,
     )
     try:
         provincial.start()
@@ -165,7 +195,8 @@ def _tls_bridge(
 
 
 def _centre_subscriber(central: Mosquitto, pki: BridgePki) -> Subscriber:
-    """The shard's account on the central broker, over TLS, subscribed to every report."""
+    """The shard's account on the central broker, over TLS, subscribed to every report
+    (with its client certificate, which the centre asks for only where it requires one)."""
     return Subscriber(
         central.port,
         "kienco/v1/#",
@@ -173,14 +204,30 @@ def _centre_subscriber(central: Mosquitto, pki: BridgePki) -> Subscriber:
         username="collector-a1",
         password="collector-secret",
         ca_file=pki.centre.ca_file,
+        certificate=pki.collector,
     )
 
 
-def test_shipped_bridge_over_tls_carries_reports_in_and_statuses_out(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "client_certificates", [False, True], ids=["server-certificate", "client-certificates"]
+)
+def test_shipped_bridge_over_tls_carries_reports_in_and_statuses_out(
+    tmp_path: Path, client_certificates: bool
+) -> None:
     """The bridge as shipped (bridge_cafile, the central's TLS listener, hostname checked),
-    with the CA that signed the central's certificate: both directions cross it."""
+    with the CA that signed the central's certificate: both directions cross it. With
+    client certificates, as the files' comments say to enable them: both brokers
+    ``require_certificate true``, the bridge gives its certificate (bridge_certfile,
+    bridge_keyfile) signed by the CA the centre trusts, the collector and the agent theirs."""
     pki = BridgePki(tmp_path / "pki", ("127.0.0.1", "localhost"))
-    with _tls_bridge(tmp_path, pki.centre.ca_file, pki) as (provincial, central):
+    bridge_certificate = pki.bridge if client_certificates else None
+    with _tls_bridge(
+        tmp_path,
+        pki.centre.ca_file,
+        pki,
+        require_certificate=client_certificates,
+        bridge_certificate=bridge_certificate,
+    ) as (provincial, central):
         centre = _centre_subscriber(central, pki)
         agent = Subscriber(
             provincial.port,
@@ -189,6 +236,7 @@ def test_shipped_bridge_over_tls_carries_reports_in_and_statuses_out(tmp_path: P
             username="hp/hp-bts-001",
             password="s1",
             ca_file=pki.province.ca_file,
+            certificate=pki.agent,
         )
         try:
             report = "kienco/v1/hp/hp-bts-001/report"
@@ -201,6 +249,7 @@ def test_shipped_bridge_over_tls_carries_reports_in_and_statuses_out(tmp_path: P
                     report,
                     b"r",
                     ca_file=pki.province.ca_file,
+                    certificate=pki.agent,
                 )
                 assert code == 0
                 centre.wait_for(1, lambda t: True, 1)
@@ -214,6 +263,7 @@ def test_shipped_bridge_over_tls_carries_reports_in_and_statuses_out(tmp_path: P
                 status,
                 b"ok",
                 ca_file=pki.centre.ca_file,
+                certificate=pki.collector,
             )
             assert code == 0
             assert agent.wait_for(1, lambda t: t == status, 10) == [(status, b"ok")]
@@ -222,56 +272,101 @@ def test_shipped_bridge_over_tls_carries_reports_in_and_statuses_out(tmp_path: P
             agent.close()
 
 
-def _refusals(provincial: Mosquitto, reason: str) -> int:
-    """How many times the provincial broker's bridge refused the centre, for ``reason``."""
-    return len(re.findall(reason, (provincial.workdir / "mosquitto.log").read_text()))
+def _refusals(broker: Mosquitto, reason: str) -> int:
+    """How many times ``broker``'s log says the bridge was refused for ``reason``."""
+    return len(re.findall(reason, (broker.workdir / "mosquitto.log").read_text()))
 
 
-@pytest.mark.parametrize(
-    ("case", "central_names", "centre_host", "reason"),
-    [
-        # bridge_cafile is another CA than the one that signed the central's certificate.
-        pytest.param(
-            "another CA",
-            ("127.0.0.1", "localhost"),
-            "127.0.0.1",
-            "certificate verify failed",
-            id="another-CA",
-        ),
-        # The right CA, but the certificate does not name the host the bridge dials
-        # (its address): bridge_insecure false, the shipped line, checks the name.
-        pytest.param(
-            "another name",
-            ("127.0.0.1",),
-            "localhost",
+@dataclass(frozen=True)
+class Refusal:
+    """A bridge that must never connect: how it is set up, and which broker's log says
+    why at each attempt (the province's when its bridge refuses the centre, the centre's
+    when the centre refuses the bridge's certificate)."""
+
+    reason: str
+    logged_by: Literal["provincial", "central"]
+    bridge_ca: Literal["centre", "other"] = "centre"  # the CA in bridge_cafile
+    central_names: tuple[str, ...] = ("127.0.0.1", "localhost")  # in its certificate
+    centre_host: str = "127.0.0.1"  # in the bridge's address
+    require_certificate: bool = False
+    bridge_certificate: Literal["centre", "other"] | None = None  # the CA that signed it
+
+
+REFUSALS = [
+    # bridge_cafile is another CA than the one that signed the central's certificate.
+    pytest.param(
+        Refusal("certificate verify failed", "provincial", bridge_ca="other"), id="another-CA"
+    ),
+    # The right CA, but the certificate does not name the host the bridge dials
+    # (its address): bridge_insecure false, the shipped line, checks the name.
+    pytest.param(
+        Refusal(
             "host name verification failed",
-            id="another-name",
+            "provincial",
+            central_names=("127.0.0.1",),
+            centre_host="localhost",
         ),
-    ],
-)
+        id="another-name",
+    ),
+    # The centre requires a client certificate (central-a.conf's line enabled); the bridge
+    # gives none (its bridge_certfile/bridge_keyfile left commented out).
+    pytest.param(
+        Refusal("peer did not return a certificate", "central", require_certificate=True),
+        id="no-client-certificate",
+    ),
+    # The bridge gives a certificate, signed by a CA the centre does not trust.
+    pytest.param(
+        Refusal(
+            "certificate verify failed",
+            "central",
+            require_certificate=True,
+            bridge_certificate="other",
+        ),
+        id="client-certificate-of-another-CA",
+    ),
+]
+
+
+@pytest.mark.parametrize("refusal", REFUSALS)
 def test_shipped_bridge_over_tls_never_connects_to_a_centre_it_cannot_verify(
-    tmp_path: Path, case: str, central_names: tuple[str, ...], centre_host: str, reason: str
+    tmp_path: Path, refusal: Refusal
 ) -> None:
     """A report the provincial broker acknowledged stays there: the bridge refuses the
-    centre's certificate at each attempt (its log says why) and nothing reaches the centre."""
-    pki = BridgePki(tmp_path / "pki", central_names)
-    cafile = pki.other.ca_file if case == "another CA" else pki.centre.ca_file
-    with _tls_bridge(tmp_path, cafile, pki, centre_host) as (provincial, central):
+    centre's certificate, or the centre the bridge's, at each attempt (the log says why)
+    and nothing reaches the centre."""
+    pki = BridgePki(tmp_path / "pki", refusal.central_names)
+    cas = {"centre": pki.centre, "other": pki.other}
+    certificates = {"centre": pki.bridge, "other": pki.stranger, None: None}
+    with _tls_bridge(
+        tmp_path,
+        cas[refusal.bridge_ca].ca_file,
+        pki,
+        refusal.centre_host,
+        require_certificate=refusal.require_certificate,
+        bridge_certificate=certificates[refusal.bridge_certificate],
+    ) as (provincial, central):
+        logged_by = provincial if refusal.logged_by == "provincial" else central
         centre = _centre_subscriber(central, pki)
         try:
             report = "kienco/v1/hp/hp-bts-001/report"
             code = _publish(
-                provincial.port, "hp/hp-bts-001", "s1", report, b"r", ca_file=pki.province.ca_file
+                provincial.port,
+                "hp/hp-bts-001",
+                "s1",
+                report,
+                b"r",
+                ca_file=pki.province.ca_file,
+                certificate=pki.agent,
             )
             assert code == 0  # queued for the centre in the bridge's session
             # The bridge tries again (restart_timeout 1 2): two more attempts with the report
             # queued, each refused for that reason, and nothing crossed.
-            before = _refusals(provincial, reason)
+            before = _refusals(logged_by, refusal.reason)
             deadline = time.monotonic() + 15
-            while _refusals(provincial, reason) < before + 2:
-                assert not centre.received(), "a report crossed to a centre it cannot verify"
-                log = (provincial.workdir / "mosquitto.log").read_text()
-                assert time.monotonic() < deadline, f"not refused twice for {reason!r}: {log}"
+            while _refusals(logged_by, refusal.reason) < before + 2:
+                assert not centre.received(), "a report crossed a bridge that must be refused"
+                log = (logged_by.workdir / "mosquitto.log").read_text()
+                assert time.monotonic() < deadline, f"not refused twice for {refusal}: {log}"
                 time.sleep(0.05)
             assert centre.received() == []
         finally:
@@ -362,6 +457,18 @@ def test_every_shipped_broker_names_sessions_by_account_on_its_listener() -> Non
         keys = [key for key in keys if not key.startswith("#")]
         assert "use_username_as_clientid" in keys, conf.name
         assert keys.index("listener") < keys.index("use_username_as_clientid"), conf.name
+
+
+def test_every_shipped_require_certificate_is_its_listeners_once_enabled() -> None:
+    """The commented ``require_certificate true`` of each file (the wire tests above
+    enable them) is among its listener's options: after "listener", before the bridge's
+    "connection" (Mosquitto applies it to the last listener above it)."""
+    for conf in (CENTRAL, PROVINCIAL):
+        keys = [line.split()[0] for line in enabled(conf, ["require_certificate"]) if line]
+        keys = [key for key in keys if not key.startswith("#")]
+        at = keys.index("require_certificate")
+        assert keys.index("listener") < at, conf.name
+        assert "connection" not in keys[:at], conf.name
 
 
 PROVINCES = {"hp": "a", "qn": "a", "hn": "b"}  # province -> the central instance carrying it

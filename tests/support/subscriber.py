@@ -12,6 +12,18 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from tests.support.pki import KeyPair
+
+
+def use_tls(client: mqtt.Client, ca_file: Path, certificate: KeyPair | None = None) -> None:
+    """TLS trusting ``ca_file`` alone (the broker's name checked), with ``certificate``
+    for a broker that requires one."""
+    client.tls_set(
+        ca_certs=str(ca_file),
+        certfile=None if certificate is None else str(certificate.cert),
+        keyfile=None if certificate is None else str(certificate.key),
+    )
+
 
 class Subscriber:
     def __init__(
@@ -23,8 +35,10 @@ class Subscriber:
         username: str | None = None,
         password: str | None = None,
         ca_file: Path | None = None,
+        certificate: KeyPair | None = None,
     ) -> None:
-        """``ca_file``: over TLS, that CA alone trusted and the broker's name checked."""
+        """``ca_file``: over TLS, that CA alone trusted and the broker's name checked;
+        ``certificate``: the client's, for a broker that requires one."""
         self.messages: list[tuple[str, bytes, bool]] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
@@ -36,7 +50,7 @@ class Subscriber:
         if username:
             self.client.username_pw_set(username, password)
         if ca_file is not None:
-            self.client.tls_set(ca_certs=str(ca_file))
+            use_tls(self.client, ca_file, certificate)
         self.client.on_connect = lambda c, *_: c.subscribe(topic_filter, qos=1)
         self.client.on_subscribe = lambda *_: self._subscribed.set()
         self.client.on_message = self._on_message

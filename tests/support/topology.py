@@ -6,7 +6,9 @@ replaced by its province, as the file tells an operator to do, and its bridge's
 plain TCP unless given the CA to check the centre with (``bridge_cafile``: the shipped
 line, with a throwaway CA's path). A central broker runs ``central-a.conf`` with
 ``central-a.acl``. Either listener serves TLS when given ``tls`` (its ``cafile``,
-``certfile``, ``keyfile``). Only the listener, the paths and those settings change.
+``certfile``, ``keyfile``). Only the listener, the paths and those settings change, and
+the options the files ship commented out that a test ``enable``s, where they stand (the
+bridge's client certificate, ``require_certificate``), as an operator enables them.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 import httpx
@@ -24,6 +27,7 @@ import yaml
 
 from kienco.local_services import Mosquitto, ServerTls, ServiceError, free_port
 from plumbing.data import firmware_configs
+from tests.support.pki import KeyPair
 
 SHIPPED = firmware_configs() / "mosquitto"
 PROVINCIAL = SHIPPED / "provincial-hp.conf"
@@ -31,11 +35,25 @@ CENTRAL = SHIPPED / "central-a.conf"
 CENTRAL_ACL = SHIPPED / "central-a.acl"
 
 
-def provincial_conf(province: str, into: Path) -> Path:
-    """The shipped provincial config for ``province``: every ``hp`` outside comments replaced."""
+def enabled(conf: Path, options: Collection[str]) -> list[str]:
+    """``conf``'s lines with the commented-out line ``# <option> …`` of each of ``options``
+    made live where it stands, as an operator enables it; an option the file does not
+    ship commented out exactly once fails the test."""
+    lines = conf.read_text().splitlines()
+    for option in options:
+        found = [i for i, line in enumerate(lines) if re.match(rf"# {option}( |$)", line)]
+        if len(found) != 1:
+            pytest.fail(f"{conf.name}: {len(found)} lines '# {option} …', expected one")
+        lines[found[0]] = lines[found[0]].removeprefix("# ")
+    return lines
+
+
+def provincial_conf(province: str, into: Path, enable: Collection[str] = ()) -> Path:
+    """The shipped provincial config for ``province``: every ``hp`` outside comments
+    replaced, the options in ``enable`` enabled."""
     lines = [
         line if line.startswith("#") else re.sub(r"\bhp\b", province, line)
-        for line in PROVINCIAL.read_text().splitlines()
+        for line in enabled(PROVINCIAL, enable)
     ]
     into.mkdir(parents=True, exist_ok=True)
     path = into / f"provincial-{province}.conf"
@@ -54,20 +72,25 @@ def central_broker(
     *,
     instance: str = "a",
     tls: ServerTls | None = None,
+    enable: Collection[str] = (),
 ) -> Mosquitto:
-    """central-a.conf and its ACL; accounts for the provinces' bridges and the collectors.
+    """central-a.conf and its ACL; accounts for the provinces' bridges and the collectors;
+    the options in ``enable`` enabled (``require_certificate``).
 
     Instance "b" gets central-a.acl with its collectors named collector-b…, as an
     operator makes central-b.acl from the shipped one.
     """
     users = {f"bridge-{p}": bridge_password(p) for p in provinces} | collectors
-    acl = CENTRAL_ACL
+    workdir.mkdir(parents=True, exist_ok=True)
+    acl, conf = CENTRAL_ACL, CENTRAL
     if instance != "a":
-        workdir.mkdir(parents=True, exist_ok=True)
         acl = workdir / f"central-{instance}.acl"
         acl.write_text(CENTRAL_ACL.read_text().replace("collector-a", f"collector-{instance}"))
+    if enable:
+        conf = workdir / CENTRAL.name
+        conf.write_text("\n".join(enabled(CENTRAL, enable)) + "\n")
     try:
-        return Mosquitto(workdir, users=users, conf=CENTRAL, acl=acl, tls=tls)
+        return Mosquitto(workdir, users=users, conf=conf, acl=acl, tls=tls)
     except ServiceError as exc:
         pytest.fail(str(exc))
 
@@ -81,10 +104,14 @@ def provincial_broker(
     tls: ServerTls | None = None,
     bridge_cafile: Path | None = None,
     centre_host: str = "127.0.0.1",
+    bridge_certificate: KeyPair | None = None,
+    enable: Collection[str] = (),
 ) -> Mosquitto:
     """provincial-hp.conf made ``province``'s, bridged to ``centre_host``:``centre_port``
     (the central broker's port, or a relay's standing for the backhaul): over TLS checked
-    with ``bridge_cafile`` (the shipped line, another path), or plain TCP without it."""
+    with ``bridge_cafile`` (the shipped line, another path), or plain TCP without it;
+    with ``bridge_certificate``, the shipped ``bridge_certfile``/``bridge_keyfile`` lines
+    enabled with its files. ``enable``: more options enabled (``require_certificate``)."""
     settings: dict[str, str | None] = {
         "address": f"{centre_host}:{centre_port}",
         "remote_password": bridge_password(province),
@@ -93,11 +120,15 @@ def provincial_broker(
         # Seconds, not the shipped 2-30 s: a test waits for the bridge's return.
         "restart_timeout": "1 2",
     }
+    if bridge_certificate is not None:
+        enable = [*enable, "bridge_certfile", "bridge_keyfile"]
+        settings["bridge_certfile"] = str(bridge_certificate.cert)
+        settings["bridge_keyfile"] = str(bridge_certificate.key)
     try:
         return Mosquitto(
             workdir,
             users=agents or {},
-            conf=provincial_conf(province, workdir),
+            conf=provincial_conf(province, workdir, enable),
             settings=settings,
             tls=tls,
         )
