@@ -1,7 +1,8 @@
 """TLS on a real Mosquitto with a throwaway CA: an agent with the wrong CA (or without its
 client certificate, where the broker requires one) is refused and keeps its reports; with
 the right ones it delivers them, to a collector that itself connects with a CA and a
-client certificate. A TLS file that cannot be used stops at start, naming the key."""
+client certificate (and without one the broker trusts is refused). A TLS file that cannot
+be used stops at start, naming the key."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ class Tls:
         self.agent = self.right.client(f"{PROVINCE}/{SITE}")
         self.collector = self.right.client("collector")
         self.stranger = self.wrong.client(f"{PROVINCE}/{SITE}")
+        self.impostor = self.wrong.client("collector")
 
 
 @pytest.fixture
@@ -83,16 +85,17 @@ def _agent(tmp_path: Path, broker: Broker, ca: Path, pair: KeyPair | None) -> Ag
     return Agent(config)
 
 
-def _collector(tmp_path: Path, broker: Broker, ca: Path, pair: KeyPair) -> Collector:
+def _collector(tmp_path: Path, broker: Broker, ca: Path, pair: KeyPair | None) -> Collector:
+    tls_files: dict[str, str] = {"ca_file": str(ca)}
+    if pair is not None:
+        tls_files |= {"cert_file": str(pair.cert), "key_file": str(pair.key)}
     config = CollectorConfig.model_validate(
         {
             "broker": {
                 "url": broker.url,
                 "username": "collector",
                 "password": {"value": "collector-secret"},
-                "ca_file": str(ca),
-                "cert_file": str(pair.cert),
-                "key_file": str(pair.key),
+                **tls_files,
                 "client_id": "tls-collector",
             },
             "provinces": [PROVINCE],
@@ -163,6 +166,38 @@ def test_a_collector_with_the_wrong_ca_does_not_connect(
     collector.start(serve_http=False)
     try:
         assert not collector.wait_connected(3)
+    finally:
+        collector.stop()
+
+
+@pytest.mark.parametrize(
+    ("certificate", "reason"),
+    [(None, "CERTIFICATE_REQUIRED"), ("impostor", "UNKNOWN_CA")],
+    ids=["no-client-certificate", "client-certificate-of-another-CA"],
+)
+def test_a_collector_without_a_client_certificate_the_broker_trusts_does_not_connect(
+    tmp_path: Path,
+    tls_broker: Broker,
+    tls: Tls,
+    certificate: str | None,
+    reason: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The broker requires one: the collector (the right CA, the right password) is
+    refused at each attempt, for that reason, and never connects."""
+    pair = None if certificate is None else tls.impostor
+    collector = _collector(tmp_path, tls_broker, tls.right.ca_file, pair)
+    # The TLS alert each attempt ends with is in paho's log (the collector's own warning
+    # says "Unspecified error"; Mosquitto logs its side for some attempts only).
+    collector.client.enable_logger(logging.getLogger("tests.collector.paho"))
+    caplog.set_level(logging.ERROR, logger="tests.collector.paho")
+    collector.start(serve_http=False)
+    try:
+        deadline = time.monotonic() + 15
+        while caplog.text.count(reason) < 2 and time.monotonic() < deadline:
+            assert not collector.wait_connected(0.05), "connected without a trusted certificate"
+        assert caplog.text.count(reason) >= 2, caplog.text
+        assert not collector.wait_connected(0)
     finally:
         collector.stop()
 
