@@ -174,7 +174,8 @@ def _tls_bridge(
     central = central_broker(
         tmp_path / "central-a", ["hp", "qn"], COLLECTOR, tls=pki.central, enable=enable
     )
-    central.start()
+    # Both made before either starts: a file that fails the test (an option it does not
+    # ship commented out) leaves no broker running.
     provincial = provincial_broker(
         tmp_path / "hp",
         "hp",
@@ -187,6 +188,7 @@ def _tls_bridge(
         enable=enable,
     )
     try:
+        central.start()
         provincial.start()
         yield provincial, central
     finally:
