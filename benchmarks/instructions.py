@@ -21,8 +21,11 @@ validates pays at least), and ``json.loads`` alone.
     .venv/bin/python benchmarks/instructions.py --stages
 
 ``--stages`` also cuts this checkout's ingest path after each stage in turn (decode,
-admission and fold, rules and status, lines: as ``collector_stages.py`` times them) and
-prints what each stage adds, counted the same way.
+admission and fold, the judgement, lines: as ``collector_stages.py`` times them) and
+prints what each stage adds, counted the same way. The judgement is cut into its parts:
+``rules.evaluate``, the ``Status`` made from its evaluation (the reasons, their texts,
+pydantic's validation), that Status's JSON, and what the whole ``Verdicts.evaluate`` adds
+to those three (hysteresis, the site's look at its silence, the verdict points).
 
 ``--checkout`` (repeatable) measures another checkout's collector code in the same run
 (its folder first on ``PYTHONPATH``; this file and its workload are this checkout's):
@@ -53,9 +56,16 @@ NOW = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)  # the run's clock (see child)
 STAGES = {
     "decode": "decode + validation",
     "fold": "admission + state fold",
-    "judge": "rules + status + verdict points",
+    # the judgement's parts: the rules on the snapshot, the Status built from their
+    # evaluation, its JSON; then Verdicts.evaluate whole (what it adds to the three:
+    # hysteresis, the site's look at its silence, the verdict points)
+    "rules": "judgement: rules.evaluate",
+    "status": "judgement: the Status (reasons, texts, pydantic)",
+    "status_json": "judgement: the Status's JSON",
+    "judge": "judgement: the rest of Verdicts.evaluate (hysteresis, silence look, points)",
     "lines": "report and verdict lines",
 }
+_JUDGEMENT_PARTS = ("rules", "status", "status_json")
 _COUNTS = {
     "instructions": re.compile(r"I\s+refs:\s+([\d,]+)"),
     "D1 misses": re.compile(r"D1\s+misses:\s+([\d,]+)"),
@@ -110,6 +120,7 @@ def _stages_up_to(
     from collector.line_protocol import encode_many
     from collector.points import report_lines, site_tags
     from contract.wire import Report
+    from rules import evaluate, to_status
 
     now = NOW
     for topic, payload in metas:
@@ -124,6 +135,17 @@ def _stages_up_to(
         report = decoded.message
         changed = states.apply_report(report, received_at=now)
         if last == "fold":
+            continue
+        if last in _JUDGEMENT_PARTS:  # the parts of Verdicts.evaluate, done by hand
+            snapshot = states.get(report.site)
+            assert changed and snapshot is not None
+            evaluation = evaluate(snapshot, verdicts.policy, now)
+            if last == "rules":
+                continue
+            status = to_status(evaluation, snapshot)
+            if last == "status":
+                continue
+            status.model_dump_json(exclude_none=True)
             continue
         outcome = verdicts.evaluate(report.site, now) if changed else None
         if last == "judge":
