@@ -145,8 +145,12 @@ def test_units_leave_the_config_folder_readable_by_their_user() -> None:
 def test_units_that_restart_never_give_up(unit: Path) -> None:
     """systemd stops restarting a unit after 5 starts in 10 s unless told otherwise: a
     broker or collector failing fast (a disk full for a minute, a peer not up yet) would
-    stay down until someone logs in. mosquitto-kienco@ lacked it."""
+    stay down until someone logs in. mosquitto-kienco@ lacked it. (A oneshot run by a
+    timer, the broker's watchdog, is not a long-lived service: its timer runs it again.)"""
     parsed = _unit(unit.name)
+    if parsed["Service"].get("Type") == "oneshot":
+        assert (unit.parent / unit.name.replace(".service", ".timer")).exists(), unit.name
+        return
     assert parsed["Service"].get("Restart") in ("on-failure", "always"), unit.name
     assert parsed["Unit"].get("StartLimitIntervalSec") == "0", unit.name
 
@@ -180,3 +184,11 @@ def test_units_and_topology_files_are_packaged() -> None:
         REPO / "firmware-configs/influxdb/influxdb.conf",
     }
     assert not shipped - packaged, f"not in [tool.setuptools.data-files]: {shipped - packaged}"
+
+
+@pytest.mark.parametrize("timer", sorted(UNITS.glob("*.timer")), ids=lambda p: p.name)
+def test_timers_verify_beside_the_service_they_run(timer: Path, tmp_path: Path) -> None:
+    service = _installable(timer.with_suffix(".service"), tmp_path)
+    copy = tmp_path / service.name.replace(".service", ".timer")
+    copy.write_text(timer.read_text())
+    assert _verify(copy) == ""

@@ -37,6 +37,7 @@ COMMANDS: Final[dict[str, str]] = {
     "dashboards": "kienco.commands.dashboards",
     "deadletter": "kienco.commands.deadletter",
     "credentials": "kienco.commands.credentials",
+    "broker": "kienco.commands.broker",
     "simulate": "kienco.commands.simulate",
     "token": "kienco.commands.token",
     "policy": "kienco.commands.policy",

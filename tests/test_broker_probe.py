@@ -1,0 +1,147 @@
+"""``kienco broker probe``, the watchdog's probe: any answer of a real Mosquitto is alive
+(a CONNACK refusing an anonymous login, a TLS handshake refused for want of a client
+certificate); a broker that answers nothing (stopped with SIGSTOP, as a wedged one
+answers nothing) or a port nobody listens on is not, and only that exits 3, the status
+on which the watchdog unit kills the broker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kienco.broker_probe import Listener, listeners
+from kienco.cli import main
+from kienco.commands.broker import EXIT_NOT_ANSWERING
+from kienco.local_services import Mosquitto, ServerTls, free_port
+from tests.support.pki import Pki
+
+REPO = Path(__file__).resolve().parents[1]
+BROKERS = REPO / "firmware-configs" / "mosquitto"
+WATCHDOG = REPO / "firmware-configs" / "systemd" / "mosquitto-kienco-watchdog@.service"
+BROKER_UNIT = REPO / "firmware-configs" / "systemd" / "mosquitto-kienco@.service"
+FAST = ["--tries", "2", "--timeout", "0.5"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("listener 8883\ncafile a\ncertfile b\n", [Listener(8883, "127.0.0.1", True)]),
+        ("listener 1883 10.0.0.5\n", [Listener(1883, "10.0.0.5", False)]),
+        ("listener 1883 0.0.0.0 # all of them\n", [Listener(1883, "127.0.0.1", False)]),
+        ("listener 9001\nprotocol websockets\n", []),
+        ("listener 0 /run/m.sock\n", []),
+        # a bridge's TLS options are not the listener's
+        (
+            "listener 1883\nconnection up\naddress c:8883\ncertfile x\n",
+            [Listener(1883, "127.0.0.1", False)],
+        ),
+        ("# listener 1883\nallow_anonymous true\n", []),
+        (
+            "listener 1883 127.0.0.1\nlistener 8883\ncertfile c\n",
+            [Listener(1883, "127.0.0.1", False), Listener(8883, "127.0.0.1", True)],
+        ),
+    ],
+)
+def test_listeners_of_a_config(text: str, expected: list[Listener]) -> None:
+    assert listeners(text) == expected
+
+
+@pytest.mark.parametrize("conf", ["provincial-hp.conf", "central-a.conf", "kienco.conf"], ids=str)
+def test_every_shipped_broker_has_a_tls_listener_to_probe(conf: str) -> None:
+    found = listeners((BROKERS / conf).read_text())
+    assert found and all(listener.tls for listener in found), found
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    mosquitto = Mosquitto(tmp_path / "broker", users={"hp/hp-bts-001": "secret"})
+    mosquitto.start()
+    yield mosquitto
+    mosquitto.stop()
+
+
+def _probe(conf: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    status = main(["broker", "probe", "--config", str(conf), *FAST])
+    said = capsys.readouterr()
+    return status, said.out + said.err
+
+
+def test_a_broker_that_refuses_an_anonymous_login_has_answered(
+    broker: Mosquitto, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, said = _probe(broker.conf, capsys)
+    assert status == 0, said
+    assert f"127.0.0.1:{broker.port}: answered" in said
+
+
+@pytest.mark.parametrize("require_certificate", [False, True], ids=["tls", "client-cert"])
+def test_a_tls_broker_has_answered_even_when_it_wants_a_client_certificate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], require_certificate: bool
+) -> None:
+    pki = Pki(tmp_path / "pki")
+    server = pki.server()
+    tls = ServerTls(pki.ca_file, server.cert, server.key, require_certificate)
+    mosquitto = Mosquitto(tmp_path / "broker", users={"hp/x": "secret"}, tls=tls)
+    mosquitto.start()
+    try:
+        status, said = _probe(mosquitto.conf, capsys)
+    finally:
+        mosquitto.stop()
+    assert status == 0, said
+    assert f"127.0.0.1:{mosquitto.port} (TLS): answered" in said
+
+
+def test_a_broker_that_answers_nothing_is_reported_with_the_status_that_kills_it(
+    broker: Mosquitto, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert broker.process is not None
+    os.kill(broker.process.pid, signal.SIGSTOP)  # the kernel still accepts; no one answers
+    try:
+        started = time.monotonic()
+        status, said = _probe(broker.conf, capsys)
+        took = time.monotonic() - started
+    finally:
+        os.kill(broker.process.pid, signal.SIGCONT)
+    assert status == EXIT_NOT_ANSWERING == 3, said
+    assert f"127.0.0.1:{broker.port}: no answer in 0.5 s" in said
+    assert "không trả lời / not answering" in said
+    assert took < 5, took  # 2 tries of 0.5 s, not more
+    # It came back: the same probe says so.
+    assert _probe(broker.conf, capsys)[0] == 0
+
+
+def test_nobody_listening_is_not_answering(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conf = tmp_path / "kienco-hp.conf"
+    conf.write_text(f"listener {free_port()} 127.0.0.1\n")
+    status, said = _probe(conf, capsys)
+    assert status == EXIT_NOT_ANSWERING, said
+    assert "Connection refused" in said
+
+
+@pytest.mark.parametrize("text", [None, "allow_anonymous true\n"], ids=["missing", "no-listener"])
+def test_a_config_it_cannot_use_kills_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str | None
+) -> None:
+    conf = tmp_path / "kienco-hp.conf"
+    if text is not None:
+        conf.write_text(text)
+    status, said = _probe(conf, capsys)
+    assert status == 2, said
+    assert str(conf) in said
+
+
+def test_the_watchdog_probes_the_config_its_broker_runs_and_kills_only_on_no_answer() -> None:
+    unit = WATCHDOG.read_text()
+    broker_conf = "/etc/mosquitto/kienco-%i.conf"
+    assert f"ExecStart=/usr/sbin/mosquitto -c {broker_conf}" in BROKER_UNIT.read_text()
+    assert f"kienco broker probe --config {broker_conf}" in unit
+    (stop_post,) = [line for line in unit.splitlines() if line.startswith("ExecStopPost=")]
+    assert f'[ "$EXIT_STATUS" != {EXIT_NOT_ANSWERING} ] ||' in stop_post
+    assert "systemctl kill --signal=SIGKILL mosquitto-kienco@%i.service" in stop_post
