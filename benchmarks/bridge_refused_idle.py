@@ -13,7 +13,8 @@ a provincial broker (a plain listener, anonymous, the bridge as the shipped
 provincial-hp.conf has it but for its CA and ``restart_timeout 1 2``); no client for
 ``--idle`` seconds; then
 
-- the bridge's attempts so far, and whether a new local client gets its CONNACK (5 s);
+- the bridge's attempts so far, and whether a new local client gets an answer in 5 s
+  (``kienco broker probe``'s knock: an MQTT CONNECT, kienco/broker_probe.py);
 - whether the bridge attempts again in the next 5 s;
 - the broker's CPU from the client's try to then (% of a core, from /proc);
 - whether SIGTERM stops it within 5 s (else it is killed).
@@ -37,6 +38,7 @@ from typing import Any
 
 from _common import print_summary
 
+from kienco.broker_probe import Listener, knock
 from kienco.local_services import free_port
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -78,17 +80,6 @@ def _ca(folder: Path) -> Path:
     return crt
 
 
-def _connack(port: int, timeout_s: float = 5.0) -> bool:
-    """A CONNACK to an MQTT 3.1.1 CONNECT (any return code) within the timeout."""
-    connect = bytes([0x10, 17, 0, 4]) + b"MQTT" + bytes([4, 2, 0, 30, 0, 5]) + b"probe"
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
-            sock.sendall(connect)
-            return sock.recv(4)[:1] == b"\x20"
-    except OSError:
-        return False
-
-
 def _cpu_ticks(pid: int) -> int:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime + stime
@@ -114,7 +105,7 @@ def one_run(folder: Path, idle_s: float) -> dict[str, Any]:
         time.sleep(idle_s)
         attempts = log.read_text(errors="replace").count("Connecting bridge (step 1)")
         ticks, since = _cpu_ticks(broker.pid), time.monotonic()
-        served = _connack(local)
+        served = knock(Listener(local, "127.0.0.1", tls=False), timeout_s=5.0) is None
         time.sleep(5.0)
         cpu = (_cpu_ticks(broker.pid) - ticks) / _TICKS / (time.monotonic() - since) * 100
         later = log.read_text(errors="replace").count("Connecting bridge (step 1)")
