@@ -22,7 +22,6 @@ import socket
 import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 # MQTT 3.1.1 CONNECT: protocol "MQTT" level 4, clean session, keepalive 30 s, client id
 # "kienco-probe" (the shipped brokers name sessions by account: this one has none).
@@ -128,11 +127,3 @@ def probe(targets: Iterable[Listener], *, tries: int = 3, timeout_s: float = 10.
         if said is not None:
             problems.append(said)
     return problems
-
-
-def probe_config(path: Path, *, tries: int = 3, timeout_s: float = 10.0) -> list[str]:
-    """:func:`probe` on every listener of a Mosquitto config file."""
-    found = listeners(path.read_text())
-    if not found:
-        return [f"{path}: no TCP listener to probe"]
-    return probe(found, tries=tries, timeout_s=timeout_s)
