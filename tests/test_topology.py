@@ -361,9 +361,9 @@ def test_shipped_bridge_over_tls_never_connects_to_a_centre_it_cannot_verify(
             _agent_reports(provincial, pki)
             # The bridge tries again (restart_timeout 1 2): two more attempts with reports
             # queued, each refused for that reason, and nothing crossed. The agent goes on
-            # reporting meanwhile, as agents do: Mosquitto 2.0.11's bridge, once it has
-            # refused the centre, may make its next attempt only when a message for the
-            # centre arrives (an idle provincial broker stopped after 2-3 attempts).
+            # reporting meanwhile, as agents do: an idle provincial broker, once its bridge
+            # was refused, can wedge after 2-3 attempts (Mosquitto 2.0.11; docs/topology.md,
+            # "A provincial broker that stops answering").
             before = _refusals(logged_by, refusal.reason)
             deadline = time.monotonic() + 15
             while _refusals(logged_by, refusal.reason) < before + 2:
