@@ -2,11 +2,12 @@
 agents once it is idle? A probe of the Mosquitto on this machine, not of kienco's code.
 
 The national topology (docs/topology.md) bridges each provincial Mosquitto to the centre
-over TLS. When the centre closes the connection during the TLS handshake (the centre
-restarting, refusing the bridge's client certificate, a middlebox dropping it), the
-bridge fails and tries again every ``restart_timeout``. Mosquitto 2.0.11 (Debian 12's)
-was seen to stop there: an idle provincial broker makes no further attempt, spins a core,
-and no longer completes a connection from its own clients, until it is killed.
+over TLS. When the centre closes the connection during the TLS handshake (what a
+centre restarting, refusing the bridge's client certificate, or a middlebox dropping it
+would do: not tried here), the bridge fails and tries again every ``restart_timeout``.
+Mosquitto 2.0.11 (Debian 12's) was seen to stop there: an idle provincial broker makes
+no further attempt, spins a core, and no longer completes a connection from its own
+clients, until it is killed.
 
 Each run, on loopback: a "centre" that accepts TCP and closes after the TLS ClientHello;
 a provincial broker (a plain listener, anonymous, the bridge as the shipped
