@@ -39,6 +39,12 @@ What it changes, and nothing else of paho's behaviour:
   garbage collector frees; ``collector run`` freezes what survives each collection
   (collector/heap.py), and a message in hand at one was leaked (``heap.audit`` found 9 to
   28 a shard in a 90 s run of benchmarks/fleet.py). The same matches in the same order.
+- :meth:`CollectorClient.take_link_error` says what the last connection attempt or
+  connection met (a failed TLS handshake, a TLS alert, a reset, the broker closing it):
+  paho catches these and tells only its own logger, which the collector leaves off (it
+  would format a log call for every packet). They are kept where they are raised, in
+  ``_create_socket`` and in :class:`ReadBuffer` (``error``), at no cost while nothing
+  fails; collector/connection_log.py logs them.
 
 They lean on paho internals (``_create_socket``, ``_packet_read``, ``_loop_rc_handle``,
 ``_packet_queue``, ``_sock``, ``_on_message_filtered``): the pin in
@@ -52,6 +58,7 @@ the same file holds both.
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 import time
 from collections.abc import Iterable, Iterator
@@ -62,6 +69,7 @@ from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.matcher import MQTTMatcher
 
 from collector.broker_link import BrokerClient
+from collector.connection_log import ClosedByBroker
 
 __all__ = ["READ_CHUNK", "AcyclicMatcher", "CollectorClient", "ReadBuffer", "ack_packets"]
 
@@ -73,6 +81,8 @@ READ_CHUNK = 64 * 1024
 MAX_READ_PACKETS = 64
 
 _PUBACK, _PUBCOMP = 0x40, 0x70
+# A non-blocking socket with nothing to read or no room to write: paho's normal, no error.
+_NOT_YET = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 def ack_packets(acks: Iterable[tuple[int, int]]) -> bytes:
@@ -87,10 +97,12 @@ def ack_packets(acks: Iterable[tuple[int, int]]) -> bytes:
 class ReadBuffer:
     """A connected socket whose ``recv`` serves small reads from one large one.
 
-    Everything but ``recv`` and ``pending`` goes to the socket it wraps (``fileno`` for
-    ``select``, ``send``, ``close``, ``setblocking``, TLS's ``getpeercert`` ...). Errors
-    of the underlying ``recv`` (``BlockingIOError``, ``ssl.SSLWantReadError``, a closed
-    connection's ``b""``) reach paho as they are, and only when nothing is buffered.
+    Everything but ``recv``, ``send`` and ``pending`` goes to the socket it wraps
+    (``fileno`` for ``select``, ``close``, ``setblocking``, TLS's ``getpeercert`` ...).
+    Errors of the underlying ``recv`` and ``send`` (``BlockingIOError``,
+    ``ssl.SSLWantReadError``, a closed connection's ``b""``) reach paho as they are, and
+    only when nothing is buffered; the first real one (a closed connection too) is kept
+    in ``error`` first: paho keeps it to itself.
     """
 
     def __init__(self, sock: socket.socket, chunk: int = READ_CHUNK) -> None:
@@ -99,6 +111,8 @@ class ReadBuffer:
         self._buf = b""
         self._pos = 0
         self.reads = 0  # recv calls on the socket (tests/test_mqtt_client.py counts them)
+        # The first: the ones after it (a write after a TLS alert) only follow from it.
+        self.error: OSError | None = None
 
     @property
     def wrapped(self) -> socket.socket:
@@ -110,13 +124,34 @@ class ReadBuffer:
             end = pos + size
             self._pos = min(end, len(buf))
             return buf[pos:end]
-        data = self._sock.recv(max(size, self._chunk))
+        try:  # free in Python 3.11 while nothing is raised
+            data = self._sock.recv(max(size, self._chunk))
+        except _NOT_YET:
+            raise
+        except OSError as exc:
+            self._failed(exc)
+            raise
         self.reads += 1
         if len(data) <= size:
+            if not data:  # paho sees only a lost connection ("Unspecified error")
+                self._failed(ClosedByBroker())
             self._buf, self._pos = b"", 0
             return data
         self._buf, self._pos = data, size
         return data[:size]
+
+    def send(self, data: bytes | bytearray | memoryview) -> int:
+        try:
+            return self._sock.send(data)
+        except _NOT_YET:
+            raise
+        except OSError as exc:
+            self._failed(exc)
+            raise
+
+    def _failed(self, error: OSError) -> None:
+        if self.error is None:
+            self.error = error
 
     def buffered(self) -> int:
         """Bytes read from the socket and not yet handed out."""
@@ -169,15 +204,35 @@ class CollectorClient(BrokerClient):
         self.read_window_s = read_window_s
         self._read_began = 0.0  # time.monotonic() when the last read pass began
         self._ran_dry = True  # the last pass ended with the socket empty
+        # For take_link_error: what the last attempt to connect met, and the last
+        # connection's socket (no reference back to us: no cycle for the collector's GC).
+        self._link_error: OSError | None = None
+        self._link: ReadBuffer | None = None
+
+    def take_link_error(self) -> OSError | None:
+        """The error the last connection (or attempt to connect) met, then forgotten: what
+        paho's on_connect_fail and on_disconnect do not say."""
+        error, self._link_error = self._link_error, None
+        link = self._link
+        if error is None and link is not None:
+            error, link.error = link.error, None
+        return error
 
     def _create_socket(self) -> Any:
-        sock = super()._create_socket()
-        if not isinstance(sock, socket.socket):  # websockets: paho's own wrapper, left alone
-            return sock
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            # PUBACKs and statuses are small: no Nagle delay (TLS sockets are sockets too).
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return ReadBuffer(sock)
+        # paho's thread, outside our guarded callbacks: nothing added here may raise.
+        self._link_error, self._link = None, None  # a new attempt
+        try:
+            sock = super()._create_socket()  # TCP, then the TLS handshake
+            if not isinstance(sock, socket.socket):  # websockets: paho's wrapper, left alone
+                return sock
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                # PUBACKs and statuses are small: no Nagle delay (TLS sockets are sockets too).
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as exc:  # paho's loop catches it and retries, saying nothing
+            self._link_error = exc
+            raise
+        self._link = ReadBuffer(sock)
+        return self._link
 
     def loop_read(self, max_packets: int = MAX_READ_PACKETS) -> MQTTErrorCode:
         """Read and handle up to ``max_packets`` packets (fewer once the socket has none):

@@ -34,6 +34,7 @@ from collector.api import Api
 from collector.board.live import Changes
 from collector.board.ports import BoardParts
 from collector.config import CollectorConfig
+from collector.connection_log import ConnectionLog
 from collector.deadletter import DeadLetterStore
 from collector.decode import Decoded, Rejected, decode_within
 from collector.delivery import Delivery, NoHistory, Pending
@@ -395,9 +396,12 @@ class Collector:
             client.tls_set_context(tls_context)
         client.max_inflight_messages_set(1000)
         client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+        # Why each attempt failed, with the fix, not once per retry (collector/connection_log.py).
+        self.connection_log = ConnectionLog(log, broker.url, (RECONNECT_MIN_S, RECONNECT_MAX_S))
         # paho's callbacks run in its network thread: each one is a step of the mqtt loop.
         mqtt_loop = self._loops["mqtt"]
         client.on_connect = mqtt_loop.guarded(self._on_connect)
+        client.on_connect_fail = mqtt_loop.guarded(self._on_connect_fail)
         client.on_disconnect = mqtt_loop.guarded(self._on_disconnect)
         client.on_subscribe = mqtt_loop.guarded(self._on_subscribe)
         client.on_message = mqtt_loop.guarded(self._on_message)
@@ -407,8 +411,9 @@ class Collector:
         self, client: mqtt.Client, _u: object, flags: object, reason: object, _p: object
     ) -> None:
         if getattr(reason, "is_failure", False):
-            log.error("broker refused the connection: %s", reason)
+            self.connection_log.refused(str(reason))
             return
+        self.connection_log.connected()
         self.delivery.connected()
         client.subscribe([(topic_filter, 1) for topic_filter in self.config.topic_filters])
         if getattr(flags, "session_present", False):
@@ -438,14 +443,19 @@ class Collector:
         self._connected.set()
         log.info("%s: subscribed to %s", how, " ".join(self.config.topic_filters))
 
+    def _on_connect_fail(self, _c: mqtt.Client, _u: object) -> None:
+        # paho's reconnect() raised (TCP, TLS handshake): it says nothing more.
+        self.connection_log.connect_failed(self.client.take_link_error())
+
     def _on_disconnect(
         self, _c: mqtt.Client, _u: object, _f: object, reason: object, _p: object
     ) -> None:
         self.delivery.disconnected()
         self.metrics.connected.set(0)
         self._connected.clear()
+        error = self.client.take_link_error()
         if not self._stopping.is_set():
-            log.warning("disconnected from the broker: %s; reconnecting", reason)
+            self.connection_log.disconnected(str(reason), error)
 
     def _on_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         # Raising here (the dead-letter store cannot write) leaves the message unacked:

@@ -458,6 +458,49 @@ def test_after_a_broker_restart_the_collector_is_back_within_5_s_and_loses_nothi
     assert new_connection_acked()
 
 
+def test_a_broker_gone_is_logged_once_with_why_and_its_return_with_the_attempts(
+    tmp_path: Path,
+    fresh_broker: Broker,
+    started: Callable[[CollectorConfig], Collector],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The loss (benchmarks/fleet.py counts these lines), why each attempt fails and the
+    fix, once however many attempts (collector/connection_log.py), and the return."""
+    caplog.set_level(logging.INFO, logger="kienco.collector")
+    collector = started(config(tmp_path, fresh_broker, "fl"))
+    caplog.clear()
+    fresh_broker.stop()
+    refused = f"cannot connect to the broker at {fresh_broker.url}: [Errno 111] Connection refused"
+    wait_until(lambda: refused in caplog.text, what="the refusal logged")
+    time.sleep(3.0)  # attempts every 1-2 s, all refused the same way
+    attempts = collector.connection_log.attempts
+    fresh_broker.start()
+    assert collector.wait_connected(10)
+    wait_until(lambda: "subscribed to" in caplog.text, what="the return logged")  # just after
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "kienco.collector"]
+    assert said[:3] == [
+        (
+            logging.WARNING,
+            "disconnected from the broker: Unspecified error (the broker closed the "
+            "connection); reconnecting",
+        ),
+        (
+            logging.WARNING,
+            f"{refused}; check the broker runs and listens on broker.url's port; "
+            "retrying every 1-2 s",
+        ),
+        (logging.INFO, said[2][1]),
+    ], said
+    assert attempts >= 2
+    back = re.fullmatch(
+        rf"connected to the broker at {re.escape(fresh_broker.url)} after (\d+) failed "
+        r"attempts since \d\d:\d\d:\d\d",
+        said[2][1],
+    )
+    assert back is not None and int(back[1]) >= attempts, said[2][1]
+    assert [line.endswith(": subscribed to kienco/v1/fl/#") for _, line in said[3:]] == [True]
+
+
 def test_a_collector_restarted_into_a_backlog_is_connected_before_it_has_worked_it_off(
     tmp_path: Path,
     fresh_broker: Broker,

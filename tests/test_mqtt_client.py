@@ -21,6 +21,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.matcher import MQTTMatcher
 
+from collector.connection_log import ClosedByBroker
 from collector.mqtt_client import (
     MAX_READ_PACKETS,
     READ_CHUNK,
@@ -432,6 +433,67 @@ def test_read_buffer_serves_small_reads_and_says_what_it_holds() -> None:
         assert buffer.fileno() == ours.fileno()
     finally:
         ours.close()
+
+
+def test_read_buffer_keeps_what_ended_the_connection_and_nothing_else() -> None:
+    """paho turns these into a bare "Unspecified error": the collector logs them
+    (collector/connection_log.py). Nothing to read yet is no error; the first is kept."""
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    buffer = ReadBuffer(ours)
+    try:
+        with pytest.raises(BlockingIOError):
+            buffer.recv(1)
+        assert buffer.error is None
+        assert buffer.send(b"x") == 1 and theirs.recv(1) == b"x"
+        theirs.close()
+        assert buffer.recv(1) == b""  # paho still sees the end as before
+        assert isinstance(buffer.error, ClosedByBroker)
+        buffer.error = None
+        with pytest.raises(BrokenPipeError):
+            buffer.send(b"y")
+        first = buffer.error
+        assert isinstance(first, BrokenPipeError)
+        with pytest.raises(BrokenPipeError):
+            buffer.send(b"z")
+        assert buffer.error is first
+        buffer.error = None
+    finally:
+        ours.close()
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        buffer.recv(1)
+    assert type(buffer.error) is OSError
+
+
+def test_the_client_keeps_the_error_of_an_attempt_until_asked(tmp_path: Path) -> None:
+    """The failed TLS handshake of ``_create_socket``, and what ended a connection (kept
+    by its ReadBuffer): each told once."""
+    pki, other = Pki(tmp_path / "pki"), Pki(tmp_path / "other", "another CA")
+    server = pki.server()
+    broker = Broker(
+        tmp_path / "mosquitto", tls=ServerTls(pki.ca_file, server.cert, server.key, False)
+    )
+    broker.start()
+    client = collector_client(CollectorClient, "mc-link-error")
+    client.tls_set_context(ssl.create_default_context(cafile=str(other.ca_file)))
+    try:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            client.connect("127.0.0.1", broker.port)
+        assert isinstance(client.take_link_error(), ssl.SSLCertVerificationError)
+        assert client.take_link_error() is None
+        # The right CA: connected, then the broker goes away.
+        right = collector_client(CollectorClient, "mc-link-lost")
+        right.tls_set_context(ssl.create_default_context(cafile=str(pki.ca_file)))
+        right.connect("127.0.0.1", broker.port)
+        assert right.take_link_error() is None
+        broker.stop()
+        deadline = time.monotonic() + 10
+        while right.loop(0.1) == mqtt.MQTT_ERR_SUCCESS and time.monotonic() < deadline:
+            pass
+        assert isinstance(right.take_link_error(), (ClosedByBroker, ConnectionResetError))
+        assert right.take_link_error() is None
+    finally:
+        broker.stop()
 
 
 FILTERS = ("a/b", "a/+", "a/#", "#", "+/b", "+/+", "$SYS/#", "+/#", "a/b/c", "a/+/c")

@@ -1,8 +1,8 @@
 """TLS on a real Mosquitto with a throwaway CA: an agent with the wrong CA (or without its
 client certificate, where the broker requires one) is refused and keeps its reports; with
 the right ones it delivers them, to a collector that itself connects with a CA and a
-client certificate (and without one the broker trusts is refused). A TLS file that cannot
-be used stops at start, naming the key."""
+client certificate (and without one the broker trusts is refused, and says why once, with
+the fix). A TLS file that cannot be used stops at start, naming the key."""
 
 from __future__ import annotations
 
@@ -159,20 +159,68 @@ async def test_the_wrong_ca_is_refused_and_the_right_one_delivers(
         collector.stop()
 
 
-def test_a_collector_with_the_wrong_ca_does_not_connect(
-    tmp_path: Path, tls_broker: Broker, tls: Tls
+def _connection_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """The collector's lines about attempts that failed (collector/connection_log.py)."""
+    return [
+        r
+        for r in caplog.records
+        if r.name == "kienco.collector" and "cannot connect to the broker" in r.getMessage()
+    ]
+
+
+def _refused_at_each_attempt(
+    collector: Collector, caplog: pytest.LogCaptureFixture, reason: str
+) -> logging.LogRecord:
+    """The collector's one line saying why, after more attempts that failed the same way."""
+    deadline = time.monotonic() + 15
+    while not _connection_lines(caplog) and time.monotonic() < deadline:
+        assert not collector.wait_connected(0.05), "connected when it should be refused"
+    lines = _connection_lines(caplog)
+    assert lines, f"the collector never said why it cannot connect: {caplog.text}"
+    # It retries every 1-2 s: in 3 s, more attempts, and no more lines (the same reason
+    # is said again after a minute; tests/test_connection_log.py).
+    assert not collector.wait_connected(3)
+    assert collector.connection_log.attempts >= 2
+    assert _connection_lines(caplog) == lines, "the same reason logged at each attempt"
+    (line,) = lines
+    assert reason in line.getMessage() and line.levelno == logging.ERROR
+    return line
+
+
+def test_a_collector_with_the_wrong_ca_does_not_connect_and_says_why(
+    tmp_path: Path, tls_broker: Broker, tls: Tls, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """paho retries a failed handshake saying nothing: the collector says why, once."""
+    caplog.set_level(logging.INFO, logger="kienco.collector")
     collector = _collector(tmp_path, tls_broker, tls.wrong.ca_file, tls.collector)
     collector.start(serve_http=False)
     try:
-        assert not collector.wait_connected(3)
+        line = _refused_at_each_attempt(collector, caplog, "CERTIFICATE_VERIFY_FAILED")
+        assert line.getMessage().startswith(
+            f"cannot connect to the broker at {tls_broker.url}: [SSL: CERTIFICATE_VERIFY_FAILED]"
+        )
+        assert "; check broker.ca_file names the CA that signed the broker's certificate; " in (
+            line.getMessage()
+        )
     finally:
         collector.stop()
 
 
 @pytest.mark.parametrize(
-    ("certificate", "reason"),
-    [(None, "CERTIFICATE_REQUIRED"), ("impostor", "UNKNOWN_CA")],
+    ("certificate", "reason", "fix"),
+    [
+        (
+            None,
+            "CERTIFICATE_REQUIRED",
+            "the broker requires a client certificate: set broker.cert_file and broker.key_file",
+        ),
+        (
+            "impostor",
+            "UNKNOWN_CA",
+            "the broker does not trust this collector's certificate: broker.cert_file must "
+            "be issued by the CA the broker's cafile names",
+        ),
+    ],
     ids=["no-client-certificate", "client-certificate-of-another-CA"],
 )
 def test_a_collector_without_a_client_certificate_the_broker_trusts_does_not_connect(
@@ -181,23 +229,20 @@ def test_a_collector_without_a_client_certificate_the_broker_trusts_does_not_con
     tls: Tls,
     certificate: str | None,
     reason: str,
+    fix: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The broker requires one: the collector (the right CA, the right password) is
-    refused at each attempt, for that reason, and never connects."""
+    refused at each attempt, for that reason, never connects, and says why: the TLS alert
+    (paho only says "Unspecified error") and the fix."""
     pair = None if certificate is None else tls.impostor
+    caplog.set_level(logging.INFO, logger="kienco.collector")
     collector = _collector(tmp_path, tls_broker, tls.right.ca_file, pair)
-    # The TLS alert each attempt ends with is in paho's log (the collector's own warning
-    # says "Unspecified error"; Mosquitto logs its side for some attempts only).
-    collector.client.enable_logger(logging.getLogger("tests.collector.paho"))
-    caplog.set_level(logging.ERROR, logger="tests.collector.paho")
     collector.start(serve_http=False)
     try:
-        deadline = time.monotonic() + 15
-        while caplog.text.count(reason) < 2 and time.monotonic() < deadline:
-            assert not collector.wait_connected(0.05), "connected without a trusted certificate"
-        assert caplog.text.count(reason) >= 2, caplog.text
-        assert not collector.wait_connected(0)
+        line = _refused_at_each_attempt(collector, caplog, reason)
+        assert f"; {fix}; retrying every 1-2 s" in line.getMessage()
+        assert "disconnected from the broker" not in caplog.text, "it never was connected"
     finally:
         collector.stop()
 
