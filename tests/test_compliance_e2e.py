@@ -22,7 +22,6 @@ from tests.test_rules_support import link
 
 REPO = Path(__file__).resolve().parents[1]
 INVENTORY = REPO / "firmware-configs" / "inventory" / "example.csv"
-NOW = datetime.now(UTC).replace(microsecond=0)
 FIBRE_AND_RADIO = (
     PathDecl(path="fo-vnpt", media="fibre", provider="vnpt", srlg=("duct-5",)),
     PathDecl(path="mw-viettel", media="microwave", provider="viettel", srlg=("tower-2",)),
@@ -52,7 +51,7 @@ def collector(tmp_path: Path, mosquitto: Broker) -> Iterator[Collector]:
     running.stop()
 
 
-def station(collector: Collector, site: str, *, fuel_l: float) -> None:
+def station(collector: Collector, site: str, *, fuel_l: float, at: datetime) -> None:
     meta = Meta(
         site=site,
         province="hp",
@@ -63,7 +62,7 @@ def station(collector: Collector, site: str, *, fuel_l: float) -> None:
         paths=FIBRE_AND_RADIO,
         interval_s=60,
         agent_version="t",
-        at=NOW,
+        at=at,
     )
     power = (
         PowerReading(
@@ -78,7 +77,7 @@ def station(collector: Collector, site: str, *, fuel_l: float) -> None:
     )
     links = (link("fo-vnpt", "fibre", "duct-5"), link("mw-viettel", "microwave", "tower-2"))
     report = Report(
-        site=site, province="hp", seq=1, taken_at=NOW, interval_s=60, power=power, links=links
+        site=site, province="hp", seq=1, taken_at=at, interval_s=60, power=power, links=links
     )
     collector.handle(f"kienco/v1/hp/{site}/meta", meta.model_dump_json().encode(), 0, 0)
     collector.handle(f"kienco/v1/hp/{site}/report", report.model_dump_json().encode(), 0, 0)
@@ -91,13 +90,16 @@ def test_compliance_report_table_csv_and_pdf(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("COLUMNS", "200")
-    station(collector, "hp-bts-001", fuel_l=400.0)  # 80 h of fuel: compliant
-    station(collector, "hp-bts-002", fuel_l=50.0)  # 10 h: generator autonomy short
+    # The collector's clock is the real one: reports of now, not of when the file was
+    # imported (a suite that reached this test minutes later judged them silent).
+    now = datetime.now(UTC).replace(microsecond=0)
+    station(collector, "hp-bts-001", fuel_l=400.0, at=now)  # 80 h of fuel: compliant
+    station(collector, "hp-bts-002", fuel_l=50.0, at=now)  # 10 h: generator autonomy short
     # hp-bts-003 and the Thủy Nguyên and Cát Hải stations never report.
     assert collector.api is not None
     url = collector.api.url
 
-    station(collector, "hp-bts-999", fuel_l=400.0)  # reports, but the inventory lacks it
+    station(collector, "hp-bts-999", fuel_l=400.0, at=now)  # reports, but the inventory lacks it
 
     # Never-reported inventory sites are unknown in the readiness board too; a reporting
     # site that the inventory does not list is flagged.
@@ -155,7 +157,7 @@ def test_compliance_report_table_csv_and_pdf(
     )
     pages = [page.extract_text() for page in PdfReader(pdf_path).pages]
     assert "Hải Phòng" in pages[0]
-    assert NOW.astimezone().strftime("%Y") in pages[0]
+    assert now.astimezone().strftime("%Y") in pages[0]
     assert "default-policy.yaml" in pages[0]
     whole = "\n".join(pages)
     assert "Huyện An Dương" in whole and "hp-bts-002" in whole

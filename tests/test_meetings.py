@@ -21,20 +21,27 @@ from tests.support.mosquitto import Broker
 from tests.support.subscriber import Subscriber
 from tests.test_rules_support import genset, room, two_paths, ups
 
-T0 = datetime.now(UTC).replace(microsecond=0)
-
 
 class Clock:
-    def __init__(self) -> None:
-        self.now = T0
+    def __init__(self, now: datetime) -> None:
+        self.now = now
 
     def __call__(self) -> datetime:
         return self.now
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def t0() -> datetime:
+    """Now, when the test starts: the collector's clock stands here. Not when the file is
+    imported: a real agent stamps its messages with the real time, and the collector
+    refuses those more than 5 min ahead of its clock (a suite that reached the test 407 s
+    after import failed)."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture
+def clock(t0: datetime) -> Clock:
+    return Clock(t0)
 
 
 ADMIN_TOKEN = "meetings-admin-token"
@@ -127,12 +134,16 @@ def status(collector: Collector, meeting: str, capsys: pytest.CaptureFixture[str
 
 
 def test_a_meeting_from_plan_to_rehearsal(
-    collector: Collector, clock: Clock, mosquitto: Broker, capsys: pytest.CaptureFixture[str]
+    collector: Collector,
+    clock: Clock,
+    t0: datetime,
+    mosquitto: Broker,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     short = (ups(battery_runtime_s=110 * 60.0),)  # 1 h 50 min, no generator
     strong = (ups(battery_runtime_s=3600.0), genset(fuel_l=100.0, fuel_burn_l_per_h=5.0))
-    feed(collector, "mt-dc-xa", short, T0)
-    feed(collector, "mt-dc-tinh", strong, T0)
+    feed(collector, "mt-dc-xa", short, t0)
+    feed(collector, "mt-dc-tinh", strong, t0)
     assert collector.api is not None
     url = collector.api.url
 
@@ -142,7 +153,7 @@ def test_a_meeting_from_plan_to_rehearsal(
                 "meeting",
                 "plan",
                 "--at",
-                (T0 + timedelta(hours=1)).isoformat(),
+                (t0 + timedelta(hours=1)).isoformat(),
                 "--duration",
                 "3h",
                 "--province",
@@ -179,7 +190,7 @@ def test_a_meeting_from_plan_to_rehearsal(
     assert {Command.model_validate_json(p).site for _, p in asked} == {"mt-dc-xa", "mt-dc-tinh"}
     capsys.readouterr()
     for site in ("mt-dc-xa", "mt-dc-tinh"):
-        rehearsed(collector, site, meeting["id"], T0)
+        rehearsed(collector, site, meeting["id"], t0)
 
     after = status(collector, meeting["id"], capsys)
     by_site = {p["site"]: p for p in after["points"]}
@@ -188,7 +199,7 @@ def test_a_meeting_from_plan_to_rehearsal(
     assert "rehearsal_missing" not in {r["code"] for r in by_site["mt-dc-xa"]["reasons"]}
 
     # A day later the rehearsal no longer counts (policy: 24 h).
-    clock.now = T0 + timedelta(hours=25)
+    clock.now = t0 + timedelta(hours=25)
     feed(collector, "mt-dc-tinh", strong, clock.now)
     later = status(collector, meeting["id"], capsys)
     tinh = next(p for p in later["points"] if p["site"] == "mt-dc-tinh")
@@ -197,7 +208,7 @@ def test_a_meeting_from_plan_to_rehearsal(
 
 
 def test_a_point_on_generator_must_last_until_the_meeting_ends(
-    collector: Collector, capsys: pytest.CaptureFixture[str]
+    collector: Collector, t0: datetime, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Issue 8: 5 h of fuel, a meeting in 4 h for 3 h: the need is (4 + 3) h x 1.2, from now."""
     on_generator = (
@@ -211,10 +222,10 @@ def test_a_point_on_generator_must_last_until_the_meeting_ends(
         ),
     )
     on_mains = (ups(battery_runtime_s=1200.0), genset(fuel_l=50.0, fuel_burn_l_per_h=10.0))
-    feed(collector, "mt-dc-gen", on_generator, T0)
-    feed(collector, "mt-dc-grid", on_mains, T0)
+    feed(collector, "mt-dc-gen", on_generator, t0)
+    feed(collector, "mt-dc-grid", on_mains, t0)
     assert collector.api is not None
-    starts = T0 + timedelta(hours=4)
+    starts = t0 + timedelta(hours=4)
     plan = ["meeting", "plan", "--at", starts.isoformat(), "--duration", "3h"]
     assert kienco_main([*plan, "--province", "mt", "--url", collector.api.url]) == 0
     meeting = json.loads(capsys.readouterr().out)
@@ -249,7 +260,11 @@ def test_start_is_vietnam_time_today_or_tomorrow() -> None:
 
 
 async def test_a_real_agent_rehearses_when_asked(
-    tmp_path: Path, mosquitto: Broker, collector: Collector, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    mosquitto: Broker,
+    collector: Collector,
+    t0: datetime,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     import asyncio
 
@@ -304,7 +319,7 @@ async def test_a_real_agent_rehearses_when_asked(
                     "meeting",
                     "plan",
                     "--at",
-                    (T0 + timedelta(hours=1)).isoformat(),
+                    (t0 + timedelta(hours=1)).isoformat(),
                     "--duration",
                     "1h",
                     "--points",
