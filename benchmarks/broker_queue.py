@@ -18,13 +18,24 @@ collector shard. Then, in one run (loopback ports only):
    until the provincial broker's store is empty, from ``$SYS``) and the rate at which the
    subscriber received them; then the count: every (site, seq) sent received, none lost,
    duplicates counted (QoS 1 allows them).
-3. ``--max-queued N`` (a separate run): the shipped ``max_queued_messages`` replaced by a
+3. ``--save``: before the backhaul comes back, the queue full, the provincial broker is
+   told to save its store (SIGUSR1: what each ``autosave_interval`` does), and
+   ``kienco broker probe``'s knock is sent at once. Measured: how long the save takes
+   (its ``mosquitto.db.new`` written and renamed), the database's size, and how long
+   the knock waits for its CONNACK meanwhile (Mosquitto is single-threaded: it answers
+   no client while it saves). The broker watchdog must not take a save for a wedge
+   (docs/topology.md, "A provincial broker that stops answering"). Then the broker is
+   restarted on that store: SIGTERM to its exit (it saves the store again), and its
+   start to its first CONNACK (it reads the whole store before it listens): what the
+   unit's ``TimeoutStopSec`` and ``TimeoutStartSec`` must allow.
+4. ``--max-queued N`` (a separate run): the shipped ``max_queued_messages`` replaced by a
    small N, to see the limit: how many arrive, how many are lost, and whether the broker
    says so (``$SYS/broker/publish/messages/dropped``, its log).
 
 Run (as root: the shipped config runs Mosquitto as ``user root`` here):
 
     .venv/bin/python benchmarks/broker_queue.py --messages 500000 --rate 5000
+    .venv/bin/python benchmarks/broker_queue.py --messages 1000000 --rate 8000 --save
     .venv/bin/python benchmarks/broker_queue.py --messages 20000 --rate 5000 --max-queued 5000
 """
 
@@ -33,6 +44,8 @@ from __future__ import annotations
 import argparse
 import random
 import re
+import signal
+import subprocess
 import tempfile
 import threading
 import time
@@ -45,6 +58,7 @@ import psutil
 from _common import Sampler, log, make_report, make_sites, print_summary, wire
 from paho.mqtt.enums import CallbackAPIVersion
 
+from kienco.broker_probe import Listener, knock
 from kienco.local_services import Mosquitto
 from plumbing.data import firmware_configs
 
@@ -168,7 +182,8 @@ def publish(port: int, count: int, rate: float, sites: int) -> tuple[float, floa
         client_id="bench-publisher",
         protocol=mqtt.MQTTv311,
     )
-    client.max_inflight_messages_set(1000)
+    window = 1000
+    client.max_inflight_messages_set(window)
     acked = 0
     acked_lock = threading.Lock()
 
@@ -187,6 +202,10 @@ def publish(port: int, count: int, rate: float, sites: int) -> tuple[float, floa
         topic, head, tail = forms[i % sites]
         payload = head + str(i // sites).encode() + tail
         payload_bytes += len(payload)
+        # Never more in flight than paho's window: past it paho queues the message and,
+        # seen once on a loaded machine, never sent the 562 000 queued after 437 000 acks.
+        while i - acked >= window - 100:
+            time.sleep(0.001)
         client.publish(topic, payload, qos=1)
         if i % 200 == 199:
             ahead = (i + 1) / rate - (time.monotonic() - started)
@@ -225,6 +244,73 @@ def wait_until(condition: Any, timeout_s: float, every_s: float = 0.2) -> bool:
             return True
         time.sleep(every_s)
     return bool(condition())
+
+
+def forced_save(provincial: Mosquitto, timeout_s: float) -> list[tuple[str, Any]]:
+    """SIGUSR1 (Mosquitto writes its whole store into ``mosquitto.db.new``, then renames it
+    over ``mosquitto.db``: what each autosave does), and the watchdog's knock meanwhile."""
+    assert provincial.process is not None
+    db = provincial.workdir / "data" / "mosquitto.db"
+    new = db.with_name(db.name + ".new")
+    before = db.stat().st_mtime_ns if db.exists() else 0
+    knocked: dict[str, Any] = {}
+
+    def knock_now() -> None:
+        began = time.monotonic()
+        knocked["said"] = knock(Listener(provincial.port, "127.0.0.1", False), timeout_s)
+        knocked["s"] = time.monotonic() - began
+
+    log("forcing a save of the provincial store (SIGUSR1), knocking meanwhile")
+    began = time.monotonic()
+    provincial.process.send_signal(signal.SIGUSR1)
+    prober = threading.Thread(target=knock_now, name="knock", daemon=True)
+    prober.start()
+    seen_new = wait_until(new.exists, 10, every_s=0.005)
+    saved = wait_until(
+        lambda: not new.exists() and db.exists() and db.stat().st_mtime_ns != before,
+        timeout_s,
+        every_s=0.01,
+    )
+    saved_s = time.monotonic() - began
+    prober.join(timeout_s)
+    size = db.stat().st_size if db.exists() else 0
+    log(f"saved in {saved_s:.2f} s ({size / 2**20:,.0f} MB); knock: {knocked}")
+    return [
+        ("forced save: saw mosquitto.db.new / renamed", f"{seen_new} / {saved}"),
+        ("forced save: SIGUSR1 to mosquitto.db renamed (s)", saved_s),
+        ("forced save: database size (MB)", mb(size)),
+        ("forced save: the watchdog's knock answered after (s)", knocked.get("s")),
+        ("forced save: the knock's verdict", knocked.get("said") or "answered"),
+    ]
+
+
+def restart_timed(provincial: Mosquitto, timeout_s: float) -> list[tuple[str, Any]]:
+    """SIGTERM (Mosquitto saves its whole store as it exits), then a start on that store
+    (it reads it all before it listens): how long each takes, what systemd's
+    ``TimeoutStopSec`` and ``TimeoutStartSec`` must allow."""
+    assert provincial.process is not None
+    listener = Listener(provincial.port, "127.0.0.1", False)
+    log("restarting the provincial broker on its full store")
+    began = time.monotonic()
+    provincial.process.terminate()
+    provincial.process.wait(timeout_s)
+    stop_s = time.monotonic() - began
+    db = provincial.workdir / "data" / "mosquitto.db"
+    size = db.stat().st_size if db.exists() else 0
+    with (provincial.workdir / "mosquitto.log").open("ab") as out:
+        began = time.monotonic()
+        provincial.process = subprocess.Popen(
+            [provincial.binary, "-c", str(provincial.conf)], stdout=out, stderr=out
+        )
+    answered = wait_until(lambda: knock(listener, 1.0) is None, timeout_s, every_s=0.05)
+    start_s = time.monotonic() - began
+    log(f"stopped in {stop_s:.2f} s, {mb(size):,.0f} MB; answering after {start_s:.2f} s")
+    return [
+        ("restart: SIGTERM to exit, the store saved (s)", stop_s),
+        ("restart: store at exit (MB)", mb(size)),
+        ("restart: start to the first CONNACK, the store read (s)",
+         start_s if answered else f"none in {timeout_s:g} s"),
+    ]  # fmt: skip
 
 
 def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, Any]]:
@@ -282,6 +368,9 @@ def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, Any]]:
             ("$SYS store/messages/bytes after the cut", stored_bytes),
             ("$SYS publish/messages/dropped after the cut", dropped_cut),
         ]  # fmt: skip
+        if args.save:
+            rows += forced_save(provincial, args.drain_timeout)
+            rows += restart_timed(provincial, args.drain_timeout)
 
         log("restoring the backhaul: starting the central broker")
         restored = time.monotonic()
@@ -347,6 +436,11 @@ def main() -> None:
         "--max-queued", type=int, default=None, help="replace the shipped max_queued_messages"
     )
     parser.add_argument("--drain-timeout", type=float, default=600.0)
+    parser.add_argument(
+        "--save",
+        action="store_true",
+        help="force a save of the full queue (SIGUSR1) and time it, the watchdog knocking",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="kienco-bench-queue-") as tmp:

@@ -13,6 +13,15 @@ certificate not checked: nothing is sent that needs it) and sends an MQTT 3.1.1 
 without credentials. Any answer proves the broker's loop runs: a CONNACK whatever its
 code ("not authorised" included), or the broker closing the connection (a listener that
 requires a client certificate). No answer within the timeout, or no connection, is not.
+
+Except while the broker writes its store. Mosquitto saves its whole database at each
+``autosave_interval`` (and on SIGUSR1) in its one thread, answering no client meanwhile:
+a queue kept through a backhaul cut takes seconds per million reports to write
+(docs/topology.md, "A broker busy saving its store"). Killing it then would lose every
+report it acknowledged since its previous save, in the storm, when its queue is largest.
+It writes ``<persistence_file>.new`` and renames it when done, so a broker whose
+``.new`` was written to within :data:`SAVE_GRACE_S` is saving, not wedged
+(:func:`saving`). A ``.new`` left by a broker killed mid-save is old, and does not count.
 Pure standard library: the watchdog runs on a provincial machine, beside the broker.
 """
 
@@ -20,8 +29,10 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 # MQTT 3.1.1 CONNECT: protocol "MQTT" level 4, clean session, keepalive 30 s, client id
 # "kienco-probe" (the shipped brokers name sessions by account: this one has none).
@@ -81,6 +92,45 @@ def listeners(config_text: str) -> list[Listener]:
         host = item["host"] if item["host"] not in ("", "0.0.0.0", "::") else "127.0.0.1"
         found.append(Listener(int(item["port"]), host, "certfile" in item))
     return found
+
+
+# A store whose .new was written to within this long is being saved. Generous: after its
+# last write the save still flushes the file to disk, which on a slow card takes a while,
+# and a stale .new (a broker killed mid-save) is older than any wedge worth catching.
+SAVE_GRACE_S = 120.0
+
+
+def store(config_text: str) -> Path | None:
+    """The broker's persistence database (``persistence_location`` + ``persistence_file``,
+    by default ``mosquitto.db``), or None: persistence off, or no ``persistence_location``
+    (Mosquitto then uses its working directory, which the config does not say)."""
+    settings: dict[str, str] = {}
+    for raw in config_text.splitlines():
+        words = raw.split("#", 1)[0].split()
+        if len(words) >= 2 and words[0] in (
+            "persistence",
+            "persistence_location",
+            "persistence_file",
+        ):
+            settings[words[0]] = words[1]  # global options: the last one counts
+    if settings.get("persistence") != "true" or "persistence_location" not in settings:
+        return None
+    return Path(settings["persistence_location"]) / settings.get("persistence_file", "mosquitto.db")
+
+
+def saving(database: Path, *, now: float | None = None) -> str | None:
+    """How the broker is busy saving ``database``, or None when it is not."""
+    partial = database.with_name(database.name + ".new")
+    try:
+        written = partial.stat()
+    except OSError:
+        return None
+    age = (time.time() if now is None else now) - written.st_mtime
+    if age > SAVE_GRACE_S:
+        return None
+    return (
+        f"writing its store ({partial}, {written.st_size / 2**20:,.0f} MB, {max(age, 0):.0f} s ago)"
+    )
 
 
 def knock(listener: Listener, timeout_s: float) -> str | None:

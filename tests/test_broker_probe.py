@@ -2,7 +2,8 @@
 (a CONNACK refusing an anonymous login, a TLS handshake refused for want of a client
 certificate); a broker that answers nothing (stopped with SIGSTOP, as a wedged one
 answers nothing) or a port nobody listens on is not, and only that exits 3, the status
-on which the watchdog unit kills the broker."""
+on which the watchdog unit kills the broker. A broker that answers nothing while it
+writes its store (a fresh ``mosquitto.db.new``) is busy, not wedged: never killed."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from kienco.broker_probe import Listener, listeners
+from kienco.broker_probe import SAVE_GRACE_S, Listener, listeners, saving, store
 from kienco.cli import main
 from kienco.commands.broker import EXIT_NOT_ANSWERING
 from kienco.local_services import Mosquitto, ServerTls, free_port
@@ -55,6 +56,54 @@ def test_listeners_of_a_config(text: str, expected: list[Listener]) -> None:
 def test_every_shipped_broker_has_a_tls_listener_to_probe(conf: str) -> None:
     found = listeners((BROKERS / conf).read_text())
     assert found and all(listener.tls for listener in found), found
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("persistence true\npersistence_location /var/lib/m/\n", "/var/lib/m/mosquitto.db"),
+        (
+            "persistence_location /d/ # the store\npersistence_file k.db\npersistence true\n",
+            "/d/k.db",
+        ),
+        ("persistence false\npersistence_location /var/lib/m/\n", None),
+        ("persistence true\n", None),  # Mosquitto's working directory: not in the config
+        ("# persistence true\npersistence_location /d/\n", None),
+        (
+            "persistence true\npersistence_location /a/\npersistence_location /b/\n",
+            "/b/mosquitto.db",
+        ),
+    ],
+)
+def test_the_store_of_a_config(text: str, expected: str | None) -> None:
+    found = store(text)
+    assert (str(found) if found is not None else None) == expected
+
+
+@pytest.mark.parametrize(
+    ("conf", "expected"),
+    [
+        ("provincial-hp.conf", "/var/lib/mosquitto-kienco-hp/mosquitto.db"),
+        ("central-a.conf", "/var/lib/mosquitto-kienco-a/mosquitto.db"),
+        ("kienco.conf", "/var/lib/mosquitto/mosquitto.db"),
+    ],
+    ids=str,
+)
+def test_every_shipped_broker_has_a_store_the_probe_finds(conf: str, expected: str) -> None:
+    assert str(store((BROKERS / conf).read_text())) == expected
+
+
+def test_a_store_is_being_saved_while_its_new_file_is_fresh(tmp_path: Path) -> None:
+    database = tmp_path / "mosquitto.db"
+    database.write_bytes(b"saved")
+    assert saving(database) is None  # no .new: not saving
+    partial = tmp_path / "mosquitto.db.new"
+    partial.write_bytes(b"\0" * 2**20)
+    now = partial.stat().st_mtime
+    said = saving(database, now=now + 5)
+    assert said is not None and str(partial) in said and "1 MB" in said, said
+    # A .new left by a broker killed mid-save ages out.
+    assert saving(database, now=now + SAVE_GRACE_S + 1) is None
 
 
 @pytest.fixture
@@ -113,6 +162,35 @@ def test_a_broker_that_answers_nothing_is_reported_with_the_status_that_kills_it
     assert took < 5, took  # 2 tries of 0.5 s, not more
     # It came back: the same probe says so.
     assert _probe(broker.conf, capsys)[0] == 0
+
+
+@pytest.mark.parametrize("age_s", [1.0, SAVE_GRACE_S + 60], ids=["saving", "stale"])
+def test_a_broker_silent_while_it_writes_its_store_is_busy_not_killed(
+    broker: Mosquitto, capsys: pytest.CaptureFixture[str], age_s: float
+) -> None:
+    """A save answers no one (Mosquitto's one thread writes the whole store): a broker
+    silent beside a fresh ``.new`` is not killed; beside a stale one (left by a broker
+    killed mid-save), it is."""
+    assert broker.process is not None
+    database = store(broker.conf.read_text())
+    assert database == broker.workdir / "data" / "mosquitto.db"
+    partial = database.with_name("mosquitto.db.new")
+    partial.write_bytes(b"\0" * 4096)
+    written = time.time() - age_s
+    os.utime(partial, (written, written))
+    os.kill(broker.process.pid, signal.SIGSTOP)  # silent, as during a long save
+    try:
+        status, said = _probe(broker.conf, capsys)
+    finally:
+        os.kill(broker.process.pid, signal.SIGCONT)
+        partial.unlink()
+    if age_s < SAVE_GRACE_S:
+        assert status == 0, said
+        assert "busy, not killed: writing its store" in said
+        assert "no answer in 0.5 s" in said  # what it saw, said all the same
+    else:
+        assert status == EXIT_NOT_ANSWERING, said
+        assert "not answering" in said
 
 
 def test_nobody_listening_is_not_answering(

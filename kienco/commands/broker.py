@@ -1,10 +1,12 @@
 """``kienco broker probe``: does a Mosquitto broker still answer its clients? (the watchdog)
 
 Exit 0 when every listener of the broker's config answered an MQTT CONNECT (any
-answer: kienco/broker_probe.py), 3 when one did not in any of its tries (the watchdog
-unit then kills the broker, and its own unit starts it again), 2 when the config
-cannot be read or has no TCP listener. 3 and nothing else kills: a probe that fails
-for another reason (exit 1) leaves the broker alone.
+answer: kienco/broker_probe.py), or when one did not but the broker is writing its store
+(a save of a large queue answers no one for seconds: killing it would lose what it
+acknowledged since its previous save); 3 when one did not in any of its tries, the
+broker not saving (the watchdog unit then kills the broker, and its own unit starts it
+again); 2 when the config cannot be read or has no TCP listener. 3 and nothing else
+kills: a probe that fails for another reason (exit 1) leaves the broker alone.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ EXIT_NOT_ANSWERING = 3  # the watchdog unit kills the broker on this exit status
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from kienco.broker_probe import listeners, probe
+    from kienco.broker_probe import listeners, probe, saving, store
 
     try:
-        found = listeners(args.config.read_text())
+        text = args.config.read_text()
+        found = listeners(text)
     except OSError as exc:
         print(
             f"kienco broker probe: cannot read {args.config}: {exc.strerror} / "
@@ -41,6 +44,14 @@ def cmd_probe(args: argparse.Namespace) -> int:
         )
         return 2
     problems = probe(found, tries=args.tries, timeout_s=args.timeout)
+    database = store(text)
+    busy = saving(database) if problems and database is not None else None
+    if busy is not None:
+        print(
+            f"kienco broker probe: broker bận ghi dữ liệu, không dừng / busy, not killed: "
+            f"{busy}; {'; '.join(problems)}"
+        )
+        return 0
     for problem in problems:
         print(
             f"kienco broker probe: broker không trả lời / not answering: {problem}",
@@ -72,8 +83,9 @@ def add_parser(sub: Subcommands) -> None:
         description="Opens a connection to each TCP listener of the Mosquitto config (TLS "
         "where it has a certfile, the certificate not checked) and sends an MQTT CONNECT "
         "without credentials: any answer (a CONNACK, 'not authorised' included, or the "
-        "broker closing the connection) is alive. Exit 0 all answered, 3 one did not in "
-        "any of its tries, 2 the config is unreadable or has no listener. Run by "
+        "broker closing the connection) is alive. Exit 0 all answered (or the broker is "
+        "writing its persistence store: <persistence_file>.new written to in the last 120 s), "
+        "3 one did not in any of its tries, 2 the config is unreadable or has no listener. Run by "
         "mosquitto-kienco-watchdog@.timer (firmware-configs/systemd).",
     )
     probe.add_argument(
