@@ -17,7 +17,7 @@ requires a client certificate). No answer within the timeout, or no connection, 
 Except while the broker writes its store. Mosquitto saves its whole database at each
 ``autosave_interval`` (and on SIGUSR1) in its one thread, answering no client meanwhile:
 a queue kept through a backhaul cut takes seconds per million reports to write
-(docs/topology.md, "A broker busy saving its store"). Killing it then would lose every
+(docs/topology.md, "A broker busy with its store"). Killing it then would lose every
 report it acknowledged since its previous save, in the storm, when its queue is largest.
 It writes ``<persistence_file>.new`` and renames it when done, so a broker whose
 ``.new`` was written to within :data:`SAVE_GRACE_S` is saving, not wedged

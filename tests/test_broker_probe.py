@@ -223,3 +223,13 @@ def test_the_watchdog_probes_the_config_its_broker_runs_and_kills_only_on_no_ans
     (stop_post,) = [line for line in unit.splitlines() if line.startswith("ExecStopPost=")]
     assert f'[ "$EXIT_STATUS" != {EXIT_NOT_ANSWERING} ] ||' in stop_post
     assert "systemctl kill --signal=SIGKILL mosquitto-kienco@%i.service" in stop_post
+
+    # It runs as the broker's user: it reads the broker's config and looks into its store
+    # (a 0700 StateDirectory), which root without capabilities (CapabilityBoundingSet=)
+    # cannot; only the lines marked "+" (systemctl) run with full privileges.
+    def user(text: str) -> set[str]:
+        return {line.split("=", 1)[1] for line in text.splitlines() if line.startswith("User=")}
+
+    assert user(unit) == user(BROKER_UNIT.read_text()) == {"mosquitto"}
+    assert "StateDirectoryMode=0700" in BROKER_UNIT.read_text()
+    assert "ExecStopPost=+" in unit and "ExecCondition=+" in unit
