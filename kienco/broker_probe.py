@@ -161,11 +161,29 @@ def knock(listener: Listener, timeout_s: float) -> str | None:
         return f"{listener}: {exc.strerror or exc}"
 
 
-def probe(targets: Iterable[Listener], *, tries: int = 3, timeout_s: float = 10.0) -> list[str]:
-    """Why the broker is not answering: empty when some try of every listener answered.
+@dataclass(frozen=True, slots=True)
+class Probed:
+    """What the probe found: why listeners did not answer (empty: all did), and, when the
+    broker was writing its store while one did not, how (then it is busy, not wedged)."""
 
-    A listener counts as down only when all of its ``tries`` failed: a broker busy for a
-    moment (a large queue saved at autosave) is not killed for it.
+    problems: list[str]
+    busy: str | None = None
+
+
+def probe(
+    targets: Iterable[Listener],
+    *,
+    tries: int = 3,
+    timeout_s: float = 10.0,
+    database: Path | None = None,
+) -> Probed:
+    """Knock on every listener, up to ``tries`` times each.
+
+    A listener counts as down only when all of its tries failed: a broker busy for a
+    moment is not killed for it. After each failed try the store (``database``) is looked
+    at: a broker seen writing it is busy, and the probe stops there. Looking after each
+    try, not once at the end, sees a save that ends between the last try's timeout and
+    the look.
     """
     problems: list[str] = []
     for listener in targets:
@@ -174,6 +192,9 @@ def probe(targets: Iterable[Listener], *, tries: int = 3, timeout_s: float = 10.
             said = knock(listener, timeout_s)
             if said is None:
                 break
+            busy = saving(database) if database is not None else None
+            if busy is not None:
+                return Probed([*problems, said], busy)
         if said is not None:
             problems.append(said)
-    return problems
+    return Probed(problems)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from kienco import broker_probe
 from kienco.broker_probe import SAVE_GRACE_S, Listener, listeners, saving, store
 from kienco.cli import main
 from kienco.commands.broker import EXIT_NOT_ANSWERING
@@ -106,6 +107,31 @@ def test_a_store_is_being_saved_while_its_new_file_is_fresh(tmp_path: Path) -> N
     assert said is not None and str(partial) in said and "1 MB" in said, said
     # A .new left by a broker killed mid-save ages out.
     assert saving(database, now=now + SAVE_GRACE_S + 1) is None
+
+
+def test_a_save_that_ends_before_the_last_try_still_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store is looked at after each failed try: a save that ends (its .new renamed)
+    between the last try's timeout and a look at the end would leave a healthy broker
+    with no proof of life, and killed."""
+    database = tmp_path / "mosquitto.db"
+    partial = tmp_path / "mosquitto.db.new"
+    partial.write_bytes(b"\0" * 4096)
+    tries: list[Listener] = []
+
+    def silent(listener: Listener, timeout_s: float) -> str:
+        tries.append(listener)
+        if len(tries) == 2:
+            partial.replace(database)  # the save ends: renamed over the store
+        return f"{listener}: no answer in {timeout_s:g} s"
+
+    monkeypatch.setattr(broker_probe, "knock", silent)
+    probed = broker_probe.probe(
+        [Listener(1883, "127.0.0.1", False)], tries=3, timeout_s=0.1, database=database
+    )
+    assert probed.busy is not None and "writing its store" in probed.busy, probed
+    assert len(tries) == 1  # seen after the first failed try: no kill decided on later ones
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ EXIT_NOT_ANSWERING = 3  # the watchdog unit kills the broker on this exit status
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from kienco.broker_probe import listeners, probe, saving, store
+    from kienco.broker_probe import listeners, probe, store
 
     try:
         text = args.config.read_text()
@@ -43,15 +43,14 @@ def cmd_probe(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    problems = probe(found, tries=args.tries, timeout_s=args.timeout)
-    database = store(text)
-    busy = saving(database) if problems and database is not None else None
-    if busy is not None:
+    probed = probe(found, tries=args.tries, timeout_s=args.timeout, database=store(text))
+    if probed.busy is not None:
         print(
             f"kienco broker probe: broker bận ghi dữ liệu, không dừng / busy, not killed: "
-            f"{busy}; {'; '.join(problems)}"
+            f"{probed.busy}; {'; '.join(probed.problems)}"
         )
         return 0
+    problems = probed.problems
     for problem in problems:
         print(
             f"kienco broker probe: broker không trả lời / not answering: {problem}",
