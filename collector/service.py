@@ -33,6 +33,7 @@ from collector.alert_sender import AlertSender
 from collector.api import Api
 from collector.board.live import Changes
 from collector.board.ports import BoardParts
+from collector.broker_watch import BrokerWatch, watch_filters
 from collector.config import CollectorConfig
 from collector.connection_log import ConnectionLog
 from collector.deadletter import DeadLetterStore
@@ -118,6 +119,9 @@ class Collector:
         self.config = config
         self.clock = clock
         self.metrics = CollectorMetrics()
+        # The brokers' dropped and stored messages (collector/broker_watch.py).
+        self.broker_watch = BrokerWatch(self.metrics.registry, config.provinces)
+        self._watch_mid: int | None = None
         self._accepted: dict[str, Counter] = {}  # kienco_messages_accepted by kind
         self.gc_pauses = GcPauses(self.metrics.registry)  # /metrics: kienco_gc_pause_*
         self.supervisor = Supervisor(self.metrics.registry, logger=log)
@@ -405,6 +409,9 @@ class Collector:
         client.on_disconnect = mqtt_loop.guarded(self._on_disconnect)
         client.on_subscribe = mqtt_loop.guarded(self._on_subscribe)
         client.on_message = mqtt_loop.guarded(self._on_message)
+        on_count = mqtt_loop.guarded(self._on_broker_count)
+        for topic_filter in watch_filters(self.config.provinces):
+            client.message_callback_add(topic_filter, on_count)
         return client
 
     def _on_connect(
@@ -416,6 +423,12 @@ class Collector:
         self.connection_log.connected()
         self.delivery.connected()
         client.subscribe([(topic_filter, 1) for topic_filter in self.config.topic_filters])
+        # Apart, at QoS 0: a broker that refuses them must not hold up the reports (Mosquitto
+        # 2.0 grants one its ACL denies, and sends nothing: broker_watch.check_heard).
+        _, self._watch_mid = client.subscribe(
+            [(topic_filter, 0) for topic_filter in watch_filters(self.config.provinces)]
+        )
+        self.broker_watch.subscribed()
         if getattr(flags, "session_present", False):
             # The session kept our subscription: messages flow now, and after a restart
             # the SUBACK may queue behind the whole backlog the broker kept for us.
@@ -427,10 +440,20 @@ class Collector:
             self._judge_sites(unjudged, self.clock())
 
     def _on_subscribe(
-        self, _c: mqtt.Client, _u: object, _mid: int, reasons: list[Any], _p: object
+        self, _c: mqtt.Client, _u: object, mid: int, reasons: list[Any], _p: object
     ) -> None:
         # Connected means subscribed: before the SUBACK, a first session gets nothing yet.
         refused = [r for r in reasons if getattr(r, "is_failure", False)]
+        if mid == self._watch_mid:
+            if refused:
+                log.warning(
+                    "broker refused the subscription to its counts %s: %s; the brokers' "
+                    "dropped messages go unwatched (grant the collector's account read on "
+                    "them: firmware-configs/mosquitto/central-a.acl)",
+                    watch_filters(self.config.provinces),
+                    refused,
+                )
+            return
         if refused:
             log.error("broker refused the subscription %s: %s", self.config.topic_filters, refused)
             return
@@ -456,6 +479,10 @@ class Collector:
         error = self.client.take_link_error()
         if not self._stopping.is_set():
             self.connection_log.disconnected(str(reason), error)
+
+    def _on_broker_count(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        # QoS 0: nothing to acknowledge; not a report: never dead-lettered.
+        self.broker_watch.observe(msg.topic, bytes(msg.payload))
 
     def _on_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         # Raising here (the dead-letter store cannot write) leaves the message unacked:
@@ -694,6 +721,7 @@ class Collector:
         summary = self.supervisor.attempt(self._summary_lines, now)
         self.delivery.queue_lines(summary or "")
         self.supervisor.attempt(self._expire, now)
+        self.supervisor.attempt(self.broker_watch.check_heard)
         return True
 
     def _summary_lines(self, now: datetime) -> str:

@@ -1,0 +1,195 @@
+"""The brokers' own counts, watched: how many messages they dropped, how many they hold.
+
+A Mosquitto broker whose queue for a client is full (``max_queued_messages``) drops what
+comes next for it, acknowledges it to the publisher all the same, and says so once in
+its log, never again (docs/capacity.md, "At the limit"): reports lost in the storm, the
+agents' outboxes already emptied, and nothing in kienco's figures to tell a lost report
+from a silent site. Each broker counts them in ``$SYS/broker/publish/messages/dropped``
+and its stored messages in ``$SYS/broker/store/messages/count`` (published every
+``sys_interval``, retained). The collector reads them:
+
+- from its own broker (a central instance, or the one broker of a small deployment),
+  as ``broker="own"``;
+- from each provincial broker of its provinces, whose bridge carries the two counts to
+  the centre as ``kienco/brokers/<province>/publish/messages/dropped`` and
+  ``.../store/messages/count`` (firmware-configs/mosquitto/provincial-hp.conf), as
+  ``broker="<province>"``. A bridge that is cut carries nothing; once back, it carries the
+  current counts (they are retained on the provincial broker).
+
+It keeps them as Prometheus gauges (``kienco_broker_dropped_messages``,
+``kienco_broker_stored_messages``: gauges, as a broker that restarts counts from 0) and
+logs an error when a broker's drops grow: at once for the first, then at most once a
+minute per broker with what was dropped meanwhile. Labels come only from the collector's
+own provinces (or, with none configured, from topics whose level is a slug, as the wire's
+province ids are, at most :data:`MAX_BROKERS` of them): a message cannot make up a
+label. Called from paho's thread only.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Gauge
+
+from contract.wire import SLUG_PATTERN
+
+__all__ = ["OWN", "BrokerWatch", "watch_filters"]
+
+log = logging.getLogger(__name__)
+
+OWN = "own"  # the label of the collector's own broker
+_OWN_PREFIX = "$SYS/broker/"
+_BRIDGED_PREFIX = "kienco/brokers/"
+_COUNTS = {"publish/messages/dropped": "dropped", "store/messages/count": "stored"}
+# Distinct provincial brokers watched when the collector has no provinces of its own.
+MAX_BROKERS = 64
+REPEAT_EVERY_S = 60.0
+# The own broker's counts not heard this long after subscribing: something is off. Six
+# times the shipped sys_interval (10 s).
+QUIET_AFTER_S = 60.0
+# The wire's ids (provinces are slugs), matched whole: "$" would let "hp\n" through.
+_province_code = re.compile(SLUG_PATTERN.removeprefix("^").removesuffix("$")).fullmatch
+
+
+def watch_filters(provinces: Sequence[str] | None) -> list[str]:
+    """What to subscribe to (QoS 0): the own broker's two counts, and the provinces'."""
+    own = [_OWN_PREFIX + count for count in _COUNTS]
+    if provinces is None:
+        return [*own, _BRIDGED_PREFIX + "+/" + "publish/messages/dropped",
+                _BRIDGED_PREFIX + "+/" + "store/messages/count"]  # fmt: skip
+    return own + [_BRIDGED_PREFIX + f"{p}/{count}" for p in provinces for count in _COUNTS]
+
+
+@dataclass
+class _Drops:
+    seen: int  # the broker's count when last read
+    unsaid: int = 0  # dropped since the last line logged
+    said_at: float = float("-inf")
+
+
+class BrokerWatch:
+    """The gauges, and the log lines about drops. ``observe`` takes each $SYS message."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        provinces: Sequence[str] | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        repeat_every_s: float = REPEAT_EVERY_S,
+    ) -> None:
+        self.provinces = frozenset(provinces) if provinces is not None else None
+        self.clock = clock
+        self.repeat_every_s = repeat_every_s
+        self.dropped = Gauge(
+            "kienco_broker_dropped_messages",
+            "Messages the broker dropped since it started (a client's queue was full: "
+            "reports lost). broker: own, or the province of a bridged provincial broker",
+            ["broker"],
+            registry=registry,
+        )
+        self.stored = Gauge(
+            "kienco_broker_stored_messages",
+            "Messages the broker holds (queued for clients, retained). broker: own, or the "
+            "province of a bridged provincial broker",
+            ["broker"],
+            registry=registry,
+        )
+        self._drops: dict[str, _Drops] = {}
+        self._brokers: set[str] = set()
+        self._refused: set[str] = set()  # topics already warned about
+        # Mosquitto 2.0 grants a subscription its ACL denies and then sends nothing:
+        # silence is the only sign (check_heard).
+        self._asked_at: float | None = None
+        self._heard_own = False
+        self._said_quiet = False
+
+    def subscribed(self) -> None:
+        """The subscription to the counts was sent (at each connection)."""
+        if self._asked_at is None:
+            self._asked_at = self.clock()
+
+    def check_heard(self) -> None:
+        """Say once if the own broker's counts never came (called every few seconds)."""
+        asked = self._asked_at
+        if self._heard_own or self._said_quiet or asked is None:
+            return
+        if self.clock() - asked >= QUIET_AFTER_S:
+            self._said_quiet = True
+            log.warning(
+                "no count from the collector's broker %.0f s after subscribing to "
+                "$SYS/broker/%s: its ACL does not let this account read them (Mosquitto then "
+                "says nothing), or its sys_interval is 0; the broker's dropped messages go "
+                "unwatched (firmware-configs/mosquitto/kienco.acl, central-a.acl)",
+                QUIET_AFTER_S,
+                "publish/messages/dropped",
+            )
+
+    def observe(self, topic: str, payload: bytes) -> None:
+        """One count from a broker; what is not one is logged once per topic, and dropped."""
+        where = self._where(topic)
+        if where is None:
+            return self._refuse(topic, "not a broker count this collector watches")
+        broker, count = where
+        if broker == OWN:
+            self._heard_own = True
+        text = payload.decode("ascii", errors="replace").strip()
+        if not text.isdigit() or len(text) > 19:
+            return self._refuse(topic, f"not a count: {text[:40]!r}")
+        value = int(text)
+        if count == "stored":
+            self.stored.labels(broker).set(value)
+            return None
+        self.dropped.labels(broker).set(value)
+        self._dropped(broker, value)
+        return None
+
+    def _where(self, topic: str) -> tuple[str, str] | None:
+        if topic.startswith(_OWN_PREFIX):
+            count = _COUNTS.get(topic[len(_OWN_PREFIX) :])
+            return (OWN, count) if count else None
+        if not topic.startswith(_BRIDGED_PREFIX):
+            return None
+        province, _, rest = topic[len(_BRIDGED_PREFIX) :].partition("/")
+        count = _COUNTS.get(rest)
+        if count is None or len(province) > 64 or not _province_code(province):
+            return None
+        if self.provinces is not None:
+            return (province, count) if province in self.provinces else None
+        if province not in self._brokers:
+            if len(self._brokers) >= MAX_BROKERS:
+                return None
+            self._brokers.add(province)
+        return province, count
+
+    def _dropped(self, broker: str, value: int) -> None:
+        now = self.clock()
+        drops = self._drops.get(broker)
+        if drops is None:  # the first count: what it dropped before the collector looked
+            drops = self._drops[broker] = _Drops(value, unsaid=value)
+        elif value < drops.seen:  # restarted: counts from 0 again
+            drops.unsaid += value
+        else:
+            drops.unsaid += value - drops.seen
+        drops.seen = value
+        if drops.unsaid and now - drops.said_at >= self.repeat_every_s:
+            log.error(
+                "the %s broker dropped %d message%s (%d since it started): a client's queue "
+                "is full (max_queued_messages), and what it drops is lost for good; see "
+                "docs/capacity.md, 'At the limit'",
+                "collector's" if broker == OWN else f"{broker} provincial",
+                drops.unsaid,
+                "" if drops.unsaid == 1 else "s",
+                value,
+            )
+            drops.unsaid, drops.said_at = 0, now
+
+    def _refuse(self, topic: str, why: str) -> None:
+        if topic in self._refused or len(self._refused) >= MAX_BROKERS * 4:
+            return
+        self._refused.add(topic)
+        log.warning("ignored a broker count on %r: %s", topic[:200], why)
