@@ -122,9 +122,10 @@ class BrokerWatch:
             self._said_quiet = True
             log.warning(
                 "no count from the collector's broker %.0f s after subscribing to "
-                "$SYS/broker/%s: its ACL does not let this account read them (Mosquitto then "
-                "says nothing), or its sys_interval is 0; the broker's dropped messages go "
-                "unwatched (firmware-configs/mosquitto/kienco.acl, central-a.acl)",
+                "$SYS/broker/%s: a Mosquitto whose ACL does not let this account read it "
+                "(it then says nothing: firmware-configs/mosquitto/kienco.acl, central-a.acl) "
+                "or whose sys_interval is 0, or a broker that publishes no such count; the "
+                "broker's dropped messages go unwatched",
                 QUIET_AFTER_S,
                 "publish/messages/dropped",
             )

@@ -126,7 +126,7 @@ def test_a_broker_whose_counts_never_come_is_said_once(caplog: pytest.LogCapture
         watch.check_heard()
         watch.check_heard()
         assert len(caplog.records) == 1
-        assert "its ACL does not let this account read them" in caplog.records[0].message
+        assert "whose ACL does not let this account read it" in caplog.records[0].message
     heard, _, clock = _watch(["hp"])
     heard.subscribed()
     heard.observe(f"$SYS/broker/{STORED}", b"7")
