@@ -37,7 +37,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from contract.wire import SLUG_PATTERN
 
-__all__ = ["OWN", "BrokerWatch", "watch_filters"]
+__all__ = ["OWN", "ROUTES", "BrokerWatch", "watch_filters"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,12 @@ REPEAT_EVERY_S = 60.0
 QUIET_AFTER_S = 60.0
 # The wire's ids (provinces are slugs), matched whole: "$" would let "hp\n" through.
 _province_code = re.compile(SLUG_PATTERN.removeprefix("^").removesuffix("$")).fullmatch
+
+
+# Every message under these goes to BrokerWatch.observe, never to the reports' path: one
+# left from an older subscription of the session (other provinces) is ignored there, not
+# dead-lettered as a report with a wrong topic.
+ROUTES = ("$SYS/#", _BRIDGED_PREFIX + "#")
 
 
 def watch_filters(provinces: Sequence[str] | None) -> list[str]:

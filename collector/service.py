@@ -33,6 +33,7 @@ from collector.alert_sender import AlertSender
 from collector.api import Api
 from collector.board.live import Changes
 from collector.board.ports import BoardParts
+from collector.broker_watch import ROUTES as BROKER_COUNT_ROUTES
 from collector.broker_watch import BrokerWatch, watch_filters
 from collector.config import CollectorConfig
 from collector.connection_log import ConnectionLog
@@ -410,8 +411,8 @@ class Collector:
         client.on_subscribe = mqtt_loop.guarded(self._on_subscribe)
         client.on_message = mqtt_loop.guarded(self._on_message)
         on_count = mqtt_loop.guarded(self._on_broker_count)
-        for topic_filter in watch_filters(self.config.provinces):
-            client.message_callback_add(topic_filter, on_count)
+        for route in BROKER_COUNT_ROUTES:
+            client.message_callback_add(route, on_count)
         return client
 
     def _on_connect(

@@ -280,3 +280,53 @@ def test_a_provincial_bridge_carries_its_broker_s_counts_to_the_centre_s_collect
         centre.close()
         provincial.stop()
         central.stop()
+
+
+def _watch_said(records: list[logging.LogRecord]) -> list[str]:
+    return [r.message for r in records if r.name == "collector.broker_watch"]
+
+
+def test_a_count_from_an_older_subscription_is_ignored_not_dead_lettered(
+    tmp_path: Path, mosquitto: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A session keeps its subscriptions: a shard whose provinces changed still gets the
+    old provinces' counts. They go to the watch, which ignores them, never to the reports'
+    path (a report with a wrong topic, dead-lettered)."""
+    import paho.mqtt.publish as publish
+
+    config = CollectorConfig.model_validate(
+        {
+            "broker": {"url": mosquitto.url, "client_id": f"watch-{time.time_ns()}"},
+            "provinces": ["hp"],
+            "influx": None,
+            "data_dir": str(tmp_path / "collector"),
+            "http": {"port": 0},
+        }
+    )
+    collector = Collector(config)
+    collector.start()
+    try:
+        assert collector.wait_connected(10)
+        collector.client.subscribe("kienco/brokers/#", 0)  # as a session of old would have
+        time.sleep(0.5)
+        with caplog.at_level(logging.WARNING, logger="collector.broker_watch"):
+            topic = f"kienco/brokers/qn/{DROPPED}"
+            publish.single(topic, b"7", hostname=mosquitto.host, port=mosquitto.port)
+            deadline = time.monotonic() + 5
+            said = caplog.records
+            while time.monotonic() < deadline and not _watch_said(said):
+                time.sleep(0.05)
+        registry = collector.metrics.registry
+        assert _watch_said(caplog.records) == [
+            f"ignored a broker count on '{topic}': not a broker count this collector watches"
+        ]
+        assert _value(registry, "kienco_broker_dropped_messages", "qn") is None
+        rejected = [
+            s.value
+            for m in registry.collect()
+            for s in m.samples
+            if s.name == "kienco_messages_rejected_total"
+        ]
+        assert sum(rejected) == 0, rejected
+    finally:
+        collector.stop()
