@@ -6,7 +6,8 @@ retried in silence, a client certificate the broker refused showed as "Unspecifi
 ``CollectorClient`` (collector/mqtt_client.py) keeps the error each attempt met; this
 module turns it into one line that names the cause and, for the common cases, the key to
 fix (``broker.ca_file``, ``broker.cert_file``...), and keeps a broker that stays refused
-from filling the log: see :class:`ConnectionLog`.
+from filling the log: see :class:`ConnectionLog`. The run of failures as it stands,
+:class:`Failing`, is what /healthz shows (collector/health.py).
 
 Errors: :class:`ClosedByBroker` (a ``ConnectionError``) stands for a connection the broker
 closed: paho reads no bytes, raises nothing and says "Unspecified error"; with it, that
@@ -20,8 +21,9 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
-__all__ = ["REPEAT_EVERY_S", "ClosedByBroker", "ConnectionLog", "hint"]
+__all__ = ["REPEAT_EVERY_S", "ClosedByBroker", "ConnectionLog", "Failing", "hint"]
 
 # A reason already logged in a run of failed attempts is logged again at most this often,
 # with the count: one line a minute still tells someone watching the log that it goes on
@@ -88,6 +90,21 @@ REFUSAL_HINTS: dict[str, str] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class Failing:
+    """The current run of failures: why the latest attempt failed, the fix, how long.
+
+    /healthz shows it and needs no token: the broker's url is left out. The cause is text
+    from OpenSSL, the OS and paho about what the peer did: shown JSON-encoded only, never
+    put in a page.
+    """
+
+    cause: str  # "cannot connect: [SSL: CERTIFICATE_VERIFY_FAILED] ...", "refused: ..."
+    fix: str | None
+    attempts: int  # failed attempts in the run: 0 when a connection was just lost
+    since: float  # when the run began, seconds since the epoch
+
+
 def hint(error: BaseException) -> str | None:
     """What to check for this connection error, when it is a common one."""
     if isinstance(error, ssl.SSLCertVerificationError) and error.verify_code in VERIFY_HINTS:
@@ -119,7 +136,10 @@ class ConnectionLog:
     at the next accepted connection. In a run, a reason not yet logged is logged at once
     (a TLS or refusal problem as an error, the rest as a warning); a reason already logged
     is logged again at most every ``repeat_every_s``, with the attempts so far and when the
-    run began. A lost connection is always logged. All calls come from paho's thread.
+    run began. A lost connection is always logged. All calls come from paho's thread;
+    :attr:`failing` is read from any: a new :class:`Failing` replaces the last, never
+    changed in place. ``on_failure`` is called at each failed attempt (a counter in
+    /metrics).
     """
 
     def __init__(
@@ -130,12 +150,15 @@ class ConnectionLog:
         *,
         clock: Callable[[], float] = time.time,
         repeat_every_s: float = REPEAT_EVERY_S,
+        on_failure: Callable[[], object] = lambda: None,
     ) -> None:
         self.log = logger
         self.broker = broker
         self.retry = f"retrying every {retry_s[0]:g}-{retry_s[1]:g} s"
         self.clock = clock
         self.repeat_every_s = repeat_every_s
+        self.on_failure = on_failure
+        self.failing: Failing | None = None  # the current run of failures, None when none
         self.attempts = 0  # failed attempts in the current run
         self._since: float | None = None  # when the current run began
         self._said: set[str] = set()  # reasons logged in the current run
@@ -159,27 +182,30 @@ class ConnectionLog:
     def connect_failed(self, error: BaseException | None) -> None:
         """An attempt failed before MQTT began (TCP, TLS handshake): paho's on_connect_fail."""
         self._refused = False
-        self._failed("cannot connect to the broker at " + self.broker, error)
+        self._failed(error)
 
     def refused(self, reason: str) -> None:
         """The broker answered the CONNECT with a refusal."""
         self._refused = True
         line = f"broker at {self.broker} refused the connection: {reason}"
-        self._failed_line(reason, line, REFUSAL_HINTS.get(reason), logging.ERROR)
+        shown = f"refused: {reason}"
+        self._failed_line(reason, line, shown, REFUSAL_HINTS.get(reason), logging.ERROR)
 
     def disconnected(self, reason: str, error: BaseException | None) -> None:
         """paho's on_disconnect: a connection lost, or an attempt that ended before the
         broker accepted it (a client certificate it refused shows here, after TLS)."""
         if self._up:
             self._up = False
-            self._new_run(self.clock())
+            since = self.clock()
+            self._new_run(since)
             # No hint: they are about a connection that could not be made; this one was.
-            detail = "" if error is None else f" ({_cause(error)})"
-            self.log.warning("disconnected from the broker: %s%s; reconnecting", reason, detail)
+            lost = reason if error is None else f"{reason} ({_cause(error)})"
+            self.failing = Failing(f"disconnected: {lost}", None, 0, since)
+            self.log.warning("disconnected from the broker: %s; reconnecting", lost)
         elif self._refused:  # paho closes after a refusal: that attempt was logged
             self._refused = False
         else:
-            self._failed("cannot connect to the broker at " + self.broker, error)
+            self._failed(error)
 
     # --- the run of failures --------------------------------------------------------
 
@@ -188,18 +214,22 @@ class ConnectionLog:
         self._since = since
         self._said.clear()
         self._last_said = since or 0.0
+        self.failing = None
 
-    def _failed(self, what: str, error: BaseException | None) -> None:
+    def _failed(self, error: BaseException | None) -> None:
         cause = _cause(error)
         level = logging.ERROR if _is_config(error) else logging.WARNING
         fix = hint(error) if error is not None else None
-        self._failed_line(cause, f"{what}: {cause}", fix, level)
+        line = f"cannot connect to the broker at {self.broker}: {cause}"
+        self._failed_line(cause, line, f"cannot connect: {cause}", fix, level)
 
-    def _failed_line(self, reason: str, line: str, fix: str | None, level: int) -> None:
+    def _failed_line(self, reason: str, line: str, shown: str, fix: str | None, level: int) -> None:
         now = self.clock()
         if self._since is None:
             self._since = now
         self.attempts += 1
+        self.failing = Failing(shown, fix, self.attempts, self._since)
+        self.on_failure()
         if reason not in self._said and len(self._said) < MAX_REASONS:
             self._said.add(reason)
         # A clock set back counts as due: never silent for longer than it should be.

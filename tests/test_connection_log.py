@@ -1,7 +1,8 @@
 """What the collector logs about its broker connection (collector/connection_log.py): the
 cause and the fix of a failed attempt, once, then at most once a minute with the count; a
-lost connection always; its return with the count. On a clock of our own; the same on a
-real Mosquitto: tests/test_tls.py, tests/test_collector_faults.py."""
+lost connection always; its return with the count; the run of failures as /healthz shows
+it. On a clock of our own; the same on a real Mosquitto: tests/test_tls.py,
+tests/test_collector_faults.py."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 
 import pytest
 
-from collector.connection_log import ClosedByBroker, ConnectionLog, hint
+from collector.connection_log import REFUSAL_HINTS, ClosedByBroker, ConnectionLog, Failing, hint
 
 BROKER = "mqtts://broker.example:8883"
 LOGGER = "tests.connection_log"
@@ -180,6 +181,58 @@ def test_a_refusal_is_logged_once_for_its_attempt_with_its_fix(
     clock.now += 2
     connection.disconnected("Unspecified error", _alert("TLSV1_ALERT_UNKNOWN_CA"))
     assert connection.attempts == 2 and len(_said(said)) == 2  # the next attempt: its own
+
+
+def test_failing_is_the_latest_cause_of_the_run_and_is_gone_once_connected(
+    clock: Clock,
+) -> None:
+    """What /healthz shows (collector/health.py): replaced at each attempt, never changed."""
+    failures: list[float] = []
+    connection = ConnectionLog(
+        logging.getLogger(LOGGER),
+        BROKER,
+        (1, 2),
+        clock=clock,
+        on_failure=lambda: failures.append(clock.now),
+    )
+    assert connection.failing is None
+    began = clock.now
+    connection.connect_failed(_verify_failed())
+    first = connection.failing
+    assert first == Failing(
+        "cannot connect: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed (_ssl.c:1006)",
+        "check broker.ca_file names the CA that signed the broker's certificate",
+        1,
+        began,
+    )
+    clock.now += 2
+    connection.refused("Not authorized")
+    connection.disconnected("Unspecified error", None)  # paho's close after it: one attempt
+    assert connection.failing == Failing(
+        "refused: Not authorized", REFUSAL_HINTS["Not authorized"], 2, began
+    )
+    assert connection.failing is not first and first.attempts == 1  # a reader's copy holds
+    assert failures == [began, began + 2]
+    connection.connected()
+    assert connection.failing is None
+    clock.now += 60
+    lost_at = clock.now
+    connection.disconnected("Keep alive timeout", ConnectionResetError(104, "reset by peer"))
+    assert connection.failing == Failing(
+        "disconnected: Keep alive timeout ([Errno 104] reset by peer)", None, 0, lost_at
+    )
+    assert len(failures) == 2, "a lost connection is not a failed attempt"
+    clock.now += 1
+    connection.connect_failed(ConnectionRefusedError(111, "Connection refused"))
+    assert connection.failing == Failing(
+        "cannot connect: [Errno 111] Connection refused",
+        "check the broker runs and listens on broker.url's port",
+        1,
+        lost_at,
+    )
+    assert BROKER not in repr(connection.failing), "/healthz needs no token: no broker url"
+    connection.connected()
+    assert connection.failing is None and len(failures) == 3
 
 
 def test_a_clock_set_back_does_not_silence_the_repeats(
