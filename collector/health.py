@@ -3,14 +3,18 @@
 Healthy means all of: connected to the broker, InfluxDB taking writes (not
 spooling), and every loop alive and beating (collector/supervision.py). Each
 problem is named with a code and a text in Vietnamese and English, so a probe
-can alert on the code and a person can read the text.
+can alert on the code and a person can read the text. While the broker connection
+fails, ``broker_failure`` says why (collector/connection_log.py): text from the
+network, in JSON only.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+from collector.connection_log import Failing
 from collector.supervision import LoopHealth
 
 __all__ = ["Health", "Problem", "assess"]
@@ -71,9 +75,21 @@ def _loop_problem(loop: LoopHealth) -> Problem | None:
     return None
 
 
+def _failure(failing: Failing | None) -> dict[str, Any] | None:
+    if failing is None:
+        return None
+    return {
+        "cause": failing.cause,
+        "fix": failing.fix,
+        "failed_attempts": failing.attempts,
+        "since": datetime.fromtimestamp(failing.since, UTC).isoformat(),  # as the API's times
+    }
+
+
 def assess(
     *,
     broker_connected: bool,
+    broker_failure: Failing | None,
     influx_configured: bool,
     influx_down: bool,
     spooled_batches: int,
@@ -91,6 +107,7 @@ def assess(
             {"code": p.code, "text_vi": p.text_vi, "text_en": p.text_en} for p in problems
         ],
         "broker_connected": broker_connected,
+        "broker_failure": _failure(broker_failure),
         "influx": {
             "configured": influx_configured,
             "taking_writes": influx_configured and not influx_down,

@@ -60,3 +60,9 @@ class CollectorMetrics:
             registry=r,
         )
         self.connected = Gauge("kienco_broker_connected", "1 when connected", registry=r)
+        # Why they fail is text: /healthz says it (broker_failure), not a label.
+        self.connect_failures = Counter(
+            "kienco_broker_connect_failures",
+            "Attempts to connect to the broker that failed (network, TLS, refused)",
+            registry=r,
+        )

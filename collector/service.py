@@ -262,6 +262,7 @@ class Collector:
         """What /healthz says: broker, InfluxDB, and every loop alive and beating."""
         health = assess(
             broker_connected=self._connected.is_set(),
+            broker_failure=self.connection_log.failing,  # paho's thread replaces it whole
             influx_configured=self.influx is not None,
             influx_down=self.writer.influx_down,
             spooled_batches=self.spool.depth() if self.spool is not None else 0,
@@ -402,7 +403,12 @@ class Collector:
         client.max_inflight_messages_set(1000)
         client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         # Why each attempt failed, with the fix, not once per retry (collector/connection_log.py).
-        self.connection_log = ConnectionLog(log, broker.url, (RECONNECT_MIN_S, RECONNECT_MAX_S))
+        self.connection_log = ConnectionLog(
+            log,
+            broker.url,
+            (RECONNECT_MIN_S, RECONNECT_MAX_S),
+            on_failure=self.metrics.connect_failures.inc,
+        )
         # paho's callbacks run in its network thread: each one is a step of the mqtt loop.
         mqtt_loop = self._loops["mqtt"]
         client.on_connect = mqtt_loop.guarded(self._on_connect)

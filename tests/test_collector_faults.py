@@ -560,6 +560,7 @@ def test_healthz_names_a_lost_broker_and_an_unreachable_influxdb(
     assert _problems(answer) == {"influx_unreachable"}
     body = answer.json()
     assert body["influx"]["taking_writes"] is False
+    assert body["broker_failure"] is None  # connected: nothing to say
     assert {"mqtt", "writer", "staleness", "api"} <= set(body["threads"])
     problem = body["problems"][0]
     assert "InfluxDB" in problem["text_en"] and "InfluxDB" in problem["text_vi"]
@@ -568,15 +569,30 @@ def test_healthz_names_a_lost_broker_and_an_unreachable_influxdb(
     client.disconnect()
     client.loop_stop()
     wait_until(lambda: healthz(collector).json()["influx"]["spooled_batches"] >= 1, what="spool")
+    stopped_at = datetime.now(UTC)
     fresh_broker.stop()
     answer = wait_until(
         lambda: "broker_disconnected" in _problems(r := healthz(collector)) and r,
         what="the broker named",
     )
     assert answer.status_code == 503 and answer.json()["broker_connected"] is False
+    # Lost, then each attempt refused: the cause, the fix, since the loss (UTC).
+    failure = wait_until(
+        lambda: (f := healthz(collector).json()["broker_failure"]) and f["failed_attempts"] and f,
+        what="why the broker is disconnected",
+    )
+    assert failure["cause"] == "cannot connect: [Errno 111] Connection refused"
+    assert failure["fix"] == "check the broker runs and listens on broker.url's port"
+    since = datetime.fromisoformat(failure["since"])
+    assert since.utcoffset() == timedelta(0)
+    assert stopped_at - timedelta(seconds=1) < since <= datetime.now(UTC)
+    failed = collector.metrics.connect_failures._value.get()
+    assert failed >= failure["failed_attempts"] >= 1
     fresh_broker.start()
     assert collector.wait_connected(10)
-    assert "broker_disconnected" not in _problems(healthz(collector))
+    answer = healthz(collector)
+    assert "broker_disconnected" not in _problems(answer)
+    assert answer.json()["broker_failure"] is None
 
 
 # The sweeper's thread dies on purpose: pytest's warning about it is expected.

@@ -2,17 +2,21 @@
 client certificate, where the broker requires one) is refused and keeps its reports; with
 the right ones it delivers them, to a collector that itself connects with a CA and a
 client certificate (and without one the broker trusts is refused, and says why once, with
-the fix). A TLS file that cannot be used stops at start, naming the key."""
+the fix, in its log and on /healthz). A TLS file that cannot be used stops at start, naming
+the key."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -101,6 +105,7 @@ def _collector(tmp_path: Path, broker: Broker, ca: Path, pair: KeyPair | None) -
             "provinces": [PROVINCE],
             "influx": None,
             "data_dir": str(tmp_path / "collector"),
+            "http": {"port": 0},
         }
     )
     return Collector(config)
@@ -187,21 +192,43 @@ def _refused_at_each_attempt(
     return line
 
 
+def _healthz_says_why(collector: Collector, reason: str, fix: str) -> None:
+    """/healthz, from the collector's own HTTP server, names the cause and its fix (as JSON:
+    the cause is the network's text), and /metrics counts the attempts."""
+    assert collector.api is not None
+    answer = httpx.get(f"{collector.api.url}/healthz", timeout=5)
+    assert answer.status_code == 503
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    body = answer.json()
+    assert "broker_disconnected" in {p["code"] for p in body["problems"]}
+    failure = body["broker_failure"]
+    assert failure["cause"].startswith("cannot connect: [SSL: ") and reason in failure["cause"]
+    assert failure["fix"] == fix
+    assert failure["failed_attempts"] >= 2
+    since = datetime.fromisoformat(failure["since"])
+    assert since.utcoffset() == timedelta(0)  # UTC, as the API's times
+    assert timedelta(0) < datetime.now(UTC) - since < timedelta(seconds=60)
+    metrics = httpx.get(f"{collector.api.url}/metrics", timeout=5).text
+    counted = re.search(r"^kienco_broker_connect_failures_total (\S+)$", metrics, re.M)
+    assert counted and float(counted[1]) >= failure["failed_attempts"], metrics
+
+
 def test_a_collector_with_the_wrong_ca_does_not_connect_and_says_why(
     tmp_path: Path, tls_broker: Broker, tls: Tls, caplog: pytest.LogCaptureFixture
 ) -> None:
     """paho retries a failed handshake saying nothing: the collector says why, once."""
     caplog.set_level(logging.INFO, logger="kienco.collector")
     collector = _collector(tmp_path, tls_broker, tls.wrong.ca_file, tls.collector)
-    collector.start(serve_http=False)
+    collector.start()
     try:
         line = _refused_at_each_attempt(collector, caplog, "CERTIFICATE_VERIFY_FAILED")
         assert line.getMessage().startswith(
             f"cannot connect to the broker at {tls_broker.url}: [SSL: CERTIFICATE_VERIFY_FAILED]"
         )
-        assert "; check broker.ca_file names the CA that signed the broker's certificate; " in (
-            line.getMessage()
-        )
+        fix = "check broker.ca_file names the CA that signed the broker's certificate"
+        assert f"; {fix}; " in line.getMessage()
+        _healthz_says_why(collector, "CERTIFICATE_VERIFY_FAILED", fix)
     finally:
         collector.stop()
 
@@ -238,10 +265,11 @@ def test_a_collector_without_a_client_certificate_the_broker_trusts_does_not_con
     pair = None if certificate is None else tls.impostor
     caplog.set_level(logging.INFO, logger="kienco.collector")
     collector = _collector(tmp_path, tls_broker, tls.right.ca_file, pair)
-    collector.start(serve_http=False)
+    collector.start()
     try:
         line = _refused_at_each_attempt(collector, caplog, reason)
         assert f"; {fix}; retrying every 1-2 s" in line.getMessage()
+        _healthz_says_why(collector, reason, fix)
         assert "disconnected from the broker" not in caplog.text, "it never was connected"
     finally:
         collector.stop()
