@@ -108,7 +108,11 @@ def test_compliance_report_table_csv_and_pdf(
     assert by_site["hp-bts-011"]["verdict"] == "unknown"
     assert [r["code"] for r in by_site["hp-bts-011"]["reasons"]] == ["no_report_yet"]
     assert "not_in_inventory" in {r["code"] for r in by_site["hp-bts-999"]["reasons"]}
-    assert "not_in_inventory" not in {r["code"] for r in by_site["hp-bts-001"]["reasons"]}
+    # Fresh reports: judged on what they say, not silent (stale reports passed this test
+    # unseen while it asserted only on the failing sites).
+    assert (by_site["hp-bts-001"]["verdict"], by_site["hp-bts-001"]["reasons"]) == ("ready", [])
+    assert by_site["hp-bts-002"]["verdict"] == "degraded"
+    assert [r["code"] for r in by_site["hp-bts-002"]["reasons"]] == ["backup_hours_short"]
 
     assert kienco_main(["compliance", "--province", "hp", "--lang", "en", "--url", url]) == 0
     table = capsys.readouterr().out
@@ -134,9 +138,23 @@ def test_compliance_report_table_csv_and_pdf(
     rows = list(csv.DictReader(io.StringIO(csv_path.read_bytes().decode("utf-8-sig"))))
     by_site = {row[next(k for k in row if "site" in k.lower())]: row for row in rows}
     assert {"hp-bts-001", "hp-bts-002", "hp-bts-011"} <= set(by_site)
-    flat = {site: " ".join(row.values()) for site, row in by_site.items()}
-    assert "generator_autonomy_short" in flat["hp-bts-002"]
-    assert "never_reported" in flat["hp-bts-011"]
+
+    def judged(site: str) -> tuple[str, str, str, str]:
+        row = by_site[site]
+        return row["status"], row["failed_codes"], row["autonomy_h"], row["last_report_at"]
+
+    # 4 h of battery and 80 h of fuel, two independent paths, reported now: compliant, and
+    # each other station fails for its own reason alone (no "silent" beside it).
+    assert judged("hp-bts-001") == ("compliant", "", "84.0", now.isoformat())
+    assert by_site["hp-bts-001"]["independent_paths"] == "2"
+    assert judged("hp-bts-002") == (
+        "non_compliant",
+        "generator_autonomy_short",
+        "14.0",
+        now.isoformat(),
+    )
+    assert judged("hp-bts-011") == ("unknown", "never_reported", "", "")
+    assert judged("hp-bts-999")[:2] == ("non_compliant", "not_in_inventory")
 
     pdf_path = tmp_path / "hp.pdf"
     assert (
