@@ -140,20 +140,19 @@ class BrokerWatch:
         """One count from a broker; what is not one is logged once per topic, and dropped."""
         where = self._where(topic)
         if where is None:
-            return self._refuse(topic, "not a broker count this collector watches")
+            self._refuse(topic, "not a broker count this collector watches")
+            return
         broker, count = where
         if broker == OWN:
             self._heard_own = True
         text = payload.decode("ascii", errors="replace").strip()
         if not text.isdigit() or len(text) > 19:
-            return self._refuse(topic, f"not a count: {text[:40]!r}")
-        value = int(text)
-        if count == "stored":
-            self.stored.labels(broker).set(value)
-            return None
-        self.dropped.labels(broker).set(value)
-        self._dropped(broker, value)
-        return None
+            self._refuse(topic, f"not a count: {text[:40]!r}")
+        elif count == "stored":
+            self.stored.labels(broker).set(int(text))
+        else:
+            self.dropped.labels(broker).set(int(text))
+            self._dropped(broker, int(text))
 
     def _where(self, topic: str) -> tuple[str, str] | None:
         if topic.startswith(_OWN_PREFIX):

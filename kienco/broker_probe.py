@@ -30,7 +30,7 @@ from __future__ import annotations
 import socket
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +58,14 @@ class Listener:
         return f"{self.host}:{self.port}{' (TLS)' if self.tls else ''}"
 
 
+def _directives(config_text: str) -> Iterator[tuple[str, list[str]]]:
+    """Each option line of a Mosquitto config: its key and values, comments left out."""
+    for raw in config_text.splitlines():
+        words = raw.split("#", 1)[0].split()
+        if words:
+            yield words[0], words[1:]
+
+
 def listeners(config_text: str) -> list[Listener]:
     """The TCP listeners of a Mosquitto config, each with the options under it.
 
@@ -69,11 +77,7 @@ def listeners(config_text: str) -> list[Listener]:
     found: list[Listener] = []
     section: dict[str, str] | None = None
     sections: list[dict[str, str]] = []
-    for raw in config_text.splitlines():
-        words = raw.split("#", 1)[0].split()
-        if not words:
-            continue
-        key, values = words[0], words[1:]
+    for key, values in _directives(config_text):
         if key == "listener":
             section = {
                 "port": values[0] if values else "",
@@ -104,15 +108,11 @@ def store(config_text: str) -> Path | None:
     """The broker's persistence database (``persistence_location`` + ``persistence_file``,
     by default ``mosquitto.db``), or None: persistence off, or no ``persistence_location``
     (Mosquitto then uses its working directory, which the config does not say)."""
-    settings: dict[str, str] = {}
-    for raw in config_text.splitlines():
-        words = raw.split("#", 1)[0].split()
-        if len(words) >= 2 and words[0] in (
-            "persistence",
-            "persistence_location",
-            "persistence_file",
-        ):
-            settings[words[0]] = words[1]  # global options: the last one counts
+    wanted = ("persistence", "persistence_location", "persistence_file")
+    # Global options: the last one counts.
+    settings = {
+        key: values[0] for key, values in _directives(config_text) if key in wanted and values
+    }
     if settings.get("persistence") != "true" or "persistence_location" not in settings:
         return None
     return Path(settings["persistence_location"]) / settings.get("persistence_file", "mosquitto.db")
