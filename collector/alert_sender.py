@@ -3,7 +3,10 @@
     a shown verdict changed (service.py ``_judge``) ── notify(site) ──┐
     every ``resend_s``: sites with alerts, off mains, not ready, hardened ┤
                                                                            ▼
+    every SYSTEM_EVERY_S: the collector itself (collector/system_watch.py)  ┤
+                                                                           ▼
     site_alerts / meeting_alerts (collector/alerts.py, pure) ──► AlertStore (SQLite)
+    system_alerts (collector/system_alerts.py, pure) ────────────┘
                                                 what each Alertmanager lacks │
                                                                            ▼
                                POST /api/v2/alerts, batched, to every Alertmanager
@@ -45,7 +48,7 @@ import httpx
 from prometheus_client import Counter, Gauge
 
 from collector.acyclic_http import AcyclicClient
-from collector.alert_store import AlertStore, Held
+from collector.alert_store import AlertStore, AnyAlert, Held
 from collector.alerts import Alert, MeetingInfo, SiteLinks, meeting_alerts, site_alerts
 from collector.config import AlertsConfig
 from collector.inventory import Inventory
@@ -54,6 +57,7 @@ from collector.readiness import Verdicts
 from collector.risk import RiskLevelOf
 from collector.state import SiteStates
 from collector.supervision import Loop, Supervisor
+from collector.system_alerts import SystemAlert
 from contract.wire import Status, utc_now
 from plumbing.backoff import Backoff
 from rules import Policy, SiteSnapshot, effective, evaluate, to_status
@@ -65,6 +69,7 @@ from rules.rehearsal import Rehearsal, for_meeting
 log = logging.getLogger("kienco.alerts")
 
 MEETINGS_REFRESH_S = 10.0  # how stale the list of planned meetings may be
+SYSTEM_EVERY_S = 5.0  # the collector's alerts about itself are looked at this often
 ENDS_AFTER_RESENDS = 4  # a firing alert says it ends this many resends ahead
 
 
@@ -129,8 +134,10 @@ class AlertSender:
         data_dir: Path,
         clock: Callable[[], datetime] = utc_now,
         listening: Callable[[], bool] = lambda: True,
+        system: Callable[[datetime], list[SystemAlert]] | None = None,
     ) -> None:
         self.config = config
+        self.system = system  # the collector's alerts about itself, as they stand
         self.listening = listening  # False while the collector hears nothing (broker down)
         self.verdicts = verdicts
         self.states = states
@@ -189,6 +196,8 @@ class AlertSender:
         A step of the ``alerts`` loop: what it raises is recorded by the supervisor, and
         the next step runs."""
         wait = self._next_tick - time.monotonic()
+        if self.system is not None:
+            wait = min(wait, SYSTEM_EVERY_S)
         retry = [t.retry_at for t in self._targets if t.down]
         if retry and self.store.pending_count():
             wait = min(wait, min(retry) - time.monotonic())
@@ -213,8 +222,12 @@ class AlertSender:
         try:
             if tick:
                 sites |= self._watched_sites()
-            changes = [self._site_change(site, now) for site in sorted(sites)]
+            changes: list[tuple[Sequence[AnyAlert], Sequence[AnyAlert]]] = [
+                self._site_change(site, now) for site in sorted(sites)
+            ]
             changes.append(self._meeting_change(now))
+            if self.system is not None:
+                changes.append((self.store.system_alerts(), self.system(now)))
             changed = self.store.replace(changes, now)
         except Exception:
             with self._lock:  # not looked at: look again next cycle, nothing forgotten
@@ -256,7 +269,7 @@ class AlertSender:
         return station_compliance(snapshot, self.inventory.get(snapshot.site), self.policy, now)
 
     def _site_change(self, site: str, now: datetime) -> tuple[list[Alert], list[Alert]]:
-        old = [a for a in self.store.firing(site) if a.meeting is None]
+        old = [a for a in self.store.site_alerts(site) if a.meeting is None]
         status, snapshot = self.verdicts.get(site), self.states.get(site)
         if status is None or snapshot is None:
             # not judged since the collector started: keep, for a while, what it had
@@ -280,7 +293,7 @@ class AlertSender:
         return [m for m in self._meetings if _info(m).watched(now, within)]
 
     def _meeting_change(self, now: datetime) -> tuple[list[Alert], list[Alert]]:
-        old = [a for a in self.store.firing() if a.meeting is not None]
+        old = [a for a in self.store.site_alerts() if a.meeting is not None]
         new: list[Alert] = []
         listening = self.listening()
         watched = self._watched_meetings(now)
@@ -336,7 +349,7 @@ class AlertSender:
         else:
             ends = now + timedelta(seconds=ENDS_AFTER_RESENDS * self.config.resend_s)
         ends = max(ends, alert.started_at + timedelta(milliseconds=1))  # Alertmanager's rule
-        url = self.links.site_url(alert.site)
+        url = alert.link(self.links)
         return {
             "labels": alert.labels,
             "annotations": alert.annotations(url),

@@ -15,14 +15,22 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, TypeAdapter
 
 from collector.alerts import Alert
+from collector.system_alerts import SYSTEM_SCOPE, SystemAlert
 from plumbing.durable import DurableStore
+
+# A site's alert, or one of the collector's own about itself: told apart by their names.
+AnyAlert = Alert | SystemAlert
+_ANY_ALERT: TypeAdapter[AnyAlert] = TypeAdapter(Annotated[AnyAlert, Field(discriminator="name")])
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alert (
     key TEXT PRIMARY KEY,
-    site TEXT NOT NULL,
+    site TEXT NOT NULL,  -- the alert's scope: its site, or '' for the collector's own
     body TEXT NOT NULL,
     resolved_at TEXT
 );
@@ -34,7 +42,7 @@ CREATE INDEX IF NOT EXISTS alert_site ON alert (site);
 class Held:
     """An alert as kept: firing (``resolved_at`` None) or resolved at that time."""
 
-    alert: Alert
+    alert: AnyAlert
     resolved_at: datetime | None = None
 
     @property
@@ -51,30 +59,39 @@ class AlertStore(DurableStore):
         self._by_site: dict[str, set[str]] = {}
         for key, body, resolved in self._db.execute("SELECT key, body, resolved_at FROM alert"):
             at = datetime.fromisoformat(resolved) if resolved else None
-            self._keep(key, Held(Alert.model_validate_json(body), at))
+            self._keep(key, Held(_ANY_ALERT.validate_json(body), at))
         self.pending: dict[str, set[str]] = {url: set(self._rows) for url in urls}
 
     def _keep(self, key: str, held: Held) -> None:
         self._rows[key] = held
-        self._by_site.setdefault(held.alert.site, set()).add(key)
+        self._by_site.setdefault(held.alert.scope, set()).add(key)
 
     def _forget(self, key: str) -> None:
         held = self._rows.pop(key, None)
         if held is not None:
-            keys = self._by_site.get(held.alert.site, set())
+            keys = self._by_site.get(held.alert.scope, set())
             keys.discard(key)
             if not keys:
-                self._by_site.pop(held.alert.site, None)
+                self._by_site.pop(held.alert.scope, None)
 
     # --- reading
 
-    def firing(self, site: str | None = None) -> list[Alert]:
-        keys = self._rows if site is None else self._by_site.get(site, ())
+    def firing(self, scope: str | None = None) -> list[AnyAlert]:
+        """What fires: all of it, or a site's (its id), or the collector's (SYSTEM_SCOPE)."""
+        keys = self._rows if scope is None else self._by_site.get(scope, ())
         return [h.alert for k in keys if (h := self._rows[k]).firing]
+
+    def site_alerts(self, site: str | None = None) -> list[Alert]:
+        """The sites' alerts firing: all, or one site's."""
+        return [a for a in self.firing(site) if isinstance(a, Alert)]
+
+    def system_alerts(self) -> list[SystemAlert]:
+        """The collector's alerts about itself firing."""
+        return [a for a in self.firing(SYSTEM_SCOPE) if isinstance(a, SystemAlert)]
 
     def sites(self) -> set[str]:
         """Sites with an alert firing."""
-        return {h.alert.site for h in self._rows.values() if h.firing}
+        return {h.alert.scope for h in self._rows.values() if h.firing} - {SYSTEM_SCOPE}
 
     def get(self, key: str) -> Held | None:
         return self._rows.get(key)
@@ -88,12 +105,12 @@ class AlertStore(DurableStore):
     # --- changing
 
     def replace(
-        self, changes: Iterable[tuple[Iterable[Alert], Iterable[Alert]]], now: datetime
+        self, changes: Iterable[tuple[Iterable[AnyAlert], Iterable[AnyAlert]]], now: datetime
     ) -> int:
         """For each (old, new) pair: fire or update what is new, resolve what is gone.
 
         ``old`` is what the caller saw firing for that scope (a site, a meeting's
-        points). One transaction for the lot; returns how many alerts changed.
+        points, the collector itself). One transaction for the lot; returns how many alerts changed.
         """
         writes: list[tuple[str, str, str, str | None]] = []
         for old, new in changes:
@@ -103,14 +120,14 @@ class AlertStore(DurableStore):
                     held = self._rows.get(alert.key)
                     if held is not None and held.firing:
                         self._keep(alert.key, Held(held.alert, now))
-                        writes.append((alert.key, alert.site, held.alert.model_dump_json(),
+                        writes.append((alert.key, alert.scope, held.alert.model_dump_json(),
                                        now.isoformat()))  # fmt: skip
             for key, alert in fresh.items():
                 held = self._rows.get(key)
                 if held is not None and held.firing and held.alert == alert:
                     continue
                 self._keep(key, Held(alert))
-                writes.append((key, alert.site, alert.model_dump_json(), None))
+                writes.append((key, alert.scope, alert.model_dump_json(), None))
         if writes:
             with self._db:
                 self._db.execute("BEGIN")

@@ -119,7 +119,19 @@ def local_time(at: datetime) -> str:
     return at.astimezone(LOCAL_TZ).strftime("%H:%M %d/%m")
 
 
-class Alert(BaseModel):
+class AlertKey:
+    """An alert's identity: its labels, as Alertmanager fingerprints them."""
+
+    @property
+    def labels(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    @property
+    def key(self) -> str:
+        return "\x1f".join(f"{k}={v}" for k, v in sorted(self.labels.items()))
+
+
+class Alert(AlertKey, BaseModel):
     """One alert that should be firing: what it is about, its texts, since when."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -160,9 +172,12 @@ class Alert(BaseModel):
         return labels
 
     @property
-    def key(self) -> str:
-        """The alert's identity: its labels (Alertmanager fingerprints the same)."""
-        return "\x1f".join(f"{k}={v}" for k, v in sorted(self.labels.items()))
+    def scope(self) -> str:
+        """What the alert store files it under: its site."""
+        return self.site
+
+    def link(self, links: SiteLinks) -> str:
+        return links.site_url(self.site)
 
     def same_firing(self, other: Alert) -> bool:
         """Same identity and texts: re-sending it changes nothing Alertmanager shows."""
@@ -200,6 +215,11 @@ class SiteLinks:
 
     def site_url(self, site: str) -> str:
         return self.external_url.rstrip("/") + self.site_path.format(site=site)
+
+    @property
+    def health_url(self) -> str:
+        """The collector's own /healthz: what its alerts about itself link to."""
+        return self.external_url.rstrip("/") + "/healthz"
 
 
 def _cause_of(reason: Reason) -> Cause:

@@ -22,7 +22,9 @@ logs an error when a broker's drops grow: at once for the first, then at most on
 minute per broker with what was dropped meanwhile. Labels come only from the collector's
 own provinces (or, with none configured, from topics whose level is a slug, as the wire's
 province ids are, at most :data:`MAX_BROKERS` of them): a message cannot make up a
-label. Called from paho's thread only.
+label. ``observe`` is called from paho's thread only; what other threads read —
+``runs`` (each broker's run of drops, for the ``BrokerDroppedReports`` alert) and
+``unwatched_since`` — is replaced whole, never changed in place.
 """
 
 from __future__ import annotations
@@ -30,12 +32,15 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import MappingProxyType
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from contract.wire import SLUG_PATTERN
+from collector.system_alerts import DROPS_QUIET_S, DropRun
+from contract.wire import SLUG_PATTERN, utc_now
 
 __all__ = ["OWN", "ROUTES", "BrokerWatch", "watch_filters"]
 
@@ -86,10 +91,12 @@ class BrokerWatch:
         provinces: Sequence[str] | None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = utc_now,
         repeat_every_s: float = REPEAT_EVERY_S,
     ) -> None:
         self.provinces = frozenset(provinces) if provinces is not None else None
         self.clock = clock
+        self.wall = wall
         self.repeat_every_s = repeat_every_s
         self.dropped = Gauge(
             "kienco_broker_dropped_messages",
@@ -106,6 +113,10 @@ class BrokerWatch:
             registry=registry,
         )
         self._drops: dict[str, _Drops] = {}
+        # Each broker's latest run of drops (UTC), for the alert: replaced whole.
+        self.runs: Mapping[str, DropRun] = MappingProxyType({})
+        # When the own broker's counts were found missing (check_heard), until they come.
+        self.unwatched_since: datetime | None = None
         self._brokers: set[str] = set()
         self._refused: set[str] = set()  # topics already warned about
         # Mosquitto 2.0 grants a subscription its ACL denies and then sends nothing:
@@ -126,6 +137,7 @@ class BrokerWatch:
             return
         if self.clock() - asked >= QUIET_AFTER_S:
             self._said_quiet = True
+            self.unwatched_since = self.wall()
             log.warning(
                 "no count from the collector's broker %.0f s after subscribing to "
                 "$SYS/broker/%s: a Mosquitto whose ACL does not let this account read it "
@@ -145,6 +157,7 @@ class BrokerWatch:
         broker, count = where
         if broker == OWN:
             self._heard_own = True
+            self.unwatched_since = None
         text = payload.decode("ascii", errors="replace").strip()
         if not text.isdigit() or len(text) > 19:
             self._refuse(topic, f"not a count: {text[:40]!r}")
@@ -175,13 +188,18 @@ class BrokerWatch:
     def _dropped(self, broker: str, value: int) -> None:
         now = self.clock()
         drops = self._drops.get(broker)
-        if drops is None:  # the first count: what it dropped before the collector looked
-            drops = self._drops[broker] = _Drops(value, unsaid=value)
+        first = drops is None  # what it dropped before the collector looked
+        if drops is None:
+            drops = self._drops[broker] = _Drops(value)
+            new = value
         elif value < drops.seen:  # restarted: counts from 0 again
-            drops.unsaid += value
+            new = value
         else:
-            drops.unsaid += value - drops.seen
+            new = value - drops.seen
         drops.seen = value
+        drops.unsaid += new
+        if new:
+            self._run(broker, new, value, before_look=first)
         if drops.unsaid and now - drops.said_at >= self.repeat_every_s:
             log.error(
                 "the %s broker dropped %d message%s (%d since it started): a client's queue "
@@ -193,6 +211,16 @@ class BrokerWatch:
                 value,
             )
             drops.unsaid, drops.said_at = 0, now
+
+    def _run(self, broker: str, new: int, total: int, *, before_look: bool) -> None:
+        """``new`` drops just seen: they extend the broker's run, or begin one."""
+        at = self.wall()
+        run = self.runs.get(broker)
+        if run is None or at - run.last_at >= timedelta(seconds=DROPS_QUIET_S):
+            run = DropRun(at, at, new, total, before_look=before_look)
+        else:
+            run = DropRun(run.first_at, at, run.dropped + new, total, run.before_look)
+        self.runs = MappingProxyType({**self.runs, broker: run})
 
     def _refuse(self, topic: str, why: str) -> None:
         if topic in self._refused or len(self._refused) >= MAX_BROKERS * 4:

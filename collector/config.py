@@ -339,6 +339,33 @@ AlertmanagerUrl = Annotated[
 ]
 
 
+class SystemAlertsConfig(_Strict):
+    """The collector's alerts about itself (collector/system_alerts.py)."""
+
+    enabled: bool = Field(
+        default=True,
+        description="alert when the collector cannot be trusted: disconnected from its broker, "
+        "a broker dropping reports, InfluxDB not taking writes, a loop dead or stuck",
+    )
+    heartbeat: bool = Field(
+        default=True,
+        description="KiencoHeartbeat fires while the collector runs; its resolved notification "
+        "says it stopped (firmware-configs/alertmanager/alertmanager.yml routes it)",
+    )
+    collector: str | None = Field(
+        default=None,
+        max_length=200,
+        description="the collector label of these alerts; null: broker.client_id",
+    )
+    broker_down_after_s: Annotated[float, Field(ge=0, le=86_400)] = Field(
+        default=60.0, description="CollectorDisconnected fires after this long unsubscribed"
+    )
+    influx_down_after_s: Annotated[float, Field(ge=0, le=86_400)] = Field(
+        default=300.0,
+        description="InfluxNotWriting fires after InfluxDB has taken no write this long",
+    )
+
+
 class AlertsConfig(_Strict):
     """Alerts to Prometheus Alertmanager (collector/alert_sender.py)."""
 
@@ -366,6 +393,7 @@ class AlertsConfig(_Strict):
     )
     timeout_s: Annotated[float, Field(gt=0, le=120)] = 5.0
     max_alerts_per_post: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    system: SystemAlertsConfig = SystemAlertsConfig()
 
     @field_validator("alertmanagers")
     @classmethod

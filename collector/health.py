@@ -17,7 +17,7 @@ from typing import Any
 from collector.connection_log import Failing
 from collector.supervision import LoopHealth
 
-__all__ = ["Health", "Problem", "assess"]
+__all__ = ["Health", "Problem", "assess", "loop_problem"]
 
 _TEXTS: dict[str, tuple[str, str]] = {
     "broker_disconnected": (
@@ -65,7 +65,8 @@ class Health:
         return not self.problems
 
 
-def _loop_problem(loop: LoopHealth) -> Problem | None:
+def loop_problem(loop: LoopHealth) -> Problem | None:
+    """What is wrong with a loop, if anything (its alert says the same)."""
     if not loop.alive:
         return Problem.of("thread_dead", thread=loop.name)
     if loop.stuck and loop.periodic:
@@ -100,7 +101,7 @@ def assess(
         problems.append(Problem.of("broker_disconnected"))
     if influx_down:
         problems.append(Problem.of("influx_unreachable", spooled=spooled_batches))
-    problems += [p for p in map(_loop_problem, loops) if p is not None]
+    problems += [p for p in map(loop_problem, loops) if p is not None]
     body: dict[str, Any] = {
         "ok": not problems,
         "problems": [

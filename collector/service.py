@@ -65,6 +65,7 @@ from collector.state import SiteStates
 from collector.state_store import open_and_restore
 from collector.summaries import Summaries
 from collector.supervision import Loop, Supervisor
+from collector.system_watch import Sources, SystemWatch
 from collector.web.ports import AreaLevel, Desks
 from collector.web.serve import make_api
 from collector.whatif_route import WhatIfQuery
@@ -220,6 +221,19 @@ class Collector:
         self.api: Api | None = None
         self.alerts: AlertSender | None = None
         if config.alerts is not None:
+            own = config.alerts.system
+            itself = SystemWatch(
+                own.collector or config.broker.client_id,
+                own,
+                Sources(
+                    connected=self._connected.is_set,
+                    failing=lambda: self.connection_log.failing,  # replaced whole by paho's
+                    influx_down=lambda: self.writer.influx_down,
+                    loops=self.supervisor.health,
+                    brokers=self.broker_watch,
+                ),
+                started_at=clock(),
+            )
             self.alerts = AlertSender(
                 config.alerts,
                 verdicts=self.verdicts,
@@ -233,6 +247,7 @@ class Collector:
                 data_dir=data,
                 clock=clock,
                 listening=self._connected.is_set,
+                system=itself.alerts if own.enabled else None,
             )
 
     def _make_loops(self) -> dict[str, Loop]:

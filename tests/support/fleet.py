@@ -111,10 +111,13 @@ def send_all(collector: Collector, messages: Iterable[Meta | Report]) -> None:
 
 
 def by_site(alerts: Iterable[Mapping[str, object]]) -> dict[tuple[str, str], dict[str, str]]:
-    """Alertmanager's alerts keyed by (site, alertname): their labels."""
+    """Alertmanager's sites' alerts keyed by (site, alertname): their labels (the
+    collectors' alerts about themselves, which name no site, are left out)."""
     found: dict[tuple[str, str], dict[str, str]] = {}
     for alert in alerts:
         labels = alert["labels"]
         assert isinstance(labels, dict)
+        if "site" not in labels:
+            continue
         found[(labels["site"], labels["alertname"])] = labels
     return found
