@@ -205,6 +205,7 @@ class Trouble:
     text_vi: str
     text_en: str
     since: datetime
+    last_error: str | None = None  # may quote text from the field: one_line'd here
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,11 +305,16 @@ def system_alerts(
     if influx is not None and now - influx >= timedelta(seconds=influx_down_after_s):
         alerts.append(_alert(view, "InfluxNotWriting", influx))
     for trouble in view.threads:
+        error = one_line(trouble.last_error or "")[:MAX_CAUSE_CHARS]
+        more = ((f"lỗi gần nhất: {error}",), (f"last error: {error}",)) if error else ((), ())
         alerts.append(
             _alert(
                 view,
                 "CollectorThreadFailing",
                 trouble.since,
+                more=((f"lỗi gần nhất: {error}",), (f"last error: {error}",))
+                if error
+                else ((), ()),
                 thread=trouble.thread,
                 problem_vi=trouble.text_vi,
                 problem_en=trouble.text_en,

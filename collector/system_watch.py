@@ -63,7 +63,9 @@ class SystemWatch:
             problem = loop_problem(loop)
             since = self._lasting("thread:" + loop.name, problem is not None, now)
             if problem is not None and since is not None:
-                threads.append(Trouble(loop.name, problem.text_vi, problem.text_en, since))
+                threads.append(
+                    Trouble(loop.name, problem.text_vi, problem.text_en, since, loop.last_error)
+                )
         return SystemView(
             collector=self.name,
             started_at=self.started_at,
