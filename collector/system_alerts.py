@@ -312,9 +312,7 @@ def system_alerts(
                 view,
                 "CollectorThreadFailing",
                 trouble.since,
-                more=((f"lỗi gần nhất: {error}",), (f"last error: {error}",))
-                if error
-                else ((), ()),
+                more=more,
                 thread=trouble.thread,
                 problem_vi=trouble.text_vi,
                 problem_en=trouble.text_en,
