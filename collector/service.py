@@ -231,6 +231,7 @@ class Collector:
                     influx_down=lambda: self.writer.influx_down,
                     loops=self.supervisor.health,
                     brokers=self.broker_watch,
+                    stopping=self._stopping.is_set,
                 ),
                 started_at=clock(),
             )
@@ -350,8 +351,6 @@ class Collector:
         self._writer_thread.start()
         if self._saver_thread is not None:
             self._saver_thread.start()
-        if self.alerts is not None:
-            self.alerts.start()
         broker = self.config.broker
         properties = None
         if broker.protocol == 5:
@@ -367,6 +366,8 @@ class Collector:
             properties=properties,
         )
         self.client.loop_start()
+        if self.alerts is not None:  # last: every loop it watches runs (system_alerts)
+            self.alerts.start()
 
     def wait_connected(self, timeout_s: float = 10.0) -> bool:
         return self._connected.wait(timeout_s)

@@ -32,6 +32,7 @@ class Sources:
     influx_down: Callable[[], bool]
     loops: Callable[[], list[LoopHealth]]
     brokers: BrokerWatch
+    stopping: Callable[[], bool]  # a clean stop: its loops end, its connection closes
 
 
 class SystemWatch:
@@ -79,6 +80,11 @@ class SystemWatch:
         )
 
     def alerts(self, now: datetime) -> list[SystemAlert]:
+        """What should fire now; nothing once the collector stops (its loops ending and its
+        connection closing are no trouble, and the heartbeat ends: it stopped)."""
+        if self.sources.stopping():
+            self._since.clear()
+            return []
         config = self.config
         return system_alerts(
             self.view(now),

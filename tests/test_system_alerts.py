@@ -197,6 +197,7 @@ class Box:
         self.loops: list[LoopHealth] = []
         self.brokers = BrokerWatch(CollectorRegistry(), None, wall=lambda: self.now)
         self.now = T0
+        self.stopping = False
 
     def watch(self, **config: object) -> SystemWatch:
         sources = Sources(
@@ -205,6 +206,7 @@ class Box:
             influx_down=lambda: self.influx_down,
             loops=lambda: self.loops,
             brokers=self.brokers,
+            stopping=lambda: self.stopping,
         )
         return SystemWatch("a1", SystemAlertsConfig.model_validate(config), sources, T0)
 
@@ -315,3 +317,17 @@ def test_the_shipped_alerts_config_turns_them_on() -> None:
     )
     assert config.system == SystemAlertsConfig()
     assert config.system.enabled and config.system.heartbeat
+
+
+def test_a_clean_stop_is_no_trouble_and_ends_the_heartbeat() -> None:
+    box = Box()
+    watch = box.watch(broker_down_after_s=0)
+    box.connected = False
+    box.loops = [LoopHealth("writer", False, False, 3.0, 0.0, 0, None)]
+    assert names(watch.alerts(T0)) == {
+        "KiencoHeartbeat",
+        "CollectorDisconnected",
+        "CollectorThreadFailing",
+    }
+    box.stopping = True  # its loops end and its connection closes, on purpose
+    assert watch.alerts(T0) == []

@@ -1,0 +1,216 @@
+"""The collector's alerts about itself, end to end on the real things: a collector, a
+Mosquitto of its own, and Prometheus Alertmanager with the shipped config, whose receivers
+post to a webhook here.
+
+The heartbeat goes alone to its receiver, and its resolved notification comes when the
+collector stops; a collector cut from its broker pages the NOC with the cause and the fix,
+and the page resolves when the broker is back; a broker dropping what it queued for a
+subscriber that fell behind pages with the count.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from collector.config import CollectorConfig
+from collector.service import Collector
+from tests.support.alertmanager import AlertmanagerServer, Notification, Webhook
+from tests.support.mosquitto import Broker
+
+EXTERNAL = "https://noc.example.vn/kienco"
+
+
+def wait_until(check: Callable[[], Any], timeout_s: float = 30) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached in {timeout_s} s; last: {found!r}")
+        time.sleep(0.1)
+
+
+def active(alertmanager: AlertmanagerServer, name: str) -> list[dict[str, Any]]:
+    return [a for a in alertmanager.alerts() if a["labels"]["alertname"] == name]
+
+
+def noted(webhook: Webhook, receiver: str, name: str, status: str) -> list[Notification]:
+    return webhook.notifications(
+        receiver,
+        where=lambda n: (
+            n.status == status and any(a["labels"]["alertname"] == name for a in n.alerts)
+        ),
+    )
+
+
+@pytest.fixture
+def start_collector(
+    tmp_path: Path, alertmanager: AlertmanagerServer
+) -> Iterator[Callable[..., Collector]]:
+    running: list[Collector] = []
+
+    def start(broker: Broker, name: str, **alerts: Any) -> Collector:
+        config = CollectorConfig.model_validate(
+            {
+                "broker": {
+                    "url": broker.url,
+                    "username": None,
+                    "client_id": f"c-{name}",
+                    "topic_filter": "kienco/v1/#",
+                },
+                "influx": None,
+                "data_dir": str(tmp_path / name),
+                "http": {"port": 0},
+                "alerts": {
+                    "alertmanagers": [alertmanager.url],
+                    "external_url": EXTERNAL,
+                    "batch_delay_s": 0.1,
+                    **alerts,
+                },
+            }
+        )
+        collector = Collector(config)
+        collector.start()
+        assert collector.wait_connected(10)
+        running.append(collector)
+        return collector
+
+    yield start
+    for collector in running:
+        if collector.alerts is not None and collector.alerts._thread.is_alive():
+            collector.stop()
+
+
+def test_the_heartbeat_goes_alone_to_its_receiver_and_its_end_says_the_collector_stopped(
+    fresh_broker: Broker,
+    alertmanager: AlertmanagerServer,
+    webhook: Webhook,
+    start_collector: Callable[..., Collector],
+) -> None:
+    collector = start_collector(fresh_broker, "beat", resend_s=1)
+    [beat] = wait_until(lambda: active(alertmanager, "KiencoHeartbeat"))
+    assert beat["labels"] == {
+        "alertname": "KiencoHeartbeat",
+        "severity": "info",
+        "cause": "system",
+        "collector": "c-beat",
+    }
+    assert beat["annotations"]["site_url"] == f"{EXTERNAL}/healthz"
+    assert (
+        "When this alert ends (resolved), the collector has stopped"
+        in (beat["annotations"]["summary_en"])
+    )
+    wait_until(lambda: noted(webhook, "kienco-heartbeat", "KiencoHeartbeat", "firing"))
+    collector.stop()
+    stopped = time.monotonic()
+    [note] = wait_until(lambda: noted(webhook, "kienco-heartbeat", "KiencoHeartbeat", "resolved"))
+    # It ends 4 resends (4 s) after the last refresh; Alertmanager flushes within a second.
+    assert note.at - stopped < 10
+    assert note.alerts[0]["labels"]["collector"] == "c-beat"
+    paged = [a for n in webhook.notifications("noc") for a in n.alerts]
+    assert not paged, paged  # neither the heartbeat nor the clean stop pages the NOC
+
+
+def test_a_collector_cut_from_its_broker_pages_the_noc_with_why_and_clears_when_it_is_back(
+    fresh_broker: Broker,
+    alertmanager: AlertmanagerServer,
+    webhook: Webhook,
+    start_collector: Callable[..., Collector],
+) -> None:
+    start_collector(fresh_broker, "cut", system={"broker_down_after_s": 2, "heartbeat": False})
+    fresh_broker.stop()
+    cut_at = datetime.now(UTC)
+    [alert] = wait_until(lambda: active(alertmanager, "CollectorDisconnected"))
+    assert alert["labels"] == {
+        "alertname": "CollectorDisconnected",
+        "severity": "critical",
+        "cause": "system",
+        "collector": "c-cut",
+    }
+    notes = alert["annotations"]
+    assert "disconnected from its MQTT broker since" in notes["summary_en"]
+    assert "mất kết nối tới broker MQTT" in notes["summary"]
+    assert "cause: cannot connect: [Errno 111] Connection refused" in notes["description_en"]
+    assert (
+        "fix: check the broker runs and listens on broker.url's port" in (notes["description_en"])
+    )
+    started = datetime.fromisoformat(alert["startsAt"].replace("Z", "+00:00"))
+    assert abs((started - cut_at).total_seconds()) < 3  # when it was cut, not when it paged
+    wait_until(lambda: noted(webhook, "noc", "CollectorDisconnected", "firing"))
+    fresh_broker.start()
+    wait_until(lambda: not active(alertmanager, "CollectorDisconnected"))
+    wait_until(lambda: noted(webhook, "noc", "CollectorDisconnected", "resolved"))
+
+
+@pytest.fixture
+def small_queue_broker(tmp_path: Path) -> Iterator[Broker]:
+    """Anonymous, the shipped tuning, its queue per client cut to 5, $SYS every second."""
+    broker = Broker(
+        tmp_path / "small-queue", settings={"max_queued_messages": "5", "sys_interval": "1"}
+    )
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def _client(broker: Broker, client_id: str) -> mqtt.Client:
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        clean_session=False,
+        protocol=mqtt.MQTTv311,
+    )
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    return client
+
+
+def test_a_broker_dropping_a_laggard_s_reports_pages_with_how_many(
+    small_queue_broker: Broker,
+    alertmanager: AlertmanagerServer,
+    webhook: Webhook,
+    start_collector: Callable[..., Collector],
+) -> None:
+    """Another shard's session, its collector down: the broker queues 5 for it and drops
+    the rest, while this collector watches."""
+    laggard = _client(small_queue_broker, "laggard")
+    subscribed = threading.Event()
+    laggard.on_subscribe = lambda *_: subscribed.set()
+    laggard.subscribe("kienco/v1/#", qos=1)
+    assert subscribed.wait(5)
+    laggard.disconnect()
+    laggard.loop_stop()
+    collector = start_collector(small_queue_broker, "watching", system={"heartbeat": False})
+    registry = collector.metrics.registry
+    wait_until(
+        lambda: registry.get_sample_value("kienco_broker_dropped_messages", {"broker": "own"}) == 0
+    )
+    publisher = _client(small_queue_broker, "hp-bts-001")
+    for _ in range(20):
+        publisher.publish("kienco/v1/hp/hp-bts-001/event", b"{}", qos=1).wait_for_publish(5)
+    publisher.disconnect()
+    publisher.loop_stop()
+    [alert] = wait_until(lambda: active(alertmanager, "BrokerDroppedReports"))
+    assert alert["labels"] == {
+        "alertname": "BrokerDroppedReports",
+        "severity": "critical",
+        "cause": "system",
+        "collector": "c-watching",
+        "broker": "own",
+    }
+    dropped = registry.get_sample_value("kienco_broker_dropped_messages", {"broker": "own"})
+    assert dropped is not None and 13 <= dropped <= 15  # 20 sent, 5 queued (+ in flight)
+    summary = alert["annotations"]["summary_en"]
+    assert summary.startswith("the collector's broker dropped ")
+    assert "what it drops is lost for good" in summary
+    wait_until(lambda: noted(webhook, "noc", "BrokerDroppedReports", "firing"))
