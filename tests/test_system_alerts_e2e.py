@@ -5,7 +5,8 @@ post to a webhook here.
 The heartbeat goes alone to its receiver, and its resolved notification comes when the
 collector stops; a collector cut from its broker pages the NOC with the cause and the fix,
 and the page resolves when the broker is back; a broker dropping what it queued for a
-subscriber that fell behind pages with the count.
+subscriber that fell behind pages with the count; an InfluxDB out of reach pages as not
+taking writes, and the page resolves when it is reachable again.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from collector.config import CollectorConfig
 from collector.service import Collector
 from tests.support.alertmanager import AlertmanagerServer, Notification, Webhook
+from tests.support.influx import InfluxServer
 from tests.support.mosquitto import Broker
+from tests.support.relay import Relay
 
 EXTERNAL = "https://noc.example.vn/kienco"
 
@@ -59,7 +62,9 @@ def start_collector(
 ) -> Iterator[Callable[..., Collector]]:
     running: list[Collector] = []
 
-    def start(broker: Broker, name: str, **alerts: Any) -> Collector:
+    def start(
+        broker: Broker, name: str, influx: dict[str, str] | None = None, **alerts: Any
+    ) -> Collector:
         config = CollectorConfig.model_validate(
             {
                 "broker": {
@@ -68,7 +73,7 @@ def start_collector(
                     "client_id": f"c-{name}",
                     "topic_filter": "kienco/v1/#",
                 },
-                "influx": None,
+                "influx": influx,
                 "data_dir": str(tmp_path / name),
                 "http": {"port": 0},
                 "alerts": {
@@ -214,3 +219,36 @@ def test_a_broker_dropping_a_laggard_s_reports_pages_with_how_many(
     assert summary.startswith("the collector's broker dropped ")
     assert "what it drops is lost for good" in summary
     wait_until(lambda: noted(webhook, "noc", "BrokerDroppedReports", "firing"))
+
+
+def test_an_influxdb_out_of_reach_pages_as_not_taking_writes_and_clears_when_back(
+    fresh_broker: Broker,
+    influxdb: InfluxServer,
+    influx_db: str,
+    alertmanager: AlertmanagerServer,
+    start_collector: Callable[..., Collector],
+) -> None:
+    link = Relay(int(influxdb.url.rsplit(":", 1)[1]))  # the network path to InfluxDB
+    try:
+        influx = {"url": f"http://127.0.0.1:{link.port}", "database": influx_db}
+        collector = start_collector(
+            fresh_broker,
+            "history",
+            influx=influx,
+            system={"influx_down_after_s": 1, "heartbeat": False},
+        )
+        link.cut()
+        [alert] = wait_until(lambda: active(alertmanager, "InfluxNotWriting"))
+        assert alert["labels"] == {
+            "alertname": "InfluxNotWriting",
+            "severity": "warning",
+            "cause": "system",
+            "collector": "c-history",
+        }
+        assert "InfluxDB has not taken a write since" in alert["annotations"]["summary_en"]
+        assert "nothing is lost" in alert["annotations"]["summary_en"]
+        assert not collector.health().ok
+        link.restore()
+        wait_until(lambda: not active(alertmanager, "InfluxNotWriting"))
+    finally:
+        link.close()
