@@ -362,6 +362,17 @@ def test_the_policy_default_is_the_shipped_one() -> None:
             'alerts: {alertmanagers: ["http://a:9093"], external_url: "http://x", resend_s: 0}',
             "alerts.resend_s: Input should be greater than 0 (got 0). Fix: use a larger value",
         ),
+        (
+            'alerts: {alertmanagers: ["http://a:9093"], external_url: "http://x", '
+            "system: {broker_down_after_s: -5}}",
+            "alerts.system.broker_down_after_s: Input should be greater than or equal to 0 "
+            "(got -5)",
+        ),
+        (
+            'alerts: {alertmanagers: ["http://a:9093"], external_url: "http://x", '
+            "system: {heartbeet: false}}",
+            "alerts.system.heartbeet: Extra inputs are not permitted",
+        ),
     ],
 )
 def test_a_bad_alerts_config_names_key_value_and_fix(text: str, expected: str) -> None:
@@ -380,3 +391,5 @@ def test_the_shipped_collector_config_takes_its_alerts_block() -> None:
     assert config.alerts.alertmanagers == ("http://127.0.0.1:9093",)
     links = SiteLinks(config.alerts.external_url, config.alerts.site_path)
     assert links.site_url("hp-bts-1") == "https://noc.example.vn/kienco/sites/hp-bts-1"
+    assert config.alerts.system.collector == "kienco-collector-1"
+    assert config.alerts.system.broker_down_after_s == 60
