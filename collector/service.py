@@ -122,7 +122,7 @@ class Collector:
         self.clock = clock
         self.metrics = CollectorMetrics()
         # The brokers' dropped and stored messages (collector/broker_watch.py).
-        self.broker_watch = BrokerWatch(self.metrics.registry, config.provinces)
+        self.broker_watch = BrokerWatch(self.metrics.registry, config.provinces, wall=clock)
         self._watch_mid: int | None = None
         self._accepted: dict[str, Counter] = {}  # kienco_messages_accepted by kind
         self.gc_pauses = GcPauses(self.metrics.registry)  # /metrics: kienco_gc_pause_*
