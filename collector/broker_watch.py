@@ -22,25 +22,32 @@ logs an error when a broker's drops grow: at once for the first, then at most on
 minute per broker with what was dropped meanwhile. Labels come only from the collector's
 own provinces (or, with none configured, from topics whose level is a slug, as the wire's
 province ids are, at most :data:`MAX_BROKERS` of them): a message cannot make up a
-label. ``observe`` is called from paho's thread only; what other threads read —
+label. The drop counts last read are kept in ``saved`` (``data_dir/broker_counts.json``):
+a collector started again counts, at its first look, only what a broker dropped while it
+was away — not, once more, everything since the broker started (a broker whose count went
+down restarted meanwhile: all of its count is new). ``observe`` is called from paho's
+thread only; what other threads read —
 ``runs`` (each broker's run of drops, for the ``BrokerDroppedReports`` alert) and
 ``unwatched_since`` — is replaced whole, never changed in place.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from types import MappingProxyType
 
 from prometheus_client import CollectorRegistry, Gauge
 
 from collector.system_alerts import DROPS_QUIET_S, DropRun
 from contract.wire import SLUG_PATTERN, utc_now
+from plumbing.atomic_file import replace_file
 
 __all__ = ["OWN", "ROUTES", "BrokerWatch", "watch_filters"]
 
@@ -93,6 +100,7 @@ class BrokerWatch:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = utc_now,
         repeat_every_s: float = REPEAT_EVERY_S,
+        saved: Path | None = None,
     ) -> None:
         self.provinces = frozenset(provinces) if provinces is not None else None
         self.clock = clock
@@ -113,6 +121,9 @@ class BrokerWatch:
             registry=registry,
         )
         self._drops: dict[str, _Drops] = {}
+        self._saved_path = saved
+        self._saved = _load_counts(saved) if saved is not None else {}
+        self._save_failed = False
         # Each broker's latest run of drops (UTC), for the alert: replaced whole.
         self.runs: Mapping[str, DropRun] = MappingProxyType({})
         # When the own broker's counts were found missing (check_heard), until they come.
@@ -191,7 +202,8 @@ class BrokerWatch:
         first = drops is None  # what it dropped before the collector looked
         if drops is None:
             drops = self._drops[broker] = _Drops(value)
-            new = value
+            before = self._saved.get(broker)  # as an earlier run of the collector read it
+            new = value - before if before is not None and value >= before else value
         elif value < drops.seen:  # restarted: counts from 0 again
             new = value
         else:
@@ -200,6 +212,8 @@ class BrokerWatch:
         drops.unsaid += new
         if new:
             self._run(broker, new, value, before_look=first)
+        if self._saved.get(broker) != value:
+            self._save(broker, value)
         if drops.unsaid and now - drops.said_at >= self.repeat_every_s:
             log.error(
                 "the %s broker dropped %d message%s (%d since it started): a client's queue "
@@ -222,8 +236,46 @@ class BrokerWatch:
             run = DropRun(run.first_at, at, run.dropped + new, total, run.before_look)
         self.runs = MappingProxyType({**self.runs, broker: run})
 
+    def _save(self, broker: str, value: int) -> None:
+        """Keep the count read (it changes only when the broker drops, or restarts)."""
+        self._saved[broker] = value
+        if self._saved_path is None:
+            return
+        try:
+            replace_file(self._saved_path, json.dumps(self._saved).encode(), mode=0o644)
+        except OSError as exc:
+            if not self._save_failed:  # said once: the counts stay in memory
+                self._save_failed = True
+                log.warning(
+                    "cannot keep the brokers' drop counts in %s (%s): a restarted collector "
+                    "will take every drop since a broker started as new",
+                    self._saved_path,
+                    exc,
+                )
+        else:
+            self._save_failed = False
+
     def _refuse(self, topic: str, why: str) -> None:
         if topic in self._refused or len(self._refused) >= MAX_BROKERS * 4:
             return
         self._refused.add(topic)
         log.warning("ignored a broker count on %r: %s", topic[:200], why)
+
+
+def _load_counts(path: Path) -> dict[str, int]:
+    """The counts an earlier run kept; a file missing or not ours is an empty start."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        log.warning("ignored %s (%s): drops are counted from the brokers' start", path, exc)
+        return {}
+    if not isinstance(data, dict):
+        log.warning("ignored %s: not an object of counts", path)
+        return {}
+    return {
+        broker: count
+        for broker, count in data.items()
+        if (broker == OWN or _province_code(broker)) and type(count) is int and 0 <= count < 2**63
+    }

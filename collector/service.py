@@ -121,8 +121,6 @@ class Collector:
         self.config = config
         self.clock = clock
         self.metrics = CollectorMetrics()
-        # The brokers' dropped and stored messages (collector/broker_watch.py).
-        self.broker_watch = BrokerWatch(self.metrics.registry, config.provinces, wall=clock)
         self._watch_mid: int | None = None
         self._accepted: dict[str, Counter] = {}  # kienco_messages_accepted by kind
         self.gc_pauses = GcPauses(self.metrics.registry)  # /metrics: kienco_gc_pause_*
@@ -133,6 +131,10 @@ class Collector:
         self.policy = policy or load_policy(config.policy)
         data = config.data_dir
         data.mkdir(parents=True, exist_ok=True)
+        # The brokers' dropped and stored messages (collector/broker_watch.py).
+        self.broker_watch = BrokerWatch(
+            self.metrics.registry, config.provinces, wall=clock, saved=data / "broker_counts.json"
+        )
         self.risk = RiskLevels(data / "risk.sqlite")
         self.risk_of: RiskLevelOf = risk_level or self.risk.level
         self.inventory = load_inventory(config.inventory) if config.inventory else Inventory(())

@@ -106,11 +106,11 @@ _TEXTS: Mapping[str, tuple[str, str]] = MappingProxyType(
             "a client's queue is full (max_queued_messages); what it drops is lost for good",
         ),
         "BrokerDroppedBeforeLook": (
-            "{broker_vi} đã bỏ {total} tin kể từ khi khởi động, một phần hay tất cả trước "
-            "khi collector bắt đầu theo dõi lúc {since}: hàng đợi của một client đã đầy "
+            "{broker_vi} đã bỏ {dropped} tin khi collector không theo dõi (thấy lúc {since}; "
+            "{total} từ khi broker khởi động): hàng đợi của một client đã đầy "
             "(max_queued_messages); tin bị bỏ là mất hẳn",
-            "{broker_en} has dropped {total} messages since it started, some or all before "
-            "this collector began watching at {since}: a client's queue was full "
+            "{broker_en} dropped {dropped} messages while this collector was not watching "
+            "(found at {since}; {total} since the broker started): a client's queue was full "
             "(max_queued_messages); what it drops is lost for good",
         ),
         "BrokerDropsUnwatched": (

@@ -178,8 +178,8 @@ def test_drops_say_how_many_and_whose_broker() -> None:
     assert own.summary_vi.startswith("broker của collector đã bỏ 7 tin")
     # What the collector found at its first look may be older than it: it says so.
     assert hp.summary_en.startswith(
-        "the hp provincial broker has dropped 40 messages since it started, some or all "
-        "before this collector began watching at 10:00"
+        "the hp provincial broker dropped 12 messages while this collector was not watching "
+        "(found at 10:00 07/09; 40 since the broker started)"
     )
     assert hp.started_at == T0
 
@@ -331,3 +331,49 @@ def test_a_clean_stop_is_no_trouble_and_ends_the_heartbeat() -> None:
     }
     box.stopping = True  # its loops end and its connection closes, on purpose
     assert watch.alerts(T0) == []
+
+
+def test_a_restarted_collector_counts_only_what_was_dropped_while_it_was_away(
+    tmp_path: Path,
+) -> None:
+    """Without the kept counts, every restart would page again for drops of days ago."""
+    saved, topic = tmp_path / "broker_counts.json", "kienco/brokers/hp/publish/messages/dropped"
+
+    def run() -> BrokerWatch:
+        return BrokerWatch(CollectorRegistry(), ["hp"], wall=lambda: T0, saved=saved)
+
+    first = run()
+    first.observe(topic, b"12")  # dropped before anyone looked: said once
+    assert first.runs["hp"] == DropRun(T0, T0, 12, 12, before_look=True)
+    same = run()  # restarted, nothing dropped meanwhile: no run, no page
+    same.observe(topic, b"12")
+    assert same.runs == {}
+    away = run()
+    away.observe(topic, b"15")  # 3 dropped while the collector was away
+    assert away.runs["hp"] == DropRun(T0, T0, 3, 15, before_look=True)
+    rebooted = run()
+    rebooted.observe(topic, b"2")  # the broker restarted meanwhile: its 2 are new
+    assert rebooted.runs["hp"] == DropRun(T0, T0, 2, 2, before_look=True)
+
+
+@pytest.mark.parametrize(
+    "text", ["not json", "[1, 2]", '{"hp": "12"}', '{"hp\n": 5, "own": -1, "qn": 1e30}']
+)
+def test_kept_counts_not_ours_are_an_empty_start(tmp_path: Path, text: str) -> None:
+    saved = tmp_path / "broker_counts.json"
+    saved.write_text(text)
+    watch = BrokerWatch(CollectorRegistry(), None, wall=lambda: T0, saved=saved)
+    watch.observe("kienco/brokers/hp/publish/messages/dropped", b"7")
+    assert watch.runs["hp"].dropped == 7  # all of it: nothing trusted from the file
+
+
+def test_a_folder_the_counts_cannot_be_kept_in_is_said_and_changes_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    saved = tmp_path / "missing-folder" / "broker_counts.json"
+    watch = BrokerWatch(CollectorRegistry(), None, wall=lambda: T0, saved=saved)
+    watch.observe("$SYS/broker/publish/messages/dropped", b"4")
+    watch.observe("$SYS/broker/publish/messages/dropped", b"5")
+    said = [r.message for r in caplog.records if "cannot keep" in r.message]
+    assert len(said) == 1
+    assert watch.runs[OWN].dropped == 5
