@@ -34,19 +34,33 @@ from tests.support.mosquitto import Broker
 from tests.support.subscriber import Subscriber
 from tests.test_rules_support import link, on_battery, two_paths, ups
 
-T0 = datetime.now(UTC).replace(microsecond=0)
 P = "rs"
 
 
 class Clock:
-    def __init__(self) -> None:
-        self.now = T0
+    """The collector's clock, standing at ``t0`` until the test moves it."""
+
+    def __init__(self, t0: datetime) -> None:
+        self.t0 = t0
+        self.now = t0
 
     def __call__(self) -> datetime:
         return self.now
 
     def at(self, seconds: float) -> None:
-        self.now = T0 + timedelta(seconds=seconds)
+        self.now = self.t0 + timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def t0() -> datetime:
+    """Now, when the test starts, not when the file is imported: the whole suite takes
+    minutes to reach this file, and its reports must be of the time the test runs."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture
+def clock(t0: datetime) -> Clock:
+    return Clock(t0)
 
 
 def wait(predicate: Callable[[], bool], what: str, timeout_s: float = 15) -> None:
@@ -60,8 +74,9 @@ def wait(predicate: Callable[[], bool], what: str, timeout_s: float = 15) -> Non
 class Sites:
     """Publishes as the sites' agents would, through the real broker."""
 
-    def __init__(self, broker: Broker, province: str = P) -> None:
+    def __init__(self, broker: Broker, t0: datetime, province: str = P) -> None:
         self.province = province
+        self.t0 = t0  # what ``at`` counts from
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5
         )
@@ -87,7 +102,7 @@ class Sites:
             name=f"Trạm {site}",
             interval_s=60,
             agent_version="t",
-            at=T0 + timedelta(seconds=at),
+            at=self.t0 + timedelta(seconds=at),
         )
         self.send(site, "meta", meta.model_dump_json().encode(), retain=True)
 
@@ -103,7 +118,7 @@ class Sites:
             site=site,
             province=self.province,
             seq=self.seq,
-            taken_at=T0 + timedelta(seconds=at),
+            taken_at=self.t0 + timedelta(seconds=at),
             interval_s=60,
             power=power or (ups(),),
             links=links or two_paths(),
@@ -179,17 +194,16 @@ def live_statuses(sub: Subscriber, since: int) -> list[str]:
 
 
 def test_a_restart_in_a_storm_changes_no_verdict(
-    mosquitto: Broker, make_collector: Callable[..., Collector]
+    mosquitto: Broker, make_collector: Callable[..., Collector], clock: Clock, t0: datetime
 ) -> None:
-    clock = Clock()
     watcher = Subscriber(mosquitto.port, f"kienco/v1/{P}/+/status", client_id="restart-watch")
-    sites = Sites(mosquitto)
+    sites = Sites(mosquitto, t0)
     first = make_collector(clock)
     first.start()
     assert first.wait_connected(10)
     sites.collector = first
     try:
-        # 45 s before T0: two sites report once (stale at T0+135.5, while the collector is down).
+        # 45 s before t0: two sites report once (stale at t0+135.5, while the collector is down).
         clock.at(-45)
         for site in ("rs-gone", "rs-talks"):
             sites.meta(site, -45)
@@ -198,17 +212,17 @@ def test_a_restart_in_a_storm_changes_no_verdict(
         for site in ("rs-batt", "rs-held", "rs-ok", "rs-silent", "rs-off"):
             sites.meta(site, 0)
         sites.report("rs-ok", 0)
-        sites.report("rs-silent", 0)  # its only report: stale at T0+180.5
+        sites.report("rs-silent", 0)  # its only report: stale at t0+180.5
         sites.report("rs-held", 0)
         sites.report("rs-off", 0)
-        state = State(site="rs-off", province=P, state="offline", at=T0)
+        state = State(site="rs-off", province=P, state="offline", at=t0)
         sites.send("rs-off", "state", state.model_dump_json().encode(), retain=True)
         for n, at in enumerate((0, 60, 120)):  # on battery: a discharge history to keep
             clock.at(at)
             sites.report("rs-batt", at, power=(on_battery(battery_charge_pct=90.0 - 10 * n),))
             if at:
                 sites.report("rs-ok", at)
-        # One path lost at T0+120: degraded, once it has held 60 s (T0+180).
+        # One path lost at t0+120: degraded, once it has held 60 s (t0+180).
         sites.report("rs-held", 120, links=(link("fo1", "fibre", "duct-a"), link("mw1", up=False)))
         clock.at(130)
         wait(lambda: first.verdicts.get("rs-listed") is not None, "the listed site judged")
@@ -244,7 +258,7 @@ def test_a_restart_in_a_storm_changes_no_verdict(
         wait(
             lambda: (
                 (s := second.states.get("rs-talks")) is not None
-                and s.last_report_at == T0 + timedelta(seconds=140)
+                and s.last_report_at == t0 + timedelta(seconds=140)
             ),
             "the report sent while the collector was down",
         )
@@ -290,7 +304,11 @@ def test_a_restart_in_a_storm_changes_no_verdict(
 
 
 def test_a_site_back_on_mains_across_a_restart_leaves_the_attention_list(
-    mosquitto: Broker, influxdb: InfluxServer, make_collector: Callable[..., Collector]
+    mosquitto: Broker,
+    influxdb: InfluxServer,
+    make_collector: Callable[..., Collector],
+    clock: Clock,
+    t0: datetime,
 ) -> None:
     """On battery at the last ``attention`` slot before the stop, back on mains (its hold
     ended) by the first slot after: that slot writes its point without ``listed``, so the
@@ -309,9 +327,8 @@ def test_a_site_back_on_mains_across_a_restart_leaves_the_attention_list(
         assert slot is not None
         return slot
 
-    minute = 60 - T0.second  # T0 + minute starts a slot
-    clock = Clock()
-    sites = Sites(mosquitto, "ra")  # a province of its own: no retained messages of others
+    minute = 60 - t0.second  # t0 + minute starts a slot
+    sites = Sites(mosquitto, t0, "ra")  # a province of its own: no retained messages of others
     first = make_collector(clock, "ra", influx=influx, restore_grace_s=0)
     first.start()
     assert first.wait_connected(10)
@@ -355,11 +372,10 @@ def test_a_site_back_on_mains_across_a_restart_leaves_the_attention_list(
 
 
 def test_without_a_saved_state_a_restart_forgets_every_site(
-    mosquitto: Broker, make_collector: Callable[..., Collector]
+    mosquitto: Broker, make_collector: Callable[..., Collector], clock: Clock, t0: datetime
 ) -> None:
     """The control: what the saved state prevents."""
-    clock = Clock()
-    sites = Sites(mosquitto)
+    sites = Sites(mosquitto, t0)
     first = make_collector(clock, persist=False)
     first.start()
     assert first.wait_connected(10)
@@ -374,12 +390,12 @@ def test_without_a_saved_state_a_restart_forgets_every_site(
 
 
 def test_an_unreadable_state_file_is_set_aside_and_the_collector_starts(
-    tmp_path: Path, make_collector: Callable[..., Collector]
+    tmp_path: Path, make_collector: Callable[..., Collector], clock: Clock
 ) -> None:
     state = tmp_path / "collector" / "state.sqlite"
     state.parent.mkdir(parents=True)
     state.write_bytes(b"not a database, " * 1000)
-    collector = make_collector(Clock())
+    collector = make_collector(clock)
     assert collector.saved_state is not None
     assert collector.saved_state.set_aside._value.get() == 1
     aside = [p.name for p in state.parent.iterdir() if ".unreadable-" in p.name]
@@ -389,10 +405,13 @@ def test_an_unreadable_state_file_is_set_aside_and_the_collector_starts(
 
 
 def test_a_row_this_version_cannot_read_is_skipped_the_others_restored(
-    tmp_path: Path, mosquitto: Broker, make_collector: Callable[..., Collector]
+    tmp_path: Path,
+    mosquitto: Broker,
+    make_collector: Callable[..., Collector],
+    clock: Clock,
+    t0: datetime,
 ) -> None:
-    clock = Clock()
-    sites = Sites(mosquitto, "rt")  # a province of its own: no retained messages of others
+    sites = Sites(mosquitto, t0, "rt")  # a province of its own: no retained messages of others
     first = make_collector(clock, "rt")
     first.start()
     assert first.wait_connected(10)
@@ -412,6 +431,6 @@ def test_a_row_this_version_cannot_read_is_skipped_the_others_restored(
     assert second.saved_state is not None
     assert second.states.get("rt-a") is None and second.states.get("rt-b") is None
     restored = second.states.get("rt-c")
-    assert restored is not None and restored.last_report_at == T0
+    assert restored is not None and restored.last_report_at == t0
     assert second.verdicts.get("rt-c") == first.verdicts.get("rt-c")
     assert second.saved_state.restored._value.get() == 2  # rt-c and the listed site

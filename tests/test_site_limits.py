@@ -29,15 +29,26 @@ from tests.support.mosquitto import Broker
 from tests.support.subscriber import Subscriber
 
 REPO = Path(__file__).resolve().parents[1]
-T0 = datetime.now(UTC).replace(microsecond=0)
 
 
 class Clock:
-    def __init__(self) -> None:
-        self.now = T0
+    def __init__(self, now: datetime) -> None:
+        self.now = now
 
     def __call__(self) -> datetime:
         return self.now
+
+
+@pytest.fixture
+def t0() -> datetime:
+    """Now, when the test starts, not when the file is imported: the whole suite takes
+    minutes to reach this file, and its reports must be of the time the test runs."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture
+def clock(t0: datetime) -> Clock:
+    return Clock(t0)
 
 
 def wait(predicate: Callable[[], bool], what: str, timeout_s: float = 15) -> None:
@@ -92,12 +103,10 @@ class Fleet:
 
 
 @pytest.fixture
-def start(tmp_path: Path, mosquitto: Broker) -> Iterator[Callable[..., Collector]]:
+def start(tmp_path: Path, mosquitto: Broker, clock: Clock) -> Iterator[Callable[..., Collector]]:
     started: list[Collector] = []
 
-    def run(
-        province: str, clock: Clock | None = None, broker: Broker = mosquitto, **extra: Any
-    ) -> Collector:
+    def run(province: str, broker: Broker = mosquitto, **extra: Any) -> Collector:
         config = CollectorConfig.model_validate(
             {
                 "broker": {
@@ -113,7 +122,7 @@ def start(tmp_path: Path, mosquitto: Broker) -> Iterator[Callable[..., Collector
                 **extra,
             }
         )
-        collector = Collector(config, clock=clock or Clock())
+        collector = Collector(config, clock=clock)
         collector.start()
         assert collector.wait_connected(10)
         started.append(collector)
@@ -125,7 +134,7 @@ def start(tmp_path: Path, mosquitto: Broker) -> Iterator[Callable[..., Collector
 
 
 def test_a_province_carries_at_most_its_limit_of_sites_and_always_its_listed_ones(
-    tmp_path: Path, mosquitto: Broker, start: Callable[..., Collector]
+    tmp_path: Path, mosquitto: Broker, start: Callable[..., Collector], t0: datetime
 ) -> None:
     inventory = tmp_path / "inventory.csv"
     inventory.write_text(
@@ -136,7 +145,7 @@ def test_a_province_carries_at_most_its_limit_of_sites_and_always_its_listed_one
     fleet = Fleet(mosquitto, collector)
     try:
         invented = [f"la-invented-{n}" for n in range(10)]
-        fleet.send("la", invented, T0)
+        fleet.send("la", invented, t0)
         # The two listed sites count: room for three more, the seven others refused.
         assert collector.states.count("la") == 5
         carried = [site for site in invented if collector.states.get(site) is not None]
@@ -149,10 +158,10 @@ def test_a_province_carries_at_most_its_limit_of_sites_and_always_its_listed_one
         assert "Fix:" in letter.detail
         assert metric(collector, 'kienco_messages_rejected_total{reason="site_limit"}') == 7
         # The province is full, yet its listed sites and the carried ones still report.
-        fleet.send("la", ["la-listed-1", "la-invented-0"], T0 + timedelta(seconds=60))
+        fleet.send("la", ["la-listed-1", "la-invented-0"], t0 + timedelta(seconds=60))
         assert collector.dead_letters.counts() == {"site_limit": 7}
         listed = collector.states.get("la-listed-1")
-        assert listed is not None and listed.last_report_at == T0 + timedelta(seconds=60)
+        assert listed is not None and listed.last_report_at == t0 + timedelta(seconds=60)
         # Another province has its own limit.
         assert collector.states.count("lb") == 0
     finally:
@@ -160,7 +169,7 @@ def test_a_province_carries_at_most_its_limit_of_sites_and_always_its_listed_one
 
 
 def test_invented_provinces_do_not_dodge_the_cap_the_total_holds(
-    fresh_broker: Broker, start: Callable[..., Collector]
+    fresh_broker: Broker, start: Callable[..., Collector], t0: datetime
 ) -> None:
     collector = start(
         "+",  # every province, on a broker of this test's own
@@ -170,7 +179,7 @@ def test_invented_provinces_do_not_dodge_the_cap_the_total_holds(
     fleet = Fleet(fresh_broker, collector)
     try:
         for n in range(8):  # one new province per site: the per-province cap never bites
-            fleet.send(f"x{n}", [f"x{n}-site"], T0)
+            fleet.send(f"x{n}", [f"x{n}-site"], t0)
     finally:
         fleet.close()
     assert len(collector.states) == 5
@@ -180,27 +189,29 @@ def test_invented_provinces_do_not_dodge_the_cap_the_total_holds(
 
 
 def test_silent_unlisted_sites_expire_and_their_retained_status_is_cleared(
-    tmp_path: Path, mosquitto: Broker, start: Callable[..., Collector]
+    tmp_path: Path,
+    mosquitto: Broker,
+    start: Callable[..., Collector],
+    clock: Clock,
+    t0: datetime,
 ) -> None:
     inventory = tmp_path / "inventory.csv"
     inventory.write_text("site,kind,province,area,hardened\nle-listed,station,le,le-a,false\n")
-    clock = Clock()
     collector = start(
         "le",
-        clock,
         inventory=str(inventory),
         limits={"max_sites_per_province": 3, "unlisted_site_expiry_s": 86_400},
     )
     fleet = Fleet(mosquitto, collector)
     try:
-        fleet.send("le", ["le-listed", "le-silent", "le-talks"], T0)
+        fleet.send("le", ["le-listed", "le-silent", "le-talks"], t0)
         wait(lambda: collector.verdicts.get("le-silent") is not None, "judged")
-        fleet.send("le", ["le-late"], T0)  # the province is full
+        fleet.send("le", ["le-late"], t0)  # the province is full
         assert collector.dead_letters.counts() == {"site_limit": 1}
 
-        clock.now = T0 + timedelta(hours=20)
+        clock.now = t0 + timedelta(hours=20)
         fleet.send("le", ["le-talks"], clock.now)
-        clock.now = T0 + timedelta(hours=25)  # le-silent: 25 h silent; le-talks: 5 h
+        clock.now = t0 + timedelta(hours=25)  # le-silent: 25 h silent; le-talks: 5 h
         wait(lambda: collector.states.get("le-silent") is None, "le-silent forgotten")
         assert collector.verdicts.get("le-silent") is None
         assert collector.states.get("le-talks") is not None
