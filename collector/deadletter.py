@@ -78,14 +78,14 @@ class DeadLetter:
         """Everything but the payload (its size instead), for listings."""
         return {
             "id": self.id,
-            "received_at": self.received_at,
+            "received_at": _time(self.received_at),
             "kind": self.kind,
             "topic": self.topic,
             "reason": self.reason,
             "detail": self.detail,
             "payload_bytes": len(self.payload),
             "replays": self.replays,
-            "replayed_at": self.replayed_at,
+            "replayed_at": _time(self.replayed_at),
         }
 
     def full(self) -> dict[str, object]:
@@ -95,6 +95,11 @@ class DeadLetter:
         except UnicodeDecodeError:
             payload, encoding = base64.b64encode(self.payload).decode(), "base64"
         return {**self.summary(), "payload": payload, "payload_encoding": encoding}
+
+
+def _time(stored: str | None) -> datetime | None:
+    """A time as stored (``isoformat``, UTC), for the API to write in its one form."""
+    return None if stored is None else datetime.fromisoformat(stored)
 
 
 def _row(r: Any) -> DeadLetter:

@@ -20,6 +20,7 @@ from http import HTTPStatus
 
 from pydantic import BaseModel, TypeAdapter
 
+from collector.api_json import api_json
 from collector.meetings import Meeting, MeetingRequest, points_for
 from collector.replay import ReplayRequest
 from collector.risk import RiskChange
@@ -50,7 +51,7 @@ Reply = tuple[HTTPStatus, bytes]
 
 
 def json_reply(status: HTTPStatus, payload: object) -> Reply:
-    return status, json.dumps(payload, ensure_ascii=False).encode()
+    return status, api_json(payload)
 
 
 def error(status: HTTPStatus, message: str) -> Reply:
@@ -62,9 +63,7 @@ def readiness_reply(selected: list[object], encoded: bytes) -> Reply:
     for status in selected:
         verdict = str(getattr(status, "verdict", ""))
         counts[verdict] = counts.get(verdict, 0) + 1
-    head = json.dumps(
-        {"generated_at": utc_now().isoformat(), "count": len(selected), "counts": counts}
-    ).encode()
+    head = api_json({"generated_at": utc_now(), "count": len(selected), "counts": counts})
     return HTTPStatus.OK, head[:-1] + b',"sites":' + encoded + b"}"
 
 

@@ -83,7 +83,7 @@ def _failure(failing: Failing | None) -> dict[str, Any] | None:
         "cause": failing.cause,
         "fix": failing.fix,
         "failed_attempts": failing.attempts,
-        "since": datetime.fromtimestamp(failing.since, UTC).isoformat(),  # as the API's times
+        "since": datetime.fromtimestamp(failing.since, UTC),  # written as the API's times
     }
 
 

@@ -17,6 +17,7 @@ from typing import Annotated, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from collector.api_json import api_json
 from collector.state import SiteStates
 from contract.wire import HumanName, Slug, Status, UtcTime
 from plumbing.durable import DurableStore
@@ -83,13 +84,13 @@ class MeetingStatus:
             counts[point.verdict] = counts.get(point.verdict, 0) + 1
         head = {
             "meeting": json.loads(self.meeting.model_dump_json()),
-            "evaluated_at": self.evaluated_at.isoformat(),
+            "evaluated_at": self.evaluated_at,
             "ready": self.ready,
             "total": len(self.points),
             "counts": counts,
         }
         body = b",".join(p.model_dump_json(exclude_none=True).encode() for p in self.points)
-        return json.dumps(head, ensure_ascii=False).encode()[:-1] + b',"points":[' + body + b"]}"
+        return api_json(head)[:-1] + b',"points":[' + body + b"]}"
 
 
 class MeetingStore(DurableStore):

@@ -24,7 +24,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainSerializer,
     StringConstraints,
+    WithJsonSchema,
 )
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -54,8 +56,25 @@ def _to_utc(value: datetime) -> datetime:
     return utc
 
 
-UtcTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
-"""A timezone-aware time, normalised to UTC, that InfluxDB's nanoseconds can hold."""
+def utc_text(value: datetime) -> str:
+    """The one written form of a time in kienco's JSON: UTC, ISO 8601, ``Z``
+    (``2026-12-07T07:00:00Z``, ``2026-12-07T07:00:00.250000Z``), as pydantic writes
+    a UTC time. The API, /healthz and the CLI's JSON write every time through it."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{value.isoformat()} has no time zone: which UTC time is it?")
+    return value.astimezone(UTC).isoformat().removesuffix("+00:00") + "Z"
+
+
+UtcTime = Annotated[
+    AwareDatetime,
+    AfterValidator(_to_utc),
+    # Written through utc_text even when the value was never validated (a rules
+    # dataclass given a +07:00 time): one form in all JSON, still date-time in schemas.
+    PlainSerializer(utc_text, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
+]
+"""A timezone-aware time, normalised to UTC, that InfluxDB's nanoseconds can hold;
+written as :func:`utc_text` in JSON."""
 
 SiteKind = Literal["station", "power_room", "meeting_point"]
 Media = Literal["fibre", "microwave", "vsat", "cellular", "copper", "other"]

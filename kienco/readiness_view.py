@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from contract.wire import Status
+from contract.wire import Status, utc_text
 from kienco.labels import (
     KINDS,
     STATION_STATES,
@@ -124,7 +124,7 @@ def verdict_line(status: Status, lang: str) -> dict[str, object]:
         "dark_in_s": status.dark_in_s,
         "independent_paths_up": status.independent_paths_up,
         "risk_level": status.risk_level,
-        "evaluated_at": status.evaluated_at.isoformat(),
+        "evaluated_at": utc_text(status.evaluated_at),
         "reasons": [
             {
                 "code": r.code,

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
-from contract.wire import Media, SiteKind
+from contract.wire import Media, SiteKind, UtcTime
 from rules import freshness, texts
 from rules.autonomy import assess_power
 from rules.compliance_policy import AreaLevel, CompliancePolicy, Settings, settings_of
@@ -103,7 +103,7 @@ class StationCompliance:
     failed: tuple[Criterion, ...] = ()
     autonomy_h: float | None = None
     independent_paths: int | None = None
-    last_report_at: datetime | None = None
+    last_report_at: UtcTime | None = None
 
     @property
     def codes(self) -> tuple[str, ...]:
@@ -160,7 +160,7 @@ class AreaCompliance:
 class ComplianceReport:
     province: str
     province_name: str | None
-    generated_at: datetime
+    generated_at: UtcTime
     settings: Settings
     areas: tuple[AreaCompliance, ...]
     unlisted: tuple[StationCompliance, ...]  # reporting, absent from the inventory

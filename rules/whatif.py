@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from contract.wire import Reason, SiteKind, Verdict
+from contract.wire import Reason, SiteKind, UtcTime, Verdict
 from rules import freshness
 from rules.autonomy import PowerMode, assess_power
 from rules.compliance import ExpectedSite
@@ -64,7 +64,7 @@ class SiteForecast:
     hardened: bool
     power_now: PowerMode
     basis: Basis
-    dark_at: datetime | None  # None: unknown (see basis)
+    dark_at: UtcTime | None  # None: unknown (see basis)
     lower_bound: bool = False  # a source of unknown size was counted as nothing
 
     @property
@@ -80,7 +80,7 @@ class MeetingForecast:
     name: str | None
     verdict: Verdict
     holds: bool | None  # None: cannot tell (silent, power unknown)
-    dark_at: datetime | None
+    dark_at: UtcTime | None
     reasons: tuple[Reason, ...]
 
 
@@ -93,7 +93,7 @@ class AreaForecast:
     stations: tuple[str, ...]
     dark: int  # of them dark within the horizon
     unknown: int  # of them whose time cannot be forecast
-    all_lost_at: datetime | None  # the last one dark, within the horizon; else None
+    all_lost_at: UtcTime | None  # the last one dark, within the horizon; else None
 
     @property
     def loses_all(self) -> bool:
@@ -103,8 +103,8 @@ class AreaForecast:
 @dataclass(frozen=True, slots=True)
 class WhatIf:
     province: str
-    now: datetime
-    at: datetime
+    now: UtcTime
+    at: UtcTime
     hours: float
     meeting_s: float
     sites: tuple[SiteForecast, ...]  # soonest dark first, unknown last

@@ -30,6 +30,7 @@ from fastapi.templating import Jinja2Templates
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException
 
+from collector.api_json import api_json
 from collector.endpoints import Endpoints
 from collector.supervision import Loop
 from collector.web.access import Access, Refused
@@ -83,7 +84,7 @@ def build_app(
     async def healthz() -> Response:
         """200 when all is well, else 503 and what is wrong (no token needed)."""
         ok, body = health()
-        return JSONResponse(body, status_code=200 if ok else 503)
+        return Response(api_json(body), 200 if ok else 503, media_type="application/json")
 
     @app.post(
         "/login", tags=["board"], responses={200: {"model": WhoAmI}, 403: {"model": ErrorAnswer}}

@@ -8,13 +8,11 @@ the answers against them.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import BaseModel
 
 from collector.meetings import Meeting
 from collector.risk import RiskEntry
-from contract.wire import Meta, Status
+from contract.wire import Meta, Status, UtcTime
 
 __all__ = [
     "DeadLetterFull",
@@ -37,7 +35,7 @@ class ErrorAnswer(BaseModel):
 
 
 class Readiness(BaseModel):
-    generated_at: datetime
+    generated_at: UtcTime
     count: int
     counts: dict[str, int]
     sites: list[Status]
@@ -55,7 +53,7 @@ class RiskView(BaseModel):
 
 class MeetingJudged(BaseModel):
     meeting: Meeting
-    evaluated_at: datetime
+    evaluated_at: UtcTime
     ready: int
     total: int
     counts: dict[str, int]
@@ -68,14 +66,14 @@ class RehearsalAsked(BaseModel):
 
 class DeadLetterSummary(BaseModel):
     id: int
-    received_at: str
+    received_at: UtcTime
     kind: str
     topic: str
     reason: str
     detail: str
     payload_bytes: int
     replays: int
-    replayed_at: str | None
+    replayed_at: UtcTime | None
 
 
 class DeadLetterFull(DeadLetterSummary):
