@@ -7,7 +7,10 @@ retried in silence, a client certificate the broker refused showed as "Unspecifi
 module turns it into one line that names the cause and, for the common cases, the key to
 fix (``broker.ca_file``, ``broker.cert_file``...), and keeps a broker that stays refused
 from filling the log: see :class:`ConnectionLog`. The run of failures as it stands,
-:class:`Failing`, is what /healthz shows (collector/health.py).
+:class:`Failing`, is what /healthz shows (collector/health.py). Connected is not yet
+receiving: from the broker's CONNACK to its SUBACK the collector waits for its
+subscriptions, and a SUBACK may refuse them (an ACL that denies the collector's account);
+until they are granted, :class:`Failing` says which (``state``).
 
 Errors: :class:`ClosedByBroker` (a ``ConnectionError``) stands for a connection the broker
 closed: paho reads no bytes, raises nothing and says "Unspecified error"; with it, that
@@ -22,8 +25,17 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
-__all__ = ["REPEAT_EVERY_S", "ClosedByBroker", "ConnectionLog", "Failing", "hint"]
+__all__ = [
+    "REPEAT_EVERY_S",
+    "SUBSCRIPTION_FIX",
+    "BrokerState",
+    "ClosedByBroker",
+    "ConnectionLog",
+    "Failing",
+    "hint",
+]
 
 # A reason already logged in a run of failed attempts is logged again at most this often,
 # with the count: one line a minute still tells someone watching the log that it goes on
@@ -90,9 +102,24 @@ REFUSAL_HINTS: dict[str, str] = {
 }
 
 
+# A SUBACK that refuses a filter: what the broker wants. Mosquitto's acl_file grants every
+# subscription and filters at delivery (nothing arrives, nothing is said); the dynamic-
+# security plugin refuses in the SUBACK: "Not authorized" on MQTT 5, a bare 0x80 on 3.1.1.
+SUBSCRIPTION_FIX = (
+    "the broker's ACL must grant the collector's account (broker.username) read on its "
+    "filters: the 'user collector' block of firmware-configs/mosquitto/kienco.acl, or a "
+    "dynamic-security role that allows subscribing to them and receiving from them"
+)
+
+BrokerState = Literal["connecting", "disconnected", "subscribing", "subscription_refused"]
+"""Why no reports come in: no connection yet (first attempt under way), the connection
+lost or refused, connected and waiting for the SUBACK, the SUBACK refused."""
+
+
 @dataclass(frozen=True, slots=True)
 class Failing:
-    """The current run of failures: why the latest attempt failed, the fix, how long.
+    """Why no reports come in (``state``): the current run of failures (why the latest
+    attempt failed, the fix, how long), or, connected, the subscriptions not yet granted.
 
     /healthz shows it and needs no token: the broker's url is left out. The cause is text
     from OpenSSL, the OS and paho about what the peer did: shown JSON-encoded only, never
@@ -102,7 +129,8 @@ class Failing:
     cause: str  # "cannot connect: [SSL: CERTIFICATE_VERIFY_FAILED] ...", "refused: ..."
     fix: str | None
     attempts: int  # failed attempts in the run: 0 when a connection was just lost
-    since: float  # when the run began, seconds since the epoch
+    since: float  # when the run (or the wait) began, seconds since the epoch
+    state: BrokerState = "disconnected"
 
 
 def hint(error: BaseException) -> str | None:
@@ -136,7 +164,8 @@ class ConnectionLog:
     at the next accepted connection. In a run, a reason not yet logged is logged at once
     (a TLS or refusal problem as an error, the rest as a warning); a reason already logged
     is logged again at most every ``repeat_every_s``, with the attempts so far and when the
-    run began. A lost connection is always logged. All calls come from paho's thread;
+    run began. A lost connection is always logged. All calls come from paho's thread
+    (:meth:`connecting` before it starts);
     :attr:`failing` is read from any: a new :class:`Failing` replaces the last, never
     changed in place. ``on_failure`` is called at each failed attempt (a counter in
     /metrics).
@@ -166,8 +195,15 @@ class ConnectionLog:
         self._up = False  # the broker accepted the connection (CONNACK)
         self._refused = False  # this attempt's CONNACK said no: logged already
 
+    def connecting(self) -> None:
+        """The first attempt is under way: nothing has failed, nothing comes in yet."""
+        if self.failing is None and not self._up:
+            waiting = "connecting: the broker has not answered yet"
+            self.failing = Failing(waiting, None, 0, self.clock(), "connecting")
+
     def connected(self) -> None:
-        """The broker accepted the connection: the run of failures, if any, is over."""
+        """The broker accepted the connection (CONNACK): the run of failures, if any, is
+        over; the subscriptions are yet to be granted (:meth:`subscribed`)."""
         if self.attempts:
             self.log.info(
                 "connected to the broker at %s after %d failed attempt%s since %s",
@@ -178,6 +214,28 @@ class ConnectionLog:
             )
         self._up, self._refused = True, False
         self._new_run(None)
+        self.failing = Failing(
+            "connected, waiting for the broker to accept the subscriptions (SUBACK)",
+            None,
+            0,
+            self.clock(),
+            "subscribing",
+        )
+
+    def subscribed(self) -> None:
+        """The broker granted the subscriptions (or kept them in the session): reports
+        come in, nothing to say."""
+        if self._up:
+            self.failing = None
+
+    def subscription_refused(self, filters: str, refusals: str) -> None:
+        """The SUBACK refused ``filters`` (``refusals``: its reason codes, as text).
+        Nothing comes in until the ACL is fixed and the collector reconnects."""
+        line = f"broker at {self.broker} refused the subscription to {filters}: {refusals}"
+        self.log.error("%s; %s", line, SUBSCRIPTION_FIX)
+        cause = f"subscription to {filters} refused: {refusals}"
+        since = self.failing.since if self.failing is not None else self.clock()
+        self.failing = Failing(cause, SUBSCRIPTION_FIX, 1, since, "subscription_refused")
 
     def connect_failed(self, error: BaseException | None) -> None:
         """An attempt failed before MQTT began (TCP, TLS handshake): paho's on_connect_fail."""

@@ -5,7 +5,10 @@ spooling), and every loop alive and beating (collector/supervision.py). Each
 problem is named with a code and a text in Vietnamese and English, so a probe
 can alert on the code and a person can read the text. While the broker connection
 fails, ``broker_failure`` says why (collector/connection_log.py): text from the
-network, in JSON only.
+network, in JSON only. Connected is not receiving: until the broker grants the
+subscriptions (its SUBACK) the problem is ``broker_subscribing``, or
+``broker_subscription_refused`` with the fix; ``broker_failure`` is never null while
+``broker_connected`` is false.
 """
 
 from __future__ import annotations
@@ -23,6 +26,14 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "broker_disconnected": (
         "mất kết nối tới broker MQTT: không nhận được báo cáo",
         "disconnected from the MQTT broker: no reports come in",
+    ),
+    "broker_subscribing": (
+        "đã kết nối broker MQTT, đang chờ broker chấp nhận đăng ký nhận tin: chưa có báo cáo",
+        "connected to the MQTT broker, waiting for it to accept the subscriptions: no reports yet",
+    ),
+    "broker_subscription_refused": (
+        "broker MQTT từ chối đăng ký nhận tin của bộ thu: không nhận được báo cáo",
+        "the MQTT broker refused the collector's subscriptions: no reports come in",
     ),
     "influx_unreachable": (
         "InfluxDB không nhận ghi: đang lưu tạm vào đĩa ({spooled} lô chờ)",
@@ -76,6 +87,13 @@ def loop_problem(loop: LoopHealth) -> Problem | None:
     return None
 
 
+# Connected, not yet receiving: said as such, not as disconnected.
+_BROKER_PROBLEM: dict[str | None, str] = {
+    "subscribing": "broker_subscribing",
+    "subscription_refused": "broker_subscription_refused",
+}
+
+
 def _failure(failing: Failing | None) -> dict[str, Any] | None:
     if failing is None:
         return None
@@ -83,6 +101,7 @@ def _failure(failing: Failing | None) -> dict[str, Any] | None:
         "cause": failing.cause,
         "fix": failing.fix,
         "failed_attempts": failing.attempts,
+        "state": failing.state,
         "since": datetime.fromtimestamp(failing.since, UTC),  # written as the API's times
     }
 
@@ -97,8 +116,9 @@ def assess(
     loops: list[LoopHealth],
 ) -> Health:
     problems: list[Problem] = []
+    state = broker_failure.state if broker_failure is not None else None
     if not broker_connected:
-        problems.append(Problem.of("broker_disconnected"))
+        problems.append(Problem.of(_BROKER_PROBLEM.get(state, "broker_disconnected")))
     if influx_down:
         problems.append(Problem.of("influx_unreachable", spooled=spooled_batches))
     problems += [p for p in map(loop_problem, loops) if p is not None]

@@ -106,6 +106,13 @@ def in_slices(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
+def _refusals(reasons: Sequence[Any]) -> str:
+    """A SUBACK's reason codes as text: ``Not authorized (0x87)``, each once (MQTT 5 names
+    why; 3.1.1 has one failure code, 0x80, which paho calls "Unspecified error")."""
+    said = [f"{r} (0x{int(getattr(r, 'value', 0)):02x})" for r in reasons if r.is_failure]
+    return ", ".join(dict.fromkeys(said))
+
+
 class Collector:
     """``start()``, then ``stop()``. Verdicts are published retained on each site's status topic."""
 
@@ -278,9 +285,12 @@ class Collector:
 
     def health(self) -> Health:
         """What /healthz says: broker, InfluxDB, and every loop alive and beating."""
+        # One value, replaced whole by paho's thread: connected (subscribed) exactly when
+        # there is no reason to give, never one without the other.
+        failing = self.connection_log.failing
         health = assess(
-            broker_connected=self._connected.is_set(),
-            broker_failure=self.connection_log.failing,  # paho's thread replaces it whole
+            broker_connected=failing is None,
+            broker_failure=failing,
             influx_configured=self.influx is not None,
             influx_down=self.writer.influx_down,
             spooled_batches=self.spool.depth() if self.spool is not None else 0,
@@ -320,6 +330,7 @@ class Collector:
     # --- lifecycle -----------------------------------------------------------------
 
     def start(self, *, serve_http: bool = True) -> None:
+        self.connection_log.connecting()  # /healthz says why nothing comes in, from the start
         if self.influx is not None:
             try:
                 self.influx.create_database()
@@ -480,15 +491,22 @@ class Collector:
                 )
             return
         if refused:
-            log.error("broker refused the subscription %s: %s", self.config.topic_filters, refused)
+            # Nothing comes in: not connected for /healthz and /metrics, and it says why
+            # (even when a resumed session had said connected before this SUBACK).
+            filters = " ".join(self.config.topic_filters)
+            self.connection_log.subscription_refused(filters, _refusals(reasons))
+            self.metrics.connected.set(0)
+            self._connected.clear()
             return
         self._subscribed("subscribed")
 
     def _subscribed(self, how: str) -> None:
         if self._connected.is_set():
+            self.connection_log.subscribed()
             return
         self.metrics.connected.set(1)
         self._connected.set()
+        self.connection_log.subscribed()  # after: /healthz reads connected from it
         log.info("%s: subscribed to %s", how, " ".join(self.config.topic_filters))
 
     def _on_connect_fail(self, _c: mqtt.Client, _u: object) -> None:

@@ -13,7 +13,14 @@ import time
 
 import pytest
 
-from collector.connection_log import REFUSAL_HINTS, ClosedByBroker, ConnectionLog, Failing, hint
+from collector.connection_log import (
+    REFUSAL_HINTS,
+    SUBSCRIPTION_FIX,
+    ClosedByBroker,
+    ConnectionLog,
+    Failing,
+    hint,
+)
 
 BROKER = "mqtts://broker.example:8883"
 LOGGER = "tests.connection_log"
@@ -214,6 +221,7 @@ def test_failing_is_the_latest_cause_of_the_run_and_is_gone_once_connected(
     assert connection.failing is not first and first.attempts == 1  # a reader's copy holds
     assert failures == [began, began + 2]
     connection.connected()
+    connection.subscribed()
     assert connection.failing is None
     clock.now += 60
     lost_at = clock.now
@@ -232,6 +240,7 @@ def test_failing_is_the_latest_cause_of_the_run_and_is_gone_once_connected(
     )
     assert BROKER not in repr(connection.failing), "/healthz needs no token: no broker url"
     connection.connected()
+    connection.subscribed()
     assert connection.failing is None and len(failures) == 3
 
 
@@ -267,3 +276,56 @@ def test_a_clock_set_back_does_not_silence_the_repeats(
 def test_common_errors_name_their_fix(error: OSError, fix: str | None) -> None:
     found = hint(error)
     assert found is None if fix is None else found is not None and fix in found
+
+
+def _state(connection: ConnectionLog) -> str | None:
+    return None if connection.failing is None else connection.failing.state
+
+
+def test_until_the_subscriptions_are_granted_failing_says_why_nothing_comes_in(
+    clock: Clock, said: pytest.LogCaptureFixture
+) -> None:
+    """Start, CONNACK, SUBACK: never None before the broker has granted the subscriptions."""
+    connection = _log(clock)
+    started = clock.now
+    connection.connecting()
+    assert connection.failing == Failing(
+        "connecting: the broker has not answered yet", None, 0, started, "connecting"
+    )
+    clock.now += 0.5
+    connection.connected()  # CONNACK
+    waiting = Failing(
+        "connected, waiting for the broker to accept the subscriptions (SUBACK)",
+        None,
+        0,
+        started + 0.5,
+        "subscribing",
+    )
+    assert connection.failing == waiting
+    clock.now += 3
+    connection.subscription_refused("kienco/v1/hp/#", "Not authorized (0x87)")
+    assert connection.failing == Failing(
+        "subscription to kienco/v1/hp/# refused: Not authorized (0x87)",
+        SUBSCRIPTION_FIX,
+        1,
+        started + 0.5,  # nothing has come in since the CONNACK
+        "subscription_refused",
+    )
+    assert "read on its filters" in SUBSCRIPTION_FIX and "kienco.acl" in SUBSCRIPTION_FIX
+    assert _said(said) == [
+        (
+            logging.ERROR,
+            f"broker at {BROKER} refused the subscription to kienco/v1/hp/#: Not authorized "
+            f"(0x87); {SUBSCRIPTION_FIX}",
+        )
+    ]
+    # The connection is lost, and the next one's SUBACK grants them.
+    clock.now += 10
+    connection.disconnected("Keep alive timeout", None)
+    assert _state(connection) == "disconnected"
+    connection.connected()
+    assert _state(connection) == "subscribing"
+    connection.subscribed()
+    assert connection.failing is None
+    connection.connecting()  # a stray call changes nothing once subscribed
+    assert connection.failing is None
