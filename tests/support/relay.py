@@ -57,6 +57,10 @@ class Relay:
         """The link dies: no new connection, and the ones carried are reset."""
         self.cuts += 1
         if self._listener is not None:
+            # shutdown first: close() alone leaves the thread blocked in accept() holding
+            # the socket open, still listening, and the link "cut" takes new connections.
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
             self._listener = None
         with self._lock:
