@@ -22,7 +22,9 @@ logs an error when a broker's drops grow: at once for the first, then at most on
 minute per broker with what was dropped meanwhile. Labels come only from the collector's
 own provinces (or, with none configured, from topics whose level is a slug, as the wire's
 province ids are, at most :data:`MAX_BROKERS` of them): a message cannot make up a
-label. The drop counts last read are kept in ``saved`` (``data_dir/broker_counts.json``):
+label. Each provincial bridge's state comes too (``kienco/brokers/<p>/bridge``: "1", or "0"
+the bridge's will at the centre): ``bridges``, for the ``BridgeDown`` alert. The drop
+counts last read are kept in ``saved`` (``data_dir/broker_counts.json``):
 a collector started again counts, at its first look, only what a broker dropped while it
 was away — not, once more, everything since the broker started (a broker whose count went
 down restarted meanwhile: all of its count is new). ``observe`` is called from paho's
@@ -45,7 +47,7 @@ from types import MappingProxyType
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from collector.system_alerts import DROPS_QUIET_S, DropRun
+from collector.system_alerts import DROPS_QUIET_S, BridgeState, DropRun
 from contract.wire import SLUG_PATTERN, utc_now
 from plumbing.atomic_file import replace_file
 
@@ -57,6 +59,9 @@ OWN = "own"  # the label of the collector's own broker
 _OWN_PREFIX = "$SYS/broker/"
 _BRIDGED_PREFIX = "kienco/brokers/"
 _COUNTS = {"publish/messages/dropped": "dropped", "store/messages/count": "stored"}
+# A provincial bridge's state at the centre, "1" or "0", retained (provincial-hp.conf's
+# notification_topic; "0" is the bridge's will there).
+_BRIDGE = "bridge"
 # Distinct provincial brokers watched when the collector has no provinces of its own.
 MAX_BROKERS = 64
 REPEAT_EVERY_S = 60.0
@@ -76,10 +81,10 @@ ROUTES = ("$SYS/#", _BRIDGED_PREFIX + "#")
 def watch_filters(provinces: Sequence[str] | None) -> list[str]:
     """What to subscribe to (QoS 0): the own broker's two counts, and the provinces'."""
     own = [_OWN_PREFIX + count for count in _COUNTS]
+    bridged = [*_COUNTS, _BRIDGE]
     if provinces is None:
-        return [*own, _BRIDGED_PREFIX + "+/" + "publish/messages/dropped",
-                _BRIDGED_PREFIX + "+/" + "store/messages/count"]  # fmt: skip
-    return own + [_BRIDGED_PREFIX + f"{p}/{count}" for p in provinces for count in _COUNTS]
+        return own + [_BRIDGED_PREFIX + "+/" + topic for topic in bridged]
+    return own + [_BRIDGED_PREFIX + f"{p}/{topic}" for p in provinces for topic in bridged]
 
 
 @dataclass
@@ -120,6 +125,15 @@ class BrokerWatch:
             ["broker"],
             registry=registry,
         )
+        self.bridge_up = Gauge(
+            "kienco_broker_bridge_up",
+            "1 while a provincial broker's bridge to the centre is connected, 0 while it is "
+            "down (its will at the centre). broker: the province",
+            ["broker"],
+            registry=registry,
+        )
+        # Each provincial bridge's state and since when this collector has seen it so.
+        self.bridges: Mapping[str, BridgeState] = MappingProxyType({})
         self._drops: dict[str, _Drops] = {}
         self._saved_path = saved
         self._saved = _load_counts(saved) if saved is not None else {}
@@ -170,7 +184,12 @@ class BrokerWatch:
             self._heard_own = True
             self.unwatched_since = None
         text = payload.decode("ascii", errors="replace").strip()
-        if not text.isdigit() or len(text) > 19:
+        if count == _BRIDGE:
+            if text in ("0", "1"):
+                self._bridge(broker, up=text == "1")
+            else:
+                self._refuse(topic, f"not a bridge state: {text[:40]!r}")
+        elif not text.isdigit() or len(text) > 19:
             self._refuse(topic, f"not a count: {text[:40]!r}")
         elif count == "stored":
             self.stored.labels(broker).set(int(text))
@@ -185,7 +204,7 @@ class BrokerWatch:
         if not topic.startswith(_BRIDGED_PREFIX):
             return None
         province, _, rest = topic[len(_BRIDGED_PREFIX) :].partition("/")
-        count = _COUNTS.get(rest)
+        count = _BRIDGE if rest == _BRIDGE else _COUNTS.get(rest)
         if count is None or len(province) > 64 or not _province_code(province):
             return None
         if self.provinces is not None:
@@ -225,6 +244,22 @@ class BrokerWatch:
                 value,
             )
             drops.unsaid, drops.said_at = 0, now
+
+    def _bridge(self, broker: str, *, up: bool) -> None:
+        """A provincial bridge's state as the centre holds it: kept, said when it moves."""
+        self.bridge_up.labels(broker).set(1 if up else 0)
+        was = self.bridges.get(broker)
+        if was is not None and was.up == up:
+            return
+        self.bridges = MappingProxyType({**self.bridges, broker: BridgeState(up, self.wall())})
+        if not up:
+            log.warning(
+                "the %s provincial broker's bridge to the centre is down (its backhaul cut, "
+                "or the broker stopped): its reports wait in its queue, its sites fall silent",
+                broker,
+            )
+        elif was is not None:
+            log.info("the %s provincial broker's bridge to the centre is up again", broker)
 
     def _run(self, broker: str, new: int, total: int, *, before_look: bool) -> None:
         """``new`` drops just seen: they extend the broker's run, or begin one."""

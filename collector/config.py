@@ -364,6 +364,11 @@ class SystemAlertsConfig(_Strict):
         default=300.0,
         description="InfluxNotWriting fires after InfluxDB has taken no write this long",
     )
+    bridge_down_after_s: Annotated[float, Field(ge=0, le=86_400)] = Field(
+        default=60.0,
+        description="BridgeDown fires after a provincial bridge has been down this long (a "
+        "broker restarting says 0 for a moment)",
+    )
 
 
 class AlertsConfig(_Strict):

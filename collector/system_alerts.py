@@ -22,6 +22,11 @@ BrokerDroppedReports     critical  a broker (``own``, or a province's, bridged) 
                                    (collector/broker_watch.py): reports lost for good
 BrokerDropsUnwatched     warning   the own broker's counts never came (its ACL, or
                                    ``sys_interval 0``): drops would go unseen
+BridgeDown               critical  a provincial broker's bridge to the centre down
+                                   (its will) for ``system.bridge_down_after_s``: the
+                                   province's reports wait there, its sites look
+                                   silent (the shipped alertmanager.yml inhibits their
+                                   ``SiteSilent`` by ``province``)
 InfluxNotWriting         warning   InfluxDB has not taken a write for
                                    ``system.influx_down_after_s`` (spooling: nothing
                                    lost, the dashboards stale)
@@ -31,7 +36,8 @@ CollectorThreadFailing   critical  one of the collector's loops dead or stuck
 
 Labels are ``alertname, severity, cause="system", collector`` (the collector's name:
 ``alerts.system.collector``, else ``broker.client_id``), plus ``broker`` or ``thread``
-where one is named: stable for the alert's life. Annotations are in Vietnamese and
+where one is named, and ``province`` for a provincial broker's: stable for the alert's
+life. Annotations are in Vietnamese and
 English, times in Asia/Ho_Chi_Minh; the link is the collector's ``/healthz``. Text from
 the network (a TLS error) passes through ``plumbing.untrusted.one_line``.
 """
@@ -64,6 +70,7 @@ SystemAlertName = Literal[
     "CollectorDisconnected",
     "BrokerDroppedReports",
     "BrokerDropsUnwatched",
+    "BridgeDown",
     "InfluxNotWriting",
     "CollectorThreadFailing",
 ]
@@ -73,6 +80,7 @@ SEVERITY: Mapping[SystemAlertName, Severity] = MappingProxyType(
         "CollectorDisconnected": "critical",
         "BrokerDroppedReports": "critical",
         "BrokerDropsUnwatched": "warning",
+        "BridgeDown": "critical",
         "InfluxNotWriting": "warning",
         "CollectorThreadFailing": "critical",
     }
@@ -121,6 +129,14 @@ _TEXTS: Mapping[str, tuple[str, str]] = MappingProxyType(
             "{since}): the ACL does not let its account read $SYS/broker/publish/messages/"
             "dropped, or sys_interval is 0; dropped reports would go unseen",
         ),
+        "BridgeDown": (
+            "broker tỉnh {broker} mất cầu nối (bridge) tới trung tâm từ {since}: đường truyền "
+            "bị cắt hoặc broker tỉnh đã dừng; báo cáo của tỉnh chờ trong hàng đợi của broker "
+            "tỉnh, các điểm của tỉnh trông như im lặng",
+            "the {broker} provincial broker's bridge to the centre has been down since "
+            "{since}: its backhaul is cut or the broker stopped; the province's reports wait "
+            "in its queue and its sites look silent",
+        ),
         "InfluxNotWriting": (
             "collector {collector}: InfluxDB không nhận ghi từ {since}; số liệu đang lưu tạm "
             "trên đĩa, chưa mất gì, nhưng bảng Grafana không có số liệu mới",
@@ -144,6 +160,7 @@ class SystemAlert(AlertKey, BaseModel):
     collector: str
     broker: str | None = None
     thread: str | None = None
+    province: str | None = None  # a provincial broker's alert: its province
     summary_vi: str
     summary_en: str
     details_vi: tuple[str, ...] = ()
@@ -170,6 +187,8 @@ class SystemAlert(AlertKey, BaseModel):
             labels["broker"] = self.broker
         if self.thread is not None:
             labels["thread"] = self.thread
+        if self.province is not None:
+            labels["province"] = self.province
         return labels
 
     def link(self, links: SiteLinks) -> str:
@@ -198,6 +217,14 @@ class DropRun:
 
 
 @dataclass(frozen=True, slots=True)
+class BridgeState:
+    """A provincial bridge as the centre holds it, and since when the collector saw it so."""
+
+    up: bool
+    since: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Trouble:
     """One of the collector's loops failing, as /healthz words it."""
 
@@ -220,6 +247,7 @@ class SystemView:
     influx_down_since: datetime | None = None
     drops: Mapping[str, DropRun] = field(default_factory=lambda: MappingProxyType({}))
     drops_unwatched_since: datetime | None = None
+    bridges: Mapping[str, BridgeState] = field(default_factory=lambda: MappingProxyType({}))
     threads: tuple[Trouble, ...] = ()
 
 
@@ -232,16 +260,18 @@ def _alert(
     text: str | None = None,  # the texts' name when not the alert's
     broker: str | None = None,
     thread: str | None = None,
+    province: str | None = None,
     **values: object,
 ) -> SystemAlert:
     vi, en = _TEXTS[text or name]
-    words = {"collector": view.collector, "since": local_time(since), **values}
+    words = {"collector": view.collector, "since": local_time(since), "broker": broker, **values}
     summary_vi, summary_en = vi.format(**words), en.format(**words)
     return SystemAlert(
         name=name,
         collector=view.collector,
         broker=broker,
         thread=thread,
+        province=province,
         summary_vi=summary_vi,
         summary_en=summary_en,
         details_vi=(summary_vi, *more[0]) if more[0] else (),  # the summary, then the more
@@ -262,6 +292,7 @@ def system_alerts(
     *,
     broker_down_after_s: float,
     influx_down_after_s: float,
+    bridge_down_after_s: float = 60.0,
     heartbeat: bool = True,
 ) -> list[SystemAlert]:
     """The collector's alerts about itself that should be firing at ``now``."""
@@ -291,6 +322,7 @@ def system_alerts(
                     run.first_at,
                     text="BrokerDroppedBeforeLook" if run.before_look else None,
                     broker=broker,
+                    province=None if broker == "own" else broker,
                     dropped=run.dropped,
                     total=run.total,
                     broker_vi=broker_vi,
@@ -301,6 +333,9 @@ def system_alerts(
         alerts.append(
             _alert(view, "BrokerDropsUnwatched", view.drops_unwatched_since, broker="own")
         )
+    for broker, bridge in sorted(view.bridges.items()):
+        if not bridge.up and now - bridge.since >= timedelta(seconds=bridge_down_after_s):
+            alerts.append(_alert(view, "BridgeDown", bridge.since, broker=broker, province=broker))
     influx = view.influx_down_since
     if influx is not None and now - influx >= timedelta(seconds=influx_down_after_s):
         alerts.append(_alert(view, "InfluxNotWriting", influx))

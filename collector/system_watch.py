@@ -76,6 +76,7 @@ class SystemWatch:
             influx_down_since=self._lasting("influx", src.influx_down(), now),
             drops=src.brokers.runs,
             drops_unwatched_since=src.brokers.unwatched_since,
+            bridges=src.brokers.bridges,
             threads=tuple(threads),
         )
 
@@ -91,5 +92,6 @@ class SystemWatch:
             now,
             broker_down_after_s=config.broker_down_after_s,
             influx_down_after_s=config.influx_down_after_s,
+            bridge_down_after_s=config.bridge_down_after_s,
             heartbeat=config.heartbeat,
         )

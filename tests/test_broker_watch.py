@@ -54,10 +54,16 @@ def test_the_filters_are_the_own_counts_and_the_provinces() -> None:
         f"$SYS/broker/{STORED}",
         f"kienco/brokers/hp/{DROPPED}",
         f"kienco/brokers/hp/{STORED}",
+        "kienco/brokers/hp/bridge",
         f"kienco/brokers/qn/{DROPPED}",
         f"kienco/brokers/qn/{STORED}",
+        "kienco/brokers/qn/bridge",
     ]
-    assert watch_filters(None)[2:] == [f"kienco/brokers/+/{DROPPED}", f"kienco/brokers/+/{STORED}"]
+    assert watch_filters(None)[2:] == [
+        f"kienco/brokers/+/{DROPPED}",
+        f"kienco/brokers/+/{STORED}",
+        "kienco/brokers/+/bridge",
+    ]
 
 
 def test_counts_become_gauges_by_broker() -> None:

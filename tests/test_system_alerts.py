@@ -21,6 +21,7 @@ from collector.system_alerts import (
     DROPS_QUIET_S,
     MAX_CAUSE_CHARS,
     SYSTEM_SCOPE,
+    BridgeState,
     DropRun,
     SystemAlert,
     SystemView,
@@ -39,6 +40,7 @@ def judge(view: SystemView, now: datetime, **rules: float) -> dict[str, SystemAl
         now,
         broker_down_after_s=rules.get("broker_down_after_s", 60),
         influx_down_after_s=rules.get("influx_down_after_s", 300),
+        bridge_down_after_s=rules.get("bridge_down_after_s", 60),
         heartbeat=bool(rules.get("heartbeat", True)),
     )
     found = {
@@ -95,6 +97,21 @@ NOW = T0 + timedelta(hours=1)
             "drops last seen 15 min ago: over",
             view(drops={OWN: DropRun(T0, NOW - timedelta(seconds=DROPS_QUIET_S), 7, 7)}),
             {"KiencoHeartbeat"},
+        ),
+        (
+            "hp's bridge down 59 s, qn's up: not yet",
+            view(
+                bridges={
+                    "hp": BridgeState(False, NOW - timedelta(seconds=59)),
+                    "qn": BridgeState(True, T0),
+                }
+            ),
+            {"KiencoHeartbeat"},
+        ),
+        (
+            "hp's bridge down 60 s",
+            view(bridges={"hp": BridgeState(False, NOW - timedelta(seconds=60))}),
+            {"KiencoHeartbeat", "BridgeDown:hp"},
         ),
         (
             "the own broker's counts never came",
@@ -377,3 +394,53 @@ def test_a_folder_the_counts_cannot_be_kept_in_is_said_and_changes_nothing(
     said = [r.message for r in caplog.records if "cannot keep" in r.message]
     assert len(said) == 1
     assert watch.runs[OWN].dropped == 5
+
+
+def test_a_bridge_down_names_its_province_for_the_inhibition_of_its_sites_silence() -> None:
+    since = datetime(2024, 9, 7, 1, 40, tzinfo=UTC)  # 08:40 in Hanoi
+    [down] = [
+        a
+        for a in system_alerts(
+            view(bridges={"hp": BridgeState(False, since)}),
+            NOW,
+            broker_down_after_s=60,
+            influx_down_after_s=300,
+            heartbeat=False,
+        )
+    ]
+    assert down.labels == {
+        "alertname": "BridgeDown",
+        "severity": "critical",
+        "cause": "system",
+        "collector": "a1",
+        "broker": "hp",
+        "province": "hp",  # alertmanager.yml: BridgeDown inhibits SiteSilent, equal province
+    }
+    assert down.summary_en.startswith(
+        "the hp provincial broker's bridge to the centre has been down since 08:40 07/09"
+    )
+    assert down.summary_vi.startswith("broker tỉnh hp mất cầu nối (bridge) tới trung tâm")
+
+
+def test_a_bridge_s_state_is_kept_from_when_it_moved_and_anything_else_is_refused(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    box = Box()
+    brokers, topic = box.brokers, "kienco/brokers/hp/bridge"
+    brokers.observe(topic, b"1")
+    assert brokers.bridges["hp"] == BridgeState(True, T0)
+    box.now = T0 + timedelta(minutes=5)
+    brokers.observe(topic, b"0")  # its will at the centre: the link died
+    box.now = T0 + timedelta(minutes=6)
+    brokers.observe(topic, b"0")  # said again (retained, a resubscription): since stays
+    assert brokers.bridges["hp"] == BridgeState(False, T0 + timedelta(minutes=5))
+    assert brokers.bridge_up.labels("hp")._value.get() == 0
+    for bad in (b"2", b"up", b"", b"1\n0"):
+        brokers.observe(topic, bad)
+    assert brokers.bridges["hp"].up is False
+    assert [r.message for r in caplog.records if "not a bridge state" in r.message]
+    watch = box.watch(bridge_down_after_s=60)
+    box.now = T0 + timedelta(minutes=7)
+    assert "BridgeDown" in names(watch.alerts(box.now))
+    brokers.observe(topic, b"1")
+    assert "BridgeDown" not in names(watch.alerts(box.now))

@@ -6,7 +6,9 @@ The heartbeat goes alone to its receiver, and its resolved notification comes wh
 collector stops; a collector cut from its broker pages the NOC with the cause and the fix,
 and the page resolves when the broker is back; a broker dropping what it queued for a
 subscriber that fell behind pages with the count; an InfluxDB out of reach pages as not
-taking writes, and the page resolves when it is reachable again.
+taking writes, and the page resolves when it is reachable again; a province's backhaul
+cut pages once for the province (its bridge's will at the centre), its sites' silence
+inhibited, and the page resolves when its broker is bridged again.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
@@ -28,6 +31,7 @@ from tests.support.alertmanager import AlertmanagerServer, Notification, Webhook
 from tests.support.influx import InfluxServer
 from tests.support.mosquitto import Broker
 from tests.support.relay import Relay
+from tests.support.topology import central_broker, provincial_broker
 
 EXTERNAL = "https://noc.example.vn/kienco"
 
@@ -252,3 +256,99 @@ def test_an_influxdb_out_of_reach_pages_as_not_taking_writes_and_clears_when_bac
         wait_until(lambda: not active(alertmanager, "InfluxNotWriting"))
     finally:
         link.close()
+
+
+def _silent(province: str, site: str) -> dict[str, Any]:
+    """A SiteSilent as the collector sends it (tests/test_alerts_e2e.py has it sent)."""
+    labels = {
+        "alertname": "SiteSilent",
+        "severity": "warning",
+        "province": province,
+        "site": site,
+        "kind": "station",
+        "operator": "vnpt",
+        "cause": "silence",
+    }
+    return {"labels": labels, "annotations": {"summary": f"{site}: im lặng"}}
+
+
+def test_a_province_cut_from_the_centre_pages_once_and_its_sites_silence_is_inhibited(
+    tmp_path: Path, alertmanager: AlertmanagerServer, webhook: Webhook
+) -> None:
+    """The shipped bridge's will says it at the centre the moment the link dies; the
+    shard of that province pages BridgeDown with the province, and the shipped
+    alertmanager.yml keeps the province's SiteSilent pages quiet while it lasts."""
+    central = central_broker(tmp_path / "central-a", ["hp"], {"collector-a1": "secret"})
+    central.start()
+    backhaul = Relay(central.port)  # hp's link to the centre
+    hp = provincial_broker(tmp_path / "hp", "hp", centre_port=backhaul.port)
+    hp.start()
+    config = CollectorConfig.model_validate(
+        {
+            "broker": {
+                "url": central.url,
+                "username": "collector-a1",
+                "password": {"value": "secret"},
+                "client_id": "collector-a1",
+            },
+            "provinces": ["hp"],
+            "influx": None,
+            "data_dir": str(tmp_path / "shard"),
+            "http": {"port": 0},
+            "alerts": {
+                "alertmanagers": [alertmanager.url],
+                "external_url": EXTERNAL,
+                "batch_delay_s": 0.1,
+                "system": {"bridge_down_after_s": 1, "heartbeat": False},
+            },
+        }
+    )
+    shard = Collector(config)
+    shard.start()
+    try:
+        assert shard.wait_connected(10)
+        registry = shard.metrics.registry
+        up = {"broker": "hp"}
+        wait_until(lambda: registry.get_sample_value("kienco_broker_bridge_up", up) == 1)
+        backhaul.cut()  # the fibre: connections reset, no new ones
+        [alert] = wait_until(lambda: active(alertmanager, "BridgeDown"))
+        assert alert["labels"] == {
+            "alertname": "BridgeDown",
+            "severity": "critical",
+            "cause": "system",
+            "collector": "collector-a1",
+            "broker": "hp",
+            "province": "hp",
+        }
+        assert "its backhaul is cut or the broker stopped" in alert["annotations"]["summary_en"]
+        assert registry.get_sample_value("kienco_broker_bridge_up", up) == 0
+        # Its sites fall silent meanwhile; another province's silence still pages.
+        posted = httpx.post(
+            f"{alertmanager.url}/api/v2/alerts",
+            json=[_silent("hp", "hp-bts-001"), _silent("qn", "qn-bts-002")],
+            timeout=10,
+        )
+        assert posted.status_code == 200
+        wait_until(lambda: noted(webhook, "noc", "BridgeDown", "firing"))
+        wait_until(lambda: noted(webhook, "noc", "SiteSilent", "firing"))
+        time.sleep(3)  # group_wait and group_interval have passed: hp's would have come
+        silent_paged = {
+            a["labels"]["site"]
+            for n in noted(webhook, "noc", "SiteSilent", "firing")
+            for a in n.alerts
+        }
+        assert silent_paged == {"qn-bts-002"}
+        [inhibited] = [a for a in alertmanager.alerts() if a["labels"].get("site") == "hp-bts-001"]
+        assert inhibited["status"]["inhibitedBy"], inhibited
+        # The link back; the provincial broker started again (as its watchdog would: an
+        # idle Mosquitto 2.0.11 may not retry a bridge refused while the link was down).
+        backhaul.restore()
+        hp.stop()
+        hp.start()
+        wait_until(lambda: not active(alertmanager, "BridgeDown"))
+        assert registry.get_sample_value("kienco_broker_bridge_up", up) == 1
+    finally:
+        shard.stop()
+        hp.stop()
+        backhaul.close()
+        central.stop()
