@@ -28,6 +28,7 @@ from contract.wire import Meta, Report, Status
 from tests.support.influx import InfluxServer
 from tests.support.mosquitto import Broker
 from tests.support.subscriber import Subscriber
+from tests.support.waiting import wait_until
 
 TOKEN = "faults-admin-token-0123"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -115,16 +116,6 @@ def report(site: str, province: str, seq: int, at: datetime) -> bytes:
         .model_dump_json()
         .encode()
     )
-
-
-def wait_until(check: Callable[[], Any], timeout_s: float = 15, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"{what}: not reached within {timeout_s} s")
 
 
 def errors_of(collector: Collector, thread: str) -> float:

@@ -32,19 +32,9 @@ from tests.support.influx import InfluxServer
 from tests.support.mosquitto import Broker
 from tests.support.relay import Relay
 from tests.support.topology import central_broker, provincial_broker
+from tests.support.waiting import wait_until
 
 EXTERNAL = "https://noc.example.vn/kienco"
-
-
-def wait_until(check: Callable[[], Any], timeout_s: float = 30) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached in {timeout_s} s; last: {found!r}")
-        time.sleep(0.1)
 
 
 def active(alertmanager: AlertmanagerServer, name: str) -> list[dict[str, Any]]:
