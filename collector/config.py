@@ -229,6 +229,11 @@ class HttpListen(_Strict):
     handler_threads: Annotated[int, Field(ge=1, le=256)] = Field(
         default=8, description="requests worked on at once (the rest wait their turn)"
     )
+    board_poll_s: Annotated[float, Field(ge=1, le=3600)] = Field(
+        default=30.0,
+        description="an open board page fetches its live part at least this often (besides "
+        "each change its stream tells): the longest a lost collector goes unnoticed on it",
+    )
     request_timeout_s: Annotated[float, Field(gt=0, le=600)] = Field(
         default=30.0,
         description="a request (headers, body, answer) must be done within it, or it is "

@@ -42,6 +42,7 @@ class NoHistory:
     """Stands in for InfluxDB when the collector runs without one (the demo without influxd)."""
 
     influx_down = False
+    down_since = None
 
     def write_durably(self, batch: str | Sequence[str]) -> Outcome:
         return Outcome("written", 0)

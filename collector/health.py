@@ -8,11 +8,14 @@ fails, ``broker_failure`` says why (collector/connection_log.py): text from the
 network, in JSON only. Connected is not receiving: until the broker grants the
 subscriptions (its SUBACK) the problem is ``broker_subscribing``, or
 ``broker_subscription_refused`` with the fix; ``broker_failure`` is never null while
-``broker_connected`` is false.
+``broker_connected`` is false. Each problem also says since when (``since``, UTC) and,
+for a loop, which one (``thread``): what the board's banner says
+(collector/board/trust.py), which never reads ``body``.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -59,11 +62,18 @@ class Problem:
     code: str
     text_vi: str
     text_en: str
+    since: datetime | None = None  # when it began, as far as the collector knows
+    thread: str | None = None  # the loop's name, for a thread_* problem
 
     @classmethod
-    def of(cls, code: str, **values: object) -> Problem:
+    def of(
+        cls, code: str, *, since: float | None = None, thread: str | None = None, **values: object
+    ) -> Problem:
         vi, en = _TEXTS[code]
-        return cls(code, vi.format(**values), en.format(**values))
+        if thread is not None:
+            values["thread"] = thread
+        at = None if since is None else datetime.fromtimestamp(since, UTC)
+        return cls(code, vi.format(**values), en.format(**values), at, thread)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,14 +86,19 @@ class Health:
         return not self.problems
 
 
-def loop_problem(loop: LoopHealth) -> Problem | None:
-    """What is wrong with a loop, if anything (its alert says the same)."""
+def loop_problem(loop: LoopHealth, now: float) -> Problem | None:
+    """What is wrong with a loop, if anything (its alert says the same); ``now`` in
+    seconds since the epoch."""
+    # A dead loop's last beat is the nearest to its death the collector knows.
+    beat = now - loop.heartbeat_age_s
     if not loop.alive:
-        return Problem.of("thread_dead", thread=loop.name)
+        return Problem.of("thread_dead", thread=loop.name, since=beat)
     if loop.stuck and loop.periodic:
-        return Problem.of("thread_silent", thread=loop.name, seconds=f"{loop.heartbeat_age_s:.0f}")
+        seconds = f"{loop.heartbeat_age_s:.0f}"
+        return Problem.of("thread_silent", thread=loop.name, since=beat, seconds=seconds)
     if loop.stuck:
-        return Problem.of("thread_busy", thread=loop.name, seconds=f"{loop.busy_s:.0f}")
+        seconds = f"{loop.busy_s:.0f}"
+        return Problem.of("thread_busy", thread=loop.name, since=now - loop.busy_s, seconds=seconds)
     return None
 
 
@@ -106,6 +121,14 @@ def _failure(failing: Failing | None) -> dict[str, Any] | None:
     }
 
 
+def _problem_body(p: Problem) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": p.code, "text_vi": p.text_vi, "text_en": p.text_en}
+    body["since"] = None if p.since is None else p.since.isoformat()
+    if p.thread is not None:
+        body["thread"] = p.thread
+    return body
+
+
 def assess(
     *,
     broker_connected: bool,
@@ -114,19 +137,27 @@ def assess(
     influx_down: bool,
     spooled_batches: int,
     loops: list[LoopHealth],
+    broker_lost_at: float | None = None,
+    influx_down_since: float | None = None,
+    now: float | None = None,
 ) -> Health:
+    """``broker_lost_at``, ``influx_down_since`` and ``now``: seconds since the epoch."""
+    wall = time.time() if now is None else now
     problems: list[Problem] = []
     state = broker_failure.state if broker_failure is not None else None
     if not broker_connected:
-        problems.append(Problem.of(_BROKER_PROBLEM.get(state, "broker_disconnected")))
+        # The run of failures began when the connection was lost, or at the first failed
+        # attempt; before either (starting, or connected and not yet subscribed): our own.
+        since = broker_failure.since if broker_failure is not None else broker_lost_at
+        problems.append(Problem.of(_BROKER_PROBLEM.get(state, "broker_disconnected"), since=since))
     if influx_down:
-        problems.append(Problem.of("influx_unreachable", spooled=spooled_batches))
-    problems += [p for p in map(loop_problem, loops) if p is not None]
+        problems.append(
+            Problem.of("influx_unreachable", since=influx_down_since, spooled=spooled_batches)
+        )
+    problems += [p for p in (loop_problem(loop, wall) for loop in loops) if p is not None]
     body: dict[str, Any] = {
         "ok": not problems,
-        "problems": [
-            {"code": p.code, "text_vi": p.text_vi, "text_en": p.text_en} for p in problems
-        ],
+        "problems": [_problem_body(p) for p in problems],
         "broker_connected": broker_connected,
         "broker_failure": _failure(broker_failure),
         "influx": {

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -197,6 +198,8 @@ class Collector:
                 beat=self._loops["writer"].beat,
             )
         self._connected = threading.Event()
+        self._broker_lost_at = time.time()  # not connected yet: unheard since now
+        self._trust_seen: tuple[object, ...] = ()  # the problems the board last showed
         self.client = self._make_client()
         self.delivery = Delivery(
             writer=self.writer,
@@ -291,8 +294,10 @@ class Collector:
         health = assess(
             broker_connected=failing is None,
             broker_failure=failing,
+            broker_lost_at=self._broker_lost_at,
             influx_configured=self.influx is not None,
             influx_down=self.writer.influx_down,
+            influx_down_since=self.writer.down_since,
             spooled_batches=self.spool.depth() if self.spool is not None else 0,
             loops=self.supervisor.health(),
         )
@@ -324,7 +329,13 @@ class Collector:
         if influx is not None:  # its own client, its own short timeout: charts never wait
             history = self._board_history = influx.client(timeout_s=BOARD_HISTORY_TIMEOUT_S)
         return BoardParts(
-            desks, self.changes, self.meetings.latest_rehearsals, history, clock=self.clock
+            desks,
+            self.changes,
+            self.meetings.latest_rehearsals,
+            history,
+            clock=self.clock,
+            health=lambda: self.health().problems,
+            poll_s=self.config.http.board_poll_s,
         )
 
     # --- lifecycle -----------------------------------------------------------------
@@ -518,6 +529,8 @@ class Collector:
     ) -> None:
         self.delivery.disconnected()
         self.metrics.connected.set(0)
+        if self._connected.is_set():
+            self._broker_lost_at = time.time()
         self._connected.clear()
         error = self.client.take_link_error()
         if not self._stopping.is_set():
@@ -765,7 +778,17 @@ class Collector:
         self.delivery.queue_lines(summary or "")
         self.supervisor.attempt(self._expire, now)
         self.supervisor.attempt(self.broker_watch.check_heard)
+        self.supervisor.attempt(self._watch_trust)
         return True
+
+    def _watch_trust(self) -> None:
+        """When the collector's problems change (the broker lost or back, InfluxDB down or
+        up, a loop dead or stuck), every open board page fetches its live part again: its
+        banner comes and goes within a sweep, not at the next 30 s poll."""
+        seen = tuple((p.code, p.thread) for p in self.health().problems)
+        if seen != self._trust_seen:
+            self._trust_seen = seen
+            self.changes.everything()
 
     def _summary_lines(self, now: datetime) -> str:
         return encode_many(self.summaries.due(now, self._judged))

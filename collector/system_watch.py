@@ -61,7 +61,7 @@ class SystemWatch:
             down = min(down, datetime.fromtimestamp(failing.since, UTC))
         threads: list[Trouble] = []
         for loop in src.loops():
-            problem = loop_problem(loop)
+            problem = loop_problem(loop, now.timestamp())
             since = self._lasting("thread:" + loop.name, problem is not None, now)
             if problem is not None and since is not None:
                 threads.append(

@@ -127,11 +127,23 @@ class InfluxWriter:
         self._lock = threading.Lock()  # counters and the outage state
         self._drain_lock = threading.Lock()  # one drain at a time: no batch sent twice
         self._down_until: float | None = None  # set while InfluxDB is known to be down
+        self._down_since: float | None = None  # when it went down, seconds since the epoch
 
     @property
     def influx_down(self) -> bool:
         """True after a batch was spooled, until InfluxDB takes one again."""
         return self._down_until is not None
+
+    @property
+    def down_since(self) -> float | None:
+        """When InfluxDB was first found down in this outage (``time.time()``), or None."""
+        return self._down_since if self._down_until is not None else None
+
+    def _mark_down(self) -> None:
+        """Under ``_lock``: InfluxDB is down, probe it again in a probe interval."""
+        if self._down_until is None:
+            self._down_since = time.time()
+        self._down_until = self._clock() + self.probe_interval_s
 
     def probe(self) -> bool:
         """On an idle tick: ping InfluxDB when nothing was heard of it for a probe interval,
@@ -143,7 +155,10 @@ class InfluxWriter:
             self._beat()
             with self._lock:
                 self._last_contact = now
-                self._down_until = None if up else now + self.probe_interval_s
+                if up:
+                    self._down_until = None
+                else:
+                    self._mark_down()
         return not self.influx_down
 
     def write_durably(self, batch: str | Sequence[str]) -> Outcome:
@@ -187,7 +202,7 @@ class InfluxWriter:
         self.spool.put(lines)
         self._count(spooled_batches=1, spooled_points=n_lines)
         with self._lock:
-            self._down_until = self._clock() + self.probe_interval_s
+            self._mark_down()
         return Outcome("spooled", n_lines, error=error, attempts=tried)
 
     def drain_spool(
@@ -220,7 +235,7 @@ class InfluxWriter:
                     result = self._write(lines)
                 except InfluxUnavailable:
                     with self._lock:
-                        self._down_until = self._clock() + self.probe_interval_s
+                        self._mark_down()
                     break
                 refusals: tuple[Refusal, ...] = ()
                 if not result.ok:

@@ -11,7 +11,9 @@ Telling costs the judging thread a lock and an append: no page, no cost, and nev
 wait on a slow browser. Waking the waiting streams is one ``call_soon_threadsafe`` per
 event loop, whatever the number of streams or changes (a province losing mains is one
 wake, not 300 × 200). The log keeps the last :data:`KEEP` changes; a stream that fell
-further behind is told "everything" and its page fetches all it shows.
+further behind is told "everything" and its page fetches all it shows. So is every
+stream after :meth:`Changes.everything`: what changed is the collector itself (its
+broker lost or back: the banner of collector/board/trust.py), on every page.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ import asyncio
 import contextlib
 import threading
 
-__all__ = ["KEEP", "Changed", "Changes"]
+__all__ = ["EVERYTHING", "KEEP", "Changed", "Changes"]
 
 KEEP = 20_000
+EVERYTHING = ("", "")
+"""The log's entry for "every page": no site or province is named ""."""
 
 Changed = list[tuple[str, str]] | None
 """(site, province) changed after a generation, or None: more than the log keeps."""
@@ -60,6 +64,10 @@ class Changes:
             waiting, self._waiting = self._waiting, {}
         for loop, event in waiting.items():
             _wake(loop, event)
+
+    def everything(self) -> None:
+        """What every page shows is out of date (the collector's own health changed)."""
+        self.site(*EVERYTHING)
 
     def since(self, after: int) -> tuple[int, Changed]:
         """(the generation now, what changed after ``after``: None when the log no longer

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from collector.board.history import History
 from collector.board.live import Changes
+from collector.health import Problem
 from collector.web.ports import Desks
 from contract.wire import utc_now
 from rules.rehearsal import Rehearsal
@@ -22,3 +23,6 @@ class BoardParts:
     rehearsals: Callable[[Iterable[str]], Mapping[str, Rehearsal]]  # each point's latest
     history: History | None  # InfluxDB, for a site's charts; None without one
     clock: Callable[[], datetime] = utc_now
+    # What is wrong with the collector (its /healthz problems), for the pages' banner.
+    health: Callable[[], Sequence[Problem]] = tuple
+    poll_s: float = 30.0  # an open page fetches its live part at least this often

@@ -61,6 +61,7 @@ def environment() -> Environment:
         number=texts.number,
         when=texts.when,
         when_s=texts.when_s,
+        since_when=texts.since_when,
         media=texts.media,
         report_t=compliance_report.t,  # the compliance page says what its PDF says
         status_text=compliance_report.status_text,

@@ -12,8 +12,9 @@
     GET  /live[?province=|site=|meeting=]    server-sent events: which sites changed
     GET  /assets/...                         htmx, the board's CSS and script (vendored)
 
-A page asked with ``HX-Request`` (htmx, after a ``changed`` event or every 30 s)
-answers only its live part. Without JavaScript every page is whole and its
+A page asked with ``HX-Request`` (htmx, after a ``changed`` event or every
+``http.board_poll_s``, 30 s) answers only its live part, headed by the collector's own
+problems when it has any (collector/board/trust.py). Without JavaScript every page is whole and its
 forms are plain forms. ``?lang=en`` switches to English and is remembered in a
 cookie. Reads need a viewer (a session from /login, a bearer token, or
 anonymous reads if configured): without one, a page sends to the login form.
@@ -42,7 +43,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
 from collector import compliance_report
-from collector.board import pages, texts
+from collector.board import pages, texts, trust
 from collector.board.pages import Page
 from collector.board.ports import BoardParts
 from collector.board.render import Kept, LiveCache, Renderer, squeeze
@@ -131,12 +132,16 @@ async def _serve(request: Request, make: MakePage, who: Principal | None = None)
     cache: LiveCache = request.app.state.board_cache
     partial = request.headers.get("hx-request") == "true"
     takes_gzip = "gzip" in request.headers.get("accept-encoding", "")
+    # The collector's own problems head every live part (collector/board/trust.py): the
+    # same for every role, and part of the key, so one that comes or goes shows at once.
+    doubts = trust.doubts(parts.health())
     key = (
         request.url.path,
         tuple(sorted((k, v) for k, v in request.query_params.multi_items() if k != "lang")),
         str(who.role),
         lang,
         parts.changes.generation,
+        doubts,
     )
     frame = {
         "who": who,
@@ -145,6 +150,7 @@ async def _serve(request: Request, make: MakePage, who: Principal | None = None)
         "show_all": _here(request, show="all"),
         "rows_limit": None if request.query_params.get("show") == "all" else ROWS_SHOWN,
         "assets": ASSETS,
+        "poll_ms": round(parts.poll_s * 1000),
     }
 
     def answer(status: int, body: bytes, gzipped: bytes | None) -> Response:
@@ -175,7 +181,8 @@ async def _serve(request: Request, make: MakePage, who: Principal | None = None)
             if page.live is None or page.status != HTTPStatus.OK:
                 unkept.append(page)
                 raise _NotLive
-            live = renderer.render(page.live, lang, **frame, **page.context).encode()
+            banner = renderer.render("_trust.html", lang, doubts=doubts, now=now)
+            live = (banner + renderer.render(page.live, lang, **frame, **page.context)).encode()
             return Kept(time.monotonic(), page, live.decode(), squeeze(live))
 
         try:

@@ -15,9 +15,11 @@ A stream lasts :data:`LIFETIME_S`, then ends; the browser reconnects by itself
 (``retry``), and the reconnect is checked again (a session logged out, a token
 removed from the config: the stream is refused). A comment every
 :data:`KEEPALIVE_S` keeps proxies from closing an idle stream and finds a closed
-tab. Changes arriving together (a province losing mains) are one event, and a page is
-told at most once per :data:`MIN_GAP_S`: in a storm each open page fetches its part at
-most that often, so 200 wall screens cannot take the collector's time from the reports.
+tab. When the collector's health changes (collector/board/trust.py) every stream says
+``{"all": true}``, as to a laggard. Changes arriving together (a province losing mains)
+are one event, and a page is told at most once per :data:`MIN_GAP_S`: in a storm each
+open page fetches its part at most that often, so 200 wall screens cannot take the
+collector's time from the reports.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 
-from collector.board.live import Changes
+from collector.board.live import EVERYTHING, Changes
 
 __all__ = ["COALESCE_S", "KEEPALIVE_S", "LIFETIME_S", "MIN_GAP_S", "RETRY_MS", "Wanted", "events"]
 
@@ -76,7 +78,7 @@ async def events(
         # The rest of a burst comes in the same event; and never two within MIN_GAP_S.
         await asyncio.sleep(max(COALESCE_S, told_at + MIN_GAP_S - loop.time()))
         now, changed = changes.since(seen)
-        if changed is None:
+        if changed is None or EVERYTHING in changed:
             told_at = loop.time()
             yield _everything(now)
         else:

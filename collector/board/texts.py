@@ -15,7 +15,18 @@ from types import MappingProxyType
 from plumbing.labels import KINDS, STATION_STATES, VERDICTS, Lang, label, local_time
 from rules.texts import format_value
 
-__all__ = ["LANGS", "UI", "duration", "media", "number", "text", "when", "when_s", "word"]
+__all__ = [
+    "LANGS",
+    "UI",
+    "duration",
+    "media",
+    "number",
+    "since_when",
+    "text",
+    "when",
+    "when_s",
+    "word",
+]
 
 LANGS: tuple[Lang, ...] = ("vi", "en")
 
@@ -37,6 +48,62 @@ UI: Mapping[str, tuple[str, str]] = MappingProxyType(
         ),
         "updated_at": ("Cập nhật {at}", "Updated {at}"),
         "skip": ("Tới nội dung", "Skip to content"),
+        # the collector's own problems (collector/board/trust.py): what, since when, what it means
+        "trust_broker_disconnected": (
+            "Collector mất kết nối tới broker MQTT từ {since} — các trạng thái dưới đây đứng yên "
+            "từ lúc đó: không báo cáo nào tới được, và điểm ngừng báo cáo cũng không bị đánh dấu.",
+            "The collector has been disconnected from its MQTT broker since {since} — the states "
+            "below are frozen since then: no report reaches it, and a site gone quiet is not "
+            "marked so.",
+        ),
+        "trust_influx_unreachable": (
+            "InfluxDB không nhận ghi từ {since} — biểu đồ và lịch sử dừng ở lúc đó; số liệu được "
+            "lưu tạm trên đĩa của collector, không mất, và được ghi khi InfluxDB trở lại. Các "
+            "trạng thái dưới đây vẫn được cập nhật.",
+            "InfluxDB has not taken writes since {since} — charts and history stop there; the "
+            "readings are kept on the collector's disk, nothing is lost, and they are written "
+            "once InfluxDB is back. The states below are still current.",
+        ),
+        "trust_thread_dead": (
+            "Luồng {thread} của collector đã dừng (nhịp cuối lúc {since}) — {means}",
+            "The collector's {thread} thread has died (its last heartbeat at {since}) — {means}",
+        ),
+        "trust_thread_stuck": (
+            "Luồng {thread} của collector bị treo từ {since} — {means}",
+            "The collector's {thread} thread has been stuck since {since} — {means}",
+        ),
+        "trust_means_mqtt": (
+            "không báo cáo nào được đọc: các trạng thái dưới đây có thể đứng yên từ lúc đó.",
+            "no report is read: the states below may be frozen since then.",
+        ),
+        "trust_means_writer": (
+            "báo cáo không được lưu: biểu đồ và lịch sử dừng lại, các trạng thái dưới đây có "
+            "thể chậm dần.",
+            "reports are not stored: charts and history stop, and the states below may fall "
+            "behind.",
+        ),
+        "trust_means_staleness": (
+            "điểm ngừng báo cáo không bị đánh dấu im lặng: một điểm dưới đây có thể đã mất liên "
+            "lạc mà vẫn hiện trạng thái cũ.",
+            "sites that stop reporting are not marked silent: a site below may have gone quiet "
+            "and still show its last state.",
+        ),
+        "trust_means_other": (
+            "các trạng thái dưới đây có thể không còn đúng.",
+            "the states below may not be current.",
+        ),
+        "trust_other": (
+            "Collector báo sự cố {code} từ {since} — các trạng thái dưới đây có thể không còn "
+            "đúng.",
+            "The collector reports a problem ({code}) since {since} — the states below may not "
+            "be current.",
+        ),
+        "trust_details": ("Chi tiết cho người vận hành:", "Details for operators:"),
+        # the browser's own (collector/board/static/board.js fills {at}, HH:MM:SS Vietnam time)
+        "lost_contact": (
+            "Mất kết nối tới kienco từ {at} — trang có thể đã cũ",
+            "Lost contact with kienco since {at} — this page may be out of date",
+        ),
         # login
         "login_title": ("Đăng nhập", "Sign in"),
         "login_token": ("Mã truy cập", "Access token"),
@@ -238,6 +305,14 @@ def number(value: float | None, lang: Lang) -> str:
 def when(at: datetime | None, fmt: str = "%d/%m %H:%M") -> str:
     """A UTC time in Vietnam time."""
     return "—" if at is None else local_time(at, fmt)
+
+
+def since_when(at: datetime | None, now: datetime) -> str:
+    """A start in Vietnam time: its hour and minute, with its day when not today's."""
+    if at is None:
+        return "—"
+    same_day = local_time(at, "%Y%m%d") == local_time(now, "%Y%m%d")
+    return local_time(at, "%H:%M" if same_day else "%d/%m %H:%M")
 
 
 def when_s(epoch_s: float, fmt: str = "%H:%M") -> str:
