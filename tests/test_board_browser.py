@@ -7,15 +7,24 @@ the open meeting page. The page runs with no console error (a Content-Security-P
 violation is one), a site named ``<img src=x onerror=alert(1)>`` shows those characters,
 the site's page draws its last hours from InfluxDB, and screenshots at phone width
 (360 px) and on a 1080p screen are saved in tests/output/board/.
+
+When its verdicts cannot be believed the open page says so without a reload: the
+collector's broker stopped (a broker of the test's own), the blind-collector banner
+comes (pushed on the stream: the poll is set to an hour) and goes once it is back;
+the live part's fetches failing (the network to the collector cut, then the collector
+stopped), the lost-contact banner comes and the live part greys.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -75,30 +84,45 @@ def verdicts() -> Verdicts:
     return Verdicts()
 
 
-@pytest.fixture
-def collector(
-    tmp_path: Path, fresh_broker: Broker, influxdb: InfluxServer, verdicts: Verdicts
-) -> Iterator[Collector]:
+def collector_config(
+    tmp_path: Path, broker: Broker, influxdb: InfluxServer, **http: Any
+) -> CollectorConfig:
     db = influxdb.fresh_database("board")
-    config = CollectorConfig.model_validate(
+    return CollectorConfig.model_validate(
         {
             "broker": {
-                "url": fresh_broker.url,
+                "url": broker.url,
                 "username": None,
                 "client_id": f"c-{db}",
                 "topic_filter": "kienco/v1/+/+/#",
             },
             "influx": {"url": influxdb.url, "database": db},
             "data_dir": str(tmp_path / "collector"),
-            "http": {"port": 0, "tokens": token_entries(TOKENS)},
+            "http": {"port": 0, "tokens": token_entries(TOKENS), **http},
             "status": {"sweep_s": 0.2},
         }
     )
-    running = Collector(config, policy=POLICY, on_status=verdicts)
-    running.start()
-    assert running.wait_connected(10)
-    yield running
-    running.stop()
+
+
+@contextmanager
+def running(config: CollectorConfig, **options: Any) -> Iterator[Collector]:
+    """A collector started and connected; stopped at the end unless the test stopped it."""
+    collector = Collector(config, policy=POLICY, **options)
+    collector.start()
+    assert collector.wait_connected(10)
+    try:
+        yield collector
+    finally:
+        if not collector.supervisor.stopping.is_set():
+            collector.stop()
+
+
+@pytest.fixture
+def collector(
+    tmp_path: Path, fresh_broker: Broker, influxdb: InfluxServer, verdicts: Verdicts
+) -> Iterator[Collector]:
+    with running(collector_config(tmp_path, fresh_broker, influxdb), on_status=verdicts) as c:
+        yield c
 
 
 def agent_config(tmp_path: Path, broker: Broker, snmpsim: SnmpSim, ports: list[int]) -> SiteConfig:
@@ -256,3 +280,104 @@ async def test_a_ups_on_battery_changes_the_open_page_and_a_meeting_is_rehearsed
         await agent
         for server in servers:
             server.close()
+
+
+# --- when the page cannot be believed -------------------------------------------------
+
+TRUST = "#trust [data-code=broker_disconnected]"
+
+
+async def test_an_open_page_says_when_the_collector_is_blind_and_when_it_sees_again(
+    tmp_path: Path, fresh_broker: Broker, influxdb: InfluxServer
+) -> None:
+    # An hour between polls: the banner must come with the stream's word, not a poll.
+    config = collector_config(tmp_path, fresh_broker, influxdb, board_poll_s=3600)
+    with running(config) as collector:
+        assert collector.api is not None
+        url = collector.api.url
+        a_province(collector, "hp")
+        async with chromium(tmp_path / "profile") as browser:
+            page, problems = await open_page(browser)
+            await sign_in(page, url, TOKENS["noc"], then="/provinces/hp")
+            assert await page.locator("#trust").count() == 0  # healthy: no banner
+            await page.evaluate("window.__same_page = true")
+
+            await asyncio.to_thread(fresh_broker.stop)
+            stopped_at = time.monotonic()
+            banner = await page.wait_for_selector(TRUST, timeout=10_000)
+            print(f"the banner came {time.monotonic() - stopped_at:.2f} s after the broker stopped")
+            assert banner is not None
+            text = await banner.inner_text()
+            since = collector.health().problems[0].since
+            assert since is not None
+            local = (since + timedelta(hours=7)).strftime("%H:%M")
+            assert text.startswith(f"Collector mất kết nối tới broker MQTT từ {local} — "), text
+            assert "các trạng thái dưới đây đứng yên từ lúc đó" in text
+            assert await page.locator("#site-hp-bts-kien-an").count() == 1  # still shown
+            await page.screenshot(path=screenshot_path("province-blind"), full_page=True)
+
+            await asyncio.to_thread(fresh_broker.start)
+            await page.wait_for_selector("#trust", state="detached", timeout=15_000)
+            assert await page.evaluate("window.__same_page === true")  # never reloaded
+            assert page.url == f"{url}/provinces/hp"
+            assert not problems, problems
+
+
+LOST = re.compile(r"^Mất kết nối tới kienco từ (\d\d):(\d\d):(\d\d) — trang có thể đã cũ$")
+
+
+def near_now_in_vietnam(shown: str, within_s: float = 30) -> bool:
+    found = LOST.match(shown)
+    if found is None:
+        return False
+    now = datetime.now(UTC) + timedelta(hours=7)
+    h, m, s = (int(x) for x in found.groups())
+    at = now.replace(hour=h, minute=m, second=s, microsecond=0)
+    gap = abs((now - at).total_seconds())
+    return min(gap, 86400 - gap) <= within_s
+
+
+async def test_an_open_page_says_when_it_lost_contact_and_greys_what_it_shows(
+    tmp_path: Path, fresh_broker: Broker, influxdb: InfluxServer
+) -> None:
+    """Bound: at once (a fetch made as the stream breaks) when the collector is gone; within
+    a poll (http.board_poll_s, 2 s here) and htmx's 10 s timeout when the network is cut."""
+    with running(collector_config(tmp_path, fresh_broker, influxdb, board_poll_s=2)) as collector:
+        assert collector.api is not None
+        url = collector.api.url
+        a_province(collector, "hp")
+        async with chromium(tmp_path / "profile") as browser:
+            page, problems = await open_page(browser)
+            await sign_in(page, url, TOKENS["noc"], then="/provinces/hp")
+            lost, part = page.locator("#lost"), page.locator("#live")
+            assert await lost.is_hidden()
+            await page.evaluate("window.__same_page = true")
+
+            # The network to the collector cut: the live part's fetches fail.
+            cut = re.compile(r".*/provinces/hp$")
+            await page.route(cut, lambda route: route.abort("internetdisconnected"))
+            cut_at = time.monotonic()
+            await lost.wait_for(state="visible", timeout=2_000 + 10_000 + 2_000)
+            print(f"lost contact shown {time.monotonic() - cut_at:.2f} s after the cut")
+            assert near_now_in_vietnam(await lost.inner_text()), await lost.inner_text()
+            assert "stale" in (await part.get_attribute("class") or "")
+            await page.screenshot(path=screenshot_path("province-lost"), full_page=True)
+
+            # The network back: the next fetch succeeds and both go.
+            await page.unroute(cut)
+            await lost.wait_for(state="hidden", timeout=2_000 + 3_000)
+            assert "stale" not in (await part.get_attribute("class") or "")
+
+            # The collector stopped: its stream ends, the fetch made at once fails.
+            await asyncio.to_thread(collector.stop)
+            stopped_at = time.monotonic()
+            await lost.wait_for(state="visible", timeout=5_000)
+            took = time.monotonic() - stopped_at
+            print(f"lost contact shown {took:.2f} s after the collector stopped")
+            assert took < 5.0
+            assert near_now_in_vietnam(await lost.inner_text()), await lost.inner_text()
+            assert "stale" in (await part.get_attribute("class") or "")
+            assert await page.locator("#site-hp-bts-kien-an").count() == 1  # the last it got
+            assert await page.evaluate("window.__same_page === true")
+            # The failed fetches are console errors; no script error, nothing injected.
+            assert not problems.exceptions and not problems.dialogs, problems

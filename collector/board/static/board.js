@@ -3,14 +3,92 @@
 //
 // Live: the page's live part (#live) names its server-sent-event stream
 // (data-stream). When the stream says sites changed, htmx fetches the part again
-// (hx-get, hx-trigger "board:changed" on #live; it also polls every 30 s).
-// EventSource reconnects by itself; the server tells it what it missed.
+// (hx-get, hx-trigger "board:changed" on #live; it also polls, every 30 s unless
+// http.board_poll_s says otherwise). EventSource reconnects by itself; the server
+// tells it what it missed.
+//
+// Lost contact: when a fetch of the live part fails (the server gone, the network
+// cut, an error answer, or no answer within htmx's timeout), or the stream breaks
+// and the fetch made at once to check fails, the page says since when (#lost, its
+// text from the server in the page's language) and greys its live part (#live.stale):
+// what it shows is the last it got, not the collector's word now. The first fetch
+// that succeeds clears both. Bound: at once when the server refuses or drops the
+// connection; within a poll interval and htmx's timeout when the network goes silent.
 (function () {
   "use strict";
+
+  var REOPEN_MS = 5000; // a stream the browser gave up on (not an event stream): open again
+  var lostSince = null; // Date.now() of the first failed fetch, null while in contact
 
   function live() {
     return document.getElementById("live");
   }
+
+  function refetch() {
+    var part = live();
+    if (part && window.htmx) {
+      window.htmx.trigger(part, "board:changed");
+    }
+  }
+
+  function two(n) {
+    return (n < 10 ? "0" : "") + n;
+  }
+
+  // HH:MM:SS in Vietnam time (UTC+7, no daylight saving), whatever the browser's zone.
+  function vietnamTime(ms) {
+    var d = new Date(ms + 7 * 3600 * 1000);
+    return two(d.getUTCHours()) + ":" + two(d.getUTCMinutes()) + ":" + two(d.getUTCSeconds());
+  }
+
+  function lost() {
+    if (lostSince !== null) {
+      return;
+    }
+    lostSince = Date.now();
+    var banner = document.getElementById("lost");
+    if (banner) {
+      banner.textContent = (banner.dataset.text || "").replace("{at}", vietnamTime(lostSince));
+      banner.hidden = false;
+    }
+    var part = live();
+    if (part) {
+      part.classList.add("stale");
+    }
+  }
+
+  function found() {
+    if (lostSince === null) {
+      return;
+    }
+    lostSince = null;
+    var banner = document.getElementById("lost");
+    if (banner) {
+      banner.hidden = true;
+      banner.textContent = "";
+    }
+    var part = live();
+    if (part) {
+      part.classList.remove("stale");
+    }
+  }
+
+  function fromLive(event) {
+    return event.target === live();
+  }
+
+  ["htmx:sendError", "htmx:responseError", "htmx:timeout"].forEach(function (name) {
+    document.addEventListener(name, function (event) {
+      if (fromLive(event)) {
+        lost();
+      }
+    });
+  });
+  document.addEventListener("htmx:afterRequest", function (event) {
+    if (fromLive(event) && event.detail.successful) {
+      found();
+    }
+  });
 
   function connect() {
     var part = live();
@@ -18,10 +96,19 @@
       return;
     }
     var source = new EventSource(part.dataset.stream);
-    source.addEventListener("changed", function () {
-      var current = live();
-      if (current && window.htmx) {
-        window.htmx.trigger(current, "board:changed");
+    source.addEventListener("changed", refetch);
+    source.addEventListener("error", function () {
+      // A stream also ends every few minutes by design: a fetch tells which it is.
+      if (lostSince === null) {
+        refetch();
+      }
+      if (source.readyState === EventSource.CLOSED) {
+        window.setTimeout(connect, REOPEN_MS);
+      }
+    });
+    source.addEventListener("open", function () {
+      if (lostSince !== null) {
+        refetch(); // the collector is back: the part as it is now, and the banner gone
       }
     });
   }
