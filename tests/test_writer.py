@@ -6,6 +6,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from time import time as wall_time
 
 import pytest
 
@@ -312,17 +313,22 @@ def test_outage_sends_to_spool_until_a_probe_succeeds(spool: Spool) -> None:
     time = FakeTime()
     influx = FakeClient(down=True)
     writer = InfluxWriter(influx, spool, probe_interval_s=5.0, sleep=time.sleep, clock=time.clock)
+    assert writer.down_since is None
+    before = wall_time()
     writer.write_durably(_lines(1))
     assert writer.influx_down and influx.calls == 3
+    down_since = writer.down_since  # /healthz and the board say since when
+    assert down_since is not None and before <= down_since <= wall_time()
     writer.write_durably(_lines(1, start=1))
     assert influx.calls == 3  # no attempt during the outage
     time.now += 5.0
     writer.write_durably(_lines(1, start=2))
     assert influx.calls == 4  # one probe, no retries
+    assert writer.down_since == down_since  # the same outage: the same start
     influx.down = False
     time.now += 5.0
     assert writer.write_durably(_lines(1, start=3)).status == "written"
-    assert not writer.influx_down
+    assert not writer.influx_down and writer.down_since is None
     assert writer.drain_spool() == 3
     assert len(influx.received) == 4
 
