@@ -28,6 +28,13 @@ collector shard. Then, in one run (loopback ports only):
    restarted on that store: SIGTERM to its exit (it saves the store again), and its
    start to its first CONNACK (it reads the whole store before it listens): what the
    unit's ``TimeoutStopSec`` and ``TimeoutStartSec`` must allow.
+   ``--cold`` (with ``--save``): the start as after a reboot, the store not in the page
+   cache. After the SIGTERM the store's own pages are evicted (``fsync``, then
+   ``posix_fadvise(DONTNEED)`` on that file alone: the machine's other caches are left
+   alone), the share still resident checked with ``mincore``; the disk's raw sequential
+   read of the same file is timed (evicted again first, and with ``O_DIRECT``), the file
+   evicted once more, and the start timed to its first CONNACK; then a second SIGTERM and
+   a start with the store in the cache (warm), for comparison in the same run.
 4. ``--max-queued N`` (a separate run): the shipped ``max_queued_messages`` replaced by a
    small N, to see the limit: how many arrive, how many are lost, and whether the broker
    says so (``$SYS/broker/publish/messages/dropped``, its log).
@@ -36,6 +43,7 @@ Run (as root: the shipped config runs Mosquitto as ``user root`` here):
 
     .venv/bin/python benchmarks/broker_queue.py --messages 500000 --rate 5000
     .venv/bin/python benchmarks/broker_queue.py --messages 1000000 --rate 8000 --save
+    .venv/bin/python benchmarks/broker_queue.py --messages 1000000 --rate 8000 --save --cold
     .venv/bin/python benchmarks/broker_queue.py --messages 20000 --rate 5000 --max-queued 5000
 """
 
@@ -56,6 +64,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psutil
 from _common import Sampler, log, make_report, make_sites, print_summary, wire
+from _page_cache import evict, read_seconds, resident_share
 from paho.mqtt.enums import CallbackAPIVersion
 
 from kienco.broker_probe import Listener, knock
@@ -284,19 +293,19 @@ def forced_save(provincial: Mosquitto, timeout_s: float) -> list[tuple[str, Any]
     ]
 
 
-def restart_timed(provincial: Mosquitto, timeout_s: float) -> list[tuple[str, Any]]:
-    """SIGTERM (Mosquitto saves its whole store as it exits), then a start on that store
-    (it reads it all before it listens): how long each takes, what systemd's
-    ``TimeoutStopSec`` and ``TimeoutStartSec`` must allow."""
+def stop_timed(provincial: Mosquitto, timeout_s: float) -> float:
+    """SIGTERM to exit: Mosquitto saves its whole store as it exits."""
     assert provincial.process is not None
-    listener = Listener(provincial.port, "127.0.0.1", False)
-    log("restarting the provincial broker on its full store")
     began = time.monotonic()
     provincial.process.terminate()
     provincial.process.wait(timeout_s)
-    stop_s = time.monotonic() - began
-    db = provincial.workdir / "data" / "mosquitto.db"
-    size = db.stat().st_size if db.exists() else 0
+    return time.monotonic() - began
+
+
+def start_timed(provincial: Mosquitto, timeout_s: float) -> tuple[float | str, float]:
+    """A start on the store left: seconds to its first CONNACK (it reads the whole store
+    before it listens), or why none; and the CPU seconds the broker spent until then."""
+    listener = Listener(provincial.port, "127.0.0.1", False)
     with (provincial.workdir / "mosquitto.log").open("ab") as out:
         began = time.monotonic()
         provincial.process = subprocess.Popen(
@@ -304,12 +313,89 @@ def restart_timed(provincial: Mosquitto, timeout_s: float) -> list[tuple[str, An
         )
     answered = wait_until(lambda: knock(listener, 1.0) is None, timeout_s, every_s=0.05)
     start_s = time.monotonic() - began
-    log(f"stopped in {stop_s:.2f} s, {mb(size):,.0f} MB; answering after {start_s:.2f} s")
+    cpu = cpu_s(provincial.process)
+    return (start_s if answered else f"none in {timeout_s:g} s"), cpu
+
+
+def seconds(value: float | str) -> str:
+    return f"{value:.2f} s" if isinstance(value, float) else value
+
+
+def store_of(provincial: Mosquitto) -> Path:
+    return provincial.workdir / "data" / "mosquitto.db"
+
+
+def restart_timed(provincial: Mosquitto, timeout_s: float) -> list[tuple[str, Any]]:
+    """SIGTERM (Mosquitto saves its whole store as it exits), then a start on that store
+    (it reads it all before it listens): how long each takes, what systemd's
+    ``TimeoutStopSec`` and ``TimeoutStartSec`` must allow."""
+    log("restarting the provincial broker on its full store")
+    stop_s = stop_timed(provincial, timeout_s)
+    db = store_of(provincial)
+    size = db.stat().st_size if db.exists() else 0
+    start_s, _ = start_timed(provincial, timeout_s)
+    log(f"stopped in {stop_s:.2f} s, {mb(size):,.0f} MB; answering after {seconds(start_s)}")
     return [
         ("restart: SIGTERM to exit, the store saved (s)", stop_s),
         ("restart: store at exit (MB)", mb(size)),
-        ("restart: start to the first CONNACK, the store read (s)",
-         start_s if answered else f"none in {timeout_s:g} s"),
+        ("restart: start to the first CONNACK, the store read (s)", start_s),
+    ]
+
+
+def cold_restart_timed(provincial: Mosquitto, timeout_s: float) -> list[tuple[str, Any]]:
+    """As after a reboot: SIGTERM, the store's pages evicted from the page cache (this file
+    only: ``fsync`` + ``POSIX_FADV_DONTNEED``, checked with ``mincore``), the disk's raw
+    sequential read of the same file timed, then a start on it (cold); then SIGTERM again
+    and a start with the store just written, in the cache (warm), for comparison."""
+    log("restarting the provincial broker on its full store, the store evicted (cold)")
+    stop_s = stop_timed(provincial, timeout_s)
+    db = store_of(provincial)
+    size = db.stat().st_size
+    resident_at_exit = resident_share(db)
+    evict(db)
+    resident_evicted = resident_share(db)
+    buffered_s = read_seconds(db, direct=False)
+    resident_read = resident_share(db)
+    direct_s = read_seconds(db, direct=True)
+    evict(db)
+    resident_cold = resident_share(db)
+    log(
+        f"{mb(size):,.0f} MB; resident at exit {resident_at_exit:.1%}, evicted"
+        f" {resident_evicted:.1%}; read {mb(size) / buffered_s:,.0f} MB/s (evicted),"
+        f" {mb(size) / direct_s:,.0f} MB/s (O_DIRECT); resident at the cold start"
+        f" {resident_cold:.1%}"
+    )
+    cold_s, cold_cpu = start_timed(provincial, timeout_s)
+    resident_started = resident_share(db)
+    log(f"cold start answered after {seconds(cold_s)} (broker CPU {cold_cpu:.2f} s)")
+    stop2_s = stop_timed(provincial, timeout_s)
+    resident_warm = resident_share(db)
+    warm_s, warm_cpu = start_timed(provincial, timeout_s)
+    log(f"stopped again in {stop2_s:.2f} s; warm start answered after {seconds(warm_s)}")
+
+    def ratio(a: float | str, b: float | str) -> float | str:
+        return a / b if isinstance(a, float) and isinstance(b, float) else "n/a"
+
+    return [
+        ("cold: SIGTERM to exit, the store saved (s)", stop_s),
+        ("cold: store at exit (MB)", mb(size)),
+        ("cold: store resident at exit / evicted / after its read / at the start",
+         f"{resident_at_exit:.1%} / {resident_evicted:.1%} / {resident_read:.1%}"
+         f" / {resident_cold:.1%}"),
+        ("cold: raw sequential read, evicted, 8 MiB reads (s)", buffered_s),
+        ("cold: raw sequential read, evicted (MB/s)", mb(size) / buffered_s),
+        ("cold: raw sequential read, O_DIRECT, 8 MiB reads (s)", direct_s),
+        ("cold: raw sequential read, O_DIRECT (MB/s)", mb(size) / direct_s),
+        ("cold: start to the first CONNACK, the store evicted (s)", cold_s),
+        ("cold: broker CPU until then (s)", cold_cpu),
+        ("cold: store resident after the cold start", f"{resident_started:.1%}"),
+        ("cold: start / raw read (evicted)", ratio(cold_s, buffered_s)),
+        ("cold: start / raw read (O_DIRECT)", ratio(cold_s, direct_s)),
+        ("warm: SIGTERM to exit again, the store saved (s)", stop2_s),
+        ("warm: store resident at the warm start", f"{resident_warm:.1%}"),
+        ("warm: start to the first CONNACK, the store in the cache (s)", warm_s),
+        ("warm: broker CPU until then (s)", warm_cpu),
+        ("cold start / warm start", ratio(cold_s, warm_s)),
     ]  # fmt: skip
 
 
@@ -370,7 +456,10 @@ def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, Any]]:
         ]  # fmt: skip
         if args.save:
             rows += forced_save(provincial, args.drain_timeout)
-            rows += restart_timed(provincial, args.drain_timeout)
+            if args.cold:
+                rows += cold_restart_timed(provincial, args.drain_timeout)
+            else:
+                rows += restart_timed(provincial, args.drain_timeout)
 
         log("restoring the backhaul: starting the central broker")
         restored = time.monotonic()
@@ -441,8 +530,16 @@ def main() -> None:
         action="store_true",
         help="force a save of the full queue (SIGUSR1) and time it, the watchdog knocking",
     )
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="with --save: evict the store from the page cache before the restart (as after"
+        " a reboot), time the disk's raw read of it, and a warm start after",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.cold and not args.save:
+        parser.error("--cold times the restart of --save: give both")
     with tempfile.TemporaryDirectory(prefix="kienco-bench-queue-") as tmp:
         rows = run(args, Path(tmp))
     print_summary("Provincial broker: queue during a backhaul cut", rows, as_json=args.json)
