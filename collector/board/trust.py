@@ -30,7 +30,9 @@ __all__ = ["KNOWN", "Doubt", "doubts"]
 
 # Connected but not subscribed (waiting for the SUBACK, or refused) is, for what the page
 # shows, the same as disconnected: no report comes in.
-_NO_REPORTS = frozenset({"broker_disconnected", "broker_subscribing", "broker_subscription_refused"})
+_NO_REPORTS = frozenset(
+    {"broker_disconnected", "broker_subscribing", "broker_subscription_refused"}
+)
 KNOWN = _NO_REPORTS | {"influx_unreachable", "thread_dead", "thread_silent", "thread_busy"}
 """The problem codes the banner has words for; any other is shown by its code."""
 _MEANS = frozenset({"mqtt", "writer", "staleness"})
