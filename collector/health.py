@@ -107,6 +107,9 @@ _BROKER_PROBLEM: dict[str | None, str] = {
     "subscribing": "broker_subscribing",
     "subscription_refused": "broker_subscription_refused",
 }
+NO_REPORTS = frozenset({"broker_disconnected", *_BROKER_PROBLEM.values()})
+"""The problems that mean no report comes in: every verdict frozen (the board's banner,
+the collector's CollectorDisconnected alert)."""
 
 
 def _failure(failing: Failing | None) -> dict[str, Any] | None:

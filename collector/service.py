@@ -238,10 +238,8 @@ class Collector:
                 own.collector or config.broker.client_id,
                 own,
                 Sources(
-                    connected=self._connected.is_set,
+                    health=self.health,
                     failing=lambda: self.connection_log.failing,  # replaced whole by paho's
-                    influx_down=lambda: self.writer.influx_down,
-                    loops=self.supervisor.health,
                     brokers=self.broker_watch,
                     stopping=self._stopping.is_set,
                 ),

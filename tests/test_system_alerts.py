@@ -16,6 +16,7 @@ from collector.alerts import Alert, SiteLinks
 from collector.broker_watch import OWN, QUIET_AFTER_S, BrokerWatch
 from collector.config import AlertsConfig, SystemAlertsConfig
 from collector.connection_log import Failing
+from collector.health import Health, assess
 from collector.supervision import LoopHealth
 from collector.system_alerts import (
     DROPS_QUIET_S,
@@ -205,72 +206,104 @@ def test_drops_say_how_many_and_whose_broker() -> None:
 
 
 class Box:
-    """The collector's state as the watch reads it, set by the test."""
+    """The collector's state as the watch reads it, set by the test: /healthz's account
+    of it made by collector/health.py's own ``assess``, at the test's time."""
 
     def __init__(self) -> None:
-        self.connected = True
+        self.lost_at: datetime | None = None  # the broker connection lost then; None: up
         self.failing: Failing | None = None
-        self.influx_down = False
-        self.loops: list[LoopHealth] = []
+        self.influx_since: datetime | None = None  # InfluxDB down since then; None: up
+        self.loops: list[tuple[str, bool, datetime, str | None]] = []  # alive, last beat
         self.brokers = BrokerWatch(CollectorRegistry(), None, wall=lambda: self.now)
         self.now = T0
         self.stopping = False
 
+    def health(self) -> Health:
+        now = self.now.timestamp()
+        return assess(
+            broker_connected=self.lost_at is None and self.failing is None,
+            broker_failure=self.failing,
+            broker_lost_at=None if self.lost_at is None else self.lost_at.timestamp(),
+            influx_configured=True,
+            influx_down=self.influx_since is not None,
+            influx_down_since=None if self.influx_since is None else self.influx_since.timestamp(),
+            spooled_batches=3,
+            loops=[
+                LoopHealth(name, alive, False, now - beat.timestamp(), 0.0, 1, error)
+                for name, alive, beat, error in self.loops
+            ],
+            now=now,
+        )
+
     def watch(self, **config: object) -> SystemWatch:
         sources = Sources(
-            connected=lambda: self.connected,
+            health=self.health,
             failing=lambda: self.failing,
-            influx_down=lambda: self.influx_down,
-            loops=lambda: self.loops,
             brokers=self.brokers,
             stopping=lambda: self.stopping,
         )
         return SystemWatch("a1", SystemAlertsConfig.model_validate(config), sources, T0)
+
+    def alerts(self, watch: SystemWatch, at: datetime) -> list[SystemAlert]:
+        self.now = at
+        return watch.alerts(at)
 
 
 def names(alerts: list[SystemAlert]) -> set[str]:
     return {a.name for a in alerts}
 
 
-def test_a_trouble_fires_after_its_delay_from_when_it_was_first_seen_and_ends_with_it() -> None:
+def test_a_trouble_fires_after_its_delay_from_when_it_began_and_ends_with_it() -> None:
     box = Box()
     watch = box.watch(broker_down_after_s=60, influx_down_after_s=300)
-    box.connected, box.influx_down = False, True
-    assert names(watch.alerts(T0)) == {"KiencoHeartbeat"}
-    assert names(watch.alerts(T0 + timedelta(seconds=59))) == {"KiencoHeartbeat"}
-    at_60 = watch.alerts(T0 + timedelta(seconds=60))
+    box.lost_at = box.influx_since = T0
+    assert names(box.alerts(watch, T0)) == {"KiencoHeartbeat"}
+    assert names(box.alerts(watch, T0 + timedelta(seconds=59))) == {"KiencoHeartbeat"}
+    at_60 = box.alerts(watch, T0 + timedelta(seconds=60))
     assert names(at_60) == {"KiencoHeartbeat", "CollectorDisconnected"}
     assert [a.started_at for a in at_60 if a.name == "CollectorDisconnected"] == [T0]
-    assert "InfluxNotWriting" in names(watch.alerts(T0 + timedelta(seconds=300)))
-    box.connected, box.influx_down = True, False
-    assert names(watch.alerts(T0 + timedelta(seconds=301))) == {"KiencoHeartbeat"}
-    box.connected = False  # a new trouble waits its delay again
-    assert names(watch.alerts(T0 + timedelta(seconds=302))) == {"KiencoHeartbeat"}
+    assert "InfluxNotWriting" in names(box.alerts(watch, T0 + timedelta(seconds=300)))
+    box.lost_at = box.influx_since = None
+    assert names(box.alerts(watch, T0 + timedelta(seconds=301))) == {"KiencoHeartbeat"}
+    box.lost_at = T0 + timedelta(seconds=302)  # a new trouble waits its delay again
+    assert names(box.alerts(watch, T0 + timedelta(seconds=302))) == {"KiencoHeartbeat"}
 
 
-def test_a_run_of_failed_connections_older_than_the_watch_gives_the_start_and_the_cause() -> None:
+def test_a_run_of_failed_connections_gives_the_start_and_the_cause() -> None:
     box = Box()
     watch = box.watch(broker_down_after_s=60)
-    box.connected = False
     began = T0 - timedelta(minutes=5)
     box.failing = Failing("refused: not authorised", "check broker.username", 40, began.timestamp())
-    [down] = [a for a in watch.alerts(T0) if a.name == "CollectorDisconnected"]
+    [down] = [a for a in box.alerts(watch, T0) if a.name == "CollectorDisconnected"]
     assert down.started_at == began
     assert down.details_en[1:] == ("cause: refused: not authorised", "fix: check broker.username")
 
 
-def test_a_loop_failing_is_alerted_by_its_name_from_when_it_was_seen() -> None:
+def test_a_subscription_refused_is_no_report_coming_in_with_the_fix() -> None:
+    box = Box()
+    watch = box.watch(broker_down_after_s=0)
+    box.failing = Failing(
+        "subscription to kienco/v1/hp/# refused: Not authorized (0x87)",
+        "the broker's ACL must grant the collector's account read on its filters",
+        0,
+        T0.timestamp(),
+        "subscription_refused",
+    )
+    [down] = [a for a in box.alerts(watch, T0) if a.name == "CollectorDisconnected"]
+    assert down.details_en[1].startswith("cause: subscription to kienco/v1/hp/# refused")
+
+
+def test_a_loop_failing_is_alerted_by_its_name_from_its_last_beat_with_its_error() -> None:
     box = Box()
     watch = box.watch()
-    dead = LoopHealth("writer", False, False, 3.0, 0.0, 1, "OSError: disk full")
-    box.loops = [dead, LoopHealth("staleness", True, False, 0.1, 0.0, 0, None)]
-    [failing] = [a for a in watch.alerts(T0) if a.name == "CollectorThreadFailing"]
+    box.loops = [("writer", False, T0, "OSError: disk full"), ("staleness", True, T0, None)]
+    [failing] = [a for a in box.alerts(watch, T0) if a.name == "CollectorThreadFailing"]
     assert failing.labels["thread"] == "writer"
     assert failing.summary_en == "collector a1: thread writer is dead (since 10:00 07/09)"
     assert failing.details_en[1:] == ("last error: OSError: disk full",)
     assert failing.details_vi[1:] == ("lỗi gần nhất: OSError: disk full",)
-    later = [a for a in watch.alerts(T0 + timedelta(minutes=3)) if a.thread == "writer"]
-    assert later == [failing]
+    later = box.alerts(watch, T0 + timedelta(minutes=3))
+    assert [a for a in later if a.thread == "writer"] == [failing]  # the same alert: unchanged
 
 
 # --- the drops' runs (BrokerWatch) --------------------------------------------------------
@@ -339,15 +372,15 @@ def test_the_shipped_alerts_config_turns_them_on() -> None:
 def test_a_clean_stop_is_no_trouble_and_ends_the_heartbeat() -> None:
     box = Box()
     watch = box.watch(broker_down_after_s=0)
-    box.connected = False
-    box.loops = [LoopHealth("writer", False, False, 3.0, 0.0, 0, None)]
-    assert names(watch.alerts(T0)) == {
+    box.lost_at = T0
+    box.loops = [("writer", False, T0, None)]
+    assert names(box.alerts(watch, T0)) == {
         "KiencoHeartbeat",
         "CollectorDisconnected",
         "CollectorThreadFailing",
     }
     box.stopping = True  # its loops end and its connection closes, on purpose
-    assert watch.alerts(T0) == []
+    assert box.alerts(watch, T0) == []
 
 
 def test_a_restarted_collector_counts_only_what_was_dropped_while_it_was_away(

@@ -24,16 +24,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from collector.health import Problem
+from collector.health import NO_REPORTS, Problem
 
 __all__ = ["KNOWN", "Doubt", "doubts"]
 
 # Connected but not subscribed (waiting for the SUBACK, or refused) is, for what the page
 # shows, the same as disconnected: no report comes in.
-_NO_REPORTS = frozenset(
-    {"broker_disconnected", "broker_subscribing", "broker_subscription_refused"}
-)
-KNOWN = _NO_REPORTS | {"influx_unreachable", "thread_dead", "thread_silent", "thread_busy"}
+KNOWN = NO_REPORTS | {"influx_unreachable", "thread_dead", "thread_silent", "thread_busy"}
 """The problem codes the banner has words for; any other is shown by its code."""
 _MEANS = frozenset({"mqtt", "writer", "staleness"})
 """The loops whose loss the banner explains; for the others it says "may not be current"."""
@@ -53,7 +50,7 @@ class Doubt:
             return "trust_other"
         if self.code.startswith("thread_"):
             return "trust_thread_dead" if self.code == "thread_dead" else "trust_thread_stuck"
-        if self.code in _NO_REPORTS:
+        if self.code in NO_REPORTS:
             return "trust_broker_disconnected"
         return "trust_" + self.code
 
