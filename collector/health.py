@@ -126,7 +126,7 @@ def _failure(failing: Failing | None) -> dict[str, Any] | None:
 
 def _problem_body(p: Problem) -> dict[str, Any]:
     body: dict[str, Any] = {"code": p.code, "text_vi": p.text_vi, "text_en": p.text_en}
-    body["since"] = None if p.since is None else p.since.isoformat()
+    body["since"] = p.since  # a datetime: written as the API's times (collector/api_json.py)
     if p.thread is not None:
         body["thread"] = p.thread
     return body

@@ -174,6 +174,8 @@ def test_healthz_writes_the_broker_failure_since_utc_with_a_z(tmp_path: Path) ->
             lambda: httpx.get(healthz, timeout=5).json()["broker_failure"], what="broker_failure"
         )
         assert THE_FORM.match(failure["since"]), failure
+        problems = httpx.get(healthz, timeout=5).json()["problems"]
+        assert problems and all(THE_FORM.match(p["since"]) for p in problems), problems
         assert abs(datetime.fromisoformat(failure["since"]) - datetime.now(UTC)) < timedelta(
             minutes=1
         )

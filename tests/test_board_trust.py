@@ -190,7 +190,7 @@ def test_each_problem_knows_since_when() -> None:
         ("thread_silent", "staleness"): NOW - timedelta(seconds=120),
         ("thread_busy", "writer"): NOW - timedelta(seconds=300),
     }
-    assert health.body["problems"][0]["since"] == datetime.fromtimestamp(lost, UTC).isoformat()
+    assert health.body["problems"][0]["since"] == datetime.fromtimestamp(lost, UTC)
     assert health.body["problems"][2]["thread"] == "mqtt"
     # A run of failed attempts says when it began: that is when the broker was lost.
     again = assess(
