@@ -31,7 +31,7 @@ from tests.support.alertmanager import AlertmanagerServer, Notification, Webhook
 from tests.support.fleet import FleetSite, by_site, send, send_all
 from tests.support.mosquitto import Broker
 from tests.support.snmpsim import SnmpSim, snmp_set_many
-from tests.support.waiting import wait_until
+from tests.support.waiting import async_wait, wait_until
 
 UPS = "1.3.6.1.2.1.33.1"
 ON_MAINS = {f"{UPS}.4.1.0": 3, f"{UPS}.2.2.0": 0, f"{UPS}.2.3.0": 48, f"{UPS}.3.3.1.3.1": 230}
@@ -101,17 +101,6 @@ def make_collector(
     for collector in running:
         if collector.alerts is not None and collector.alerts._thread.is_alive():
             collector.stop()
-
-
-async def async_wait(check: Callable[[], Any], timeout_s: float = 20) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached in {timeout_s} s; last: {found!r}")
-        await asyncio.sleep(0.05)
 
 
 def metric(collector: Collector, name: str) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,3 +19,17 @@ def wait_until(check: Callable[[], Any], timeout_s: float = 20, what: str = "con
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not reached in {timeout_s} s; last: {found!r}")
         time.sleep(0.05)
+
+
+async def async_wait(
+    check: Callable[[], Any], timeout_s: float = 20, what: str = "condition"
+) -> Any:
+    """:func:`wait_until` on an event loop: the loop runs while it waits."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not reached in {timeout_s} s; last: {found!r}")
+        await asyncio.sleep(0.05)
