@@ -299,3 +299,16 @@ def test_the_sweeper_judges_due_sites_in_slices_in_order() -> None:
     assert [len(s) for s in slices] == [SWEEP_SLICE_SITES, SWEEP_SLICE_SITES, 3]
     assert [site for s in slices for site in s] == due
     assert list(in_slices([], SWEEP_SLICE_SITES)) == []
+
+
+def test_the_board_s_templates_are_compiled_before_the_start_is_settled() -> None:
+    """Compiling a template makes reference cycles (jinja2's lexer calls ast.literal_eval,
+    whose nested functions refer to each other). Compiled when the board is made, at the
+    collector's start, they are collected by settle(); compiled at a page's first request,
+    a collection running mid-compile would freeze one alive for good."""
+    from collector.board.render import Renderer
+
+    renderer = Renderer()
+    names = set(renderer.env.list_templates(extensions=["html"]))
+    compiled = {name for _loader, name in renderer.env.cache}  # type: ignore[union-attr]
+    assert names and compiled >= names, names - compiled

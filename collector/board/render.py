@@ -74,6 +74,13 @@ class Renderer:
 
     def __init__(self) -> None:
         self.env = environment()
+        # Every template compiled now, at the collector's start. Compiling makes reference
+        # cycles (jinja2's lexer calls ast.literal_eval, whose nested functions refer to each
+        # other): on the first request for a page, a collection running mid-compile could
+        # freeze one alive for good (collector/heap.py; tests/test_heap.py saw it once).
+        # Before the start's settle() they are garbage like any other of the start's.
+        for name in self.env.list_templates(extensions=["html"]):
+            self.env.get_template(name)
 
     def render(self, template: str, lang: Lang, **context: Any) -> str:
         def t(key: str, **values: object) -> str:
