@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -198,7 +197,6 @@ class Collector:
                 beat=self._loops["writer"].beat,
             )
         self._connected = threading.Event()
-        self._broker_lost_at = time.time()  # not connected yet: unheard since now
         self._trust_seen: tuple[object, ...] = ()  # the problems the board last showed
         self.client = self._make_client()
         self.delivery = Delivery(
@@ -291,8 +289,7 @@ class Collector:
         failing = self.connection_log.failing
         health = assess(
             broker_connected=failing is None,
-            broker_failure=failing,
-            broker_lost_at=self._broker_lost_at,
+            broker_failure=failing,  # its since: when the broker was lost (or the start)
             influx_configured=self.influx is not None,
             influx_down=self.writer.influx_down,
             influx_down_since=self.writer.down_since,
@@ -527,8 +524,6 @@ class Collector:
     ) -> None:
         self.delivery.disconnected()
         self.metrics.connected.set(0)
-        if self._connected.is_set():
-            self._broker_lost_at = time.time()
         self._connected.clear()
         error = self.client.take_link_error()
         if not self._stopping.is_set():
