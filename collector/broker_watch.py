@@ -303,7 +303,7 @@ def _load_counts(path: Path) -> dict[str, int]:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # json: too deeply nested
         log.warning("ignored %s (%s): drops are counted from the brokers' start", path, exc)
         return {}
     if not isinstance(data, dict):

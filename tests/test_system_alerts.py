@@ -407,7 +407,8 @@ def test_a_restarted_collector_counts_only_what_was_dropped_while_it_was_away(
 
 
 @pytest.mark.parametrize(
-    "text", ["not json", "[1, 2]", '{"hp": "12"}', '{"hp\n": 5, "own": -1, "qn": 1e30}']
+    "text",
+    ["not json", "[1, 2]", '{"hp": "12"}', '{"hp\n": 5, "own": -1, "qn": 1e30}', "[" * 100_000],
 )
 def test_kept_counts_not_ours_are_an_empty_start(tmp_path: Path, text: str) -> None:
     saved = tmp_path / "broker_counts.json"
