@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pydantic import TypeAdapter
 
@@ -55,7 +55,7 @@ def _at(query: dict[str, str]) -> datetime | None:
         raise BadQuery(f"at={text!r}: give an ISO 8601 time, {example}") from None
     if at.tzinfo is None:
         raise BadQuery(f"at={text!r} has no offset: add one, e.g. +07:00 for Vietnam time")
-    return at
+    return at.astimezone(UTC)  # times are kept in UTC: the forecast's too
 
 
 @dataclass(frozen=True, slots=True)
