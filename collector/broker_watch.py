@@ -155,6 +155,25 @@ class BrokerWatch:
         if self._asked_at is None:
             self._asked_at = self.clock()
 
+    def subscription_refused(
+        self, filters: Sequence[str], refusals: str, retry_in_s: float
+    ) -> None:
+        """The SUBACK refused the counts' filters: unwatched from now, not after
+        ``QUIET_AFTER_S`` of silence (the broker said so); said once until they come."""
+        if self._heard_own or self._said_quiet:
+            return
+        self._said_quiet = True
+        self.unwatched_since = self.wall()
+        log.warning(
+            "broker refused the subscription to its counts %s: %s; the brokers' dropped "
+            "messages go unwatched (grant the collector's account read on them: "
+            "firmware-configs/mosquitto/central-a.acl, or a dynamic-security role); "
+            "asking again in %g s",
+            " ".join(filters),
+            refusals,
+            retry_in_s,
+        )
+
     def check_heard(self) -> None:
         """Say once if the own broker's counts never came (called every few seconds)."""
         asked = self._asked_at

@@ -228,14 +228,27 @@ class ConnectionLog:
         if self._up:
             self.failing = None
 
-    def subscription_refused(self, filters: str, refusals: str) -> None:
+    def subscription_refused(self, filters: str, refusals: str, retry_in_s: float) -> None:
         """The SUBACK refused ``filters`` (``refusals``: its reason codes, as text).
-        Nothing comes in until the ACL is fixed and the collector reconnects."""
-        line = f"broker at {self.broker} refused the subscription to {filters}: {refusals}"
-        self.log.error("%s; %s", line, SUBSCRIPTION_FIX)
+        Nothing comes in until the broker grants them: the collector asks again in
+        ``retry_in_s`` (collector/subscription_retry.py) and at each reconnection. The
+        first refusal is logged, a repeated one every ``repeat_every_s``."""
+        now = self.clock()
+        before = self.failing
+        again = before is not None and before.state == "subscription_refused"
+        attempts = before.attempts + 1 if again and before is not None else 1
+        since = before.since if before is not None else now
         cause = f"subscription to {filters} refused: {refusals}"
-        since = self.failing.since if self.failing is not None else self.clock()
-        self.failing = Failing(cause, SUBSCRIPTION_FIX, 1, since, "subscription_refused")
+        self.failing = Failing(cause, SUBSCRIPTION_FIX, attempts, since, "subscription_refused")
+        # A clock set back counts as due, as for the connection's failures.
+        if again and self._last_said <= now < self._last_said + self.repeat_every_s:
+            return
+        self._last_said = now
+        line = f"broker at {self.broker} refused the subscription to {filters}: {refusals}"
+        text = f"{line}; {SUBSCRIPTION_FIX}; asking again in {retry_in_s:g} s"
+        if attempts > 1:
+            text += f" ({attempts} refusals since {self._clock_time(since)})"
+        self.log.error("%s", text)
 
     def connect_failed(self, error: BaseException | None) -> None:
         """An attempt failed before MQTT began (TCP, TLS handshake): paho's on_connect_fail."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -63,6 +64,7 @@ from collector.risk import RiskChange, RiskEntry, RiskLevelOf, RiskLevels
 from collector.spool import Spool
 from collector.state import SiteStates
 from collector.state_store import open_and_restore
+from collector.subscription_retry import SubscriptionRetry
 from collector.summaries import Summaries
 from collector.supervision import Loop, Supervisor
 from collector.system_watch import Sources, SystemWatch
@@ -129,6 +131,10 @@ class Collector:
         self.clock = clock
         self.metrics = CollectorMetrics()
         self._watch_mid: int | None = None
+        self._stopping_since: float | None = None
+        # Subscriptions a SUBACK refused are asked for again (collector/subscription_retry.py).
+        self._reports_retry = SubscriptionRetry()
+        self._watch_retry = SubscriptionRetry()
         self._accepted: dict[str, Counter] = {}  # kienco_messages_accepted by kind
         self.gc_pauses = GcPauses(self.metrics.registry)  # /metrics: kienco_gc_pause_*
         self.supervisor = Supervisor(self.metrics.registry, logger=log)
@@ -295,6 +301,7 @@ class Collector:
             influx_down_since=self.writer.down_since,
             spooled_batches=self.spool.depth() if self.spool is not None else 0,
             loops=self.supervisor.health(),
+            stopping_since=self._stopping_since,
         )
         if self.api is not None:
             health.body["http"] = self.api.state()
@@ -393,6 +400,7 @@ class Collector:
 
     def stop(self) -> None:
         """Flush what is pending (durably, then acknowledged) and disconnect."""
+        self._stopping_since = time.time()  # /healthz says so while it flushes
         self._stopping.set()
         self.delivery.flush_now.set()
         if self._sweeper_thread.is_alive():  # before paho stops: it must not restart it
@@ -464,12 +472,10 @@ class Collector:
             return
         self.connection_log.connected()
         self.delivery.connected()
-        client.subscribe([(topic_filter, 1) for topic_filter in self.config.topic_filters])
-        # Apart, at QoS 0: a broker that refuses them must not hold up the reports (Mosquitto
-        # 2.0 grants one its ACL denies, and sends nothing: broker_watch.check_heard).
-        _, self._watch_mid = client.subscribe(
-            [(topic_filter, 0) for topic_filter in watch_filters(self.config.provinces)]
-        )
+        self._reports_retry.reset()
+        self._watch_retry.reset()
+        self._subscribe_reports(client)
+        self._subscribe_watch(client)
         self.broker_watch.subscribed()
         if getattr(flags, "session_present", False):
             # The session kept our subscription: messages flow now, and after a restart
@@ -481,30 +487,51 @@ class Collector:
             unjudged = [s.site for s in self.inventory if self.verdicts.get(s.site) is None]
             self._judge_sites(unjudged, self.clock())
 
+    def _subscribe_reports(self, client: mqtt.Client) -> None:
+        client.subscribe([(topic_filter, 1) for topic_filter in self.config.topic_filters])
+
+    def _subscribe_watch(self, client: mqtt.Client) -> None:
+        # Apart, at QoS 0: a broker that refuses them must not hold up the reports (Mosquitto
+        # 2.0 grants one its ACL denies, and sends nothing: broker_watch.check_heard).
+        _, self._watch_mid = client.subscribe(
+            [(topic_filter, 0) for topic_filter in watch_filters(self.config.provinces)]
+        )
+
     def _on_subscribe(
         self, _c: mqtt.Client, _u: object, mid: int, reasons: list[Any], _p: object
     ) -> None:
         # Connected means subscribed: before the SUBACK, a first session gets nothing yet.
-        refused = [r for r in reasons if getattr(r, "is_failure", False)]
+        refused = any(getattr(r, "is_failure", False) for r in reasons)
         if mid == self._watch_mid:
             if refused:
-                log.warning(
-                    "broker refused the subscription to its counts %s: %s; the brokers' "
-                    "dropped messages go unwatched (grant the collector's account read on "
-                    "them: firmware-configs/mosquitto/central-a.acl)",
-                    watch_filters(self.config.provinces),
-                    refused,
-                )
+                retry_in_s = self._watch_retry.refused()
+                counts = watch_filters(self.config.provinces)
+                self.broker_watch.subscription_refused(counts, _refusals(reasons), retry_in_s)
+            else:
+                self._watch_retry.reset()
             return
         if refused:
             # Nothing comes in: not connected for /healthz and /metrics, and it says why
             # (even when a resumed session had said connected before this SUBACK).
+            retry_in_s = self._reports_retry.refused()
             filters = " ".join(self.config.topic_filters)
-            self.connection_log.subscription_refused(filters, _refusals(reasons))
+            self.connection_log.subscription_refused(filters, _refusals(reasons), retry_in_s)
             self.metrics.connected.set(0)
             self._connected.clear()
             return
+        self._reports_retry.reset()
         self._subscribed("subscribed")
+
+    def _ask_again(self) -> None:
+        """Subscriptions the broker refused, asked for again when due: an ACL fixed on a
+        live broker is heard without a reconnection (collector/subscription_retry.py)."""
+        if self._stopping.is_set():
+            return
+        if self._reports_retry.take_due():
+            log.info("asking the broker again for %s", " ".join(self.config.topic_filters))
+            self._subscribe_reports(self.client)
+        if self._watch_retry.take_due():
+            self._subscribe_watch(self.client)
 
     def _subscribed(self, how: str) -> None:
         if self._connected.is_set():
@@ -772,6 +799,7 @@ class Collector:
         self.supervisor.attempt(self._expire, now)
         self.supervisor.attempt(self.broker_watch.check_heard)
         self.supervisor.attempt(self._watch_trust)
+        self.supervisor.attempt(self._ask_again)
         return True
 
     def _watch_trust(self) -> None:

@@ -142,6 +142,28 @@ def test_a_broker_whose_counts_never_come_is_said_once(caplog: pytest.LogCapture
     assert len(caplog.records) == 1  # the one above; the broker heard says nothing
 
 
+def test_counts_the_broker_refused_are_unwatched_at_once_until_they_come(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A SUBACK that refuses the counts says so: unwatched from then (the alert's start),
+    not after a minute of silence; said once however often it is asked again."""
+    watch, _, clock = _watch(["hp"])
+    watch.subscribed()
+    with caplog.at_level(logging.WARNING, logger="collector.broker_watch"):
+        watch.subscription_refused(watch_filters(["hp"]), "Not authorized (0x87)", 5)
+        refused_at = watch.unwatched_since
+        clock.now += QUIET_AFTER_S * 2
+        watch.subscription_refused(watch_filters(["hp"]), "Not authorized (0x87)", 10)
+        watch.check_heard()
+    assert refused_at is not None and watch.unwatched_since == refused_at
+    assert len(caplog.records) == 1
+    message = caplog.records[0].message
+    assert "refused the subscription to its counts $SYS/broker/" in message
+    assert "Not authorized (0x87)" in message and "asking again in 5 s" in message
+    watch.observe(f"$SYS/broker/{STORED}", b"7")  # granted when asked again
+    assert watch.unwatched_since is None
+
+
 @pytest.mark.parametrize(
     "topic, payload",
     [

@@ -303,7 +303,7 @@ def test_until_the_subscriptions_are_granted_failing_says_why_nothing_comes_in(
     )
     assert connection.failing == waiting
     clock.now += 3
-    connection.subscription_refused("kienco/v1/hp/#", "Not authorized (0x87)")
+    connection.subscription_refused("kienco/v1/hp/#", "Not authorized (0x87)", 5)
     assert connection.failing == Failing(
         "subscription to kienco/v1/hp/# refused: Not authorized (0x87)",
         SUBSCRIPTION_FIX,
@@ -316,9 +316,22 @@ def test_until_the_subscriptions_are_granted_failing_says_why_nothing_comes_in(
         (
             logging.ERROR,
             f"broker at {BROKER} refused the subscription to kienco/v1/hp/#: Not authorized "
-            f"(0x87); {SUBSCRIPTION_FIX}",
+            f"(0x87); {SUBSCRIPTION_FIX}; asking again in 5 s",
         )
     ]
+    # Asked again and refused again: counted, said again only once a minute.
+    said.clear()
+    for _ in range(3):
+        clock.now += 20
+        connection.subscription_refused("kienco/v1/hp/#", "Not authorized (0x87)", 60)
+    assert connection.failing is not None and connection.failing.attempts == 4
+    assert connection.failing.since == started + 0.5
+    refused_again = (
+        f"broker at {BROKER} refused the subscription to kienco/v1/hp/#: Not authorized "
+        f"(0x87); {SUBSCRIPTION_FIX}; asking again in 60 s (4 refusals since "
+        f"{time.strftime('%H:%M:%S', time.localtime(started + 0.5))})"
+    )
+    assert _said(said) == [(logging.ERROR, refused_again)]
     # The connection is lost, and the next one's SUBACK grants them.
     clock.now += 10
     connection.disconnected("Keep alive timeout", None)

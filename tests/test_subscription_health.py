@@ -9,6 +9,8 @@ Connected is not receiving: until the broker grants the collector's subscription
 - the SUBACK refuses the filters: Mosquitto's dynamic-security plugin with a role that
   does not allow them answers ``Not authorized`` (0x87) on MQTT 5 and a bare failure
   (0x80) on 3.1.1: ``broker_subscription_refused``, with the fix;
+- and once refused, the collector asks again, so an operator who grants the role on the
+  live broker (``mosquitto_ctrl dynsec …``) is heard without restarting anything;
 - Mosquitto's ``acl_file`` denying the account read: the SUBACK grants the
   subscription on both protocols, and the broker filters at delivery. Nothing can
   tell it from a quiet province: /healthz is 200. Pinned, so that a Mosquitto that
@@ -18,7 +20,9 @@ Connected is not receiving: until the broker grants the collector's subscription
 from __future__ import annotations
 
 import json
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,10 +31,13 @@ from typing import Any
 
 import httpx
 import pytest
+from paho.mqtt import publish as paho_publish
+from paho.mqtt.client import MQTTv5
 
 from collector.config import CollectorConfig
 from collector.connection_log import SUBSCRIPTION_FIX
 from collector.service import Collector
+from collector.subscription_retry import FIRST_S
 from kienco.local_services import free_port
 from tests.support.board import wait_until
 from tests.support.mosquitto import Broker
@@ -110,6 +117,88 @@ def dynsec_broker(tmp_path: Path) -> Iterator[Broker]:
     broker.start()
     yield broker
     broker.stop()
+
+
+ADMIN = ("admin", "s3cret-admin")
+COLLECTOR = ("collector", "collector-s3cret")
+
+
+@pytest.fixture
+def dynsec_admin_broker(tmp_path: Path) -> Iterator[Broker]:
+    """As ``dynsec_broker``, with an administrator who can change the ACL live (made by
+    ``mosquitto_ctrl dynsec init``, as an operator makes one), and counts every second."""
+    ctrl = shutil.which("mosquitto_ctrl")
+    if not DYNSEC_PLUGIN.exists() or ctrl is None:
+        pytest.fail(
+            "the dynamic-security plugin or mosquitto_ctrl missing: "
+            "apt-get install -y mosquitto mosquitto-clients"
+        )
+    work = tmp_path / "mosquitto-dynsec-admin"
+    work.mkdir()
+    config = work / "dynsec.json"
+    subprocess.run([ctrl, "dynsec", "init", str(config), *ADMIN], check=True, capture_output=True)
+    made = json.loads(config.read_text())
+    config.write_text(json.dumps({**made, "defaultACLAccess": NO_SUBSCRIBING["defaultACLAccess"]}))
+    conf = work / "dynsec.conf"
+    conf.write_text(
+        f"listener 1883\nplugin {DYNSEC_PLUGIN}\nplugin_opt_config_file {config}\nsys_interval 1\n"
+    )
+    work.chmod(0o777)  # the broker, run as root, drops to its own user and saves the file
+    config.chmod(0o666)
+    broker = Broker(work, conf=conf)
+    broker.start()
+    dynsec(broker, "createClient", COLLECTOR[0], "-p", COLLECTOR[1])  # with no role
+    yield broker
+    broker.stop()
+
+
+def dynsec(broker: Broker, *command: str) -> None:
+    ctrl = shutil.which("mosquitto_ctrl") or "mosquitto_ctrl"
+    login = ["-h", "127.0.0.1", "-p", str(broker.port), "-u", ADMIN[0], "-P", ADMIN[1]]
+    subprocess.run([ctrl, *login, "dynsec", *command], check=True, capture_output=True, timeout=10)
+
+
+def test_a_refused_subscription_is_asked_again_and_a_live_fix_is_heard(
+    tmp_path: Path, dynsec_admin_broker: Broker, run: Callable[[CollectorConfig], Collector]
+) -> None:
+    """The operator grants subscribing on the running broker; the collector, still on the
+    same connection, asks again and receives: no restart of either."""
+    config = collector_config(
+        tmp_path,
+        dynsec_admin_broker.url,
+        username=COLLECTOR[0],
+        password={"value": COLLECTOR[1]},
+        topic_filter="kienco/v1/hp/#",
+    )
+    collector = run(config)
+    wait_until(
+        lambda: "broker_subscription_refused" in codes(healthz(collector)),
+        what="the refused SUBACK in /healthz",
+    )
+    # The counts' subscription was refused too: unwatched now, not after a minute's silence.
+    assert collector.broker_watch.unwatched_since is not None
+    connection = collector.delivery.generation
+    # The default ACL changed on the running broker: Mosquitto does not drop the clients
+    # it concerns (a role given to a client does, and the reconnection subscribes anew),
+    # as an auth plugin whose backend was down answers again without a word to anyone.
+    # (mosquitto_ctrl 2.0.11's setDefaultACLAccess sends a command the plugin ignores.)
+    command = {"command": "setDefaultACLAccess", "acls": [{"acltype": "subscribe", "allow": True}]}
+    paho_publish.single(
+        "$CONTROL/dynamic-security/v1",
+        json.dumps({"commands": [command]}),
+        hostname="127.0.0.1",
+        port=dynsec_admin_broker.port,
+        auth={"username": ADMIN[0], "password": ADMIN[1]},
+        protocol=MQTTv5,
+    )
+    fixed_at = time.monotonic()
+    assert collector.wait_connected(FIRST_S + 10), collector.connection_log.failing
+    assert time.monotonic() - fixed_at < FIRST_S + 5
+    answer = healthz(collector)
+    assert answer.status_code == 200 and answer.json()["broker_failure"] is None
+    assert collector.delivery.generation == connection  # the same connection, asked again
+    # The counts come (sys_interval 1): the drops are watched again.
+    wait_until(lambda: collector.broker_watch.unwatched_since is None, what="the counts heard")
 
 
 @pytest.mark.parametrize(
