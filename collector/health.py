@@ -1,7 +1,8 @@
 """What /healthz answers: is the collector doing its job, and if not, what is wrong.
 
 Healthy means all of: connected to the broker, InfluxDB taking writes (not
-spooling), and every loop alive and beating (collector/supervision.py). Each
+spooling), every loop alive and beating (collector/supervision.py), and not stopping
+(``stopping`` while a stop flushes and disconnects, which may take a minute). Each
 problem is named with a code and a text in Vietnamese and English, so a probe
 can alert on the code and a person can read the text. While the broker connection
 fails, ``broker_failure`` says why (collector/connection_log.py): text from the
@@ -37,6 +38,11 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "broker_subscription_refused": (
         "broker MQTT từ chối đăng ký nhận tin của bộ thu: không nhận được báo cáo",
         "the MQTT broker refused the collector's subscriptions: no reports come in",
+    ),
+    "stopping": (
+        "bộ thu đang dừng: ghi nốt những gì đang chờ rồi ngắt kết nối; trạng thái ngừng cập nhật",
+        "the collector is stopping: it writes what is pending, then disconnects; verdicts "
+        "stop changing",
     ),
     "influx_unreachable": (
         "InfluxDB không nhận ghi: đang lưu tạm vào đĩa ({spooled} lô chờ)",
@@ -142,11 +148,15 @@ def assess(
     loops: list[LoopHealth],
     broker_lost_at: float | None = None,
     influx_down_since: float | None = None,
+    stopping_since: float | None = None,
     now: float | None = None,
 ) -> Health:
-    """``broker_lost_at``, ``influx_down_since`` and ``now``: seconds since the epoch."""
+    """``broker_lost_at``, ``influx_down_since``, ``stopping_since`` (a stop under way)
+    and ``now``: seconds since the epoch."""
     wall = time.time() if now is None else now
     problems: list[Problem] = []
+    if stopping_since is not None:  # first: a probe must not route to it any more
+        problems.append(Problem.of("stopping", since=stopping_since))
     state = broker_failure.state if broker_failure is not None else None
     if not broker_connected:
         # The run of failures began when the connection was lost, or at the first failed

@@ -81,6 +81,12 @@ KINDS: list[tuple[Problem, str, str]] = [
         "The collector's writer thread has been stuck since 03:12 — reports are not stored",
     ),
     (
+        Problem("stopping", "", "", SINCE),
+        "Collector đang dừng từ 03:12 — các trạng thái dưới đây đứng yên cho tới khi nó chạy lại",
+        "The collector has been stopping since 03:12 — the states below are frozen until it "
+        "runs again",
+    ),
+    (
         Problem("thread_dead", "", "", SINCE, "state-saver"),
         "Luồng state-saver của collector đã dừng (nhịp cuối lúc 03:12) — các trạng thái dưới đây "
         "có thể không còn đúng",
@@ -191,6 +197,18 @@ def test_each_problem_knows_since_when() -> None:
         ("thread_busy", "writer"): NOW - timedelta(seconds=300),
     }
     assert health.body["problems"][0]["since"] == datetime.fromtimestamp(lost, UTC)
+    stopping = assess(
+        broker_connected=True,
+        broker_failure=None,
+        influx_configured=False,
+        influx_down=False,
+        spooled_batches=0,
+        loops=[],
+        stopping_since=SINCE.timestamp(),
+        now=now,
+    )
+    assert [(p.code, p.since) for p in stopping.problems] == [("stopping", SINCE)]
+    assert not stopping.ok and stopping.body["ok"] is False
     assert health.body["problems"][2]["thread"] == "mqtt"
     # A run of failed attempts says when it began: that is when the broker was lost.
     again = assess(

@@ -637,3 +637,42 @@ def _closed_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+def test_healthz_says_stopping_while_a_stop_flushes(
+    tmp_path: Path, mosquitto: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop can take a minute (the writer's last batches): a probe asking meanwhile must
+    hear 503 ``stopping``, not the 200 of a collector still connected."""
+    collector = Collector(config(tmp_path, mosquitto, "fs"))
+    stopping = threading.Thread(target=collector.stop)
+    entered, release = threading.Event(), threading.Event()
+    collector.start()
+    try:
+        assert collector.wait_connected(10) and healthz(collector).status_code == 200
+        real_due = collector.verdicts.due
+
+        def slow(now: datetime) -> list[str]:  # a sweep under way when the stop begins
+            entered.set()
+            release.wait(30)
+            return real_due(now)
+
+        monkeypatch.setattr(collector.verdicts, "due", slow)
+        assert entered.wait(5)
+        began = datetime.now(UTC)
+        stopping.start()
+        answer = wait_until(
+            lambda: (r := healthz(collector)).status_code == 503 and r, what="a 503 while stopping"
+        )
+        first = answer.json()["problems"][0]
+        assert first["code"] == "stopping" and "stopping" in first["text_en"]
+        assert "đang dừng" in first["text_vi"]
+        assert began - timedelta(seconds=1) <= datetime.fromisoformat(first["since"])
+        assert answer.json()["ok"] is False
+    finally:
+        release.set()
+        if stopping.ident is None:  # failed before the stop began
+            collector.stop()
+        else:
+            stopping.join(30)
+    assert not stopping.is_alive()

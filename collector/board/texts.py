@@ -56,6 +56,12 @@ UI: Mapping[str, tuple[str, str]] = MappingProxyType(
             "below are frozen since then: no report reaches it, and a site gone quiet is not "
             "marked so.",
         ),
+        "trust_stopping": (
+            "Collector đang dừng từ {since} — các trạng thái dưới đây đứng yên cho tới khi nó "
+            "chạy lại.",
+            "The collector has been stopping since {since} — the states below are frozen until "
+            "it runs again.",
+        ),
         "trust_influx_unreachable": (
             "InfluxDB không nhận ghi từ {since} — biểu đồ và lịch sử dừng ở lúc đó; số liệu được "
             "lưu tạm trên đĩa của collector, không mất, và được ghi khi InfluxDB trở lại. Các "

@@ -30,7 +30,13 @@ __all__ = ["KNOWN", "Doubt", "doubts"]
 
 # Connected but not subscribed (waiting for the SUBACK, or refused) is, for what the page
 # shows, the same as disconnected: no report comes in.
-KNOWN = NO_REPORTS | {"influx_unreachable", "thread_dead", "thread_silent", "thread_busy"}
+KNOWN = NO_REPORTS | {
+    "influx_unreachable",
+    "thread_dead",
+    "thread_silent",
+    "thread_busy",
+    "stopping",
+}
 """The problem codes the banner has words for; any other is shown by its code."""
 _MEANS = frozenset({"mqtt", "writer", "staleness"})
 """The loops whose loss the banner explains; for the others it says "may not be current"."""
