@@ -16,6 +16,8 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
+from datetime import datetime
 from http import HTTPStatus
 
 from pydantic import BaseModel, TypeAdapter
@@ -58,12 +60,12 @@ def error(status: HTTPStatus, message: str) -> Reply:
     return json_reply(status, {"error": message})
 
 
-def readiness_reply(selected: list[object], encoded: bytes) -> Reply:
+def readiness_reply(selected: list[object], encoded: bytes, generated_at: datetime) -> Reply:
     counts: dict[str, int] = {}
     for status in selected:
         verdict = str(getattr(status, "verdict", ""))
         counts[verdict] = counts.get(verdict, 0) + 1
-    head = api_json({"generated_at": utc_now(), "count": len(selected), "counts": counts})
+    head = api_json({"generated_at": generated_at, "count": len(selected), "counts": counts})
     return HTTPStatus.OK, head[:-1] + b',"sites":' + encoded + b"}"
 
 
@@ -90,8 +92,9 @@ def _admins_only(who: Principal, what: str) -> Reply:
 class Endpoints:
     """The answers of /api/v1, over the collector's parts (``desks``)."""
 
-    def __init__(self, desks: Desks) -> None:
+    def __init__(self, desks: Desks, *, clock: Callable[[], datetime] = utc_now) -> None:
         self.desks = desks
+        self.clock = clock  # the collector's: its verdicts' time, so a test's too
         self._cache: dict[tuple[tuple[str, str], ...], tuple[float, Reply]] = {}
         self._cache_lock = threading.Lock()
 
@@ -119,7 +122,7 @@ class Endpoints:
                 return cached[1]
         statuses = self.desks.statuses
         selected = statuses.select(**query)
-        reply = readiness_reply(list(selected), statuses.select_json(selected))
+        reply = readiness_reply(list(selected), statuses.select_json(selected), self.clock())
         with self._cache_lock:
             if len(self._cache) > 64:
                 self._cache.clear()

@@ -219,6 +219,11 @@ def test_silent_unlisted_sites_expire_and_their_retained_status_is_cleared(
         assert metric(collector, "kienco_sites_expired_total") == 1
         assert metric(collector, "kienco_sites") == 2
         assert collector.states.count("le") == 2
+        # The readiness list is of the collector's time (25 h on here), as its verdicts are.
+        assert collector.api is not None
+        listed = httpx.get(f"{collector.api.url}/api/v1/readiness").json()
+        assert datetime.fromisoformat(listed["generated_at"]) == clock.now
+        assert {s["site"] for s in listed["sites"]} == {"le-listed", "le-talks"}
 
         # Its retained status is gone from the broker; the others' are still there.
         late = Subscriber(mosquitto.port, "kienco/v1/le/+/status", client_id="limits-late")

@@ -43,7 +43,7 @@ def make_api(
     )
     access = Access(book, sessions, anonymous_read=http.anonymous_read)
     app = build_app(
-        endpoints=Endpoints(desks),
+        endpoints=Endpoints(desks, clock=clock),
         access=access,
         health=health,
         registry=registry,
