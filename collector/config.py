@@ -293,6 +293,12 @@ class StatusConfig(_Strict):
         "evaluation",
     )
     sweep_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    late_after_s: Annotated[float, Field(gt=0, le=86_400)] = Field(
+        default=120.0,
+        description="a province's reports are late (a backlog worked off: /healthz "
+        "reports_late, ReportsLate) while the freshest of them read in the last minute is "
+        "older than this (collector/backlog.py)",
+    )
 
 
 class StateConfig(_Strict):

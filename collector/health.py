@@ -2,7 +2,8 @@
 
 Healthy means all of: connected to the broker, InfluxDB taking writes (not
 spooling), every loop alive and beating (collector/supervision.py), and not stopping
-(``stopping`` while a stop flushes and disconnects, which may take a minute). Each
+(``stopping`` while a stop flushes and disconnects, which may take a minute), and no
+province's reports read late (``reports_late``: a backlog worked off, collector/backlog.py). Each
 problem is named with a code and a text in Vietnamese and English, so a probe
 can alert on the code and a person can read the text. While the broker connection
 fails, ``broker_failure`` says why (collector/connection_log.py): text from the
@@ -17,10 +18,12 @@ for a loop, which one (``thread``): what the board's banner says
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from collector.backlog import Late
 from collector.connection_log import Failing
 from collector.supervision import LoopHealth
 
@@ -43,6 +46,14 @@ _TEXTS: dict[str, tuple[str, str]] = {
         "bộ thu đang dừng: ghi nốt những gì đang chờ rồi ngắt kết nối; trạng thái ngừng cập nhật",
         "the collector is stopping: it writes what is pending, then disconnects; verdicts "
         "stop changing",
+    ),
+    "reports_late": (
+        "báo cáo tới chậm: {provinces} đang đọc báo cáo cũ {minutes} phút (xử lý tồn đọng sau "
+        "khi cầu nối hoặc bộ thu mất kết nối); điểm của tỉnh có thể hiện im lặng cho tới khi "
+        "đọc hết",
+        "reports arrive late: {provinces} read {minutes} min behind (a backlog worked off "
+        "after a bridge or collector outage); the province's sites may look silent until "
+        "it is read",
     ),
     "influx_unreachable": (
         "InfluxDB không nhận ghi: đang lưu tạm vào đĩa ({spooled} lô chờ)",
@@ -70,16 +81,25 @@ class Problem:
     text_en: str
     since: datetime | None = None  # when it began, as far as the collector knows
     thread: str | None = None  # the loop's name, for a thread_* problem
+    provinces: tuple[str, ...] = ()  # the provinces late, for reports_late
 
     @classmethod
     def of(
-        cls, code: str, *, since: float | None = None, thread: str | None = None, **values: object
+        cls,
+        code: str,
+        *,
+        since: float | None = None,
+        thread: str | None = None,
+        provinces: tuple[str, ...] = (),
+        **values: object,
     ) -> Problem:
         vi, en = _TEXTS[code]
         if thread is not None:
             values["thread"] = thread
+        if provinces:
+            values["provinces"] = ", ".join(provinces)
         at = None if since is None else datetime.fromtimestamp(since, UTC)
-        return cls(code, vi.format(**values), en.format(**values), at, thread)
+        return cls(code, vi.format(**values), en.format(**values), at, thread, provinces)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +155,8 @@ def _problem_body(p: Problem) -> dict[str, Any]:
     body["since"] = p.since  # a datetime: written as the API's times (collector/api_json.py)
     if p.thread is not None:
         body["thread"] = p.thread
+    if p.provinces:
+        body["provinces"] = list(p.provinces)
     return body
 
 
@@ -149,10 +171,12 @@ def assess(
     broker_lost_at: float | None = None,
     influx_down_since: float | None = None,
     stopping_since: float | None = None,
+    late: Mapping[str, Late] | None = None,
     now: float | None = None,
 ) -> Health:
     """``broker_lost_at``, ``influx_down_since``, ``stopping_since`` (a stop under way)
-    and ``now``: seconds since the epoch."""
+    and ``now``: seconds since the epoch; ``late``: the provinces whose reports arrive
+    late (collector/backlog.py)."""
     wall = time.time() if now is None else now
     problems: list[Problem] = []
     if stopping_since is not None:  # first: a probe must not route to it any more
@@ -163,6 +187,12 @@ def assess(
         # attempt; before either (starting, or connected and not yet subscribed): our own.
         since = broker_failure.since if broker_failure is not None else broker_lost_at
         problems.append(Problem.of(_BROKER_PROBLEM.get(state, "broker_disconnected"), since=since))
+    if late:
+        since = min(entry.since for entry in late.values())
+        minutes = f"{max(entry.behind_s for entry in late.values()) / 60:.0f}"
+        problems.append(
+            Problem.of("reports_late", since=since, provinces=tuple(late), minutes=minutes)
+        )
     if influx_down:
         problems.append(
             Problem.of("influx_unreachable", since=influx_down_since, spooled=spooled_batches)
@@ -173,6 +203,13 @@ def assess(
         "problems": [_problem_body(p) for p in problems],
         "broker_connected": broker_connected,
         "broker_failure": _failure(broker_failure),
+        "reports_late": {
+            province: {
+                "behind_s": round(entry.behind_s, 1),
+                "since": datetime.fromtimestamp(entry.since, UTC),
+            }
+            for province, entry in (late or {}).items()
+        },
         "influx": {
             "configured": influx_configured,
             "taking_writes": influx_configured and not influx_down,

@@ -32,6 +32,7 @@ from prometheus_client import Counter
 from collector.admission import Admission
 from collector.alert_sender import AlertSender
 from collector.api import Api
+from collector.backlog import Backlog
 from collector.board.live import Changes
 from collector.board.ports import BoardParts
 from collector.broker_watch import ROUTES as BROKER_COUNT_ROUTES
@@ -132,6 +133,7 @@ class Collector:
         self.metrics = CollectorMetrics()
         self._watch_mid: int | None = None
         self._stopping_since: float | None = None
+        self.backlog = Backlog(config.status.late_after_s)  # provinces read late
         # Subscriptions a SUBACK refused are asked for again (collector/subscription_retry.py).
         self._reports_retry = SubscriptionRetry()
         self._watch_retry = SubscriptionRetry()
@@ -246,6 +248,7 @@ class Collector:
                     failing=lambda: self.connection_log.failing,  # replaced whole by paho's
                     brokers=self.broker_watch,
                     stopping=self._stopping.is_set,
+                    late=self.backlog.late,
                 ),
                 started_at=clock(),
             )
@@ -302,6 +305,7 @@ class Collector:
             spooled_batches=self.spool.depth() if self.spool is not None else 0,
             loops=self.supervisor.health(),
             stopping_since=self._stopping_since,
+            late=self.backlog.late(),
         )
         if self.api is not None:
             health.body["http"] = self.api.state()
@@ -633,7 +637,9 @@ class Collector:
         if self.saved_state is not None:  # logged as it came, for a restart (state_store.py)
             self.saved_state.folded((message.site, topic, payload, now, heard))
         if isinstance(message, Report):
-            self.metrics.lag.set((now - message.taken_at).total_seconds())
+            lag_s = (now - message.taken_at).total_seconds()
+            self.metrics.lag.set(lag_s)
+            self.backlog.observe(message.province, lag_s)
         accepted = self._accepted.get(message.kind)
         if accepted is None:  # prometheus_client's labels() takes a lock and a dict each time
             accepted = self._accepted[message.kind] = self.metrics.accepted.labels(message.kind)
@@ -806,7 +812,7 @@ class Collector:
         """When the collector's problems change (the broker lost or back, InfluxDB down or
         up, a loop dead or stuck), every open board page fetches its live part again: its
         banner comes and goes within a sweep, not at the next 30 s poll."""
-        seen = tuple((p.code, p.thread) for p in self.health().problems)
+        seen = tuple((p.code, p.thread, p.provinces) for p in self.health().problems)
         if seen != self._trust_seen:
             self._trust_seen = seen
             self.changes.everything()

@@ -27,6 +27,13 @@ BridgeDown               critical  a provincial broker's bridge to the centre do
                                    province's reports wait there, its sites look
                                    silent (the shipped alertmanager.yml inhibits their
                                    ``SiteSilent`` by ``province``)
+ReportsLate              warning   a province's reports read late: the freshest
+                                   read in the last minute older than
+                                   ``status.late_after_s`` (collector/backlog.py): a
+                                   backlog worked off after a bridge or collector
+                                   outage; its sites look silent until it is read (the
+                                   shipped alertmanager.yml inhibits their
+                                   ``SiteSilent`` by ``province``)
 InfluxNotWriting         warning   InfluxDB has not taken a write for
                                    ``system.influx_down_after_s`` (spooling: nothing
                                    lost, the dashboards stale)
@@ -46,13 +53,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from collector.alerts import AlertKey, SiteLinks, local_time
+from collector.backlog import Late
 from contract.wire import Severity, UtcTime
 from plumbing.untrusted import one_line
 
@@ -71,6 +79,7 @@ SystemAlertName = Literal[
     "BrokerDroppedReports",
     "BrokerDropsUnwatched",
     "BridgeDown",
+    "ReportsLate",
     "InfluxNotWriting",
     "CollectorThreadFailing",
 ]
@@ -81,6 +90,7 @@ SEVERITY: Mapping[SystemAlertName, Severity] = MappingProxyType(
         "BrokerDroppedReports": "critical",
         "BrokerDropsUnwatched": "warning",
         "BridgeDown": "critical",
+        "ReportsLate": "warning",
         "InfluxNotWriting": "warning",
         "CollectorThreadFailing": "critical",
     }
@@ -136,6 +146,14 @@ _TEXTS: Mapping[str, tuple[str, str]] = MappingProxyType(
             "the {broker} provincial broker's bridge to the centre has been down since "
             "{since}: its backhaul is cut or the broker stopped; the province's reports wait "
             "in its queue and its sites look silent",
+        ),
+        "ReportsLate": (
+            "báo cáo của tỉnh {province} tới chậm từ {since}: collector đang đọc báo cáo cũ "
+            "{minutes} phút, tồn đọng sau khi cầu nối hoặc collector mất kết nối; các điểm "
+            "của tỉnh hiện im lặng cho tới khi đọc hết",
+            "the {province} province's reports have arrived late since {since}: the collector "
+            "reads reports {minutes} min old, a backlog after a bridge or collector outage; "
+            "the province's sites look silent until it is read",
         ),
         "InfluxNotWriting": (
             "collector {collector}: InfluxDB không nhận ghi từ {since}; số liệu đang lưu tạm "
@@ -248,6 +266,7 @@ class SystemView:
     drops: Mapping[str, DropRun] = field(default_factory=lambda: MappingProxyType({}))
     drops_unwatched_since: datetime | None = None
     bridges: Mapping[str, BridgeState] = field(default_factory=lambda: MappingProxyType({}))
+    late: Mapping[str, Late] = field(default_factory=lambda: MappingProxyType({}))
     threads: tuple[Trouble, ...] = ()
 
 
@@ -264,7 +283,13 @@ def _alert(
     **values: object,
 ) -> SystemAlert:
     vi, en = _TEXTS[text or name]
-    words = {"collector": view.collector, "since": local_time(since), "broker": broker, **values}
+    words = {
+        "collector": view.collector,
+        "since": local_time(since),
+        "broker": broker,
+        "province": province,
+        **values,
+    }
     summary_vi, summary_en = vi.format(**words), en.format(**words)
     return SystemAlert(
         name=name,
@@ -336,6 +361,10 @@ def system_alerts(
     for broker, bridge in sorted(view.bridges.items()):
         if not bridge.up and now - bridge.since >= timedelta(seconds=bridge_down_after_s):
             alerts.append(_alert(view, "BridgeDown", bridge.since, broker=broker, province=broker))
+    for province, late in sorted(view.late.items()):
+        since = datetime.fromtimestamp(late.since, UTC)
+        minutes = f"{late.behind_s / 60:.0f}"
+        alerts.append(_alert(view, "ReportsLate", since, province=province, minutes=minutes))
     influx = view.influx_down_since
     if influx is not None and now - influx >= timedelta(seconds=influx_down_after_s):
         alerts.append(_alert(view, "InfluxNotWriting", influx))

@@ -10,10 +10,12 @@ reads is a value replaced whole.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
 
+from collector.backlog import Late
 from collector.broker_watch import BrokerWatch
 from collector.config import SystemAlertsConfig
 from collector.connection_log import Failing
@@ -31,6 +33,7 @@ class Sources:
     failing: Callable[[], Failing | None]  # why the broker connection fails, and the fix
     brokers: BrokerWatch
     stopping: Callable[[], bool]  # a clean stop: its loops end, its connection closes
+    late: Callable[[], Mapping[str, Late]] = lambda: MappingProxyType({})  # collector/backlog.py
 
 
 class SystemWatch:
@@ -72,6 +75,7 @@ class SystemWatch:
             drops=src.brokers.runs,
             drops_unwatched_since=src.brokers.unwatched_since,
             bridges=src.brokers.bridges,
+            late=src.late(),
             threads=tuple(threads),
         )
 

@@ -411,4 +411,4 @@ def test_the_shipped_alertmanager_config_is_valid() -> None:
         [amtool, "check-config", str(SHIPPED_ALERTMANAGER)], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS" in done.stdout and "5 inhibit rules" in done.stdout
+    assert "SUCCESS" in done.stdout and "6 inhibit rules" in done.stdout

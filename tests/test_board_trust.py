@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from collector.backlog import Late
 from collector.board import trust
 from collector.board.live import Changes
 from collector.board.render import Renderer
@@ -81,6 +82,12 @@ KINDS: list[tuple[Problem, str, str]] = [
         "The collector's writer thread has been stuck since 03:12 — reports are not stored",
     ),
     (
+        Problem("reports_late", "", "", SINCE, None, ("hp", "qn")),
+        "Báo cáo của hp, qn tới chậm từ 03:12 — collector đang đọc tồn đọng",
+        "Reports from hp, qn have arrived late since 03:12 — the collector is working off a "
+        "backlog",
+    ),
+    (
         Problem("stopping", "", "", SINCE),
         "Collector đang dừng từ 03:12 — các trạng thái dưới đây đứng yên cho tới khi nó chạy lại",
         "The collector has been stopping since 03:12 — the states below are frozen until it "
@@ -123,6 +130,18 @@ def test_the_verdicts_doubts_come_first_and_a_day_old_start_shows_its_day() -> N
     assert second.startswith("InfluxDB has not taken writes since 07/09 03:12 —"), second
     alone = banner([influx], "en")
     assert 'class="trust"' in alone  # charts only: a milder colour
+
+
+def test_a_province_s_viewer_is_told_of_its_own_province_read_late_only() -> None:
+    late = Problem("reports_late", "", "", SINCE, None, ("hn", "hp"))
+    broker = Problem("broker_disconnected", "", "", SINCE)
+    assert [d.provinces for d in trust.doubts([late])] == [("hn", "hp")]  # the NOC: all
+    assert [d.provinces for d in trust.doubts([late], "hp")] == [("hp",)]
+    assert [d.code for d in trust.doubts([late, broker], "qn")] == ["broker_disconnected"]
+    (line,) = lines(
+        Renderer().render("_trust.html", "en", doubts=trust.doubts([late], "hp"), now=NOW)
+    )
+    assert line.startswith("Reports from hp have arrived late") and "hn" not in line
 
 
 def test_nothing_from_outside_reaches_the_banner_unescaped() -> None:
@@ -208,6 +227,21 @@ def test_each_problem_knows_since_when() -> None:
         now=now,
     )
     assert [(p.code, p.since) for p in stopping.problems] == [("stopping", SINCE)]
+    late = assess(
+        broker_connected=True,
+        broker_failure=None,
+        influx_configured=False,
+        influx_down=False,
+        spooled_batches=0,
+        loops=[],
+        late={"hn": Late(300.0, now - 60), "hp": Late(754.0, SINCE.timestamp())},
+        now=now,
+    )
+    [problem] = late.problems
+    assert (problem.code, problem.since, problem.provinces) == ("reports_late", SINCE, ("hn", "hp"))
+    assert problem.text_en.startswith("reports arrive late: hn, hp read 13 min behind")
+    assert late.body["reports_late"]["hp"] == {"behind_s": 754.0, "since": SINCE}
+    assert late.body["problems"][0]["provinces"] == ["hn", "hp"]
     assert not stopping.ok and stopping.body["ok"] is False
     assert health.body["problems"][2]["thread"] == "mqtt"
     # A run of failed attempts says when it began: that is when the broker was lost.

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from collector.alert_store import AlertStore
 from collector.alerts import Alert, SiteLinks
+from collector.backlog import Late
 from collector.broker_watch import OWN, QUIET_AFTER_S, BrokerWatch
 from collector.config import AlertsConfig, SystemAlertsConfig
 from collector.connection_log import Failing
@@ -44,9 +45,10 @@ def judge(view: SystemView, now: datetime, **rules: float) -> dict[str, SystemAl
         bridge_down_after_s=rules.get("bridge_down_after_s", 60),
         heartbeat=bool(rules.get("heartbeat", True)),
     )
-    found = {
-        a.name + (f":{a.broker or a.thread}" if a.broker or a.thread else ""): a for a in alerts
-    }
+    found = {}
+    for a in alerts:
+        named = a.broker or a.thread or a.province
+        found[a.name + (f":{named}" if named else "")] = a
     assert len(found) == len(alerts), "two alerts with one identity"
     return found
 
@@ -113,6 +115,11 @@ NOW = T0 + timedelta(hours=1)
             "hp's bridge down 60 s",
             view(bridges={"hp": BridgeState(False, NOW - timedelta(seconds=60))}),
             {"KiencoHeartbeat", "BridgeDown:hp"},
+        ),
+        (
+            "hp's reports read 10 min late, qn's not at all: hp's alone",
+            view(late={"hp": Late(600.0, (NOW - timedelta(minutes=2)).timestamp())}),
+            {"KiencoHeartbeat", "ReportsLate:hp"},
         ),
         (
             "the own broker's counts never came",
@@ -454,6 +461,30 @@ def test_a_bridge_down_names_its_province_for_the_inhibition_of_its_sites_silenc
         "the hp provincial broker's bridge to the centre has been down since 08:40 07/09"
     )
     assert down.summary_vi.startswith("broker tỉnh hp mất cầu nối (bridge) tới trung tâm")
+
+
+def test_a_province_read_late_names_it_for_the_inhibition_of_its_sites_silence() -> None:
+    since = datetime(2024, 9, 7, 1, 40, tzinfo=UTC)  # 08:40 in Hanoi
+    [late] = system_alerts(
+        view(late={"hp": Late(754.0, since.timestamp())}),
+        NOW,
+        broker_down_after_s=60,
+        influx_down_after_s=300,
+        heartbeat=False,
+    )
+    assert late.labels == {
+        "alertname": "ReportsLate",
+        "severity": "warning",
+        "cause": "system",
+        "collector": "a1",
+        "province": "hp",  # alertmanager.yml: ReportsLate inhibits SiteSilent, equal province
+    }
+    assert late.started_at == since
+    assert late.summary_en.startswith(
+        "the hp province's reports have arrived late since 08:40 07/09: the collector reads "
+        "reports 13 min old"
+    )
+    assert late.summary_vi.startswith("báo cáo của tỉnh hp tới chậm từ 08:40 07/09")
 
 
 def test_a_bridge_s_state_is_kept_from_when_it_moved_and_anything_else_is_refused(

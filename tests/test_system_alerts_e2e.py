@@ -8,7 +8,8 @@ and the page resolves when the broker is back; a broker dropping what it queued 
 subscriber that fell behind pages with the count; an InfluxDB out of reach pages as not
 taking writes, and the page resolves when it is reachable again; a province's backhaul
 cut pages once for the province (its bridge's will at the centre), its sites' silence
-inhibited, and the page resolves when its broker is bridged again.
+inhibited, and the page resolves when its broker is bridged again; the backlog then read
+late pages once for the province, its sites' silence still inhibited, until a live report.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.config import CollectorConfig
 from collector.service import Collector
+from kienco.local_services import Mosquitto
 from tests.support.alertmanager import AlertmanagerServer, Notification, Webhook
+from tests.support.fleet import FleetSite
 from tests.support.influx import InfluxServer
 from tests.support.mosquitto import Broker
 from tests.support.relay import Relay
@@ -262,16 +265,19 @@ def _silent(province: str, site: str) -> dict[str, Any]:
     return {"labels": labels, "annotations": {"summary": f"{site}: im lặng"}}
 
 
-def test_a_province_cut_from_the_centre_pages_once_and_its_sites_silence_is_inhibited(
-    tmp_path: Path, alertmanager: AlertmanagerServer, webhook: Webhook
-) -> None:
-    """The shipped bridge's will says it at the centre the moment the link dies; the
-    shard of that province pages BridgeDown with the province, and the shipped
-    alertmanager.yml keeps the province's SiteSilent pages quiet while it lasts."""
+def _province_behind_a_relay(
+    tmp_path: Path,
+    alertmanager: AlertmanagerServer,
+    status: dict[str, Any] | None = None,
+) -> tuple[Mosquitto, Relay, Mosquitto, Collector]:
+    """The shipped central broker, hp's provincial broker bridged to it through a relay
+    standing for the backhaul, and hp's shard on the centre, alerting."""
     central = central_broker(tmp_path / "central-a", ["hp"], {"collector-a1": "secret"})
     central.start()
     backhaul = Relay(central.port)  # hp's link to the centre
-    hp = provincial_broker(tmp_path / "hp", "hp", centre_port=backhaul.port)
+    hp = provincial_broker(
+        tmp_path / "hp", "hp", centre_port=backhaul.port, agents={AGENT[0]: AGENT[1]}
+    )
     hp.start()
     config = CollectorConfig.model_validate(
         {
@@ -285,6 +291,7 @@ def test_a_province_cut_from_the_centre_pages_once_and_its_sites_silence_is_inhi
             "influx": None,
             "data_dir": str(tmp_path / "shard"),
             "http": {"port": 0},
+            "status": status or {},
             "alerts": {
                 "alertmanagers": [alertmanager.url],
                 "external_url": EXTERNAL,
@@ -295,6 +302,19 @@ def test_a_province_cut_from_the_centre_pages_once_and_its_sites_silence_is_inhi
     )
     shard = Collector(config)
     shard.start()
+    return central, backhaul, hp, shard
+
+
+AGENT = ("hp/hp-bts-001", "s1")
+
+
+def test_a_province_cut_from_the_centre_pages_once_and_its_sites_silence_is_inhibited(
+    tmp_path: Path, alertmanager: AlertmanagerServer, webhook: Webhook
+) -> None:
+    """The shipped bridge's will says it at the centre the moment the link dies; the
+    shard of that province pages BridgeDown with the province, and the shipped
+    alertmanager.yml keeps the province's SiteSilent pages quiet while it lasts."""
+    central, backhaul, hp, shard = _province_behind_a_relay(tmp_path, alertmanager)
     try:
         assert shard.wait_connected(10)
         registry = shard.metrics.registry
@@ -338,6 +358,78 @@ def test_a_province_cut_from_the_centre_pages_once_and_its_sites_silence_is_inhi
         wait_until(lambda: not active(alertmanager, "BridgeDown"))
         assert registry.get_sample_value("kienco_broker_bridge_up", up) == 1
     finally:
+        shard.stop()
+        hp.stop()
+        backhaul.close()
+        central.stop()
+
+
+def test_a_province_s_backlog_read_late_pages_once_and_keeps_its_sites_silence_quiet(
+    tmp_path: Path, alertmanager: AlertmanagerServer, webhook: Webhook
+) -> None:
+    """The backhaul back, hp's queued reports reach its shard oldest first: its sites look
+    silent until the backlog is read. ReportsLate says so, for the province, and the shipped
+    alertmanager.yml keeps their SiteSilent quiet once BridgeDown has ended; the
+    province's first live report ends it."""
+    central, backhaul, hp, shard = _province_behind_a_relay(
+        tmp_path, alertmanager, {"late_after_s": 2}
+    )
+    agent = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id="hp-bts-001",
+        clean_session=False,
+    )
+    agent.username_pw_set(*AGENT)
+    site = FleetSite("hp-bts-001")
+    try:
+        assert shard.wait_connected(10)
+        agent.connect("127.0.0.1", hp.port)
+        agent.loop_start()
+        registry = shard.metrics.registry
+        up = {"broker": "hp"}
+        wait_until(lambda: registry.get_sample_value("kienco_broker_bridge_up", up) == 1)
+        backhaul.cut()
+        wait_until(lambda: active(alertmanager, "BridgeDown"))
+        # The site goes on reporting into its provincial broker, which queues for the bridge.
+        for _ in range(3):
+            report = site.report(datetime.now(UTC)).model_dump_json()
+            agent.publish("kienco/v1/hp/hp-bts-001/report", report, qos=1).wait_for_publish(5)
+            time.sleep(1)
+        time.sleep(2)  # the newest queued is now older than late_after_s
+        backhaul.restore()
+        hp.stop()  # as its watchdog would (the idle 2.0.11 bridge: see the test above)
+        hp.start()
+        [late] = wait_until(lambda: active(alertmanager, "ReportsLate"))
+        assert late["labels"] == {
+            "alertname": "ReportsLate",
+            "severity": "warning",
+            "cause": "system",
+            "collector": "collector-a1",
+            "province": "hp",
+        }
+        assert "a backlog after a bridge or collector outage" in late["annotations"]["summary_en"]
+        assert "tồn đọng" in late["annotations"]["summary"]
+        wait_until(lambda: not active(alertmanager, "BridgeDown"))
+        assert shard.states.get("hp-bts-001") is not None  # the backlog was read
+        assert shard.api is not None
+        body = httpx.get(f"{shard.api.url}/healthz", timeout=5).json()
+        assert set(body["reports_late"]) == {"hp"} and body["reports_late"]["hp"]["behind_s"] > 2
+        assert [p["provinces"] for p in body["problems"] if p["code"] == "reports_late"] == [["hp"]]
+        # The province's silence, now that its bridge is up, is still no page.
+        posted = httpx.post(f"{alertmanager.url}/api/v2/alerts", json=[_silent("hp", "hp-bts-001")])
+        assert posted.status_code == 200
+        time.sleep(3)  # group_wait and group_interval have passed
+        assert not noted(webhook, "noc", "SiteSilent", "firing")
+        [silent] = [a for a in alertmanager.alerts() if a["labels"].get("site") == "hp-bts-001"]
+        assert silent["status"]["inhibitedBy"] == [late["fingerprint"]]
+        assert noted(webhook, "noc", "ReportsLate", "firing")
+        # A live report: the province is read in the present again.
+        report = site.report(datetime.now(UTC)).model_dump_json()
+        agent.publish("kienco/v1/hp/hp-bts-001/report", report, qos=1).wait_for_publish(5)
+        wait_until(lambda: not active(alertmanager, "ReportsLate"))
+        assert httpx.get(f"{shard.api.url}/healthz", timeout=5).json()["reports_late"] == {}
+    finally:
+        agent.loop_stop()
         shard.stop()
         hp.stop()
         backhaul.close()

@@ -133,8 +133,9 @@ async def _serve(request: Request, make: MakePage, who: Principal | None = None)
     partial = request.headers.get("hx-request") == "true"
     takes_gzip = "gzip" in request.headers.get("accept-encoding", "")
     # The collector's own problems head every live part (collector/board/trust.py): the
-    # same for every role, and part of the key, so one that comes or goes shows at once.
-    doubts = trust.doubts(parts.health())
+    # same for every role (a province's viewer sees only its own province late), and part
+    # of the key, so one that comes or goes shows at once.
+    doubts = trust.doubts(parts.health(), who.province)
     key = (
         request.url.path,
         tuple(sorted((k, v) for k, v in request.query_params.multi_items() if k != "lang")),

@@ -62,6 +62,14 @@ UI: Mapping[str, tuple[str, str]] = MappingProxyType(
             "The collector has been stopping since {since} — the states below are frozen until "
             "it runs again.",
         ),
+        "trust_reports_late": (
+            "Báo cáo của {provinces} tới chậm từ {since} — collector đang đọc tồn đọng sau khi "
+            "cầu nối hoặc collector mất kết nối: các điểm dưới đây có thể hiện im lặng hoặc "
+            "trạng thái cũ cho tới khi đọc hết.",
+            "Reports from {provinces} have arrived late since {since} — the collector is working "
+            "off a backlog after a bridge or collector outage: sites below may look silent or "
+            "show an old state until it is read.",
+        ),
         "trust_influx_unreachable": (
             "InfluxDB không nhận ghi từ {since} — biểu đồ và lịch sử dừng ở lúc đó; số liệu được "
             "lưu tạm trên đĩa của collector, không mất, và được ghi khi InfluxDB trở lại. Các "

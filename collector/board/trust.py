@@ -36,6 +36,7 @@ KNOWN = NO_REPORTS | {
     "thread_silent",
     "thread_busy",
     "stopping",
+    "reports_late",
 }
 """The problem codes the banner has words for; any other is shown by its code."""
 _MEANS = frozenset({"mqtt", "writer", "staleness"})
@@ -49,6 +50,7 @@ class Doubt:
     code: str
     since: datetime | None
     thread: str | None = None
+    provinces: tuple[str, ...] = ()  # reports_late: the provinces whose reports are late
 
     @property
     def key(self) -> str:
@@ -75,7 +77,15 @@ def _minute(at: datetime | None) -> datetime | None:
     return None if at is None else at.replace(second=0, microsecond=0)
 
 
-def doubts(problems: Iterable[Problem]) -> tuple[Doubt, ...]:
-    """The banner's lines, the verdicts' doubts first."""
-    found = [Doubt(p.code, _minute(p.since), p.thread) for p in problems]
+def doubts(problems: Iterable[Problem], province: str | None = None) -> tuple[Doubt, ...]:
+    """The banner's lines, the verdicts' doubts first. A province's viewer (``province``)
+    is told of its own province's late reports only, not of the others'."""
+    found = []
+    for p in problems:
+        provinces = p.provinces
+        if province is not None and provinces:
+            provinces = tuple(name for name in provinces if name == province)
+            if not provinces:
+                continue
+        found.append(Doubt(p.code, _minute(p.since), p.thread, provinces))
     return tuple(sorted(found, key=lambda d: not d.severe))

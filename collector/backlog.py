@@ -1,0 +1,98 @@
+"""Reports that arrive late: a province's reports worked off from a backlog, not live.
+
+After a backhaul cut, the provincial broker's bridge queue drains oldest first; after the
+collector was down, its session's queue on its broker does the same. Either way the
+collector reads reports of an hour ago, and its verdicts are an hour behind: a province's
+sites look silent (judged by the time their newest report was taken, rules/freshness.py)
+until the queue reaches the present. Each of those sites would page ``SiteSilent`` the
+moment its bridge is back, for a province that is fine and merely late.
+
+How late a province is: the *freshest* report of it read in the last ``WINDOW_S`` (the
+smallest ``now − taken_at``). A queue is first in, first out, so that is where the
+province's queue stands. One agent draining its own outbox (agent/outbox.py sends the
+site's current report first, then its backlog) or one agent whose clock is behind does
+not make its province late: any other site's live report is fresher. A province from
+which nothing came in the window is not late: it is silent, which the sites' own
+verdicts and ``BridgeDown`` say.
+
+A province is late while that freshest report is more than ``late_after_s`` old
+(``status.late_after_s``): /healthz names it (``reports_late``, collector/health.py), the
+board says so, and ``ReportsLate{province}`` fires (collector/system_alerts.py); the
+shipped alertmanager.yml inhibits that province's ``SiteSilent`` meanwhile.
+
+Fed by paho's thread for every report (:meth:`observe`: a dict lookup and a comparison
+under a lock); read by the sweeper, /healthz and the alert sender (:meth:`late`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+__all__ = ["BUCKET_S", "WINDOW_S", "Backlog", "Late"]
+
+BUCKET_S = 10.0
+WINDOW_S = 60.0
+_BUCKETS = int(WINDOW_S // BUCKET_S)
+
+
+@dataclass(frozen=True, slots=True)
+class Late:
+    """A province whose freshest report read lately was ``behind_s`` old, since ``since``
+    (seconds since the epoch: when the collector first found it late)."""
+
+    behind_s: float
+    since: float
+
+
+class Backlog:
+    """How far behind the present each province's reports are, as read."""
+
+    def __init__(
+        self,
+        late_after_s: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.late_after_s = late_after_s
+        self._clock = clock
+        self._wall = wall
+        self._lock = threading.Lock()
+        # province -> {bucket number: the smallest lag read in it}
+        self._freshest: dict[str, dict[int, float]] = {}
+        self._late_since: dict[str, float] = {}
+
+    def observe(self, province: str, lag_s: float) -> None:
+        """A report of ``province`` read ``lag_s`` after it was taken."""
+        bucket = int(self._clock() // BUCKET_S)
+        with self._lock:
+            freshest = self._freshest.get(province)
+            if freshest is None:
+                freshest = self._freshest[province] = {}
+            seen = freshest.get(bucket)
+            if seen is None or lag_s < seen:
+                freshest[bucket] = lag_s
+
+    def late(self) -> Mapping[str, Late]:
+        """The provinces late now, by name."""
+        oldest = int(self._clock() // BUCKET_S) - _BUCKETS + 1
+        found: dict[str, Late] = {}
+        with self._lock:
+            for province, freshest in list(self._freshest.items()):
+                for bucket in [b for b in freshest if b < oldest]:
+                    del freshest[bucket]
+                if not freshest:  # nothing read in the window: silent, not late
+                    del self._freshest[province]
+                    self._late_since.pop(province, None)
+                    continue
+                behind = min(freshest.values())
+                if behind <= self.late_after_s:
+                    self._late_since.pop(province, None)
+                    continue
+                since = self._late_since.setdefault(province, self._wall())
+                found[province] = Late(behind, since)
+        return MappingProxyType(dict(sorted(found.items())))

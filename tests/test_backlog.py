@@ -1,0 +1,100 @@
+"""How late a province's reports are read (collector/backlog.py): the freshest report of
+it read in the last minute, against ``late_after_s``. A table of what a shard reads."""
+
+from __future__ import annotations
+
+import pytest
+
+from collector.backlog import BUCKET_S, WINDOW_S, Backlog
+
+LATE_AFTER_S = 120.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 10_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def backlog() -> tuple[Backlog, Clock, Clock]:
+    mono, wall = Clock(), Clock()
+    wall.now = 1_800_000_000.0
+    return Backlog(LATE_AFTER_S, clock=mono, wall=wall), mono, wall
+
+
+# (what is read: (seconds from the start, province, lag in s)), then the late provinces
+# and how far behind, read at the end (the last second read, + 1 s).
+CASES: list[tuple[str, list[tuple[float, str, float]], dict[str, float]]] = [
+    ("live: reports a second old", [(0, "hp", 1.0), (5, "hp", 0.8)], {}),
+    ("nothing read: silent, not late", [], {}),
+    ("a backlog an hour old", [(0, "hp", 3600.0), (1, "hp", 3599.0)], {"hp": 3599.0}),
+    (
+        "one agent draining its outbox beside a live site: not late",
+        [(0, "hp", 7200.0), (1, "hp", 2.0), (2, "hp", 7100.0)],
+        {},
+    ),
+    ("a skewed clock ahead (negative lag) is fresh", [(0, "hp", -30.0), (1, "hp", 900.0)], {}),
+    ("just at the limit: not late", [(0, "hp", LATE_AFTER_S)], {}),
+    ("just past it: late", [(0, "hp", LATE_AFTER_S + 0.1)], {"hp": LATE_AFTER_S + 0.1}),
+    (
+        "each province on its own",
+        [(0, "hp", 600.0), (0, "qn", 1.0), (1, "hn", 300.0)],
+        {"hp": 600.0, "hn": 300.0},
+    ),
+    (
+        "caught up: the freshest read lately is live",
+        [(0, "hp", 3600.0), (20, "hp", 1800.0), (40, "hp", 1.5)],
+        {},
+    ),
+    (
+        "a backlog read a minute ago and nothing since: silent, not late",
+        [(0, "hp", 3600.0), (WINDOW_S + BUCKET_S, "qn", 1.0)],
+        {},
+    ),
+    (
+        "live a minute ago, the backlog now: late",
+        [(0, "hp", 1.0), (WINDOW_S + BUCKET_S, "hp", 500.0)],
+        {"hp": 500.0},
+    ),
+]
+
+
+@pytest.mark.parametrize(("read", "late"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_how_late_each_province_is_read(
+    read: list[tuple[float, str, float]], late: dict[str, float]
+) -> None:
+    lateness, mono, _ = backlog()
+    start = mono.now
+    for at, province, lag_s in read:
+        mono.now = start + at
+        lateness.observe(province, lag_s)
+    mono.now += 1
+    assert {p: entry.behind_s for p, entry in lateness.late().items()} == late
+
+
+def test_late_since_it_was_first_found_and_again_after_it_caught_up() -> None:
+    lateness, mono, wall = backlog()
+    lateness.observe("hp", 900.0)
+    first = wall.now
+    assert lateness.late()["hp"].since == first
+    mono.now += 5
+    wall.now += 5
+    lateness.observe("hp", 880.0)
+    assert lateness.late()["hp"].since == first, "the same run of lateness"
+    mono.now += WINDOW_S + BUCKET_S  # caught up and quiet: the window has emptied
+    wall.now += WINDOW_S + BUCKET_S
+    assert dict(lateness.late()) == {}
+    lateness.observe("hp", 700.0)
+    assert lateness.late()["hp"].since == wall.now, "a new run"
+
+
+def test_the_provinces_are_sorted_and_the_answer_cannot_be_changed() -> None:
+    lateness, _, _ = backlog()
+    for province in ("qn", "hp", "hn"):
+        lateness.observe(province, 600.0)
+    late = lateness.late()
+    assert list(late) == ["hn", "hp", "qn"]
+    with pytest.raises(TypeError):
+        late["hp"] = late["hn"]  # type: ignore[index]
