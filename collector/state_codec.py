@@ -53,7 +53,8 @@ class SavedSite(_Saved):
     links: dict[str, tuple[LinkReading, datetime]] = {}
     host: tuple[HostReading, datetime] | None = None
     room: tuple[RoomReading, datetime] | None = None
-    power_history: dict[str, list[Sample]] = {}
+    arrivals: list[tuple[datetime, float]] = []  # rules/snapshot.py: an agent's clock behind
+    power_history: dict[str, list[Sample]] = {}  # then meta: SiteEncoder writes these two
     meta: Meta | None = None  # last: the saver appends it as kept (any order reads back)
 
 
@@ -106,6 +107,7 @@ def _saved_site(
         links=dict(snapshot.links),
         host=snapshot.host,
         room=snapshot.room,
+        arrivals=list(snapshot.arrivals),
         power_history=power_history,
         meta=meta,
     )
@@ -280,6 +282,7 @@ def site_from_json(raw: bytes) -> SiteSnapshot:
         host=saved.host,
         room=saved.room,
         power_history=MappingProxyType({d: tuple(h) for d, h in saved.power_history.items()}),
+        arrivals=tuple(saved.arrivals),
     )
 
 

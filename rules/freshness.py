@@ -2,7 +2,10 @@
 
 Judged by ``last_report_at`` — the newest report ever received — so a report replayed
 late from an outbox neither raises a false alarm nor clears a real one. A report
-stamped slightly in the future (clock skew) is fresh, its age taken as 0.
+stamped slightly in the future (clock skew) is fresh, its age taken as 0. A site whose
+reports keep arriving on their interval, each as old, is said to have its clock behind
+(``clock_behind``, with how far and the fix): still not vouched for, but not called
+silent while it talks (rules/snapshot.py, ``clock_behind_s``).
 """
 
 from __future__ import annotations
@@ -84,8 +87,13 @@ def check(
         offline = age > offline_after
         seen = _age(now, snapshot.last_seen_at)
         numbers["seen_s"] = seen
-        # messages still arrive but all are old: an outbox draining its backlog
+        # messages still arrive but all are old: an outbox draining its backlog, or, when
+        # they keep coming on their interval each as old, the agent's clock behind
         code = "report_backlog" if seen is not None and seen <= stale_after else "no_recent_report"
+        behind = snapshot.clock_behind_s if code == "report_backlog" else None
+        if behind is not None:
+            code = "clock_behind"
+            numbers["behind_s"] = behind
         severity: Severity = "critical" if offline else "warning"
         finding = Finding("freshness", site, severity, code, numbers, impact="unknown")
         return FreshnessResult("offline" if offline else "stale", age, (finding,))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
+from itertools import pairwise
 from types import MappingProxyType
 from typing import Any, NamedTuple, TypeVar
 
@@ -27,6 +28,22 @@ from contract.wire import (
 )
 
 HISTORY_LEN = 30
+
+# An agent's clock behind (an edge box back from a power cut with no RTC and no NTP in
+# reach: hours behind): its reports arrive on time, each stamped in the past, and the
+# site looks silent while it reports. Told from a backlog by its cadence and its
+# steadiness: the last CLOCK_SAMPLES newest reports each came at least CLOCK_CADENCE of
+# the interval after the one before (a queue drains in bursts), and each as old as the
+# others to CLOCK_STEADY_S + CLOCK_STEADY_FRACTION (a queue being worked off grows
+# younger with each report). Below CLOCK_BEHIND_MIN_S a lag is the network's. Only what
+# the verdict says changes (rules/freshness.py: "clock_behind", the fix named), not the
+# verdict: how old the readings really are is not known for sure, and a queue worked off
+# barely faster than it fills can look the same.
+CLOCK_SAMPLES = 4
+CLOCK_CADENCE = 0.8
+CLOCK_STEADY_S = 2.0
+CLOCK_STEADY_FRACTION = 0.01
+CLOCK_BEHIND_MIN_S = 30.0
 
 
 # One point of a device's battery history as the snapshot keeps it: (taken_at, battery
@@ -81,6 +98,9 @@ class SiteSnapshot:
     host: tuple[HostReading, datetime] | None = None
     room: tuple[RoomReading, datetime] | None = None
     power_history: Mapping[str, tuple[Sample, ...]] = field(default_factory=dict)
+    # The last CLOCK_SAMPLES newest reports heard live: (received at, seconds after it
+    # was taken), oldest first; for clock_behind_s.
+    arrivals: tuple[tuple[datetime, float], ...] = ()
 
     def __post_init__(self) -> None:
         if self.site_kind is None and self.meta is not None:
@@ -116,6 +136,27 @@ class SiteSnapshot:
         if self.meta.hardened and self.meta.site_class == "ordinary":
             return "hardened"
         return self.meta.site_class
+
+    @property
+    def clock_behind_s(self) -> float | None:
+        """How far behind the agent's clock seems to run, when its reports show it: the
+        last :data:`CLOCK_SAMPLES` newest reports came on their interval, each the same
+        time (more than :data:`CLOCK_BEHIND_MIN_S`) after it was taken. The smallest of
+        those times (the network's share included)."""
+        arrivals = self.arrivals
+        interval = self.interval_s
+        if len(arrivals) < CLOCK_SAMPLES or not interval:
+            return None
+        lags = [lag for _, lag in arrivals]
+        least = min(lags)
+        if least < CLOCK_BEHIND_MIN_S:
+            return None
+        if max(lags) - least > CLOCK_STEADY_S + CLOCK_STEADY_FRACTION * least:
+            return None  # growing younger: a queue being worked off
+        gaps = [(b[0] - a[0]).total_seconds() for a, b in pairwise(arrivals)]
+        if min(gaps) < CLOCK_CADENCE * interval:
+            return None  # in a burst: a queue draining
+        return least
 
     @property
     def hardened(self) -> bool:
@@ -188,6 +229,10 @@ class SiteSnapshot:
         seen = self.last_seen_at
         if received_at is not None and (seen is None or received_at > seen):
             seen = received_at
+        arrivals = self.arrivals
+        if is_newest and received_at is not None:
+            lag = (received_at - at).total_seconds()
+            arrivals = (*arrivals[1 - CLOCK_SAMPLES :], (received_at, lag))
         return self._evolve(
             # Fresh dicts, read-only from here on, and plain-tuple samples: already in the
             # form __post_init__ leaves them.
@@ -199,6 +244,7 @@ class SiteSnapshot:
             last_report_at=at if is_newest else self.last_report_at,
             interval_s=report.interval_s if is_newest else self.interval_s,
             last_seen_at=seen,
+            arrivals=arrivals,
         )
 
     def _evolve(self, **changes: Any) -> SiteSnapshot:

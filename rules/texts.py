@@ -73,6 +73,16 @@ _CATALOGUE: dict[str, Text] = {
         "replaying a backlog; the newest report is {age_s:dur} old "
         "(stale after {stale_after_s:dur}{tightened_at_level:at_risk})",
     ),
+    "clock_behind": Text(
+        "báo cáo vẫn tới đều nhưng mỗi báo cáo đã cũ {behind_s:dur}: đồng hồ thiết bị giám "
+        "sát có lẽ chạy chậm (mất điện, không tới được máy chủ NTP) — chỉnh giờ (NTP) cho "
+        "thiết bị —, hoặc một hàng đợi báo cáo của điểm đang được đọc không nhanh hơn lúc "
+        "đầy; trạng thái chưa tin được cho tới khi đó",
+        "reports keep arriving on schedule but each is {behind_s:dur} old: the agent's clock "
+        "is likely behind (a power cut, no NTP server in reach) — set its time (NTP) —, or a "
+        "queue of its reports is read no faster than it fills; its state cannot be vouched "
+        "for until then",
+    ),
     "agent_offline": Text(
         "thiết bị giám sát mất kết nối (MQTT Last Will): không có số liệu của điểm",
         "agent offline (its MQTT Last Will fired): no data from the site",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
 
@@ -36,6 +37,19 @@ class Case:
 def _replayed(newest_age: float, replay_age: float) -> SiteSnapshot:
     s = snap(power=[ups()], links=two_paths(), at=ago(newest_age))
     return s.with_report(report(at=ago(replay_age), power=[ups()], seq=0), received_at=NOW)
+
+
+def _arriving(lags: list[float], gaps_s: float, interval_s: float = 60.0) -> SiteSnapshot:
+    """Reports received ``gaps_s`` apart, the last at NOW, each ``lags[i]`` s after it
+    was taken (by the agent's clock)."""
+    s = snap(links=two_paths(), at=ago(3600))
+    for n, lag in enumerate(lags):
+        received = ago(gaps_s * (len(lags) - 1 - n))
+        at = received - timedelta(seconds=lag)
+        s = s.with_report(
+            report(at=at, links=two_paths(), seq=n + 2, interval_s=interval_s), received_at=received
+        )
+    return s
 
 
 CASES = [
@@ -74,6 +88,30 @@ CASES = [
         id="late-replay-does-not-clear-real-stale",
     ),
     pytest.param(
+        Case(_arriving([600, 601, 599.5, 600], 60), "offline", ("clock_behind",), "critical"),
+        id="clock-10-min-behind-on-schedule-said-not-silent",
+    ),
+    pytest.param(
+        Case(_arriving([240, 240, 240, 240], 60), "stale", ("clock_behind",), "warning"),
+        id="clock-4-min-behind-stale-said",
+    ),
+    pytest.param(
+        Case(_arriving([600, 600, 600], 60), "offline", ("report_backlog",), "critical"),
+        id="three-on-schedule-not-yet-a-clock",
+    ),
+    pytest.param(
+        Case(_arriving([640, 620, 600, 580], 60), "offline", ("report_backlog",), "critical"),
+        id="growing-younger-a-queue-worked-off-not-a-clock",
+    ),
+    pytest.param(
+        Case(_arriving([600, 600, 600, 600], 5), "offline", ("report_backlog",), "critical"),
+        id="in-a-burst-a-queue-draining-not-a-clock",
+    ),
+    pytest.param(
+        Case(_arriving([600, 600, 600, 2], 60), "fresh"),
+        id="clock-set-right-fresh-at-once",
+    ),
+    pytest.param(
         Case(snap(links=two_paths(), at=ago(480), interval_s=300), "fresh"),
         id="long-interval-not-offline-before-stale",
     ),
@@ -97,6 +135,22 @@ def test_freshness(case: Case) -> None:
     if case.severity is not None:
         assert result.findings[0].severity == case.severity
     assert result.age_s is None or result.age_s >= 0  # never a negative age
+
+
+def test_a_clock_behind_says_how_far_and_the_fix_in_both_languages() -> None:
+    s = _arriving([600, 601, 599.5, 600], 60)
+    assert s.clock_behind_s == 599.5  # the least: the network's share included
+    (finding,) = freshness.check(s, POLICY.freshness, NOW).findings
+    reason = finding.to_reason()
+    assert reason.text_en.startswith("reports keep arriving on schedule but each is 10 min old")
+    assert "NTP" in reason.text_en and "NTP" in reason.text_vi
+    assert "đồng hồ" in reason.text_vi
+    # Only the newest reports heard live count: a replayed one changes nothing.
+    replayed = s.with_report(report(at=ago(7200), links=two_paths(), seq=1), received_at=NOW)
+    assert replayed.arrivals == s.arrivals and replayed.clock_behind_s == 599.5
+    # Not heard live (restored, replayed from the dead letters): nothing to learn from.
+    quiet = s.with_report(report(at=ago(500), links=two_paths(), seq=99))
+    assert quiet.arrivals == s.arrivals
 
 
 @pytest.mark.parametrize(
