@@ -53,7 +53,7 @@ class SavedSite(_Saved):
     links: dict[str, tuple[LinkReading, datetime]] = {}
     host: tuple[HostReading, datetime] | None = None
     room: tuple[RoomReading, datetime] | None = None
-    arrivals: list[tuple[datetime, float]] = []  # rules/snapshot.py: an agent's clock behind
+    arrivals: list[tuple[datetime, datetime]] = []  # rules/snapshot.py: a clock behind
     power_history: dict[str, list[Sample]] = {}  # then meta: SiteEncoder writes these two
     meta: Meta | None = None  # last: the saver appends it as kept (any order reads back)
 

@@ -98,9 +98,9 @@ class SiteSnapshot:
     host: tuple[HostReading, datetime] | None = None
     room: tuple[RoomReading, datetime] | None = None
     power_history: Mapping[str, tuple[Sample, ...]] = field(default_factory=dict)
-    # The last CLOCK_SAMPLES newest reports heard live: (received at, seconds after it
-    # was taken), oldest first; for clock_behind_s.
-    arrivals: tuple[tuple[datetime, float], ...] = ()
+    # The last CLOCK_SAMPLES newest reports heard live: (received at, taken at), oldest
+    # first; for clock_behind_s.
+    arrivals: tuple[tuple[datetime, datetime], ...] = ()
 
     def __post_init__(self) -> None:
         if self.site_kind is None and self.meta is not None:
@@ -147,7 +147,7 @@ class SiteSnapshot:
         interval = self.interval_s
         if len(arrivals) < CLOCK_SAMPLES or not interval:
             return None
-        lags = [lag for _, lag in arrivals]
+        lags = [(received - taken).total_seconds() for received, taken in arrivals]
         least = min(lags)
         if least < CLOCK_BEHIND_MIN_S:
             return None
@@ -231,8 +231,8 @@ class SiteSnapshot:
             seen = received_at
         arrivals = self.arrivals
         if is_newest and received_at is not None:
-            lag = (received_at - at).total_seconds()
-            arrivals = (*arrivals[1 - CLOCK_SAMPLES :], (received_at, lag))
+            kept = arrivals if len(arrivals) < CLOCK_SAMPLES else arrivals[1:]
+            arrivals = (*kept, (received_at, at))
         return self._evolve(
             # Fresh dicts, read-only from here on, and plain-tuple samples: already in the
             # form __post_init__ leaves them.

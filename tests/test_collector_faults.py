@@ -676,3 +676,26 @@ def test_healthz_says_stopping_while_a_stop_flushes(
         else:
             stopping.join(30)
     assert not stopping.is_alive()
+
+
+def test_an_agent_whose_clock_is_behind_is_said_so_not_silent(
+    tmp_path: Path, mosquitto: Broker, started: Callable[[CollectorConfig], Collector]
+) -> None:
+    """Back from a power cut with no NTP in reach, an edge box's clock is 10 min behind:
+    its reports come every second through the real broker, each stamped 10 min ago. The
+    site's reason names the clock and the fix, not a silence."""
+    collector = started(config(tmp_path, mosquitto, "fk"))
+    client = publisher(mosquitto.port)
+    try:
+        for seq in range(1, 6):
+            taken = datetime.now(UTC) - timedelta(minutes=10)
+            send(client, "kienco/v1/fk/fk-1/report", report("fk-1", "fk", seq, taken))
+            time.sleep(1.0)
+        status = wait_until(lambda: collector.verdicts.get("fk-1"), what="a verdict")
+        codes = [r.code for r in status.reasons]
+        assert codes == ["clock_behind"], codes
+        assert status.verdict == "unknown"
+        assert "clock is likely behind" in status.reasons[0].text_en
+    finally:
+        client.disconnect()
+        client.loop_stop()
