@@ -201,8 +201,10 @@ class InfluxWriter:
             return self._written(n_lines, result, tried, refusals)
         self.spool.put(lines)
         self._count(spooled_batches=1, spooled_points=n_lines)
-        with self._lock:
-            self._mark_down()
+        if tried:  # one spooled without trying leaves the next try where it was: under
+            # a steady stream of batches InfluxDB would otherwise never be tried again
+            with self._lock:
+                self._mark_down()
         return Outcome("spooled", n_lines, error=error, attempts=tried)
 
     def drain_spool(

@@ -333,6 +333,25 @@ def test_outage_sends_to_spool_until_a_probe_succeeds(spool: Spool) -> None:
     assert len(influx.received) == 4
 
 
+def test_a_steady_stream_of_batches_does_not_put_off_the_next_try(spool: Spool) -> None:
+    """Under traffic a batch comes every second: each spooled without trying must leave
+    the next try where the failure put it, or InfluxDB back is never tried again (it was
+    not, 15 s after its return, with a batch every second)."""
+    time = FakeTime()
+    influx = FakeClient(down=True)
+    writer = InfluxWriter(influx, spool, probe_interval_s=5.0, sleep=time.sleep, clock=time.clock)
+    writer.write_durably(_lines(1))
+    failed_at, tried = time.now, influx.calls
+    for second in range(1, 5):
+        time.now = failed_at + second
+        assert writer.write_durably(_lines(1, start=second)).spooled
+    assert influx.calls == tried  # none tried within the probe interval
+    influx.down = False
+    time.now = failed_at + 5.0
+    assert writer.write_durably(_lines(1, start=5)).status == "written"
+    assert writer.drain_spool() == 5
+
+
 def test_batch_too_large_is_sent_in_halves(spool: Spool) -> None:
     influx = FakeClient(max_lines=3)
     writer = InfluxWriter(influx, spool)
