@@ -17,7 +17,9 @@ from pydantic import (
     model_validator,
 )
 
+from collector.health_points import LATE_AFTER_S, LOST_AFTER_S, MEASUREMENT
 from collector.influx import InfluxV1Client
+from collector.line_protocol import LineProtocolError, series
 from collector.web.roles import Role, parse_role
 from collector.web.tokens import MIN_TOKEN_CHARS, KeptToken, TokenBook, parse_pbkdf2, sha256_digest
 from contract.wire import Slug
@@ -90,6 +92,13 @@ class InfluxConfig(_Strict):
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 3.0
     retry_attempts: Annotated[int, Field(ge=1, le=20)] = 3
     spool_max_bytes: Annotated[int, Field(ge=1_000_000)] = 1024**3
+    health_every_s: Annotated[float, Field(ge=1, le=20)] = Field(
+        default=10.0,
+        description="the collector writes its own health (measurement kienco_collector: "
+        "reports/s, lag, backlog, rejections, broker drops, bridges, loops, GC) this often, "
+        "for the system dashboard's shard panels (collector/health_points.py); a shard whose "
+        f"health is {LATE_AFTER_S:g} s old shows late there, {LOST_AFTER_S:g} s lost",
+    )
 
     @field_validator("url")
     @classmethod
@@ -481,6 +490,53 @@ class CollectorConfig(_Strict):
                 "provinces and remove broker.topic_filter"
             )
         return self
+
+    @model_validator(mode="after")
+    def _health_points(self) -> CollectorConfig:
+        """The collector's own health (collector/health_points.py) must be writable and
+        come often enough for the system dashboard never to show a healthy shard late."""
+        if self.influx is None:
+            return self
+        key = self.collector_key
+        try:
+            series(MEASUREMENT, (("collector", self.collector_name),))
+        except LineProtocolError as exc:
+            raise ValueError(
+                f"{key} ({self.collector_name!r}) names this collector in InfluxDB (its "
+                f"health, tag collector) and cannot be written there: {exc.reason}. Fix: "
+                "give a name without line breaks that does not end in a backslash, e.g. "
+                "kienco-collector-a1"
+            ) from None
+        # The longest a healthy shard's newest health waits: a period, the sweeper's
+        # tick that writes it, the writer's batch delay.
+        slowest = self.influx.health_every_s + self.status.sweep_s + self.batch.max_delay_s
+        if slowest >= LATE_AFTER_S:
+            room = LATE_AFTER_S - self.status.sweep_s - self.batch.max_delay_s
+            fix = (
+                f"set influx.health_every_s below {room:g}"
+                if room >= 1
+                else "shorten status.sweep_s or batch.max_delay_s"
+            )
+            raise ValueError(
+                f"influx.health_every_s ({self.influx.health_every_s:g}) + status.sweep_s "
+                f"({self.status.sweep_s:g}) + batch.max_delay_s ({self.batch.max_delay_s:g}) "
+                f"= {slowest:g} s: a healthy collector's health could be that old when read, "
+                f"and the system dashboard shows a shard whose health is {LATE_AFTER_S:g} s "
+                f"old as late ({LOST_AFTER_S:g} s: lost). Fix: {fix}"
+            )
+        return self
+
+    @property
+    def collector_name(self) -> str:
+        """This collector's name in its own alerts and its health points."""
+        own = self.alerts.system.collector if self.alerts is not None else None
+        return own or self.broker.client_id
+
+    @property
+    def collector_key(self) -> str:
+        """The config key :attr:`collector_name` comes from."""
+        named = self.alerts is not None and self.alerts.system.collector
+        return "alerts.system.collector" if named else "broker.client_id"
 
     @property
     def topic_filters(self) -> tuple[str, ...]:

@@ -43,6 +43,7 @@ from collector.deadletter import DeadLetterStore
 from collector.decode import Decoded, Rejected, decode_within
 from collector.delivery import Delivery, NoHistory, Pending
 from collector.health import Health, assess
+from collector.health_points import HealthPoints
 from collector.heap import GcPauses
 from collector.history import meeting_point, rehearsal_point
 from collector.influx import InfluxQueryError, InfluxV1Client
@@ -194,6 +195,7 @@ class Collector:
         self.influx: InfluxV1Client | None = None
         self.spool: Spool | None = None
         self.writer: InfluxWriter | NoHistory = NoHistory()
+        self.health_points: HealthPoints | None = None
         if influx is not None:
             # A CA file it cannot use: ConfigError, at start.
             self.influx = influx.client()
@@ -203,6 +205,14 @@ class Collector:
                 self.spool,
                 attempts=influx.retry_attempts,
                 beat=self._loops["writer"].beat,
+            )
+            # Its own health as points, written like any (collector/health_points.py).
+            self.health_points = HealthPoints(
+                config.collector_name,
+                influx.health_every_s,
+                registry=self.metrics.registry,
+                health=lambda: self.health().body,
+                drops=lambda: self.broker_watch.runs,
             )
         self._connected = threading.Event()
         self._trust_seen: tuple[object, ...] = ()  # the problems the board last showed
@@ -241,7 +251,7 @@ class Collector:
         if config.alerts is not None:
             own = config.alerts.system
             itself = SystemWatch(
-                own.collector or config.broker.client_id,
+                config.collector_name,
                 own,
                 Sources(
                     health=self.health,
@@ -802,6 +812,9 @@ class Collector:
         # silence checks.
         summary = self.supervisor.attempt(self._summary_lines, now)
         self.delivery.queue_lines(summary or "")
+        if self.health_points is not None:
+            own = self.supervisor.attempt(self.health_points.lines, now)
+            self.delivery.queue_lines(own or "")
         self.supervisor.attempt(self._expire, now)
         self.supervisor.attempt(self.broker_watch.check_heard)
         self.supervisor.attempt(self._watch_trust)

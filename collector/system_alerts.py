@@ -70,6 +70,7 @@ __all__ = [
     "DropRun",
     "SystemAlert",
     "SystemView",
+    "dropping",
     "system_alerts",
 ]
 
@@ -270,6 +271,12 @@ class SystemView:
     threads: tuple[Trouble, ...] = ()
 
 
+def dropping(run: DropRun, now: datetime) -> bool:
+    """A broker's run of drops is on: ``BrokerDroppedReports`` fires for it (and the
+    collector's health says so, collector/health_points.py)."""
+    return run.dropped > 0 and now - run.last_at < timedelta(seconds=DROPS_QUIET_S)
+
+
 def _alert(
     view: SystemView,
     name: SystemAlertName,
@@ -336,9 +343,8 @@ def system_alerts(
             vi.append(f"cách sửa: {view.broker_fix}")
             en.append(f"fix: {view.broker_fix}")
         alerts.append(_alert(view, "CollectorDisconnected", down, more=(tuple(vi), tuple(en))))
-    quiet = timedelta(seconds=DROPS_QUIET_S)
     for broker, run in sorted(view.drops.items()):
-        if run.dropped > 0 and now - run.last_at < quiet:
+        if dropping(run, now):
             broker_vi, broker_en = _broker_words(broker)
             alerts.append(
                 _alert(
