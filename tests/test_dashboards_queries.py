@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.config import SiteConfig
 from agent.runner import Agent
@@ -202,6 +204,20 @@ async def _storm(
     return peak, meeting
 
 
+BRIDGE_TOPIC = "kienco/brokers/hp/bridge"
+
+
+def _retain(broker: Broker, topic: str, payload: bytes) -> None:
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    try:
+        client.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
 @pytest.fixture(scope="module")
 def storm(
     mosquitto: Broker, influxdb: InfluxServer, tmp_path_factory: pytest.TempPathFactory
@@ -236,12 +252,16 @@ def storm(
     collector.summaries.fleet = SummaryClock(2)
     collector.summaries.compliance = SummaryClock(2)
     started = datetime.now(UTC)
+    # hp's provincial bridge says it is up, as provincial-hp.conf's notification_topic makes
+    # it say at the centre (retained): the collector's health carries it (bridge_up).
+    _retain(mosquitto, BRIDGE_TOPIC, b"1")
     collector.start()
     try:
         assert collector.wait_connected(15)
         peak, meeting = asyncio.run(_storm(fleet, collector, mosquitto.url, workdir))
     finally:
         collector.stop()
+        _retain(mosquitto, BRIDGE_TOPIC, b"")  # no other test's collector finds it
     # The shipped retention and continuous queries, applied; the trends backfilled by running
     # each continuous query's own SELECT … INTO over the run (InfluxDB runs it every 5 min).
     for statement in retention.statements(database):

@@ -62,11 +62,13 @@ def table_of(
     units: Mapping[str, str] | None = None,
     hidden: Sequence[str] = ("Time",),
     drop_empty: Sequence[str] = (),
+    thresholds: Mapping[str, ThresholdsConfig] | None = None,
 ) -> table.Panel:
     """A table of the query's rows: Vietnamese column names, codes shown as coloured words.
 
     ``drop_empty``: leave out the rows where any of these columns has no value (a Grafana
-    *filter data by values* transformation).
+    *filter data by values* transformation). ``thresholds``: cells of these columns
+    coloured by their value (an empty cell takes the base colour).
     """
     panel = table.Panel().title(title).description(_describe(vi, en)).filterable(True)
     if sort_by is not None:
@@ -79,6 +81,17 @@ def table_of(
             column,
             [
                 model.DynamicConfigValue(id_val="mappings", value=[mapping]),
+                model.DynamicConfigValue(
+                    id_val="custom.cellOptions", value={"type": "color-background"}
+                ),
+            ],
+        )
+    for column, levels in (thresholds or {}).items():
+        panel = panel.override_by_name(
+            column,
+            [
+                model.DynamicConfigValue(id_val="thresholds", value=levels.build()),
+                model.DynamicConfigValue(id_val="color", value={"mode": "thresholds"}),
                 model.DynamicConfigValue(
                     id_val="custom.cellOptions", value={"type": "color-background"}
                 ),

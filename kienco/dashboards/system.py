@@ -1,8 +1,10 @@
-"""kienco itself: are the agents reporting, is anything piling up at the edge?
+"""kienco itself: is every collector shard doing its job, are the agents reporting, is
+anything piling up at the edge?
 
-For whoever runs kienco: sites reporting per province, and reporting and silent
-overall (from the ``fleet`` summary), each agent's outbox backlog, clock offset and
-MQTT connection (its birth message or Last Will).
+For whoever runs kienco: first each collector shard side by side, from the health it
+writes of itself (kienco/dashboards/shards.py); then sites reporting per province, and
+reporting and silent overall (from the ``fleet`` summary), each agent's outbox backlog,
+clock offset and MQTT connection (its birth message or Last Will).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from kienco.dashboards.common import (
 from kienco.dashboards.influxql import Expect, InfluxQL
 from kienco.dashboards.noc import WORST_SHOWN, variables
 from kienco.dashboards.panels import table_of, trend
+from kienco.dashboards.shards import add_shards, collector_variable
 
 __all__ = ["build"]
 
@@ -31,14 +34,17 @@ def build() -> Built:
     board = Board(
         uid=UID,
         title="kienco — Hệ thống giám sát",
-        description="Các agent có đang báo cáo không, có gì tồn đọng ở biên không. "
-        "kienco itself: are the agents reporting, is anything piling up at the edge?",
+        description="Từng collector (shard) có làm đúng việc không; các agent có đang báo "
+        "cáo không, có gì tồn đọng ở biên không. kienco itself: is every collector shard "
+        "doing its job, are the agents reporting, is anything piling up at the edge?",
         filename="kienco-system.json",
         tags=("kienco", "system"),
         time_from="now-6h",
         refresh="1m",
-        variables=variables(),
+        variables=[*variables(), collector_variable()],
     )
+    add_shards(board)
+    board.row("Agent — các điểm báo cáo")
     board.add(
         trend(
             "Điểm đang báo cáo, theo tỉnh",
