@@ -42,10 +42,11 @@ Field names differ across the series, so a query grouped by ``collector`` alone 
 each field from the one series that has it. Counts are integers, the rest floats,
 always (InfluxDB refuses a field that changes type).
 
-Cardinality, per collector: 1 + the reject reasons (9) + its loops (4-7) + its brokers
-(``own`` and its provinces; at most 65 without ``provinces``, broker_watch.MAX_BROKERS):
-about 20-50 series a shard; a national deployment of a few shards, a few hundred series,
-against ~1 M for the fleet. Each is one point a reading.
+Cardinality, per collector: 1 + the reject reasons (9) + its loops (4-6: mqtt, writer,
+staleness, api, and state-saver and alerts when on) + its brokers (``own`` and one per
+province; at most 65 without ``provinces``, broker_watch.MAX_BROKERS): 15 to 81 series,
+26 for a shard of 9 provinces, 51 for one of all 34; a national deployment of a few
+shards, a few hundred series, against ~1 M for the fleet. Each is one point a reading.
 """
 
 from __future__ import annotations
