@@ -22,7 +22,9 @@ series (tags)       fields
 collector           ``at_ms`` (the reading's time: InfluxQL cannot subtract from
                     ``time``, a panel's age is ``${__to}`` minus it); from /healthz:
                     ``ok``, ``problems``, ``broker_connected``, ``influx_writing``,
-                    ``spooled_batches``, ``loops_failing``; from /metrics:
+                    ``spooled_batches``, ``loops_failing``, ``provinces_late`` and
+                    ``late_s`` (its ``reports_late``: how far behind the most late
+                    province's reports are read, 0 when none); from /metrics:
                     ``received_per_s``, ``reports_per_s`` (accepted reports),
                     ``rejected_per_s`` (dead-lettered), ``points_per_s`` (InfluxDB took),
                     ``lag_s``, ``pending`` (messages waiting for a durable write),
@@ -148,6 +150,7 @@ def health_points(collector: str, now: Reading, before: Reading | None) -> list[
     health = now.health
     influx = health.get("influx", {})
     threads: Mapping[str, Mapping[str, Any]] = health.get("threads", {})
+    late: Mapping[str, Mapping[str, Any]] = health.get("reports_late", {})
     bridges = now.by("kienco_broker_bridge_up", "broker")
     runs = {broker: dropping(run, now.at) for broker, run in now.drops.items()}
     lag = now.value("kienco_report_lag_seconds")
@@ -162,6 +165,8 @@ def health_points(collector: str, now: Reading, before: Reading | None) -> list[
         "influx_writing": _flag(influx.get("taking_writes")),
         "spooled_batches": int(influx.get("spooled_batches", 0)),
         "loops_failing": sum(1 for t in threads.values() if not t["alive"] or t["stuck"]),
+        "provinces_late": len(late),
+        "late_s": float(max((entry["behind_s"] for entry in late.values()), default=0.0)),
         "received_per_s": rate("kienco_messages_received_total"),
         "reports_per_s": rate("kienco_messages_accepted_total", kind="report"),
         "rejected_per_s": rate_of_total("kienco_messages_rejected_total"),

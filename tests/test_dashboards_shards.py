@@ -42,6 +42,7 @@ def _readings(
     dropped_at: datetime | None = None,
     writer_stuck: bool = False,
     spooled: int = 0,
+    late_s: float | None = None,
 ) -> list[Reading]:
     """A shard's readings every 10 s from ``first`` to ``last``: its counters growing at
     the rates given, 30 messages dropped by its own broker at ``dropped_at``."""
@@ -73,6 +74,7 @@ def _readings(
             "problems": [{"code": "thread_silent"}] * len(stuck)
             + [{"code": "influx_unreachable"}] * bool(spooled),
             "broker_connected": True,
+            "reports_late": {} if late_s is None else {"hp": {"behind_s": late_s}},
             "influx": {
                 "configured": True,
                 "taking_writes": not spooled,
@@ -101,8 +103,8 @@ def _lines(collector: str, readings: list[Reading]) -> str:
 @pytest.fixture(scope="module")
 def influx(influxdb: InfluxServer) -> Iterator[Influx]:
     """Three shards: a1 well (a burst of drops 2 min ago, hp's bridge up, qn's down), b1
-    whose health stopped 5 min ago, c1 with its writer stuck and InfluxDB not taking
-    its writes (its points came later, from its spool)."""
+    whose health stopped 5 min ago, c1 with its writer stuck, InfluxDB not taking its
+    writes (its points came later, from its spool) and hp's reports read 30 min late."""
     database = influxdb.fresh_database("dashboards_shards")
     recent = END - timedelta(seconds=5)
     shards = {
@@ -124,6 +126,7 @@ def influx(influxdb: InfluxServer) -> Iterator[Influx]:
             reports_per_s=10.0,
             writer_stuck=True,
             spooled=7,
+            late_s=1800.0,
         ),
     }
     for collector, readings in shards.items():
@@ -238,6 +241,7 @@ def test_the_table_has_a_row_per_shard_with_its_figures_and_their_colours(
         assert row["bridges_down"] == 1  # qn's bridge is down in every shard's reading
     assert rows["c1"]["loops_failing"] == 1 and rows["a1"]["loops_failing"] == 0
     assert (rows["c1"]["influx_writing"], rows["c1"]["spooled_batches"]) == (0, 7)
+    assert (rows["c1"]["provinces_late"], rows["a1"]["provinces_late"]) == (1, 0)
     assert rows["a1"]["influx_writing"] == 1 == rows["a1"]["broker_connected"]
     panel = _panel(TABLE)
     colours = {
@@ -253,6 +257,8 @@ def test_the_table_has_a_row_per_shard_with_its_figures_and_their_colours(
     assert colours["c1"]["loops_failing"] == "red" and colours["a1"]["loops_failing"] == "green"
     assert colours["c1"]["influx_writing"] == "red" and colours["a1"]["influx_writing"] == "green"
     assert colours["c1"]["spooled_batches"] == "orange"
+    assert colours["c1"]["provinces_late"] == "orange"
+    assert colours["a1"]["provinces_late"] == "green"
     assert colours["a1"]["bridges_down"] == "red"
     assert colours["a1"]["lag_s"] == "green" and colours["a1"]["pending"] == "green"
     assert colours["a1"]["gc_pause_max_s"] == "orange"  # 0.3 s: all threads stopped
@@ -268,8 +274,12 @@ def test_each_figure_over_time_per_shard(influx: Influx) -> None:
 
     reports = values("Báo cáo nhận mỗi giây, theo collector", "collector")
     assert {k: set(v) for k, v in reports.items()} == {("a1",): {40}, ("b1",): {20}, ("c1",): {10}}
-    lag = values("Độ trễ báo cáo, theo collector", "collector")
-    assert {v for values_ in lag.values() for v in values_} == {2.5}
+    lag = {
+        s.tags["collector"]: {c: set(s.column(c)) for c in ("lag_s", "late_s")}
+        for s in outcomes["Độ trễ báo cáo, theo collector"].series
+    }
+    assert lag["a1"] == {"lag_s": {2.5}, "late_s": {0}}
+    assert lag["c1"] == {"lag_s": {2.5}, "late_s": {1800}}
     backlog = {
         s.tags["collector"]: {c: set(s.column(c)) for c in ("pending", "spool")}
         for s in outcomes["Tồn đọng ghi: tin chờ ghi và lô trong spool"].series

@@ -40,14 +40,19 @@ T0 = datetime(2026, 9, 7, 3, 0, tzinfo=UTC)
 THREADS = {"mqtt", "writer", "staleness", "api"}
 
 
-def _health(**threads: tuple[bool, bool]) -> dict[str, Any]:
-    """A /healthz body; each loop (alive, stuck), all well unless said."""
+def _health(
+    late: Mapping[str, float] | None = None, **threads: tuple[bool, bool]
+) -> dict[str, Any]:
+    """A /healthz body; each loop (alive, stuck), all well unless said; ``late``: the
+    provinces whose reports are read late, how many seconds behind."""
     loops = {name: (True, False) for name in THREADS} | threads
     bad = [name for name, (alive, stuck) in loops.items() if not alive or stuck]
     return {
-        "ok": not bad,
-        "problems": [{"code": "thread_dead", "thread": name} for name in bad],
+        "ok": not bad and not late,
+        "problems": [{"code": "thread_dead", "thread": name} for name in bad]
+        + [{"code": "reports_late"}] * bool(late),
         "broker_connected": True,
+        "reports_late": {p: {"behind_s": s, "since": T0} for p, s in (late or {}).items()},
         "influx": {"configured": True, "taking_writes": True, "spooled_batches": 0},
         "threads": {
             name: {"alive": alive, "stuck": stuck, "heartbeat_age_s": 0.5, "errors": 0}
@@ -88,9 +93,8 @@ def test_a_reading_becomes_points_with_rates_against_the_one_before() -> None:
     first = Reading(T0, _samples(1000, 900, 5, 40, 0.1), _health(), {})
     run = DropRun(T0 + timedelta(seconds=5), T0 + timedelta(seconds=8), 12, 52)
     later = T0 + timedelta(seconds=10)
-    second = Reading(later, _samples(1400, 1300, 15, 52, 0.15), _health(writer=(True, True)), {
-        "own": run
-    })  # fmt: skip
+    health = _health({"hp": 1800.0, "qn": 95.0}, writer=(True, True))
+    second = Reading(later, _samples(1400, 1300, 15, 52, 0.15), health, {"own": run})
     at_first = _by_series(health_points("a1", first, None))
     main = at_first[(("collector", "a1"),)]
     # The first reading of a process has nothing to take a rate against: no rates, no
@@ -104,11 +108,13 @@ def test_a_reading_becomes_points_with_rates_against_the_one_before() -> None:
     assert series[(("collector", "a1"),)] == {
         "at_ms": int(later.timestamp() * 1000),
         "ok": 0,
-        "problems": 1,
+        "problems": 2,
         "broker_connected": 1,
         "influx_writing": 1,
         "spooled_batches": 0,
         "loops_failing": 1,
+        "provinces_late": 2,
+        "late_s": 1800.0,
         "received_per_s": 40.0,
         "reports_per_s": 40.0,
         "rejected_per_s": 1.0,
@@ -352,6 +358,7 @@ def test_a_collector_writes_what_it_counted_and_an_influxdb_outage_loses_none_of
         assert newest["sites"] == 1 == registry.get_sample_value("kienco_sites")
         assert newest["lag_s"] == registry.get_sample_value("kienco_report_lag_seconds")
         assert newest["ok"] == 1 and newest["loops_failing"] == 0
+        assert (newest["provinces_late"], newest["late_s"]) == (0, 0)
         assert newest["influx_writing"] == 1 and newest["broker_connected"] == 1
         threads = _rows(influxdb, db, f'WHERE "thread" =~ /.+/ AND time >= {newest["time"]}')
         assert {r["thread"] for r in threads} >= THREADS

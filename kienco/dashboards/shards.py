@@ -113,6 +113,7 @@ COLUMNS: dict[str, str] = {
     "age_s": "Ghi cách đây",
     "reports_per_s": "Báo cáo/s",
     "lag_s": "Độ trễ",
+    "provinces_late": "Tỉnh đọc chậm",
     "pending": "Chờ ghi",
     "spooled_batches": "Lô chờ (spool)",
     "rejected_per_s": "Từ chối/s",
@@ -132,13 +133,15 @@ def _table() -> table.Panel:
         "Từng collector, lúc cuối khoảng thời gian",
         "Một dòng mỗi collector (shard), theo tình trạng nó ghi gần nhất: ghi cách đây bao "
         "lâu; báo cáo nhận được mỗi giây; độ trễ (lúc nhận trừ lúc đo của báo cáo mới "
-        "nhất); tin chờ ghi bền và số lô chờ trong spool (InfluxDB không nhận); tin bị "
+        "nhất); số tỉnh đang đọc báo cáo cũ (tồn đọng sau khi mất cầu nối, cảnh báo "
+        "ReportsLate); tin chờ ghi bền và số lô chờ trong spool (InfluxDB không nhận); tin bị "
         "từ chối mỗi giây (vào kho dead-letter); số broker đang bỏ tin (cảnh báo "
         "BrokerDroppedReports); số cầu nối tỉnh đang mất; số luồng chết hoặc treo; "
         "InfluxDB có nhận ghi, collector có nhận tin từ broker; lần dừng GC lâu nhất từ "
         "khi khởi động. Chi tiết: /healthz và /metrics của collector đó.",
         "One row per collector shard, from its newest health: how old it is; reports "
-        "received per second; lag (receive time minus the newest report's time); messages "
+        "received per second; lag (receive time minus the newest report's time); provinces "
+        "whose reports are read late (a backlog worked off, its ReportsLate alert); messages "
         "waiting for a durable write and batches waiting in the spool (InfluxDB not "
         "taking them); messages rejected per second (kept as dead letters); brokers "
         "dropping messages (its BrokerDroppedReports alert); provincial bridges down; "
@@ -156,6 +159,7 @@ def _table() -> table.Panel:
             "age_s": age_thresholds(),
             "reports_per_s": steps("red", (0.01, "green")),  # nothing comes in: red
             "lag_s": steps("green", (LAG_LATE_S, "orange"), (LAG_BAD_S, "red")),
+            "provinces_late": steps("green", (1, "orange")),  # ReportsLate: a warning
             "pending": steps("green", (PENDING_BATCH, "orange"), (10 * PENDING_BATCH, "red")),
             "spooled_batches": steps("green", (1, "orange"), (100, "red")),
             "rejected_per_s": steps("green", (0.001, "orange"), (1, "red")),
@@ -217,12 +221,14 @@ def add_shards(board: Board) -> Board:
     board.add(
         trend(
             "Độ trễ báo cáo, theo collector",
-            "Lúc collector nhận trừ lúc agent đo, của báo cáo mới nhất (lớn nhất trong mỗi "
-            "khoảng). Cao khi collector tụt lại sau, hoặc khi báo cáo cũ từ hộp thư đi của "
-            "agent đang được gửi bù.",
-            "Receive time minus the time the agent took it, of the newest report (the most "
-            "in each interval). High when the collector falls behind, or while agents' "
-            "outboxes replay old reports.",
+            "lag_s: lúc collector nhận trừ lúc agent đo, của báo cáo mới nhất; late_s: tỉnh "
+            "chậm nhất đang đọc báo cáo cũ bao lâu (tồn đọng sau khi mất cầu nối hoặc "
+            "collector dừng), 0 khi không tỉnh nào chậm; lớn nhất trong mỗi khoảng. Cao khi "
+            "collector tụt lại sau, hoặc khi báo cáo cũ đang được gửi bù.",
+            "lag_s: receive time minus the time the agent took it, of the newest report; "
+            "late_s: how far behind the latest province's reports are read (a backlog after "
+            "a bridge or collector outage), 0 when none is late; the most in each interval. "
+            "High when the collector falls behind, or while old reports are replayed.",
             unit="s",
             thresholds=steps("green", (LAG_LATE_S, "orange"), (LAG_BAD_S, "red")),
         ),
@@ -230,9 +236,9 @@ def add_shards(board: Board) -> Board:
         h=8,
         queries=[
             InfluxQL(
-                _by_collector('max("lag_s") AS "lag_s"'),
-                Expect(("lag_s",), tags=("collector",)),
-                alias="$tag_collector",
+                _by_collector('max("lag_s") AS "lag_s", max("late_s") AS "late_s"'),
+                Expect(("lag_s", "late_s"), tags=("collector",)),
+                alias="$tag_collector $col",
             )
         ],
     )
