@@ -7,6 +7,7 @@ Real collector, real broker, real sockets on loopback.
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -17,6 +18,7 @@ import pytest
 
 import collector.api
 from collector.service import Collector
+from collector.web.redirects import MAX_NEXT, local_path
 from tests.support.board import Board, board_config, start_board, wait_until
 from tests.support.mosquitto import Broker
 
@@ -80,17 +82,50 @@ def test_a_wrong_token_or_another_site_s_login_form_opens_no_session(board: Boar
     assert forced.status_code == 403 and "set-cookie" not in forced.headers
 
 
+# ``next`` as an attacker writes it: none may leave this server (an open redirect).
+NOT_LOCAL = [
+    "//evil.example/x",
+    "https://evil.example/",
+    "javascript:alert(1)",
+    "/\\evil.example",  # a backslash is a slash to browsers
+    "/\t/evil.example",  # browsers drop tabs and newlines from URLs
+    "/\r\n/evil.example",
+    "/x\r\nSet-Cookie: a=b",  # header injection
+    "/" + "a" * MAX_NEXT,  # longer than the form field takes
+    "evil.example",
+    "",
+]
+
+
+@pytest.mark.parametrize("target", ["/", "/provinces/hp", "/provinces/hp?kind=station&lang=en"])
+def test_local_path_keeps_a_path_of_this_server(target: str) -> None:
+    assert local_path(target) == target
+
+
+@pytest.mark.parametrize("target", NOT_LOCAL)
+def test_local_path_refuses_anything_that_leaves_this_server(target: str) -> None:
+    assert local_path(target) is None
+
+
 def test_next_redirects_only_within_this_server(board: Board) -> None:
-    for target, expected in (("/province/hp", "/province/hp"), ("//evil.example/x", None)):
-        answer = httpx.post(
+    def post(target: str) -> httpx.Response:
+        return httpx.post(
             f"{board.url}/login",
             data={"token": board.tokens["noc"], "next": target},
             headers={"Origin": board.url},
         )
-        if expected:
-            assert answer.status_code == 303 and answer.headers["location"] == expected
-        else:
-            assert answer.status_code == 200 and "location" not in answer.headers
+
+    answer = post("/province/hp")
+    assert answer.status_code == 303 and answer.headers["location"] == "/province/hp"
+    for target in NOT_LOCAL[:-1]:  # (an empty one is no next at all)
+        answer = post(target)
+        assert "location" not in answer.headers, target
+        if len(target) <= MAX_NEXT:  # else the form refuses it (400) before any login
+            assert answer.status_code == 200, target
+        # The form carries only a local next, so its submit cannot leave either.
+        form = httpx.get(f"{board.url}/login", params={"next": target})
+        assert form.status_code == 200
+        assert re.findall(r'name="next" value="([^"]*)"', form.text) == ["/"], target
 
 
 def test_a_change_with_the_cookie_must_come_from_the_board_s_own_pages(board: Board) -> None:

@@ -52,6 +52,7 @@ from collector.endpoints import Endpoints
 from collector.meetings import MeetingRequest
 from collector.risk import RiskChange
 from collector.web.access import Access, Refused, maybe_reader
+from collector.web.redirects import local_path
 from collector.web.roles import ANONYMOUS, Principal
 from collector.web.workers import Workers
 from contract.wire import SLUG_PATTERN
@@ -368,7 +369,7 @@ async def login_form(request: Request, next: str = "/", failed: str | None = Non
     lang, remember = _lang(request)
     renderer: Renderer = request.app.state.board_renderer
     who = await maybe_reader(request)
-    target = next if next.startswith("/") and not next.startswith("//") else "/"
+    target = local_path(next) or "/"
     html = renderer.render(
         "login.html",
         lang,

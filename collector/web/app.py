@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from fastapi import FastAPI, Form, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -36,6 +36,7 @@ from collector.supervision import Loop
 from collector.web.access import Access, Refused
 from collector.web.api_routes import router as api_router
 from collector.web.models import ErrorAnswer, WhoAmI
+from collector.web.redirects import MAX_NEXT, local_path
 from collector.web.throughput_routes import throughput_router
 from collector.web.workers import Workers
 
@@ -92,7 +93,7 @@ def build_app(
     async def login(
         request: Request,
         token: Annotated[str, Form(max_length=1000)],
-        next: Annotated[str | None, Form(max_length=2000)] = None,
+        next: Annotated[str | None, Form(max_length=MAX_NEXT)] = None,
     ) -> Response:
         """Open a board session with a token: sets the HttpOnly, SameSite=Strict cookie.
 
@@ -101,7 +102,7 @@ def build_app(
         who logged in, as JSON.
         """
         opened = await access.open_session(request, token)
-        target = _local(next)
+        target = local_path(next)
         if opened is None:
             if target:
                 again = f"/login?failed=1&next={quote(target, safe='')}"
@@ -124,18 +125,6 @@ def build_app(
     if STATIC.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
-
-
-def _local(target: str | None) -> str | None:
-    """``target`` when it is a path on this server (never another site: no open redirect)."""
-    if not target:
-        return None
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
-        return None
-    if "\\" in target:
-        return None
-    return target
 
 
 def _errors_as_json(app: FastAPI) -> None:
