@@ -1,5 +1,5 @@
 """The board's pure parts: the overview's tallies and order, the charts' gaps, the change log
-and a page's stream (what it is told, what it is not, what a laggard gets)."""
+and a page's stream (what it is told, what it is not, what a laggard gets, when it ends)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from collector.board import stream as stream_module
 from collector.board.charts import chart
 from collector.board.live import Changes
 from collector.board.stream import MIN_GAP_S, events
@@ -128,3 +129,21 @@ async def test_a_stream_far_behind_is_told_to_fetch_everything() -> None:
     told = await read(stream, '{"all":true}')
     assert 'event: changed\ndata: {"all":true}' in told
     changes.close()
+
+
+@pytest.mark.parametrize("ends_on", ["a keep-alive", "a change"])
+async def test_a_stream_whose_session_ends_ends_having_told_nothing_more(
+    monkeypatch: pytest.MonkeyPatch, ends_on: str
+) -> None:
+    monkeypatch.setattr(stream_module, "KEEPALIVE_S", 0.1)
+    changes = Changes()
+    signed_in = [True]
+    stream = events(changes, lambda s, p: True, last_seen=None, still_reads=lambda: signed_in[0])
+    assert "kienco board" in await read(stream, ": kienco board")
+    assert await read(stream, ": keep-alive") == ": keep-alive\n\n"  # while it reads
+    signed_in[0] = False
+    if ends_on == "a change":
+        changes.site("hp-bts-1", "hp")
+    async with asyncio.timeout(2):
+        rest = [chunk async for chunk in stream]
+    assert rest == []  # no event, no keep-alive: ended

@@ -56,6 +56,7 @@ def environment() -> Environment:
         auto_reload=False,
     )
     env.globals.update(
+        text=texts.text,  # in a language other than the page's (t is the page's)
         word=texts.word,
         duration=texts.duration,
         number=texts.number,

@@ -17,7 +17,9 @@ A page asked with ``HX-Request`` (htmx, after a ``changed`` event or every
 problems when it has any (collector/board/trust.py). Without JavaScript every page is whole and its
 forms are plain forms. ``?lang=en`` switches to English and is remembered in a
 cookie. Reads need a viewer (a session from /login, a bearer token, or
-anonymous reads if configured): without one, a page sends to the login form.
+anonymous reads if configured): without one, a page sends to the login form, and its
+live part (its session ended while the page was open) is a 401 that board.js shows as
+signed out, never the login page swapped into the page (htmx follows a redirect).
 Changes need a token (collector/web/access.py ``changer``: a session's POST must
 come from our own pages) and then the same checks as the API's
 (collector/endpoints.py), so the board can do nothing the API would refuse.
@@ -58,7 +60,7 @@ from collector.web.workers import Workers
 from contract.wire import SLUG_PATTERN
 from plumbing.labels import LOCAL_TZ, Lang
 
-__all__ = ["ASSETS", "LANG_COOKIE", "LIVE_PATH", "mount_board"]
+__all__ = ["ASSETS", "LANG_COOKIE", "LIVE_PATH", "SIGNED_OUT", "mount_board"]
 
 STATIC = Path(__file__).resolve().parent / "static"
 ASSETS = "/assets"
@@ -108,8 +110,36 @@ def _here(request: Request, **change: str | None) -> str:
     return request.url.path + (f"?{urlencode(query)}" if query else "")
 
 
+def _partial(request: Request) -> bool:
+    """Asked by htmx for the page's live part (not the whole page)?"""
+    return request.headers.get("hx-request") == "true"
+
+
+SIGNED_OUT = "signed out: sign in again / phiên đăng nhập đã hết: đăng nhập lại\n"
+"""A live part's whole answer without a viewer: the same for every page, there or not."""
+
+
 def _to_login(request: Request) -> Response:
-    return RedirectResponse(f"/login?next={quote(_here(request), safe='')}", status_code=303)
+    """Nobody signed in: a whole page goes to the login form, to come back here; a live
+    part is a 401 (board.js says the page is signed out and greys it). htmx follows a
+    redirect without a word: the login page itself would be swapped into the live part,
+    a form inside the page under a header that still names who was signed in."""
+    if _partial(request):
+        return _signed_out()
+    return RedirectResponse(_login_here(request), status_code=303, headers=_SIGNED_OUT_HEADERS)
+
+
+_SIGNED_OUT_HEADERS = {"Cache-Control": "no-store", "Vary": "HX-Request, Cookie"}
+
+
+def _signed_out() -> Response:
+    headers = {**_SIGNED_OUT_HEADERS, "WWW-Authenticate": 'Bearer realm="kienco"'}
+    return Response(SIGNED_OUT, 401, headers, media_type="text/plain; charset=utf-8")
+
+
+def _login_here(request: Request) -> str:
+    """The login form, which sends back to this page once signed in."""
+    return f"/login?next={quote(_here(request), safe='')}"
 
 
 MakePage = Callable[[BoardParts, Principal, datetime], Page]
@@ -131,7 +161,7 @@ async def _serve(request: Request, make: MakePage, who: Principal | None = None)
     parts = _parts(request)
     renderer: Renderer = request.app.state.board_renderer
     cache: LiveCache = request.app.state.board_cache
-    partial = request.headers.get("hx-request") == "true"
+    partial = _partial(request)
     takes_gzip = "gzip" in request.headers.get("accept-encoding", "")
     # The collector's own problems head every live part (collector/board/trust.py): the
     # same for every role (a province's viewer sees only its own province late), and part
@@ -148,6 +178,7 @@ async def _serve(request: Request, make: MakePage, who: Principal | None = None)
     frame = {
         "who": who,
         "here": _here(request),
+        "sign_in_here": _login_here(request),
         "switch_lang": _here(request, lang="en" if lang == "vi" else "vi"),
         "show_all": _here(request, show="all"),
         "rows_limit": None if request.query_params.get("show") == "all" else ROWS_SHOWN,
@@ -547,7 +578,7 @@ async def live(
 ) -> Response:
     who = await maybe_reader(request)
     if who is None:
-        return Response("sign in first", status_code=401, media_type="text/plain")
+        return _signed_out()
     parts = _parts(request)
     # A meeting is read from SQLite: off the event loop.
     wanted = await anyio.to_thread.run_sync(_wanted, parts, who, province, site, meeting)
@@ -555,8 +586,11 @@ async def live(
         return Response("no such page", status_code=404, media_type="text/plain")
     header = request.headers.get("last-event-id", "")
     last_seen = int(header) if header.isdigit() else None
+    access: Access = request.app.state.access
     return StreamingResponse(
-        events(parts.changes, wanted, last_seen=last_seen),
+        events(
+            parts.changes, wanted, last_seen=last_seen, still_reads=access.still_reads(request, who)
+        ),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

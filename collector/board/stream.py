@@ -13,7 +13,11 @@ sends it back (``Last-Event-ID``) and is told at once what it missed.
 
 A stream lasts :data:`LIFETIME_S`, then ends; the browser reconnects by itself
 (``retry``), and the reconnect is checked again (a session logged out, a token
-removed from the config: the stream is refused). A comment every
+removed from the config: the stream is refused, 401). A stream whose session ends
+while it is open (``still_reads``: a logout in another tab, unused past its lifetime)
+ends at its next event or keep-alive, having told nothing more; the page's script
+then fetches its live part, is refused too, and says the page is signed out
+(collector/board/static/board.js). A comment every
 :data:`KEEPALIVE_S` keeps proxies from closing an idle stream and finds a closed
 tab. When the collector's health changes (collector/board/trust.py) every stream says
 ``{"all": true}``, as to a laggard. Changes arriving together (a province losing mains)
@@ -42,6 +46,10 @@ Wanted = Callable[[str, str], bool]
 """(site, province) -> does this stream's page show it to its viewer?"""
 
 
+def _always() -> bool:
+    return True
+
+
 def _event(generation: int, sites: list[str]) -> bytes:
     data = json.dumps({"sites": sites}, separators=(",", ":"))
     return f"id: {generation}\nevent: changed\ndata: {data}\n\n".encode()
@@ -57,8 +65,10 @@ async def events(
     *,
     last_seen: int | None,
     lifetime_s: float = LIFETIME_S,
+    still_reads: Callable[[], bool] = _always,
 ) -> AsyncIterator[bytes]:
-    """The stream's bytes, until its lifetime ends or the collector stops."""
+    """The stream's bytes, until its lifetime ends, its viewer no longer reads (its
+    session ended) or the collector stops."""
     loop = asyncio.get_running_loop()
     ends = loop.time() + lifetime_s
     seen = changes.generation
@@ -71,12 +81,16 @@ async def events(
         if left <= 0:
             return
         now = await changes.wait(seen, min(KEEPALIVE_S, left))
+        if not still_reads():
+            return
         if now == seen:
             if not changes.closed and loop.time() < ends:
                 yield b": keep-alive\n\n"
             continue
         # The rest of a burst comes in the same event; and never two within MIN_GAP_S.
         await asyncio.sleep(max(COALESCE_S, told_at + MIN_GAP_S - loop.time()))
+        if not still_reads():
+            return
         now, changed = changes.since(seen)
         if changed is None or EVERYTHING in changed:
             told_at = loop.time()

@@ -118,6 +118,12 @@ UI: Mapping[str, tuple[str, str]] = MappingProxyType(
             "Mất kết nối tới kienco từ {at} — trang có thể đã cũ",
             "Lost contact with kienco since {at} — this page may be out of date",
         ),
+        # shown in both languages, the page's first (whoever walks up to a wall screen)
+        "signed_out": (
+            "Phiên đăng nhập đã hết, trang dừng cập nhật từ {at} —",
+            "Your session has ended, this page stopped updating at {at} —",
+        ),
+        "sign_in_again": ("đăng nhập lại", "sign in again"),
         # login
         "login_title": ("Đăng nhập", "Sign in"),
         "login_token": ("Mã truy cập", "Access token"),

@@ -18,6 +18,7 @@ instead of refusing (a page that sends the visitor to the login form).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -113,6 +114,18 @@ class Access:
         if found.via == "session":
             check_same_origin(request)
         return found
+
+    def still_reads(self, request: Request, who: Principal) -> Callable[[], bool]:
+        """For an open stream: does ``who``, found for ``request`` when it opened, still read?
+
+        A session can end while the stream is open (a logout in another tab, unused past
+        its lifetime); asking is no use of it. A bearer token or anonymous reads cannot
+        end within the process: the config is read at its start.
+        """
+        session_id = request.cookies.get(SESSION_COOKIE)
+        if who.via != "session" or not session_id:
+            return lambda: True
+        return lambda: self.sessions.alive(session_id)
 
     # --- the board's login -------------------------------------------------------------
 

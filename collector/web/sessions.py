@@ -110,6 +110,13 @@ class SessionStore(DurableStore):
                 )
         return session
 
+    def alive(self, session_id: str) -> bool:
+        """Whether the session is live now, without counting as a use (an open stream asks)."""
+        key = _key(session_id)
+        with self._lock:
+            session = self._sessions.get(key)
+        return session is not None and session.expires_at > self.clock()
+
     def close_session(self, session_id: str) -> None:
         with self._lock:
             self._drop(_key(session_id))

@@ -14,11 +14,22 @@
 // what it shows is the last it got, not the collector's word now. The first fetch
 // that succeeds clears both. Bound: at once when the server refuses or drops the
 // connection; within a poll interval and htmx's timeout when the network goes silent.
+//
+// Signed out: a fetch of the live part answered 401 means the page's session ended
+// (signed out in another tab, unused too long, its token removed). The page says so
+// in both languages with a link to sign in and come back (#signed-out), greys its
+// live part the same way, hides who the header says is signed in, and closes its
+// stream (it would only be refused again). It does not go to the login form by itself:
+// a wall screen keeps the last it knew, plainly not live, and nobody loses a half-typed
+// form. It keeps polling: signed in again in another tab, the next fetch succeeds and
+// the page comes back as it was, stream and all.
 (function () {
   "use strict";
 
   var REOPEN_MS = 5000; // a stream the browser gave up on (not an event stream): open again
   var lostSince = null; // Date.now() of the first failed fetch, null while in contact
+  var signedOutSince = null; // Date.now() of the first fetch refused for want of a session
+  var source = null; // the page's EventSource while it is open
 
   function live() {
     return document.getElementById("live");
@@ -41,6 +52,18 @@
     return two(d.getUTCHours()) + ":" + two(d.getUTCMinutes()) + ":" + two(d.getUTCSeconds());
   }
 
+  // The banner's text (data-text) with {at} as HH:MM:SS in Vietnam time.
+  function fill(element, since) {
+    element.textContent = (element.dataset.text || "").replace("{at}", vietnamTime(since));
+  }
+
+  function grey(stale) {
+    var part = live();
+    if (part) {
+      part.classList.toggle("stale", stale);
+    }
+  }
+
   function lost() {
     if (lostSince !== null) {
       return;
@@ -48,41 +71,79 @@
     lostSince = Date.now();
     var banner = document.getElementById("lost");
     if (banner) {
-      banner.textContent = (banner.dataset.text || "").replace("{at}", vietnamTime(lostSince));
+      fill(banner, lostSince);
       banner.hidden = false;
     }
-    var part = live();
-    if (part) {
-      part.classList.add("stale");
-    }
+    grey(true);
   }
 
-  function found() {
-    if (lostSince === null) {
+  function signedOut() {
+    if (signedOutSince !== null) {
       return;
     }
+    signedOutSince = Date.now();
+    clearLost(); // the collector answered: in contact, only not signed in
+    var banner = document.getElementById("signed-out");
+    if (banner) {
+      banner.querySelectorAll("[data-text]").forEach(function (line) {
+        fill(line, signedOutSince);
+      });
+      banner.hidden = false;
+    }
+    document.querySelectorAll("header [data-session]").forEach(function (shown) {
+      shown.hidden = true;
+    });
+    grey(true);
+    disconnect();
+  }
+
+  function clearLost() {
     lostSince = null;
     var banner = document.getElementById("lost");
     if (banner) {
       banner.hidden = true;
       banner.textContent = "";
     }
-    var part = live();
-    if (part) {
-      part.classList.remove("stale");
+  }
+
+  function found() {
+    if (lostSince === null && signedOutSince === null) {
+      return;
     }
+    clearLost();
+    if (signedOutSince !== null) {
+      signedOutSince = null; // signed in again (another tab): as it was
+      var banner = document.getElementById("signed-out");
+      if (banner) {
+        banner.hidden = true;
+      }
+      document.querySelectorAll("header [data-session]").forEach(function (shown) {
+        shown.hidden = false;
+      });
+      connect();
+    }
+    grey(false);
   }
 
   function fromLive(event) {
     return event.target === live();
   }
 
-  ["htmx:sendError", "htmx:responseError", "htmx:timeout"].forEach(function (name) {
+  ["htmx:sendError", "htmx:timeout"].forEach(function (name) {
     document.addEventListener(name, function (event) {
       if (fromLive(event)) {
         lost();
       }
     });
+  });
+  document.addEventListener("htmx:responseError", function (event) {
+    if (fromLive(event)) {
+      if (event.detail.xhr && event.detail.xhr.status === 401) {
+        signedOut();
+      } else {
+        lost();
+      }
+    }
   });
   document.addEventListener("htmx:afterRequest", function (event) {
     if (fromLive(event) && event.detail.successful) {
@@ -95,22 +156,35 @@
     if (!part || !part.dataset.stream || !window.EventSource) {
       return;
     }
-    var source = new EventSource(part.dataset.stream);
-    source.addEventListener("changed", refetch);
-    source.addEventListener("error", function () {
-      // A stream also ends every few minutes by design: a fetch tells which it is.
-      if (lostSince === null) {
+    if (source !== null || signedOutSince !== null) {
+      return; // open already; or signed out, where it would be refused
+    }
+    var opened = new EventSource(part.dataset.stream);
+    source = opened;
+    opened.addEventListener("changed", refetch);
+    opened.addEventListener("error", function () {
+      // A stream also ends every few minutes by design, and when its session ends: a
+      // fetch tells which it is.
+      if (lostSince === null && signedOutSince === null) {
         refetch();
       }
-      if (source.readyState === EventSource.CLOSED) {
+      if (opened.readyState === EventSource.CLOSED && source === opened) {
+        source = null;
         window.setTimeout(connect, REOPEN_MS);
       }
     });
-    source.addEventListener("open", function () {
+    opened.addEventListener("open", function () {
       if (lostSince !== null) {
         refetch(); // the collector is back: the part as it is now, and the banner gone
       }
     });
+  }
+
+  function disconnect() {
+    if (source !== null) {
+      source.close();
+      source = null;
+    }
   }
 
   // "Starts in 1:23:45" / "Bắt đầu sau 1:23:45", ticking each second.
