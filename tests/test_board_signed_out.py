@@ -16,6 +16,10 @@ is signed in. So, for a request without a viewer:
   next event or keep-alive, having told nothing more;
 - a bearer token or anonymous reads are no session: their pages go on.
 
+And a session in use does not end: each answer sets its cookie again (the session
+slides; a cookie set once at login was dropped by the browser ``session_hours`` after
+it, however busy the screen).
+
 Real collector, real broker, and Debian's Chromium for what the page shows.
 """
 
@@ -172,6 +176,20 @@ def test_every_live_page_carries_the_signed_out_banner_hidden_its_language_first
         assert re.findall(r'href="([^"]*)"', banner) == [f"/login?next={quote(here, safe='')}"] * 2
         assert "Phiên đăng nhập đã hết" in banner and "Your session has ended" in banner
     assert sum('id="signed-out"' in browser.get(p).text for p in pages) == len(pages)
+
+
+def test_each_answer_to_a_session_renews_its_cookie_bearers_get_none(board: Board) -> None:
+    browser = signed_in(board, "hp")
+    lifetime = round(board.collector.config.http.session_hours * 3600)
+    for headers in ({}, HX):
+        answer = browser.get("/provinces/hp", headers=headers)
+        assert answer.status_code == 200
+        cookie = answer.headers["set-cookie"].lower()
+        assert cookie.startswith("kienco_session=" + browser.cookies["kienco_session"].lower())
+        assert f"max-age={lifetime}" in cookie and "httponly" in cookie
+        assert "samesite=strict" in cookie
+    bearer = httpx.get(f"{board.url}/provinces/hp", headers={**HX, **board.bearer("hp")})
+    assert "set-cookie" not in bearer.headers
 
 
 def test_bearer_tokens_are_no_session_and_their_parts_go_on(board: Board, meeting: str) -> None:
@@ -365,6 +383,27 @@ async def test_a_session_that_runs_out_unused_says_so_without_waiting_for_a_poll
             print(f"signed-out banner {time.monotonic() - started:.2f} s after the page opened")
             await signed_out_shown(page, board.url, "/provinces/hp")
             assert not problems.exceptions and not problems.dialogs, problems
+    finally:
+        board.collector.stop()
+
+
+async def test_a_wall_screen_in_use_stays_signed_in_past_its_session_hours(
+    tmp_path: Path, mosquitto: Broker
+) -> None:
+    """Each use renews a session (sessions.py), and its cookie with it: a screen that
+    polls is never signed out by its browser dropping a cookie set once, at login."""
+    board = start_board(tmp_path, mosquitto, board_poll_s=1, session_hours=3 / 3600)
+    try:
+        a_province(board.collector, "hp")
+        async with chromium(tmp_path / "profile") as browser:
+            page, problems = await open_page(browser)
+            await sign_in(page, board.url, board.tokens["noc"], then="/provinces/hp")
+            await asyncio.sleep(8)  # over twice the session's life, polled every second
+            assert await page.locator("#signed-out").is_hidden()
+            assert await page.locator("#live form").count() == 0
+            assert await page.locator("#site-hp-bts-kien-an").count() == 1
+            assert any(c["name"] == "kienco_session" for c in await browser.cookies())
+            assert not problems, problems
     finally:
         board.collector.stop()
 

@@ -147,7 +147,8 @@ MakePage = Callable[[BoardParts, Principal, datetime], Page]
 
 async def _serve(request: Request, make: MakePage, who: Principal | None = None) -> Response:
     """Render ``make``'s page for whoever asks, in a worker thread; only its live part
-    for htmx; sent to the login form when nobody is signed in.
+    for htmx; sent to the login form when nobody is signed in (a live part: a 401). A
+    session's cookie is set again with each answer: the session slides, so must it.
 
     A live part is rendered once per change for everyone who sees the same (page, query,
     role, language): after a change, the 200 pages that ask again are answered from
@@ -157,8 +158,10 @@ async def _serve(request: Request, make: MakePage, who: Principal | None = None)
         who = await maybe_reader(request)
     if who is None:
         return _to_login(request)
+    viewer = who  # (for answer(): mypy cannot follow the narrowing into it)
     lang, remember = _lang(request)
     parts = _parts(request)
+    access: Access = request.app.state.access
     renderer: Renderer = request.app.state.board_renderer
     cache: LiveCache = request.app.state.board_cache
     partial = _partial(request)
@@ -196,6 +199,7 @@ async def _serve(request: Request, make: MakePage, who: Principal | None = None)
             response.headers["Content-Encoding"] = "gzip"
         if remember:
             response.set_cookie(LANG_COOKIE, lang, max_age=400 * 86400, samesite="lax", path="/")
+        access.renew_cookie(request, response, viewer)
         return response
 
     # A form's answer (an error shown on its page) is never one to keep or take.

@@ -151,6 +151,17 @@ class Access:
             secure=request.url.scheme == "https",
         )
 
+    def renew_cookie(self, request: Request, response: Response, who: Principal) -> None:
+        """Set a session's cookie again, for its whole lifetime from now.
+
+        The session slides with each use (sessions.py) but a browser drops a cookie at
+        its max-age whatever the server thinks: set once at login, a wall screen polling
+        all night was signed out ``http.session_hours`` after its login.
+        """
+        session_id = request.cookies.get(SESSION_COOKIE)
+        if who.via == "session" and session_id:
+            self.set_cookie(request, response, session_id)
+
     def logout(self, request: Request, response: Response) -> None:
         check_same_origin(request)
         session_id = request.cookies.get(SESSION_COOKIE)
