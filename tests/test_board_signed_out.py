@@ -269,6 +269,9 @@ SIGNED_OUT_EN = re.compile(
 async def signed_out_shown(page: Any, url: str, then: str) -> None:
     """The banner in both languages with its link back here; the part greyed, not replaced."""
     banner, part = page.locator("#signed-out"), page.locator("#live")
+    # Never the login page inside the page: one header, no form in the part.
+    assert await page.locator("#live form, #live header, #live h1, #login").count() == 0
+    assert await page.locator("header").count() == 1
     lines = await banner.locator("[lang]").all_inner_texts()
     assert len(lines) == 2, lines
     assert SIGNED_OUT_VI.match(lines[0].strip()), lines
@@ -277,9 +280,6 @@ async def signed_out_shown(page: Any, url: str, then: str) -> None:
     assert links == [f"{url}/login?next={quote(then, safe='')}"] * 2, links
     assert "stale" in (await part.get_attribute("class") or "")
     assert await page.locator("#site-hp-bts-kien-an").count() == 1  # the last it got
-    # Never the login page inside the page: one header, no form in the part.
-    assert await page.locator("#live form, #live header, #live h1, #login").count() == 0
-    assert await page.locator("header").count() == 1
     assert await page.locator("#lost").is_hidden()  # in contact: the collector answered
     assert page.url == f"{url}{then}"  # no navigation: a half-typed form would be lost
     # The header no longer claims a session.
@@ -310,7 +310,9 @@ async def test_an_open_page_signed_out_in_another_tab_says_so_and_greys_what_it_
             await other.wait_for_url(f"{board.url}/login")
             await other.close()
             out_at = time.monotonic()
-            await banner.wait_for(state="visible", timeout=2_000 + 3_000)  # a poll, a fetch
+            # A poll and a fetch; the login form in the part would be what came instead.
+            came = page.locator("#signed-out:not([hidden]), #live form").first
+            await came.wait_for(state="visible", timeout=2_000 + 3_000)
             print(f"signed-out banner {time.monotonic() - out_at:.2f} s after the sign-out")
             await signed_out_shown(page, board.url, "/provinces/hp")
             await page.screenshot(path=screenshot_path("province-signed-out"), full_page=True)
