@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -30,7 +31,7 @@ from collector.board.render import Renderer
 from collector.board.stream import events
 from collector.board.texts import LANGS
 from collector.connection_log import Failing
-from collector.health import Problem, assess
+from collector.health import Health, Problem, assess
 from collector.supervision import LoopHealth
 from plumbing.labels import Lang
 from tests.support.board import Board, start_board, wait_until
@@ -40,6 +41,21 @@ from tests.support.mosquitto import Broker
 NOW = datetime(2026, 9, 7, 20, 30, tzinfo=UTC)  # 03:30 on the 8th in Vietnam
 SINCE = datetime(2026, 9, 7, 20, 12, 41, tzinfo=UTC)  # 03:12 in Vietnam
 EVIL = "<img src=x onerror=alert(1)>\"'\nnext"
+
+
+def calm(**given: Any) -> Health:
+    """:func:`assess` of a collector connected, without InfluxDB, no loop: what ``given``
+    changes is all that is wrong."""
+    values: dict[str, Any] = {
+        "broker_connected": True,
+        "broker_failure": None,
+        "influx_configured": False,
+        "influx_down": False,
+        "spooled_batches": 0,
+        "loops": [],
+        "now": NOW.timestamp(),
+    }
+    return assess(**(values | given))
 
 
 def banner(problems: list[Problem], lang: Lang, now: datetime = NOW) -> str:
@@ -169,15 +185,7 @@ def test_the_brokers_error_text_never_reaches_the_board() -> None:
         attempts=3,
         since=SINCE.timestamp(),
     )
-    health = assess(
-        broker_connected=False,
-        broker_failure=failing,
-        influx_configured=False,
-        influx_down=False,
-        spooled_batches=0,
-        loops=[],
-        now=NOW.timestamp(),
-    )
+    health = calm(broker_connected=False, broker_failure=failing)
     assert health.body["broker_failure"]["cause"] == failing.cause  # there, for operators
     for lang in LANGS:
         shown = banner(list(health.problems), lang)
@@ -216,27 +224,9 @@ def test_each_problem_knows_since_when() -> None:
         ("thread_busy", "writer"): NOW - timedelta(seconds=300),
     }
     assert health.body["problems"][0]["since"] == datetime.fromtimestamp(lost, UTC)
-    stopping = assess(
-        broker_connected=True,
-        broker_failure=None,
-        influx_configured=False,
-        influx_down=False,
-        spooled_batches=0,
-        loops=[],
-        stopping_since=SINCE.timestamp(),
-        now=now,
-    )
+    stopping = calm(stopping_since=SINCE.timestamp())
     assert [(p.code, p.since) for p in stopping.problems] == [("stopping", SINCE)]
-    late = assess(
-        broker_connected=True,
-        broker_failure=None,
-        influx_configured=False,
-        influx_down=False,
-        spooled_batches=0,
-        loops=[],
-        late={"hn": Late(300.0, now - 60), "hp": Late(754.0, SINCE.timestamp())},
-        now=now,
-    )
+    late = calm(late={"hn": Late(300.0, now - 60), "hp": Late(754.0, SINCE.timestamp())})
     [problem] = late.problems
     assert (problem.code, problem.since, problem.provinces) == ("reports_late", SINCE, ("hn", "hp"))
     assert problem.text_en.startswith("reports arrive late: hn, hp read 13 min behind")
