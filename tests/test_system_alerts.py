@@ -439,16 +439,7 @@ def test_a_folder_the_counts_cannot_be_kept_in_is_said_and_changes_nothing(
 
 def test_a_bridge_down_names_its_province_for_the_inhibition_of_its_sites_silence() -> None:
     since = datetime(2024, 9, 7, 1, 40, tzinfo=UTC)  # 08:40 in Hanoi
-    [down] = [
-        a
-        for a in system_alerts(
-            view(bridges={"hp": BridgeState(False, since)}),
-            NOW,
-            broker_down_after_s=60,
-            influx_down_after_s=300,
-            heartbeat=False,
-        )
-    ]
+    [down] = judge(view(bridges={"hp": BridgeState(False, since)}), NOW, heartbeat=0).values()
     assert down.labels == {
         "alertname": "BridgeDown",
         "severity": "critical",
@@ -465,13 +456,7 @@ def test_a_bridge_down_names_its_province_for_the_inhibition_of_its_sites_silenc
 
 def test_a_province_read_late_names_it_for_the_inhibition_of_its_sites_silence() -> None:
     since = datetime(2024, 9, 7, 1, 40, tzinfo=UTC)  # 08:40 in Hanoi
-    [late] = system_alerts(
-        view(late={"hp": Late(754.0, since.timestamp())}),
-        NOW,
-        broker_down_after_s=60,
-        influx_down_after_s=300,
-        heartbeat=False,
-    )
+    [late] = judge(view(late={"hp": Late(754.0, since.timestamp())}), NOW, heartbeat=0).values()
     assert late.labels == {
         "alertname": "ReportsLate",
         "severity": "warning",

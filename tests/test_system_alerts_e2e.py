@@ -165,13 +165,15 @@ def small_queue_broker(tmp_path: Path) -> Iterator[Broker]:
     broker.stop()
 
 
-def _client(broker: Broker, client_id: str) -> mqtt.Client:
+def _client(broker: Mosquitto, client_id: str, login: tuple[str, str] | None = None) -> mqtt.Client:
     client = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=client_id,
         clean_session=False,
         protocol=mqtt.MQTTv311,
     )
+    if login is not None:
+        client.username_pw_set(*login)
     client.connect("127.0.0.1", broker.port)
     client.loop_start()
     return client
@@ -374,17 +376,15 @@ def test_a_province_s_backlog_read_late_pages_once_and_keeps_its_sites_silence_q
     central, backhaul, hp, shard = _province_behind_a_relay(
         tmp_path, alertmanager, {"late_after_s": 2}
     )
-    agent = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id="hp-bts-001",
-        clean_session=False,
-    )
-    agent.username_pw_set(*AGENT)
+    agent = _client(hp, "hp-bts-001", AGENT)
     site = FleetSite("hp-bts-001")
+
+    def report_now() -> None:
+        report = site.report(datetime.now(UTC)).model_dump_json()
+        agent.publish("kienco/v1/hp/hp-bts-001/report", report, qos=1).wait_for_publish(5)
+
     try:
         assert shard.wait_connected(10)
-        agent.connect("127.0.0.1", hp.port)
-        agent.loop_start()
         registry = shard.metrics.registry
         up = {"broker": "hp"}
         wait_until(lambda: registry.get_sample_value("kienco_broker_bridge_up", up) == 1)
@@ -392,8 +392,7 @@ def test_a_province_s_backlog_read_late_pages_once_and_keeps_its_sites_silence_q
         wait_until(lambda: active(alertmanager, "BridgeDown"))
         # The site goes on reporting into its provincial broker, which queues for the bridge.
         for _ in range(3):
-            report = site.report(datetime.now(UTC)).model_dump_json()
-            agent.publish("kienco/v1/hp/hp-bts-001/report", report, qos=1).wait_for_publish(5)
+            report_now()
             time.sleep(1)
         time.sleep(2)  # the newest queued is now older than late_after_s
         backhaul.restore()
@@ -424,8 +423,7 @@ def test_a_province_s_backlog_read_late_pages_once_and_keeps_its_sites_silence_q
         assert silent["status"]["inhibitedBy"] == [late["fingerprint"]]
         assert noted(webhook, "noc", "ReportsLate", "firing")
         # A live report: the province is read in the present again.
-        report = site.report(datetime.now(UTC)).model_dump_json()
-        agent.publish("kienco/v1/hp/hp-bts-001/report", report, qos=1).wait_for_publish(5)
+        report_now()
         wait_until(lambda: not active(alertmanager, "ReportsLate"))
         assert httpx.get(f"{shard.api.url}/healthz", timeout=5).json()["reports_late"] == {}
     finally:
