@@ -183,11 +183,21 @@ class HostReading(WireModel):
     disk_pct: Pct | None = None
     temperature_c: Celsius | None = None
     uptime_s: Annotated[float, Field(ge=0, le=100 * 366 * 86_400)] | None = None
+    # While synchronised: the offset the kernel's NTP loop is still correcting, positive
+    # when the clock is behind its time source (ntpq's sign); null otherwise.
     clock_offset_ms: Annotated[float, Field(ge=-86_400_000, le=86_400_000)] | None = None
     outbox_depth: Count | None = None
     outbox_dropped_total: Count | None = None
     # Added to v1, optional: how many times the outbox file was found corrupt and replaced.
     outbox_resets_total: Count | None = None
+    # Added to v1, optional: the kernel says its clock is synchronised to a time source
+    # (NTP, chrony or systemd-timesyncd disciplines it), as timedatectl says it; null
+    # where it cannot be read (not Linux, the call refused).
+    clock_synced: bool | None = None
+    # Added to v1, optional: while synchronised, the kernel's bound on the clock's error
+    # (its maxerror); it grows 0.5 ms a second while the time source is silent, and at
+    # 16 s the clock is unsynchronised. Null otherwise.
+    clock_max_error_ms: Annotated[float, Field(ge=0, le=16_000)] | None = None
 
 
 class RoomReading(WireModel):

@@ -47,7 +47,9 @@ def test_schema_is_the_saved_contract() -> None:
     contract moved to its own package (contract/); regenerate it only with a version bump,
     or for a new *optional* field that every older message still satisfies (said in the
     commit; so far: ``DeviceDecl.battery``, a site's battery model;
-    ``HostReading.outbox_resets_total``, how often the agent replaced a corrupt outbox).
+    ``HostReading.outbox_resets_total``, how often the agent replaced a corrupt outbox;
+    ``HostReading.clock_synced`` and ``clock_max_error_ms``, the kernel's view of the
+    agent's clock).
     """
     saved = (REPO / "tests" / "fixtures" / "contract" / "schema-v1.json").read_text()
     assert json.loads(kienco("schema").stdout) == json.loads(saved)
@@ -106,6 +108,8 @@ def test_agent_probe_prints_one_report_and_publishes_nothing(
     assert report.site == "hp-bts-301" and report.power[0].battery_charge_pct == 100.0
     assert report.links[0].up is False and report.links[0].error
     assert report.host is not None and report.host.memory_pct is not None
+    if sys.platform.startswith("linux"):  # the kernel's clock, read by the real probe path
+        assert isinstance(report.host.clock_synced, bool)
     assert not (tmp_path / "o.sqlite").exists(), "probe must not touch the outbox"
 
 

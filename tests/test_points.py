@@ -53,7 +53,8 @@ REPORT_JSON = """{
     {"path": "vsat-1", "media": "vsat", "up": false, "probes_sent": 10, "loss_pct": 100,
      "error": "timeout"}
   ],
-  "host": {"cpu_pct": 12.5, "memory_pct": 40, "outbox_depth": 0, "temperature_c": null},
+  "host": {"cpu_pct": 12.5, "memory_pct": 40, "outbox_depth": 0, "temperature_c": null,
+           "clock_synced": false, "clock_offset_ms": null, "clock_max_error_ms": null},
   "room": {"codec_reachable": true, "codec_registered": false, "in_call": null}
 }"""
 
@@ -130,7 +131,12 @@ def test_fields_are_typed_and_nulls_left_out(report: Report) -> None:
         "probes_sent": 10,
     }
     assert vsat.fields == {"error": "timeout", "up": False, "loss_pct": 100.0, "probes_sent": 10}
-    assert _by(points, "host")[0].fields == {"cpu_pct": 12.5, "memory_pct": 40.0, "outbox_depth": 0}
+    assert _by(points, "host")[0].fields == {
+        "cpu_pct": 12.5,
+        "memory_pct": 40.0,
+        "outbox_depth": 0,
+        "clock_synced": False,  # an unsynchronised clock is a reading, not a null
+    }
     assert _by(points, "room")[0].fields == {"codec_reachable": True, "codec_registered": False}
 
 
@@ -155,6 +161,8 @@ def test_field_types_cover_the_wire_models() -> None:
     assert FIELD_TYPES["power"]["battery_charge_pct"] is float
     assert FIELD_TYPES["power"]["on_battery"] is bool
     assert FIELD_TYPES["power"]["battery_status"] is str
+    assert FIELD_TYPES["host"]["clock_synced"] is bool
+    assert FIELD_TYPES["host"]["clock_max_error_ms"] is float
 
 
 def test_empty_readings_give_no_line(report: Report) -> None:
@@ -240,6 +248,11 @@ def test_ints_sent_for_floats_do_not_conflict(
     assert ("output_v", "float") in kinds
     assert ("alarms_count", "integer") in kinds
     assert ("battery_status", "string") in kinds
+    host_kinds = {
+        (row["fieldKey"], row["fieldType"])
+        for row in influxdb.query(influx_db, "SHOW FIELD KEYS FROM host")
+    }
+    assert ("clock_synced", "boolean") in host_kinds
     reports = influxdb.query(influx_db, "SELECT count(seq) FROM report")
     assert reports[0]["count"] == 2
 

@@ -1,4 +1,5 @@
-"""Host probe: the edge box's own health, through psutil (injected for tests)."""
+"""Host probe: the edge box's own health, through psutil, and its clock as the kernel
+sees it (both injected for tests)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import psutil as _psutil
 
+from agent.probes import kernel_clock
 from contract.wire import HostReading
 
 
@@ -21,8 +23,13 @@ def collect(
     outbox_resets_total: int | None = None,
     psutil: ModuleType | Any = _psutil,
     clock: Callable[[], float] = time.time,
+    read_clock: Callable[[], kernel_clock.KernelClock] = kernel_clock.read,
 ) -> HostReading:
-    """Cpu, memory, disk, temperature and uptime; an error reading if psutil fails."""
+    """Cpu, memory, disk, temperature, uptime and whether the clock is synchronised; an
+    error reading if psutil fails (the clock fields are then still filled: a box whose
+    disk fails may be the one whose clock is off). A clock that cannot be read leaves
+    only the clock fields null."""
+    kernel = read_clock()
     try:
         # interval=None compares with the previous call: no sleep inside a poll cycle.
         cpu = float(psutil.cpu_percent(interval=None))
@@ -36,6 +43,9 @@ def collect(
             outbox_depth=outbox_depth,
             outbox_dropped_total=outbox_dropped_total,
             outbox_resets_total=outbox_resets_total,
+            clock_synced=kernel.synced,
+            clock_offset_ms=kernel.offset_ms,
+            clock_max_error_ms=kernel.max_error_ms,
         )
     return HostReading(
         cpu_pct=min(cpu, 100.0),
@@ -46,6 +56,9 @@ def collect(
         outbox_depth=outbox_depth,
         outbox_dropped_total=outbox_dropped_total,
         outbox_resets_total=outbox_resets_total,
+        clock_synced=kernel.synced,
+        clock_offset_ms=kernel.offset_ms,
+        clock_max_error_ms=kernel.max_error_ms,
     )
 
 
