@@ -118,7 +118,7 @@ def fold_round(
         states.apply_report(report, received_at=now)
         if store is not None:
             topic = f"kienco/v1/{report.province}/{report.site}/report"
-            store.folded((report.site, topic, report.model_dump_json().encode(), now, True))
+            store.folded((report.site, topic, report.model_dump_json().encode(), now, True, False))
         verdicts.evaluate(site.site, now)
 
 

@@ -20,6 +20,17 @@ A province is late while that freshest report is more than ``late_after_s`` old
 board says so, and ``ReportsLate{province}`` fires (collector/system_alerts.py); the
 shipped alertmanager.yml inhibits that province's ``SiteSilent`` meanwhile.
 
+The same window vouches for an agent's clock behind (:meth:`vouches`). Another report of
+the province read in the window (at most ``WINDOW_S + BUCKET_S`` ago) under ``LIVE_S``
+after its taking waited in the queues between the province's broker and the collector
+at most ``LIVE_S`` + the decoder's ``future_tolerance_s`` (its agent's clock may run that
+far ahead and still be accepted). A report read after it was queued after it (first in,
+first out), so it waited at most all of that together: ``vouch_min_s``. A report older
+than that when read spent the rest of its age before the broker, at the agent, which
+sends its newest report first (agent/outbox.py): its clock is behind. rules/snapshot.py
+judges such a site in its own clock once its last reports were all vouched for and came
+on their interval, each as old.
+
 Fed by paho's thread for every report (:meth:`observe`: a dict lookup and a comparison
 under a lock); read by the sweeper, /healthz and the alert sender (:meth:`late`).
 """
@@ -32,11 +43,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-__all__ = ["BUCKET_S", "WINDOW_S", "Backlog", "Late"]
+__all__ = ["BUCKET_S", "LIVE_S", "WINDOW_S", "Backlog", "Late"]
 
 BUCKET_S = 10.0
 WINDOW_S = 60.0
 _BUCKETS = int(WINDOW_S // BUCKET_S)
+# A report read within this of its taking came through live (rules/snapshot.py's
+# CLOCK_BEHIND_MIN_S: below it, a lag is the network's).
+LIVE_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +69,13 @@ class Backlog:
         self,
         late_after_s: float,
         *,
+        future_tolerance_s: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.late_after_s = late_after_s
+        # A report older than this when read beside a live one did not wait in a queue.
+        self.vouch_min_s = WINDOW_S + BUCKET_S + LIVE_S + future_tolerance_s
         self._clock = clock
         self._wall = wall
         self._lock = threading.Lock()
@@ -76,6 +93,18 @@ class Backlog:
             seen = freshest.get(bucket)
             if seen is None or lag_s < seen:
                 freshest[bucket] = lag_s
+
+    def vouches(self, province: str, lag_s: float) -> bool:
+        """Whether a report of ``province`` read ``lag_s`` after its taking (not yet
+        observed) cannot have waited that long in a queue: see the module's docstring."""
+        if lag_s < self.vouch_min_s:
+            return False
+        oldest = int(self._clock() // BUCKET_S) - _BUCKETS
+        with self._lock:
+            freshest = self._freshest.get(province)
+            if not freshest:
+                return False
+            return any(lag < LIVE_S for bucket, lag in freshest.items() if bucket >= oldest)
 
     def late(self) -> Mapping[str, Late]:
         """The provinces late now, by name."""

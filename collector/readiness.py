@@ -173,8 +173,13 @@ class Verdicts:
 
     @staticmethod
     def _silence_due(snapshot: SiteSnapshot, fresh: FreshnessPolicy, now: datetime) -> datetime:
-        """When the site must be looked at again for its silence (stale, then offline)."""
+        """When the site must be looked at again for its silence (stale, then offline),
+        by the collector's clock: a site judged in its own clock, behind, turns stale that
+        much later (rules/freshness.py, ``clock_corrected``)."""
         last = snapshot.last_report_at or now
+        behind = snapshot.clock_correction_s
+        if behind is not None:
+            last += timedelta(seconds=behind)
         later = [
             at
             for after_s in freshness.silence_changes_after(snapshot, fresh)

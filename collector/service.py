@@ -134,7 +134,9 @@ class Collector:
         self.metrics = CollectorMetrics()
         self._watch_mid: int | None = None
         self._stopping_since: float | None = None
-        self.backlog = Backlog(config.status.late_after_s)  # provinces read late
+        self.backlog = Backlog(  # provinces read late; agents' clocks vouched behind
+            config.status.late_after_s, future_tolerance_s=config.limits.future_tolerance_s
+        )
         # Subscriptions a SUBACK refused are asked for again (collector/subscription_retry.py).
         self._reports_retry = SubscriptionRetry()
         self._watch_retry = SubscriptionRetry()
@@ -643,11 +645,14 @@ class Collector:
             parts = []
         else:
             parts = [encode_many(state_points(message, site_kind=kind, operator=operator))]
-        changed = self.states.apply(message, received_at=now if heard else None)
-        if self.saved_state is not None:  # logged as it came, for a restart (state_store.py)
-            self.saved_state.folded((message.site, topic, payload, now, heard))
+        vouched = False
         if isinstance(message, Report):
             lag_s = (now - message.taken_at).total_seconds()
+            vouched = heard and self.backlog.vouches(message.province, lag_s)
+        changed = self.states.apply(message, received_at=now if heard else None, vouched=vouched)
+        if self.saved_state is not None:  # logged as it came, for a restart (state_store.py)
+            self.saved_state.folded((message.site, topic, payload, now, heard, vouched))
+        if isinstance(message, Report):
             self.metrics.lag.set(lag_s)
             self.backlog.observe(message.province, lag_s)
         accepted = self._accepted.get(message.kind)

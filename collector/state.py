@@ -120,11 +120,14 @@ class SiteStates:
                 if site in self._sites:
                     self._heard[site] = at
 
-    def apply(self, message: Accepted, *, received_at: datetime | None = None) -> bool:
+    def apply(
+        self, message: Accepted, *, received_at: datetime | None = None, vouched: bool = False
+    ) -> bool:
         """Fold any accepted message (``received_at``: a report's receive time, when the
-        site spoke now); whether the site's present changed."""
+        site spoke now; ``vouched``: no queue held it, collector/backlog.py); whether the
+        site's present changed."""
         if isinstance(message, Report):
-            return self.apply_report(message, received_at=received_at)
+            return self.apply_report(message, received_at=received_at, vouched=vouched)
         if isinstance(message, Event):
             return self.apply_event(message)
         if isinstance(message, Meta):
@@ -134,10 +137,12 @@ class SiteStates:
     def _current(self, site: str, province: str) -> SiteSnapshot:
         return self._sites.get(site) or SiteSnapshot(site=site, province=province)
 
-    def apply_report(self, report: Report, *, received_at: datetime | None = None) -> bool:
+    def apply_report(
+        self, report: Report, *, received_at: datetime | None = None, vouched: bool = False
+    ) -> bool:
         with self._lock:
             before = self._current(report.site, report.province)
-            after = before.with_report(report, received_at=received_at)
+            after = before.with_report(report, received_at=received_at, vouched=vouched)
             self._put(after)
         # A replay older than what we hold changes history only, not the verdict.
         return before.last_report_at is None or report.taken_at >= before.last_report_at

@@ -53,7 +53,8 @@ class SavedSite(_Saved):
     links: dict[str, tuple[LinkReading, datetime]] = {}
     host: tuple[HostReading, datetime] | None = None
     room: tuple[RoomReading, datetime] | None = None
-    arrivals: list[tuple[datetime, datetime]] = []  # rules/snapshot.py: a clock behind
+    # rules/snapshot.py: a clock behind; saved before vouching without the third
+    arrivals: list[tuple[datetime, datetime, bool] | tuple[datetime, datetime]] = []
     power_history: dict[str, list[Sample]] = {}  # then meta: SiteEncoder writes these two
     meta: Meta | None = None  # last: the saver appends it as kept (any order reads back)
 
@@ -282,7 +283,7 @@ def site_from_json(raw: bytes) -> SiteSnapshot:
         host=saved.host,
         room=saved.room,
         power_history=MappingProxyType({d: tuple(h) for d, h in saved.power_history.items()}),
-        arrivals=tuple(saved.arrivals),
+        arrivals=tuple((a[0], a[1], len(a) == 3 and a[2]) for a in saved.arrivals),
     )
 
 

@@ -115,16 +115,20 @@ _VERDICT = (
     "ON CONFLICT (site) DO UPDATE SET heard_at = excluded.heard_at, held = excluded.held, "
     "status = excluded.status"
 )
+_VOUCHED = 2  # the log's ``heard`` of a message heard and vouched for
 _LOG = "INSERT INTO folded (id, site, topic, received_at, heard, payload) VALUES (?, ?, ?, ?, ?, ?)"
 _Row = tuple[str, str, int, str, bytes, bytes | None, bytes | None, int]
-# A message as folded: (site, topic, payload, received_at, heard: the site spoke then).
-Folded = tuple[str, str, bytes, datetime, bool]
+# A message as folded: (site, topic, payload, received_at, heard: the site spoke then,
+# vouched: no queue held it, collector/backlog.py). Logged with ``heard`` 0 (a dead letter
+# replayed), 1 (heard) or 2 (heard, vouched): a log written before vouching reads back.
+Folded = tuple[str, str, bytes, datetime, bool, bool]
 # Messages waiting in memory for the log, at most (~110 MB of reports): past it (a saver
 # stuck or failing for a long time) a site's messages are no longer kept for the log, its
 # whole snapshot is written with the next save that succeeds instead.
 MAX_PENDING = 100_000
-# How a logged message is folded again at start: (topic, payload, received_at, heard).
-Refold = Callable[[str, bytes, datetime, bool], bool]
+# How a logged message is folded again at start: (topic, payload, received_at, heard,
+# vouched).
+Refold = Callable[[str, bytes, datetime, bool, bool], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,7 +346,8 @@ class StateStore(DurableStore):
             if covered is None or entry_id <= covered:
                 continue
             try:
-                folded = refold(topic, payload, datetime.fromisoformat(received_at), bool(heard))
+                at = datetime.fromisoformat(received_at)
+                folded = refold(topic, payload, at, bool(heard), heard == _VOUCHED)
             except Exception as exc:  # a message this version cannot fold: the rest go on
                 folded = False
                 self._log_once("refold", "logged message of %s not folded again: %s", site, exc)
@@ -469,10 +474,11 @@ class StateStore(DurableStore):
             entries = []
         folded = self._folded
         for _ in range(len(folded)):
-            site, topic, payload, received_at, heard = folded.popleft()
+            site, topic, payload, received_at, heard, vouched = folded.popleft()
+            heard_as = _VOUCHED if heard and vouched else int(heard)
             entry_id = self._next_id
             self._next_id += 1
-            entries.append((entry_id, site, topic, received_at.isoformat(), int(heard), payload))
+            entries.append((entry_id, site, topic, received_at.isoformat(), heard_as, payload))
             self._open_from.setdefault(site, entry_id)
         return entries
 
@@ -555,11 +561,13 @@ def refolder(states: SiteStates, limits: Limits) -> Refold:
     """How a logged message is folded again at start: decoded as it was when it arrived
     (its receive time as the decoder's now, the same limits), folded by the same code."""
 
-    def refold(topic: str, payload: bytes, received_at: datetime, heard: bool) -> bool:
+    def refold(
+        topic: str, payload: bytes, received_at: datetime, heard: bool, vouched: bool
+    ) -> bool:
         result = decode_within(limits, topic, payload, received_at)
         if not isinstance(result, Decoded):
             return False
-        states.apply(result.message, received_at=received_at if heard else None)
+        states.apply(result.message, received_at=received_at if heard else None, vouched=vouched)
         return True
 
     return refold

@@ -5,13 +5,18 @@ late from an outbox neither raises a false alarm nor clears a real one. A report
 stamped slightly in the future (clock skew) is fresh, its age taken as 0. A site whose
 reports keep arriving on their interval, each as old, is said to have its clock behind
 (``clock_behind``, with how far and the fix): still not vouched for, but not called
-silent while it talks (rules/snapshot.py, ``clock_behind_s``).
+silent while it talks (rules/snapshot.py, ``clock_behind_s``). When the collector also
+ruled out every queue for those reports (``clock_correction_s``), the site is judged in
+its own clock: its age is the time since its newest report in that clock, nearly the
+time since it arrived, and its verdict is what its readings say, with ``clock_corrected``
+beside it (how far behind, the fix; changes no verdict). Its silence is then seen as any
+site's: its age grows from its last report.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from contract.wire import Severity
@@ -27,6 +32,8 @@ class FreshnessResult:
     state: FreshnessState
     age_s: float | None
     findings: tuple[Finding, ...] = ()
+    # How far the site's own clock is behind, when it is judged in it (0: in the collector's)
+    clock_shift_s: float = 0.0
 
     @property
     def fresh(self) -> bool:
@@ -68,10 +75,18 @@ def check(
 ) -> FreshnessResult:
     """``tightened_at_level``: the risk level, when it shortened the stale window."""
     site = snapshot.site
-    age = _seconds(now, snapshot.last_report_at)
+    last = snapshot.last_report_at
+    age = _seconds(now, last)
     stale_after, offline_after = silence_changes_after(snapshot, policy)
+    # A clock proven behind (worked out only for a site that looks silent): judged in it.
+    shift = None
+    if age is not None and age > stale_after and snapshot.online is not False:
+        shift = snapshot.clock_correction_s
+    site_now = now if shift is None else now - timedelta(seconds=shift)
+    if shift is not None:
+        age = _seconds(site_now, last)
     numbers: dict[str, float | None] = {
-        "age_s": _age(now, snapshot.last_report_at),
+        "age_s": _age(site_now, last),
         "interval_s": interval_s(snapshot, policy),
         "stale_after_s": stale_after,
         "tightened_at_level": tightened_at_level,
@@ -98,6 +113,12 @@ def check(
         finding = Finding("freshness", site, severity, code, numbers, impact="unknown")
         return FreshnessResult("offline" if offline else "stale", age, (finding,))
     findings: tuple[Finding, ...] = ()
+    if shift is not None:
+        corrected = {"behind_s": shift, "age_s": numbers["age_s"]}
+        findings = (
+            Finding("freshness", site, "warning", "clock_corrected", corrected, impact="none"),
+        )
+        return FreshnessResult("fresh", max(0.0, age), findings, clock_shift_s=shift)
     if -age > policy.future_tolerance_s:
         ahead = {"ahead_s": -age, "future_tolerance_s": policy.future_tolerance_s}
         findings = (Finding("freshness", site, "info", "clock_ahead", ahead),)

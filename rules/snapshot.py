@@ -39,6 +39,13 @@ HISTORY_LEN = 30
 # the verdict says changes (rules/freshness.py: "clock_behind", the fix named), not the
 # verdict: how old the readings really are is not known for sure, and a queue worked off
 # barely faster than it fills can look the same.
+#
+# Unless a queue is ruled out: the collector marks an arrival *vouched* when no queue
+# between the site's province and it can have held the report that long (another report
+# of the province came through live just before it: collector/backlog.py ``vouches``).
+# When all CLOCK_SAMPLES arrivals are vouched (and the agent does not say its clock is
+# synchronised), the lag is the site's clock, and the site is judged in its own clock
+# (``clock_correction_s``; rules/freshness.py: "clock_corrected").
 CLOCK_SAMPLES = 4
 CLOCK_CADENCE = 0.8
 CLOCK_STEADY_S = 2.0
@@ -52,6 +59,11 @@ CLOCK_BEHIND_MIN_S = 30.0
 # does: at 30 samples per device they were half the objects a full collection walked,
 # with every thread waiting (collector/heap.py). Read one as ``PowerSample._make(s)``.
 Sample = tuple[datetime, float | None, float | None, bool | None]
+
+
+# A report heard live, as the snapshot keeps it: (received at, taken at, vouched: no queue
+# between its province and the collector can have held it that long).
+Arrival = tuple[datetime, datetime, bool]
 
 
 class PowerSample(NamedTuple):
@@ -98,9 +110,9 @@ class SiteSnapshot:
     host: tuple[HostReading, datetime] | None = None
     room: tuple[RoomReading, datetime] | None = None
     power_history: Mapping[str, tuple[Sample, ...]] = field(default_factory=dict)
-    # The last CLOCK_SAMPLES newest reports heard live: (received at, taken at), oldest
-    # first; for clock_behind_s.
-    arrivals: tuple[tuple[datetime, datetime], ...] = ()
+    # The last CLOCK_SAMPLES newest reports heard live: (received at, taken at, vouched),
+    # oldest first; for clock_behind_s and clock_correction_s.
+    arrivals: tuple[Arrival, ...] = ()
 
     def __post_init__(self) -> None:
         if self.site_kind is None and self.meta is not None:
@@ -147,7 +159,10 @@ class SiteSnapshot:
         interval = self.interval_s
         if len(arrivals) < CLOCK_SAMPLES or not interval:
             return None
-        lags = [(received - taken).total_seconds() for received, taken in arrivals]
+        host = self.host
+        if host is not None and host[0].clock_synced:
+            return None  # the box's kernel says its clock keeps time: a queue, not the clock
+        lags = [(received - taken).total_seconds() for received, taken, _ in arrivals]
         least = min(lags)
         if least < CLOCK_BEHIND_MIN_S:
             return None
@@ -157,6 +172,16 @@ class SiteSnapshot:
         if min(gaps) < CLOCK_CADENCE * interval:
             return None  # in a burst: a queue draining
         return least
+
+    @property
+    def clock_correction_s(self) -> float | None:
+        """How far behind the agent's clock runs when no queue can explain its reports'
+        age: :attr:`clock_behind_s`, with every one of those arrivals vouched for by the
+        collector. The site is then judged in its own clock (``now`` less this)."""
+        arrivals = self.arrivals
+        if len(arrivals) < CLOCK_SAMPLES or not all(vouched for _, _, vouched in arrivals):
+            return None
+        return self.clock_behind_s
 
     @property
     def hardened(self) -> bool:
@@ -196,9 +221,12 @@ class SiteSnapshot:
         report: Report,
         *,
         received_at: datetime | None = None,
+        vouched: bool = False,
         history_len: int = HISTORY_LEN,
     ) -> SiteSnapshot:
-        """Fold a report in; each reading is kept only if it is newer than what we hold."""
+        """Fold a report in; each reading is kept only if it is newer than what we hold.
+        ``received_at``: when it was heard live; ``vouched``: no queue can have held it
+        (see :data:`Arrival`)."""
         at = report.taken_at
 
         def newer(held: tuple[object, datetime] | None) -> bool:
@@ -232,7 +260,7 @@ class SiteSnapshot:
         arrivals = self.arrivals
         if is_newest and received_at is not None:
             kept = arrivals if len(arrivals) < CLOCK_SAMPLES else arrivals[1:]
-            arrivals = (*kept, (received_at, at))
+            arrivals = (*kept, (received_at, at, vouched))
         return self._evolve(
             # Fresh dicts, read-only from here on, and plain-tuple samples: already in the
             # form __post_init__ leaves them.

@@ -83,6 +83,15 @@ _CATALOGUE: dict[str, Text] = {
         "queue of its reports is read no faster than it fills; its state cannot be vouched "
         "for until then",
     ),
+    "clock_corrected": Text(
+        "đồng hồ thiết bị giám sát chạy chậm {behind_s:dur} (mất điện, không tới được máy chủ "
+        "NTP): báo cáo vẫn tới đúng hẹn và không hàng đợi nào giữ chúng, nên điểm được đánh "
+        "giá theo giờ của chính nó; số liệu trong lịch sử bị ghi lùi {behind_s:dur} — chỉnh "
+        "giờ (NTP) cho thiết bị",
+        "the agent's clock is {behind_s:dur} behind (a power cut, no NTP server in reach): its "
+        "reports arrive on schedule and no queue holds them, so the site is judged by its own "
+        "clock; its history is stored {behind_s:dur} early — set its time (NTP)",
+    ),
     "agent_offline": Text(
         "thiết bị giám sát mất kết nối (MQTT Last Will): không có số liệu của điểm",
         "agent offline (its MQTT Last Will fired): no data from the site",

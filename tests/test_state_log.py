@@ -61,13 +61,15 @@ class Live:
         self.now = T0
         self.messages = 0
 
-    def send(self, message: WireModel, at: datetime, *, heard: bool = True) -> None:
+    def send(
+        self, message: WireModel, at: datetime, *, heard: bool = True, vouched: bool = False
+    ) -> None:
         site, kind = message.site, message.kind  # type: ignore[attr-defined]
         topic = f"kienco/v1/{P}/{site}/{kind}"
         payload = message.model_dump_json().encode()
         self.now = at
-        assert self.fold(topic, payload, at, heard)
-        self.store.folded((site, topic, payload, at, heard))
+        assert self.fold(topic, payload, at, heard, vouched)
+        self.store.folded((site, topic, payload, at, heard, vouched))
         self.verdicts.evaluate(site, at)
         self.messages += 1
 
@@ -356,10 +358,10 @@ def test_a_message_logged_after_its_snapshot_does_not_hold_the_log(tmp_path: Pat
     at = T0 + timedelta(seconds=60)
     message = report("rs-0", at, 2, battery=False)
     topic, payload = f"kienco/v1/{P}/rs-0/report", message.model_dump_json().encode()
-    assert live.fold(topic, payload, at, True)  # folded ...
+    assert live.fold(topic, payload, at, True, False)  # folded ...
     tick.now = 150.0  # 120 s after the first: rs-0's snapshot written, with the message
     live.store.save_changed()
-    live.store.folded(("rs-0", topic, payload, at, True))  # ... then logged
+    live.store.folded(("rs-0", topic, payload, at, True, False))  # ... then logged
     for n in range(3, 16):  # rs-0 silent from here; the others report and are written
         when = T0 + timedelta(seconds=30 * n)
         for site in SITES[1:]:
