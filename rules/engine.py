@@ -3,8 +3,8 @@
 Order and suppression (a parent fault raises one finding, not a cascade):
 
 1. freshness: a stale, offline or never-seen site is ``unknown`` with the freshness
-   finding alone — nothing else about it is current; a site whose clock is proven
-   behind (``clock_corrected``, rules/freshness.py) is judged in its own clock from here;
+   finding alone — nothing else about it is current; a site whose agent's clock is
+   proven behind (``clock_corrected``, rules/freshness.py) has its times set right;
 2. the site's readings older than the stale window are dropped (``SiteSnapshot.current``);
 3. power and paths are assessed once and handed to every rule of the site's kind;
 4. a site whose power is down keeps only its power finding; a site whose last path
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from types import MappingProxyType
 
 from contract.wire import SiteKind, StationState, Status, Verdict
@@ -133,11 +133,8 @@ def evaluate(
             risk_level=risk_level,
         )
 
-    evaluated_at = now
-    if fresh.clock_shift_s:  # its clock proven behind: judged in its own clock
-        shift = timedelta(seconds=fresh.clock_shift_s)
-        now -= shift
-        meeting_starts_at = None if meeting_starts_at is None else meeting_starts_at - shift
+    if fresh.clock_shift_s:  # its agent's clock proven behind: its times set right
+        snapshot = snapshot.shifted(fresh.clock_shift_s)
     current = snapshot.current(freshness.stale_after_s(snapshot, thresholds.freshness))
     power = assess_power(current, thresholds.runtime, thresholds.generator, now)
     paths = assess_paths(current)
@@ -163,7 +160,7 @@ def evaluate(
         verdict=verdict_of(findings),
         station_state=station_state.derive(power, paths),
         findings=tuple(findings),
-        evaluated_at=evaluated_at,
+        evaluated_at=now,
         risk_level=risk_level,
         backup_hours=None if power.backup_s is None else power.backup_s / 3600,
         dark_in_s=power.dark_in_s,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import pairwise
 from types import MappingProxyType
 from typing import Any, NamedTuple, TypeVar
@@ -186,6 +186,29 @@ class SiteSnapshot:
     @property
     def hardened(self) -> bool:
         return self.meta is not None and self.meta.hardened
+
+    def shifted(self, by_s: float) -> SiteSnapshot:
+        """This snapshot with the times its agent stamped moved ``by_s`` later: what it
+        would hold had the agent's clock been right (``clock_correction_s``). The
+        collector's own times (``last_seen_at``, the arrivals) stay as they are."""
+        by = timedelta(seconds=by_s)
+
+        def later(held: Mapping[str, tuple[V, datetime]]) -> dict[str, tuple[V, datetime]]:
+            return {key: (reading, at + by) for key, (reading, at) in held.items()}
+
+        return replace(
+            self,
+            state_at=None if self.state_at is None else self.state_at + by,
+            last_report_at=None if self.last_report_at is None else self.last_report_at + by,
+            power=later(self.power),
+            links=later(self.links),
+            host=None if self.host is None else (self.host[0], self.host[1] + by),
+            room=None if self.room is None else (self.room[0], self.room[1] + by),
+            power_history={
+                device: tuple((s[0] + by, *s[1:]) for s in samples)
+                for device, samples in self.power_history.items()
+            },
+        )
 
     def current(self, max_lag_s: float) -> SiteSnapshot:
         """This snapshot without readings older than the newest report by more than

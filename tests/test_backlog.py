@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from collector.backlog import BUCKET_S, WINDOW_S, Backlog
+from collector.backlog import BUCKET_S, LIVE_S, WINDOW_S, Backlog
 
 LATE_AFTER_S = 120.0
 
@@ -98,3 +98,46 @@ def test_the_provinces_are_sorted_and_the_answer_cannot_be_changed() -> None:
     assert list(late) == ["hn", "hp", "qn"]
     with pytest.raises(TypeError):
         late["hp"] = late["hn"]  # type: ignore[index]
+
+
+# A report of "hp" read at the end (the last second read, + 1 s) with this lag, after
+# what was read before it: vouched (no queue can have held it) or not. The decoder's
+# future tolerance is 300 s: vouched from 60 + 10 + 30 + 300 = 400 s.
+VOUCH_CASES: list[tuple[str, list[tuple[float, str, float]], float, bool]] = [
+    ("behind 10 min, another site of hp live just before", [(0, "hp", 1.0)], 600.0, True),
+    ("behind 2 h, beside a clock 5 min ahead read live", [(0, "hp", -299.0)], 7200.0, True),
+    ("behind 6 min: a queue could hold it that long", [(0, "hp", 1.0)], 360.0, False),
+    ("exactly the bound: vouched", [(0, "hp", 1.0)], 400.0, True),
+    ("nothing else of hp read: its only site", [(0, "qn", 1.0)], 600.0, False),
+    (
+        "hp read only late: a bridge queue draining",
+        [(0, "hp", 590.0), (5, "hp", 595.0)],
+        600.0,
+        False,
+    ),
+    ("hp read just under live", [(0, "hp", 29.9)], 600.0, True),
+    ("hp read just not live", [(0, "hp", 30.0)], 600.0, False),
+    (
+        "hp live, then a minute and more of backlog",
+        [(0, "hp", 1.0), (WINDOW_S + BUCKET_S, "hp", 600.0)],
+        600.0,
+        False,
+    ),
+    ("hp live 65 s before: still in the window", [(0, "hp", 1.0), (64, "qn", 1.0)], 600.0, True),
+]
+
+
+@pytest.mark.parametrize(
+    ("read", "lag_s", "vouched"), [c[1:] for c in VOUCH_CASES], ids=[c[0] for c in VOUCH_CASES]
+)
+def test_a_report_is_vouched_for_when_no_queue_can_have_held_it(
+    read: list[tuple[float, str, float]], lag_s: float, vouched: bool
+) -> None:
+    b, mono, _ = backlog()
+    start = mono.now
+    for at, province, lag in read:
+        mono.now = start + at
+        b.observe(province, lag)
+    mono.now += 1
+    assert b.vouch_min_s == WINDOW_S + BUCKET_S + LIVE_S + 300.0
+    assert b.vouches("hp", lag_s) is vouched

@@ -699,3 +699,32 @@ def test_an_agent_whose_clock_is_behind_is_said_so_not_silent(
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+def test_an_agent_whose_clock_is_behind_beside_a_live_site_is_judged_as_it(
+    tmp_path: Path, mosquitto: Broker, started: Callable[[CollectorConfig], Collector]
+) -> None:
+    """The same box, but another site of its province reports live through the same
+    broker: no queue can hold the box's reports 10 min while the other's pass at once, so
+    its clock is behind and it is judged by what it reports, as the live site is, with
+    the clock and the fix said beside (``clock_corrected``)."""
+    collector = started(config(tmp_path, mosquitto, "fk"))
+    client = publisher(mosquitto.port)
+    try:
+        for seq in range(1, 6):
+            now = datetime.now(UTC)
+            send(client, "kienco/v1/fk/fk-2/report", report("fk-2", "fk", seq, now))
+            taken = now - timedelta(minutes=10)
+            send(client, "kienco/v1/fk/fk-1/report", report("fk-1", "fk", seq, taken))
+            time.sleep(1.0)
+        wait_until(lambda: collector.verdicts.get("fk-1"), what="a verdict")
+        live = wait_until(lambda: collector.verdicts.get("fk-2"), what="the live site's verdict")
+        behind = collector.verdicts.get("fk-1")
+        assert behind is not None
+        codes = [r.code for r in behind.reasons]
+        assert codes == ["clock_corrected", *(r.code for r in live.reasons)], codes
+        assert behind.verdict == live.verdict
+        assert behind.reasons[0].text_en.startswith("the agent's clock is 10 min behind")
+    finally:
+        client.disconnect()
+        client.loop_stop()

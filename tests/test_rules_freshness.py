@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from contract.wire import HostReading, SiteKind
 from rules import SiteSnapshot, freshness
 from rules.policy import FreshnessPolicy
 from tests.test_rules_support import (
@@ -39,17 +40,28 @@ def _replayed(newest_age: float, replay_age: float) -> SiteSnapshot:
     return s.with_report(report(at=ago(replay_age), power=[ups()], seq=0), received_at=NOW)
 
 
-def _arriving(lags: list[float], gaps_s: float, interval_s: float = 60.0) -> SiteSnapshot:
-    """Reports received ``gaps_s`` apart, the last at NOW, each ``lags[i]`` s after it
-    was taken (by the agent's clock)."""
-    s = snap(links=two_paths(), at=ago(3600))
+def _arriving(
+    lags: list[float],
+    gaps_s: float,
+    interval_s: float = 60.0,
+    *,
+    vouched: tuple[bool, ...] = (),
+    last_s: float = 0.0,
+    host: HostReading | None = None,
+) -> SiteSnapshot:
+    """Reports received ``gaps_s`` apart, the last ``last_s`` before NOW, each ``lags[i]``
+    s after it was taken (by the agent's clock); ``vouched[i]``: no queue held it."""
+    s = snap(links=two_paths(), at=ago(86_400))
     for n, lag in enumerate(lags):
-        received = ago(gaps_s * (len(lags) - 1 - n))
+        received = ago(last_s + gaps_s * (len(lags) - 1 - n))
         at = received - timedelta(seconds=lag)
-        s = s.with_report(
-            report(at=at, links=two_paths(), seq=n + 2, interval_s=interval_s), received_at=received
-        )
+        sent = report(at=at, links=two_paths(), seq=n + 2, interval_s=interval_s, host=host)
+        s = s.with_report(sent, received_at=received, vouched=n < len(vouched) and vouched[n])
     return s
+
+
+_ALL = (True, True, True, True)
+_SYNCED = HostReading(clock_synced=True)
 
 
 CASES = [
@@ -112,6 +124,54 @@ CASES = [
         id="clock-set-right-fresh-at-once",
     ),
     pytest.param(
+        Case(_arriving([600, 601, 599.5, 600], 60, vouched=_ALL), "fresh", ("clock_corrected",)),
+        id="clock-10-min-behind-no-queue-judged-in-its-own-clock",
+    ),
+    pytest.param(
+        Case(_arriving([7200] * 4, 60, vouched=_ALL), "fresh", ("clock_corrected",)),
+        id="clock-2-hours-behind-no-queue-judged-in-its-own-clock",
+    ),
+    pytest.param(
+        Case(
+            _arriving([600] * 4, 60, vouched=(False, True, True, True)),
+            "offline",
+            ("clock_behind",),
+            "critical",
+        ),
+        id="one-arrival-a-queue-may-have-held-only-said",
+    ),
+    pytest.param(
+        Case(
+            _arriving([600] * 4, 60, vouched=_ALL, host=_SYNCED),
+            "offline",
+            ("report_backlog",),
+            "critical",
+        ),
+        id="kernel-says-clock-synchronised-a-queue-not-the-clock",
+    ),
+    pytest.param(
+        Case(_arriving([600] * 4, 60, vouched=_ALL, last_s=150), "fresh", ("clock_corrected",)),
+        id="clock-corrected-quiet-150s-still-fresh",
+    ),
+    pytest.param(
+        Case(
+            _arriving([600] * 4, 60, vouched=_ALL, last_s=240),
+            "stale",
+            ("no_recent_report",),
+            "warning",
+        ),
+        id="clock-corrected-silent-4-min-stale-by-its-own-clock",
+    ),
+    pytest.param(
+        Case(
+            _arriving([600] * 4, 60, vouched=_ALL, last_s=420),
+            "offline",
+            ("no_recent_report",),
+            "critical",
+        ),
+        id="clock-corrected-silent-7-min-offline-by-its-own-clock",
+    ),
+    pytest.param(
         Case(snap(links=two_paths(), at=ago(480), interval_s=300), "fresh"),
         id="long-interval-not-offline-before-stale",
     ),
@@ -151,6 +211,60 @@ def test_a_clock_behind_says_how_far_and_the_fix_in_both_languages() -> None:
     # Not heard live (restored, replayed from the dead letters): nothing to learn from.
     quiet = s.with_report(report(at=ago(500), links=two_paths(), seq=99))
     assert quiet.arrivals == s.arrivals
+
+
+def _on_battery_behind(
+    lag_s: float,
+    *,
+    vouched: bool = True,
+    kind: SiteKind = "station",
+    runtime_s: float = 5400,
+    drop: float = 3,
+) -> SiteSnapshot:
+    """A site on battery, its charge falling, reporting every minute, its clock ``lag_s``
+    behind (0: right); the last report received at NOW."""
+    s = snap(kind, links=two_paths(), at=ago(86_400))
+    for n in range(6):
+        received = ago(60 * (5 - n))
+        power = [on_battery(runtime_s=runtime_s - 60 * n, battery_charge_pct=90 - drop * n)]
+        sent = report(at=received - timedelta(seconds=lag_s), power=power, links=two_paths(), seq=n)
+        s = s.with_report(sent, received_at=received, vouched=vouched)
+    return s
+
+
+def test_a_site_whose_clock_is_proven_behind_is_judged_as_if_it_were_right() -> None:
+    right = judge(_on_battery_behind(0))
+    behind = judge(_on_battery_behind(3 * 3600))
+    assert right.verdict != "unknown" and "backup_power" in {f.rule for f in right.findings}
+    assert behind.verdict == right.verdict and behind.station_state == right.station_state
+    assert (behind.backup_hours, behind.dark_in_s) == (right.backup_hours, right.dark_in_s)
+    assert behind.findings[1:] == right.findings  # their numbers too (times: "until 09:40")
+    assert behind.findings[0].code == "clock_corrected"
+    assert behind.evaluated_at == NOW  # the collector's clock, as every verdict
+    # A meeting planned by the collector's clock is judged at the same moment of the site's.
+    start = NOW + timedelta(minutes=20)
+    point, point_behind = (
+        judge(
+            _on_battery_behind(lag, kind="meeting_point", runtime_s=7 * 3600, drop=0.25),
+            meeting_starts_at=start,
+        )
+        for lag in (0, 3 * 3600)
+    )
+    assert "meeting_power_runs_out" not in codes(point)  # it lasts to the meeting's end
+    assert point_behind.findings[1:] == point.findings
+    # Not vouched for (a queue may have held its reports): unknown, the clock only suspected.
+    suspected = judge(_on_battery_behind(3 * 3600, vouched=False))
+    assert (suspected.verdict, codes(suspected)) == ("unknown", ["clock_behind"])
+
+
+def test_a_corrected_clock_says_how_far_and_the_fix_in_both_languages() -> None:
+    (finding,) = freshness.check(
+        _arriving([600] * 4, 60, vouched=_ALL), POLICY.freshness, NOW
+    ).findings
+    assert (finding.severity, finding.effect) == ("warning", "none")  # changes no verdict
+    assert finding.text_en.startswith("the agent's clock is 10 min behind")
+    assert "set its time (NTP)" in finding.text_en and "chỉnh giờ (NTP)" in finding.text_vi
+    assert finding.numbers["behind_s"] == 600
 
 
 @pytest.mark.parametrize(

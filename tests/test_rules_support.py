@@ -17,6 +17,7 @@ import pytest
 
 from contract.wire import (
     DeviceDecl,
+    HostReading,
     LinkReading,
     Meta,
     PathDecl,
@@ -128,6 +129,7 @@ def report(
     room_reading: RoomReading | None = None,
     seq: int = 1,
     interval_s: float = 60.0,
+    host: HostReading | None = None,
 ) -> Report:
     return Report(
         site=SITE,
@@ -138,6 +140,7 @@ def report(
         power=tuple(power),
         links=tuple(links),
         room=room_reading,
+        host=host,
     )
 
 

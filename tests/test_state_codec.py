@@ -300,3 +300,21 @@ def test_a_sliding_history_encodes_only_its_new_samples(monkeypatch: pytest.Monk
     snapshot = fold(snapshot, 3000, 3030)
     assert encoder.site_json(snapshot) == site_json(snapshot)
     assert encoded == [2, 2]  # two reports since: their samples only
+
+
+def test_arrivals_keep_their_vouching_and_a_file_saved_before_it_reads_back() -> None:
+    at = datetime(2024, 9, 7, 6, 0, tzinfo=UTC)
+    s = SiteSnapshot(site="hp-1", province="hp")
+    for n in range(4):
+        received = at + timedelta(seconds=60 * n)
+        sent = Report(
+            site="hp-1", province="hp", seq=n, taken_at=received - timedelta(hours=2), interval_s=60
+        )
+        s = s.with_report(sent, received_at=received, vouched=n > 0)
+    restored = site_from_json(site_json(s))
+    assert restored.arrivals == s.arrivals
+    assert [vouched for _, _, vouched in restored.arrivals] == [False, True, True, True]
+    # Saved before arrivals were vouched for: (received, taken) pairs, read as not vouched.
+    old = site_json(s).replace(b",true]", b"]").replace(b",false]", b"]")
+    assert b"true" not in old
+    assert [v for _, _, v in site_from_json(old).arrivals] == [False] * 4

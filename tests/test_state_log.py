@@ -121,7 +121,8 @@ SITES = [f"rs-{n}" for n in range(8)]
 def run(live: Live, tick: Tick, rounds: int, seed: int) -> None:
     """Sites report every 30 s (their clock; a pass of the saver each), in shuffled
     order, with the other kinds of message between: a meta, a trap while on battery, an
-    agent's Will, a report replayed late from an outbox, a dead letter replayed."""
+    agent's Will, a report replayed late from an outbox, a dead letter replayed; one
+    site's clock is behind, its arrivals vouched for."""
     rng = random.Random(seed)
     for site in SITES:
         meta = Meta(
@@ -138,9 +139,11 @@ def run(live: Live, tick: Tick, rounds: int, seed: int) -> None:
         at = T0 + timedelta(seconds=30 * n)
         for site in rng.sample(SITES, len(SITES)):
             late = n > 3 and site == "rs-3" and n % 4 == 0
-            taken = at - timedelta(seconds=75) if late else at
+            behind = site == "rs-2"  # its clock 10 min behind, no queue: judged in it
+            taken = at - timedelta(seconds=75 if late else 600 if behind else 0)
             heard = not (site == "rs-4" and n % 5 == 0)
-            live.send(report(site, taken, n, battery=site < "rs-4"), at, heard=heard)
+            sent = report(site, taken, n, battery=site < "rs-4")
+            live.send(sent, at, heard=heard, vouched=behind)
         if n % 3 == 0:
             trap = Event(
                 site="rs-1",
@@ -192,6 +195,8 @@ def test_a_crash_between_snapshots_restores_the_state_of_the_last_save(
     refolded = store.refolded.labels("folded")._value.get()
     assert store.refolded.labels("refused")._value.get() == 0
     assert (refolded > 0) == (snapshot_every_s >= 120)
+    corrected = verdicts.get("rs-2")  # its arrivals' vouching restored with them
+    assert corrected is not None and corrected.reasons[0].code == "clock_corrected"
 
 
 def test_messages_after_the_last_pass_are_what_a_crash_loses(tmp_path: Path) -> None:

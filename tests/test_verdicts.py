@@ -187,6 +187,26 @@ def test_a_site_that_keeps_reporting_is_never_looked_at_for_silence() -> None:
     assert _first_due(verdicts, 601, 2_000) == 900.5
 
 
+def test_a_site_judged_in_its_own_clock_is_looked_at_when_its_own_silence_ends() -> None:
+    """A site whose agent's clock is proven 10 min behind (its arrivals vouched for) is
+    ready while it reports, and turns unknown 3 intervals after its last report arrived,
+    not at once (by the collector's clock, its newest report is always 10 min old)."""
+    states, verdicts = _silent_site([], [0])
+    behind = timedelta(minutes=10)
+    for t in range(0, 121, 30):  # five reports: four arrivals on cadence, each as old
+        sent = report(t, two_paths())
+        sent = sent.model_copy(update={"taken_at": sent.taken_at - behind})
+        states.apply_report(sent, received_at=_at(t), vouched=True)
+        verdicts.evaluate(SITE, _at(t))
+    judged = verdicts.get(SITE)
+    assert judged is not None and judged.verdict == "ready"
+    assert [r.code for r in judged.reasons] == ["clock_corrected"]
+    assert _first_due(verdicts, 120.5, 1_000) == 210.5  # 120 + 3 x 30 s, + 0.5
+    stale = verdicts.evaluate(SITE, _at(210.5))
+    assert stale is not None and stale[0].verdict == "unknown"
+    assert [r.code for r in stale[0].reasons] == ["no_recent_report"]
+
+
 def test_a_forgotten_site_is_not_looked_at_again() -> None:
     states, verdicts = _silent_site([], [0])
     states.apply_report(report(0, two_paths()))
