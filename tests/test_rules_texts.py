@@ -153,6 +153,7 @@ THRESHOLDS: dict[str, set[str]] = {
     "no_recent_report": {"stale_after_s"},
     "report_backlog": {"stale_after_s"},
     "clock_behind": {"behind_s"},
+    "clock_corrected": {"behind_s"},
     "clock_ahead": {"future_tolerance_s"},
     "on_battery_generator_stopped": {"required_h"},
     "on_battery_no_generator": {"required_h"},
