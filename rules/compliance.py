@@ -316,6 +316,8 @@ def _judge(
             "stale_after_s": freshness.stale_after_s(snapshot, policy.freshness),
         }
         failed.append(Criterion("silent", numbers, text_key=key))
+    elif fresh.clock_shift_s:  # its agent's clock proven behind: its times set right
+        snapshot = snapshot.shifted(fresh.clock_shift_s)
     if meta is None:
         failed.append(Criterion("meta_missing"))
     elif not meta.hardened and meta.site_class != "hardened":
@@ -324,7 +326,9 @@ def _judge(
     lag = freshness.stale_after_s(snapshot, policy.freshness)
     newest = snapshot.last_report_at
     current = snapshot
-    if any((newest - at).total_seconds() > lag for _, at in snapshot.power.values()):
+    if newest is not None and any(
+        (newest - at).total_seconds() > lag for _, at in snapshot.power.values()
+    ):
         current = snapshot.current(lag)
     power, autonomy_h = _power_criteria(current, policy, settings, now)
     paths, independent = _path_criteria(snapshot, settings)

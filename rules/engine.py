@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import MappingProxyType
 
 from contract.wire import SiteKind, StationState, Status, Verdict
@@ -169,7 +169,13 @@ def evaluate(
 
 
 def to_status(evaluation: Evaluation, snapshot: SiteSnapshot) -> Status:
-    """The retained status message the collector publishes for this evaluation."""
+    """The retained status message the collector publishes for this evaluation; the newest
+    report's time set right when the agent's clock was proven behind (what the site was
+    judged by: a reader must not see a site judged fresh 10 min after its last report)."""
+    last_report_at = snapshot.last_report_at
+    findings = evaluation.findings
+    if findings and findings[0].code == "clock_corrected" and last_report_at is not None:
+        last_report_at += timedelta(seconds=findings[0].numbers["behind_s"] or 0.0)
     return Status(
         site=snapshot.site,
         province=snapshot.province,
@@ -182,6 +188,6 @@ def to_status(evaluation: Evaluation, snapshot: SiteSnapshot) -> Status:
         backup_hours=evaluation.backup_hours,
         dark_in_s=evaluation.dark_in_s,
         independent_paths_up=evaluation.independent_paths_up,
-        last_report_at=snapshot.last_report_at,
+        last_report_at=last_report_at,
         reasons=tuple(f.to_reason() for f in evaluation.findings),
     )

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from contract.wire import HostReading, SiteKind
-from rules import SiteSnapshot, freshness
+from rules import SiteSnapshot, freshness, to_status
 from rules.policy import FreshnessPolicy
 from tests.test_rules_support import (
     NOW,
@@ -241,6 +241,9 @@ def test_a_site_whose_clock_is_proven_behind_is_judged_as_if_it_were_right() -> 
     assert behind.findings[1:] == right.findings  # their numbers too (times: "until 09:40")
     assert behind.findings[0].code == "clock_corrected"
     assert behind.evaluated_at == NOW  # the collector's clock, as every verdict
+    # What it shows: its newest report's time set right, as its clock set right says.
+    shown = to_status(behind, _on_battery_behind(3 * 3600)).last_report_at
+    assert shown == to_status(right, _on_battery_behind(0)).last_report_at == NOW
     # A meeting planned by the collector's clock is judged at the same moment of the site's.
     start = NOW + timedelta(minutes=20)
     point, point_behind = (
