@@ -25,6 +25,11 @@ MeetingAtRisk               critical  its reason's  a point of a planned meeting
                                                     its end) ``not_ready`` or silent for it
 HardenedStationNonCompliant warning   compliance    a hardened station failing a criterion
                                                     other than silence (rules/compliance.py)
+SiteClockWrong              warning   clock         the agent's clock proven behind (the site
+                                                    judged as if it were right:
+                                                    ``clock_corrected``) or ahead past the
+                                                    policy's tolerance (``clock_ahead``): its
+                                                    verdict holds, its history is misdated
 ==========================  ========  ============  ===========================================
 
 A site whose state is not known (no report since the collector started) keeps the
@@ -67,8 +72,11 @@ AlertName = Literal[
     "MeetingPointNotReady",
     "MeetingAtRisk",
     "HardenedStationNonCompliant",
+    "SiteClockWrong",
 ]
-Cause = Literal["power", "transport", "silence", "link_quality", "room", "rehearsal", "compliance"]
+Cause = Literal[
+    "power", "transport", "silence", "link_quality", "room", "rehearsal", "compliance", "clock"
+]
 
 SEVERITY: Mapping[AlertName, Severity] = MappingProxyType(
     {
@@ -81,6 +89,7 @@ SEVERITY: Mapping[AlertName, Severity] = MappingProxyType(
         "MeetingPointNotReady": "warning",
         "MeetingAtRisk": "critical",
         "HardenedStationNonCompliant": "warning",
+        "SiteClockWrong": "warning",
     }
 )
 POWER_ALERTS: frozenset[AlertName] = frozenset({"SiteOnBattery", "SiteDarkSoon", "SiteDark"})
@@ -89,6 +98,8 @@ LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 # text (an agent whose clock is behind still talks: its SiteSilent says that and the fix).
 SILENT_CODES = frozenset({"no_recent_report", "report_backlog", "clock_behind", "agent_offline"})
 UNKNOWN_YET_CODES = frozenset({"no_report_yet"})
+# The agent's clock is wrong, and its verdict holds all the same: SiteClockWrong.
+CLOCK_CODES = frozenset({"clock_corrected", "clock_ahead"})
 _SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
 # The words around the reasons' own texts (rules/texts.py says the reasons).
@@ -226,6 +237,8 @@ class SiteLinks:
 
 def _cause_of(reason: Reason) -> Cause:
     match reason.rule:
+        case "freshness" if reason.code in CLOCK_CODES:
+            return "clock"
         case "freshness":
             return "silence"
         case "multipath":
@@ -371,6 +384,15 @@ def _meeting_point(
     return [site.alert("MeetingPointNotReady", cause, summary, rest, started_at=since)]
 
 
+def _clock(site: _Site, previous: Sequence[Alert], now: datetime) -> list[Alert]:
+    wrong = next((r for r in site.status.reasons if r.code in CLOCK_CODES), None)
+    if wrong is None:
+        return []
+    since = _since(previous, "SiteClockWrong", "clock", now)
+    text = (wrong.text_vi, wrong.text_en)
+    return [site.alert("SiteClockWrong", "clock", text, [wrong], started_at=since)]
+
+
 def _compliance(
     site: _Site, compliance: StationCompliance | None, previous: Sequence[Alert], now: datetime
 ) -> list[Alert]:
@@ -448,6 +470,7 @@ def site_alerts(
     if not any(a.name == "SiteDark" for a in fired):  # a dark site: its power says it all
         fired += _transport(site, mine, now)
         fired += _meeting_point(site, fired, mine, now)
+        fired += _clock(site, mine, now)
     fired += _compliance(site, compliance, mine, now)
     return fired
 

@@ -9,7 +9,8 @@ silent while it talks (rules/snapshot.py, ``clock_behind_s``). When the collecto
 ruled out every queue for those reports (``clock_correction_s``), the site is judged in
 its own clock: its age is the time since its newest report in that clock, nearly the
 time since it arrived, and its verdict is what its readings say, with ``clock_corrected``
-beside it (how far behind, the fix; changes no verdict). Its silence is then seen as any
+beside it (info: how far behind, the fix; it changes no verdict, and the collector's
+``SiteClockWrong`` alert carries it to the NOC). Its silence is then seen as any
 site's: its age grows from its last report.
 """
 
@@ -116,7 +117,7 @@ def check(
     if shift is not None:
         corrected = {"behind_s": shift, "age_s": numbers["age_s"]}
         findings = (
-            Finding("freshness", site, "warning", "clock_corrected", corrected, impact="none"),
+            Finding("freshness", site, "info", "clock_corrected", corrected),
         )
         return FreshnessResult("fresh", max(0.0, age), findings, clock_shift_s=shift)
     if -age > policy.future_tolerance_s:

@@ -25,6 +25,7 @@ from tests.test_rules_support import (
     NOW,
     PROVINCE,
     SITE,
+    clock_behind,
     genset,
     link,
     meta,
@@ -273,6 +274,40 @@ def test_a_meeting_point_not_ready_for_its_own_reason_pages_and_one_explained_do
     power = battery(2 * 3600, kind="meeting_point")
     assert power.verdict == "not_ready"
     assert names(alerts_for(power)) == ["SiteDarkSoon"]
+
+
+def test_an_agent_whose_clock_is_wrong_pages_for_it_and_its_verdict_holds() -> None:
+    right = battery(5 * 3600)
+    behind = judged(clock_behind(snap(power=[on_battery(runtime_s=5 * 3600 + AGE_S)],
+                                      links=two_paths()), 3 * 3600))  # fmt: skip
+    assert behind.verdict == right.verdict
+    fired = alerts_for(behind)
+    assert names(fired) == ["SiteOnBattery", "SiteClockWrong"]
+    assert fired[0].summary_en == alerts_for(right)[0].summary_en  # its power as it is
+    clock = fired[1]
+    assert (clock.severity, clock.cause) == ("warning", "clock")
+    assert clock.summary_en.startswith("the agent's clock is 3 h behind")
+    assert "chỉnh giờ (NTP)" in clock.summary_vi
+    # Ahead past the policy's tolerance: the same alert, its own words.
+    ahead = judged(snap(power=[ups()], links=two_paths(), at=NOW + timedelta(minutes=5)))
+    [alert] = alerts_for(ahead)
+    assert (alert.name, alert.summary_en) == (
+        "SiteClockWrong",
+        reason(ahead, "clock_ahead").text_en,
+    )
+    # A meeting point not ready for its links: that is what its alert says, not the clock.
+    slow = (link("fo1", "fibre", "duct-a", rtt_ms=631.5), link("mw1", "microwave", "t", rtt_ms=640))
+    point = judged(clock_behind(snap("meeting_point", power=[ups()], links=slow), 600))
+    assert point.verdict == "not_ready" and point.reasons[0].code == "clock_corrected"
+    ready, clock = alerts_for(point)
+    assert (ready.name, ready.cause, clock.name) == (
+        "MeetingPointNotReady",
+        "link_quality",
+        "SiteClockWrong",
+    )
+    assert "clock" not in " ".join(ready.details_en)
+    # Its clock set right: the alert ends.
+    assert alerts_for(right, fired) == alerts_for(right)
 
 
 def test_a_hardened_station_failing_criteria_pages_once_for_all_of_them() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import string
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -23,6 +22,7 @@ from rules.compliance import (
 )
 from rules.compliance_policy import CompliancePolicy
 from rules.texts import CATALOGUE, LANGS, render
+from tests.test_rules_support import clock_behind
 
 NOW = datetime(2024, 9, 7, 6, 0, tzinfo=UTC)  # Yagi's landfall morning
 POLICY = load_policy()
@@ -484,18 +484,8 @@ def test_report_travels_as_json() -> None:
 
 def test_a_station_whose_agent_s_clock_is_proven_behind_is_judged_as_if_it_were_right() -> None:
     right = station("hp-0001")
-    assert right.last_report_at is not None and right.interval_s is not None
-    lag = timedelta(hours=2)
-    received = [
-        right.last_report_at - timedelta(seconds=right.interval_s * n) for n in (3, 2, 1, 0)
-    ]
-    behind = replace(
-        right.shifted(-lag.total_seconds()),
-        arrivals=tuple((at, at - lag, True) for at in received),  # vouched: no queue
-    )
-    judged = judge(behind)
+    judged = judge(clock_behind(right, 2 * 3600))
     assert (judged.status, judged.codes) == ("compliant", ())
     assert judged.last_report_at == judge(right).last_report_at == right.last_report_at
     # Not vouched for: silent, as a station whose reports may sit in a queue.
-    suspected = replace(behind, arrivals=tuple((r, t, False) for r, t, _ in behind.arrivals))
-    assert "silent" in judge(suspected).codes
+    assert "silent" in judge(clock_behind(right, 2 * 3600, vouched=False)).codes
