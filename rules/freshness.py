@@ -116,9 +116,7 @@ def check(
     findings: tuple[Finding, ...] = ()
     if shift is not None:
         corrected = {"behind_s": shift, "age_s": numbers["age_s"]}
-        findings = (
-            Finding("freshness", site, "info", "clock_corrected", corrected),
-        )
+        findings = (Finding("freshness", site, "info", "clock_corrected", corrected),)
         return FreshnessResult("fresh", max(0.0, age), findings, clock_shift_s=shift)
     if -age > policy.future_tolerance_s:
         ahead = {"ahead_s": -age, "future_tolerance_s": policy.future_tolerance_s}
