@@ -43,9 +43,9 @@ HISTORY_LEN = 30
 # Unless a queue is ruled out: the collector marks an arrival *vouched* when no queue
 # between the site's province and it can have held the report that long (another report
 # of the province came through live just before it: collector/backlog.py ``vouches``).
-# When all CLOCK_SAMPLES arrivals are vouched (and the agent does not say its clock is
-# synchronised), the lag is the site's clock, and the site is judged in its own clock
-# (``clock_correction_s``; rules/freshness.py: "clock_corrected").
+# When all CLOCK_SAMPLES arrivals are vouched and the box's kernel says its clock is not
+# synchronised, the lag is the site's clock, and the site is judged as if its clock were
+# right (``clock_correction_s``; rules/freshness.py: "clock_corrected").
 CLOCK_SAMPLES = 4
 CLOCK_CADENCE = 0.8
 CLOCK_STEADY_S = 2.0
@@ -175,11 +175,17 @@ class SiteSnapshot:
 
     @property
     def clock_correction_s(self) -> float | None:
-        """How far behind the agent's clock runs when no queue can explain its reports'
-        age: :attr:`clock_behind_s`, with every one of those arrivals vouched for by the
-        collector. The site is then judged in its own clock (``now`` less this)."""
+        """How far behind the agent's clock runs when two things say so besides its
+        reports' age (:attr:`clock_behind_s`): the box's kernel says its clock is not
+        synchronised (``host.clock_synced`` False: an agent that does not say is not
+        corrected), and the collector vouched for every one of those arrivals (no queue of
+        its province can have held them). The site is then judged as if its clock were
+        right (:meth:`shifted`)."""
         arrivals = self.arrivals
         if len(arrivals) < CLOCK_SAMPLES or not all(vouched for _, _, vouched in arrivals):
+            return None
+        host = self.host
+        if host is None or host[0].clock_synced is not False:
             return None
         return self.clock_behind_s
 

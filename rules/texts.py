@@ -84,13 +84,14 @@ _CATALOGUE: dict[str, Text] = {
         "for until then",
     ),
     "clock_corrected": Text(
-        "đồng hồ thiết bị giám sát chạy chậm {behind_s:dur} (mất điện, không tới được máy chủ "
-        "NTP): báo cáo vẫn tới đúng hẹn và không hàng đợi nào giữ chúng, nên điểm được đánh "
-        "giá theo giờ của chính nó; số liệu trong lịch sử bị ghi lùi {behind_s:dur} — chỉnh "
-        "giờ (NTP) cho thiết bị",
-        "the agent's clock is {behind_s:dur} behind (a power cut, no NTP server in reach): its "
-        "reports arrive on schedule and no queue holds them, so the site is judged by its own "
-        "clock; its history is stored {behind_s:dur} early — set its time (NTP)",
+        "đồng hồ thiết bị giám sát chạy chậm {behind_s:dur} và chính thiết bị báo đồng hồ "
+        "chưa đồng bộ (mất điện, không tới được máy chủ NTP): báo cáo vẫn tới đúng hẹn và "
+        "không hàng đợi nào giữ chúng, nên điểm được đánh giá như khi đồng hồ đúng; số liệu "
+        "trong lịch sử bị ghi lùi {behind_s:dur} — chỉnh giờ (NTP) cho thiết bị",
+        "the agent's clock is {behind_s:dur} behind and its box says its clock is not "
+        "synchronised (a power cut, no NTP server in reach): its reports arrive on schedule "
+        "and no queue holds them, so the site is judged as if its clock were right; its "
+        "history is stored {behind_s:dur} early — set its time (NTP)",
     ),
     "agent_offline": Text(
         "thiết bị giám sát mất kết nối (MQTT Last Will): không có số liệu của điểm",

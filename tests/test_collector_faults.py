@@ -24,7 +24,7 @@ from collector.config import CollectorConfig
 from collector.line_protocol import LineProtocolError
 from collector.points import report_lines
 from collector.service import Collector
-from contract.wire import Meta, Report, Status
+from contract.wire import HostReading, Meta, Report, Status
 from tests.support.influx import InfluxServer
 from tests.support.mosquitto import Broker
 from tests.support.subscriber import Subscriber
@@ -110,9 +110,11 @@ def meta(site: str, province: str, at: datetime) -> bytes:
     )
 
 
-def report(site: str, province: str, seq: int, at: datetime) -> bytes:
+def report(
+    site: str, province: str, seq: int, at: datetime, host: HostReading | None = None
+) -> bytes:
     return (
-        Report(site=site, province=province, seq=seq, taken_at=at, interval_s=1)
+        Report(site=site, province=province, seq=seq, taken_at=at, interval_s=1, host=host)
         .model_dump_json()
         .encode()
     )
@@ -704,10 +706,11 @@ def test_an_agent_whose_clock_is_behind_is_said_so_not_silent(
 def test_an_agent_whose_clock_is_behind_beside_a_live_site_is_judged_as_it(
     tmp_path: Path, mosquitto: Broker, started: Callable[[CollectorConfig], Collector]
 ) -> None:
-    """The same box, but another site of its province reports live through the same
-    broker: no queue can hold the box's reports 10 min while the other's pass at once, so
-    its clock is behind and it is judged by what it reports, as the live site is, with
-    the clock and the fix said beside (``clock_corrected``)."""
+    """The same box, saying its clock is not synchronised, and another site of its
+    province reports live through the same broker: no queue can hold the box's reports
+    10 min while the other's pass at once, so its clock is behind and it is judged by
+    what it reports, as the live site is, with the clock and the fix said beside
+    (``clock_corrected``)."""
     collector = started(config(tmp_path, mosquitto, "fk"))
     client = publisher(mosquitto.port)
     try:
@@ -715,7 +718,8 @@ def test_an_agent_whose_clock_is_behind_beside_a_live_site_is_judged_as_it(
             now = datetime.now(UTC)
             send(client, "kienco/v1/fk/fk-2/report", report("fk-2", "fk", seq, now))
             taken = now - timedelta(minutes=10)
-            send(client, "kienco/v1/fk/fk-1/report", report("fk-1", "fk", seq, taken))
+            unsynced = HostReading(clock_synced=False)  # and its kernel says so
+            send(client, "kienco/v1/fk/fk-1/report", report("fk-1", "fk", seq, taken, unsynced))
             time.sleep(1.0)
         wait_until(lambda: collector.verdicts.get("fk-1"), what="a verdict")
         live = wait_until(lambda: collector.verdicts.get("fk-2"), what="the live site's verdict")

@@ -62,6 +62,7 @@ def _arriving(
 
 _ALL = (True, True, True, True)
 _SYNCED = HostReading(clock_synced=True)
+_UNSYNCED = HostReading(clock_synced=False)
 
 
 CASES = [
@@ -124,11 +125,17 @@ CASES = [
         id="clock-set-right-fresh-at-once",
     ),
     pytest.param(
-        Case(_arriving([600, 601, 599.5, 600], 60, vouched=_ALL), "fresh", ("clock_corrected",)),
+        Case(
+            _arriving([600, 601, 599.5, 600], 60, vouched=_ALL, host=_UNSYNCED),
+            "fresh",
+            ("clock_corrected",),
+        ),
         id="clock-10-min-behind-no-queue-judged-in-its-own-clock",
     ),
     pytest.param(
-        Case(_arriving([7200] * 4, 60, vouched=_ALL), "fresh", ("clock_corrected",)),
+        Case(
+            _arriving([7200] * 4, 60, vouched=_ALL, host=_UNSYNCED), "fresh", ("clock_corrected",)
+        ),
         id="clock-2-hours-behind-no-queue-judged-in-its-own-clock",
     ),
     pytest.param(
@@ -141,6 +148,10 @@ CASES = [
         id="one-arrival-a-queue-may-have-held-only-said",
     ),
     pytest.param(
+        Case(_arriving([600] * 4, 60, vouched=_ALL), "offline", ("clock_behind",), "critical"),
+        id="no-queue-but-the-agent-does-not-say-its-clock-only-said",
+    ),
+    pytest.param(
         Case(
             _arriving([600] * 4, 60, vouched=_ALL, host=_SYNCED),
             "offline",
@@ -150,12 +161,16 @@ CASES = [
         id="kernel-says-clock-synchronised-a-queue-not-the-clock",
     ),
     pytest.param(
-        Case(_arriving([600] * 4, 60, vouched=_ALL, last_s=150), "fresh", ("clock_corrected",)),
+        Case(
+            _arriving([600] * 4, 60, vouched=_ALL, host=_UNSYNCED, last_s=150),
+            "fresh",
+            ("clock_corrected",),
+        ),
         id="clock-corrected-quiet-150s-still-fresh",
     ),
     pytest.param(
         Case(
-            _arriving([600] * 4, 60, vouched=_ALL, last_s=240),
+            _arriving([600] * 4, 60, vouched=_ALL, host=_UNSYNCED, last_s=240),
             "stale",
             ("no_recent_report",),
             "warning",
@@ -164,7 +179,7 @@ CASES = [
     ),
     pytest.param(
         Case(
-            _arriving([600] * 4, 60, vouched=_ALL, last_s=420),
+            _arriving([600] * 4, 60, vouched=_ALL, host=_UNSYNCED, last_s=420),
             "offline",
             ("no_recent_report",),
             "critical",
@@ -227,7 +242,13 @@ def _on_battery_behind(
     for n in range(6):
         received = ago(60 * (5 - n))
         power = [on_battery(runtime_s=runtime_s - 60 * n, battery_charge_pct=90 - drop * n)]
-        sent = report(at=received - timedelta(seconds=lag_s), power=power, links=two_paths(), seq=n)
+        sent = report(
+            at=received - timedelta(seconds=lag_s),
+            power=power,
+            links=two_paths(),
+            seq=n,
+            host=_UNSYNCED,
+        )
         s = s.with_report(sent, received_at=received, vouched=vouched)
     return s
 
@@ -262,7 +283,7 @@ def test_a_site_whose_clock_is_proven_behind_is_judged_as_if_it_were_right() -> 
 
 def test_a_corrected_clock_says_how_far_and_the_fix_in_both_languages() -> None:
     (finding,) = freshness.check(
-        _arriving([600] * 4, 60, vouched=_ALL), POLICY.freshness, NOW
+        _arriving([600] * 4, 60, vouched=_ALL, host=_UNSYNCED), POLICY.freshness, NOW
     ).findings
     assert (finding.severity, finding.effect) == ("info", "none")  # changes no verdict
     assert finding.text_en.startswith("the agent's clock is 10 min behind")

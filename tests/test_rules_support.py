@@ -195,14 +195,19 @@ def snap(
 
 
 def clock_behind(s: SiteSnapshot, lag_s: float, *, vouched: bool = True) -> SiteSnapshot:
-    """``s`` as its agent would have reported it with its clock ``lag_s`` behind: every
-    time it stamped that much earlier, its last 4 reports received on their interval up
-    to its newest's true time (``vouched``: the collector ruled out every queue)."""
+    """``s`` as its agent would have reported it with its clock ``lag_s`` behind and its
+    kernel saying so (not synchronised): every time it stamped that much earlier, its last
+    4 reports received on their interval up to its newest's true time (``vouched``: the
+    collector ruled out every queue)."""
     assert s.last_report_at is not None
     every = timedelta(seconds=s.interval_s or 60.0)
     lag = timedelta(seconds=lag_s)
     received = [s.last_report_at - every * n for n in (3, 2, 1, 0)]
-    return replace(s.shifted(-lag_s), arrivals=tuple((at, at - lag, vouched) for at in received))
+    return replace(
+        s.shifted(-lag_s),
+        host=(HostReading(clock_synced=False), s.last_report_at - lag),
+        arrivals=tuple((at, at - lag, vouched) for at in received),
+    )
 
 
 def judge(s: SiteSnapshot, **kwargs: Any) -> Evaluation:

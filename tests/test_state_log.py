@@ -22,7 +22,7 @@ from collector.readiness import Verdicts
 from collector.state import SiteStates
 from collector.state_codec import held_json, site_json
 from collector.state_store import StateStore, refolder
-from contract.wire import Event, Meta, Report, State, WireModel
+from contract.wire import Event, HostReading, Meta, Report, State, WireModel
 from rules import load_policy
 from tests.test_rules_support import genset, on_battery, two_paths, ups
 
@@ -143,6 +143,8 @@ def run(live: Live, tick: Tick, rounds: int, seed: int) -> None:
             taken = at - timedelta(seconds=75 if late else 600 if behind else 0)
             heard = not (site == "rs-4" and n % 5 == 0)
             sent = report(site, taken, n, battery=site < "rs-4")
+            if behind:  # its kernel says its clock is not synchronised
+                sent = sent.model_copy(update={"host": HostReading(clock_synced=False)})
             live.send(sent, at, heard=heard, vouched=behind)
         if n % 3 == 0:
             trap = Event(

@@ -11,7 +11,7 @@ import pytest
 import rules
 from collector.readiness import Verdicts
 from collector.state import SiteStates
-from contract.wire import Report
+from contract.wire import HostReading, Report
 from rules import Policy
 from tests.test_rules_support import NOW, POLICY, PROVINCE, SITE, link, meta, two_paths, ups
 
@@ -195,7 +195,8 @@ def test_a_site_judged_in_its_own_clock_is_looked_at_when_its_own_silence_ends()
     behind = timedelta(minutes=10)
     for t in range(0, 121, 30):  # five reports: four arrivals on cadence, each as old
         sent = report(t, two_paths())
-        sent = sent.model_copy(update={"taken_at": sent.taken_at - behind})
+        unsynced = HostReading(clock_synced=False)  # its kernel says so too
+        sent = sent.model_copy(update={"taken_at": sent.taken_at - behind, "host": unsynced})
         states.apply_report(sent, received_at=_at(t), vouched=True)
         verdicts.evaluate(SITE, _at(t))
     judged = verdicts.get(SITE)
