@@ -28,8 +28,10 @@ far ahead and still be accepted). A report read after it was queued after it (fi
 first out), so it waited at most all of that together: ``vouch_min_s``. A report older
 than that when read spent the rest of its age before the broker, at the agent, which
 sends its newest report first (agent/outbox.py): its clock is behind. rules/snapshot.py
-judges such a site in its own clock once its last reports were all vouched for and came
-on their interval, each as old.
+judges such a site as if its clock were right once its last reports were all vouched for
+and came on their interval, each as old, and its box says its clock is not synchronised.
+This holds while all of a province's agents reach the collector through its one broker
+and bridge (docs/topology.md); the box's own word is the second witness where not.
 
 Fed by paho's thread for every report (:meth:`observe`: a dict lookup and a comparison
 under a lock); read by the sweeper, /healthz and the alert sender (:meth:`late`).
