@@ -461,6 +461,9 @@ def test_a_broker_gone_is_logged_once_with_why_and_its_return_with_the_attempts(
     fix, once however many attempts (collector/connection_log.py), and the return."""
     caplog.set_level(logging.INFO, logger="kienco.collector")
     collector = started(config(tmp_path, fresh_broker, "fl"))
+    # started() returns once connected; the SUBACK's line may come just after: wait for it,
+    # or it lands after the clear below, first of what this test reads.
+    wait_until(lambda: "subscribed to" in caplog.text, what="the first subscription logged")
     caplog.clear()
     fresh_broker.stop()
     refused = f"cannot connect to the broker at {fresh_broker.url}: [Errno 111] Connection refused"
