@@ -24,6 +24,18 @@ def backlog() -> tuple[Backlog, Clock, Clock]:
     return Backlog(LATE_AFTER_S, clock=mono, wall=wall), mono, wall
 
 
+def having_read(read: list[tuple[float, str, float]]) -> Backlog:
+    """A backlog that read (seconds from the start, province, lag in s), asked 1 s after
+    the last."""
+    lateness, mono, _ = backlog()
+    start = mono.now
+    for at, province, lag_s in read:
+        mono.now = start + at
+        lateness.observe(province, lag_s)
+    mono.now += 1
+    return lateness
+
+
 # (what is read: (seconds from the start, province, lag in s)), then the late provinces
 # and how far behind, read at the end (the last second read, + 1 s).
 CASES: list[tuple[str, list[tuple[float, str, float]], dict[str, float]]] = [
@@ -65,12 +77,7 @@ CASES: list[tuple[str, list[tuple[float, str, float]], dict[str, float]]] = [
 def test_how_late_each_province_is_read(
     read: list[tuple[float, str, float]], late: dict[str, float]
 ) -> None:
-    lateness, mono, _ = backlog()
-    start = mono.now
-    for at, province, lag_s in read:
-        mono.now = start + at
-        lateness.observe(province, lag_s)
-    mono.now += 1
+    lateness = having_read(read)
     assert {p: entry.behind_s for p, entry in lateness.late().items()} == late
 
 
@@ -133,11 +140,6 @@ VOUCH_CASES: list[tuple[str, list[tuple[float, str, float]], float, bool]] = [
 def test_a_report_is_vouched_for_when_no_queue_can_have_held_it(
     read: list[tuple[float, str, float]], lag_s: float, vouched: bool
 ) -> None:
-    b, mono, _ = backlog()
-    start = mono.now
-    for at, province, lag in read:
-        mono.now = start + at
-        b.observe(province, lag)
-    mono.now += 1
+    b = having_read(read)
     assert b.vouch_min_s == WINDOW_S + BUCKET_S + LIVE_S + 300.0
     assert b.vouches("hp", lag_s) is vouched
