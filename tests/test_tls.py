@@ -182,10 +182,13 @@ def _refused_at_each_attempt(
         assert not collector.wait_connected(0.05), "connected when it should be refused"
     lines = _connection_lines(caplog)
     assert lines, f"the collector never said why it cannot connect: {caplog.text}"
-    # It retries every 1-2 s: in 3 s, more attempts, and no more lines (the same reason
-    # is said again after a minute; tests/test_connection_log.py).
-    assert not collector.wait_connected(3)
-    assert collector.connection_log.attempts >= 2
+    # It retries every 1-2 s: more attempts, and no more lines (the same reason is said
+    # again after a minute; tests/test_connection_log.py). Waited for, not timed: on a
+    # loaded machine the second attempt once came more than 3 s after the first.
+    deadline = time.monotonic() + 15
+    while collector.connection_log.attempts < 2 and time.monotonic() < deadline:
+        assert not collector.wait_connected(0.05), "connected when it should be refused"
+    assert collector.connection_log.attempts >= 2, "no second attempt in 15 s"
     assert _connection_lines(caplog) == lines, "the same reason logged at each attempt"
     (line,) = lines
     assert reason in line.getMessage() and line.levelno == logging.ERROR
