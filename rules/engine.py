@@ -173,9 +173,9 @@ def to_status(evaluation: Evaluation, snapshot: SiteSnapshot) -> Status:
     report's time set right when the agent's clock was proven behind (what the site was
     judged by: a reader must not see a site judged fresh 10 min after its last report)."""
     last_report_at = snapshot.last_report_at
-    findings = evaluation.findings
-    if findings and findings[0].code == "clock_corrected" and last_report_at is not None:
-        last_report_at += timedelta(seconds=findings[0].numbers["behind_s"] or 0.0)
+    corrected = freshness.corrected_by_s(evaluation.findings)
+    if corrected is not None and last_report_at is not None:
+        last_report_at += timedelta(seconds=corrected)
     return Status(
         site=snapshot.site,
         province=snapshot.province,

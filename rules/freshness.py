@@ -16,9 +16,10 @@ site's: its age grows from its last report.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, Protocol
 
 from contract.wire import Severity
 from rules.findings import Finding
@@ -39,6 +40,25 @@ class FreshnessResult:
     @property
     def fresh(self) -> bool:
         return self.state == "fresh"
+
+
+class _Said(Protocol):
+    """A finding or a status's reason: what both say."""
+
+    @property
+    def code(self) -> str: ...
+
+    @property
+    def numbers(self) -> Mapping[str, float | None]: ...
+
+
+def corrected_by_s(reasons: Sequence[_Said]) -> float | None:
+    """How far the site's times were set right, when it was judged as if its agent's
+    clock were right (its first reason, a finding or a status's, ``clock_corrected``)."""
+    first = reasons[0] if reasons else None
+    if first is None or first.code != "clock_corrected":
+        return None
+    return first.numbers["behind_s"]
 
 
 def interval_s(snapshot: SiteSnapshot, policy: FreshnessPolicy) -> float:

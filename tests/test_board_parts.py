@@ -15,8 +15,11 @@ from collector.board import stream as stream_module
 from collector.board.charts import chart
 from collector.board.live import Changes
 from collector.board.stream import MIN_GAP_S, events
-from collector.board.views import overview
+from collector.board.views import overview, site_view
 from contract.wire import Status
+from rules import evaluate, load_policy, to_status
+from tests.test_rules_support import NOW as RULES_NOW
+from tests.test_rules_support import clock_behind, on_battery, snap, two_paths
 
 NOW = datetime(2026, 9, 7, 5, 0, tzinfo=UTC)
 
@@ -147,3 +150,19 @@ async def test_a_stream_whose_session_ends_ends_having_told_nothing_more(
     async with asyncio.timeout(2):
         rest = [chunk async for chunk in stream]
     assert rest == []  # no event, no keep-alive: ended
+
+
+def test_a_site_judged_as_if_its_clock_were_right_shows_its_readings_times_set_right() -> None:
+    """Its status says its last report came now; its devices and paths say the same, not
+    3 h ago (what its agent stamped)."""
+    right = snap(power=[on_battery()], links=two_paths())
+    behind = clock_behind(right, 3 * 3600)
+    judged = to_status(evaluate(behind, load_policy(), RULES_NOW), behind)
+    assert judged.reasons[0].code == "clock_corrected"
+    view = site_view(judged, behind)
+    assert judged.last_report_at == right.last_report_at
+    assert [d.at for d in view.devices] == [right.power["ups1"][1]]
+    assert {p.at for p in view.paths} == {at for _, at in right.links.values()}
+    # Its clock right: shown as it reported.
+    plain = site_view(to_status(evaluate(right, load_policy(), RULES_NOW), right), right)
+    assert [d.at for d in plain.devices] == [d.at for d in view.devices]

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from collector.meetings import Meeting, MeetingStatus
 from contract.wire import LinkReading, PowerReading, Status
 from rules import SiteSnapshot
+from rules.freshness import corrected_by_s
 from rules.rehearsal import Rehearsal
 
 __all__ = [
@@ -226,7 +227,11 @@ class SiteView:
 
 def site_view(status: Status, snapshot: SiteSnapshot) -> SiteView:
     """The declared devices and paths with what each reported last (and any the site
-    reports without declaring them)."""
+    reports without declaring them); their times set right as the site was judged, when
+    its agent's clock was proven behind (``clock_corrected``)."""
+    corrected = corrected_by_s(status.reasons)
+    if corrected is not None:
+        snapshot = snapshot.shifted(corrected)
     meta = snapshot.meta
     devices: list[DeviceLine] = []
     declared_devices = {d.device: d for d in meta.devices} if meta is not None else {}
