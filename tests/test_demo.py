@@ -43,5 +43,10 @@ def test_demo_runs_a_storm_and_prints_every_final_verdict(services: list[str]) -
     assert cat_hai["reasons"][0]["text"].startswith("mất truyền dẫn: mất toàn bộ đường truyền")
     # Hà Nội, barely touched, holds.
     assert by_site["hn-dc-tp"]["state"] == "ready"
+    # Its power room's new edge box has no NTP and is 3 h behind: its reports are judged as
+    # if its clock were right (its province's other sites come through live), not silent.
+    power_room = by_site["hn-pdien-vnpt"]
+    assert power_room["state"] == "ready", power_room
+    assert [r["code"] for r in power_room["reasons"]] == ["clock_corrected"]
     # The storm was watched: sites changed verdict on the way.
     assert "→" in done.stderr

@@ -4,7 +4,7 @@ every message passes the wire contract, and the same seed gives the same reports
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +108,7 @@ def test_shipped_scenario_loads() -> None:
     assert {s.kind for s in scenario.sites} == {"station", "power_room", "meeting_point"}
     actions = {e.action for e in scenario.timeline}
     assert {"mains_fail", "mains_restore", "cut_srlg", "repair_srlg", "generator_fail"} <= actions
-    assert {"generator_refuel", "codec_down", "codec_up", "site_damage"} <= actions
+    assert {"generator_refuel", "codec_down", "codec_up", "site_damage", "clock_lost"} <= actions
     assert load_scenario(SCENARIO_FILE) == scenario
 
 
@@ -149,6 +149,11 @@ def _event(**event: object) -> Callable[[dict[str, Any]], None]:
         ),
         (_event(action="mains_fail", target="dn"), ["'dn' names no province or site"]),
         (_event(action="risk_level", target="hp"), ["level", "risk_level"]),
+        (_event(action="clock_lost", target="hp-dc-tp"), ["behind_min", "clock_lost"]),
+        (
+            _event(action="mains_fail", target="hp", behind_min=5),
+            ["behind_min", "only there"],
+        ),
         (
             lambda d: d["timeline"].insert(5, {"at_min": 1, "action": "storm_end", "target": "hp"}),
             ["timeline.5.at_min", "time order"],
@@ -172,6 +177,8 @@ def _event(**event: object) -> Callable[[dict[str, Any]], None]:
         "no-generator-there",
         "province-unknown",
         "risk-without-level",
+        "clock-lost-without-how-far",
+        "how-far-without-clock-lost",
         "out-of-order",
         "site-province-unknown",
         "fuel-over-tank",
@@ -188,6 +195,20 @@ def test_bad_scenarios_name_the_key(
     assert message.startswith("yagi.yaml: invalid configuration")
     for part in says:
         assert part in message
+
+
+def test_a_box_whose_clock_is_behind_stamps_its_reports_so_and_says_it_is_not_synced() -> None:
+    lost = "  - {at_min: 500, action: clock_lost, target: bts-hard, behind_min: 180}\n"
+    fleet = Fleet(parse_yaml_model(MINI + lost, Scenario, source="mini.yaml"))
+    site = fleet.site("bts-hard")
+    before = site.report(1, NOW, 1.0)
+    assert before.taken_at == NOW and before.host is not None and before.host.clock_synced
+    notes = fleet.advance_to_minute(501)
+    assert any("bts-hard" in n and "no NTP in reach" in n for n in notes)
+    after = site.report(2, NOW, 1.0)
+    assert after.taken_at == NOW - timedelta(hours=3)
+    assert after.host is not None and after.host.clock_synced is False
+    assert after.host.clock_offset_ms is None and after.host.clock_max_error_ms is None
 
 
 def test_load_scenario_names_the_file(tmp_path: Path) -> None:

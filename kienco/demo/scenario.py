@@ -148,6 +148,7 @@ Action = Literal[
     "storm_start",
     "storm_end",
     "risk_level",
+    "clock_lost",
 ]
 
 # What each action's target must name.
@@ -165,6 +166,7 @@ _TARGETS: dict[str, tuple[str, ...]] = {
     "storm_start": ("province", "site"),
     "storm_end": ("province", "site"),
     "risk_level": ("province",),
+    "clock_lost": ("site",),
 }
 
 
@@ -174,6 +176,7 @@ class TimelineEvent(_Strict):
     target: Slug
     level: Annotated[int, Field(ge=0, le=5)] | None = None  # risk_level only
     litres: Positive | None = None  # generator_refuel only; default: fill the tank
+    behind_min: Positive | None = None  # clock_lost only: how far behind, from then on
     note: Annotated[str, Field(max_length=300)] | None = None
 
     @model_validator(mode="after")
@@ -182,6 +185,10 @@ class TimelineEvent(_Strict):
             raise ValueError("level: give level (0-5) with action risk_level, and only there")
         if self.litres is not None and self.action != "generator_refuel":
             raise ValueError("litres: only for action generator_refuel")
+        if (self.action == "clock_lost") != (self.behind_min is not None):
+            raise ValueError(
+                "behind_min: give behind_min (minutes) with action clock_lost, and only there"
+            )
         return self
 
 

@@ -67,6 +67,10 @@ _ACTIONS: dict[Action, Note] = {
     "storm_start": ("bão ảnh hưởng", "storm arrives"),
     "storm_end": ("bão đi qua", "storm passes"),
     "risk_level": ("cấp độ rủi ro", "risk level"),
+    "clock_lost": (
+        "đồng hồ hộp giám sát chạy chậm, không có NTP",
+        "the edge box's clock is behind, no NTP in reach",
+    ),
 }
 
 
@@ -94,6 +98,7 @@ class SimulatedSite:
         self.generator_running = False
         self.generator_failed = False
         self.damaged = False
+        self.clock_behind_s = 0.0  # the edge box's clock, behind (no NTP): its times too
         self.codec_ok = True
         self.line_bads = 0
         self.outage_since_min: float | None = None
@@ -255,7 +260,7 @@ class SimulatedSite:
             site=self.site,
             province=self.province,
             seq=seq,
-            taken_at=now,
+            taken_at=now - timedelta(seconds=self.clock_behind_s),
             interval_s=interval_s,
             power=_power(self, rng),
             links=tuple(_link(p, self.path_up(p), self.in_storm, rng) for p in self.spec.paths),
@@ -373,6 +378,9 @@ class Fleet:
                 sites[0].codec_ok = event.action == "codec_up"
             case "site_damage" | "site_restore":
                 sites[0].damaged = event.action == "site_damage"
+            case "clock_lost":
+                assert event.behind_min is not None  # the scenario checks it
+                sites[0].clock_behind_s = event.behind_min * 60
             case "storm_start":
                 self._world.storm.add(target)
             case "storm_end":
@@ -526,7 +534,10 @@ def _host(site: SimulatedSite, seed: int, rng: random.Random) -> HostReading:
         disk_pct=round(disk, 1),
         temperature_c=round(shelter_c + rng.uniform(-1.5, 1.5), 1),
         uptime_s=round(site.uptime_s, 1),
-        clock_offset_ms=round(rng.gauss(0, 8), 1),
+        # NTP keeps it within milliseconds; a box that lost its time says so (its kernel)
+        clock_offset_ms=None if site.clock_behind_s else round(rng.gauss(0, 8), 1),
+        clock_synced=not site.clock_behind_s,
+        clock_max_error_ms=None if site.clock_behind_s else round(box.uniform(20, 400), 1),
     )
 
 
