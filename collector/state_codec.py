@@ -55,6 +55,7 @@ class SavedSite(_Saved):
     room: tuple[RoomReading, datetime] | None = None
     # rules/snapshot.py: a clock behind; saved before vouching without the third
     arrivals: list[tuple[datetime, datetime, bool] | tuple[datetime, datetime]] = []
+    last_seq: int | None = None  # rules/snapshot.py: a clock stepped back
     power_history: dict[str, list[Sample]] = {}  # then meta: SiteEncoder writes these two
     meta: Meta | None = None  # last: the saver appends it as kept (any order reads back)
 
@@ -109,6 +110,7 @@ def _saved_site(
         host=snapshot.host,
         room=snapshot.room,
         arrivals=list(snapshot.arrivals),
+        last_seq=snapshot.last_seq,
         power_history=power_history,
         meta=meta,
     )
@@ -284,6 +286,7 @@ def site_from_json(raw: bytes) -> SiteSnapshot:
         room=saved.room,
         power_history=MappingProxyType({d: tuple(h) for d, h in saved.power_history.items()}),
         arrivals=tuple((a[0], a[1], len(a) == 3 and a[2]) for a in saved.arrivals),
+        last_seq=saved.last_seq,
     )
 
 

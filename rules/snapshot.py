@@ -113,6 +113,9 @@ class SiteSnapshot:
     # The last CLOCK_SAMPLES newest reports heard live: (received at, taken at, vouched),
     # oldest first; for clock_behind_s and clock_correction_s.
     arrivals: tuple[Arrival, ...] = ()
+    # The sequence number of the newest report (by its time): a report heard live with a
+    # higher one but taken well before is the agent's clock stepped back (``with_report``).
+    last_seq: int | None = None
 
     def __post_init__(self) -> None:
         if self.site_kind is None and self.meta is not None:
@@ -255,8 +258,26 @@ class SiteSnapshot:
     ) -> SiteSnapshot:
         """Fold a report in; each reading is kept only if it is newer than what we hold.
         ``received_at``: when it was heard live; ``vouched``: no queue can have held it
-        (see :data:`Arrival`)."""
+        (see :data:`Arrival`).
+
+        A report heard live that the agent numbered after the newest but stamped more than
+        :data:`CLOCK_BEHIND_MIN_S` before it is not a replay (a replay was numbered before
+        it): the agent's clock stepped back (a box rebooted after a power cut with no RTC
+        and no NTP in reach). The site starts again from it (:meth:`_stepped_back`): else
+        every report after the step would be taken for history, and the site called
+        silent while it reports, until its clock caught up with its last report before."""
         at = report.taken_at
+        last, last_seq = self.last_report_at, self.last_seq
+        if (
+            received_at is not None
+            and last is not None
+            and last_seq is not None
+            and report.seq > last_seq
+            and (last - at).total_seconds() > CLOCK_BEHIND_MIN_S
+        ):
+            return self._stepped_back().with_report(
+                report, received_at=received_at, vouched=vouched, history_len=history_len
+            )
 
         def newer(held: tuple[object, datetime] | None) -> bool:
             return held is None or at > held[1]
@@ -302,6 +323,23 @@ class SiteSnapshot:
             interval_s=report.interval_s if is_newest else self.interval_s,
             last_seen_at=seen,
             arrivals=arrivals,
+            last_seq=report.seq if is_newest else self.last_seq,
+        )
+
+    def _stepped_back(self) -> SiteSnapshot:
+        """The site without what its agent stamped by its clock before it stepped back
+        (readings, battery history, the clock's evidence): times on either side of the
+        step cannot be compared. Its meta, state and when it was last heard stay."""
+        return replace(
+            self,
+            power={},
+            links={},
+            host=None,
+            room=None,
+            power_history={},
+            last_report_at=None,
+            arrivals=(),
+            last_seq=None,
         )
 
     def _evolve(self, **changes: Any) -> SiteSnapshot:

@@ -281,6 +281,45 @@ def test_a_site_whose_clock_is_proven_behind_is_judged_as_if_it_were_right() -> 
     assert (suspected.verdict, codes(suspected)) == ("unknown", ["clock_behind"])
 
 
+def test_a_clock_that_steps_back_starts_the_site_again_then_is_judged_as_if_right() -> None:
+    """A box reports on time, then reboots after a power cut with no RTC and no NTP: its
+    clock 3 h behind, its sequence numbers going on. Its new reports are not taken for a
+    replay (history, the site called silent while it reports): the site starts again from
+    them, and is judged as if its clock were right once no queue can explain their age."""
+    s = snap(links=two_paths(), at=ago(86_400))
+    for n in range(3):  # on time, on mains
+        received = ago(600 - 60 * n)
+        sent = report(at=received, power=[ups()], links=two_paths(), seq=n + 1)
+        s = s.with_report(sent, received_at=received)
+    before = s.last_report_at
+    behind = timedelta(hours=3)
+    for n in range(4):  # rebooted: on battery, its clock 3 h behind, numbering on
+        received = ago(180 - 60 * n)
+        power = [on_battery(runtime_s=5400 - 60 * n, battery_charge_pct=80 - n)]
+        sent = report(
+            at=received - behind, power=power, links=two_paths(), seq=10 + n, host=_UNSYNCED
+        )
+        s = s.with_report(sent, received_at=received, vouched=True)
+        if n == 0:  # the first report after the step: the site starts again from it
+            assert s.last_report_at == received - behind < before
+            assert s.power["ups1"][0].on_battery and len(s.power_history["ups1"]) == 1
+    judged = judge(s)
+    assert codes(judged)[0] == "clock_corrected" and judged.verdict != "unknown"
+    assert any(f.rule == "backup_power" for f in judged.findings)  # on battery, as it is
+    # Reports from before the step replayed from its outbox (numbered before) are newer
+    # by its old clock: they are the newest for a moment, judged old (stale); its next
+    # live report, numbered after them, starts the site again.
+    replayed = report(at=before - timedelta(minutes=5), power=[ups()], links=two_paths(), seq=2)
+    again = s.with_report(replayed, received_at=NOW)
+    assert judge(again).verdict == "unknown"
+    live = report(at=NOW - behind, power=[on_battery()], links=two_paths(), seq=14, host=_UNSYNCED)
+    healed = again.with_report(live, received_at=NOW, vouched=True)
+    assert healed.last_report_at == NOW - behind and healed.power["ups1"][0].on_battery
+    # A step back within the network's share (NTP slewing): not a step, history as ever.
+    small = report(at=s.last_report_at - timedelta(seconds=20), power=[ups()], seq=99)
+    assert s.with_report(small, received_at=NOW).last_report_at == s.last_report_at
+
+
 def test_a_corrected_clock_says_how_far_and_the_fix_in_both_languages() -> None:
     (finding,) = freshness.check(
         _arriving([600] * 4, 60, vouched=_ALL, host=_UNSYNCED), POLICY.freshness, NOW

@@ -176,7 +176,7 @@ class TimelineEvent(_Strict):
     target: Slug
     level: Annotated[int, Field(ge=0, le=5)] | None = None  # risk_level only
     litres: Positive | None = None  # generator_refuel only; default: fill the tank
-    behind_min: Positive | None = None  # clock_lost only: how far behind, from then on
+    behind_min: Positive | None = None  # clock_lost only: how far its clock steps back
     note: Annotated[str, Field(max_length=300)] | None = None
 
     @model_validator(mode="after")
