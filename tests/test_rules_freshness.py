@@ -292,6 +292,7 @@ def test_a_clock_that_steps_back_starts_the_site_again_then_is_judged_as_if_righ
         sent = report(at=received, power=[ups()], links=two_paths(), seq=n + 1)
         s = s.with_report(sent, received_at=received)
     before = s.last_report_at
+    assert before is not None
     behind = timedelta(hours=3)
     for n in range(4):  # rebooted: on battery, its clock 3 h behind, numbering on
         received = ago(180 - 60 * n)
@@ -315,6 +316,7 @@ def test_a_clock_that_steps_back_starts_the_site_again_then_is_judged_as_if_righ
     live = report(at=NOW - behind, power=[on_battery()], links=two_paths(), seq=14, host=_UNSYNCED)
     healed = again.with_report(live, received_at=NOW, vouched=True)
     assert healed.last_report_at == NOW - behind and healed.power["ups1"][0].on_battery
+    assert s.last_report_at is not None
     # A step back within the network's share (NTP slewing): not a step, history as ever.
     small = report(at=s.last_report_at - timedelta(seconds=20), power=[ups()], seq=99)
     assert s.with_report(small, received_at=NOW).last_report_at == s.last_report_at
