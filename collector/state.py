@@ -144,8 +144,9 @@ class SiteStates:
             before = self._current(report.site, report.province)
             after = before.with_report(report, received_at=received_at, vouched=vouched)
             self._put(after)
-        # A replay older than what we hold changes history only, not the verdict.
-        return before.last_report_at is None or report.taken_at >= before.last_report_at
+        # A replay older than what we hold changes history only, not the verdict; a report
+        # after the agent's clock stepped back is the site's newest (rules/snapshot.py).
+        return after.last_report_at == report.taken_at
 
     def apply_event(self, event: Event) -> bool:
         if event.power is None:

@@ -208,6 +208,18 @@ def test_a_site_judged_in_its_own_clock_is_looked_at_when_its_own_silence_ends()
     assert [r.code for r in stale[0].reasons] == ["no_recent_report"]
 
 
+def test_a_report_changes_the_present_when_it_is_the_newest_or_its_clock_stepped_back() -> None:
+    """What the collector judges the site again for: its newest report, not a replay; and
+    the first report after the agent's clock stepped back (numbered after the newest)."""
+    states = SiteStates()
+    assert states.apply_report(report(600, two_paths()), received_at=_at(600))
+    assert not states.apply_report(report(300, two_paths()), received_at=_at(601))  # replay
+    back = report(0, two_paths()).model_copy(update={"seq": 601})  # numbered after it
+    assert states.apply_report(back, received_at=_at(660))
+    snapshot = states.get(SITE)
+    assert snapshot is not None and snapshot.last_report_at == NOW
+
+
 def test_a_forgotten_site_is_not_looked_at_again() -> None:
     states, verdicts = _silent_site([], [0])
     states.apply_report(report(0, two_paths()))
