@@ -28,6 +28,7 @@ from paho.mqtt.properties import Properties
 
 from agent import commands
 from agent.bandwidth import Bandwidth
+from agent.clock_log import ClockStateLog
 from agent.config import SiteConfig
 from agent.cycle import Probes, poll_once
 from agent.meta import meta_message
@@ -97,6 +98,7 @@ class Agent:
             Bandwidth(config.throughput, config.paths, config.site) if config.throughput else None
         )
         self._last_report: Report | None = None
+        self._clock_state = ClockStateLog()  # said in the log once per change
         self.connected = False
         self.published_total = 0
         self.refused_total = 0
@@ -271,6 +273,7 @@ class Agent:
         if self.bandwidth is not None:
             report = report.model_copy(update={"links": self.bandwidth.stamp(report.links)})
         self._last_report = report
+        self._clock_state.see(report.host.clock_synced if report.host is not None else None)
         return report
 
     async def test_bandwidth(self) -> None:
