@@ -9,7 +9,14 @@ power cut loses nothing that was added.
 The outbox is bounded by age and size; when it is full the oldest messages are
 dropped and counted (``dropped_total``), and the agent reports that counter.
 It also holds the agent's sequence counter, so sequence numbers stay monotonic
-across restarts.
+across restarts. A new outbox (a new box, or its file deleted) numbers from the clock
+(Unix seconds), not from 0: above any number an earlier outbox of the same site can
+have reached while it made under one message a second, so a box *replaced* with its
+clock behind is still told by the collector from a replay of the old one (a report
+numbered after the newest but stamped before it is a clock that stepped back,
+rules/snapshot.py). Caught unless the new box's clock is behind by more than the old
+outbox's age times (1 − its messages per second): a box that reported every 10 s for
+a day is caught up to ~21 h behind; a clock reset to 1970 is not.
 
 The disk itself may fail it, and the policy holds then too:
 
@@ -59,9 +66,10 @@ CREATE TABLE IF NOT EXISTS outbox (
 -- The age bound looks up the oldest by time at each add: without it, a scan of the backlog.
 CREATE INDEX IF NOT EXISTS outbox_created_at ON outbox (created_at);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO counters VALUES
-    ('next_seq', 0), ('dropped_total', 0), ('bytes', 0), ('resets_total', 0);
+INSERT OR IGNORE INTO counters VALUES ('dropped_total', 0), ('bytes', 0), ('resets_total', 0);
 """
+# A new file's sequence counter starts at the clock (the module's docstring says why).
+_FIRST_SEQ = "INSERT OR IGNORE INTO counters VALUES ('next_seq', ?)"
 # Checkpoint the WAL into the main file every 64 pages (256 KiB; SQLite's default is
 # 1 000): on a full disk, a checkpoint must never need more new space than the reserve.
 _WAL_PAGES = 64
@@ -294,6 +302,7 @@ class Outbox(DurableStore):
     def _connect(self) -> sqlite3.Connection:
         db = open_durable(self.path, _SCHEMA)
         db.execute(f"PRAGMA wal_autocheckpoint={_WAL_PAGES}")
+        db.execute(_FIRST_SEQ, (max(0, int(self._clock())),))
         return db
 
     def _open(self) -> sqlite3.Connection:

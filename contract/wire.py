@@ -220,6 +220,9 @@ class Report(WireModel):
     v: Literal[1] = SCHEMA_VERSION
     site: Slug
     province: Slug
+    # Rises by one per message of the agent (reports and events), kept across restarts
+    # by its outbox; a new outbox starts from its clock's Unix seconds, above any earlier
+    # box's at the site (agent/outbox.py).
     seq: Count
     taken_at: UtcTime
     interval_s: Annotated[float, Field(gt=0, le=86_400)]

@@ -19,6 +19,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from agent.outbox import Outbox
 from collector import readiness, service
 from collector.config import CollectorConfig
 from collector.line_protocol import LineProtocolError
@@ -735,3 +736,51 @@ def test_an_agent_whose_clock_is_behind_beside_a_live_site_is_judged_as_it(
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+def test_a_replaced_box_whose_clock_is_behind_is_judged_as_it(
+    tmp_path: Path, mosquitto: Broker, started: Callable[[CollectorConfig], Collector]
+) -> None:
+    """After the storm, the flooded box of fk-1 is swapped for a spare: a new outbox, and
+    a clock 10 min behind (no RTC, no NTP in reach). Its reports are numbered by its own
+    new outbox, the real one (agent/outbox.py), yet taken for what they are, not for
+    replays of the old box's: judged as the live site of its province is, the clock said
+    beside."""
+    collector = started(config(tmp_path, mosquitto, "fk"))
+    client = publisher(mosquitto.port)
+    old_box = Outbox(tmp_path / "old.sqlite", clock=lambda: time.time() - 86_400)  # a day ago
+    for _ in range(100):  # it reported since
+        old_box.reserve_seq()
+    new_box = Outbox(tmp_path / "new.sqlite", clock=lambda: time.time() - 600)
+    try:
+        for _ in range(3):  # the old box, on time
+            now = datetime.now(UTC)
+            send(client, "kienco/v1/fk/fk-2/report", report("fk-2", "fk", 1, now))
+            on_time = report("fk-1", "fk", old_box.reserve_seq(), now)
+            send(client, "kienco/v1/fk/fk-1/report", on_time)
+            time.sleep(1.0)
+        for seq in range(2, 8):  # the spare, 10 min behind, and its kernel says so
+            now = datetime.now(UTC)
+            send(client, "kienco/v1/fk/fk-2/report", report("fk-2", "fk", seq, now))
+            taken = now - timedelta(minutes=10)
+            unsynced = HostReading(clock_synced=False)
+            spare = report("fk-1", "fk", new_box.reserve_seq(), taken, unsynced)
+            send(client, "kienco/v1/fk/fk-1/report", spare)
+            time.sleep(1.0)
+
+        def judged_by_the_spare() -> Status | None:
+            status = collector.verdicts.get("fk-1")
+            recent = datetime.now(UTC) - timedelta(minutes=1)  # its times set right
+            ok = status is not None and (status.last_report_at or recent) > recent
+            return status if ok else None
+
+        live = wait_until(lambda: collector.verdicts.get("fk-2"), what="the live site's verdict")
+        replaced = wait_until(judged_by_the_spare, what="the replaced box judged by its reports")
+        codes = [r.code for r in replaced.reasons]
+        assert codes == ["clock_corrected", *(r.code for r in live.reasons)], codes
+        assert replaced.verdict == live.verdict
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        old_box.close()
+        new_box.close()

@@ -21,6 +21,10 @@ from agent.runner import Agent
 from contract.wire import Report
 from tests.support.disk import fill, small_tmpfs
 
+T0 = datetime(2026, 9, 7, 3, 15, 0, tzinfo=UTC).timestamp()  # Typhoon Yagi's landfall
+S0 = int(T0)  # the first number of an outbox made at T0
+F0 = S0 - 86_400  # the first of one made a day before (_filled)
+
 
 def test_fifo_take_and_ack(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.sqlite")
@@ -47,10 +51,37 @@ def test_fresh_messages_ride_ahead_of_the_backlog_which_drains_oldest_first(tmp_
 
 def test_sequence_survives_reopen(tmp_path: Path) -> None:
     path = tmp_path / "o.sqlite"
-    box = Outbox(path)
-    assert [box.reserve_seq() for _ in range(3)] == [0, 1, 2]
+    box = Outbox(path, clock=lambda: T0)
+    assert [box.reserve_seq() for _ in range(3)] == [S0, S0 + 1, S0 + 2]
     box.close()
-    assert Outbox(path).reserve_seq() == 3
+    assert Outbox(path, clock=lambda: T0 + 3600).reserve_seq() == S0 + 3  # not the clock
+
+
+@pytest.mark.parametrize(
+    ("clock", "first"),
+    [
+        (T0, S0),  # a new box, its clock right
+        (T0 - 3 * 3600, S0 - 3 * 3600),  # its clock 3 h behind: still above any old count
+        (T0 + 0.999, S0),  # whole seconds
+        (-5.0, 0),  # a clock before 1970 (no RTC, set by hand): from 0, never negative
+    ],
+)
+def test_a_new_outbox_numbers_from_the_clock(clock: float, first: int, tmp_path: Path) -> None:
+    """Not from 0: a box that replaces another (or whose outbox was deleted) numbers above
+    the old outbox's last report, so the collector tells its clock stepped back from a
+    replay (rules/snapshot.py)."""
+    box = Outbox(tmp_path / "o.sqlite", clock=lambda: clock)
+    assert [box.reserve_seq() for _ in range(2)] == [first, first + 1]
+
+
+def test_a_replaced_box_numbers_above_the_old_one_with_its_clock_hours_behind(
+    tmp_path: Path,
+) -> None:
+    """The old box reported every 10 s for a day; the new one's clock is 3 h behind."""
+    old = Outbox(tmp_path / "old.sqlite", clock=lambda: T0 - 86_400)
+    last_old = max(old.reserve_seq() for _ in range(8_640))
+    new = Outbox(tmp_path / "new.sqlite", clock=lambda: T0 - 3 * 3600)
+    assert new.reserve_seq() > last_old
 
 
 def test_bounded_by_bytes_drops_oldest_and_counts(tmp_path: Path) -> None:
@@ -87,8 +118,6 @@ def test_added_message_survives_kill_9(tmp_path: Path) -> None:
 
 # --- a corrupt file ---------------------------------------------------------------------
 
-T0 = datetime(2026, 9, 7, 3, 15, 0, tzinfo=UTC).timestamp()  # Typhoon Yagi's landfall
-
 
 def _report(seq: int) -> bytes:
     return json.dumps({"kind": "report", "seq": seq, "pad": "x" * 1200}).encode()
@@ -99,8 +128,9 @@ def _seqs(box: Outbox) -> list[int]:
 
 
 def _filled(path: Path, n: int) -> None:
-    """An outbox with ``n`` reports of seq 0..n-1, all of it in the main file, closed."""
-    box = Outbox(path, reserve_bytes=0)
+    """An outbox made a day before T0, with ``n`` reports of seq F0..F0+n-1, all of it in
+    the main file, closed."""
+    box = Outbox(path, clock=lambda: T0 - 86_400, reserve_bytes=0)
     for _ in range(n):
         box.add("t", _report(box.reserve_seq()))
     box._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -135,8 +165,8 @@ def test_a_file_that_is_not_a_database_is_moved_aside_and_a_fresh_one_started(
     assert _aside(path) == [tmp_path / "o.sqlite.corrupt-20260907T031500Z"]
     assert box.resets_total() == 1
     assert box.depth() == 0  # nothing in it could be read
-    # The old counter is unreadable: sequence numbers go on from the clock, above 0..49.
-    assert box.reserve_seq() == int(T0)
+    # The old counter is unreadable: sequence numbers go on from the clock, above F0..F0+49.
+    assert box.reserve_seq() == S0
     box.add("t", b"after")
     assert [e.payload for e in box.take(10)] == [b"after"]
     assert "OUTBOX FILE CORRUPT" in caplog.text and "corrupt-20260907T031500Z" in caplog.text
@@ -153,15 +183,15 @@ def test_a_damaged_page_loses_only_its_messages(tmp_path: Path) -> None:
 
     kept = _seqs(box)
     assert box.resets_total() == 1 and len(_aside(path)) == 1
-    assert kept[:3] == [0, 1, 2] and kept[-3:] == [497, 498, 499]  # read from both ends
+    assert kept[:3] == [F0, F0 + 1, F0 + 2] and kept[-3:] == [F0 + 497, F0 + 498, F0 + 499]
     assert 470 <= len(kept) < 500 and kept == sorted(kept)
-    assert box.reserve_seq() == 500  # the counter was readable: no gap, no reuse
+    assert box.reserve_seq() == F0 + 500  # the counter was readable: no gap, no reuse
     assert box.add("t", b"new") > last_id  # ids go on: an old id never names a new message
 
 
 def test_corruption_met_while_running_replaces_the_file_then(tmp_path: Path) -> None:
     path = tmp_path / "o.sqlite"
-    box = Outbox(path, reserve_bytes=0)
+    box = Outbox(path, clock=lambda: T0, reserve_bytes=0)
     for _ in range(400):
         box.add("t", _report(box.reserve_seq()))
     box._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -170,8 +200,8 @@ def test_corruption_met_while_running_replaces_the_file_then(tmp_path: Path) -> 
 
     kept = _seqs(box)  # the damage met: the file replaced, and the call answered
     assert box.resets_total() == 1 and len(_aside(path)) == 1
-    assert 370 <= len(kept) < 400 and kept[0] == 0 and kept[-1] == 399
-    assert box.reserve_seq() == 400
+    assert 370 <= len(kept) < 400 and kept[0] == S0 and kept[-1] == S0 + 399
+    assert box.reserve_seq() == S0 + 400
     box.add("t", b"after")
     assert box.depth() == len(kept) + 1
 
@@ -209,7 +239,7 @@ def test_the_agent_starts_on_a_corrupt_outbox_and_reports_the_reset(tmp_path: Pa
     (entry,) = agent.outbox.take(10)
     report = Report.model_validate_json(entry.payload)
     assert report.host is not None and report.host.outbox_resets_total == 1
-    assert report.seq > 5
+    assert report.seq > F0 + 5
 
 
 # --- a full disk (a real one: a small tmpfs, mounted as root) -----------------------------
@@ -230,35 +260,35 @@ def _free(disk: Path) -> int:
 def test_on_a_disk_filled_by_another_program_the_newest_are_kept_and_the_oldest_dropped(
     small_disk: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    box = Outbox(small_disk / "o.sqlite", reserve_bytes=256 * 1024)
+    box = Outbox(small_disk / "o.sqlite", clock=lambda: T0, reserve_bytes=256 * 1024)
     for _ in range(300):
         box.add("t", _report(box.reserve_seq()))
     fill(small_disk)
     assert _free(small_disk) == 0
 
     for n in range(300, 1300):  # the link is down: reports keep coming, the disk stays full
-        assert box.reserve_seq() == n
-        box.add("t", _report(n))
+        assert box.reserve_seq() == S0 + n
+        box.add("t", _report(S0 + n))
         if n % 250 == 0:
             fill(small_disk)  # it takes whatever the outbox gives back
 
     kept = _seqs(box)
-    assert kept[-1] == 1299 and kept == list(range(kept[0], 1300)), "the newest, none missing"
-    assert box.dropped_total() == kept[0] > 0, "what went is the oldest, and it is counted"
+    assert kept[-1] == S0 + 1299 and kept == list(range(kept[0], S0 + 1300)), "newest, no gap"
+    assert box.dropped_total() == kept[0] - S0 > 0, "what went is the oldest, and it is counted"
     assert "DISK FULL" in caplog.text
     box.ack(e.id for e in box.take(10))  # the link comes back: acks go through on a full disk
     assert box.depth() == len(kept) - 10
 
     (small_disk / "filler").unlink()
-    box.add("t", _report(1300))
+    box.add("t", _report(S0 + 1300))
     assert (small_disk / "o.sqlite.reserve").stat().st_size == 256 * 1024  # made again
 
 
 def test_an_outbox_that_fills_its_disk_keeps_the_newest(small_disk: Path) -> None:
-    box = Outbox(small_disk / "o.sqlite", reserve_bytes=256 * 1024)
+    box = Outbox(small_disk / "o.sqlite", clock=lambda: T0, reserve_bytes=256 * 1024)
     for _ in range(3000):  # ~4 MiB of reports for a 2 MiB disk
         box.add("t", _report(box.reserve_seq()))
     kept = _seqs(box)
-    assert kept[-1] == 2999 and kept == list(range(kept[0], 3000))
-    assert box.dropped_total() == kept[0] > 1500
+    assert kept[-1] == S0 + 2999 and kept == list(range(kept[0], S0 + 3000))
+    assert box.dropped_total() == kept[0] - S0 > 1500
     assert (small_disk / "o.sqlite.reserve").exists()  # never needed: the file stopped growing
