@@ -16,8 +16,10 @@ SiteDark                    critical  power         battery depleted, or silent 
                                                     its last figures gave it
 TransportLost               critical  transport     every path down: one alert, not one per path
 PathLost                    warning   transport     some paths down, others up: one per site
-SiteSilent                  warning   silence       stale, or the agent's Will fired, and
-                                                    neither power nor transport explains it
+SiteSilent                  warning   silence       stale (or its reports refused, stamped
+                                                    ahead: ``clock_ahead_refused``), or the
+                                                    agent's Will fired, and neither power
+                                                    nor transport explains it
 MeetingPointNotReady        warning   its reason's  a meeting point ``not_ready`` for a reason
                                                     no other alert of the site says already
 MeetingAtRisk               critical  its reason's  a point of a planned meeting (watched from
@@ -96,7 +98,9 @@ POWER_ALERTS: frozenset[AlertName] = frozenset({"SiteOnBattery", "SiteDarkSoon",
 LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 # What the site says is not to be vouched for: its alert is SiteSilent, with the reason's
 # text (an agent whose clock is behind still talks: its SiteSilent says that and the fix).
-SILENT_CODES = frozenset({"no_recent_report", "report_backlog", "clock_behind", "agent_offline"})
+SILENT_CODES = frozenset(
+    {"no_recent_report", "report_backlog", "clock_behind", "clock_ahead_refused", "agent_offline"}
+)
 UNKNOWN_YET_CODES = frozenset({"no_report_yet"})
 # The agent's clock is wrong, and its verdict holds all the same: SiteClockWrong.
 CLOCK_CODES = frozenset({"clock_corrected", "clock_ahead"})

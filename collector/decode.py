@@ -46,6 +46,9 @@ class Decoded:
 class Rejected:
     reason: str  # one of REJECT_REASONS
     detail: str
+    # future_timestamp: the message, valid but for its time, and how far ahead it is (s)
+    ahead: Decoded | None = None
+    ahead_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,10 +117,13 @@ def decode(
         )
     stamped = _timestamp(message)
     if stamped - now > timedelta(seconds=future_tolerance_s):
+        ahead_s = (stamped - now).total_seconds()
         return Rejected(
             "future_timestamp",
-            f"stamped {stamped.isoformat()}, {(stamped - now).total_seconds():.0f} s ahead of "
+            f"stamped {stamped.isoformat()}, {ahead_s:.0f} s ahead of "
             f"the collector (tolerance {future_tolerance_s:.0f} s): check the agent's clock",
+            ahead=Decoded(parsed, message),
+            ahead_s=ahead_s,
         )
     return Decoded(parsed, message)
 

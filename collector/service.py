@@ -607,12 +607,24 @@ class Collector:
         if isinstance(result, Decoded):  # against what we know: province binding, site cap
             result = self.admission.check(result) or result
         if not isinstance(result, Decoded):
+            if isinstance(result, Rejected) and result.ahead is not None and heard:
+                self.supervisor.attempt(self._refused_ahead, result.ahead, result.ahead_s, now)
             return result if isinstance(result, Rejected) else ""
         try:
             return self._apply(result, topic, payload, now, heard=heard)
         except Exception as exc:  # a bug or an input we did not foresee: kept, never retried
             self.supervisor.record(self.supervisor.current(), exc)
             return Rejected(UNPROCESSABLE, f"{type(exc).__name__}: {exc}"[:1000])
+
+    def _refused_ahead(self, decoded: Decoded, ahead_s: float, now: datetime) -> None:
+        """A report refused for its clock ahead: its site (if admitted) says so, not a
+        silence (rules/freshness.py, ``clock_ahead_refused``); still dead-lettered."""
+        report = decoded.message
+        if not isinstance(report, Report) or self.admission.check(decoded) is not None:
+            return
+        tolerance_s = self.config.limits.future_tolerance_s
+        if self.states.note_refused_ahead(report, now, ahead_s, tolerance_s):
+            self._judge_sites((report.site,), now)
 
     def _dead_letter(
         self, now: datetime, topic: str, reason: str, detail: str, payload: bytes

@@ -148,6 +148,19 @@ class SiteStates:
         # after the agent's clock stepped back is the site's newest (rules/snapshot.py).
         return after.last_report_at == report.taken_at
 
+    def note_refused_ahead(
+        self, report: Report, received_at: datetime, ahead_s: float, tolerance_s: float
+    ) -> bool:
+        """A live report of the site refused for being stamped ``ahead_s`` ahead of the
+        collector's clock, past ``tolerance_s`` (collector/decode.py): the site spoke, its
+        clock is wrong; nothing of it is folded in. Whether the site changed (to be judged
+        again: its reason says how far ahead)."""
+        with self._lock:
+            before = self._current(report.site, report.province)
+            after = before.with_refused_ahead(received_at, ahead_s, tolerance_s)
+            self._put(after)
+        return after is not before
+
     def apply_event(self, event: Event) -> bool:
         if event.power is None:
             with self._lock:

@@ -11,7 +11,11 @@ its own clock: its age is the time since its newest report in that clock, nearly
 time since it arrived, and its verdict is what its readings say, with ``clock_corrected``
 beside it (info: how far behind, the fix; it changes no verdict, and the collector's
 ``SiteClockWrong`` alert carries it to the NOC). Its silence is then seen as any
-site's: its age grows from its last report.
+site's: its age grows from its last report. A site whose reports are refused because
+its agent's clock is ahead of the collector's past the tolerance (a box set to
+Vietnam's time as if it were UTC is 7 h ahead) has nothing to judge, yet it is not
+silent: while such a report came within its stale window, its reason says so
+(``clock_ahead_refused``, how far ahead, the fix) instead of a silence.
 """
 
 from __future__ import annotations
@@ -87,6 +91,18 @@ def _age(later: datetime, earlier: datetime | None) -> float | None:
     return None if seconds is None else max(0.0, seconds)
 
 
+def refused_ahead(
+    snapshot: SiteSnapshot, now: datetime, within_s: float
+) -> tuple[float, float] | None:
+    """How far ahead the agent's clock is, and the tolerance it passed, when a report of
+    the site was refused for it (collector/decode.py) in the last ``within_s``: the agent
+    talks, its clock is wrong."""
+    held = snapshot.refused_ahead
+    if held is None or (now - held[0]).total_seconds() > within_s:
+        return None
+    return held[1], held[2]
+
+
 def check(
     snapshot: SiteSnapshot,
     policy: FreshnessPolicy,
@@ -116,8 +132,13 @@ def check(
         numbers["offline_for_s"] = _age(now, snapshot.state_at)
         finding = Finding("freshness", site, "critical", "agent_offline", numbers, impact="unknown")
         return FreshnessResult("offline", numbers["age_s"], (finding,))
+    silent = age is None or age > stale_after
+    refused = refused_ahead(snapshot, now, stale_after) if silent else None
+    if refused is not None:
+        numbers["ahead_s"], numbers["future_tolerance_s"] = refused
     if age is None:
-        finding = Finding("freshness", site, "warning", "no_report_yet", numbers, impact="unknown")
+        code = "no_report_yet" if refused is None else "clock_ahead_refused"
+        finding = Finding("freshness", site, "warning", code, numbers, impact="unknown")
         return FreshnessResult("never", None, (finding,))
     if age > stale_after:
         offline = age > offline_after
@@ -130,6 +151,8 @@ def check(
         if behind is not None:
             code = "clock_behind"
             numbers["behind_s"] = behind
+        elif refused is not None:  # its live reports refused, stamped ahead: the clock
+            code = "clock_ahead_refused"
         severity: Severity = "critical" if offline else "warning"
         finding = Finding("freshness", site, severity, code, numbers, impact="unknown")
         return FreshnessResult("offline" if offline else "stale", age, (finding,))

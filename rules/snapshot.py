@@ -116,6 +116,11 @@ class SiteSnapshot:
     # The sequence number of the newest report (by its time): a report heard live with a
     # higher one but taken well before is the agent's clock stepped back (``with_report``).
     last_seq: int | None = None
+    # The newest report refused for being stamped ahead of the collector's clock past its
+    # tolerance (collector/decode.py): (received at, how far ahead, the tolerance it was
+    # refused by; s). The agent talks, its clock is wrong (rules/freshness.py,
+    # ``clock_ahead_refused``).
+    refused_ahead: tuple[datetime, float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.site_kind is None and self.meta is not None:
@@ -325,6 +330,16 @@ class SiteSnapshot:
             arrivals=arrivals,
             last_seq=report.seq if is_newest else self.last_seq,
         )
+
+    def with_refused_ahead(
+        self, received_at: datetime, ahead_s: float, tolerance_s: float
+    ) -> SiteSnapshot:
+        """Note a report refused at ``received_at`` for being stamped ``ahead_s`` ahead,
+        past the collector's ``tolerance_s``."""
+        held = self.refused_ahead
+        if held is not None and held[0] >= received_at:
+            return self
+        return self._evolve(refused_ahead=(received_at, ahead_s, tolerance_s))
 
     def _stepped_back(self) -> SiteSnapshot:
         """The site without what its agent stamped by its clock before it stepped back

@@ -97,6 +97,16 @@ _CATALOGUE: dict[str, Text] = {
         "thiết bị giám sát mất kết nối (MQTT Last Will): không có số liệu của điểm",
         "agent offline (its MQTT Last Will fired): no data from the site",
     ),
+    "clock_ahead_refused": Text(
+        "thiết bị giám sát vẫn gửi báo cáo nhưng đồng hồ của nó chạy nhanh {ahead_s:dur} so "
+        "với collector (cho phép {future_tolerance_s:dur}): báo cáo bị từ chối (giữ lại trong "
+        "dead letter), nên chưa đánh giá được điểm — chỉnh giờ cho thiết bị (NTP; giờ Việt "
+        "Nam đặt như giờ UTC là nhanh 7 giờ)",
+        "the agent keeps reporting, but its clock is {ahead_s:dur} ahead of the collector's "
+        "({future_tolerance_s:dur} tolerated): its reports are refused (kept as dead "
+        "letters), so the site cannot be judged — set its time (NTP; Vietnam's time set as "
+        "UTC is 7 h ahead)",
+    ),
     "clock_ahead": Text(
         "đồng hồ thiết bị giám sát chạy nhanh {ahead_s:dur}, cho phép {future_tolerance_s:dur}",
         "the agent's clock is {ahead_s:dur} ahead, {future_tolerance_s:dur} tolerated",

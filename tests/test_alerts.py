@@ -244,6 +244,18 @@ def test_silence_alone_is_site_silent_and_a_cut_off_site_is_not_also_silent() ->
     assert names(alerts_for(silent(), cut)) == ["TransportLost"]
 
 
+def test_a_site_whose_reports_are_refused_for_its_clock_ahead_pages_as_silent_saying_so() -> None:
+    """Its box 7 h ahead (collector/decode.py refuses every report): nothing of it can be
+    judged, as a silent site's; the page says why, so nobody drives out to a link that
+    works."""
+    site = snap(power=[ups()], links=two_paths(), at=NOW - timedelta(minutes=10))
+    refused = judged(site.with_refused_ahead(NOW - timedelta(seconds=5), 25_200.0, 300.0))
+    [alert] = alerts_for(refused)
+    assert (alert.name, alert.cause) == ("SiteSilent", "silence")
+    assert alert.details_en == (reason(refused, "clock_ahead_refused").text_en,)
+    assert "7 h ahead" in alert.details_en[0] and "nhanh 7 giờ" in alert.details_vi[0]
+
+
 def test_while_the_collector_hears_nothing_a_silence_is_its_own() -> None:
     before = alerts_for(battery(3 * 3600))
     deaf = alerts_for(silent(), before, listening=False)  # its broker connection is down

@@ -707,6 +707,32 @@ def test_an_agent_whose_clock_is_behind_is_said_so_not_silent(
         client.loop_stop()
 
 
+def test_an_agent_whose_clock_is_hours_ahead_is_said_so_not_silent(
+    tmp_path: Path, mosquitto: Broker, started: Callable[[CollectorConfig], Collector]
+) -> None:
+    """A box set to Vietnam's time as if it were UTC: every report is 7 h ahead, refused
+    through the real broker and kept as a dead letter. The site talks: its reason names
+    its clock and the fix, not a silence."""
+    collector = started(config(tmp_path, mosquitto, "fk"))
+    client = publisher(mosquitto.port)
+    try:
+        for seq in range(1, 4):
+            ahead = datetime.now(UTC) + timedelta(hours=7)
+            send(client, "kienco/v1/fk/fk-1/report", report("fk-1", "fk", seq, ahead))
+        refused = wait_until(
+            lambda: len(collector.dead_letters.select(reason="future_timestamp")) == 3,
+            what="the three reports kept as dead letters",
+        )
+        assert refused
+        status = wait_until(lambda: collector.verdicts.get("fk-1"), what="a verdict")
+        assert [r.code for r in status.reasons] == ["clock_ahead_refused"]
+        assert status.verdict == "unknown"
+        assert "its clock is 7 h ahead of the collector's" in status.reasons[0].text_en
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
 def test_an_agent_whose_clock_is_behind_beside_a_live_site_is_judged_as_it(
     tmp_path: Path, mosquitto: Broker, started: Callable[[CollectorConfig], Collector]
 ) -> None:

@@ -105,6 +105,14 @@ def test_rejections(topic: str, payload: bytes | dict[str, object], reason: str,
     assert says in result.detail
 
 
+def test_a_report_refused_as_from_the_future_keeps_what_it_says_and_how_far_ahead() -> None:
+    """So the collector can say the site talks and its clock is ahead (not silent)."""
+    result = _decode(TOPIC, _report(taken_at="2024-09-07T16:00:00Z"))
+    assert isinstance(result, Rejected) and result.reason == "future_timestamp"
+    assert result.ahead is not None and result.ahead.message.site == "hp-bts-001"
+    assert result.ahead_s == 7 * 3600
+
+
 def test_our_own_status_messages_are_ignored() -> None:
     assert isinstance(_decode("kienco/v1/hp/hp-bts-001/status", b"{}"), Ignored)
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -63,6 +63,18 @@ def _arriving(
 _ALL = (True, True, True, True)
 _SYNCED = HostReading(clock_synced=True)
 _UNSYNCED = HostReading(clock_synced=False)
+
+
+def _refused(
+    *, at: datetime | None, refused_s: float, online: bool = True, ahead_s: float = 25_200
+) -> SiteSnapshot:
+    """A site (its newest accepted report taken ``at``, or none) one of whose reports was
+    refused ``refused_s`` before NOW, stamped ``ahead_s`` ahead (collector/decode.py)."""
+    if at is None:
+        s = SiteSnapshot(site=SITE, province=PROVINCE, online=online, interval_s=60.0)
+    else:
+        s = replace(snap(links=two_paths(), at=at), online=online)
+    return s.with_refused_ahead(ago(refused_s), ahead_s, 300.0)
 
 
 CASES = [
@@ -190,6 +202,35 @@ CASES = [
         Case(snap(links=two_paths(), at=ago(480), interval_s=300), "fresh"),
         id="long-interval-not-offline-before-stale",
     ),
+    # A box whose clock is 7 h ahead (Vietnam's time set as UTC): its reports are refused
+    pytest.param(
+        Case(_refused(at=None, refused_s=20), "never", ("clock_ahead_refused",), "warning"),
+        id="refused-ahead-never-reported",
+    ),
+    pytest.param(
+        Case(_refused(at=ago(600), refused_s=20), "offline", ("clock_ahead_refused",), "critical"),
+        id="refused-ahead-after-reporting-on-time",
+    ),
+    pytest.param(
+        Case(_refused(at=ago(200), refused_s=175), "stale", ("clock_ahead_refused",), "warning"),
+        id="refused-ahead-within-the-stale-window",
+    ),
+    pytest.param(
+        Case(_refused(at=ago(600), refused_s=200), "offline", ("no_recent_report",), "critical"),
+        id="refused-ahead-long-ago-then-silent",
+    ),
+    pytest.param(
+        Case(_refused(at=None, refused_s=200), "never", ("no_report_yet",), "warning"),
+        id="refused-ahead-long-ago-never-reported",
+    ),
+    pytest.param(
+        Case(_refused(at=ago(30), refused_s=5), "fresh"),
+        id="refused-ahead-but-reports-accepted-fresh",
+    ),
+    pytest.param(
+        Case(_refused(at=ago(600), refused_s=5, online=False), "offline", ("agent_offline",)),
+        id="refused-ahead-then-its-will-fired",
+    ),
     pytest.param(
         Case(
             snap(links=two_paths(), at=ago(1000), interval_s=300),
@@ -210,6 +251,22 @@ def test_freshness(case: Case) -> None:
     if case.severity is not None:
         assert result.findings[0].severity == case.severity
     assert result.age_s is None or result.age_s >= 0  # never a negative age
+
+
+def test_a_clock_ahead_whose_reports_are_refused_says_how_far_and_the_fix() -> None:
+    site = _refused(at=None, refused_s=20).with_refused_ahead(ago(10), 25_201.4, 300.0)
+    assert site.with_refused_ahead(ago(15), 1.0, 300.0) is site  # an older one changes nothing
+    status = to_status(judge(site), site)
+    assert status.verdict == "unknown"
+    (reason,) = status.reasons
+    assert reason.code == "clock_ahead_refused"
+    assert reason.numbers["ahead_s"] == 25_201.4
+    assert reason.text_en.startswith(
+        "the agent keeps reporting, but its clock is 7 h ahead of the collector's (5 min "
+        "tolerated): its reports are refused"
+    )
+    assert "UTC is 7 h ahead" in reason.text_en
+    assert "chạy nhanh 7 giờ" in reason.text_vi and "NTP" in reason.text_vi
 
 
 def test_a_clock_behind_says_how_far_and_the_fix_in_both_languages() -> None:

@@ -155,6 +155,7 @@ THRESHOLDS: dict[str, set[str]] = {
     "clock_behind": {"behind_s"},
     "clock_corrected": {"behind_s"},
     "clock_ahead": {"future_tolerance_s"},
+    "clock_ahead_refused": {"future_tolerance_s"},
     "on_battery_generator_stopped": {"required_h"},
     "on_battery_no_generator": {"required_h"},
     "on_battery": {"required_h"},

@@ -319,3 +319,10 @@ def test_arrivals_keep_their_vouching_and_a_file_saved_before_it_reads_back() ->
     old = site_json(s).replace(b",true]", b"]").replace(b",false]", b"]")
     assert b"true" not in old
     assert [v for _, _, v in site_from_json(old).arrivals] == [False] * 4
+
+
+def test_a_report_refused_for_its_clock_ahead_is_remembered_across_a_restart() -> None:
+    at = datetime(2024, 9, 7, 6, 0, tzinfo=UTC)
+    s = SiteSnapshot(site="hp-1", province="hp").with_refused_ahead(at, 25_200.5, 300.0)
+    assert site_from_json(site_json(s)).refused_ahead == (at, 25_200.5, 300.0)
+    assert site_from_json(site_json(SiteSnapshot(site="hp-1", province="hp"))).refused_ahead is None
