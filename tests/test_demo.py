@@ -48,5 +48,11 @@ def test_demo_runs_a_storm_and_prints_every_final_verdict(services: list[str]) -
     power_room = by_site["hn-pdien-vnpt"]
     assert power_room["state"] == "ready", power_room
     assert [r["code"] for r in power_room["reasons"]] == ["clock_corrected"]
+    # Cầu Giấy's spare box has its clock set by hand 7 h ahead: its reports are refused,
+    # and the site says why (it talks, its clock is ahead), not that it is silent.
+    cau_giay = by_site["hn-bts-cau-giay"]
+    assert cau_giay["state"] == "unknown", cau_giay
+    assert [r["code"] for r in cau_giay["reasons"]] == ["clock_ahead_refused"]
+    assert "chạy nhanh 7 giờ" in cau_giay["reasons"][0]["text"]
     # The storm was watched: sites changed verdict on the way.
     assert "→" in done.stderr

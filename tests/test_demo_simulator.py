@@ -109,6 +109,7 @@ def test_shipped_scenario_loads() -> None:
     actions = {e.action for e in scenario.timeline}
     assert {"mains_fail", "mains_restore", "cut_srlg", "repair_srlg", "generator_fail"} <= actions
     assert {"generator_refuel", "codec_down", "codec_up", "site_damage", "clock_lost"} <= actions
+    assert "clock_ahead" in actions
     assert load_scenario(SCENARIO_FILE) == scenario
 
 
@@ -154,6 +155,11 @@ def _event(**event: object) -> Callable[[dict[str, Any]], None]:
             _event(action="mains_fail", target="hp", behind_min=5),
             ["behind_min", "only there"],
         ),
+        (_event(action="clock_ahead", target="hp-dc-tp"), ["ahead_min", "clock_ahead"]),
+        (
+            _event(action="clock_lost", target="hp-dc-tp", behind_min=5, ahead_min=5),
+            ["ahead_min", "only there"],
+        ),
         (
             lambda d: d["timeline"].insert(5, {"at_min": 1, "action": "storm_end", "target": "hp"}),
             ["timeline.5.at_min", "time order"],
@@ -179,6 +185,8 @@ def _event(**event: object) -> Callable[[dict[str, Any]], None]:
         "risk-without-level",
         "clock-lost-without-how-far",
         "how-far-without-clock-lost",
+        "clock-ahead-without-how-far",
+        "ahead-without-clock-ahead",
         "out-of-order",
         "site-province-unknown",
         "fuel-over-tank",
@@ -209,6 +217,17 @@ def test_a_box_whose_clock_is_behind_stamps_its_reports_so_and_says_it_is_not_sy
     assert after.taken_at == NOW - timedelta(hours=3)
     assert after.host is not None and after.host.clock_synced is False
     assert after.host.clock_offset_ms is None and after.host.clock_max_error_ms is None
+
+
+def test_a_box_whose_clock_is_set_ahead_stamps_its_reports_so() -> None:
+    ahead = "  - {at_min: 500, action: clock_ahead, target: bts-hard, ahead_min: 420}\n"
+    fleet = Fleet(parse_yaml_model(MINI + ahead, Scenario, source="mini.yaml"))
+    site = fleet.site("bts-hard")
+    notes = fleet.advance_to_minute(501)
+    assert any("bts-hard" in n and "set by hand" in n for n in notes)
+    after = site.report(2, NOW, 1.0)
+    assert after.taken_at == NOW + timedelta(hours=7)
+    assert after.host is not None and after.host.clock_synced is False
 
 
 def test_load_scenario_names_the_file(tmp_path: Path) -> None:

@@ -149,6 +149,7 @@ Action = Literal[
     "storm_end",
     "risk_level",
     "clock_lost",
+    "clock_ahead",
 ]
 
 # What each action's target must name.
@@ -167,6 +168,7 @@ _TARGETS: dict[str, tuple[str, ...]] = {
     "storm_end": ("province", "site"),
     "risk_level": ("province",),
     "clock_lost": ("site",),
+    "clock_ahead": ("site",),
 }
 
 
@@ -177,6 +179,7 @@ class TimelineEvent(_Strict):
     level: Annotated[int, Field(ge=0, le=5)] | None = None  # risk_level only
     litres: Positive | None = None  # generator_refuel only; default: fill the tank
     behind_min: Positive | None = None  # clock_lost only: how far its clock steps back
+    ahead_min: Positive | None = None  # clock_ahead only: how far ahead its clock is set
     note: Annotated[str, Field(max_length=300)] | None = None
 
     @model_validator(mode="after")
@@ -188,6 +191,10 @@ class TimelineEvent(_Strict):
         if (self.action == "clock_lost") != (self.behind_min is not None):
             raise ValueError(
                 "behind_min: give behind_min (minutes) with action clock_lost, and only there"
+            )
+        if (self.action == "clock_ahead") != (self.ahead_min is not None):
+            raise ValueError(
+                "ahead_min: give ahead_min (minutes) with action clock_ahead, and only there"
             )
         return self
 

@@ -71,6 +71,10 @@ _ACTIONS: dict[Action, Note] = {
         "đồng hồ hộp giám sát chạy chậm, không có NTP",
         "the edge box's clock is behind, no NTP in reach",
     ),
+    "clock_ahead": (
+        "đồng hồ hộp giám sát chạy nhanh, đặt tay, không có NTP",
+        "the edge box's clock is ahead, set by hand, no NTP",
+    ),
 }
 
 
@@ -98,7 +102,9 @@ class SimulatedSite:
         self.generator_running = False
         self.generator_failed = False
         self.damaged = False
-        self.clock_behind_s = 0.0  # the edge box's clock, behind (no NTP): its times too
+        self.clock_behind_s = (
+            0.0  # the edge box's clock, behind (no NTP; < 0: ahead): its times too
+        )
         self.codec_ok = True
         self.line_bads = 0
         self.outage_since_min: float | None = None
@@ -381,6 +387,9 @@ class Fleet:
             case "clock_lost":
                 assert event.behind_min is not None  # the scenario checks it
                 sites[0].clock_behind_s = event.behind_min * 60
+            case "clock_ahead":
+                assert event.ahead_min is not None  # the scenario checks it
+                sites[0].clock_behind_s = -event.ahead_min * 60
             case "storm_start":
                 self._world.storm.add(target)
             case "storm_end":
