@@ -61,6 +61,7 @@ from collector.metrics import CollectorMetrics
 from collector.mqtt_client import CollectorClient
 from collector.points import event_points, report_lines, site_tags, state_points
 from collector.readiness import Verdicts
+from collector.rejection_log import RejectionLog
 from collector.replay import Replayer
 from collector.risk import RiskChange, RiskEntry, RiskLevelOf, RiskLevels
 from collector.spool import Spool
@@ -76,7 +77,6 @@ from collector.whatif_route import WhatIfQuery
 from collector.writer import InfluxWriter
 from contract.topics import topic as topic_of
 from contract.wire import Command, Event, Meta, Report, Status, utc_now
-from plumbing.untrusted import one_line
 from rules import Policy, SiteSnapshot, load_policy
 from rules.compliance import ComplianceReport, build_report
 from rules.whatif import WhatIf, forecast
@@ -193,6 +193,7 @@ class Collector:
         self.changes = Changes()  # which sites changed, for the board's open pages
         self._board_history: InfluxV1Client | None = None
         self.dead_letters = DeadLetterStore(data / "deadletter.sqlite")
+        self.rejection_log = RejectionLog(log)
         influx = config.influx
         self.influx: InfluxV1Client | None = None
         self.spool: Spool | None = None
@@ -633,8 +634,7 @@ class Collector:
             received_at=now, topic=topic, reason=reason, detail=detail, payload=payload
         )
         self.metrics.rejected.labels(reason).inc()
-        # The topic and the detail are the publisher's text: one line each in the log.
-        log.warning("rejected %s: %s: %s", one_line(topic), reason, one_line(detail))
+        self.rejection_log.refused(now, topic, reason, detail)
 
     def _apply(
         self, decoded: Decoded, topic: str, payload: bytes, now: datetime, *, heard: bool
