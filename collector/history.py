@@ -9,7 +9,9 @@ measurement        tags                       fields
 =================  =========================  ==============================================
 fleet              province, kind, operator   sites; a count per verdict and per station
                                               state; ``paths_<media>`` / ``paths_<media>_up``;
-                                              generators, fuel_pct_sum, fuel_pct_min
+                                              generators, fuel_pct_sum, fuel_pct_min;
+                                              boxes not keeping time: ``clock_wrong``,
+                                              ``clock_unsynced``, ``clock_<finding>``
 attention          site, province, kind,      a site off mains, silent or not ready, each
                    operator                   minute: its ``readiness`` fields and
                                               ``listed``; one point without ``listed`` when
@@ -17,6 +19,9 @@ attention          site, province, kind,      a site off mains, silent or not re
 link_worst         site, province, kind,      a site whose newest fresh readings lose packets
                    operator                   on a path, each minute: its worst path's
                                               loss_pct, path, up, rtt_ms, media, provider
+clock_wrong        site, province, kind,      a site whose box does not keep time, each
+                   operator                   minute: synced, reason, behind_s, ahead_s,
+                                              off_s, name (collector/clocks.py)
 compliance         province, area             declared, compliant, non_compliant, missing,
                                               never_reported, required, meets, carriers…,
                                               ``failed_<criterion>`` counts
@@ -28,9 +33,10 @@ rehearsal          site, province, kind,      meeting, passed, problems, problem
                    operator
 =================  =========================  ==============================================
 
-``fleet``, ``attention`` and ``link_worst`` (every minute) and ``compliance`` (every 5
-minutes) are written on a timer, so a site that has gone silent is still counted, as
-``unknown``: a query over the per-site points would lose it the moment its points stop.
+``fleet``, ``attention``, ``link_worst`` and ``clock_wrong`` (every minute) and
+``compliance`` (every 5 minutes) are written on a timer, so a site that has gone silent is
+still counted, as ``unknown``: a query over the per-site points would lose it the moment
+its points stop.
 ``link_worst`` is the NOC's "worst paths" table at national scale: ``TOP`` over the
 last 15 min of ~300 000 ``link`` series costs InfluxDB 1.6 seconds, over the few sites
 losing packets a fraction of it (docs/capacity.md). A ``meeting``
@@ -46,6 +52,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import get_args
 
+from collector.clocks import CLOCK_COUNTS, clock_wrong
 from collector.line_protocol import FieldValue, Point
 from collector.points import site_point_tags, site_tags, time_ns
 from collector.risk import RiskLevelOf, no_risk
@@ -129,6 +136,7 @@ def _empty_counts() -> dict[str, int]:
         counts[f"paths_{media}"] = 0
         counts[f"paths_{media}_up"] = 0
     counts["generators"] = 0  # fuel levels known (fresh), for a mean across the fleet
+    counts.update((name, 0) for name in CLOCK_COUNTS)  # boxes not keeping time
     return counts
 
 
@@ -166,6 +174,8 @@ def fleet_points(
 
     A path counts as declared when the site declares or reports it, and as up when its
     newest reading says so and the site is not silent (a silent site's paths are unknown).
+    A box not keeping time counts in ``clock_wrong``, and in ``clock_unsynced`` and each
+    of the rules' clock findings that say so (collector/clocks.py).
     """
     groups: dict[tuple[str, str, str | None], dict[str, int]] = {}
     fuel: dict[tuple[str, str, str | None], list[float]] = {}
@@ -181,7 +191,14 @@ def fleet_points(
         media: dict[str, Media] = {p.path: p.media for p in meta.paths} if meta else {}
         for path, (link, _) in snapshot.links.items():
             media.setdefault(path, link.media)
-        fresh = site_freshness(snapshot, policy, at, risk_level=risk_level(snapshot.province)).fresh
+        level = risk_level(snapshot.province)
+        fresh = site_freshness(snapshot, policy, at, risk_level=level).fresh
+        wrong = clock_wrong(snapshot, status, policy, at, risk_level=level)
+        if wrong is not None:
+            counts["clock_wrong"] += 1
+            counts["clock_unsynced"] += wrong.unsynced
+            if wrong.reason is not None:
+                counts[wrong.reason] += 1
         for path, medium in media.items():
             counts[f"paths_{medium}"] += 1
             held = snapshot.links.get(path)

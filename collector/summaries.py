@@ -3,7 +3,9 @@
 With the fleet, each minute, an ``attention`` point per site that needs a NOC's eyes
 (off mains, silent, or not ready), so a dashboard opened on the whole country reads the
 few thousand sites in trouble instead of every site's ``readiness`` series (which costs
-InfluxDB 1.6 seconds at ~100 000 sites, benchmarks/influx_series.py). Which sites are
+InfluxDB 1.6 seconds at ~100 000 sites, benchmarks/influx_series.py); likewise the
+sites losing packets (``link_worst``) and the boxes not keeping time (``clock_wrong``,
+``collector/clocks.py``). Which sites are
 on that list is saved whenever it changes (``collector/attention_store.py``), so after a
 restart a site that left it meanwhile still gets its point saying so.
 
@@ -27,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from collector.attention_store import AttentionStore
+from collector.clocks import clock_points
 from collector.history import (
     COMPLIANCE_EVERY_S,
     FLEET_EVERY_S,
@@ -136,6 +139,7 @@ class Summaries:
             risk = self.risk_level
             points += fleet_points(judged, self.policy, now, stamp=fleet_slot, risk_level=risk)
             points += worst_link_points(judged, self.policy, now, fleet_slot, risk_level=risk)
+            points += clock_points(judged, self.policy, now, fleet_slot, risk_level=risk)
             attention, listed = attention_points(judged, fleet_slot, self.listed)
             # Saved with those that just left: their points without ``listed`` are only
             # queued yet, so a restart (even a crash) gives them one more, the same again.
