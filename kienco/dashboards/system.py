@@ -4,11 +4,13 @@ anything piling up at the edge?
 For whoever runs kienco: first each collector shard side by side, from the health it
 writes of itself (kienco/dashboards/shards.py); then sites reporting per province, and
 reporting and silent overall (from the ``fleet`` summary), each agent's outbox backlog,
-clock offset and MQTT connection (its birth message or Last Will).
+clock offset and MQTT connection (its birth message or Last Will); then the boxes whose
+clock is not kept, per province and which (kienco/dashboards/clocks.py).
 """
 
 from __future__ import annotations
 
+from kienco.dashboards.clocks import add_clocks
 from kienco.dashboards.common import (
     KIND,
     OPERATOR,
@@ -155,4 +157,5 @@ def build() -> Built:
             )
         ],
     )
+    add_clocks(board)
     return board.build()
