@@ -10,6 +10,8 @@ default and what that config leaves, or ``tsi1``):
    provinces) reports ``--rounds`` times, ``--interval`` s apart. Every message goes
    through the collector's own ``Collector.process`` (decode, admission, state fold,
    rules; ``report_lines`` and the verdict's ``readiness`` and ``finding`` points):
+   after the storm, one box in 10 of its provinces says its clock is not synchronised,
+   one agent in 5 elsewhere does not say (``clock_synced``, :func:`clock_synced`);
    the lines are exactly what a collector shard would write, the agents' ``online``
    state included, and after each round the ``fleet`` summary its sweeper writes each
    minute (``collector/summaries.py``; the chunks' summed into one fleet's). Made
@@ -66,6 +68,7 @@ import sys
 import tempfile
 import threading
 import time
+import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -101,6 +104,8 @@ STORM_AT = 0.45  # mains out in the first province, its fibre and the second's c
 HISTORY_HOURS = 6
 HISTORY_EVERY_S = 60.0
 RETRIES = 10
+CLOCK_LOST_EVERY = 10  # boxes in the storm's provinces that rebooted with no time source
+OLD_AGENT_EVERY = 5  # agents too old to say whether their clock is synchronised
 
 
 # --- the collector's lines -------------------------------------------------------------
@@ -132,6 +137,16 @@ def merge_summaries(points: Sequence[Point]) -> list[str]:
             else:
                 fields[name] = held + value
     return [encode_many([Point(m, tags, fields, at)]) for (m, tags, at), fields in merged.items()]
+
+
+def clock_synced(site: Site, storm: Storm) -> bool | None:
+    """What the site's box says of its clock after the storm: in the provinces it hit, one
+    box in 10 rebooted with no time source (false); elsewhere one in 5 is an older agent
+    that does not say (null); the rest keep time."""
+    draw = zlib.crc32(site.site.encode())  # not tied to the province, kind or hardening
+    if site.province in storm.provinces_cut and draw % CLOCK_LOST_EVERY == 0:
+        return False
+    return None if draw % OLD_AGENT_EVERY == 1 else True
 
 
 def generate(
@@ -170,7 +185,15 @@ def generate(
                 for site in part:
                     if storm.dark(site, STORM_AT):
                         continue
-                    payload = report_payload(site, index + 1, taken, interval_s, storm, STORM_AT)
+                    payload = report_payload(
+                        site,
+                        index + 1,
+                        taken,
+                        interval_s,
+                        storm,
+                        STORM_AT,
+                        clock_synced=clock_synced(site, storm),
+                    )
                     text = _lines_of(collector, site.topic("report"), payload, now)
                     if text:
                         out[index].append(text)

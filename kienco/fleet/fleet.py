@@ -178,7 +178,7 @@ _STATION = (
     '{"path":"vsat","media":"vsat","provider":"vnpt","srlg":[],"up":true,"rtt_ms":%.3f,'
     '"jitter_ms":%.3f,"loss_pct":0.0,"probes_sent":5}],'
     '"host":{"cpu_pct":%.1f,"memory_pct":%.1f,"disk_pct":%.1f,"temperature_c":%.1f,'
-    '"uptime_s":%.1f,"outbox_depth":0}}'
+    '"uptime_s":%.1f,"outbox_depth":0%s}}'
 )
 _GENERATOR = (
     ',{"device":"gen1","profile":"dse-gencomm","on_generator":%s,"generator_running":%s,'
@@ -195,9 +195,17 @@ def _noise(site: Site, seq: int, salt: int) -> float:
 
 
 def report_payload(
-    site: Site, seq: int, taken_at: str, interval_s: float, storm: Storm, f: float
+    site: Site,
+    seq: int,
+    taken_at: str,
+    interval_s: float,
+    storm: Storm,
+    f: float,
+    *,
+    clock_synced: bool | None = None,
 ) -> bytes:
-    """The report of ``site`` number ``seq`` taken at ``taken_at`` (ISO, ``…Z``), at ``f``."""
+    """The report of ``site`` number ``seq`` taken at ``taken_at`` (ISO, ``…Z``), at ``f``;
+    its host says ``clock_synced`` when given (else nothing, as an older agent)."""
     mains = storm.mains(site.province, f)
     generator = storm.generator(site, f)
     charge = storm.charge_pct(site, f)
@@ -240,6 +248,7 @@ def report_payload(
         10 + 20 * n,
         40 + 20 * n,
         10_000.0 + seq * interval_s,
+        "" if clock_synced is None else f',"clock_synced":{_BOOL[clock_synced]}',
     )
     return text.encode()
 
