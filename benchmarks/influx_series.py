@@ -11,7 +11,7 @@ default and what that config leaves, or ``tsi1``):
    through the collector's own ``Collector.process`` (decode, admission, state fold,
    rules; ``report_lines`` and the verdict's ``readiness`` and ``finding`` points):
    after the storm, one box in 10 of its provinces says its clock is not synchronised,
-   one agent in 5 elsewhere does not say (``clock_synced``, :func:`clock_synced`);
+   of the others one agent in 5 does not say (``clock_synced``, :func:`clock_synced`);
    the lines are exactly what a collector shard would write, the agents' ``online``
    state included, and after each round the ``fleet`` summary its sweeper writes each
    minute (``collector/summaries.py``; the chunks' summed into one fleet's). Made
@@ -141,7 +141,7 @@ def merge_summaries(points: Sequence[Point]) -> list[str]:
 
 def clock_synced(site: Site, storm: Storm) -> bool | None:
     """What the site's box says of its clock after the storm: in the provinces it hit, one
-    box in 10 rebooted with no time source (false); elsewhere one in 5 is an older agent
+    box in 10 rebooted with no time source (false); of the others one in 5 is an older agent
     that does not say (null); the rest keep time."""
     draw = zlib.crc32(site.site.encode())  # not tied to the province, kind or hardening
     if site.province in storm.provinces_cut and draw % CLOCK_LOST_EVERY == 0:
