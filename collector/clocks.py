@@ -7,7 +7,8 @@ A box's clock is *not kept* when either says so:
 
 - the box itself: its newest host reading says ``clock_synced`` false (the kernel, as
   ``timedatectl`` judges it), while the site is heard (fresh, or its messages arrive
-  within its stale window, as a box whose clock is behind is: its reports look old).
+  within its stale window, as a box whose clock is behind is: its reports look old;
+  not once its Will said it went offline).
   A silent site is not listed (it is ``unknown`` in the fleet: nothing is current);
   an agent that does not say (``clock_synced`` null: older agents, not Linux) is not
   counted by this half;
@@ -65,6 +66,8 @@ class ClockWrong:
 
 
 def _heard(snapshot: SiteSnapshot, policy: Policy, at: datetime, risk_level: int) -> bool:
+    if snapshot.online is False:  # its Will fired: offline, whatever came just before
+        return False
     if site_freshness(snapshot, policy, at, risk_level=risk_level).fresh:
         return True
     seen = snapshot.last_seen_at

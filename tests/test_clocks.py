@@ -4,6 +4,7 @@ or the rules' clock findings; counted in the ``fleet`` summary and listed each m
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -95,6 +96,12 @@ CASES: list[tuple[str, SiteSnapshot, tuple[Reason, ...], tuple[bool, bool, str |
     ("says not synchronised", site("d", False), (), (True, True, None, 0.0)),
     # silent for two hours: nothing about it is current (it counts as unknown)
     ("not synchronised, silent", site("e", False, taken_ago_s=7200), (), (False, False, None, 0.0)),
+    (
+        "not synchronised, its Will fired since",
+        replace(site("e2", False, heard_ago_s=20), online=False),
+        (),
+        (False, False, None, 0.0),
+    ),
     # its reports look 3 h old, each heard just now: a clock behind, heard
     (
         "not synchronised, reports old but heard now",
