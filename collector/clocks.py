@@ -13,8 +13,9 @@ A box's clock is *not kept* when either says so:
   an agent that does not say (``clock_synced`` null: older agents, not Linux) is not
   counted by this half;
 - the rules: its status carries ``clock_behind`` (its reports keep coming, each as
-  old), ``clock_corrected`` (proven behind, its times set right) or ``clock_ahead``
-  (rules/freshness.py), whatever the box says.
+  old), ``clock_corrected`` (proven behind, its times set right), ``clock_ahead`` or
+  ``clock_ahead_refused`` (so far ahead its reports are refused: rules/freshness.py),
+  whatever the box says.
 
 The ``clock_wrong`` list exists because the per-site alternative is slow: the newest
 host reading of every site reads every ``host`` series, 103 400 nationally, 3.5–4.6 s
@@ -38,7 +39,12 @@ from rules.freshness import stale_after_s
 
 __all__ = ["CLOCK_COUNTS", "CLOCK_REASONS", "ClockWrong", "clock_points", "clock_wrong"]
 
-CLOCK_REASONS: tuple[str, ...] = ("clock_behind", "clock_corrected", "clock_ahead")
+CLOCK_REASONS: tuple[str, ...] = (
+    "clock_behind",
+    "clock_corrected",
+    "clock_ahead",
+    "clock_ahead_refused",
+)
 """The rules' findings that a site's clock is wrong (rules/freshness.py)."""
 
 CLOCK_COUNTS: tuple[str, ...] = ("clock_wrong", "clock_unsynced", *CLOCK_REASONS)

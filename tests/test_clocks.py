@@ -122,6 +122,12 @@ CASES: list[tuple[str, SiteSnapshot, tuple[Reason, ...], tuple[bool, bool, str |
         (True, False, "clock_corrected", 10_800.0),
     ),
     (
+        "the rules: so far ahead its reports are refused (7 h: Vietnam's time as UTC)",
+        site("j", None, taken_ago_s=7200),
+        (reason("clock_ahead_refused", ahead_s=25_200.0, future_tolerance_s=300.0),),
+        (True, False, "clock_ahead_refused", 25_200.0),
+    ),
+    (
         "the rules: behind, the box says not synchronised",
         site("i", False, taken_ago_s=3 * 3600, heard_ago_s=5),
         (reason("clock_behind", behind_s=10_790.0),),
@@ -162,13 +168,14 @@ def test_the_fleet_counts_boxes_not_keeping_time_per_province_zeros_included() -
         for name in (*CLOCK_COUNTS, "sites"):
             counts[name] = counts.get(name, 0) + int(point.fields[name] or 0)
     hp, qn = summed["hp"], summed["qn"]
-    # d, f, g, h, i not kept; d, f, i say so; one of each of the rules' findings
+    # d, f, g, h, i, j not kept; d, f, i say so; one of each of the rules' findings
     assert {name: hp[name] for name in CLOCK_COUNTS} == {
-        "clock_wrong": 5,
+        "clock_wrong": 6,
         "clock_unsynced": 3,
         "clock_behind": 1,
         "clock_corrected": 1,
         "clock_ahead": 1,
+        "clock_ahead_refused": 1,
     }
     assert hp["sites"] == len(CASES)
     # a province keeping time has every count, at zero: a panel's columns never come and go
@@ -185,7 +192,7 @@ def test_the_5_minute_trend_keeps_the_clock_counts() -> None:
 def test_a_clock_wrong_point_per_box_not_keeping_time_with_what_a_technician_needs() -> None:
     points = clock_points(_judged(), POLICY, NOW, STAMP)
     by_site = {dict(p.tags)["site"]: p for p in points}
-    assert sorted(by_site) == ["d", "f", "g", "h", "i"]
+    assert sorted(by_site) == ["d", "f", "g", "h", "i", "j"]
     assert {p.measurement for p in points} == {"clock_wrong"}
     assert {p.time_ns for p in points} == {int(STAMP.timestamp()) * 1_000_000_000}
     assert dict(by_site["d"].tags) == {

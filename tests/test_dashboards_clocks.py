@@ -2,8 +2,9 @@
 a few sites' messages through the collector's own decode and rules (``Collector.process``),
 its per-minute summaries (``fleet``, ``clock_wrong``) written, then each panel's query sent
 as Grafana sends it. Some boxes keep time, some say they do not, one is silent, one older
-agent does not say, one is stamped 200 s ahead: the counts per province and the list of
-boxes are what a technician needs, and nothing else."""
+agent does not say, one is stamped 200 s ahead, one 7 h ahead (Vietnam's time set as UTC:
+its reports refused): the counts per province and the list of boxes are what a technician
+needs, and nothing else."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ SITES: Mapping[Site, tuple[bool | None, float]] = {
     Site(3, "hp", "hp-dc-000003", "meeting_point", hardened=True): (False, 20),
     Site(4, "hp", "hp-bts-000004", "station", hardened=False): (False, 7200),  # silent 2 h
     Site(5, "hp", "hp-bts-000005", "station", hardened=False): (True, -200),  # 200 s ahead
+    Site(9, "hp", "hp-bts-000009", "station", hardened=False): (False, -25_200),  # refused
     Site(6, "qn", "qn-bts-000006", "station", hardened=False): (False, 20),
     Site(7, "qn", "qn-bts-000007", "station", hardened=False): (None, 20),  # an older agent
     Site(8, "qn", "qn-bts-000008", "station", hardened=False): (True, 20),
@@ -62,6 +64,9 @@ def _lines(workdir: Path) -> str:
                 site, 1, utc_iso(taken.timestamp()), INTERVAL_S, storm, 0.0, clock_synced=synced
             )
             text = collector.process(site.topic("report"), payload, heard)
+            if age_s < -300:  # past the decoder's tolerance: refused, kept as a dead letter
+                assert not isinstance(text, str) and text.reason == "future_timestamp", text
+                continue
             assert isinstance(text, str), text
             texts.append(text)
         now = END - timedelta(seconds=5)
@@ -109,15 +114,16 @@ def test_the_counts_per_province_say_how_many_boxes_do_not_keep_time(influx: Inf
     assert set(rows) == {"hp", "qn"}
     counts = {p: {c: rows[p][c] for c in (*CLOCK_NAMES, "sites")} for p in rows}
     # hp: two boxes say they are not synchronised (the silent one is not counted: it is
-    # unknown), one keeps time by its own word but is stamped ahead; qn: one says not,
-    # the older agent says nothing and is not counted
+    # unknown), one keeps time by its own word but is stamped ahead, one so far ahead its
+    # reports are refused; qn: one says not, the older agent says nothing and is not counted
     assert counts["hp"] == {
-        "clock_wrong": 3,
+        "clock_wrong": 4,
         "clock_unsynced": 2,
         "clock_behind": 0,
         "clock_corrected": 0,
         "clock_ahead": 1,
-        "sites": 5,
+        "clock_ahead_refused": 1,
+        "sites": 6,
     }
     assert counts["qn"] == {
         "clock_wrong": 1,
@@ -125,6 +131,7 @@ def test_the_counts_per_province_say_how_many_boxes_do_not_keep_time(influx: Inf
         "clock_behind": 0,
         "clock_corrected": 0,
         "clock_ahead": 0,
+        "clock_ahead_refused": 0,
         "sites": 3,
     }
 
@@ -132,7 +139,13 @@ def test_the_counts_per_province_say_how_many_boxes_do_not_keep_time(influx: Inf
 def test_the_list_names_the_boxes_furthest_off_first(influx: Influx) -> None:
     rows = _rows(_run(influx)[LIST])
     by_site = {str(r["site"]): r for r in rows}
-    assert sorted(by_site) == ["hp-bts-000002", "hp-bts-000005", "hp-dc-000003", "qn-bts-000006"]
+    assert sorted(by_site) == [
+        "hp-bts-000002",
+        "hp-bts-000005",
+        "hp-bts-000009",
+        "hp-dc-000003",
+        "qn-bts-000006",
+    ]
     ahead = by_site["hp-bts-000005"]
     assert ahead["synced"] is True and ahead["reason"] == "clock_ahead"
     assert ahead["off_s"] == pytest.approx(200, abs=2)
@@ -140,7 +153,10 @@ def test_the_list_names_the_boxes_furthest_off_first(influx: Influx) -> None:
     unsynced = by_site["qn-bts-000006"]
     assert (unsynced["synced"], unsynced["reason"], unsynced["off_s"]) == (False, None, 0.0)
     assert unsynced["name"] == "Trạm BTS qn-bts-000006"
-    assert max(rows, key=lambda r: float(str(r["off_s"])))["site"] == "hp-bts-000005"
+    refused = by_site["hp-bts-000009"]
+    assert refused["reason"] == "clock_ahead_refused"
+    assert refused["off_s"] == pytest.approx(25_200, abs=2)
+    assert max(rows, key=lambda r: float(str(r["off_s"])))["site"] == "hp-bts-000009"
 
 
 def test_one_province_chosen_shows_its_boxes_only(influx: Influx) -> None:

@@ -38,11 +38,13 @@ CLOCK_NAMES = {
     "clock_behind": "Chậm (báo cáo cũ)",
     "clock_corrected": "Chậm, đã sửa giờ",
     "clock_ahead": "Nhanh",
+    "clock_ahead_refused": "Nhanh, báo cáo bị từ chối",
 }
 REASONS: dict[str, tuple[str, str]] = {  # the rules' finding → words, colour
     "clock_behind": ("chậm (báo cáo cũ)", "orange"),
     "clock_corrected": ("chậm, đã sửa giờ", "orange"),
     "clock_ahead": ("nhanh", "yellow"),
+    "clock_ahead_refused": ("nhanh, báo cáo bị từ chối", "red"),
 }
 
 
