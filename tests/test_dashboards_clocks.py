@@ -22,7 +22,7 @@ from kienco.dashboards import system
 from kienco.dashboards.clocks import CLOCK_NAMES
 from kienco.dashboards.common import Built
 from kienco.dashboards.macros import TimeRange
-from kienco.dashboards.replay import Influx, Outcome, replay, resolve_variables
+from kienco.dashboards.replay import Influx, Outcome, opened
 from kienco.fleet.fleet import Site, Storm, meta_payload, report_payload, utc_iso
 from tests.support.influx import InfluxServer
 
@@ -89,12 +89,9 @@ def influx(influxdb: InfluxServer, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def _run(influx: Influx, choose: Mapping[str, list[str]] | None = None) -> dict[str, Outcome]:
-    variables = resolve_variables(
-        BUILT.json["templating"]["list"], influx, choose=choose, span=SPAN
-    )
     checks = [c for c in BUILT.checks if c.panel in (COUNTS, LIST)]
     assert len(checks) == 2
-    outcomes = replay(checks, variables, SPAN, influx)
+    outcomes = opened(BUILT, influx, SPAN, choose=choose, checks=checks)
     for outcome in outcomes:
         assert outcome.error is None, (outcome.check.panel, outcome.error, outcome.sent)
     return {o.check.panel: o for o in outcomes}

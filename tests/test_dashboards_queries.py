@@ -34,7 +34,7 @@ from contract.wire import Meta, Report
 from kienco.dashboards import build, retention
 from kienco.dashboards.common import Built
 from kienco.dashboards.macros import TimeRange
-from kienco.dashboards.replay import Influx, Outcome, replay, resolve_variables
+from kienco.dashboards.replay import Influx, Outcome, opened
 from kienco.demo.run import demo_policy
 from kienco.demo.scenario import Scenario, load_scenario
 from kienco.demo.simulator import Fleet, SimulatedSite
@@ -318,9 +318,7 @@ def _check(outcome: Outcome, *, strict: bool) -> list[str]:
 def _run(
     built: Built, influx: Influx, span: TimeRange, choose: dict[str, list[str]] | None = None
 ) -> list[Outcome]:
-    templating = built.json["templating"]["list"]
-    variables = resolve_variables(templating, influx, choose=choose, span=span)
-    return replay(built.checks, variables, span, influx)
+    return opened(built, influx, span, choose=choose)
 
 
 @pytest.mark.parametrize("rp", [retention.RAW, retention.TREND])
@@ -345,8 +343,7 @@ def test_sparse_columns_fill_at_the_storms_peak(uid: str, influx: Influx, storm:
     built = DASHBOARDS[uid]
     sparse = [c for c in built.checks if c.expect.sparse]
     span = TimeRange(storm.started - timedelta(minutes=1), storm.peak + timedelta(seconds=5))
-    variables = resolve_variables(built.json["templating"]["list"], influx, span=span)
-    for outcome in replay(sparse, variables, span, influx):
+    for outcome in opened(built, influx, span, checks=sparse):
         assert outcome.error is None, outcome.error
         for column in outcome.check.expect.sparse:
             values = [v for s in outcome.series for v in s.column(column)]

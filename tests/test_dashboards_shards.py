@@ -19,7 +19,7 @@ from collector.system_alerts import DropRun
 from kienco.dashboards import system
 from kienco.dashboards.common import Built, Check
 from kienco.dashboards.macros import TimeRange
-from kienco.dashboards.replay import Influx, Outcome, Series, replay, resolve_variables
+from kienco.dashboards.replay import Influx, Outcome, Series, opened
 from tests.support.influx import InfluxServer
 
 END = datetime.now(UTC).replace(microsecond=0)  # the end of the range Grafana shows
@@ -139,10 +139,7 @@ def influx(influxdb: InfluxServer) -> Iterator[Influx]:
 
 
 def _run(influx: Influx, choose: Mapping[str, list[str]] | None = None) -> dict[str, Outcome]:
-    variables = resolve_variables(
-        BUILT.json["templating"]["list"], influx, choose=choose, span=SPAN
-    )
-    outcomes = replay(_shard_checks(BUILT), variables, SPAN, influx)
+    outcomes = opened(BUILT, influx, SPAN, choose=choose, checks=_shard_checks(BUILT))
     for outcome in outcomes:
         assert outcome.error is None, (outcome.check.panel, outcome.error, outcome.sent)
     return {o.check.panel: o for o in outcomes}

@@ -17,11 +17,11 @@ from typing import Any
 
 import httpx
 
-from kienco.dashboards.common import Check
+from kienco.dashboards.common import Built, Check
 from kienco.dashboards.influxql import DATASOURCE_MIN_INTERVAL
 from kienco.dashboards.macros import ALL, TimeRange, Variable, render
 
-__all__ = ["Influx", "Outcome", "Series", "replay", "resolve_variables"]
+__all__ = ["Influx", "Outcome", "Series", "opened", "replay", "resolve_variables"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,3 +146,19 @@ def replay(
         series, error, seconds = influx.query(sent)
         outcomes.append(Outcome(check, sent, series, error, seconds))
     return outcomes
+
+
+def opened(
+    built: Built,
+    influx: Influx,
+    span: TimeRange,
+    *,
+    choose: Mapping[str, Sequence[str]] | None = None,
+    checks: Iterable[Check] | None = None,
+) -> list[Outcome]:
+    """``built`` opened over ``span`` as Grafana opens it: its variables resolved (those
+    in ``choose`` set), then every panel's targets (or only ``checks``) run."""
+    variables = resolve_variables(
+        built.json["templating"]["list"], influx, choose=choose, span=span
+    )
+    return replay(built.checks if checks is None else checks, variables, span, influx)
