@@ -75,14 +75,16 @@ def add_clocks(board: Board) -> None:
             "Số hộp (agent) có đồng hồ không được giữ, theo tỉnh, lúc cuối khoảng thời gian: "
             "hộp tự báo đồng hồ chưa đồng bộ với nguồn thời gian (như timedatectl), hoặc quy "
             "tắc thấy đồng hồ chậm (báo cáo đến đúng nhịp nhưng đều cũ), đã chứng minh chậm "
-            "và sửa giờ, hoặc nhanh. Một hộp có thể ở nhiều cột; 'Không giữ giờ' đếm mỗi hộp "
+            "và sửa giờ, hoặc nhanh (kể cả nhanh đến mức báo cáo bị từ chối). Một hộp có thể "
+            "ở nhiều cột; 'Không giữ giờ' đếm mỗi hộp "
             "một lần. Agent cũ không báo trạng thái đồng hồ thì không được đếm là chưa đồng "
             "bộ; hộp im lặng không được đếm. Từ bản tóm tắt fleet mỗi phút (nhanh cả khi "
             "chọn tất cả các tỉnh).",
             "Boxes whose clock is not kept, per province, at the end of the range: the box "
             "says its clock is not synchronised to a time source (as timedatectl judges), "
             "or the rules find it behind (reports on time, each as old), proven behind and "
-            "its times corrected, or ahead. A box may be in several columns; 'not kept' "
+            "its times corrected, or ahead (even so far ahead its reports are refused). A "
+            "box may be in several columns; 'not kept' "
             "counts each once. Older agents that do not say are not counted as unsynchronised, "
             "silent boxes not at all. From the per-minute fleet summary (fast for the whole "
             "country).",
