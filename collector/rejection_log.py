@@ -43,18 +43,12 @@ class RejectionLog:
             if held is None and len(self._said) >= _MAX_KEYS:
                 self._said.clear()
             self._said[key] = (now, 0)
-        unsaid = held[1] if held is not None else 0
-        # The topic and the detail are the publisher's text: one line each in the log.
-        if unsaid:
-            self._log.warning(
-                "rejected %s: %s: %s (and %d more from this topic for this reason in the "
-                "last %.0f s, not logged; all kept as dead letters)",
-                one_line(topic),
-                reason,
-                one_line(detail),
-                unsaid,
-                (now - held[0]).total_seconds() if held is not None else 0.0,
+        since = ""
+        if held is not None and held[1]:
+            since = (
+                f" (and {held[1]} more from this topic for this reason in the last "
+                f"{(now - held[0]).total_seconds():.0f} s, not logged; all kept as dead letters)"
             )
-        else:
-            self._log.warning("rejected %s: %s: %s", one_line(topic), reason, one_line(detail))
+        # The topic and the detail are the publisher's text: one line each in the log.
+        self._log.warning("rejected %s: %s: %s%s", one_line(topic), reason, one_line(detail), since)
         return True
