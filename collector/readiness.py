@@ -175,8 +175,9 @@ class Verdicts:
     def _silence_due(snapshot: SiteSnapshot, fresh: FreshnessPolicy, now: datetime) -> datetime:
         """When the site must be looked at again for its silence (stale, then offline),
         by the collector's clock: a site judged in its own clock, behind, turns stale that
-        much later (rules/freshness.py, ``clock_corrected``)."""
-        last = snapshot.last_report_at or now
+        much later (rules/freshness.py, ``clock_corrected``); a site whose clock is ahead is
+        counted from when its newest report was heard (``freshness.newest_taken_by``)."""
+        last = freshness.newest_taken_by(snapshot) or now
         behind = snapshot.clock_correction_s
         if behind is not None:
             last += timedelta(seconds=behind)

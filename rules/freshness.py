@@ -2,7 +2,9 @@
 
 Judged by ``last_report_at`` — the newest report ever received — so a report replayed
 late from an outbox neither raises a false alarm nor clears a real one. A report
-stamped slightly in the future (clock skew) is fresh, its age taken as 0. A site whose
+stamped in the future (an agent's clock ahead, within the decoder's tolerance) is fresh,
+and counted as taken when it was heard (:func:`newest_taken_by`): its silence is seen
+as any site's, not as many minutes late as its clock is ahead. A site whose
 reports keep arriving on their interval, each as old, is said to have its clock behind
 (``clock_behind``, with how far and the fix): still not vouched for, but not called
 silent while it talks (rules/snapshot.py, ``clock_behind_s``). When the collector also
@@ -91,6 +93,23 @@ def _age(later: datetime, earlier: datetime | None) -> float | None:
     return None if seconds is None else max(0.0, seconds)
 
 
+def newest_taken_by(snapshot: SiteSnapshot) -> datetime | None:
+    """When the site's newest report was taken, as far as the collector can vouch: at its
+    stamp, but no later than it was heard. An agent whose clock is ahead by less than the
+    decoder's tolerance (collector/decode.py: 300 s) stamps its reports in the collector's
+    future; counted from the stamp, the site would stay fresh that much longer after its
+    last report, ``ready`` for up to 5 min while it is silent. A report heard live cannot
+    have been taken after it arrived, so its arrival bounds it (the newest of
+    :attr:`SiteSnapshot.arrivals`, when it is that report). A report that was not heard
+    live (replayed, restored) keeps its stamp. Both :func:`check` and the collector's
+    silence sweep (collector/readiness.py) count a site's silence from it."""
+    last = snapshot.last_report_at
+    if last is None or not snapshot.arrivals:
+        return last
+    heard, taken, _ = snapshot.arrivals[-1]
+    return heard if taken == last and heard < last else last
+
+
 def refused_ahead(
     snapshot: SiteSnapshot, now: datetime, within_s: float
 ) -> tuple[float, float] | None:
@@ -112,7 +131,7 @@ def check(
 ) -> FreshnessResult:
     """``tightened_at_level``: the risk level, when it shortened the stale window."""
     site = snapshot.site
-    last = snapshot.last_report_at
+    last = newest_taken_by(snapshot)
     age = _seconds(now, last)
     stale_after, offline_after = silence_changes_after(snapshot, policy)
     # A clock proven behind (worked out only for a site that looks silent): judged in it.
@@ -161,7 +180,11 @@ def check(
         corrected = {"behind_s": shift, "age_s": numbers["age_s"]}
         findings = (Finding("freshness", site, "info", "clock_corrected", corrected),)
         return FreshnessResult("fresh", max(0.0, age), findings, clock_shift_s=shift)
-    if -age > policy.future_tolerance_s:
-        ahead = {"ahead_s": -age, "future_tolerance_s": policy.future_tolerance_s}
+    # How far ahead the agent's clock is: its stamp past its arrival, when it was heard
+    # before it was stamped (the same however long ago), else past now.
+    stamp = snapshot.last_report_at
+    ahead_s = _seconds(stamp, now if last == stamp else last) if stamp is not None else None
+    if ahead_s is not None and ahead_s > policy.future_tolerance_s:
+        ahead = {"ahead_s": ahead_s, "future_tolerance_s": policy.future_tolerance_s}
         findings = (Finding("freshness", site, "info", "clock_ahead", ahead),)
     return FreshnessResult("fresh", max(0.0, age), findings)

@@ -733,6 +733,37 @@ def test_an_agent_whose_clock_is_hours_ahead_is_said_so_not_silent(
         client.loop_stop()
 
 
+def test_an_agent_whose_clock_is_minutes_ahead_is_called_silent_on_time(
+    tmp_path: Path, mosquitto: Broker, started: Callable[[CollectorConfig], Collector]
+) -> None:
+    """A box 4 min ahead, inside the decoder's 5 min tolerance: its reports are accepted.
+    When it stops, its silence is seen after its stale window counted from when its last
+    report was heard, by the collector's own sweep, not 4 min later at its stamp."""
+    collector = started(config(tmp_path, mosquitto, "fk"))
+    client = publisher(mosquitto.port)
+    try:
+        for seq in range(1, 4):
+            ahead = datetime.now(UTC) + timedelta(minutes=4)
+            send(client, "kienco/v1/fk/fk-1/report", report("fk-1", "fk", seq, ahead))
+            time.sleep(1.0)
+        heard = wait_until(lambda: collector.verdicts.get("fk-1"), what="a verdict")
+        assert "clock_ahead" in [r.code for r in heard.reasons]
+        silent = wait_until(
+            lambda: (
+                (s := collector.verdicts.get("fk-1")) is not None
+                and s.reasons[0].code == "no_recent_report"
+                and s
+            ),
+            timeout_s=20,
+            what="the silence called (stale after 3 s)",
+        )
+        assert [r.code for r in silent.reasons] == ["no_recent_report"]
+        assert silent.verdict == "unknown"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
 def test_an_agent_whose_clock_is_behind_beside_a_live_site_is_judged_as_it(
     tmp_path: Path, mosquitto: Broker, started: Callable[[CollectorConfig], Collector]
 ) -> None:

@@ -105,6 +105,22 @@ CASES = [
         id="clock-5-min-ahead-fresh-but-said",
     ),
     pytest.param(
+        Case(_arriving([-240] * 4, 60, last_s=10), "fresh", ("clock_ahead",), "info"),
+        id="clock-4-min-ahead-heard-10s-ago-fresh-but-said",
+    ),
+    pytest.param(
+        Case(_arriving([-240] * 4, 60, last_s=200), "stale", ("no_recent_report",), "warning"),
+        id="clock-4-min-ahead-silent-from-its-arrival-not-its-stamp",
+    ),
+    pytest.param(
+        Case(_arriving([-240] * 4, 60, last_s=400), "offline", ("no_recent_report",), "critical"),
+        id="clock-4-min-ahead-offline-from-its-arrival",
+    ),
+    pytest.param(
+        Case(_arriving([-20] * 4, 60, last_s=170), "fresh"),
+        id="clock-20s-ahead-within-its-window-fresh",
+    ),
+    pytest.param(
         Case(_replayed(30, 7200), "fresh"),
         id="late-replay-does-not-raise-no-data",
     ),
@@ -267,6 +283,15 @@ def test_a_clock_ahead_whose_reports_are_refused_says_how_far_and_the_fix() -> N
     )
     assert "UTC is 7 h ahead" in reason.text_en
     assert "chạy nhanh 7 giờ" in reason.text_vi and "NTP" in reason.text_vi
+
+
+def test_a_clock_ahead_heard_live_says_its_offset_not_what_is_left_of_it() -> None:
+    """Stamped 240 s ahead of their arrival: 240 s ahead, however long ago the newest came
+    (from ``now`` it would shrink as the site falls silent)."""
+    for last_s in (0.0, 10.0, 50.0):
+        result = freshness.check(_arriving([-240] * 4, 60, last_s=last_s), POLICY.freshness, NOW)
+        assert [(f.code, f.numbers["ahead_s"]) for f in result.findings] == [("clock_ahead", 240)]
+        assert result.age_s == last_s
 
 
 def test_a_clock_behind_says_how_far_and_the_fix_in_both_languages() -> None:
