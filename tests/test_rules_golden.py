@@ -20,6 +20,11 @@ stopped judging sites that had reported since (2026-12-06): 742 of its 1 065 jud
 went; every report, meta, state and risk judgement kept its verdict, station state and
 reason codes, and 14 of the 9 256 differ only in the numbers of the status shown while a
 change waits out its hold (the shown judgement is the report's, not a later sweep's).
+Recorded again when a report heard live counted as taken no later than it was heard
+(2026-12-07, rules/freshness.py ``newest_taken_by``): of 6 480 statuses none changed
+its verdict or reason codes; the site whose clock is 90 s ahead says so (``ahead_s``
+90.5, "2 min"; it said what was left of it when judged, 60.5, "1 min"), and its
+silences' ages count from its reports' arrivals, 90 s longer ("4 min", was "3 min").
 
 Only when a verdict, a text or the status itself changes on purpose, record again:
 
