@@ -44,11 +44,13 @@ async def poll_once(
     *,
     seq: int,
     now: datetime,
+    outbox: int | None = None,
     outbox_depth: int | None = None,
     outbox_dropped_total: int | None = None,
     outbox_resets_total: int | None = None,
 ) -> Report:
-    """Measure the site once. ``now`` is when the readings were taken (UTC)."""
+    """Measure the site once. ``now`` is when the readings were taken (UTC); ``outbox``:
+    the id of the outbox that numbered ``seq`` (``Report.outbox``)."""
     # Paths first, on their own: the kernel times each handshake (TCP_INFO), but where it
     # cannot, the RTT is a clock on this event loop, and decoding SNMP answers (CPU-bound,
     # ~0.4 s to build pysnmp's engine) would inflate it. Devices and the room go after.
@@ -70,6 +72,7 @@ async def poll_once(
         site=config.site,
         province=config.province,
         seq=seq,
+        outbox=outbox,
         taken_at=now,
         interval_s=config.interval_s,
         power=tuple(r for r in device_readings if isinstance(r, PowerReading)),

@@ -14,9 +14,13 @@ across restarts. A new outbox (a new box, or its file deleted) numbers from the 
 have reached while it made under one message a second, so a box *replaced* with its
 clock behind is still told by the collector from a replay of the old one (a report
 numbered after the newest but stamped before it is a clock that stepped back,
-rules/snapshot.py). Caught unless the new box's clock is behind by more than the old
-outbox's age times (1 − its messages per second): a box that reported every 10 s for
-a day is caught up to ~21 h behind; a clock reset to 1970 is not.
+rules/snapshot.py). That holds unless the new box's clock is behind by more than the
+old outbox's age times (1 − its messages per second); so each outbox also has an id,
+a random number made with the file and sent with every report (``Report.outbox``): a
+report of an outbox the collector has not heard from at the site is a new numbering,
+whatever the clock says (a spare from a drawer whose clock is months behind, or reset
+to 1970). A corrupt file's salvage keeps the id with the counter; when the counter is
+lost, the numbering is new and so is the id.
 
 The disk itself may fail it, and the policy holds then too:
 
@@ -40,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -70,6 +75,8 @@ INSERT OR IGNORE INTO counters VALUES ('dropped_total', 0), ('bytes', 0), ('rese
 """
 # A new file's sequence counter starts at the clock (the module's docstring says why).
 _FIRST_SEQ = "INSERT OR IGNORE INTO counters VALUES ('next_seq', ?)"
+# And the file gets its own random id, sent with every report (the docstring says why).
+_FIRST_ID = "INSERT OR IGNORE INTO counters VALUES ('outbox_id', ?)"
 # Checkpoint the WAL into the main file every 64 pages (256 KiB; SQLite's default is
 # 1 000): on a full disk, a checkpoint must never need more new space than the reserve.
 _WAL_PAGES = 64
@@ -215,6 +222,10 @@ class Outbox(DurableStore):
         """How many times the outbox file was found corrupt and replaced."""
         return self._run(lambda: self._counter("resets_total"))
 
+    def outbox_id(self) -> int:
+        """This outbox's random id (``Report.outbox``): the numbering its ``seq`` belongs to."""
+        return self._run(lambda: self._counter("outbox_id"))
+
     # --- the disk going wrong ---------------------------------------------------------
 
     def _run(self, step: Callable[[], T], *, make_room: bool = False) -> T:
@@ -303,6 +314,7 @@ class Outbox(DurableStore):
         db = open_durable(self.path, _SCHEMA)
         db.execute(f"PRAGMA wal_autocheckpoint={_WAL_PAGES}")
         db.execute(_FIRST_SEQ, (max(0, int(self._clock())),))
+        db.execute(_FIRST_ID, (secrets.randbits(53),))
         return db
 
     def _open(self) -> sqlite3.Connection:
@@ -358,6 +370,11 @@ class Outbox(DurableStore):
             "bytes": sum(len(row[2]) for row in found.rows.values()),
             "resets_total": resets,
         }
+        # The numbering goes on under its id; a new one (its counter lost) under the new
+        # file's (``_connect``).
+        same_id = found.counters.get("outbox_id") if "next_seq" in found.counters else None
+        if same_id is not None:
+            counters["outbox_id"] = same_id
         db.executemany(
             "UPDATE counters SET value = ? WHERE name = ?",
             [(value, name) for name, value in counters.items()],

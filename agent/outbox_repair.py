@@ -81,7 +81,7 @@ def salvage(path: Path) -> Salvage:
                         int(row[3]),
                         float(row[4]),
                     )
-        for name in ("next_seq", "dropped_total", "resets_total"):
+        for name in ("next_seq", "outbox_id", "dropped_total", "resets_total"):
             with contextlib.suppress(sqlite3.Error, TypeError):
                 query = "SELECT value FROM counters WHERE name = ?"
                 (value,) = db.execute(query, (name,)).fetchone()

@@ -307,6 +307,7 @@ class Agent:
             self.probes,
             seq=seq,
             now=now,
+            outbox=self.outbox.outbox_id(),
             outbox_depth=self.outbox.depth(),
             outbox_dropped_total=self.outbox.dropped_total(),
             outbox_resets_total=self.outbox.resets_total(),

@@ -56,6 +56,7 @@ class SavedSite(_Saved):
     # rules/snapshot.py: a clock behind; saved before vouching without the third
     arrivals: list[tuple[datetime, datetime, bool] | tuple[datetime, datetime]] = []
     last_seq: int | None = None  # rules/snapshot.py: a clock stepped back
+    outboxes: list[int] | None = None  # rules/snapshot.py: a box replaced (None: none said)
     refused_ahead: tuple[datetime, float, float] | None = None  # rules/snapshot.py: clock ahead
     power_history: dict[str, list[Sample]] = {}  # then meta: SiteEncoder writes these two
     meta: Meta | None = None  # last: the saver appends it as kept (any order reads back)
@@ -112,6 +113,7 @@ def _saved_site(
         room=snapshot.room,
         arrivals=list(snapshot.arrivals),
         last_seq=snapshot.last_seq,
+        outboxes=list(snapshot.outboxes) or None,
         refused_ahead=snapshot.refused_ahead,
         power_history=power_history,
         meta=meta,
@@ -289,6 +291,7 @@ def site_from_json(raw: bytes) -> SiteSnapshot:
         power_history=MappingProxyType({d: tuple(h) for d, h in saved.power_history.items()}),
         arrivals=tuple((a[0], a[1], len(a) == 3 and a[2]) for a in saved.arrivals),
         last_seq=saved.last_seq,
+        outboxes=tuple(saved.outboxes or ()),
         refused_ahead=saved.refused_ahead,
     )
 

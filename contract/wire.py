@@ -224,6 +224,13 @@ class Report(WireModel):
     # by its outbox; a new outbox starts from its clock's Unix seconds, above any earlier
     # box's at the site (agent/outbox.py).
     seq: Count
+    # Which outbox numbered ``seq``: a random number made with the outbox and kept with
+    # it (agent/outbox.py). ``seq`` orders the reports of one outbox only; another one at
+    # the same site (a box replaced, its outbox deleted or unreadable) is a new numbering,
+    # whatever its clock says (rules/snapshot.py). Optional: agents before it do not send
+    # it. Collectors before it refuse reports that carry it (no unknown field passes):
+    # upgrade the collectors first.
+    outbox: Annotated[int, Field(ge=0, le=2**53)] | None = None
     taken_at: UtcTime
     interval_s: Annotated[float, Field(gt=0, le=86_400)]
     power: tuple[PowerReading, ...] = ()

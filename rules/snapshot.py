@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from itertools import pairwise
 from types import MappingProxyType
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from contract.wire import (
     HostReading,
@@ -51,6 +51,11 @@ CLOCK_CADENCE = 0.8
 CLOCK_STEADY_S = 2.0
 CLOCK_STEADY_FRACTION = 0.01
 CLOCK_BEHIND_MIN_S = 30.0
+
+# Whose numbering a report's seq is in (``SiteSnapshot.with_report``), and how many of a
+# site's outboxes are remembered: the current one and those it replaced.
+Numbering = Literal["same", "new", "other"]
+OUTBOXES_KEPT = 4
 
 
 # One point of a device's battery history as the snapshot keeps it: (taken_at, battery
@@ -116,6 +121,10 @@ class SiteSnapshot:
     # The sequence number of the newest report (by its time): a report heard live with a
     # higher one but taken well before is the agent's clock stepped back (``with_report``).
     last_seq: int | None = None
+    # The outboxes whose numbering the site's reports carried (``Report.outbox``), oldest
+    # first, the last the one ``last_seq`` belongs to: a report of another one heard live
+    # is a new numbering (a box replaced), of an earlier one a replay of it (``with_report``).
+    outboxes: tuple[int, ...] = ()
     # The newest report refused for being stamped ahead of the collector's clock past its
     # tolerance (collector/decode.py): (received at, how far ahead, the tolerance it was
     # refused by; s). The agent talks, its clock is wrong (rules/freshness.py,
@@ -270,14 +279,20 @@ class SiteSnapshot:
         it): the agent's clock stepped back (a box rebooted after a power cut with no RTC
         and no NTP in reach). The site starts again from it (:meth:`_stepped_back`): else
         every report after the step would be taken for history, and the site called
-        silent while it reports, until its clock caught up with its last report before."""
+        silent while it reports, until its clock caught up with its last report before.
+        A report heard live from an outbox the site has not heard from (``Report.outbox``:
+        a box replaced) is a new numbering, so numbered after the newest whatever its
+        ``seq``; one from an outbox it replaced is a replay of it."""
         at = report.taken_at
         last, last_seq = self.last_report_at, self.last_seq
+        numbering = self._numbering(report.outbox, heard=received_at is not None)
         if (
             received_at is not None
             and last is not None
-            and last_seq is not None
-            and report.seq > last_seq
+            and (
+                numbering == "new"
+                or (numbering == "same" and last_seq is not None and report.seq > last_seq)
+            )
             and (last - at).total_seconds() > CLOCK_BEHIND_MIN_S
         ):
             return self._stepped_back().with_report(
@@ -308,7 +323,9 @@ class SiteSnapshot:
                 links[link.path] = (link, at)
         host = (report.host, at) if report.host is not None and newer(self.host) else self.host
         room = (report.room, at) if report.room is not None and newer(self.room) else self.room
-        is_newest = self.last_report_at is None or at >= self.last_report_at
+        is_newest = numbering != "other" and (
+            self.last_report_at is None or at >= self.last_report_at
+        )
         seen = self.last_seen_at
         if received_at is not None and (seen is None or received_at > seen):
             seen = received_at
@@ -328,8 +345,25 @@ class SiteSnapshot:
             interval_s=report.interval_s if is_newest else self.interval_s,
             last_seen_at=seen,
             arrivals=arrivals,
-            last_seq=report.seq if is_newest else self.last_seq,
+            last_seq=report.seq if is_newest or numbering == "new" else self.last_seq,
+            outboxes=self._outboxes_after(report.outbox, numbering),
         )
+
+    def _numbering(self, outbox: int | None, *, heard: bool) -> Numbering:
+        """Whose numbering a report's ``seq`` is in, against ``last_seq``'s: ``same`` (or
+        not said: agents before ``Report.outbox``), ``new`` (an outbox not heard from at
+        the site, heard live), ``other`` (an outbox it replaced, or a new one not heard
+        live: a dead letter replayed)."""
+        held = self.outboxes
+        if outbox is None or not held or outbox == held[-1]:
+            return "same"
+        return "new" if heard and outbox not in held else "other"
+
+    def _outboxes_after(self, outbox: int | None, numbering: Numbering) -> tuple[int, ...]:
+        held = self.outboxes
+        if outbox is None or numbering == "other" or (held and held[-1] == outbox):
+            return held
+        return (*held[1 - OUTBOXES_KEPT :], outbox) if held else (outbox,)
 
     def with_refused_ahead(
         self, received_at: datetime, ahead_s: float, tolerance_s: float

@@ -112,13 +112,27 @@ def meta(site: str, province: str, at: datetime) -> bytes:
 
 
 def report(
-    site: str, province: str, seq: int, at: datetime, host: HostReading | None = None
+    site: str,
+    province: str,
+    seq: int,
+    at: datetime,
+    host: HostReading | None = None,
+    outbox: Outbox | None = None,
 ) -> bytes:
-    return (
-        Report(site=site, province=province, seq=seq, taken_at=at, interval_s=1, host=host)
-        .model_dump_json()
-        .encode()
+    """A report; ``outbox``: numbered by it (its next seq and its id, as the agent does)."""
+    numbering = None
+    if outbox is not None:
+        seq, numbering = outbox.reserve_seq(), outbox.outbox_id()
+    message = Report(
+        site=site,
+        province=province,
+        seq=seq,
+        outbox=numbering,
+        taken_at=at,
+        interval_s=1,
+        host=host,
     )
+    return message.model_dump_json(exclude_none=True).encode()
 
 
 def errors_of(collector: Collector, thread: str) -> float:
@@ -795,33 +809,43 @@ def test_an_agent_whose_clock_is_behind_beside_a_live_site_is_judged_as_it(
         client.loop_stop()
 
 
+@pytest.mark.parametrize(
+    "behind_s",
+    [
+        600.0,  # 10 min: numbered above the old box by its clock alone (agent/outbox.py)
+        2 * 86_400.0,  # 2 days, more than the old outbox's age: below it, told by its id
+    ],
+)
 def test_a_replaced_box_whose_clock_is_behind_is_judged_as_it(
-    tmp_path: Path, mosquitto: Broker, started: Callable[[CollectorConfig], Collector]
+    behind_s: float,
+    tmp_path: Path,
+    mosquitto: Broker,
+    started: Callable[[CollectorConfig], Collector],
 ) -> None:
     """After the storm, the flooded box of fk-1 is swapped for a spare: a new outbox, and
-    a clock 10 min behind (no RTC, no NTP in reach). Its reports are numbered by its own
-    new outbox, the real one (agent/outbox.py), yet taken for what they are, not for
-    replays of the old box's: judged as the live site of its province is, the clock said
-    beside."""
+    a clock behind (no RTC, no NTP in reach; a spare from a drawer can be months behind).
+    Its reports are numbered by its own new outbox, the real one (agent/outbox.py), yet
+    taken for what they are, not for replays of the old box's: judged as the live site
+    of its province is, the clock said beside."""
     collector = started(config(tmp_path, mosquitto, "fk"))
     client = publisher(mosquitto.port)
     old_box = Outbox(tmp_path / "old.sqlite", clock=lambda: time.time() - 86_400)  # a day ago
     for _ in range(100):  # it reported since
         old_box.reserve_seq()
-    new_box = Outbox(tmp_path / "new.sqlite", clock=lambda: time.time() - 600)
+    new_box = Outbox(tmp_path / "new.sqlite", clock=lambda: time.time() - behind_s)
     try:
         for _ in range(3):  # the old box, on time
             now = datetime.now(UTC)
             send(client, "kienco/v1/fk/fk-2/report", report("fk-2", "fk", 1, now))
-            on_time = report("fk-1", "fk", old_box.reserve_seq(), now)
+            on_time = report("fk-1", "fk", 0, now, outbox=old_box)
             send(client, "kienco/v1/fk/fk-1/report", on_time)
             time.sleep(1.0)
-        for seq in range(2, 8):  # the spare, 10 min behind, and its kernel says so
+        for seq in range(2, 8):  # the spare, behind, and its kernel says so
             now = datetime.now(UTC)
             send(client, "kienco/v1/fk/fk-2/report", report("fk-2", "fk", seq, now))
-            taken = now - timedelta(minutes=10)
+            taken = now - timedelta(seconds=behind_s)
             unsynced = HostReading(clock_synced=False)
-            spare = report("fk-1", "fk", new_box.reserve_seq(), taken, unsynced)
+            spare = report("fk-1", "fk", 0, taken, unsynced, outbox=new_box)
             send(client, "kienco/v1/fk/fk-1/report", spare)
             time.sleep(1.0)
 

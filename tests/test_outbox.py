@@ -84,6 +84,18 @@ def test_a_replaced_box_numbers_above_the_old_one_with_its_clock_hours_behind(
     assert new.reserve_seq() > last_old
 
 
+def test_an_outbox_keeps_its_id_and_another_has_another(tmp_path: Path) -> None:
+    """The id says whose numbering a report's seq is in (``Report.outbox``): the same for
+    the life of the file, another for another file (a box replaced, a file deleted)."""
+    box = Outbox(tmp_path / "o.sqlite")
+    mine = box.outbox_id()
+    box.close()
+    assert Outbox(tmp_path / "o.sqlite").outbox_id() == mine
+    others = {Outbox(tmp_path / f"other{n}.sqlite").outbox_id() for n in range(20)}
+    assert mine not in others and len(others) == 20
+    assert all(0 <= i <= 2**53 for i in others)  # what the wire accepts
+
+
 def test_bounded_by_bytes_drops_oldest_and_counts(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.sqlite", max_bytes=1_000)
     for i in range(10):
@@ -127,10 +139,14 @@ def _seqs(box: Outbox) -> list[int]:
     return [json.loads(e.payload)["seq"] for e in box.take(1_000_000)]
 
 
+FILLED_ID = 12_345  # the id of the outboxes _filled makes
+
+
 def _filled(path: Path, n: int) -> None:
     """An outbox made a day before T0, with ``n`` reports of seq F0..F0+n-1, all of it in
-    the main file, closed."""
+    the main file, closed; its id FILLED_ID."""
     box = Outbox(path, clock=lambda: T0 - 86_400, reserve_bytes=0)
+    box._db.execute("UPDATE counters SET value = ? WHERE name = 'outbox_id'", (FILLED_ID,))
     for _ in range(n):
         box.add("t", _report(box.reserve_seq()))
     box._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -162,6 +178,7 @@ def test_a_file_that_is_not_a_database_is_moved_aside_and_a_fresh_one_started(
 
     box = Outbox(path, clock=lambda: T0, reserve_bytes=0)
 
+    assert box.outbox_id() != FILLED_ID  # a numbering of its own: the old one is lost
     assert _aside(path) == [tmp_path / "o.sqlite.corrupt-20260907T031500Z"]
     assert box.resets_total() == 1
     assert box.depth() == 0  # nothing in it could be read
@@ -175,7 +192,9 @@ def test_a_file_that_is_not_a_database_is_moved_aside_and_a_fresh_one_started(
 def test_a_damaged_page_loses_only_its_messages(tmp_path: Path) -> None:
     path = tmp_path / "o.sqlite"
     _filled(path, 500)
-    last_id = Outbox(path).last_id()
+    old = Outbox(path)
+    last_id, numbering = old.last_id(), old.outbox_id()
+    old.close()
     size = path.stat().st_size
     _damage(path, size // 2 // 4096 * 4096, 3 * 4096)  # three pages in the middle
 
@@ -186,6 +205,7 @@ def test_a_damaged_page_loses_only_its_messages(tmp_path: Path) -> None:
     assert kept[:3] == [F0, F0 + 1, F0 + 2] and kept[-3:] == [F0 + 497, F0 + 498, F0 + 499]
     assert 470 <= len(kept) < 500 and kept == sorted(kept)
     assert box.reserve_seq() == F0 + 500  # the counter was readable: no gap, no reuse
+    assert box.outbox_id() == numbering  # and the numbering goes on under its id
     assert box.add("t", b"new") > last_id  # ids go on: an old id never names a new message
 
 
@@ -240,6 +260,7 @@ def test_the_agent_starts_on_a_corrupt_outbox_and_reports_the_reset(tmp_path: Pa
     report = Report.model_validate_json(entry.payload)
     assert report.host is not None and report.host.outbox_resets_total == 1
     assert report.seq > F0 + 5
+    assert report.outbox == agent.outbox.outbox_id() != FILLED_ID  # a new numbering, said
 
 
 # --- a full disk (a real one: a small tmpfs, mounted as root) -----------------------------

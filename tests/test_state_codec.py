@@ -326,3 +326,17 @@ def test_a_report_refused_for_its_clock_ahead_is_remembered_across_a_restart() -
     s = SiteSnapshot(site="hp-1", province="hp").with_refused_ahead(at, 25_200.5, 300.0)
     assert site_from_json(site_json(s)).refused_ahead == (at, 25_200.5, 300.0)
     assert site_from_json(site_json(SiteSnapshot(site="hp-1", province="hp"))).refused_ahead is None
+
+
+def test_the_outboxes_of_a_site_are_remembered_across_a_restart() -> None:
+    """Else a restart would take the replaced box's replay for a new numbering."""
+    at = datetime(2024, 9, 7, 6, 0, tzinfo=UTC)
+    s = SiteSnapshot(site="hp-1", province="hp")
+    for n, outbox in enumerate((7, 2**53)):
+        sent = Report(site="hp-1", province="hp", seq=n, taken_at=at, interval_s=60)
+        s = s.with_report(sent.model_copy(update={"outbox": outbox}), received_at=at)
+    assert site_from_json(site_json(s)).outboxes == s.outboxes == (7, 2**53)
+    assert SiteEncoder().site_json(s) == site_json(s)
+    plain = SiteSnapshot(site="hp-1", province="hp")
+    assert b"outboxes" not in site_json(plain)  # none said: nothing saved
+    assert site_from_json(site_json(plain)).outboxes == ()
