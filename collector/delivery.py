@@ -27,6 +27,7 @@ from datetime import datetime
 from collector.config import BatchConfig
 from collector.deadletter import DeadLetterStore, NewDeadLetter
 from collector.metrics import CollectorMetrics
+from collector.rejection_log import RejectionLog
 from collector.spool import Spool
 from collector.writer import InfluxWriter, Outcome
 
@@ -95,6 +96,7 @@ class Delivery:
         self.batch = batch
         self._ack = ack
         self._now = now
+        self._said = RejectionLog(log)
         self._stopping = stopping
         self._clock = clock
         self._pending: list[Pending] = []
@@ -207,13 +209,11 @@ class Delivery:
     def _keep(self, entries: list[NewDeadLetter]) -> None:
         self.dead_letters.put_many(entries)
         self.metrics.rejected.labels(INFLUX_REFUSED).inc(len(entries))
-        log.warning(
-            "InfluxDB refused lines of %d message(s) or batch(es), kept in the dead-letter "
-            "store (kienco deadletter list --reason %s): %s",
-            len(entries),
-            INFLUX_REFUSED,
-            entries[0].detail,
-        )
+        # A box whose clock is months behind has lines refused in every batch
+        # (collector/retention_floor.py): each topic said once a minute, not each batch.
+        for entry in entries:
+            detail = f"{entry.detail} (kept: kienco deadletter list --reason {INFLUX_REFUSED})"
+            self._said.refused(entry.received_at, entry.topic, INFLUX_REFUSED, detail)
 
     def _drain(self, *, until: float) -> bool:
         """Write spooled batches, oldest first, until a new batch is due (at least one).

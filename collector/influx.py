@@ -38,11 +38,14 @@ __all__ = [
     "InfluxUnavailable",
     "InfluxV1Client",
     "WriteResult",
+    "go_duration_s",
     "quote_identifier",
 ]
 
 _DROPPED = re.compile(r"dropped=(\d+)")
 _PARSE_ERROR = "unable to parse '"
+# What InfluxDB 1.x says of points older than its retention policy keeps (a 400).
+BEYOND_RETENTION = "points beyond retention policy"
 _HTTP_TO_HTTPS = "Client sent an HTTP request to an HTTPS server"
 
 
@@ -88,6 +91,19 @@ class WriteResult:
 def quote_identifier(name: str) -> str:
     """An InfluxQL double-quoted identifier."""
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_GO_DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?")
+
+
+def go_duration_s(text: str) -> float | None:
+    """A duration as InfluxDB prints a retention policy's (Go's ``840h0m0s``; ``0s`` is
+    for ever), in seconds; None if it is not one."""
+    match = _GO_DURATION.fullmatch(text)
+    if not text or match is None:
+        return None
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
 
 
 def _partial(response: httpx.Response) -> WriteResult:
@@ -207,6 +223,17 @@ class InfluxV1Client:
         if status == 413:
             raise InfluxBatchTooLarge(f"{len(lines)} characters: {response.text.strip()}")
         raise InfluxUnavailable(f"write: HTTP {status}: {response.text.strip()}", status=status)
+
+    def retention_s(self) -> float | None:
+        """How long the retention policy written to (``retention_policy``, else the
+        database's default) keeps points, in seconds; None: for ever, or no such policy.
+        Raises as :meth:`query` does."""
+        rows = self.query(f"SHOW RETENTION POLICIES ON {quote_identifier(self.database)}")
+        for row in rows:
+            wanted = row.get("default") if self.retention_policy is None else None
+            if wanted or row.get("name") == self.retention_policy:
+                return go_duration_s(str(row.get("duration", ""))) or None
+        return None
 
     def query(self, influxql: str) -> list[dict[str, Any]]:
         """Run InfluxQL against the database; one dict per row, the series' tags merged in.

@@ -63,6 +63,7 @@ from collector.points import event_points, report_lines, site_tags, state_points
 from collector.readiness import Verdicts
 from collector.rejection_log import RejectionLog
 from collector.replay import Replayer
+from collector.retention_floor import RetentionFloor
 from collector.risk import RiskChange, RiskEntry, RiskLevelOf, RiskLevels
 from collector.spool import Spool
 from collector.state import SiteStates
@@ -208,6 +209,7 @@ class Collector:
                 self.spool,
                 attempts=influx.retry_attempts,
                 beat=self._loops["writer"].beat,
+                retention=RetentionFloor(self.influx.retention_s),
             )
             # Its own health as points, written like any (collector/health_points.py).
             self.health_points = HealthPoints(

@@ -30,6 +30,7 @@ from typing import Literal, Protocol
 
 from collector.influx import InfluxBatchTooLarge, InfluxUnavailable, WriteResult
 from collector.line_protocol import count_lines
+from collector.retention_floor import RetentionFloor, Taken
 from collector.spool import Spool
 from plumbing.backoff import Backoff
 
@@ -104,7 +105,10 @@ class InfluxWriter:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         beat: Callable[[], None] = lambda: None,
+        retention: RetentionFloor | None = None,
     ) -> None:
+        """``retention``: lines InfluxDB would refuse for its retention policy, taken out
+        before a write (collector/retention_floor.py)."""
         if attempts < 1:
             raise ValueError(f"attempts must be >= 1, got {attempts}")
         self.client = client
@@ -116,6 +120,7 @@ class InfluxWriter:
         self.probe_interval_s = probe_interval_s
         self.isolate_budget = isolate_budget
         self.counters = WriterCounters()
+        self.retention = retention
         self._beat = beat  # after each request: the writer is busy, not stuck
         self._last_contact = clock()
         self._sleep = sleep
@@ -169,12 +174,37 @@ class InfluxWriter:
         the units are the lines.
         """
         units: Sequence[str] | None = None
+        taken = Taken(())
         if isinstance(batch, str):
             lines = batch
         else:
             units = batch
+            if self.retention is not None:
+                taken = self.retention.take(units)
+                units = taken.units
             lines = "\n".join(unit for unit in units if unit)
         n_lines = count_lines(lines)
+        return self._with_taken(taken, self._write_or_spool(lines, n_lines, units))
+
+    def _with_taken(self, taken: Taken, outcome: Outcome) -> Outcome:
+        """``outcome`` with the units whose lines were taken out before it named refused."""
+        if not taken.refused:
+            return outcome
+        self._count(refused_points=taken.lines)
+        assert self.retention is not None  # only it takes lines out
+        reason = self.retention.reason()
+        refusals = {unit: Refusal(unit, reason) for unit in taken.refused}
+        refusals.update({r.unit: r for r in outcome.refusals})  # InfluxDB's own word first
+        return Outcome(
+            "spooled" if outcome.spooled else "partial",
+            outcome.lines + taken.lines,
+            outcome.refused_points + taken.lines,
+            outcome.error or reason,
+            outcome.attempts,
+            tuple(sorted(refusals.values(), key=lambda r: r.unit)),
+        )
+
+    def _write_or_spool(self, lines: str, n_lines: int, units: Sequence[str] | None) -> Outcome:
         if n_lines == 0:
             return Outcome("written", 0)
         start = self._clock()
@@ -289,6 +319,12 @@ class InfluxWriter:
 
     def _write(self, lines: str) -> WriteResult:
         """One write; a batch too large for the server is sent in halves."""
+        result = self._write_halving(lines)
+        if self.retention is not None and not result.ok:
+            self.retention.saw(result.error)
+        return result
+
+    def _write_halving(self, lines: str) -> WriteResult:
         try:
             result = self.client.write(lines)
         except InfluxBatchTooLarge:
@@ -298,7 +334,9 @@ class InfluxWriter:
                     ok=False, partial=True, refused=1, error="line exceeds max-body-size"
                 )
             middle = len(parts) // 2
-            results = [self._write("\n".join(half)) for half in (parts[:middle], parts[middle:])]
+            results = [
+                self._write_halving("\n".join(half)) for half in (parts[:middle], parts[middle:])
+            ]
             refused = sum(r.refused for r in results)
             errors = [r.error for r in results if r.error]
             if not errors:

@@ -364,6 +364,54 @@ def test_a_message_influxdb_refuses_lines_of_is_dead_lettered_with_its_reason(
     )
 
 
+def test_a_box_months_behind_is_judged_its_lines_refused_unwritten_and_said_once(
+    tmp_path: Path,
+    mosquitto: Broker,
+    influxdb: InfluxServer,
+    started: Callable[[CollectorConfig], Collector],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A spare whose clock is half a year behind, beside a box on time, with the shipped
+    35-day retention: the site is judged by its clock; its lines, which InfluxDB keeps no
+    more, are refused (after the first, unwritten: collector/retention_floor.py), each
+    message kept; the other box's are all stored; the log says it once, not per batch."""
+    db = influxdb.fresh_database("faults_retention")
+    assert influxdb.write(db, "report,site=x seq=1i").status_code == 204  # the database
+    influxdb.query(db, f'ALTER RETENTION POLICY "autogen" ON "{db}" DURATION 35d DEFAULT')
+    collector = started(config(tmp_path, mosquitto, "fr", influx=influxdb, db=db))
+    client = publisher(mosquitto.port)
+    spare = "kienco/v1/fr/fr-1/report"
+    try:
+        with caplog.at_level(logging.WARNING, logger="kienco.collector"):
+            for seq in range(1, 7):
+                now = datetime.now(UTC)
+                send(client, "kienco/v1/fr/fr-2/report", report("fr-2", "fr", seq, now))
+                send(client, spare, report("fr-1", "fr", seq, now - timedelta(days=182)))
+                time.sleep(1.0)
+            kept = wait_until(
+                lambda: len(collector.dead_letters.select(reason="influx_refused")) == 6,
+                what="the spare's six reports kept",
+            )
+        assert kept
+        stored = wait_until(
+            lambda: influxdb.query(db, "SELECT seq FROM report WHERE site='fr-2'"),
+            what="the other box's reports",
+        )
+        assert len(stored) == 6
+        refusals = collector.dead_letters.select(reason="influx_refused")
+        assert {d.topic for d in refusals} == {spare}
+        assert all("points beyond retention policy" in d.detail for d in refusals)
+        status = collector.verdicts.get("fr-1")
+        assert status is not None and status.reasons[0].code == "clock_behind"
+        said = [m for r in caplog.records if (m := r.getMessage()).startswith("rejected ")]
+        assert len(said) == 1, said  # once a minute for the topic, not six times
+        armed = [r for r in caplog.records if "older than its retention policy" in r.getMessage()]
+        assert len(armed) == 1
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
 # --- item 16: acks in order, on their connection; back within 5 s -----------------------
 
 
