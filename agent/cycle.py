@@ -122,17 +122,29 @@ async def _poll_device(
 
 def _with_site_knowledge(reading: DeviceReading, device: DeviceConfig) -> DeviceReading:
     """Fill what the site config knows and the device does not say: a genset's burn rate
-    (fixed, or the full-load rate at the current load) and its fuel in litres."""
+    (fixed, or the full-load rate at the current load) and its fuel in litres.
+
+    The load scales the rate only while the engine runs and carries it: a stopped or
+    unloaded genset reads 0 % (the idle rate, under a fifth of full load), and its hours
+    "if mains failed now" would be five times what it has once it carries the site. The
+    load it will carry is not known then: the full-load rate, the shortest hours, never
+    a guess up (as rules/autonomy.py takes an unreported load for a battery)."""
     if not isinstance(reading, PowerReading) or reading.error is not None:
         return reading
     update: dict[str, float] = {}
     if reading.fuel_burn_l_per_h is None:
-        if device.fuel_burn_full_load_l_per_h is not None and reading.load_pct is not None:
-            update["fuel_burn_l_per_h"] = burn_at_load(
-                device.fuel_burn_full_load_l_per_h, reading.load_pct
-            )
-        elif device.fuel_burn_l_per_h is not None:
-            update["fuel_burn_l_per_h"] = device.fuel_burn_l_per_h
+        full, fixed, load = (
+            device.fuel_burn_full_load_l_per_h,
+            device.fuel_burn_l_per_h,
+            reading.load_pct,
+        )
+        carrying = reading.generator_running is True and load is not None and load > 0
+        if full is not None and carrying and load is not None:
+            update["fuel_burn_l_per_h"] = burn_at_load(full, load)
+        elif fixed is not None:
+            update["fuel_burn_l_per_h"] = fixed
+        elif full is not None and load is not None:  # a load to come, not known
+            update["fuel_burn_l_per_h"] = full
     if reading.fuel_l is None and reading.fuel_pct is not None and device.tank_l is not None:
         update["fuel_l"] = device.tank_l * reading.fuel_pct / 100.0
     return reading.model_copy(update=update) if update else reading
