@@ -236,7 +236,11 @@ def _mode(
         return "generator"
     if any(mains):
         return "commercial"
-    if mains:  # mains reported absent, yet nothing is on battery: something else feeds it
+    if mains:  # mains reported absent, yet nothing says it is on battery
+        if running is False:
+            # the generator says it is stopped: what still feeds the site is its battery,
+            # whether or not a battery device says so (unread, or not monitored)
+            return "battery"
         return "generator" if gen_present else "unknown"
     if any(r.on_battery is False for r in readings):
         return "commercial"

@@ -105,6 +105,10 @@ def _grid_gone(ctx: RuleContext) -> Finding | None:
         if p.mode == "generator":
             code = "on_generator_fuel_unknown"
             return ctx.finding("backup_power", "warning", code, numbers, impact="unknown")
+        if p.generator_present and p.generator_running is False:
+            # the generator should have started: said first, the fix is to start it
+            code = "on_battery_generator_stopped_runtime_unknown"
+            return ctx.finding("backup_power", "warning", code, numbers, impact="unknown")
         missing = _unmodelled(p)
         if missing is not None:
             code, labels = "on_battery_no_model", {"device": missing.device}

@@ -126,6 +126,10 @@ _CATALOGUE: dict[str, Text] = {
         "mất điện lưới: máy phát không chạy, ắc quy còn {dark_in_s:dur}{needs}",
         "mains lost: generator not running, on battery with {dark_in_s:dur} left{needs}",
     ),
+    "on_battery_generator_stopped_runtime_unknown": Text(
+        "mất điện lưới: máy phát không chạy, đang chạy bằng ắc quy, không rõ thời gian còn lại",
+        "mains lost: generator not running, on battery, time left unknown",
+    ),
     "on_battery_no_generator": Text(
         "mất điện lưới: không có máy phát, ắc quy còn {dark_in_s:dur}{needs}",
         "mains lost: no generator, on battery with {dark_in_s:dur} left{needs}",

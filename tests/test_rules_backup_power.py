@@ -624,3 +624,75 @@ def test_a_near_zero_rate_gives_a_finite_autonomy_of_at_most_a_year(
     status = to_status(e, s)  # the wire status holds only finite numbers
     assert status.backup_hours == e.backup_hours
     assert all(f.text_en for f in e.findings)
+
+
+# Mains reported absent, the generator's controller says its engine is stopped, and no
+# battery device says it is on battery (its poll failed, its status was not read, or the
+# site's battery is not monitored): the site runs on its battery, the generator failed to
+# start. It was judged "on generator", its fuel counted as hours left: up_generator,
+# even ready, while nobody was sent to start it.
+STOPPED: dict[str, Any] = {"generator_running": False, "mains_present": False}
+
+
+@pytest.mark.parametrize(
+    ("power", "state", "verdict", "found", "dark_in_s"),
+    [
+        pytest.param(
+            (genset(**STOPPED, fuel_pct=80.0), PowerReading(device="ups1", error="timeout")),
+            "up_battery",
+            "unknown",
+            ["on_battery_generator_stopped_runtime_unknown", "power_probe_error"],
+            None,
+            id="ups-unread",
+        ),
+        pytest.param(
+            (genset(**STOPPED, fuel_l=400.0, fuel_burn_l_per_h=5.0),),
+            "up_battery",
+            "unknown",
+            ["on_battery_generator_stopped_runtime_unknown"],
+            None,
+            id="battery-not-monitored-fuel-known",
+        ),
+        pytest.param(
+            (
+                genset(**STOPPED, fuel_l=400.0, fuel_burn_l_per_h=5.0),
+                ups(on_battery=None, mains_present=None, battery_runtime_s=2 * H),
+            ),
+            "up_battery",
+            "not_ready",
+            ["on_battery_generator_stopped"],
+            2 * H - 30,
+            id="ups-status-unread-runtime-known",
+        ),
+        pytest.param(
+            (genset(**STOPPED), on_battery(runtime_s=None, battery_charge_pct=None)),
+            "up_battery",
+            "unknown",
+            ["on_battery_generator_stopped_runtime_unknown"],
+            None,
+            id="on-battery-runtime-unknown",
+        ),
+        pytest.param(
+            (
+                genset(
+                    generator_running=True, mains_present=False, fuel_l=400.0, fuel_burn_l_per_h=5
+                ),
+            ),
+            "up_generator",
+            "ready",
+            ["on_generator"],
+            80 * H - 30,
+            id="running-control",
+        ),
+    ],
+)
+def test_a_stopped_generator_with_mains_gone_is_never_on_generator(
+    power: tuple[PowerReading, ...],
+    state: str,
+    verdict: str,
+    found: list[str],
+    dark_in_s: float | None,
+) -> None:
+    e = judge(station(*power, generator_declared=True))
+    assert (e.station_state, e.verdict, codes(e)) == (state, verdict, found)
+    assert e.dark_in_s == (None if dark_in_s is None else pytest.approx(dark_in_s))

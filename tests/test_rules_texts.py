@@ -194,6 +194,7 @@ NO_THRESHOLD = {
     "meta_missing",
     "power_down",
     "on_battery_runtime_unknown",
+    "on_battery_generator_stopped_runtime_unknown",
     "on_battery_no_model",
     "on_generator_fuel_unknown",
     "backup_hours_unknown",
