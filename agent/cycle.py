@@ -138,7 +138,8 @@ def _with_site_knowledge(reading: DeviceReading, device: DeviceConfig) -> Device
             device.fuel_burn_l_per_h,
             reading.load_pct,
         )
-        carrying = reading.generator_running is True and load is not None and load > 0
+        # a load read means it carries it, unless its controller says it is stopped
+        carrying = load is not None and load > 0 and reading.generator_running is not False
         if full is not None and carrying and load is not None:
             update["fuel_burn_l_per_h"] = burn_at_load(full, load)
         elif fixed is not None:

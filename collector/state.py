@@ -181,6 +181,19 @@ class SiteStates:
                 # device's reading (charge, load, …) stays as last polled, not unknown.
                 said = event.power.model_dump(exclude_none=True)
                 power = held[0].model_copy(update=said)
+                polled = held[0]
+                if (
+                    power.on_battery is True
+                    and polled.on_battery is not True
+                    and "battery_runtime_s" not in said
+                    and polled.battery_runtime_s is not None
+                    and polled.battery_runtime_s <= 0
+                ):
+                    # Polled on line, a runtime of 0 is some vendors' way of saying nothing
+                    # (rules/autonomy.py ignores it there). Under the trap's "on battery" it
+                    # would read as a battery run flat: the site dark, critical, at 100 %
+                    # charge. Unknown until the device is polled on battery.
+                    power = power.model_copy(update={"battery_runtime_s": None})
             as_report = Report(
                 site=event.site,
                 province=event.province,

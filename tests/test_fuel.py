@@ -67,6 +67,18 @@ def test_a_fixed_rate_when_the_load_is_unknown() -> None:
             {"generator_running": None, "load_pct": 0.0}, {"full": 20.0}, 20.0, id="state-unknown"
         ),
         pytest.param(
+            {"generator_running": None, "load_pct": 50.0},
+            {"full": 20.0},
+            11.0,
+            id="state-unknown-a-load-carried",
+        ),
+        pytest.param(
+            {"generator_running": False, "load_pct": 50.0},
+            {"full": 20.0},
+            20.0,
+            id="said-stopped-a-stale-load",
+        ),
+        pytest.param(
             {"generator_running": True, "load_pct": 0.0}, {"full": 20.0}, 20.0, id="warming-up-0%"
         ),
         pytest.param(

@@ -36,7 +36,7 @@ from collector.service import Collector
 from collector.state import SiteStates
 from contract.wire import Event, PowerReading, Report, Status
 from kienco.local_services import free_port
-from rules import Policy
+from rules import Policy, evaluate, load_policy
 from tests.support.mosquitto import Broker
 from tests.support.snmptrap import SnmpTrapSender
 from tests.support.subscriber import Subscriber
@@ -588,6 +588,46 @@ def test_an_event_updates_only_what_the_trap_says_at_the_collector() -> None:
         600.0,
     )
     assert (reading.battery_charge_pct, reading.load_pct) == (97.0, 35.0), "kept from the poll"
+
+
+@pytest.mark.parametrize(
+    ("polled_runtime_s", "trap_runtime_s", "runtime_after"),
+    [
+        (0.0, None, None),  # a vendor's 0 on line: not a battery run flat, unknown
+        (2880.0, None, 2880.0),  # a real estimate on line stays the estimate
+        (0.0, 0.0, 0.0),  # the trap itself says 0: it is believed
+    ],
+)
+def test_an_on_battery_trap_over_an_on_line_zero_runtime_is_no_dark_site(
+    polled_runtime_s: float, trap_runtime_s: float | None, runtime_after: float | None
+) -> None:
+    """Some UPS-MIB units report 0 min left while on mains (the rules ignore it there,
+    rules/autonomy.py). upsTrapOnBattery says only on battery and mains absent: laid over
+    that poll, the site read "on battery, 0 s left" at 100 % charge, down_power, critical
+    (a false SiteDark for every such UPS when a storm takes the mains)."""
+    states = SiteStates()
+    polled = PowerReading(
+        device="ups1",
+        on_battery=False,
+        mains_present=True,
+        battery_charge_pct=100.0,
+        load_pct=30.0,
+        battery_runtime_s=polled_runtime_s,
+    )
+    states.apply_report(
+        Report(site="s1", province="hp", seq=0, taken_at=NOW, interval_s=60, power=(polled,))
+    )
+    trap = PowerReading(
+        device="ups1", on_battery=True, mains_present=False, battery_runtime_s=trap_runtime_s
+    )
+    later = NOW.replace(minute=1)
+    event = Event(site="s1", province="hp", seq=1, at=later, event="on_battery", power=trap)
+    assert states.apply_event(event)
+    held = states.get("s1")
+    assert held is not None
+    assert held.power["ups1"][0].battery_runtime_s == runtime_after
+    evaluation = evaluate(held, load_policy(), later)
+    assert (evaluation.station_state == "down_power") is (runtime_after == 0.0)
 
 
 async def test_a_taken_trap_port_leaves_the_agent_running(
