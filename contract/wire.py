@@ -15,6 +15,7 @@ Conventions, everywhere:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -53,6 +54,23 @@ def _to_utc(value: datetime) -> datetime:
             f"({EARLIEST.isoformat()} to {LATEST.isoformat()}): check the sender's clock"
         )
     return utc
+
+
+def _each_once(key: Callable[[Any], object], what: str) -> AfterValidator:
+    """A tuple of readings (or declarations) that names each thing once: two readings of
+    one path taken at one time are ambiguous (the collector's fold would keep one, another
+    consumer of the broker the other), so a message that gives one twice is refused."""
+
+    def check(items: tuple[Any, ...]) -> tuple[Any, ...]:
+        seen: set[object] = set()
+        for item in items:
+            name = key(item)
+            if name in seen:
+                raise ValueError(f"{what} {name!r} given twice: each must be given once")
+            seen.add(name)
+        return items
+
+    return AfterValidator(check)
 
 
 def utc_text(value: datetime) -> str:
@@ -233,9 +251,11 @@ class Report(WireModel):
     outbox: Annotated[int, Field(ge=0, le=2**53)] | None = None
     taken_at: UtcTime
     interval_s: Annotated[float, Field(gt=0, le=86_400)]
-    power: tuple[PowerReading, ...] = ()
-    links: tuple[LinkReading, ...] = ()
-    interfaces: tuple[InterfaceReading, ...] = ()
+    power: Annotated[tuple[PowerReading, ...], _each_once(lambda r: r.device, "device")] = ()
+    links: Annotated[tuple[LinkReading, ...], _each_once(lambda r: r.path, "path")] = ()
+    interfaces: Annotated[
+        tuple[InterfaceReading, ...], _each_once(lambda r: (r.device, r.port), "port")
+    ] = ()
     host: HostReading | None = None
     room: RoomReading | None = None
 
@@ -359,8 +379,8 @@ class Meta(WireModel):
     site_class: SiteClass = "ordinary"
     latitude: Latitude | None = None
     longitude: Longitude | None = None
-    paths: tuple[PathDecl, ...] = ()
-    devices: tuple[DeviceDecl, ...] = ()
+    paths: Annotated[tuple[PathDecl, ...], _each_once(lambda d: d.path, "path")] = ()
+    devices: Annotated[tuple[DeviceDecl, ...], _each_once(lambda d: d.device, "device")] = ()
     interval_s: Annotated[float, Field(gt=0, le=86_400)]
     agent_version: Annotated[str, StringConstraints(max_length=40)]
     at: UtcTime

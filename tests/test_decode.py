@@ -105,6 +105,55 @@ def test_rejections(topic: str, payload: bytes | dict[str, object], reason: str,
     assert says in result.detail
 
 
+_UPS = {"device": "ups1", "battery_charge_pct": 81.0}
+_FIBRE = {"path": "fibre-a", "media": "fibre", "up": True}
+_PORT = {"device": "r1", "port": "ge0", "oper_up": True}
+
+
+@pytest.mark.parametrize(
+    ("field", "items", "says"),
+    [
+        ("power", [_UPS, {**_UPS, "battery_charge_pct": 5.0}], "device 'ups1' given twice"),
+        ("links", [_FIBRE, {**_FIBRE, "up": False}], "path 'fibre-a' given twice"),
+        ("interfaces", [_PORT, {**_PORT, "oper_up": False}], "port ('r1', 'ge0') given twice"),
+    ],
+)
+def test_a_thing_read_twice_in_one_report_is_refused(
+    field: str, items: list[dict[str, object]], says: str
+) -> None:
+    """Two readings of one path at one time (up, and down): the collector kept one, another
+    consumer of the broker could keep the other. Refused, with what and why."""
+    result = _decode(TOPIC, _report(**{field: items}))
+    assert isinstance(result, Rejected) and result.reason == "schema"
+    assert says in result.detail and field in result.detail
+
+
+@pytest.mark.parametrize(
+    ("field", "items"),
+    [
+        ("power", [_UPS, {**_UPS, "device": "ups2"}]),
+        ("links", [_FIBRE, {**_FIBRE, "path": "fibre-b"}]),
+        ("interfaces", [_PORT, {**_PORT, "port": "ge1"}, {**_PORT, "device": "r2"}]),
+    ],
+)
+def test_things_read_once_each_are_accepted(field: str, items: list[dict[str, object]]) -> None:
+    assert isinstance(_decode(TOPIC, _report(**{field: items})), Decoded)
+
+
+def test_a_meta_declaring_a_path_or_device_twice_is_refused() -> None:
+    meta = {
+        "kind": "meta", "v": 1, "site": "hp-bts-001", "province": "hp", "site_kind": "station",
+        "name": "Trạm", "interval_s": 30, "agent_version": "1", "at": "2024-09-07T08:59:30Z",
+    }  # fmt: skip
+    topic = "kienco/v1/hp/hp-bts-001/meta"
+    path = {"path": "fibre-a", "media": "fibre"}
+    device = {"device": "ups1", "role": "ups"}
+    assert isinstance(_decode(topic, {**meta, "paths": [path], "devices": [device]}), Decoded)
+    for field, twice in (("paths", [path, path]), ("devices", [device, device])):
+        result = _decode(topic, {**meta, field: twice})
+        assert isinstance(result, Rejected) and "given twice" in result.detail, result
+
+
 def test_a_report_refused_as_from_the_future_keeps_what_it_says_and_how_far_ahead() -> None:
     """So the collector can say the site talks and its clock is ahead (not silent)."""
     result = _decode(TOPIC, _report(taken_at="2024-09-07T16:00:00Z"))
