@@ -196,9 +196,20 @@ def decode_interfaces(
         labels = (port_slug(str(values.get(name) or "")) for name in profile.port.from_)
         suffix = index.replace(".", "-")
         port = next((label for label in labels if label), f"{profile.port.prefix}{suffix}")
-        if port in seen:  # two rows must never report as one port
-            port = f"{port[: _SLUG_MAX - len(suffix) - 1]}-{suffix}"
+        port = _unique_port(port, suffix, seen)  # two rows must never report as one port
         seen.add(port)
         fields = reading_fields(profile.derive, profile.columns, profile.wire_kinds, values)
         readings.append(validated(InterfaceReading, {"device": device_id, "port": port}, fields))
     return readings
+
+
+def _unique_port(port: str, suffix: str, seen: set[str]) -> str:
+    """``port``, or, when another row already took it, ``port`` with the row's index (then
+    a count) after it: a report that gives a port twice is refused whole (contract/wire.py),
+    so even labels that collide with another row's index must not make one."""
+    candidate, extra = port, 1
+    while candidate in seen:
+        tail = suffix if extra == 1 else f"{suffix}-{extra}"
+        candidate = f"{port[: _SLUG_MAX - len(tail) - 1]}-{tail}"
+        extra += 1
+    return candidate

@@ -3,6 +3,7 @@ walked rows -> InterfaceReadings)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from agent.profiles import (
     oids,
     table_columns,
 )
-from contract.wire import InterfaceReading, PowerReading
+from contract.wire import InterfaceReading, PowerReading, Report
 
 UPS = "1.3.6.1.2.1.33.1."
 STATUS, SECONDS, MINUTES, CHARGE = UPS + "2.1.0", UPS + "2.2.0", UPS + "2.3.0", UPS + "2.4.0"
@@ -449,6 +450,18 @@ def test_shipped_table_profile_walks_each_column_once(if_mib: InterfaceProfile) 
     columns = table_columns(if_mib)
     assert len(columns) == len(set(columns)) == 10
     assert NAME in columns and TYPE in columns and HC_IN in columns
+
+
+def test_labels_that_collide_with_another_row_s_index_still_give_each_row_its_port(
+    if_mib: InterfaceProfile,
+) -> None:
+    """A report giving one port twice is refused whole (contract/wire.py): the site would
+    go silent. A label, then the same label with an index, then that label again."""
+    rows = {"1": row("Gi0/0/6"), "2": row("Gi0/0"), "6": row("Gi0/0")}  # 6: gi0-0-6 taken
+    readings = decode_interfaces(if_mib, "rt-1", rows)
+    assert [r.port for r in readings] == ["gi0-0-6", "gi0-0", "gi0-0-6-2"]
+    at = datetime(2024, 9, 7, 6, 0, tzinfo=UTC)
+    Report(site="s", province="p", seq=1, taken_at=at, interval_s=30, interfaces=tuple(readings))
 
 
 def test_table_rows_become_interfaces_filtered_and_labelled(if_mib: InterfaceProfile) -> None:
