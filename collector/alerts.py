@@ -361,7 +361,7 @@ def _transport(site: _Site, previous: Sequence[Alert], now: datetime) -> list[Al
         since = _since(previous, "TransportLost", "transport", now)
         text = (lost.text_vi, lost.text_en)
         return [site.alert("TransportLost", "transport", text, [lost], started_at=since)]
-    down = [r for r in reasons if r.code == "path_down"]
+    down = [r for r in reasons if r.code in ("path_down", "path_lossy")]
     if not down:
         return []
     summary = ("; ".join(r.text_vi for r in down), "; ".join(r.text_en for r in down))

@@ -137,7 +137,7 @@ def evaluate(
         snapshot = snapshot.shifted(fresh.clock_shift_s)
     current = snapshot.current(freshness.stale_after_s(snapshot, thresholds.freshness))
     power = assess_power(current, thresholds.runtime, thresholds.generator, now)
-    paths = assess_paths(current)
+    paths = assess_paths(current, usable_loss_pct=thresholds.usable_loss_pct)
     ctx = RuleContext(
         snapshot=current,
         thresholds=thresholds,

@@ -59,7 +59,11 @@ def check(ctx: RuleContext) -> tuple[Finding, ...]:
     findings: list[Said] = []
     if paths.up:
         for path in paths.down:
-            findings.append(("info", "path_down", {"path": path.path, "media": path.media}, None))
+            named = {"path": path.path, "media": path.media}
+            if path.lossy:  # its loss as the agent measured it, the limit it passed
+                loss, limit = path.loss_pct or 0.0, ctx.thresholds.usable_loss_pct
+                named |= {"loss_pct": f"{loss:.0f}", "usable_loss_pct": f"{limit:g}"}
+            findings.append(("info", "path_lossy" if path.lossy else "path_down", named, None))
     elif required > 0:
         findings.append(("warning", "paths_unknown", {}, "unknown"))
         return _findings(ctx, findings)

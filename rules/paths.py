@@ -33,6 +33,8 @@ class PathInfo:
     loss_pct: float | None = None
     bandwidth_up_mbps: float | None = None
     bandwidth_down_mbps: float | None = None
+    # reported up, but losing more than the usable share of its probes: counted down
+    lossy: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,17 +135,23 @@ def _shared_risk(up: Sequence[PathInfo]) -> SharedRisk | None:
     return None
 
 
-def assess_paths(snapshot: SiteSnapshot) -> PathAssessment:
+def assess_paths(snapshot: SiteSnapshot, *, usable_loss_pct: float = 100.0) -> PathAssessment:
+    """The site's paths. One its agent says is up but that loses more than
+    ``usable_loss_pct`` of its probes (the agent calls a path up when any probe comes
+    back: a microwave hop at 90 % loss in a typhoon) is counted down, ``lossy``: as a
+    second path it is no backup, as the only one no transport."""
     declared = {d.path: d for d in snapshot.meta.paths} if snapshot.meta is not None else {}
     infos: dict[str, PathInfo] = {}
     for name, (link, _) in snapshot.links.items():
         decl = declared.get(name)
         groups = frozenset(link.srlg) | (frozenset(decl.srlg) if decl is not None else frozenset())
+        lossy = link.up is True and link.loss_pct is not None and link.loss_pct > usable_loss_pct
         infos[name] = PathInfo(
             path=name,
             media=link.media,
             srlg=groups,
-            up=link.up,
+            up=False if lossy else link.up,
+            lossy=lossy,
             rtt_ms=link.rtt_ms,
             jitter_ms=link.jitter_ms,
             loss_pct=link.loss_pct,

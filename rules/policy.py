@@ -150,6 +150,8 @@ class GeneratorPolicy(_Model):
 class MultipathPolicy(_Model):
     required_paths: Annotated[int, Field(ge=0, le=10)] = 2
     preferred_media: Annotated[int, Field(ge=0, le=6)] = 2
+    # proposal: a path up but losing more than this share of its probes is no path
+    usable_loss_pct: Annotated[float, Field(ge=0, le=100)] = 50
     hold_s: HoldS = 60  # proposal: no flapping
 
 

@@ -247,6 +247,12 @@ _CATALOGUE: dict[str, Text] = {
         "đường truyền {path} ({media:media}) mất kết nối",
         "path {path} ({media:media}) is down",
     ),
+    "path_lossy": Text(
+        "đường truyền {path} ({media:media}) còn lên nhưng mất {loss_pct} % gói thăm dò "
+        "(quá {usable_loss_pct} %): không tính là một đường",
+        "path {path} ({media:media}) is up but loses {loss_pct} % of its probes "
+        "(over {usable_loss_pct} %): not counted as a path",
+    ),
     # --- link quality
     "link_rtt_high": Text(
         "độ trễ tốt nhất {rtt_ms:n} ms (đường {path}), ngưỡng {max_rtt_ms:n} ms",

@@ -39,6 +39,7 @@ class Thresholds:
     generator: GeneratorPolicy
     required_paths: int
     preferred_media: int
+    usable_loss_pct: float
     link: LinkQualityPolicy
     meeting: MeetingPolicy
     hold_s: Mapping[RuleName, float]
@@ -147,6 +148,7 @@ def _effective(
         generator=policy.generator,
         required_paths=required_paths,
         preferred_media=preferred,
+        usable_loss_pct=policy.multipath.usable_loss_pct,
         link=policy.link_quality,
         meeting=meeting,
         hold_s=MappingProxyType(hold),

@@ -196,6 +196,14 @@ def test_a_transport_cut_is_one_alert_not_one_per_path() -> None:
     assert alert.details_en[-1] == reason(some, "paths_one_independent").text_en
 
 
+def test_a_path_losing_most_of_its_probes_is_a_path_lost() -> None:
+    links = (link("fo1", "fibre", "duct-a"), link("mw1", "microwave", "tower-b", loss_pct=90))
+    lossy = judged(snap(power=[ups()], links=links))
+    [alert] = alerts_for(lossy)
+    assert (alert.name, alert.cause) == ("PathLost", "transport")
+    assert alert.summary_en == reason(lossy, "path_lossy").text_en
+
+
 def test_on_battery_and_cut_off_are_two_root_causes() -> None:
     links = three_paths("fo1", "mw1", "vs1")
     both = judged(snap(power=[on_battery(runtime_s=5 * 3600)], links=links))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from contract.wire import LinkReading, PathDecl
-from rules import SiteSnapshot, effective, evaluate
+from rules import SiteSnapshot, effective, evaluate, to_status
 from rules.paths import PathInfo, max_independent
 from tests.test_rules_support import NOW, POLICY, codes, genset, judge, link, room, snap, ups
 
@@ -177,7 +177,70 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES)
+# A path the agent calls up (one probe came back) but that loses more than the policy's
+# usable share of its probes (multipath.usable_loss_pct, 50 %) is no path: no backup
+# for another, no transport alone (found by the verdict audit: 90 % loss counted).
+LOSSY_CASES = [
+    pytest.param(
+        Case(
+            station(
+                link("fo1", "fibre", "duct-a"), link("mw1", "microwave", "tower-b", loss_pct=90)
+            ),
+            1,
+            ("path_lossy", "paths_one_independent"),
+            "degraded",
+        ),
+        id="microwave-at-90-pct-loss-is-no-backup",
+    ),
+    pytest.param(
+        Case(
+            station(link("fo1", "fibre", "duct-a", loss_pct=100)),
+            0,
+            ("path_all_down",),
+            "not_ready",
+            "down_transport",
+        ),
+        id="only-path-up-at-100-pct-loss-is-transport-lost",
+    ),
+    pytest.param(
+        Case(
+            station(
+                link("fo1", "fibre", "duct-a"), link("mw1", "microwave", "tower-b", loss_pct=50)
+            ),
+            2,
+            (),  # the fibre passes link quality: one passing path is enough there
+            "ready",
+        ),
+        id="at-the-limit-still-a-path",
+    ),
+    pytest.param(
+        Case(
+            station(
+                link("fo1", "fibre", "duct-a"), link("mw1", "microwave", "tower-b", loss_pct=None)
+            ),
+            2,
+            (),
+            "ready",
+        ),
+        id="loss-not-measured-up-as-said",
+    ),
+    pytest.param(
+        Case(
+            station(
+                link("fo1", "fibre", "duct-a", loss_pct=80),
+                link("mw1", "microwave", "tower-b", loss_pct=95),
+            ),
+            0,
+            ("path_all_down",),
+            "not_ready",
+            "down_transport",
+        ),
+        id="every-path-lossy-is-transport-lost",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES + LOSSY_CASES)
 def test_multipath(case: Case) -> None:
     e = judge(case.snapshot)
     assert e.independent_paths_up == case.independent
@@ -286,3 +349,20 @@ def test_max_independent(paths: list[PathInfo], size: int) -> None:
     for i, a in enumerate(chosen):
         for b in chosen[i + 1 :]:
             assert not a.srlg & b.srlg
+
+
+def test_a_lossy_path_says_how_lossy_and_the_limit_and_the_limit_is_the_policy_s() -> None:
+    site = station(link("fo1", "fibre", "duct-a"), link("mw1", "microwave", "tower-b", loss_pct=90))
+    e = judge(site)
+    (lossy,) = [f for f in e.findings if f.code == "path_lossy"]
+    assert lossy.severity == "info" and lossy.labels["path"] == "mw1"
+    status = to_status(e, site)
+    (reason,) = [r for r in status.reasons if r.code == "path_lossy"]
+    assert reason.text_en == (
+        "path mw1 (microwave) is up but loses 90 % of its probes (over 50 %): not counted as a path"
+    )
+    assert "mất 90 % gói thăm dò (quá 50 %)" in reason.text_vi
+    lenient = POLICY.model_copy(
+        update={"multipath": POLICY.multipath.model_copy(update={"usable_loss_pct": 95})}
+    )
+    assert evaluate(site, lenient, NOW).independent_paths_up == 2

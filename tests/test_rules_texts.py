@@ -205,6 +205,7 @@ NO_THRESHOLD = {
     "power_probe_error",
     "path_all_down",
     "path_down",
+    "path_lossy",  # its loss and the usable limit are labels, with its name
     "link_quality_unknown",
     "no_fibre_path",  # "a hardened station needs one": the rule is the threshold
     "silent_offline",
