@@ -324,7 +324,14 @@ class AlertSender:
         risk = self.risk_of(snapshot.province)
         policy = self.policy
         evaluation = evaluate(
-            snapshot, policy, now, risk_level=risk, meeting_duration_s=meeting.duration_s
+            snapshot,
+            policy,
+            now,
+            risk_level=risk,
+            meeting_duration_s=meeting.duration_s,
+            # as the meeting's page judges it (collector/meetings.py): the need runs to
+            # the meeting's end, from its start on mains, from now on generator or battery
+            meeting_starts_at=meeting.starts_at,
         )
         evaluation = for_meeting(
             evaluation, rehearsal, now=now, max_age_s=policy.meeting.rehearsal_max_age_s
