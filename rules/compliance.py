@@ -3,8 +3,9 @@
 Pure: no I/O, no clock; ``now`` is passed in. What is judged, and from what:
 
 - **declared capability** for the links: a fibre path and a second SRLG-disjoint
-  path, from the paths the site declares in its meta (plus any it reports, with
-  the shared-risk groups of both, via ``rules.paths``), whether up or down right
+  path, from the paths the site declares in its meta (plus any its newest reports
+  carry, with the shared-risk groups of both, via ``rules.paths``; a path it stopped
+  reporting and no longer declares is gone), whether up or down right
   now: a fibre cut in a storm does not make a station non-compliant, a station
   built with one fibre does. With ``require_fibre`` the independent set must
   include a fibre path;
@@ -322,16 +323,13 @@ def _judge(
         failed.append(Criterion("meta_missing"))
     elif not meta.hardened and meta.site_class != "hardened":
         failed.append(Criterion("not_declared_hardened"))
-    # a power device that stopped answering must not keep its last fuel level
-    lag = freshness.stale_after_s(snapshot, policy.freshness)
-    newest = snapshot.last_report_at
-    current = snapshot
-    if newest is not None and any(
-        (newest - at).total_seconds() > lag for _, at in snapshot.power.values()
-    ):
-        current = snapshot.current(lag)
+    # a power device that stopped answering must not keep its last fuel level, nor a
+    # path the site stopped reporting (gone from its config: a tower that fell, a
+    # contract ended) count as capability for ever: the collector keeps every path a
+    # site ever reported. A path its meta still declares counts, reported or not.
+    current = snapshot.current(freshness.stale_after_s(snapshot, policy.freshness))
     power, autonomy_h = _power_criteria(current, policy, settings, now)
-    paths, independent = _path_criteria(snapshot, settings)
+    paths, independent = _path_criteria(current, settings)
     failed += power + paths
     status: StationStatus = "non_compliant" if failed else "compliant"
     return _station(snapshot, expected, status, failed, autonomy_h, independent)

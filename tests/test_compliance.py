@@ -489,3 +489,67 @@ def test_a_station_whose_agent_s_clock_is_proven_behind_is_judged_as_if_it_were_
     assert judged.last_report_at == judge(right).last_report_at == right.last_report_at
     # Not vouched for: silent, as a station whose reports may sit in a queue.
     assert "silent" in judge(clock_behind(right, 2 * 3600, vouched=False)).codes
+
+
+def _reported_earlier(snapshot: SiteSnapshot, age_s: float, *links: LinkReading) -> SiteSnapshot:
+    """``snapshot`` with an earlier report of ``links``, ``age_s`` old, folded in late (a
+    replay): the collector keeps every path a site ever reported, across restarts."""
+    taken = NOW - timedelta(seconds=age_s)
+    earlier = Report(
+        site=snapshot.site, province=snapshot.province, seq=0, taken_at=taken, interval_s=60,
+        links=links,
+    )  # fmt: skip
+    return snapshot.with_report(earlier, received_at=None)
+
+
+OLD_MW = LinkReading(path="mw-old", media="microwave", srlg=("tower-c",), up=True)
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "status", "codes"),
+    [
+        # the microwave was taken down (its tower fell) and left the site's config a
+        # month ago: its last reading is no capability of the station now
+        pytest.param(
+            _reported_earlier(station("hp-0001", paths=(FIBRE,)), 30 * 86_400, OLD_MW),
+            "non_compliant",
+            ("no_second_independent_path",),
+            id="path-gone-a-month-ago",
+        ),
+        pytest.param(
+            _reported_earlier(station("hp-0001", paths=(FIBRE,)), 10 * 60, OLD_MW),
+            "non_compliant",
+            ("no_second_independent_path",),
+            id="path-gone-10-min-ago",
+        ),
+        # in the newest reports' window it is still what the site reports
+        pytest.param(
+            _reported_earlier(station("hp-0001", paths=(FIBRE,)), 120, OLD_MW),
+            "compliant",
+            (),
+            id="path-reported-2-min-ago",
+        ),
+        # still declared: its probe may be broken, the path is built
+        pytest.param(
+            _reported_earlier(station("hp-0001"), 30 * 86_400, OLD_MW),
+            "compliant",
+            (),
+            id="declared-paths-whatever-was-reported",
+        ),
+        pytest.param(
+            _reported_earlier(
+                station("hp-0001", paths=(FIBRE, MICROWAVE)),
+                30 * 86_400,
+                LinkReading(path="mw-viettel", media="microwave", srlg=("tower-b",), up=False),
+            ),
+            "compliant",
+            (),
+            id="declared-path-silent-for-a-month",
+        ),
+    ],
+)
+def test_a_path_the_station_stopped_reporting_is_no_capability(
+    snapshot: SiteSnapshot, status: str, codes: tuple[str]
+) -> None:
+    result = judge(snapshot)
+    assert (result.status, result.codes) == (status, codes)
