@@ -36,7 +36,7 @@ from collector.service import Collector
 from collector.state import SiteStates
 from contract.wire import Event, PowerReading, Report, Status
 from kienco.local_services import free_port
-from rules import Policy, evaluate, load_policy
+from rules import Policy, SiteSnapshot, evaluate, load_policy
 from tests.support.mosquitto import Broker
 from tests.support.snmptrap import SnmpTrapSender
 from tests.support.subscriber import Subscriber
@@ -561,25 +561,35 @@ async def test_a_trap_flips_the_status_within_two_seconds_without_a_poll(
     assert held is not None and held.power["ups1"][0].on_battery is True
 
 
-def test_an_event_updates_only_what_the_trap_says_at_the_collector() -> None:
+def _trapped(polled: PowerReading, trap: PowerReading) -> tuple[SiteSnapshot, datetime]:
+    """Site s1 polled on mains at NOW, then ``trap`` a minute later (upsTrapOnBattery), as
+    the collector folds them; and when the trap came."""
     states = SiteStates()
-    polled = PowerReading(
-        device="ups1",
-        on_battery=False,
-        mains_present=True,
-        battery_charge_pct=97.0,
-        load_pct=35.0,
-        battery_runtime_s=2880.0,
-    )
     states.apply_report(
         Report(site="s1", province="hp", seq=0, taken_at=NOW, interval_s=60, power=(polled,))
     )
-    trap = PowerReading(device="ups1", on_battery=True, mains_present=False, battery_runtime_s=600)
     later = NOW.replace(minute=1)
     event = Event(site="s1", province="hp", seq=1, at=later, event="on_battery", power=trap)
     assert states.apply_event(event)
     held = states.get("s1")
     assert held is not None
+    return held, later
+
+
+def _polled_on_mains(charge_pct: float, load_pct: float, runtime_s: float) -> PowerReading:
+    return PowerReading(
+        device="ups1",
+        on_battery=False,
+        mains_present=True,
+        battery_charge_pct=charge_pct,
+        load_pct=load_pct,
+        battery_runtime_s=runtime_s,
+    )
+
+
+def test_an_event_updates_only_what_the_trap_says_at_the_collector() -> None:
+    trap = PowerReading(device="ups1", on_battery=True, mains_present=False, battery_runtime_s=600)
+    held, later = _trapped(_polled_on_mains(97.0, 35.0, 2880.0), trap)
     reading, at = held.power["ups1"]
     assert at == later and held.last_report_at == NOW, "an event is not a report"
     assert (reading.on_battery, reading.mains_present, reading.battery_runtime_s) == (
@@ -605,26 +615,10 @@ def test_an_on_battery_trap_over_an_on_line_zero_runtime_is_no_dark_site(
     rules/autonomy.py). upsTrapOnBattery says only on battery and mains absent: laid over
     that poll, the site read "on battery, 0 s left" at 100 % charge, down_power, critical
     (a false SiteDark for every such UPS when a storm takes the mains)."""
-    states = SiteStates()
-    polled = PowerReading(
-        device="ups1",
-        on_battery=False,
-        mains_present=True,
-        battery_charge_pct=100.0,
-        load_pct=30.0,
-        battery_runtime_s=polled_runtime_s,
-    )
-    states.apply_report(
-        Report(site="s1", province="hp", seq=0, taken_at=NOW, interval_s=60, power=(polled,))
-    )
     trap = PowerReading(
         device="ups1", on_battery=True, mains_present=False, battery_runtime_s=trap_runtime_s
     )
-    later = NOW.replace(minute=1)
-    event = Event(site="s1", province="hp", seq=1, at=later, event="on_battery", power=trap)
-    assert states.apply_event(event)
-    held = states.get("s1")
-    assert held is not None
+    held, later = _trapped(_polled_on_mains(100.0, 30.0, polled_runtime_s), trap)
     assert held.power["ups1"][0].battery_runtime_s == runtime_after
     evaluation = evaluate(held, load_policy(), later)
     assert (evaluation.station_state == "down_power") is (runtime_after == 0.0)
