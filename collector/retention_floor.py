@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from collector.influx import BEYOND_RETENTION, InfluxError
+from collector.influx import BEYOND_RETENTION
 
 __all__ = ["RetentionFloor", "Taken"]
 
@@ -87,7 +87,8 @@ class RetentionFloor:
         if ask:
             try:
                 duration = self._duration_s()
-            except InfluxError as exc:  # its account cannot read it, or InfluxDB went away
+            except Exception as exc:  # its account cannot read it, InfluxDB went away, or
+                # an answer not foreseen: a floor that cannot be armed never fails a write
                 with self._lock:
                     self._unread_until = now + self.hold_s
                 if not self._said_unread:

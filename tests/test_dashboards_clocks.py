@@ -79,13 +79,10 @@ def _lines(workdir: Path) -> str:
 
 @pytest.fixture(scope="module")
 def influx(influxdb: InfluxServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Influx]:
-    database = influxdb.fresh_database("dashboards_clocks")
-    answer = influxdb.write(database, _lines(tmp_path_factory.mktemp("clocks")))
-    assert answer.status_code == 204, answer.text
-    client = Influx(influxdb.url, database)
-    yield client
-    client.close()
-    influxdb.drop_database(database)
+    with influxdb.seeded("dashboards_clocks", _lines(tmp_path_factory.mktemp("clocks"))) as db:
+        client = Influx(influxdb.url, db)
+        yield client
+        client.close()
 
 
 def _run(influx: Influx, choose: Mapping[str, list[str]] | None = None) -> dict[str, Outcome]:

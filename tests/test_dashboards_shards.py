@@ -105,7 +105,6 @@ def influx(influxdb: InfluxServer) -> Iterator[Influx]:
     """Three shards: a1 well (a burst of drops 2 min ago, hp's bridge up, qn's down), b1
     whose health stopped 5 min ago, c1 with its writer stuck, InfluxDB not taking its
     writes (its points came later, from its spool) and hp's reports read 30 min late."""
-    database = influxdb.fresh_database("dashboards_shards")
     recent = END - timedelta(seconds=5)
     shards = {
         "a1": _readings(
@@ -129,13 +128,11 @@ def influx(influxdb: InfluxServer) -> Iterator[Influx]:
             late_s=1800.0,
         ),
     }
-    for collector, readings in shards.items():
-        answer = influxdb.write(database, _lines(collector, readings))
-        assert answer.status_code == 204, answer.text
-    client = Influx(influxdb.url, database)
-    yield client
-    client.close()
-    influxdb.drop_database(database)
+    batches = [_lines(collector, readings) for collector, readings in shards.items()]
+    with influxdb.seeded("dashboards_shards", *batches) as database:
+        client = Influx(influxdb.url, database)
+        yield client
+        client.close()
 
 
 def _run(influx: Influx, choose: Mapping[str, list[str]] | None = None) -> dict[str, Outcome]:
@@ -205,13 +202,12 @@ def test_the_tiles_say_how_old_each_shard_s_health_is_and_a_stopped_one_is_red(
 
 
 def test_no_shard_at_all_reads_red_not_green(influxdb: InfluxServer) -> None:
-    database = influxdb.fresh_database("dashboards_no_shard")
-    client = Influx(influxdb.url, database)
-    try:
-        outcome = _run(client)[TILES]
-    finally:
-        client.close()
-        influxdb.drop_database(database)
+    with influxdb.seeded("dashboards_no_shard") as database:
+        client = Influx(influxdb.url, database)
+        try:
+            outcome = _run(client)[TILES]
+        finally:
+            client.close()
     assert outcome.series == []  # Grafana shows "No data", coloured by the base step
     defaults = _panel(TILES)["fieldConfig"]["defaults"]
     assert _colour(defaults["thresholds"], None) == "red"

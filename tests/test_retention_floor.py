@@ -214,3 +214,12 @@ def test_a_policy_that_keeps_for_ever_arms_nothing() -> None:
     floor = RetentionFloor(lambda: None)
     floor.saw(REFUSED)
     assert floor.floor_ns() is None
+
+
+def test_an_answer_not_foreseen_leaves_it_off_and_never_fails_the_write() -> None:
+    def broken() -> float | None:
+        raise KeyError("duration")
+
+    floor = RetentionFloor(broken)
+    floor.saw(REFUSED)  # does not raise: the writer's batch goes on
+    assert floor.floor_ns() is None

@@ -83,6 +83,19 @@ class InfluxServer:
     def drop_database(self, name: str) -> None:
         self.query(None, f'DROP DATABASE "{name}"')
 
+    @contextmanager
+    def seeded(self, prefix: str, *batches: str) -> Iterator[str]:
+        """A fresh database holding ``batches`` of line protocol (each written whole, or
+        the test fails with InfluxDB's answer), dropped afterwards; its name."""
+        name = self.fresh_database(prefix)
+        try:
+            for lines in batches:
+                answer = self.write(name, lines)
+                assert answer.status_code == 204, answer.text
+            yield name
+        finally:
+            self.drop_database(name)
+
     def write(self, database: str, lines: str) -> httpx.Response:
         """POST line protocol as-is (ns precision) and return the raw response."""
         return httpx.post(
