@@ -5,13 +5,21 @@ its jitter and bandwidth, when measured, are too. One passing path is enough. If
 passes, the reasons are those of the best path (fewest limits broken, then lowest
 round-trip time), one finding per broken limit. No up path: nothing to say here
 (``multipath`` says it).
+
+The failover must carry the meeting too. With the independent paths the site kind
+requires up (``multipath`` counts them), those losing more than
+``backup_max_loss_pct`` (5 %, a proposal) are taken out; if fewer independent paths
+are then left than required, the meeting has no failover: one single point of failure,
+``link_backup_unfit``, naming the best such path and its loss. Round-trip time and
+jitter are not asked of a backup: a VSAT path's 600 ms carries a call, one losing a
+third of its packets does not.
 """
 
 from __future__ import annotations
 
 from rules.context import RuleContext
 from rules.findings import Finding
-from rules.paths import PathInfo
+from rules.paths import PathInfo, max_independent
 from rules.policy import LinkQualityPolicy
 
 Numbers = dict[str, float | None]
@@ -55,7 +63,7 @@ def check(ctx: RuleContext) -> tuple[Finding, ...]:
         return ()
     judged = [(p, violations(p, limits)) for p in up]
     if any(_measured(p) and not broken for p, broken in judged):
-        return ()
+        return _failover(ctx)
     measured = [(p, broken) for p, broken in judged if broken or _measured(p)]
     if not measured:
         numbers = {"paths_up": len(up)}
@@ -68,4 +76,31 @@ def check(ctx: RuleContext) -> tuple[Finding, ...]:
     labels = {"path": best.path, "media": best.media}
     return tuple(
         ctx.finding("link_quality", "warning", code, nums, labels) for code, nums in broken
+    )
+
+
+def _failover(ctx: RuleContext) -> tuple[Finding, ...]:
+    """With a path good for the meeting: can the meeting fail over (module docstring)?"""
+    limit = ctx.thresholds.link.backup_max_loss_pct
+    required = ctx.thresholds.required_paths
+    paths = ctx.paths
+    if limit is None or required < 2 or len(paths.independent) < required:
+        return ()  # fewer independent paths than required: multipath says it
+    unfit = [p for p in paths.up if p.loss_pct is not None and p.loss_pct > limit]
+    if not unfit:
+        return ()
+    fit = len(max_independent([p for p in paths.up if p not in unfit]))
+    if fit >= required:
+        return ()
+    best = min(unfit, key=lambda p: (p.loss_pct or 0.0, p.path))
+    numbers: Numbers = {
+        "loss_pct": best.loss_pct,
+        "backup_max_loss_pct": limit,
+        "fit": fit,
+        "required": required,
+        "tightened_at_level": ctx.thresholds.tightened_at("required_paths"),
+    }
+    labels = {"path": best.path, "media": best.media}
+    return (
+        ctx.finding("link_quality", "warning", "link_backup_unfit", numbers, labels, impact="spof"),
     )

@@ -161,6 +161,9 @@ class LinkQualityPolicy(_Model):
     max_loss_pct: Annotated[float, Field(ge=0, le=100)] = 1
     min_bandwidth_up_mbps: Annotated[float, Field(ge=0)] | None = 3.0
     min_bandwidth_down_mbps: Annotated[float, Field(ge=0)] | None = 2.5
+    # proposal: the loss past which a second path could not carry the meeting if the
+    # good one went; None judges only the best path (rules/link_quality.py)
+    backup_max_loss_pct: Annotated[float, Field(ge=0, le=100)] | None = 5
     hold_s: HoldS = 60  # proposal: no flapping
 
 

@@ -266,6 +266,16 @@ _CATALOGUE: dict[str, Text] = {
         "mất gói {loss_pct:n}% (đường {path}), ngưỡng {max_loss_pct:n}%",
         "packet loss {loss_pct:n} % (path {path}), limit {max_loss_pct:n} %",
     ),
+    "link_backup_unfit": Text(
+        "nếu mất đường đang đạt chất lượng, cuộc họp phải chuyển sang đường {path} "
+        "({media:media}), nhưng đường này mất {loss_pct:n} % gói (quá "
+        "{backup_max_loss_pct:n} %): chỉ {fit:n} đường độc lập đủ cho cuộc họp, cần "
+        "{required:n}{tightened_at_level:at_risk}",
+        "if the path good for the meeting is lost, the meeting falls back on path {path} "
+        "({media:media}), which loses {loss_pct:n} % of its packets (over "
+        "{backup_max_loss_pct:n} %): only {fit:n} independent path(s) could carry the "
+        "meeting, {required:n} required{tightened_at_level:at_risk}",
+    ),
     "link_bandwidth_low": Text(
         "băng thông {up_mbps:n}/{down_mbps:n} Mbps lên/xuống (đường {path}), "
         "cần {min_up_mbps:n}/{min_down_mbps:n} Mbps",

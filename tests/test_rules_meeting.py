@@ -131,6 +131,93 @@ CASES = [
         ),
         id="bandwidth-low-on-every-path",
     ),
+    # --- the failover must carry the meeting: a backup losing > 5 % is none (one spof)
+    pytest.param(
+        Case(
+            point(links=[link("fo1", "fibre", "d"), link("4g", "cellular", "t", loss_pct=30)]),
+            "degraded",
+            ("link_backup_unfit",),
+        ),
+        id="backup-losing-30-pct-is-no-failover",
+    ),
+    pytest.param(
+        Case(
+            point(links=[link("fo1", "fibre", "d"), link("4g", "cellular", "t", loss_pct=5)]),
+            "ready",
+        ),
+        id="backup-losing-5-pct-at-the-limit-is-a-failover",
+    ),
+    pytest.param(
+        Case(
+            point(
+                links=[
+                    link("fo1", "fibre", "d"),
+                    link("4g", "cellular", "t", loss_pct=30),
+                    link("vsat1", "vsat", "sat-a", rtt_ms=600, loss_pct=0.5),
+                ]
+            ),
+            "ready",
+        ),
+        id="another-backup-carries-it",
+    ),
+    pytest.param(
+        Case(
+            point(
+                links=[
+                    link("fo1", "fibre", "d"),
+                    link("4g", "cellular", "t", loss_pct=None, rtt_ms=None),
+                ]
+            ),
+            "ready",
+        ),
+        id="backup-loss-not-measured-is-no-evidence",
+    ),
+    pytest.param(
+        Case(
+            point(
+                links=[
+                    link("fo1", "fibre", "tower-hp12"),
+                    link("mw1", "microwave", "tower-hp12"),
+                    link("4g", "cellular", "t", loss_pct=12),
+                ]
+            ),
+            "degraded",
+            ("link_backup_unfit",),
+        ),
+        id="the-only-disjoint-backup-is-lossy",
+    ),
+    pytest.param(
+        Case(
+            point(links=[link("fo1", "fibre", "d"), link("4g", "cellular", "t", loss_pct=60)]),
+            "degraded",
+            ("path_lossy", "paths_one_independent"),
+        ),
+        id="a-path-past-usable-is-not-counted-said-once",
+    ),
+    pytest.param(
+        Case(
+            point(
+                links=[
+                    link("fo1", "fibre", "d", loss_pct=3),
+                    link("4g", "cellular", "t", loss_pct=30),
+                ]
+            ),
+            "degraded",
+            ("link_loss_high",),
+        ),
+        id="no-path-good-for-the-meeting-says-the-best-only",
+    ),
+    pytest.param(
+        Case(
+            point(
+                power=[ups(battery_runtime_s=6 * H)],
+                links=[link("fo1", "fibre", "d"), link("4g", "cellular", "t", loss_pct=30)],
+            ),
+            "not_ready",
+            ("link_backup_unfit", "meeting_power_ups_only"),
+        ),
+        id="no-failover-and-ups-only-two-spofs",
+    ),
     # --- two single points of failure, or a blocking reason: not ready
     pytest.param(
         Case(
@@ -423,6 +510,27 @@ def test_on_mains_the_need_is_the_meeting_from_its_start() -> None:
 def test_texts(snapshot: SiteSnapshot, code: str, vi: str, en: str) -> None:
     finding = next(f for f in judge(snapshot).findings if f.code == code)
     assert (finding.text_vi, finding.text_en) == (vi, en)
+
+
+def test_the_failover_text_names_the_backup_its_loss_and_the_limits() -> None:
+    snapshot = point(links=[link("fo1", "fibre", "d"), link("4g", "cellular", "t", loss_pct=30)])
+    finding = next(f for f in judge(snapshot).findings if f.code == "link_backup_unfit")
+    assert (finding.rule, finding.severity, finding.effect) == ("link_quality", "warning", "spof")
+    assert finding.text_en == (
+        "if the path good for the meeting is lost, the meeting falls back on path 4g "
+        "(cellular), which loses 30 % of its packets (over 5 %): only 1 independent path(s) "
+        "could carry the meeting, 2 required"
+    )
+    assert finding.text_vi.startswith("nếu mất đường đang đạt chất lượng")
+    assert "30 % gói (quá 5 %)" in finding.text_vi
+
+
+def test_a_policy_without_a_backup_limit_judges_the_best_path_only() -> None:
+    from rules import Policy, evaluate
+
+    best_only = Policy.model_validate({"link_quality": {"backup_max_loss_pct": None}})
+    snapshot = point(links=[link("fo1", "fibre", "d"), link("4g", "cellular", "t", loss_pct=30)])
+    assert evaluate(snapshot, best_only, NOW).verdict == "ready"
 
 
 def test_a_policy_that_checks_no_room_device_needs_no_room_reading() -> None:

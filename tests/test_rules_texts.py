@@ -172,6 +172,7 @@ THRESHOLDS: dict[str, set[str]] = {
     "link_rtt_high": {"max_rtt_ms"},
     "link_jitter_high": {"max_jitter_ms"},
     "link_loss_high": {"max_loss_pct"},
+    "link_backup_unfit": {"backup_max_loss_pct", "required"},
     "link_bandwidth_low": {"min_up_mbps", "min_down_mbps"},
     "generator_autonomy_short": {"required_h"},
     "no_generator": {"required_h"},
@@ -239,6 +240,7 @@ RISK_RAISED = {
     "paths_one_independent",
     "paths_one_independent_shared",
     "paths_too_few",
+    "link_backup_unfit",
     "meeting_power_short",
     "meeting_power_runs_out",
 }
