@@ -334,7 +334,11 @@ class AlertSender:
             meeting_starts_at=meeting.starts_at,
         )
         evaluation = for_meeting(
-            evaluation, rehearsal, now=now, max_age_s=policy.meeting.rehearsal_max_age_s
+            evaluation,
+            rehearsal,
+            now=now,
+            starts_at=meeting.starts_at,
+            max_age_s=policy.meeting.rehearsal_max_age_s,
         )
         thresholds = effective(
             policy,

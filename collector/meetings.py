@@ -193,7 +193,13 @@ def meeting_status(
             # a point already on generator or battery must last from now to the end
             meeting_starts_at=meeting.starts_at,
         )
-        judged = for_meeting(evaluation, rehearsals.get(site), now=now, max_age_s=max_age)
+        judged = for_meeting(
+            evaluation,
+            rehearsals.get(site),
+            now=now,
+            starts_at=meeting.starts_at,
+            max_age_s=max_age,
+        )
         statuses.append(to_status(judged, snapshot))
     order = {"not_ready": 0, "unknown": 1, "degraded": 2, "ready": 3}
     statuses.sort(key=lambda s: (order[s.verdict], s.site))

@@ -346,6 +346,14 @@ _CATALOGUE: dict[str, Text] = {
         "lần diễn tập gần nhất đã {age_s:dur}, quá {max_age_s:dur}",
         "last rehearsal was {age_s:dur} ago, older than {max_age_s:dur}",
     ),
+    "rehearsal_stale_at_start": Text(
+        "lần diễn tập gần nhất ({age_s:dur} trước) sẽ đã {age_at_start_s:dur} khi cuộc họp "
+        "bắt đầu, quá {max_age_s:dur}: hãy diễn tập lại trong vòng {max_age_s:dur} trước "
+        "giờ họp",
+        "the last rehearsal ({age_s:dur} ago) will be {age_at_start_s:dur} old when the "
+        "meeting starts, older than {max_age_s:dur}: rehearse again within {max_age_s:dur} "
+        "of its start",
+    ),
     # --- meeting readiness
     "meeting_power_short": Text(
         "nếu mất điện lưới, điện dự phòng đủ {backup_s:dur}; cuộc họp cần {needed_s:dur}, "

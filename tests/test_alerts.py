@@ -356,7 +356,7 @@ def test_a_planned_meeting_at_risk_names_the_meeting() -> None:
         links=(link("fo1", "fibre", "duct-a"),),
     )
     evaluation = evaluate(one_path, RULES, NOW, meeting_duration_s=3 * 3600)
-    for_it = for_meeting(evaluation, None, now=NOW, max_age_s=86_400)
+    for_it = for_meeting(evaluation, None, now=NOW, starts_at=NOW, max_age_s=86_400)
     point = to_status(for_it, one_path)
     assert point.verdict == "not_ready"
     [alert] = meeting_alerts(meeting, point, meta=None, previous=[], now=NOW)

@@ -198,11 +198,17 @@ def test_a_meeting_from_plan_to_rehearsal(
     assert (after["ready"], after["total"]) == (1, 2)
     assert "rehearsal_missing" not in {r["code"] for r in by_site["mt-dc-xa"]["reasons"]}
 
-    # A day later the rehearsal no longer counts (policy: 24 h).
+    # A day later it still counted for this meeting (it was 1 h old when it began), but
+    # for a meeting an hour from then it no longer counts (policy: 24 h).
     clock.now = t0 + timedelta(hours=25)
     feed(collector, "mt-dc-tinh", strong, clock.now)
     later = status(collector, meeting["id"], capsys)
     tinh = next(p for p in later["points"] if p["site"] == "mt-dc-tinh")
+    assert tinh["verdict"] == "ready"
+    plan = ["meeting", "plan", "--at", (t0 + timedelta(hours=26)).isoformat()]
+    assert kienco_main([*plan, "--duration", "1h", "--points", "mt-dc-tinh", "--url", url]) == 0
+    next_day = json.loads(capsys.readouterr().out)
+    tinh = status(collector, next_day["id"], capsys)["points"][0]
     assert tinh["verdict"] == "degraded"
     assert [r["code"] for r in tinh["reasons"] if r["severity"] != "info"] == ["rehearsal_stale"]
 

@@ -181,6 +181,7 @@ THRESHOLDS: dict[str, set[str]] = {
     "silent": {"stale_after_s"},
     "rehearsal_missing": {"max_age_s"},
     "rehearsal_stale": {"max_age_s"},
+    "rehearsal_stale_at_start": {"max_age_s"},
     "meeting_power_short": {"needed_s", "margin_pct"},
     "meeting_power_runs_out": {"needed_s", "margin_pct"},
     "meeting_power_unknown": {"needed_s"},
