@@ -65,6 +65,7 @@ from collector.rejection_log import RejectionLog
 from collector.replay import Replayer
 from collector.retention_floor import RetentionFloor
 from collector.risk import RiskChange, RiskEntry, RiskLevelOf, RiskLevels
+from collector.shard_plan import own_problems
 from collector.spool import Spool
 from collector.state import SiteStates
 from collector.state_store import open_and_restore
@@ -158,6 +159,9 @@ class Collector:
         self.risk_of: RiskLevelOf = risk_level or self.risk.level
         self.inventory = load_inventory(config.inventory) if config.inventory else Inventory(())
         if config.provinces is not None:  # a shard judges only the sites it receives
+            if config.inventory:  # a province of its with no inventory site: a typo?
+                for problem in own_problems(config.provinces, self.inventory):
+                    log.warning("collector: %s", problem.en)
             self.inventory = self.inventory.only(config.provinces)
         self.verdicts = Verdicts(
             self.states,

@@ -1,4 +1,5 @@
-"""``kienco collector run``: the centre's collector (``pip install '.[collector]'``)."""
+"""``kienco collector run``: the centre's collector (``pip install '.[collector]'``);
+``kienco collector check-shards``: a national deployment's shard configs, together."""
 
 from __future__ import annotations
 
@@ -83,6 +84,31 @@ def _audit_heap() -> None:
     )
 
 
+def check_shards(args: argparse.Namespace) -> int:
+    """Every problem of the shards together (collector/shard_plan.py): 1 if any is an error."""
+    from collector.config import load_collector_config
+    from collector.inventory import load_inventory
+    from collector.shard_plan import Shard, check
+
+    shards = [Shard(str(path), load_collector_config(path)) for path in args.configs]
+    inventory = load_inventory(args.inventory) if args.inventory else None
+    problems = check(shards, inventory)
+    label = {"error": ("lỗi", "error"), "warning": ("lưu ý", "warning")}
+    for problem in problems:
+        vi, en = label[problem.level]
+        print(f"{vi if args.lang == 'vi' else en}: {problem.text(args.lang)}")
+    errors = sum(p.level == "error" for p in problems)
+    carried = sorted({p for s in shards for p in s.config.provinces or ()})
+    summary = {
+        "vi": f"{len(shards)} shard, {len(carried)} tỉnh; {errors} lỗi, "
+        f"{len(problems) - errors} lưu ý",
+        "en": f"{len(shards)} shard(s), {len(carried)} province(s); {errors} error(s), "
+        f"{len(problems) - errors} warning(s)",
+    }
+    print(summary[args.lang])
+    return 1 if errors else 0
+
+
 def add_parser(sub: Subcommands) -> None:
     collector = sub.add_parser("collector", help="the centre's collector").add_subparsers(
         dest="collector_cmd", required=True
@@ -90,3 +116,19 @@ def add_parser(sub: Subcommands) -> None:
     running = collector.add_parser("run", help="receive, validate and store every report")
     running.add_argument("--config", type=Path, required=True, help="collector config (YAML)")
     running.set_defaults(func=run)
+    checking = collector.add_parser(
+        "check-shards",
+        help="a national deployment's shard configs together: every inventory province "
+        "carried by exactly one shard",
+        description="Loads each shard's config as `collector run` would and checks them "
+        "together: a province carried by two shards, an inventory province carried by none "
+        "(its sites judged by no one), two shards of one name, a shard's province with no "
+        "inventory site. Exit status: 0 none is an error, 1 some are, 2 a config or the "
+        "inventory cannot be loaded (key, value, fix).",
+    )
+    checking.add_argument("configs", type=Path, nargs="+", help="every shard's config (YAML)")
+    checking.add_argument(
+        "--inventory", type=Path, help="the national inventory (CSV or YAML) the shards share"
+    )
+    checking.add_argument("--lang", choices=["vi", "en"], default="vi")
+    checking.set_defaults(func=check_shards)
