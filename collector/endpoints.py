@@ -218,7 +218,9 @@ class Endpoints:
             return error(HTTPStatus.NOT_FOUND, f"no meeting {meeting_id!r}")
         if not who.is_admin and who.province is None:  # a province's own: seen above
             return _admins_only(who, "asking for a rehearsal")
-        return json_reply(HTTPStatus.OK, {"requested": self.desks.request_rehearsal(meeting)})
+        asked_at = self.clock()
+        asked = self.desks.request_rehearsal(meeting)
+        return json_reply(HTTPStatus.OK, {"requested": asked, "requested_at": asked_at})
 
     # --- compliance ------------------------------------------------------------------
 

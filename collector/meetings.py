@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Protocol
 
@@ -73,6 +73,8 @@ class MeetingStatus:
     meeting: Meeting
     points: tuple[Status, ...]
     evaluated_at: datetime
+    # each point's latest rehearsal, whichever meeting it was for: when, passed, problems
+    rehearsals: Mapping[str, Rehearsal] = field(default_factory=dict)
 
     @property
     def ready(self) -> int:
@@ -88,6 +90,10 @@ class MeetingStatus:
             "ready": self.ready,
             "total": len(self.points),
             "counts": counts,
+            "rehearsals": {
+                site: {"at": r.at, "passed": r.passed, "problems": list(r.problems)}
+                for site, r in sorted(self.rehearsals.items())
+            },
         }
         body = b",".join(p.model_dump_json(exclude_none=True).encode() for p in self.points)
         return api_json(head)[:-1] + b',"points":[' + body + b"]}"
@@ -203,7 +209,7 @@ def meeting_status(
         statuses.append(to_status(judged, snapshot))
     order = {"not_ready": 0, "unknown": 1, "degraded": 2, "ready": 3}
     statuses.sort(key=lambda s: (order[s.verdict], s.site))
-    return MeetingStatus(meeting, tuple(statuses), now)
+    return MeetingStatus(meeting, tuple(statuses), now, rehearsals)
 
 
 # What a rehearsal (a test call) checks: the paths, their quality, the room's devices.

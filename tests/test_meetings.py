@@ -13,7 +13,7 @@ import pytest
 
 from collector.config import CollectorConfig
 from collector.service import Collector
-from contract.wire import Command, Event, Meta, PowerReading, Report
+from contract.wire import Command, Event, Meta, PowerReading, Report, utc_text
 from kienco.cli import main as kienco_main
 from kienco.commands.meeting import parse_duration, parse_start
 from rules.texts import format_value
@@ -197,6 +197,15 @@ def test_a_meeting_from_plan_to_rehearsal(
     assert by_site["mt-dc-tinh"]["verdict"] == "ready"
     assert (after["ready"], after["total"]) == (1, 2)
     assert "rehearsal_missing" not in {r["code"] for r in by_site["mt-dc-xa"]["reasons"]}
+    seen = after["rehearsals"]["mt-dc-tinh"]
+    assert (seen["at"], seen["passed"], seen["problems"]) == (utc_text(t0), True, [])
+
+    # Asked again: the earlier rehearsal is no answer; the command waits for a newer one
+    # and says who has not answered (it returned at once, the old results as if new).
+    clock.now = t0 + timedelta(minutes=10)
+    again = ["meeting", "rehearse", meeting["id"], "--wait", "1", "--url", url]
+    assert kienco_main(again) == 3
+    assert "no answer yet from: mt-dc-tinh, mt-dc-xa" in capsys.readouterr().err
 
     # A day later it still counted for this meeting (it was 1 h old when it began), but
     # for a meeting an hour from then it no longer counts (policy: 24 h).
@@ -354,3 +363,22 @@ async def test_a_real_agent_rehearses_when_asked(
     # default policy checks that, so the rehearsal says so instead of passing blindly.
     assert not recorded.passed
     assert any("thiết bị" in problem for problem in recorded.problems)
+
+
+@pytest.mark.parametrize(
+    ("seen_at", "waiting"),
+    [
+        (None, ["p1"]),
+        ("2026-12-07T06:59:59Z", ["p1"]),  # an earlier rehearsal is no answer
+        ("2026-12-07T07:00:00Z", []),
+        ("2026-12-07T07:00:30Z", []),
+    ],
+    ids=["never", "before-the-request", "at-it", "after-it"],
+)
+def test_a_point_has_answered_with_a_rehearsal_no_older_than_the_request(
+    seen_at: str | None, waiting: list[str]
+) -> None:
+    from kienco.commands.meeting import _not_answered
+
+    seen = {} if seen_at is None else {"p1": {"at": seen_at, "passed": True, "problems": []}}
+    assert _not_answered(["p1"], "2026-12-07T07:00:00Z", seen) == waiting

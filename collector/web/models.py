@@ -22,6 +22,7 @@ __all__ = [
     "MeetingJudged",
     "Readiness",
     "RehearsalAsked",
+    "RehearsalSeen",
     "ReplayAnswer",
     "RiskView",
     "SiteView",
@@ -51,17 +52,29 @@ class RiskView(BaseModel):
     history: list[RiskEntry]
 
 
+class RehearsalSeen(BaseModel):
+    at: UtcTime
+    passed: bool
+    problems: list[str]
+
+
 class MeetingJudged(BaseModel):
     meeting: Meeting
     evaluated_at: UtcTime
     ready: int
     total: int
     counts: dict[str, int]
+    # each point's latest rehearsal (whichever meeting it was for); a point never
+    # rehearsed is not listed
+    rehearsals: dict[str, RehearsalSeen]
     points: list[Status]
 
 
 class RehearsalAsked(BaseModel):
     requested: list[str]
+    # the collector's time of the request: a point has answered once its rehearsal in
+    # GET /meetings/{id} is at least this recent
+    requested_at: UtcTime
 
 
 class DeadLetterSummary(BaseModel):

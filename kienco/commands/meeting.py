@@ -130,18 +130,26 @@ def cmd_status(args: argparse.Namespace) -> int:
         time.sleep(args.watch)
 
 
+def _not_answered(asked: list[str], asked_at: str, seen: dict[str, Any]) -> list[str]:
+    """The points asked whose latest rehearsal is older than the request (an earlier
+    rehearsal, passed or not, is no answer to this one)."""
+    since = datetime.fromisoformat(asked_at)
+    return [
+        site
+        for site in asked
+        if site not in seen or datetime.fromisoformat(seen[site]["at"]) < since
+    ]
+
+
 def cmd_rehearse(args: argparse.Namespace) -> int:
-    asked = _call(args, "POST", f"/meetings/{args.meeting}/rehearse")["requested"]
+    answer = _call(args, "POST", f"/meetings/{args.meeting}/rehearse")
+    asked, asked_at = answer["requested"], answer["requested_at"]
     asked_line = f"rehearsal asked of {len(asked)} point(s): {', '.join(asked)}"
     print(terminal(asked_line), file=sys.stderr)
     deadline = time.monotonic() + args.wait
     while True:
         payload = _call(args, "GET", f"/meetings/{args.meeting}")
-        waiting = [
-            p["site"]
-            for p in payload["points"]
-            if p["site"] in asked and any(r["code"] == "rehearsal_missing" for r in p["reasons"])
-        ]
+        waiting = _not_answered(asked, asked_at, payload["rehearsals"])
         if not waiting or time.monotonic() > deadline:
             if waiting:
                 print(terminal(f"no answer yet from: {', '.join(waiting)}"), file=sys.stderr)
