@@ -92,7 +92,9 @@ def _failover(ctx: RuleContext) -> tuple[Finding, ...]:
     fit = len(max_independent([p for p in paths.up if p not in unfit]))
     if fit >= required:
         return ()
-    best = min(unfit, key=lambda p: (p.loss_pct or 0.0, p.path))
+    # named: the failover as counted (of the independent set), the least lossy of them
+    counted = [p for p in unfit if p in paths.independent] or unfit
+    best = min(counted, key=lambda p: (p.loss_pct or 0.0, p.path))
     numbers: Numbers = {
         "loss_pct": best.loss_pct,
         "backup_max_loss_pct": limit,

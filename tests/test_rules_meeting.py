@@ -53,6 +53,7 @@ class Case:
     codes: tuple[str, ...] = ()
     meeting_duration_s: float | None = None
     meeting_in_s: float | None = None  # the meeting starts this long from NOW (< 0: begun)
+    named: str | None = None  # the path the last finding names, if it names one
 
 
 SHARED_TOWER = (link("fo1", "fibre", "tower-hp12"), link("mw1", "microwave", "tower-hp12"))
@@ -185,6 +186,21 @@ CASES = [
             ("link_backup_unfit",),
         ),
         id="the-only-disjoint-backup-is-lossy",
+    ),
+    pytest.param(
+        Case(
+            point(
+                links=[
+                    link("fo1", "fibre", "duct-a"),
+                    link("mw1", "microwave", "duct-a", loss_pct=10),
+                    link("4g", "cellular", "t", loss_pct=30),
+                ]
+            ),
+            "degraded",
+            ("link_backup_unfit",),
+            named="4g",
+        ),
+        id="names-the-failover-not-a-path-sharing-the-primarys-duct",
     ),
     pytest.param(
         Case(
@@ -444,6 +460,8 @@ def test_meeting_readiness(case: Case) -> None:
     e = judge(case.snapshot, meeting_duration_s=case.meeting_duration_s, meeting_starts_at=starts)
     assert tuple(codes(e)) == case.codes
     assert e.verdict == case.verdict
+    if case.named is not None:
+        assert e.findings[-1].labels["path"] == case.named
 
 
 def test_the_need_runs_from_now_to_the_meetings_end_on_generator() -> None:
