@@ -317,12 +317,16 @@ def _say(key: str, text: tuple[str, str] = ("", ""), **common: str) -> tuple[str
     return vi.format(text=text[0], **common), en.format(text=text[1], **common)
 
 
+# the site's power is gone (rules/station_state.py), whatever the cause
+_DARK_CODES = frozenset({"power_down", "power_down_input_failed"})
+
+
 def _power(
     site: _Site, previous: Sequence[Alert], policy: AlertPolicy, now: datetime
 ) -> list[Alert]:
     status = site.status
     reasons = status.reasons
-    down = next((r for r in reasons if r.code == "power_down"), None)
+    down = next((r for r in reasons if r.code in _DARK_CODES), None)
     if down is not None or status.station_state == "down_power":
         text = (down.text_vi, down.text_en) if down else ("mất điện", "power down")
         since = _since(previous, "SiteDark", "power", now)

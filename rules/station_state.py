@@ -2,7 +2,11 @@
 
 ``down_power`` (battery depleted while on battery) before ``down_transport`` (every
 path known and down), then ``up_generator`` / ``up_battery`` / ``up_commercial``.
-``down_damage`` is in the vocabulary but no reading reports damage yet. A stale site
+``down_damage`` is in the vocabulary but no reading reports damage yet.
+A battery device flat on battery while another device of the site still sees mains is
+said as that: its input failed (breaker, cable, rectifier), not the mains
+(``power_down_input_failed``, naming both); the state stays ``down_power``, as what it
+feeds is dark and which loads those are is not known. A stale site
 is ``unknown``: the engine does not ask this rule about it.
 """
 
@@ -29,8 +33,27 @@ def derive(power: PowerAssessment, paths: PathAssessment) -> StationState:
     return _UP.get(power.mode, "unknown")
 
 
+def _flat_beside_mains(ctx: RuleContext) -> tuple[str, str] | None:
+    """A battery device on battery and flat while another device of the site reports
+    mains present: (the flat one, the one seeing mains). Not a mains failure but that
+    device's input (its breaker, its cable, its rectifier); what it feeds is dark."""
+    readings = [r for r, _ in ctx.snapshot.power.values()]
+    on_battery = {r.device for r in readings if r.on_battery is True}
+    flat = sorted(
+        b.device for b in ctx.power.batteries if b.device in on_battery and b.seconds == 0
+    )
+    mains = sorted(r.device for r in readings if r.mains_present is True and r.device not in flat)
+    return (flat[0], mains[0]) if flat and mains else None
+
+
 def check(ctx: RuleContext) -> tuple[Finding, ...]:
     if ctx.power.mode != "down":
         return ()
     numbers = {"battery_s": ctx.power.battery_s, "dark_in_s": ctx.power.dark_in_s}
+    beside = _flat_beside_mains(ctx)
+    if beside is not None:
+        labels = {"device": beside[0], "mains_device": beside[1]}
+        return (
+            ctx.finding("station_state", "critical", "power_down_input_failed", numbers, labels),
+        )
     return (ctx.finding("station_state", "critical", "power_down", numbers),)

@@ -120,6 +120,14 @@ _CATALOGUE: dict[str, Text] = {
         "mất điện: ắc quy đã cạn, trạm ngừng hoạt động",
         "power down: battery depleted, the site is dark",
     ),
+    "power_down_input_failed": Text(
+        "{device} đang chạy ắc quy và ắc quy đã cạn, trong khi {mains_device} vẫn thấy điện "
+        "lưới: không phải mất điện lưới mà đầu vào của {device} hỏng (aptomat, cáp, bộ "
+        "chỉnh lưu) — thiết bị nó cấp điện đã tắt; kiểm tra đầu vào của {device}",
+        "{device} is on battery and flat while {mains_device} still sees mains: not a mains "
+        "failure but {device}'s input (breaker, cable, rectifier) — what it feeds is dark; "
+        "check {device}'s input",
+    ),
     # --- backup power, mains lost ({needs}: the target; none at meeting points, whose
     # hours the meeting rule judges)
     "on_battery_generator_stopped": Text(

@@ -177,6 +177,14 @@ def test_a_dark_site_pages_for_its_power_only() -> None:
     assert alert.summary_en == reason(dark, "power_down").text_en
 
 
+def test_a_ups_flat_beside_mains_pages_with_its_failed_input() -> None:
+    dark = judged(snap(power=[on_battery("ups2", runtime_s=0), ups("ups1")]))
+    [alert] = alerts_for(dark)
+    assert (alert.name, alert.cause, alert.labels["severity"]) == ("SiteDark", "power", "critical")
+    assert alert.summary_en == reason(dark, "power_down_input_failed").text_en
+    assert "check ups2's input" in alert.summary_en
+
+
 def three_paths(*down: str) -> tuple[Any, ...]:
     paths = (("fo1", "fibre", "duct-a"), ("mw1", "microwave", "tower-b"), ("vs1", "vsat", "sky"))
     return tuple(link(p, m, g, **(DOWN if p in down else {})) for p, m, g in paths)

@@ -73,6 +73,24 @@ def site(
             "power_down",
             id="power-down-and-links-down-is-one-power-finding",
         ),
+        pytest.param(
+            site((on_battery("ups2", runtime_s=0), ups("ups1"))),
+            "down_power",
+            "power_down_input_failed",
+            id="one-ups-flat-another-on-mains-its-input-failed",
+        ),
+        pytest.param(
+            site((on_battery(runtime_s=0), PowerReading(device="ats1", mains_present=True))),
+            "down_power",
+            "power_down_input_failed",
+            id="ups-flat-the-ats-sees-mains",
+        ),
+        pytest.param(
+            site((on_battery(runtime_s=0), genset(mains_present=False))),
+            "down_power",
+            "power_down",
+            id="ups-flat-mains-gone-everywhere",
+        ),
         pytest.param(site((ups(),), DOWN), "down_transport", "path_all_down", id="links-down"),
         pytest.param(
             site((on_battery(),), DOWN), "down_transport", None, id="on-battery-links-down"
@@ -113,4 +131,14 @@ def test_power_down_text() -> None:
         "mất điện: ắc quy đã cạn, trạm ngừng hoạt động",
         "power down: battery depleted, the site is dark",
     )
+    assert finding.severity == "critical"
+
+
+def test_a_flat_ups_beside_mains_says_its_input_failed() -> None:
+    finding = judge(site((on_battery("ups2", runtime_s=0), ups("ups1")))).findings[0]
+    assert finding.text_en == (
+        "ups2 is on battery and flat while ups1 still sees mains: not a mains failure but "
+        "ups2's input (breaker, cable, rectifier) — what it feeds is dark; check ups2's input"
+    )
+    assert finding.text_vi.startswith("ups2 đang chạy ắc quy và ắc quy đã cạn, trong khi ups1")
     assert finding.severity == "critical"

@@ -195,6 +195,7 @@ NO_THRESHOLD = {
     "agent_offline",
     "meta_missing",
     "power_down",
+    "power_down_input_failed",  # the devices are labels; a state, no threshold
     "on_battery_runtime_unknown",
     "on_battery_generator_stopped_runtime_unknown",
     "on_battery_no_model",
