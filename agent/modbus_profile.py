@@ -181,7 +181,7 @@ def decode(
     the controller does not report litres itself.
     """
     values = {name: _value(profile, spec, registers) for name, spec in profile.specs().items()}
-    fields = reading_fields(profile.derive, profile.readings, _WIRE, values)
+    fields = reading_fields(PowerReading, profile.derive, profile.readings, _WIRE, values)
     pct = fields.get("fuel_pct")
     if fields.get("fuel_l") is None and tank_l is not None and isinstance(pct, int | float):
         fields["fuel_l"] = round(pct / 100 * tank_l, 2) if 0 <= pct <= 100 else None

@@ -138,5 +138,5 @@ def decode_vars(
         name: spec.read(variables, text=POWER_KINDS.get(name) is str)
         for name, spec in specs.items()
     }
-    fields = reading_fields(profile.derive, profile.readings, POWER_KINDS, values)
+    fields = reading_fields(PowerReading, profile.derive, profile.readings, POWER_KINDS, values)
     return validated(PowerReading, {"device": device_id, "profile": profile.profile}, fields)

@@ -1,9 +1,10 @@
 """The one decoding of device profiles: raw values in, wire readings out; no I/O, no clock.
 
 Every protocol goes the same way: each reading and source through ``decode_value``
-(text, invalid, enum, scale/offset), the derivations over those values, the wire's
-own types (``to_wire``), and ``validated``: a value the wire refuses as absurd
-becomes unknown, not a failed device. Only where a raw value comes from differs (an
+(text, invalid, enum, scale/offset), the readings in the wire's own types
+(``to_wire``; one the wire refuses as absurd is unknown before any derivation reads
+it), the derivations over those values, and ``validated``: a value the wire refuses
+as absurd becomes unknown, not a failed device. Only where a raw value comes from differs (an
 OID here, a trap varbind in :mod:`agent.trap_profile`, a NUT variable in
 :mod:`agent.nut_profile`, registers in :mod:`agent.modbus_profile`).
 
@@ -18,9 +19,10 @@ import math
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from functools import cache
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from agent.profile_vocabulary import Derivation, RawValue, Value, ValueRule, ValueSpec
 from contract.wire import InterfaceReading, PowerReading
@@ -33,6 +35,7 @@ __all__ = [
     "decode_interfaces",
     "decode_value",
     "decode_values",
+    "fits",
     "port_slug",
     "reading_fields",
     "rows_from_walk",
@@ -99,14 +102,42 @@ def to_wire(kind: Any, value: Value | None) -> Value | None:
     return round(value) if kind is int else float(value)
 
 
+@cache
+def _field_check(model: type[BaseModel], name: str) -> TypeAdapter[Any]:
+    """The wire's own check of one field of ``model`` (its type and bounds)."""
+    info = model.model_fields[name]
+    kind: Any = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+    return TypeAdapter(kind, config=model.model_config)
+
+
+def fits(model: type[BaseModel], name: str, value: Any) -> bool:
+    """Whether the wire takes ``value`` (already in the field's type) for ``name``."""
+    try:
+        _field_check(model, name).validate_python(value)
+    except ValidationError:
+        return False
+    return True
+
+
 def reading_fields(
+    model: type[BaseModel],
     derive: Mapping[str, Derivation],
     wire: Iterable[str],
     kinds: Mapping[str, Any],
     values: Mapping[str, Value | None],
 ) -> dict[str, Any]:
-    """The wire fields: the readings named in ``wire``, then every derivation."""
+    """The wire fields: the readings named in ``wire``, then every derivation.
+
+    A reading the wire refuses as absurd (upsSecondsOnBattery at INT32_MAX, 19 660 V of
+    mains from a word-swapped pair) is unknown before any derivation reads it: left in,
+    ``on_battery_for_s > 0`` said "on battery" and ``input_v > 100`` "mains present"
+    from a value the report then carried as null.
+    """
     fields: dict[str, Any] = {name: to_wire(kinds[name], values[name]) for name in wire}
+    refused = {n for n, v in fields.items() if v is not None and not fits(model, n, v)}
+    if refused:
+        fields |= dict.fromkeys(refused, None)
+        values = {**values, **dict.fromkeys(refused, None)}
     for name, derivation in derive.items():
         fields[name] = to_wire(kinds[name], derivation.evaluate(values))
     return fields
@@ -141,7 +172,9 @@ def snmp_values(profile: Profile, answer: Mapping[str, RawValue]) -> dict[str, V
 def decode(profile: Profile, device_id: str, varbinds: Mapping[str, RawValue]) -> PowerReading:
     """Turn one GET answer (OID -> value) into a PowerReading."""
     values = snmp_values(profile, answer_by_oid(varbinds))
-    fields = reading_fields(profile.derive, profile.readings, profile.wire_kinds, values)
+    fields = reading_fields(
+        PowerReading, profile.derive, profile.readings, profile.wire_kinds, values
+    )
     return validated(PowerReading, {"device": device_id, "profile": profile.profile}, fields)
 
 
@@ -198,7 +231,9 @@ def decode_interfaces(
         port = next((label for label in labels if label), f"{profile.port.prefix}{suffix}")
         port = _unique_port(port, suffix, seen)  # two rows must never report as one port
         seen.add(port)
-        fields = reading_fields(profile.derive, profile.columns, profile.wire_kinds, values)
+        fields = reading_fields(
+            InterfaceReading, profile.derive, profile.columns, profile.wire_kinds, values
+        )
         readings.append(validated(InterfaceReading, {"device": device_id, "port": port}, fields))
     return readings
 

@@ -168,7 +168,7 @@ def decode_trap(
     power = None
     if device is not None and sets:
         kinds = profile.wire_kinds
-        fields = reading_fields(profile.derive, profile.readings, kinds, values)
+        fields = reading_fields(PowerReading, profile.derive, profile.readings, kinds, values)
         fields |= {field: to_wire(kinds[field], value) for field, value in sets.items()}
         stated = {field: value for field, value in fields.items() if value is not None}
         power = validated(PowerReading, {"device": device}, stated)

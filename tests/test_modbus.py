@@ -108,6 +108,9 @@ U16_NA, S16_NA, TRANSDUCER_FAULT = 0xFFFF, 0x7FFF, 0xFFFC
         ({1060: U16_NA, 1061: U16_NA}, {"input_v": None, "mains_present": None}),
         ({1060: 0, 1061: 2301}, {"input_v": 230.1, "mains_present": True}),
         ({1060: 0, 1061: 1839}, {"input_v": 183.9, "mains_present": False}),
+        # 0.3 V of noise on a dead mains, its words swapped (a controller that sends the
+        # low word first): 19 660.8 V, refused by the wire, and no ground for "mains present"
+        ({1060: 3, 1061: 0}, {"input_v": None, "mains_present": None}),
         ({1536: 1, 1537: 0}, {"load_w": 65536}),  # high word first
         ({1558: S16_NA}, {"load_pct": None}),
         ({1558: 0x10000 - 5}, {"load_pct": None}),  # -0.5 %: signed, then "below 0" refused

@@ -112,6 +112,15 @@ CASES: list[tuple[str, dict[str, RawValue], dict[str, Any]]] = [
     ("number sent as OctetString", {INPUT_V: b"229.5"}, {"input_v": 229.5}),
     ("garbage OctetString", {INPUT_V: b"\xff\xfe"}, {"input_v": None, "mains_present": None}),
     ("leading-dot OIDs", {"." + CHARGE: 80, CHARGE: None}, {"battery_charge_pct": 80.0}),
+    # A reading the wire refuses as absurd is unknown, and so is what it would decide:
+    # INT32_MAX ("not available" on many cards) seconds on battery while the output
+    # source says normal must not say "on battery" (a false critical, a false dark-in).
+    (
+        "seconds on battery at INT32_MAX",
+        {SECONDS: 2147483647},
+        {"on_battery_for_s": None, "on_battery": None},
+    ),
+    ("mains voltage at the 16-bit cap", {INPUT_V: 65535}, {"input_v": None, "mains_present": None}),
 ]
 
 
