@@ -5,6 +5,10 @@ pysnmp stays behind this module: probes and ``agent.profile_decode`` see
 come with each call as an auth object (:class:`CommunityAuth` or :class:`UsmAuth`,
 or a bare community string); their secrets never print.
 
+An object the device lacks is None, whether it says so the v2c way (a noSuchObject
+varbind) or the v1 way (errorStatus noSuchName for the whole GET, which is asked again
+without that object).
+
 Every call is bounded: it answers or fails within ``timeout_s × (retries + 1)``,
 so a dead device never holds up the devices polled beside it for longer.
 
@@ -196,6 +200,17 @@ def new_engine() -> SnmpEngine:
     return engine
 
 
+_NO_SUCH_NAME = 2  # errorStatus noSuchName (RFC 1157)
+
+
+class _NoSuchName(SnmpError):
+    """errorStatus noSuchName for the varbind at ``position`` of the request."""
+
+    def __init__(self, host: str, port: int, reason: str, oid: str, position: int) -> None:
+        super().__init__(host, port, reason, oid)
+        self.position = position
+
+
 @dataclass(frozen=True)
 class _Session:
     """One device, one credential: what each request of a poll needs."""
@@ -217,8 +232,12 @@ class _Session:
             raise SnmpError(self.host, self.port, str(indication))
         if int(status):
             names = [str(name) for name, _ in var_binds]
-            oid = names[int(index) - 1] if 0 < int(index) <= len(names) else None
-            raise SnmpError(self.host, self.port, f"error status {status.prettyPrint()}", oid)
+            position = int(index) - 1
+            oid = names[position] if 0 <= position < len(names) else None
+            reason = f"error status {status.prettyPrint()}"
+            if int(status) == _NO_SUCH_NAME and oid is not None:
+                raise _NoSuchName(self.host, self.port, reason, oid, position)
+            raise SnmpError(self.host, self.port, reason, oid)
         return list(var_binds)
 
 
@@ -309,12 +328,27 @@ class PySnmpTransport:
             answer: dict[str, RawValue] = {}
             step = self._oids_per_request
             for start in range(0, len(oids), step):
-                chunk = [self._object(o.lstrip(".")) for o in oids[start : start + step]]
-                binds = await session.request(get_cmd, *chunk)
-                answer.update((str(name), to_python(value)) for name, value in binds)
+                chunk = [o.lstrip(".") for o in oids[start : start + step]]
+                answer.update(await self._get_some(session, chunk))
             return answer
 
         return await _bounded(host, port, timeout_s, retries, work())
+
+    async def _get_some(self, session: _Session, oids: list[str]) -> dict[str, RawValue]:
+        """One GET of ``oids``. An object the device answers noSuchName for (a v1 agent's
+        "no such object", RFC 3584 §4.4: noSuchObject for that varbind) is unknown, and
+        the others are asked again without it: one object a card lacks must not make
+        every other one it serves unknown."""
+        lacking: dict[str, RawValue] = {}
+        asked = list(oids)
+        while asked:
+            try:
+                binds = await session.request(get_cmd, *(self._object(o) for o in asked))
+            except _NoSuchName as exc:
+                lacking[asked.pop(exc.position)] = None
+                continue
+            return {**{str(name): to_python(value) for name, value in binds}, **lacking}
+        return lacking
 
     async def walk(
         self,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -18,7 +18,14 @@ from agent.profiles import InterfaceProfile, Profile, load_profile_by_name, oids
 from agent.snmp_transport import CommunityAuth, SnmpError, SnmpV2cTransport, UsmAuth
 from contract.wire import InterfaceReading, PowerReading, utc_now
 from kienco.local_services import free_port
-from tests.support.snmpsim import SnmpSetError, SnmpSim, snmp_set, snmp_set_many
+from tests.support.snmpsim import (
+    RECORDINGS,
+    SnmpSetError,
+    SnmpSim,
+    serving,
+    snmp_set,
+    snmp_set_many,
+)
 
 pytestmark = pytest.mark.snmp
 
@@ -145,6 +152,47 @@ async def test_transport_values_and_chunking(snmpsim: SnmpSim, profile: Profile)
     assert answer["1.3.6.1.2.1.1.6.0"] == "Trạm viễn thông Huế 01".encode()  # UTF-8 bytes
     assert answer["1.3.6.1.2.1.1.2.0"] == "1.3.6.1.2.1.33"
     assert answer[UPS + "9.99.0"] is None  # noSuchInstance
+
+
+ALARMS = UPS + "6.1.0"
+
+
+@pytest.fixture(scope="module")
+def v1_style_card(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SnmpSim]:
+    """The ups-mib recording served by a card whose v2c agent answers an object it lacks
+    the SNMPv1 way: errorStatus noSuchName for the whole GET, not a noSuchObject varbind."""
+    recorded = (RECORDINGS / "ups-mib.snmprec").read_text(encoding="utf-8").splitlines()
+    kept = [line for line in recorded if not line.startswith(ALARMS + "|")]
+    lacking = f"{ALARMS}|2:error|op=get,status=nosuchname"
+    text = "\n".join(sorted([*kept, lacking], key=lambda line: _oid_key(line))) + "\n"
+    with serving(tmp_path_factory.mktemp("v1-style-card"), {"ups-mib": text}) as sim:
+        yield sim
+
+
+def _oid_key(line: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in line.split("|", 1)[0].split("."))
+
+
+async def test_an_object_answered_no_such_name_is_unknown_and_the_rest_still_read(
+    v1_style_card: SnmpSim, profile: Profile
+) -> None:
+    """RFC 3584 §4.4: a v1 noSuchName is a v2 noSuchObject for that varbind. Taken for the
+    whole GET, it made a card lacking one optional object (upsAlarmsPresent) an error
+    reading: on battery, charge and runtime all unknown, the site unknown or not ready
+    for a card that answers every one of them."""
+    snmp = SnmpV2cTransport(oids_per_request=5)  # the lacking object in the third request
+    try:
+        card = (v1_style_card.host, v1_style_card.port)
+        answer = await snmp.get(*card, "ups-mib", oids(profile), timeout_s=1, retries=0)
+        reading = await collect(target(v1_style_card), transport=snmp, profile=profile)
+    finally:
+        snmp.close()
+    assert answer[ALARMS] is None and answer[UPS + "2.4.0"] == 100
+    assert set(answer) == set(oids(profile))
+    assert reading.error is None and reading.alarms_count is None
+    assert (reading.on_battery, reading.mains_present, reading.battery_charge_pct) == (
+        False, True, 100.0,
+    )  # fmt: skip
 
 
 async def test_transport_raises_a_typed_error_with_the_device(transport: SnmpV2cTransport) -> None:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,6 +167,22 @@ def snmpsim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SnmpSim]:
     if community is None:
         pytest.fail(f"no .snmprec recordings in {RECORDINGS}")
     process, port = _start(workdir, data_dir, community)
+    try:
+        yield SnmpSim("127.0.0.1", port, data_dir)
+    finally:
+        _stop(process)
+
+
+@contextmanager
+def serving(workdir: Path, recordings: Mapping[str, str]) -> Iterator[SnmpSim]:
+    """snmpsim serving only ``recordings`` (name -> .snmprec text): a device's quirks
+    (snmpsim's ``error`` variation answers an error status) without touching the shared
+    recordings."""
+    data_dir = workdir / "data"
+    data_dir.mkdir(parents=True)
+    for name, text in recordings.items():
+        (data_dir / f"{name}.snmprec").write_text(text, encoding="utf-8")
+    process, port = _start(workdir, data_dir, next(iter(recordings)))
     try:
         yield SnmpSim("127.0.0.1", port, data_dir)
     finally:
