@@ -29,7 +29,14 @@ from agent.profile_vocabulary import Derivation, ProfileTest, Value, ValueRule, 
 from contract.wire import PowerReading
 from plumbing.data import firmware_configs
 
-__all__ = ["ModbusProfile", "ModbusProfileError", "blocks", "decode", "load_modbus_profile"]
+__all__ = [
+    "ModbusProfile",
+    "ModbusProfileError",
+    "blocks",
+    "decode",
+    "load_modbus_profile",
+    "value_spans",
+]
 
 PROFILES_DIR = firmware_configs() / "profiles"
 SUFFIX = ".modbus.yaml"
@@ -130,7 +137,7 @@ def blocks(profile: ModbusProfile) -> list[tuple[int, int]]:
     A value's words always travel in one read: half of a 32-bit value from one
     read and half from the next could mix old and new data.
     """
-    spans = sorted({(s.address, s.address + s.size) for s in profile.specs().values()})
+    spans = sorted((start, start + count) for start, count in value_spans(profile))
     merged: list[list[int]] = []
     for start, end in spans:
         near = merged and start - merged[-1][1] <= profile.max_gap
@@ -139,6 +146,11 @@ def blocks(profile: ModbusProfile) -> list[tuple[int, int]]:
         else:
             merged.append([start, end])
     return [(start, end - start) for start, end in merged]
+
+
+def value_spans(profile: ModbusProfile) -> list[tuple[int, int]]:
+    """(start, count) of each value's own registers, each once, in address order."""
+    return sorted({(s.address, s.size) for s in profile.specs().values()})
 
 
 def _raw(spec: Register, order: str, registers: Mapping[int, int]) -> int | list[int] | None:

@@ -25,7 +25,7 @@ from agent.probes import Transports
 from agent.probes.modbus import poll_device
 from contract.wire import PowerReading, utc_now
 from kienco.local_services import free_port
-from tests.support.modbus import ThreadedSimulator, recording
+from tests.support.modbus import ThreadedSimulator, lacking, recording
 
 RECORDED = recording().registers
 RUNNING_ON_MAINS_FAILURE = PowerReading(
@@ -270,6 +270,42 @@ async def test_through_the_poll_cycle_with_the_sites_burn_rate(genset: ThreadedS
     report = await poll_once(site(device), Transports(), seq=1, now=utc_now())
     (reading,) = report.power
     assert (reading.fuel_l, reading.fuel_burn_l_per_h, reading.error) == (310, 14.5, None)
+
+
+# Controller models lack whole pages or registers of GenComm ([VIC]: page 6's power and
+# load "might only work for 61xx MkII and 8xxx/7xxx…", the engine state is missing on
+# some modules) and answer exception 2 for a read that touches one.
+PAGE_6 = range(1536, 1792)
+NOT_AN_ERROR = {"error": None}
+
+
+@pytest.mark.parametrize(
+    ("missing", "expected"),
+    [
+        pytest.param(PAGE_6, {"load_w": None, "load_pct": None}, id="no-page-6"),
+        # the profile's own fallback: the engine speed says it runs
+        pytest.param([1408], {"generator_running": True}, id="no-engine-state"),
+        # a register no value uses, inside the read that fuel .. mains voltage share
+        pytest.param([1040], {}, id="gap-in-a-merged-read"),
+        pytest.param([1027], {"fuel_pct": None, "fuel_l": None}, id="no-fuel-sender"),
+    ],
+)
+async def test_a_register_the_model_lacks_is_unknown_and_the_rest_still_read(
+    missing: range | list[int], expected: dict[str, object]
+) -> None:
+    """One refused read made the whole genset an error reading, every cycle: running,
+    fuel and mains unknown, its hours unknown, though the controller serves them."""
+    async with lacking(missing) as controller:
+        reading = await poll(genset_device(controller.port))
+    wanted = {**RUNNING_ON_MAINS_FAILURE.model_dump(), **NOT_AN_ERROR, **expected}
+    assert reading.model_dump() == wanted
+
+
+async def test_a_controller_that_serves_none_of_the_registers_is_an_error() -> None:
+    async with lacking(range(1024, 2303)) as controller:
+        reading = await poll(genset_device(controller.port, retries=2))
+    assert reading.error is not None and "exception 2" in reading.error
+    assert reading.generator_running is None and reading.fuel_pct is None
 
 
 async def test_wrong_unit_is_an_error_reading_without_retries(genset: ThreadedSimulator) -> None:

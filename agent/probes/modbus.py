@@ -2,8 +2,10 @@
 
 Gensets and ATS panels speak Modbus more often than SNMP. The device's profile
 (``<profile>.modbus.yaml``) says which registers to read; they are read in as
-few requests as the profile allows, over one connection. A controller that
-does not answer gives a reading with ``error`` set, never an exception.
+few requests as the profile allows, over one connection. Registers the controller's
+model lacks (exception 2 for a read) are unknown, the rest still read: a merged read
+refused that way is read again value by value. A controller that does not answer, or
+serves none of them, gives a reading with ``error`` set, never an exception.
 """
 
 from __future__ import annotations
@@ -15,11 +17,17 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from agent.config import DeviceConfig, SiteConfig
-from agent.modbus_profile import blocks, decode, load_modbus_profile_by_name
+from agent.modbus_profile import blocks, decode, load_modbus_profile_by_name, value_spans
 from agent.probes import DeviceReading, Transports
 from contract.wire import PowerReading
 
-__all__ = ["ModbusReadError", "ModbusRefused", "poll_device", "read_registers"]
+__all__ = [
+    "ILLEGAL_DATA_ADDRESS",
+    "ModbusReadError",
+    "ModbusRefused",
+    "poll_device",
+    "read_registers",
+]
 
 _MAX_ERROR = 500  # PowerReading.error's limit
 
@@ -36,6 +44,9 @@ class ModbusRefused(ModbusReadError):
     """The controller answered with a Modbus exception: asking again won't help."""
 
 
+ILLEGAL_DATA_ADDRESS = 2  # Modbus exception code: "no such register here"
+
+
 async def read_registers(
     host: str,
     port: int,
@@ -44,7 +55,12 @@ async def read_registers(
     *,
     timeout_s: float,
 ) -> dict[int, int]:
-    """Read each (start, count) span of holding registers (function 3) over one connection."""
+    """Read each (start, count) span of holding registers (function 3) over one connection.
+
+    A span the controller answers exception 2 for (illegal data address: a register its
+    model lacks) is left out, its registers unknown, and the other spans are still read;
+    any other exception, or exception 2 for every span, is a ModbusRefused.
+    """
     where = f"modbus {host}:{port} unit {unit_id}"
     # Retries are the probe's, per poll; pymodbus would retry each request on its own.
     client = AsyncModbusTcpClient(host, port=port, timeout=timeout_s, retries=0)
@@ -52,23 +68,45 @@ async def read_registers(
         if not await client.connect():
             raise ModbusReadError(f"{where}: cannot connect")
         words: dict[int, int] = {}
+        lacking = ""
         for start, count in spans:
             response = await client.read_holding_registers(start, count=count, device_id=unit_id)
             if response.isError():
                 code = getattr(response, "exception_code", "?")
-                raise ModbusRefused(
-                    f"{where}: exception {code} reading {count} registers at {start}"
-                )
+                refused = f"{where}: exception {code} reading {count} registers at {start}"
+                if code != ILLEGAL_DATA_ADDRESS:
+                    raise ModbusRefused(refused)
+                lacking = lacking or refused
+                continue
             if len(response.registers) != count:
                 raise ModbusReadError(
                     f"{where}: asked {count} registers at {start}, got {len(response.registers)}"
                 )
             words.update(zip(range(start, start + count), response.registers, strict=True))
+        if lacking and not words:
+            raise ModbusRefused(lacking)
         return words
     except ModbusException as exc:
         raise ModbusReadError(f"{where}: {exc}") from None
     finally:
         client.close()
+
+
+def _unread(span: tuple[int, int], words: dict[int, int]) -> bool:
+    start, count = span
+    return any(address not in words for address in range(start, start + count))
+
+
+async def _read_lacking(
+    read: ReadRegisters, device: DeviceConfig, spans: list[tuple[int, int]]
+) -> dict[int, int]:
+    """Values read one by one; none of them answered is none of them known."""
+    try:
+        return await read(
+            device.host, device.port_or_default, device.unit_id, spans, timeout_s=device.timeout_s
+        )
+    except ModbusRefused:
+        return {}
 
 
 def _failed(device: DeviceConfig, reason: str) -> list[DeviceReading]:
@@ -91,6 +129,11 @@ async def poll_device(
         try:
             async with asyncio.timeout(budget_s):
                 words = await read(host, port, device.unit_id, spans, timeout_s=device.timeout_s)
+            # A merged read refused for a register no value uses: each value alone.
+            alone = [s for s in value_spans(profile) if s not in spans and _unread(s, words)]
+            if alone:
+                async with asyncio.timeout(device.timeout_s * (len(alone) + 1)):
+                    words |= await _read_lacking(read, device, alone)
         except TimeoutError:
             reason = f"modbus {host}:{port}: no answer within {budget_s:g} s"
         except ModbusRefused as exc:

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Collection, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
 from kienco.devices_serve import (
+    PAGE,
+    UNIMPLEMENTED,
     ModbusRecording,
     ModbusSimulator,
     SimulatorError,
+    _listening,
     load_recording,
 )
 from kienco.local_services import free_port
@@ -73,3 +77,49 @@ def genset(modbus_server: ThreadedSimulator) -> ThreadedSimulator:
     """The shared simulator, back to the recorded registers before the test."""
     modbus_server.reset()
     return modbus_server
+
+
+class LackingSimulator(ModbusSimulator):
+    """The recording's pages, less the registers a controller model lacks: a read that
+    touches one answers exception 2 (illegal data address), as pymodbus's own server does."""
+
+    def __init__(self, rec: ModbusRecording, port: int, lacking: Collection[int]) -> None:
+        super().__init__(rec, port=port)
+        self.lacking = frozenset(lacking)
+
+    async def start(self) -> None:
+        from pymodbus.server import ModbusTcpServer
+        from pymodbus.simulator import DataType, SimData, SimDevice
+
+        low = min(self.recording.registers) // PAGE * PAGE
+        high = max(self.recording.registers) // PAGE * PAGE + PAGE
+        served = [a for a in range(low, high) if a not in self.lacking]
+        runs: list[list[int]] = []
+        for address in served:
+            if runs and runs[-1][1] == address - 1:
+                runs[-1][1] = address
+            else:
+                runs.append([address, address])
+        blocks = [
+            SimData(a, count=b - a + 1, values=UNIMPLEMENTED, readonly=True,
+                    datatype=DataType.REGISTERS)
+            for a, b in runs
+        ]  # fmt: skip
+        device = SimDevice(self.recording.unit_id, simdata=blocks, action=self._sync)
+        self._server = ModbusTcpServer([device], address=(self.host, self.port))
+        self._task = asyncio.create_task(self._server.serve_forever())
+        while not await _listening(self.host, self.port):
+            if self._task.done():
+                raise SimulatorError(f"Modbus simulator did not listen on port {self.port}")
+            await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def lacking(registers: Collection[int]) -> AsyncIterator[LackingSimulator]:
+    """The genset recording served on this event loop, without ``registers``."""
+    simulator = LackingSimulator(recording(), free_port(), registers)
+    await simulator.start()
+    try:
+        yield simulator
+    finally:
+        await simulator.stop()
