@@ -9,7 +9,8 @@ derivations need) and ``derive`` (wire fields computed from those), built of:
   values, ``raw * scale + offset``. Each protocol subclasses it with where the raw value
   is: ``ValueSpec`` an OID (here: polled and trap profiles share it), ``NutValue`` a
   variable, ``Register`` holding registers.
-- ``Condition``: ``{value: NAME, OP: OPERAND}``.
+- ``Condition``: ``{value: NAME, OP: OPERAND}``; ``Group``: ``{any: [...]}`` or
+  ``{all: [...]}`` of conditions (or groups), one item of an ``any`` or ``all``.
 - ``Derivation``: a wire field from conditions (``any``, ``all``, ``first``, ``count``)
   or from cases (``when``).
 
@@ -24,7 +25,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Protocol
 
-from pydantic import Field, StringConstraints
+from pydantic import Discriminator, Field, StringConstraints, Tag
 from pydantic import field_validator as _field_validator
 from pydantic import model_validator as _model_validator
 
@@ -35,6 +36,7 @@ __all__ = [
     "Case",
     "Condition",
     "Derivation",
+    "Group",
     "ProfileTest",
     "RawValue",
     "Value",
@@ -178,6 +180,69 @@ class Condition(Strict):
         return bool(OPERATORS[op](value, self._operand(op)))
 
 
+def _item_kind(item: Any) -> str:
+    """A group is a mapping of any or all with no value; everything else is a condition
+    (so a malformed condition is reported as one, not as a failed group too)."""
+    if isinstance(item, Mapping) and "value" not in item and ("any" in item or "all" in item):
+        return "group"
+    if isinstance(item, Group):
+        return "group"
+    return "condition"
+
+
+class Group(Strict):
+    """``{any: [...]}`` (or) or ``{all: [...]}`` (and): conditions (or groups) taken
+    together as one item of an ``any`` or ``all`` (Kleene logic, as there): "seconds on
+    battery above 0 *and* not (normal output with mains present)"."""
+
+    any_: tuple[Item, ...] | None = Field(default=None, alias="any", min_length=1)
+    all_: tuple[Item, ...] | None = Field(default=None, alias="all", min_length=1)
+
+    @_model_validator(mode="after")
+    def _one_combinator(self) -> Group:
+        if (self.any_ is None) == (self.all_ is None):
+            raise ValueError("a group is {any: [...]} or {all: [...]}, one of the two")
+        return self
+
+    @property
+    def items(self) -> tuple[Condition | Group, ...]:
+        return self.any_ or self.all_ or ()
+
+    def truth(self, values: Mapping[str, Value | None]) -> bool | None:
+        return kleene(self.any_ is not None, [truth(item, values) for item in self.items])
+
+
+# One item of an ``any`` or ``all``; a validation error names it ``condition`` or ``group``.
+Item = Annotated[
+    Annotated[Condition, Tag("condition")] | Annotated[Group, Tag("group")],
+    Discriminator(_item_kind),
+]
+Group.model_rebuild()
+
+
+def truth(item: Condition | Group, values: Mapping[str, Value | None]) -> bool | None:
+    """Whether a condition or a group holds over ``values``; None when not known."""
+    if isinstance(item, Group):
+        return item.truth(values)
+    return item.holds(values.get(item.value))
+
+
+def kleene(decisive: bool, results: Sequence[bool | None]) -> bool | None:
+    """``any`` (decisive True) or ``all`` (decisive False) in Kleene logic: one known
+    decisive result decides; otherwise an unknown leaves the answer unknown."""
+    if decisive in results:
+        return decisive
+    return None if None in results else not decisive
+
+
+def leaves(items: Sequence[Condition | Group]) -> tuple[Condition, ...]:
+    """Every condition, groups opened: what the load-time checks read."""
+    found: list[Condition] = []
+    for item in items:
+        found += leaves(item.items) if isinstance(item, Group) else [item]
+    return tuple(found)
+
+
 class ValueRef(Strict):
     """``{value: NAME}``: a case's result is that value itself."""
 
@@ -200,8 +265,8 @@ class Derivation(Strict):
     ``when`` is cases: the first that holds gives its ``then``, none: unknown.
     """
 
-    any_: tuple[Condition, ...] | None = Field(default=None, alias="any", min_length=1)
-    all_: tuple[Condition, ...] | None = Field(default=None, alias="all", min_length=1)
+    any_: tuple[Item, ...] | None = Field(default=None, alias="any", min_length=1)
+    all_: tuple[Item, ...] | None = Field(default=None, alias="all", min_length=1)
     first: tuple[Condition, ...] | None = Field(default=None, min_length=1)
     count_: tuple[Condition, ...] | None = Field(default=None, alias="count", min_length=1)
     when: tuple[Case, ...] | None = Field(default=None, min_length=1)
@@ -218,7 +283,8 @@ class Derivation(Strict):
 
     @property
     def conditions(self) -> tuple[Condition, ...]:
-        return self.any_ or self.all_ or self.first or self.count_ or self.when or ()
+        """Every condition, those in groups too."""
+        return leaves(self.any_ or self.all_ or self.first or self.count_ or self.when or ())
 
     def evaluate(self, values: Mapping[str, Value | None]) -> Value | None:
         if self.when is not None:
@@ -227,7 +293,8 @@ class Derivation(Strict):
                     then = case.then
                     return values.get(then.value) if isinstance(then, ValueRef) else then
             return None
-        results = [c.holds(values.get(c.value)) for c in self.conditions]
+        items = self.any_ or self.all_ or self.first or self.count_ or ()
+        results = [truth(item, values) for item in items]
         if self.count_ is not None:
             # A lower bound when some inputs are unknown: a known alarm is never hidden.
             known = [r for r in results if r is not None]
@@ -236,10 +303,7 @@ class Derivation(Strict):
             return next((r for r in results if r is not None), None)
         # Kleene logic: one known True decides `any`, one known False decides `all`;
         # otherwise an unknown input leaves the answer unknown.
-        decisive = self.any_ is not None
-        if decisive in results:
-            return decisive
-        return None if None in results else not decisive
+        return kleene(self.any_ is not None, results)
 
 
 class ProfileTest(Strict):

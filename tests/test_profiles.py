@@ -92,7 +92,19 @@ CASES: list[tuple[str, dict[str, RawValue], dict[str, Any]]] = [
             "mains_present": False,
         },
     ),
-    ("on battery by seconds only", {SECONDS: 60}, {"on_battery": True, "on_battery_for_s": 60.0}),
+    (
+        "on battery by seconds only, mains gone",
+        {SECONDS: 60, INPUT_V: 0},
+        {"on_battery": True, "on_battery_for_s": 60.0, "input_v": 0.0, "mains_present": False},
+    ),
+    (
+        "on battery by seconds, output source 'other'",
+        {SECONDS: 60, SOURCE: 1},
+        {"on_battery": True, "on_battery_for_s": 60.0},
+    ),
+    # A card keeping the last outage's seconds once the mains is back (pve-ups#25): the
+    # card says normal output, the mains is there: not on battery (a false critical).
+    ("seconds stuck from the last outage", {SECONDS: 5400}, {"on_battery_for_s": 5400.0}),
     ("on battery by output source only", {SOURCE: 5}, {"on_battery": True}),
     ("bypass is not battery", {SOURCE: 4}, {}),
     ("runtime stuck at 65535", {MINUTES: 65535}, {"battery_runtime_s": None}),
@@ -100,8 +112,14 @@ CASES: list[tuple[str, dict[str, RawValue], dict[str, Any]]] = [
     ("negative charge", {CHARGE: -5}, {"battery_charge_pct": None}),
     ("charge above 100", {CHARGE: 250}, {"battery_charge_pct": None}),
     ("load the wire refuses as absurd", {LOAD: 900}, {"load_pct": None}),
-    # One unknown input and no deciding one: on_battery is unknown, not False.
-    ("negative seconds on battery", {SECONDS: -1}, {"on_battery_for_s": None, "on_battery": None}),
+    # The seconds unknown: normal output with the mains present still says not on battery;
+    # with no output source either, nothing decides: unknown, not False.
+    ("negative seconds on battery", {SECONDS: -1}, {"on_battery_for_s": None}),
+    (
+        "negative seconds, no output source",
+        {SECONDS: -1, SOURCE: None},
+        {"on_battery_for_s": None, "on_battery": None},
+    ),
     ("status low", {STATUS: 3}, {"battery_status": "low"}),
     ("status depleted", {STATUS: 4}, {"battery_status": "depleted"}),
     ("status unknown", {STATUS: 1}, {"battery_status": "unknown"}),
@@ -118,7 +136,7 @@ CASES: list[tuple[str, dict[str, RawValue], dict[str, Any]]] = [
     (
         "seconds on battery at INT32_MAX",
         {SECONDS: 2147483647},
-        {"on_battery_for_s": None, "on_battery": None},
+        {"on_battery_for_s": None},
     ),
     ("mains voltage at the 16-bit cap", {INPUT_V: 65535}, {"input_v": None, "mains_present": None}),
 ]
@@ -144,7 +162,10 @@ def test_missing_oids_are_unknown_never_zero(ups_mib: Any) -> None:
 def test_unknown_input_leaves_a_derivation_unknown_unless_another_decides(ups_mib: Any) -> None:
     without_source = {k: v for k, v in ON_MAINS.items() if k != SOURCE}
     assert decode(ups_mib, "ups-1", without_source).on_battery is None
-    assert decode(ups_mib, "ups-1", {**without_source, SECONDS: 30}).on_battery is True
+    gone = {**without_source, SECONDS: 30, INPUT_V: 0}
+    assert decode(ups_mib, "ups-1", gone).on_battery is True
+    # seconds counted with the mains there and no output source to say which: not known
+    assert decode(ups_mib, "ups-1", {**without_source, SECONDS: 30}).on_battery is None
 
 
 GOOD = """\
@@ -254,7 +275,7 @@ BAD = [
     (
         "empty in-list",
         "derive:\n  mains_present:\n    any: [{value: battery_charge_pct, in: []}]",
-        ["derive.mains_present.any.0.in"],
+        ["derive.mains_present.any.0.condition.in"],
     ),
     ("an unknown kind", "kind: table", ["kind 'table'", "power, interfaces"]),
     (
@@ -631,3 +652,41 @@ def test_a_table_profile_needs_a_port_label(tmp_path: Path) -> None:
     text = TABLE.format(name="noport").replace("port: {from: [name]}\n", "")
     with pytest.raises(ProfileError, match="port: required key missing"):
         load_profile(write(tmp_path, "noport", text))
+
+
+# A group inside any/all (agent/profile_vocabulary.Group), in Kleene logic as there:
+# "source 5, or seconds above 0 and not (normal output with the mains there)".
+ON_BATTERY = {
+    "any": [
+        {"value": "s", "eq": 5},
+        {
+            "all": [
+                {"value": "sec", "gt": 0},
+                {"any": [{"value": "s", "ne": 3}, {"value": "v", "le": 100}]},
+            ]
+        },
+    ]
+}
+
+
+@pytest.mark.parametrize(
+    ("s", "sec", "v", "expected"),
+    [
+        (5, 0, 230, True),  # the output source alone
+        (3, 5400, 230, False),  # seconds stuck from the last outage
+        (3, 60, 0, True),  # a card that never says 5, the mains gone
+        (1, 60, 230, True),  # output 'other' and seconds counting
+        (None, 60, 230, None),  # nothing says which
+        (None, 60, None, None),
+        (3, None, 230, False),  # the group decided by its known False
+        (None, None, None, None),
+    ],
+)
+def test_a_group_is_one_item_in_kleene_logic(
+    s: int | None, sec: int | None, v: int | None, expected: bool | None
+) -> None:
+    from agent.profile_vocabulary import Derivation
+
+    derivation = Derivation.model_validate(ON_BATTERY)
+    assert derivation.evaluate({"s": s, "sec": sec, "v": v}) is expected
+    assert [c.value for c in derivation.conditions] == ["s", "sec", "s", "v"]
