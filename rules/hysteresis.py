@@ -6,7 +6,9 @@ losing the last path, losing a power source (mains: the station leaves
 ``up_commercial``; the last one: ``down_power``), freshness (which is
 already a matter of time: stale after N intervals, offline when the Will fires),
 and a new risk level for the province (a decision, not a flapping condition).
-Recovery is held like any other change.
+Recovery is held like any other change. A change has held once the site has differed
+from what is shown for ``hold_s``, whatever it said meanwhile: the newest evaluation is
+then shown.
 """
 
 from __future__ import annotations
@@ -75,8 +77,12 @@ def debounce(
     hold = _hold_for(shown, evaluation, hold_s)
     if hold <= 0:
         return Held(evaluation), None
-    same_pending = held.pending is not None and signature(held.pending) == signature(evaluation)
-    since = held.pending_since if same_pending and held.pending_since else now
+    # The hold runs from when the site first differed from what is shown, however the
+    # difference is worded since: a hop alternately down and lossy, every report, is a
+    # site degraded all along, not a new change at each report that never waits out its
+    # hold (the old site shown as ready for ever). Only what is shown coming back
+    # (above) ends the wait.
+    since = held.pending_since if held.pending is not None and held.pending_since else now
     waited = (now - since).total_seconds()
     if waited >= hold:
         return Held(evaluation), None

@@ -104,3 +104,34 @@ def test_losing_mains_shows_at_once_and_its_return_is_held() -> None:
     assert shown[1][0] != "ready"  # on battery: the station state changed at once
     assert shown[2][1] == pytest.approx(60)  # mains back: held against flapping
     assert shown[3] == ("ready", None)
+
+
+# A microwave hop in heavy rain: one report it is down (every probe lost), the next it is up
+# losing 90 % (path_lossy); the site has one usable path all along. Different reasons, the
+# same verdict: the change has held once it has differed from what is shown for hold_s,
+# whichever way it is worded at each report.
+_HOP_DOWN: dict[str, Any] = {
+    "power": [ups()],
+    "links": (link("fo1", "fibre", "duct-a"), link("mw1", "microwave", "t", up=False)),
+}
+_HOP_LOSSY: dict[str, Any] = {
+    "power": [ups()],
+    "links": (link("fo1", "fibre", "duct-a"), link("mw1", "microwave", "t", loss_pct=90.0)),
+}
+@pytest.mark.parametrize(
+    ("name", "first", "second", "expected"),
+    [
+        ("hop down, then lossy, again and again", _HOP_DOWN, _HOP_LOSSY, "degraded"),
+        ("hop lossy, then down, again and again", _HOP_LOSSY, _HOP_DOWN, "degraded"),
+    ],
+)
+def test_a_condition_that_changes_its_words_but_never_clears_is_shown_after_the_hold(
+    name: str, first: dict[str, Any], second: dict[str, Any], expected: str
+) -> None:
+    assert at(0, **first).verdict == at(0, **second).verdict == expected
+    steps: list[tuple[float, dict[str, Any]]] = [(0, GOOD)]
+    steps += [(t, first if (t // 20) % 2 else second) for t in range(20, 200, 20)]
+    shown = run(steps)
+    assert shown[3][0] == "ready"  # 40 s into it: still held
+    assert {verdict for verdict, _ in shown[4:]} == {expected}  # 80 s: past the 60 s hold
+
