@@ -118,6 +118,8 @@ _HOP_LOSSY: dict[str, Any] = {
     "power": [ups()],
     "links": (link("fo1", "fibre", "duct-a"), link("mw1", "microwave", "t", loss_pct=90.0)),
 }
+
+
 @pytest.mark.parametrize(
     ("name", "first", "second", "expected"),
     [
@@ -134,4 +136,3 @@ def test_a_condition_that_changes_its_words_but_never_clears_is_shown_after_the_
     shown = run(steps)
     assert shown[3][0] == "ready"  # 40 s into it: still held
     assert {verdict for verdict, _ in shown[4:]} == {expected}  # 80 s: past the 60 s hold
-
