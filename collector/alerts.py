@@ -35,8 +35,9 @@ SiteClockWrong              warning   clock         the agent's clock proven beh
 ==========================  ========  ============  ===========================================
 
 A site whose state is not known (no report since the collector started) keeps the
-alerts it had: nothing is resolved for lack of news. A silent site keeps them too, and
-a power alert whose time has run out becomes ``SiteDark`` ("presumed"). While the
+alerts it had: nothing is resolved for lack of news. A silent site keeps them too, their
+summary and description saying how old their figures are, and a power alert whose time
+has run out becomes ``SiteDark`` ("presumed"). While the
 collector itself hears nothing (its broker connection is down), silence is its own:
 no site is said silent, and each keeps what it had.
 
@@ -206,15 +207,19 @@ class Alert(AlertKey, BaseModel):
     def annotations(self, site_url: str) -> dict[str, str]:
         who = self.site_name or self.site
         vi, en = self.summary_vi, self.summary_en
+        details_vi = "; ".join(self.details_vi or (vi,))
+        details_en = "; ".join(self.details_en or (en,))
         if self.as_of is not None:
+            # Both texts: a receiver that shows the description alone must not read a
+            # silent site's last figures ("3 h left") as the site's word now.
             at = local_time(self.as_of)
-            vi = _WORDS["as_of"][0].format(text=vi, at=at)
-            en = _WORDS["as_of"][1].format(text=en, at=at)
+            vi, details_vi = (_WORDS["as_of"][0].format(text=t, at=at) for t in (vi, details_vi))
+            en, details_en = (_WORDS["as_of"][1].format(text=t, at=at) for t in (en, details_en))
         notes = {
             "summary": one_line(f"{who}: {vi}"),
             "summary_en": one_line(f"{who}: {en}"),
-            "description": one_line("; ".join(self.details_vi or (vi,))),
-            "description_en": one_line("; ".join(self.details_en or (en,))),
+            "description": one_line(details_vi),
+            "description_en": one_line(details_en),
             "site_url": site_url,
         }
         if self.dark_at is not None:

@@ -253,6 +253,35 @@ def test_a_silent_site_keeps_its_alerts_and_goes_dark_when_its_time_runs_out() -
     assert alerts_for(judged(snap(power=[ups()], links=two_paths())), dark, now=half_past) == []
 
 
+@pytest.mark.parametrize(
+    ("case", "before", "figure_en", "figure_vi"),
+    [
+        ("on battery", lambda: battery(3 * 3600), "3 h left", "còn 3 giờ"),
+        ("dark soon", lambda: battery(90 * 60), "1 h 30 min left", "còn 1 giờ 30 phút"),
+        (
+            "a path lost",
+            lambda: judged(snap(power=[ups()], links=three_paths("mw1"))),
+            "mw1 (microwave) is down",
+            "mw1",
+        ),
+    ],
+    ids=["on battery", "dark soon", "a path lost"],
+)
+def test_a_silent_site_s_kept_alert_says_as_of_when_in_its_description_too(
+    case: str, before: Any, figure_en: str, figure_vi: str
+) -> None:
+    """The description is what most receivers show (SMS, chat): a silent site's last
+    figures there must not read as the site's word now."""
+    [kept, _] = alerts_for(silent(), alerts_for(before()), now=NOW + timedelta(minutes=10))
+    notes = kept.annotations("u")
+    assert figure_en in notes["description_en"] and figure_vi in notes["description"]
+    assert notes["description_en"].endswith("(as of 12:59 07/09; the site stopped reporting)")
+    assert notes["description"].endswith("(số liệu lúc 12:59 07/09, trạm không còn báo cáo)")
+    # while it reports, its figures are its word now: no "as of"
+    fresh = alerts_for(before())[0].annotations("u")
+    assert "12:59" not in fresh["description_en"] and "12:59" not in fresh["description"]
+
+
 def test_silence_alone_is_site_silent_and_a_cut_off_site_is_not_also_silent() -> None:
     [alert] = alerts_for(silent(online=False))
     assert (alert.name, alert.cause) == ("SiteSilent", "silence")
