@@ -14,6 +14,7 @@ import pytest
 from collector.board import stream as stream_module
 from collector.board.charts import chart
 from collector.board.live import Changes
+from collector.board.render import Renderer
 from collector.board.stream import MIN_GAP_S, events
 from collector.board.views import overview, site_view
 from contract.wire import Status
@@ -60,6 +61,38 @@ def test_the_overview_counts_each_province_and_puts_the_worst_first() -> None:
     assert (hp.on_battery, hp.on_generator, hp.dark, hp.dark_soon) == (1, 1, 1, 1)
     assert (qn.on_battery, qn.dark_soon, qn.risk_level, hp.risk_level) == (1, 0, 4, 0)
     assert hn.points == 0 and hn.points_ready_share == 1.0
+
+
+@pytest.mark.parametrize(
+    ("case", "cut_off", "expected_first"),
+    [
+        # Yagi: a province "lost all communication" — every station silent at once
+        ("every station silent", ["unknown"] * 3, "yb"),
+        ("one station silent", ["unknown", "ready", "ready"], "yb"),
+        ("nothing silent", ["ready"] * 3, "hp"),  # then one on battery is the worse
+    ],
+)
+def test_a_province_whose_stations_fell_silent_is_counted_and_not_shown_as_quiet(
+    case: str, cut_off: list[str], expected_first: str
+) -> None:
+    """A station not heard from may be dark: the overview counts it, and a province
+    whose stations went silent is not sorted below one with a station on battery."""
+    statuses = [status("hp-bts-1", "hp", "station", "degraded", "up_battery", 5 * 3600)]
+    statuses += [
+        status(f"yb-bts-{n}", "yb", "station", verdict, verdict_state(verdict))
+        for n, verdict in enumerate(cut_off)
+    ]
+    lines = {line.province: line for line in overview(statuses, {}, NOW)}
+    assert lines["yb"].silent == cut_off.count("unknown") and lines["hp"].silent == 0
+    assert overview(statuses, {}, NOW)[0].province == expected_first
+    page = Renderer().render("_overview.html", "en", lines=list(lines.values()), now=NOW)
+    row = page[page.index('id="province-yb"') :]
+    assert f'data-silent="{cut_off.count("unknown")}"' in row.split(">", 1)[0]
+    assert "Not known (silent)" in page
+
+
+def verdict_state(verdict: str) -> str:
+    return "unknown" if verdict == "unknown" else "up_commercial"
 
 
 def test_a_chart_breaks_its_line_where_data_is_missing() -> None:

@@ -141,6 +141,7 @@ UI: Mapping[str, tuple[str, str]] = MappingProxyType(
         "on_generator": ("Chạy máy phát", "On generator"),
         "dark": ("Mất nguồn", "Dark"),
         "dark_soon": ("Sẽ mất nguồn trong 2 giờ", "Dark within 2 h"),
+        "silent_stations": ("Không rõ (mất liên lạc)", "Not known (silent)"),
         "risk_level": ("Cấp độ rủi ro", "Risk level"),
         "risk_none": ("0 (chưa công bố)", "0 (none declared)"),
         "stations_of": ("trên {n} trạm", "of {n} stations"),

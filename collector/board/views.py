@@ -83,6 +83,7 @@ class ProvinceLine:
     on_generator: int = 0
     dark: int = 0
     dark_soon: int = 0  # stations on battery or generator, dark within DARK_SOON_S
+    silent: int = 0  # stations whose state is not known: silent, or never heard
     verdicts: Mapping[str, int] = field(default_factory=dict)
 
     @property
@@ -90,10 +91,13 @@ class ProvinceLine:
         return self.points_ready / self.points if self.points else 1.0
 
     def worst_first(self) -> tuple[object, ...]:
+        # A station not heard from may be dark: a province whose stations all fell silent
+        # (its transport cut, its bridge down) is not a quiet one.
         return (
             -self.dark,
             -self.dark_soon,
             self.points_ready_share,
+            -self.silent,
             -self.on_battery,
             -self.verdicts.get("not_ready", 0),
             -self.risk_level,
@@ -105,7 +109,7 @@ def overview(
     statuses: Iterable[Status], risk: Mapping[str, int], now: datetime
 ) -> list[ProvinceLine]:
     """Per province: N/M meeting points ready, stations on battery, on generator, dark,
-    dark within 2 h, and its risk level; worst first."""
+    dark within 2 h, not known (silent), and its risk level; worst first."""
     tally: dict[str, dict[str, int]] = {}
     verdicts: dict[str, dict[str, int]] = {}
     soon = now + timedelta(seconds=DARK_SOON_S)
@@ -121,6 +125,7 @@ def overview(
         if s.site_kind != "station":
             continue
         t["stations"] += 1
+        t["silent"] += s.verdict == "unknown"
         state = s.station_state
         if state == "up_battery":
             t["on_battery"] += 1
@@ -147,6 +152,7 @@ _TALLIES = (
     "on_generator",
     "dark",
     "dark_soon",
+    "silent",
 )
 
 
