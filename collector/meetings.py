@@ -175,6 +175,17 @@ def points_for(request: MeetingRequest, states: KnownSites) -> list[str]:
     )
 
 
+UNKNOWN_PROVINCE = "unknown"
+"""The province of a point never heard of, in a meeting that names none: a slug (a
+status's province is one), and no province's code."""
+
+
+def never_heard(site: str, meeting: Meeting) -> SiteSnapshot:
+    """A point the collector has never heard of (not installed yet, or forgotten across a
+    restart): judged as such (``no_report_yet``, unknown), never a page that fails."""
+    return SiteSnapshot(site=site, province=meeting.province or UNKNOWN_PROVINCE)
+
+
 def meeting_status(
     meeting: Meeting,
     states: SiteStates,
@@ -189,7 +200,7 @@ def meeting_status(
     max_age = policy.meeting.rehearsal_max_age_s
     statuses = []
     for site in meeting.points:
-        snapshot = states.get(site) or SiteSnapshot(site=site, province=meeting.province or "-")
+        snapshot = states.get(site) or never_heard(site, meeting)
         evaluation = evaluate(
             snapshot,
             policy,

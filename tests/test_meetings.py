@@ -382,3 +382,39 @@ def test_a_point_has_answered_with_a_rehearsal_no_older_than_the_request(
 
     seen = {} if seen_at is None else {"p1": {"at": seen_at, "passed": True, "problems": []}}
     assert _not_answered(["p1"], "2026-12-07T07:00:00Z", seen) == waiting
+
+
+def test_a_point_never_heard_of_is_shown_not_known_and_breaks_no_page(
+    collector: Collector, t0: datetime
+) -> None:
+    """A meeting planned by its points (no province), one of which the collector has never
+    heard (its box not installed yet, or forgotten across a restart): that point is
+    ``unknown``, "no report received yet", on the API and the board; neither answers 500."""
+    import httpx
+
+    feed(collector, "mt-dc-xa", (ups(),), t0)
+    assert collector.api is not None
+    admin = httpx.Client(
+        base_url=collector.api.url,
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Origin": collector.api.url},
+        timeout=15,
+    )
+    planned = admin.post(
+        "/api/v1/meetings",
+        json={
+            "title": "Họp khẩn",
+            "starts_at": (t0 + timedelta(hours=1)).isoformat(),
+            "duration_s": 7200,
+            "points": ["mt-dc-xa", "mt-dc-ghost"],
+        },
+    )
+    assert planned.status_code == 200, planned.text
+    meeting = planned.json()["id"]
+    answer = admin.get(f"/api/v1/meetings/{meeting}")
+    assert answer.status_code == 200, answer.text
+    ghost = next(p for p in answer.json()["points"] if p["site"] == "mt-dc-ghost")
+    assert ghost["verdict"] == "unknown"
+    assert [r["code"] for r in ghost["reasons"]] == ["no_report_yet"]
+    page = admin.get(f"/meetings/{meeting}")
+    assert page.status_code == 200, page.text[:300]
+    assert "mt-dc-ghost" in page.text
