@@ -52,7 +52,7 @@ from collector.alert_store import AlertStore, AnyAlert, Held
 from collector.alerts import Alert, MeetingInfo, SiteLinks, meeting_alerts, site_alerts
 from collector.config import AlertsConfig
 from collector.inventory import Inventory
-from collector.meetings import Meeting, MeetingStore
+from collector.meetings import Meeting, MeetingStore, never_heard
 from collector.readiness import Verdicts
 from collector.risk import RiskLevelOf
 from collector.state import SiteStates
@@ -296,19 +296,25 @@ class AlertSender:
         old = [a for a in self.store.site_alerts() if a.meeting is not None]
         new: list[Alert] = []
         listening = self.listening()
+        # Since its start the collector has had the time to hear every point that talks.
+        settled = now >= self._grace_until
         watched = self._watched_meetings(now)
         for meeting in watched:
             info = _info(meeting)
             rehearsals = self.meetings.latest_rehearsals(meeting.points)
             for site in meeting.points:
                 status = self._point_for(meeting, site, rehearsals.get(site), now)
-                if status is None:
-                    continue  # never heard of: SiteSilent and the meeting's own status say so
                 previous = [a for a in old if a.site == site and a.meeting == meeting.id]
                 snapshot = self.states.get(site)
                 meta = snapshot.meta if snapshot is not None else None
                 new += meeting_alerts(
-                    info, status, meta=meta, previous=previous, now=now, listening=listening
+                    info,
+                    status,
+                    meta=meta,
+                    previous=previous,
+                    now=now,
+                    listening=listening,
+                    settled=settled,
                 )
         ids = {m.id for m in watched}
         self._held = {k: v for k, v in self._held.items() if k[0] in ids}
@@ -316,11 +322,10 @@ class AlertSender:
 
     def _point_for(
         self, meeting: Meeting, site: str, rehearsal: Rehearsal | None, now: datetime
-    ) -> Status | None:
-        """The point judged for this meeting, as shown after its hold (no flapping)."""
-        snapshot = self.states.get(site)
-        if snapshot is None:
-            return None
+    ) -> Status:
+        """The point judged for this meeting, as shown after its hold (no flapping); one
+        never heard of as the meeting's page judges it (no report yet)."""
+        snapshot = self.states.get(site) or never_heard(site, meeting)
         risk = self.risk_of(snapshot.province)
         policy = self.policy
         evaluation = evaluate(

@@ -24,7 +24,8 @@ MeetingPointNotReady        warning   its reason's  a meeting point ``not_ready`
                                                     no other alert of the site says already
 MeetingAtRisk               critical  its reason's  a point of a planned meeting (watched from
                                                     ``meeting_at_risk_within_h`` before it to
-                                                    its end) ``not_ready`` or silent for it
+                                                    its end) ``not_ready`` or silent for it,
+                                                    or never heard from
 HardenedStationNonCompliant warning   compliance    a hardened station failing a criterion
                                                     other than silence (rules/compliance.py)
 SiteClockWrong              warning   clock         the agent's clock proven behind (the site
@@ -511,14 +512,20 @@ def meeting_alerts(
     previous: Sequence[Alert],
     now: datetime,
     listening: bool = True,
+    settled: bool = True,
 ) -> list[Alert]:
-    """MeetingAtRisk for one point of a watched meeting, judged for *that* meeting."""
+    """MeetingAtRisk for one point of a watched meeting, judged for *that* meeting.
+
+    A point never heard from (``no_report_yet``) cannot be vouched for any more than a
+    silent one: it is at risk once the collector, ``settled``, has been up long enough
+    to have heard every point that talks (just after a start, nothing is said of it)."""
     mine = [a for a in previous if a.meeting == meeting.id]
     codes = {r.code for r in point.reasons if r.rule == "freshness"}
-    if codes & UNKNOWN_YET_CODES or (codes & SILENT_CODES and not listening):
+    unheard = SILENT_CODES | UNKNOWN_YET_CODES
+    if (codes & UNKNOWN_YET_CODES and not settled) or (codes & unheard and not listening):
         return mine
-    if codes & SILENT_CODES:
-        reasons = [r for r in point.reasons if r.code in SILENT_CODES]
+    if codes & unheard:
+        reasons = [r for r in point.reasons if r.code in unheard]
     elif point.verdict == "not_ready":
         reasons = _ordered(point.reasons)
     else:

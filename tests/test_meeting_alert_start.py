@@ -24,6 +24,7 @@ from collector.readiness import Verdicts
 from collector.state import SiteStates
 from collector.supervision import Supervisor
 from contract.wire import PowerReading
+from rules import SiteSnapshot
 from rules.rehearsal import Rehearsal
 from tests.test_rules_support import (
     NOW,
@@ -119,3 +120,51 @@ def test_meeting_at_risk_as_the_meeting_page_judges_it(
     assert [(a.name, a.site, a.meeting) for a in new] == (
         [("MeetingAtRisk", SITE, meeting.id)] if at_risk else []
     )
+
+
+@pytest.mark.parametrize(
+    ("case", "known", "after_start_s", "at_risk"),
+    [
+        # its box not installed, or forgotten: the meeting page says "no report received yet"
+        pytest.param("never heard of", False, 301, True, id="never-heard"),
+        pytest.param("its meta only", True, 301, True, id="meta-only"),
+        # just started: the collector has not had the time to hear every point yet
+        pytest.param("never heard of", False, 0, False, id="never-heard-at-start"),
+        pytest.param("its meta only", True, 0, False, id="meta-only-at-start"),
+    ],
+)
+def test_a_point_never_heard_from_is_a_meeting_at_risk_once_the_collector_has_settled(
+    sender: AlertSender, case: str, known: bool, after_start_s: float, at_risk: bool
+) -> None:
+    """The meeting page shows the point unknown (no report received yet); the province
+    must be paged for it as for a silent point, not told nothing."""
+    ghost = "hai-phong-dc-ghost"
+    if known:
+        sender.states.restore([(SiteSnapshot(site=ghost, province="hai-phong"), ago(60))])
+    request = MeetingRequest(
+        title="Họp khẩn ứng phó bão số 3",
+        starts_at=NOW + timedelta(hours=1),
+        duration_s=2 * H,
+        points=(ghost,),
+    )
+    meeting = sender.meetings.create(request, (ghost,), ago(86_400))
+    now = NOW + timedelta(seconds=after_start_s)
+    shown = meeting_status(
+        meeting, sender.states, sender.meetings, POLICY, now, risk_level=lambda p: 0
+    )
+    assert [(p.verdict, [r.code for r in p.reasons]) for p in shown.points] == [
+        ("unknown", ["no_report_yet"])
+    ]
+    _, new = sender._meeting_change(now)
+    if not at_risk:
+        assert new == []
+        return
+    [alert] = new
+    assert (alert.name, alert.site, alert.meeting, alert.cause) == (
+        "MeetingAtRisk",
+        ghost,
+        meeting.id,
+        "silence",
+    )
+    assert alert.details_en == ("no report received yet: nothing to judge",)
+    assert "no report received yet" in alert.annotations("u")["summary_en"]
