@@ -25,6 +25,14 @@ Recorded again when a report heard live counted as taken no later than it was he
 its verdict or reason codes; the site whose clock is 90 s ahead says so (``ahead_s``
 90.5, "2 min"; it said what was left of it when judged, 60.5, "1 min"), and its
 silences' ages count from its reports' arrivals, 90 s longer ("4 min", was "3 min").
+Recorded again when a change's hold came to run from when the site first differed from
+what is shown, however it was worded since (2026-12-07, rules/hysteresis.py): the old
+hold restarted at each new wording and never ended, so 7 sites showed a verdict long
+gone (hp-bts-000025 "degraded, backup short" for 11 min while two of its paths were down
+and it was not_ready; hp-dc-000049 showed a stale verdict in 34 of its rounds); of the last
+statuses per round and site, 75 differ (54 in their verdict: 22 unknown -> not_ready,
+18 degraded -> not_ready, 14 not_ready -> unknown), each now the site's judgement of at
+most one hold before.
 
 Only when a verdict, a text or the status itself changes on purpose, record again:
 
