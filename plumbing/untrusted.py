@@ -41,6 +41,11 @@ HTML: the web board renders through a template engine with autoescaping on
 by joining strings. ``html`` is the one function for the rare value made safe
 outside a template, and the escape a template engine would be given.
 
+A name is shown only if it shows something: ``shown_name`` gives None for one made of
+blanks and invisible characters alone (spaces, line breaks, zero-width and bidi marks,
+controls), so each sink falls back to the site's id instead of an empty cell, link or
+alert summary that names nobody.
+
 ``one_line`` removes rather than replaces: SNMP strings are often padded with NULs,
 and an escape sequence with its ESC removed is shown as the harmless text it was
 (``[2J``). Identifiers need none of this: they are slugs (contract/wire.py).
@@ -51,12 +56,22 @@ from __future__ import annotations
 import html as _html
 import json
 import re
+import unicodedata
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # rich is a collector/CLI dependency, not an edge-box one
     from rich.text import Text
 
-__all__ = ["csv_cell", "html", "influx_string", "json_text", "one_line", "pdf", "terminal"]
+__all__ = [
+    "csv_cell",
+    "html",
+    "influx_string",
+    "json_text",
+    "one_line",
+    "pdf",
+    "shown_name",
+    "terminal",
+]
 
 # The characters str.splitlines() breaks on, and tab: each run becomes one space.
 _BREAKS = re.compile(r"[\t\n\v\f\r\x1c-\x1e\x85\u2028\u2029]+")
@@ -114,3 +129,12 @@ def influx_string(text: str) -> str:
 def html(text: str) -> str:
     """Text for HTML outside a template engine (inside one, its autoescape does this)."""
     return _html.escape(one_line(text), quote=True)
+
+
+def shown_name(name: str | None) -> str | None:
+    """``name`` as given, or None when nothing of it would be seen (no letter, digit,
+    mark, punctuation or symbol: only separators, controls and format characters)."""
+    if name is None:
+        return None
+    visible = any(not unicodedata.category(c).startswith(("C", "Z")) for c in name)
+    return name if visible else None

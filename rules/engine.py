@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 
 from contract.wire import SiteKind, StationState, Status, Verdict
+from plumbing.untrusted import shown_name
 from rules import backup_power, freshness, link_quality, meeting, multipath, station_state
 from rules.autonomy import PowerAssessment, assess_power
 from rules.context import RuleContext
@@ -180,7 +181,8 @@ def to_status(evaluation: Evaluation, snapshot: SiteSnapshot) -> Status:
         site=snapshot.site,
         province=snapshot.province,
         site_kind=snapshot.site_kind,
-        name=snapshot.meta.name if snapshot.meta else None,
+        # a name that shows nothing names nobody: every face falls back to the site's id
+        name=shown_name(snapshot.meta.name) if snapshot.meta else None,
         verdict=evaluation.verdict,
         station_state=evaluation.station_state,
         evaluated_at=evaluation.evaluated_at,

@@ -17,6 +17,7 @@ from collector.alerts import Alert, MeetingInfo, SiteLinks, meeting_alerts, site
 from collector.config import CollectorConfig
 from contract.wire import Reason, Status
 from plumbing.config_errors import ConfigError, parse_yaml_model
+from plumbing.untrusted import one_line
 from rules import Policy, PolicyError, SiteSnapshot, evaluate, load_policy, to_status
 from rules.alert_policy import AlertPolicy
 from rules.compliance import station_compliance
@@ -417,6 +418,31 @@ def test_texts_from_the_field_reach_annotations_as_one_plain_line() -> None:
     notes = alert.annotations("u")
     assert notes["summary"].startswith("Trạm [2JGiả mạo:")
     assert all(value.isprintable() for value in notes.values())
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("   ", None),
+        ("\n\t\r\n", None),
+        ("\u200f\u200e\u202e", None),  # bidi marks and an override: nothing to see
+        ("\u200b\u200c\u200d\u2060\ufeff", None),  # zero-width characters alone
+        ("\x1b\x00\x7f", None),
+        ("Trạm Đồ Sơn", "Trạm Đồ Sơn"),
+        ("\u200bTrạm\u200b", "\u200bTrạm\u200b"),  # something shows: kept, the sinks clean it
+        ("-", "-"),
+    ],
+)
+def test_a_site_named_with_nothing_visible_is_named_by_its_id(name: str, shown: str | None) -> None:
+    """An agent's name of blanks, bidi marks or zero-width characters alone would make the
+    alert's summary ": mains lost..." and the board's link empty: whose site is it?"""
+    site = snap(power=[on_battery(runtime_s=3 * 3600.0)], links=two_paths())
+    assert site.meta is not None
+    status = judged(site.with_meta(site.meta.model_copy(update={"name": name})))
+    assert status.name == shown
+    [alert] = alerts_for(status)
+    summary = alert.annotations("u")["summary_en"]
+    assert summary.startswith(f"{SITE}: " if shown is None else one_line(f"{shown}: "))
 
 
 def test_the_policy_default_is_the_shipped_one() -> None:
