@@ -539,6 +539,8 @@ def meeting_alerts(
     alert = _Site(point, meta).alert(
         "MeetingAtRisk", cause, summary, reasons, started_at=since, meeting=meeting.id
     )
+    if point.site_kind is None:  # never said what it is: a point of a meeting is a meeting
+        alert = alert.model_copy(update={"kind": "meeting_point"})  # point (its IT's route)
     return [alert]
 
 

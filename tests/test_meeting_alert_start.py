@@ -145,6 +145,7 @@ def test_a_point_never_heard_from_is_a_meeting_at_risk_once_the_collector_has_se
         title="Họp khẩn ứng phó bão số 3",
         starts_at=NOW + timedelta(hours=1),
         duration_s=2 * H,
+        province="hai-phong",
         points=(ghost,),
     )
     meeting = sender.meetings.create(request, (ghost,), ago(86_400))
@@ -166,5 +167,7 @@ def test_a_point_never_heard_from_is_a_meeting_at_risk_once_the_collector_has_se
         meeting.id,
         "silence",
     )
+    # routed as its province's meeting point: to the province's IT (alertmanager.yml)
+    assert (alert.labels["province"], alert.labels["kind"]) == ("hai-phong", "meeting_point")
     assert alert.details_en == ("no report received yet: nothing to judge",)
     assert "no report received yet" in alert.annotations("u")["summary_en"]
