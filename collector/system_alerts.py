@@ -16,7 +16,9 @@ KiencoHeartbeat          info      always, while the collector runs: it is refre
                                    shipped alertmanager.yml routes it alone)
 CollectorDisconnected    critical  not subscribed to its broker for
                                    ``system.broker_down_after_s``: no report comes in,
-                                   every verdict is frozen; with the cause and its fix
+                                   the sites' alerts are held, each site reads "no
+                                   report" past its stale window; with the cause and
+                                   its fix
 BrokerDroppedReports     critical  a broker (``own``, or a province's, bridged) dropped
                                    messages within the last 15 min
                                    (collector/broker_watch.py): reports lost for good
@@ -114,9 +116,12 @@ _TEXTS: Mapping[str, tuple[str, str]] = MappingProxyType(
         ),
         "CollectorDisconnected": (
             "collector {collector} mất kết nối tới broker MQTT từ {since}: không nhận được "
-            "báo cáo nào, trạng thái mọi điểm đứng yên từ lúc đó",
+            "báo cáo nào: cảnh báo của các điểm giữ như lúc đó, trên bảng mỗi điểm sẽ hiện "
+            "«không có báo cáo» khi quá hạn — collector không nghe được, điểm có thể vẫn tốt",
             "collector {collector} has been disconnected from its MQTT broker since {since}: "
-            "no report comes in, every site's verdict is frozen since then",
+            "no report comes in: the sites' alerts are held as they were, and on the board "
+            "each site reads «no report» once its stale window passes — the collector cannot "
+            "hear, the sites may be fine",
         ),
         "BrokerDroppedReports": (
             "{broker_vi} đã bỏ {dropped} tin từ {since} ({total} từ khi broker khởi động): "

@@ -329,7 +329,7 @@ async def test_an_open_page_says_when_the_collector_is_blind_and_when_it_sees_ag
             assert since is not None
             local = (since + timedelta(hours=7)).strftime("%H:%M")
             assert text.startswith(f"Collector mất kết nối tới broker MQTT từ {local} — "), text
-            assert "các trạng thái dưới đây đứng yên từ lúc đó" in text
+            assert "các trạng thái dưới đây là của trước lúc đó" in text
             assert await page.locator("#site-hp-bts-kien-an").count() == 1  # still shown
             await page.screenshot(path=screenshot_path("province-blind"), full_page=True)
 

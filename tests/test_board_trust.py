@@ -71,10 +71,12 @@ def lines(page: str) -> list[str]:
 KINDS: list[tuple[Problem, str, str]] = [
     (
         Problem("broker_disconnected", "", "", SINCE),
-        "Collector mất kết nối tới broker MQTT từ 03:12 — các trạng thái dưới đây đứng yên "
-        "từ lúc đó",
-        "The collector has been disconnected from its MQTT broker since 03:12 — the states below "
-        "are frozen since then",
+        "Collector mất kết nối tới broker MQTT từ 03:12 — không báo cáo nào tới được: các "
+        "trạng thái dưới đây là của trước lúc đó, và mỗi điểm sẽ hiện «không có báo cáo» khi "
+        "quá hạn của nó",
+        "The collector has been disconnected from its MQTT broker since 03:12 — no report "
+        "reaches it: the states below are as of then, and each site will read «no report» once "
+        "its stale window passes",
     ),
     (
         Problem("influx_unreachable", "", "", SINCE),
@@ -317,7 +319,7 @@ def test_every_live_page_shows_the_blind_collector_while_its_broker_is_down(
                 assert part.lstrip().startswith('<div id="trust"'), (path, part[:200])
             english = hp.get(path, params={"lang": "en"}, headers={"HX-Request": "true"}).text
             assert "disconnected from its MQTT broker since " in english, path
-            assert "the states below are frozen since then" in english, path
+            assert "each site will read «no report» once its stale window passes" in english
         # The start as the board shows times: Vietnam time, the same minute /healthz says.
         since = board.collector.health().problems[0].since
         assert since is not None

@@ -49,12 +49,15 @@ UI: Mapping[str, tuple[str, str]] = MappingProxyType(
         "updated_at": ("Cập nhật {at}", "Updated {at}"),
         "skip": ("Tới nội dung", "Skip to content"),
         # the collector's own problems (collector/board/trust.py): what, since when, what it means
+        # The silence sweep runs on: past its stale window each site reads "no report",
+        # which is the collector not hearing, not (yet) the site gone quiet.
         "trust_broker_disconnected": (
-            "Collector mất kết nối tới broker MQTT từ {since} — các trạng thái dưới đây đứng yên "
-            "từ lúc đó: không báo cáo nào tới được, và điểm ngừng báo cáo cũng không bị đánh dấu.",
-            "The collector has been disconnected from its MQTT broker since {since} — the states "
-            "below are frozen since then: no report reaches it, and a site gone quiet is not "
-            "marked so.",
+            "Collector mất kết nối tới broker MQTT từ {since} — không báo cáo nào tới được: các "
+            "trạng thái dưới đây là của trước lúc đó, và mỗi điểm sẽ hiện «không có báo cáo» khi "
+            "quá hạn của nó — đó là collector không nghe được, chưa chắc điểm đã mất liên lạc.",
+            "The collector has been disconnected from its MQTT broker since {since} — no report "
+            "reaches it: the states below are as of then, and each site will read «no report» "
+            "once its stale window passes — the collector cannot hear, the site may be fine.",
         ),
         "trust_stopping": (
             "Collector đang dừng từ {since} — các trạng thái dưới đây đứng yên cho tới khi nó "
@@ -87,8 +90,10 @@ UI: Mapping[str, tuple[str, str]] = MappingProxyType(
             "The collector's {thread} thread has been stuck since {since} — {means}",
         ),
         "trust_means_mqtt": (
-            "không báo cáo nào được đọc: các trạng thái dưới đây có thể đứng yên từ lúc đó.",
-            "no report is read: the states below may be frozen since then.",
+            "không báo cáo nào được đọc: các trạng thái dưới đây là của trước lúc đó, và mỗi "
+            "điểm sẽ hiện «không có báo cáo» khi quá hạn của nó — collector không nghe được.",
+            "no report is read: the states below are as of then, and each site will read «no "
+            "report» once its stale window passes — the collector cannot hear.",
         ),
         "trust_means_writer": (
             "báo cáo không được lưu: biểu đồ và lịch sử dừng lại, các trạng thái dưới đây có "

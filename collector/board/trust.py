@@ -1,7 +1,8 @@
 """When the board's verdicts cannot be believed: the collector's own problems, as a banner.
 
 The collector knows when it is blind (collector/health.py, what /healthz answers): no
-broker (no report comes in, every verdict is frozen), InfluxDB not taking writes
+broker (no report comes in: the states are as of then, and each site reads "no report"
+once its stale window passes, the collector's deafness, not the site's), InfluxDB not taking writes
 (charts and history stop; nothing is lost, it spools), a loop dead or stuck. Each
 live part of the board starts with a banner per problem (templates/_trust.html):
 what it is, since when (Vietnam time), and what it means for what the page shows.
