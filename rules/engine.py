@@ -99,6 +99,30 @@ def _freshness(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class SiteView:
+    """What a site is judged from at ``now``: its thresholds at the risk level, its
+    freshness, and its readings as :func:`evaluate` reads them (times set right when its
+    agent's clock is proven behind; readings older than the stale window dropped)."""
+
+    thresholds: Thresholds
+    freshness: freshness.FreshnessResult
+    current: SiteSnapshot
+
+
+def site_view(
+    snapshot: SiteSnapshot, policy: Policy, now: datetime, *, risk_level: int = 0
+) -> SiteView:
+    """The view :func:`evaluate` judges a site from: what any forecast or report that reads
+    a site's power or paths must start from, so it never says other than its verdict."""
+    thresholds = site_thresholds(snapshot, policy, risk_level)
+    fresh = _freshness(snapshot, thresholds, now)
+    if fresh.fresh and fresh.clock_shift_s:  # its agent's clock proven behind: set right
+        snapshot = snapshot.shifted(fresh.clock_shift_s)
+    current = snapshot.current(freshness.stale_after_s(snapshot, thresholds.freshness))
+    return SiteView(thresholds, fresh, current)
+
+
 def evaluate(
     snapshot: SiteSnapshot,
     policy: Policy,
@@ -121,8 +145,8 @@ def evaluate(
         raise ValueError(f"meeting_duration_s must be > 0, got {meeting_duration_s}")
     if meeting_starts_at is not None and meeting_starts_at.tzinfo is None:
         raise ValueError("meeting_starts_at must be timezone-aware")
-    thresholds = site_thresholds(snapshot, policy, risk_level)
-    fresh = _freshness(snapshot, thresholds, now)
+    view = site_view(snapshot, policy, now, risk_level=risk_level)
+    thresholds, fresh, current = view.thresholds, view.freshness, view.current
     if not fresh.fresh:
         return Evaluation(
             site=snapshot.site,
@@ -134,9 +158,6 @@ def evaluate(
             risk_level=risk_level,
         )
 
-    if fresh.clock_shift_s:  # its agent's clock proven behind: its times set right
-        snapshot = snapshot.shifted(fresh.clock_shift_s)
-    current = snapshot.current(freshness.stale_after_s(snapshot, thresholds.freshness))
     power = assess_power(current, thresholds.runtime, thresholds.generator, now)
     paths = assess_paths(current, usable_loss_pct=thresholds.usable_loss_pct)
     ctx = RuleContext(

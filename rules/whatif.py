@@ -3,7 +3,9 @@
 Pure: every site's current snapshot, the policy, ``now`` and the time mains are forced
 off (``at``, not before ``now``) give
 
-- when each site goes dark: a site on mains lasts its backup from ``at`` — battery
+- when each site goes dark, from the view its verdict is judged from (``site_view``: the
+  stale window at the province's risk level, its times set right when its agent's clock
+  is proven behind): a site on mains lasts its backup from ``at`` — battery
   plus the fuel of a generator assumed to start (``rules/autonomy.py``, the same
   "if the grid fails now" hours the verdicts show); a site already off mains keeps
   its own time to dark from now; one already dark is dark now. A site that is silent,
@@ -28,13 +30,11 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from contract.wire import Reason, SiteKind, UtcTime, Verdict
-from rules import freshness
 from rules.autonomy import PowerMode, assess_power
 from rules.compliance import ExpectedSite
-from rules.engine import evaluate
+from rules.engine import evaluate, site_view
 from rules.policy import Policy
 from rules.snapshot import SiteSnapshot
-from rules.thresholds import effective
 
 __all__ = [
     "TOLERANCE_S",
@@ -121,11 +121,13 @@ class WhatIf:
         return tuple(s for s in self.sites if s.dark_at is not None and s.dark_at <= self.until)
 
 
-def _site(snapshot: SiteSnapshot, policy: Policy, now: datetime, at: datetime) -> SiteForecast:
+def _site(
+    snapshot: SiteSnapshot, policy: Policy, now: datetime, at: datetime, risk_level: int
+) -> SiteForecast:
     meta = snapshot.meta
-    thresholds = effective(
-        policy, snapshot.site_kind or "station", snapshot.site_class, hardened=snapshot.hardened
-    )
+    # the view its verdict is judged from: the stale window at the province's risk level,
+    # its times set right when its agent's clock is proven behind
+    view = site_view(snapshot, policy, now, risk_level=risk_level)
 
     def made(
         mode: PowerMode, basis: Basis, dark_at: datetime | None, lower: bool = False
@@ -144,10 +146,10 @@ def _site(snapshot: SiteSnapshot, policy: Policy, now: datetime, at: datetime) -
             lower_bound=lower,
         )
 
-    if not freshness.check(snapshot, thresholds.freshness, now).fresh:
+    if not view.freshness.fresh:
         return made("unknown", "silent", None)
-    current = snapshot.current(freshness.stale_after_s(snapshot, thresholds.freshness))
-    power = assess_power(current, thresholds.runtime, thresholds.generator, now)
+    thresholds = view.thresholds
+    power = assess_power(view.current, thresholds.runtime, thresholds.generator, now)
     if power.mode == "down":
         return made("down", "dark", now)
     if power.mode in ("battery", "generator"):  # mains already gone: its own clock runs
@@ -251,7 +253,8 @@ def forecast(
     if duration <= 0:
         raise ValueError(f"meeting_s must be > 0, got {meeting_s}")
     mine = [s for s in snapshots if s.province == province]
-    sites = [(snapshot, _site(snapshot, policy, now, start)) for snapshot in mine]
+    level = risk_level(province)
+    sites = [(snapshot, _site(snapshot, policy, now, start, level)) for snapshot in mine]
     ordered = sorted(
         (f for _, f in sites),
         key=lambda f: (f.dark_at is None, f.dark_at or now, f.site),
@@ -266,7 +269,6 @@ def forecast(
         )
         for h in range(steps + 1)
     )
-    level = risk_level(province)
     meetings = tuple(
         sorted(
             (

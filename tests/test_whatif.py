@@ -25,9 +25,10 @@ from kienco.demo.scenario import load_scenario
 from kienco.demo.simulator import Fleet
 from kienco.demo.whatif_check import INTERVAL_S, compare
 from rules import Policy, SiteSnapshot
+from rules.engine import evaluate
 from rules.whatif import forecast, within_tolerance
 from tests.support.mosquitto import Broker
-from tests.test_rules_support import NOW, genset, on_battery, snap, two_paths, ups
+from tests.test_rules_support import NOW, clock_behind, genset, on_battery, snap, two_paths, ups
 
 POLICY = Policy.model_validate({"meeting": {"devices": []}})
 AT = NOW + timedelta(hours=1)  # mains fail an hour from now
@@ -129,6 +130,65 @@ def test_meeting_points_hold_a_meeting_or_say_why_not() -> None:
     assert why.code == "meeting_power_short"
     assert "2 giờ 30 phút" in why.text_vi  # battery + generator, if mains fail at the start
     assert [m.site for m in w.meeting_points] == ["dc-short", "dc-holds"]  # trouble first
+
+
+# A policy whose level-4 step shortens the stale window for stations to 2 intervals.
+TIGHT = Policy.model_validate(
+    {"meeting": {"devices": []}, "risk": [{"min_level": 4, "stale_intervals": 2}]}
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "snapshot", "policy", "level"),
+    [
+        # its agent's clock proven 3 h behind: the verdict judges it in its own clock
+        # (1 h 29 min of battery left); the forecast took its readings for 3 h old: dark now
+        (
+            "clock-behind",
+            clock_behind(
+                site("cb", power=[on_battery(runtime_s=5400.0)], links=two_paths()), 3 * 3600
+            ),
+            POLICY,
+            0,
+        ),
+        (
+            "clock-behind-on-mains",
+            clock_behind(
+                site("cm", power=[ups(battery_runtime_s=3600.0)], links=two_paths()), 3 * 3600
+            ),
+            POLICY,
+            0,
+        ),
+        # silent for 150 s: stale at level 4 (2 intervals), so its verdict is unknown; the
+        # forecast judged its freshness at level 0 and gave it a time to dark
+        (
+            "silent-at-level-4",
+            site(
+                "sl",
+                power=[ups(battery_runtime_s=3600.0)],
+                links=two_paths(),
+                at=NOW - timedelta(seconds=150),
+            ),
+            TIGHT,
+            4,
+        ),
+    ],
+)
+def test_a_site_is_forecast_from_what_its_verdict_judges(
+    name: str, snapshot: SiteSnapshot, policy: Policy, level: int
+) -> None:
+    judged = evaluate(snapshot, policy, NOW, risk_level=level)
+    w = forecast([snapshot], policy, NOW, province=snapshot.province, risk_level=lambda _p: level)
+    (forecast_site,) = w.sites
+    if judged.verdict == "unknown":
+        assert forecast_site.dark_at is None and forecast_site.basis == "silent", name
+        return
+    assert judged.dark_in_s is not None or judged.backup_hours is not None, name
+    if judged.dark_in_s is not None:  # off mains: its own clock, from now
+        assert forecast_site.dark_at == NOW + timedelta(seconds=judged.dark_in_s), name
+    else:  # on mains: its backup, from when mains fail
+        assert judged.backup_hours is not None
+        assert forecast_site.dark_at == w.at + timedelta(hours=judged.backup_hours), name
 
 
 @dataclass(frozen=True)
