@@ -91,8 +91,8 @@ class AreaForecast:
     area: str
     area_name: str | None
     stations: tuple[str, ...]
-    dark: int  # of them dark within the horizon
-    unknown: int  # of them whose time cannot be forecast
+    dark: int  # of them dark within the horizon (a floor on their time is not counted)
+    unknown: int  # of them whose time cannot be forecast, or is only a floor within it
     all_lost_at: UtcTime | None  # the last one dark, within the horizon; else None
 
     @property
@@ -195,7 +195,8 @@ def _areas(
     listed: Mapping[str, tuple[str, str | None]],
     until: datetime,
 ) -> tuple[AreaForecast, ...]:
-    """Hardened stations per area; a listed one that never reported counts as unknown."""
+    """Hardened stations per area; a listed one that never reported, or whose time to dark
+    within the horizon is only a floor, counts as unknown."""
     by_area: dict[str, list[SiteForecast | None]] = {}
     seen: set[str] = set()
     for s in sites:
@@ -208,12 +209,14 @@ def _areas(
             by_area.setdefault(area, []).append(None)
     found = []
     for area, stations in sorted(by_area.items()):
-        known = [s for s in stations if s is not None and s.dark_at is not None]
-        dark = [s for s in known if s.dark_at is not None and s.dark_at <= until]
-        unknown = len(stations) - len(known)
-        lost_at = None
-        if not unknown and len(dark) == len(stations):
-            lost_at = max(s.dark_at for s in dark if s.dark_at is not None)
+        timed = [(s, s.dark_at) for s in stations if s is not None and s.dark_at is not None]
+        # a time that is only a floor (a source of unknown size counted as nothing) says
+        # the station lasts at least that long: beyond the horizon it holds; within it,
+        # whether it goes dark is not known
+        dark = [at for s, at in timed if at <= until and not s.lower_bound]
+        holds = [at for _, at in timed if at > until]
+        unknown = len(stations) - len(dark) - len(holds)
+        lost_at = max(dark) if dark and len(dark) == len(stations) else None
         found.append(
             AreaForecast(
                 area=area,

@@ -233,6 +233,36 @@ def test_an_area_loses_all_its_hardened_stations_when_the_last_one_goes() -> Non
     assert areas["cat-hai"].all_lost_at is None and areas["cat-hai"].unknown == 1
 
 
+@pytest.mark.parametrize(
+    ("battery_h", "fuel", "dark", "unknown", "lost_h"),
+    [
+        # its generator's fuel is not reported: 1 h is what the battery alone gives, a
+        # floor, not when it goes dark (the set may run for days): the area cannot be
+        # said to lose it, nor to keep it
+        (1.0, None, 0, 1, None),
+        (1.0, 5.0, 1, 0, 7.0),  # fuel known: dark 6 h after mains fail (an hour from now)
+        (13.0, None, 0, 0, None),  # the floor alone outlasts the horizon: it holds
+    ],
+)
+def test_a_station_whose_time_is_only_a_floor_is_not_counted_lost(
+    battery_h: float, fuel: float | None, dark: int, unknown: int, lost_h: float | None
+) -> None:
+    gen = genset(fuel_l=None) if fuel is None else generator(fuel)
+    one = site(
+        "tn-1",
+        area="thuy-nguyen",
+        hardened=True,
+        power=[ups(battery_runtime_s=battery_h * 3600), gen],
+        links=two_paths(),
+        generator_declared=True,
+    )
+    w = forecast([one], POLICY, NOW, province=one.province, at=AT, hours=12)
+    (area,) = w.areas
+    assert (area.dark, area.unknown) == (dark, unknown)
+    expected = None if lost_h is None else NOW + timedelta(hours=lost_h)
+    assert area.all_lost_at == expected
+
+
 def test_the_forecast_taken_before_landfall_is_what_the_simulation_then_does() -> None:
     """Yagi: Quảng Ninh loses mains at minute 360, Hải Phòng at 420. Forecast from the
     fleet's reports at minute 300; then the simulation runs on."""
