@@ -34,6 +34,7 @@ from rich.text import Text
 from plumbing.labels import LOCAL_TZ, Lang, local_time
 from plumbing.untrusted import csv_cell, one_line, pdf, terminal
 from rules.compliance import AreaCompliance, ComplianceReport, StationCompliance
+from rules.texts import floor_tenth
 
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 FONT_PACKAGE = "fonts-dejavu-core"
@@ -208,7 +209,8 @@ def render_csv(report: ComplianceReport, out: IO[bytes], *, lang: Lang = "vi") -
         writer.writerow(
             [
                 *(csv_cell(cell) for cell in cells),
-                "" if s.autonomy_h is None else f"{s.autonomy_h:.1f}",
+                # rounded down: a station short of the hours never reads as having them
+                "" if s.autonomy_h is None else f"{floor_tenth(s.autonomy_h):.1f}",
                 "" if s.independent_paths is None else s.independent_paths,
                 "" if s.last_report_at is None else s.last_report_at.isoformat(),
             ]

@@ -5,6 +5,8 @@ format specs turn canonical units into words people read:
 
 - ``{x:n}``     a number: whole when it is whole, one decimal otherwise, with the
                 language's separators (``10,5`` / ``10.5``; ``65.535`` / ``65,535``);
+- ``{x:below}`` a number that falls short of a threshold: as ``n``, but rounded down
+                (``71,9`` for 71.98, never ``72`` beside "72 h required");
 - ``{x:dur}``   seconds as a duration (``38 phút`` / ``38 min``, ``2 giờ 5 phút``);
 - ``{x:media}`` a link medium (``fibre`` → ``cáp quang``); other values pass through;
 - ``{x:risk}``  a shared-risk group slug as a phrase (``tower-hp12`` → ``cột`` /
@@ -24,6 +26,7 @@ wrong and, where a threshold applies, the threshold.
 
 from __future__ import annotations
 
+import math
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -296,9 +299,9 @@ _CATALOGUE: dict[str, Text] = {
     ),
     # --- hardened-station compliance (rules/compliance.py)
     "generator_autonomy_short": Text(
-        "điện dự phòng (ắc quy + máy phát) chỉ đủ {autonomy_h:n} giờ "
+        "điện dự phòng (ắc quy + máy phát) chỉ đủ {autonomy_h:below} giờ "
         "(máy phát {generator_h:n} giờ), cần {required_h:n} giờ",
-        "backup power (battery + generator) lasts {autonomy_h:n} h "
+        "backup power (battery + generator) lasts {autonomy_h:below} h "
         "(generator {generator_h:n} h), {required_h:n} h required",
     ),
     "no_generator": Text(
@@ -465,6 +468,11 @@ def _number(value: float, lang: Lang) -> str:
     return text
 
 
+def floor_tenth(value: float) -> float:
+    """``value`` rounded down to one decimal (71.98 → 71.9; 7.3 stays 7.3, not 7.2999…)."""
+    return math.floor(round(value * 10, 6)) / 10
+
+
 def _duration(seconds: float, lang: Lang) -> str:
     vi = lang == "vi"
     s = max(0, round(seconds))
@@ -557,6 +565,8 @@ class _Formatter(string.Formatter):
             return "?"
         if format_spec == "n":
             return _number(float(value), self.lang)
+        if format_spec == "below":
+            return _number(floor_tenth(float(value)), self.lang)
         if format_spec == "dur":
             return _duration(float(value), self.lang)
         if format_spec == "media":

@@ -240,3 +240,33 @@ def test_table_shows_names_as_text() -> None:
     shown = out.getvalue()
     assert "[/] [link=https://evil.example]x[/link] [2J]0;t abc line" in shown.replace("\n", " ")
     assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]", shown)
+
+
+@pytest.mark.parametrize(
+    ("fuel_h", "status", "text_en", "text_vi", "csv_h"),
+    [
+        # 4 h of battery + 67.98 h of fuel = 71.98 h: short of 72 h, and said so; shown
+        # rounded to the nearest tenth it read "lasts 72 h ..., 72 h required", and 72.0
+        # in the CSV, beside "not compliant"
+        (67.98, "non_compliant", "lasts 71.9 h", "chỉ đủ 71,9 giờ", "71.9"),
+        (67.9999, "non_compliant", "lasts 71.9 h", "chỉ đủ 71,9 giờ", "71.9"),
+        (66.3, "non_compliant", "lasts 70.3 h", "chỉ đủ 70,3 giờ", "70.3"),
+        (10.0, "non_compliant", "lasts 14 h", "chỉ đủ 14 giờ", "14.0"),
+        (68.0, "compliant", None, None, "72.0"),
+        (76.04, "compliant", None, None, "80.0"),
+    ],
+)
+def test_a_station_short_of_the_hours_never_reads_as_meeting_them(
+    fuel_h: float, status: str, text_en: str | None, text_vi: str | None, csv_h: str
+) -> None:
+    snap = station("hp-0001", fuel_l=fuel_h * 5.0, burn_l_per_h=5.0)  # 4 h of battery
+    got = build_report({"hp-0001": snap}, [item("hp-0001")], POLICY, NOW, province="hp")
+    (judged,) = got.stations
+    assert judged.status == status
+    if text_en is not None and text_vi is not None:
+        (short,) = judged.failed
+        assert text_en in short.text("en") and text_vi in short.text("vi")
+    out = io.BytesIO()
+    render_csv(got, out)
+    (row,) = csv.DictReader(io.StringIO(out.getvalue().decode("utf-8-sig"), newline=""))
+    assert row["autonomy_h"] == csv_h

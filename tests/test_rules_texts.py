@@ -23,7 +23,7 @@ from tests.test_rules_support import (
     ups,
 )
 
-NUMBER_SPECS = {"n", "dur", "time", "at_risk"}
+NUMBER_SPECS = {"n", "below", "dur", "time", "at_risk"}
 
 
 def _fields(template: str) -> dict[str, str]:
@@ -113,6 +113,10 @@ def test_finding_refuses_unknown_code_and_missing_numbers() -> None:
         pytest.param(65_535, "vi", "n", "65.535", id="thousands-vi"),
         pytest.param(65_535, "en", "n", "65,535", id="thousands-en"),
         pytest.param(72.0, "en", "n", "72", id="whole"),
+        pytest.param(71.98, "en", "below", "71.9", id="short-rounded-down-en"),
+        pytest.param(71.98, "vi", "below", "71,9", id="short-rounded-down-vi"),
+        pytest.param(7.3, "en", "below", "7.3", id="short-exact-tenth"),
+        pytest.param(72.0, "en", "below", "72", id="short-whole"),
         pytest.param(1_725_688_800, "vi", "time", "07/09 13:00", id="vietnam-time"),
         pytest.param(1_725_688_829.9, "en", "time", "07/09 13:00", id="time-to-the-minute"),
         pytest.param(None, "vi", "dur", "?", id="unknown"),
