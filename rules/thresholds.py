@@ -91,8 +91,9 @@ def _effective(
     """The thresholds for a site of this kind and class at this risk level (0 = none).
 
     Risk steps apply in order of ``min_level``; each step at or below the level that
-    names this kind overrides what the previous ones set. A site declared hardened is
-    held to the stricter of its class target and the hardened target.
+    names this kind overrides what the previous ones set where it is stricter, never where
+    it would loosen: a higher level is never judged more leniently than a lower one. A site
+    declared hardened is held to the stricter of its class target and the hardened target.
     """
     kind = getattr(policy.kinds, site_kind)
     freshness = policy.freshness
@@ -102,18 +103,20 @@ def _effective(
     if kind.required_paths is not None:
         required_paths = kind.required_paths
     base_paths, base_freshness, base_meeting = required_paths, freshness, meeting
+    targets = policy.backup_power.targets
     for step in policy.risk:
         if step.min_level > risk_level or site_kind not in step.kinds:
             continue
-        cls = step.class_as.get(cls, cls)
+        # a step only ever tightens: what it would loosen (a class with a lower target, a
+        # longer stale window, a smaller margin) keeps what the lower levels hold
+        cls = _stricter_class(targets, cls, step.class_as.get(cls, cls))
         if step.required_paths is not None:
             required_paths = max(required_paths, step.required_paths)
-        if step.stale_intervals is not None:
+        if step.stale_intervals is not None and step.stale_intervals < freshness.stale_intervals:
             freshness = freshness.model_copy(update={"stale_intervals": step.stale_intervals})
-        if step.meeting_margin_pct is not None:
+        if step.meeting_margin_pct is not None and step.meeting_margin_pct > meeting.margin_pct:
             meeting = meeting.model_copy(update={"margin_pct": step.meeting_margin_pct})
 
-    targets = policy.backup_power.targets
     backup, _ = _backup(targets, site_kind, cls, hardened)
     own, own_name = _backup(targets, site_kind, site_class, hardened)
     tightened: set[Tightenable] = set()
@@ -155,6 +158,14 @@ def _effective(
         backup_for=f"{site_kind}:{own_name}",
         tightened=frozenset(tightened),
     )
+
+
+def _stricter_class(targets: BackupTargets, held: SiteClass, mapped: SiteClass) -> SiteClass:
+    """``mapped`` when its backup target asks no less than ``held``'s; else ``held``."""
+    now, then = targets.for_class(held), targets.for_class(mapped)
+    if then.warn_below_h >= now.warn_below_h and then.critical_below_h >= now.critical_below_h:
+        return mapped
+    return held
 
 
 def _backup(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from importlib import resources
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -202,3 +203,50 @@ def test_which_rules_apply_is_policy_data() -> None:
     policy = parse_policy({"kinds": {"station": {"rules": ["freshness", "multipath"]}}})
     t = effective(policy, "station", "ordinary")
     assert t.rules == frozenset({"freshness", "multipath"})
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        pytest.param([{"min_level": 4, "stale_intervals": 5}], id="stale-window-longer"),
+        pytest.param(
+            [{"min_level": 3, "stale_intervals": 2}, {"min_level": 5, "stale_intervals": 3}],
+            id="level-5-stale-window-longer-than-level-3",
+        ),
+        pytest.param([{"min_level": 4, "meeting_margin_pct": 5}], id="meeting-margin-smaller"),
+        pytest.param(
+            [
+                {"min_level": 3, "meeting_margin_pct": 50},
+                {"min_level": 4, "meeting_margin_pct": 30},
+            ],
+            id="level-4-margin-smaller-than-level-3",
+        ),
+        pytest.param(
+            [{"min_level": 3, "kinds": ["station"], "class_as": {"core": "ordinary"}}],
+            id="core-held-as-ordinary",
+        ),
+        pytest.param(
+            [{"min_level": 3, "kinds": ["station"], "class_as": {"hardened": "ordinary"}}],
+            id="hardened-held-as-ordinary",
+        ),
+    ],
+)
+@pytest.mark.parametrize("site_class", ["ordinary", "hardened", "core"])
+@pytest.mark.parametrize("kind", ["station", "meeting_point"])
+def test_a_higher_risk_level_never_loosens_a_threshold(
+    steps: list[dict[str, object]], site_class: str, kind: str
+) -> None:
+    """A risk step that would loosen what a lower level holds (a longer stale window, a
+    smaller meeting margin, a class with a lower backup target) keeps the stricter: every
+    verdict says "judged at risk level 5", and must be judged no more leniently than at 4."""
+    policy = parse_policy({"risk": steps})
+    judged = [
+        effective(policy, kind, site_class, level)  # type: ignore[arg-type]
+        for level in range(6)
+    ]
+    for lower, higher in pairwise(judged):
+        assert higher.freshness.stale_intervals <= lower.freshness.stale_intervals
+        assert higher.meeting.margin_pct >= lower.meeting.margin_pct
+        assert higher.backup.warn_below_h >= lower.backup.warn_below_h
+        assert higher.backup.critical_below_h >= lower.backup.critical_below_h
+        assert higher.required_paths >= lower.required_paths
