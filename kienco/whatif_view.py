@@ -91,6 +91,25 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+EXIT_ALL_HOLD = 0
+EXIT_SOME_DARK = 3
+
+
+def exit_status(payload: dict[str, Any]) -> int:
+    """0 only when every site's forecast is known, none goes dark within the horizon and
+    every meeting point holds; 3 otherwise. A site that cannot be forecast (silent, no
+    power figures) or an area's hardened station that cannot (never reported) is not one
+    that holds: a script reading 0 must be able to take it as "all hold"."""
+    until = parse_time(payload["at"]) + timedelta(hours=payload["hours"])
+    sites = payload["sites"]
+    some_dark = any(s["dark_at"] and parse_time(s["dark_at"]) <= until for s in sites)
+    cannot_tell = any(s["dark_at"] is None for s in sites) or any(
+        a["unknown"] for a in payload["areas"]
+    )
+    all_hold = all(p["holds"] for p in payload["meeting_points"])
+    return EXIT_SOME_DARK if some_dark or cannot_tell or not all_hold else EXIT_ALL_HOLD
+
+
 def render(payload: dict[str, Any], lang: Lang, console: Console) -> None:
     """The forecast as tables, in ``lang``; names and reasons as plain text."""
     at, now = parse_time(payload["at"]), parse_time(payload["now"])

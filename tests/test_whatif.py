@@ -24,6 +24,7 @@ from kienco.cli import main as kienco_main
 from kienco.demo.scenario import load_scenario
 from kienco.demo.simulator import Fleet
 from kienco.demo.whatif_check import INTERVAL_S, compare
+from kienco.whatif_view import exit_status
 from rules import Policy, SiteSnapshot
 from rules.engine import evaluate
 from rules.whatif import forecast, within_tolerance
@@ -282,6 +283,46 @@ def test_the_forecast_taken_before_landfall_is_what_the_simulation_then_does() -
     assert all(abs(row.error_s or 0) <= 5 * 60 for row in hp.rows if row.within)
     assert hp.whatif.areas[-1].area == "thuy-nguyen"
     assert hp.whatif.areas[-1].loses_all  # its one hardened station runs dry on day two
+
+
+def _payload(
+    *dark_in_h: float | None, holds: tuple[bool | None, ...] = (), area_unknown: int = 0
+) -> dict[str, Any]:
+    """An API answer: sites dark that many hours after ``at`` (None: cannot be forecast)."""
+    at = NOW
+    return {
+        "at": at.isoformat(),
+        "hours": 12,
+        "sites": [
+            {
+                "site": f"s{n}",
+                "dark_at": None if h is None else (at + timedelta(hours=h)).isoformat(),
+            }
+            for n, h in enumerate(dark_in_h)
+        ],
+        "meeting_points": [{"site": f"m{n}", "holds": h} for n, h in enumerate(holds)],
+        "areas": [{"area": "a", "unknown": area_unknown}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("payload", "status"),
+    [
+        (_payload(20.0, 30.0, holds=(True,)), 0),  # every site outlasts the horizon
+        (_payload(20.0, 5.0), 3),  # one goes dark
+        (_payload(20.0, holds=(False,)), 3),
+        (_payload(20.0, holds=(None,)), 3),  # a point that cannot be judged
+        # a silent station, or one without power figures: not one that holds; 0 said
+        # "nothing goes dark" to whoever scripts on it
+        (_payload(20.0, None), 3),
+        (_payload(None), 3),
+        (_payload(20.0, area_unknown=1), 3),  # a listed hardened station never reported
+    ],
+)
+def test_the_exit_status_is_0_only_when_every_site_is_known_to_hold(
+    payload: dict[str, Any], status: int
+) -> None:
+    assert exit_status(payload) == status
 
 
 def test_the_tolerance() -> None:

@@ -1,16 +1,17 @@
 """``kienco whatif --province hp --grid-off``: which sites go dark by when if mains fail.
 
 Asks the collector (``GET /api/v1/whatif/grid-off``) and prints its forecast
-(kienco/whatif_view.py), or with ``--json`` the collector's answer. Exit status: 0 nothing
-goes dark and every meeting point holds, 3 otherwise, 4 the collector knows no site in the
-province, 1 it cannot be asked.
+(kienco/whatif_view.py), or with ``--json`` the collector's answer. Exit status: 0 every
+site's forecast is known, none goes dark and every meeting point holds, 3 otherwise (a site
+that cannot be forecast included), 4 the collector knows no site in the province, 1 it
+cannot be asked.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from kienco import admin_token
@@ -29,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from kienco.labels import LOCAL_TZ
-    from kienco.whatif_view import parse_time, render
+    from kienco.whatif_view import exit_status, render
     from plumbing.untrusted import json_text, terminal
 
     params: dict[str, str | float] = {"province": args.province, "hours": args.hours}
@@ -57,10 +58,7 @@ def run(args: argparse.Namespace) -> int:
         print(json_text(payload))
     else:
         render(payload, args.lang, Console())
-    until = parse_time(payload["at"]) + timedelta(hours=payload["hours"])
-    some_dark = any(s["dark_at"] and parse_time(s["dark_at"]) <= until for s in payload["sites"])
-    all_hold = all(p["holds"] for p in payload["meeting_points"])
-    return EXIT_SOME_DARK if some_dark or not all_hold else 0
+    return exit_status(payload)
 
 
 def add_parser(sub: Subcommands) -> None:
@@ -69,8 +67,9 @@ def add_parser(sub: Subcommands) -> None:
         help="if mains fail in a province: which sites go dark by when, which meeting points "
         "hold, which areas lose their hardened stations",
         description="Forecast from every site's current state (asks a running collector). "
-        "Exit status: 0 nothing goes dark and every meeting point holds, 3 otherwise, "
-        "4 no site in the province, 1 collector unreachable.",
+        "Exit status: 0 every site's forecast is known, none goes dark and every meeting "
+        "point holds, 3 otherwise (a site that cannot be forecast included), 4 no site in "
+        "the province, 1 collector unreachable.",
     )
     whatif.add_argument("--province", required=True, help="province code, e.g. hp")
     whatif.add_argument(
