@@ -61,7 +61,7 @@ class SiteForecast:
     name: str | None
     operator: str | None
     area: str | None
-    hardened: bool
+    hardened: bool  # declared hardened or of the hardened class
     power_now: PowerMode
     basis: Basis
     dark_at: UtcTime | None  # None: unknown (see basis)
@@ -139,7 +139,8 @@ def _site(
             name=meta.name if meta else None,
             operator=meta.operator if meta else None,
             area=meta.area if meta else None,
-            hardened=snapshot.hardened,
+            # declared hardened, or of the hardened class (as compliance counts it)
+            hardened=snapshot.hardened or snapshot.site_class == "hardened",
             power_now=mode,
             basis=basis,
             dark_at=dark_at,
@@ -200,7 +201,8 @@ def _areas(
     by_area: dict[str, list[SiteForecast | None]] = {}
     seen: set[str] = set()
     for s in sites:
-        if s.hardened and s.kind == "station":
+        # a station the register lists as hardened is one, whatever its meta says
+        if s.site in listed or (s.hardened and s.kind == "station"):
             area = listed.get(s.site, (s.area or "?", None))[0]
             by_area.setdefault(area, []).append(s)
             seen.add(s.site)

@@ -6,6 +6,7 @@ simulation it forecasts, and the same through the collector's API and ``kienco w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -262,6 +263,32 @@ def test_a_station_whose_time_is_only_a_floor_is_not_counted_lost(
     assert (area.dark, area.unknown) == (dark, unknown)
     expected = None if lost_h is None else NOW + timedelta(hours=lost_h)
     assert area.all_lost_at == expected
+
+
+@pytest.mark.parametrize(
+    ("listed", "site_class", "areas"),
+    [
+        # the ministry's register lists it hardened; its own meta does not say so: it is
+        # one of the area's hardened stations, forecast from its reports (it was counted
+        # "cannot be forecast", and its area's loss at 08:00 never said)
+        (True, "ordinary", {"thuy-nguyen": (1, 0, NOW + timedelta(hours=2))}),
+        # its meta gives its class as hardened (compliance counts it so)
+        (False, "hardened", {"thuy-nguyen": (1, 0, NOW + timedelta(hours=2))}),
+        (False, "ordinary", {}),  # an ordinary station no register lists: no area of its own
+    ],
+)
+def test_a_station_is_hardened_by_the_register_or_by_its_class(
+    listed: bool, site_class: str, areas: dict[str, tuple[int, int, datetime]]
+) -> None:
+    s = snap(site_class=site_class, power=[ups(battery_runtime_s=3600.0)], links=two_paths())
+    assert s.meta is not None and not s.meta.hardened
+    meta = s.meta.model_copy(update={"site": "tn-1", "area": "thuy-nguyen"})
+    one = dataclasses.replace(s, site="tn-1", meta=meta)
+    register = [Listed("tn-1", "thuy-nguyen")] if listed else []
+    w = forecast(
+        [one], POLICY, NOW, province=one.province, at=AT, hours=12, hardened_listed=register
+    )
+    assert {a.area: (a.dark, a.unknown, a.all_lost_at) for a in w.areas} == areas
 
 
 def test_the_forecast_taken_before_landfall_is_what_the_simulation_then_does() -> None:
