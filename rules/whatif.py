@@ -162,7 +162,9 @@ def _site(
         return made(power.mode, basis, now + timedelta(seconds=power.dark_in_s), power.lower_bound)
     if power.backup_s is None:  # on mains (or not known) and no figure to go on
         return made(power.mode, "no_power_data", None)
-    basis = "battery+generator" if power.generator_present else "battery"
+    basis = "battery" if power.batteries else "generator"
+    if power.batteries and power.generator_present:
+        basis = "battery+generator"
     return made(power.mode, basis, at + timedelta(seconds=power.backup_s), power.lower_bound)
 
 

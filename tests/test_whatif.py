@@ -97,6 +97,22 @@ def test_each_site_goes_dark_by_its_own_clock() -> None:
     assert {s.site for s in shorter.dark_within()} == {"dark", "battery-2h", "mains-5h"}
 
 
+@pytest.mark.parametrize(
+    ("power", "basis"),
+    [
+        ([ups(battery_runtime_s=3600.0)], "battery"),
+        ([ups(battery_runtime_s=3600.0), generator(10)], "battery+generator"),
+        # no battery at all: its time is the generator's fuel alone (it read "battery +
+        # generator", a UPS that is not there)
+        ([genset(fuel_l=20.0, fuel_burn_l_per_h=2.0, mains_present=True)], "generator"),
+    ],
+)
+def test_the_basis_names_the_sources_counted(power: list[Any], basis: str) -> None:
+    one = site("s", power=power, links=two_paths(), generator_declared=len(power) > 1)
+    (forecast_site,) = forecast([one], POLICY, NOW, province=one.province, at=AT).sites
+    assert forecast_site.basis == basis
+
+
 def test_a_time_in_the_past_is_now_and_bad_arguments_say_so() -> None:
     one = [site("a", power=[ups(battery_runtime_s=3600.0)], links=two_paths())]
     w = forecast(one, POLICY, NOW, province=one[0].province, at=NOW - timedelta(hours=3))
