@@ -132,8 +132,9 @@ def render(payload: dict[str, Any], lang: Lang, console: Console) -> None:
     for _ in range(4):
         hourly.add_column()
     for h, n in enumerate(counts):
-        clock = local_time(at + timedelta(hours=h), "%H:%M")
-        hourly.add_row(f"+{h}h", clock, str(n), "█" * round(20 * n / top))
+        step = min(float(h), float(payload["hours"]))  # the last row counts to the horizon
+        clock = local_time(at + timedelta(hours=step), "%H:%M")
+        hourly.add_row(f"+{step:g}h", clock, str(n), "█" * round(20 * n / top))
     console.print(hourly)
 
     until = at + timedelta(hours=payload["hours"])

@@ -16,16 +16,18 @@ from typing import Any
 
 import httpx
 import pytest
+from rich.console import Console
 
 from collector.config import CollectorConfig
 from collector.service import Collector
+from collector.whatif_route import WHATIF_JSON
 from contract.topics import topic as topic_of
 from contract.wire import SiteKind
 from kienco.cli import main as kienco_main
 from kienco.demo.scenario import load_scenario
 from kienco.demo.simulator import Fleet
 from kienco.demo.whatif_check import INTERVAL_S, compare
-from kienco.whatif_view import exit_status
+from kienco.whatif_view import exit_status, render
 from rules import Policy, SiteSnapshot
 from rules.engine import evaluate
 from rules.whatif import forecast, within_tolerance
@@ -366,6 +368,25 @@ def test_the_exit_status_is_0_only_when_every_site_is_known_to_hold(
     payload: dict[str, Any], status: int
 ) -> None:
     assert exit_status(payload) == status
+
+
+def test_the_hourly_count_is_labelled_with_the_time_it_counts_to() -> None:
+    """A 1.5 h horizon: the last row counts the sites dark by +1.5 h, and says so (it read
+    "+2h" and the clock half an hour later than what it counted to)."""
+    one = [site("a", power=[ups(battery_runtime_s=5400.0)], links=two_paths())]
+    w = forecast(one, POLICY, NOW, province=one[0].province, at=AT, hours=1.5)
+    assert w.dark_by_hour == (0, 0, 1)
+    payload = json.loads(WHATIF_JSON.dump_json(w))
+    console = Console(record=True, width=200)
+    render(payload, "en", console)
+    lines = [line for line in console.export_text().splitlines() if "h " in line and "+" in line]
+    rows = [[cell for cell in line.split() if cell not in "│┃"] for line in lines]
+    # AT is 07:00 UTC: 14:00 in Vietnam
+    assert [row[:3] for row in rows] == [
+        ["+0h", "14:00", "0"],
+        ["+1h", "15:00", "0"],
+        ["+1.5h", "15:30", "1"],
+    ]
 
 
 def test_the_tolerance() -> None:
