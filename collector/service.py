@@ -79,6 +79,7 @@ from collector.whatif_route import WhatIfQuery
 from collector.writer import InfluxWriter
 from contract.topics import topic as topic_of
 from contract.wire import Command, Event, Meta, Report, Status, utc_now
+from plumbing.untrusted import one_line
 from rules import Policy, SiteSnapshot, load_policy
 from rules.compliance import ComplianceReport, build_report
 from rules.whatif import WhatIf, forecast
@@ -725,12 +726,12 @@ class Collector:
         """Record a province's risk level and judge its sites again under it, at once."""
         now = self.clock()
         entry = self.risk.set(change, now)
-        log.warning(
+        log.warning(  # reason and author as typed or pasted: one line of text in the log
             "risk level %d for %s (%s), set by %s",
             entry.level,
             entry.province,
-            entry.reason,
-            entry.set_by,
+            one_line(entry.reason),
+            one_line(entry.set_by),
         )
         self._judge_sites((s.site for s in self.states.all() if s.province == change.province), now)
         return entry

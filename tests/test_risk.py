@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ import httpx
 import pytest
 
 from collector.config import CollectorConfig
+from collector.risk import RiskChange
 from collector.service import Collector
 from contract.wire import Meta, PowerReading, Report
 from kienco.cli import main as kienco_main
@@ -151,3 +153,26 @@ def test_with_an_admin_token_a_change_needs_it(tmp_path: Path, mosquitto: Broker
         assert ok.status_code == 200 and collector.risk.level("rk") == 3
     finally:
         collector.stop()
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "Bão số 3\nERROR collector: broker unreachable",  # a forged second log line
+        "Bão số 3\r\n\x1b[2J\x1b[31mcleared\x1b[0m",  # a terminal's screen cleared
+        "Bão\u2028số 3\u202e",  # a Unicode line break, a bidi override
+    ],
+)
+def test_a_reason_is_logged_as_one_line_of_text(
+    collector: Collector, caplog: pytest.LogCaptureFixture, reason: str
+) -> None:
+    """The reason and who set it are what an admin typed or pasted: the log line that
+    records the level stays one line, with no control sequence a terminal acts on."""
+    with caplog.at_level(logging.WARNING, logger="kienco.collector"):
+        entry = collector.set_risk(
+            RiskChange(province="rk", level=3, reason=reason, set_by="Sở\nTTTT")
+        )
+    assert entry.reason == reason  # kept as given: the history shows what was typed
+    [logged] = [r.getMessage() for r in caplog.records if "risk level 3" in r.getMessage()]
+    assert logged.isprintable(), repr(logged)
+    assert "Bão" in logged and "Sở TTTT" in logged
