@@ -172,12 +172,12 @@ _CATALOGUE: dict[str, Text] = {
     ),
     # --- backup power, mains present: hours if they failed now
     "backup_hours_short": Text(
-        "điện dự phòng đủ {backup_h:n} giờ{needs}",
-        "{backup_h:n} h of backup power{needs}",
+        "điện dự phòng đủ {backup_h:below} giờ{needs}",
+        "{backup_h:below} h of backup power{needs}",
     ),
     "backup_hours_critical": Text(
-        "điện dự phòng chỉ đủ {backup_h:n} giờ, dưới mức tối thiểu {critical_h:n} giờ{needs}",
-        "only {backup_h:n} h of backup power, under the {critical_h:n} h minimum{needs}",
+        "điện dự phòng chỉ đủ {backup_h:below} giờ, dưới mức tối thiểu {critical_h:n} giờ{needs}",
+        "only {backup_h:below} h of backup power, under the {critical_h:n} h minimum{needs}",
     ),
     "backup_hours_unknown": Text(
         "không rõ thời gian dự phòng: không có số liệu thời gian lưu điện hay mức sạc ắc quy",

@@ -33,6 +33,11 @@ and it was not_ready; hp-dc-000049 showed a stale verdict in 34 of its rounds); 
 statuses per round and site, 75 differ (54 in their verdict: 22 unknown -> not_ready,
 18 degraded -> not_ready, 14 not_ready -> unknown), each now the site's judgement of at
 most one hold before.
+Recorded again when the backup hours short of a target were said rounded down
+(2026-12-07, rules/texts.py ``{backup_h:below}``: 7.96 h read "8 h of backup power, an
+ordinary station needs 8 h"): of the 9 525 records 76 differ, in their texts only (the
+status's, the findings' and the points'): "60,5 giờ" for 60.57 h, was "60,6"; no
+verdict, code, number or label changed.
 
 Only when a verdict, a text or the status itself changes on purpose, record again:
 

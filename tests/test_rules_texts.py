@@ -284,6 +284,28 @@ def test_a_threshold_raised_by_the_risk_level_says_the_level(code: str) -> None:
     assert "risk level" not in plain and "?" not in plain, plain
 
 
+@pytest.mark.parametrize(
+    ("code", "hours", "shown"),
+    [
+        ("backup_hours_short", 7.96, "7.9 h of backup power, an ordinary station needs 8 h"),
+        ("backup_hours_short", 7.9999, "7.9 h of backup power, an ordinary station needs 8 h"),
+        ("backup_hours_short", 6.0, "6 h of backup power, an ordinary station needs 8 h"),
+        ("backup_hours_critical", 3.96, "only 3.9 h of backup power, under the 4 h minimum"),
+    ],
+)
+def test_hours_short_of_a_target_never_read_as_meeting_it(
+    code: str, hours: float, shown: str
+) -> None:
+    """7.96 h read "8 h of backup power, an ordinary station needs 8 h": rounded down."""
+    numbers = {
+        "backup_h": hours,
+        "required_h": 8.0,
+        "critical_h": 4.0,
+        "tightened_at_level": None,
+    }
+    assert render(code, "en", numbers, {"target": "station:ordinary"}).startswith(shown)
+
+
 def test_no_target_no_clause() -> None:
     """A meeting point's power state names no target: the meeting rule judges the hours."""
     numbers: dict[str, float | None] = {
