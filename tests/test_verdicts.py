@@ -108,12 +108,13 @@ def _at(seconds: float) -> Any:
 
 
 def _silent_site(
-    risk_steps: list[dict[str, object]], level: list[int]
+    risk_steps: list[dict[str, object]], level: list[int], stale_intervals: float = 3
 ) -> tuple[SiteStates, Verdicts]:
     """A station reporting every 30 s (stale after 3 intervals, offline after 300 s by
     the default policy), judged at the province's risk level ``level[0]``."""
     states = SiteStates()
-    policy = Policy.model_validate({"risk": risk_steps})
+    freshness = {"stale_intervals": stale_intervals}
+    policy = Policy.model_validate({"risk": risk_steps, "freshness": freshness})
     verdicts = Verdicts(states, policy, risk_level=lambda _province: level[0])
     states.apply_meta(meta("station", "ordinary", interval_s=30.0))
     return states, verdicts
@@ -130,22 +131,24 @@ def _first_due(verdicts: Verdicts, start: float, end: float) -> float | None:
 
 
 @pytest.mark.parametrize(
-    ("case", "steps", "level", "stale_at"),
+    ("case", "steps", "level", "stale_at", "base"),
     [
-        ("default window: 3 x 30 s", [], 0, 90.0),
-        ("risk step tightens to 2 intervals", [{"min_level": 3, "stale_intervals": 2}], 3, 60.0),
-        ("risk step above the level", [{"min_level": 4, "stale_intervals": 2}], 3, 90.0),
+        ("default window: 3 x 30 s", [], 0, 90.0, 3),
+        ("risk step tightens to 2 intervals", [{"min_level": 3, "stale_intervals": 2}], 3, 60.0, 3),
+        ("risk step above the level", [{"min_level": 4, "stale_intervals": 2}], 3, 90.0, 3),
+        # a step only tightens (rules/thresholds.py): one that would widen is not taken
+        ("risk step cannot widen", [{"min_level": 2, "stale_intervals": 15}], 2, 90.0, 3),
         # 15 x 30 s = 450 s: later than offline_after_s (300), so stale and offline at once
-        ("risk step widens past offline", [{"min_level": 2, "stale_intervals": 15}], 2, 450.0),
+        ("window past offline", [], 0, 450.0, 15),
     ],
 )
 def test_a_silent_site_is_looked_at_when_its_own_window_ends(
-    case: str, steps: list[dict[str, object]], level: int, stale_at: float
+    case: str, steps: list[dict[str, object]], level: int, stale_at: float, base: float
 ) -> None:
     """The silence check follows the window the rules judge by (the site's kind, class and
     risk level), not the policy's base window: a site at a tightened risk level must turn
     unknown when the rules say, not one interval later."""
-    states, verdicts = _silent_site(steps, [level])
+    states, verdicts = _silent_site(steps, [level], base)
     states.apply_report(report(0, two_paths()))
     first = verdicts.evaluate(SITE, NOW)
     assert first is not None and first[0].verdict == "ready", case
