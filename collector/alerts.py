@@ -324,7 +324,7 @@ def _say(key: str, text: tuple[str, str] = ("", ""), **common: str) -> tuple[str
 
 
 # the site's power is gone (rules/station_state.py), whatever the cause
-_DARK_CODES = frozenset({"power_down", "power_down_input_failed"})
+_DARK_CODES = frozenset({"power_down", "power_down_input_failed", "power_output_off"})
 
 
 def _power(

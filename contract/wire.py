@@ -154,6 +154,14 @@ class PowerReading(WireModel):
     fuel_burn_l_per_h: Annotated[float, Field(ge=0, le=10_000)] | None = None
     alarms_count: Count | None = None
     input_line_bads_count: Count | None = None
+    # Added to v1, optional: the UPS says its output is switched off (UPS-MIB
+    # upsOutputSource none, APC off or sleeping, NUT OFF): what it feeds is dark,
+    # whatever its input and battery say.
+    output_off: bool | None = None
+    # Added to v1, optional: the UPS feeds its load from the mains through its bypass
+    # (a fault, an overload, a maintenance switch): if the mains fails now, its battery
+    # does not take over.
+    on_bypass: bool | None = None
 
 
 class LinkReading(WireModel):

@@ -19,8 +19,10 @@ Battery autonomy of one device, in seconds from the reading:
 
 The device's autonomy is the more pessimistic of (1 or 2) and (3); ``basis`` says
 which one it was; with none of them it is unknown, and ``model_missing`` says when
-a battery model in the site config would have given it. A site's battery autonomy
-is that of its weakest battery device whose autonomy is known.
+a battery model in the site config would have given it. A UPS in bypass (its load on
+the mains through the bypass: a fault, an overload, a maintenance switch) counts 0:
+if the mains fails now its battery does not take over, whatever charge it holds.
+A site's battery autonomy is that of its weakest battery device whose autonomy is known.
 Generator autonomy is ``fuel_l ÷ fuel_burn_l_per_h`` (or the policy's assumed burn
 rate, when set), the best generator's.
 
@@ -43,7 +45,7 @@ from rules.snapshot import PowerSample, Sample, SiteSnapshot
 
 PowerMode = Literal["commercial", "generator", "battery", "down", "unknown"]
 LONGEST_S = 366 * 86_400.0
-Basis = Literal["ups", "model", "slope", "depleted", "none"]
+Basis = Literal["ups", "model", "slope", "depleted", "bypass", "none"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +180,8 @@ def estimate_battery(
         seconds, basis = min(options, key=lambda o: o[0])
     if reading.battery_status == "depleted":
         seconds, basis = 0.0, "depleted"
+    elif reading.on_bypass is True and reading.on_battery is not True:
+        seconds, basis = 0.0, "bypass"
     model_missing = (
         ups is None
         and battery is None
@@ -227,6 +231,8 @@ def _mode(
     running: bool | None,
     gen_present: bool,
 ) -> PowerMode:
+    if any(r.output_off is True for r in readings):
+        return "down"  # a UPS says its output is off: what it feeds is dark
     on_battery = {r.device for r in readings if r.on_battery is True}
     mains = [r.mains_present for r in readings if r.mains_present is not None]
     if on_battery:

@@ -80,6 +80,9 @@ def _device_notes(ctx: RuleContext, named: str | None) -> list[Finding]:
                 notes.append(
                     ctx.finding("backup_power", "warning", code, numbers, labels, impact="none")
                 )
+        elif b.basis == "bypass":
+            # the hours count it 0 (rules/autonomy.py); this says why, and what to check
+            notes.append(ctx.finding("backup_power", "warning", "ups_on_bypass", labels=labels))
         elif b.ups_untrusted:
             code = "runtime_untrusted" if b.seconds is not None else "runtime_untrusted_no_charge"
             notes.append(ctx.finding("backup_power", "info", code, numbers, labels))

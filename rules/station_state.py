@@ -6,7 +6,9 @@ path known and down), then ``up_generator`` / ``up_battery`` / ``up_commercial``
 A battery device flat on battery while another device of the site still sees mains is
 said as that: its input failed (breaker, cable, rectifier), not the mains
 (``power_down_input_failed``, naming both); the state stays ``down_power``, as what it
-feeds is dark and which loads those are is not known. A stale site
+feeds is dark and which loads those are is not known. A UPS that says its output is off
+(``power_output_off``, naming it) is ``down_power`` too, whatever the mains and the
+other devices say: what it feeds is dark. A stale site
 is ``unknown``: the engine does not ask this rule about it.
 """
 
@@ -46,10 +48,20 @@ def _flat_beside_mains(ctx: RuleContext) -> tuple[str, str] | None:
     return (flat[0], mains[0]) if flat and mains else None
 
 
+def _output_off(ctx: RuleContext) -> str | None:
+    """The first device whose output is off (UPS-MIB none, APC off or sleeping, NUT OFF)."""
+    off = sorted(r.device for r, _ in ctx.snapshot.power.values() if r.output_off is True)
+    return off[0] if off else None
+
+
 def check(ctx: RuleContext) -> tuple[Finding, ...]:
     if ctx.power.mode != "down":
         return ()
     numbers = {"battery_s": ctx.power.battery_s, "dark_in_s": ctx.power.dark_in_s}
+    off = _output_off(ctx)
+    if off is not None:
+        labels = {"device": off}
+        return (ctx.finding("station_state", "critical", "power_output_off", numbers, labels),)
     beside = _flat_beside_mains(ctx)
     if beside is not None:
         labels = {"device": beside[0], "mains_device": beside[1]}

@@ -131,6 +131,14 @@ _CATALOGUE: dict[str, Text] = {
         "failure but {device}'s input (breaker, cable, rectifier) — what it feeds is dark; "
         "check {device}'s input",
     ),
+    "power_output_off": Text(
+        "{device} báo đầu ra đã tắt: thiết bị nó cấp điện đang mất điện, dù điện lưới và "
+        "ắc quy thế nào — bật lại đầu ra hoặc tìm lý do nó tắt (quá tải, lỗi, lệnh tắt, "
+        "ắc quy cạn)",
+        "{device} says its output is off: what it feeds is dark, whatever the mains and "
+        "its battery say — switch it back on, or find why it shut down (overload, a fault, "
+        "a command, the battery exhausted)",
+    ),
     # --- backup power, mains lost ({needs}: the target; none at meeting points, whose
     # hours the meeting rule judges)
     "on_battery_generator_stopped": Text(
@@ -194,6 +202,14 @@ _CATALOGUE: dict[str, Text] = {
         "riêng ắc quy đủ {battery_h:n} giờ{needs}",
         "generator autonomy unknown (fuel or burn rate not reported); "
         "the battery alone gives {battery_h:n} h{needs}",
+    ),
+    "ups_on_bypass": Text(
+        "{device} đang ở chế độ bypass: tải chạy thẳng bằng điện lưới, nếu mất điện lưới "
+        "ắc quy sẽ không gánh tải, nên tính 0 giờ lưu điện — kiểm tra cảnh báo của UPS "
+        "(quá tải, lỗi, công tắc bypass bảo trì chưa trả về)",
+        "{device} is in bypass: its load runs straight on the mains, and if the mains fails "
+        "its battery will not take over, so it counts 0 h of backup — check the UPS's alarm "
+        "(overload, a fault, a maintenance bypass left on)",
     ),
     "runtime_untrusted": Text(
         "bỏ qua thời gian lưu điện do {device} báo ({runtime_s:n} giây) vì không hợp lý; "

@@ -186,6 +186,14 @@ def test_a_ups_flat_beside_mains_pages_with_its_failed_input() -> None:
     assert "check ups2's input" in alert.summary_en
 
 
+def test_a_ups_with_its_output_off_pages_as_dark_with_the_mains_present() -> None:
+    dark = judged(snap(power=[ups("ups1"), ups("ups2", output_off=True)]))
+    [alert] = alerts_for(dark)
+    assert (alert.name, alert.cause, alert.labels["severity"]) == ("SiteDark", "power", "critical")
+    assert alert.summary_en == reason(dark, "power_output_off").text_en
+    assert alert.summary_en.startswith("ups2 says its output is off")
+
+
 def three_paths(*down: str) -> tuple[Any, ...]:
     paths = (("fo1", "fibre", "duct-a"), ("mw1", "microwave", "tower-b"), ("vs1", "vsat", "sky"))
     return tuple(link(p, m, g, **(DOWN if p in down else {})) for p, m, g in paths)

@@ -49,7 +49,9 @@ def test_schema_is_the_saved_contract() -> None:
     commit; so far: ``DeviceDecl.battery``, a site's battery model;
     ``HostReading.outbox_resets_total``, how often the agent replaced a corrupt outbox;
     ``HostReading.clock_synced`` and ``clock_max_error_ms``, the kernel's view of the
-    agent's clock; ``Report.outbox``, whose numbering ``seq`` is in).
+    agent's clock; ``Report.outbox``, whose numbering ``seq`` is in;
+    ``PowerReading.output_off`` and ``on_bypass``, a UPS whose load is dark or whose
+    battery cannot take over).
     """
     saved = (REPO / "tests" / "fixtures" / "contract" / "schema-v1.json").read_text()
     assert json.loads(kienco("schema").stdout) == json.loads(saved)

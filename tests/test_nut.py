@@ -233,6 +233,8 @@ async def test_ups_on_mains(nut_ups: Upsd) -> None:
         load_pct=32,
         load_w=288,
         alarms_count=0,
+        output_off=False,
+        on_bypass=False,
     )
 
 
@@ -255,6 +257,27 @@ async def test_mains_fails_and_the_next_poll_shows_it(nut_ups: Upsd) -> None:
     assert (reading.mains_present, reading.on_battery) == (False, True)
     assert (reading.battery_charge_pct, reading.battery_runtime_s) == (87, 1320)
     assert (reading.input_v, reading.alarms_count, reading.error) == (0, 1, None)
+
+
+@pytest.mark.parametrize(
+    ("status", "off", "bypass"),
+    [
+        # the output switched off with the mains present (a command, an overload shut-down):
+        # what it feeds is dark although the line is fine
+        ("OL OFF", True, False),
+        # in bypass: the load on the mains, the battery would not take over
+        ("OL BYPASS", False, True),
+        ("OL CHRG", False, False),
+    ],
+)
+async def test_output_off_and_bypass_as_upsd_says_them(
+    nut_ups: Upsd, status: str, off: bool, bypass: bool
+) -> None:
+    nut_ups.write({**shipped_values(), "ups.status": status})
+    await nut_ups.wait_until(lambda seen: seen.get("ups.status") == status)
+    reading = await poll(nut_device(nut_ups.port))
+    assert (reading.output_off, reading.on_bypass) == (off, bypass)
+    assert (reading.mains_present, reading.on_battery) == (True, False)
 
 
 async def test_runtime_at_the_16_bit_cap_on_mains_is_unknown(nut_ups: Upsd) -> None:

@@ -60,6 +60,8 @@ EXPECTED_ON_MAINS: dict[str, Any] = {
     "load_pct": 35.0,
     "alarms_count": 0,
     "input_line_bads_count": 3,
+    "output_off": False,
+    "on_bypass": False,
 }
 
 
@@ -106,7 +108,16 @@ CASES: list[tuple[str, dict[str, RawValue], dict[str, Any]]] = [
     # card says normal output, the mains is there: not on battery (a false critical).
     ("seconds stuck from the last outage", {SECONDS: 5400}, {"on_battery_for_s": 5400.0}),
     ("on battery by output source only", {SOURCE: 5}, {"on_battery": True}),
-    ("bypass is not battery", {SOURCE: 4}, {}),
+    # Bypass: the load on the mains through the bypass, not on battery; the battery would
+    # not take over (the rules count it 0 h).
+    ("bypass is not battery", {SOURCE: 4}, {"on_bypass": True}),
+    # none(2): nothing powers the output; what the UPS feeds is dark, mains or not.
+    ("output off", {SOURCE: 2}, {"output_off": True}),
+    (
+        "output off, mains gone",
+        {SOURCE: 2, INPUT_V: 0},
+        {"output_off": True, "input_v": 0.0, "mains_present": False},
+    ),
     ("runtime stuck at 65535", {MINUTES: 65535}, {"battery_runtime_s": None}),
     ("runtime -1", {MINUTES: -1}, {"battery_runtime_s": None}),
     ("negative charge", {CHARGE: -5}, {"battery_charge_pct": None}),
@@ -118,13 +129,17 @@ CASES: list[tuple[str, dict[str, RawValue], dict[str, Any]]] = [
     (
         "negative seconds, no output source",
         {SECONDS: -1, SOURCE: None},
-        {"on_battery_for_s": None, "on_battery": None},
+        {"on_battery_for_s": None, "on_battery": None, "output_off": None, "on_bypass": None},
     ),
     ("status low", {STATUS: 3}, {"battery_status": "low"}),
     ("status depleted", {STATUS: 4}, {"battery_status": "depleted"}),
     ("status unknown", {STATUS: 1}, {"battery_status": "unknown"}),
     ("status outside the enum", {STATUS: 9}, {"battery_status": None}),
-    ("output source outside the MIB", {SOURCE: 42}, {"on_battery": None}),
+    (
+        "output source outside the MIB",
+        {SOURCE: 42},
+        {"on_battery": None, "output_off": None, "on_bypass": None},
+    ),
     ("mains sagging below 100 V", {INPUT_V: 90}, {"input_v": 90.0, "mains_present": False}),
     ("noSuchInstance", {CHARGE: None}, {"battery_charge_pct": None}),
     ("number sent as OctetString", {INPUT_V: b"229.5"}, {"input_v": 229.5}),
@@ -690,3 +705,41 @@ def test_a_group_is_one_item_in_kleene_logic(
     derivation = Derivation.model_validate(ON_BATTERY)
     assert derivation.evaluate({"s": s, "sec": sec, "v": v}) is expected
     assert [c.value for c in derivation.conditions] == ["s", "sec", "s", "v"]
+
+
+APC_OUTPUT = "1.3.6.1.4.1.318.1.1.1.4.1.1.0"  # upsBasicOutputStatus
+EATON_OUTPUT = "1.3.6.1.4.1.534.1.4.5.0"  # xupsOutputSource
+
+
+@pytest.mark.parametrize(
+    ("profile", "oid", "raw", "off", "bypass"),
+    [
+        ("apc-powernet-ups", APC_OUTPUT, 2, False, False),  # onLine
+        ("apc-powernet-ups", APC_OUTPUT, 3, False, False),  # onBattery
+        ("apc-powernet-ups", APC_OUTPUT, 5, True, False),  # timedSleeping
+        ("apc-powernet-ups", APC_OUTPUT, 7, True, False),  # off
+        ("apc-powernet-ups", APC_OUTPUT, 8, True, False),  # rebooting
+        ("apc-powernet-ups", APC_OUTPUT, 11, True, False),  # sleepingUntilPowerReturn
+        ("apc-powernet-ups", APC_OUTPUT, 6, False, True),  # softwareBypass
+        ("apc-powernet-ups", APC_OUTPUT, 9, False, True),  # switchedBypass
+        ("apc-powernet-ups", APC_OUTPUT, 10, False, True),  # hardwareFailureBypass
+        ("apc-powernet-ups", APC_OUTPUT, 16, False, True),  # emergencyStaticBypass
+        ("apc-powernet-ups", APC_OUTPUT, 13, False, False),  # ecoMode: transfers on a failure
+        ("apc-powernet-ups", APC_OUTPUT, 1, None, None),  # unknown
+        ("eaton-xups", EATON_OUTPUT, 3, False, False),  # normal
+        ("eaton-xups", EATON_OUTPUT, 2, True, False),  # none
+        ("eaton-xups", EATON_OUTPUT, 4, False, True),  # bypass
+        ("eaton-xups", EATON_OUTPUT, 11, False, True),  # maintenanceBypass
+        ("eaton-xups", EATON_OUTPUT, 10, False, False),  # highEfficiencyMode
+        ("eaton-xups", EATON_OUTPUT, 99, None, None),  # outside the MIB
+    ],
+)
+def test_output_off_and_bypass_by_vendor(
+    profile: str, oid: str, raw: int, off: bool | None, bypass: bool | None
+) -> None:
+    """What each card says of its output: off (what the UPS feeds is dark) or in bypass
+    (the battery would not take over). A state that transfers on a failure is neither."""
+    loaded = load_profile_by_name(profile)
+    assert isinstance(loaded, Profile)
+    reading = decode(loaded, "ups-1", {oid: raw})
+    assert (reading.output_off, reading.on_bypass) == (off, bypass)

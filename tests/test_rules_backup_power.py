@@ -57,6 +57,48 @@ class Case:
 
 CASES = [
     pytest.param(Case(station(ups()), "ready", (), 10.0), id="ordinary-10h-on-mains"),
+    # A UPS in bypass: its load on the mains through the bypass; if the mains fails its
+    # battery does not take over, whatever charge and runtime it reports: 0 h, and why.
+    pytest.param(
+        Case(
+            station(ups(on_bypass=True)),
+            "not_ready",
+            ("backup_hours_critical", "ups_on_bypass"),
+            0.0,
+            severity="critical",
+        ),
+        id="ups-in-bypass-counts-0h",
+    ),
+    pytest.param(
+        Case(
+            station(ups(on_bypass=True), genset(fuel_burn_l_per_h=10.0)),
+            "degraded",
+            ("ups_on_bypass",),
+            20.0,  # the generator's 200 L at 10 L/h; the load drops until it starts
+            severity="warning",
+        ),
+        id="ups-in-bypass-with-a-generator-is-degraded",
+    ),
+    pytest.param(
+        Case(
+            station(ups("ups1"), ups("ups2", on_bypass=True)),
+            "not_ready",
+            ("backup_hours_critical", "ups_on_bypass"),
+            0.0,
+        ),
+        id="one-ups-of-two-in-bypass",
+    ),
+    pytest.param(Case(station(ups(on_bypass=False)), "ready", (), 10.0), id="not-in-bypass"),
+    pytest.param(
+        Case(
+            station(on_battery(runtime_s=6 * H, on_bypass=True)),
+            "degraded",
+            ("on_battery_no_generator",),
+            6 - 30 / H,
+            dark_in_s=6 * H - 30,
+        ),
+        id="on-battery-wins-over-a-stale-bypass-flag",
+    ),
     pytest.param(
         Case(
             station(ups(battery_runtime_s=6 * H)),

@@ -91,6 +91,38 @@ def site(
             "power_down",
             id="ups-flat-mains-gone-everywhere",
         ),
+        # A UPS whose output is off: what it feeds is dark, whatever its input says.
+        pytest.param(
+            site((ups(output_off=True),)),
+            "down_power",
+            "power_output_off",
+            id="output-off-mains-present",
+        ),
+        pytest.param(
+            site((ups(output_off=True, mains_present=False, on_battery=False),)),
+            "down_power",
+            "power_output_off",
+            id="output-off-mains-gone-not-on-battery",
+        ),
+        pytest.param(
+            site((ups("ups1"), ups("ups2", output_off=True), genset())),
+            "down_power",
+            "power_output_off",
+            id="one-of-two-ups-off",
+        ),
+        pytest.param(
+            site((ups(output_off=True), genset(generator_running=True, on_generator=True))),
+            "down_power",
+            "power_output_off",
+            id="output-off-on-generator",
+        ),
+        pytest.param(
+            site((ups(output_off=False, on_bypass=True),)),
+            "up_commercial",
+            None,
+            id="bypass-is-up-on-mains",
+        ),
+        pytest.param(site((ups(output_off=False),)), "up_commercial", None, id="output-on"),
         pytest.param(site((ups(),), DOWN), "down_transport", "path_all_down", id="links-down"),
         pytest.param(
             site((on_battery(),), DOWN), "down_transport", None, id="on-battery-links-down"
@@ -132,6 +164,18 @@ def test_power_down_text() -> None:
         "power down: battery depleted, the site is dark",
     )
     assert finding.severity == "critical"
+
+
+def test_a_ups_with_its_output_off_says_so() -> None:
+    e = judge(site((ups("ups1"), ups("ups2", output_off=True))))
+    (finding,) = e.findings
+    assert finding.text_en == (
+        "ups2 says its output is off: what it feeds is dark, whatever the mains and its "
+        "battery say — switch it back on, or find why it shut down (overload, a fault, a "
+        "command, the battery exhausted)"
+    )
+    assert finding.text_vi.startswith("ups2 báo đầu ra đã tắt")
+    assert (finding.severity, e.verdict, e.dark_in_s) == ("critical", "not_ready", 0.0)
 
 
 def test_a_flat_ups_beside_mains_says_its_input_failed() -> None:

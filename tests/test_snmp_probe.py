@@ -87,6 +87,8 @@ async def test_recorded_ups_on_mains(
         load_pct=35,
         alarms_count=0,
         input_line_bads_count=3,
+        output_off=False,
+        on_bypass=False,
     )
 
 
@@ -106,6 +108,27 @@ async def test_ups_set_onto_battery_shows_at_the_next_poll(
     assert (reading.battery_runtime_s, reading.mains_present) == (2280, False)
     back = await collect(target(snmpsim), transport=transport, profile=profile)
     assert (back.on_battery, back.mains_present, back.battery_runtime_s) == (False, True, 2880)
+
+
+@pytest.mark.parametrize(("source", "off", "bypass"), [(2, True, False), (4, False, True)])
+async def test_output_off_and_bypass_show_at_the_next_poll(
+    snmpsim: SnmpSim,
+    transport: SnmpV2cTransport,
+    profile: Profile,
+    source: int,
+    off: bool,
+    bypass: bool,
+) -> None:
+    """upsOutputSource none(2): what the UPS feeds is dark with the mains present;
+    bypass(4): the battery would not take over."""
+    community = snmpsim.community("ups-mib")
+    try:
+        await snmp_set_many(snmpsim.host, snmpsim.port, community, {SOURCE: source})
+        reading = await collect(target(snmpsim), transport=transport, profile=profile)
+    finally:
+        await snmp_set_many(snmpsim.host, snmpsim.port, community, RECORDED)
+    assert (reading.output_off, reading.on_bypass, reading.on_battery) == (off, bypass, False)
+    assert reading.mains_present is True
 
 
 async def test_a_set_on_a_read_only_record_is_refused(snmpsim: SnmpSim) -> None:
