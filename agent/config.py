@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from contract.wire import HumanName, Media, SiteIdentity, Slug
+from contract.wire import HumanName, Media, PathPriority, SiteIdentity, Slug
 from plumbing.config_errors import ConfigError, load_yaml_model
 from plumbing.mqtt_endpoint import MqttEndpoint
 from plumbing.secrets import SecretRef
@@ -52,6 +52,11 @@ class PathConfig(_Strict):
     media: Media
     provider: Slug | None = None
     srlg: tuple[Slug, ...] = Field(default=(), description="shared-risk groups (duct, tower…)")
+    priority: PathPriority | None = Field(
+        default=None,
+        description="the order the router uses this path in, 1 first (static routes, a "
+        "floating route); leave out where the router picks the best path itself (SD-WAN)",
+    )
     target: TcpTarget
     source: str | None = Field(
         default=None,

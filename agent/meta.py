@@ -58,7 +58,13 @@ def meta_message(
         **site.meta_fields(),
         name=site.name,
         paths=tuple(
-            PathDecl(path=p.path, media=p.media, provider=p.provider, srlg=tuple(p.srlg))
+            PathDecl(
+                path=p.path,
+                media=p.media,
+                provider=p.provider,
+                srlg=tuple(p.srlg),
+                priority=getattr(p, "priority", None),  # a site config's; a demo spec has none
+            )
             for p in site.paths
         ),
         devices=tuple(

@@ -307,6 +307,9 @@ class Command(WireModel):
     at: UtcTime
 
 
+PathPriority = Annotated[int, Field(ge=1, le=99)]
+
+
 class PathDecl(WireModel):
     """A link path as the site declares it."""
 
@@ -314,6 +317,11 @@ class PathDecl(WireModel):
     media: Media
     provider: Slug | None = None
     srlg: tuple[Slug, ...] = ()
+    # Added to v1, optional: the order in which the site's router sends its traffic over
+    # its paths, 1 first (static routes, a floating route's distance): a call rides the up
+    # path of the lowest number, whatever the others measure. None: the router picks the
+    # best path itself (SD-WAN), or the order is not known.
+    priority: PathPriority | None = None
 
 
 class BatteryDecl(WireModel):

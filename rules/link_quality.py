@@ -1,10 +1,18 @@
-"""Link quality: the best up path against what an HD video meeting needs.
+"""Link quality: the path that carries a call against what an HD video meeting needs.
 
 A path passes when its round-trip time and loss are measured and within limits and
 its jitter and bandwidth, when measured, are too. One passing path is enough. If none
 passes, the reasons are those of the best path (fewest limits broken, then lowest
 round-trip time), one finding per broken limit. No up path: nothing to say here
 (``multipath`` says it).
+
+Which paths can carry the call: where the site declares the order its router uses its
+paths in (``priority`` in meta, 1 first: static routes, a floating route), the up paths
+of the lowest number, and only those: the router keeps the call on its primary while the
+primary is up, however lossy, and a good backup beside it does not carry it. Then, if
+the primary fails the limits while another up path would pass, ``link_call_on_primary``
+says so (switch over by hand, or mend the primary). Where no order is declared the
+router is taken to pick the best path itself (SD-WAN): any up path may carry the call.
 
 The failover must carry the meeting too. With the independent paths the site kind
 requires up (``multipath`` counts them), those losing more than
@@ -56,12 +64,27 @@ def _measured(path: PathInfo) -> bool:
     return path.rtt_ms is not None and path.loss_pct is not None
 
 
+def carrying(up: tuple[PathInfo, ...]) -> tuple[PathInfo, ...]:
+    """The up paths a call can ride: those of the lowest declared priority, where any is
+    declared; every up path where none is (the router picks the best itself)."""
+    ranked = [p.priority for p in up if p.priority is not None]
+    if not ranked:
+        return up
+    first = min(ranked)
+    return tuple(p for p in up if p.priority == first)
+
+
+def _passes(path: PathInfo, limits: LinkQualityPolicy) -> bool:
+    return _measured(path) and not violations(path, limits)
+
+
 def check(ctx: RuleContext) -> tuple[Finding, ...]:
     limits = ctx.thresholds.link
     up = ctx.paths.up
     if not up:
         return ()
-    judged = [(p, violations(p, limits)) for p in up]
+    calls = carrying(up)
+    judged = [(p, violations(p, limits)) for p in calls]
     if any(_measured(p) and not broken for p, broken in judged):
         return _failover(ctx)
     measured = [(p, broken) for p, broken in judged if broken or _measured(p)]
@@ -74,9 +97,18 @@ def check(ctx: RuleContext) -> tuple[Finding, ...]:
         )
     best, broken = min(measured, key=lambda pb: (len(pb[1]), pb[0].rtt_ms or 0.0, pb[0].path))
     labels = {"path": best.path, "media": best.media}
-    return tuple(
-        ctx.finding("link_quality", "warning", code, nums, labels) for code, nums in broken
+    found = [ctx.finding("link_quality", "warning", code, nums, labels) for code, nums in broken]
+    better = sorted(
+        (p for p in up if p not in calls and _passes(p, limits)),
+        key=lambda p: (p.priority or 100, p.rtt_ms or 0.0, p.path),
     )
+    if better:
+        # the router keeps the call on its primary while that is up: a good backup beside
+        # it does not carry the meeting (module docstring)
+        kept: Numbers = {"priority": best.priority, "better_priority": better[0].priority}
+        named = {"path": best.path, "better": better[0].path}
+        found.append(ctx.finding("link_quality", "info", "link_call_on_primary", kept, named))
+    return tuple(found)
 
 
 def _failover(ctx: RuleContext) -> tuple[Finding, ...]:

@@ -35,6 +35,8 @@ class PathInfo:
     bandwidth_down_mbps: float | None = None
     # reported up, but losing more than the usable share of its probes: counted down
     lossy: bool = False
+    # the order the site's router uses it in, 1 first (meta); None: not declared
+    priority: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,10 +159,17 @@ def assess_paths(snapshot: SiteSnapshot, *, usable_loss_pct: float = 100.0) -> P
             loss_pct=link.loss_pct,
             bandwidth_up_mbps=link.bandwidth_up_mbps,
             bandwidth_down_mbps=link.bandwidth_down_mbps,
+            priority=decl.priority if decl is not None else None,
         )
     for name, decl in declared.items():
         if name not in infos:
-            infos[name] = PathInfo(path=name, media=decl.media, srlg=frozenset(decl.srlg), up=None)
+            infos[name] = PathInfo(
+                path=name,
+                media=decl.media,
+                srlg=frozenset(decl.srlg),
+                up=None,
+                priority=decl.priority,
+            )
     paths = tuple(infos[name] for name in sorted(infos))
     up = [p for p in paths if p.up is True]
     shared = _shared_risk(up)

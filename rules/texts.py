@@ -303,6 +303,14 @@ _CATALOGUE: dict[str, Text] = {
         "{backup_max_loss_pct:n} %): only {fit:n} independent path(s) could carry the "
         "meeting, {required:n} required{tightened_at_level:at_risk}",
     ),
+    "link_call_on_primary": Text(
+        "bộ định tuyến giữ cuộc gọi trên đường {path} (ưu tiên {priority:n}) khi đường này "
+        "còn lên; đường {better} (ưu tiên {better_priority:n}) đạt chất lượng nhưng không "
+        "được dùng — chuyển đường bằng tay hoặc sửa đường {path}",
+        "the router keeps calls on path {path} (priority {priority:n}) while it is up; path "
+        "{better} (priority {better_priority:n}) would carry them but is not used — switch "
+        "over by hand, or mend {path}",
+    ),
     "link_bandwidth_low": Text(
         "băng thông {up_mbps:n}/{down_mbps:n} Mbps lên/xuống (đường {path}), "
         "cần {min_up_mbps:n}/{min_down_mbps:n} Mbps",

@@ -51,7 +51,8 @@ def test_schema_is_the_saved_contract() -> None:
     ``HostReading.clock_synced`` and ``clock_max_error_ms``, the kernel's view of the
     agent's clock; ``Report.outbox``, whose numbering ``seq`` is in;
     ``PowerReading.output_off`` and ``on_bypass``, a UPS whose load is dark or whose
-    battery cannot take over).
+    battery cannot take over; ``PathDecl.priority``, the order the site's router uses its
+    paths in).
     """
     saved = (REPO / "tests" / "fixtures" / "contract" / "schema-v1.json").read_text()
     assert json.loads(kienco("schema").stdout) == json.loads(saved)

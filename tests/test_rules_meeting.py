@@ -7,8 +7,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
+from pydantic import ValidationError
 
-from contract.wire import LinkReading, PowerReading, RoomReading
+from agent.config import SiteConfig
+from agent.meta import meta_message
+from collector.decode import Decoded, decode
+from contract.wire import LinkReading, Meta, PathDecl, PowerReading, RoomReading
 from rules import SiteSnapshot
 from tests.test_rules_support import (
     NOW,
@@ -57,6 +61,19 @@ class Case:
 
 
 SHARED_TOWER = (link("fo1", "fibre", "tower-hp12"), link("mw1", "microwave", "tower-hp12"))
+# fibre with a routing loop or a congested uplink: up, 300 ms; the 4G backup good
+SLOW_FIBRE = (link("fo1", "fibre", "duct-a", rtt_ms=300), link("4g", "cellular", "tower-b"))
+
+
+def ranked(**priorities: int | None) -> list[PathDecl]:
+    """The order the router uses fo1 and 4g in (``priority`` in meta; None: not said)."""
+    media = {"fo1": "fibre", "4g": "cellular", "mw1": "microwave"}
+    return [
+        PathDecl(path=name, media=media[name], priority=rank)  # type: ignore[arg-type]
+        for name, rank in priorities.items()
+    ]
+
+
 ONE_PATH = (link("fo1", "fibre", "duct-a"),)
 
 CASES = [
@@ -131,6 +148,66 @@ CASES = [
             ("link_bandwidth_low",),
         ),
         id="bandwidth-low-on-every-path",
+    ),
+    # --- the path that carries the call: with an order declared, the router keeps the
+    # call on its primary while it is up, however slow; a good backup does not carry it
+    pytest.param(
+        Case(
+            point(links=SLOW_FIBRE, meta_paths=ranked(fo1=1, **{"4g": 2})),
+            "degraded",
+            ("link_rtt_high", "link_call_on_primary"),
+            named="fo1",
+        ),
+        id="slow-primary-carries-the-call-the-good-backup-does-not",
+    ),
+    pytest.param(
+        Case(point(links=SLOW_FIBRE), "ready"),
+        id="no-order-declared-the-router-picks-the-good-path",
+    ),
+    pytest.param(
+        Case(point(links=SLOW_FIBRE, meta_paths=ranked(fo1=2, **{"4g": 1})), "ready"),
+        id="the-good-path-is-the-primary",
+    ),
+    pytest.param(
+        Case(point(links=SLOW_FIBRE, meta_paths=ranked(fo1=1, **{"4g": 1})), "ready"),
+        id="two-paths-of-one-rank-share-the-calls",
+    ),
+    pytest.param(
+        Case(point(links=SLOW_FIBRE, meta_paths=ranked(fo1=None, **{"4g": 1})), "ready"),
+        id="a-ranked-path-before-an-unranked-one",
+    ),
+    pytest.param(
+        Case(
+            point(links=SLOW_FIBRE, meta_paths=ranked(fo1=1, **{"4g": None})),
+            "degraded",
+            ("link_rtt_high", "link_call_on_primary"),
+        ),
+        id="an-unranked-path-after-the-ranked-ones",
+    ),
+    pytest.param(
+        Case(
+            point(
+                links=(link("fo1", "fibre", "duct-a", up=False), link("4g", "cellular", "t")),
+                meta_paths=ranked(fo1=1, **{"4g": 2}),
+            ),
+            "degraded",
+            ("path_down", "paths_one_independent"),
+        ),
+        id="primary-down-the-backup-carries-the-call",
+    ),
+    pytest.param(
+        Case(
+            point(
+                links=(
+                    link("fo1", "fibre", "duct-a", rtt_ms=None, loss_pct=None),
+                    link("4g", "cellular", "t"),
+                ),
+                meta_paths=ranked(fo1=1, **{"4g": 2}),
+            ),
+            "unknown",
+            ("link_quality_unknown",),
+        ),
+        id="primary-unmeasured-is-unknown-whatever-the-backup",
     ),
     # --- the failover must carry the meeting: a backup losing > 5 % is none (one spof)
     pytest.param(
@@ -530,6 +607,18 @@ def test_texts(snapshot: SiteSnapshot, code: str, vi: str, en: str) -> None:
     assert (finding.text_vi, finding.text_en) == (vi, en)
 
 
+def test_the_primary_kept_says_which_path_would_carry_the_call() -> None:
+    e = judge(point(links=SLOW_FIBRE, meta_paths=ranked(fo1=1, **{"4g": 2})))
+    finding = next(f for f in e.findings if f.code == "link_call_on_primary")
+    assert finding.text_en == (
+        "the router keeps calls on path fo1 (priority 1) while it is up; path 4g (priority 2) "
+        "would carry them but is not used — switch over by hand, or mend fo1"
+    )
+    assert finding.severity == "info"
+    rtt = next(f for f in e.findings if f.code == "link_rtt_high")
+    assert rtt.labels["path"] == "fo1"
+
+
 def test_the_failover_text_names_the_backup_its_loss_and_the_limits() -> None:
     snapshot = point(links=[link("fo1", "fibre", "d"), link("4g", "cellular", "t", loss_pct=30)])
     finding = next(f for f in judge(snapshot).findings if f.code == "link_backup_unfit")
@@ -566,3 +655,52 @@ def test_a_naive_meeting_start_is_refused() -> None:
 
     with pytest.raises(ValueError, match="meeting_starts_at"):
         judge(point(), meeting_starts_at=datetime(2024, 9, 7, 14, 0))
+
+
+def test_the_site_configs_path_order_reaches_the_rules() -> None:
+    """``priority`` in the site config's paths travels in meta, through the collector's
+    decoding, to the rule that picks the path carrying the call."""
+    config = SiteConfig.model_validate(
+        {
+            "site": "qn-dc-duong-huy",
+            "province": "qn",
+            "kind": "meeting_point",
+            "name": "Điểm cầu UBND xã Dương Huy",
+            "broker": {"url": "mqtt://127.0.0.1:1"},
+            "paths": [
+                {"path": "fo1", "media": "fibre", "srlg": ["duct-a"], "priority": 1,
+                 "target": {"host": "127.0.0.1", "port": 1}},
+                {"path": "4g", "media": "cellular", "srlg": ["tower-b"],
+                 "target": {"host": "127.0.0.1", "port": 1}},
+            ],
+        }
+    )  # fmt: skip
+    meta = meta_message(config, interval_s=60, now=ago(600))
+    decoded = decode(
+        "kienco/v1/qn/qn-dc-duong-huy/meta",
+        meta.model_dump_json().encode(),
+        now=NOW,
+        max_bytes=65_536,
+        future_tolerance_s=60,
+    )
+    assert isinstance(decoded, Decoded) and isinstance(decoded.message, Meta)
+    assert [(d.path, d.priority) for d in decoded.message.paths] == [("fo1", 1), ("4g", None)]
+    e = judge(point(links=SLOW_FIBRE, meta_paths=decoded.message.paths))
+    assert codes(e) == ["link_rtt_high", "link_call_on_primary"]
+
+
+def test_a_path_priority_outside_1_to_99_is_refused_naming_it() -> None:
+    with pytest.raises(ValidationError, match=r"paths\.0\.priority"):
+        SiteConfig.model_validate(
+            {
+                "site": "qn-x",
+                "province": "qn",
+                "kind": "meeting_point",
+                "name": "x",
+                "broker": {"url": "mqtt://127.0.0.1:1"},
+                "paths": [
+                    {"path": "fo1", "media": "fibre", "priority": 0,
+                     "target": {"host": "127.0.0.1", "port": 1}},
+                ],
+            }
+        )  # fmt: skip

@@ -202,6 +202,7 @@ NO_THRESHOLD = {
     "power_down_input_failed",  # the devices are labels; a state, no threshold
     "power_output_off",  # the device is a label; a state
     "ups_on_bypass",  # counted 0 h: the hours' own finding says the threshold
+    "link_call_on_primary",  # beside the primary's own findings, which say the limits
     "on_battery_runtime_unknown",
     "on_battery_generator_stopped_runtime_unknown",
     "on_battery_no_model",
