@@ -21,7 +21,9 @@ from typing import Any
 import pytest
 
 from agent.config import DeviceConfig, SiteConfig
+from agent.profiles import Profile, load_profile_by_name
 from agent.runner import Agent
+from agent.trap_profile import decode_trap
 from agent.traps import (
     SNMP_TRAP_ADDRESS,
     SNMP_TRAP_OID,
@@ -622,6 +624,42 @@ def test_an_on_battery_trap_over_an_on_line_zero_runtime_is_no_dark_site(
     assert held.power["ups1"][0].battery_runtime_s == runtime_after
     evaluation = evaluate(held, load_policy(), later)
     assert (evaluation.station_state == "down_power") is (runtime_after == 0.0)
+
+
+@pytest.mark.parametrize(
+    ("alarm", "field", "state", "code"),
+    [
+        ("upsAlarmUpsOutputOff", "output_off", "down_power", "power_output_off"),
+        ("upsAlarmOutputOffAsRequested", "output_off", "down_power", "power_output_off"),
+        ("upsAlarmOnBypass", "on_bypass", "up_commercial", "ups_on_bypass"),
+    ],
+)
+def test_an_output_off_or_bypass_alarm_is_judged_at_once(
+    alarm: str, field: str, state: str, code: str
+) -> None:
+    """upsTrapAlarmEntryAdded naming the output switched off (or the bypass): the site is
+    dark (or without its battery) from the trap, not from the next poll a minute later."""
+    profile = load_profile_by_name("ups-mib")
+    assert isinstance(profile, Profile)
+    well_known = {
+        "upsAlarmOnBypass": "9",
+        "upsAlarmOutputOffAsRequested": "11",
+        "upsAlarmUpsOutputOff": "14",
+    }
+    descr = "1.3.6.1.2.1.33.1.6.3." + well_known[alarm]  # upsAlarmDescr: an OID
+    meaning = decode_trap(
+        profile, "upsTrapAlarmEntryAdded", {"1.3.6.1.2.1.33.1.6.2.1.2.5": descr}, "ups1"
+    )
+    assert meaning.power is not None and getattr(meaning.power, field) is True
+    held, later = _trapped(_polled_on_mains(100.0, 30.0, 36_000.0), meaning.power)
+    evaluation = evaluate(held, load_policy(), later)
+    assert evaluation.station_state == state
+    assert code in [f.code for f in evaluation.findings]
+    cleared = decode_trap(
+        profile, "upsTrapAlarmEntryRemoved", {"1.3.6.1.2.1.33.1.6.2.1.2.5": descr}, "ups1"
+    )
+    assert cleared.event == "alarm_cleared"
+    assert cleared.power is not None and getattr(cleared.power, field) is False
 
 
 async def test_a_taken_trap_port_leaves_the_agent_running(
