@@ -84,6 +84,9 @@ class PowerAssessment:
     dark_in_s: float | None = None  # grid gone: seconds from now until dark
     errors: tuple[tuple[str, str], ...] = ()
     has_data: bool = False
+    # the mains reported absent, no battery device discharging, the generator's state not
+    # read: which source carries the site is unknown, and so are its hours left
+    source_unknown: bool = False
 
 
 def plausible_runtime(reading: PowerReading, trust: RuntimeTrust) -> float | None:
@@ -247,7 +250,15 @@ def _mode(
             # the generator says it is stopped: what still feeds the site is its battery,
             # whether or not a battery device says so (unread, or not monitored)
             return "battery"
-        return "generator" if gen_present else "unknown"
+        if gen_present and any(r.on_battery is False for r in readings):
+            # a battery device says its input is live, and not from the mains: from the
+            # generator, whatever its unread controller would say
+            return "generator"
+        # The generator's state unread (or no generator) and nothing else says which
+        # source carries the site. A generator that merely exists was taken as running:
+        # the site said on generator, its fuel counted as hours left, while it may be on
+        # a battery running out or already dark (``source_unknown``).
+        return "unknown"
     if any(r.on_battery is False for r in readings):
         return "commercial"
     return "unknown"
@@ -285,9 +296,15 @@ def assess_power(
     gen_s = None if gen_h is None else gen_h * 3600
 
     mode = _mode(readings, batteries, running, gen_present)
+    mains = [r.mains_present for r in readings if r.mains_present is not None]
+    source_unknown = mode == "unknown" and gen_present and bool(mains) and not any(mains)
 
     backup_s: float | None
-    if mode == "down":
+    if source_unknown:
+        # not "if the grid failed now": it has failed, and what is left depends on the
+        # source nobody read (the battery's hours, or the fuel's as well)
+        backup_s, lower = None, False
+    elif mode == "down":
         backup_s, lower = 0.0, False
     elif mode == "battery":
         backup_s, lower = _sum([battery_s] + ([gen_s] if running else []))
@@ -314,4 +331,5 @@ def assess_power(
         dark_in_s=dark_in_s,
         errors=errors,
         has_data=True,
+        source_unknown=source_unknown,
     )

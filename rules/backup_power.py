@@ -3,8 +3,10 @@
 With the grid present the hours are "if the grid failed now": battery plus the fuel
 of an idle generator (assumed to start). With the grid gone they are what is left
 from now (``dark_in_s``); a generator that is not running is not counted then, and
-says so. How autonomy is estimated, and why a vendor runtime may be ignored, is in
-``rules/autonomy.py``.
+says so. With the grid gone and the generator's state not read, while no battery device
+says it is discharging, the source is unknown and so are the hours: said as that
+(``power_source_unknown``), never as on generator. How autonomy is estimated, and why
+a vendor runtime may be ignored, is in ``rules/autonomy.py``.
 
 Where the ``meeting`` rule also runs (meeting points), the hours are judged against
 the meeting (from now or its start, to its end) by that rule; this one then reports
@@ -166,7 +168,12 @@ def check(ctx: RuleContext) -> tuple[Finding, ...]:
             return ()
         return (ctx.finding("backup_power", "warning", "backup_hours_unknown", impact="unknown"),)
     main: Finding | None = None
-    if ctx.power.mode in ("battery", "generator", "down"):
+    if ctx.power.source_unknown:
+        # said at meeting points too: it is the power state, not an hours judgement
+        numbers = {"battery_s": ctx.power.battery_s, "generator_s": ctx.power.generator_s}
+        code = "power_source_unknown"
+        main = ctx.finding("backup_power", "warning", code, numbers, impact="unknown")
+    elif ctx.power.mode in ("battery", "generator", "down"):
         main = _grid_gone(ctx)
     elif not judged_by_meeting:
         main = _grid_present(ctx)

@@ -178,6 +178,16 @@ _CATALOGUE: dict[str, Text] = {
         "(không có lượng dầu hoặc mức tiêu hao)",
         "mains lost: on generator, fuel autonomy unknown (fuel level or burn rate not reported)",
     ),
+    "power_source_unknown": Text(
+        "mất điện lưới nhưng không đọc được máy phát có đang chạy hay không, và không thiết "
+        "bị ắc quy nào báo đang xả: không rõ trạm đang chạy bằng nguồn nào, nên không rõ còn "
+        "bao lâu (ắc quy {battery_s:dur}, nhiên liệu máy phát {generator_s:dur} nếu máy đang "
+        "chạy) — kiểm tra máy phát",
+        "mains lost, but whether the generator runs was not read, and no battery device says "
+        "it is discharging: which source carries the site is unknown, and so is the time "
+        "left (battery {battery_s:dur}, generator fuel {generator_s:dur} if it runs) — check "
+        "the generator",
+    ),
     # --- backup power, mains present: hours if they failed now
     "backup_hours_short": Text(
         "điện dự phòng đủ {backup_h:below} giờ{needs}",

@@ -738,3 +738,111 @@ def test_a_stopped_generator_with_mains_gone_is_never_on_generator(
     e = judge(station(*power, generator_declared=True))
     assert (e.station_state, e.verdict, codes(e)) == (state, verdict, found)
     assert e.dark_in_s == (None if dark_in_s is None else pytest.approx(dark_in_s))
+
+
+# Mains absent, no battery device says it is discharging, and the generator's state was
+# not read (its controller unread, its state register unanswered, or only declared): it
+# was judged "on generator" (up_generator, its fuel counted as hours left, even ready),
+# a generator claimed to carry the site when nothing said so; the NOC stopped worrying.
+# What is known is said: on battery when a battery device says so, on generator when one
+# says it is on line (its input live, the mains not), else the source is unknown, and so
+# are the hours left.
+GONE: dict[str, Any] = {"generator_running": None, "mains_present": False}
+
+
+@pytest.mark.parametrize(
+    ("power", "state", "verdict", "found", "backup_h", "dark_in_s"),
+    [
+        pytest.param(
+            (genset(**GONE, fuel_l=400.0, fuel_burn_l_per_h=5.0),),
+            "unknown",
+            "unknown",
+            ["power_source_unknown"],
+            None,
+            None,
+            id="genset-state-unread-fuel-known",
+        ),
+        pytest.param(
+            (ups(mains_present=False, on_battery=None, battery_runtime_s=2 * H),),
+            "unknown",
+            "unknown",
+            ["power_source_unknown"],
+            None,
+            None,
+            id="generator-declared-only-ups-status-unread",
+        ),
+        pytest.param(
+            (
+                PowerReading(device="gen1", error="modbus: no answer"),
+                ups(mains_present=False, on_battery=None, battery_runtime_s=2 * H),
+            ),
+            "unknown",
+            "unknown",
+            ["power_source_unknown", "power_probe_error"],
+            None,
+            None,
+            id="genset-unread",
+        ),
+        pytest.param(
+            (
+                genset(**GONE, fuel_l=400.0, fuel_burn_l_per_h=5.0),
+                ups(mains_present=None, on_battery=False, battery_runtime_s=2 * H),
+            ),
+            "up_generator",  # the UPS's input is live, the mains are not: the generator
+            "ready",
+            ["on_generator"],
+            (82 * H - 30) / H,
+            82 * H - 30,
+            id="ups-on-line-mains-absent-at-the-genset",
+        ),
+        pytest.param(
+            (genset(**GONE, fuel_l=400.0, fuel_burn_l_per_h=5.0), on_battery(runtime_s=2 * H)),
+            "up_battery",
+            "not_ready",
+            ["on_battery"],  # 2 h of battery, the generator's fuel not counted
+            (2 * H - 30) / H,
+            2 * H - 30,
+            id="a-ups-says-on-battery-control",
+        ),
+        pytest.param(
+            (genset(generator_running=True, mains_present=False, fuel_l=400.0),),
+            "up_generator",
+            "unknown",
+            ["on_generator_fuel_unknown"],
+            None,
+            None,
+            id="running-said-control",
+        ),
+    ],
+)
+def test_mains_gone_and_generator_state_unknown_is_never_on_generator(
+    power: tuple[PowerReading, ...],
+    state: str,
+    verdict: str,
+    found: list[str],
+    backup_h: float | None,
+    dark_in_s: float | None,
+) -> None:
+    s = station(*power, generator_declared=True)
+    e = judge(s)
+    assert (e.station_state, e.verdict, codes(e)) == (state, verdict, found)
+    assert e.backup_hours == (None if backup_h is None else pytest.approx(backup_h))
+    assert e.dark_in_s == (None if dark_in_s is None else pytest.approx(dark_in_s))
+    status = to_status(e, s)  # what the board, the alerts and Grafana get
+    assert (status.station_state, status.dark_in_s) == (state, e.dark_in_s)
+
+
+def test_power_source_unknown_says_what_each_source_gives() -> None:
+    e = judge(
+        station(
+            genset(**GONE, fuel_l=400.0, fuel_burn_l_per_h=5.0),
+            ups(mains_present=None, on_battery=None, battery_runtime_s=2 * H),
+        )
+    )
+    (finding,) = e.findings
+    assert finding.text_en == (
+        "mains lost, but whether the generator runs was not read, and no battery device says "
+        "it is discharging: which source carries the site is unknown, and so is the time "
+        "left (battery 2 h, generator fuel 3 d 8 h if it runs) — check the generator"
+    )
+    assert "không rõ trạm đang chạy bằng nguồn nào" in finding.text_vi

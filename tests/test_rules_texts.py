@@ -207,6 +207,7 @@ NO_THRESHOLD = {
     "on_battery_generator_stopped_runtime_unknown",
     "on_battery_no_model",
     "on_generator_fuel_unknown",
+    "power_source_unknown",  # which source carries the site: unknown, so are its hours
     "backup_hours_unknown",
     "backup_hours_unknown_no_model",
     "runtime_untrusted",

@@ -500,3 +500,12 @@ def test_the_api_and_the_cli_forecast_from_the_collectors_sites(
 
     assert kienco_main(["whatif", "--province", "zz", "--grid-off", "--url", url]) == 4
     assert "the collector knows: hn, hp, qn" in capsys.readouterr().err
+
+
+def test_mains_gone_with_the_generator_unread_is_no_forecast_of_generator_hours() -> None:
+    """It was forecast 'on generator', dark when its fuel ran out (80 h on), while
+    nothing said the generator ran: the site may be on a battery running out."""
+    unread = genset(generator_running=None, mains_present=False, fuel_l=160.0)
+    fleet = [site("gen-unread", power=[unread], links=two_paths(), generator_declared=True)]
+    (only,) = forecast(fleet, POLICY, NOW, province=fleet[0].province, at=AT, hours=12).sites
+    assert (only.power_now, only.basis, only.dark_at) == ("unknown", "no_power_data", None)
