@@ -117,14 +117,27 @@ U16_NA, S16_NA, TRANSDUCER_FAULT = 0xFFFF, 0x7FFF, 0xFFFC
         ({1536: 0xFFFF, 1537: 0xFC18}, {"load_w": None}),  # -1000 W: reverse power
         ({1536: 0x7FFF, 1537: 0xFFFF}, {"load_w": None}),  # s32 unimplemented
         ({1290: U16_NA, 1291: U16_NA}, {"fuel_burn_l_per_h": None}),
-        # engine state first, engine speed when the controller has no state register
-        ({1408: 0}, {"generator_running": False}),  # state wins over 1500 rpm
+        # An engine turning (above 300 rpm) or a set delivering power (above 200 W) runs,
+        # whatever the state register says: a controller whose state lags (or is stuck)
+        # while the engine turns and carries 42 kW has the site on generator. It was
+        # pinned "not running" here ("state wins over 1500 rpm"): with the mains gone the
+        # site was judged on battery, "generator stopped", its fuel not counted, and
+        # someone sent to start a set that was running. Without either sign, the state
+        # decides; without a state, the speed.
+        ({1408: 0}, {"generator_running": True}),  # stopped, yet 1 500 rpm and 42.1 kW
+        ({1408: 0, 1536: 0, 1537: 0}, {"generator_running": True}),  # 1 500 rpm alone
+        ({1408: 0, 1030: 0}, {"generator_running": True}),  # 42.1 kW alone (speed sender 0)
+        ({1408: 0, 1030: U16_NA}, {"generator_running": True}),  # no speed sender, 42.1 kW
+        ({1408: 0, 1030: 0, 1536: 0, 1537: 0}, {"generator_running": False}),
+        ({1408: 0, 1030: 0, 1536: 0, 1537: 150}, {"generator_running": False}),  # CT noise
+        ({1408: 3, 1030: 0, 1536: 0, 1537: 0}, {"generator_running": True}),  # state says
         ({1408: 2}, {"generator_running": True}),  # warming up: the engine turns
-        ({1408: 1, 1030: 180}, {"generator_running": False}),  # pre-start, cranking
+        ({1408: 1, 1030: 180, 1536: 0, 1537: 0}, {"generator_running": False}),  # cranking
         ({1408: 15}, {"generator_running": True}),  # "not available": 1500 rpm decides
-        ({1408: U16_NA, 1030: 0}, {"generator_running": False}),
-        ({1408: U16_NA, 1030: 250}, {"generator_running": False}),
-        ({1408: U16_NA, 1030: U16_NA}, {"generator_running": None}),
+        ({1408: U16_NA, 1030: 0, 1536: 0, 1537: 0}, {"generator_running": False}),
+        ({1408: U16_NA, 1030: 250, 1536: 0, 1537: 0}, {"generator_running": False}),
+        ({1408: U16_NA, 1030: U16_NA, 1536: 0, 1537: 0}, {"generator_running": None}),
+        ({1408: U16_NA, 1030: U16_NA}, {"generator_running": True}),  # 42.1 kW says it
         # alarms: codes 2, 3, 4 in the 4-bit slots; all-unimplemented is unknown
         ({2049: 0x1234}, {"alarms_count": 4}),  # 2, 3, 4 here + maintenance due
         ({2059: 0x1111}, {"alarms_count": 0}),  # mains failed is an indication, not an alarm
