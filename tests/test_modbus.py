@@ -314,6 +314,38 @@ async def test_a_register_the_model_lacks_is_unknown_and_the_rest_still_read(
     assert reading.model_dump() == wanted
 
 
+@pytest.mark.parametrize(
+    ("missing", "silent_at", "unread", "said"),
+    [
+        # page 4's merged read refused (a register no value uses), its values re-read one
+        # by one, and the gateway stops answering at the third (the generator voltage):
+        # fuel, starter battery and speed were read, and the other pages before
+        pytest.param(
+            [1040],
+            [1032],
+            {"output_v": None, "input_v": None, "mains_present": None},
+            "one by one",
+            id="reread-cut-short",
+        ),
+        # the last merged read (the alarms page) unanswered: the four before were read
+        pytest.param([], [2049], {"alarms_count": None}, "", id="last-read-unanswered"),
+    ],
+)
+async def test_a_poll_cut_short_keeps_what_was_read(
+    missing: list[int], silent_at: list[int], unread: dict[str, object], said: str
+) -> None:
+    """Values already read were dropped when a later request got no answer: the whole
+    genset an error reading (running, fuel, mains unknown, its hours unknown for the NOC)
+    though the controller had served most of them. What was read is kept, the rest is
+    unknown, and the error says why."""
+    async with lacking(missing, silent_at=silent_at) as controller:
+        reading = await poll(genset_device(controller.port, timeout_s=0.3))
+    assert reading.error is not None and said in reading.error
+    assert "the values not read are unknown" in reading.error
+    got = reading.model_dump(exclude={"error"})
+    assert got == {**RUNNING_ON_MAINS_FAILURE.model_dump(exclude={"error"}), **unread}
+
+
 async def test_a_controller_that_serves_none_of_the_registers_is_an_error() -> None:
     async with lacking(range(1024, 2303)) as controller:
         reading = await poll(genset_device(controller.port, retries=2))

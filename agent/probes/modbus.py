@@ -5,7 +5,11 @@ Gensets and ATS panels speak Modbus more often than SNMP. The device's profile
 few requests as the profile allows, over one connection. Registers the controller's
 model lacks (exception 2 for a read) are unknown, the rest still read: a merged read
 refused that way is read again value by value. A controller that does not answer, or
-serves none of them, gives a reading with ``error`` set, never an exception.
+serves none of them, gives a reading with ``error`` set, never an exception. One that
+stops answering part-way (a hung gateway, a request timed out) gives what it had
+answered, the rest unknown, with ``error`` saying why: the values already read are
+measurements as good as any, and dropping them made a genset that served its state and
+fuel an unknown one.
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ __all__ = [
 _MAX_ERROR = 500  # PowerReading.error's limit
 
 ReadRegisters = Callable[..., Awaitable[dict[int, int]]]
-"""``read(host, port, unit_id, spans, *, timeout_s) -> {address: word}``; tests may swap it
-through ``Transports.extra["modbus"]``."""
+"""``read(host, port, unit_id, spans, *, timeout_s, into) -> {address: word}``, filling
+``into`` as the answers come (what was read before a failure stays there); tests may swap
+it through ``Transports.extra["modbus"]``."""
 
 
 class ModbusReadError(Exception):
@@ -54,12 +59,15 @@ async def read_registers(
     spans: Sequence[tuple[int, int]],
     *,
     timeout_s: float,
+    into: dict[int, int] | None = None,
 ) -> dict[int, int]:
     """Read each (start, count) span of holding registers (function 3) over one connection.
 
     A span the controller answers exception 2 for (illegal data address: a register its
     model lacks) is left out, its registers unknown, and the other spans are still read;
-    any other exception, or exception 2 for every span, is a ModbusRefused.
+    any other exception, or exception 2 for every span, is a ModbusRefused. The words go
+    into ``into`` (when given) as each span is answered: when a later span fails, or the
+    caller's timeout cancels the read, the spans answered before are still there.
     """
     where = f"modbus {host}:{port} unit {unit_id}"
     # Retries are the probe's, per poll; pymodbus would retry each request on its own.
@@ -67,7 +75,7 @@ async def read_registers(
     try:
         if not await client.connect():
             raise ModbusReadError(f"{where}: cannot connect")
-        words: dict[int, int] = {}
+        words: dict[int, int] = {} if into is None else into
         lacking = ""
         for start, count in spans:
             response = await client.read_holding_registers(start, count=count, device_id=unit_id)
@@ -98,15 +106,28 @@ def _unread(span: tuple[int, int], words: dict[int, int]) -> bool:
 
 
 async def _read_lacking(
-    read: ReadRegisters, device: DeviceConfig, spans: list[tuple[int, int]]
-) -> dict[int, int]:
-    """Values read one by one; none of them answered is none of them known."""
+    read: ReadRegisters,
+    device: DeviceConfig,
+    spans: list[tuple[int, int]],
+    words: dict[int, int],
+) -> None:
+    """Values read one by one into ``words``; none of them answered is none of them
+    known. Those answered before a failure (no answer, a timeout) are kept, and the
+    failure is raised."""
+    more: dict[int, int] = {}
     try:
-        return await read(
-            device.host, device.port_or_default, device.unit_id, spans, timeout_s=device.timeout_s
+        await read(
+            device.host,
+            device.port_or_default,
+            device.unit_id,
+            spans,
+            timeout_s=device.timeout_s,
+            into=more,
         )
     except ModbusRefused:
-        return {}
+        pass
+    finally:
+        words.update(more)
 
 
 def _failed(device: DeviceConfig, reason: str) -> list[DeviceReading]:
@@ -125,21 +146,39 @@ async def poll_device(
     # Each request may take the whole timeout; the connect too.
     budget_s = device.timeout_s * (len(spans) + 1)
     reason = "not polled"
+    kept: dict[int, int] = {}  # the most any attempt read before it failed
     for _attempt in range(device.retries + 1):
+        words: dict[int, int] = {}
+        phase, alone_s = "", 0.0
         try:
             async with asyncio.timeout(budget_s):
-                words = await read(host, port, device.unit_id, spans, timeout_s=device.timeout_s)
+                await read(
+                    host, port, device.unit_id, spans, timeout_s=device.timeout_s, into=words
+                )
             # A merged read refused for a register no value uses: each value alone.
             alone = [s for s in value_spans(profile) if s not in spans and _unread(s, words)]
             if alone:
-                async with asyncio.timeout(device.timeout_s * (len(alone) + 1)):
-                    words |= await _read_lacking(read, device, alone)
+                phase, alone_s = "values re-read one by one: ", device.timeout_s * (len(alone) + 1)
+                async with asyncio.timeout(alone_s):
+                    await _read_lacking(read, device, alone, words)
         except TimeoutError:
-            reason = f"modbus {host}:{port}: no answer within {budget_s:g} s"
+            within = alone_s if phase else budget_s
+            reason = f"modbus {host}:{port}: {phase}no answer within {within:g} s"
         except ModbusRefused as exc:
-            return _failed(device, str(exc))
+            reason = f"{phase}{exc}"
+            if len(words) > len(kept):
+                kept = words
+            break  # asking again won't help
         except ModbusReadError as exc:
-            reason = str(exc)
+            reason = f"{phase}{exc}"
         else:
             return [decode(profile, device.device, words, tank_l=device.tank_l)]
-    return _failed(device, reason)
+        if len(words) > len(kept):
+            kept = words
+    if not kept:
+        return _failed(device, reason)
+    reading = decode(profile, device.device, kept, tank_l=device.tank_l)
+    suffix = "; the values not read are unknown"
+    if len(reason) + len(suffix) > _MAX_ERROR:
+        reason = reason[: _MAX_ERROR - len(suffix) - 1] + "…"
+    return [reading.model_copy(update={"error": reason + suffix})]

@@ -12,6 +12,7 @@ import threading
 from collections.abc import AsyncIterator, Collection, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,11 +82,32 @@ def genset(modbus_server: ThreadedSimulator) -> ThreadedSimulator:
 
 class LackingSimulator(ModbusSimulator):
     """The recording's pages, less the registers a controller model lacks: a read that
-    touches one answers exception 2 (illegal data address), as pymodbus's own server does."""
+    touches one answers exception 2 (illegal data address), as pymodbus's own server does.
+    A read starting at an address of ``silent_at`` gets no answer (a gateway that hangs
+    part-way through a poll) until the simulator stops."""
 
-    def __init__(self, rec: ModbusRecording, port: int, lacking: Collection[int]) -> None:
+    def __init__(
+        self,
+        rec: ModbusRecording,
+        port: int,
+        lacking: Collection[int],
+        silent_at: Collection[int] = (),
+    ) -> None:
         super().__init__(rec, port=port)
         self.lacking = frozenset(lacking)
+        self.silent_at = frozenset(silent_at)
+        self._stopping = asyncio.Event()
+
+    async def _sync(
+        self, fc: int, start: int, address: int, count: int, regs: list[int], values: Any
+    ) -> None:
+        if address in self.silent_at:
+            await self._stopping.wait()
+        await super()._sync(fc, start, address, count, regs, values)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        await super().stop()
 
     async def start(self) -> None:
         from pymodbus.server import ModbusTcpServer
@@ -115,9 +137,12 @@ class LackingSimulator(ModbusSimulator):
 
 
 @asynccontextmanager
-async def lacking(registers: Collection[int]) -> AsyncIterator[LackingSimulator]:
-    """The genset recording served on this event loop, without ``registers``."""
-    simulator = LackingSimulator(recording(), free_port(), registers)
+async def lacking(
+    registers: Collection[int], *, silent_at: Collection[int] = ()
+) -> AsyncIterator[LackingSimulator]:
+    """The genset recording served on this event loop, without ``registers``; reads
+    starting at ``silent_at`` are never answered."""
+    simulator = LackingSimulator(recording(), free_port(), registers, silent_at)
     await simulator.start()
     try:
         yield simulator
