@@ -176,6 +176,10 @@ class LinkReading(WireModel):
     rtt_ms: Millis | None = None
     jitter_ms: Millis | None = None
     loss_pct: Pct | None = None
+    # How many probes measured ``up``, ``rtt_ms``, ``loss_pct``. With none (0, the default
+    # for agents that leave it out) nothing measured the path: the rules count it unknown,
+    # neither up nor down (rules/paths.py). Taken, not refused: refusing it would refuse
+    # the report's power readings with it.
     probes_sent: Annotated[int, Field(ge=0, le=10_000)] = 0
     bandwidth_up_mbps: Annotated[float, Field(ge=0, le=1_000_000)] | None = None
     bandwidth_down_mbps: Annotated[float, Field(ge=0, le=1_000_000)] | None = None

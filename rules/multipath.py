@@ -56,7 +56,12 @@ def check(ctx: RuleContext) -> tuple[Finding, ...]:
         return _findings(ctx, [("warning", "paths_unknown", {}, "unknown")])
     if paths.all_down:
         return _findings(ctx, [("critical", "path_all_down", {}, None)])
-    findings: list[Said] = []
+    # named, as unknown: the agent said up or down with no probe sent
+    findings: list[Said] = [
+        ("info", "path_unprobed", {"path": p.path, "media": p.media}, None)
+        for p in paths.unknown
+        if p.unprobed
+    ]
     if paths.up:
         for path in paths.down:
             named = {"path": path.path, "media": path.media}

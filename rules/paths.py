@@ -8,7 +8,10 @@ of the same size, the one with the most media is chosen. The search is exact up 
 ``EXACT_LIMIT`` up paths (sites have a handful) and greedy beyond.
 
 A path's groups are those its reading carries plus those its meta declares. A
-declared path with no reading is *unknown*, never *up*.
+declared path with no reading is *unknown*, never *up*; so is one whose reading says up
+or down with no probe sent (``probes_sent`` 0, ``unprobed``): nothing measured it. The
+wire takes such a reading (the field defaults to 0, and refusing it would refuse the
+report's power readings with it); every kienco agent sends its count.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from contract.wire import Media
+from contract.wire import LinkReading, Media
 from rules.snapshot import SiteSnapshot
 
 EXACT_LIMIT = 16
@@ -37,6 +40,8 @@ class PathInfo:
     lossy: bool = False
     # the order the site's router uses it in, 1 first (meta); None: not declared
     priority: int | None = None
+    # reported up or down with no probe sent: nothing measured it, counted unknown
+    unprobed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +142,11 @@ def _shared_risk(up: Sequence[PathInfo]) -> SharedRisk | None:
     return None
 
 
+def measured_up(link: LinkReading) -> bool | None:
+    """The reading's up, when a probe measured it; None when none was sent."""
+    return None if link.probes_sent == 0 else link.up
+
+
 def assess_paths(snapshot: SiteSnapshot, *, usable_loss_pct: float = 100.0) -> PathAssessment:
     """The site's paths. One its agent says is up but that loses more than
     ``usable_loss_pct`` of its probes (the agent calls a path up when any probe comes
@@ -147,13 +157,20 @@ def assess_paths(snapshot: SiteSnapshot, *, usable_loss_pct: float = 100.0) -> P
     for name, (link, _) in snapshot.links.items():
         decl = declared.get(name)
         groups = frozenset(link.srlg) | (frozenset(decl.srlg) if decl is not None else frozenset())
-        lossy = link.up is True and link.loss_pct is not None and link.loss_pct > usable_loss_pct
+        unprobed = link.up is not None and measured_up(link) is None
+        lossy = (
+            link.up is True
+            and not unprobed
+            and link.loss_pct is not None
+            and link.loss_pct > usable_loss_pct
+        )
         infos[name] = PathInfo(
             path=name,
             media=link.media,
             srlg=groups,
-            up=False if lossy else link.up,
+            up=None if unprobed else False if lossy else link.up,
             lossy=lossy,
+            unprobed=unprobed,
             rtt_ms=link.rtt_ms,
             jitter_ms=link.jitter_ms,
             loss_pct=link.loss_pct,

@@ -290,6 +290,12 @@ _CATALOGUE: dict[str, Text] = {
         "path {path} ({media:media}) is up but loses {loss_pct} % of its probes "
         "(over {usable_loss_pct} %): not counted as a path",
     ),
+    "path_unprobed": Text(
+        "đường truyền {path} ({media:media}) được báo mà không gửi gói thăm dò nào "
+        "(probes_sent 0): không có gì đo nó, nên coi là chưa rõ, không tính là lên hay xuống",
+        "path {path} ({media:media}) is reported with no probe sent (probes_sent 0): nothing "
+        "measured it, so it is counted as unknown, neither up nor down",
+    ),
     # --- link quality
     "link_rtt_high": Text(
         "độ trễ tốt nhất {rtt_ms:n} ms (đường {path}), ngưỡng {max_rtt_ms:n} ms",

@@ -199,3 +199,18 @@ def test_a_site_judged_as_if_its_clock_were_right_shows_its_readings_times_set_r
     # Its clock right: shown as it reported.
     plain = site_view(to_status(evaluate(right, load_policy(), RULES_NOW), right), right)
     assert [d.at for d in plain.devices] == [d.at for d in view.devices]
+
+
+def test_a_path_reported_with_no_probe_sent_is_shown_unknown_and_not_counted_up() -> None:
+    """The site page showed it "up" in green and the province page counted it among the
+    paths up (2/2), while the rules count it unknown: nothing measured it."""
+    fibre, microwave = two_paths()
+    unprobed = microwave.model_copy(update={"probes_sent": 0, "rtt_ms": None, "loss_pct": None})
+    site = snap(power=[on_battery()], links=[fibre, unprobed])
+    judged = to_status(evaluate(site, load_policy(), RULES_NOW), site)
+    view = site_view(judged, site)
+    assert view.paths_up == 1
+    assert {p.path: p.up for p in view.paths} == {"fo1": True, "mw1": None}
+    page = Renderer().render("_site.html", "en", view=view, now=NOW, charts=None, hours=24)
+    assert '<tr id="path-mw1" data-up="unknown">' in page
+    assert '<tr id="path-fo1" data-up="true">' in page

@@ -240,7 +240,73 @@ LOSSY_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES + LOSSY_CASES)
+# A reading that says up (or down) with no probe sent carries no measurement: the wire
+# lets it through (probes_sent defaults to 0; every kienco agent sends its count), and
+# it was counted as the agent said: a path nothing measured counted up, a site with one
+# real path judged ready on two, and two unprobed "down" readings a false transport lost.
+# It is unknown, and said.
+UNPROBED = {"probes_sent": 0, "rtt_ms": None, "jitter_ms": None, "loss_pct": None}
+UNPROBED_CASES = [
+    pytest.param(
+        Case(
+            station(
+                link("fo1", "fibre", "duct-a"), link("mw1", "microwave", "tower-b", **UNPROBED)
+            ),
+            1,
+            ("path_unprobed", "paths_one_independent"),
+            "degraded",
+        ),
+        id="second-path-up-with-no-probe-is-no-backup",
+    ),
+    pytest.param(
+        Case(
+            station(
+                link("fo1", "fibre", "duct-a"),
+                link("mw1", "microwave", "tower-b", probes_sent=0, rtt_ms=30.0),
+            ),
+            1,
+            ("path_unprobed", "paths_one_independent"),
+            "degraded",
+        ),
+        id="figures-without-probes-are-no-measurement",
+    ),
+    pytest.param(
+        Case(
+            station(link("fo1", "fibre", "duct-a", **UNPROBED)),
+            0,
+            ("path_unprobed", "paths_unknown"),
+            "unknown",
+        ),
+        id="only-path-up-with-no-probe-is-unknown",
+    ),
+    pytest.param(
+        Case(
+            station(
+                link("fo1", "fibre", "duct-a", up=False, **UNPROBED),
+                link("mw1", "microwave", "tower-b", up=False, **UNPROBED),
+            ),
+            0,
+            ("path_unprobed", "path_unprobed", "paths_unknown"),
+            "unknown",
+        ),
+        id="down-with-no-probe-is-no-transport-lost",
+    ),
+    pytest.param(
+        Case(
+            station(
+                link("fo1", "fibre", "duct-a"),
+                link("mw1", "microwave", "tower-b", up=False, error="timeout", probes_sent=5),
+            ),
+            1,
+            ("path_down", "paths_one_independent"),
+            "degraded",
+        ),
+        id="down-after-probes-control",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES + LOSSY_CASES + UNPROBED_CASES)
 def test_multipath(case: Case) -> None:
     e = judge(case.snapshot)
     assert e.independent_paths_up == case.independent
@@ -289,6 +355,23 @@ def test_multipath(case: Case) -> None:
 def test_texts(snapshot: SiteSnapshot, vi: str, en: str) -> None:
     finding = judge(snapshot).findings[0]
     assert (finding.text_vi, finding.text_en) == (vi, en)
+
+
+def test_an_unprobed_path_is_named() -> None:
+    e = judge(
+        station(link("fo1", "fibre", "duct-a"), link("mw1", "microwave", "tower-b", **UNPROBED))
+    )
+    finding = e.findings[0]
+    assert (finding.code, finding.severity, finding.labels["path"]) == (
+        "path_unprobed",
+        "info",
+        "mw1",
+    )
+    assert finding.text_en == (
+        "path mw1 (microwave) is reported with no probe sent (probes_sent 0): nothing "
+        "measured it, so it is counted as unknown, neither up nor down"
+    )
+    assert finding.text_vi.startswith("đường truyền mw1 (viba) được báo mà không gửi gói thăm dò")
 
 
 def test_all_paths_down_at_a_meeting_point_is_one_transport_finding() -> None:

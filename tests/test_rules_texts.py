@@ -217,6 +217,7 @@ NO_THRESHOLD = {
     "path_all_down",
     "path_down",
     "path_lossy",  # its loss and the usable limit are labels, with its name
+    "path_unprobed",  # no probe: nothing measured, no threshold
     "link_quality_unknown",
     "no_fibre_path",  # "a hardened station needs one": the rule is the threshold
     "silent_offline",

@@ -14,6 +14,7 @@ from collector.meetings import Meeting, MeetingStatus
 from contract.wire import LinkReading, PowerReading, Status
 from rules import SiteSnapshot
 from rules.freshness import corrected_by_s
+from rules.paths import measured_up
 from rules.rehearsal import Rehearsal
 
 __all__ = [
@@ -186,7 +187,8 @@ def paths_of(snapshot: SiteSnapshot | None) -> tuple[int | None, int | None]:
     declared = len(snapshot.meta.paths) if snapshot.meta is not None else None
     if not snapshot.links:
         return None, declared
-    up = sum(1 for reading, _ in snapshot.links.values() if reading.up)
+    # as the rules count them: a reading with no probe sent measured nothing
+    up = sum(1 for reading, _ in snapshot.links.values() if measured_up(reading))
     return up, declared if declared is not None else len(snapshot.links)
 
 
@@ -218,6 +220,11 @@ class PathLine:
     srlg: tuple[str, ...]
     reading: LinkReading | None
     at: datetime | None
+
+    @property
+    def up(self) -> bool | None:
+        """Up or down as measured; unknown without a reading or with no probe sent."""
+        return None if self.reading is None else measured_up(self.reading)
 
 
 @dataclass(frozen=True, slots=True)
