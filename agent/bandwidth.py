@@ -4,7 +4,10 @@ A test moves up to ``max_bytes`` each way within ``max_s`` (agent/probes/through
 so it runs apart from the poll cycle, one path after another, only on paths that
 are up, and never during a call. Each site starts at its own offset in the hour,
 so 3 400 meeting points do not all test on the hour. A result older than twice
-the schedule is dropped: stale is unknown.
+the schedule is dropped: stale is unknown. A test that fails (one direction or both) is a
+result too: the figure it could not measure is unknown, and the report says what failed
+(``bandwidth_error``); the last test's figures are never carried past a failed one as
+if measured. A test skipped for a call is no test: the last result stands.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from contract.wire import LinkReading
 log = logging.getLogger("kienco.agent")
 
 Measure = Callable[..., Awaitable[tuple[float | None, float | None, str | None]]]
+SKIPPED_IN_CALL = "skipped: in a call"
+"""The error a measure gives when it did not test (the room is in a call): no result."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +33,7 @@ class _Result:
     at: float
     up_mbps: float | None
     down_mbps: float | None
+    error: str | None = None  # what failed, when a direction was not measured
 
 
 class Bandwidth:
@@ -65,8 +71,12 @@ class Bandwidth:
             )
             if error:
                 log.info("throughput on %s: %s", path.path, error)
-            if up is not None or down is not None:
-                self._results[path.path] = _Result(self._clock(), up, down)
+            if error == SKIPPED_IN_CALL:
+                continue  # no test: what the last one found stands
+            failed = error if up is None or down is None else None
+            if up is None and down is None and not failed:
+                failed = "no figure measured"
+            self._results[path.path] = _Result(self._clock(), up, down, failed)
 
     def stamp(self, links: tuple[LinkReading, ...]) -> tuple[LinkReading, ...]:
         """The links with the latest fresh result of each path's test."""
@@ -80,6 +90,7 @@ class Bandwidth:
                     update={
                         "bandwidth_up_mbps": result.up_mbps,
                         "bandwidth_down_mbps": result.down_mbps,
+                        "bandwidth_error": result.error,
                     }
                 )
             stamped.append(link)

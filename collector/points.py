@@ -9,7 +9,8 @@ report        site, province                                seq (int), interval_
 event         site, province, event, device                 seq (int), detail (str)
 power         site, province, kind, operator, device        every PowerReading value but ``profile``
 link          site, province, kind, operator, path, media,  up, rtt_ms, jitter_ms, loss_pct,
-              provider                                      probes_sent, bandwidth_*_mbps, error
+              provider                                      probes_sent, bandwidth_*_mbps,
+                                                            bandwidth_error, error
 interface     site, province, kind, operator, device, port  every InterfaceReading value
 host          site, province, kind, operator                every HostReading value
 room          site, province, kind, operator                every RoomReading value

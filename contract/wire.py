@@ -183,6 +183,11 @@ class LinkReading(WireModel):
     probes_sent: Annotated[int, Field(ge=0, le=10_000)] = 0
     bandwidth_up_mbps: Annotated[float, Field(ge=0, le=1_000_000)] | None = None
     bandwidth_down_mbps: Annotated[float, Field(ge=0, le=1_000_000)] | None = None
+    # Added to v1, optional: the path's last bandwidth test failed, in one direction or
+    # both (what failed); that direction's figure is null: not known now, never the figure
+    # of an earlier test. Sent only then (null fields are left out). Collectors before it
+    # refuse reports that carry it (no unknown field passes): upgrade the collectors first.
+    bandwidth_error: ErrorText | None = None
 
 
 class InterfaceReading(WireModel):

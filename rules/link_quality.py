@@ -1,7 +1,11 @@
 """Link quality: the path that carries a call against what an HD video meeting needs.
 
 A path passes when its round-trip time and loss are measured and within limits and
-its jitter and bandwidth, when measured, are too. One passing path is enough. If none
+its jitter and bandwidth, when measured, are too. A path whose bandwidth test failed
+(the agent says what failed, ``bandwidth_error``) has a bandwidth that is not known, not
+one that passes: where the policy requires a minimum of the direction not measured, it
+does not pass (``link_bandwidth_unknown``, a check that could not be made). One passing
+path is enough. If none
 passes, the reasons are those of the best path (fewest limits broken, then lowest
 round-trip time), one finding per broken limit. No up path: nothing to say here
 (``multipath`` says it).
@@ -57,6 +61,16 @@ def violations(path: PathInfo, limits: LinkQualityPolicy) -> list[Violation]:
             "min_down_mbps": min_down,
         }
         found.append(("link_bandwidth_low", numbers))
+    elif path.bandwidth_error is not None and (
+        (up is None and min_up is not None) or (down is None and min_down is not None)
+    ):
+        numbers = {
+            "up_mbps": up,
+            "down_mbps": down,
+            "min_up_mbps": min_up,
+            "min_down_mbps": min_down,
+        }
+        found.append(("link_bandwidth_unknown", numbers))
     return found
 
 
@@ -97,7 +111,19 @@ def check(ctx: RuleContext) -> tuple[Finding, ...]:
         )
     best, broken = min(measured, key=lambda pb: (len(pb[1]), pb[0].rtt_ms or 0.0, pb[0].path))
     labels = {"path": best.path, "media": best.media}
-    found = [ctx.finding("link_quality", "warning", code, nums, labels) for code, nums in broken]
+    found = [
+        ctx.finding("link_quality", "warning", code, nums, labels)
+        if code != "link_bandwidth_unknown"
+        else ctx.finding(
+            "link_quality",
+            "warning",
+            code,
+            nums,
+            labels | {"error": best.bandwidth_error or ""},
+            impact="unknown",
+        )
+        for code, nums in broken
+    ]
     better = sorted(
         (p for p in up if p not in calls and _passes(p, limits)),
         key=lambda p: (p.priority or 100, p.rtt_ms or 0.0, p.path),

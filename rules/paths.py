@@ -36,6 +36,7 @@ class PathInfo:
     loss_pct: float | None = None
     bandwidth_up_mbps: float | None = None
     bandwidth_down_mbps: float | None = None
+    bandwidth_error: str | None = None  # its last bandwidth test failed: what failed
     # reported up, but losing more than the usable share of its probes: counted down
     lossy: bool = False
     # the order the site's router uses it in, 1 first (meta); None: not declared
@@ -177,6 +178,7 @@ def assess_paths(snapshot: SiteSnapshot, *, usable_loss_pct: float = 100.0) -> P
             bandwidth_up_mbps=link.bandwidth_up_mbps,
             bandwidth_down_mbps=link.bandwidth_down_mbps,
             priority=decl.priority if decl is not None else None,
+            bandwidth_error=link.bandwidth_error,
         )
     for name, decl in declared.items():
         if name not in infos:

@@ -333,6 +333,12 @@ _CATALOGUE: dict[str, Text] = {
         "bandwidth {up_mbps:n}/{down_mbps:n} Mbps up/down (path {path}), "
         "{min_up_mbps:n}/{min_down_mbps:n} Mbps required",
     ),
+    "link_bandwidth_unknown": Text(
+        "chưa biết băng thông đường {path}: lần đo gần nhất không thành ({error}); "
+        "cần {min_up_mbps:n}/{min_down_mbps:n} Mbps lên/xuống",
+        "bandwidth of path {path} not known: its last test failed ({error}); "
+        "{min_up_mbps:n}/{min_down_mbps:n} Mbps up/down required",
+    ),
     "link_quality_unknown": Text(
         "chưa đo được chất lượng đường truyền (độ trễ, mất gói)",
         "link quality not measured (round-trip time, loss)",

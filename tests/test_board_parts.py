@@ -214,3 +214,12 @@ def test_a_path_reported_with_no_probe_sent_is_shown_unknown_and_not_counted_up(
     page = Renderer().render("_site.html", "en", view=view, now=NOW, charts=None, hours=24)
     assert '<tr id="path-mw1" data-up="unknown">' in page
     assert '<tr id="path-fo1" data-up="true">' in page
+
+
+def test_a_failed_bandwidth_test_is_said_on_the_site_page() -> None:
+    fibre, microwave = two_paths()
+    failed = fibre.model_copy(update={"bandwidth_error": "download: no answer within 5 s"})
+    site = snap(power=[on_battery()], links=[failed, microwave])
+    view = site_view(to_status(evaluate(site, load_policy(), RULES_NOW), site), site)
+    page = Renderer().render("_site.html", "en", view=view, now=NOW, charts=None, hours=24)
+    assert "download: no answer within 5 s" in page

@@ -52,7 +52,8 @@ def test_schema_is_the_saved_contract() -> None:
     agent's clock; ``Report.outbox``, whose numbering ``seq`` is in;
     ``PowerReading.output_off`` and ``on_bypass``, a UPS whose load is dark or whose
     battery cannot take over; ``PathDecl.priority``, the order the site's router uses its
-    paths in).
+    paths in;
+    ``LinkReading.bandwidth_error``, what failed in a path's last bandwidth test).
     """
     saved = (REPO / "tests" / "fixtures" / "contract" / "schema-v1.json").read_text()
     assert json.loads(kienco("schema").stdout) == json.loads(saved)

@@ -209,6 +209,67 @@ CASES = [
         ),
         id="primary-unmeasured-is-unknown-whatever-the-backup",
     ),
+    # --- a bandwidth test that failed: the agent kept the last figures for up to two
+    # hours as if measured (a low one, or a good one, while the test now fails); now it
+    # sends them null with what failed, and the rules say the bandwidth is not known
+    # where a minimum is required: never ready on it, nor a low finding silently cleared
+    pytest.param(
+        Case(
+            point(
+                links=[
+                    link("fo1", "fibre", "d", bandwidth_error="download: no answer within 5 s"),
+                    link("mw1", "microwave", "t", bandwidth_up_mbps=2, bandwidth_down_mbps=2),
+                ]
+            ),
+            "unknown",
+            ("link_bandwidth_unknown",),
+        ),
+        id="bandwidth-test-failed-on-the-best-path-the-other-low",
+    ),
+    pytest.param(
+        Case(
+            point(
+                links=[
+                    link("fo1", "fibre", "d", bandwidth_error="download: no answer within 5 s"),
+                    link("mw1", "microwave", "t", bandwidth_error="upload: HTTP 503"),
+                ]
+            ),
+            "unknown",
+            ("link_bandwidth_unknown",),
+        ),
+        id="bandwidth-test-failed-on-every-path",
+    ),
+    pytest.param(
+        Case(
+            point(
+                links=[
+                    link(
+                        "fo1",
+                        "fibre",
+                        "d",
+                        bandwidth_up_mbps=8,
+                        bandwidth_error="download: no answer within 5 s",
+                    ),
+                    link("mw1", "microwave", "t", up=False),
+                ]
+            ),
+            "unknown",  # one path left (spof) and its bandwidth down unknown
+            ("path_down", "paths_one_independent", "link_bandwidth_unknown"),
+        ),
+        id="one-direction-measured-the-other-failed",
+    ),
+    pytest.param(
+        Case(
+            point(
+                links=[
+                    link("fo1", "fibre", "d", bandwidth_error="download: no answer within 5 s"),
+                    link("mw1", "microwave", "t", bandwidth_up_mbps=6, bandwidth_down_mbps=9),
+                ]
+            ),
+            "ready",
+        ),
+        id="bandwidth-test-failed-another-path-measured-good",
+    ),
     # --- the failover must carry the meeting: a backup losing > 5 % is none (one spof)
     pytest.param(
         Case(
@@ -617,6 +678,18 @@ def test_the_primary_kept_says_which_path_would_carry_the_call() -> None:
     assert finding.severity == "info"
     rtt = next(f for f in e.findings if f.code == "link_rtt_high")
     assert rtt.labels["path"] == "fo1"
+def test_the_bandwidth_unknown_text_says_what_failed_and_the_minimum() -> None:
+    failed = link("fo1", "fibre", "d", bandwidth_error="download: no answer within 5 s")
+    e = judge(point(links=[failed, link("mw1", "microwave", "t", up=False)]))
+    finding = e.findings[-1]
+    assert finding.text_en == (
+        "bandwidth of path fo1 not known: its last test failed (download: no answer within "
+        "5 s); 3/2.5 Mbps up/down required"
+    )
+    assert finding.text_vi == (
+        "chưa biết băng thông đường fo1: lần đo gần nhất không thành (download: no answer "
+        "within 5 s); cần 3/2,5 Mbps lên/xuống"
+    )
 
 
 def test_the_failover_text_names_the_backup_its_loss_and_the_limits() -> None:

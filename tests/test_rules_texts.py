@@ -178,6 +178,7 @@ THRESHOLDS: dict[str, set[str]] = {
     "link_loss_high": {"max_loss_pct"},
     "link_backup_unfit": {"backup_max_loss_pct", "required"},
     "link_bandwidth_low": {"min_up_mbps", "min_down_mbps"},
+    "link_bandwidth_unknown": {"min_up_mbps", "min_down_mbps"},
     "generator_autonomy_short": {"required_h"},
     "no_generator": {"required_h"},
     "no_second_independent_path": {"required"},
