@@ -60,7 +60,11 @@ class PathConfig(_Strict):
     target: TcpTarget
     source: str | None = Field(
         default=None,
-        description="this box's address on the path, for per-path tests (needs source routing)",
+        description=(
+            "this box's address on the path, for per-path tests; needs policy routing"
+            " (ip rule from <source> lookup <the path's table>): without it the path is"
+            " not probed and its reading says so"
+        ),
     )
     probes: Annotated[int, Field(ge=1, le=100)] = 5
     spacing_s: Annotated[float, Field(ge=0, le=10)] = 0.2

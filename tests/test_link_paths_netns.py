@@ -155,3 +155,36 @@ def test_thin_path_stops_at_the_time_cap_and_reads_below_hd(
         assert 0 < transfer.n_bytes < 20_000_000
         # 1 Mbps, well below the HD floor (2.5 down, 3.0 up); the shaper's burst lifts it a bit.
         assert transfer.mbps is not None and 0.5 < transfer.mbps < 1.6, transfer
+
+
+def test_a_path_whose_source_has_no_policy_routing_is_not_probed_down_the_other_path(
+    site: tuple[TwoPaths, ThroughputServer],
+) -> None:
+    """Probed from its address without a source rule, path b's probes to the collector
+    left by path a's route: with b cut, b read up, on a's round trip."""
+    paths, server = site
+    b = PathConfig(
+        path="lte-b",
+        media="cellular",
+        target=TcpTarget(host=COLLECTOR, port=server.port),
+        source=paths.source("b"),
+        probes=3,
+        spacing_s=0.05,
+        timeout_s=0.3,
+    )
+
+    def probe() -> LinkReading:
+        return paths.agent.call(lambda: asyncio.run(links.collect(b)))
+
+    paths.cut("b")
+    assert probe().up is False  # with its rule: down its own path, and cut
+    table = str(100 + ord("b"))
+    paths.agent.ip("rule", "del", "from", paths.source("b"), "lookup", table, "priority", table)
+    try:
+        unrouted = probe()
+    finally:
+        paths.agent.ip("rule", "add", "from", paths.source("b"), "lookup", table, "priority", table)
+    assert (unrouted.up, unrouted.rtt_ms, unrouted.probes_sent) == (None, None, 0)
+    assert unrouted.error is not None and "would leave by pa via 10.123.1.2" in unrouted.error
+    paths.mend()
+    _assert_healthy(probe())

@@ -77,3 +77,69 @@ async def test_loss_rtt_jitter_arithmetic(
     assert reading.loss_pct == loss
     assert reading.rtt_ms == pytest.approx(rtt)
     assert reading.jitter_ms == pytest.approx(jitter)
+
+
+# A path probed from its own address (source) goes down that path only with policy
+# routing; without it the kernel sends the probes by the main table's route, down the
+# other path, and the path reads up (the other path's RTT) while its own link is dead.
+ETH0_GW, WWAN_GW = ("eth0", "10.0.1.1"), ("wwan0", "10.0.2.1")
+DEVICES = {"10.0.1.10": "eth0", "10.0.2.10": "wwan0"}
+
+
+@pytest.mark.parametrize(
+    ("routes", "probed"),
+    [
+        # no rule for the LTE address: its probes leave by the fibre's eth0
+        pytest.param({"10.0.2.10": ETH0_GW, None: ETH0_GW}, False, id="no-policy-routing"),
+        pytest.param({"10.0.2.10": WWAN_GW, None: ETH0_GW}, True, id="policy-routed"),
+        # the main route is this path's own: no rule needed
+        pytest.param({"10.0.2.10": WWAN_GW, None: WWAN_GW}, True, id="main-route-is-this-path"),
+        pytest.param({}, True, id="route-unreadable-probed-as-configured"),
+    ],
+)
+async def test_a_path_whose_probes_would_leave_by_another_path_is_not_probed(
+    routes: dict[str | None, tuple[str, str]], probed: bool
+) -> None:
+    connected: list[str | None] = []
+
+    async def connect(host: str, port: int, timeout_s: float, source: str | None = None) -> float:
+        connected.append(source)
+        return 0.012
+
+    async def route_of(target: str, source: str | None) -> tuple[str, str | None] | None:
+        assert target == "127.0.0.1"
+        return routes.get(source)
+
+    path = _path(443).model_copy(update={"path": "lte", "media": "cellular", "source": "10.0.2.10"})
+    reading = await links.collect(
+        path, connect=connect, sleep=_no_sleep, route_of=route_of, devices=lambda: DEVICES
+    )
+    if probed:
+        assert (reading.up, reading.probes_sent, reading.error) == (True, 4, None)
+        assert connected == ["10.0.2.10"] * 4
+        return
+    assert connected == []  # another path's figures are never this path's
+    assert (reading.up, reading.rtt_ms, reading.loss_pct, reading.probes_sent) == (
+        None,
+        None,
+        None,
+        0,
+    )
+    assert reading.error is not None
+    assert "would leave by eth0 via 10.0.1.1" in reading.error
+    assert "ip rule add from 10.0.2.10" in reading.error
+
+
+async def test_a_path_without_a_source_asks_no_route() -> None:
+    async def route_of(target: str, source: str | None) -> tuple[str, str | None] | None:
+        raise AssertionError("asked")
+
+    async def connect(host: str, port: int, timeout_s: float) -> float:
+        return 0.01
+
+    reading = await links.collect(_path(443), connect=connect, sleep=_no_sleep, route_of=route_of)
+    assert reading.up is True
+
+
+async def _no_sleep(_: float) -> None:
+    return None

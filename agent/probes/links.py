@@ -14,17 +14,31 @@ it is the first and only RTT sample of a connection that carried no data), whate
 the process is doing then. Where ``TCP_INFO`` is missing (not Linux), or the SYN was
 sent again (Karn: the kernel's sample would be of the last SYN only, hiding the
 retransmission wait), the probe falls back to the clock around the connect.
+
+A path with a ``source`` address is probed from it, and only policy routing (``ip rule
+from <source> lookup <the path's table>``) sends those probes down that path: without
+it the kernel sends them by the main table's route, down another path, and the path
+reads up (another path's RTT) while its own link is dead. Before probing, the probe asks
+the kernel which way a packet from the source to the target leaves (``ip route get``):
+when that is the main table's way, by an interface that does not hold the source, the
+path is not probed and its reading says why (``up`` unknown, never another path's
+figures). Where the route cannot be read (no ``ip``), the probe goes as configured.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ipaddress
 import itertools
+import json
 import socket
 import struct
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from statistics import fmean
+
+import psutil
 
 from agent.config import PathConfig
 from contract.wire import LinkReading
@@ -76,14 +90,84 @@ async def tcp_connect(
             return handshake_rtt_s(sock)
 
 
+Route = tuple[str, str | None]
+"""The way a packet leaves: (interface, gateway or None when on link)."""
+RouteOf = Callable[[str, str | None], Awaitable[Route | None]]
+"""``route_of(target_ip, source)``: the kernel's way to the target (from the source)."""
+
+
+async def ip_route(target: str, source: str | None) -> Route | None:
+    """``ip route get`` as the kernel answers it; None when it cannot be asked."""
+    args = ["ip", "-j", "route", "get", target] + (["from", source] if source else [])
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+        )
+        out, _ = await proc.communicate()
+    except OSError:  # no ip (not Linux, iproute2 missing)
+        return None
+    if proc.returncode != 0:
+        return None
+    with contextlib.suppress(ValueError, LookupError, TypeError):
+        first = json.loads(out)[0]
+        return str(first["dev"]), (str(first["gateway"]) if "gateway" in first else None)
+    return None
+
+
+def address_devices() -> Mapping[str, str]:
+    """This box's addresses, each with its interface."""
+    return {
+        str(ipaddress.ip_address(a.address.split("%")[0])): name
+        for name, addresses in psutil.net_if_addrs().items()
+        for a in addresses
+        if a.family in (socket.AF_INET, socket.AF_INET6)
+    }
+
+
+async def wrong_way(
+    path: PathConfig,
+    *,
+    route_of: RouteOf = ip_route,
+    devices: Callable[[], Mapping[str, str]] = address_devices,
+) -> str | None:
+    """Why probes from the path's source would leave down another path, or None."""
+    if path.source is None:
+        return None
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            path.target.host, path.target.port, type=socket.SOCK_STREAM
+        )
+        target = str(infos[0][4][0])
+        source = str(ipaddress.ip_address(path.source))
+    except (OSError, ValueError, IndexError):
+        return None  # the probe itself says what is wrong
+    device = devices().get(source)
+    bound, plain = await route_of(target, source), await route_of(target, None)
+    if device is None or bound is None or bound != plain or bound[0] == device:
+        return None
+    via = f" via {bound[1]}" if bound[1] else ""
+    return (
+        f"not probed: probes from {source} (on {device}) would leave by {bound[0]}{via}, "
+        f"the main table's way, not down this path: add policy routing for it "
+        f"(ip rule add from {source} lookup <this path's table>)"
+    )
+
+
 async def collect(
     path: PathConfig,
     *,
     connect: Connector = tcp_connect,
     clock: Callable[[], float] = time.perf_counter,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    route_of: RouteOf = ip_route,
+    devices: Callable[[], Mapping[str, str]] = address_devices,
 ) -> LinkReading:
     """Probe one path ``path.probes`` times; up when at least one probe got through."""
+    why = await wrong_way(path, route_of=route_of, devices=devices)
+    if why is not None:
+        return LinkReading(
+            path=path.path, media=path.media, provider=path.provider, srlg=path.srlg, error=why
+        )
     rtts: list[float] = []
     last_error = ""
     for attempt in range(path.probes):
