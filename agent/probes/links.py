@@ -201,7 +201,8 @@ async def collect(
 
 
 def jitter_ms(rtts: list[float]) -> float | None:
-    """Mean absolute difference of consecutive RTTs (the RFC 3550 idea, unsmoothed)."""
+    """Mean absolute difference of consecutive RTTs (the RFC 3550 idea, unsmoothed);
+    unknown below two of them: one round trip has no variation to measure."""
     if len(rtts) < 2:
-        return 0.0 if rtts else None
+        return None
     return fmean(abs(b - a) for a, b in itertools.pairwise(rtts))
