@@ -241,7 +241,10 @@ def _mode(
     if on_battery:
         dark = any(b.seconds == 0 for b in batteries if b.device in on_battery)
         return "down" if dark else "battery"
-    if any(r.on_generator is True for r in readings) or (running and not any(mains)):
+    # A running set whose own controller sees the grid gone carries the site, whatever a
+    # UPS downstream of the transfer switch says of its input (the generator's voltage).
+    feeding = any(r.generator_running is True and r.mains_present is False for r in readings)
+    if any(r.on_generator is True for r in readings) or feeding or (running and not any(mains)):
         return "generator"
     if any(mains):
         return "commercial"

@@ -57,6 +57,23 @@ def site(
             None,
             id="generator-test-run-on-mains",
         ),
+        # The UPS sees voltage at its input (mains_present: input_v > 100 V, ups-mib), but
+        # that input is fed by the ATS, from the generator: the genset controller, whose
+        # mains sensor sits on the grid side, says the grid is gone and its engine runs.
+        # It was judged up_commercial: on mains, no time to dark, the NOC not told the site
+        # burns its fuel.
+        pytest.param(
+            site((ups(), genset(generator_running=True, mains_present=False))),
+            "up_generator",
+            None,
+            id="ups-input-fed-by-the-running-generator",
+        ),
+        pytest.param(
+            site((ups(), genset(generator_running=False, mains_present=False))),
+            "up_commercial",  # the UPS's input is live and the set is stopped: not it
+            None,
+            id="genset-mains-sensor-says-absent-set-stopped-ups-on-line",
+        ),
         pytest.param(site((on_battery(),)), "up_battery", None, id="on-battery"),
         pytest.param(
             site((on_battery(runtime_s=0),)), "down_power", "power_down", id="runtime-0-on-battery"
