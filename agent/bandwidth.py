@@ -24,8 +24,6 @@ from contract.wire import LinkReading
 log = logging.getLogger("kienco.agent")
 
 Measure = Callable[..., Awaitable[tuple[float | None, float | None, str | None]]]
-SKIPPED_IN_CALL = "skipped: in a call"
-"""The error a measure gives when it did not test (the room is in a call): no result."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +69,8 @@ class Bandwidth:
             )
             if error:
                 log.info("throughput on %s: %s", path.path, error)
-            if error == SKIPPED_IN_CALL:
-                continue  # no test: what the last one found stands
+            if in_call:
+                continue  # measure tests nothing in a call: no result, the last one stands
             failed = error if up is None or down is None else None
             if up is None and down is None and not failed:
                 failed = "no figure measured"

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 
 import httpx
 
-from agent.bandwidth import SKIPPED_IN_CALL
 from agent.config import ThroughputConfig
 
 PATH = "/api/v1/throughput"
+SKIPPED_IN_CALL = "skipped: in a call"
 CHUNK = 64 * 1024
 SEND_CHUNK = 16 * 1024
 NOTSENT_LOWAT = 16 * 1024
