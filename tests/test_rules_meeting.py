@@ -678,6 +678,8 @@ def test_the_primary_kept_says_which_path_would_carry_the_call() -> None:
     assert finding.severity == "info"
     rtt = next(f for f in e.findings if f.code == "link_rtt_high")
     assert rtt.labels["path"] == "fo1"
+
+
 def test_the_bandwidth_unknown_text_says_what_failed_and_the_minimum() -> None:
     failed = link("fo1", "fibre", "d", bandwidth_error="download: no answer within 5 s")
     e = judge(point(links=[failed, link("mw1", "microwave", "t", up=False)]))
