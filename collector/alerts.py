@@ -9,8 +9,10 @@ alert                       severity  cause         fires while
 ==========================  ========  ============  ===========================================
 SiteOnBattery               warning   power         off mains, on battery, time left above the
                                                     policy's ``alerts.dark_soon_below_h``
-SiteDarkSoon                critical  power         off mains with less than that left (battery,
-                                                    or a generator short of fuel); clears only
+SiteDarkSoon                critical  power         off mains with less than that left now (its
+                                                    time to dark less the time since it was
+                                                    judged: battery, or a generator short of
+                                                    fuel); clears only
                                                     ``dark_soon_clear_pct`` above it
 SiteDark                    critical  power         battery depleted, or silent past the time
                                                     its last figures gave it
@@ -323,6 +325,17 @@ def _say(key: str, text: tuple[str, str] = ("", ""), **common: str) -> tuple[str
     return vi.format(text=text[0], **common), en.format(text=text[1], **common)
 
 
+def left_now_s(status: Status, now: datetime) -> float | None:
+    """The time a site off mains has left *now*: its judgement's time to dark less the
+    time since that judgement. The sender looks at it every resend, between reports: a
+    site judged 'dark in 2 h 10 min' a quarter of an hour ago has 1 h 55 min left, and
+    is under a 2 h line now, not at its next report. None when not known."""
+    if status.dark_in_s is None:
+        return None
+    since_s = max(0.0, (now - status.evaluated_at).total_seconds())
+    return max(0.0, status.dark_in_s - since_s)
+
+
 # the site's power is gone (rules/station_state.py), whatever the cause
 _DARK_CODES = frozenset({"power_down", "power_down_input_failed", "power_output_off"})
 
@@ -352,7 +365,8 @@ def _power(
     if any(a.name == "SiteDarkSoon" for a in previous):
         threshold_s *= 1 + policy.dark_soon_clear_pct / 100  # no flapping around the line
     details = [r for r in _ordered(reasons) if _is_power(r)] or [main]
-    if dark_in is not None and dark_in < threshold_s:
+    left_s = left_now_s(status, now)
+    if left_s is not None and left_s < threshold_s:
         summary = _say("dark_soon", (main.text_vi, main.text_en))
         since = _since(previous, "SiteDarkSoon", "power", now)
         return [site.alert("SiteDarkSoon", "power", summary, details, started_at=since,

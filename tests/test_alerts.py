@@ -519,3 +519,48 @@ def test_the_shipped_collector_config_takes_its_alerts_block() -> None:
     assert links.site_url("hp-bts-1") == "https://noc.example.vn/kienco/sites/hp-bts-1"
     assert config.alerts.system.collector == "kienco-collector-1"
     assert config.alerts.system.broker_down_after_s == 60
+
+
+@pytest.mark.parametrize(
+    ("left_h", "since_min", "previous", "expected"),
+    [
+        # 'dark in 2 h 10 min' a report interval ago (15 min): 1 h 55 min left now
+        (2 + 10 / 60, 15, None, "SiteDarkSoon"),
+        (2 + 10 / 60, 5, None, "SiteOnBattery"),  # 2 h 5 min now: not yet
+        (2 + 10 / 60, 0, None, "SiteOnBattery"),
+        # short, and the clearing line (2.5 h) passed at the judgement, not now
+        (2.6, 20, "SiteDarkSoon", "SiteDarkSoon"),
+        (2.6, 0, "SiteDarkSoon", "SiteOnBattery"),
+        # the time that passed counts once: judged just now is its figure as it is
+        (1.9, 0, None, "SiteDarkSoon"),
+    ],
+)
+def test_dark_soon_compares_the_time_left_now_not_at_the_last_judgement(
+    left_h: float, since_min: float, previous: str | None, expected: str
+) -> None:
+    """The sender looks at a site on battery every resend, between its reports: the time
+    it has left shrinks while nobody reports it, and the page must not wait for the next
+    report to say it is under the line."""
+    before = alerts_for(battery(3600 if previous == "SiteDarkSoon" else 3 * 3600))
+    status = battery(left_h * 3600)
+    later = NOW + timedelta(minutes=since_min)
+    found = alerts_for(status, before if previous else [], now=later)
+    assert names(found) == [expected]
+    # when it goes dark is the judgement's own figure, whenever it is looked at
+    assert found[0].dark_at == status.evaluated_at + timedelta(seconds=status.dark_in_s or 0)
+
+
+def test_a_generator_short_of_fuel_is_dark_soon_as_its_fuel_burns_between_reports() -> None:
+    """On generator with 2 h 10 min of fuel judged 15 min ago: 1 h 55 min now."""
+    fuel_h = 2 + 10 / 60
+    gen = genset(generator_running=True, fuel_l=fuel_h * 10.0, fuel_burn_l_per_h=10.0)
+    status = judged(snap(power=[gen], links=two_paths()))
+    assert status.dark_in_s is not None and status.dark_in_s > 2 * 3600
+    assert names(alerts_for(status)) == []  # fuel for longer than the line: what it is for
+    assert names(alerts_for(status, now=NOW + timedelta(minutes=15))) == ["SiteDarkSoon"]
+
+
+def test_a_site_back_on_mains_is_not_dark_soon_by_an_old_figure() -> None:
+    """Time left is counted down only while the site is judged off mains."""
+    status = judged(snap(power=[ups()], links=two_paths()))
+    assert names(alerts_for(status, now=NOW + timedelta(hours=10))) == []
