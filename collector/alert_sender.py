@@ -282,8 +282,22 @@ class AlertSender:
             now=now,
             compliance=self._compliance(snapshot, now),
             listening=self.listening(),
+            listed=self.inventory.get(site),
+            unheard_long=self._unheard_long(site, now),
         )
         return old, new
+
+    def _unheard_long(self, site: str, now: datetime) -> bool:
+        """A site known but never heard to report has been quiet ``offline_after_s`` since
+        the collector first knew of it (its meta or birth: ``SiteStates.heard_at``, saved
+        across a restart by collector/state_store.py) and since the collector started
+        (a retained meta handed out at start is no news of the site: the window is
+        counted from the start, as for the never-heard points of a meeting)."""
+        if now < self._grace_until:
+            return False
+        heard = self.states.heard_at(site)
+        window = timedelta(seconds=self.policy.freshness.offline_after_s)
+        return heard is not None and now - heard >= window
 
     def _watched_meetings(self, now: datetime) -> list[Meeting]:
         if time.monotonic() - self._meetings_at >= MEETINGS_REFRESH_S:
@@ -315,6 +329,7 @@ class AlertSender:
                     now=now,
                     listening=listening,
                     settled=settled,
+                    listed=self.inventory.get(site),
                 )
         ids = {m.id for m in watched}
         self._held = {k: v for k, v in self._held.items() if k[0] in ids}

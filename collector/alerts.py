@@ -21,7 +21,10 @@ PathLost                    warning   transport     some paths down, others up: 
 SiteSilent                  warning   silence       stale (or its reports refused, stamped
                                                     ahead: ``clock_ahead_refused``), or the
                                                     agent's Will fired, and neither power
-                                                    nor transport explains it
+                                                    nor transport explains it; or known (its
+                                                    meta) and never reporting, quiet
+                                                    ``offline_after_s`` since first known
+                                                    and since the collector started
 MeetingPointNotReady        warning   its reason's  a meeting point ``not_ready`` for a reason
                                                     no other alert of the site says already
 MeetingAtRisk               critical  its reason's  a point of a planned meeting (watched from
@@ -45,11 +48,15 @@ collector itself hears nothing (its broker connection is down), silence is its o
 no site is said silent, and each keeps what it had.
 
 Labels are ``alertname, severity, province, site, kind, operator, cause`` (and
-``meeting`` on MeetingAtRisk); each is stable for the alert's life, so its
-Alertmanager fingerprint is. Annotations carry the texts, in Vietnamese (``summary``,
-``description``) and English (``summary_en``, ``description_en``), with the numbers,
-and the link to the site's page (``site_url``). Site names and reason texts come from
-the field: they pass through ``plumbing.untrusted.one_line``.
+``meeting`` on MeetingAtRisk); ``kind`` and ``operator`` are the meta's, or the
+register's (the inventory) where the meta has not said, ``unknown`` only where neither
+knows. Each is stable for the alert's life, so its Alertmanager fingerprint is: a firing
+alert keeps the labels it started with (a meta arriving after the first report changes
+the next alert's, not this one's: no second page, no false "resolved").
+Annotations carry the texts, in Vietnamese (``summary``, ``description``) and English
+(``summary_en``, ``description_en``), with the numbers, and the link to the site's page
+(``site_url``). Site names and reason texts come from the field: they pass through
+``plumbing.untrusted.one_line``.
 """
 
 from __future__ import annotations
@@ -63,7 +70,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict
 
-from contract.wire import Meta, Reason, Severity, Status, UtcTime
+from contract.wire import Meta, Reason, Severity, SiteIdentity, Status, UtcTime
 from plumbing.untrusted import one_line
 from rules.alert_policy import AlertPolicy
 from rules.compliance import StationCompliance
@@ -278,10 +285,24 @@ def _ordered(reasons: Iterable[Reason]) -> list[Reason]:
 
 @dataclass(frozen=True, slots=True)
 class _Site:
-    """Who the alert is about: ids from the status, operator from the meta."""
+    """Who the alert is about: ids from the status, kind and operator from the meta, or,
+    where the meta has not said (not arrived yet), from the register (the inventory):
+    a routing label is not guessed ``unknown`` when the register knows it."""
 
     status: Status
     meta: Meta | None
+    listed: SiteIdentity | None = None
+
+    @property
+    def kind(self) -> str:
+        listed = self.listed.kind if self.listed is not None else None
+        return self.status.site_kind or listed or "unknown"
+
+    @property
+    def operator(self) -> str:
+        said = self.meta.operator if self.meta is not None else None
+        listed = self.listed.operator if self.listed is not None else None
+        return said or listed or "unknown"
 
     def alert(
         self,
@@ -298,8 +319,8 @@ class _Site:
             name=name,
             site=status.site,
             province=status.province,
-            kind=status.site_kind or "unknown",
-            operator=(self.meta.operator if self.meta else None) or "unknown",
+            kind=self.kind,
+            operator=self.operator,
             cause=cause,
             site_name=status.name,
             summary_vi=summary[0],
@@ -309,6 +330,22 @@ class _Site:
             started_at=started_at,
             **extra,
         )
+
+
+def _same_identity(fired: Sequence[Alert], previous: Sequence[Alert]) -> list[Alert]:
+    """Each alert still firing keeps the labels it started with (``kind``, ``operator``):
+    its Alertmanager identity is its labels, so a meta arriving after the site's first
+    report (``operator=unknown`` → ``viettel``) would otherwise resolve the alert and fire
+    another for the same condition, two pages and a false "resolved". A new alert of the
+    site takes the labels as they are now."""
+    started = {(a.name, a.cause, a.meeting): a for a in previous}
+    kept = []
+    for alert in fired:
+        before = started.get((alert.name, alert.cause, alert.meeting))
+        if before is not None and (before.kind, before.operator) != (alert.kind, alert.operator):
+            alert = alert.model_copy(update={"kind": before.kind, "operator": before.operator})
+        kept.append(alert)
+    return kept
 
 
 def _since(previous: Sequence[Alert], name: AlertName, cause: Cause, now: datetime) -> datetime:
@@ -473,34 +510,43 @@ def site_alerts(
     now: datetime,
     compliance: StationCompliance | None = None,
     listening: bool = True,
+    listed: SiteIdentity | None = None,
+    unheard_long: bool = False,
 ) -> list[Alert]:
     """The alerts that should fire for one site now, from its shown status.
 
     ``previous`` are the site's alerts firing until now (not MeetingAtRisk: see
     :func:`meeting_alerts`); they give each alert its start, keep ``SiteDarkSoon``
-    from flapping, and are what a silent site keeps. ``listening`` is False while the
-    collector hears nothing at all: a silence then says nothing about the site.
+    from flapping, keep their labels, and are what a silent site keeps. ``listening`` is
+    False while the collector hears nothing at all: a silence then says nothing about
+    the site. ``listed``: the site as the register lists it (its kind and operator where
+    its meta has not said them). ``unheard_long``: a site known (its meta, its birth)
+    that has never reported (``no_report_yet``) has been quiet ``offline_after_s`` since
+    the collector first knew of it and since the collector started: it is silent, as a
+    site that stopped reporting (an agent dead before its first report); before that,
+    nothing is said of it (it may be about to report; a restart has not heard it yet).
     """
     mine = [a for a in previous if a.meeting is None]
     codes = {r.code for r in status.reasons if r.rule == "freshness"}
-    if codes & UNKNOWN_YET_CODES or (codes & SILENT_CODES and not listening):
+    silent_codes = SILENT_CODES | (UNKNOWN_YET_CODES if unheard_long else frozenset())
+    if (codes & UNKNOWN_YET_CODES and not unheard_long) or (codes & silent_codes and not listening):
         return list(mine)  # nothing known of it now: keep what was said
-    site = _Site(status, meta)
-    if codes & SILENT_CODES:
+    site = _Site(status, meta, listed)
+    if codes & silent_codes:
         kept = _carried(mine, status, now)
         if not any(a.name in ("SiteDark", "TransportLost") for a in kept):
-            silence = next(r for r in status.reasons if r.code in SILENT_CODES)
+            silence = next(r for r in status.reasons if r.code in silent_codes)
             since = _since(mine, "SiteSilent", "silence", now)
             text = (silence.text_vi, silence.text_en)
             kept.append(site.alert("SiteSilent", "silence", text, [silence], started_at=since))
-        return kept
+        return _same_identity(kept, mine)
     fired = _power(site, mine, policy, now)
     if not any(a.name == "SiteDark" for a in fired):  # a dark site: its power says it all
         fired += _transport(site, mine, now)
         fired += _meeting_point(site, fired, mine, now)
         fired += _clock(site, mine, now)
     fired += _compliance(site, compliance, mine, now)
-    return fired
+    return _same_identity(fired, mine)
 
 
 @dataclass(frozen=True, slots=True)
@@ -527,6 +573,7 @@ def meeting_alerts(
     now: datetime,
     listening: bool = True,
     settled: bool = True,
+    listed: SiteIdentity | None = None,
 ) -> list[Alert]:
     """MeetingAtRisk for one point of a watched meeting, judged for *that* meeting.
 
@@ -550,12 +597,12 @@ def meeting_alerts(
     text = (reasons[0].text_vi, reasons[0].text_en)
     summary = _say("at_risk", text, title=meeting.title, at=local_time(meeting.starts_at))
     since = next((a.started_at for a in mine if a.cause == cause), now)
-    alert = _Site(point, meta).alert(
+    alert = _Site(point, meta, listed).alert(
         "MeetingAtRisk", cause, summary, reasons, started_at=since, meeting=meeting.id
     )
-    if point.site_kind is None:  # never said what it is: a point of a meeting is a meeting
+    if alert.kind == "unknown":  # never said what it is: a point of a meeting is a meeting
         alert = alert.model_copy(update={"kind": "meeting_point"})  # point (its IT's route)
-    return [alert]
+    return _same_identity([alert], mine)
 
 
 __all__ = [

@@ -564,3 +564,62 @@ def test_a_site_back_on_mains_is_not_dark_soon_by_an_old_figure() -> None:
     """Time left is counted down only while the site is judged off mains."""
     status = judged(snap(power=[ups()], links=two_paths()))
     assert names(alerts_for(status, now=NOW + timedelta(hours=10))) == []
+
+
+def listed(operator: str | None = "viettel", kind: Any = "station") -> Any:
+    from collector.inventory import InventorySite
+
+    return InventorySite(
+        site=SITE, province=PROVINCE, kind=kind, operator=operator, area="do-son", hardened=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "register", "first_labels"),
+    [
+        # no register: the first report's alert cannot know its operator
+        ("unlisted", None, ("unknown", "unknown")),
+        # the register knows: no label guessed 'unknown', routed right from the first page
+        ("listed", "viettel", ("station", "viettel")),
+    ],
+)
+def test_a_meta_arriving_after_the_first_report_changes_no_firing_alert_s_labels(
+    case: str, register: str | None, first_labels: tuple[str, str]
+) -> None:
+    """Alertmanager's identity of an alert is its labels: a label that changes while it
+    fires is one alert resolved (a false 'resolved') and another fired (a second page)."""
+    left = 5 * 3600 + AGE_S
+    bare = judged(snap(power=[on_battery(runtime_s=left)], links=two_paths(), with_meta=False))
+    reg = None if register is None else listed(register)
+    [first] = alerts_for(bare, site_meta=None, listed=reg)
+    assert (first.labels["kind"], first.labels["operator"]) == first_labels
+    said = meta().model_copy(update={"operator": "viettel"})
+    known = judged(snap(power=[on_battery(runtime_s=left)], links=two_paths()))
+    later = NOW + timedelta(minutes=1)
+    [same] = alerts_for(known, [first], now=later, site_meta=said, listed=reg)
+    assert same.key == first.key and same.started_at == first.started_at
+    # it clears; the next alert of the site carries what is known now
+    again = alerts_for(known, [], now=later + timedelta(hours=1), site_meta=said, listed=reg)
+    assert (again[0].labels["kind"], again[0].labels["operator"]) == ("station", "viettel")
+
+
+def test_a_silent_site_s_alerts_keep_their_labels_too() -> None:
+    left = 5 * 3600 + AGE_S
+    bare = judged(snap(power=[on_battery(runtime_s=left)], links=two_paths(), with_meta=False))
+    [first] = alerts_for(bare, site_meta=None)
+    said = meta().model_copy(update={"operator": "viettel"})
+    quiet = alerts_for(silent(), [first], now=NOW + timedelta(minutes=10), site_meta=said)
+    assert names(quiet) == ["SiteOnBattery", "SiteSilent"]
+    assert quiet[0].key == first.key
+    assert quiet[1].labels["operator"] == "viettel"  # a new alert: as known now
+
+
+def test_a_meeting_at_risk_keeps_its_labels_while_it_fires() -> None:
+    info = MeetingInfo("m-1", "Họp khẩn", NOW + timedelta(hours=1), 7200)
+    bare = judged(snap("meeting_point", power=[on_battery(runtime_s=1800)], links=two_paths(),
+                       with_meta=False))  # fmt: skip
+    [first] = meeting_alerts(info, bare, meta=None, previous=[], now=NOW)
+    said = meta("meeting_point").model_copy(update={"operator": "vnpt"})
+    point = judged(snap("meeting_point", power=[on_battery(runtime_s=1800)], links=two_paths()))
+    [same] = meeting_alerts(info, point, meta=said, previous=[first], now=NOW)
+    assert same.key == first.key

@@ -346,6 +346,46 @@ def test_a_collector_restarted_while_alertmanager_is_down_delivers_what_it_kept(
     wait_until(lambda: set(firing(alertmanager, "hs-")) == {("hs-bts-2", "SiteOnBattery")})
 
 
+def test_a_meta_arriving_after_the_first_report_is_no_second_page_nor_a_false_resolved(
+    alertmanager: AlertmanagerServer,
+    webhook: Webhook,
+    make_collector: Callable[..., Collector],
+) -> None:
+    """A station's first report (on battery) reaches the collector before its meta: its
+    alert fires with the labels known then. The meta, arriving after, must not resolve it
+    and fire another (Alertmanager's identity is the labels): one alert, no 'resolved'."""
+    collector = make_collector("late-meta", resend_s=1)
+    now = datetime.now(UTC)
+    site = FleetSite("hl-bts-late", province="hl", operator="viettel")
+    send(collector, site.report(now, mains=False))
+    [first] = wait_until(lambda: held_by(alertmanager, "hl-bts-late"))
+    assert first["labels"]["alertname"] == "SiteOnBattery"
+    assert first["labels"]["operator"] == "unknown"
+    wait_until(lambda: webhook.notifications("noc", lambda n: _about(n, "hl-bts-late")))
+    send(collector, site.meta(now + timedelta(seconds=1)))
+    assert collector.alerts is not None
+    resends = metric(collector, 'kienco_alertmanager_posts_total{outcome="ok"}')
+    wait_until(
+        lambda: metric(collector, 'kienco_alertmanager_posts_total{outcome="ok"}') >= resends + 2
+    )
+    time.sleep(3)  # group_wait (2 s) and group_interval (1 s): a change would be notified
+    held = held_by(alertmanager, "hl-bts-late")
+    assert [(a["labels"]["alertname"], a["labels"]["operator"]) for a in held] == [
+        ("SiteOnBattery", "unknown")
+    ]
+    assert held[0]["fingerprint"] == first["fingerprint"]
+    noted = webhook.notifications("noc", lambda n: _about(n, "hl-bts-late"))
+    assert [n.status for n in noted] == ["firing"]  # one page, and no 'resolved'
+
+
+def held_by(alertmanager: AlertmanagerServer, site: str) -> list[dict[str, Any]]:
+    return [a for a in alertmanager.alerts() if a["labels"].get("site") == site]
+
+
+def _about(note: Notification, site: str) -> bool:
+    return any(a["labels"].get("site") == site for a in note.alerts)
+
+
 def test_a_meeting_at_risk_names_its_meeting_and_goes_to_the_province(
     alertmanager: AlertmanagerServer,
     webhook: Webhook,
