@@ -35,7 +35,7 @@ from collector.service import Collector
 from contract.wire import Status
 from rules import Policy
 from tests.support.board import token_entries
-from tests.support.board_fleet import a_province, tell
+from tests.support.board_fleet import a_province, on_battery, on_mains, tell
 from tests.support.browser import (
     DESKTOP,
     PHONE,
@@ -238,6 +238,21 @@ async def test_a_ups_on_battery_changes_the_open_page_and_a_meeting_is_rehearsed
             await page.screenshot(path=screenshot_path("overview-desktop"), full_page=True)
             hp = page.locator("#province-hp")
             assert await hp.get_attribute("data-dark-soon") == "1"  # Kiến An: 1 h 20 min
+            # A power room dark and a station powered but cut off from transport: each in
+            # its column, the province's row in alarm, the page told live (no reload).
+            assert await hp.get_attribute("data-rooms-dark") == "0"
+            tell(collector, "hp-pr-le-chan", "hp", "power_room", "Phòng nguồn Lê Chân",
+                 power=on_battery(0))  # fmt: skip
+            tell(collector, "hp-bts-thuy-nguyen", "hp", "station", "Trạm BTS Thủy Nguyên",
+                 power=on_mains(), links_up=(False, False))  # fmt: skip
+            await page.wait_for_function(
+                "() => document.getElementById('province-hp').dataset.roomsDark === '1'"
+                " && document.getElementById('province-hp').dataset.cutOff === '1'",
+                timeout=10_000,
+            )
+            heads = await page.inner_text("table.overview thead")
+            assert "Phòng nguồn mất nguồn" in heads and "Trạm mất truyền dẫn" in heads, heads
+            assert await hp.get_attribute("class") == "alarm"
 
             # A site named like markup shows as the characters it is.
             tell(collector, "hp-bts-evil", "hp", "station", EVIL)

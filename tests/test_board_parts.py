@@ -18,6 +18,7 @@ from collector.board.render import Renderer
 from collector.board.stream import MIN_GAP_S, events
 from collector.board.views import overview, site_view
 from contract.wire import Status
+from plumbing.labels import Lang
 from rules import evaluate, load_policy, to_status
 from tests.test_rules_support import NOW as RULES_NOW
 from tests.test_rules_support import clock_behind, on_battery, snap, two_paths
@@ -88,7 +89,80 @@ def test_a_province_whose_stations_fell_silent_is_counted_and_not_shown_as_quiet
     page = Renderer().render("_overview.html", "en", lines=list(lines.values()), now=NOW)
     row = page[page.index('id="province-yb"') :]
     assert f'data-silent="{cut_off.count("unknown")}"' in row.split(">", 1)[0]
-    assert "Not known (silent)" in page
+    assert "Stations not known (silent)" in page
+
+
+@pytest.mark.parametrize(
+    ("case", "site", "column"),
+    [
+        # a power room dark: what it feeds goes dark with it
+        ("power room dark", ("yb-pr-1", "power_room", "not_ready", "down_power", None),
+         "rooms_dark"),
+        # up on power, every path down: out of service to the network (FCC DIRS: transport)
+        ("station cut off", ("yb-bts-1", "station", "not_ready", "down_transport", None),
+         "cut_off"),
+        ("power room on battery", ("yb-pr-1", "power_room", "not_ready", "up_battery", 5 * 3600.0),
+         "rooms_on_backup"),
+        ("power room silent", ("yb-pr-1", "power_room", "unknown", "unknown", None),
+         "rooms_silent"),
+    ],
+)  # fmt: skip
+def test_power_rooms_and_stations_cut_off_are_counted_and_sorted_worst_first(
+    case: str, site: tuple[str, str, str, str, float | None], column: str
+) -> None:
+    """A province whose power room is dark, or whose station is cut off from transport,
+    is not shown healthier than one with a station on battery: each is counted in its
+    column, under its header, and the province is sorted accordingly."""
+    name, kind, verdict, state, dark_in_s = site
+    statuses = [
+        status("hp-bts-1", "hp", "station", "degraded", "up_battery", 5 * 3600),
+        status("hp-bts-2", "hp", "station", "ready", "up_commercial"),
+        status(name, "yb", kind, verdict, state, dark_in_s),
+        status("yb-bts-9", "yb", "station", "ready", "up_commercial"),
+    ]
+    lines = overview(statuses, {}, NOW)
+    yb = next(line for line in lines if line.province == "yb")
+    counted = {
+        c: getattr(yb, c) for c in ("cut_off", "rooms_dark", "rooms_on_backup", "rooms_silent")
+    }
+    assert counted == {c: int(c == column) for c in counted}
+    assert (yb.dark, yb.on_battery, yb.silent) == (0, 0, 0)  # a power room is no station
+    if column != "rooms_on_backup":  # out of service or not known: worse than on battery
+        assert lines[0].province == "yb"
+    headers: dict[Lang, dict[str, str]] = {
+        "en": {
+            "cut_off": "Stations cut off from transport",
+            "rooms_dark": "Power rooms dark",
+            "rooms_on_backup": "Power rooms on battery or generator",
+            "rooms_silent": "Power rooms not known (silent)",
+        },
+        "vi": {
+            "cut_off": "Trạm mất truyền dẫn (còn điện)",
+            "rooms_dark": "Phòng nguồn mất nguồn",
+            "rooms_on_backup": "Phòng nguồn chạy ắc quy/máy phát",
+            "rooms_silent": "Phòng nguồn không rõ (mất liên lạc)",
+        },
+    }
+    for lang, said in headers.items():
+        header = said[column]
+        page = Renderer().render("_overview.html", lang, lines=lines, now=NOW)
+        assert f'<th scope="col">{header}</th>' in page
+        row = page[page.index('id="province-yb"') :].split(">", 1)[0]
+        attribute = "data-" + column.replace("_", "-")
+        assert f'{attribute}="1"' in row
+        assert 'class="alarm"' in row or column == "rooms_on_backup"
+
+
+def test_a_power_room_or_station_cut_off_and_off_mains_is_dark_soon_when_it_is() -> None:
+    """Cut off from transport and on battery with 30 min left: out of service now, and
+    dark within 2 h (restoring its fibre will not keep it up)."""
+    statuses = [
+        status("hp-bts-1", "hp", "station", "not_ready", "down_transport", 1800),
+        status("hp-pr-1", "hp", "power_room", "not_ready", "down_transport", 1800),
+    ]
+    [hp] = overview(statuses, {}, NOW)
+    assert (hp.cut_off, hp.dark_soon) == (1, 1)  # judged 10 min ago: 20 min left
+    assert (hp.rooms_on_backup, hp.rooms_dark_soon) == (1, 1)
 
 
 def verdict_state(verdict: str) -> str:

@@ -85,21 +85,33 @@ class ProvinceLine:
     dark: int = 0
     dark_soon: int = 0  # stations on battery or generator, dark within DARK_SOON_S
     silent: int = 0  # stations whose state is not known: silent, or never heard
+    cut_off: int = 0  # stations up on power, every path down: out of service (transport)
+    rooms: int = 0  # power rooms: what they feed goes dark with them
+    rooms_dark: int = 0
+    rooms_on_backup: int = 0  # on battery or generator
+    rooms_dark_soon: int = 0  # on battery or generator, dark within DARK_SOON_S
+    rooms_silent: int = 0
     verdicts: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def points_ready_share(self) -> float:
         return self.points_ready / self.points if self.points else 1.0
 
+    @property
+    def out(self) -> int:
+        """Stations and power rooms out of service now: dark, or (stations) cut off."""
+        return self.dark + self.cut_off + self.rooms_dark
+
     def worst_first(self) -> tuple[object, ...]:
         # A station not heard from may be dark: a province whose stations all fell silent
-        # (its transport cut, its bridge down) is not a quiet one.
+        # (its transport cut, its bridge down) is not a quiet one. A station cut off from
+        # transport serves nobody, as a dark one; a power room dark darkens what it feeds.
         return (
-            -self.dark,
-            -self.dark_soon,
+            -self.out,
+            -(self.dark_soon + self.rooms_dark_soon),
             self.points_ready_share,
-            -self.silent,
-            -self.on_battery,
+            -(self.silent + self.rooms_silent),
+            -(self.on_battery + self.rooms_on_backup),
             -self.verdicts.get("not_ready", 0),
             -self.risk_level,
             self.province,
@@ -109,8 +121,9 @@ class ProvinceLine:
 def overview(
     statuses: Iterable[Status], risk: Mapping[str, int], now: datetime
 ) -> list[ProvinceLine]:
-    """Per province: N/M meeting points ready, stations on battery, on generator, dark,
-    dark within 2 h, not known (silent), and its risk level; worst first."""
+    """Per province: N/M meeting points ready; stations on battery, on generator, dark,
+    dark within 2 h, cut off from transport, not known (silent); power rooms dark, on
+    battery or generator (dark within 2 h), not known; and its risk level; worst first."""
     tally: dict[str, dict[str, int]] = {}
     verdicts: dict[str, dict[str, int]] = {}
     soon = now + timedelta(seconds=DARK_SOON_S)
@@ -123,6 +136,9 @@ def overview(
             t["points"] += 1
             t["points_ready"] += s.verdict == "ready"
             continue
+        if s.site_kind == "power_room":
+            _tally_room(t, s, soon)
+            continue
         if s.site_kind != "station":
             continue
         t["stations"] += 1
@@ -134,14 +150,33 @@ def overview(
             t["on_generator"] += 1
         elif state in DARK_STATES:
             t["dark"] += 1
+        elif state == "down_transport":
+            t["cut_off"] += 1
+        # off mains (a time to dark is given only then), cut off or not: going dark
         at = dark_at(s)
-        if state in ("up_battery", "up_generator") and at is not None and at <= soon:
+        if state not in DARK_STATES and at is not None and at <= soon:
             t["dark_soon"] += 1
     lines = [
         ProvinceLine(province=p, risk_level=risk.get(p, 0), verdicts=verdicts[p], **t)
         for p, t in tally.items()
     ]
     return sorted(lines, key=ProvinceLine.worst_first)
+
+
+def _tally_room(t: dict[str, int], s: Status, soon: datetime) -> None:
+    """A power room: dark, on battery or generator (dark within 2 h), or not known. Its
+    links are not what it is for: its state is its power's."""
+    t["rooms"] += 1
+    state = s.station_state
+    if s.verdict == "unknown":
+        t["rooms_silent"] += 1
+    elif state in DARK_STATES:
+        t["rooms_dark"] += 1
+    elif state in ("up_battery", "up_generator") or s.dark_in_s is not None:
+        # off mains, its links down or not (a time to dark is given only off mains)
+        t["rooms_on_backup"] += 1
+        at = dark_at(s)
+        t["rooms_dark_soon"] += at is not None and at <= soon
 
 
 _TALLIES = (
@@ -154,6 +189,12 @@ _TALLIES = (
     "dark",
     "dark_soon",
     "silent",
+    "cut_off",
+    "rooms",
+    "rooms_dark",
+    "rooms_on_backup",
+    "rooms_dark_soon",
+    "rooms_silent",
 )
 
 
