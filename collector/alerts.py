@@ -42,8 +42,9 @@ SiteClockWrong              warning   clock         the agent's clock proven beh
 
 A site whose state is not known (no report since the collector started) keeps the
 alerts it had: nothing is resolved for lack of news. A silent site keeps them too, their
-summary and description saying how old their figures are, and a power alert whose time
-has run out becomes ``SiteDark`` ("presumed"). While the
+summary and description saying how old their figures are; ``SiteOnBattery`` whose time
+left by those figures falls under the line becomes ``SiteDarkSoon``, and a power alert
+whose time has run out ``SiteDark`` ("presumed"). While the
 collector itself hears nothing (its broker connection is down), silence is its own:
 no site is said silent, and each keeps what it had.
 
@@ -475,14 +476,34 @@ def _compliance(
     return [alert.model_copy(update={"details_vi": tuple(texts_vi), "details_en": tuple(texts_en)})]
 
 
-def _carried(previous: Sequence[Alert], status: Status, now: datetime) -> list[Alert]:
-    """What a site had, kept while it is silent; a power alert past its time turns SiteDark."""
+def _carried(
+    previous: Sequence[Alert], status: Status, policy: AlertPolicy, now: datetime
+) -> list[Alert]:
+    """What a site had, kept while it is silent; a power alert past its time turns SiteDark,
+    and ``SiteOnBattery`` whose time left by its last figures falls under the policy's line
+    turns ``SiteDarkSoon`` (critical), as it would have had the site kept reporting."""
     kept: list[Alert] = []
+    threshold_s = policy.dark_soon_below_h.for_kind(status.site_kind) * 3600
     for alert in previous:
         if alert.name == "SiteSilent":
             continue
         if alert.name == "SiteDark":
             kept.append(alert)
+        elif (
+            alert.name == "SiteOnBattery"
+            and alert.dark_at is not None
+            and now < alert.dark_at
+            and (alert.dark_at - now).total_seconds() < threshold_s
+        ):
+            summary_vi, summary_en = _say("dark_soon", (alert.summary_vi, alert.summary_en))
+            update = {
+                "name": "SiteDarkSoon",
+                "summary_vi": summary_vi,
+                "summary_en": summary_en,
+                "started_at": now,
+                "as_of": alert.as_of or status.last_report_at or alert.started_at,
+            }
+            kept.append(alert.model_copy(update=update))
         elif alert.name in POWER_ALERTS and alert.dark_at is not None and alert.dark_at <= now:
             summary = _say("presumed_dark", at=local_time(alert.dark_at))
             update = {
@@ -533,7 +554,7 @@ def site_alerts(
         return list(mine)  # nothing known of it now: keep what was said
     site = _Site(status, meta, listed)
     if codes & silent_codes:
-        kept = _carried(mine, status, now)
+        kept = _carried(mine, status, policy, now)
         if not any(a.name in ("SiteDark", "TransportLost") for a in kept):
             silence = next(r for r in status.reasons if r.code in silent_codes)
             since = _since(mine, "SiteSilent", "silence", now)

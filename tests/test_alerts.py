@@ -623,3 +623,33 @@ def test_a_meeting_at_risk_keeps_its_labels_while_it_fires() -> None:
     point = judged(snap("meeting_point", power=[on_battery(runtime_s=1800)], links=two_paths()))
     [same] = meeting_alerts(info, point, meta=said, previous=[first], now=NOW)
     assert same.key == first.key
+
+
+@pytest.mark.parametrize(
+    ("silent_for", "expected"),
+    [
+        (timedelta(minutes=10), ["SiteOnBattery", "SiteSilent"]),  # 2 h 50 min left
+        # by its last figures 1 h 55 min left: as critical as had it kept reporting
+        (timedelta(hours=1, minutes=5), ["SiteDarkSoon", "SiteSilent"]),
+        (timedelta(hours=3, minutes=1), ["SiteDark"]),  # its time ran out
+    ],
+)
+def test_a_silent_site_on_battery_is_dark_soon_when_its_last_figures_say_so(
+    silent_for: timedelta, expected: list[str]
+) -> None:
+    """A station on battery with 3 h left stops reporting: an hour later, by its own last
+    figures, it goes dark within the 2 h line. A warning 'on battery (as of 13:00)' there
+    tells the NOC it has time it does not have."""
+    before = alerts_for(battery(3 * 3600))
+    later = NOW + silent_for
+    found = alerts_for(silent(silent_for), before, now=later)
+    assert names(found) == expected
+    if expected[0] == "SiteDarkSoon":
+        soon = found[0]
+        assert soon.severity == "critical" and soon.dark_at == before[0].dark_at
+        notes = soon.annotations("u")
+        assert notes["summary_en"].startswith("Trạm Đồ Sơn: going dark soon: mains lost")
+        assert notes["summary_en"].endswith("(as of 12:59 07/09; the site stopped reporting)")
+        # kept as it is on the next look: its start too
+        again = alerts_for(silent(silent_for), found, now=later + timedelta(minutes=1))
+        assert names(again) == expected and again[0].started_at == soon.started_at
