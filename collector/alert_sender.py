@@ -335,12 +335,22 @@ class AlertSender:
         self._held = {k: v for k, v in self._held.items() if k[0] in ids}
         return old, new
 
+    def _never_heard(self, site: str, meeting: Meeting) -> SiteSnapshot:
+        """A point never heard of, under the province its meeting names, else the one the
+        register lists it in: its MeetingAtRisk goes to that province's IT (a meeting
+        planned by its points names none, and 'unknown' is nobody's route)."""
+        snapshot = never_heard(site, meeting)
+        listed = self.inventory.get(site)
+        if meeting.province is None and listed is not None:
+            snapshot = SiteSnapshot(site=site, province=listed.province)
+        return snapshot
+
     def _point_for(
         self, meeting: Meeting, site: str, rehearsal: Rehearsal | None, now: datetime
     ) -> Status:
         """The point judged for this meeting, as shown after its hold (no flapping); one
         never heard of as the meeting's page judges it (no report yet)."""
-        snapshot = self.states.get(site) or never_heard(site, meeting)
+        snapshot = self.states.get(site) or self._never_heard(site, meeting)
         risk = self.risk_of(snapshot.province)
         policy = self.policy
         evaluation = evaluate(

@@ -171,3 +171,47 @@ def test_a_point_never_heard_from_is_a_meeting_at_risk_once_the_collector_has_se
     assert (alert.labels["province"], alert.labels["kind"]) == ("hai-phong", "meeting_point")
     assert alert.details_en == ("no report received yet: nothing to judge",)
     assert "no report received yet" in alert.annotations("u")["summary_en"]
+
+
+def test_a_point_never_heard_of_in_a_meeting_naming_no_province_is_paged_to_its_own(
+    tmp_path: Path,
+) -> None:
+    """A meeting planned by its points names no province; one point's box never spoke.
+    The register lists it in hai-phong: its MeetingAtRisk must carry that province (the
+    province IT's route), not 'unknown', which only the national NOC receives."""
+    from collector.inventory import InventorySite
+
+    ghost = "hai-phong-dc-ghost"
+    listed = InventorySite(
+        site=ghost, province="hai-phong", kind="meeting_point", area="le-chan", hardened=False
+    )
+    registry = CollectorRegistry()
+    states = SiteStates(clock=lambda: NOW)
+    sender = AlertSender(
+        AlertsConfig(alertmanagers=("http://127.0.0.1:9/",), external_url="http://kienco.test"),
+        verdicts=Verdicts(states, POLICY),
+        states=states,
+        meetings=MeetingStore(tmp_path / "meetings.sqlite"),
+        policy=POLICY,
+        inventory=Inventory((listed,)),
+        risk_of=lambda province: 0,
+        registry=registry,
+        supervisor=Supervisor(registry, logger=logging.getLogger("test")),
+        data_dir=tmp_path,
+        clock=lambda: NOW,
+    )
+    try:
+        request = MeetingRequest(
+            title="Họp khẩn",
+            starts_at=NOW + timedelta(hours=1),
+            duration_s=2 * H,
+            points=(ghost,),
+        )
+        meeting = sender.meetings.create(request, (ghost,), ago(86_400))
+        _, new = sender._meeting_change(NOW + timedelta(seconds=301))
+        [alert] = new
+        assert (alert.labels["province"], alert.labels["kind"]) == ("hai-phong", "meeting_point")
+        assert alert.meeting == meeting.id
+    finally:
+        sender.store.close()
+        sender.meetings.close()
