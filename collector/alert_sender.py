@@ -51,7 +51,7 @@ from collector.acyclic_http import AcyclicClient
 from collector.alert_store import AlertStore, AnyAlert, Held
 from collector.alerts import Alert, MeetingInfo, SiteLinks, meeting_alerts, site_alerts
 from collector.config import AlertsConfig
-from collector.inventory import Inventory
+from collector.inventory import Inventory, from_register
 from collector.meetings import Meeting, MeetingStore, never_heard
 from collector.readiness import Verdicts
 from collector.risk import RiskLevelOf
@@ -283,19 +283,23 @@ class AlertSender:
             compliance=self._compliance(snapshot, now),
             listening=self.listening(),
             listed=self.inventory.get(site),
-            unheard_long=self._unheard_long(site, now),
+            unheard_long=self._unheard_long(snapshot, now),
         )
         return old, new
 
-    def _unheard_long(self, site: str, now: datetime) -> bool:
-        """A site known but never heard to report has been quiet ``offline_after_s`` since
-        the collector first knew of it (its meta or birth: ``SiteStates.heard_at``, saved
-        across a restart by collector/state_store.py) and since the collector started
-        (a retained meta handed out at start is no news of the site: the window is
-        counted from the start, as for the never-heard points of a meeting)."""
+    def _unheard_long(self, snapshot: SiteSnapshot, now: datetime) -> bool:
+        """A site whose agent spoke (its meta, its birth) but never reported has been quiet
+        ``offline_after_s`` since the collector first heard of it (``SiteStates.heard_at``,
+        saved across a restart by collector/state_store.py) and since the collector
+        started (a retained meta handed out at start is no news of the site: the window
+        is counted from the start, as for the never-heard points of a meeting). A site
+        known only from the register (its inventory meta) has never spoken: it is the
+        compliance report's 'missing', not a page each."""
         if now < self._grace_until:
             return False
-        heard = self.states.heard_at(site)
+        if from_register(snapshot.meta) and snapshot.state_at is None:
+            return False
+        heard = self.states.heard_at(snapshot.site)
         window = timedelta(seconds=self.policy.freshness.offline_after_s)
         return heard is not None and now - heard >= window
 

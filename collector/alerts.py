@@ -21,10 +21,13 @@ PathLost                    warning   transport     some paths down, others up: 
 SiteSilent                  warning   silence       stale (or its reports refused, stamped
                                                     ahead: ``clock_ahead_refused``), or the
                                                     agent's Will fired, and neither power
-                                                    nor transport explains it; or known (its
-                                                    meta) and never reporting, quiet
-                                                    ``offline_after_s`` since first known
-                                                    and since the collector started
+                                                    nor transport explains it; or its agent
+                                                    announced itself (meta, birth) and never
+                                                    reported, quiet ``offline_after_s`` since
+                                                    first heard of and since the collector
+                                                    started (the inventory's word is not its
+                                                    agent's: a listed site never heard is
+                                                    compliance's 'missing')
 MeetingPointNotReady        warning   its reason's  a meeting point ``not_ready`` for a reason
                                                     no other alert of the site says already
 MeetingAtRisk               critical  its reason's  a point of a planned meeting (watched from

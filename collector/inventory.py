@@ -265,6 +265,8 @@ def write_csv(sites: Iterable[InventorySite], out: IO[str]) -> None:
 
 
 _NEVER = datetime(2000, 1, 1, tzinfo=UTC)
+REGISTER = "inventory"
+"""The ``agent_version`` of a meta the collector made from the inventory: no agent's word."""
 
 
 def inventory_meta(site: InventorySite, interval_s: float) -> Meta:
@@ -273,6 +275,11 @@ def inventory_meta(site: InventorySite, interval_s: float) -> Meta:
         **site.meta_fields(),
         name=site.name or site.site,
         interval_s=interval_s,
-        agent_version="inventory",
+        agent_version=REGISTER,
         at=_NEVER,  # older than any agent's own meta
     )
+
+
+def from_register(meta: Meta | None) -> bool:
+    """Whether this meta is the inventory's (:func:`inventory_meta`), not its agent's."""
+    return meta is not None and meta.agent_version == REGISTER and meta.at <= _NEVER

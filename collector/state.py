@@ -19,6 +19,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from collector.decode import Accepted
+from collector.inventory import from_register
 from contract.wire import Event, Meta, Report, State, utc_now
 from rules import SiteSnapshot
 
@@ -39,7 +40,10 @@ class SiteStates:
 
         Meta and state are retained: the broker hands them out again at every
         subscribe, so they say the site exists, not that it spoke. They count as
-        heard only for a site new to us.
+        heard only for a site new to us, or known only from the register (its
+        inventory meta, made at start: no word of its own yet), so when it was first
+        heard of is when its own agent first spoke (collector/alert_sender.py counts a
+        never-reporting site's silence from it).
         """
         if snapshot.site not in self._sites:
             self._per_province[snapshot.province] += 1
@@ -218,7 +222,7 @@ class SiteStates:
             after = before.with_meta(meta)
             if after is before:
                 return False  # older than the meta we hold
-            self._put(after, heard=False)
+            self._put(after, heard=_register_only(held) and not from_register(meta))
         return True
 
     def apply_state(self, state: State) -> bool:
@@ -228,9 +232,20 @@ class SiteStates:
             if held is not None and held.state_at == state.at and held.online is online:
                 return False  # the retained copy of what we hold
             before = held or SiteSnapshot(site=state.site, province=state.province)
-            self._put(before.with_state(state), heard=False)
+            self._put(before.with_state(state), heard=_register_only(held))
         return True
 
     def _interval(self, site: str) -> float:
         held = self._sites.get(site)
         return held.interval_s if held is not None and held.interval_s else 60.0
+
+
+def _register_only(held: SiteSnapshot | None) -> bool:
+    """A site known only from the inventory: nothing of its own agent folded in yet."""
+    return (
+        held is not None
+        and from_register(held.meta)
+        and held.state_at is None
+        and held.last_seen_at is None
+        and not held.power
+    )

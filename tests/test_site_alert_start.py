@@ -25,13 +25,13 @@ from prometheus_client import CollectorRegistry
 
 from collector.alert_sender import AlertSender
 from collector.config import AlertsConfig, Limits
-from collector.inventory import Inventory
+from collector.inventory import Inventory, InventorySite, inventory_meta
 from collector.meetings import MeetingStore
 from collector.readiness import Verdicts
 from collector.state import SiteStates
 from collector.state_store import StateStore, refolder
 from collector.supervision import Supervisor
-from contract.wire import Meta
+from contract.wire import Meta, State
 from tests.test_rules_support import NOW, POLICY, SITE, meta, on_battery, snap, two_paths
 
 OFFLINE_S = POLICY.freshness.offline_after_s  # 300 s
@@ -53,7 +53,7 @@ class World:
     sender: AlertSender
 
 
-def make_world(tmp_path: Path) -> World:
+def make_world(tmp_path: Path, inventory: Inventory | None = None) -> World:
     """A collector's state, verdicts and alert sender, started at NOW."""
     registry = CollectorRegistry()
     clock = Clock()
@@ -65,7 +65,7 @@ def make_world(tmp_path: Path) -> World:
         states=states,
         meetings=MeetingStore(tmp_path / "meetings.sqlite"),
         policy=POLICY,
-        inventory=Inventory(()),
+        inventory=inventory or Inventory(()),
         risk_of=lambda province: 0,
         registry=registry,
         supervisor=Supervisor(registry, logger=logging.getLogger("test")),
@@ -185,3 +185,47 @@ def test_an_agent_that_republishes_its_meta_without_reporting_still_pages(world:
     assert world.states.apply_meta(its_meta().model_copy(update={"at": NOW}))
     world.verdicts.evaluate(SITE, again)
     assert alerts_at(world, NOW + timedelta(seconds=OFFLINE_S)) == [("SiteSilent", "silence")]
+
+
+@pytest.mark.parametrize(
+    ("case", "look_after_s", "silent"),
+    [
+        # the register lists it, its agent never spoke: compliance's 'missing', no page
+        ("register only", 7200 + OFFLINE_S, False),
+        # its agent's meta two hours after the start (installed today): its own window
+        ("its agent's meta", 7200 + OFFLINE_S - 60, False),
+        ("its agent's meta", 7200 + OFFLINE_S, True),
+        # its agent's birth (online), then nothing
+        ("its agent's birth", 7200 + OFFLINE_S - 60, False),
+        ("its agent's birth", 7200 + OFFLINE_S, True),
+    ],
+)
+def test_a_listed_site_s_window_runs_from_its_agent_s_first_word_not_the_register_s(
+    tmp_path: Path, case: str, look_after_s: float, silent: bool
+) -> None:
+    """The collector makes a meta of every listed site at start (collector/inventory.py):
+    a listed station whose agent announces itself two hours later must not be paged the
+    moment its meta arrives, before its first report had the time to follow."""
+    listed = InventorySite(
+        site=SITE, province=meta().province, kind="station", operator="viettel",
+        area="do-son", hardened=False,
+    )  # fmt: skip
+    world = make_world(tmp_path, Inventory((listed,)))
+    try:
+        world.states.apply_meta(inventory_meta(listed, 60.0))  # as the collector at start
+        installed = NOW + timedelta(seconds=7200)
+        world.clock.now = installed
+        if case == "its agent's meta":
+            assert world.states.apply_meta(its_meta().model_copy(update={"at": installed}))
+        elif case == "its agent's birth":
+            birth = State(site=SITE, province=listed.province, state="online", at=installed)
+            assert world.states.apply_state(birth)
+        world.verdicts.evaluate(SITE, installed)
+        look = NOW + timedelta(seconds=look_after_s)
+        assert alerts_at(world, look) == ([("SiteSilent", "silence")] if silent else [])
+        if silent:
+            [alert] = world.sender._site_change(SITE, look)[1]
+            assert alert.labels["operator"] == "viettel"  # the meta's, or the register's
+    finally:
+        world.sender.store.close()
+        world.sender.meetings.close()
