@@ -51,11 +51,11 @@ from collector.acyclic_http import AcyclicClient
 from collector.alert_store import AlertStore, AnyAlert, Held
 from collector.alerts import Alert, MeetingInfo, SiteLinks, meeting_alerts, site_alerts
 from collector.config import AlertsConfig
-from collector.inventory import Inventory, from_register
+from collector.inventory import Inventory
 from collector.meetings import Meeting, MeetingStore, never_heard
 from collector.readiness import Verdicts
 from collector.risk import RiskLevelOf
-from collector.state import SiteStates
+from collector.state import SiteStates, register_only
 from collector.supervision import Loop, Supervisor
 from collector.system_alerts import SystemAlert
 from contract.wire import Status, utc_now
@@ -297,7 +297,7 @@ class AlertSender:
         compliance report's 'missing', not a page each."""
         if now < self._grace_until:
             return False
-        if from_register(snapshot.meta) and snapshot.state_at is None:
+        if register_only(snapshot):
             return False
         heard = self.states.heard_at(snapshot.site)
         window = timedelta(seconds=self.policy.freshness.offline_after_s)

@@ -222,7 +222,7 @@ class SiteStates:
             after = before.with_meta(meta)
             if after is before:
                 return False  # older than the meta we hold
-            self._put(after, heard=_register_only(held) and not from_register(meta))
+            self._put(after, heard=register_only(held) and not from_register(meta))
         return True
 
     def apply_state(self, state: State) -> bool:
@@ -232,7 +232,7 @@ class SiteStates:
             if held is not None and held.state_at == state.at and held.online is online:
                 return False  # the retained copy of what we hold
             before = held or SiteSnapshot(site=state.site, province=state.province)
-            self._put(before.with_state(state), heard=_register_only(held))
+            self._put(before.with_state(state), heard=register_only(held))
         return True
 
     def _interval(self, site: str) -> float:
@@ -240,8 +240,9 @@ class SiteStates:
         return held.interval_s if held is not None and held.interval_s else 60.0
 
 
-def _register_only(held: SiteSnapshot | None) -> bool:
-    """A site known only from the inventory: nothing of its own agent folded in yet."""
+def register_only(held: SiteSnapshot | None) -> bool:
+    """A site known only from the inventory: nothing of its own agent folded in yet (no
+    meta of its own, no birth or Will, no report or event)."""
     return (
         held is not None
         and from_register(held.meta)
