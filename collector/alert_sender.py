@@ -49,7 +49,15 @@ from prometheus_client import Counter, Gauge
 
 from collector.acyclic_http import AcyclicClient
 from collector.alert_store import AlertStore, AnyAlert, Held
-from collector.alerts import Alert, MeetingInfo, SiteLinks, meeting_alerts, site_alerts
+from collector.alerts import (
+    SILENT_CODES,
+    UNKNOWN_YET_CODES,
+    Alert,
+    MeetingInfo,
+    SiteLinks,
+    meeting_alerts,
+    site_alerts,
+)
 from collector.config import AlertsConfig
 from collector.inventory import Inventory
 from collector.meetings import Meeting, MeetingStore, never_heard
@@ -155,6 +163,7 @@ class AlertSender:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._held: dict[tuple[str, str], HeldVerdict] = {}  # (meeting, point) hysteresis
+        self._dark_at: dict[str, datetime] = {}  # sites off mains: dark by their figures at
         self._meetings: list[Meeting] = []
         self._meetings_at = -MEETINGS_REFRESH_S
         # A site the collector has not judged since it started keeps its alerts this long.
@@ -274,6 +283,7 @@ class AlertSender:
         if status is None or snapshot is None:
             # not judged since the collector started: keep, for a while, what it had
             return old, (old if now < self._grace_until else [])
+        last_dark_at = self._last_dark_at(status)
         new = site_alerts(
             status,
             meta=snapshot.meta,
@@ -284,8 +294,23 @@ class AlertSender:
             listening=self.listening(),
             listed=self.inventory.get(site),
             unheard_long=self._unheard_long(snapshot, now),
+            last_dark_at=last_dark_at,
         )
         return old, new
+
+    def _last_dark_at(self, status: Status) -> datetime | None:
+        """When the site goes dark by its figures as it last reported them: noted while
+        it reports (off mains), kept while it is silent (in memory: a restart forgets it,
+        and its power alerts, kept on disk, say what they said)."""
+        codes = {r.code for r in status.reasons if r.rule == "freshness"}
+        if codes & (SILENT_CODES | UNKNOWN_YET_CODES):
+            return self._dark_at.get(status.site)
+        if status.dark_in_s is None:
+            self._dark_at.pop(status.site, None)
+            return None
+        at = status.evaluated_at + timedelta(seconds=status.dark_in_s)
+        self._dark_at[status.site] = at
+        return at
 
     def _unheard_long(self, snapshot: SiteSnapshot, now: datetime) -> bool:
         """A site whose agent spoke (its meta, its birth) but never reported has been quiet

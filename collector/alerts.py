@@ -129,6 +129,10 @@ _WORDS: Mapping[str, tuple[str, str]] = MappingProxyType(
             "không còn báo cáo; theo số liệu cuối, đã hết điện lúc {at}",
             "no reports; by its last figures it ran out of power at {at}",
         ),
+        "runs_out": (
+            "sắp mất nguồn: không còn báo cáo; theo số liệu cuối, sẽ hết điện lúc {at}",
+            "going dark soon: no reports; by its last figures it runs out of power at {at}",
+        ),
         "as_of": (
             "{text} (số liệu lúc {at}, trạm không còn báo cáo)",
             "{text} (as of {at}; the site stopped reporting)",
@@ -525,6 +529,23 @@ def _carried(
     return kept
 
 
+def _runs_out(
+    site: _Site, previous: Sequence[Alert], dark_at: datetime, policy: AlertPolicy, now: datetime
+) -> list[Alert]:
+    """A silent site that had no power alert (a generator with fuel for longer than the
+    line), by its last figures going dark at ``dark_at``: dark soon, then dark."""
+    at = local_time(dark_at)
+    if dark_at <= now:
+        summary = _say("presumed_dark", at=at)
+        return [site.alert("SiteDark", "power", summary, started_at=dark_at, dark_at=dark_at)]
+    threshold_s = policy.dark_soon_below_h.for_kind(site.status.site_kind) * 3600
+    if (dark_at - now).total_seconds() >= threshold_s:
+        return []
+    since = _since(previous, "SiteDarkSoon", "power", now)
+    summary = _say("runs_out", at=at)
+    return [site.alert("SiteDarkSoon", "power", summary, started_at=since, dark_at=dark_at)]
+
+
 def site_alerts(
     status: Status,
     *,
@@ -536,6 +557,7 @@ def site_alerts(
     listening: bool = True,
     listed: SiteIdentity | None = None,
     unheard_long: bool = False,
+    last_dark_at: datetime | None = None,
 ) -> list[Alert]:
     """The alerts that should fire for one site now, from its shown status.
 
@@ -549,6 +571,10 @@ def site_alerts(
     the collector first knew of it and since the collector started: it is silent, as a
     site that stopped reporting (an agent dead before its first report); before that,
     nothing is said of it (it may be about to report; a restart has not heard it yet).
+    ``last_dark_at``: when the site goes dark by its last figures while it reported (off
+    mains: a generator with fuel for longer than the line fires nothing then); silent,
+    it is ``SiteDarkSoon`` once that time is under the line and ``SiteDark`` once it has
+    passed, as a power alert it had would be (:func:`_carried`).
     """
     mine = [a for a in previous if a.meeting is None]
     codes = {r.code for r in status.reasons if r.rule == "freshness"}
@@ -558,6 +584,8 @@ def site_alerts(
     site = _Site(status, meta, listed)
     if codes & silent_codes:
         kept = _carried(mine, status, policy, now)
+        if last_dark_at is not None and not any(a.name in POWER_ALERTS for a in kept):
+            kept += _runs_out(site, mine, last_dark_at, policy, now)
         if not any(a.name in ("SiteDark", "TransportLost") for a in kept):
             silence = next(r for r in status.reasons if r.code in silent_codes)
             since = _since(mine, "SiteSilent", "silence", now)

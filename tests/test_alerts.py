@@ -653,3 +653,41 @@ def test_a_silent_site_on_battery_is_dark_soon_when_its_last_figures_say_so(
         # kept as it is on the next look: its start too
         again = alerts_for(silent(silent_for), found, now=later + timedelta(minutes=1))
         assert names(again) == expected and again[0].started_at == soon.started_at
+
+
+@pytest.mark.parametrize(
+    ("silent_for", "expected"),
+    [
+        (timedelta(minutes=10), ["SiteSilent"]),  # 3 h 50 min of fuel left by its figures
+        (timedelta(hours=2, minutes=5), ["SiteDarkSoon", "SiteSilent"]),  # 1 h 55 min
+        (timedelta(hours=4, minutes=1), ["SiteDark"]),  # its fuel ran out at 17:00
+    ],
+)
+def test_a_silent_site_on_generator_goes_dark_soon_then_dark_by_its_last_figures(
+    silent_for: timedelta, expected: list[str]
+) -> None:
+    """On generator with fuel for 4 h (no alert: what a generator is for), it stops
+    reporting. Four hours later, by its own last figures, it is dark: 'silent' (a
+    warning) there hides a dark station from the NOC."""
+    gen = genset(generator_running=True, fuel_l=40.0, fuel_burn_l_per_h=10.0)
+    running = judged(snap(power=[gen], links=two_paths()))
+    assert names(alerts_for(running)) == [] and running.dark_in_s is not None
+    dark_at = running.evaluated_at + timedelta(seconds=running.dark_in_s)
+    later = NOW + silent_for
+    found = alerts_for(silent(silent_for), now=later, last_dark_at=dark_at)
+    assert names(found) == expected
+    if expected[0] != "SiteSilent":
+        assert found[0].dark_at == dark_at and found[0].severity == "critical"
+        assert found[0].labels["cause"] == "power"
+    if expected[0] == "SiteDark":
+        assert found[0].summary_en.startswith("no reports; by its last figures it ran out")
+        assert found[0].started_at == dark_at
+    if expected[0] == "SiteDarkSoon":
+        assert "runs out of power at 16:59 07/09" in found[0].summary_en  # Vietnam time
+        assert "sẽ hết điện lúc" in found[0].summary_vi
+        # the next look carries it, then it turns dark when its time comes
+        again = alerts_for(silent(silent_for), found, now=later, last_dark_at=dark_at)
+        assert names(again) == expected and again[0].started_at == found[0].started_at
+        dark = alerts_for(silent(timedelta(hours=5)), again, now=NOW + timedelta(hours=5),
+                          last_dark_at=dark_at)  # fmt: skip
+        assert names(dark) == ["SiteDark"]

@@ -32,7 +32,7 @@ from collector.state import SiteStates
 from collector.state_store import StateStore, refolder
 from collector.supervision import Supervisor
 from contract.wire import Meta, State
-from tests.test_rules_support import NOW, POLICY, SITE, meta, on_battery, snap, two_paths
+from tests.test_rules_support import NOW, POLICY, SITE, genset, meta, on_battery, snap, two_paths
 
 OFFLINE_S = POLICY.freshness.offline_after_s  # 300 s
 
@@ -229,3 +229,18 @@ def test_a_listed_site_s_window_runs_from_its_agent_s_first_word_not_the_registe
     finally:
         world.sender.store.close()
         world.sender.meetings.close()
+
+
+def test_the_sender_keeps_a_generator_site_s_time_to_dark_for_when_it_falls_silent(
+    world: World,
+) -> None:
+    """Seen on generator with 4 h of fuel while it reported, then silent: the sender says
+    it dark once that time has passed, from the figures it saw (the silent verdict has
+    none)."""
+    gen = genset(generator_running=True, fuel_l=40.0, fuel_burn_l_per_h=10.0)
+    world.states.restore([(snap(power=[gen], links=two_paths()), NOW)])
+    world.verdicts.evaluate(SITE, NOW)
+    assert alerts_at(world, NOW) == []
+    later = NOW + timedelta(hours=4, minutes=1)
+    world.verdicts.evaluate(SITE, later)
+    assert alerts_at(world, later) == [("SiteDark", "power")]
