@@ -124,7 +124,9 @@ _SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 # The words around the reasons' own texts (rules/texts.py says the reasons).
 _WORDS: Mapping[str, tuple[str, str]] = MappingProxyType(
     {
-        "dark_soon": ("sắp mất nguồn: {text}", "going dark soon: {text}"),
+        # {at}: when, by those figures, in Vietnam time: it does not age between reports
+        # as the text's "… left" does (the sender resends between judgements)
+        "dark_soon": ("sắp mất nguồn, lúc {at}: {text}", "going dark soon, at {at}: {text}"),
         "presumed_dark": (
             "không còn báo cáo; theo số liệu cuối, đã hết điện lúc {at}",
             "no reports; by its last figures it ran out of power at {at}",
@@ -411,8 +413,8 @@ def _power(
         threshold_s *= 1 + policy.dark_soon_clear_pct / 100  # no flapping around the line
     details = [r for r in _ordered(reasons) if _is_power(r)] or [main]
     left_s = left_now_s(status, now)
-    if left_s is not None and left_s < threshold_s:
-        summary = _say("dark_soon", (main.text_vi, main.text_en))
+    if left_s is not None and dark_at is not None and left_s < threshold_s:
+        summary = _say("dark_soon", (main.text_vi, main.text_en), at=local_time(dark_at))
         since = _since(previous, "SiteDarkSoon", "power", now)
         return [site.alert("SiteDarkSoon", "power", summary, details, started_at=since,
                            dark_at=dark_at)]  # fmt: skip
@@ -502,7 +504,9 @@ def _carried(
             and now < alert.dark_at
             and (alert.dark_at - now).total_seconds() < threshold_s
         ):
-            summary_vi, summary_en = _say("dark_soon", (alert.summary_vi, alert.summary_en))
+            summary_vi, summary_en = _say(
+                "dark_soon", (alert.summary_vi, alert.summary_en), at=local_time(alert.dark_at)
+            )
             update = {
                 "name": "SiteDarkSoon",
                 "summary_vi": summary_vi,

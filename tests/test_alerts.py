@@ -13,7 +13,14 @@ from typing import Any
 
 import pytest
 
-from collector.alerts import Alert, MeetingInfo, SiteLinks, meeting_alerts, site_alerts
+from collector.alerts import (
+    Alert,
+    MeetingInfo,
+    SiteLinks,
+    local_time,
+    meeting_alerts,
+    site_alerts,
+)
 from collector.config import CollectorConfig
 from contract.wire import Reason, Status
 from plumbing.config_errors import ConfigError, parse_yaml_model
@@ -120,7 +127,9 @@ def test_dark_soon_under_the_kind_threshold_without_flapping(
     assert names(now) == [expected]
     assert now[0].labels["severity"] == ("critical" if expected == "SiteDarkSoon" else "warning")
     if expected == "SiteDarkSoon":
-        assert now[0].summary_vi.startswith("sắp mất nguồn: mất điện lưới")
+        # when, in Vietnam time: the "… left" after it is the judgement's, and ages
+        at = local_time(NOW + timedelta(hours=left_h))
+        assert now[0].summary_vi.startswith(f"sắp mất nguồn, lúc {at}: mất điện lưới")
 
 
 def test_the_threshold_is_per_kind_from_the_policy(tmp_path: Path) -> None:
@@ -164,7 +173,9 @@ def test_a_generator_with_fuel_is_no_alert_and_one_short_of_fuel_is() -> None:
     short = on_generator(1)
     [alert] = alerts_for(short)
     assert alert.name == "SiteDarkSoon"
-    assert alert.summary_en == "going dark soon: " + reason(short, "on_generator").text_en
+    assert alert.dark_at is not None
+    at = local_time(alert.dark_at)
+    assert alert.summary_en == f"going dark soon, at {at}: " + reason(short, "on_generator").text_en
     assert "fuel for 1 h" in alert.summary_en
 
 
@@ -648,7 +659,9 @@ def test_a_silent_site_on_battery_is_dark_soon_when_its_last_figures_say_so(
         soon = found[0]
         assert soon.severity == "critical" and soon.dark_at == before[0].dark_at
         notes = soon.annotations("u")
-        assert notes["summary_en"].startswith("Trạm Đồ Sơn: going dark soon: mains lost")
+        assert notes["summary_en"].startswith(
+            "Trạm Đồ Sơn: going dark soon, at 16:00 07/09: mains lost"
+        )
         assert notes["summary_en"].endswith("(as of 12:59 07/09; the site stopped reporting)")
         # kept as it is on the next look: its start too
         again = alerts_for(silent(silent_for), found, now=later + timedelta(minutes=1))
