@@ -111,6 +111,7 @@ COMPLIANCE_CRITERIA: tuple[str, ...] = (
     "no_generator",
     "generator_autonomy_unknown",
     "generator_autonomy_short",
+    "generator_not_started",
     "no_fibre_path",
     "no_second_independent_path",
 )

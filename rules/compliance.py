@@ -12,7 +12,9 @@ Pure: no I/O, no clock; ``now`` is passed in. What is judged, and from what:
 - **the fuel in the tank now** for power: battery + generator autonomy from the
   newest readings (``rules.autonomy``), against ``min_autonomy_h``. A generator
   whose autonomy cannot be computed fails (``generator_autonomy_unknown``): the
-  ministry asks whether stations *truly* meet the standard;
+  ministry asks whether stations *truly* meet the standard. A generator whose
+  controller says stopped while mains are gone and the site runs on battery did not
+  start: its fuel is not counted (``generator_not_started``), only the battery left;
 - **current state** only for ``silent`` (stale or offline, ``rules.freshness``).
 
 Stations count from the inventory (the ministry's register), by its area and its
@@ -255,6 +257,23 @@ def _power_criteria(
     battery_h = None if power.battery_s is None else power.battery_s / 3600
     if not (power.generator_present or declared):
         return [Criterion("no_generator", {"required_h": required_h})], battery_h
+    if power.mode in ("battery", "down") and power.generator_running is False:
+        # mains are gone and the controller says the set is stopped: it did not start.
+        # Its fuel is no autonomy the station has now (a failed start may not be fixed
+        # before the battery runs out), so only the battery left counts
+        left_h = None if power.dark_in_s is None else power.dark_in_s / 3600
+        numbers = {
+            "battery_h": left_h,
+            "generator_h": None if power.generator_s is None else power.generator_s / 3600,
+            "required_h": required_h,
+        }
+        key = {
+            (True, True): "generator_not_started",
+            (False, True): "generator_not_started_no_battery",
+            (True, False): "generator_not_started_no_fuel",
+            (False, False): "generator_not_started_no_battery_no_fuel",
+        }[(left_h is not None, power.generator_s is not None)]
+        return [Criterion("generator_not_started", numbers, text_key=key)], left_h
     if power.generator_s is None:
         numbers = {"battery_h": battery_h, "required_h": required_h, "tightened_at_level": None}
         target = {"target": "station:hardened"}  # the ministry's standard, whatever the risk

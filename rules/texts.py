@@ -350,6 +350,34 @@ _CATALOGUE: dict[str, Text] = {
         "backup power (battery + generator) lasts {autonomy_h:below} h "
         "(generator {generator_h:n} h), {required_h:n} h required",
     ),
+    "generator_not_started": Text(
+        "mất điện lưới nhưng máy phát không khởi động (bộ điều khiển báo dừng): "
+        "{generator_h:n} giờ nhiên liệu không tính, trạm chỉ còn ắc quy {battery_h:below} giờ, "
+        "cần {required_h:n} giờ",
+        "mains lost but the generator did not start (its controller says stopped): "
+        "its {generator_h:n} h of fuel are not counted, the station has {battery_h:below} h "
+        "of battery, {required_h:n} h required",
+    ),
+    "generator_not_started_no_battery": Text(
+        "mất điện lưới nhưng máy phát không khởi động (bộ điều khiển báo dừng): "
+        "{generator_h:n} giờ nhiên liệu không tính, không rõ ắc quy còn bao lâu, "
+        "cần {required_h:n} giờ",
+        "mains lost but the generator did not start (its controller says stopped): "
+        "its {generator_h:n} h of fuel are not counted, battery time left unknown, "
+        "{required_h:n} h required",
+    ),
+    "generator_not_started_no_fuel": Text(
+        "mất điện lưới nhưng máy phát không khởi động (bộ điều khiển báo dừng): "
+        "trạm chỉ còn ắc quy {battery_h:below} giờ, cần {required_h:n} giờ",
+        "mains lost but the generator did not start (its controller says stopped): "
+        "the station has {battery_h:below} h of battery, {required_h:n} h required",
+    ),
+    "generator_not_started_no_battery_no_fuel": Text(
+        "mất điện lưới nhưng máy phát không khởi động (bộ điều khiển báo dừng): "
+        "không rõ ắc quy còn bao lâu, cần {required_h:n} giờ",
+        "mains lost but the generator did not start (its controller says stopped): "
+        "battery time left unknown, {required_h:n} h required",
+    ),
     "no_generator": Text(
         "không có máy phát điện: trạm kiên cố cần ắc quy + máy phát đủ {required_h:n} giờ",
         "no generator: a hardened station needs battery + generator for {required_h:n} h",

@@ -76,13 +76,15 @@ def station(
     links: Sequence[LinkReading] = (),
     province: str = PROVINCE,
     area: str = "an-duong",
+    mains_lost: bool = False,
+    generator_running: bool = False,
 ) -> SiteSnapshot:
     """A hardened station on mains: 4 h of battery and 400 L at 5 L/h (80 h) unless told."""
     power = [
         PowerReading(
             device="ups1",
-            mains_present=True,
-            on_battery=False,
+            mains_present=not mains_lost,
+            on_battery=mains_lost,
             battery_charge_pct=100.0,
             battery_runtime_s=battery_s,
             load_pct=30.0,
@@ -92,7 +94,8 @@ def station(
         power.append(
             PowerReading(
                 device="gen1",
-                generator_running=False,
+                generator_running=generator_running,
+                on_generator=generator_running if mains_lost else None,
                 fuel_l=fuel_l,
                 fuel_burn_l_per_h=burn_l_per_h,
             )
@@ -236,6 +239,36 @@ def test_generator_short_says_the_hours() -> None:
     assert result.autonomy_h == 14.0
 
 
+@pytest.mark.parametrize(
+    ("mains_lost", "running", "codes", "autonomy_h"),
+    [
+        # on mains, the set idle: its fuel counts (it is assumed to start, as the verdicts do)
+        (False, False, (), 84.0),
+        # mains lost and the set runs: its fuel is being burnt, it counts
+        (True, True, (), 84.0),
+        # mains lost, the controller says stopped, the site on battery: it did not start;
+        # its 80 h of fuel are no autonomy the station has now, only the battery's 4 h
+        (True, False, ("generator_not_started",), 4.0),
+    ],
+)
+def test_a_generator_that_did_not_start_gives_no_autonomy(
+    mains_lost: bool, running: bool, codes: tuple[str, ...], autonomy_h: float
+) -> None:
+    result = judge(station("hp-0001", mains_lost=mains_lost, generator_running=running))
+    assert (result.codes, result.autonomy_h) == (codes, pytest.approx(autonomy_h, abs=0.02))
+    if codes:
+        (failed,) = result.failed
+        assert failed.text("vi") == (
+            "mất điện lưới nhưng máy phát không khởi động (bộ điều khiển báo dừng): "
+            "80 giờ nhiên liệu không tính, trạm chỉ còn ắc quy 3,9 giờ, cần 72 giờ"
+        )
+        assert failed.text("en") == (
+            "mains lost but the generator did not start (its controller says stopped): "
+            "its 80 h of fuel are not counted, the station has 3.9 h of battery, "
+            "72 h required"
+        )
+
+
 def test_shared_tower_names_the_paths_and_the_risk() -> None:
     (shared,) = judge(station("hp-0001", paths=(FIBRE_ON_TOWER, MICROWAVE))).failed
     assert shared.labels == {"a": "fo-vnpt", "b": "mw-viettel", "srlg": "tower-b"}
@@ -315,6 +348,10 @@ compliance:
 
 COMPLIANCE_CODES = [
     "generator_autonomy_short",
+    "generator_not_started",
+    "generator_not_started_no_battery",
+    "generator_not_started_no_fuel",
+    "generator_not_started_no_battery_no_fuel",
     "no_generator",
     "no_fibre_path",
     "no_second_independent_path",

@@ -57,6 +57,7 @@ CRITERIA = {
     "no_generator": "Không có máy phát",
     "generator_autonomy_unknown": "Không rõ giờ chạy máy phát",
     "generator_autonomy_short": "Máy phát không đủ giờ",
+    "generator_not_started": "Máy phát không khởi động",
     "no_fibre_path": "Không có cáp quang",
     "no_second_independent_path": "Thiếu đường độc lập thứ hai",
 }
