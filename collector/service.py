@@ -802,7 +802,7 @@ class Collector:
             hours=query.hours,
             meeting_s=query.meeting_s,
             risk_level=self.risk_of,
-            hardened_listed=self.inventory,
+            inventory=self.inventory,
         )
 
     def _record_rehearsal(self, meeting_id: str, site: str, now: datetime) -> list[Point]:

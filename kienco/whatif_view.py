@@ -27,6 +27,23 @@ WORDS: dict[str, tuple[str, str]] = {
         "next {hours} — from the state at {now}",
     ),
     "by_hour": ("Số trạm mất nguồn (cộng dồn)", "Sites dark (cumulative)"),
+    "by_hour_floors": (
+        "Số trạm mất nguồn (cộng dồn); +N: trạm có thời gian chỉ là mức tối thiểu (không rõ "
+        "nhiên liệu) đã tới lúc đó, không rõ có mất nguồn không, không tính",
+        "Sites dark (cumulative); +N: sites whose time is only a floor (fuel not reported) "
+        "reached by then, not known dark, not counted",
+    ),
+    "floors": (
+        "Có thể mất nguồn, không rõ lúc nào: {n} trạm còn nguồn ít nhất tới thời điểm ghi "
+        "bên cạnh (một nguồn không rõ dung lượng, như nhiên liệu không báo, tính là 0): {sites}",
+        "May go dark, time not known: {n} site(s) last at least until the time given (a "
+        "source of unknown size, such as fuel not reported, counted as nothing): {sites}",
+    ),
+    "floor_site": ("{site} (ít nhất tới {at}, {basis})", "{site} (at least until {at}, {basis})"),
+    "never": (
+        "{n} trạm chưa từng báo cáo, không dự báo được: {sites}",
+        "{n} site(s) never reported, cannot be forecast: {sites}",
+    ),
     "dark": ("Trạm mất nguồn trong {hours}", "Sites dark within {hours}"),
     "none_dark": (
         "Không trạm nào mất nguồn trong {hours}.",
@@ -70,6 +87,7 @@ BASIS: dict[str, tuple[str, str]] = {
     "dark": ("đã mất nguồn", "already dark"),
     "silent": ("mất liên lạc", "silent"),
     "no_power_data": ("thiếu số liệu nguồn", "no power figures"),
+    "never_reported": ("chưa từng báo cáo", "never reported"),
 }
 HOLDS: dict[str, tuple[str, str]] = {
     "yes": ("có", "yes"),
@@ -98,13 +116,16 @@ EXIT_SOME_DARK = 3
 def exit_status(payload: dict[str, Any]) -> int:
     """0 only when every site's forecast is known, none goes dark within the horizon and
     every meeting point holds; 3 otherwise. A site that cannot be forecast (silent, no
-    power figures) or an area's hardened station that cannot (never reported) is not one
-    that holds: a script reading 0 must be able to take it as "all hold"."""
+    power figures), an area's hardened station that cannot, or a site of the inventory
+    that never reported is not one that holds: a script reading 0 must be able to take it
+    as "all hold"."""
     until = parse_time(payload["at"]) + timedelta(hours=payload["hours"])
     sites = payload["sites"]
     some_dark = any(s["dark_at"] and parse_time(s["dark_at"]) <= until for s in sites)
-    cannot_tell = any(s["dark_at"] is None for s in sites) or any(
-        a["unknown"] for a in payload["areas"]
+    cannot_tell = (
+        any(s["dark_at"] is None for s in sites)
+        or any(a["unknown"] for a in payload["areas"])
+        or bool(payload.get("never_reported"))
     )
     all_hold = all(p["holds"] for p in payload["meeting_points"])
     return EXIT_SOME_DARK if some_dark or cannot_tell or not all_hold else EXIT_ALL_HOLD
@@ -127,19 +148,26 @@ def render(payload: dict[str, Any], lang: Lang, console: Console) -> None:
         )
     )
     counts = payload["dark_by_hour"]
+    # a time that is only a floor is not known dark: counted apart, and said so
+    floors = payload.get("floor_by_hour") or [0] * len(counts)
+    shown_floors = any(floors)
     top = max(counts[-1], 1)
-    hourly = Table(title=_say("by_hour", lang), title_justify="left", show_header=False)
-    for _ in range(4):
+    title = _say("by_hour_floors" if shown_floors else "by_hour", lang)
+    hourly = Table(title=title, title_justify="left", show_header=False)
+    for _ in range(5 if shown_floors else 4):
         hourly.add_column()
-    for h, n in enumerate(counts):
+    for h, (n, floor) in enumerate(zip(counts, floors, strict=True)):
         step = min(float(h), float(payload["hours"]))  # the last row counts to the horizon
         clock = local_time(at + timedelta(hours=step), "%H:%M")
-        hourly.add_row(f"+{step:g}h", clock, str(n), "█" * round(20 * n / top))
+        cells = [f"+{step:g}h", clock, str(n)] + ([f"+{floor}"] if shown_floors else [])
+        hourly.add_row(*cells, "█" * round(20 * n / top))
     console.print(hourly)
 
     until = at + timedelta(hours=payload["hours"])
     sites = payload["sites"]
-    dark = [s for s in sites if s["dark_at"] is not None and parse_time(s["dark_at"]) <= until]
+    within = [s for s in sites if s["dark_at"] is not None and parse_time(s["dark_at"]) <= until]
+    dark = [s for s in within if not s["lower_bound"]]
+    floored = [s for s in within if s["lower_bound"]]
     if dark:
         table = Table(title=_say("dark", lang, hours=span), title_justify="left")
         for heading in HEAD_DARK[lang]:
@@ -153,18 +181,37 @@ def render(payload: dict[str, Any], lang: Lang, console: Console) -> None:
                 label(KINDS, s["kind"], lang),
                 local_time(when, "%H:%M %d/%m"),
                 _dur(after, lang),
-                label(BASIS, s["basis"], lang) + (" ≥" if s["lower_bound"] else ""),
+                label(BASIS, s["basis"], lang),
             )
         console.print(table)
     else:
         console.print(_say("none_dark", lang, hours=span))
+    if floored:
+        named = ", ".join(
+            _say(
+                "floor_site",
+                lang,
+                site=s["site"],
+                at=local_time(parse_time(s["dark_at"]), "%H:%M %d/%m"),
+                basis=label(BASIS, s["basis"], lang),
+            )
+            for s in floored
+        )
+        console.print(terminal(_say("floors", lang, n=len(floored), sites=named)))
     held = [s for s in sites if s["dark_at"] is not None and parse_time(s["dark_at"]) > until]
     if held:
         console.print(_say("hold", lang, n=len(held), until=local_time(until, "%H:%M %d/%m")))
-    unknown = [s for s in sites if s["dark_at"] is None]
+    unknown = [s for s in sites if s["dark_at"] is None and s["basis"] != "never_reported"]
     if unknown:
         named = ", ".join(f"{s['site']} ({label(BASIS, s['basis'], lang)})" for s in unknown)
         console.print(terminal(_say("unknown", lang, n=len(unknown), sites=named)))
+    # never heard from: known from the register (or a meta) alone; not "silent"
+    never = sorted(
+        [s["site"] for s in sites if s["basis"] == "never_reported"]
+        + list(payload.get("never_reported") or [])
+    )
+    if never:
+        console.print(terminal(_say("never", lang, n=len(never), sites=", ".join(never))))
 
     points = payload["meeting_points"]
     if points:

@@ -10,7 +10,12 @@ off (``at``, not before ``now``) give
   "if the grid fails now" hours the verdicts show); a site already off mains keeps
   its own time to dark from now; one already dark is dark now. A site that is silent,
   or whose autonomy cannot be computed, is *unknown*, never "holds";
-- how many sites are dark by each hour of the horizon;
+- how many sites are dark by each hour of the horizon; a site whose time is only a floor
+  (a source of unknown size, a generator's fuel not reported, counted as nothing) is
+  not counted dark: it lasts at least that long, and may last days. Those are counted
+  apart, by the hour their floor is reached (``floor_by_hour``);
+- which sites of the inventory never reported: they cannot be forecast, and are named
+  (``never_reported``) so that no one takes the forecast for the whole register;
 - which meeting points still hold a meeting of the given duration starting at
   ``at``: the meeting rule's own judgement for that meeting (power until it ends
   with margin if mains fail, paths, link quality, room), ``ready`` or ``degraded``;
@@ -48,7 +53,9 @@ __all__ = [
 
 TOLERANCE_S = 15 * 60
 TOLERANCE_PCT = 5.0
-Basis = Literal["battery", "battery+generator", "generator", "dark", "silent", "no_power_data"]
+Basis = Literal[
+    "battery", "battery+generator", "generator", "dark", "silent", "no_power_data", "never_reported"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,14 +118,32 @@ class WhatIf:
     dark_by_hour: tuple[int, ...]  # [h]: sites dark by at + h hours, h = 0 … hours
     meeting_points: tuple[MeetingForecast, ...]
     areas: tuple[AreaForecast, ...]
+    # [h]: sites whose time is only a floor, reached by at + h hours: not known dark
+    floor_by_hour: tuple[int, ...] = ()
+    # sites of the province's inventory with no snapshot at all (one known from its meta
+    # alone is in ``sites``, basis ``never_reported``)
+    never_reported: tuple[str, ...] = ()
 
     @property
     def until(self) -> datetime:
         return self.at + timedelta(hours=self.hours)
 
     def dark_within(self) -> tuple[SiteForecast, ...]:
-        """The sites forecast dark before the horizon ends."""
-        return tuple(s for s in self.sites if s.dark_at is not None and s.dark_at <= self.until)
+        """The sites forecast dark before the horizon ends (a floor is no forecast of dark)."""
+        return tuple(
+            s
+            for s in self.sites
+            if s.dark_at is not None and s.dark_at <= self.until and not s.lower_bound
+        )
+
+    def floors_within(self) -> tuple[SiteForecast, ...]:
+        """The sites whose time is only a floor, reached before the horizon ends: they last
+        at least that long; whether they go dark within it is not known."""
+        return tuple(
+            s
+            for s in self.sites
+            if s.dark_at is not None and s.dark_at <= self.until and s.lower_bound
+        )
 
 
 def _site(
@@ -147,6 +172,8 @@ def _site(
             lower_bound=lower,
         )
 
+    if snapshot.last_report_at is None:  # known from its meta or the register alone
+        return made("unknown", "never_reported", None)
     if not view.freshness.fresh:
         return made("unknown", "silent", None)
     thresholds = view.thresholds
@@ -245,11 +272,14 @@ def forecast(
     meeting_s: float | None = None,
     risk_level: Callable[[str], int] = lambda _p: 0,
     hardened_listed: Iterable[ExpectedSite] = (),
+    inventory: Iterable[ExpectedSite] = (),
 ) -> WhatIf:
     """Mains forced off in ``province`` at ``at`` (default and earliest: ``now``).
 
     ``hardened_listed``: the inventory's hardened stations of the province, so an area
-    whose station never reported is not taken for one that holds.
+    whose station never reported is not taken for one that holds. ``inventory``: the
+    whole register (its hardened stations count as ``hardened_listed``); a site of the
+    province it lists that never reported is named in ``never_reported``.
     """
     if now.tzinfo is None or (at is not None and at.tzinfo is None):
         raise ValueError("now and at must be timezone-aware")
@@ -267,15 +297,20 @@ def forecast(
         key=lambda f: (f.dark_at is None, f.dark_at or now, f.site),
     )
     steps = int(hours) + (0 if float(hours).is_integer() else 1)
-    by_hour = tuple(
-        sum(
-            1
-            for f in ordered
-            if f.dark_at is not None
-            and f.dark_at <= min(start + timedelta(hours=h), start + timedelta(hours=hours))
+    marks = [
+        min(start + timedelta(hours=h), start + timedelta(hours=hours)) for h in range(steps + 1)
+    ]
+
+    def count(floor: bool) -> tuple[int, ...]:
+        return tuple(
+            sum(
+                1
+                for f in ordered
+                if f.dark_at is not None and f.lower_bound is floor and f.dark_at <= mark
+            )
+            for mark in marks
         )
-        for h in range(steps + 1)
-    )
+
     meetings = tuple(
         sorted(
             (
@@ -287,11 +322,11 @@ def forecast(
         )
     )
     names = {s.meta.area: s.meta.area_name for s in mine if s.meta is not None and s.meta.area}
-    listed = {
-        e.site: (e.area, e.area_name)
-        for e in hardened_listed
-        if e.province == province and e.hardened and e.kind == "station"
-    }
+    register = [e for e in (*hardened_listed, *inventory) if e.province == province]
+    listed = {e.site: (e.area, e.area_name) for e in register if e.hardened and e.kind == "station"}
+    # a site with a snapshot and no report yet (its meta, its Will) is in ``sites``, silent
+    known = {s.site for s in mine}
+    never = sorted({e.site for e in register if e.site not in known})
     names.update({area: name for area, name in listed.values() if name})
     until = start + timedelta(hours=hours)
     return WhatIf(
@@ -301,9 +336,11 @@ def forecast(
         hours=hours,
         meeting_s=duration,
         sites=tuple(ordered),
-        dark_by_hour=by_hour,
+        dark_by_hour=count(False),
         meeting_points=meetings,
         areas=_areas(ordered, names, listed, until),
+        floor_by_hour=count(True),
+        never_reported=tuple(never),
     )
 
 

@@ -19,6 +19,7 @@ import pytest
 from rich.console import Console
 
 from collector.config import CollectorConfig
+from collector.inventory import InventorySite, inventory_meta
 from collector.service import Collector
 from collector.whatif_route import WHATIF_JSON
 from contract.topics import topic as topic_of
@@ -347,6 +348,7 @@ def _payload(
         ],
         "meeting_points": [{"site": f"m{n}", "holds": h} for n, h in enumerate(holds)],
         "areas": [{"area": "a", "unknown": area_unknown}],
+        "never_reported": [],
     }
 
 
@@ -387,6 +389,94 @@ def test_the_hourly_count_is_labelled_with_the_time_it_counts_to() -> None:
         ["+1h", "15:00", "0"],
         ["+1.5h", "15:30", "1"],
     ]
+
+
+def _rendered(w: Any, lang: str) -> str:
+    payload = json.loads(WHATIF_JSON.dump_json(w))
+    console = Console(record=True, width=200)
+    render(payload, lang, console)  # type: ignore[arg-type]
+    return console.export_text()
+
+
+def test_a_time_that_is_only_a_floor_is_not_counted_dark_by_the_hour() -> None:
+    """A station whose set reports no fuel lasts at least its battery's hour: it may run
+    for days. It was counted dark at +1 h in the hourly count and listed among the sites
+    dark within the horizon; it is counted apart, as not known, and the table says so."""
+    fleet = [
+        site("known-2h", power=[ups(battery_runtime_s=2 * 3600.0)], links=two_paths()),
+        site(
+            "floor-1h",
+            power=[ups(battery_runtime_s=3600.0), genset(fuel_l=None)],
+            links=two_paths(),
+            generator_declared=True,
+        ),
+    ]
+    w = forecast(fleet, POLICY, NOW, province=fleet[0].province, at=AT, hours=3)
+    assert w.dark_by_hour == (0, 0, 1, 1)
+    assert w.floor_by_hour == (0, 1, 1, 1)
+    assert [s.site for s in w.dark_within()] == ["known-2h"]
+    assert [s.site for s in w.floors_within()] == ["floor-1h"]
+    en, vi = _rendered(w, "en"), _rendered(w, "vi")
+    rows = [
+        [cell for cell in line.split() if cell not in "│┃"]
+        for line in en.splitlines()
+        if "h " in line and line.lstrip("│┃ ").startswith("+")
+    ]
+    assert [row[:4] for row in rows] == [
+        ["+0h", "14:00", "0", "+0"],
+        ["+1h", "15:00", "0", "+1"],
+        ["+2h", "16:00", "1", "+1"],
+        ["+3h", "17:00", "1", "+1"],
+    ]
+    dark_table = en.split("Sites dark within")[1].split("May go dark")[0]
+    assert "known-2h" in dark_table and "floor-1h" not in dark_table
+    en, vi = " ".join(en.split()), " ".join(vi.split())
+    assert "dark (cumulative); +N: sites whose time is only a floor" in en
+    assert "thời gian chỉ là mức tối thiểu" in vi
+    assert "May go dark, time not known: 1 site(s) last at least until" in en
+    assert "floor-1h (at least until 15:00 07/09, battery + generator)" in en
+    assert "Có thể mất nguồn, không rõ lúc nào: 1 trạm" in vi
+
+
+def test_inventory_sites_that_never_reported_are_named() -> None:
+    """The register lists an ordinary station that never reported: the forecast said
+    nothing of it, and the NOC took the province as covered; it is named as never
+    reported, cannot be forecast, and the exit status is not 0."""
+    one = site("reports", power=[ups(battery_runtime_s=20 * 3600.0)], links=two_paths())
+    register = [
+        Listed("reports", "do-son", hardened=False),
+        Listed("quiet-1", "do-son", hardened=False),
+        Listed("quiet-2", "do-son", kind="meeting_point", hardened=False),
+        Listed("qn-quiet", "ha-long", province="quang-ninh", hardened=False),
+    ]
+    w = forecast([one], POLICY, NOW, province=one.province, at=AT, hours=3, inventory=register)
+    assert w.never_reported == ("quiet-1", "quiet-2")
+    payload = json.loads(WHATIF_JSON.dump_json(w))
+    assert exit_status(payload) == 3
+    en, vi = (" ".join(_rendered(w, lang).split()) for lang in ("en", "vi"))
+    assert "2 site(s) never reported, cannot be forecast: quiet-1, quiet-2" in en
+    assert "2 trạm chưa từng báo cáo, không dự báo được: quiet-1, quiet-2" in vi
+
+
+def test_a_site_seeded_from_the_register_is_never_reported_not_silent() -> None:
+    """The collector seeds every inventory site with its meta: one never heard from was
+    said "silent" (mất liên lạc), a site that reported and went quiet; it never reported."""
+    item = InventorySite.model_validate(
+        {
+            "site": "quiet-1",
+            "kind": "station",
+            "province": "hai-phong",
+            "area": "do-son",
+            "hardened": False,
+        }
+    )
+    seeded = SiteSnapshot(site="quiet-1", province="hai-phong").with_meta(inventory_meta(item, 60))
+    w = forecast([seeded], POLICY, NOW, province="hai-phong", at=AT, hours=3, inventory=[item])
+    (one,) = w.sites
+    assert (one.basis, one.dark_at, w.never_reported) == ("never_reported", None, ())
+    en = " ".join(_rendered(w, "en").split())
+    assert "1 site(s) never reported, cannot be forecast: quiet-1" in en
+    assert "silent" not in en and "Cannot forecast" not in en
 
 
 def test_the_tolerance() -> None:

@@ -68,7 +68,8 @@ def add_parser(sub: Subcommands) -> None:
         "hold, which areas lose their hardened stations",
         description="Forecast from every site's current state (asks a running collector). "
         "Exit status: 0 every site's forecast is known, none goes dark and every meeting "
-        "point holds, 3 otherwise (a site that cannot be forecast included), 4 no site in "
+        "point holds, 3 otherwise (a site that cannot be forecast, or of the inventory and "
+        "never reported, included), 4 no site in "
         "the province, 1 collector unreachable.",
     )
     whatif.add_argument("--province", required=True, help="province code, e.g. hp")
