@@ -60,7 +60,11 @@ T: dict[str, tuple[str, str]] = {  # key: (vi, en)
         "Mất liên lạc: không có báo cáo trong {n} chu kỳ",
         "Silent: no report for {n} intervals",
     ),
-    "rule_carriers": ("Mỗi {unit} có ít nhất {n} nhà mạng", "At least {n} carriers per {unit}"),
+    "rule_carriers": (
+        "Mỗi {unit} có ít nhất {n} nhà mạng đang hoạt động (trên đường truyền các trạm "
+        "của {unit} đang báo cáo)",
+        "At least {n} carriers per {unit}, seen up now (on the paths its sites report)",
+    ),
     "summary": ("Tóm tắt", "Summary"),
     "areas_ok": ("Địa bàn đạt yêu cầu", "Areas meeting the requirement"),
     "areas_bad": ("Địa bàn chưa đạt", "Areas not meeting it"),
@@ -70,7 +74,16 @@ T: dict[str, tuple[str, str]] = {  # key: (vi, en)
     "never": ("Chưa từng báo cáo", "Never reported"),
     "silent": ("Mất liên lạc", "Silent"),
     "missing": ("Còn thiếu so với yêu cầu", "Missing against the requirement"),
-    "carriers": ("Nhà mạng", "Carriers"),
+    "carriers": ("Nhà mạng đang hoạt động", "Carriers seen up"),
+    "carriers_count": ("{names} ({n}/{req})", "{names} ({n}/{req})"),
+    "inventory_only": ("Chỉ có trong danh mục", "Only in the inventory"),
+    "inventory_only_line": ("chỉ có trong danh mục: {names}", "only in the inventory: {names}"),
+    "operator": ("Nhà mạng", "Carrier"),
+    "why_stations": ("thiếu {n} trạm đạt chuẩn", "{n} compliant station(s) missing"),
+    "why_carriers": (
+        "chỉ {n} nhà mạng đang hoạt động, cần {req}",
+        "only {n} carrier(s) seen up, {req} required",
+    ),
     "unlisted": ("Trạm báo cáo nhưng ngoài danh mục", "Reporting sites not in the inventory"),
     "area": ("Địa bàn", "Area"),
     "site": ("Mã trạm", "Site"),
@@ -80,8 +93,8 @@ T: dict[str, tuple[str, str]] = {  # key: (vi, en)
     "meets": ("ĐẠT", "MEETS"),
     "fails": ("KHÔNG ĐẠT", "DOES NOT MEET"),
     "area_line": (
-        "{ok}/{req} trạm đạt chuẩn, thiếu {missing}; nhà mạng: {carriers}",
-        "{ok}/{req} compliant, {missing} missing; carriers: {carriers}",
+        "{ok}/{req} trạm đạt chuẩn, thiếu {missing}; nhà mạng đang hoạt động: {carriers}",
+        "{ok}/{req} compliant, {missing} missing; carriers seen up: {carriers}",
     ),
     "none": ("không có", "none"),
     "page": ("Trang {n}/{total}", "Page {n} of {total}"),
@@ -122,6 +135,34 @@ def criteria_text(station: StationCompliance, lang: Lang, sep: str = "; ") -> st
     return sep.join(c.text(lang) for c in station.failed)
 
 
+def carriers_text(area: AreaCompliance, lang: Lang, sep: str = "; ") -> str:
+    """The carriers seen up against the target, then those only in the inventory."""
+    names = ", ".join(area.carriers_up) or t("none", lang)
+    text = t("carriers_count", lang, names=names, n=len(area.carriers_up),
+             req=area.required_carriers)  # fmt: skip
+    if area.carriers_inventory_only:
+        only = ", ".join(area.carriers_inventory_only)
+        text += sep + t("inventory_only_line", lang, names=only)
+    return text
+
+
+def why_text(area: AreaCompliance, lang: Lang) -> str:
+    """What an area lacks: compliant stations, carriers seen up, or both ("" if none)."""
+    why = []
+    if not area.stations_meet:
+        why.append(t("why_stations", lang, n=area.missing))
+    if not area.carriers_ok:
+        why.append(t("why_carriers", lang, n=len(area.carriers_up), req=area.required_carriers))
+    return "; ".join(why)
+
+
+def verdict_text(area: AreaCompliance, lang: Lang) -> str:
+    """MEETS, or DOES NOT MEET with what it lacks."""
+    if area.meets:
+        return t("meets", lang)
+    return f"{t('fails', lang)}: {why_text(area, lang)}"
+
+
 def _area_title(area: AreaCompliance) -> str:
     return f"{area.area_name} ({area.area})" if area.area_name else area.area
 
@@ -149,17 +190,16 @@ def render_table(report: ComplianceReport, out: IO[str], *, lang: Lang = "vi") -
         areas.add_column(t(key, lang), overflow="fold")
     areas.add_column(t("result", lang))
     for a in report.areas:
-        verdict = t("meets" if a.meets else "fails", lang)
         areas.add_row(
             terminal(_area_title(a)), str(a.declared), str(a.compliant), str(a.non_compliant),
-            str(a.never_reported), str(a.missing), terminal(", ".join(a.carriers) or "—"),
-            Text(verdict, style="green" if a.meets else "bold red"),
+            str(a.never_reported), str(a.missing), terminal(carriers_text(a, lang, "\n")),
+            Text(verdict_text(a, lang), style="green" if a.meets else "bold red"),
         )  # fmt: skip
     console.print(areas)
     failing = [s for s in report.stations if s.status != "compliant"] + list(report.unlisted)
     if failing:
         stations = RichTable(expand=True)
-        for key in ("site", "name", "area", "carriers", "result", "criteria"):
+        for key in ("site", "name", "area", "operator", "result", "criteria"):
             stations.add_column(t(key, lang), overflow="fold")
         for s in failing:
             stations.add_row(
@@ -173,11 +213,12 @@ def render_table(report: ComplianceReport, out: IO[str], *, lang: Lang = "vi") -
 
 
 def _summary(report: ComplianceReport, lang: Lang) -> list[tuple[str, str]]:
-    bad = [_area_title(a) for a in report.areas if not a.meets]
-    carriers = report.carriers
+    bad = [f"{_area_title(a)}: {why_text(a, lang)}" for a in report.areas if not a.meets]
+    carriers = report.carriers_up
+    only = [c for c in report.carriers if c not in carriers]
     return [
         (t("areas_ok", lang), f"{report.areas_meeting}/{len(report.areas)}"),
-        (t("areas_bad", lang), ", ".join(bad) or t("none", lang)),
+        (t("areas_bad", lang), " · ".join(bad) or t("none", lang)),
         (t("declared", lang), str(report.total("declared"))),
         (t("compliant", lang), str(report.total("compliant"))),
         (t("non_compliant", lang), str(report.total("non_compliant"))),
@@ -185,6 +226,7 @@ def _summary(report: ComplianceReport, lang: Lang) -> list[tuple[str, str]]:
         (t("never", lang), str(report.never_reported)),
         (t("missing", lang), str(report.total("missing"))),
         (t("carriers", lang), f"{len(carriers)}: {', '.join(carriers) or t('none', lang)}"),
+        (t("inventory_only", lang), ", ".join(only) or t("none", lang)),
         (t("unlisted", lang), str(len(report.unlisted))),
     ]
 
@@ -314,10 +356,9 @@ def render_pdf(
     summary = [[p(k, small), p(v, small)] for k, v in _summary(report, lang)]
     story.append(_grid(summary, (75 * mm, 99 * mm), bold, header=False))
     for number, area in enumerate(report.areas, start=1):
-        verdict = t("meets" if area.meets else "fails", lang)
-        carriers = ", ".join(area.carriers) or t("none", lang)
+        verdict = verdict_text(area, lang)
         line = t("area_line", lang, ok=area.compliant, req=area.required,
-                 missing=area.missing, carriers=carriers)  # fmt: skip
+                 missing=area.missing, carriers=carriers_text(area, lang))  # fmt: skip
         story += [
             Spacer(1, 5 * mm),
             p(f"{number}. {_area_title(area)} — {verdict}", head),
@@ -341,7 +382,7 @@ def render_pdf(
 def _stations(
     stations: Sequence[StationCompliance], lang: Lang, p: Any, small: ParagraphStyle, bold: str
 ) -> Table:
-    heads: list[object] = [t(k, lang) for k in ("site", "name", "carriers", "result", "criteria")]
+    heads: list[object] = [t(k, lang) for k in ("site", "name", "operator", "result", "criteria")]
     rows: list[list[object]] = [heads]
     for st in stations:
         crit = "<br/>".join(pdf(f"• {c.text(lang)}") for c in st.failed) or "—"

@@ -155,10 +155,12 @@ COMPLIANCE_COUNTS: tuple[str, ...] = (
     "meets",
     "carriers",
     "carriers_live",
+    "carriers_up",
     "carriers_required",
     *(f"failed_{code}" for code in COMPLIANCE_CRITERIA),
 )
-"""The integer fields of a ``compliance`` point (it also has ``carrier_list``, ``area_name``)."""
+"""The integer fields of a ``compliance`` point (it also has ``carrier_list``, the
+inventory's operators, ``carrier_up_list``, the carriers seen up now, and ``area_name``)."""
 
 
 def fleet_points(
@@ -291,6 +293,9 @@ def compliance_points(report: ComplianceReport, at: datetime) -> list[Point]:
             "meets": int(area.meets),
             "carriers": len(area.carriers),
             "carriers_live": len(area.carriers_live),
+            # the carriers the area's verdict counts: seen up now on its sites' paths
+            "carriers_up": len(area.carriers_up),
+            "carrier_up_list": ", ".join(area.carriers_up),
             "carriers_required": area.required_carriers,
             "carrier_list": ", ".join(area.carriers),
             "area_name": None if area.area_name is None else one_line(area.area_name),

@@ -21,6 +21,15 @@ Stations count from the inventory (the ministry's register), by its area and its
 ``hardened`` flag; a station that never reported is ``unknown`` and counts as
 missing. A reporting site absent from the inventory is listed apart and counts
 nowhere. ``missing = max(0, required - compliant)``.
+
+Carriers (post-Yagi: every locality has >= ``required_carriers``) are those **seen up
+now** on the area's paths: the ``provider`` of every link up in the current reports of
+the area's fresh sites (hardened or not). The inventory's operators are listed apart
+(``carriers``); one of them no path of the area shows up now is named
+``carriers_inventory_only``: on paper, not seen. An area **meets** the requirement only
+when it has its compliant stations *and* its carriers seen up (``stations_meet`` and
+``carriers_ok``): the report lists both rules, so a verdict that ignored one would read
+as both met. ``required_carriers: 0`` leaves the carriers out of the verdict.
 """
 
 from __future__ import annotations
@@ -126,6 +135,8 @@ class AreaCompliance:
     carriers: tuple[str, ...]  # operators with a station here in the inventory
     carriers_live: tuple[str, ...]  # ... of which one station reports now
     required_carriers: int
+    # providers of the paths the area's fresh sites report up now (what the verdict counts)
+    carriers_up: tuple[str, ...] = ()
 
     def _count(self, status: StationStatus) -> int:
         return sum(1 for s in self.stations if s.status == status)
@@ -151,12 +162,22 @@ class AreaCompliance:
         return max(0, self.required - self.compliant)
 
     @property
-    def meets(self) -> bool:
+    def stations_meet(self) -> bool:
         return self.compliant >= self.required
 
     @property
     def carriers_ok(self) -> bool:
-        return len(self.carriers) >= self.required_carriers
+        return len(self.carriers_up) >= self.required_carriers
+
+    @property
+    def carriers_inventory_only(self) -> tuple[str, ...]:
+        """The inventory's operators here that no path of the area shows up now."""
+        return tuple(c for c in self.carriers if c not in self.carriers_up)
+
+    @property
+    def meets(self) -> bool:
+        """Its compliant stations and its carriers seen up: both rules the report lists."""
+        return self.stations_meet and self.carriers_ok
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +210,13 @@ class ComplianceReport:
 
     @property
     def carriers(self) -> tuple[str, ...]:
+        """The inventory's operators, in every area."""
         return tuple(sorted({c for a in self.areas for c in a.carriers}))
+
+    @property
+    def carriers_up(self) -> tuple[str, ...]:
+        """The carriers seen up now on a path of the province's sites."""
+        return tuple(sorted({c for a in self.areas for c in a.carriers_up}))
 
 
 # --- one station
@@ -377,6 +404,15 @@ class _Area:
     stations: list[StationCompliance] = field(default_factory=list)
     carriers: set[str] = field(default_factory=set)
     live: set[str] = field(default_factory=set)
+    up: set[str] = field(default_factory=set)
+
+
+def _providers_up(snapshot: SiteSnapshot, policy: Policy) -> set[str]:
+    """The providers of the paths a fresh site reports up in its current readings."""
+    current = snapshot.current(freshness.stale_after_s(snapshot, policy.freshness))
+    return {
+        link.provider for link, _ in current.links.values() if link.up is True and link.provider
+    }
 
 
 def build_report(
@@ -419,6 +455,8 @@ def build_report(
             live = judged.last_report_at is not None and not judged.silent
         elif snap is not None:
             live = freshness.check(snap, policy.freshness, now).fresh
+        if live and snap is not None:
+            acc.up |= _providers_up(snap, policy)
         if item.operator:
             acc.carriers.add(item.operator)
             if live:
@@ -442,6 +480,7 @@ def build_report(
                 carriers=tuple(sorted(acc.carriers)),
                 carriers_live=tuple(sorted(acc.live)),
                 required_carriers=settings.required_carriers,
+                carriers_up=tuple(sorted(acc.up)),
             )
             for slug, acc in sorted(areas.items())
         ),

@@ -12,7 +12,9 @@ Defaults and their sources (DOMAIN.md, ARCHITECTURE.md "hardened-station complia
   CPUC D.20-07-011) so the two cannot drift apart;
 - ``require_fibre: true``, ``required_independent_paths: 2`` — ARCHITECTURE: "a fibre
   path and a second independent path" (SRLG-disjoint, RFC 4202);
-- ``required_carriers: 3`` — post-Yagi: every locality has >= 3 carriers;
+- ``required_carriers: 3`` — post-Yagi: every locality has >= 3 carriers, counted as
+  the providers seen up now on the paths its sites report, and part of the area's
+  verdict (``0`` leaves them out of it);
 - ``kinds: [station]`` — *proposal*: the directive is about telecom stations.
 
 ``settings_of`` resolves the section against the rest of the policy. This module

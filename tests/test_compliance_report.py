@@ -21,7 +21,17 @@ from collector.compliance_report import (
 )
 from collector.inventory import Inventory
 from rules.compliance import ComplianceReport, StationCompliance, build_report
-from tests.test_compliance import NOW, POLICY, item, report, station
+from rules.compliance_policy import CompliancePolicy
+from tests.test_compliance import (
+    CELL_UP,
+    FIBRE_UP,
+    MW_UP,
+    NOW,
+    POLICY,
+    item,
+    report,
+    station,
+)
 
 
 def _pdf_pages(got: ComplianceReport, lang: str = "vi") -> list[str]:
@@ -91,6 +101,30 @@ def test_table_in_vietnamese_and_english() -> None:
     assert "hp-0101" not in vi.getvalue()  # compliant stations are counted, not listed
 
 
+def test_an_area_short_of_carriers_says_so_and_names_those_only_on_paper() -> None:
+    """An Dương has its 2 compliant stations (2 required here), and one carrier seen up:
+    the report read MEETS, carriers "mobifone, viettel, vnpt", the inventory's operators,
+    under the rule "at least 3 carriers per area"."""
+    got = report(compliance=CompliancePolicy(required_per_area=2))
+    vi, en = io.StringIO(), io.StringIO()
+    render_table(got, vi, lang="vi")
+    render_table(got, en, lang="en")
+    en_text, vi_text = " ".join(en.getvalue().split()), " ".join(vi.getvalue().split())
+    assert "Areas meeting the requirement: 1/3" in en_text
+    assert "Huyện An Dương (an-duong): only 1 carrier(s) seen up, 3 required ·" in en_text
+    assert "Huyện An Dương (an-duong): chỉ 1 nhà mạng đang hoạt động, cần 3 ·" in vi_text
+    pages = " ".join(_pdf_pages(got, "en"))
+    assert (
+        "1. Huyện An Dương (an-duong) — DOES NOT MEET: only 1 carrier(s) seen up, 3 required"
+        in pages
+    )
+    assert (
+        "2/2 compliant, 0 missing; carriers seen up: vnpt (1/3); "
+        "only in the inventory: mobifone, viettel" in pages
+    )
+    assert "Carriers seen up 3: mobifone, viettel, vnpt" in pages
+
+
 # --- PDF
 
 
@@ -107,14 +141,17 @@ def test_pdf_page_one_has_date_policy_and_summary() -> None:
         "ít nhất 2 đường truyền độc lập",
         "Tóm tắt",
         "Địa bàn đạt yêu cầu 1/3",
-        "Địa bàn chưa đạt Huyện An Dương (an-duong), Huyện Cát Hải (cat-hai)",
+        "Địa bàn chưa đạt Huyện An Dương (an-duong): thiếu 1 trạm đạt chuẩn; chỉ 1 nhà mạng "
+        "đang hoạt động, cần 3 · Huyện Cát Hải (cat-hai): thiếu 3 trạm đạt chuẩn; chỉ 1 nhà "
+        "mạng đang hoạt động, cần 3",
         "Trạm kiên cố khai báo 10",
         "Đạt chuẩn 6",
         "Không đạt 3",
         "Mất liên lạc 1",
         "Chưa từng báo cáo 1",
         "Còn thiếu so với yêu cầu 4",
-        "Nhà mạng 3: mobifone, viettel, vnpt",
+        "Nhà mạng đang hoạt động 3: mobifone, viettel, vnpt",
+        "Chỉ có trong danh mục không có",
         "Trạm báo cáo nhưng ngoài danh mục 1",
     ):
         assert text in first, f"{text!r} not on page 1:\n{first}"
@@ -153,7 +190,8 @@ def test_pdf_pages_are_numbered_and_end_with_the_signature_block() -> None:
     )
     # in even areas two stations of four run short of fuel: 13 of 25 areas fail
     short = {s.site for s in inventory if int(s.area[3:]) % 2 == 0 and s.site[-1] in "23"}
-    snapshots = {s.site: station(s.site, fuel_l=50.0 if s.site in short else 400.0)
+    snapshots = {s.site: station(s.site, fuel_l=50.0 if s.site in short else 400.0,
+                                 links=(FIBRE_UP, MW_UP, CELL_UP))
                  for s in inventory}  # fmt: skip
     got = build_report(snapshots, inventory, POLICY, NOW, province="hp")
     pages = _pdf_pages(got)

@@ -349,6 +349,9 @@ def test_compliance_points_per_area_and_station_with_failed_criteria() -> None:
     assert an_duong["never_reported"] == 1 and an_duong["failed_never_reported"] == 1
     assert an_duong["failed_generator_autonomy_short"] == 1
     assert an_duong["carrier_list"] == "mobifone, viettel, vnpt" and an_duong["carriers"] == 3
+    # the carriers the verdict counts: seen up now on the area's paths; these name no
+    # provider, so none is seen, whatever the inventory lists
+    assert (an_duong["carrier_up_list"], an_duong["carriers_up"]) == ("", 0)
     assert an_duong["area_name"] == "Huyện An Dương"
     assert all(f"failed_{code}" in an_duong for code in COMPLIANCE_CRITERIA)
     stations = {

@@ -65,6 +65,8 @@ def environment() -> Environment:
         since_when=texts.since_when,
         media=texts.media,
         report_t=compliance_report.t,  # the compliance page says what its PDF says
+        area_verdict=compliance_report.verdict_text,
+        area_carriers=compliance_report.carriers_text,
         status_text=compliance_report.status_text,
     )
     return env

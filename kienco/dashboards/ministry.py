@@ -139,18 +139,22 @@ def build() -> Built:
         table_of(
             "Theo khu vực",
             "Mỗi khu vực: trạm kiên cố khai báo, đạt, không đạt, còn thiếu so với yêu cầu, "
-            "và các nhà mạng có trạm (số nhà mạng có trạm đang báo cáo).",
+            "các nhà mạng đang hoạt động (trên đường truyền các trạm đang báo cáo: số này "
+            "được tính vào kết quả) và các nhà mạng có trạm trong danh mục.",
             "Per area: hardened stations declared, compliant, not, missing against the "
-            "requirement, and the carriers present (and how many report now).",
+            "requirement, the carriers seen up now (on the paths its sites report: the "
+            "verdict counts these) and the carriers with a station in the inventory.",
             {
                 "province": "Tỉnh",
                 "area": "Mã khu vực",
                 "area_name": "Khu vực",
                 **COUNTS,
                 "required": "Yêu cầu",
-                "carrier_list": "Nhà mạng",
-                "carriers": "Số nhà mạng",
-                "carriers_live": "Nhà mạng đang báo cáo",
+                "carrier_up_list": "Nhà mạng đang hoạt động",
+                "carriers_up": "Số nhà mạng đang hoạt động",
+                "carrier_list": "Nhà mạng trong danh mục",
+                "carriers": "Số nhà mạng trong danh mục",
+                "carriers_live": "Nhà mạng có trạm đang báo cáo",
             },
             sort_by="Còn thiếu",
             descending=True,
@@ -160,8 +164,8 @@ def build() -> Built:
         queries=[
             InfluxQL(
                 'SELECT last("declared") AS "declared", "compliant", "non_compliant", '
-                '"missing", "never_reported", "required", "area_name", "carrier_list", '
-                f'"carriers", "carriers_live" FROM "compliance" '
+                '"missing", "never_reported", "required", "area_name", "carrier_up_list", '
+                '"carriers_up", "carrier_list", "carriers", "carriers_live" FROM "compliance" '
                 f"WHERE {latest(PROVINCE, AREA, window=COMPLIANCE_WINDOW)} "
                 'GROUP BY "province", "area"',
                 Expect(
@@ -172,6 +176,8 @@ def build() -> Built:
                         "missing",
                         "required",
                         "area_name",
+                        "carrier_up_list",
+                        "carriers_up",
                         "carrier_list",
                         "carriers",
                     ),
