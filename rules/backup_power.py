@@ -1,11 +1,16 @@
 """Backup power hours: how long the site runs if the grid fails now, against its class.
 
 With the grid present the hours are "if the grid failed now": battery plus the fuel
-of an idle generator (assumed to start). With the grid gone they are what is left
-from now (``dark_in_s``); a generator that is not running is not counted then, and
-says so. With the grid gone and the generator's state not read, while no battery device
-says it is discharging, the source is unknown and so are the hours: said as that
-(``power_source_unknown``), never as on generator. How autonomy is estimated, and why
+of an idle generator (assumed to start). A site's battery hours are its weakest
+battery's: where one battery's hours are unknown beside another's, the known hours
+hold only if it feeds nothing else, which nothing says; enough hours by the known ones
+are then said as not known for that battery (``backup_hours_partial``, verdict
+unknown), never ``ready``; on battery, the time left the same (``on_battery_partial``).
+With the grid gone they are what is left from now (``dark_in_s``); a generator that
+is not running is not counted then, and says so. With the grid gone and the generator's
+state not read, while no battery device says it is discharging, the source is unknown
+and so are the hours: said as that (``power_source_unknown``), never as on generator.
+How autonomy is estimated, and why
 a vendor runtime may be ignored, is in ``rules/autonomy.py``.
 
 Where the ``meeting`` rule also runs (meeting points), the hours are judged against
@@ -59,6 +64,15 @@ def _weakest(p: PowerAssessment) -> BatteryEstimate | None:
 def _unmodelled(p: PowerAssessment) -> BatteryEstimate | None:
     """The first battery whose hours are unknown only for lack of a model in the site config."""
     return next((b for b in p.batteries if b.unknown_for_lack_of_model), None)
+
+
+def _partly_unknown(p: PowerAssessment) -> BatteryEstimate | None:
+    """A battery of unknown hours beside one whose hours are known, if any. The site's
+    battery hours are its weakest battery's: the known ones' hold only if this one feeds
+    nothing the site needs, which nothing here says."""
+    if p.battery_s is None:
+        return None
+    return next((b for b in p.batteries if b.seconds is None), None)
 
 
 def _battery_unknown(p: PowerAssessment) -> bool:
@@ -136,6 +150,13 @@ def _grid_gone(ctx: RuleContext) -> Finding | None:
             numbers,
             _target(ctx),
         )
+    unknown = _partly_unknown(p)
+    if unknown is not None and severity == "info":
+        # the time left is the known batteries'; one of unknown time may go first
+        labels = {"device": unknown.device, "known": ", ".join(
+            b.device for b in p.batteries if b.seconds is not None)}  # fmt: skip
+        code = "on_battery_partial"
+        return ctx.finding("backup_power", "warning", code, numbers, labels, impact="unknown")
     code = "on_battery" if p.generator_present else "on_battery_no_generator"
     return ctx.finding("backup_power", severity, code, numbers, _target(ctx))
 
@@ -143,7 +164,19 @@ def _grid_gone(ctx: RuleContext) -> Finding | None:
 def _grid_present(ctx: RuleContext) -> Finding | None:
     p, target = ctx.power, ctx.thresholds.backup
     if p.backup_s is not None and p.backup_s / 3600 >= target.warn_below_h:
-        return None  # enough, even if a part of it is not known
+        unknown = _partly_unknown(p)
+        if unknown is None:
+            return None  # enough, even if the generator's part of it is not known
+        # enough by the batteries known; one more whose hours are not known may be the
+        # weakest: not "ready" on the strength of the others (short is said as short:
+        # an unknown battery can only make the hours fewer)
+        known = ", ".join(b.device for b in p.batteries if b.seconds is not None)
+        labels = {"device": unknown.device, "known": known}
+        code = "backup_hours_partial"
+        if unknown.unknown_for_lack_of_model:
+            code = "backup_hours_partial_no_model"
+        numbers = _numbers(ctx)
+        return ctx.finding("backup_power", "warning", code, numbers, labels, impact="unknown")
     numbers = _numbers(ctx)  # made only for a finding
     if p.backup_s is None or _battery_unknown(p):
         # Unknown is said as unknown: a battery of unknown size is never judged short.
@@ -177,5 +210,7 @@ def check(ctx: RuleContext) -> tuple[Finding, ...]:
         main = _grid_gone(ctx)
     elif not judged_by_meeting:
         main = _grid_present(ctx)
-    notes = _device_notes(ctx, None if main is None else main.labels.get("device"))
+    # a main finding that names a device says its fix; on_battery_partial leaves it to the note
+    named = None if main is None or main.code == "on_battery_partial" else main.labels.get("device")
+    notes = _device_notes(ctx, named)
     return tuple(([main] if main is not None else []) + notes)

@@ -207,6 +207,27 @@ _CATALOGUE: dict[str, Text] = {
         "backup hours unknown: {device} reports no trustworthy runtime and the site config "
         "gives no model of its battery; " + _SET_MODEL.en,
     ),
+    "on_battery_partial": Text(
+        "mất điện lưới: ắc quy {known} còn {dark_in_s:dur}; không rõ thời gian lưu điện của "
+        "{device}, chỉ đúng nếu {device} không cấp điện cho thiết bị nào của trạm",
+        "mains lost: {known} on battery with {dark_in_s:dur} left; runtime of {device} "
+        "unknown, true only if {device} feeds nothing the site needs",
+    ),
+    "backup_hours_partial": Text(
+        "không rõ thời gian lưu điện của {device}: {backup_h:below} giờ điện dự phòng chỉ tính "
+        "{known}, chỉ đúng nếu {device} không cấp điện cho thiết bị nào của trạm",
+        "runtime of {device} unknown: the {backup_h:below} h of backup power count {known} "
+        "alone, true only if {device} feeds nothing the site needs",
+    ),
+    "backup_hours_partial_no_model": Text(
+        "không rõ thời gian lưu điện của {device}: {backup_h:below} giờ điện dự phòng chỉ tính "
+        "{known}, chỉ đúng nếu {device} không cấp điện cho thiết bị nào của trạm; {device} "
+        "không báo giá trị tin cậy được và cấu hình trạm không có mô hình ắc quy của nó; "
+        + _SET_MODEL.vi,
+        "runtime of {device} unknown: the {backup_h:below} h of backup power count {known} "
+        "alone, true only if {device} feeds nothing the site needs; it reports no "
+        "trustworthy figure and the site config gives no model of its battery; " + _SET_MODEL.en,
+    ),
     "generator_autonomy_unknown": Text(
         "không rõ máy phát chạy được bao lâu (thiếu lượng dầu hoặc mức tiêu hao); "
         "riêng ắc quy đủ {battery_h:n} giờ{needs}",

@@ -461,6 +461,75 @@ CASES = [
         Case(station(ups(), kind="power_room"), "ready", (), 10.0, risk_level=4),
         id="risk-4-does-not-tighten-power-rooms",
     ),
+    # Two batteries, one of unknown hours: the site's hours are those of its weakest
+    # battery, so ups1's 10 h hold only if ups2 feeds nothing else; it read "ready"
+    # with a note on ups2. The hours are not known: said, the verdict unknown.
+    pytest.param(
+        Case(
+            station(ups(), ups("ups2", battery_runtime_s=65_535, load_pct=50)),
+            "unknown",
+            ("backup_hours_partial_no_model",),
+            10.0,
+            severity="warning",
+        ),
+        id="second-battery-unknown-no-model-is-not-ready",
+    ),
+    pytest.param(
+        Case(
+            station(
+                ups(), ups("ups2", battery_runtime_s=65_535, battery_charge_pct=None, load_pct=50)
+            ),
+            "unknown",
+            ("backup_hours_partial", "runtime_untrusted_no_charge"),
+            10.0,
+            severity="warning",
+        ),
+        id="second-battery-untrusted-no-charge-is-not-ready",
+    ),
+    # known short by the known battery alone: the unknown one can only make it shorter
+    pytest.param(
+        Case(
+            station(
+                ups(battery_runtime_s=3 * H), ups("ups2", battery_runtime_s=65_535, load_pct=50)
+            ),
+            "not_ready",
+            ("backup_hours_critical", "battery_model_missing"),
+            3.0,
+            severity="critical",
+        ),
+        id="second-battery-unknown-known-one-already-short",
+    ),
+    # mains lost: the same, for the time left (it read "ready", 10 h left, no generator)
+    pytest.param(
+        Case(
+            station(
+                on_battery(runtime_s=10 * H),
+                on_battery("ups2", runtime_s=65_535, load_pct=50),
+            ),
+            "unknown",
+            ("on_battery_partial", "battery_model_missing"),
+            10 - 30 / H,
+            10 * H - 30,
+            "warning",
+        ),
+        id="on-battery-second-battery-unknown-is-not-ready",
+    ),
+    pytest.param(
+        Case(
+            station(on_battery(runtime_s=10 * H)),
+            "ready",
+            ("on_battery_no_generator",),
+            10 - 30 / H,
+            10 * H - 30,
+            "info",
+        ),
+        id="on-battery-one-battery-10h-as-before",
+    ),
+    # both known: the weakest one's hours, as before
+    pytest.param(
+        Case(station(ups(), ups("ups2", battery_runtime_s=9 * H)), "ready", (), 9.0),
+        id="two-batteries-known-the-weakest-counts",
+    ),
     pytest.param(
         Case(station(), "unknown", ("backup_hours_unknown",), None),
         id="no-power-data",
@@ -522,6 +591,16 @@ def test_backup_power(case: Case) -> None:
             "điện dự phòng đủ 44 giờ, trạm kiên cố cần 72 giờ",
             "44 h of backup power, a hardened station needs 72 h",
             id="hardened-44h",
+        ),
+        pytest.param(
+            station(
+                ups(), ups("ups2", battery_runtime_s=65_535, battery_charge_pct=None, load_pct=50)
+            ),
+            "không rõ thời gian lưu điện của ups2: 10 giờ điện dự phòng chỉ tính ups1, "
+            "chỉ đúng nếu ups2 không cấp điện cho thiết bị nào của trạm",
+            "runtime of ups2 unknown: the 10 h of backup power count ups1 alone, "
+            "true only if ups2 feeds nothing the site needs",
+            id="second-battery-unknown",
         ),
     ],
 )

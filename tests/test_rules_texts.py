@@ -215,6 +215,9 @@ NO_THRESHOLD = {
     "power_source_unknown",  # which source carries the site: unknown, so are its hours
     "backup_hours_unknown",
     "backup_hours_unknown_no_model",
+    "backup_hours_partial",  # the hours the known batteries give; a state, no threshold
+    "backup_hours_partial_no_model",
+    "on_battery_partial",
     "runtime_untrusted",
     "runtime_untrusted_no_charge",
     "battery_model_missing",
