@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import IO, Any
@@ -119,6 +120,11 @@ CSV_COLUMNS = (
 
 class FontMissing(RuntimeError):
     """The PDF font is not installed; the message says how to install it."""
+
+
+def local_iso(at: datetime) -> str:
+    """An ISO 8601 time in Vietnam time, with its +07:00 offset."""
+    return at.astimezone(LOCAL_TZ).isoformat()
 
 
 def t(key: str, lang: Lang, **values: object) -> str:
@@ -254,7 +260,8 @@ def render_csv(report: ComplianceReport, out: IO[bytes], *, lang: Lang = "vi") -
                 # rounded down: a station short of the hours never reads as having them
                 "" if s.autonomy_h is None else f"{floor_tenth(s.autonomy_h):.1f}",
                 "" if s.independent_paths is None else s.independent_paths,
-                "" if s.last_report_at is None else s.last_report_at.isoformat(),
+                # Vietnam time with its offset: what the reader's clock says, still ISO 8601
+                "" if s.last_report_at is None else local_iso(s.last_report_at),
             ]
         )
     text.flush()

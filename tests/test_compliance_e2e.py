@@ -17,6 +17,7 @@ from collector.config import CollectorConfig
 from collector.service import Collector
 from contract.wire import Meta, PathDecl, PowerReading, Report
 from kienco.cli import main as kienco_main
+from plumbing.labels import LOCAL_TZ
 from tests.support.mosquitto import Broker
 from tests.test_rules_support import link
 
@@ -145,13 +146,14 @@ def test_compliance_report_table_csv_and_pdf(
 
     # 4 h of battery and 80 h of fuel, two independent paths, reported now: compliant, and
     # each other station fails for its own reason alone (no "silent" beside it).
-    assert judged("hp-bts-001") == ("compliant", "", "84.0", now.isoformat())
+    local = now.astimezone(LOCAL_TZ).isoformat()  # Vietnam time, with its offset
+    assert judged("hp-bts-001") == ("compliant", "", "84.0", local)
     assert by_site["hp-bts-001"]["independent_paths"] == "2"
     assert judged("hp-bts-002") == (
         "non_compliant",
         "generator_autonomy_short",
         "14.0",
-        now.isoformat(),
+        local,
     )
     assert judged("hp-bts-011") == ("unknown", "never_reported", "", "")
     assert judged("hp-bts-999")[:2] == ("non_compliant", "not_in_inventory")

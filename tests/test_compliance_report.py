@@ -67,6 +67,8 @@ def test_csv_one_row_per_station_with_bom_for_excel() -> None:
         "điện dự phòng (ắc quy + máy phát) chỉ đủ 14 giờ (máy phát 10 giờ), cần 72 giờ"
     )
     assert (short["autonomy_h"], short["independent_paths"]) == ("14.0", "2")
+    # Vietnam time, with its offset: 05:59:30 UTC read as the morning, 7 h off, in Excel
+    assert short["last_report_at"] == "2024-09-07T12:59:30+07:00"
     assert by_site["hp-0201"]["last_report_at"] == "" and by_site["hp-0201"]["status"] == "unknown"
     unlisted = by_site["hp-0999"]
     assert (unlisted["in_inventory"], unlisted["failed_codes"]) == (
