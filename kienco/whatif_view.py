@@ -39,6 +39,20 @@ WORDS: dict[str, tuple[str, str]] = {
         "May go dark, time not known: {n} site(s) last at least until the time given (a "
         "source of unknown size, such as fuel not reported, counted as nothing): {sites}",
     ),
+    "ceilings": (
+        "Có thể mất nguồn sớm hơn, không rõ lúc nào: {n} trạm còn nguồn nhiều nhất tới thời "
+        "điểm ghi bên cạnh (một ắc quy không rõ thời gian lưu điện có thể cạn trước): {sites}",
+        "May go dark sooner, time not known: {n} site(s) last at most until the time given "
+        "(a battery of unknown runtime may go first): {sites}",
+    ),
+    "ceiling_site": (
+        "{site} (nhiều nhất tới {at}, {basis})",
+        "{site} (at most until {at}, {basis})",
+    ),
+    "ceiling_mark": (
+        "≤: mất nguồn muộn nhất lúc đó (một ắc quy không rõ thời gian lưu điện có thể cạn trước)",
+        "≤: dark by then at the latest (a battery of unknown runtime may go first)",
+    ),
     "floor_site": ("{site} (ít nhất tới {at}, {basis})", "{site} (at least until {at}, {basis})"),
     "never": (
         "{n} trạm chưa từng báo cáo, không dự báo được: {sites}",
@@ -123,7 +137,7 @@ def exit_status(payload: dict[str, Any]) -> int:
     sites = payload["sites"]
     some_dark = any(s["dark_at"] and parse_time(s["dark_at"]) <= until for s in sites)
     cannot_tell = (
-        any(s["dark_at"] is None for s in sites)
+        any(s["dark_at"] is None or s.get("upper_bound") for s in sites)
         or any(a["unknown"] for a in payload["areas"])
         or bool(payload.get("never_reported"))
     )
@@ -181,9 +195,11 @@ def render(payload: dict[str, Any], lang: Lang, console: Console) -> None:
                 label(KINDS, s["kind"], lang),
                 local_time(when, "%H:%M %d/%m"),
                 _dur(after, lang),
-                label(BASIS, s["basis"], lang),
+                label(BASIS, s["basis"], lang) + (" ≤" if s.get("upper_bound") else ""),
             )
         console.print(table)
+        if any(s.get("upper_bound") for s in dark):
+            console.print(_say("ceiling_mark", lang))
     else:
         console.print(_say("none_dark", lang, hours=span))
     if floored:
@@ -198,9 +214,23 @@ def render(payload: dict[str, Any], lang: Lang, console: Console) -> None:
             for s in floored
         )
         console.print(terminal(_say("floors", lang, n=len(floored), sites=named)))
-    held = [s for s in sites if s["dark_at"] is not None and parse_time(s["dark_at"]) > until]
+    beyond = [s for s in sites if s["dark_at"] is not None and parse_time(s["dark_at"]) > until]
+    held = [s for s in beyond if not s.get("upper_bound")]
+    ceilings = [s for s in beyond if s.get("upper_bound")]
     if held:
         console.print(_say("hold", lang, n=len(held), until=local_time(until, "%H:%M %d/%m")))
+    if ceilings:
+        named = ", ".join(
+            _say(
+                "ceiling_site",
+                lang,
+                site=s["site"],
+                at=local_time(parse_time(s["dark_at"]), "%H:%M %d/%m"),
+                basis=label(BASIS, s["basis"], lang),
+            )
+            for s in ceilings
+        )
+        console.print(terminal(_say("ceilings", lang, n=len(ceilings), sites=named)))
     unknown = [s for s in sites if s["dark_at"] is None and s["basis"] != "never_reported"]
     if unknown:
         named = ", ".join(f"{s['site']} ({label(BASIS, s['basis'], lang)})" for s in unknown)

@@ -13,7 +13,9 @@ off (``at``, not before ``now``) give
 - how many sites are dark by each hour of the horizon; a site whose time is only a floor
   (a source of unknown size, a generator's fuel not reported, counted as nothing) is
   not counted dark: it lasts at least that long, and may last days. Those are counted
-  apart, by the hour their floor is reached (``floor_by_hour``);
+  apart, by the hour their floor is reached (``floor_by_hour``). A site with a battery of
+  unknown runtime beside a known one has a ceiling (``upper_bound``): dark by then at the
+  latest, counted dark by that hour, never said to hold beyond it;
 - which sites of the inventory never reported: they cannot be forecast, and are named
   (``never_reported``) so that no one takes the forecast for the whole register;
 - which meeting points still hold a meeting of the given duration starting at
@@ -73,6 +75,9 @@ class SiteForecast:
     basis: Basis
     dark_at: UtcTime | None  # None: unknown (see basis)
     lower_bound: bool = False  # a source of unknown size was counted as nothing
+    # a battery of unknown runtime beside a known one may go first: dark by then at the
+    # latest (the site's hours are its weakest battery's), not a time it holds to
+    upper_bound: bool = False
 
     @property
     def known(self) -> bool:
@@ -155,8 +160,14 @@ def _site(
     view = site_view(snapshot, policy, now, risk_level=risk_level)
 
     def made(
-        mode: PowerMode, basis: Basis, dark_at: datetime | None, lower: bool = False
+        mode: PowerMode,
+        basis: Basis,
+        dark_at: datetime | None,
+        lower: bool = False,
+        upper: bool = False,
     ) -> SiteForecast:
+        if lower and upper:  # neither a floor nor a ceiling: not known
+            basis, dark_at, lower, upper = "no_power_data", None, False, False
         return SiteForecast(
             site=snapshot.site,
             province=snapshot.province,
@@ -170,6 +181,7 @@ def _site(
             basis=basis,
             dark_at=dark_at,
             lower_bound=lower,
+            upper_bound=upper,
         )
 
     if snapshot.last_report_at is None:  # known from its meta or the register alone
@@ -180,19 +192,22 @@ def _site(
     power = assess_power(view.current, thresholds.runtime, thresholds.generator, now)
     if power.mode == "down":
         return made("down", "dark", now)
+    partial = power.battery_s is not None and any(b.seconds is None for b in power.batteries)
     if power.mode in ("battery", "generator"):  # mains already gone: its own clock runs
         if power.dark_in_s is None:
             return made(power.mode, "no_power_data", None)
         basis: Basis = "generator" if power.mode == "generator" else "battery"
         if power.mode == "battery" and power.generator_running:
             basis = "battery+generator"
-        return made(power.mode, basis, now + timedelta(seconds=power.dark_in_s), power.lower_bound)
+        dark_at = now + timedelta(seconds=power.dark_in_s)
+        return made(power.mode, basis, dark_at, power.lower_bound, partial)
     if power.backup_s is None:  # on mains (or not known) and no figure to go on
         return made(power.mode, "no_power_data", None)
     basis = "battery" if power.batteries else "generator"
     if power.batteries and power.generator_present:
         basis = "battery+generator"
-    return made(power.mode, basis, at + timedelta(seconds=power.backup_s), power.lower_bound)
+    dark_at = at + timedelta(seconds=power.backup_s)
+    return made(power.mode, basis, dark_at, power.lower_bound, partial)
 
 
 def _meeting(
@@ -225,8 +240,8 @@ def _areas(
     listed: Mapping[str, tuple[str, str | None]],
     until: datetime,
 ) -> tuple[AreaForecast, ...]:
-    """Hardened stations per area; a listed one that never reported, or whose time to dark
-    within the horizon is only a floor, counts as unknown."""
+    """Hardened stations per area; a listed one that never reported, whose time to dark
+    within the horizon is only a floor, or beyond it only a ceiling, counts as unknown."""
     by_area: dict[str, list[SiteForecast | None]] = {}
     seen: set[str] = set()
     for s in sites:
@@ -245,7 +260,7 @@ def _areas(
         # the station lasts at least that long: beyond the horizon it holds; within it,
         # whether it goes dark is not known
         dark = [at for s, at in timed if at <= until and not s.lower_bound]
-        holds = [at for _, at in timed if at > until]
+        holds = [at for s, at in timed if at > until and not s.upper_bound]
         unknown = len(stations) - len(dark) - len(holds)
         lost_at = max(dark) if dark and len(dark) == len(stations) else None
         found.append(

@@ -479,6 +479,35 @@ def test_a_site_seeded_from_the_register_is_never_reported_not_silent() -> None:
     assert "silent" not in en and "Cannot forecast" not in en
 
 
+def test_a_battery_of_unknown_runtime_beside_a_known_one_is_no_site_that_holds() -> None:
+    """ups1 gives 20 h, ups2's runtime is a vendor cap with no model: the site's hours are
+    its weakest battery's, so 20 h is the most it lasts. It was said "still powered" past a
+    12 h horizon; it is said to last at most that long, and not counted as holding."""
+    two = [ups(battery_runtime_s=20 * 3600.0), ups("ups2", battery_runtime_s=65_535, load_pct=50)]
+    fleet = [
+        site("ceiling-20h", power=two, links=two_paths(), hardened=True, area="do-son"),
+        site("ceiling-2h", power=[ups(battery_runtime_s=7200.0), two[1]], links=two_paths()),
+        site("holds-20h", power=[ups(battery_runtime_s=20 * 3600.0)], links=two_paths()),
+    ]
+    w = forecast(fleet, POLICY, NOW, province=fleet[0].province, at=AT, hours=12)
+    by = {s.site: s for s in w.sites}
+    assert (by["ceiling-20h"].upper_bound, by["holds-20h"].upper_bound) == (True, False)
+    # dark by +2 h at the latest: counted dark by then (it may go sooner)
+    assert w.dark_by_hour[2] == 1
+    (area,) = w.areas
+    assert (area.dark, area.unknown, area.all_lost_at) == (0, 1, None)
+    # without the site dark within the horizon: not "all hold" (it exited 0)
+    rest = [f for f in fleet if f.site != "ceiling-2h"]
+    alone = forecast(rest, POLICY, NOW, province=fleet[0].province, at=AT, hours=12)
+    assert exit_status(json.loads(WHATIF_JSON.dump_json(alone))) == 3
+    en, vi = (" ".join(_rendered(w, lang).split()) for lang in ("en", "vi"))
+    assert "1 site(s) still powered at" in en  # holds-20h alone
+    assert "May go dark sooner, time not known: 1 site(s) last at most until" in en
+    assert "ceiling-20h (at most until 10:00 08/09" in en
+    assert "≤: dark by then at the latest (a battery of unknown runtime may go first)" in en
+    assert "Có thể mất nguồn sớm hơn, không rõ lúc nào: 1 trạm" in vi
+
+
 def test_the_tolerance() -> None:
     since = NOW
     assert within_tolerance(NOW + timedelta(hours=2, minutes=14), NOW + timedelta(hours=2), since)
