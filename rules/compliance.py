@@ -10,7 +10,9 @@ Pure: no I/O, no clock; ``now`` is passed in. What is judged, and from what:
   built with one fibre does. With ``require_fibre`` the independent set must
   include a fibre path;
 - **the fuel in the tank now** for power: battery + generator autonomy from the
-  newest readings (``rules.autonomy``), against ``min_autonomy_h``. A generator
+  newest readings (``rules.autonomy``), against ``min_autonomy_h`` (a battery of unknown
+  hours beside a known one leaves the batteries counted as nothing: the site's battery
+  hours are its weakest battery's, which is not known). A generator
   whose autonomy cannot be computed fails (``generator_autonomy_unknown``): the
   ministry asks whether stations *truly* meet the standard. A generator whose
   controller says stopped while mains are gone and the site runs on battery did not
@@ -306,7 +308,10 @@ def _power_criteria(
         target = {"target": "station:hardened"}  # the ministry's standard, whatever the risk
         return [Criterion("generator_autonomy_unknown", numbers, target)], None
     generator_h = power.generator_s / 3600
-    total_h = generator_h + (battery_h or 0.0)
+    # a battery of unknown hours beside a known one may be the weakest: the known hours
+    # are at most what the batteries give, so only the fuel is counted as known
+    partial = any(b.seconds is None for b in power.batteries)
+    total_h = generator_h + (0.0 if partial else battery_h or 0.0)
     if total_h < required_h:
         numbers = {"autonomy_h": total_h, "generator_h": generator_h, "required_h": required_h}
         return [Criterion("generator_autonomy_short", numbers)], total_h

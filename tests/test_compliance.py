@@ -78,6 +78,7 @@ def station(
     area: str = "an-duong",
     mains_lost: bool = False,
     generator_running: bool = False,
+    extra_power: Sequence[PowerReading] = (),
 ) -> SiteSnapshot:
     """A hardened station on mains: 4 h of battery and 400 L at 5 L/h (80 h) unless told."""
     power = [
@@ -100,6 +101,7 @@ def station(
                 fuel_burn_l_per_h=burn_l_per_h,
             )
         )
+    power += extra_power
     snap = SiteSnapshot(site=site, province=province)
     if with_meta:
         devices = (DeviceDecl(device="gen1", role="generator"),) if generator else ()
@@ -268,6 +270,31 @@ def test_a_generator_that_did_not_start_gives_no_autonomy(
             "its 80 h of fuel are not counted, the station has 3.9 h of battery, "
             "72 h required"
         )
+
+
+# a second UPS whose runtime is a vendor cap, with no model in the site config
+UPS2_UNKNOWN = PowerReading(
+    device="ups2", mains_present=True, on_battery=False, battery_charge_pct=100.0,
+    battery_runtime_s=65_535, load_pct=50.0,
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("extra", "fuel_l", "codes", "autonomy_h"),
+    [
+        ((), 350.0, (), 74.0),  # 70 h of fuel + 4 h of battery
+        # ups2's hours unknown: the station's battery hours are its weakest battery's, so
+        # ups1's 4 h are at most what the batteries give; the fuel alone is what is known
+        ((UPS2_UNKNOWN,), 350.0, ("generator_autonomy_short",), 70.0),
+        ((UPS2_UNKNOWN,), 400.0, (), 80.0),  # the fuel alone meets the 72 h
+    ],
+)
+def test_a_battery_of_unknown_hours_beside_a_known_one_counts_nothing(
+    extra: tuple[PowerReading, ...], fuel_l: float, codes: tuple[str, ...], autonomy_h: float
+) -> None:
+    result = judge(station("hp-0001", fuel_l=fuel_l, extra_power=extra))
+    assert result.codes == codes
+    assert result.autonomy_h == pytest.approx(autonomy_h)
 
 
 def test_shared_tower_names_the_paths_and_the_risk() -> None:
