@@ -79,6 +79,11 @@ T: dict[str, tuple[str, str]] = {  # key: (vi, en)
     "carriers_count": ("{names} ({n}/{req})", "{names} ({n}/{req})"),
     "inventory_only": ("Chỉ có trong danh mục", "Only in the inventory"),
     "inventory_only_line": ("chỉ có trong danh mục: {names}", "only in the inventory: {names}"),
+    "unnamed_line": (
+        "{n} đường truyền đang hoạt động không ghi nhà mạng (khai báo provider trong cấu hình "
+        "đường truyền của trạm)",
+        "{n} path(s) up name no carrier (set provider in the site's path config)",
+    ),
     "operator": ("Nhà mạng", "Carrier"),
     "why_stations": ("thiếu {n} trạm đạt chuẩn", "{n} compliant station(s) missing"),
     "why_carriers": (
@@ -149,6 +154,8 @@ def carriers_text(area: AreaCompliance, lang: Lang, sep: str = "; ") -> str:
     if area.carriers_inventory_only:
         only = ", ".join(area.carriers_inventory_only)
         text += sep + t("inventory_only_line", lang, names=only)
+    if area.paths_up_unnamed:
+        text += sep + t("unnamed_line", lang, n=area.paths_up_unnamed)
     return text
 
 

@@ -139,6 +139,9 @@ class AreaCompliance:
     required_carriers: int
     # providers of the paths the area's fresh sites report up now (what the verdict counts)
     carriers_up: tuple[str, ...] = ()
+    # paths up now that name no provider: a carrier the verdict cannot count (the site's
+    # path config lacks ``provider``), said so that "no carrier" is not read as none there
+    paths_up_unnamed: int = 0
 
     def _count(self, status: StationStatus) -> int:
         return sum(1 for s in self.stations if s.status == status)
@@ -410,14 +413,15 @@ class _Area:
     carriers: set[str] = field(default_factory=set)
     live: set[str] = field(default_factory=set)
     up: set[str] = field(default_factory=set)
+    unnamed: int = 0
 
 
-def _providers_up(snapshot: SiteSnapshot, policy: Policy) -> set[str]:
-    """The providers of the paths a fresh site reports up in its current readings."""
+def _paths_up(snapshot: SiteSnapshot, policy: Policy) -> tuple[set[str], int]:
+    """The providers of the paths a fresh site reports up in its current readings, and
+    how many paths up name none."""
     current = snapshot.current(freshness.stale_after_s(snapshot, policy.freshness))
-    return {
-        link.provider for link, _ in current.links.values() if link.up is True and link.provider
-    }
+    up = [link for link, _ in current.links.values() if link.up is True]
+    return {link.provider for link in up if link.provider}, sum(1 for x in up if not x.provider)
 
 
 def build_report(
@@ -461,7 +465,9 @@ def build_report(
         elif snap is not None:
             live = freshness.check(snap, policy.freshness, now).fresh
         if live and snap is not None:
-            acc.up |= _providers_up(snap, policy)
+            providers, unnamed = _paths_up(snap, policy)
+            acc.up |= providers
+            acc.unnamed += unnamed
         if item.operator:
             acc.carriers.add(item.operator)
             if live:
@@ -486,6 +492,7 @@ def build_report(
                 carriers_live=tuple(sorted(acc.live)),
                 required_carriers=settings.required_carriers,
                 carriers_up=tuple(sorted(acc.up)),
+                paths_up_unnamed=acc.unnamed,
             )
             for slug, acc in sorted(areas.items())
         ),

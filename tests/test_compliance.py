@@ -441,7 +441,7 @@ def _fleet() -> tuple[Inventory, dict[str, SiteSnapshot]]:
         for s in (
             # An Dương's sites see VNPT's fibre up, Viettel's microwave down now
             station("hp-0001", links=(FIBRE_UP, MW_UP.model_copy(update={"up": False}))),
-            station("hp-0002"),
+            station("hp-0002", links=(LinkReading(path="mw", media="microwave", up=True),)),
             station("hp-0003", fuel_l=50.0),
             station("hp-0004", hardened=False, generator=False),
             # Đồ Sơn's stations are all Viettel's, their paths VNPT's, Viettel's, MobiFone's
@@ -515,6 +515,8 @@ def test_build_report_per_area() -> None:
     assert not an_duong.carriers_ok and got.areas[2].carriers_ok
     assert an_duong.carriers_inventory_only == ("mobifone", "viettel")
     assert got.areas[2].carriers_inventory_only == ()
+    # hp-0002's path up names no provider: not counted, and said
+    assert [a.paths_up_unnamed for a in got.areas] == [1, 0, 0]
     cat_hai = {s.site: s.codes for s in got.areas[1].stations}
     assert cat_hai == {
         "hp-0201": ("never_reported",),

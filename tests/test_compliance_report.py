@@ -122,7 +122,8 @@ def test_an_area_short_of_carriers_says_so_and_names_those_only_on_paper() -> No
     )
     assert (
         "2/2 compliant, 0 missing; carriers seen up: vnpt (1/3); "
-        "only in the inventory: mobifone, viettel" in pages
+        "only in the inventory: mobifone, viettel; "
+        "1 path(s) up name no carrier (set provider in the site's path config)" in pages
     )
     assert "Carriers seen up 3: mobifone, viettel, vnpt" in pages
 
