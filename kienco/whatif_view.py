@@ -123,6 +123,20 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+def _timed_sites(key: str, sites: list[dict[str, Any]], lang: Lang) -> str:
+    """The sites named each with its time (Vietnam time) and basis, as ``key`` says one."""
+    return ", ".join(
+        _say(
+            key,
+            lang,
+            site=s["site"],
+            at=local_time(parse_time(s["dark_at"]), "%H:%M %d/%m"),
+            basis=label(BASIS, s["basis"], lang),
+        )
+        for s in sites
+    )
+
+
 EXIT_ALL_HOLD = 0
 EXIT_SOME_DARK = 3
 
@@ -203,16 +217,7 @@ def render(payload: dict[str, Any], lang: Lang, console: Console) -> None:
     else:
         console.print(_say("none_dark", lang, hours=span))
     if floored:
-        named = ", ".join(
-            _say(
-                "floor_site",
-                lang,
-                site=s["site"],
-                at=local_time(parse_time(s["dark_at"]), "%H:%M %d/%m"),
-                basis=label(BASIS, s["basis"], lang),
-            )
-            for s in floored
-        )
+        named = _timed_sites("floor_site", floored, lang)
         console.print(terminal(_say("floors", lang, n=len(floored), sites=named)))
     beyond = [s for s in sites if s["dark_at"] is not None and parse_time(s["dark_at"]) > until]
     held = [s for s in beyond if not s.get("upper_bound")]
@@ -220,16 +225,7 @@ def render(payload: dict[str, Any], lang: Lang, console: Console) -> None:
     if held:
         console.print(_say("hold", lang, n=len(held), until=local_time(until, "%H:%M %d/%m")))
     if ceilings:
-        named = ", ".join(
-            _say(
-                "ceiling_site",
-                lang,
-                site=s["site"],
-                at=local_time(parse_time(s["dark_at"]), "%H:%M %d/%m"),
-                basis=label(BASIS, s["basis"], lang),
-            )
-            for s in ceilings
-        )
+        named = _timed_sites("ceiling_site", ceilings, lang)
         console.print(terminal(_say("ceilings", lang, n=len(ceilings), sites=named)))
     unknown = [s for s in sites if s["dark_at"] is None and s["basis"] != "never_reported"]
     if unknown:

@@ -51,26 +51,23 @@ def violations(path: PathInfo, limits: LinkQualityPolicy) -> list[Violation]:
         found.append(("link_loss_high", numbers))
     up, down = path.bandwidth_up_mbps, path.bandwidth_down_mbps
     min_up, min_down = limits.min_bandwidth_up_mbps, limits.min_bandwidth_down_mbps
+    code: str | None = None
     if (up is not None and min_up is not None and up < min_up) or (
         down is not None and min_down is not None and down < min_down
     ):
-        numbers = {
-            "up_mbps": up,
-            "down_mbps": down,
-            "min_up_mbps": min_up,
-            "min_down_mbps": min_down,
-        }
-        found.append(("link_bandwidth_low", numbers))
+        code = "link_bandwidth_low"
     elif path.bandwidth_error is not None and (
         (up is None and min_up is not None) or (down is None and min_down is not None)
     ):
+        code = "link_bandwidth_unknown"
+    if code is not None:
         numbers = {
             "up_mbps": up,
             "down_mbps": down,
             "min_up_mbps": min_up,
             "min_down_mbps": min_down,
         }
-        found.append(("link_bandwidth_unknown", numbers))
+        found.append((code, numbers))
     return found
 
 

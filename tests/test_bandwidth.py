@@ -94,6 +94,31 @@ def test_each_site_has_its_own_stable_offset_in_the_hour() -> None:
     )
 
 
+def one_path_site(tmp_path: Path, port: int, kind: str, throughput: dict[str, Any]) -> SiteConfig:
+    """A site (hp-9) with one fibre path probed once at 127.0.0.1:``port``, tested against
+    ``throughput``."""
+    return SiteConfig.model_validate(
+        {
+            "site": "hp-bts-9" if kind == "station" else "hp-dc-9",
+            "province": "hp",
+            "kind": kind,
+            "name": "Trạm 9" if kind == "station" else "Điểm cầu 9",
+            "broker": {"url": "mqtt://127.0.0.1:1"},
+            "disk_path": str(tmp_path),
+            "outbox": {"path": str(tmp_path / "o.sqlite")},
+            "paths": [
+                {
+                    "path": "fibre-a",
+                    "media": "fibre",
+                    "probes": 1,
+                    "target": {"host": "127.0.0.1", "port": port},
+                }
+            ],
+            "throughput": throughput,
+        }
+    )
+
+
 async def test_a_real_test_through_the_collectors_api(tmp_path: Path) -> None:
     collector = Collector(
         CollectorConfig.model_validate(
@@ -110,25 +135,11 @@ async def test_a_real_test_through_the_collectors_api(tmp_path: Path) -> None:
         assert collector.api is not None
         server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        site = SiteConfig.model_validate(
-            {
-                "site": "hp-bts-9",
-                "province": "hp",
-                "kind": "station",
-                "name": "Trạm 9",
-                "broker": {"url": "mqtt://127.0.0.1:1"},
-                "disk_path": str(tmp_path),
-                "outbox": {"path": str(tmp_path / "o.sqlite")},
-                "paths": [
-                    {
-                        "path": "fibre-a",
-                        "media": "fibre",
-                        "probes": 1,
-                        "target": {"host": "127.0.0.1", "port": port},
-                    }
-                ],
-                "throughput": {"url": collector.api.url, "max_bytes": 500_000, "max_s": 2},
-            }
+        site = one_path_site(
+            tmp_path,
+            port,
+            "station",
+            {"url": collector.api.url, "max_bytes": 500_000, "max_s": 2},
         )
         agent = Agent(site)
         first = await agent._probe(0, datetime.now(UTC))
@@ -201,26 +212,8 @@ async def test_a_failed_test_goes_on_the_wire_and_the_rules_say_the_bandwidth_un
 
     server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    site = SiteConfig.model_validate(
-        {
-            "site": "hp-dc-9",
-            "province": "hp",
-            "kind": "meeting_point",
-            "name": "Điểm cầu 9",
-            "broker": {"url": "mqtt://127.0.0.1:1"},
-            "disk_path": str(tmp_path),
-            "outbox": {"path": str(tmp_path / "o.sqlite")},
-            "paths": [
-                {
-                    "path": "fibre-a",
-                    "media": "fibre",
-                    "probes": 1,
-                    "target": {"host": "127.0.0.1", "port": port},
-                }
-            ],
-            "throughput": {"url": f"http://127.0.0.1:{free_port()}", "max_s": 1},
-        }
-    )
+    throughput = {"url": f"http://127.0.0.1:{free_port()}", "max_s": 1}
+    site = one_path_site(tmp_path, port, "meeting_point", throughput)
     try:
         agent = Agent(site)
         now = datetime.now(UTC)

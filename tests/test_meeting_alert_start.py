@@ -8,21 +8,15 @@ pages the province about a point's power late in a meeting it will see through.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry
 
 from collector.alert_sender import AlertSender
-from collector.config import AlertsConfig
 from collector.inventory import Inventory
-from collector.meetings import MeetingRequest, MeetingStore, meeting_status
-from collector.readiness import Verdicts
-from collector.state import SiteStates
-from collector.supervision import Supervisor
+from collector.meetings import MeetingRequest, meeting_status
 from contract.wire import PowerReading
 from rules import SiteSnapshot
 from rules.rehearsal import Rehearsal
@@ -38,27 +32,14 @@ from tests.test_rules_support import (
     two_paths,
     ups,
 )
+from tests.test_site_alert_start import make_world
 
 H = 3600.0
 
 
 @pytest.fixture
 def sender(tmp_path: Path) -> Iterator[AlertSender]:
-    registry = CollectorRegistry()
-    states = SiteStates(clock=lambda: NOW)
-    alerts = AlertSender(
-        AlertsConfig(alertmanagers=("http://127.0.0.1:9/",), external_url="http://kienco.test"),
-        verdicts=Verdicts(states, POLICY),
-        states=states,
-        meetings=MeetingStore(tmp_path / "meetings.sqlite"),
-        policy=POLICY,
-        inventory=Inventory(()),
-        risk_of=lambda province: 0,
-        registry=registry,
-        supervisor=Supervisor(registry, logger=logging.getLogger("test")),
-        data_dir=tmp_path,
-        clock=lambda: NOW,
-    )
+    alerts = make_world(tmp_path).sender
     yield alerts
     alerts.store.close()
     alerts.meetings.close()
@@ -185,21 +166,7 @@ def test_a_point_never_heard_of_in_a_meeting_naming_no_province_is_paged_to_its_
     listed = InventorySite(
         site=ghost, province="hai-phong", kind="meeting_point", area="le-chan", hardened=False
     )
-    registry = CollectorRegistry()
-    states = SiteStates(clock=lambda: NOW)
-    sender = AlertSender(
-        AlertsConfig(alertmanagers=("http://127.0.0.1:9/",), external_url="http://kienco.test"),
-        verdicts=Verdicts(states, POLICY),
-        states=states,
-        meetings=MeetingStore(tmp_path / "meetings.sqlite"),
-        policy=POLICY,
-        inventory=Inventory((listed,)),
-        risk_of=lambda province: 0,
-        registry=registry,
-        supervisor=Supervisor(registry, logger=logging.getLogger("test")),
-        data_dir=tmp_path,
-        clock=lambda: NOW,
-    )
+    sender = make_world(tmp_path, Inventory((listed,))).sender
     try:
         request = MeetingRequest(
             title="Họp khẩn",
