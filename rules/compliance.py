@@ -45,7 +45,7 @@ from contract.wire import Media, SiteKind, UtcTime
 from rules import freshness, texts
 from rules.autonomy import assess_power
 from rules.compliance_policy import AreaLevel, CompliancePolicy, Settings, settings_of
-from rules.paths import PathInfo, max_independent
+from rules.paths import PathInfo, assess_paths, max_independent
 from rules.policy import Policy
 from rules.snapshot import SiteSnapshot
 from rules.texts import Lang
@@ -417,10 +417,12 @@ class _Area:
 
 
 def _paths_up(snapshot: SiteSnapshot, policy: Policy) -> tuple[set[str], int]:
-    """The providers of the paths a fresh site reports up in its current readings, and
-    how many paths up name none."""
+    """The providers of the paths a fresh site has up in its current readings, and how
+    many paths up name none. Up as the verdict counts it (``rules.paths``): not a path
+    reported up with no probe sent, nor one losing more than the usable share."""
     current = snapshot.current(freshness.stale_after_s(snapshot, policy.freshness))
-    up = [link for link, _ in current.links.values() if link.up is True]
+    judged = assess_paths(current, usable_loss_pct=policy.multipath.usable_loss_pct)
+    up = [current.links[p.path][0] for p in judged.up if p.path in current.links]
     return {link.provider for link in up if link.provider}, sum(1 for x in up if not x.provider)
 
 

@@ -411,11 +411,13 @@ def test_every_text_has_both_languages_and_fills(code: str) -> None:
 # --- a province
 
 
-FIBRE_UP = LinkReading(path="fo-vnpt", media="fibre", provider="vnpt", srlg=("duct-ql5",), up=True)
+# up as an agent measures it: probes sent, one or more came back
+PROBED: dict[str, Any] = {"up": True, "probes_sent": 5, "loss_pct": 0.0}
+FIBRE_UP = LinkReading(path="fo-vnpt", media="fibre", provider="vnpt", srlg=("duct-ql5",), **PROBED)
 MW_UP = LinkReading(
-    path="mw-viettel", media="microwave", provider="viettel", srlg=("tower-b",), up=True
+    path="mw-viettel", media="microwave", provider="viettel", srlg=("tower-b",), **PROBED
 )
-CELL_UP = LinkReading(path="cell-mobifone", media="cellular", provider="mobifone", up=True)
+CELL_UP = LinkReading(path="cell-mobifone", media="cellular", provider="mobifone", **PROBED)
 
 
 def _fleet() -> tuple[Inventory, dict[str, SiteSnapshot]]:
@@ -441,7 +443,7 @@ def _fleet() -> tuple[Inventory, dict[str, SiteSnapshot]]:
         for s in (
             # An Dương's sites see VNPT's fibre up, Viettel's microwave down now
             station("hp-0001", links=(FIBRE_UP, MW_UP.model_copy(update={"up": False}))),
-            station("hp-0002", links=(LinkReading(path="mw", media="microwave", up=True),)),
+            station("hp-0002", links=(LinkReading(path="mw", media="microwave", **PROBED),)),
             station("hp-0003", fuel_l=50.0),
             station("hp-0004", hardened=False, generator=False),
             # Đồ Sơn's stations are all Viettel's, their paths VNPT's, Viettel's, MobiFone's
@@ -526,6 +528,25 @@ def test_build_report_per_area() -> None:
     assert [(s.site, s.codes) for s in got.unlisted] == [
         ("hp-0999", ("not_in_inventory", "generator_autonomy_short"))
     ]
+
+
+@pytest.mark.parametrize(
+    ("link", "seen_up"),
+    [
+        (FIBRE_UP, ("vnpt",)),
+        # said up with no probe sent: nothing measured it (rules/paths.py), no carrier
+        (FIBRE_UP.model_copy(update={"probes_sent": 0}), ()),
+        # up, losing 90 % of its probes: counted down as a path, so no carrier either
+        (FIBRE_UP.model_copy(update={"loss_pct": 90.0}), ()),
+    ],
+)
+def test_a_carrier_is_seen_up_as_the_verdict_counts_a_path_up(
+    link: LinkReading, seen_up: tuple[str, ...]
+) -> None:
+    inventory = Inventory([item("hp-0001", operator="vnpt")])
+    snapshots = {"hp-0001": station("hp-0001", links=(link,))}
+    (area,) = build_report(snapshots, inventory, POLICY, NOW, province=PROVINCE).areas
+    assert area.carriers_up == seen_up
 
 
 def test_report_totals() -> None:
