@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import time
+from pathlib import Path
 
 import pytest
 
@@ -146,3 +149,18 @@ async def test_a_path_without_a_source_asks_no_route() -> None:
 
 async def _no_sleep(_: float) -> None:
     return None
+
+
+async def test_an_ip_that_never_answers_leaves_the_probe_as_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ip route get`` hung (a wedged netlink, a stuck NFS /usr): the route is not known
+    within the bound and the probe goes as configured, never waits the cycle away."""
+    fake = tmp_path / "ip"
+    fake.write_text("#!/bin/sh\nexec sleep 30\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setattr(links, "IP_ROUTE_TIMEOUT_S", 0.3)
+    started = time.monotonic()
+    assert await links.ip_route("127.0.0.1", "127.0.0.1") is None
+    assert time.monotonic() - started < 2

@@ -96,15 +96,25 @@ RouteOf = Callable[[str, str | None], Awaitable[Route | None]]
 """``route_of(target_ip, source)``: the kernel's way to the target (from the source)."""
 
 
+IP_ROUTE_TIMEOUT_S = 2.0
+
+
 async def ip_route(target: str, source: str | None) -> Route | None:
-    """``ip route get`` as the kernel answers it; None when it cannot be asked."""
+    """``ip route get`` as the kernel answers it; None when it cannot be asked (or it has
+    not answered within ``IP_ROUTE_TIMEOUT_S``: the probe goes as configured)."""
     args = ["ip", "-j", "route", "get", target] + (["from", source] if source else [])
     try:
         proc = await asyncio.create_subprocess_exec(
             *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
         )
-        out, _ = await proc.communicate()
     except OSError:  # no ip (not Linux, iproute2 missing)
+        return None
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), IP_ROUTE_TIMEOUT_S)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
         return None
     if proc.returncode != 0:
         return None
