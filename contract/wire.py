@@ -156,7 +156,8 @@ class PowerReading(WireModel):
     input_line_bads_count: Count | None = None
     # Added to v1, optional: the UPS says its output is switched off (UPS-MIB
     # upsOutputSource none, APC off or sleeping, NUT OFF): what it feeds is dark,
-    # whatever its input and battery say.
+    # whatever its input and battery say. This and on_bypass are sent by every UPS
+    # profile; collectors before them refuse the report: upgrade the collectors first.
     output_off: bool | None = None
     # Added to v1, optional: the UPS feeds its load from the mains through its bypass
     # (a fault, an overload, a maintenance switch): if the mains fails now, its battery
@@ -329,7 +330,8 @@ class PathDecl(WireModel):
     # Added to v1, optional: the order in which the site's router sends its traffic over
     # its paths, 1 first (static routes, a floating route's distance): a call rides the up
     # path of the lowest number, whatever the others measure. None: the router picks the
-    # best path itself (SD-WAN), or the order is not known.
+    # best path itself (SD-WAN), or the order is not known. Collectors before it refuse a
+    # meta that gives it: upgrade the collectors first.
     priority: PathPriority | None = None
 
 
