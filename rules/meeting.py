@@ -48,6 +48,10 @@ def _need(ctx: RuleContext) -> tuple[datetime, float]:
     return since, max(0.0, (ends_at - since).total_seconds()) * margin
 
 
+def _power_unknown(ctx: RuleContext, numbers: dict[str, float | None]) -> list[Finding]:
+    return [ctx.finding("meeting", "warning", "meeting_power_unknown", numbers, impact="unknown")]
+
+
 def _power(ctx: RuleContext) -> list[Finding]:
     p, meeting = ctx.power, ctx.thresholds.meeting
     if p.mode == "down":
@@ -73,9 +77,7 @@ def _power(ctx: RuleContext) -> list[Finding]:
         "backup_until_ts": None if p.backup_s is None else since.timestamp() + p.backup_s,
     }
     if p.backup_s is None or (p.lower_bound and p.backup_s < needed_s):
-        return [
-            ctx.finding("meeting", "warning", "meeting_power_unknown", numbers, impact="unknown")
-        ]
+        return _power_unknown(ctx, numbers)
     if p.backup_s < needed_s:
         code = (
             "meeting_power_short"
@@ -83,16 +85,24 @@ def _power(ctx: RuleContext) -> list[Finding]:
             else "meeting_power_runs_out"
         )
         return [ctx.finding("meeting", "critical", code, numbers)]
+    # Enough by the batteries whose hours are known, with one whose hours are not beside
+    # them: that one may be the weakest (the site's hours are its weakest battery's,
+    # rules/backup_power.py), so what would pass on the strength of the others is not
+    # known; what is short by the known ones alone is said short (it can only be shorter).
+    partial = p.battery_s is not None and any(b.seconds is None for b in p.batteries)
     if not p.generator_present:
+        if partial:
+            return _power_unknown(ctx, numbers)
         return [ctx.finding("meeting", "warning", "meeting_power_ups_only", numbers, impact="spof")]
     if p.mode not in ("commercial", "unknown"):
-        return []  # the grid is already gone and what is left covers the meeting
+        # the grid is gone and what is left covers the meeting
+        return _power_unknown(ctx, numbers) if partial else []
     if p.battery_s is None:
         return [ctx.finding("meeting", "warning", "meeting_ups_bridge_unknown", numbers)]
     if p.battery_s < meeting.ups_bridge_min_s:
         code = "meeting_ups_bridge_short"
         return [ctx.finding("meeting", "warning", code, numbers, impact="spof")]
-    return []
+    return _power_unknown(ctx, numbers) if partial else []
 
 
 def _devices(ctx: RuleContext) -> list[Finding]:

@@ -467,6 +467,31 @@ CASES = [
         ),
         id="generator-burn-unknown-battery-short",
     ),
+    # a second UPS whose hours are not known (no runtime, no charge, no model) beside one
+    # of 1 h: the site's hours are its weakest battery's, so the meeting's power is not
+    # known on the strength of the first (the station rule says the same, backup_hours_partial)
+    pytest.param(
+        Case(
+            point(power=[*GOOD_POWER, PowerReading(device="ups2", on_battery=False)]),
+            "unknown",
+            ("meeting_power_unknown",),
+        ),
+        id="a-battery-of-unknown-hours-beside-a-known-one",
+    ),
+    pytest.param(
+        Case(
+            point(
+                power=[
+                    ups(battery_runtime_s=300),
+                    PowerReading(device="ups2", on_battery=False),
+                    genset(fuel_l=100, fuel_burn_l_per_h=5),
+                ]
+            ),
+            "degraded",
+            ("meeting_ups_bridge_short",),
+        ),
+        id="short-by-the-known-battery-is-said-short",
+    ),
     pytest.param(
         Case(point(power=[]), "unknown", ("meeting_power_unknown",)),
         id="no-power-data",
